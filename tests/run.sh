@@ -1,0 +1,43 @@
+#!/bin/sh
+# Runs every test binary (unit, fuzz-corpus replay, integration) and ends
+# with one line: "N passed, N failed, N skipped".
+# A binary that exits non-zero without reporting a FAIL counts as one failure.
+BUILD=${BUILD:-build}
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+cd "$ROOT" || exit 1
+LOGDIR="$BUILD/test-logs"
+mkdir -p "$LOGDIR"
+pass=0; fail=0; skip=0
+run_one() {
+    bin=$1; shift
+    name=$(basename "$bin")
+    log="$LOGDIR/$name.log"
+    echo "== $name"
+    "$bin" "$@" >"$log" 2>"$log.err"
+    rc=$?
+    cat "$log"
+    p=$(grep -c '^PASS ' "$log"); f=$(grep -c '^FAIL ' "$log"); s=$(grep -c '^SKIP ' "$log")
+    if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then
+        echo "FAIL $name: exited with status $rc (stderr in $log.err)"
+        tail -20 "$log.err"
+        f=1
+    elif [ "$f" -ne 0 ]; then
+        echo "-- stderr tail of $name:"; tail -20 "$log.err"
+    fi
+    pass=$((pass + p)); fail=$((fail + f)); skip=$((skip + s))
+}
+for t in "$BUILD"/tests/unit/test_*; do
+    [ -x "$t" ] && run_one "$t"
+done
+for t in "$BUILD"/tests/fuzz/*-replay; do
+    [ -x "$t" ] || continue
+    name=$(basename "$t" -replay)
+    run_one "$t" "tests/fuzz/corpus/${name#fuzz_}"
+done
+if [ "${FERRY_SKIP_INTEGRATION:-0}" != 1 ]; then
+    for t in "$BUILD"/tests/integration/test_*; do
+        [ -x "$t" ] && run_one "$t"
+    done
+fi
+echo "$pass passed, $fail failed, $skip skipped"
+[ "$fail" -eq 0 ]
