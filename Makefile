@@ -32,14 +32,17 @@ ALL_CFLAGS := -std=c11 -D_GNU_SOURCE $(WARN) $(HARDEN) $(SANFLAGS) $(CFLAGS) \
 LDLIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lm -lpthread
 ALL_LDFLAGS := -pie -Wl,-z,relro,-z,now $(SANFLAGS) $(LDFLAGS)
 
-LIB_SRC  := $(wildcard src/util/*.c src/qmp/*.c src/core/*.c)
+# Every module goes into libferry.a; each binary adds only its main.c, so
+# tests, fuzz targets and benchmarks can link any module.
+PART_MODS := $(filter-out %/main.c,$(wildcard src/agent/*.c src/coord/*.c src/cli/*.c src/sim/*.c))
+LIB_SRC  := $(wildcard src/util/*.c src/qmp/*.c src/core/*.c) $(PART_MODS)
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
 LIB      := $(BUILD)/libferry.a
 
-AGENT_SRC := $(wildcard src/agent/*.c)
-CLI_SRC   := $(wildcard src/cli/*.c)
-SIM_SRC   := $(wildcard src/sim/*.c)
-COORD_SRC := $(wildcard src/coord/*.c)
+AGENT_SRC := $(wildcard src/agent/main.c)
+CLI_SRC   := $(wildcard src/cli/main.c)
+SIM_SRC   := $(wildcard src/sim/main.c)
+COORD_SRC := $(wildcard src/coord/main.c)
 
 BINS := $(BUILD)/ferry-agent $(BUILD)/ferry
 ifneq ($(SIM_SRC),)
