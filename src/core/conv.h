@@ -1,0 +1,240 @@
+/* conv — the convergence controller of one migration.
+ *
+ * Once per tick the caller passes the newest sample, the estimator's output
+ * and the time; conv_tick() returns the actions to carry out, in order. It
+ * never does I/O and holds no pointers into caller memory.
+ *
+ * Policies (struct conv_policy.kind):
+ *   CONV_NOVA      OpenStack Nova's libvirt driver, exactly: the
+ *                  live_migration_downtime/_steps/_delay schedule and the
+ *                  completion timeout with action abort or force_complete.
+ *   CONV_SCHEDULE  oVirt-style: "after memory iteration N: action".
+ *   CONV_ADAPTIVE  Ferry's own: smallest downtime limit that finishes by a
+ *                  deadline, never above the maximum; escalation ladder in
+ *                  the operator's order; abort when exhausted or late.
+ *
+ * Consent (all policies): policy.consent_required[step] marks a step as
+ * intrusive-and-gated. Before emitting a gated step the controller emits
+ * REQUEST_CONSENT(step) once and then waits; conv_consent() grants or
+ * refuses. A refused step is skipped (adaptive: next ladder rung; nova /
+ * schedule: the action is dropped). A gated step's action is never emitted
+ * before consent was granted. Consent may be given before it is asked.
+ *
+ * Stall detection (stall.h) runs in every policy; REPORT_STALL is emitted
+ * once per stall episode.
+ */
+#ifndef FERRY_CORE_CONV_H
+#define FERRY_CORE_CONV_H
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/estimator.h"
+#include "core/sample.h"
+#include "core/stall.h"
+#include "util/ferr.h"
+
+#define CONV_ACTIONS_MAX 8    /* conv_tick needs room for this many */
+#define CONV_REASON_MAX 160   /* bytes of a reason string incl. NUL */
+#define CONV_DISKS_MAX 16     /* block-migrated disks (nova data_gb) */
+#define CONV_SCHED_MAX 32     /* entries of a schedule policy */
+
+enum conv_kind { CONV_NOVA = 0, CONV_SCHEDULE, CONV_ADAPTIVE, CONV__KIND_COUNT };
+
+/* Escalation steps; also the unit of consent. */
+enum conv_step {
+    CONV_STEP_BANDWIDTH = 0, /* raise max-bandwidth up to its cap */
+    CONV_STEP_THROTTLE,      /* auto-converge / CPU throttle */
+    CONV_STEP_POSTCOPY,      /* switch to post-copy */
+    CONV_STEP_PAUSE,         /* pause the guest to complete */
+    CONV_STEP__COUNT
+};
+
+enum conv_act_kind {
+    CONV_ACT_SET_DOWNTIME = 0, /* downtime_ms */
+    CONV_ACT_SET_BANDWIDTH,    /* bw_bps */
+    CONV_ACT_SET_THROTTLE,     /* throttle_* and auto_converge */
+    CONV_ACT_START_POSTCOPY,   /* migrate-start-postcopy */
+    CONV_ACT_PAUSE_GUEST,      /* stop the source guest; pre-copy completes */
+    CONV_ACT_ABORT,            /* migrate_cancel; reason */
+    CONV_ACT_REQUEST_CONSENT,  /* step; reason says why */
+    CONV_ACT_REPORT_STALL,     /* stall, reason */
+    CONV_ACT__COUNT
+};
+
+struct conv_action {
+    enum conv_act_kind kind;
+    uint64_t downtime_ms;          /* SET_DOWNTIME: new limit, ms */
+    uint64_t bw_bps;               /* SET_BANDWIDTH: bytes/s */
+    uint32_t throttle_initial_pct; /* SET_THROTTLE: cpu-throttle-initial */
+    uint32_t throttle_increment_pct; /* SET_THROTTLE: cpu-throttle-increment */
+    uint32_t throttle_max_pct;     /* SET_THROTTLE: max-cpu-throttle */
+    bool auto_converge;            /* SET_THROTTLE: enable the capability */
+    enum conv_step step;           /* REQUEST_CONSENT (and the step an
+                                      action belongs to, when any) */
+    enum stall_reason stall;       /* REPORT_STALL */
+    char reason[CONV_REASON_MAX];  /* ABORT, REQUEST_CONSENT, REPORT_STALL:
+                                      one sentence for people */
+};
+
+enum conv_timeout_action { CONV_TIMEOUT_ABORT = 0, CONV_TIMEOUT_FORCE_COMPLETE };
+
+/* Nova [libvirt] options, same names and units as nova.conf. */
+struct conv_nova {
+    uint32_t downtime_ms;           /* live_migration_downtime, >= 100 */
+    uint32_t downtime_steps;        /* live_migration_downtime_steps, >= 3 */
+    uint32_t downtime_delay_s;      /* live_migration_downtime_delay, s per
+                                       GiB of data, >= 10 */
+    uint32_t completion_timeout_s;  /* live_migration_completion_timeout, s
+                                       per GiB; 0 disables */
+    enum conv_timeout_action timeout_action; /* live_migration_timeout_action */
+    bool permit_post_copy;          /* live_migration_permit_post_copy */
+    uint64_t ram_mib;               /* flavor memory_mb (MiB) */
+    uint64_t disk_bytes[CONV_DISKS_MAX]; /* st_size of each block-migrated
+                                            disk file, bytes */
+    size_t n_disks;                 /* 0 with shared storage */
+};
+
+enum conv_sched_act {
+    CONV_SCHED_SET_DOWNTIME = 0, /* downtime_ms */
+    CONV_SCHED_POSTCOPY,
+    CONV_SCHED_PAUSE,
+    CONV_SCHED_ABORT
+};
+
+struct conv_sched_entry {
+    uint64_t after_iteration; /* fires once dirty_sync_count > this; 0 fires
+                                 at the first tick ("init") */
+    enum conv_sched_act act;
+    uint64_t downtime_ms;     /* SET_DOWNTIME only, ms */
+};
+
+struct conv_schedule {
+    struct conv_sched_entry e[CONV_SCHED_MAX]; /* sorted by after_iteration */
+    size_t n;
+};
+
+struct conv_adaptive {
+    uint64_t deadline_ms;        /* finish by this, ms since migration start */
+    uint64_t downtime_start_ms;  /* first limit set, ms (e.g. 100) */
+    uint64_t downtime_max_ms;    /* operator's maximum, ms; never exceeded */
+    uint64_t bw_cap_bps;         /* BANDWIDTH step raises max-bandwidth to
+                                    this, bytes/s */
+    uint32_t throttle_initial_pct;   /* THROTTLE step parameters */
+    uint32_t throttle_increment_pct;
+    uint32_t throttle_max_pct;       /* 1..99 */
+    bool postcopy_available;     /* postcopy-ram negotiated on both sides;
+                                    false → POSTCOPY rung skipped */
+    enum conv_step ladder[CONV_STEP__COUNT]; /* operator's order */
+    size_t n_ladder;             /* rungs used, 0..CONV_STEP__COUNT */
+    uint64_t settle_ms;          /* after a rung acts, wait at least this
+                                    (ms) before the next one; 0 → 10000 */
+    uint32_t settle_periods;     /* ...and this many sync periods; 0 → 2 */
+};
+
+struct conv_policy {
+    enum conv_kind kind;
+    bool consent_required[CONV_STEP__COUNT]; /* gated (intrusive) steps */
+    struct stall_params stall;   /* zero → defaults */
+    struct conv_nova nova;       /* CONV_NOVA */
+    struct conv_schedule schedule; /* CONV_SCHEDULE */
+    struct conv_adaptive adaptive; /* CONV_ADAPTIVE */
+};
+
+/* One Nova downtime step: at t_s (s since migration start, exclusive: Nova
+ * acts once elapsed > t_s) set downtime_ms. */
+struct conv_nova_step {
+    uint64_t t_s;
+    uint64_t downtime_ms;
+};
+
+enum conv_consent_state {
+    CONV_CONSENT_NONE = 0,  /* not asked, no answer */
+    CONV_CONSENT_PENDING,   /* asked, waiting */
+    CONV_CONSENT_GRANTED,
+    CONV_CONSENT_REFUSED
+};
+
+enum conv_rung_state {
+    CONV_RUNG_TODO = 0, CONV_RUNG_WAITING, CONV_RUNG_ACTIVE, CONV_RUNG_SKIPPED
+};
+
+/* Controller state; treat as opaque except through the functions below. */
+struct conv {
+    struct conv_policy pol;
+    struct stall stall;
+    bool done;                       /* aborted or terminal: no more actions */
+    bool stall_reported;
+    enum conv_consent_state consent[CONV_STEP__COUNT];
+    /* nova */
+    struct conv_nova_step nsteps[CONV_SCHED_MAX];
+    size_t n_nsteps;
+    uint64_t nova_timeout_s;         /* 0: disabled */
+    uint64_t cur_downtime_ms;        /* last limit we set (0 none) */
+    bool timeout_fired;
+    enum conv_act_kind pending_act;  /* nova/schedule: gated action waiting */
+    bool have_pending;
+    /* schedule */
+    size_t sched_next;
+    /* adaptive */
+    size_t rung;                     /* index into ladder */
+    enum conv_rung_state rung_state[CONV_STEP__COUNT];
+    uint64_t rung_t_ms;              /* when the current rung acted */
+    uint64_t rung_sync;              /* dirty_sync_count then */
+    bool paused, postcopy;
+    uint64_t last_t_ms;
+};
+
+/* Validates policy and initialises c with a copy of it. Returns 0, or
+ * FERR_INVAL (with err naming the field, when err is non-NULL) for a policy
+ * Nova's oslo.config would reject (downtime < 100, steps < 3, delay < 10),
+ * an unsorted or oversized schedule, an adaptive policy with
+ * downtime_start_ms > downtime_max_ms, deadline 0, a repeated ladder step,
+ * or throttle_max_pct outside 1..99. On error c is left zeroed. */
+int conv_init(struct conv *c, const struct conv_policy *policy, struct ferr *err)
+    __attribute__((warn_unused_result));
+
+/* Decides this tick. s is the newest sample (borrowed; required), est the
+ * estimate after it (borrowed; may be NULL: adaptive then only keeps its
+ * limits and the deadline), now_ms the time on the same clock as s->t_ms
+ * (ms since migration start). Writes up to max actions to out and their
+ * count to *n_out. Returns 0; FERR_INVAL when max < CONV_ACTIONS_MAX or an
+ * argument is NULL or now_ms goes backwards (c unchanged, *n_out = 0). */
+int conv_tick(struct conv *c, const struct mig_sample *s, const struct est_out *est,
+              uint64_t now_ms, struct conv_action *out, size_t max, size_t *n_out)
+    __attribute__((warn_unused_result));
+
+/* Records the answer for step. Returns 0; FERR_INVAL for an out-of-range
+ * step; FERR_STATE when the step already has an answer. A grant takes
+ * effect at the next conv_tick (which then emits the step's action). */
+int conv_consent(struct conv *c, enum conv_step step, bool granted)
+    __attribute__((warn_unused_result));
+
+/* Fills steps[0..*n) with Nova's downtime schedule for policy->nova (the
+ * generator downtime_steps(data_gb)) and *timeout_s with its completion
+ * timeout (0: disabled). Returns 0, FERR_INVAL like conv_init, or
+ * FERR_TOOBIG when max is too small. */
+int conv_nova_plan(const struct conv_nova *nova, struct conv_nova_step *steps,
+                   size_t max, size_t *n, uint64_t *timeout_s)
+    __attribute__((warn_unused_result));
+
+/* Nova's data_gb for nova (float GiB: max(RAM, 2) + each disk max(size, 2)). */
+double conv_nova_data_gb(const struct conv_nova *nova);
+
+/* Fills sched[0..*n) with the future downtime schedule this controller will
+ * apply (t_ms since migration start), for est_set_schedule(). Nova: its
+ * steps not yet applied; others: none. Returns 0 or FERR_TOOBIG. */
+int conv_future_downtime(const struct conv *c, struct est_sched_step *sched,
+                         size_t max, size_t *n) __attribute__((warn_unused_result));
+
+/* Stable names for logs and events. */
+const char *conv_act_name(enum conv_act_kind k);
+const char *conv_step_name(enum conv_step s);
+const char *conv_kind_name(enum conv_kind k);
+
+/* Fills p with the defaults of kind (Nova: 500 ms, 10 steps, 75 s/GiB,
+ * 800 s/GiB, abort; adaptive: 100..2000 ms, ladder bandwidth → throttle →
+ * post-copy → pause with throttle, post-copy and pause gated). */
+void conv_policy_default(struct conv_policy *p, enum conv_kind kind);
+
+#endif

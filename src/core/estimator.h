@@ -1,0 +1,142 @@
+/* estimator — progress, ETA and convergence feasibility of one migration.
+ *
+ * Pure and deterministic: the caller feeds samples (sample.h) in time order
+ * and reads the estimate. No clock, no I/O, no allocation; struct est is
+ * plain data that the caller owns (embed it or allocate it).
+ *
+ * Model (docs/CONTROLLER.md has the derivation). With bandwidth R (bytes/s)
+ * and dirty rate D (bytes/s), each pre-copy pass re-sends what the guest
+ * dirtied during the previous one: V_i = M * (D/R)^i. QEMU switches over when
+ * what remains at a bitmap sync is <= R * downtime_limit. R and D are
+ * smoothed by an EWMA over dirty-sync periods (one value per period, not per
+ * 250 ms sample), because remaining is a sawtooth within a period. The
+ * controller may announce a future downtime schedule (est_set_schedule) so
+ * the prediction accounts for limits that will rise later.
+ */
+#ifndef FERRY_CORE_ESTIMATOR_H
+#define FERRY_CORE_ESTIMATOR_H
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/sample.h"
+
+#define EST_SCHED_MAX 64       /* entries in a future downtime schedule */
+#define EST_ETA_INFINITE UINT64_MAX /* eta_*_ms value: never finishes */
+
+struct est_params {
+    double ewma_alpha;          /* weight of the newest sync period, (0,1];
+                                   0 selects the default 0.5 */
+    double spread_min;          /* minimum relative uncertainty of R and D
+                                   for the ETA interval; 0 → 0.10 */
+    uint64_t max_downtime_ms;   /* operator's ceiling used for the verdict
+                                   (needs-X vs cannot); 0 → 2000 ms */
+    uint64_t default_downtime_ms; /* limit assumed when samples carry 0;
+                                     0 → 300 ms (QEMU's default) */
+};
+
+/* One entry of a future downtime schedule: from t_ms (ms since migration
+ * start) on, the limit will be downtime_ms. */
+struct est_sched_step {
+    uint64_t t_ms;        /* ms since migration start */
+    uint64_t downtime_ms; /* ms */
+};
+
+enum est_verdict {
+    EST_VERDICT_UNKNOWN = 0,   /* not enough data yet (no rate measured) */
+    EST_VERDICT_CONVERGING,    /* finishes with the current/scheduled limits */
+    EST_VERDICT_NEEDS_DOWNTIME,/* finishes only if the limit is raised to
+                                  needs_downtime_ms (<= max_downtime_ms) */
+    EST_VERDICT_CANNOT,        /* dirty rate >= bandwidth and even
+                                  max_downtime_ms is not enough */
+    EST_VERDICT_DONE,          /* pre-copy over: switchover, post-copy or
+                                  completed */
+    EST_VERDICT__COUNT
+};
+
+/* What est_get() reports. Also the input of est_predict(), so the controller
+ * can ask "what if" questions without the struct est itself. */
+struct est_out {
+    double progress_pct;        /* 0..100 of RAM+disk work; never decreases;
+                                   100 only once phase is completed */
+    int eta_known;              /* 1 when eta_ms is meaningful */
+    uint64_t eta_ms;            /* ms from the last sample to completion;
+                                   EST_ETA_INFINITE when not converging */
+    uint64_t eta_low_ms;        /* optimistic end of the interval, ms */
+    uint64_t eta_high_ms;       /* pessimistic end, ms (may be infinite) */
+    uint64_t predicted_downtime_ms; /* expected guest pause at switchover */
+    enum est_verdict verdict;
+    uint64_t needs_downtime_ms; /* for NEEDS_DOWNTIME/CANNOT: limit at which
+                                   pre-copy would switch over now, ms */
+    /* the numbers behind the verdict */
+    double bw_bps;              /* smoothed bandwidth R, bytes/s */
+    double dirty_bps;           /* smoothed dirty rate D, bytes/s */
+    double ratio;               /* D / R (0 when R unknown) */
+    double spread;              /* relative uncertainty used for interval */
+    uint64_t level_bytes;       /* smoothed remaining right after a sync */
+    uint64_t ram_remaining;     /* bytes, from the last sample */
+    uint64_t ram_total;         /* bytes, from the last sample */
+    uint64_t since_sync_ms;     /* ms since the last dirty-sync increment */
+    uint64_t disk_left;         /* bytes of disk still to mirror */
+    double disk_bps;            /* smoothed mirror rate, bytes/s */
+    uint64_t downtime_ms;       /* limit in force at the last sample, ms */
+    uint64_t periods;           /* completed dirty-sync periods observed */
+    uint64_t t_ms;              /* t_ms of the last sample */
+    enum mig_phase phase;       /* phase of the last sample */
+};
+
+/* Estimator state. Treat as opaque: read it only through est_get(). */
+struct est {
+    struct est_params p;
+    struct est_sched_step sched[EST_SCHED_MAX];
+    size_t n_sched;
+    int have_sample;
+    struct mig_sample last;
+    uint64_t cur_sync;          /* dirty_sync_count of the open period */
+    uint64_t period_t0_ms;      /* start of the open period */
+    uint64_t period_tx0;        /* ram_transferred at its start, bytes */
+    uint64_t period_min;        /* minimum remaining seen in it, bytes */
+    int have_period;            /* a period start has been seen */
+    double bw, dirty, level;    /* EWMAs, bytes/s, bytes/s, bytes */
+    double bw_dev, dirty_dev;   /* EWMA of absolute deviation */
+    int have_bw, have_dirty, have_level;
+    double disk_bps;
+    uint64_t disk_t0_ms, disk_done0;
+    int have_disk;
+    struct est_out out;
+};
+
+/* Initialises e with params (NULL selects all defaults; zero fields select
+ * that field's default). Never fails. */
+void est_init(struct est *e, const struct est_params *params);
+
+/* Replaces the future downtime schedule with a copy of steps[0..n). Steps
+ * must be sorted by t_ms (non-decreasing). Returns 0, or FERR_TOOBIG when
+ * n > EST_SCHED_MAX, FERR_INVAL when unsorted; on error the previous schedule
+ * is kept. n == 0 clears it. The new schedule is used from the next
+ * est_update(). */
+int est_set_schedule(struct est *e, const struct est_sched_step *steps, size_t n)
+    __attribute__((warn_unused_result));
+
+/* Feeds one sample (borrowed; copied as needed). Returns 0, or FERR_INVAL
+ * when s->t_ms is earlier than the previous sample's or s->phase is out of
+ * range; on error e is unchanged. */
+int est_update(struct est *e, const struct mig_sample *s)
+    __attribute__((warn_unused_result));
+
+/* Copies the current estimate into *out. Before any sample, out has
+ * progress 0, verdict UNKNOWN and eta_known 0. */
+void est_get(const struct est *e, struct est_out *out);
+
+/* Pure what-if: predicts, from the model numbers in o (as returned by
+ * est_get), the time to completion (ms from o->t_ms) and the guest pause
+ * (ms) if the downtime limit were downtime_ms from now on. Returns 0, or
+ * FERR_STATE when o has no bandwidth measured yet. When pre-copy would never
+ * switch over, *eta_ms is EST_ETA_INFINITE. Either out-pointer may be NULL. */
+int est_predict(const struct est_out *o, uint64_t downtime_ms, uint64_t *eta_ms,
+                uint64_t *pause_ms) __attribute__((warn_unused_result));
+
+/* Returns the stable name of v ("converging", "needs_downtime", "cannot",
+ * "done", "unknown"). */
+const char *est_verdict_name(enum est_verdict v);
+
+#endif
