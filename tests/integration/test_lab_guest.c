@@ -1,0 +1,298 @@
+/* Integration: the lab guest (lab/build.sh output) boots under plain QEMU,
+ * its memload workload reports READY on the serial console, verifies its
+ * whole working set intact, detects a one-byte corruption, and verifies
+ * intact while dirtying flat out. Proves the integrity checker that later
+ * migration tests rely on can both pass and fail.
+ *
+ * Guest files: $BUILD/lab/{vmlinuz,initrd.img} (BUILD defaults to build).
+ * A missing image is a failure: `make check` always builds it. */
+#include <errno.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+#include <fcntl.h>
+
+#include "../lib/guestcon.h"
+#include "../lib/test.h"
+#include "util/xalloc.h"
+
+#define BOOT_TIMEOUT_MS 180000 /* TCG boot + 64 MiB fill; ~4 s measured */
+#define CMD_TIMEOUT_MS 60000   /* one command's answer, verify included */
+#define WS_MIB 64
+
+struct guest {
+    pid_t pid;       /* QEMU, 0 when not running */
+    char dir[64];    /* private temp dir holding the sockets and the log */
+    char *ser_path;  /* serial console socket */
+    struct guestcon con;
+};
+
+static char lab_dir[512];
+
+static int file_exists(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0;
+}
+
+/* Returns the integer after "\"key\":" in json, or def when absent. */
+static long long json_int(const char *json, const char *key, long long def)
+{
+    char pat[64];
+    snprintf(pat, sizeof(pat), "\"%s\":", key);
+    const char *p = strstr(json, pat);
+    if (!p)
+        return def;
+    char *end;
+    long long v = strtoll(p + strlen(pat), &end, 10);
+    return end == p + strlen(pat) ? def : v;
+}
+
+/* Returns 1/0 for "\"key\":true/false" in json, -1 when absent. */
+static int json_bool(const char *json, const char *key)
+{
+    char pat[64];
+    snprintf(pat, sizeof(pat), "\"%s\":", key);
+    const char *p = strstr(json, pat);
+    if (!p)
+        return -1;
+    p += strlen(pat);
+    if (strncmp(p, "true", 4) == 0)
+        return 1;
+    if (strncmp(p, "false", 5) == 0)
+        return 0;
+    return -1;
+}
+
+static void guest_stop(struct guest *g)
+{
+    guestcon_close(&g->con);
+    if (g->pid > 0) {
+        kill(g->pid, SIGKILL);
+        waitpid(g->pid, NULL, 0);
+        g->pid = 0;
+    }
+    if (g->ser_path) {
+        unlink(g->ser_path);
+        free(g->ser_path);
+        g->ser_path = NULL;
+    }
+    if (g->dir[0]) {
+        char *p = xasprintf("%s/qmp.sock", g->dir);
+        unlink(p);
+        free(p);
+        p = xasprintf("%s/qemu.log", g->dir);
+        unlink(p);
+        free(p);
+        rmdir(g->dir);
+        g->dir[0] = '\0';
+    }
+}
+
+/* Boots the lab guest with the documented command line and QEMU flags and
+ * waits for FERRY-READY; *ready_out gets its JSON (caller frees). Returns 0
+ * or a negative code; on failure g is stopped. */
+static int guest_start(struct guest *g, const char *rate, char **ready_out)
+{
+    *ready_out = NULL;
+    memset(g, 0, sizeof(*g));
+    g->con.fd = -1;
+    char *k = xasprintf("%s/vmlinuz", lab_dir), *i = xasprintf("%s/initrd.img", lab_dir);
+    int have = file_exists(k) && file_exists(i);
+    free(k);
+    free(i);
+    if (!have)
+        return -ENOENT;
+    snprintf(g->dir, sizeof(g->dir), "/tmp/ferry-lab-XXXXXX");
+    if (!mkdtemp(g->dir)) {
+        g->dir[0] = '\0';
+        return -errno;
+    }
+    g->ser_path = xasprintf("%s/ser.sock", g->dir);
+    char *kernel = xasprintf("%s/vmlinuz", lab_dir);
+    char *initrd = xasprintf("%s/initrd.img", lab_dir);
+    char *append = xasprintf("console=ttyS0 quiet panic=-1 ferry.workload=memload "
+                             "ferry.ws_mib=%d ferry.rate=%s",
+                             WS_MIB, rate);
+    char *serial = xasprintf("socket,id=ser0,path=%s,server=on,wait=off", g->ser_path);
+    char *qmp = xasprintf("unix:%s/qmp.sock,server=on,wait=off", g->dir);
+    char *log = xasprintf("%s/qemu.log", g->dir);
+    char *argv[] = {"qemu-system-x86_64", "-accel", "tcg", "-machine", "pc", "-m", "256",
+                    "-smp", "1", "-nodefaults", "-display", "none", "-kernel", kernel,
+                    "-initrd", initrd, "-append", append, "-chardev", serial, "-serial",
+                    "chardev:ser0", "-qmp", qmp, NULL};
+    pid_t parent = getpid();
+    pid_t pid = fork();
+    if (pid == 0) {
+        /* Never outlive the test, even if it crashes. */
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() != parent)
+            _exit(127);
+        int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        if (fd >= 0) {
+            dup2(fd, 1);
+            dup2(fd, 2);
+            close(fd);
+        }
+        execvp(argv[0], argv);
+        _exit(127);
+    }
+    int rc = pid < 0 ? -errno : 0;
+    free(kernel);
+    free(initrd);
+    free(append);
+    free(serial);
+    free(qmp);
+    free(log);
+    if (rc < 0) {
+        guest_stop(g);
+        return rc;
+    }
+    g->pid = pid;
+    rc = guestcon_open(&g->con, g->ser_path, 10000);
+    if (rc == 0) {
+        g->con.log = stderr;
+        rc = guestcon_expect(&g->con, "FERRY-READY ", BOOT_TIMEOUT_MS, ready_out);
+    }
+    if (rc < 0) {
+        fprintf(stderr, "guest_start: rc %d; qemu output follows\n", rc);
+        char *lp = xasprintf("%s/qemu.log", g->dir);
+        FILE *f = fopen(lp, "r");
+        char line[512];
+        while (f && fgets(line, sizeof(line), f))
+            fputs(line, stderr);
+        if (f)
+            fclose(f);
+        free(lp);
+        guest_stop(g);
+    }
+    return rc;
+}
+
+static void t_image_built(void)
+{
+    char *k = xasprintf("%s/vmlinuz", lab_dir);
+    char *i = xasprintf("%s/initrd.img", lab_dir);
+    CHECK(file_exists(k), "%s missing: run `make lab`", k);
+    CHECK(file_exists(i), "%s missing: run `make lab`", i);
+    free(k);
+    free(i);
+}
+
+/* Boots at 1000 pages/s; verify passes with every page counted; pause
+ * really stops dirtying; a flipped byte makes verify fail on that page. */
+static void t_memload_verify_and_corrupt(void)
+{
+    struct guest g;
+    char *ready = NULL, *res = NULL;
+    int rc = guest_start(&g, "1000", &ready);
+    REQUIRE(rc == 0, "guest did not become ready: %d", rc);
+    CHECK(json_int(ready, "ws_mib", -1) == WS_MIB, "READY: %s", ready);
+
+    rc = guestcon_command(&g.con, "verify", "FERRY-RESULT ", CMD_TIMEOUT_MS, &res);
+    CHECK(rc == 0, "no verify result: %d", rc);
+    if (res) {
+        CHECK(json_bool(res, "ok") == 1, "verify: %s", res);
+        CHECK(json_int(res, "pages", -1) == WS_MIB * 256, "verify: %s", res);
+        CHECK(json_int(res, "bad_pages", -1) == 0, "verify: %s", res);
+        CHECK(json_int(res, "first_bad", 0) == -1, "verify: %s", res);
+        free(res);
+        res = NULL;
+    }
+
+    /* Pause: pages_dirtied_total stays put over 300 ms. */
+    rc = guestcon_command(&g.con, "pause", "FERRY-ACK ", CMD_TIMEOUT_MS, &res);
+    CHECK(rc == 0, "no pause ack: %d", rc);
+    free(res);
+    long long d1 = -1, d2 = -2;
+    rc = guestcon_command(&g.con, "status", "FERRY-STATUS ", CMD_TIMEOUT_MS, &res);
+    if (rc == 0)
+        d1 = json_int(res, "pages_dirtied_total", -1);
+    free(res);
+    struct timespec ts = {0, 300 * 1000 * 1000};
+    nanosleep(&ts, NULL);
+    rc = guestcon_command(&g.con, "status", "FERRY-STATUS ", CMD_TIMEOUT_MS, &res);
+    if (rc == 0)
+        d2 = json_int(res, "pages_dirtied_total", -1);
+    free(res);
+    CHECK(d1 > 0 && d1 == d2, "paused guest kept dirtying: %lld -> %lld", d1, d2);
+    rc = guestcon_command(&g.con, "resume", "FERRY-ACK ", CMD_TIMEOUT_MS, &res);
+    CHECK(rc == 0, "no resume ack: %d", rc);
+    free(res);
+
+    rc = guestcon_command(&g.con, "corrupt", "FERRY-CORRUPTED page=", CMD_TIMEOUT_MS, &res);
+    CHECK(rc == 0, "no corrupt ack: %d", rc);
+    long long page = -1;
+    if (res) {
+        page = strtoll(res, NULL, 10);
+        free(res);
+        res = NULL;
+    }
+    rc = guestcon_command(&g.con, "verify", "FERRY-RESULT ", CMD_TIMEOUT_MS, &res);
+    CHECK(rc == 0, "no verify result after corrupt: %d", rc);
+    if (res) {
+        CHECK(json_bool(res, "ok") == 0, "corruption not detected: %s", res);
+        CHECK(json_int(res, "bad_pages", -1) == 1, "verify: %s", res);
+        CHECK(json_int(res, "first_bad", -2) == page, "corrupted page %lld, verify: %s", page,
+              res);
+        free(res);
+    }
+    free(ready);
+    guest_stop(&g);
+}
+
+/* Flat out: the workload really moves (pass or cursor advances) and still
+ * verifies intact. */
+static void t_memload_rate_max(void)
+{
+    struct guest g;
+    char *ready = NULL, *res = NULL;
+    int rc = guest_start(&g, "max", &ready);
+    REQUIRE(rc == 0, "guest did not become ready: %d", rc);
+    CHECK(strstr(ready, "\"rate\":\"max\"") != NULL, "READY: %s", ready);
+
+    long long t1 = -1, t2 = -1;
+    rc = guestcon_command(&g.con, "status", "FERRY-STATUS ", CMD_TIMEOUT_MS, &res);
+    if (rc == 0)
+        t1 = json_int(res, "pages_dirtied_total", -1);
+    free(res);
+    struct timespec ts = {0, 500 * 1000 * 1000};
+    nanosleep(&ts, NULL);
+    rc = guestcon_command(&g.con, "status", "FERRY-STATUS ", CMD_TIMEOUT_MS, &res);
+    if (rc == 0)
+        t2 = json_int(res, "pages_dirtied_total", -1);
+    free(res);
+    CHECK(t1 > 0 && t2 > t1, "not dirtying: %lld -> %lld", t1, t2);
+
+    for (int k = 0; k < 2; k++) {
+        rc = guestcon_command(&g.con, "verify", "FERRY-RESULT ", CMD_TIMEOUT_MS, &res);
+        CHECK(rc == 0, "no verify result: %d", rc);
+        if (res) {
+            CHECK(json_bool(res, "ok") == 1, "verify %d: %s", k, res);
+            CHECK(json_int(res, "pages", -1) == WS_MIB * 256, "verify: %s", res);
+            free(res);
+            res = NULL;
+        }
+    }
+    free(ready);
+    guest_stop(&g);
+}
+
+int main(void)
+{
+    const char *build = getenv("BUILD");
+    snprintf(lab_dir, sizeof(lab_dir), "%s/lab", build && *build ? build : "build");
+    signal(SIGPIPE, SIG_IGN);
+    test_run("lab: guest image is built", t_image_built);
+    test_run("lab: memload verifies intact, pause holds, corruption detected",
+             t_memload_verify_and_corrupt);
+    test_run("lab: memload at rate max verifies intact", t_memload_rate_max);
+    return test_done();
+}
