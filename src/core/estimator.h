@@ -32,6 +32,9 @@ struct est_params {
                                    (needs-X vs cannot); 0 → 2000 ms */
     uint64_t default_downtime_ms; /* limit assumed when samples carry 0;
                                      0 → 300 ms (QEMU's default) */
+    double prior_ratio;         /* D/R assumed until a sync period has
+                                   measured D (QEMU reports no dirty rate
+                                   during pass 1); 0 → 0.5 */
 };
 
 /* One entry of a future downtime schedule: from t_ms (ms since migration
@@ -82,6 +85,7 @@ struct est_out {
     uint64_t periods;           /* completed dirty-sync periods observed */
     uint64_t t_ms;              /* t_ms of the last sample */
     enum mig_phase phase;       /* phase of the last sample */
+    int dirty_measured;         /* 0 while dirty_bps is the prior */
 };
 
 /* Estimator state. Treat as opaque: read it only through est_get(). */
@@ -102,6 +106,7 @@ struct est {
     double disk_bps;
     uint64_t disk_t0_ms, disk_done0;
     int have_disk;
+    uint64_t t_first_ms, tx_first; /* first sample: for the pass-1 rate */
     struct est_out out;
 };
 

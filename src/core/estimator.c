@@ -1,0 +1,451 @@
+/* estimator — pre-copy model, EWMA over dirty-sync periods, monotone
+ * progress. See docs/CONTROLLER.md for the formulas. */
+#include "core/estimator.h"
+
+#include <math.h>
+#include <string.h>
+
+#include "util/ferr.h"
+
+#define PRED_ITER_MAX 200000 /* pre-copy passes simulated at most */
+
+/* The model inputs of one prediction. */
+struct model {
+    double r;          /* bandwidth, bytes/s */
+    double d;          /* dirty rate, bytes/s */
+    double v;          /* remaining now, bytes */
+    double since_s;    /* s since the last sync */
+    double total;      /* cap on the dirty set, bytes */
+    double disk_left;  /* bytes */
+    double disk_bps;   /* bytes/s */
+    uint64_t t0_ms;    /* now, ms since migration start */
+    uint64_t base_dt_ms; /* limit in force now */
+};
+
+struct pred {
+    int finite;
+    double t_s;        /* time to completion */
+    double pause_s;    /* guest pause at switchover */
+    double sent;       /* bytes still to send (incl. disk) */
+};
+
+/* Limit in force at absolute time t_ms: the last schedule entry at or
+ * before t_ms, else the base limit. */
+static uint64_t limit_at(const struct est_sched_step *sched, size_t n, uint64_t base,
+                         uint64_t t_ms)
+{
+    uint64_t v = base;
+    for (size_t i = 0; i < n && sched[i].t_ms <= t_ms; i++)
+        v = sched[i].downtime_ms;
+    return v;
+}
+
+/* First schedule change strictly after t_ms, or UINT64_MAX. */
+static uint64_t next_change(const struct est_sched_step *sched, size_t n, uint64_t t_ms)
+{
+    for (size_t i = 0; i < n; i++)
+        if (sched[i].t_ms > t_ms)
+            return sched[i].t_ms;
+    return UINT64_MAX;
+}
+
+static uint64_t to_ms(double s)
+{
+    if (!(s >= 0))
+        return 0;
+    if (s * 1000.0 >= 1.8e19)
+        return EST_ETA_INFINITE - 1;
+    return (uint64_t)llround(s * 1000.0);
+}
+
+/* Simulates QEMU 7.2 pre-copy: a pass sends until what is dirty drops below
+ * the threshold R*limit, then the bitmap syncs (adding what was dirtied
+ * since the last sync); switchover when the synced amount is below the
+ * threshold. Passes that make no progress jump to the next schedule change,
+ * or end the prediction as infinite. */
+static struct pred predict(const struct model *m, const struct est_sched_step *sched,
+                           size_t n_sched)
+{
+    struct pred p = {0, 0, 0, 0};
+    if (!(m->r > 0))
+        return p;
+    double t = 0, sent = 0;
+    if (m->disk_left > 0) {
+        double dbps = m->disk_bps > 0 ? m->disk_bps : m->r;
+        t += m->disk_left / dbps;
+        sent += m->disk_left;
+    }
+    double v = m->v, since = m->since_s;
+    double prev_exact = -1;
+    for (int it = 0; it < PRED_ITER_MAX; it++) {
+        uint64_t abs_ms = m->t0_ms + to_ms(t);
+        double thr = m->r * (double)limit_at(sched, n_sched, m->base_dt_ms, abs_ms) / 1000.0;
+        if (v <= thr) {
+            double exact = v + m->d * since;
+            if (m->total > 0 && exact > m->total)
+                exact = m->total;
+            if (exact <= thr) {
+                p.finite = 1;
+                p.pause_s = exact / m->r;
+                p.t_s = t + p.pause_s;
+                p.sent = sent + exact;
+                return p;
+            }
+            if (prev_exact >= 0 && exact >= prev_exact * (1.0 - 1e-9)) {
+                /* no progress: only a higher limit can help */
+                uint64_t nc = next_change(sched, n_sched, abs_ms);
+                if (nc == UINT64_MAX)
+                    return p;
+                double wait = (double)(nc - m->t0_ms) / 1000.0 - t;
+                if (wait < 0.001)
+                    wait = 0.001;
+                t += wait;
+                sent += wait * m->r;
+                v = exact;
+                since = 0;
+                prev_exact = -1;
+                continue;
+            }
+            prev_exact = exact;
+            v = exact;
+            since = 0;
+        }
+        double ts = (v - thr) / m->r;
+        t += ts;
+        since += ts;
+        sent += v - thr;
+        v = thr;
+    }
+    return p;
+}
+
+static void ewma(double *s, double *dev, int *have, double x, double a)
+{
+    if (!*have) {
+        *s = x;
+        *dev = 0;
+        *have = 1;
+        return;
+    }
+    double err = fabs(x - *s);
+    *dev = a * err + (1 - a) * *dev;
+    *s = a * x + (1 - a) * *s;
+}
+
+void est_init(struct est *e, const struct est_params *params)
+{
+    memset(e, 0, sizeof(*e));
+    if (params)
+        e->p = *params;
+    if (!(e->p.ewma_alpha > 0 && e->p.ewma_alpha <= 1))
+        e->p.ewma_alpha = 0.5;
+    if (!(e->p.spread_min > 0))
+        e->p.spread_min = 0.10;
+    if (!e->p.max_downtime_ms)
+        e->p.max_downtime_ms = 2000;
+    if (!e->p.default_downtime_ms)
+        e->p.default_downtime_ms = 300;
+    if (!(e->p.prior_ratio > 0 && e->p.prior_ratio < 1))
+        e->p.prior_ratio = 0.5;
+    e->out.eta_ms = EST_ETA_INFINITE;
+    e->out.eta_low_ms = EST_ETA_INFINITE;
+    e->out.eta_high_ms = EST_ETA_INFINITE;
+}
+
+int est_set_schedule(struct est *e, const struct est_sched_step *steps, size_t n)
+{
+    if (n > EST_SCHED_MAX)
+        return FERR_TOOBIG;
+    if (n && !steps)
+        return FERR_INVAL;
+    for (size_t i = 1; i < n; i++)
+        if (steps[i].t_ms < steps[i - 1].t_ms)
+            return FERR_INVAL;
+    if (n)
+        memcpy(e->sched, steps, n * sizeof(*steps));
+    e->n_sched = n;
+    return 0;
+}
+
+/* Fills the model from the estimator state and the last sample. Returns 0
+ * when the bandwidth is unknown. */
+static int build_model(const struct est *e, struct model *m, double r_mul, double d_mul,
+                       int prior_hi)
+{
+    const struct mig_sample *s = &e->last;
+    const struct est_out *o = &e->out;
+    memset(m, 0, sizeof(*m));
+    m->r = o->bw_bps * r_mul;
+    if (o->dirty_measured)
+        m->d = o->dirty_bps * d_mul;
+    else if (prior_hi)
+        m->d = m->r * fmin(0.9, 2 * e->p.prior_ratio) ;
+    else
+        m->d = o->dirty_bps * d_mul;
+    m->v = (double)o->ram_remaining;
+    m->since_s = (double)o->since_sync_ms / 1000.0;
+    m->total = (double)o->ram_total;
+    m->disk_left = (double)o->disk_left;
+    m->disk_bps = o->disk_bps * r_mul;
+    m->t0_ms = s->t_ms;
+    m->base_dt_ms = o->downtime_ms;
+    return m->r > 0;
+}
+
+static void recompute(struct est *e)
+{
+    struct est_out *o = &e->out;
+    const struct mig_sample *s = &e->last;
+    double done = (double)s->ram_transferred + (double)s->disk_done;
+    double raw = -1; /* progress fraction to offer, <0: hold */
+
+    o->eta_known = 0;
+    o->eta_ms = o->eta_low_ms = o->eta_high_ms = EST_ETA_INFINITE;
+    o->needs_downtime_ms = 0;
+    o->predicted_downtime_ms = 0;
+
+    switch (s->phase) {
+    case MIG_PHASE_COMPLETED:
+        o->progress_pct = 100.0;
+        o->eta_known = 1;
+        o->eta_ms = o->eta_low_ms = o->eta_high_ms = 0;
+        o->verdict = EST_VERDICT_DONE;
+        return;
+    case MIG_PHASE_FAILED:
+    case MIG_PHASE_CANCELLED:
+        o->verdict = EST_VERDICT_DONE;
+        o->eta_ms = o->eta_low_ms = o->eta_high_ms = 0;
+        return;
+    case MIG_PHASE_PRE_SWITCHOVER:
+    case MIG_PHASE_DEVICE:
+    case MIG_PHASE_POSTCOPY: {
+        o->verdict = EST_VERDICT_DONE;
+        double left = (double)s->ram_remaining + (double)o->disk_left;
+        if (o->bw_bps > 0) {
+            o->eta_known = 1;
+            o->eta_ms = to_ms(left / o->bw_bps);
+            o->eta_low_ms = to_ms(left / (o->bw_bps * (1 + o->spread)));
+            o->eta_high_ms = to_ms(left / (o->bw_bps * (1 - o->spread)));
+            if (s->phase != MIG_PHASE_POSTCOPY)
+                o->predicted_downtime_ms = o->eta_ms;
+        }
+        if (done + left > 0)
+            raw = done / (done + left);
+        break;
+    }
+    case MIG_PHASE_SETUP:
+    case MIG_PHASE_ACTIVE:
+    default: {
+        struct model m;
+        if (!build_model(e, &m, 1, 1, 0)) {
+            o->verdict = EST_VERDICT_UNKNOWN;
+            break;
+        }
+        struct pred pm = predict(&m, e->sched, e->n_sched);
+        double u = o->spread;
+        struct model lo, hi;
+        build_model(e, &lo, 1 + u, 1 - u, 0);
+        build_model(e, &hi, 1 - u, 1 + u, 1);
+        if (!o->dirty_measured)
+            lo.d = 0;
+        struct pred pl = predict(&lo, e->sched, e->n_sched);
+        struct pred ph = predict(&hi, e->sched, e->n_sched);
+        if (pm.finite) {
+            o->eta_known = 1;
+            o->eta_ms = to_ms(pm.t_s);
+            o->predicted_downtime_ms = to_ms(pm.pause_s);
+            o->eta_low_ms = pl.finite ? to_ms(pl.t_s) : o->eta_ms;
+            o->eta_high_ms = ph.finite ? to_ms(ph.t_s) : EST_ETA_INFINITE;
+            if (o->eta_low_ms > o->eta_ms)
+                o->eta_low_ms = o->eta_ms;
+            if (o->eta_high_ms < o->eta_ms)
+                o->eta_high_ms = o->eta_ms;
+            if (done + pm.sent > 0)
+                raw = done / (done + pm.sent);
+            o->verdict = o->dirty_measured ? EST_VERDICT_CONVERGING : EST_VERDICT_UNKNOWN;
+        } else {
+            /* dirty set does not shrink: the limit that would switch over
+             * at the next sync is level / R */
+            double level = o->level_bytes ? (double)o->level_bytes
+                                          : (double)o->ram_remaining;
+            double need_s = level / m.r;
+            uint64_t need = (uint64_t)ceil(need_s * 1000.0);
+            if (need == 0)
+                need = 1;
+            o->needs_downtime_ms = need;
+            o->verdict = need <= e->p.max_downtime_ms ? EST_VERDICT_NEEDS_DOWNTIME
+                                                      : EST_VERDICT_CANNOT;
+            if (!o->dirty_measured)
+                o->verdict = EST_VERDICT_UNKNOWN;
+        }
+        break;
+    }
+    }
+    if (raw >= 0) {
+        double pct = raw * 100.0;
+        if (pct > 99.0)
+            pct = 99.0;
+        if (pct > o->progress_pct)
+            o->progress_pct = pct;
+    }
+}
+
+int est_update(struct est *e, const struct mig_sample *s)
+{
+    if (!s || (unsigned)s->phase >= MIG_PHASE__COUNT)
+        return FERR_INVAL;
+    if (e->have_sample && s->t_ms < e->last.t_ms)
+        return FERR_INVAL;
+    struct est_out *o = &e->out;
+    const double a = e->p.ewma_alpha;
+    const double page = (double)mig_sample_page_bytes(s);
+    const struct mig_sample prev = e->last;
+    const int had = e->have_sample;
+
+    if (!had) {
+        e->t_first_ms = s->t_ms;
+        e->tx_first = s->ram_transferred;
+    }
+    /* dirty-sync periods */
+    if (!e->have_period || s->dirty_sync_count < e->cur_sync) {
+        e->have_period = 1;
+        e->cur_sync = s->dirty_sync_count;
+        e->period_t0_ms = s->t_ms;
+        e->period_tx0 = s->ram_transferred;
+        e->period_min = s->ram_remaining;
+    } else if (s->dirty_sync_count > e->cur_sync) {
+        uint64_t dt_ms = s->t_ms - e->period_t0_ms;
+        if (dt_ms > 0 && s->ram_transferred >= e->period_tx0 &&
+            s->phase == MIG_PHASE_ACTIVE) {
+            double bw = (double)(s->ram_transferred - e->period_tx0) * 1000.0 / (double)dt_ms;
+            if (bw > 0)
+                ewma(&e->bw, &e->bw_dev, &e->have_bw, bw, a);
+            double d;
+            if (s->dirty_pages_rate > 0) {
+                d = (double)s->dirty_pages_rate * page;
+            } else {
+                /* derive: what appeared at the sync beyond the residual */
+                double sent_since = (double)(s->ram_transferred - prev.ram_transferred);
+                double residual = (double)prev.ram_remaining - sent_since;
+                if (residual < 0)
+                    residual = 0;
+                double appeared = (double)s->ram_remaining - residual;
+                d = appeared > 0 ? appeared * 1000.0 / (double)dt_ms : 0;
+            }
+            ewma(&e->dirty, &e->dirty_dev, &e->have_dirty, d, a);
+            double lv = (double)s->ram_remaining;
+            double ldev = 0;
+            ewma(&e->level, &ldev, &e->have_level, lv, a);
+            o->periods++;
+        }
+        e->cur_sync = s->dirty_sync_count;
+        e->period_t0_ms = s->t_ms;
+        e->period_tx0 = s->ram_transferred;
+        e->period_min = s->ram_remaining;
+    } else if (s->ram_remaining < e->period_min) {
+        e->period_min = s->ram_remaining;
+    }
+
+    /* disk mirror rate: EWMA over samples with movement */
+    if (s->disk_total > 0) {
+        if (e->have_disk && s->t_ms > e->disk_t0_ms && s->disk_done > e->disk_done0) {
+            double r = (double)(s->disk_done - e->disk_done0) * 1000.0 /
+                       (double)(s->t_ms - e->disk_t0_ms);
+            e->disk_bps = e->disk_bps > 0 ? a * r + (1 - a) * e->disk_bps : r;
+            e->disk_t0_ms = s->t_ms;
+            e->disk_done0 = s->disk_done;
+        } else if (!e->have_disk || s->disk_done < e->disk_done0) {
+            e->have_disk = 1;
+            e->disk_t0_ms = s->t_ms;
+            e->disk_done0 = s->disk_done;
+        }
+    }
+
+    e->last = *s;
+    e->have_sample = 1;
+
+    /* publish model numbers */
+    double r = 0;
+    if (e->have_bw) {
+        r = e->bw;
+    } else if (s->bw_bps > 0) {
+        r = (double)s->bw_bps;
+    } else if (s->t_ms > e->t_first_ms && s->ram_transferred > e->tx_first) {
+        r = (double)(s->ram_transferred - e->tx_first) * 1000.0 /
+            (double)(s->t_ms - e->t_first_ms);
+    } else if (e->disk_bps > 0) {
+        r = e->disk_bps;
+    }
+    o->bw_bps = r;
+    if (e->have_dirty) {
+        o->dirty_bps = e->dirty;
+        o->dirty_measured = 1;
+    } else if (s->dirty_pages_rate > 0) {
+        o->dirty_bps = (double)s->dirty_pages_rate * page;
+        o->dirty_measured = 1;
+    } else {
+        o->dirty_bps = r * e->p.prior_ratio;
+        o->dirty_measured = 0;
+    }
+    o->ratio = r > 0 ? o->dirty_bps / r : 0;
+    double spread = e->p.spread_min;
+    if (e->have_bw && e->bw > 0 && e->bw_dev / e->bw > spread)
+        spread = e->bw_dev / e->bw;
+    if (e->have_dirty && e->dirty > 0 && e->dirty_dev / e->dirty > spread)
+        spread = e->dirty_dev / e->dirty;
+    if (!o->dirty_measured && spread < 0.25)
+        spread = 0.25;
+    if (spread > 0.9)
+        spread = 0.9;
+    o->spread = spread;
+    o->level_bytes = e->have_level ? (uint64_t)e->level : 0;
+    o->ram_total = s->ram_total;
+    o->ram_remaining = s->ram_remaining;
+    if (s->phase == MIG_PHASE_SETUP && s->ram_remaining == 0 && s->ram_transferred == 0)
+        o->ram_remaining = s->ram_total;
+    o->since_sync_ms = s->t_ms - e->period_t0_ms;
+    o->disk_left = s->disk_total > s->disk_done ? s->disk_total - s->disk_done : 0;
+    o->disk_bps = e->disk_bps;
+    o->downtime_ms = s->setting_downtime_ms ? s->setting_downtime_ms
+                                            : e->p.default_downtime_ms;
+    o->t_ms = s->t_ms;
+    o->phase = s->phase;
+    recompute(e);
+    return 0;
+}
+
+void est_get(const struct est *e, struct est_out *out)
+{
+    *out = e->out;
+}
+
+int est_predict(const struct est_out *o, uint64_t downtime_ms, uint64_t *eta_ms,
+                uint64_t *pause_ms)
+{
+    if (!o || !(o->bw_bps > 0))
+        return FERR_STATE;
+    struct model m;
+    memset(&m, 0, sizeof(m));
+    m.r = o->bw_bps;
+    m.d = o->dirty_bps;
+    m.v = (double)o->ram_remaining;
+    m.since_s = (double)o->since_sync_ms / 1000.0;
+    m.total = (double)o->ram_total;
+    m.disk_left = (double)o->disk_left;
+    m.disk_bps = o->disk_bps;
+    m.t0_ms = o->t_ms;
+    m.base_dt_ms = downtime_ms;
+    struct pred p = predict(&m, NULL, 0);
+    if (eta_ms)
+        *eta_ms = p.finite ? to_ms(p.t_s) : EST_ETA_INFINITE;
+    if (pause_ms)
+        *pause_ms = p.finite ? to_ms(p.pause_s) : EST_ETA_INFINITE;
+    return 0;
+}
+
+const char *est_verdict_name(enum est_verdict v)
+{
+    static const char *const names[EST_VERDICT__COUNT] = {
+        "unknown", "converging", "needs_downtime", "cannot", "done"};
+    return (unsigned)v < EST_VERDICT__COUNT ? names[v] : "unknown";
+}
