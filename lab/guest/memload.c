@@ -35,34 +35,34 @@
 #include <unistd.h>
 
 #define WS_MIB_DEFAULT 64
-#define WS_MIB_MAX (1u << 20)   /* 1 TiB: a sanity cap on the parameter */
-#define RATE_DEFAULT 1000       /* pages/s */
-#define RATE_MAX_BATCH 256      /* pages written between command polls */
-#define BATCHES_PER_S 100       /* rate-limited batches per second */
-#define CMD_MAX 256             /* bytes in one command line */
+#define WS_MIB_MAX (1u << 20) /* 1 TiB: a sanity cap on the parameter */
+#define RATE_DEFAULT 1000     /* pages/s */
+#define RATE_MAX_BATCH 256    /* pages written between command polls */
+#define BATCHES_PER_S 100     /* rate-limited batches per second */
+#define CMD_MAX 256           /* bytes in one command line */
 #define GOLDEN 0x9E3779B97F4A7C15ull
 
 struct memload {
-    uint64_t *mem;           /* working set */
-    size_t page_bytes;       /* bytes per page */
-    size_t words;            /* uint64 words per page */
-    size_t pages;            /* N */
-    unsigned ws_mib;         /* working set, MiB */
-    uint64_t pass;           /* p: pass being written */
-    size_t cursor;           /* c: pages of pass p written */
-    uint64_t dirtied_total;  /* pages written since start, fill included */
-    int rate_max;            /* non-zero: flat out */
-    uint64_t rate;           /* pages/s when !rate_max; 0 = idle */
-    int paused;              /* non-zero: no dirtying */
-    struct timespec t_ref;   /* start of the current rate window */
-    uint64_t n_ref;          /* pages written in the current rate window */
-    struct timespec t_meas;  /* start of the measured-rate interval */
-    uint64_t n_meas;         /* dirtied_total at t_meas */
-    double rate_measured;    /* pages/s over the last completed interval */
-    char cmd[CMD_MAX];       /* partial command line */
-    size_t cmd_len;          /* bytes in cmd */
-    int cmd_overflow;        /* discarding an over-long line */
-    int stdin_open;          /* stdin still readable */
+    uint64_t *mem;          /* working set */
+    size_t page_bytes;      /* bytes per page */
+    size_t words;           /* uint64 words per page */
+    size_t pages;           /* N */
+    unsigned ws_mib;        /* working set, MiB */
+    uint64_t pass;          /* p: pass being written */
+    size_t cursor;          /* c: pages of pass p written */
+    uint64_t dirtied_total; /* pages written since start, fill included */
+    int rate_max;           /* non-zero: flat out */
+    uint64_t rate;          /* pages/s when !rate_max; 0 = idle */
+    int paused;             /* non-zero: no dirtying */
+    struct timespec t_ref;  /* start of the current rate window */
+    uint64_t n_ref;         /* pages written in the current rate window */
+    struct timespec t_meas; /* start of the measured-rate interval */
+    uint64_t n_meas;        /* dirtied_total at t_meas */
+    double rate_measured;   /* pages/s over the last completed interval */
+    char cmd[CMD_MAX];      /* partial command line */
+    size_t cmd_len;         /* bytes in cmd */
+    int cmd_overflow;       /* discarding an over-long line */
+    int stdin_open;         /* stdin still readable */
 };
 
 static void emit(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -225,10 +225,8 @@ static void do_verify(struct memload *m)
         }
     }
     emit("FERRY-RESULT {\"workload\":\"memload\",\"ok\":%s,\"pages\":%zu,"
-         "\"bad_pages\":%zu,\"first_bad\":%lld,\"pass\":%" PRIu64
-         ",\"cursor\":%zu,\"ws_mib\":%u}",
-         bad == 0 ? "true" : "false", m->pages, bad, first_bad, m->pass, m->cursor,
-         m->ws_mib);
+         "\"bad_pages\":%zu,\"first_bad\":%lld,\"pass\":%" PRIu64 ",\"cursor\":%zu,\"ws_mib\":%u}",
+         bad == 0 ? "true" : "false", m->pages, bad, first_bad, m->pass, m->cursor, m->ws_mib);
     rate_reset(m); /* the verify pause is not a debt to catch up */
 }
 
@@ -370,15 +368,16 @@ int main(int argc, char **argv)
     m.page_bytes = ps > 0 ? (size_t)ps : 4096;
     m.words = m.page_bytes / sizeof(uint64_t);
     m.pages = ((size_t)m.ws_mib << 20) / m.page_bytes;
-    m.mem = mmap(NULL, m.pages * m.page_bytes, PROT_READ | PROT_WRITE,
-                 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    m.mem = mmap(NULL, m.pages * m.page_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+                 -1, 0);
     if (m.mem == MAP_FAILED) {
-        emit("FERRY-ERROR {\"workload\":\"memload\",\"error\":\"cannot map %u MiB\"}",
-             m.ws_mib);
+        emit("FERRY-ERROR {\"workload\":\"memload\",\"error\":\"cannot map %u MiB\"}", m.ws_mib);
         return 1;
     }
 
     /* Fill: pass 1 over every page, then pass 2 begins at cursor 0. */
+    struct timespec t_fill;
+    now(&t_fill);
     m.pass = 1;
     for (size_t i = 0; i < m.pages; i++)
         page_write(&m, i, 1);
@@ -388,9 +387,10 @@ int main(int argc, char **argv)
 
     char r[32];
     rate_str(&m, r, sizeof(r));
-    emit("FERRY-READY {\"workload\":\"memload\",\"ws_mib\":%u,\"pages\":%zu,\"rate\":%s}",
-         m.ws_mib, m.pages, r);
     rate_reset(&m);
+    emit("FERRY-READY {\"workload\":\"memload\",\"ws_mib\":%u,\"pages\":%zu,\"rate\":%s,"
+         "\"fill_ms\":%.0f}",
+         m.ws_mib, m.pages, r, ts_diff(&m.t_ref, &t_fill) * 1000.0);
     now(&m.t_meas);
     m.n_meas = m.dirtied_total;
 

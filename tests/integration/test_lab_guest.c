@@ -7,6 +7,7 @@
  * Guest files: $BUILD/lab/{vmlinuz,initrd.img} (BUILD defaults to build).
  * A missing image is a failure: `make check` always builds it. */
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -17,7 +18,6 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
-#include <fcntl.h>
 
 #include "../lib/guestcon.h"
 #include "../lib/test.h"
@@ -28,9 +28,9 @@
 #define WS_MIB 64
 
 struct guest {
-    pid_t pid;       /* QEMU, 0 when not running */
-    char dir[64];    /* private temp dir holding the sockets and the log */
-    char *ser_path;  /* serial console socket */
+    pid_t pid;      /* QEMU, 0 when not running */
+    char dir[64];   /* private temp dir holding the sockets and the log */
+    char *ser_path; /* serial console socket */
     struct guestcon con;
 };
 
@@ -96,12 +96,18 @@ static void guest_stop(struct guest *g)
     }
 }
 
-/* Boots the lab guest with the documented command line and QEMU flags and
- * waits for FERRY-READY; *ready_out gets its JSON (caller frees). Returns 0
- * or a negative code; on failure g is stopped. */
-static int guest_start(struct guest *g, const char *rate, char **ready_out)
+/* Boots the lab guest with the documented QEMU flags and the command line
+ * "console=ttyS0 quiet panic=-1 <params>", plus a raw virtio disk when disk
+ * is non-NULL, and waits for FERRY-BOOT then the line starting with
+ * ready_prefix; *boot_out (when boot_out is non-NULL) and *ready_out get the
+ * rest of those lines (caller frees). Returns 0 or a negative code; on
+ * failure g is stopped and nothing is returned. */
+static int guest_boot(struct guest *g, const char *params, const char *disk,
+                      const char *ready_prefix, char **boot_out, char **ready_out)
 {
     *ready_out = NULL;
+    if (boot_out)
+        *boot_out = NULL;
     memset(g, 0, sizeof(*g));
     g->con.fd = -1;
     char *k = xasprintf("%s/vmlinuz", lab_dir), *i = xasprintf("%s/initrd.img", lab_dir);
@@ -118,16 +124,43 @@ static int guest_start(struct guest *g, const char *rate, char **ready_out)
     g->ser_path = xasprintf("%s/ser.sock", g->dir);
     char *kernel = xasprintf("%s/vmlinuz", lab_dir);
     char *initrd = xasprintf("%s/initrd.img", lab_dir);
-    char *append = xasprintf("console=ttyS0 quiet panic=-1 ferry.workload=memload "
-                             "ferry.ws_mib=%d ferry.rate=%s",
-                             WS_MIB, rate);
+    char *append = xasprintf("console=ttyS0 quiet panic=-1 %s", params);
+    char *drive = disk ? xasprintf("file=%s,format=raw,if=virtio", disk) : NULL;
     char *serial = xasprintf("socket,id=ser0,path=%s,server=on,wait=off", g->ser_path);
     char *qmp = xasprintf("unix:%s/qmp.sock,server=on,wait=off", g->dir);
     char *log = xasprintf("%s/qemu.log", g->dir);
-    char *argv[] = {"qemu-system-x86_64", "-accel", "tcg", "-machine", "pc", "-m", "256",
-                    "-smp", "1", "-nodefaults", "-display", "none", "-kernel", kernel,
-                    "-initrd", initrd, "-append", append, "-chardev", serial, "-serial",
-                    "chardev:ser0", "-qmp", qmp, NULL};
+    char *argv[] = {"qemu-system-x86_64",
+                    "-accel",
+                    "tcg",
+                    "-machine",
+                    "pc",
+                    "-m",
+                    "256",
+                    "-smp",
+                    "1",
+                    "-nodefaults",
+                    "-display",
+                    "none",
+                    "-kernel",
+                    kernel,
+                    "-initrd",
+                    initrd,
+                    "-append",
+                    append,
+                    "-chardev",
+                    serial,
+                    "-serial",
+                    "chardev:ser0",
+                    "-qmp",
+                    qmp,
+                    NULL,
+                    NULL,
+                    NULL};
+    if (drive) {
+        size_t n = sizeof(argv) / sizeof(argv[0]) - 3;
+        argv[n] = "-drive";
+        argv[n + 1] = drive;
+    }
     pid_t parent = getpid();
     pid_t pid = fork();
     if (pid == 0) {
@@ -151,6 +184,7 @@ static int guest_start(struct guest *g, const char *rate, char **ready_out)
     free(serial);
     free(qmp);
     free(log);
+    free(drive);
     if (rc < 0) {
         guest_stop(g);
         return rc;
@@ -159,7 +193,14 @@ static int guest_start(struct guest *g, const char *rate, char **ready_out)
     rc = guestcon_open(&g->con, g->ser_path, 10000);
     if (rc == 0) {
         g->con.log = stderr;
-        rc = guestcon_expect(&g->con, "FERRY-READY ", BOOT_TIMEOUT_MS, ready_out);
+        char *boot = NULL;
+        rc = guestcon_expect(&g->con, "FERRY-BOOT ", BOOT_TIMEOUT_MS, &boot);
+        if (rc == 0)
+            rc = guestcon_expect(&g->con, ready_prefix, BOOT_TIMEOUT_MS, ready_out);
+        if (rc == 0 && boot_out)
+            *boot_out = boot;
+        else
+            free(boot);
     }
     if (rc < 0) {
         fprintf(stderr, "guest_start: rc %d; qemu output follows\n", rc);
@@ -173,6 +214,16 @@ static int guest_start(struct guest *g, const char *rate, char **ready_out)
         free(lp);
         guest_stop(g);
     }
+    return rc;
+}
+
+/* Boots memload at rate (pages/s or "max") with the documented command
+ * line; see guest_boot. */
+static int guest_start(struct guest *g, const char *rate, char **ready_out)
+{
+    char *params = xasprintf("ferry.workload=memload ferry.ws_mib=%d ferry.rate=%s", WS_MIB, rate);
+    int rc = guest_boot(g, params, NULL, "FERRY-READY ", NULL, ready_out);
+    free(params);
     return rc;
 }
 
@@ -240,8 +291,7 @@ static void t_memload_verify_and_corrupt(void)
     if (res) {
         CHECK(json_bool(res, "ok") == 0, "corruption not detected: %s", res);
         CHECK(json_int(res, "bad_pages", -1) == 1, "verify: %s", res);
-        CHECK(json_int(res, "first_bad", -2) == page, "corrupted page %lld, verify: %s", page,
-              res);
+        CHECK(json_int(res, "first_bad", -2) == page, "corrupted page %lld, verify: %s", page, res);
         free(res);
     }
     free(ready);
@@ -285,6 +335,33 @@ static void t_memload_rate_max(void)
     guest_stop(&g);
 }
 
+/* A virtio disk shows up as vda (the virtio modules load), and when the
+ * workload exits PID 1 survives: FERRY-EXIT, then a shell that answers. */
+static void t_disk_and_workload_exit(void)
+{
+    struct guest g;
+    char *boot = NULL, *exitrc = NULL, *res = NULL;
+    char disk[] = "/tmp/ferry-lab-disk-XXXXXX";
+    int fd = mkstemp(disk);
+    REQUIRE(fd >= 0, "mkstemp: %s", strerror(errno));
+    int trc = ftruncate(fd, 16 << 20);
+    close(fd);
+    REQUIRE(trc == 0, "ftruncate: %s", strerror(errno));
+    int rc = guest_boot(&g, "ferry.workload=nosuch", disk, "FERRY-EXIT ", &boot, &exitrc);
+    unlink(disk);
+    REQUIRE(rc == 0, "guest did not boot and exit its workload: %d", rc);
+    CHECK(strstr(boot, "\"disks\":[\"vda\"]") != NULL, "BOOT: %s", boot);
+    CHECK(strcmp(exitrc, "127") == 0, "FERRY-EXIT %s", exitrc);
+    /* The shell may take a moment to start on the console: retry. */
+    for (int k = 0; k < 20 && !res; k++)
+        rc = guestcon_command(&g.con, "echo; echo FERRY-SHELL alive", "FERRY-SHELL ", 1000, &res);
+    CHECK(res && strcmp(res, "alive") == 0, "no shell after workload exit: %d", rc);
+    free(res);
+    free(boot);
+    free(exitrc);
+    guest_stop(&g);
+}
+
 int main(void)
 {
     const char *build = getenv("BUILD");
@@ -294,5 +371,7 @@ int main(void)
     test_run("lab: memload verifies intact, pause holds, corruption detected",
              t_memload_verify_and_corrupt);
     test_run("lab: memload at rate max verifies intact", t_memload_rate_max);
+    test_run("lab: virtio disk appears; init survives the workload's exit",
+             t_disk_and_workload_exit);
     return test_done();
 }

@@ -37,8 +37,7 @@ int guestcon_open(struct guestcon *gc, const char *path, int timeout_ms)
 
 /* Sends line followed by "\n". Returns 0, FERR_CLOSED or -errno; the
  * connection stays usable only after 0. */
-int guestcon_send(struct guestcon *gc, const char *line)
-    __attribute__((warn_unused_result));
+int guestcon_send(struct guestcon *gc, const char *line) __attribute__((warn_unused_result));
 
 /* Reads console lines until one starts with prefix (a "\r" the guest's tty
  * adds is stripped first), discarding the lines before it. On 0, *rest_out
