@@ -60,11 +60,13 @@ struct stall {
     uint64_t pmin, pmax;             /* open period extremes, bytes */
     uint64_t hist_min[STALL_HIST];   /* closed periods, oldest first */
     uint64_t hist_max[STALL_HIST];
+    uint64_t hist_t0[STALL_HIST];    /* start of each closed period, ms */
+    uint64_t period_t0_ms;           /* start of the open period */
     uint64_t n_hist;                 /* closed periods total */
     uint64_t moved;                  /* ram_transferred + disk_done, bytes */
     uint64_t moved_t_ms;             /* last time moved changed */
     int ge_on; uint64_t ge_since_ms; uint64_t ge_periods;
-    int osc_on; uint64_t osc_since_ms;
+    int osc_on; uint64_t osc_since_ms; uint64_t osc_periods;
     struct stall_out out;
 };
 
