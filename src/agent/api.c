@@ -1,0 +1,307 @@
+/* api — ferry-agent's HTTP/JSON API (/v1). Every body is capped and
+ * validated before anything changes; errors are {"error":{code,message,
+ * field}} with a 4xx/5xx status. Loopback only by default; a bearer token
+ * is required when the agent was given one. */
+#include <event2/buffer.h>
+#include <event2/keyvalq_struct.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "agent/agent.h"
+#include "util/httpd.h"
+#include "util/jsonin.h"
+#include "util/log.h"
+#include "util/xalloc.h"
+
+#define CONSOLE_READ_MAX (256u * 1024u) /* bytes returned per console read */
+#define CONSOLE_LINE_MAX 1024           /* bytes per console write */
+
+static void reply_err(struct evhttp_request *req, int code, const char *field, const char *msg)
+{
+    struct ferr e;
+    ferr_set(&e, code, field, "%s", msg);
+    httpd_reply_err(req, &e);
+}
+
+static bool authorised(struct agent *ag, struct evhttp_request *req)
+{
+    if (!ag->token)
+        return true;
+    const char *h = evhttp_find_header(evhttp_request_get_input_headers(req), "Authorization");
+    if (!h || strncmp(h, "Bearer ", 7) != 0)
+        return false;
+    const char *t = h + 7;
+    size_t a = strlen(t), b = strlen(ag->token);
+    unsigned diff = (unsigned)(a ^ b);
+    for (size_t i = 0; i < a && i < b; i++)
+        diff |= (unsigned)(t[i] ^ ag->token[i]);
+    return diff == 0;
+}
+
+static void get_health(struct agent *ag, struct evhttp_request *req)
+{
+    httpd_reply_json(req, 200,
+                     json_pack("{s:s, s:s, s:i, s:i}", "name", ag->name, "address",
+                               ag->listen_addr, "instances", (int)ag->n_instances, "migrations",
+                               (int)ag->n_migrations));
+}
+
+static void list_instances(struct agent *ag, struct evhttp_request *req)
+{
+    json_t *a = json_array();
+    for (struct instance *in = ag->instances; in; in = in->next)
+        json_array_append_new(a, inst_to_json(in));
+    httpd_reply_json(req, 200, json_pack("{s:o}", "instances", a));
+}
+
+static void create_instance(struct agent *ag, struct evhttp_request *req, bool incoming)
+{
+    struct ferr e = {0};
+    json_t *body;
+    if (httpd_body_json(req, 0, &body, &e) != 0) {
+        httpd_reply_err(req, &e);
+        return;
+    }
+    struct inst_spec spec;
+    int rc = spec_from_json(body, ag->lab_kernel, ag->lab_initrd, &spec, &e);
+    json_decref(body);
+    if (rc != 0) {
+        httpd_reply_err(req, &e);
+        return;
+    }
+    struct instance *in;
+    rc = inst_launch(ag, &spec, incoming, &in, &e);
+    spec_free(&spec);
+    if (rc != 0) {
+        httpd_reply_err(req, &e);
+        return;
+    }
+    httpd_reply_json(req, 202, inst_to_json(in));
+}
+
+static void adopt(struct agent *ag, struct evhttp_request *req)
+{
+    static const char *const keys[] = {"qmp", "serial", NULL};
+    struct ferr e = {0};
+    json_t *body;
+    if (httpd_body_json(req, 0, &body, &e) != 0) {
+        httpd_reply_err(req, &e);
+        return;
+    }
+    char *qmp = NULL, *serial = NULL;
+    int rc = jsonin_only_keys(body, keys, &e);
+    if (rc == 0)
+        rc = jsonin_str(body, "qmp", SPEC_PATH_MAX, true, &qmp, &e);
+    if (rc == 0)
+        rc = jsonin_str(body, "serial", SPEC_PATH_MAX, false, &serial, &e);
+    json_decref(body);
+    if (rc == 0 && qmp[0] != '/')
+        rc = ferr_set(&e, FERR_INVAL, "qmp", "'qmp' must be an absolute socket path");
+    struct instance *in = NULL;
+    if (rc == 0)
+        rc = inst_adopt(ag, qmp, serial, &in, &e);
+    free(qmp);
+    free(serial);
+    if (rc != 0) {
+        httpd_reply_err(req, &e);
+        return;
+    }
+    httpd_reply_json(req, 200, inst_to_json(in));
+}
+
+static json_t *console_text(const char *p, size_t n)
+{
+    char *s = xmalloc(n + 1);
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)p[i];
+        s[i] = (c >= 0x20 && c < 0x7f) || c == '\n' || c == '\t' ? (char)c : (c == '\r' ? '\r' : '?');
+    }
+    json_t *j = json_stringn(s, n);
+    free(s);
+    return j;
+}
+
+static void get_console(struct instance *in, struct evhttp_request *req)
+{
+    char buf[32];
+    uint64_t since = 0;
+    if (httpd_query(req, "since", buf, sizeof(buf)) == 0) {
+        char *end = NULL;
+        since = strtoull(buf, &end, 10);
+        if (!end || *end) {
+            reply_err(req, FERR_INVAL, "since", "'since' must be a non-negative integer");
+            return;
+        }
+    }
+    uint64_t end_off = in->console_base + in->console_len;
+    uint64_t from = since < in->console_base ? in->console_base : since;
+    if (from > end_off)
+        from = end_off;
+    size_t n = (size_t)(end_off - from);
+    if (n > CONSOLE_READ_MAX)
+        n = CONSOLE_READ_MAX;
+    const char *p = in->console + (from - in->console_base);
+    httpd_reply_json(req, 200,
+                     json_pack("{s:I, s:I, s:o}", "offset", (json_int_t)from, "next",
+                               (json_int_t)(from + n), "text", console_text(p, n)));
+}
+
+static void post_console(struct instance *in, struct evhttp_request *req)
+{
+    static const char *const keys[] = {"line", NULL};
+    struct ferr e = {0};
+    json_t *body;
+    if (httpd_body_json(req, 0, &body, &e) != 0) {
+        httpd_reply_err(req, &e);
+        return;
+    }
+    char *line = NULL;
+    int rc = jsonin_only_keys(body, keys, &e);
+    if (rc == 0)
+        rc = jsonin_str(body, "line", CONSOLE_LINE_MAX, true, &line, &e);
+    json_decref(body);
+    if (rc == 0 && strpbrk(line, "\r\n"))
+        rc = ferr_set(&e, FERR_INVAL, "line", "'line' must be one line without CR/LF");
+    if (rc == 0)
+        rc = inst_console_write(in, line, &e);
+    free(line);
+    if (rc != 0) {
+        httpd_reply_err(req, &e);
+        return;
+    }
+    httpd_reply_json(req, 200,
+                     json_pack("{s:I}", "offset", (json_int_t)(in->console_base + in->console_len)));
+}
+
+static void create_migration(struct agent *ag, struct evhttp_request *req)
+{
+    static const char *const keys[] = {"instance", "dest_uri", "dest_agent", "limits", NULL};
+    struct ferr e = {0};
+    json_t *body;
+    if (httpd_body_json(req, 0, &body, &e) != 0) {
+        httpd_reply_err(req, &e);
+        return;
+    }
+    char *name = NULL, *uri = NULL, *dagent = NULL;
+    struct mig_limits lim;
+    int rc = jsonin_only_keys(body, keys, &e);
+    if (rc == 0)
+        rc = jsonin_str(body, "instance", 63, true, &name, &e);
+    if (rc == 0)
+        rc = jsonin_str(body, "dest_uri", 150, true, &uri, &e);
+    if (rc == 0)
+        rc = jsonin_str(body, "dest_agent", 150, true, &dagent, &e);
+    if (rc == 0)
+        rc = limits_from_json(json_object_get(body, "limits"), &lim, &e);
+    json_decref(body);
+    if (rc == 0 && (strncmp(uri, "tcp:", 4) != 0 || strlen(uri) < 8 || strpbrk(uri, " ,")))
+        rc = ferr_set(&e, FERR_INVAL, "dest_uri", "'dest_uri' must look like tcp:HOST:PORT");
+    if (rc == 0 && strncmp(dagent, "http://", 7) != 0)
+        rc = ferr_set(&e, FERR_INVAL, "dest_agent", "'dest_agent' must look like http://HOST:PORT");
+    struct instance *in = NULL;
+    if (rc == 0 && !(in = inst_find(ag, name)))
+        rc = ferr_set(&e, FERR_NOTFOUND, "instance", "no instance '%s' on this host", name);
+    struct migration *m = NULL;
+    if (rc == 0)
+        rc = mig_start(ag, in, uri, dagent, &lim, &m, &e);
+    free(name);
+    free(uri);
+    free(dagent);
+    if (rc != 0) {
+        httpd_reply_err(req, &e);
+        return;
+    }
+    httpd_reply_json(req, 202, mig_to_json(m, false));
+}
+
+static void list_migrations(struct agent *ag, struct evhttp_request *req)
+{
+    json_t *a = json_array();
+    for (struct migration *m = ag->migrations; m; m = m->next)
+        json_array_append_new(a, mig_to_json(m, false));
+    httpd_reply_json(req, 200, json_pack("{s:o}", "migrations", a));
+}
+
+void api_handle(struct evhttp_request *req, void *arg)
+{
+    struct agent *ag = arg;
+    char seg[HTTPD_MAX_SEGS][HTTPD_SEG_MAX];
+    int n = httpd_path(req, seg);
+    enum evhttp_cmd_type method = evhttp_request_get_command(req);
+    bool get = method == EVHTTP_REQ_GET, post = method == EVHTTP_REQ_POST,
+         del = method == EVHTTP_REQ_DELETE;
+    if (n < 0) {
+        reply_err(req, FERR_INVAL, "path", "malformed or overlong path");
+        return;
+    }
+    if (n < 2 || strcmp(seg[0], "v1") != 0) {
+        reply_err(req, FERR_NOTFOUND, "path", "no such endpoint");
+        return;
+    }
+    if (!authorised(ag, req)) {
+        httpd_reply_json(req, 401,
+                         json_pack("{s:{s:s, s:s}}", "error", "code", "unauthorised", "message",
+                                   "a valid bearer token is required"));
+        return;
+    }
+    const char *r = seg[1];
+    if (n == 2 && strcmp(r, "health") == 0 && get)
+        return get_health(ag, req);
+    if (n == 2 && strcmp(r, "instances") == 0 && get)
+        return list_instances(ag, req);
+    if (n == 2 && strcmp(r, "instances") == 0 && post)
+        return create_instance(ag, req, false);
+    if (n == 2 && strcmp(r, "incoming") == 0 && post)
+        return create_instance(ag, req, true);
+    if (n == 2 && strcmp(r, "adopt") == 0 && post)
+        return adopt(ag, req);
+    if (n == 2 && strcmp(r, "migrations") == 0 && get)
+        return list_migrations(ag, req);
+    if (n == 2 && strcmp(r, "migrations") == 0 && post)
+        return create_migration(ag, req);
+    if (n >= 3 && strcmp(r, "instances") == 0) {
+        struct instance *in = inst_find(ag, seg[2]);
+        if (!in) {
+            reply_err(req, FERR_NOTFOUND, "instance", "no such instance on this host");
+            return;
+        }
+        if (n == 3 && get) {
+            httpd_reply_json(req, 200, inst_to_json(in));
+            return;
+        }
+        if (n == 3 && del) {
+            inst_destroy(in, "deleted through the API");
+            httpd_reply_json(req, 202, json_pack("{s:s, s:s}", "name", in->spec.name, "state",
+                                                 "destroying"));
+            return;
+        }
+        if (n == 4 && strcmp(seg[3], "console") == 0 && get)
+            return get_console(in, req);
+        if (n == 4 && strcmp(seg[3], "console") == 0 && post)
+            return post_console(in, req);
+    }
+    if (n >= 3 && strcmp(r, "migrations") == 0) {
+        struct migration *m = mig_find(ag, seg[2]);
+        if (!m) {
+            reply_err(req, FERR_NOTFOUND, "migration", "no such migration on this host");
+            return;
+        }
+        if (n == 3 && get) {
+            char buf[8];
+            bool samples = httpd_query(req, "samples", buf, sizeof(buf)) == 0 &&
+                           strcmp(buf, "1") == 0;
+            httpd_reply_json(req, 200, mig_to_json(m, samples));
+            return;
+        }
+        if (n == 4 && strcmp(seg[3], "cancel") == 0 && post) {
+            struct ferr e = {0};
+            if (mig_cancel(m, &e) != 0) {
+                httpd_reply_err(req, &e);
+                return;
+            }
+            httpd_reply_json(req, 202, mig_to_json(m, false));
+            return;
+        }
+    }
+    reply_err(req, FERR_NOTFOUND, "path", "no such endpoint or method");
+}

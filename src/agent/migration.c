@@ -1,0 +1,563 @@
+/* migration — the source side of an outgoing pre-copy migration: sets
+ * QEMU's capabilities and parameters, starts it, samples query-migrate at
+ * 4 Hz, enforces the completion timeout, and finishes by confirming that
+ * the destination runs before the source QEMU quits (DESIGN invariant 1).
+ * On any failure before that point the source keeps running and the
+ * destination is cleaned up. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "agent/agent.h"
+#include "util/log.h"
+#include "util/xalloc.h"
+
+#define CONFIRM_TRIES 80       /* destination confirmation attempts */
+#define CONFIRM_RETRY_MS 250   /* between attempts, ms */
+#define NO_CAP_BPS (1ull << 40) /* max-bandwidth meaning "no cap", bytes/s */
+
+const char *mig_state_name(enum mig_state s)
+{
+    switch (s) {
+    case MIGS_STARTING: return "starting";
+    case MIGS_RUNNING: return "running";
+    case MIGS_CONFIRMING: return "confirming";
+    case MIGS_CANCELLING: return "cancelling";
+    case MIGS_SUCCEEDED: return "succeeded";
+    case MIGS_FAILED: return "failed";
+    case MIGS_CANCELLED: return "cancelled";
+    }
+    return "unknown";
+}
+
+static bool mig_terminal(const struct migration *m)
+{
+    return m->state == MIGS_SUCCEEDED || m->state == MIGS_FAILED || m->state == MIGS_CANCELLED;
+}
+
+struct migration *mig_find(struct agent *ag, const char *id)
+{
+    for (struct migration *m = ag->migrations; m; m = m->next)
+        if (strcmp(m->id, id) == 0)
+            return m;
+    return NULL;
+}
+
+static void mig_evict(struct agent *ag)
+{
+    while (ag->n_migrations > AGENT_MIGRATIONS_KEPT) {
+        struct migration **victim = NULL;
+        for (struct migration **pp = &ag->migrations; *pp; pp = &(*pp)->next)
+            if (mig_terminal(*pp) && (*pp)->refs == 0)
+                victim = pp; /* the oldest finished one */
+        if (!victim)
+            return;
+        struct migration *m = *victim;
+        *victim = m->next;
+        ag->n_migrations--;
+        if (m->tick)
+            event_free(m->tick);
+        free(m->samples);
+        free(m);
+    }
+}
+
+static void mig_stop_tick(struct migration *m)
+{
+    if (m->tick)
+        evtimer_del(m->tick);
+}
+
+static void mig_finish(struct migration *m, enum mig_state st, const char *why)
+{
+    if (mig_terminal(m))
+        return;
+    m->state = st;
+    m->end_ms = agent_now_ms();
+    if (why && !m->error[0])
+        snprintf(m->error, sizeof(m->error), "%s", why);
+    mig_stop_tick(m);
+    if (m->inst && m->inst->mig == m)
+        m->inst->mig = NULL;
+    log_info("agent", "msg=\"migration finished\" id=%s instance=%s state=%s error=\"%s\"", m->id,
+             m->inst_name, mig_state_name(st), m->error);
+}
+
+/* --- destination cleanup and source resume ---------------------------- */
+
+static void on_dest_deleted(int status, json_t *body, const struct ferr *err, void *arg)
+{
+    (void)body;
+    struct migration *m = arg;
+    m->refs--;
+    if (err)
+        log_warn("agent", "msg=\"destination cleanup failed\" id=%s err=\"%s\"", m->id, err->msg);
+    else
+        log_info("agent", "msg=\"destination cleaned up\" id=%s status=%d", m->id, status);
+}
+
+static void cleanup_dest(struct migration *m)
+{
+    if (!m->dest_agent[0])
+        return;
+    char *path = xasprintf("/v1/instances/%s", m->inst_name);
+    m->refs++;
+    peer_request(m->ag, m->dest_agent, "DELETE", path, NULL, 10, on_dest_deleted, m);
+    free(path);
+}
+
+static void on_cont(struct instance *in, const struct ferr *err, json_t *ret, void *ctx)
+{
+    (void)ret;
+    struct migration *m = ctx;
+    m->refs--;
+    if (err && in)
+        log_warn("agent", "msg=\"source resume failed\" id=%s err=\"%s\"", m->id, err->msg);
+}
+
+static void on_source_status(struct instance *in, const struct ferr *err, json_t *ret, void *ctx)
+{
+    struct migration *m = ctx;
+    m->refs--;
+    if (!in || err)
+        return;
+    const char *st = json_string_value(json_object_get(ret, "status"));
+    if (st && strcmp(st, "running") != 0) {
+        log_info("agent", "msg=\"resuming source\" id=%s status=%s", m->id, st);
+        m->refs++;
+        if (inst_qmp(in, "cont", NULL, on_cont, m) != 0)
+            m->refs--;
+    }
+}
+
+/* Makes sure the source guest runs after a failed or cancelled migration. */
+static void ensure_source_runs(struct migration *m)
+{
+    if (!m->inst)
+        return;
+    m->refs++;
+    if (inst_qmp(m->inst, "query-status", NULL, on_source_status, m) != 0)
+        m->refs--;
+}
+
+static void fail_and_restore(struct migration *m, enum mig_state st, const char *why)
+{
+    mig_finish(m, st, why);
+    ensure_source_runs(m);
+    cleanup_dest(m);
+}
+
+/* --- completion: confirm the destination, then quit the source --------- */
+
+static void confirm_dest(struct migration *m);
+
+static void on_confirm_timer(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct migration *m = arg;
+    m->refs--;
+    confirm_dest(m);
+}
+
+/* After the destination was told to drop its copy, resume the source. */
+static void on_dest_dropped(int status, json_t *body, const struct ferr *err, void *arg)
+{
+    (void)body;
+    struct migration *m = arg;
+    m->refs--;
+    if (err || (status != 200 && status != 202 && status != 404)) {
+        /* We cannot prove the destination is gone: keep the source paused
+         * rather than risk the guest running twice. */
+        log_error("agent", "msg=\"destination state unknown; source left paused\" id=%s",
+                  m->id);
+        mig_finish(m, MIGS_FAILED,
+                   "destination did not confirm running and could not be cleaned up; "
+                   "source left paused for the operator");
+        return;
+    }
+    mig_finish(m, MIGS_FAILED, "destination did not confirm that the guest runs");
+    ensure_source_runs(m);
+}
+
+static void on_confirm(int status, json_t *body, const struct ferr *err, void *arg)
+{
+    struct migration *m = arg;
+    m->refs--;
+    if (mig_terminal(m))
+        return;
+    const char *st = json_string_value(json_object_get(body, "state"));
+    if (!err && status == 200 && st && strcmp(st, "running") == 0) {
+        log_info("agent", "msg=\"destination runs; quitting source\" id=%s", m->id);
+        if (m->inst) {
+            m->state = MIGS_CONFIRMING;
+            inst_destroy(m->inst, "migrated away");
+            /* mig_instance_gone() marks success once the source has exited */
+        } else {
+            mig_finish(m, MIGS_SUCCEEDED, NULL);
+        }
+        m->error[0] = '\0';
+        m->confirm_tries = CONFIRM_TRIES + 1; /* marks "source quitting" */
+        return;
+    }
+    if (++m->confirm_tries >= CONFIRM_TRIES || status == 404) {
+        log_warn("agent", "msg=\"destination did not confirm\" id=%s status=%d", m->id, status);
+        char *path = xasprintf("/v1/instances/%s", m->inst_name);
+        m->refs++;
+        peer_request(m->ag, m->dest_agent, "DELETE", path, NULL, 10, on_dest_dropped, m);
+        free(path);
+        return;
+    }
+    struct timeval tv = {.tv_sec = 0, .tv_usec = CONFIRM_RETRY_MS * 1000};
+    m->refs++;
+    event_base_once(m->ag->base, -1, EV_TIMEOUT, on_confirm_timer, m, &tv);
+}
+
+static void confirm_dest(struct migration *m)
+{
+    char *path = xasprintf("/v1/instances/%s", m->inst_name);
+    m->refs++;
+    peer_request(m->ag, m->dest_agent, "GET", path, NULL, 5, on_confirm, m);
+    free(path);
+}
+
+void mig_instance_gone(struct migration *m)
+{
+    m->inst = NULL;
+    if (m->state == MIGS_CONFIRMING && m->confirm_tries > CONFIRM_TRIES) {
+        mig_finish(m, MIGS_SUCCEEDED, NULL);
+        return;
+    }
+    if (!mig_terminal(m)) {
+        mig_finish(m, MIGS_FAILED, "the source QEMU exited during the migration");
+        cleanup_dest(m);
+    }
+}
+
+/* --- sampling ----------------------------------------------------------- */
+
+static uint64_t ju(json_t *o, const char *k)
+{
+    json_t *v = json_object_get(o, k);
+    if (json_is_integer(v) && json_integer_value(v) >= 0)
+        return (uint64_t)json_integer_value(v);
+    if (json_is_real(v) && json_real_value(v) >= 0)
+        return (uint64_t)json_real_value(v);
+    return 0;
+}
+
+static void sample_from_query(const struct migration *m, json_t *ret, struct mig_sample *s)
+{
+    memset(s, 0, sizeof(*s));
+    s->t_ms = agent_now_ms() - m->start_ms;
+    const char *st = json_string_value(json_object_get(ret, "status"));
+    enum mig_phase ph = MIG_PHASE_SETUP;
+    if (st && mig_phase_parse(st, strlen(st), &ph) != 0)
+        ph = MIG_PHASE_SETUP;
+    s->phase = ph;
+    json_t *ram = json_object_get(ret, "ram");
+    s->ram_total = ju(ram, "total");
+    s->ram_transferred = ju(ram, "transferred");
+    s->ram_remaining = ju(ram, "remaining");
+    s->ram_duplicate = ju(ram, "duplicate");
+    s->ram_normal = ju(ram, "normal");
+    s->dirty_pages_rate = ju(ram, "dirty-pages-rate");
+    s->page_size = ju(ram, "page-size");
+    double mbps = json_real_value(json_object_get(ram, "mbps"));
+    s->bw_bps = (uint64_t)(mbps * 1e6 / 8.0);
+    s->dirty_sync_count = ju(ram, "dirty-sync-count");
+    s->throttle_pct = (uint32_t)ju(ret, "cpu-throttle-percentage");
+    s->postcopy_requests = ju(ram, "postcopy-requests");
+    s->expected_downtime_ms = ju(ret, "expected-downtime");
+    s->setting_downtime_ms = m->limits.downtime_ms;
+    s->setting_max_bw_bps = m->limits.max_bandwidth_bps;
+}
+
+static void keep_sample(struct migration *m, const struct mig_sample *s)
+{
+    m->last = *s;
+    if (m->n_samples >= AGENT_SAMPLES_MAX) {
+        m->samples_dropped++;
+        return;
+    }
+    if (m->n_samples == m->cap_samples) {
+        m->cap_samples = m->cap_samples ? m->cap_samples * 2 : 256;
+        m->samples = xrealloc(m->samples, m->cap_samples * sizeof(*m->samples));
+    }
+    m->samples[m->n_samples++] = *s;
+}
+
+static void on_migrate_cancel(struct instance *in, const struct ferr *err, json_t *ret, void *ctx)
+{
+    (void)in;
+    (void)ret;
+    struct migration *m = ctx;
+    m->refs--;
+    if (err)
+        log_warn("agent", "msg=\"migrate_cancel failed\" id=%s err=\"%s\"", m->id, err->msg);
+}
+
+static void send_cancel(struct migration *m)
+{
+    m->state = MIGS_CANCELLING;
+    if (!m->inst)
+        return;
+    m->refs++;
+    if (inst_qmp(m->inst, "migrate_cancel", NULL, on_migrate_cancel, m) != 0)
+        m->refs--;
+}
+
+static void on_query(struct instance *in, const struct ferr *err, json_t *ret, void *ctx)
+{
+    struct migration *m = ctx;
+    m->refs--;
+    m->query_inflight = false;
+    if (mig_terminal(m) || m->state == MIGS_CONFIRMING || !in)
+        return;
+    if (err) {
+        log_warn("agent", "msg=\"query-migrate failed\" id=%s err=\"%s\"", m->id, err->msg);
+        return;
+    }
+    struct mig_sample s;
+    sample_from_query(m, ret, &s);
+    keep_sample(m, &s);
+    const char *st = json_string_value(json_object_get(ret, "status"));
+    if (st)
+        snprintf(m->qemu_status, sizeof(m->qemu_status), "%s", st);
+    if (s.phase == MIG_PHASE_COMPLETED) {
+        m->total_time_ms = ju(ret, "total-time");
+        m->downtime_ms = ju(ret, "downtime");
+        m->setup_time_ms = ju(ret, "setup-time");
+        m->ram_transferred = s.ram_transferred;
+        m->iterations = s.dirty_sync_count;
+        m->state = MIGS_CONFIRMING;
+        mig_stop_tick(m);
+        log_info("agent",
+                 "msg=\"QEMU completed; confirming destination\" id=%s total_ms=%llu "
+                 "downtime_ms=%llu",
+                 m->id, (unsigned long long)m->total_time_ms, (unsigned long long)m->downtime_ms);
+        confirm_dest(m);
+        return;
+    }
+    if (s.phase == MIG_PHASE_FAILED) {
+        const char *desc = json_string_value(json_object_get(ret, "error-desc"));
+        char why[300];
+        snprintf(why, sizeof(why), "QEMU reported failure: %.250s", desc ? desc : "unknown");
+        fail_and_restore(m, MIGS_FAILED, why);
+        return;
+    }
+    if (s.phase == MIG_PHASE_CANCELLED && st && strcmp(st, "cancelled") == 0) {
+        if (m->timeout_fired) {
+            char why[128];
+            snprintf(why, sizeof(why), "completion timeout of %llu s reached; aborted",
+                     (unsigned long long)m->limits.completion_timeout_s);
+            fail_and_restore(m, MIGS_FAILED, why);
+        } else {
+            fail_and_restore(m, MIGS_CANCELLED, "cancelled on request");
+        }
+        return;
+    }
+    uint64_t elapsed_ms = agent_now_ms() - m->start_ms;
+    if (m->limits.completion_timeout_s && !m->timeout_fired && m->state == MIGS_RUNNING &&
+        elapsed_ms > m->limits.completion_timeout_s * 1000u) {
+        log_warn("agent", "msg=\"completion timeout; cancelling\" id=%s elapsed_ms=%llu", m->id,
+                 (unsigned long long)elapsed_ms);
+        m->timeout_fired = true;
+        send_cancel(m);
+    }
+}
+
+static void on_tick(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct migration *m = arg;
+    if (mig_terminal(m) || m->state == MIGS_CONFIRMING)
+        return;
+    if (!m->inst) {
+        mig_instance_gone(m);
+        return;
+    }
+    if (!m->query_inflight) {
+        m->refs++;
+        m->query_inflight = true;
+        if (inst_qmp(m->inst, "query-migrate", NULL, on_query, m) != 0) {
+            m->refs--;
+            m->query_inflight = false;
+        }
+    }
+    struct timeval tv = {.tv_sec = 0, .tv_usec = AGENT_SAMPLE_MS * 1000};
+    evtimer_add(m->tick, &tv);
+}
+
+/* --- start -------------------------------------------------------------- */
+
+static void on_migrate(struct instance *in, const struct ferr *err, json_t *ret, void *ctx)
+{
+    (void)ret;
+    struct migration *m = ctx;
+    m->refs--;
+    if (!in) {
+        mig_instance_gone(m);
+        return;
+    }
+    if (err) {
+        char why[300];
+        snprintf(why, sizeof(why), "migrate refused: %.250s", err->msg);
+        fail_and_restore(m, MIGS_FAILED, why);
+        return;
+    }
+    if (m->cancel_requested) {
+        send_cancel(m);
+    } else {
+        m->state = MIGS_RUNNING;
+    }
+    on_tick(-1, 0, m);
+}
+
+static void on_params(struct instance *in, const struct ferr *err, json_t *ret, void *ctx)
+{
+    (void)ret;
+    struct migration *m = ctx;
+    m->refs--;
+    if (!in) {
+        mig_instance_gone(m);
+        return;
+    }
+    if (err || m->cancel_requested) {
+        char why[300];
+        snprintf(why, sizeof(why), "%.250s",
+                 err ? err->msg : "cancelled on request before the migration started");
+        fail_and_restore(m, err ? MIGS_FAILED : MIGS_CANCELLED, why);
+        return;
+    }
+    m->refs++;
+    if (inst_qmp(in, "migrate", json_pack("{s:s}", "uri", m->dest_uri), on_migrate, m) != 0) {
+        m->refs--;
+        fail_and_restore(m, MIGS_FAILED, "QMP unavailable");
+    }
+}
+
+static void on_caps(struct instance *in, const struct ferr *err, json_t *ret, void *ctx)
+{
+    (void)ret;
+    struct migration *m = ctx;
+    m->refs--;
+    if (!in) {
+        mig_instance_gone(m);
+        return;
+    }
+    if (err) {
+        char why[300];
+        snprintf(why, sizeof(why), "migrate-set-capabilities: %.230s", err->msg);
+        fail_and_restore(m, MIGS_FAILED, why);
+        return;
+    }
+    uint64_t bw = m->limits.max_bandwidth_bps ? m->limits.max_bandwidth_bps : NO_CAP_BPS;
+    json_t *p = json_pack("{s:I, s:I}", "downtime-limit", (json_int_t)m->limits.downtime_ms,
+                          "max-bandwidth", (json_int_t)bw);
+    m->refs++;
+    if (inst_qmp(in, "migrate-set-parameters", p, on_params, m) != 0) {
+        m->refs--;
+        fail_and_restore(m, MIGS_FAILED, "QMP unavailable");
+    }
+}
+
+int mig_start(struct agent *ag, struct instance *in, const char *dest_uri,
+              const char *dest_agent, const struct mig_limits *limits, struct migration **out,
+              struct ferr *e)
+{
+    if (in->mig)
+        return ferr_set(e, FERR_STATE, "instance", "instance '%s' is migrating already (%s)",
+                        in->spec.name, in->mig->id);
+    if (in->state != INST_RUNNING || !in->qmp_ready)
+        return ferr_set(e, FERR_STATE, "instance", "instance '%s' is %s, not running",
+                        in->spec.name, inst_state_name(in->state));
+    struct migration *m = xcalloc(1, sizeof(*m));
+    m->ag = ag;
+    snprintf(m->id, sizeof(m->id), "m-%.20s-%llu", ag->name, (unsigned long long)++ag->mig_seq);
+    snprintf(m->inst_name, sizeof(m->inst_name), "%s", in->spec.name);
+    m->inst = in;
+    snprintf(m->dest_uri, sizeof(m->dest_uri), "%s", dest_uri);
+    snprintf(m->dest_agent, sizeof(m->dest_agent), "%s", dest_agent ? dest_agent : "");
+    m->limits = *limits;
+    m->state = MIGS_STARTING;
+    m->start_ms = agent_now_ms();
+    m->started_at = (int64_t)time(NULL);
+    m->tick = evtimer_new(ag->base, on_tick, m);
+    json_t *caps = json_pack("{s:[{s:s, s:b}, {s:s, s:b}]}", "capabilities", "capability",
+                             "events", "state", 1, "capability", "auto-converge", "state",
+                             limits->auto_converge);
+    m->refs++;
+    if (inst_qmp(in, "migrate-set-capabilities", caps, on_caps, m) != 0) {
+        event_free(m->tick);
+        free(m);
+        return ferr_set(e, FERR_STATE, "instance", "QMP of '%s' is not ready", in->spec.name);
+    }
+    in->mig = m;
+    m->next = ag->migrations;
+    ag->migrations = m;
+    ag->n_migrations++;
+    mig_evict(ag);
+    log_info("agent", "msg=\"migration started\" id=%s instance=%s dest=%s", m->id,
+             m->inst_name, m->dest_uri);
+    *out = m;
+    return 0;
+}
+
+int mig_cancel(struct migration *m, struct ferr *e)
+{
+    if (mig_terminal(m))
+        return ferr_set(e, FERR_STATE, "", "migration %s has ended (%s)", m->id,
+                        mig_state_name(m->state));
+    if (m->state == MIGS_CONFIRMING)
+        return ferr_set(e, FERR_STATE, "", "migration %s is past switchover; too late to cancel",
+                        m->id);
+    m->cancel_requested = true;
+    if (m->state == MIGS_RUNNING)
+        send_cancel(m);
+    return 0;
+}
+
+json_t *mig_sample_to_json(const struct mig_sample *s)
+{
+    return json_pack("{s:I, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:i, s:I}", "t_ms",
+                     (json_int_t)s->t_ms, "phase", mig_phase_name(s->phase), "ram_total",
+                     (json_int_t)s->ram_total, "ram_transferred", (json_int_t)s->ram_transferred,
+                     "ram_remaining", (json_int_t)s->ram_remaining, "dirty_pages_rate",
+                     (json_int_t)s->dirty_pages_rate, "bw_bps", (json_int_t)s->bw_bps,
+                     "dirty_sync_count", (json_int_t)s->dirty_sync_count, "ram_duplicate",
+                     (json_int_t)s->ram_duplicate, "throttle_pct", (int)s->throttle_pct,
+                     "expected_downtime_ms", (json_int_t)s->expected_downtime_ms);
+}
+
+json_t *mig_to_json(const struct migration *m, bool samples)
+{
+    uint64_t now = agent_now_ms();
+    uint64_t elapsed = (m->end_ms ? m->end_ms : now) - m->start_ms;
+    json_t *o = json_pack(
+        "{s:s, s:s, s:s, s:s, s:s, s:s, s:o, s:I, s:I, s:s}", "id", m->id, "instance",
+        m->inst_name, "state", mig_state_name(m->state), "qemu_status", m->qemu_status,
+        "dest_uri", m->dest_uri, "dest_agent", m->dest_agent, "limits",
+        limits_to_json(&m->limits), "elapsed_ms", (json_int_t)elapsed, "started_at",
+        (json_int_t)m->started_at, "error", m->error);
+    json_object_set_new(o, "last_sample", mig_sample_to_json(&m->last));
+    json_object_set_new(o, "samples_kept", json_integer((json_int_t)m->n_samples));
+    if (m->state == MIGS_SUCCEEDED || m->total_time_ms) {
+        json_object_set_new(o, "result",
+                            json_pack("{s:I, s:I, s:I, s:I, s:I}", "total_time_ms",
+                                      (json_int_t)m->total_time_ms, "downtime_ms",
+                                      (json_int_t)m->downtime_ms, "setup_time_ms",
+                                      (json_int_t)m->setup_time_ms, "ram_transferred",
+                                      (json_int_t)m->ram_transferred, "iterations",
+                                      (json_int_t)m->iterations));
+    }
+    if (samples) {
+        json_t *a = json_array();
+        for (size_t i = 0; i < m->n_samples; i++)
+            json_array_append_new(a, mig_sample_to_json(&m->samples[i]));
+        json_object_set_new(o, "samples", a);
+    }
+    return o;
+}

@@ -1,0 +1,204 @@
+#include "agent/spec.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "util/jsonin.h"
+#include "util/xalloc.h"
+
+static const char *const spec_keys[] = {"name",   "project", "memory_mib", "vcpus",
+                                        "kernel", "initrd",  "cmdline",    NULL};
+
+void spec_free(struct inst_spec *s)
+{
+    free(s->name);
+    free(s->project);
+    free(s->kernel);
+    free(s->initrd);
+    free(s->cmdline);
+    memset(s, 0, sizeof(*s));
+}
+
+static char *dup_or_null(const char *s)
+{
+    return s ? xstrdup(s) : NULL;
+}
+
+void spec_copy(struct inst_spec *dst, const struct inst_spec *src)
+{
+    dst->name = dup_or_null(src->name);
+    dst->project = dup_or_null(src->project);
+    dst->memory_mib = src->memory_mib;
+    dst->vcpus = src->vcpus;
+    dst->kernel = dup_or_null(src->kernel);
+    dst->initrd = dup_or_null(src->initrd);
+    dst->cmdline = dup_or_null(src->cmdline);
+}
+
+static int path_ok(const char *field, const char *p, struct ferr *e)
+{
+    if (p[0] != '/')
+        return ferr_set(e, FERR_INVAL, field, "'%s' must be an absolute path", field);
+    if (strstr(p, ",") != NULL)
+        return ferr_set(e, FERR_INVAL, field, "'%s' must not contain ','", field);
+    return 0;
+}
+
+int spec_from_json(const json_t *obj, const char *def_kernel, const char *def_initrd,
+                   struct inst_spec *s, struct ferr *e)
+{
+    memset(s, 0, sizeof(*s));
+    s->memory_mib = 256;
+    s->vcpus = 1;
+    int rc;
+    if (!json_is_object(obj))
+        return ferr_set(e, FERR_INVAL, "spec", "the instance spec must be a JSON object");
+    if ((rc = jsonin_only_keys(obj, spec_keys, e)) != 0)
+        return rc;
+    if ((rc = jsonin_str(obj, "name", 63, true, &s->name, e)) != 0)
+        goto fail;
+    if (!jsonin_name_ok(s->name)) {
+        rc = ferr_set(e, FERR_INVAL, "name", "'name' must be 1..63 of [A-Za-z0-9_.-]");
+        goto fail;
+    }
+    if ((rc = jsonin_str(obj, "project", 63, false, &s->project, e)) != 0)
+        goto fail;
+    if (s->project && s->project[0] && !jsonin_name_ok(s->project)) {
+        rc = ferr_set(e, FERR_INVAL, "project", "'project' must be 1..63 of [A-Za-z0-9_.-]");
+        goto fail;
+    }
+    if ((rc = jsonin_u64(obj, "memory_mib", 64, 65536, false, &s->memory_mib, e)) != 0)
+        goto fail;
+    if ((rc = jsonin_u64(obj, "vcpus", 1, 64, false, &s->vcpus, e)) != 0)
+        goto fail;
+    if ((rc = jsonin_str(obj, "kernel", SPEC_PATH_MAX, false, &s->kernel, e)) != 0)
+        goto fail;
+    if ((rc = jsonin_str(obj, "initrd", SPEC_PATH_MAX, false, &s->initrd, e)) != 0)
+        goto fail;
+    if ((rc = jsonin_str(obj, "cmdline", SPEC_CMDLINE_MAX, false, &s->cmdline, e)) != 0)
+        goto fail;
+    if (!s->kernel && def_kernel)
+        s->kernel = xstrdup(def_kernel);
+    if (!s->initrd && def_initrd && !json_object_get(obj, "kernel"))
+        s->initrd = xstrdup(def_initrd);
+    if (!s->kernel) {
+        rc = ferr_set(e, FERR_INVAL, "kernel", "'kernel' is required (no default lab kernel)");
+        goto fail;
+    }
+    if ((rc = path_ok("kernel", s->kernel, e)) != 0)
+        goto fail;
+    if (s->initrd && (rc = path_ok("initrd", s->initrd, e)) != 0)
+        goto fail;
+    if (!s->project)
+        s->project = xstrdup("");
+    return 0;
+fail:
+    spec_free(s);
+    return rc;
+}
+
+json_t *spec_to_json(const struct inst_spec *s)
+{
+    json_t *o = json_pack("{s:s, s:s, s:I, s:I, s:s}", "name", s->name, "project",
+                          s->project ? s->project : "", "memory_mib", (json_int_t)s->memory_mib,
+                          "vcpus", (json_int_t)s->vcpus, "kernel", s->kernel);
+    if (s->initrd)
+        json_object_set_new(o, "initrd", json_string(s->initrd));
+    if (s->cmdline)
+        json_object_set_new(o, "cmdline", json_string(s->cmdline));
+    return o;
+}
+
+static const char *const limit_keys[] = {"downtime_ms", "max_bandwidth_bps", "auto_converge",
+                                         "completion_timeout_s", NULL};
+
+int limits_from_json(const json_t *obj, struct mig_limits *l, struct ferr *e)
+{
+    struct mig_limits d = {.downtime_ms = 300, .max_bandwidth_bps = 0, .auto_converge = false,
+                           .completion_timeout_s = 0};
+    *l = d;
+    if (!obj)
+        return 0;
+    struct mig_limits t = d;
+    int rc;
+    if (!json_is_object(obj))
+        return ferr_set(e, FERR_INVAL, "limits", "'limits' must be a JSON object");
+    if ((rc = jsonin_only_keys(obj, limit_keys, e)) != 0)
+        return rc;
+    if ((rc = jsonin_u64(obj, "downtime_ms", 1, 60000, false, &t.downtime_ms, e)) != 0)
+        return rc;
+    if ((rc = jsonin_u64(obj, "max_bandwidth_bps", 0, (uint64_t)1 << 40, false,
+                         &t.max_bandwidth_bps, e)) != 0)
+        return rc;
+    if (t.max_bandwidth_bps != 0 && t.max_bandwidth_bps < 65536)
+        return ferr_set(e, FERR_INVAL, "max_bandwidth_bps",
+                        "'max_bandwidth_bps' must be 0 (unlimited) or at least 65536");
+    if ((rc = jsonin_bool(obj, "auto_converge", false, &t.auto_converge, e)) != 0)
+        return rc;
+    if ((rc = jsonin_u64(obj, "completion_timeout_s", 0, 7 * 86400, false,
+                         &t.completion_timeout_s, e)) != 0)
+        return rc;
+    *l = t;
+    return 0;
+}
+
+json_t *limits_to_json(const struct mig_limits *l)
+{
+    return json_pack("{s:I, s:I, s:b, s:I}", "downtime_ms", (json_int_t)l->downtime_ms,
+                     "max_bandwidth_bps", (json_int_t)l->max_bandwidth_bps, "auto_converge",
+                     l->auto_converge, "completion_timeout_s",
+                     (json_int_t)l->completion_timeout_s);
+}
+
+char **spec_argv(const struct inst_spec *s, const char *qemu, const char *qmp_path,
+                 const char *serial_path, bool incoming)
+{
+    char **v = xcalloc(40, sizeof(char *));
+    int n = 0;
+    v[n++] = xstrdup(qemu);
+    v[n++] = xstrdup("-name");
+    v[n++] = xasprintf("%s", s->name);
+    v[n++] = xstrdup("-accel");
+    v[n++] = xstrdup("tcg");
+    v[n++] = xstrdup("-machine");
+    v[n++] = xstrdup("pc");
+    v[n++] = xstrdup("-m");
+    v[n++] = xasprintf("%llu", (unsigned long long)s->memory_mib);
+    v[n++] = xstrdup("-smp");
+    v[n++] = xasprintf("%llu", (unsigned long long)s->vcpus);
+    v[n++] = xstrdup("-nodefaults");
+    v[n++] = xstrdup("-no-user-config");
+    v[n++] = xstrdup("-display");
+    v[n++] = xstrdup("none");
+    v[n++] = xstrdup("-kernel");
+    v[n++] = xstrdup(s->kernel);
+    if (s->initrd) {
+        v[n++] = xstrdup("-initrd");
+        v[n++] = xstrdup(s->initrd);
+    }
+    if (s->cmdline) {
+        v[n++] = xstrdup("-append");
+        v[n++] = xstrdup(s->cmdline);
+    }
+    v[n++] = xstrdup("-chardev");
+    v[n++] = xasprintf("socket,id=ser0,path=%s,server=on,wait=off", serial_path);
+    v[n++] = xstrdup("-serial");
+    v[n++] = xstrdup("chardev:ser0");
+    v[n++] = xstrdup("-qmp");
+    v[n++] = xasprintf("unix:%s,server=on,wait=off", qmp_path);
+    if (incoming) {
+        v[n++] = xstrdup("-incoming");
+        v[n++] = xstrdup("defer");
+    }
+    v[n] = NULL;
+    return v;
+}
+
+void spec_argv_free(char **argv)
+{
+    if (!argv)
+        return;
+    for (char **p = argv; *p; p++)
+        free(*p);
+    free(argv);
+}

@@ -1,0 +1,67 @@
+/* spec — an instance spec (what QEMU runs) and migration limits, parsed
+ * from untrusted JSON with every field validated, and the QEMU command line
+ * built from a spec. Pure: no I/O beyond the caller's buffers. */
+#ifndef FERRY_AGENT_SPEC_H
+#define FERRY_AGENT_SPEC_H
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "util/ferr.h"
+
+#define SPEC_PATH_MAX 1024    /* bytes in a kernel/initrd path */
+#define SPEC_CMDLINE_MAX 2048 /* bytes in a kernel command line */
+
+struct inst_spec {
+    char *name;           /* instance name, jsonin_name_ok() */
+    char *project;        /* owner project id, "" when none */
+    uint64_t memory_mib;  /* guest RAM, MiB (64..65536) */
+    uint64_t vcpus;       /* virtual CPUs (1..64) */
+    char *kernel;         /* absolute path of the kernel image */
+    char *initrd;         /* absolute path of the initramfs, may be NULL */
+    char *cmdline;        /* kernel command line, may be NULL */
+};
+
+struct mig_limits {
+    uint64_t downtime_ms;          /* QEMU downtime-limit, ms (1..60000) */
+    uint64_t max_bandwidth_bps;    /* max-bandwidth, bytes/s; 0 = QEMU default */
+    bool auto_converge;            /* enable QEMU auto-converge */
+    uint64_t completion_timeout_s; /* abort after this many s; 0 = never */
+};
+
+/* Parses obj into *s. Unknown fields, wrong types, out-of-range values,
+ * unsafe names and relative paths fail with e naming the field; on failure
+ * *s is left empty (nothing to free). kernel/initrd default to the given
+ * defaults (may be NULL) when absent. On success the caller releases *s
+ * with spec_free. */
+int spec_from_json(const json_t *obj, const char *def_kernel, const char *def_initrd,
+                   struct inst_spec *s, struct ferr *e) __attribute__((warn_unused_result));
+
+/* Returns a new JSON object describing s (caller decrefs). */
+json_t *spec_to_json(const struct inst_spec *s);
+
+/* Releases the strings of s and zeroes it. */
+void spec_free(struct inst_spec *s);
+
+/* Copies src into dst (dst must be empty); caller releases dst. */
+void spec_copy(struct inst_spec *dst, const struct inst_spec *src);
+
+/* Sets *l to the defaults (300 ms, unlimited, no auto-converge, no timeout)
+ * then applies the fields of obj (may be NULL). Validation as for
+ * spec_from_json; on failure *l holds the defaults. */
+int limits_from_json(const json_t *obj, struct mig_limits *l, struct ferr *e)
+    __attribute__((warn_unused_result));
+
+/* Returns a new JSON object describing l (caller decrefs). */
+json_t *limits_to_json(const struct mig_limits *l);
+
+/* Builds the QEMU argv (NULL-terminated; caller frees with spec_argv_free)
+ * for s with its QMP and serial sockets at the given paths; with incoming
+ * the guest waits for a migration (-incoming defer). */
+char **spec_argv(const struct inst_spec *s, const char *qemu, const char *qmp_path,
+                 const char *serial_path, bool incoming);
+
+/* Frees an argv from spec_argv. */
+void spec_argv_free(char **argv);
+
+#endif
