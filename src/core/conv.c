@@ -1,0 +1,595 @@
+/* conv — convergence controller: Nova, schedule and adaptive policies with
+ * consent gating and stall reporting. docs/CONTROLLER.md explains each. */
+#include "core/conv.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#define NOVA_DOWNTIME_MIN 100 /* nova.conf min= for live_migration_downtime */
+#define NOVA_STEPS_MIN 3      /* ... live_migration_downtime_steps */
+#define NOVA_DELAY_MIN 10     /* ... live_migration_downtime_delay */
+#define GIB 1073741824.0
+
+/* Output cursor for one tick. */
+struct emit {
+    struct conv_action *a;
+    size_t max, n;
+};
+
+static struct conv_action *push(struct emit *e, enum conv_act_kind kind)
+{
+    if (e->n >= e->max)
+        return NULL; /* cannot happen: max >= CONV_ACTIONS_MAX */
+    struct conv_action *a = &e->a[e->n++];
+    memset(a, 0, sizeof(*a));
+    a->kind = kind;
+    return a;
+}
+
+static void reasonf(struct conv_action *a, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static void reasonf(struct conv_action *a, const char *fmt, ...)
+{
+    if (!a)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(a->reason, sizeof(a->reason), fmt, ap);
+    va_end(ap);
+}
+
+double conv_nova_data_gb(const struct conv_nova *nova)
+{
+    /* nova/virt/libvirt/driver.py _live_migration_data_gb, Python 3 floats */
+    double ram_gb = (double)(nova->ram_mib * 1048576ull) / GIB;
+    if (ram_gb < 2)
+        ram_gb = 2;
+    if (nova->n_disks == 0)
+        return ram_gb;
+    double disk_gb = 0;
+    for (size_t i = 0; i < nova->n_disks && i < CONV_DISKS_MAX; i++) {
+        double size_gb = (double)nova->disk_bytes[i] / GIB;
+        if (size_gb < 2)
+            size_gb = 2;
+        disk_gb += size_gb;
+    }
+    return ram_gb + disk_gb;
+}
+
+static int nova_check(const struct conv_nova *nova, struct ferr *err)
+{
+    if (nova->downtime_ms < NOVA_DOWNTIME_MIN)
+        return ferr_set(err, FERR_INVAL, "live_migration_downtime", "must be >= %d ms",
+                        NOVA_DOWNTIME_MIN);
+    if (nova->downtime_steps < NOVA_STEPS_MIN)
+        return ferr_set(err, FERR_INVAL, "live_migration_downtime_steps",
+                        "must be >= %d", NOVA_STEPS_MIN);
+    if (nova->downtime_steps + 1 > CONV_SCHED_MAX)
+        return ferr_set(err, FERR_INVAL, "live_migration_downtime_steps",
+                        "must be <= %d", CONV_SCHED_MAX - 1);
+    if (nova->downtime_delay_s < NOVA_DELAY_MIN)
+        return ferr_set(err, FERR_INVAL, "live_migration_downtime_delay",
+                        "must be >= %d s", NOVA_DELAY_MIN);
+    if (nova->n_disks > CONV_DISKS_MAX)
+        return ferr_set(err, FERR_INVAL, "disks", "at most %d disks", CONV_DISKS_MAX);
+    if (nova->timeout_action != CONV_TIMEOUT_ABORT &&
+        nova->timeout_action != CONV_TIMEOUT_FORCE_COMPLETE)
+        return ferr_set(err, FERR_INVAL, "live_migration_timeout_action",
+                        "must be abort or force_complete");
+    return 0;
+}
+
+int conv_nova_plan(const struct conv_nova *nova, struct conv_nova_step *steps, size_t max,
+                   size_t *n, uint64_t *timeout_s)
+{
+    int rc = nova_check(nova, NULL);
+    if (rc)
+        return rc;
+    if ((size_t)nova->downtime_steps + 1 > max)
+        return FERR_TOOBIG;
+    double data_gb = conv_nova_data_gb(nova);
+    /* nova/virt/libvirt/migration.py downtime_steps() */
+    uint64_t delay = (uint64_t)((double)nova->downtime_delay_s * data_gb);
+    double base = (double)nova->downtime_ms / (double)nova->downtime_steps;
+    double offset = ((double)nova->downtime_ms - base) / (double)nova->downtime_steps;
+    for (uint32_t i = 0; i <= nova->downtime_steps; i++) {
+        steps[i].t_s = delay * i;
+        steps[i].downtime_ms = (uint64_t)(base + offset * (double)i);
+    }
+    *n = (size_t)nova->downtime_steps + 1;
+    if (timeout_s)
+        *timeout_s = (uint64_t)((double)nova->completion_timeout_s * data_gb);
+    return 0;
+}
+
+void conv_policy_default(struct conv_policy *p, enum conv_kind kind)
+{
+    memset(p, 0, sizeof(*p));
+    p->kind = kind;
+    p->nova.downtime_ms = 500;
+    p->nova.downtime_steps = 10;
+    p->nova.downtime_delay_s = 75;
+    p->nova.completion_timeout_s = 800;
+    p->nova.timeout_action = CONV_TIMEOUT_ABORT;
+    struct conv_adaptive *a = &p->adaptive;
+    a->deadline_ms = 3600000;
+    a->downtime_start_ms = 100;
+    a->downtime_max_ms = 2000;
+    a->throttle_initial_pct = 20;
+    a->throttle_increment_pct = 10;
+    a->throttle_max_pct = 99;
+    a->ladder[0] = CONV_STEP_BANDWIDTH;
+    a->ladder[1] = CONV_STEP_THROTTLE;
+    a->ladder[2] = CONV_STEP_POSTCOPY;
+    a->ladder[3] = CONV_STEP_PAUSE;
+    a->n_ladder = 4;
+    a->settle_ms = 10000;
+    a->settle_periods = 2;
+    if (kind == CONV_ADAPTIVE) {
+        p->consent_required[CONV_STEP_THROTTLE] = true;
+        p->consent_required[CONV_STEP_POSTCOPY] = true;
+        p->consent_required[CONV_STEP_PAUSE] = true;
+    }
+}
+
+int conv_init(struct conv *c, const struct conv_policy *policy, struct ferr *err)
+{
+    memset(c, 0, sizeof(*c));
+    if (!policy)
+        return ferr_set(err, FERR_INVAL, "policy", "missing");
+    int rc = 0;
+    switch (policy->kind) {
+    case CONV_NOVA:
+        rc = nova_check(&policy->nova, err);
+        break;
+    case CONV_SCHEDULE:
+        if (policy->schedule.n > CONV_SCHED_MAX) {
+            rc = ferr_set(err, FERR_INVAL, "schedule", "at most %d entries", CONV_SCHED_MAX);
+            break;
+        }
+        for (size_t i = 0; i < policy->schedule.n && !rc; i++) {
+            const struct conv_sched_entry *e = &policy->schedule.e[i];
+            if (i && e->after_iteration < policy->schedule.e[i - 1].after_iteration)
+                rc = ferr_set(err, FERR_INVAL, "schedule", "entry %zu out of order", i);
+            else if ((unsigned)e->act > CONV_SCHED_ABORT)
+                rc = ferr_set(err, FERR_INVAL, "schedule", "entry %zu: unknown action", i);
+            else if (e->act == CONV_SCHED_SET_DOWNTIME && e->downtime_ms == 0)
+                rc = ferr_set(err, FERR_INVAL, "schedule", "entry %zu: downtime 0", i);
+        }
+        break;
+    case CONV_ADAPTIVE: {
+        const struct conv_adaptive *a = &policy->adaptive;
+        bool seen[CONV_STEP__COUNT] = {false};
+        if (a->deadline_ms == 0)
+            rc = ferr_set(err, FERR_INVAL, "deadline_ms", "must be > 0");
+        else if (a->downtime_max_ms == 0 || a->downtime_start_ms == 0 ||
+                 a->downtime_start_ms > a->downtime_max_ms)
+            rc = ferr_set(err, FERR_INVAL, "downtime_max_ms",
+                          "need 0 < downtime_start_ms <= downtime_max_ms");
+        else if (a->throttle_max_pct < 1 || a->throttle_max_pct > 99 ||
+                 a->throttle_initial_pct > a->throttle_max_pct)
+            rc = ferr_set(err, FERR_INVAL, "throttle_max_pct",
+                          "need throttle_initial_pct <= throttle_max_pct in 1..99");
+        else if (a->n_ladder > CONV_STEP__COUNT)
+            rc = ferr_set(err, FERR_INVAL, "ladder", "too many steps");
+        for (size_t i = 0; !rc && i < a->n_ladder; i++) {
+            if ((unsigned)a->ladder[i] >= CONV_STEP__COUNT || seen[a->ladder[i]])
+                rc = ferr_set(err, FERR_INVAL, "ladder", "step %zu unknown or repeated", i);
+            else
+                seen[a->ladder[i]] = true;
+        }
+        break;
+    }
+    default:
+        rc = ferr_set(err, FERR_INVAL, "kind", "unknown policy kind");
+    }
+    if (rc) {
+        memset(c, 0, sizeof(*c));
+        return rc;
+    }
+    c->pol = *policy;
+    if (!c->pol.adaptive.settle_ms)
+        c->pol.adaptive.settle_ms = 10000;
+    if (!c->pol.adaptive.settle_periods)
+        c->pol.adaptive.settle_periods = 2;
+    stall_init(&c->stall, &policy->stall);
+    if (policy->kind == CONV_NOVA) {
+        rc = conv_nova_plan(&policy->nova, c->nsteps, CONV_SCHED_MAX, &c->n_nsteps,
+                            &c->nova_timeout_s);
+        if (rc) {
+            memset(c, 0, sizeof(*c));
+            return ferr_set(err, rc, "live_migration_downtime_steps", "plan failed");
+        }
+    }
+    return 0;
+}
+
+/* Consent gate for step. Returns 1: act now; 0: wait (REQUEST_CONSENT
+ * emitted the first time); -1: refused, skip. */
+static int gate(struct conv *c, struct emit *e, enum conv_step step, const char *why)
+{
+    if (!c->pol.consent_required[step])
+        return 1;
+    switch (c->consent[step]) {
+    case CONV_CONSENT_GRANTED:
+        return 1;
+    case CONV_CONSENT_REFUSED:
+        return -1;
+    case CONV_CONSENT_PENDING:
+        return 0;
+    case CONV_CONSENT_NONE:
+    default: {
+        struct conv_action *a = push(e, CONV_ACT_REQUEST_CONSENT);
+        if (a) {
+            a->step = step;
+            reasonf(a, "%s requires consent: %s", conv_step_name(step), why);
+        }
+        c->consent[step] = CONV_CONSENT_PENDING;
+        return 0;
+    }
+    }
+}
+
+static void act_downtime(struct conv *c, struct emit *e, uint64_t ms)
+{
+    struct conv_action *a = push(e, CONV_ACT_SET_DOWNTIME);
+    if (a)
+        a->downtime_ms = ms;
+    c->cur_downtime_ms = ms;
+}
+
+static void act_abort(struct conv *c, struct emit *e, const char *why)
+{
+    struct conv_action *a = push(e, CONV_ACT_ABORT);
+    reasonf(a, "%s", why);
+    c->done = true;
+}
+
+/* Emits the action of an escalation step (consent already settled). */
+static void act_step(struct conv *c, struct emit *e, enum conv_step step,
+                     const struct mig_sample *s)
+{
+    const struct conv_adaptive *ad = &c->pol.adaptive;
+    struct conv_action *a;
+    (void)s;
+    switch (step) {
+    case CONV_STEP_BANDWIDTH:
+        a = push(e, CONV_ACT_SET_BANDWIDTH);
+        if (a) {
+            a->step = step;
+            a->bw_bps = ad->bw_cap_bps;
+        }
+        break;
+    case CONV_STEP_THROTTLE:
+        a = push(e, CONV_ACT_SET_THROTTLE);
+        if (a) {
+            a->step = step;
+            a->auto_converge = true;
+            a->throttle_initial_pct = ad->throttle_initial_pct;
+            a->throttle_increment_pct = ad->throttle_increment_pct;
+            a->throttle_max_pct = ad->throttle_max_pct;
+        }
+        break;
+    case CONV_STEP_POSTCOPY:
+        a = push(e, CONV_ACT_START_POSTCOPY);
+        if (a)
+            a->step = step;
+        c->postcopy = true;
+        break;
+    case CONV_STEP_PAUSE:
+    default:
+        a = push(e, CONV_ACT_PAUSE_GUEST);
+        if (a)
+            a->step = CONV_STEP_PAUSE;
+        c->paused = true;
+        break;
+    }
+}
+
+static void tick_nova(struct conv *c, const struct mig_sample *s, uint64_t now_ms,
+                      struct emit *e)
+{
+    if (s->phase == MIG_PHASE_ACTIVE || s->phase == MIG_PHASE_SETUP) {
+        /* libvirt_migrate.update_downtime: latest step with elapsed > t */
+        const struct conv_nova_step *this_step = NULL;
+        for (size_t i = 0; i < c->n_nsteps; i++)
+            if (now_ms > c->nsteps[i].t_s * 1000)
+                this_step = &c->nsteps[i];
+        if (this_step && this_step->downtime_ms != c->cur_downtime_ms)
+            act_downtime(c, e, this_step->downtime_ms);
+    }
+    /* should_trigger_timeout_action: elapsed > timeout, not in post-copy */
+    if (c->have_pending) {
+        enum conv_step st = c->pending_act == CONV_ACT_START_POSTCOPY ? CONV_STEP_POSTCOPY
+                                                                     : CONV_STEP_PAUSE;
+        int g = gate(c, e, st, "completion timeout, force_complete");
+        if (g != 0)
+            c->have_pending = false;
+        if (g == 1)
+            act_step(c, e, st, s);
+        return;
+    }
+    if (c->timeout_fired || c->nova_timeout_s == 0 || s->phase == MIG_PHASE_POSTCOPY ||
+        now_ms <= c->nova_timeout_s * 1000)
+        return;
+    c->timeout_fired = true;
+    if (c->pol.nova.timeout_action == CONV_TIMEOUT_ABORT) {
+        char why[CONV_REASON_MAX];
+        snprintf(why, sizeof(why),
+                 "completion timeout: %llu s elapsed > %llu s (800 s/GiB-style limit)",
+                 (unsigned long long)(now_ms / 1000),
+                 (unsigned long long)c->nova_timeout_s);
+        act_abort(c, e, why);
+        return;
+    }
+    enum conv_step st = c->pol.nova.permit_post_copy ? CONV_STEP_POSTCOPY : CONV_STEP_PAUSE;
+    int g = gate(c, e, st, "completion timeout, force_complete");
+    if (g == 1)
+        act_step(c, e, st, s);
+    else if (g == 0) {
+        c->have_pending = true;
+        c->pending_act = st == CONV_STEP_POSTCOPY ? CONV_ACT_START_POSTCOPY
+                                                  : CONV_ACT_PAUSE_GUEST;
+    }
+}
+
+static void tick_schedule(struct conv *c, const struct mig_sample *s, struct emit *e)
+{
+    if (s->phase != MIG_PHASE_ACTIVE && s->phase != MIG_PHASE_SETUP)
+        return;
+    while (c->sched_next < c->pol.schedule.n && !c->done) {
+        const struct conv_sched_entry *en = &c->pol.schedule.e[c->sched_next];
+        if (!(en->after_iteration == 0 || s->dirty_sync_count > en->after_iteration))
+            return;
+        switch (en->act) {
+        case CONV_SCHED_SET_DOWNTIME:
+            act_downtime(c, e, en->downtime_ms);
+            break;
+        case CONV_SCHED_ABORT: {
+            char why[CONV_REASON_MAX];
+            snprintf(why, sizeof(why), "schedule: abort after memory iteration %llu",
+                     (unsigned long long)en->after_iteration);
+            act_abort(c, e, why);
+            break;
+        }
+        case CONV_SCHED_POSTCOPY:
+        case CONV_SCHED_PAUSE: {
+            enum conv_step st =
+                en->act == CONV_SCHED_POSTCOPY ? CONV_STEP_POSTCOPY : CONV_STEP_PAUSE;
+            int g = gate(c, e, st, "schedule step reached");
+            if (g == 0)
+                return; /* wait for the answer; later entries wait too */
+            if (g == 1)
+                act_step(c, e, st, s);
+            break;
+        }
+        }
+        c->sched_next++;
+        if (e->n + 2 > e->max)
+            return; /* the rest next tick */
+    }
+}
+
+/* Smallest limit in [lo, hi] whose predicted finish is within budget_ms;
+ * returns 0 when even hi is too slow or the model is not ready. */
+static uint64_t smallest_downtime(const struct est_out *est, uint64_t lo, uint64_t hi,
+                                  uint64_t budget_ms)
+{
+    uint64_t eta;
+    if (est_predict(est, hi, &eta, NULL) != 0 || eta == EST_ETA_INFINITE || eta > budget_ms)
+        return 0;
+    if (est_predict(est, lo, &eta, NULL) == 0 && eta != EST_ETA_INFINITE && eta <= budget_ms)
+        return lo;
+    while (hi - lo > 1) { /* invariant: lo too slow, hi fast enough */
+        uint64_t mid = lo + (hi - lo) / 2;
+        if (est_predict(est, mid, &eta, NULL) == 0 && eta != EST_ETA_INFINITE &&
+            eta <= budget_ms)
+            hi = mid;
+        else
+            lo = mid;
+    }
+    return hi;
+}
+
+static bool step_applicable(const struct conv *c, enum conv_step st,
+                            const struct mig_sample *s)
+{
+    const struct conv_adaptive *ad = &c->pol.adaptive;
+    switch (st) {
+    case CONV_STEP_BANDWIDTH:
+        return ad->bw_cap_bps > 0 &&
+               (s->setting_max_bw_bps == 0 || s->setting_max_bw_bps < ad->bw_cap_bps);
+    case CONV_STEP_POSTCOPY:
+        return ad->postcopy_available;
+    default:
+        return true;
+    }
+}
+
+static void tick_adaptive(struct conv *c, const struct mig_sample *s,
+                          const struct est_out *est, uint64_t now_ms, struct emit *e)
+{
+    const struct conv_adaptive *ad = &c->pol.adaptive;
+    if (s->phase == MIG_PHASE_POSTCOPY)
+        c->postcopy = true;
+    if (c->postcopy || c->paused)
+        return; /* finishing: nothing left to decide, nothing to abort */
+    if (s->phase != MIG_PHASE_ACTIVE && s->phase != MIG_PHASE_SETUP)
+        return;
+    if (c->cur_downtime_ms == 0)
+        act_downtime(c, e, ad->downtime_start_ms);
+
+    if (now_ms >= ad->deadline_ms) {
+        char why[CONV_REASON_MAX];
+        snprintf(why, sizeof(why), "deadline passed: %llu ms elapsed >= deadline %llu ms",
+                 (unsigned long long)now_ms, (unsigned long long)ad->deadline_ms);
+        act_abort(c, e, why);
+        return;
+    }
+    uint64_t budget = ad->deadline_ms - now_ms;
+
+    bool late = false;
+    bool model = est && est->bw_bps > 0 && est->dirty_measured && s->phase == MIG_PHASE_ACTIVE;
+    if (model) {
+        uint64_t lo = c->cur_downtime_ms > ad->downtime_start_ms ? c->cur_downtime_ms
+                                                                 : ad->downtime_start_ms;
+        uint64_t dt = smallest_downtime(est, lo, ad->downtime_max_ms, budget);
+        if (dt == 0) {
+            late = true;
+            dt = ad->downtime_max_ms; /* nothing within max finishes in time */
+        }
+        if (dt > c->cur_downtime_ms && dt <= ad->downtime_max_ms)
+            act_downtime(c, e, dt);
+    }
+    bool need = late || c->stall.out.reason != STALL_NONE;
+    if (!need)
+        return;
+
+    while (c->rung < ad->n_ladder) {
+        enum conv_step st = ad->ladder[c->rung];
+        enum conv_rung_state rs = c->rung_state[st];
+        if (rs == CONV_RUNG_ACTIVE) {
+            bool settled = now_ms - c->rung_t_ms >= ad->settle_ms &&
+                           s->dirty_sync_count >= c->rung_sync + ad->settle_periods;
+            if (st == CONV_STEP_THROTTLE && s->throttle_pct < ad->throttle_max_pct &&
+                s->throttle_pct > 0)
+                settled = false; /* auto-converge still climbing */
+            if (!settled)
+                return;
+            c->rung++;
+            continue;
+        }
+        if (rs == CONV_RUNG_SKIPPED || !step_applicable(c, st, s)) {
+            c->rung_state[st] = CONV_RUNG_SKIPPED;
+            c->rung++;
+            continue;
+        }
+        char why[96];
+        snprintf(why, sizeof(why), "%s", late ? "cannot finish by the deadline otherwise"
+                                              : stall_reason_name(c->stall.out.reason));
+        int g = gate(c, e, st, why);
+        if (g == 0) {
+            c->rung_state[st] = CONV_RUNG_WAITING;
+            return;
+        }
+        if (g < 0) {
+            c->rung_state[st] = CONV_RUNG_SKIPPED;
+            c->rung++;
+            continue;
+        }
+        act_step(c, e, st, s);
+        c->rung_state[st] = CONV_RUNG_ACTIVE;
+        c->rung_t_ms = now_ms;
+        c->rung_sync = s->dirty_sync_count;
+        return;
+    }
+    /* ladder exhausted and still not finishing */
+    char why[CONV_REASON_MAX];
+    snprintf(why, sizeof(why), "escalation ladder exhausted: %s",
+             late ? "cannot finish by the deadline at the maximum downtime"
+                  : stall_reason_name(c->stall.out.reason));
+    act_abort(c, e, why);
+}
+
+int conv_tick(struct conv *c, const struct mig_sample *s, const struct est_out *est,
+              uint64_t now_ms, struct conv_action *out, size_t max, size_t *n_out)
+{
+    if (n_out)
+        *n_out = 0;
+    if (!c || !s || !out || !n_out || max < CONV_ACTIONS_MAX ||
+        (unsigned)s->phase >= MIG_PHASE__COUNT)
+        return FERR_INVAL;
+    if (now_ms < c->last_t_ms || (c->stall.have_sample && s->t_ms < c->stall.last_t_ms))
+        return FERR_INVAL;
+    c->last_t_ms = now_ms;
+    struct emit e = {out, max, 0};
+    if (c->done)
+        return 0;
+    if (mig_phase_is_terminal(s->phase)) {
+        c->done = true;
+        return 0;
+    }
+    if (stall_update(&c->stall, s, est) == 0) {
+        const struct stall_out *so = &c->stall.out;
+        if (so->reason == STALL_NONE) {
+            c->stall_reported = false;
+        } else if (!c->stall_reported) {
+            struct conv_action *a = push(&e, CONV_ACT_REPORT_STALL);
+            if (a) {
+                a->stall = so->reason;
+                reasonf(a, "stalled (%s) since %llu ms: dirty/bandwidth %.2f over %llu "
+                           "sync periods",
+                        stall_reason_name(so->reason), (unsigned long long)so->since_ms,
+                        so->ratio, (unsigned long long)so->periods);
+            }
+            c->stall_reported = true;
+        }
+    }
+    switch (c->pol.kind) {
+    case CONV_NOVA:
+        tick_nova(c, s, now_ms, &e);
+        break;
+    case CONV_SCHEDULE:
+        tick_schedule(c, s, &e);
+        break;
+    case CONV_ADAPTIVE:
+    default:
+        tick_adaptive(c, s, est, now_ms, &e);
+        break;
+    }
+    *n_out = e.n;
+    return 0;
+}
+
+int conv_consent(struct conv *c, enum conv_step step, bool granted)
+{
+    if (!c || (unsigned)step >= CONV_STEP__COUNT)
+        return FERR_INVAL;
+    if (c->consent[step] == CONV_CONSENT_GRANTED || c->consent[step] == CONV_CONSENT_REFUSED)
+        return FERR_STATE;
+    c->consent[step] = granted ? CONV_CONSENT_GRANTED : CONV_CONSENT_REFUSED;
+    return 0;
+}
+
+int conv_future_downtime(const struct conv *c, struct est_sched_step *sched, size_t max,
+                         size_t *n)
+{
+    *n = 0;
+    if (c->pol.kind != CONV_NOVA)
+        return 0;
+    size_t k = 0;
+    for (size_t i = 0; i < c->n_nsteps; i++) {
+        uint64_t t = c->nsteps[i].t_s * 1000 + 1; /* acts once elapsed > t_s */
+        if (t <= c->last_t_ms)
+            continue;
+        if (k >= max)
+            return FERR_TOOBIG;
+        sched[k].t_ms = t;
+        sched[k].downtime_ms = c->nsteps[i].downtime_ms;
+        k++;
+    }
+    *n = k;
+    return 0;
+}
+
+const char *conv_act_name(enum conv_act_kind k)
+{
+    static const char *const names[CONV_ACT__COUNT] = {
+        "set_downtime", "set_bandwidth",   "set_throttle", "start_postcopy",
+        "pause_guest",  "abort", "request_consent", "report_stall"};
+    return (unsigned)k < CONV_ACT__COUNT ? names[k] : "unknown";
+}
+
+const char *conv_step_name(enum conv_step s)
+{
+    static const char *const names[CONV_STEP__COUNT] = {"bandwidth", "throttle",
+                                                        "postcopy", "pause"};
+    return (unsigned)s < CONV_STEP__COUNT ? names[s] : "unknown";
+}
+
+const char *conv_kind_name(enum conv_kind k)
+{
+    static const char *const names[CONV__KIND_COUNT] = {"nova", "schedule", "adaptive"};
+    return (unsigned)k < CONV__KIND_COUNT ? names[k] : "unknown";
+}
