@@ -273,7 +273,12 @@ static void on_bev_event(struct bufferevent *bev, short what, void *arg)
         conn_end(c, FERR_CLOSED, "peer hung up", NULL);
     } else if (what & BEV_EVENT_ERROR) {
         int e = EVUTIL_SOCKET_ERROR();
-        conn_end(c, e ? -e : FERR_CLOSED, "socket error: ", strerror(e));
+        /* QEMU exiting (quit, failed incoming migration) often resets the
+         * socket instead of a clean EOF: that is a hang-up too. */
+        if (e == ECONNRESET || e == EPIPE)
+            conn_end(c, FERR_CLOSED, "peer hung up (", e == EPIPE ? "broken pipe)" : "reset)");
+        else
+            conn_end(c, e ? -e : FERR_CLOSED, "socket error: ", strerror(e));
     }
 }
 

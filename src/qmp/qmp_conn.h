@@ -33,7 +33,7 @@ struct qmp_conn;
 /* The handshake finished; commands may be sent from now on. */
 typedef void (*qmp_ready_cb)(struct qmp_conn *c, void *arg);
 /* The connection ended. why->code: 0 after qmp_conn_close(); FERR_CLOSED
- * when the peer hung up; FERR_TOOBIG for a line over the cap; FERR_PEER for
+ * when the peer hung up (EOF, ECONNRESET or EPIPE); FERR_TOOBIG for a line over the cap; FERR_PEER for
  * garbage or a refused handshake; FERR_TIMEOUT for a handshake that did not
  * finish in time; -errno for a socket error. why is borrowed for the call.
  * The caller may free c from here on (even inside this callback). */
