@@ -380,7 +380,8 @@ int qmp_conn_cmd(struct qmp_conn *c, const char *name, json_t *args, qmp_cmd_cb 
         json_decref(args);
         return FERR_INVAL;
     }
-    if (c->npending >= c->opts.pending_max) {
+    if (c->npending >= c->opts.pending_max ||
+        evbuffer_get_length(bufferevent_get_output(c->bev)) > QMP_CONN_OUTBUF_MAX) {
         json_decref(args);
         return FERR_TOOBIG;
     }

@@ -27,6 +27,7 @@
 #define QMP_CONN_PENDING_MAX 64     /* commands in flight per connection */
 #define QMP_CONN_SUBS_MAX 64        /* event subscriptions per connection */
 #define QMP_CONN_HANDSHAKE_MS 10000 /* greeting + qmp_capabilities deadline, ms */
+#define QMP_CONN_OUTBUF_MAX (4u << 20) /* unsent bytes before commands are refused */
 
 struct qmp_conn;
 
@@ -107,7 +108,8 @@ int qmp_conn_open_fd(struct qmp_conn *c, struct event_base *base, int fd,
  * timeout_ms > 0 bounds the wait for the reply (then cb gets FERR_TIMEOUT and
  * a late reply is dropped); 0 waits for ever. Returns 0 and cb fires exactly
  * once later (never from inside this call); or FERR_STATE (handshake not
- * finished, or closing), FERR_TOOBIG (pending_max commands in flight) or
+ * finished, or closing), FERR_TOOBIG (pending_max commands in flight, or over
+ * QMP_CONN_OUTBUF_MAX bytes not yet taken by the peer) or
  * FERR_INVAL (empty name, args not an object), and cb never fires. */
 int qmp_conn_cmd(struct qmp_conn *c, const char *name, json_t *args, qmp_cmd_cb cb, void *arg,
                  unsigned timeout_ms) __attribute__((warn_unused_result));

@@ -490,6 +490,38 @@ static void t_hangup(void)
     CHECK(W.cb_after_close == 0, "callbacks after on_close");
 }
 
+/* A peer that exits with our command unread resets the socket
+ * (ECONNRESET): still a hang-up, FERR_CLOSED, like QEMU after quit. */
+static void reset_after_ready(struct world *w)
+{
+    event_del(w->peer.ev); /* the peer stops reading */
+    CHECK(qmp_conn_cmd(w->conn, "quit", NULL, cmd_cb, &w->r[0], 0) == 0, "cmd");
+}
+
+static void reset_close_peer(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    (void)arg;
+    peer_hangup(&W.peer); /* closes with the command still unread */
+}
+
+static void t_reset(void)
+{
+    REQUIRE(world_start(NULL, 1) == 0, "start");
+    W.after_ready = reset_after_ready;
+    struct event *t = evtimer_new(W.base, reset_close_peer, NULL);
+    struct timeval tv = {0, 100000};
+    evtimer_add(t, &tv);
+    world_run(1000);
+    event_free(t);
+    CHECK(W.closed == 1 && W.why.code == FERR_CLOSED && strstr(W.why.msg, "hung up"),
+          "closed %d code %d (%s)", W.closed, W.why.code, W.why.msg);
+    CHECK(W.r[0].calls == 1 && W.r[0].code == FERR_CLOSED, "cb %d code %d", W.r[0].calls,
+          W.r[0].code);
+    world_end();
+}
+
 /* ---- timeout: cb once with FERR_TIMEOUT, a late reply is dropped ---- */
 
 static void timeout_after_ready(struct world *w)
@@ -574,6 +606,41 @@ static void t_caps_and_refusals(void)
     world_end();
 }
 
+/* The unsent output is capped: a peer that stops reading cannot make the
+ * client buffer without bound. */
+static int outbuf_refused_at; /* command number refused with FERR_TOOBIG, 0 = none */
+
+static void outbuf_after_ready(struct world *w)
+{
+    event_del(w->peer.ev); /* the peer stops reading */
+    char *big = malloc(512 * 1024 + 1);
+    memset(big, 'z', 512 * 1024);
+    big[512 * 1024] = '\0';
+    for (int i = 0; i < 40 && !outbuf_refused_at; i++) {
+        int rc = qmp_conn_cmd(w->conn, "x", json_pack("{s:s}", "blob", big), cmd_cb,
+                              &w->r[i % MAXC], 0);
+        if (rc == FERR_TOOBIG)
+            outbuf_refused_at = i + 1;
+        else
+            CHECK(rc == 0, "cmd %d rc %d", i, rc);
+    }
+    free(big);
+    qmp_conn_close(w->conn);
+}
+
+static void t_outbuf_cap(void)
+{
+    outbuf_refused_at = 0;
+    REQUIRE(world_start(NULL, 1) == 0, "start");
+    W.after_ready = outbuf_after_ready;
+    world_run(2000);
+    CHECK(outbuf_refused_at > 0 && outbuf_refused_at <= 12,
+          "refused at command %d (512 KiB each, cap %u bytes)", outbuf_refused_at,
+          QMP_CONN_OUTBUF_MAX);
+    CHECK(W.closed == 1, "closed %d", W.closed);
+    world_end();
+}
+
 static void t_handshake_timeout(void)
 {
     struct qmp_conn_opts o = {.handshake_ms = 50};
@@ -631,12 +698,15 @@ int main(void)
     test_run("conn: garbage line closes with FERR_PEER", t_garbage);
     test_run("conn: peer hang-up fires each pending cb once with FERR_CLOSED, then on_close",
              t_hangup);
+    test_run("conn: peer reset with unread data is a hang-up (FERR_CLOSED)", t_reset);
     test_run("conn: command timeout gives FERR_TIMEOUT once; late reply dropped", t_timeout);
     test_run("conn: close from inside a reply cb; other pending gets FERR_CLOSED; free in "
              "on_close",
              t_close_in_callback);
     test_run("conn: pending cap, bad args, calls after close are refused without cb",
              t_caps_and_refusals);
+    test_run("conn: unsent output over QMP_CONN_OUTBUF_MAX refuses commands (FERR_TOOBIG)",
+             t_outbuf_cap);
     test_run("conn: missing greeting ends with FERR_TIMEOUT", t_handshake_timeout);
     test_run("conn: refused qmp_capabilities ends with FERR_PEER", t_capabilities_refused);
     test_run("conn: connect to a missing socket fails synchronously with -ENOENT",
