@@ -15,12 +15,12 @@
 
 struct qmp_pending {
     struct qmp_pending *next;
-    struct qmp_conn *conn;  /* back pointer for the timer */
-    uint64_t id;            /* id sent with the command */
-    char *name;             /* command name, owned, for logs */
+    struct qmp_conn *conn; /* back pointer for the timer */
+    uint64_t id;           /* id sent with the command */
+    char *name;            /* command name, owned, for logs */
     qmp_cmd_cb cb;
     void *arg;
-    struct event *timer;    /* owned; NULL when no timeout */
+    struct event *timer; /* owned; NULL when no timeout */
 };
 
 struct qmp_sub {
@@ -74,8 +74,7 @@ static void close_deferred(evutil_socket_t fd, short what, void *arg)
     (void)what;
     struct qmp_conn *c = arg;
     struct ferr closed;
-    ferr_set(&closed, FERR_CLOSED, "", "QMP connection closed before the reply: %s",
-             c->why.msg);
+    ferr_set(&closed, FERR_CLOSED, "", "QMP connection closed before the reply: %s", c->why.msg);
     while (c->pending) {
         struct qmp_pending *p = c->pending;
         pending_unlink(c, p);
@@ -211,8 +210,7 @@ static void handshake_step(struct qmp_conn *c, const struct qmp_msg *m)
         deliver_event(c, m);
         return;
     }
-    conn_end(c, FERR_PEER, "unexpected message during the handshake: ",
-             qmp_msg_kind_name(m->kind));
+    conn_end(c, FERR_PEER, "unexpected message during the handshake: ", qmp_msg_kind_name(m->kind));
 }
 
 /* Framer callback: one complete line from the peer. */
@@ -299,8 +297,7 @@ static void on_cmd_timeout(evutil_socket_t fd, short what, void *arg)
     pending_unlink(c, p);
     struct ferr e;
     ferr_set(&e, FERR_TIMEOUT, "", "QMP command %s got no reply in time", p->name);
-    log_warn(COMP, "msg=\"command timed out\" cmd=%s id=%llu", p->name,
-             (unsigned long long)p->id);
+    log_warn(COMP, "msg=\"command timed out\" cmd=%s id=%llu", p->name, (unsigned long long)p->id);
     p->cb(c, &e, NULL, p->arg);
     pending_free(p);
 }

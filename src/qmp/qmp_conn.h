@@ -24,9 +24,9 @@
 #include "qmp/qmp_frame.h"
 #include "util/ferr.h"
 
-#define QMP_CONN_PENDING_MAX 64     /* commands in flight per connection */
-#define QMP_CONN_SUBS_MAX 64        /* event subscriptions per connection */
-#define QMP_CONN_HANDSHAKE_MS 10000 /* greeting + qmp_capabilities deadline, ms */
+#define QMP_CONN_PENDING_MAX 64        /* commands in flight per connection */
+#define QMP_CONN_SUBS_MAX 64           /* event subscriptions per connection */
+#define QMP_CONN_HANDSHAKE_MS 10000    /* greeting + qmp_capabilities deadline, ms */
 #define QMP_CONN_OUTBUF_MAX (4u << 20) /* unsent bytes before commands are refused */
 
 struct qmp_conn;
@@ -34,10 +34,10 @@ struct qmp_conn;
 /* The handshake finished; commands may be sent from now on. */
 typedef void (*qmp_ready_cb)(struct qmp_conn *c, void *arg);
 /* The connection ended. why->code: 0 after qmp_conn_close(); FERR_CLOSED
- * when the peer hung up (EOF, ECONNRESET or EPIPE); FERR_TOOBIG for a line over the cap; FERR_PEER for
- * garbage or a refused handshake; FERR_TIMEOUT for a handshake that did not
- * finish in time; -errno for a socket error. why is borrowed for the call.
- * The caller may free c from here on (even inside this callback). */
+ * when the peer hung up (EOF, ECONNRESET or EPIPE); FERR_TOOBIG for a line over the cap; FERR_PEER
+ * for garbage or a refused handshake; FERR_TIMEOUT for a handshake that did not finish in time;
+ * -errno for a socket error. why is borrowed for the call. The caller may free c from here on (even
+ * inside this callback). */
 typedef void (*qmp_close_cb)(struct qmp_conn *c, const struct ferr *why, void *arg);
 /* A command finished. err is NULL on success, with ret the "return" value
  * (borrowed: json_incref it to keep it past the call). Otherwise ret is NULL
@@ -69,22 +69,22 @@ struct qmp_sub;     /* private to qmp_conn.c */
 
 /* Fields are private to qmp_conn.c: use the functions below. */
 struct qmp_conn {
-    struct event_base *base;    /* borrowed; must outlive the connection */
-    struct bufferevent *bev;    /* owned; NULL once closing */
-    struct event *hs_timer;     /* handshake deadline, owned */
-    struct event *close_ev;     /* deferred close, owned */
-    struct qmp_framer framer;   /* incoming line framing */
-    struct qmp_conn_opts opts;  /* copy, defaults applied */
+    struct event_base *base;   /* borrowed; must outlive the connection */
+    struct bufferevent *bev;   /* owned; NULL once closing */
+    struct event *hs_timer;    /* handshake deadline, owned */
+    struct event *close_ev;    /* deferred close, owned */
+    struct qmp_framer framer;  /* incoming line framing */
+    struct qmp_conn_opts opts; /* copy, defaults applied */
     enum qmp_conn_state state;
-    uint64_t next_id;           /* id of the next command sent */
-    uint64_t caps_id;           /* id used for qmp_capabilities */
-    struct qmp_pending *pending; /* commands in flight, oldest first */
-    unsigned npending;          /* length of pending */
-    struct qmp_sub *subs;       /* subscriptions, in registration order */
-    unsigned nsubs;             /* live entries of subs */
-    unsigned dispatching;       /* depth of event dispatch (deferred unlink) */
+    uint64_t next_id;                    /* id of the next command sent */
+    uint64_t caps_id;                    /* id used for qmp_capabilities */
+    struct qmp_pending *pending;         /* commands in flight, oldest first */
+    unsigned npending;                   /* length of pending */
+    struct qmp_sub *subs;                /* subscriptions, in registration order */
+    unsigned nsubs;                      /* live entries of subs */
+    unsigned dispatching;                /* depth of event dispatch (deferred unlink) */
     int ver_major, ver_minor, ver_micro; /* QEMU version from greeting; -1 before */
-    struct ferr why;            /* reason the connection ended */
+    struct ferr why;                     /* reason the connection ended */
 };
 
 /* Connects to the QMP unix socket at path (non-blocking socket) on base and

@@ -67,8 +67,7 @@ static void framer_append(struct qmp_framer *f, const char *p, size_t n)
     f->len = need;
 }
 
-int qmp_framer_feed(struct qmp_framer *f, const char *data, size_t len, qmp_line_cb cb,
-                    void *arg)
+int qmp_framer_feed(struct qmp_framer *f, const char *data, size_t len, qmp_line_cb cb, void *arg)
 {
     if (f->err)
         return f->err;
@@ -277,11 +276,16 @@ void qmp_msg_free(struct qmp_msg *m)
 const char *qmp_msg_kind_name(enum qmp_msg_kind kind)
 {
     switch (kind) {
-    case QMP_MSG_GREETING: return "greeting";
-    case QMP_MSG_RETURN: return "return";
-    case QMP_MSG_ERROR: return "error";
-    case QMP_MSG_EVENT: return "event";
-    case QMP_MSG_INVALID: break;
+    case QMP_MSG_GREETING:
+        return "greeting";
+    case QMP_MSG_RETURN:
+        return "return";
+    case QMP_MSG_ERROR:
+        return "error";
+    case QMP_MSG_EVENT:
+        return "event";
+    case QMP_MSG_INVALID:
+        break;
     }
     return "invalid";
 }

@@ -48,8 +48,8 @@ void qmp_framer_free(struct qmp_framer *f);
  * every later feed returns FERR_TOOBIG without calling cb; or the non-zero
  * value cb returned. Lines completed before the oversize one were
  * delivered. */
-int qmp_framer_feed(struct qmp_framer *f, const char *data, size_t len, qmp_line_cb cb,
-                    void *arg) __attribute__((warn_unused_result));
+int qmp_framer_feed(struct qmp_framer *f, const char *data, size_t len, qmp_line_cb cb, void *arg)
+    __attribute__((warn_unused_result));
 
 /* Returns the bytes of the incomplete line f currently holds. */
 size_t qmp_framer_pending(const struct qmp_framer *f);
@@ -66,20 +66,20 @@ enum qmp_msg_kind {
  * qmp_msg_free(); the struct owns root's reference. */
 struct qmp_msg {
     enum qmp_msg_kind kind;
-    json_t *root;          /* the whole object (owned); NULL when not JSON */
-    json_t *id;            /* the "id" member of a return/error, NULL if absent */
-    int has_int_id;        /* 1 when id is a JSON integer ≥ 0 */
-    uint64_t int_id;       /* id's value when has_int_id */
-    json_t *value;         /* return: the value; event: data (NULL when absent);
-                              greeting: the "QMP" object */
-    const char *err_class; /* error: QEMU's class, e.g. "CommandNotFound" */
-    const char *err_desc;  /* error: QEMU's human-readable description */
-    const char *event;     /* event: its name, e.g. "STOP" */
-    int64_t ts_sec;        /* event: timestamp, seconds since the Unix epoch */
-    int64_t ts_usec;       /* event: timestamp, microseconds part (0..999999) */
-    int ver_major;         /* greeting: QEMU version, -1 when absent */
-    int ver_minor;         /* greeting */
-    int ver_micro;         /* greeting */
+    json_t *root;                /* the whole object (owned); NULL when not JSON */
+    json_t *id;                  /* the "id" member of a return/error, NULL if absent */
+    int has_int_id;              /* 1 when id is a JSON integer ≥ 0 */
+    uint64_t int_id;             /* id's value when has_int_id */
+    json_t *value;               /* return: the value; event: data (NULL when absent);
+                                    greeting: the "QMP" object */
+    const char *err_class;       /* error: QEMU's class, e.g. "CommandNotFound" */
+    const char *err_desc;        /* error: QEMU's human-readable description */
+    const char *event;           /* event: its name, e.g. "STOP" */
+    int64_t ts_sec;              /* event: timestamp, seconds since the Unix epoch */
+    int64_t ts_usec;             /* event: timestamp, microseconds part (0..999999) */
+    int ver_major;               /* greeting: QEMU version, -1 when absent */
+    int ver_minor;               /* greeting */
+    int ver_micro;               /* greeting */
     char reason[QMP_REASON_MAX]; /* invalid: one sentence saying why */
 };
 

@@ -89,11 +89,11 @@ struct session {
     struct qmp_conn *conn; /* heap; freed in on_close */
     int ready, closed;
     struct ferr why;
-    int replied;           /* the awaited reply arrived */
-    struct ferr err;       /* its error (code 0 = success) */
-    json_t *ret;           /* its value (new reference) */
+    int replied;     /* the awaited reply arrived */
+    struct ferr err; /* its error (code 0 = success) */
+    json_t *ret;     /* its value (new reference) */
     int stop_events, resume_events, shutdown_events, all_events;
-    int timed_out;         /* a bounded wait expired */
+    int timed_out; /* a bounded wait expired */
 };
 
 static struct session S;
@@ -222,8 +222,7 @@ static void t_session(void)
 
     rc = call("ferry-no-such-command", NULL);
     CHECK(rc == FERR_PEER, "unknown command rc %d", rc);
-    CHECK(strcmp(S.err.field, "CommandNotFound") == 0, "class '%s' (%s)", S.err.field,
-          S.err.msg);
+    CHECK(strcmp(S.err.field, "CommandNotFound") == 0, "class '%s' (%s)", S.err.field, S.err.msg);
 
     rc = call("stop", NULL);
     CHECK(rc == 0, "stop: %s", S.err.msg);

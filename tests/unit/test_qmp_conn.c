@@ -11,8 +11,8 @@
 #include "../lib/test.h"
 #include "qmp/qmp_conn.h"
 
-#define GREETING                                                                              \
-    "{\"QMP\": {\"version\": {\"qemu\": {\"micro\": 0, \"minor\": 2, \"major\": 7}, "          \
+#define GREETING                                                                                   \
+    "{\"QMP\": {\"version\": {\"qemu\": {\"micro\": 0, \"minor\": 2, \"major\": 7}, "              \
     "\"package\": \"Debian 1:7.2+dfsg-7\"}, \"capabilities\": [\"oob\"]}}\r\n"
 #define MAXC 16
 
@@ -22,40 +22,40 @@ struct peer;
 typedef void (*peer_cmd_fn)(struct peer *p, const char *execute, json_int_t id);
 
 struct peer {
-    int fd;                /* fake QEMU's end; -1 once hung up */
-    struct event *ev;      /* read watcher */
-    char buf[8192];        /* partial incoming line */
-    size_t len;            /* bytes in buf */
-    int auto_caps;         /* answer qmp_capabilities itself */
-    peer_cmd_fn on_cmd;    /* script for other commands */
-    int ncmds;             /* commands received (capabilities excluded) */
-    json_int_t ids[MAXC];  /* their ids */
-    char names[MAXC][32];  /* their names */
+    int fd;               /* fake QEMU's end; -1 once hung up */
+    struct event *ev;     /* read watcher */
+    char buf[8192];       /* partial incoming line */
+    size_t len;           /* bytes in buf */
+    int auto_caps;        /* answer qmp_capabilities itself */
+    peer_cmd_fn on_cmd;   /* script for other commands */
+    int ncmds;            /* commands received (capabilities excluded) */
+    json_int_t ids[MAXC]; /* their ids */
+    char names[MAXC][32]; /* their names */
 };
 
 struct result {
-    int calls;       /* times the cb fired */
-    int code;        /* err code, 0 on success */
-    char field[64];  /* err field (QMP class) */
-    char msg[256];   /* err message */
-    char ret[256];   /* dumped return value */
-    int order;       /* global sequence number of the (last) call */
+    int calls;      /* times the cb fired */
+    int code;       /* err code, 0 on success */
+    char field[64]; /* err field (QMP class) */
+    char msg[256];  /* err message */
+    char ret[256];  /* dumped return value */
+    int order;      /* global sequence number of the (last) call */
 };
 
 struct world {
     struct event_base *base;
     struct qmp_conn *conn; /* heap: freed in on_close (proves free-after-close) */
     struct peer peer;
-    int ready;            /* on_ready calls */
-    int closed;           /* on_close calls */
-    struct ferr why;      /* reason given to on_close */
-    int seq;              /* sequence of callbacks */
+    int ready;       /* on_ready calls */
+    int closed;      /* on_close calls */
+    struct ferr why; /* reason given to on_close */
+    int seq;         /* sequence of callbacks */
     struct result r[MAXC];
     int cmds_before_close; /* command cbs fired before on_close */
     int cb_after_close;    /* any callback after on_close: a defect */
     char events[MAXC][32]; /* names seen by the catch-all subscriber */
     int nevents;
-    int named_events;      /* calls to the subscriber for "Y" only */
+    int named_events; /* calls to the subscriber for "Y" only */
     void (*after_ready)(struct world *w);
 };
 
@@ -568,8 +568,7 @@ static void t_close_in_callback(void)
     world_run(1000);
     CHECK(W.closed == 1 && W.why.code == 0, "closed %d code %d", W.closed, W.why.code);
     CHECK(W.r[0].calls == 1 && W.r[0].code == 0, "a: %d %d", W.r[0].calls, W.r[0].code);
-    CHECK(W.r[1].calls == 1 && W.r[1].code == FERR_CLOSED, "b: %d %d", W.r[1].calls,
-          W.r[1].code);
+    CHECK(W.r[1].calls == 1 && W.r[1].code == FERR_CLOSED, "b: %d %d", W.r[1].calls, W.r[1].code);
     world_end();
     CHECK(W.cb_after_close == 0, "callbacks after on_close");
 }
@@ -617,8 +616,8 @@ static void outbuf_after_ready(struct world *w)
     memset(big, 'z', 512 * 1024);
     big[512 * 1024] = '\0';
     for (int i = 0; i < 40 && !outbuf_refused_at; i++) {
-        int rc = qmp_conn_cmd(w->conn, "x", json_pack("{s:s}", "blob", big), cmd_cb,
-                              &w->r[i % MAXC], 0);
+        int rc =
+            qmp_conn_cmd(w->conn, "x", json_pack("{s:s}", "blob", big), cmd_cb, &w->r[i % MAXC], 0);
         if (rc == FERR_TOOBIG)
             outbuf_refused_at = i + 1;
         else
@@ -646,8 +645,7 @@ static void t_handshake_timeout(void)
     struct qmp_conn_opts o = {.handshake_ms = 50};
     REQUIRE(world_start(&o, 0) == 0, "start");
     world_run(1000);
-    CHECK(W.closed == 1 && W.why.code == FERR_TIMEOUT, "closed %d code %d", W.closed,
-          W.why.code);
+    CHECK(W.closed == 1 && W.why.code == FERR_TIMEOUT, "closed %d code %d", W.closed, W.why.code);
     CHECK(W.ready == 0, "ready without a greeting");
     world_end();
 }

@@ -10,10 +10,10 @@
 #define MAX_LINES 16
 
 struct collect {
-    int n;                    /* lines seen */
+    int n;                     /* lines seen */
     char lines[MAX_LINES][64]; /* copies of the first MAX_LINES lines */
-    size_t lens[MAX_LINES];   /* their lengths, bytes */
-    int stop_after;           /* return 7 from the cb after this many lines; 0 = never */
+    size_t lens[MAX_LINES];    /* their lengths, bytes */
+    int stop_after;            /* return 7 from the cb after this many lines; 0 = never */
 };
 
 static int collect_cb(void *arg, const char *line, size_t len)
@@ -36,11 +36,11 @@ struct frame_case {
     const char *name;
     const char *input;
     enum split split;
-    size_t line_max;      /* 0 = default */
-    int want_rc;          /* result of the last feed */
-    int want_n;           /* lines delivered */
-    const char *want[4];  /* expected lines, in order */
-    size_t want_pending;  /* bytes left buffered */
+    size_t line_max;     /* 0 = default */
+    int want_rc;         /* result of the last feed */
+    int want_n;          /* lines delivered */
+    const char *want[4]; /* expected lines, in order */
+    size_t want_pending; /* bytes left buffered */
 };
 
 static const struct frame_case frame_cases[] = {
@@ -83,8 +83,8 @@ static void t_frame_case(void)
     CHECK(rc == tc->want_rc, "%s: rc %d, want %d", tc->name, rc, tc->want_rc);
     CHECK(c.n == tc->want_n, "%s: %d lines, want %d", tc->name, c.n, tc->want_n);
     for (int i = 0; i < tc->want_n && i < c.n && i < 4; i++)
-        CHECK(strcmp(c.lines[i], tc->want[i]) == 0, "%s: line %d is '%s', want '%s'", tc->name,
-              i, c.lines[i], tc->want[i]);
+        CHECK(strcmp(c.lines[i], tc->want[i]) == 0, "%s: line %d is '%s', want '%s'", tc->name, i,
+              c.lines[i], tc->want[i]);
     CHECK(qmp_framer_pending(&f) == tc->want_pending, "%s: pending %zu, want %zu", tc->name,
           qmp_framer_pending(&f), tc->want_pending);
     CHECK(f.cap <= f.line_max + 2, "%s: buffer grew to %zu past the cap", tc->name, f.cap);
@@ -139,7 +139,7 @@ struct parse_case {
     const char *name;
     const char *line;
     enum qmp_msg_kind kind;
-    long long id; /* -1: no integer id expected */
+    long long id;    /* -1: no integer id expected */
     const char *str; /* error class or event name to expect, or NULL */
 };
 
@@ -159,8 +159,9 @@ static const struct parse_case parse_cases[] = {
      "{\"timestamp\": {\"seconds\": 1700000000, \"microseconds\": 12}, \"event\": "
      "\"SHUTDOWN\", \"data\": {\"guest\": false, \"reason\": \"host-qmp-quit\"}}",
      QMP_MSG_EVENT, -1, "SHUTDOWN"},
-    {"event without data", "{\"timestamp\": {\"seconds\": 1, \"microseconds\": 2}, \"event\": \"STOP\"}",
-     QMP_MSG_EVENT, -1, "STOP"},
+    {"event without data",
+     "{\"timestamp\": {\"seconds\": 1, \"microseconds\": 2}, \"event\": \"STOP\"}", QMP_MSG_EVENT,
+     -1, "STOP"},
     /* invalid */
     {"not JSON", "{\"return\": ", QMP_MSG_INVALID, -1, NULL},
     {"trailing garbage", "{\"return\": {}} x", QMP_MSG_INVALID, -1, NULL},
@@ -177,8 +178,8 @@ static const struct parse_case parse_cases[] = {
      "{\"QMP\": {\"version\": {\"qemu\": {\"micro\": 0, \"minor\": 2, \"major\": 7}}, "
      "\"capabilities\": {}}}",
      QMP_MSG_INVALID, -1, NULL},
-    {"error without desc", "{\"error\": {\"class\": \"GenericError\"}, \"id\": 1}",
-     QMP_MSG_INVALID, -1, NULL},
+    {"error without desc", "{\"error\": {\"class\": \"GenericError\"}, \"id\": 1}", QMP_MSG_INVALID,
+     -1, NULL},
     {"error is a string", "{\"error\": \"bad\", \"id\": 1}", QMP_MSG_INVALID, -1, NULL},
     {"event without timestamp", "{\"event\": \"STOP\"}", QMP_MSG_INVALID, -1, NULL},
     {"event name not string",
@@ -188,8 +189,8 @@ static const struct parse_case parse_cases[] = {
      "{\"event\": \"X\", \"data\": 1, \"timestamp\": {\"seconds\": 1, \"microseconds\": 2}}",
      QMP_MSG_INVALID, -1, NULL},
     {"event timestamp seconds is real",
-     "{\"event\": \"X\", \"timestamp\": {\"seconds\": 1.5, \"microseconds\": 2}}",
-     QMP_MSG_INVALID, -1, NULL},
+     "{\"event\": \"X\", \"timestamp\": {\"seconds\": 1.5, \"microseconds\": 2}}", QMP_MSG_INVALID,
+     -1, NULL},
     {"NUL escape in string", "{\"return\": \"a\\u0000b\"}", QMP_MSG_INVALID, -1, NULL},
 };
 
@@ -206,8 +207,8 @@ static void t_parse_case(void)
     if (tc->kind == QMP_MSG_INVALID)
         CHECK(m.reason[0] != '\0', "%s: invalid without a reason", tc->name);
     if (tc->id >= 0)
-        CHECK(m.has_int_id && m.int_id == (uint64_t)tc->id, "%s: id %d/%llu, want %lld",
-              tc->name, m.has_int_id, (unsigned long long)m.int_id, tc->id);
+        CHECK(m.has_int_id && m.int_id == (uint64_t)tc->id, "%s: id %d/%llu, want %lld", tc->name,
+              m.has_int_id, (unsigned long long)m.int_id, tc->id);
     else
         CHECK(!m.has_int_id, "%s: unexpected integer id", tc->name);
     if (tc->str && tc->kind == QMP_MSG_ERROR)
@@ -226,8 +227,8 @@ static void t_parse_fields(void)
     const char *g = "{\"QMP\": {\"version\": {\"qemu\": {\"micro\": 3, \"minor\": 2, \"major\": "
                     "7}, \"package\": \"\"}, \"capabilities\": []}}";
     REQUIRE(qmp_msg_parse(g, strlen(g), &m) == 0, "greeting: %s", m.reason);
-    CHECK(m.ver_major == 7 && m.ver_minor == 2 && m.ver_micro == 3, "version %d.%d.%d",
-          m.ver_major, m.ver_minor, m.ver_micro);
+    CHECK(m.ver_major == 7 && m.ver_minor == 2 && m.ver_micro == 3, "version %d.%d.%d", m.ver_major,
+          m.ver_minor, m.ver_micro);
     qmp_msg_free(&m);
     const char *e = "{\"event\": \"RESUME\", \"timestamp\": {\"seconds\": 1700000001, "
                     "\"microseconds\": 999999}, \"data\": {\"k\": 1}}";
