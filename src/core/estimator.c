@@ -20,6 +20,7 @@ struct model {
     double disk_bps;   /* bytes/s */
     uint64_t t0_ms;    /* now, ms since migration start */
     uint64_t base_dt_ms; /* limit in force now */
+    double gran_s;     /* QEMU's check granularity, s */
 };
 
 struct pred {
@@ -110,11 +111,15 @@ static struct pred predict(const struct model *m, const struct est_sched_step *s
             v = exact;
             since = 0;
         }
-        double ts = (v - thr) / m->r;
+        /* send until pending is below the threshold by one burst */
+        double floor_b = thr - m->r * m->gran_s;
+        if (floor_b < 0)
+            floor_b = 0;
+        double ts = (v - floor_b) / m->r;
         t += ts;
         since += ts;
-        sent += v - thr;
-        v = thr;
+        sent += v - floor_b;
+        v = floor_b;
     }
     return p;
 }
@@ -147,6 +152,9 @@ void est_init(struct est *e, const struct est_params *params)
         e->p.default_downtime_ms = 300;
     if (!(e->p.prior_ratio > 0 && e->p.prior_ratio < 1))
         e->p.prior_ratio = 0.5;
+    if (!e->p.granularity_ms)
+        e->p.granularity_ms = 50;
+    e->out.granularity_ms = e->p.granularity_ms;
     e->out.eta_ms = EST_ETA_INFINITE;
     e->out.eta_low_ms = EST_ETA_INFINITE;
     e->out.eta_high_ms = EST_ETA_INFINITE;
@@ -185,10 +193,17 @@ static int build_model(const struct est *e, struct model *m, double r_mul, doubl
     m->v = (double)o->ram_remaining;
     m->since_s = (double)o->since_sync_ms / 1000.0;
     m->total = (double)o->ram_total;
+    if (o->level_bytes) { /* the dirty set never exceeded what syncs showed */
+        double cap = (double)(o->level_bytes > o->ram_remaining ? o->level_bytes
+                                                                : o->ram_remaining);
+        if (m->total <= 0 || cap < m->total)
+            m->total = cap;
+    }
     m->disk_left = (double)o->disk_left;
     m->disk_bps = o->disk_bps * r_mul;
     m->t0_ms = s->t_ms;
     m->base_dt_ms = o->downtime_ms;
+    m->gran_s = (double)o->granularity_ms / 1000.0;
     return m->r > 0;
 }
 
@@ -431,10 +446,17 @@ int est_predict(const struct est_out *o, uint64_t downtime_ms, uint64_t *eta_ms,
     m.v = (double)o->ram_remaining;
     m.since_s = (double)o->since_sync_ms / 1000.0;
     m.total = (double)o->ram_total;
+    if (o->level_bytes) {
+        double cap = (double)(o->level_bytes > o->ram_remaining ? o->level_bytes
+                                                                : o->ram_remaining);
+        if (m.total <= 0 || cap < m.total)
+            m.total = cap;
+    }
     m.disk_left = (double)o->disk_left;
     m.disk_bps = o->disk_bps;
     m.t0_ms = o->t_ms;
     m.base_dt_ms = downtime_ms;
+    m.gran_s = (double)(o->granularity_ms ? o->granularity_ms : 50) / 1000.0;
     struct pred p = predict(&m, NULL, 0);
     if (eta_ms)
         *eta_ms = p.finite ? to_ms(p.t_s) : EST_ETA_INFINITE;

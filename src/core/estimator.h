@@ -35,6 +35,10 @@ struct est_params {
     double prior_ratio;         /* D/R assumed until a sync period has
                                    measured D (QEMU reports no dirty rate
                                    during pass 1); 0 → 0.5 */
+    uint64_t granularity_ms;    /* QEMU checks pending between bursts of
+                                   sending; it syncs when pending has fallen
+                                   about R * granularity below R * limit.
+                                   0 → 50 ms (ram_save_iterate's MAX_WAIT) */
 };
 
 /* One entry of a future downtime schedule: from t_ms (ms since migration
@@ -82,6 +86,7 @@ struct est_out {
     uint64_t disk_left;         /* bytes of disk still to mirror */
     double disk_bps;            /* smoothed mirror rate, bytes/s */
     uint64_t downtime_ms;       /* limit in force at the last sample, ms */
+    uint64_t granularity_ms;    /* copy of est_params.granularity_ms */
     uint64_t periods;           /* completed dirty-sync periods observed */
     uint64_t t_ms;              /* t_ms of the last sample */
     enum mig_phase phase;       /* phase of the last sample */
