@@ -1,0 +1,103 @@
+/* run — drives the pre-copy model (precopy.h) with the SAME core modules the
+ * agent uses: every SIM_SAMPLE_MS the model's counters become a struct
+ * mig_sample, which is fed to the estimator (core/estimator.h) and to the
+ * convergence controller (core/conv.h); the controller's actions are carried
+ * out on the model, and consent requests are answered as the scenario says.
+ *
+ * Pure and deterministic like the model: no clock, no I/O; samples reach
+ * the caller through an optional callback (progress lines, traces, ETA
+ * bookkeeping in the benchmarks).
+ */
+#ifndef FERRY_SIM_RUN_H
+#define FERRY_SIM_RUN_H
+#include <stdint.h>
+
+#include "core/conv.h"
+#include "core/estimator.h"
+#include "core/sample.h"
+#include "sim/precopy.h"
+#include "util/ferr.h"
+
+#define SIM_SAMPLE_MS 250 /* the agent's query-migrate period, ms */
+
+enum sim_policy {
+    SIM_POL_QEMU = 0, /* no controller: QEMU's own parameters only */
+    SIM_POL_NOVA,     /* conv CONV_NOVA */
+    SIM_POL_SCHEDULE, /* conv CONV_SCHEDULE (oVirt-like by default) */
+    SIM_POL_ADAPTIVE, /* conv CONV_ADAPTIVE */
+    SIM_POL__COUNT
+};
+
+enum sim_consent {
+    SIM_CONSENT_GRANT = 0, /* granted at once */
+    SIM_CONSENT_REFUSE,    /* refused at once */
+    SIM_CONSENT_AFTER,     /* granted consent_after_ms after the request */
+};
+
+struct sim_scenario {
+    char name[64];                  /* for tables */
+    struct precopy_workload wl;
+    struct precopy_params par;
+    enum sim_policy policy;
+    struct conv_policy conv;        /* used unless policy is SIM_POL_QEMU */
+    enum sim_consent consent;
+    uint64_t consent_after_ms;      /* SIM_CONSENT_AFTER: delay, ms */
+    uint64_t max_ms;                /* give up (timed out) after this, ms */
+};
+
+struct sim_result {
+    int completed;          /* guest runs on the destination */
+    int aborted;            /* the controller cancelled the migration */
+    int timed_out;          /* still running at max_ms */
+    double total_ms;        /* migrate to the end (or to max_ms), ms */
+    double downtime_ms;     /* switchover stop, ms */
+    double paused_ms;       /* controller pause before switchover, ms */
+    double guest_stop_ms;   /* downtime + paused: what the guest felt, ms */
+    double postcopy_ms;     /* time in post-copy, ms */
+    uint64_t iterations;    /* dirty bitmap syncs (QEMU's dirty-sync-count) */
+    uint64_t bytes_sent;    /* bytes on the wire */
+    uint32_t max_throttle;  /* highest CPU throttle, % */
+    double throttle_pct_s;  /* throttle integral, %*s */
+    uint64_t final_downtime_limit_ms; /* limit in force at the end, ms */
+    uint32_t n_actions[CONV_ACT__COUNT]; /* actions the controller emitted */
+    uint32_t n_failed_actions; /* actions the model refused (e.g. no post-copy) */
+    double lower_bound_ms;  /* non-zero RAM / min(link, cap): no run is faster, ms */
+};
+
+/* Called after each sample with the sample and the estimate made from it
+ * (both borrowed for the call). */
+typedef void (*sim_sample_cb)(void *ud, const struct mig_sample *s, const struct est_out *e);
+/* Called for each action the controller emits, at sample time now_ms. */
+typedef void (*sim_action_cb)(void *ud, uint64_t now_ms, const struct conv_action *a);
+
+/* Fills sc with a scenario: ram_gib of RAM over a link of bw_mibps, QEMU
+ * defaults, the given policy with its defaults (Nova sized to the RAM,
+ * adaptive deadline max(120 s, 3 x the lower bound), schedule oVirt-like),
+ * consent granted, max_ms 2 h. */
+void sim_scenario_default(struct sim_scenario *sc, double ram_gib, double bw_mibps,
+                          enum sim_policy policy);
+
+/* Re-applies the policy defaults to sc->conv for sc->policy after the
+ * caller changed the workload (Nova's RAM size, adaptive deadline). */
+void sim_scenario_set_policy(struct sim_scenario *sc, enum sim_policy policy);
+
+/* Runs sc to its end. Fills *r. Returns 0, or FERR_INVAL when the workload,
+ * parameters or controller policy are rejected (err says which field). The
+ * callbacks may be NULL. */
+int sim_run(const struct sim_scenario *sc, struct sim_result *r, sim_sample_cb on_sample,
+            sim_action_cb on_action, void *ud, struct ferr *err)
+    __attribute__((warn_unused_result));
+
+/* Fills s from the model's counters (borrowed m). */
+void sim_sample_from(const struct precopy *m, struct mig_sample *s);
+
+/* Stable names ("qemu", "nova", "schedule", "adaptive") and their parse
+ * (returns 0 or FERR_INVAL). */
+const char *sim_policy_name(enum sim_policy p);
+int sim_policy_parse(const char *name, enum sim_policy *out) __attribute__((warn_unused_result));
+
+/* The lower bound of sc's total time: non-zero RAM on the wire at
+ * min(link, max-bandwidth), ms. */
+double sim_lower_bound_ms(const struct sim_scenario *sc);
+
+#endif
