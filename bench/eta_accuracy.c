@@ -1,0 +1,181 @@
+/* eta_accuracy — how good is the estimator's ETA (core/estimator.h)? Runs
+ * the standard scenario set (src/sim/matrix.h) in the simulator under QEMU
+ * defaults (the estimator alone) and under the adaptive controller, and for
+ * every run that completes takes the ETA given at the first sample at or
+ * after 10 %, 25 % and 50 % of the run's total time. Reports the median
+ * absolute percentage error against the time that was really left, beside
+ * a naive baseline measured on the same samples: remaining / current
+ * bandwidth (what query-migrate alone would suggest). An ETA that is
+ * unknown or infinite for a run that did complete counts as 100 % error.
+ * Writes bench/out/eta_accuracy.json. The lab part (real QEMU) comes later.
+ *
+ * The simulator's sources are compiled in: libferry.a does not hold src/sim. */
+#include "sim/matrix.c"
+#include "sim/precopy.c"
+#include "sim/run.c"
+
+#include <stdlib.h>
+#include <sys/utsname.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MAX_SAMPLES 100000
+#define NFRAC 3
+#define NPOL 2
+
+static const double fracs[NFRAC] = {0.10, 0.25, 0.50};
+static const enum sim_policy pols[NPOL] = {SIM_POL_ADAPTIVE, SIM_POL_QEMU};
+
+struct rec {
+    uint64_t t_ms;
+    int known;        /* estimator ETA meaningful and finite */
+    double eta_ms;    /* estimator, ms */
+    double naive_ms;  /* remaining / bw, ms; < 0 when bw unknown */
+    uint64_t sync;    /* dirty_sync_count: 1 while in the bulk (first) pass */
+};
+
+struct recorder {
+    struct rec *r;
+    size_t n;
+};
+
+static void on_sample(void *ud, const struct mig_sample *s, const struct est_out *e)
+{
+    struct recorder *rc = ud;
+    struct rec *x;
+    if (rc->n >= MAX_SAMPLES)
+        return;
+    x = &rc->r[rc->n++];
+    x->t_ms = s->t_ms;
+    x->sync = s->dirty_sync_count;
+    x->known = e->eta_known && e->eta_ms != EST_ETA_INFINITE;
+    x->eta_ms = (double)e->eta_ms;
+    x->naive_ms = s->bw_bps > 0 ? (double)s->ram_remaining / (double)s->bw_bps * 1000.0 : -1;
+}
+
+static int cmp_d(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static double median(double *v, size_t n)
+{
+    if (n == 0)
+        return 0;
+    qsort(v, n, sizeof(*v), cmp_d);
+    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+int main(void)
+{
+    static struct rec recs[MAX_SAMPLES];
+    static double ape[NPOL][NFRAC][512], nape[NPOL][NFRAC][512];
+    static double ape1[NPOL][1536], apel[NPOL][1536]; /* all fractions: pass 1 / later */
+    size_t n1[NPOL] = {0}, nl[NPOL] = {0};
+    double mape1[NPOL], mapel[NPOL];
+    size_t napes[NPOL][NFRAC] = {{0}}, unknown[NPOL][NFRAC] = {{0}}, runs[NPOL] = {0};
+    double mape[NPOL][NFRAC], nmape[NPOL][NFRAC], t0 = now_s();
+    size_t n = sim_matrix_count();
+    struct utsname u;
+    char mach[256];
+    FILE *js;
+
+    if (uname(&u) != 0)
+        memset(&u, 0, sizeof(u));
+    snprintf(mach, sizeof(mach), "%s %s %s, %ld cpus", u.sysname, u.release, u.machine,
+             sysconf(_SC_NPROCESSORS_ONLN));
+    for (int p = 0; p < NPOL; p++) {
+        for (size_t i = 0; i < n && i < 512; i++) {
+            struct sim_scenario sc;
+            struct sim_result r;
+            struct recorder rc = {recs, 0};
+            struct ferr e;
+            if (sim_matrix_get(i, pols[p], &sc) < 0 ||
+                sim_run(&sc, &r, on_sample, NULL, &rc, &e) < 0) {
+                fprintf(stderr, "eta_accuracy: scenario %zu: %s\n", i, e.msg);
+                return 1;
+            }
+            if (!r.completed)
+                continue;
+            runs[p]++;
+            for (int f = 0; f < NFRAC; f++) {
+                double at = fracs[f] * r.total_ms, left, a, b;
+                size_t k = 0;
+                while (k < rc.n && (double)recs[k].t_ms < at)
+                    k++;
+                if (k >= rc.n || (double)recs[k].t_ms >= r.total_ms)
+                    continue; /* run too short to be asked at this point */
+                left = r.total_ms - (double)recs[k].t_ms;
+                if (recs[k].known) {
+                    a = fabs(recs[k].eta_ms - left) / left * 100.0;
+                } else {
+                    a = 100.0;
+                    unknown[p][f]++;
+                }
+                b = recs[k].naive_ms >= 0 ? fabs(recs[k].naive_ms - left) / left * 100.0 : 100.0;
+                if (recs[k].sync <= 1)
+                    ape1[p][n1[p]++ % 1536] = a;
+                else
+                    apel[p][nl[p]++ % 1536] = a;
+                ape[p][f][napes[p][f]] = a;
+                nape[p][f][napes[p][f]] = b;
+                napes[p][f]++;
+            }
+        }
+        if (n1[p] > 1536)
+            n1[p] = 1536;
+        if (nl[p] > 1536)
+            nl[p] = 1536;
+        mape1[p] = median(ape1[p], n1[p]);
+        mapel[p] = median(apel[p], nl[p]);
+        for (int f = 0; f < NFRAC; f++) {
+            mape[p][f] = median(ape[p][f], napes[p][f]);
+            nmape[p][f] = median(nape[p][f], napes[p][f]);
+        }
+    }
+
+    printf("eta_accuracy (simulation): %zu scenarios on %s (%.1f s wall)\n", n, mach,
+           now_s() - t0);
+    printf("median absolute %% error of the ETA given at a fraction of the total time\n");
+    printf("%-9s %5s %6s %14s %14s %9s %6s\n", "policy", "runs", "at", "estimator_%",
+           "naive_rem/bw_%", "unknown", "asked");
+    for (int p = 0; p < NPOL; p++)
+        for (int f = 0; f < NFRAC; f++)
+            printf("%-9s %5zu %5.0f%% %14.1f %14.1f %9zu %6zu\n", sim_policy_name(pols[p]),
+                   runs[p], fracs[f] * 100, mape[p][f], nmape[p][f], unknown[p][f],
+                   napes[p][f]);
+    for (int p = 0; p < NPOL; p++)
+        printf("%s: estimator error when asked in the bulk pass %.1f %% (%zu asks), after it "
+               "%.1f %% (%zu asks)\n",
+               sim_policy_name(pols[p]), mape1[p], n1[p], mapel[p], nl[p]);
+
+    js = fopen("bench/out/eta_accuracy.json", "w");
+    if (!js) {
+        perror("eta_accuracy: bench/out/eta_accuracy.json");
+        return 1;
+    }
+    fprintf(js, "{\"machine\":\"%s\",\"figures\":{", mach);
+    for (int p = 0; p < NPOL; p++)
+        for (int f = 0; f < NFRAC; f++)
+            fprintf(js, "%s\"%s_eta_mape_at_%.0fpct\":%.2f,\"%s_eta_unknown_at_%.0fpct\":%zu",
+                    p || f ? "," : "", sim_policy_name(pols[p]), fracs[f] * 100, mape[p][f],
+                    sim_policy_name(pols[p]), fracs[f] * 100, unknown[p][f]);
+    fprintf(js,
+            ",\"adaptive_eta_mape_in_bulk_pass\":%.2f,\"adaptive_eta_mape_after_bulk_pass\":%.2f"
+            ",\"completed_runs_adaptive\":%zu,\"completed_runs_qemu\":%zu},\"baselines\":{",
+            mape1[0], mapel[0], runs[0], runs[1]);
+    for (int p = 0; p < NPOL; p++)
+        for (int f = 0; f < NFRAC; f++)
+            fprintf(js, "%s\"%s_naive_eta_mape_at_%.0fpct\":%.2f", p || f ? "," : "",
+                    sim_policy_name(pols[p]), fracs[f] * 100, nmape[p][f]);
+    fprintf(js, "}}\n");
+    return fclose(js) == 0 ? 0 : 1;
+}
