@@ -166,6 +166,22 @@ int main(void)
         printf("%-9s %7.1f%% %9.0f %12.0f %12.0f %12.2f %12.2f %7.2f\n",
                sim_policy_name(order[p]), comp_pct[p], limit_ms[p], dt_max[p], dt_p95[p],
                tb_med[p], tb_p95[p], wall[p]);
+    printf("%-9s %8s %8s %8s %8s %8s %8s\n", "policy", "precopy", "postcopy", "paused",
+           "throttled", "aborted", "timeout");
+    for (int p = 0; p < NPOL; p++) {
+        size_t pre = 0, post = 0, pau = 0, thr = 0, ab = 0, to = 0;
+        for (size_t i = 0; i < n; i++) {
+            const struct sim_result *x = &res[p][i];
+            post += x->completed && x->postcopy_ms > 0;
+            pau += x->completed && x->paused_ms > 0;
+            pre += x->completed && x->postcopy_ms <= 0 && x->paused_ms <= 0;
+            thr += x->max_throttle > 0;
+            ab += x->aborted;
+            to += x->timed_out;
+        }
+        printf("%-9s %8zu %8zu %8zu %8zu %8zu %8zu\n", sim_policy_name(order[p]), pre, post, pau,
+               thr, ab, to);
+    }
     printf("(stop = guest-visible stop: switchover downtime + any controller pause; lb = "
            "non-zero RAM / bandwidth)\n");
     printf("target adaptive completes all any policy completes: %s (%zu misses%s%s)\n",

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "core/trace.h"
+#include "sim/matrix.h"
 #include "sim/run.h"
 
 #define MIB (1024.0 * 1024.0)
@@ -47,7 +48,9 @@ static void usage(FILE *f)
           "  --progress-s N       progress line period, s (5)\n"
           "  --json               print the summary as JSON\n"
           "  --trace FILE         write every sample as trace CSV\n"
-          "  --quiet              no progress lines\n",
+          "  --quiet              no progress lines\n"
+          "  --matrix I           run scenario I of the benchmark set instead (with --policy,\n"
+          "                       --consent and the output options)\n",
           f);
 }
 
@@ -129,7 +132,7 @@ int main(int argc, char **argv)
     double ram_gib = 4, ws_gib = 1, ws_off_gib = 0, dirty = 100, bw = 1024, max_bw = 0;
     double zero = 0, bper = 0, bduty = 0.5, blow = 0.1, phase_at = -1, phase_dirty = -1;
     double phase_ws = -1, phase_off = -1, noise = 0, seed = 1, downtime = 300, dmax = 0;
-    double deadline = 0, device = 20, max_s = 7200, v;
+    double deadline = 0, device = 20, max_s = 7200, matrix = -1, v;
     int auto_conv = 0, postcopy = 1, rc;
     const char *policy = "adaptive", *consent = "grant", *trace_path = NULL;
     enum sim_policy pol;
@@ -214,6 +217,8 @@ int main(int argc, char **argv)
             dst = &device, hi = 1e6;
         else if (!strcmp(o, "--max-s"))
             dst = &max_s, lo = 1, hi = 1e7;
+        else if (!strcmp(o, "--matrix"))
+            dst = &matrix, hi = 1e6;
         else if (!strcmp(o, "--progress-s"))
             dst = &cli.progress_s, lo = 0.25, hi = 1e6;
         if (!dst) {
@@ -261,6 +266,14 @@ int main(int argc, char **argv)
     sc.par.seed = (uint64_t)seed;
     sc.max_ms = (uint64_t)(max_s * 1000);
     sim_scenario_set_policy(&sc, pol);
+    if (matrix >= 0) {
+        if (sim_matrix_get((size_t)matrix, pol, &sc) < 0) {
+            fprintf(stderr, "ferry-sim: --matrix: 0..%zu\n", sim_matrix_count() - 1);
+            return 2;
+        }
+        if (!cli.json)
+            printf("scenario %zu: %s\n", (size_t)matrix, sc.name);
+    }
     if (pol == SIM_POL_ADAPTIVE) {
         if (dmax > 0)
             sc.conv.adaptive.downtime_max_ms = (uint64_t)dmax;
