@@ -7,12 +7,14 @@
  * a naive baseline measured on the same samples: remaining / current
  * bandwidth (what query-migrate alone would suggest). An ETA that is
  * unknown or infinite for a run that did complete counts as 100 % error.
- * Writes bench/out/eta_accuracy.json. The lab part (real QEMU) comes later.
- *
- * The simulator's sources are compiled in: libferry.a does not hold src/sim. */
-#include "sim/matrix.c"
-#include "sim/precopy.c"
-#include "sim/run.c"
+ * Writes bench/out/eta_accuracy.json. The lab part (real QEMU) comes later. */
+#include "sim/matrix.h"
+#include "sim/precopy.h"
+#include "sim/run.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
 
 #include <stdlib.h>
 #include <sys/utsname.h>

@@ -2,13 +2,14 @@
  * RAM 1-64 GiB, dirty rate 0-150 % of the link, working sets, bursts, phase
  * changes) under four policies: QEMU defaults (300 ms, no controller), Nova
  * defaults, an oVirt-like schedule and Ferry's adaptive controller. Prints a
- * table per policy and the adaptive targets; writes bench/out/sim_matrix.json.
- *
- * The Makefile links benchmarks against libferry.a, which holds src/core but
- * not src/sim, so the simulator's sources are compiled in here. */
-#include "sim/matrix.c"
-#include "sim/precopy.c"
-#include "sim/run.c"
+ * table per policy and the adaptive targets; writes bench/out/sim_matrix.json. */
+#include "sim/matrix.h"
+#include "sim/precopy.h"
+#include "sim/run.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
 
 #include <stdlib.h>
 #include <sys/utsname.h>

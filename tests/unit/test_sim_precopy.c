@@ -1,18 +1,16 @@
 /* Properties of the QEMU 7.2 pre-copy model (src/sim/precopy.c) that can
  * fail: timing of an idle guest, non-convergence without a controller, the
  * auto-converge staircase, the switchover rule, post-copy, pause, and
- * determinism.
- *
- * The Makefile links tests only against libferry.a, which does not hold
- * src/sim; the model is pure and self-contained, so it is compiled into this
- * test directly. */
-#include "sim/precopy.c"
+ * determinism. */
+#include "sim/precopy.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "../lib/test.h"
+
+#define WIRE_PAGE ((double)(PRECOPY_PAGE_SIZE + PRECOPY_PAGE_HDR))
 
 #define MIB (1024.0 * 1024.0)
 #define GIB (1024.0 * MIB)

@@ -2,12 +2,14 @@
  * well-formed and round-trip through the trace format, consent answers are
  * obeyed (refused steps never reach the model, delayed grants wait), the
  * qemu policy emits nothing, runs are deterministic, and the scenario matrix
- * is what the benchmarks claim.
- *
- * libferry.a does not hold src/sim, so its sources are compiled in here. */
-#include "sim/matrix.c"
-#include "sim/precopy.c"
-#include "sim/run.c"
+ * is what the benchmarks claim. */
+#include "sim/matrix.h"
+#include "sim/precopy.h"
+#include "sim/run.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
 
 #include <stdlib.h>
 
