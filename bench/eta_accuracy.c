@@ -30,10 +30,10 @@ static const enum sim_policy pols[NPOL] = {SIM_POL_ADAPTIVE, SIM_POL_QEMU};
 
 struct rec {
     uint64_t t_ms;
-    int known;        /* estimator ETA meaningful and finite */
-    double eta_ms;    /* estimator, ms */
-    double naive_ms;  /* remaining / bw, ms; < 0 when bw unknown */
-    uint64_t sync;    /* dirty_sync_count: 1 while in the bulk (first) pass */
+    int known;       /* estimator ETA meaningful and finite */
+    double eta_ms;   /* estimator, ms */
+    double naive_ms; /* remaining / bw, ms; < 0 when bw unknown */
+    uint64_t sync;   /* dirty_sync_count: 1 while in the bulk (first) pass */
 };
 
 struct recorder {
@@ -144,16 +144,14 @@ int main(void)
         }
     }
 
-    printf("eta_accuracy (simulation): %zu scenarios on %s (%.1f s wall)\n", n, mach,
-           now_s() - t0);
+    printf("eta_accuracy (simulation): %zu scenarios on %s (%.1f s wall)\n", n, mach, now_s() - t0);
     printf("median absolute %% error of the ETA given at a fraction of the total time\n");
     printf("%-9s %5s %6s %14s %14s %9s %6s\n", "policy", "runs", "at", "estimator_%",
            "naive_rem/bw_%", "unknown", "asked");
     for (int p = 0; p < NPOL; p++)
         for (int f = 0; f < NFRAC; f++)
-            printf("%-9s %5zu %5.0f%% %14.1f %14.1f %9zu %6zu\n", sim_policy_name(pols[p]),
-                   runs[p], fracs[f] * 100, mape[p][f], nmape[p][f], unknown[p][f],
-                   napes[p][f]);
+            printf("%-9s %5zu %5.0f%% %14.1f %14.1f %9zu %6zu\n", sim_policy_name(pols[p]), runs[p],
+                   fracs[f] * 100, mape[p][f], nmape[p][f], unknown[p][f], napes[p][f]);
     for (int p = 0; p < NPOL; p++)
         printf("%s: estimator error when asked in the bulk pass %.1f %% (%zu asks), after it "
                "%.1f %% (%zu asks)\n",

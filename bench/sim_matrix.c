@@ -164,11 +164,10 @@ int main(void)
     printf("%-9s %8s %9s %12s %12s %12s %12s %7s\n", "policy", "complete", "limit_ms",
            "stop_max_ms", "stop_p95_ms", "time/lb_med", "time/lb_p95", "wall_s");
     for (int p = 0; p < NPOL; p++)
-        printf("%-9s %7.1f%% %9.0f %12.0f %12.0f %12.2f %12.2f %7.2f\n",
-               sim_policy_name(order[p]), comp_pct[p], limit_ms[p], dt_max[p], dt_p95[p],
-               tb_med[p], tb_p95[p], wall[p]);
-    printf("%-9s %8s %8s %8s %8s %8s %8s\n", "policy", "precopy", "postcopy", "paused",
-           "throttled", "aborted", "timeout");
+        printf("%-9s %7.1f%% %9.0f %12.0f %12.0f %12.2f %12.2f %7.2f\n", sim_policy_name(order[p]),
+               comp_pct[p], limit_ms[p], dt_max[p], dt_p95[p], tb_med[p], tb_p95[p], wall[p]);
+    printf("%-9s %8s %8s %8s %8s %8s %8s\n", "policy", "precopy", "postcopy", "paused", "throttled",
+           "aborted", "timeout");
     for (int p = 0; p < NPOL; p++) {
         size_t pre = 0, post = 0, pau = 0, thr = 0, ab = 0, to = 0;
         for (size_t i = 0; i < n; i++) {
@@ -187,8 +186,8 @@ int main(void)
            "non-zero RAM / bandwidth)\n");
     printf("target adaptive completes all any policy completes: %s (%zu misses%s%s)\n",
            ok1 ? "MET" : "MISSED", viol_complete, viol_complete ? ", first " : "", first_viol);
-    printf("target adaptive stop never above its maximum %.0f ms: %s (max %.0f ms)\n",
-           limit_ms[0], ok2 ? "MET" : "MISSED", dt_max[0]);
+    printf("target adaptive stop never above its maximum %.0f ms: %s (max %.0f ms)\n", limit_ms[0],
+           ok2 ? "MET" : "MISSED", dt_max[0]);
     printf("target adaptive no slower than nova (%zu both complete): %s (median time ratio "
            "%.3f, median per-scenario ratio %.3f, worst %.2f, %zu slower by > 5%%)\n",
            both, ok3 ? "MET" : "MISSED", ratio_med, med_ratio, worst_ratio, slower);
@@ -207,15 +206,15 @@ int main(void)
             "\"adaptive_over_nova_median_per_scenario_ratio\":%.4f,"
             "\"adaptive_slower_than_nova_by_5pct_count\":%zu,\"targets_met\":%d,"
             "\"wall_s\":%.2f},\"baselines\":{",
-            n, comp_pct[0], dt_max[0], dt_p95[0], tb_med[0], tb_p95[0], viol_complete,
-            ratio_med, med_ratio, slower, ok1 + ok2 + ok3, now_s() - t0);
+            n, comp_pct[0], dt_max[0], dt_p95[0], tb_med[0], tb_p95[0], viol_complete, ratio_med,
+            med_ratio, slower, ok1 + ok2 + ok3, now_s() - t0);
     for (int p = 1; p < NPOL; p++)
         fprintf(js,
                 "%s\"%s_completion_pct\":%.2f,\"%s_stop_max_ms\":%.1f,\"%s_stop_p95_ms\":%.1f,"
                 "\"%s_time_over_bound_median\":%.3f,\"%s_time_over_bound_p95\":%.3f",
-                p > 1 ? "," : "", sim_policy_name(order[p]), comp_pct[p],
-                sim_policy_name(order[p]), dt_max[p], sim_policy_name(order[p]), dt_p95[p],
-                sim_policy_name(order[p]), tb_med[p], sim_policy_name(order[p]), tb_p95[p]);
+                p > 1 ? "," : "", sim_policy_name(order[p]), comp_pct[p], sim_policy_name(order[p]),
+                dt_max[p], sim_policy_name(order[p]), dt_p95[p], sim_policy_name(order[p]),
+                tb_med[p], sim_policy_name(order[p]), tb_p95[p]);
     fprintf(js, "}}\n");
     if (fclose(js) != 0)
         return 1;

@@ -16,7 +16,7 @@
 
 struct cli {
     int json, quiet;
-    double progress_s;   /* print a progress line every this many s */
+    double progress_s; /* print a progress line every this many s */
     double next_print_ms;
     FILE *trace;
     int trace_err;
@@ -319,20 +319,21 @@ int main(int argc, char **argv)
                "\"paused_ms\":%.1f,\"guest_stop_ms\":%.1f,\"postcopy_s\":%.3f,"
                "\"iterations\":%llu,\"bytes_sent\":%llu,\"max_throttle_pct\":%u,"
                "\"final_downtime_limit_ms\":%llu,\"failed_actions\":%u}\n",
-               sim_policy_name(pol), r.completed ? "true" : "false",
-               r.aborted ? "true" : "false", r.timed_out ? "true" : "false",
-               r.total_ms / 1000.0, r.lower_bound_ms / 1000.0, r.downtime_ms, r.paused_ms,
-               r.guest_stop_ms, r.postcopy_ms / 1000.0, (unsigned long long)r.iterations,
-               (unsigned long long)r.bytes_sent, r.max_throttle,
+               sim_policy_name(pol), r.completed ? "true" : "false", r.aborted ? "true" : "false",
+               r.timed_out ? "true" : "false", r.total_ms / 1000.0, r.lower_bound_ms / 1000.0,
+               r.downtime_ms, r.paused_ms, r.guest_stop_ms, r.postcopy_ms / 1000.0,
+               (unsigned long long)r.iterations, (unsigned long long)r.bytes_sent, r.max_throttle,
                (unsigned long long)r.final_downtime_limit_ms, r.n_failed_actions);
     } else {
         printf("summary: policy=%s %s total=%.1fs (lower bound %.1fs) downtime=%.0fms "
                "paused=%.0fms postcopy=%.1fs iterations=%llu sent=%.1fMiB max-throttle=%u%%\n",
                sim_policy_name(pol),
-               r.completed ? "completed" : r.aborted ? "aborted" : "timed-out",
+               r.completed ? "completed"
+               : r.aborted ? "aborted"
+                           : "timed-out",
                r.total_ms / 1000.0, r.lower_bound_ms / 1000.0, r.downtime_ms, r.paused_ms,
-               r.postcopy_ms / 1000.0, (unsigned long long)r.iterations,
-               (double)r.bytes_sent / MIB, r.max_throttle);
+               r.postcopy_ms / 1000.0, (unsigned long long)r.iterations, (double)r.bytes_sent / MIB,
+               r.max_throttle);
     }
     return r.completed ? 0 : 3;
 }

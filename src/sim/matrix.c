@@ -14,7 +14,8 @@ static const char *const mx_profile_name[] = {"steady", "bursty", "phase"};
 
 size_t sim_matrix_count(void)
 {
-    return N_OF(mx_ram_gib) * N_OF(mx_bw_mibps) * N_OF(mx_dirty_frac) * N_OF(mx_ws_frac) * N_OF(mx_profile_name);
+    return N_OF(mx_ram_gib) * N_OF(mx_bw_mibps) * N_OF(mx_dirty_frac) * N_OF(mx_ws_frac) *
+           N_OF(mx_profile_name);
 }
 
 int sim_matrix_get(size_t i, enum sim_policy pol, struct sim_scenario *sc)
@@ -38,8 +39,8 @@ int sim_matrix_get(size_t i, enum sim_policy pol, struct sim_scenario *sc)
     wfrac = mx_ws_frac[iw];
 
     sim_scenario_default(sc, ram, bw, SIM_POL_QEMU);
-    snprintf(sc->name, sizeof(sc->name), "r%.0fG-b%.0fM-d%.0f%%-w%.0f%%-%s", ram, bw,
-             dfrac * 100, wfrac * 100, mx_profile_name[ip]);
+    snprintf(sc->name, sizeof(sc->name), "r%.0fG-b%.0fM-d%.0f%%-w%.0f%%-%s", ram, bw, dfrac * 100,
+             wfrac * 100, mx_profile_name[ip]);
     sc->wl.ws_bytes = (uint64_t)(wfrac * (double)sc->wl.ram_bytes);
     sc->wl.ws_off_bytes = 0;
     sc->wl.dirty_bps = dfrac * bw * mib;

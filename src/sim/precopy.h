@@ -35,10 +35,10 @@ enum precopy_profile {
  * page size), not distinct dirty pages: repeated writes to a page within one
  * sync interval dirty it once, as in KVM's dirty log. */
 struct precopy_workload {
-    uint64_t ram_bytes;          /* guest RAM, bytes (>= 64 MiB) */
-    uint64_t ws_bytes;           /* working set written to, bytes (<= ram) */
-    uint64_t ws_off_bytes;       /* start of the working set in RAM, bytes */
-    double dirty_bps;            /* page-write rate (peak when bursty), bytes/s */
+    uint64_t ram_bytes;    /* guest RAM, bytes (>= 64 MiB) */
+    uint64_t ws_bytes;     /* working set written to, bytes (<= ram) */
+    uint64_t ws_off_bytes; /* start of the working set in RAM, bytes */
+    double dirty_bps;      /* page-write rate (peak when bursty), bytes/s */
     enum precopy_profile profile;
     uint32_t burst_period_ms;    /* bursty: period, ms */
     double burst_duty;           /* bursty: fraction of the period at peak, 0..1 */
@@ -53,18 +53,18 @@ struct precopy_workload {
 
 /* The link and QEMU's migration parameters/capabilities. */
 struct precopy_params {
-    double link_bps;              /* what the network carries, bytes/s */
-    double max_bw_bps;            /* migrate max-bandwidth, bytes/s; 0 = unlimited */
-    uint32_t downtime_limit_ms;   /* migrate downtime-limit, ms (QEMU default 300) */
-    int auto_converge;            /* capability auto-converge, 0/1 */
-    uint32_t throttle_initial;    /* cpu-throttle-initial, % (20) */
-    uint32_t throttle_increment;  /* cpu-throttle-increment, % (10) */
-    uint32_t throttle_max;        /* max-cpu-throttle, % (99) */
-    uint32_t throttle_trigger;    /* throttle-trigger-threshold, % (50) */
-    int postcopy_ram;             /* capability postcopy-ram, 0/1 */
-    uint32_t device_ms;           /* device state + stop/start cost at switchover, ms */
-    double scan_pps;              /* pages QEMU can examine per second (zero check), pages/s */
-    uint64_t seed;                /* RNG seed for the noise */
+    double link_bps;             /* what the network carries, bytes/s */
+    double max_bw_bps;           /* migrate max-bandwidth, bytes/s; 0 = unlimited */
+    uint32_t downtime_limit_ms;  /* migrate downtime-limit, ms (QEMU default 300) */
+    int auto_converge;           /* capability auto-converge, 0/1 */
+    uint32_t throttle_initial;   /* cpu-throttle-initial, % (20) */
+    uint32_t throttle_increment; /* cpu-throttle-increment, % (10) */
+    uint32_t throttle_max;       /* max-cpu-throttle, % (99) */
+    uint32_t throttle_trigger;   /* throttle-trigger-threshold, % (50) */
+    int postcopy_ram;            /* capability postcopy-ram, 0/1 */
+    uint32_t device_ms;          /* device state + stop/start cost at switchover, ms */
+    double scan_pps;             /* pages QEMU can examine per second (zero check), pages/s */
+    uint64_t seed;               /* RNG seed for the noise */
 };
 
 enum precopy_state {
@@ -76,35 +76,35 @@ enum precopy_state {
 
 /* What query-migrate would say, plus end-of-run figures. */
 struct precopy_obs {
-    double t_ms;                  /* simulated time since migrate, ms */
+    double t_ms; /* simulated time since migrate, ms */
     enum precopy_state state;
-    int paused;                   /* guest paused by the controller, 0/1 */
-    uint64_t ram_total;           /* bytes */
-    uint64_t ram_transferred;     /* bytes on the wire so far */
-    uint64_t ram_remaining;       /* pages in the migration bitmap x page size, bytes */
-    uint64_t duplicate_pages;     /* zero pages sent */
-    uint64_t normal_pages;        /* full pages sent */
-    uint64_t dirty_pages_rate;    /* newly dirtied pages per s over the last sync period */
-    uint64_t dirty_sync_count;    /* migration_bitmap_sync calls */
-    uint32_t throttle_pct;        /* cpu-throttle-percentage, % */
-    double bw_bps;                /* measured over the last window, bytes/s */
+    int paused;                    /* guest paused by the controller, 0/1 */
+    uint64_t ram_total;            /* bytes */
+    uint64_t ram_transferred;      /* bytes on the wire so far */
+    uint64_t ram_remaining;        /* pages in the migration bitmap x page size, bytes */
+    uint64_t duplicate_pages;      /* zero pages sent */
+    uint64_t normal_pages;         /* full pages sent */
+    uint64_t dirty_pages_rate;     /* newly dirtied pages per s over the last sync period */
+    uint64_t dirty_sync_count;     /* migration_bitmap_sync calls */
+    uint32_t throttle_pct;         /* cpu-throttle-percentage, % */
+    double bw_bps;                 /* measured over the last window, bytes/s */
     uint64_t expected_downtime_ms; /* remaining / measured bandwidth, ms */
-    uint32_t downtime_limit_ms;   /* current limit, ms */
-    double max_bw_bps;            /* current cap, bytes/s; 0 = unlimited */
-    uint32_t page_size;           /* bytes */
+    uint32_t downtime_limit_ms;    /* current limit, ms */
+    double max_bw_bps;             /* current cap, bytes/s; 0 = unlimited */
+    uint32_t page_size;            /* bytes */
     /* Set once the run has ended (COMPLETED or CANCELLED): */
-    double total_ms;              /* migrate to guest running on the destination, ms */
-    double downtime_ms;           /* switchover stop time, ms */
-    double paused_ms;             /* time the guest spent paused by the controller, ms */
-    double postcopy_ms;           /* time spent in post-copy, ms */
-    double throttle_pct_s;        /* integral of throttle over time, %*s (guest impact) */
+    double total_ms;       /* migrate to guest running on the destination, ms */
+    double downtime_ms;    /* switchover stop time, ms */
+    double paused_ms;      /* time the guest spent paused by the controller, ms */
+    double postcopy_ms;    /* time spent in post-copy, ms */
+    double throttle_pct_s; /* integral of throttle over time, %*s (guest impact) */
 };
 
 struct precopy_group {
-    double pages;   /* pages in the group */
-    double bmap;    /* non-zero pages set in the migration bitmap */
-    double bmap_z;  /* zero pages set in the migration bitmap */
-    double log;     /* distinct pages in the dirty log since the last sync */
+    double pages;  /* pages in the group */
+    double bmap;   /* non-zero pages set in the migration bitmap */
+    double bmap_z; /* zero pages set in the migration bitmap */
+    double log;    /* distinct pages in the dirty log since the last sync */
 };
 
 /* The model. Caller allocates; fields are private to precopy.c. */
@@ -113,24 +113,24 @@ struct precopy {
     struct precopy_params par;
     struct precopy_group g[PRECOPY_MAX_GROUPS];
     int ngroups;
-    int cursor;                  /* group the pass is at */
+    int cursor; /* group the pass is at */
     uint64_t rng;
     double t_ms;
     enum precopy_state state;
     int paused;
-    double window_left;          /* rate-limit budget left in this window, bytes */
-    double window_sent;          /* bytes sent in this window */
-    double bw_meas;              /* bytes/s measured over the last window */
-    double threshold;            /* bw_meas x downtime limit, bytes */
-    double transferred;          /* bytes */
+    double window_left; /* rate-limit budget left in this window, bytes */
+    double window_sent; /* bytes sent in this window */
+    double bw_meas;     /* bytes/s measured over the last window */
+    double threshold;   /* bw_meas x downtime limit, bytes */
+    double transferred; /* bytes */
     double dup_pages, norm_pages;
     uint64_t sync_count;
-    double dirty_period;         /* newly dirty pages since the period began */
+    double dirty_period; /* newly dirty pages since the period began */
     double period_start_ms;
-    double xfer_prev;            /* transferred at the period start, bytes */
-    uint64_t dirty_rate_pps;     /* last published dirty-pages-rate, pages/s */
-    int high_cnt;                /* dirty_rate_high_cnt */
-    uint32_t throttle;           /* % */
+    double xfer_prev;        /* transferred at the period start, bytes */
+    uint64_t dirty_rate_pps; /* last published dirty-pages-rate, pages/s */
+    int high_cnt;            /* dirty_rate_high_cnt */
+    uint32_t throttle;       /* % */
     double end_ms, downtime_ms, paused_ms, postcopy_ms, pause_at_ms, throttle_pct_s;
     double post_start_ms, post_resume_ms; /* post-copy began / guest resumed, ms */
 };

@@ -98,9 +98,8 @@ void sim_sample_from(const struct precopy *m, struct mig_sample *s)
     struct precopy_obs o;
     precopy_observe(m, &o);
     memset(s, 0, sizeof(*s));
-    s->t_ms = (uint64_t)(o.state == PRECOPY_COMPLETED || o.state == PRECOPY_CANCELLED
-                             ? o.total_ms
-                             : o.t_ms);
+    s->t_ms = (uint64_t)(o.state == PRECOPY_COMPLETED || o.state == PRECOPY_CANCELLED ? o.total_ms
+                                                                                      : o.t_ms);
     switch (o.state) {
     case PRECOPY_ACTIVE:
         s->phase = MIG_PHASE_ACTIVE;
@@ -144,8 +143,8 @@ static int apply(struct precopy *m, const struct conv_action *a)
 {
     switch (a->kind) {
     case CONV_ACT_SET_DOWNTIME:
-        return precopy_set_downtime(m, (uint32_t)(a->downtime_ms > 2000000 ? 2000000
-                                                                          : a->downtime_ms));
+        return precopy_set_downtime(
+            m, (uint32_t)(a->downtime_ms > 2000000 ? 2000000 : a->downtime_ms));
     case CONV_ACT_SET_BANDWIDTH:
         return precopy_set_bandwidth(m, (double)a->bw_bps);
     case CONV_ACT_SET_THROTTLE:

@@ -35,33 +35,33 @@ enum sim_consent {
 };
 
 struct sim_scenario {
-    char name[64];                  /* for tables */
+    char name[64]; /* for tables */
     struct precopy_workload wl;
     struct precopy_params par;
     enum sim_policy policy;
-    struct conv_policy conv;        /* used unless policy is SIM_POL_QEMU */
+    struct conv_policy conv; /* used unless policy is SIM_POL_QEMU */
     enum sim_consent consent;
-    uint64_t consent_after_ms;      /* SIM_CONSENT_AFTER: delay, ms */
-    uint64_t max_ms;                /* give up (timed out) after this, ms */
+    uint64_t consent_after_ms; /* SIM_CONSENT_AFTER: delay, ms */
+    uint64_t max_ms;           /* give up (timed out) after this, ms */
 };
 
 struct sim_result {
-    int completed;          /* guest runs on the destination */
-    int aborted;            /* the controller cancelled the migration */
-    int timed_out;          /* still running at max_ms */
-    double total_ms;        /* migrate to the end (or to max_ms), ms */
-    double downtime_ms;     /* switchover stop, ms */
-    double paused_ms;       /* controller pause before switchover, ms */
-    double guest_stop_ms;   /* downtime + paused: what the guest felt, ms */
-    double postcopy_ms;     /* time in post-copy, ms */
-    uint64_t iterations;    /* dirty bitmap syncs (QEMU's dirty-sync-count) */
-    uint64_t bytes_sent;    /* bytes on the wire */
-    uint32_t max_throttle;  /* highest CPU throttle, % */
-    double throttle_pct_s;  /* throttle integral, %*s */
-    uint64_t final_downtime_limit_ms; /* limit in force at the end, ms */
+    int completed;                       /* guest runs on the destination */
+    int aborted;                         /* the controller cancelled the migration */
+    int timed_out;                       /* still running at max_ms */
+    double total_ms;                     /* migrate to the end (or to max_ms), ms */
+    double downtime_ms;                  /* switchover stop, ms */
+    double paused_ms;                    /* controller pause before switchover, ms */
+    double guest_stop_ms;                /* downtime + paused: what the guest felt, ms */
+    double postcopy_ms;                  /* time in post-copy, ms */
+    uint64_t iterations;                 /* dirty bitmap syncs (QEMU's dirty-sync-count) */
+    uint64_t bytes_sent;                 /* bytes on the wire */
+    uint32_t max_throttle;               /* highest CPU throttle, % */
+    double throttle_pct_s;               /* throttle integral, %*s */
+    uint64_t final_downtime_limit_ms;    /* limit in force at the end, ms */
     uint32_t n_actions[CONV_ACT__COUNT]; /* actions the controller emitted */
-    uint32_t n_failed_actions; /* actions the model refused (e.g. no post-copy) */
-    double lower_bound_ms;  /* non-zero RAM / min(link, cap): no run is faster, ms */
+    uint32_t n_failed_actions;           /* actions the model refused (e.g. no post-copy) */
+    double lower_bound_ms;               /* non-zero RAM / min(link, cap): no run is faster, ms */
 };
 
 /* Called after each sample with the sample and the estimate made from it

@@ -40,8 +40,8 @@ static void t_idle_time(void)
     precopy_observe(&M, &o);
     lb = 4 * GIB * WIRE_PAGE / PRECOPY_PAGE_SIZE / (1 * GIB) * 1000.0;
     CHECK(o.state == PRECOPY_COMPLETED, "state %d", o.state);
-    CHECK(o.total_ms >= lb && o.total_ms <= lb * 1.03 + 150, "total %.0f ms, bound %.0f", o.total_ms,
-          lb);
+    CHECK(o.total_ms >= lb && o.total_ms <= lb * 1.03 + 150, "total %.0f ms, bound %.0f",
+          o.total_ms, lb);
     /* QEMU stops as soon as what is left fits bw x limit, even in pass 1. */
     CHECK(o.downtime_ms <= par.downtime_limit_ms + par.device_ms + 1, "downtime %.1f ms",
           o.downtime_ms);

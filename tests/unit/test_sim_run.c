@@ -24,7 +24,7 @@ struct seen {
     uint64_t last_t;
     int bad_order, bad_phase;
     uint64_t first_consent_ms, first_intrusive_ms; /* UINT64_MAX: none */
-    size_t intrusive;  /* throttle / post-copy / pause actions */
+    size_t intrusive;                              /* throttle / post-copy / pause actions */
     char *csv;
     size_t csv_len, csv_cap;
 };
@@ -41,8 +41,7 @@ static void on_sample(void *ud, const struct mig_sample *s, const struct est_out
         w->bad_phase = 1;
     w->last_t = s->t_ms;
     w->n++;
-    if (w->csv && trace_format_row(s, line, sizeof(line), &n) == 0 &&
-        w->csv_len + n < w->csv_cap) {
+    if (w->csv && trace_format_row(s, line, sizeof(line), &n) == 0 && w->csv_len + n < w->csv_cap) {
         memcpy(w->csv + w->csv_len, line, n);
         w->csv_len += n;
     }
@@ -99,7 +98,8 @@ static void t_samples_and_trace(void)
     REQUIRE(sim_run(&sc, &r, on_sample, NULL, &w, NULL) == 0, "run");
     CHECK(r.completed, "2 GiB at 100/256 MiB/s did not complete");
     CHECK(!w.bad_order && !w.bad_phase, "samples out of order or bad phase");
-    CHECK(w.n >= (size_t)(r.total_ms / SIM_SAMPLE_MS) && w.n <= (size_t)(r.total_ms / SIM_SAMPLE_MS) + 2,
+    CHECK(w.n >= (size_t)(r.total_ms / SIM_SAMPLE_MS) &&
+              w.n <= (size_t)(r.total_ms / SIM_SAMPLE_MS) + 2,
           "%zu samples for %.0f ms", w.n, r.total_ms);
     CHECK(trace_parse(w.csv, w.csv_len, rows, 20000, &nrows, NULL) == 0 && nrows == w.n,
           "trace round trip: %zu of %zu rows", nrows, w.n);
