@@ -22,6 +22,7 @@
 
 #include "../lib/guestcon.h"
 #include "../lib/test.h"
+#include "util/ferr.h"
 #include "util/xalloc.h"
 
 #define BOOT_TIMEOUT_MS 180000 /* TCG boot + 64 MiB fill; ~4 s measured */
@@ -97,18 +98,13 @@ static void guest_stop(struct guest *g)
     }
 }
 
-/* Boots the lab guest with the documented QEMU flags and the command line
- * "console=ttyS0 quiet panic=-1 <params>", plus a raw virtio disk when disk
- * is non-NULL, and waits for FERRY-BOOT then the line starting with
- * ready_prefix; *boot_out (when boot_out is non-NULL) and *ready_out get the
- * rest of those lines (caller frees). Returns 0 or a negative code; on
- * failure g is stopped and nothing is returned. */
-static int guest_boot(struct guest *g, const char *params, const char *disk,
-                      const char *ready_prefix, char **boot_out, char **ready_out)
+/* Starts QEMU with the documented flags and the command line
+ * "console=ttyS0 quiet panic=-1 <params>", plus the option pair
+ * opt/opt_arg when opt is non-NULL (a disk, "-incoming defer", ...). Its
+ * sockets live in g->dir. Returns 0 or a negative code; on failure g holds
+ * nothing. The console is not connected yet. */
+static int guest_spawn(struct guest *g, const char *params, const char *opt, const char *opt_arg)
 {
-    *ready_out = NULL;
-    if (boot_out)
-        *boot_out = NULL;
     memset(g, 0, sizeof(*g));
     g->con.fd = -1;
     char *k = xasprintf("%s/vmlinuz", lab_dir), *i = xasprintf("%s/initrd.img", lab_dir);
@@ -126,7 +122,6 @@ static int guest_boot(struct guest *g, const char *params, const char *disk,
     char *kernel = xasprintf("%s/vmlinuz", lab_dir);
     char *initrd = xasprintf("%s/initrd.img", lab_dir);
     char *append = xasprintf("console=ttyS0 quiet panic=-1 %s", params);
-    char *drive = disk ? xasprintf("file=%s,format=raw,if=virtio", disk) : NULL;
     char *serial = xasprintf("socket,id=ser0,path=%s,server=on,wait=off", g->ser_path);
     char *qmp = xasprintf("unix:%s/qmp.sock,server=on,wait=off", g->dir);
     char *log = xasprintf("%s/qemu.log", g->dir);
@@ -157,10 +152,10 @@ static int guest_boot(struct guest *g, const char *params, const char *disk,
                     NULL,
                     NULL,
                     NULL};
-    if (drive) {
+    if (opt) {
         size_t n = sizeof(argv) / sizeof(argv[0]) - 3;
-        argv[n] = "-drive";
-        argv[n + 1] = drive;
+        argv[n] = (char *)opt;
+        argv[n + 1] = (char *)opt_arg;
     }
     pid_t parent = getpid();
     pid_t pid = fork();
@@ -185,12 +180,43 @@ static int guest_boot(struct guest *g, const char *params, const char *disk,
     free(serial);
     free(qmp);
     free(log);
-    free(drive);
     if (rc < 0) {
         guest_stop(g);
         return rc;
     }
     g->pid = pid;
+    return 0;
+}
+
+/* Prints QEMU's own output (its log) to stderr, for a failed case. */
+static void guest_dump_log(const struct guest *g)
+{
+    char *lp = xasprintf("%s/qemu.log", g->dir);
+    FILE *f = fopen(lp, "r");
+    char line[512];
+    while (f && fgets(line, sizeof(line), f))
+        fputs(line, stderr);
+    if (f)
+        fclose(f);
+    free(lp);
+}
+
+/* Boots the lab guest (guest_spawn; a raw virtio disk when disk is
+ * non-NULL), connects its console and waits for FERRY-BOOT then the line
+ * starting with ready_prefix; *boot_out (when boot_out is non-NULL) and
+ * *ready_out get the rest of those lines (caller frees). Returns 0 or a
+ * negative code; on failure g is stopped and nothing is returned. */
+static int guest_boot(struct guest *g, const char *params, const char *disk,
+                      const char *ready_prefix, char **boot_out, char **ready_out)
+{
+    *ready_out = NULL;
+    if (boot_out)
+        *boot_out = NULL;
+    char *drive = disk ? xasprintf("file=%s,format=raw,if=virtio", disk) : NULL;
+    int rc = guest_spawn(g, params, drive ? "-drive" : NULL, drive);
+    free(drive);
+    if (rc < 0)
+        return rc;
     rc = guestcon_open(&g->con, g->ser_path, 10000);
     if (rc == 0) {
         g->con.log = stderr;
@@ -204,15 +230,8 @@ static int guest_boot(struct guest *g, const char *params, const char *disk,
             free(boot);
     }
     if (rc < 0) {
-        fprintf(stderr, "guest_start: rc %d; qemu output follows\n", rc);
-        char *lp = xasprintf("%s/qemu.log", g->dir);
-        FILE *f = fopen(lp, "r");
-        char line[512];
-        while (f && fgets(line, sizeof(line), f))
-            fputs(line, stderr);
-        if (f)
-            fclose(f);
-        free(lp);
+        fprintf(stderr, "guest_boot: rc %d; qemu output follows\n", rc);
+        guest_dump_log(g);
         guest_stop(g);
     }
     return rc;
@@ -363,6 +382,224 @@ static void t_disk_and_workload_exit(void)
     guest_stop(&g);
 }
 
+/* Sends one QMP command (a JSON object on one line) and waits for its
+ * answer, skipping events. Returns 0 when the answer is a "return" (*out
+ * gets the line after the opening brace; caller frees), FERR_PEER on an
+ * "error" answer, or a guestcon error. */
+static int qmp_cmd(struct guestcon *q, const char *json, char **out)
+{
+    *out = NULL;
+    int rc = guestcon_send(q, json);
+    while (rc == 0) {
+        char *rest = NULL;
+        rc = guestcon_expect(q, "{\"", CMD_TIMEOUT_MS, &rest);
+        if (rc < 0)
+            break;
+        if (strncmp(rest, "return\"", 7) == 0) {
+            *out = rest;
+            return 0;
+        }
+        int is_err = strncmp(rest, "error\"", 6) == 0;
+        if (is_err)
+            fprintf(stderr, "qmp error: %s\n", rest);
+        free(rest);
+        if (is_err)
+            return FERR_PEER;
+    }
+    return rc;
+}
+
+/* Connects to g's QMP socket and leaves capabilities negotiation done. */
+static int qmp_open(struct guest *g, struct guestcon *q)
+{
+    char *path = xasprintf("%s/qmp.sock", g->dir);
+    int rc = guestcon_open(q, path, 10000);
+    free(path);
+    if (rc < 0)
+        return rc;
+    char *rest = NULL;
+    rc = guestcon_expect(q, "{\"QMP\"", CMD_TIMEOUT_MS, &rest);
+    free(rest);
+    if (rc == 0)
+        rc = qmp_cmd(q, "{\"execute\":\"qmp_capabilities\"}", &rest);
+    free(rest);
+    if (rc < 0)
+        guestcon_close(q);
+    return rc;
+}
+
+/* Sends cmd on the console and waits for the line starting with prefix,
+ * watching for the guest kernel dying instead (an oops, a panic, or the
+ * FERRY-BOOT of the reboot panic=-1 causes). Returns 0 with *rest_out set
+ * (caller frees), 1 when the kernel died, or a negative code. */
+static int console_command_watch(struct guestcon *con, const char *cmd, const char *prefix,
+                                 char **rest_out)
+{
+    *rest_out = NULL;
+    int rc = guestcon_send(con, cmd);
+    size_t plen = strlen(prefix);
+    while (rc == 0) {
+        char *line = NULL;
+        rc = guestcon_expect(con, "", CMD_TIMEOUT_MS, &line);
+        if (rc < 0)
+            break;
+        if (strncmp(line, prefix, plen) == 0) {
+            *rest_out = xstrdup(line + plen);
+            free(line);
+            return 0;
+        }
+        int died = strstr(line, "Kernel panic") || strstr(line, "BUG: ") ||
+                   strncmp(line, "FERRY-BOOT ", 11) == 0;
+        free(line);
+        if (died)
+            return 1;
+    }
+    return rc;
+}
+
+/* One migration of a fresh memload guest (rate 1000) from a source QEMU to
+ * a "-incoming defer" destination over a unix socket; then, on the
+ * destination, status and verify. On 0, *verify_out is the FERRY-RESULT
+ * JSON (caller frees) and *before and *after the pages_dirtied_total seen on
+ * the source just before and on the destination after. On failure returns
+ * negative with why filled; *crashed is set when the destination's kernel
+ * died after the switchover. Both QEMUs are gone on return. */
+static int migrate_memload(char **verify_out, long long *before, long long *after, int *crashed,
+                           char *why, size_t why_len)
+{
+    struct guest src, dst;
+    struct guestcon qs = {.fd = -1}, qd = {.fd = -1}, con = {.fd = -1};
+    char *ready = NULL, *res = NULL, *cmd = NULL, *uri = NULL;
+    *verify_out = NULL;
+    *before = *after = -1;
+    *crashed = 0;
+    int rc = guest_start(&src, "1000", &ready);
+    free(ready);
+    if (rc < 0) {
+        snprintf(why, why_len, "source did not become ready: %d", rc);
+        return rc;
+    }
+    char *params = xasprintf("ferry.workload=memload ferry.ws_mib=%d ferry.rate=1000", WS_MIB);
+    rc = guest_spawn(&dst, params, "-incoming", "defer");
+    free(params);
+    if (rc < 0) {
+        snprintf(why, why_len, "destination did not start: %d", rc);
+        guest_stop(&src);
+        return rc;
+    }
+    uri = xasprintf("unix:%s/mig.sock", dst.dir);
+    if ((rc = qmp_open(&src, &qs)) < 0 || (rc = qmp_open(&dst, &qd)) < 0) {
+        snprintf(why, why_len, "QMP connection: %d", rc);
+        goto out;
+    }
+    cmd = xasprintf("{\"execute\":\"migrate-incoming\",\"arguments\":{\"uri\":\"%s\"}}", uri);
+    rc = qmp_cmd(&qd, cmd, &res);
+    free(cmd);
+    free(res);
+    res = NULL;
+    if (rc < 0) {
+        snprintf(why, why_len, "migrate-incoming: %d", rc);
+        goto out;
+    }
+    rc = guestcon_command(&src.con, "status", "FERRY-STATUS ", CMD_TIMEOUT_MS, &res);
+    if (rc == 0)
+        *before = json_int(res, "pages_dirtied_total", -1);
+    free(res);
+    res = NULL;
+    cmd = xasprintf("{\"execute\":\"migrate\",\"arguments\":{\"uri\":\"%s\"}}", uri);
+    rc = qmp_cmd(&qs, cmd, &res);
+    free(cmd);
+    free(res);
+    res = NULL;
+    if (rc < 0) {
+        snprintf(why, why_len, "migrate: %d", rc);
+        goto out;
+    }
+    int done = 0;
+    for (int k = 0; k < 600 && !done; k++) { /* 600 x 200 ms */
+        rc = qmp_cmd(&qs, "{\"execute\":\"query-migrate\"}", &res);
+        if (rc < 0) {
+            snprintf(why, why_len, "query-migrate: %d", rc);
+            goto out;
+        }
+        if (strstr(res, "\"status\": \"completed\"")) {
+            done = 1;
+        } else if (strstr(res, "\"status\": \"failed\"") ||
+                   strstr(res, "\"status\": \"cancelled\"")) {
+            snprintf(why, why_len, "migration ended: %.200s", res);
+            rc = FERR_PEER;
+            goto out;
+        } else {
+            struct timespec ts = {0, 200 * 1000 * 1000};
+            nanosleep(&ts, NULL);
+        }
+        free(res);
+        res = NULL;
+    }
+    if (!done) {
+        snprintf(why, why_len, "migration did not complete in 120 s");
+        rc = FERR_TIMEOUT;
+        goto out;
+    }
+    if ((rc = guestcon_open(&con, dst.ser_path, 10000)) < 0) {
+        snprintf(why, why_len, "destination console: %d", rc);
+        goto out;
+    }
+    con.log = stderr;
+    rc = console_command_watch(&con, "status", "FERRY-STATUS ", &res);
+    if (rc == 0) {
+        *after = json_int(res, "pages_dirtied_total", -1);
+        free(res);
+        res = NULL;
+        rc = console_command_watch(&con, "verify", "FERRY-RESULT ", verify_out);
+    }
+    if (rc == 1) {
+        *crashed = 1;
+        snprintf(why, why_len, "destination guest kernel died after the switchover");
+        rc = FERR_PEER;
+    } else if (rc < 0) {
+        snprintf(why, why_len, "destination console answer: %d", rc);
+    }
+out:
+    if (rc < 0)
+        guest_dump_log(&dst);
+    free(res);
+    free(uri);
+    guestcon_close(&con);
+    guestcon_close(&qs);
+    guestcon_close(&qd);
+    guest_stop(&dst);
+    guest_stop(&src);
+    return rc;
+}
+
+/* A plain QEMU migration carries memload intact: on the destination the
+ * same workload keeps going (its page count is past the source's) and
+ * verify finds every page right — the end-to-end check of invariant 2 that
+ * the agent's tests build on. Under QEMU 7.2 TCG the destination kernel
+ * sometimes dies right after the switchover (about 1 run in 10, see
+ * docs/LAB.md); that one outcome is retried once and logged. A verify that
+ * finds bad pages is never retried. */
+static void t_memload_survives_migration(void)
+{
+    char why[256] = "";
+    char *res = NULL;
+    long long before = -1, after = -1;
+    int crashed = 0, rc = -1;
+    for (int attempt = 0; attempt < 2; attempt++) {
+        rc = migrate_memload(&res, &before, &after, &crashed, why, sizeof(why));
+        if (rc == 0 || !crashed)
+            break;
+        fprintf(stderr, "attempt %d: %s (TCG issue, docs/LAB.md)\n", attempt + 1, why);
+    }
+    REQUIRE(rc == 0, "%s", why);
+    CHECK(before > 0 && after > before, "not the same workload going on: %lld -> %lld", before,
+          after);
+    CHECK(json_bool(res, "ok") == 1, "verify after migration: %s", res);
+    CHECK(json_int(res, "pages", -1) == WS_MIB * 256, "verify: %s", res);
+    free(res);
+}
+
 int main(void)
 {
     const char *build = getenv("BUILD");
@@ -380,6 +617,8 @@ int main(void)
     test_run("lab: memload verifies intact, pause holds, corruption detected",
              t_memload_verify_and_corrupt);
     test_run("lab: memload at rate max verifies intact", t_memload_rate_max);
+    test_run("lab: memload stays intact across a plain QEMU migration",
+             t_memload_survives_migration);
     test_run("lab: virtio disk appears; init survives the workload's exit",
              t_disk_and_workload_exit);
     return test_done();
