@@ -26,6 +26,11 @@ BUSYBOX=${BUSYBOX:-/bin/busybox}
 CC=${LAB_CC:-gcc}
 
 mkdir -p "$CACHE"
+# Several `make check` runs may share one tree: build one at a time.
+if command -v flock >/dev/null 2>&1; then
+    exec 9>"$OUT/.lock"
+    flock 9
+fi
 
 say() { echo "lab: $*" >&2; }
 die() { echo "lab: error: $*" >&2; exit 1; }
