@@ -44,7 +44,8 @@ int guestcon_send(struct guestcon *gc, const char *line) __attribute__((warn_unu
  * is a NUL-terminated copy of what follows the prefix on that line; the
  * caller frees it with free(). Returns FERR_TIMEOUT when no such line came
  * within timeout_ms, FERR_CLOSED when the guest end closed, or -errno;
- * *rest_out is NULL then. Lines over GUESTCON_LINE_MAX are dropped. */
+ * *rest_out is NULL then. Lines over GUESTCON_LINE_MAX are dropped. An
+ * empty prefix takes the next line, whatever it is. */
 int guestcon_expect(struct guestcon *gc, const char *prefix, int timeout_ms, char **rest_out)
     __attribute__((warn_unused_result));
 
