@@ -120,6 +120,11 @@ static void inst_retire(struct instance *in, const char *why)
     rename(src, dst);
     free(src);
     free(dst);
+    src = xasprintf("%s/serial.log", in->dir);
+    dst = xasprintf("%s/%s.%d.serial.log", logdir, in->spec.name, (int)in->pid);
+    rename(src, dst);
+    free(src);
+    free(dst);
     free(logdir);
     if (!in->adopted || strncmp(in->dir, ag->state_dir, strlen(ag->state_dir)) == 0)
         rm_rf_dir(in->dir);

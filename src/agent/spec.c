@@ -159,7 +159,7 @@ char **spec_argv(const struct inst_spec *s, const char *qemu, const char *qmp_pa
     v[n++] = xstrdup("-name");
     v[n++] = xasprintf("%s", s->name);
     v[n++] = xstrdup("-accel");
-    v[n++] = xstrdup("tcg");
+    v[n++] = xstrdup(getenv("FERRY_QEMU_ACCEL") ? getenv("FERRY_QEMU_ACCEL") : "tcg");
     v[n++] = xstrdup("-machine");
     v[n++] = xstrdup("pc");
     v[n++] = xstrdup("-m");
@@ -168,6 +168,7 @@ char **spec_argv(const struct inst_spec *s, const char *qemu, const char *qmp_pa
     v[n++] = xasprintf("%llu", (unsigned long long)s->vcpus);
     v[n++] = xstrdup("-nodefaults");
     v[n++] = xstrdup("-no-user-config");
+    v[n++] = xstrdup("-no-reboot"); /* a guest crash ends QEMU: never a silent reboot */
     v[n++] = xstrdup("-display");
     v[n++] = xstrdup("none");
     v[n++] = xstrdup("-kernel");
