@@ -608,7 +608,9 @@ static int spec_from_cmdline(pid_t pid, struct inst_spec *s, bool *incoming, str
         if (strcmp(a, "-name") == 0) {
             s->name = xstrndup(v, strcspn(v, ","));
         } else if (strcmp(a, "-m") == 0) {
-            s->memory_mib = strtoull(v, NULL, 10);
+            char *end = NULL;
+            unsigned long long m = strtoull(v, &end, 10);
+            s->memory_mib = (end && (*end == 'k' || *end == 'K')) ? m / 1024 : m;
         } else if (strcmp(a, "-smp") == 0) {
             s->vcpus = strtoull(v, NULL, 10);
         } else if (strcmp(a, "-kernel") == 0) {

@@ -158,12 +158,22 @@ char **spec_argv(const struct inst_spec *s, const char *qemu, const char *qmp_pa
     v[n++] = xstrdup(qemu);
     v[n++] = xstrdup("-name");
     v[n++] = xasprintf("%s", s->name);
+    const char *accel = getenv("FERRY_QEMU_ACCEL") ? getenv("FERRY_QEMU_ACCEL") : "tcg";
     v[n++] = xstrdup("-accel");
-    v[n++] = xstrdup(getenv("FERRY_QEMU_ACCEL") ? getenv("FERRY_QEMU_ACCEL") : "tcg");
+    v[n++] = xstrdup(accel);
     v[n++] = xstrdup("-machine");
     v[n++] = xstrdup("pc");
     v[n++] = xstrdup("-m");
-    v[n++] = xasprintf("%llu", (unsigned long long)s->memory_mib);
+    /* QEMU 7.2 under TCG loses guest writes during pre-copy when the RAM
+     * block is 64-page aligned: its fast dirty-bitmap sync path does not
+     * reset the vCPU TLB's dirty tracking (fixed upstream later by
+     * cpu_physical_memory_dirty_bits_cleared), so pages that stay hot in the
+     * TLB (kernel stacks, per-CPU data) arrive stale and the guest crashes
+     * after switchover. One extra 4 KiB page forces the exact slow path. */
+    if (strncmp(accel, "tcg", 3) == 0)
+        v[n++] = xasprintf("%lluk", (unsigned long long)s->memory_mib * 1024ull + 4ull);
+    else
+        v[n++] = xasprintf("%llu", (unsigned long long)s->memory_mib);
     v[n++] = xstrdup("-smp");
     v[n++] = xasprintf("%llu", (unsigned long long)s->vcpus);
     v[n++] = xstrdup("-nodefaults");
