@@ -98,7 +98,7 @@ $(BUILD)/bench/%: $(BUILD)/bench/%.o $(TESTLIB_OBJ) $(LIB)
 tests: all $(UNIT_BIN) $(INTEG_BIN) $(FUZZ_REPLAY) $(BENCH_BIN)
 
 lab: deps
-	@sh lab/build.sh
+	@BUILD=$(BUILD) sh lab/build.sh
 
 check: tests lab
 	@BUILD=$(BUILD) sh tests/run.sh
