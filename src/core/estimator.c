@@ -7,7 +7,6 @@
 
 #include "util/ferr.h"
 
-#define PRED_ITER_MAX 200000 /* pre-copy passes simulated at most */
 
 /* The model inputs of one prediction. */
 struct model {
@@ -63,7 +62,36 @@ static uint64_t to_ms(double s)
  * the threshold R*limit, then the bitmap syncs (adding what was dirtied
  * since the last sync); switchover when the synced amount is below the
  * threshold. Passes that make no progress jump to the next schedule change,
- * or end the prediction as infinite. */
+ * or end the prediction as infinite.
+ *
+ * Closed form, bounded work. With the limit constant, after a sync at
+ * level V the next pass sends x = V - floor (floor = thr - R*g, >= 0) and
+ * the next sync finds floor + rho*x (rho = D/R; the cap on the dirty set
+ * only binds at the first sync, since rho < 1 afterwards). So x_k =
+ * x_0*rho^k; switchover at the first k with x_k <= thr - floor, and the
+ * time of k passes is x_0*(1 - rho^k)/((1 - rho)*R). A schedule change
+ * splits this into segments; each segment is solved in O(1), so the cost is
+ * O(schedule entries) instead of one loop turn per simulated pass. */
+#define PRED_SEG_MAX (4 * EST_SCHED_MAX + 8) /* loop turns, bounded */
+#define PRED_T_MAX_S 1e8                    /* beyond ~3 years: never */
+
+/* Passes k >= 1 needed until x*rho^k <= tgt (rho in [0,1), x > tgt > 0). */
+static double passes_needed(double x, double tgt, double rho)
+{
+    if (rho <= 0)
+        return 1;
+    double k = ceil(log(tgt / x) / log(rho) - 1e-9);
+    return k < 1 ? 1 : k;
+}
+
+/* Seconds spent sending k passes starting with x bytes. */
+static double passes_time(double x, double rho, double k, double r)
+{
+    if (rho <= 0)
+        return x / r;
+    return x * (1.0 - pow(rho, k)) / ((1.0 - rho) * r);
+}
+
 static struct pred predict(const struct model *m, const struct est_sched_step *sched,
                            size_t n_sched)
 {
@@ -76,9 +104,10 @@ static struct pred predict(const struct model *m, const struct est_sched_step *s
         t += m->disk_left / dbps;
         sent += m->disk_left;
     }
+    const double rho = m->d > 0 ? m->d / m->r : 0;
     double v = m->v, since = m->since_s;
     double prev_exact = -1;
-    for (int it = 0; it < PRED_ITER_MAX; it++) {
+    for (int it = 0; it < PRED_SEG_MAX && t < PRED_T_MAX_S; it++) {
         uint64_t abs_ms = m->t0_ms + to_ms(t);
         double thr = m->r * (double)limit_at(sched, n_sched, m->base_dt_ms, abs_ms) / 1000.0;
         if (v <= thr) {
@@ -92,7 +121,8 @@ static struct pred predict(const struct model *m, const struct est_sched_step *s
                 p.sent = sent + exact;
                 return p;
             }
-            if (prev_exact >= 0 && exact >= prev_exact * (1.0 - 1e-9)) {
+            if (rho >= 1.0 - 1e-12 ||
+                (prev_exact >= 0 && exact >= prev_exact * (1.0 - 1e-9))) {
                 /* no progress: only a higher limit can help */
                 uint64_t nc = next_change(sched, n_sched, abs_ms);
                 if (nc == UINT64_MAX)
@@ -110,15 +140,43 @@ static struct pred predict(const struct model *m, const struct est_sched_step *s
             prev_exact = exact;
             v = exact;
             since = 0;
+            /* geometric passes under this limit, up to the next change */
+            double floor_b = thr - m->r * m->gran_s;
+            if (floor_b < 0)
+                floor_b = 0;
+            double x = v - floor_b, tgt = thr - floor_b;
+            if (x > 0 && tgt > 0) {
+                double k = passes_needed(x, tgt, rho);
+                uint64_t nc = next_change(sched, n_sched, abs_ms);
+                if (nc != UINT64_MAX) {
+                    /* passes whose sync falls before the change keep thr */
+                    double left = (double)(nc - m->t0_ms) / 1000.0 - t;
+                    double q = 1.0 - left * (1.0 - rho) * m->r / x;
+                    double kc = q <= 0 ? INFINITY
+                                : rho <= 0 ? 1
+                                : ceil(log(q) / log(rho) - 1e-9);
+                    if (kc < 1)
+                        kc = 1;
+                    if (kc < k)
+                        k = kc;
+                }
+                if (k > 1) { /* all but the last pass at once */
+                    double ts = passes_time(x, rho, k - 1, m->r);
+                    t += ts;
+                    sent += x * (1.0 - pow(rho, k - 1)) / (rho < 1 ? 1.0 - rho : 1.0);
+                    v = floor_b + x * pow(rho, k - 1);
+                    prev_exact = v;
+                }
+            }
         }
         /* send until pending is below the threshold by one burst */
         double floor_b = thr - m->r * m->gran_s;
         if (floor_b < 0)
             floor_b = 0;
-        double ts = (v - floor_b) / m->r;
+        double ts = v > floor_b ? (v - floor_b) / m->r : 0;
         t += ts;
         since += ts;
-        sent += v - floor_b;
+        sent += v > floor_b ? v - floor_b : 0;
         v = floor_b;
     }
     return p;
