@@ -63,7 +63,7 @@ FUZZ_REPLAY := $(FUZZ_SRC:tests/fuzz/%.c=$(BUILD)/tests/fuzz/%-replay)
 BENCH_SRC := $(wildcard bench/*.c)
 BENCH_BIN := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 
-.PHONY: all deps check demo bench lint fuzz lab clean tests format
+.PHONY: all deps check demo bench lint fuzz lab clean tests format san-tests
 all: deps $(BINS)
 
 deps:
@@ -100,8 +100,14 @@ tests: all $(UNIT_BIN) $(INTEG_BIN) $(FUZZ_REPLAY) $(BENCH_BIN)
 lab: deps
 	@BUILD=$(BUILD) sh lab/build.sh
 
+# The ASan+UBSan build of the unit tests and fuzz replays runs in the same
+# pass (one closing line); integration tests run from the normal build.
+SAN_BUILD := build/asan
 check: tests lab
-	@BUILD=$(BUILD) sh tests/run.sh
+	@$(MAKE) --no-print-directory SANITIZE=1 san-tests >/dev/null
+	@BUILD=$(BUILD) SAN_BUILD=$(SAN_BUILD) sh tests/run.sh
+
+san-tests: $(UNIT_BIN) $(FUZZ_REPLAY)
 
 demo: all lab
 	@BUILD=$(BUILD) sh scripts/demo.sh

@@ -11,7 +11,7 @@ pass=0; fail=0; skip=0
 run_one() {
     bin=$1; shift
     name=$(basename "$bin")
-    log="$LOGDIR/$name.log"
+    log="$LOGDIR/$(echo "$bin" | tr '/' '_').log"
     echo "== $name"
     "$bin" "$@" >"$log" 2>"$log.err"
     rc=$?
@@ -34,6 +34,19 @@ for t in "$BUILD"/tests/fuzz/*-replay; do
     name=$(basename "$t" -replay)
     run_one "$t" "tests/fuzz/corpus/${name#fuzz_}"
 done
+if [ -n "${SAN_BUILD:-}" ] && [ -d "$SAN_BUILD/tests" ]; then
+    echo "== sanitizer build ($SAN_BUILD): unit tests and fuzz corpora under ASan+UBSan"
+    export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0}
+    export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+    for t in "$SAN_BUILD"/tests/unit/test_*; do
+        [ -x "$t" ] && run_one "$t"
+    done
+    for t in "$SAN_BUILD"/tests/fuzz/*-replay; do
+        [ -x "$t" ] || continue
+        name=$(basename "$t" -replay)
+        run_one "$t" "tests/fuzz/corpus/${name#fuzz_}"
+    done
+fi
 if [ "${FERRY_SKIP_INTEGRATION:-0}" != 1 ]; then
     for t in "$BUILD"/tests/integration/test_*; do
         [ -x "$t" ] && run_one "$t"
