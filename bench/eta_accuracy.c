@@ -122,6 +122,11 @@ int main(void)
                     a = 100.0;
                     unknown[p][f]++;
                 }
+                if (getenv("ETA_DEBUG") && f == 1)
+                    fprintf(stderr, "dbg %s %zu sync=%llu left=%.0f eta=%.0f err=%+.1f\n",
+                            sim_policy_name(pols[p]), i, (unsigned long long)recs[k].sync,
+                            left / 1000, recs[k].eta_ms / 1000,
+                            (recs[k].eta_ms - left) / left * 100.0);
                 b = recs[k].naive_ms >= 0 ? fabs(recs[k].naive_ms - left) / left * 100.0 : 100.0;
                 if (recs[k].sync <= 1)
                     ape1[p][n1[p]++ % 1536] = a;

@@ -209,7 +209,7 @@ void est_init(struct est *e, const struct est_params *params)
     if (!e->p.default_downtime_ms)
         e->p.default_downtime_ms = 300;
     if (!(e->p.prior_ratio > 0 && e->p.prior_ratio < 1))
-        e->p.prior_ratio = 0.5;
+        e->p.prior_ratio = 0.1;
     if (!e->p.granularity_ms)
         e->p.granularity_ms = 50;
     e->out.granularity_ms = e->p.granularity_ms;
@@ -244,11 +244,18 @@ static int build_model(const struct est *e, struct model *m, double r_mul, doubl
     m->r = o->bw_bps * r_mul;
     if (o->dirty_measured)
         m->d = o->dirty_bps * d_mul;
-    else if (prior_hi)
-        m->d = m->r * fmin(0.9, 2 * e->p.prior_ratio) ;
+    else if (prior_hi) /* unknown: the pessimistic end assumes a busy guest */
+        m->d = m->r * fmax(0.9, e->p.prior_ratio);
     else
         m->d = o->dirty_bps * d_mul;
     m->v = (double)o->ram_remaining;
+    if (!o->dirty_measured) {
+        /* pass 1: zero pages cost ~nothing on the wire; scale what is left
+         * by the non-zero share of what was sent so far */
+        double pages = (double)s->ram_normal + (double)s->ram_duplicate;
+        if (pages > 0)
+            m->v *= (double)s->ram_normal / pages;
+    }
     m->since_s = (double)o->since_sync_ms / 1000.0;
     m->total = (double)o->ram_total;
     if (o->level_bytes) { /* the dirty set never exceeded what syncs showed */

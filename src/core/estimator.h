@@ -34,7 +34,10 @@ struct est_params {
                                      0 → 300 ms (QEMU's default) */
     double prior_ratio;         /* D/R assumed until a sync period has
                                    measured D (QEMU reports no dirty rate
-                                   during pass 1); 0 → 0.5 */
+                                   during pass 1); 0 → 0.1. Chosen on the
+                                   sim matrix (bench/eta_accuracy): 0.5
+                                   doubled the ETA of idle guests; the
+                                   interval's high end assumes 0.9 */
     uint64_t granularity_ms;    /* QEMU checks pending between bursts of
                                    sending; it syncs when pending has fallen
                                    about R * granularity below R * limit.
