@@ -2,6 +2,8 @@
  * consent gating and stall reporting. docs/CONTROLLER.md explains each. */
 #include "core/conv.h"
 
+#include <math.h>
+
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -126,6 +128,8 @@ void conv_policy_default(struct conv_policy *p, enum conv_kind kind)
     a->n_ladder = 4;
     a->settle_ms = 10000;
     a->settle_periods = 2;
+    a->settle_max_ms = 60000;
+    a->headroom_ms = 50;
     if (kind == CONV_ADAPTIVE) {
         p->consent_required[CONV_STEP_THROTTLE] = true;
         p->consent_required[CONV_STEP_POSTCOPY] = true;
@@ -193,6 +197,8 @@ int conv_init(struct conv *c, const struct conv_policy *policy, struct ferr *err
         c->pol.adaptive.settle_ms = 10000;
     if (!c->pol.adaptive.settle_periods)
         c->pol.adaptive.settle_periods = 2;
+    if (!c->pol.adaptive.settle_max_ms)
+        c->pol.adaptive.settle_max_ms = 60000;
     stall_init(&c->stall, &policy->stall);
     if (policy->kind == CONV_NOVA) {
         rc = conv_nova_plan(&policy->nova, c->nsteps, CONV_SCHED_MAX, &c->n_nsteps,
@@ -248,7 +254,7 @@ static void act_abort(struct conv *c, struct emit *e, const char *why)
 
 /* Emits the action of an escalation step (consent already settled). */
 static void act_step(struct conv *c, struct emit *e, enum conv_step step,
-                     const struct mig_sample *s)
+                     const struct mig_sample *s, const struct est_out *est)
 {
     const struct conv_adaptive *ad = &c->pol.adaptive;
     struct conv_action *a;
@@ -267,6 +273,17 @@ static void act_step(struct conv *c, struct emit *e, enum conv_step step,
             a->step = step;
             a->auto_converge = true;
             a->throttle_initial_pct = ad->throttle_initial_pct;
+            /* Start where the model says the dirty rate falls to half the
+             * bandwidth (throttle p scales it by 1 - p): auto-converge
+             * climbs one increment per two sync periods, far too slowly
+             * on big guests whose periods last minutes. */
+            if (est && est->dirty_measured && est->ratio > 0.5) {
+                double need = ceil(100.0 * (1.0 - 0.5 / est->ratio));
+                if (need > (double)ad->throttle_max_pct)
+                    need = (double)ad->throttle_max_pct;
+                if (need > (double)a->throttle_initial_pct)
+                    a->throttle_initial_pct = (uint32_t)need;
+            }
             a->throttle_increment_pct = ad->throttle_increment_pct;
             a->throttle_max_pct = ad->throttle_max_pct;
         }
@@ -307,7 +324,7 @@ static void tick_nova(struct conv *c, const struct mig_sample *s, uint64_t now_m
         if (g != 0)
             c->have_pending = false;
         if (g == 1)
-            act_step(c, e, st, s);
+            act_step(c, e, st, s, NULL);
         return;
     }
     if (c->timeout_fired || c->nova_timeout_s == 0 || s->phase == MIG_PHASE_POSTCOPY ||
@@ -326,7 +343,7 @@ static void tick_nova(struct conv *c, const struct mig_sample *s, uint64_t now_m
     enum conv_step st = c->pol.nova.permit_post_copy ? CONV_STEP_POSTCOPY : CONV_STEP_PAUSE;
     int g = gate(c, e, st, "completion timeout, force_complete");
     if (g == 1)
-        act_step(c, e, st, s);
+        act_step(c, e, st, s, NULL);
     else if (g == 0) {
         c->have_pending = true;
         c->pending_act = st == CONV_STEP_POSTCOPY ? CONV_ACT_START_POSTCOPY
@@ -361,7 +378,7 @@ static void tick_schedule(struct conv *c, const struct mig_sample *s, struct emi
             if (g == 0)
                 return; /* wait for the answer; later entries wait too */
             if (g == 1)
-                act_step(c, e, st, s);
+                act_step(c, e, st, s, NULL);
             break;
         }
         }
@@ -428,19 +445,37 @@ static void tick_adaptive(struct conv *c, const struct mig_sample *s,
         return;
     }
     uint64_t budget = ad->deadline_ms - now_ms;
+    /* the highest limit we set: leave room for the device state */
+    uint64_t top = ad->downtime_max_ms > ad->headroom_ms
+                       ? ad->downtime_max_ms - ad->headroom_ms : 0;
+    if (top < ad->downtime_start_ms)
+        top = ad->downtime_start_ms;
 
     bool late = false;
-    bool model = est && est->bw_bps > 0 && est->dirty_measured && s->phase == MIG_PHASE_ACTIVE;
-    if (model) {
+    bool model = est && est->bw_bps > 0 && s->phase == MIG_PHASE_ACTIVE;
+    if (model && est->dirty_measured) {
+        /* judge with the pessimistic end of the dirty rate: the measured
+         * rate lags a busy guest (distinct pages saturate over long
+         * periods), and escalating late cannot be undone */
+        struct est_out pes = *est;
+        pes.dirty_bps = est->dirty_bps * (1.0 + est->spread);
+        pes.ratio = pes.dirty_bps / pes.bw_bps;
         uint64_t lo = c->cur_downtime_ms > ad->downtime_start_ms ? c->cur_downtime_ms
                                                                  : ad->downtime_start_ms;
-        uint64_t dt = smallest_downtime(est, lo, ad->downtime_max_ms, budget);
+        if (lo > top)
+            lo = top;
+        uint64_t dt = smallest_downtime(&pes, lo, top, budget);
         if (dt == 0) {
             late = true;
-            dt = ad->downtime_max_ms; /* nothing within max finishes in time */
+            dt = top; /* nothing within max finishes in time */
         }
-        if (dt > c->cur_downtime_ms && dt <= ad->downtime_max_ms)
+        if (dt > c->cur_downtime_ms && dt <= top)
             act_downtime(c, e, dt);
+    } else if (model) {
+        /* pass 1, dirty rate not yet known: late already if sending what
+         * is left, at the current rate, does not fit the time left */
+        double need_ms = (double)est->ram_remaining * 1000.0 / est->bw_bps;
+        late = need_ms > (double)budget;
     }
     bool need = late || c->stall.out.reason != STALL_NONE;
     if (!need)
@@ -455,6 +490,17 @@ static void tick_adaptive(struct conv *c, const struct mig_sample *s,
             if (st == CONV_STEP_THROTTLE && s->throttle_pct < ad->throttle_max_pct &&
                 s->throttle_pct > 0)
                 settled = false; /* auto-converge still climbing */
+            /* bounded: a rung that has not helped in settle_max_ms (or a
+             * quarter of the time that was left) gives way to the next */
+            uint64_t bound = ad->settle_max_ms;
+            uint64_t left_then = ad->deadline_ms > c->rung_t_ms ? ad->deadline_ms - c->rung_t_ms
+                                                                : 0;
+            if (left_then / 4 < bound)
+                bound = left_then / 4;
+            if (bound < ad->settle_ms && ad->settle_ms < ad->settle_max_ms)
+                bound = ad->settle_ms;
+            if (now_ms - c->rung_t_ms >= bound)
+                settled = true;
             if (!settled)
                 return;
             c->rung++;
@@ -478,7 +524,7 @@ static void tick_adaptive(struct conv *c, const struct mig_sample *s,
             c->rung++;
             continue;
         }
-        act_step(c, e, st, s);
+        act_step(c, e, st, s, est);
         c->rung_state[st] = CONV_RUNG_ACTIVE;
         c->rung_t_ms = now_ms;
         c->rung_sync = s->dirty_sync_count;

@@ -130,6 +130,15 @@ struct conv_adaptive {
     uint64_t settle_ms;          /* after a rung acts, wait at least this
                                     (ms) before the next one; 0 → 10000 */
     uint32_t settle_periods;     /* ...and this many sync periods; 0 → 2 */
+    uint64_t settle_max_ms;      /* a rung that has not made the migration
+                                    finish in time after this long (ms) is
+                                    left for the next one, settled or not;
+                                    also at most a quarter of the time left
+                                    to the deadline; 0 → 60000 */
+    uint64_t headroom_ms;        /* the limit set stays this far (ms) below
+                                    downtime_max_ms: QEMU's limit counts RAM
+                                    only, the device state comes on top
+                                    (~20 ms); default 50 */
 };
 
 struct conv_policy {
