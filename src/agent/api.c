@@ -127,7 +127,8 @@ static void get_console(struct instance *in, struct evhttp_request *req)
     uint64_t since = 0;
     if (httpd_query(req, "since", buf, sizeof(buf)) == 0) {
         char *end = NULL;
-        since = strtoull(buf, &end, 10);
+        /* strtoull takes "-1" (and " 1") and wraps: digits only */
+        since = buf[0] >= '0' && buf[0] <= '9' ? strtoull(buf, &end, 10) : 0;
         if (!end || *end) {
             reply_err(req, FERR_INVAL, "since", "'since' must be a non-negative integer");
             return;
