@@ -9,7 +9,6 @@
  * One guest ("g1") runs throughout so that requests against an existing
  * instance (console line, migration limits) are exercised too. */
 #include <errno.h>
-#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -267,24 +266,40 @@ static void t_instances_and_console(void)
 
 /* --- a QEMU that is not a QEMU --------------------------------------- */
 
-struct fake {
-    int lfd;      /* listening socket */
-    char path[108];
-    int accepted; /* connections served */
-};
+#define FAKE_ENV "FERRY_TEST_FAKE_QMP" /* set: this process is the fake QEMU */
 
-static void *fake_serve(void *arg)
+/* The fake: this very test binary re-executed with a QEMU-like command
+ * line (argv[0] qemu-system-x86_64, -name, -kernel, -qmp unix:PATH,...),
+ * so the agent's /proc/PID/cmdline check passes and its QMP client meets
+ * the garbage. Serves every connection a burst of non-QMP bytes. */
+static int fake_qemu_main(int argc, char **argv)
 {
-    struct fake *f = arg;
+    const char *path = NULL;
+    for (int i = 0; i + 1 < argc; i++)
+        if (strcmp(argv[i], "-qmp") == 0 && strncmp(argv[i + 1], "unix:", 5) == 0)
+            path = argv[i + 1] + 5;
+    if (!path)
+        return 2;
+    char p[108];
+    size_t n = strcspn(path, ",");
+    if (n >= sizeof(p))
+        return 2;
+    memcpy(p, path, n);
+    p[n] = '\0';
+    int lfd = socket(AF_UNIX, SOCK_STREAM, 0);
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    memcpy(sa.sun_path, p, n + 1);
+    if (lfd < 0 || bind(lfd, (struct sockaddr *)&sa, sizeof(sa)) != 0 || listen(lfd, 8) != 0)
+        return 3;
+    alarm(120); /* never outlive a run, whatever happens */
     for (;;) {
-        int c = accept(f->lfd, NULL, NULL);
+        int c = accept(lfd, NULL, NULL);
         if (c < 0)
-            return NULL;
-        f->accepted++;
+            continue;
         static const char junk[] = "\x01\x02garbage {\"QMP\": [not json\r\n\xff\xfe{{{{\n";
         ssize_t w = write(c, junk, sizeof(junk) - 1);
         (void)w;
-        usleep(300000);
+        usleep(200000);
         close(c);
     }
 }
@@ -293,19 +308,25 @@ static void t_adopt_fake(void)
 {
     if (!lab_ok)
         return test_skip("lab did not start");
-    struct fake f = {0};
-    char *fp = xasprintf("%s/fake-qmp.sock", L.tmp);
-    REQUIRE(strlen(fp) < sizeof(f.path), "temp path too long: %s", fp);
-    memcpy(f.path, fp, strlen(fp) + 1);
-    free(fp);
-    f.lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    struct sockaddr_un sa = {.sun_family = AF_UNIX};
-    memcpy(sa.sun_path, f.path, sizeof(f.path));
-    REQUIRE(bind(f.lfd, (struct sockaddr *)&sa, sizeof(sa)) == 0 && listen(f.lfd, 4) == 0,
-            "fake socket: %s", strerror(errno));
-    pthread_t th;
-    REQUIRE(pthread_create(&th, NULL, fake_serve, &f) == 0, "thread");
-    char *body = xasprintf("{\"qmp\":\"%s\"}", f.path);
+    char *path = xasprintf("%s/fake-qmp.sock", L.tmp);
+    char *qmparg = xasprintf("unix:%s,server=on,wait=off", path);
+    char *kernel = xasprintf("%s/vmlinuz", L.lab_dir);
+    char *argv[] = {"qemu-system-x86_64", "-name", "fakeqemu", "-m", "128", "-kernel", kernel,
+                    "-qmp", qmparg, NULL};
+    fflush(NULL);
+    pid_t pid = fork();
+    REQUIRE(pid >= 0, "fork");
+    if (pid == 0) {
+        setpgid(0, 0);
+        setenv(FAKE_ENV, "1", 1);
+        execv("/proc/self/exe", argv);
+        _exit(127);
+    }
+    setpgid(pid, pid);
+    CHECK(lab_track(&L, pid) == 0, "track");
+    for (int i = 0; i < 50 && access(path, F_OK) != 0; i++)
+        usleep(100000);
+    char *body = xasprintf("{\"qmp\":\"%s\"}", path);
     const struct lab_agent *a = &L.agents[0];
     char *before = snapshot(a);
     struct httpc_resp r = {0};
@@ -313,7 +334,7 @@ static void t_adopt_fake(void)
     int rc = httpc_request(a->url, "POST", "/v1/adopt", body, NULL, LAB_HTTP_TIMEOUT_MS, &r, &e);
     CHECK(rc == 0, "adopt request failed: %s", e.msg);
     if (rc == 0) {
-        CHECK(r.status >= 400 && r.status < 600, "adopt of garbage: status %d %.200s", r.status,
+        CHECK(r.status >= 400 && r.status < 600, "adopt of garbage: status %d %.300s", r.status,
               r.body);
         json_t *o = json_loads(r.body, 0, NULL);
         CHECK(json_is_string(json_object_get(json_object_get(o, "error"), "message")),
@@ -326,14 +347,19 @@ static void t_adopt_fake(void)
     CHECK(rc == 0 && st == 200, "agent unhealthy after fake adopt: %s", e.msg);
     char *after = snapshot(a);
     CHECK(strcmp(before, after) == 0, "state changed: %s -> %s", before, after);
+    /* whatever the agent made of it, leave no trace for the next cases */
+    if (strcmp(before, after) != 0 &&
+        lab_api(a, "DELETE", "/v1/instances/fakeqemu", NULL, &st, NULL, &e) != 0) {
+    }
+    kill(-pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+    lab_instance_wait_gone(a, "fakeqemu", 10000);
     free(before);
     free(after);
     free(body);
-    shutdown(f.lfd, SHUT_RDWR);
-    close(f.lfd);
-    pthread_cancel(th);
-    pthread_join(th, NULL);
-    unlink(f.path);
+    free(path);
+    free(qmparg);
+    free(kernel);
 }
 
 static void t_adopt_real(void)
@@ -395,8 +421,10 @@ static void t_adopt_real(void)
     free(qmparg);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+    if (getenv(FAKE_ENV))
+        return fake_qemu_main(argc, argv);
     struct ferr e = {0};
     uint64_t t0 = lab_now_ms();
     lab_ok = lab_start(&L, 2, &e) == 0;
