@@ -56,16 +56,16 @@
 
 /* One migration's outcome, the same fields for ferry and the baseline. */
 struct mig_result {
-    bool ok;                 /* completed (and, for ferry, destination confirmed) */
-    bool timed_out;          /* did not converge within the timeout */
-    char why[400];           /* why not ok */
-    double total_time_s;     /* QEMU total-time, s */
-    double downtime_ms;      /* QEMU-reported downtime, ms */
-    uint64_t bytes_sent;     /* ram.transferred, bytes */
-    uint64_t nonzero_bytes;  /* ram.total - ram.duplicate * page size, bytes */
-    uint64_t iterations;     /* dirty-sync-count */
-    double wall_s;           /* wall time of the whole migration request, s */
-    double agent_cpu_s;      /* source agent utime+stime over the migration, s */
+    bool ok;                /* completed (and, for ferry, destination confirmed) */
+    bool timed_out;         /* did not converge within the timeout */
+    char why[400];          /* why not ok */
+    double total_time_s;    /* QEMU total-time, s */
+    double downtime_ms;     /* QEMU-reported downtime, ms */
+    uint64_t bytes_sent;    /* ram.transferred, bytes */
+    uint64_t nonzero_bytes; /* ram.total - ram.duplicate * page size, bytes */
+    uint64_t iterations;    /* dirty-sync-count */
+    double wall_s;          /* wall time of the whole migration request, s */
+    double agent_cpu_s;     /* source agent utime+stime over the migration, s */
 };
 
 struct row {
@@ -75,9 +75,9 @@ struct row {
     struct mig_result base;  /* plain QEMU + QMP script */
 };
 
-static char lab_dir[1024];   /* absolute $BUILD/lab */
-static uint64_t bw_bps;      /* max-bandwidth, bytes/s */
-static unsigned timeout_s;   /* per migration, s */
+static char lab_dir[1024]; /* absolute $BUILD/lab */
+static uint64_t bw_bps;    /* max-bandwidth, bytes/s */
+static unsigned timeout_s; /* per migration, s */
 
 static double now_s(void)
 {
@@ -149,9 +149,9 @@ static void machine_string(char *buf, size_t len)
 /* --- baseline: plain QEMU + a minimal QMP script ------------------------ */
 
 struct bq {
-    pid_t pid;      /* QEMU, 0 when not running */
-    char *qmp;      /* QMP socket path */
-    char *ser;      /* serial socket path */
+    pid_t pid; /* QEMU, 0 when not running */
+    char *qmp; /* QMP socket path */
+    char *ser; /* serial socket path */
 };
 
 /* Starts QEMU with spec_argv for spec in dir (role names the sockets). */
@@ -267,8 +267,8 @@ static void baseline_row(const char *rate, struct mig_result *r)
         goto out;
     }
     qd_open = true;
-    rc = qmp_sync_cmd(&qd, "migrate-incoming", json_pack("{s:s}", "uri", "tcp:127.0.0.1:0"),
-                      NULL, QMP_TIMEOUT_MS, &e);
+    rc = qmp_sync_cmd(&qd, "migrate-incoming", json_pack("{s:s}", "uri", "tcp:127.0.0.1:0"), NULL,
+                      QMP_TIMEOUT_MS, &e);
     if (rc == 0)
         rc = qmp_sync_cmd(&qd, "query-migrate", NULL, &ret, QMP_TIMEOUT_MS, &e);
     if (rc == 0) {
@@ -295,8 +295,7 @@ static void baseline_row(const char *rate, struct mig_result *r)
                           NULL, QMP_TIMEOUT_MS, &e);
     double t0 = now_s();
     if (rc == 0)
-        rc = qmp_sync_cmd(&qs, "migrate", json_pack("{s:s}", "uri", uri), NULL, QMP_TIMEOUT_MS,
-                          &e);
+        rc = qmp_sync_cmd(&qs, "migrate", json_pack("{s:s}", "uri", uri), NULL, QMP_TIMEOUT_MS, &e);
     if (rc != 0) {
         snprintf(r->why, sizeof(r->why), "migrate: %s", e.msg);
         goto out;
@@ -439,10 +438,10 @@ static void ferry_row(struct lab *lab, const char *name, const char *rate, struc
         snprintf(r->why, sizeof(r->why), "prepare destination: %s", e.msg);
         goto out;
     }
-    body = json_pack("{s:s, s:s, s:s, s:{s:i, s:I, s:I}}", "instance", name, "dest_uri", uri,
-                     "dest_agent", dst->url, "limits", "downtime_ms", DOWNTIME_MS,
-                     "max_bandwidth_bps", (json_int_t)bw_bps, "completion_timeout_s",
-                     (json_int_t)timeout_s);
+    body =
+        json_pack("{s:s, s:s, s:s, s:{s:i, s:I, s:I}}", "instance", name, "dest_uri", uri,
+                  "dest_agent", dst->url, "limits", "downtime_ms", DOWNTIME_MS, "max_bandwidth_bps",
+                  (json_int_t)bw_bps, "completion_timeout_s", (json_int_t)timeout_s);
     double cpu0 = proc_cpu_s(src->pid), t0 = now_s();
     rc = lab_api(src, "POST", "/v1/migrations", body, &status, &out, &e);
     const char *id = out ? json_string_value(json_object_get(out, "id")) : NULL;
@@ -528,10 +527,10 @@ static json_t *num_or_null(bool have, double v)
 static void put_row(json_t *o, const char *key, const struct mig_result *r, bool with_cpu)
 {
     char k[96];
-#define PUT(suffix, val)                                                        \
-    do {                                                                        \
-        snprintf(k, sizeof(k), "%s_%s", key, suffix);                           \
-        json_object_set_new(o, k, val);                                         \
+#define PUT(suffix, val)                                                                           \
+    do {                                                                                           \
+        snprintf(k, sizeof(k), "%s_%s", key, suffix);                                              \
+        json_object_set_new(o, k, val);                                                            \
     } while (0)
     PUT("converged", json_boolean(r->ok));
     PUT("total_time_s", num_or_null(r->ok, r->total_time_s));
@@ -550,16 +549,16 @@ static void print_line(const char *who, const struct row *rw, const struct mig_r
                        bool with_cpu)
 {
     if (!r->ok) {
-        printf("%-6s %-9s %s\n", rw->key, who, r->timed_out ? "did not converge (timeout)" : r->why);
+        printf("%-6s %-9s %s\n", rw->key, who,
+               r->timed_out ? "did not converge (timeout)" : r->why);
         return;
     }
     char cpu[32] = "";
     if (with_cpu && r->wall_s > 0 && r->agent_cpu_s >= 0)
         snprintf(cpu, sizeof(cpu), "%6.2f", 100.0 * r->agent_cpu_s / r->wall_s);
     printf("%-6s %-9s %8.2f %9.0f %9.1f %9.1f %6.2f %5llu %7s\n", rw->key, who, r->total_time_s,
-           r->downtime_ms, (double)r->bytes_sent / 1048576.0,
-           (double)r->nonzero_bytes / 1048576.0, time_ratio(r), (unsigned long long)r->iterations,
-           cpu);
+           r->downtime_ms, (double)r->bytes_sent / 1048576.0, (double)r->nonzero_bytes / 1048576.0,
+           time_ratio(r), (unsigned long long)r->iterations, cpu);
 }
 
 /* Absolute path of rel (relative to the cwd) into out. */
@@ -647,8 +646,8 @@ int main(void)
     }
     printf("ratio = total time / (non-zero RAM / bandwidth); non-zero RAM = ram.total - "
            "ram.duplicate x 4 KiB at completion\n");
-    double idle_ratio = nrows > 0 && strcmp(rows[0].key, "idle") == 0 ? time_ratio(&rows[0].ferry)
-                                                                      : -1;
+    double idle_ratio =
+        nrows > 0 && strcmp(rows[0].key, "idle") == 0 ? time_ratio(&rows[0].ferry) : -1;
     if (idle_ratio >= 0)
         printf("idle time ratio (ferry): %.2f (target <= 1.25: %s)\n", idle_ratio,
                idle_ratio <= 1.25 ? "met" : "MISSED");
@@ -669,8 +668,8 @@ int main(void)
     json_object_set_new(fig, "agent_cpu_measured_wall_s", json_real(wall_s));
     json_t *doc = json_pack("{s:s, s:o, s:o}", "machine", mach, "figures", fig, "baselines", base);
     mkdir("bench/out", 0755);
-    if (json_dump_file(doc, "bench/out/agent_migrate.json", JSON_INDENT(1) | JSON_PRESERVE_ORDER) !=
-        0) {
+    if (json_dump_file(doc, "bench/out/agent_migrate.json",
+                       JSON_INDENT(1) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6)) != 0) {
         fprintf(stderr, "agent_migrate: cannot write bench/out/agent_migrate.json\n");
         bad = 1;
     }
