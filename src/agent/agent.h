@@ -35,6 +35,8 @@ enum inst_state {
 struct agent;
 struct migration;
 struct qmp_holder;
+struct mig_control; /* control.h */
+struct ctl_policy;  /* control.h */
 
 struct instance {
     struct agent *ag;           /* owner, borrowed */
@@ -107,6 +109,7 @@ struct migration {
     uint64_t ram_transferred;      /* bytes sent in total */
     uint64_t iterations;           /* dirty-sync-count at completion */
     unsigned refs;                 /* outstanding async operations */
+    struct mig_control *ctl;       /* estimator + controller (control.c), owned */
 };
 
 struct agent {
@@ -188,10 +191,12 @@ const char *inst_state_name(enum inst_state s);
 
 /* Starts an outgoing migration of instance in to dest_uri (a prepared
  * destination at the agent dest_agent) under limits. Fails with FERR_STATE
- * when the instance is not running or already migrating. */
+ * when the instance is not running or already migrating. policy (borrowed,
+ * NULL = "none") selects the convergence controller (control.h). */
 int mig_start(struct agent *ag, struct instance *in, const char *dest_uri,
-              const char *dest_agent, const struct mig_limits *limits, struct migration **out,
-              struct ferr *e) __attribute__((warn_unused_result));
+              const char *dest_agent, const struct mig_limits *limits,
+              const struct ctl_policy *policy, struct migration **out, struct ferr *e)
+    __attribute__((warn_unused_result));
 
 /* Requests cancellation. FERR_STATE when the migration already ended or is
  * confirming (the guest is past the point of no return). */

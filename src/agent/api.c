@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "agent/agent.h"
+#include "agent/control.h"
 #include "util/httpd.h"
 #include "util/jsonin.h"
 #include "util/log.h"
@@ -176,7 +177,8 @@ static void post_console(struct instance *in, struct evhttp_request *req)
 
 static void create_migration(struct agent *ag, struct evhttp_request *req)
 {
-    static const char *const keys[] = {"instance", "dest_uri", "dest_agent", "limits", NULL};
+    static const char *const keys[] = {"instance", "dest_uri", "dest_agent", "limits",
+                                       "policy", NULL};
     struct ferr e = {0};
     json_t *body;
     if (httpd_body_json(req, 0, &body, &e) != 0) {
@@ -194,6 +196,9 @@ static void create_migration(struct agent *ag, struct evhttp_request *req)
         rc = jsonin_str(body, "dest_agent", 150, true, &dagent, &e);
     if (rc == 0)
         rc = limits_from_json(json_object_get(body, "limits"), &lim, &e);
+    struct ctl_policy pol; /* control.h; "none" when absent */
+    if (rc == 0)
+        rc = ctl_policy_from_json(json_object_get(body, "policy"), 0, &pol, &e);
     json_decref(body);
     if (rc == 0 && (strncmp(uri, "tcp:", 4) != 0 || strlen(uri) < 8 || strpbrk(uri, " ,")))
         rc = ferr_set(&e, FERR_INVAL, "dest_uri", "'dest_uri' must look like tcp:HOST:PORT");
@@ -203,8 +208,10 @@ static void create_migration(struct agent *ag, struct evhttp_request *req)
     if (rc == 0 && !(in = inst_find(ag, name)))
         rc = ferr_set(&e, FERR_NOTFOUND, "instance", "no instance '%s' on this host", name);
     struct migration *m = NULL;
-    if (rc == 0)
-        rc = mig_start(ag, in, uri, dagent, &lim, &m, &e);
+    if (rc == 0) {
+        pol.conv.nova.ram_mib = in->spec.memory_mib; /* nova's data_gb */
+        rc = mig_start(ag, in, uri, dagent, &lim, &pol, &m, &e);
+    }
     free(name);
     free(uri);
     free(dagent);

@@ -10,6 +10,7 @@
 #include <time.h>
 
 #include "agent/agent.h"
+#include "agent/control.h"
 #include "util/log.h"
 #include "util/xalloc.h"
 
@@ -59,6 +60,7 @@ static void mig_evict(struct agent *ag)
         if (m->tick)
             event_free(m->tick);
         free(m->samples);
+        free(m->ctl); /* control.c */
         free(m);
     }
 }
@@ -322,6 +324,7 @@ static void on_query(struct instance *in, const struct ferr *err, json_t *ret, v
     struct mig_sample s;
     sample_from_query(m, ret, &s);
     keep_sample(m, &s);
+    ctl_on_sample(m, &s); /* control.c: estimate, controller actions */
     const char *st = json_string_value(json_object_get(ret, "status"));
     if (st)
         snprintf(m->qemu_status, sizeof(m->qemu_status), "%s", st);
@@ -348,7 +351,7 @@ static void on_query(struct instance *in, const struct ferr *err, json_t *ret, v
         return;
     }
     if (s.phase == MIG_PHASE_CANCELLED && st && strcmp(st, "cancelled") == 0) {
-        if (m->timeout_fired) {
+        if (m->timeout_fired || (m->ctl && m->ctl->aborted)) { /* control.c set error */
             char why[128];
             snprintf(why, sizeof(why), "completion timeout of %llu s reached; aborted",
                      (unsigned long long)m->limits.completion_timeout_s);
@@ -465,8 +468,8 @@ static void on_caps(struct instance *in, const struct ferr *err, json_t *ret, vo
 }
 
 int mig_start(struct agent *ag, struct instance *in, const char *dest_uri,
-              const char *dest_agent, const struct mig_limits *limits, struct migration **out,
-              struct ferr *e)
+              const char *dest_agent, const struct mig_limits *limits,
+              const struct ctl_policy *policy, struct migration **out, struct ferr *e)
 {
     if (in->mig)
         return ferr_set(e, FERR_STATE, "instance", "instance '%s' is migrating already (%s)",
@@ -486,12 +489,21 @@ int mig_start(struct agent *ag, struct instance *in, const char *dest_uri,
     m->start_ms = agent_now_ms();
     m->started_at = (int64_t)time(NULL);
     m->tick = evtimer_new(ag->base, on_tick, m);
+    struct ctl_policy none = {0};
+    m->ctl = xcalloc(1, sizeof(*m->ctl)); /* control.c */
+    if (ctl_init(m->ctl, policy ? policy : &none, e) != 0) {
+        event_free(m->tick);
+        free(m->ctl);
+        free(m);
+        return FERR_INVAL;
+    }
     json_t *caps = json_pack("{s:[{s:s, s:b}, {s:s, s:b}]}", "capabilities", "capability",
                              "events", "state", 1, "capability", "auto-converge", "state",
                              limits->auto_converge);
     m->refs++;
     if (inst_qmp(in, "migrate-set-capabilities", caps, on_caps, m) != 0) {
         event_free(m->tick);
+        free(m->ctl);
         free(m);
         return ferr_set(e, FERR_STATE, "instance", "QMP of '%s' is not ready", in->spec.name);
     }
@@ -544,6 +556,7 @@ json_t *mig_to_json(const struct migration *m, bool samples)
         (json_int_t)m->started_at, "error", m->error);
     json_object_set_new(o, "last_sample", mig_sample_to_json(&m->last));
     json_object_set_new(o, "samples_kept", json_integer((json_int_t)m->n_samples));
+    ctl_to_json(m->ctl, o); /* control.c: estimate, stalls, consent_pending */
     if (m->state == MIGS_SUCCEEDED || m->total_time_ms) {
         json_object_set_new(o, "result",
                             json_pack("{s:I, s:I, s:I, s:I, s:I}", "total_time_ms",

@@ -100,7 +100,12 @@ static void progress_line(json_t *m, bool tty)
             tty ? "\r" : "", b, pct, sent / 1048576.0, rem / 1048576.0,
             jnum(s, "dirty_pages_rate"), (double)jnum(s, "bw_bps") / 1048576.0,
             jnum(s, "dirty_sync_count"), json_string_value(json_object_get(m, "state")),
-            (double)jnum(m, "elapsed_ms") / 1000.0, tty ? "   " : "\n");
+            (double)jnum(m, "elapsed_ms") / 1000.0, "");
+    json_t *est = json_object_get(m, "estimate"), *eta = json_object_get(est, "eta_ms");
+    if (est)
+        fprintf(stdout, "  eta %s%.0fs %s", json_is_integer(eta) ? "" : "? ",
+                (double)jnum(est, "eta_ms") / 1000.0, json_string_value(json_object_get(est, "verdict")));
+    fprintf(stdout, "%s", tty ? "   " : "\n");
     fflush(stdout);
 }
 

@@ -1,0 +1,459 @@
+/* control — per-migration estimator + controller in the agent; see
+ * control.h for what each controller action becomes in QMP. */
+#include "agent/control.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "agent/agent.h"
+#include "util/jsonin.h"
+#include "util/log.h"
+#include "util/xalloc.h"
+
+/* --- policy parsing ------------------------------------------------------ */
+
+static const char *const kind_names[] = {"nova", "schedule", "adaptive", NULL};
+
+static int step_parse(const char *s, enum conv_step *out)
+{
+    for (int i = 0; i < CONV_STEP__COUNT; i++)
+        if (strcmp(s, conv_step_name((enum conv_step)i)) == 0) {
+            *out = (enum conv_step)i;
+            return 0;
+        }
+    return -1;
+}
+
+static int u32_field(const json_t *o, const char *k, uint64_t min, uint64_t max, uint32_t *out,
+                     struct ferr *e)
+{
+    uint64_t v = *out;
+    int rc = jsonin_u64(o, k, min, max, false, &v, e);
+    if (rc == 0)
+        *out = (uint32_t)v;
+    return rc;
+}
+
+/* "consent_required": ["throttle", ...] replaces the kind's default set. */
+static int parse_steps(const json_t *o, const char *key, enum conv_step *steps, size_t *n,
+                       struct ferr *e)
+{
+    const json_t *a = json_object_get(o, key);
+    if (!json_is_array(a))
+        return ferr_set(e, FERR_INVAL, key, "'%s' must be an array of step names", key);
+    if (json_array_size(a) > CONV_STEP__COUNT)
+        return ferr_set(e, FERR_INVAL, key, "'%s' has too many entries", key);
+    *n = 0;
+    for (size_t i = 0; i < json_array_size(a); i++) {
+        const char *s = json_string_value(json_array_get(a, i));
+        if (!s || step_parse(s, &steps[*n]) != 0)
+            return ferr_set(e, FERR_INVAL, key,
+                            "'%s'[%zu] must be bandwidth, throttle, postcopy or pause", key, i);
+        (*n)++;
+    }
+    return 0;
+}
+
+static int parse_nova(const json_t *o, struct ctl_policy *p, struct ferr *e)
+{
+    static const char *const keys[] = {"kind", "consent_required", "stall_min_ms",
+                                       "stall_periods", "stall_no_bytes_ms", "downtime_ms",
+                                       "downtime_steps", "downtime_delay_s",
+                                       "completion_timeout_s", "timeout_action",
+                                       "permit_post_copy", NULL};
+    struct conv_nova *n = &p->conv.nova;
+    int rc = jsonin_only_keys(o, keys, e);
+    if (rc == 0)
+        rc = u32_field(o, "downtime_ms", 1, 60000, &n->downtime_ms, e);
+    if (rc == 0)
+        rc = u32_field(o, "downtime_steps", 1, 1000, &n->downtime_steps, e);
+    if (rc == 0)
+        rc = u32_field(o, "downtime_delay_s", 1, 100000, &n->downtime_delay_s, e);
+    if (rc == 0)
+        rc = u32_field(o, "completion_timeout_s", 0, 100000, &n->completion_timeout_s, e);
+    if (rc == 0 && json_object_get(o, "timeout_action")) {
+        const char *a = json_string_value(json_object_get(o, "timeout_action"));
+        if (a && strcmp(a, "abort") == 0)
+            n->timeout_action = CONV_TIMEOUT_ABORT;
+        else if (a && strcmp(a, "force_complete") == 0)
+            n->timeout_action = CONV_TIMEOUT_FORCE_COMPLETE;
+        else
+            rc = ferr_set(e, FERR_INVAL, "timeout_action",
+                          "'timeout_action' must be abort or force_complete");
+    }
+    if (rc == 0)
+        rc = jsonin_bool(o, "permit_post_copy", false, &p->permit_post_copy, e);
+    n->permit_post_copy = p->permit_post_copy;
+    return rc;
+}
+
+static int parse_schedule(const json_t *o, struct ctl_policy *p, struct ferr *e)
+{
+    static const char *const keys[] = {"kind", "consent_required", "stall_min_ms",
+                                       "stall_periods", "stall_no_bytes_ms", "entries", NULL};
+    static const char *const ekeys[] = {"after_iteration", "action", "downtime_ms", NULL};
+    static const char *const acts[] = {"set_downtime", "postcopy", "pause", "abort"};
+    int rc = jsonin_only_keys(o, keys, e);
+    if (rc)
+        return rc;
+    const json_t *a = json_object_get(o, "entries");
+    if (!json_is_array(a) || json_array_size(a) == 0)
+        return ferr_set(e, FERR_INVAL, "entries", "'entries' must be a non-empty array");
+    if (json_array_size(a) > CONV_SCHED_MAX)
+        return ferr_set(e, FERR_INVAL, "entries", "'entries' has more than %d entries",
+                        CONV_SCHED_MAX);
+    struct conv_schedule *s = &p->conv.schedule;
+    s->n = 0;
+    for (size_t i = 0; i < json_array_size(a); i++) {
+        const json_t *x = json_array_get(a, i);
+        struct conv_sched_entry *en = &s->e[s->n];
+        if (!json_is_object(x))
+            return ferr_set(e, FERR_INVAL, "entries", "'entries'[%zu] must be an object", i);
+        rc = jsonin_only_keys(x, ekeys, e);
+        if (rc == 0)
+            rc = jsonin_u64(x, "after_iteration", 0, 1000000, true, &en->after_iteration, e);
+        const char *an = json_string_value(json_object_get(x, "action"));
+        int k = -1;
+        for (int j = 0; an && j < 4; j++)
+            if (strcmp(an, acts[j]) == 0)
+                k = j;
+        if (rc == 0 && k < 0)
+            rc = ferr_set(e, FERR_INVAL, "action",
+                          "'entries'[%zu].action must be set_downtime, postcopy, pause or abort",
+                          i);
+        if (rc == 0)
+            en->act = (enum conv_sched_act)k;
+        if (rc == 0)
+            rc = jsonin_u64(x, "downtime_ms", 1, 60000, k == CONV_SCHED_SET_DOWNTIME,
+                            &en->downtime_ms, e);
+        if (rc)
+            return rc;
+        if (en->act == CONV_SCHED_POSTCOPY)
+            p->permit_post_copy = true;
+        s->n++;
+    }
+    return 0;
+}
+
+static int parse_adaptive(const json_t *o, struct ctl_policy *p, struct ferr *e)
+{
+    static const char *const keys[] = {
+        "kind", "consent_required", "stall_min_ms", "stall_periods", "stall_no_bytes_ms",
+        "deadline_s", "downtime_start_ms", "downtime_max_ms", "max_bandwidth_bps",
+        "throttle_initial_pct", "throttle_increment_pct", "throttle_max_pct", "ladder",
+        "settle_ms", "settle_max_ms", "headroom_ms", "permit_post_copy", NULL};
+    struct conv_adaptive *a = &p->conv.adaptive;
+    uint64_t deadline_s = a->deadline_ms / 1000;
+    int rc = jsonin_only_keys(o, keys, e);
+    if (rc == 0)
+        rc = jsonin_u64(o, "deadline_s", 1, 7 * 86400, false, &deadline_s, e);
+    a->deadline_ms = deadline_s * 1000;
+    if (rc == 0)
+        rc = jsonin_u64(o, "downtime_start_ms", 1, 60000, false, &a->downtime_start_ms, e);
+    if (rc == 0)
+        rc = jsonin_u64(o, "downtime_max_ms", 1, 60000, false, &a->downtime_max_ms, e);
+    if (rc == 0)
+        rc = jsonin_u64(o, "max_bandwidth_bps", 0, UINT64_C(1) << 40, false, &a->bw_cap_bps, e);
+    if (rc == 0)
+        rc = u32_field(o, "throttle_initial_pct", 1, 99, &a->throttle_initial_pct, e);
+    if (rc == 0)
+        rc = u32_field(o, "throttle_increment_pct", 1, 99, &a->throttle_increment_pct, e);
+    if (rc == 0)
+        rc = u32_field(o, "throttle_max_pct", 1, 99, &a->throttle_max_pct, e);
+    if (rc == 0 && json_object_get(o, "ladder"))
+        rc = parse_steps(o, "ladder", a->ladder, &a->n_ladder, e);
+    if (rc == 0)
+        rc = jsonin_u64(o, "settle_ms", 1, 3600000, false, &a->settle_ms, e);
+    if (rc == 0)
+        rc = jsonin_u64(o, "settle_max_ms", 1, 3600000, false, &a->settle_max_ms, e);
+    if (rc == 0)
+        rc = jsonin_u64(o, "headroom_ms", 0, 60000, false, &a->headroom_ms, e);
+    if (rc == 0)
+        rc = jsonin_bool(o, "permit_post_copy", false, &p->permit_post_copy, e);
+    /* postcopy-ram is not negotiated with the destination yet */
+    a->postcopy_available = false;
+    return rc;
+}
+
+int ctl_policy_from_json(const json_t *obj, uint64_t ram_mib, struct ctl_policy *out,
+                         struct ferr *e)
+{
+    memset(out, 0, sizeof(*out));
+    if (!obj)
+        return 0;
+    if (!json_is_object(obj))
+        return ferr_set(e, FERR_INVAL, "policy", "'policy' must be an object");
+    const char *k = json_string_value(json_object_get(obj, "kind"));
+    if (!k)
+        return ferr_set(e, FERR_INVAL, "kind",
+                        "'policy.kind' must be one of none, nova, schedule, adaptive");
+    if (strcmp(k, "none") == 0) {
+        static const char *const keys[] = {"kind", NULL};
+        return jsonin_only_keys(obj, keys, e);
+    }
+    int kind = -1;
+    for (int i = 0; kind_names[i]; i++)
+        if (strcmp(k, kind_names[i]) == 0)
+            kind = i;
+    if (kind < 0)
+        return ferr_set(e, FERR_INVAL, "kind",
+                        "'policy.kind' must be one of none, nova, schedule, adaptive");
+    struct ctl_policy p;
+    memset(&p, 0, sizeof(p));
+    p.enabled = true;
+    conv_policy_default(&p.conv, (enum conv_kind)kind);
+    p.conv.nova.ram_mib = ram_mib;
+    int rc;
+    switch ((enum conv_kind)kind) {
+    case CONV_NOVA:
+        rc = parse_nova(obj, &p, e);
+        break;
+    case CONV_SCHEDULE:
+        rc = parse_schedule(obj, &p, e);
+        break;
+    default:
+        rc = parse_adaptive(obj, &p, e);
+        break;
+    }
+    if (rc == 0 && json_object_get(obj, "consent_required")) {
+        enum conv_step st[CONV_STEP__COUNT];
+        size_t n = 0;
+        rc = parse_steps(obj, "consent_required", st, &n, e);
+        for (int i = 0; rc == 0 && i < CONV_STEP__COUNT; i++)
+            p.conv.consent_required[i] = false;
+        for (size_t i = 0; rc == 0 && i < n; i++)
+            p.conv.consent_required[st[i]] = true;
+    }
+    uint64_t v = 0;
+    if (rc == 0 && (rc = jsonin_u64(obj, "stall_min_ms", 1, 3600000, false, &v, e)) == 0)
+        p.conv.stall.min_ms = v;
+    v = 0;
+    if (rc == 0 && (rc = jsonin_u64(obj, "stall_periods", 1, 15, false, &v, e)) == 0)
+        p.conv.stall.k_periods = (uint32_t)v;
+    v = 0;
+    if (rc == 0 && (rc = jsonin_u64(obj, "stall_no_bytes_ms", 1, 3600000, false, &v, e)) == 0)
+        p.conv.stall.no_bytes_ms = v;
+    if (rc == 0) { /* what conv_init rejects, with the field it names */
+        struct conv *c = xcalloc(1, sizeof(*c));
+        rc = conv_init(c, &p.conv, e);
+        free(c);
+    }
+    if (rc == 0)
+        *out = p;
+    return rc;
+}
+
+/* --- running ------------------------------------------------------------ */
+
+int ctl_init(struct mig_control *c, const struct ctl_policy *pol, struct ferr *e)
+{
+    memset(c, 0, sizeof(*c));
+    c->pol = *pol;
+    struct est_params ep;
+    memset(&ep, 0, sizeof(ep));
+    if (pol->enabled && pol->conv.kind == CONV_ADAPTIVE)
+        ep.max_downtime_ms = pol->conv.adaptive.downtime_max_ms;
+    est_init(&c->est, &ep);
+    if (pol->enabled)
+        return conv_init(&c->conv, &pol->conv, e);
+    return 0;
+}
+
+static struct ctl_event *ev_add(struct mig_control *c, uint64_t t_ms, enum conv_act_kind k,
+                                const char *note)
+{
+    if (c->n_ev >= CTL_EVENTS_MAX) {
+        c->ev_dropped++;
+        return NULL;
+    }
+    struct ctl_event *x = &c->ev[c->n_ev++];
+    memset(x, 0, sizeof(*x));
+    x->t_ms = t_ms;
+    x->kind = k;
+    snprintf(x->note, sizeof(x->note), "%s", note ? note : "");
+    return x;
+}
+
+/* A QMP command issued for an action: reply recorded only on failure. */
+struct ctl_req {
+    struct migration *m;
+    enum conv_act_kind kind;
+    char what[48];
+};
+
+static void on_ctl_reply(struct instance *in, const struct ferr *err, json_t *ret, void *ctx)
+{
+    (void)in;
+    (void)ret;
+    struct ctl_req *r = ctx;
+    r->m->refs--;
+    if (err && r->m->ctl) {
+        char note[CONV_REASON_MAX];
+        snprintf(note, sizeof(note), "%s refused: %.100s", r->what, err->msg);
+        ev_add(r->m->ctl, agent_now_ms() - r->m->start_ms, r->kind, note);
+        log_warn("agent", "msg=\"controller action failed\" id=%s what=%s err=\"%s\"", r->m->id,
+                 r->what, err->msg);
+    }
+    free(r);
+}
+
+static void qmp_act(struct migration *m, enum conv_act_kind kind, const char *cmd, json_t *args,
+                    const char *what)
+{
+    if (!m->inst) {
+        json_decref(args);
+        return;
+    }
+    struct ctl_req *r = xcalloc(1, sizeof(*r));
+    r->m = m;
+    r->kind = kind;
+    snprintf(r->what, sizeof(r->what), "%s", what);
+    m->refs++;
+    if (inst_qmp(m->inst, cmd, args, on_ctl_reply, r) != 0) {
+        m->refs--;
+        free(r);
+        if (m->ctl) {
+            char note[96];
+            snprintf(note, sizeof(note), "%s not sent: QMP not ready", what);
+            ev_add(m->ctl, agent_now_ms() - m->start_ms, kind, note);
+        }
+    }
+}
+
+static void carry_out(struct migration *m, const struct conv_action *a, uint64_t t_ms)
+{
+    struct mig_control *c = m->ctl;
+    struct ctl_event *x = ev_add(c, t_ms, a->kind, a->reason);
+    if (x)
+        x->step = a->step;
+    switch (a->kind) {
+    case CONV_ACT_SET_DOWNTIME:
+        if (x)
+            x->value = a->downtime_ms;
+        m->limits.downtime_ms = a->downtime_ms; /* samples carry the setting */
+        qmp_act(m, a->kind, "migrate-set-parameters",
+                json_pack("{s:I}", "downtime-limit", (json_int_t)a->downtime_ms),
+                "downtime-limit");
+        break;
+    case CONV_ACT_SET_BANDWIDTH:
+        if (x)
+            x->value = a->bw_bps;
+        m->limits.max_bandwidth_bps = a->bw_bps;
+        qmp_act(m, a->kind, "migrate-set-parameters",
+                json_pack("{s:I}", "max-bandwidth", (json_int_t)a->bw_bps), "max-bandwidth");
+        break;
+    case CONV_ACT_SET_THROTTLE:
+        if (x)
+            x->value = a->throttle_initial_pct;
+        if (!m->limits.auto_converge)
+            qmp_act(m, a->kind, "migrate-set-capabilities",
+                    json_pack("{s:[{s:s, s:b}]}", "capabilities", "capability", "auto-converge",
+                              "state", 1),
+                    "auto-converge");
+        qmp_act(m, a->kind, "migrate-set-parameters",
+                json_pack("{s:i, s:i, s:i}", "cpu-throttle-initial",
+                          (int)a->throttle_initial_pct, "cpu-throttle-increment",
+                          (int)a->throttle_increment_pct, "max-cpu-throttle",
+                          (int)a->throttle_max_pct),
+                "cpu-throttle parameters");
+        break;
+    case CONV_ACT_START_POSTCOPY:
+        ev_add(c, t_ms, a->kind,
+               "post-copy not available: postcopy-ram is not negotiated with the destination");
+        break;
+    case CONV_ACT_PAUSE_GUEST:
+        qmp_act(m, a->kind, "stop", NULL, "stop");
+        break;
+    case CONV_ACT_ABORT:
+        snprintf(m->error, sizeof(m->error), "controller aborted: %.200s", a->reason);
+        c->aborted = true;
+        m->state = MIGS_CANCELLING;
+        qmp_act(m, a->kind, "migrate_cancel", NULL, "migrate_cancel");
+        break;
+    case CONV_ACT_REQUEST_CONSENT:
+    case CONV_ACT_REPORT_STALL:
+    default:
+        if (x)
+            x->stall = a->stall;
+        break;
+    }
+    log_info("agent", "msg=\"controller action\" id=%s t_ms=%llu action=%s reason=\"%s\"", m->id,
+             (unsigned long long)t_ms, conv_act_name(a->kind), a->reason);
+}
+
+void ctl_on_sample(struct migration *m, const struct mig_sample *s)
+{
+    struct mig_control *c = m->ctl;
+    if (!c)
+        return;
+    if (est_update(&c->est, s) != 0)
+        return; /* out of order: keep the previous estimate */
+    est_get(&c->est, &c->out);
+    c->have_out = true;
+    if (!c->pol.enabled || c->aborted || m->state != MIGS_RUNNING)
+        return;
+    struct conv_action acts[CONV_ACTIONS_MAX];
+    size_t n = 0;
+    if (conv_tick(&c->conv, s, &c->out, s->t_ms, acts, CONV_ACTIONS_MAX, &n) != 0)
+        return;
+    for (size_t i = 0; i < n; i++)
+        carry_out(m, &acts[i], s->t_ms);
+    struct est_sched_step sched[EST_SCHED_MAX];
+    size_t ns = 0;
+    if (conv_future_downtime(&c->conv, sched, EST_SCHED_MAX, &ns) == 0 &&
+        est_set_schedule(&c->est, sched, ns) != 0)
+        log_warn("agent", "msg=\"downtime schedule not usable by the estimator\" id=%s", m->id);
+}
+
+static json_t *ms_or_null(uint64_t v)
+{
+    return v == EST_ETA_INFINITE ? json_null() : json_integer((json_int_t)v);
+}
+
+void ctl_to_json(const struct mig_control *c, json_t *o)
+{
+    if (!c)
+        return;
+    json_object_set_new(o, "policy",
+                        json_string(c->pol.enabled ? conv_kind_name(c->pol.conv.kind) : "none"));
+    if (c->have_out) {
+        const struct est_out *x = &c->out;
+        json_object_set_new(
+            o, "estimate",
+            json_pack("{s:f, s:o, s:o, s:o, s:I, s:s, s:f, s:f}", "progress_pct",
+                      x->progress_pct, "eta_ms",
+                      x->eta_known ? ms_or_null(x->eta_ms) : json_null(), "eta_low_ms",
+                      x->eta_known ? ms_or_null(x->eta_low_ms) : json_null(), "eta_high_ms",
+                      x->eta_known ? ms_or_null(x->eta_high_ms) : json_null(),
+                      "predicted_downtime_ms", (json_int_t)x->predicted_downtime_ms, "verdict",
+                      est_verdict_name(x->verdict), "bw_bps", x->bw_bps, "dirty_bps",
+                      x->dirty_bps));
+    }
+    json_t *stalls = json_array(), *events = json_array();
+    for (size_t i = 0; i < c->n_ev; i++) {
+        const struct ctl_event *x = &c->ev[i];
+        json_t *j = json_pack("{s:I, s:s, s:s}", "t_ms", (json_int_t)x->t_ms, "action",
+                              conv_act_name(x->kind), "reason", x->note);
+        if (x->kind == CONV_ACT_REPORT_STALL) {
+            json_array_append_new(stalls,
+                                  json_pack("{s:I, s:s, s:s}", "t_ms", (json_int_t)x->t_ms,
+                                            "stall", stall_reason_name(x->stall), "reason",
+                                            x->note));
+        }
+        if (x->kind == CONV_ACT_REQUEST_CONSENT)
+            json_object_set_new(j, "step", json_string(conv_step_name(x->step)));
+        if (x->value)
+            json_object_set_new(j, "value", json_integer((json_int_t)x->value));
+        json_array_append_new(events, j);
+    }
+    json_object_set_new(o, "stalls", stalls);
+    json_object_set_new(o, "events", events);
+    if (c->ev_dropped)
+        json_object_set_new(o, "events_dropped", json_integer((json_int_t)c->ev_dropped));
+    json_t *cp = json_array();
+    for (int i = 0; c->pol.enabled && i < CONV_STEP__COUNT; i++)
+        if (c->conv.consent[i] == CONV_CONSENT_PENDING)
+            json_array_append_new(cp, json_string(conv_step_name((enum conv_step)i)));
+    json_object_set_new(o, "consent_pending", cp);
+}

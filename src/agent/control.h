@@ -1,0 +1,95 @@
+/* control — the convergence controller of one outgoing migration, in the
+ * agent: an estimator (core/estimator.h) and a controller (core/conv.h) fed
+ * with every query-migrate sample, and the controller's actions carried out
+ * through QMP on the source guest.
+ *
+ * The policy comes from the migration request ("policy" object, parsed by
+ * ctl_policy_from_json); kind "none" (the default) keeps today's behaviour:
+ * the estimate is still computed and reported, nothing is acted on.
+ *
+ * What each action does (QEMU 7.2):
+ *   SET_DOWNTIME    migrate-set-parameters {"downtime-limit"}
+ *   SET_BANDWIDTH   migrate-set-parameters {"max-bandwidth"}
+ *   SET_THROTTLE    migrate-set-parameters cpu-throttle-initial/-increment
+ *                   and max-cpu-throttle; when auto-converge was not
+ *                   enabled at start, migrate-set-capabilities first (QEMU
+ *                   refuses capability changes during a migration: the
+ *                   refusal is recorded as an event)
+ *   START_POSTCOPY  not available yet (postcopy-ram is not negotiated on
+ *                   the destination): recorded as an event
+ *   PAUSE_GUEST     stop
+ *   ABORT           migrate_cancel; the reason becomes the migration's error
+ *   REQUEST_CONSENT / REPORT_STALL: recorded as events; pending consent is
+ *                   reported (there is no API to answer it yet)
+ */
+#ifndef FERRY_AGENT_CONTROL_H
+#define FERRY_AGENT_CONTROL_H
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "core/conv.h"
+#include "core/estimator.h"
+#include "util/ferr.h"
+
+#define CTL_EVENTS_MAX 256 /* events kept per migration; later ones counted */
+
+struct migration;
+
+/* A parsed "policy" object. */
+struct ctl_policy {
+    bool enabled;           /* false: kind "none" */
+    bool permit_post_copy;  /* the request allows post-copy */
+    struct conv_policy conv; /* valid when enabled */
+};
+
+/* One thing the controller did or reported. */
+struct ctl_event {
+    uint64_t t_ms;               /* ms since migration start */
+    enum conv_act_kind kind;     /* the controller action */
+    enum conv_step step;         /* REQUEST_CONSENT; else the action's step */
+    enum stall_reason stall;     /* REPORT_STALL */
+    uint64_t value;              /* SET_DOWNTIME ms, SET_BANDWIDTH bytes/s,
+                                    SET_THROTTLE initial %; else 0 */
+    char note[CONV_REASON_MAX];  /* reason, or why it could not be done */
+};
+
+/* Per-migration controller state; owned by struct migration. */
+struct mig_control {
+    struct ctl_policy pol;       /* copy of the request's policy */
+    struct est est;              /* estimator, fed with every sample */
+    struct conv conv;            /* controller; unused when !pol.enabled */
+    struct est_out out;          /* estimate after the newest sample */
+    bool have_out;               /* out is meaningful */
+    bool aborted;                /* the controller sent migrate_cancel */
+    struct ctl_event ev[CTL_EVENTS_MAX]; /* oldest first */
+    size_t n_ev;                 /* entries in ev */
+    uint64_t ev_dropped;         /* events not kept (ev full) */
+};
+
+/* Parses obj (borrowed; NULL or absent means kind "none") into *out.
+ * Accepted: {"kind": "none"|"nova"|"schedule"|"adaptive", ...}; the keys
+ * each kind accepts are listed in docs/CONTROLLER.md ("Policy in a
+ * migration request"). Defaults are conv_policy_default(kind); ram_mib is
+ * the guest's RAM (nova's data_gb). Returns 0, or FERR_INVAL naming the
+ * offending field (unknown keys, wrong types, values conv_init rejects);
+ * on error *out is zeroed. */
+int ctl_policy_from_json(const json_t *obj, uint64_t ram_mib, struct ctl_policy *out,
+                         struct ferr *e) __attribute__((warn_unused_result));
+
+/* Initialises c for a migration under pol (copied). Returns 0, or
+ * FERR_INVAL from conv_init (already checked by ctl_policy_from_json). */
+int ctl_init(struct mig_control *c, const struct ctl_policy *pol, struct ferr *e)
+    __attribute__((warn_unused_result));
+
+/* Feeds sample s (borrowed) of m to the estimator and, when a policy is
+ * enabled and m is running, to the controller; carries out its actions on
+ * m->inst through QMP. m->ctl must be set. Never fails: problems become
+ * events. */
+void ctl_on_sample(struct migration *m, const struct mig_sample *s);
+
+/* Adds "policy", "estimate", "stalls", "consent_pending" and "events" to
+ * the JSON object o (borrowed) for c (NULL: nothing added). */
+void ctl_to_json(const struct mig_control *c, json_t *o);
+
+#endif
