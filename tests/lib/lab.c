@@ -345,8 +345,9 @@ void lab_stop(struct lab *lab)
         }
     }
     for (int i = 0; i < lab->n_extra; i++) {
-        if (lab->extra[i] > 0)
-            (void)waitpid(lab->extra[i], NULL, WNOHANG);
+        if (lab->extra[i] > 0) /* ECHILD at once when the test reaped it already */
+            while (waitpid(lab->extra[i], NULL, 0) < 0 && errno == EINTR) {
+            }
         lab->extra[i] = 0;
     }
     if (lab->watch_fd >= 0) {
