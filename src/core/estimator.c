@@ -395,7 +395,9 @@ int est_update(struct est *e, const struct mig_sample *s)
         e->period_min = s->ram_remaining;
     } else if (s->dirty_sync_count > e->cur_sync) {
         uint64_t dt_ms = s->t_ms - e->period_t0_ms;
-        if (dt_ms > 0 && s->ram_transferred >= e->period_tx0 &&
+        /* cur_sync 0 is QEMU's setup (ram_init_bitmaps syncs once before
+         * pass 1): that is no dirty period, everything "appears" at it */
+        if (dt_ms > 0 && s->ram_transferred >= e->period_tx0 && e->cur_sync >= 1 &&
             s->phase == MIG_PHASE_ACTIVE) {
             double bw = (double)(s->ram_transferred - e->period_tx0) * 1000.0 / (double)dt_ms;
             if (bw > 0)
