@@ -23,6 +23,7 @@
 #define AGENT_INSTANCES_MAX 64       /* guests per agent */
 #define AGENT_SAMPLE_MS 250          /* query-migrate period, ms (4 Hz) */
 #define AGENT_QMP_TIMEOUT_MS 10000   /* per QMP command, ms */
+#define AGENT_ADOPT_TIMEOUT_MS 10000 /* adopt: QMP handshake must finish within, ms */
 
 enum inst_state {
     INST_STARTING = 1, /* QEMU spawned, QMP not ready yet */
@@ -66,6 +67,8 @@ struct instance {
     struct migration *mig;      /* outgoing migration in progress, borrowed */
     bool destroying;            /* quit requested */
     uint64_t started_ms;        /* monotonic ms at launch/adopt */
+    struct evhttp_request *adopt_req; /* POST /v1/adopt answered once the QMP handshake
+                                         succeeds or fails; borrowed, NULL when none */
 };
 
 enum mig_state {
@@ -148,7 +151,11 @@ int inst_launch(struct agent *ag, const struct inst_spec *spec, bool incoming,
 
 /* Adopts a running QEMU by its QMP socket path: finds its pid (SO_PEERCRED)
  * and rebuilds its spec from /proc/PID/cmdline. serial_path may be NULL.
- * On failure nothing changes. */
+ * On failure nothing changes. On success the QMP handshake is still under
+ * way: a caller that sets (*out)->adopt_req gets that request answered with
+ * the instance once QMP is ready, or with an error (502/504) when the peer
+ * is not a QEMU or stays silent for AGENT_ADOPT_TIMEOUT_MS — the instance is
+ * dropped again then. */
 int inst_adopt(struct agent *ag, const char *qmp_path, const char *serial_path,
                struct instance **out, struct ferr *e) __attribute__((warn_unused_result));
 

@@ -107,6 +107,10 @@ static void adopt(struct agent *ag, struct evhttp_request *req)
         httpd_reply_err(req, &e);
         return;
     }
+    if (!in->qmp_ready) { /* answered when the QMP handshake ends (instance.c) */
+        in->adopt_req = req;
+        return;
+    }
     httpd_reply_json(req, 200, inst_to_json(in));
 }
 

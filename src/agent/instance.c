@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "agent/agent.h"
+#include "util/httpd.h"
 #include "util/jsonin.h"
 #include "util/log.h"
 #include "util/xalloc.h"
@@ -87,9 +88,22 @@ static void rm_rf_dir(const char *dir)
 }
 
 /* Removes in from the agent and frees it. Keeps QEMU's log under logs/. */
+/* Answers a pending POST /v1/adopt with an error (502 or 504). */
+static void adopt_fail(struct instance *in, int code, const char *why)
+{
+    if (!in->adopt_req)
+        return;
+    struct ferr e;
+    ferr_set(&e, code, "qmp", "not adopted: no QMP handshake with the process behind %s (%s)",
+             in->qmp_path, why);
+    httpd_reply_err(in->adopt_req, &e);
+    in->adopt_req = NULL;
+}
+
 static void inst_retire(struct instance *in, const char *why)
 {
     struct agent *ag = in->ag;
+    adopt_fail(in, FERR_PEER, why);
     log_info("agent", "msg=\"instance retired\" instance=%s pid=%d why=\"%s\"", in->spec.name,
              (int)in->pid, why);
     in->state = INST_EXITED;
@@ -145,7 +159,10 @@ static void on_qmp_close(struct qmp_conn *c, const struct ferr *why, void *arg)
         in->qmp = NULL;
         in->qmp_ready = false;
         bool alive = in->pid > 0 && kill(in->pid, 0) == 0;
-        if (!alive && !in->is_child) {
+        if (in->adopt_req) { /* never talked QMP: not a QEMU; forget it */
+            adopt_fail(in, FERR_PEER, why->msg[0] ? why->msg : "QMP closed");
+            inst_retire(in, "adopt: QMP handshake failed");
+        } else if (!alive && !in->is_child) {
             inst_retire(in, why->msg[0] ? why->msg : "QMP closed and QEMU is gone");
         } else if (!alive) {
             /* our child: SIGCHLD will retire it */
@@ -309,6 +326,10 @@ static void on_qmp_ready(struct qmp_conn *c, void *arg)
         return;
     in->qmp_ready = true;
     in->last_error[0] = '\0';
+    if (in->adopt_req) {
+        httpd_reply_json(in->adopt_req, 200, inst_to_json(in));
+        in->adopt_req = NULL;
+    }
     if (qmp_conn_subscribe(&h->c, NULL, on_event, h) != 0)
         log_warn("agent", "msg=\"cannot subscribe to QMP events\" instance=%s", in->spec.name);
     log_info("agent", "msg=\"QMP ready\" instance=%s pid=%d", in->spec.name, (int)in->pid);
@@ -439,6 +460,11 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
     }
     if (in->pid > 0 && kill(in->pid, 0) != 0 && !in->is_child) {
         inst_retire(in, "QEMU process is gone");
+        return;
+    }
+    if (in->adopt_req && agent_now_ms() - in->started_ms > AGENT_ADOPT_TIMEOUT_MS) {
+        adopt_fail(in, FERR_TIMEOUT, "no QMP greeting in time");
+        inst_retire(in, "adopt: QMP handshake timed out");
         return;
     }
     if (!in->qmp || !in->ser) {
