@@ -336,6 +336,7 @@ static void t_adopt_fake(void)
     if (rc == 0) {
         CHECK(r.status >= 400 && r.status < 600, "adopt of garbage: status %d %.300s", r.status,
               r.body);
+        printf("  adopt of garbage: %d %.300s", r.status, r.body);
         json_t *o = json_loads(r.body, 0, NULL);
         CHECK(json_is_string(json_object_get(json_object_get(o, "error"), "message")),
               "no error message: %.200s", r.body);
