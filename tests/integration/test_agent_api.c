@@ -3,7 +3,7 @@
  * to a real agent (tests/lib/lab) and checks the HTTP status, the error's
  * "field", and that the instance and migration lists are unchanged. Also:
  * adopting a "QEMU" that is not one (a test-side unix socket answering
- * garbage) fails cleanly and the agent stays healthy; adopting a real QEMU
+ * garbage, or saying nothing) fails cleanly and the agent stays healthy; adopting a real QEMU
  * started by the test makes it appear in the list.
  *
  * One guest ("g1") runs throughout so that requests against an existing
@@ -296,6 +296,8 @@ static int fake_qemu_main(int argc, char **argv)
         int c = accept(lfd, NULL, NULL);
         if (c < 0)
             continue;
+        if (strcmp(getenv(FAKE_ENV), "silent") == 0)
+            continue; /* keep it open, say nothing */
         static const char junk[] = "\x01\x02garbage {\"QMP\": [not json\r\n\xff\xfe{{{{\n";
         ssize_t w = write(c, junk, sizeof(junk) - 1);
         (void)w;
@@ -304,11 +306,12 @@ static int fake_qemu_main(int argc, char **argv)
     }
 }
 
-static void t_adopt_fake(void)
+/* mode: "garbage" (the fake answers junk) or "silent" (it never speaks). */
+static void adopt_fake(const char *mode)
 {
     if (!lab_ok)
         return test_skip("lab did not start");
-    char *path = xasprintf("%s/fake-qmp.sock", L.tmp);
+    char *path = xasprintf("%s/fake-%s.sock", L.tmp, mode);
     char *qmparg = xasprintf("unix:%s,server=on,wait=off", path);
     char *kernel = xasprintf("%s/vmlinuz", L.lab_dir);
     char *argv[] = {"qemu-system-x86_64", "-name", "fakeqemu", "-m", "128", "-kernel", kernel,
@@ -318,7 +321,7 @@ static void t_adopt_fake(void)
     REQUIRE(pid >= 0, "fork");
     if (pid == 0) {
         setpgid(0, 0);
-        setenv(FAKE_ENV, "1", 1);
+        setenv(FAKE_ENV, mode, 1);
         execv("/proc/self/exe", argv);
         _exit(127);
     }
@@ -334,9 +337,9 @@ static void t_adopt_fake(void)
     int rc = httpc_request(a->url, "POST", "/v1/adopt", body, NULL, LAB_HTTP_TIMEOUT_MS, &r, &e);
     CHECK(rc == 0, "adopt request failed: %s", e.msg);
     if (rc == 0) {
-        CHECK(r.status >= 400 && r.status < 600, "adopt of garbage: status %d %.300s", r.status,
+        CHECK(r.status >= 400 && r.status < 600, "adopt of %s: status %d %.300s", mode, r.status,
               r.body);
-        printf("  adopt of garbage: %d %.300s", r.status, r.body);
+        printf("  adopt of %s: %d %.300s", mode, r.status, r.body);
         json_t *o = json_loads(r.body, 0, NULL);
         CHECK(json_is_string(json_object_get(json_object_get(o, "error"), "message")),
               "no error message: %.200s", r.body);
@@ -361,6 +364,16 @@ static void t_adopt_fake(void)
     free(path);
     free(qmparg);
     free(kernel);
+}
+
+static void t_adopt_fake(void)
+{
+    adopt_fake("garbage");
+}
+
+static void t_adopt_silent(void)
+{
+    adopt_fake("silent");
 }
 
 static void t_adopt_real(void)
@@ -444,6 +457,7 @@ int main(int argc, char **argv)
     test_run("agent api: unknown instances, console lines, endpoints and methods",
              t_instances_and_console);
     test_run("agent api: adopt a socket that is not QEMU", t_adopt_fake);
+    test_run("agent api: adopt a socket that never speaks", t_adopt_silent);
     test_run("agent api: adopt a real QEMU", t_adopt_real);
     lab_stop(&L);
     fprintf(stderr, "test_agent_api: %.1f s\n", (double)(lab_now_ms() - t0) / 1000.0);
