@@ -81,8 +81,8 @@ static void expect_err(const char *what, const char *method, const char *path, c
                   f ? f : "(none)", field, r.body);
         }
         if (r.status != 413) /* libevent itself answers an oversize body */
-            CHECK(json_is_string(json_object_get(err, "message")),
-                  "%s: no error message in %.200s", what, r.body);
+            CHECK(json_is_string(json_object_get(err, "message")), "%s: no error message in %.200s",
+                  what, r.body);
         json_decref(o);
         httpc_resp_free(&r);
     }
@@ -100,8 +100,8 @@ static void t_malformed(void)
     expect_err("not an object", "POST", "/v1/instances", "[1,2,3]", 400, 400, NULL);
     expect_err("string body", "POST", "/v1/instances", "\"g\"", 400, 400, NULL);
     expect_err("empty body", "POST", "/v1/instances", "", 400, 400, NULL);
-    expect_err("unknown field", "POST", "/v1/instances", "{\"name\":\"x\",\"colour\":\"red\"}",
-               400, 400, "colour");
+    expect_err("unknown field", "POST", "/v1/instances", "{\"name\":\"x\",\"colour\":\"red\"}", 400,
+               400, "colour");
     char *deep = xmalloc(100 * 2 + 1);
     for (int i = 0; i < 100; i++) {
         deep[i] = '[';
@@ -132,8 +132,8 @@ static void t_spec_fields(void)
                "{\"name\":\"x\",\"memory_mib\":-256}", 400, 400, "memory_mib");
     expect_err("memory_mib absurd", "POST", "/v1/instances",
                "{\"name\":\"x\",\"memory_mib\":1000000000000}", 400, 400, "memory_mib");
-    expect_err("vcpus float", "POST", "/v1/instances", "{\"name\":\"x\",\"vcpus\":1.5}", 400,
-               400, "vcpus");
+    expect_err("vcpus float", "POST", "/v1/instances", "{\"name\":\"x\",\"vcpus\":1.5}", 400, 400,
+               "vcpus");
     expect_err("name ../x", "POST", "/v1/instances", "{\"name\":\"../x\"}", 400, 400, "name");
     expect_err("name empty", "POST", "/v1/instances", "{\"name\":\"\"}", 400, 400, "name");
     char n64[65];
@@ -147,8 +147,7 @@ static void t_spec_fields(void)
     expect_err("incoming name ../x", "POST", "/v1/incoming", "{\"name\":\"../x\"}", 400, 400,
                "name");
     if (guest_ok)
-        expect_err("existing name", "POST", "/v1/instances", "{\"name\":\"g1\"}", 409, 409,
-                   NULL);
+        expect_err("existing name", "POST", "/v1/instances", "{\"name\":\"g1\"}", 409, 409, NULL);
 }
 
 static void t_migration_requests(void)
@@ -177,8 +176,7 @@ static void t_migration_requests(void)
     char *b = xasprintf("{\"instance\":\"nope\",\"dest_uri\":\"tcp:127.0.1.2:4444\","
                         "\"dest_agent\":\"%s\"}",
                         good_agent);
-    expect_err("migration of unknown instance", "POST", "/v1/migrations", b, 404, 404,
-               "instance");
+    expect_err("migration of unknown instance", "POST", "/v1/migrations", b, 404, 404, "instance");
     free(b);
     static const char *const bad_uris[] = {"unix:/tmp/x", "tcp:", "tcp:1.2.3.4:5 -x", "exec:sh",
                                            "tcp:a,b:1"};
@@ -196,8 +194,8 @@ static void t_migration_requests(void)
                400, 400, "dest_agent");
     expect_err("missing dest_uri", "POST", "/v1/migrations", "{\"instance\":\"g1\"}", 400, 400,
                "dest_uri");
-    expect_err("cancel unknown migration", "POST", "/v1/migrations/m-none-1/cancel", NULL, 404,
-               404, "migration");
+    expect_err("cancel unknown migration", "POST", "/v1/migrations/m-none-1/cancel", NULL, 404, 404,
+               "migration");
     expect_err("get unknown migration", "GET", "/v1/migrations/m-none-1", NULL, 404, 404,
                "migration");
     free(good_agent);
@@ -249,17 +247,16 @@ static void t_instances_and_console(void)
     if (guest_ok) {
         expect_err("console line with newline", "POST", "/v1/instances/g1/console",
                    "{\"line\":\"status\\nreboot\"}", 400, 400, "line");
-        expect_err("console line not a string", "POST", "/v1/instances/g1/console",
-                   "{\"line\":7}", 400, 400, "line");
-        expect_err("console bad since", "GET", "/v1/instances/g1/console?since=-1", NULL, 400,
-                   400, "since");
+        expect_err("console line not a string", "POST", "/v1/instances/g1/console", "{\"line\":7}",
+                   400, 400, "line");
+        expect_err("console bad since", "GET", "/v1/instances/g1/console?since=-1", NULL, 400, 400,
+                   "since");
     }
     expect_err("unknown endpoint", "GET", "/v1/nothing", NULL, 404, 404, NULL);
     expect_err("no version", "GET", "/health", NULL, 404, 404, NULL);
     expect_err("wrong method on health", "DELETE", "/v1/health", NULL, 404, 405, NULL);
     expect_err("wrong method on instances", "PUT", "/v1/instances", "{}", 404, 405, NULL);
-    expect_err("adopt relative path", "POST", "/v1/adopt", "{\"qmp\":\"x.sock\"}", 400, 400,
-               "qmp");
+    expect_err("adopt relative path", "POST", "/v1/adopt", "{\"qmp\":\"x.sock\"}", 400, 400, "qmp");
     expect_err("adopt missing socket", "POST", "/v1/adopt", "{\"qmp\":\"/nonexistent/q.sock\"}",
                404, 400, "qmp");
 }
@@ -314,8 +311,16 @@ static void adopt_fake(const char *mode)
     char *path = xasprintf("%s/fake-%s.sock", L.tmp, mode);
     char *qmparg = xasprintf("unix:%s,server=on,wait=off", path);
     char *kernel = xasprintf("%s/vmlinuz", L.lab_dir);
-    char *argv[] = {"qemu-system-x86_64", "-name", "fakeqemu", "-m", "128", "-kernel", kernel,
-                    "-qmp", qmparg, NULL};
+    char *argv[] = {"qemu-system-x86_64",
+                    "-name",
+                    "fakeqemu",
+                    "-m",
+                    "128",
+                    "-kernel",
+                    kernel,
+                    "-qmp",
+                    qmparg,
+                    NULL};
     fflush(NULL);
     pid_t pid = fork();
     REQUIRE(pid >= 0, "fork");
@@ -384,11 +389,28 @@ static void t_adopt_real(void)
     char *kernel = xasprintf("%s/vmlinuz", L.lab_dir);
     char *initrd = xasprintf("%s/initrd.img", L.lab_dir);
     char *qmparg = xasprintf("unix:%s,server=on,wait=off", qmp);
-    char *argv[] = {"qemu-system-x86_64", "-name", "adoptee", "-accel", "tcg", "-machine", "pc",
-                    "-m", "128", "-nodefaults", "-no-user-config", "-display", "none",
-                    "-kernel", kernel, "-initrd", initrd, "-append",
+    char *argv[] = {"qemu-system-x86_64",
+                    "-name",
+                    "adoptee",
+                    "-accel",
+                    "tcg",
+                    "-machine",
+                    "pc",
+                    "-m",
+                    "128",
+                    "-nodefaults",
+                    "-no-user-config",
+                    "-display",
+                    "none",
+                    "-kernel",
+                    kernel,
+                    "-initrd",
+                    initrd,
+                    "-append",
                     "console=ttyS0 quiet panic=-1 ferry.workload=memload ferry.ws_mib=8",
-                    "-qmp", qmparg, NULL};
+                    "-qmp",
+                    qmparg,
+                    NULL};
     fflush(NULL);
     pid_t pid = fork();
     REQUIRE(pid >= 0, "fork");
@@ -445,8 +467,7 @@ int main(int argc, char **argv)
     if (!lab_ok) {
         printf("FAIL lab start: %s\n", e.msg);
     } else {
-        guest_ok = lab_launch_guest(&L.agents[0], "g1", 128, CMDLINE, LAB_BOOT_TIMEOUT_MS, &e) ==
-                   0;
+        guest_ok = lab_launch_guest(&L.agents[0], "g1", 128, CMDLINE, LAB_BOOT_TIMEOUT_MS, &e) == 0;
         if (!guest_ok)
             printf("FAIL guest g1 start: %s\n", e.msg);
     }

@@ -21,10 +21,10 @@
 
 #define GUEST_MIB 256
 #define WS_MIB 64
-#define MIG_TIMEOUT_MS 120000    /* one migration, fast limits */
-#define SLOW_BPS (8ll << 20)     /* bytes/s: keeps a migration in flight for seconds */
-#define FAST_BPS (256ll << 20)   /* bytes/s */
-#define GONE_TIMEOUT_MS 10000    /* a QEMU or instance disappearing, ms */
+#define MIG_TIMEOUT_MS 120000  /* one migration, fast limits */
+#define SLOW_BPS (8ll << 20)   /* bytes/s: keeps a migration in flight for seconds */
+#define FAST_BPS (256ll << 20) /* bytes/s */
+#define GONE_TIMEOUT_MS 10000  /* a QEMU or instance disappearing, ms */
 #define ROUND_TRIPS 5
 
 static struct lab L;
@@ -64,8 +64,8 @@ static int intact(const struct lab_agent *a, const char *name, struct lab_integr
     CHECK(rc == 0, "verify %s on %s: %s", name, a->name, e.msg);
     if (rc != 0)
         return 0;
-    CHECK(r->ok == 1 && r->bad_pages == 0, "%s on %s: ok=%d bad_pages=%lld of %lld", name,
-          a->name, r->ok, r->bad_pages, r->pages);
+    CHECK(r->ok == 1 && r->bad_pages == 0, "%s on %s: ok=%d bad_pages=%lld of %lld", name, a->name,
+          r->ok, r->bad_pages, r->pages);
     return r->ok == 1 && r->bad_pages == 0;
 }
 
@@ -108,8 +108,7 @@ static void check_source_runs_on(const struct lab_agent *a, const char *name, pi
  * 0 when unknown) dies and the agent forgets the instance. */
 static void check_dest_cleaned(const struct lab_agent *d, const char *name, pid_t dest_pid)
 {
-    CHECK(lab_instance_wait_gone(d, name, GONE_TIMEOUT_MS), "destination still lists %s",
-          name);
+    CHECK(lab_instance_wait_gone(d, name, GONE_TIMEOUT_MS), "destination still lists %s", name);
     if (dest_pid > 0)
         CHECK(lab_pid_wait_gone(dest_pid, GONE_TIMEOUT_MS), "destination QEMU %d still alive",
               (int)dest_pid);
@@ -139,19 +138,17 @@ static void t_round_trips(void)
         const char *state = jstr(m, "state");
         CHECK(strcmp(state, "succeeded") == 0, "move %d: state %s error '%s'", i + 1, state,
               jstr(m, "error"));
-        long long downtime =
-            (long long)json_integer_value(json_object_get(json_object_get(m, "result"),
-                                                          "downtime_ms"));
+        long long downtime = (long long)json_integer_value(
+            json_object_get(json_object_get(m, "result"), "downtime_ms"));
         CHECK(downtime > 0, "move %d: downtime_ms %lld", i + 1, downtime);
-        long long total =
-            (long long)json_integer_value(json_object_get(json_object_get(m, "result"),
-                                                          "total_time_ms"));
+        long long total = (long long)json_integer_value(
+            json_object_get(json_object_get(m, "result"), "total_time_ms"));
         int ok = strcmp(state, "succeeded") == 0;
         json_decref(m);
         if (!ok)
             break;
-        CHECK(lab_pid_wait_gone(src_pid, GONE_TIMEOUT_MS), "move %d: source QEMU %d alive",
-              i + 1, (int)src_pid);
+        CHECK(lab_pid_wait_gone(src_pid, GONE_TIMEOUT_MS), "move %d: source QEMU %d alive", i + 1,
+              (int)src_pid);
         CHECK(lab_instance_wait_gone(s, name, GONE_TIMEOUT_MS),
               "move %d: source agent still lists %s", i + 1, name);
         struct lab_integrity after;
@@ -279,8 +276,7 @@ static void t_no_convergence(void)
     rc = lab_migration_wait(s, id, 60000, &m, &e);
     REQUIRE(rc == 0, "wait: %s", e.msg);
     const char *err = jstr(m, "error");
-    CHECK(strcmp(jstr(m, "state"), "failed") == 0, "state %s error '%s'", jstr(m, "state"),
-          err);
+    CHECK(strcmp(jstr(m, "state"), "failed") == 0, "state %s error '%s'", jstr(m, "state"), err);
     CHECK(strstr(err, "completion timeout") != NULL, "error '%s'", err);
     long long elapsed = (long long)json_integer_value(json_object_get(m, "elapsed_ms"));
     CHECK(elapsed >= 8000 && elapsed < 30000, "elapsed_ms %lld for an 8 s timeout", elapsed);

@@ -229,8 +229,8 @@ static int spawn_agent(struct lab *lab, int i, struct ferr *e)
         return ferr_set(e, -errno, "state_dir", "mkdir %s: %s", a->state_dir, strerror(errno));
     char *bin = xasprintf("%s/ferry-agent", lab->build);
     char *listen = xasprintf("%s:%d", a->addr, a->port);
-    char *argv[] = {bin,          "--listen", listen,  "--state-dir", a->state_dir, "--name",
-                    a->name,      "--lab-dir", lab->lab_dir, NULL};
+    char *argv[] = {bin,      "--listen", listen,      "--state-dir", a->state_dir,
+                    "--name", a->name,    "--lab-dir", lab->lab_dir,  NULL};
     pid_t pid = fork();
     if (pid < 0) {
         int err = errno;
@@ -439,8 +439,7 @@ int lab_instance_count(const struct lab_agent *a, size_t *count, struct ferr *e)
     return 0;
 }
 
-int lab_console_offset(const struct lab_agent *a, const char *name, uint64_t *off,
-                       struct ferr *e)
+int lab_console_offset(const struct lab_agent *a, const char *name, uint64_t *off, struct ferr *e)
 {
     json_t *o;
     int rc = lab_instance(a, name, &o, e);
@@ -495,8 +494,7 @@ int lab_console_expect(const struct lab_agent *a, const char *name, const char *
         if (st == 404) {
             json_decref(o);
             free(pend);
-            return ferr_set(e, FERR_NOTFOUND, "instance", "%s disappeared from %s", name,
-                            a->name);
+            return ferr_set(e, FERR_NOTFOUND, "instance", "%s disappeared from %s", name, a->name);
         }
         const char *text = json_string_value(json_object_get(o, "text"));
         uint64_t off = (uint64_t)json_integer_value(json_object_get(o, "offset"));
@@ -554,8 +552,8 @@ int lab_launch_guest(const struct lab_agent *a, const char *name, unsigned memor
         return rc;
     if (st != 202 && st != 200) {
         char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
-        rc = ferr_set(e, FERR_PEER, "instance", "launch %s on %s: status %d %s", name, a->name,
-                      st, s ? s : "");
+        rc = ferr_set(e, FERR_PEER, "instance", "launch %s on %s: status %d %s", name, a->name, st,
+                      s ? s : "");
         free(s);
         json_decref(o);
         return rc;
@@ -584,8 +582,8 @@ int lab_verify(const struct lab_agent *a, const char *name, struct lab_integrity
 {
     memset(out, 0, sizeof(*out));
     char *rest = NULL;
-    int rc = lab_console_expect(a, name, "verify", 0, "FERRY-RESULT ", LAB_CMD_TIMEOUT_MS, &rest,
-                                e);
+    int rc =
+        lab_console_expect(a, name, "verify", 0, "FERRY-RESULT ", LAB_CMD_TIMEOUT_MS, &rest, e);
     if (rc != 0)
         return rc;
     json_error_t je;
@@ -608,8 +606,8 @@ int lab_verify(const struct lab_agent *a, const char *name, struct lab_integrity
 
 /* --- migration -------------------------------------------------------- */
 
-int lab_prepare_incoming(const struct lab_agent *src, const struct lab_agent *dst,
-                         const char *name, char *uri, size_t n, struct ferr *e)
+int lab_prepare_incoming(const struct lab_agent *src, const struct lab_agent *dst, const char *name,
+                         char *uri, size_t n, struct ferr *e)
 {
     json_t *o;
     int rc = lab_instance(src, name, &o, e);
@@ -629,8 +627,8 @@ int lab_prepare_incoming(const struct lab_agent *src, const struct lab_agent *ds
         return rc;
     if (st != 202 && st != 200) {
         char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
-        rc = ferr_set(e, FERR_PEER, "incoming", "POST /v1/incoming on %s: status %d %s",
-                      dst->name, st, s ? s : "");
+        rc = ferr_set(e, FERR_PEER, "incoming", "POST /v1/incoming on %s: status %d %s", dst->name,
+                      st, s ? s : "");
         free(s);
         json_decref(o);
         return rc;
@@ -664,16 +662,15 @@ int lab_prepare_incoming(const struct lab_agent *src, const struct lab_agent *ds
     }
 }
 
-int lab_migrate_start(const struct lab_agent *src, const struct lab_agent *dst,
-                      const char *name, const json_t *limits, char *id, size_t n,
-                      struct ferr *e)
+int lab_migrate_start(const struct lab_agent *src, const struct lab_agent *dst, const char *name,
+                      const json_t *limits, char *id, size_t n, struct ferr *e)
 {
     char uri[160];
     int rc = lab_prepare_incoming(src, dst, name, uri, sizeof(uri), e);
     if (rc != 0)
         return rc;
-    json_t *b = json_pack("{s:s, s:s, s:s}", "instance", name, "dest_uri", uri, "dest_agent",
-                          dst->url);
+    json_t *b =
+        json_pack("{s:s, s:s, s:s}", "instance", name, "dest_uri", uri, "dest_agent", dst->url);
     if (limits)
         json_object_set_new(b, "limits", json_deep_copy(limits));
     int st = 0;
@@ -718,8 +715,8 @@ static int mig_get(const struct lab_agent *src, const char *id, json_t **out, st
     return 0;
 }
 
-int lab_migration_wait(const struct lab_agent *src, const char *id, int timeout_ms,
-                       json_t **out, struct ferr *e)
+int lab_migration_wait(const struct lab_agent *src, const char *id, int timeout_ms, json_t **out,
+                       struct ferr *e)
 {
     uint64_t deadline = lab_now_ms() + (uint64_t)timeout_ms;
     for (;;) {
@@ -736,8 +733,8 @@ int lab_migration_wait(const struct lab_agent *src, const char *id, int timeout_
         snprintf(last, sizeof(last), "%s", s ? s : "?");
         json_decref(o);
         if (lab_now_ms() >= deadline)
-            return ferr_set(e, FERR_TIMEOUT, "migration",
-                            "migration %s still %s after %d ms", id, last, timeout_ms);
+            return ferr_set(e, FERR_TIMEOUT, "migration", "migration %s still %s after %d ms", id,
+                            last, timeout_ms);
         sleep_ms(200);
     }
 }

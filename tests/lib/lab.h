@@ -32,34 +32,34 @@
 
 #include "util/ferr.h"
 
-#define LAB_AGENTS_MAX 4             /* agents in one lab */
-#define LAB_MAX_LABS 4               /* labs alive at once in one process */
-#define LAB_HTTP_TIMEOUT_MS 15000    /* one API request, ms */
-#define LAB_HEALTH_TIMEOUT_MS 15000  /* agent start until /v1/health answers, ms */
-#define LAB_BOOT_TIMEOUT_MS 180000   /* guest launch until FERRY-READY, ms */
-#define LAB_CMD_TIMEOUT_MS 60000     /* one console command's answer, ms */
-#define LAB_PATH_MAX 512             /* bytes of one path kept here */
+#define LAB_AGENTS_MAX 4            /* agents in one lab */
+#define LAB_MAX_LABS 4              /* labs alive at once in one process */
+#define LAB_HTTP_TIMEOUT_MS 15000   /* one API request, ms */
+#define LAB_HEALTH_TIMEOUT_MS 15000 /* agent start until /v1/health answers, ms */
+#define LAB_BOOT_TIMEOUT_MS 180000  /* guest launch until FERRY-READY, ms */
+#define LAB_CMD_TIMEOUT_MS 60000    /* one console command's answer, ms */
+#define LAB_PATH_MAX 512            /* bytes of one path kept here */
 
 struct lab_agent {
-    pid_t pid;                 /* ferry-agent's pid = its process group, 0 when none */
-    char name[16];             /* agent --name, "hostN" */
-    char addr[32];             /* listen IPv4 address, 127.0.1.N */
-    int port;                  /* API port */
-    char url[64];              /* "http://ADDR:PORT" */
+    pid_t pid;                    /* ferry-agent's pid = its process group, 0 when none */
+    char name[16];                /* agent --name, "hostN" */
+    char addr[32];                /* listen IPv4 address, 127.0.1.N */
+    int port;                     /* API port */
+    char url[64];                 /* "http://ADDR:PORT" */
     char state_dir[LAB_PATH_MAX]; /* --state-dir (under the lab's temp dir) */
     char log_path[LAB_PATH_MAX];  /* the agent's stdout+stderr */
 };
 
 struct lab {
-    int n;                          /* agents started */
+    int n; /* agents started */
     struct lab_agent agents[LAB_AGENTS_MAX];
-    char tmp[LAB_PATH_MAX];         /* mkdtemp dir holding everything, "" when none */
-    char build[LAB_PATH_MAX];       /* absolute build dir */
-    char lab_dir[LAB_PATH_MAX];     /* absolute dir holding vmlinuz and initrd.img */
-    pid_t extra[8];                 /* extra process groups killed on stop (lab_track) */
-    int n_extra;                    /* entries in extra */
-    pid_t watchdog;                 /* watchdog process, 0 when none */
-    int watch_fd;                   /* write end of the watchdog's pipe, -1 when none */
+    char tmp[LAB_PATH_MAX];     /* mkdtemp dir holding everything, "" when none */
+    char build[LAB_PATH_MAX];   /* absolute build dir */
+    char lab_dir[LAB_PATH_MAX]; /* absolute dir holding vmlinuz and initrd.img */
+    pid_t extra[8];             /* extra process groups killed on stop (lab_track) */
+    int n_extra;                /* entries in extra */
+    pid_t watchdog;             /* watchdog process, 0 when none */
+    int watch_fd;               /* write end of the watchdog's pipe, -1 when none */
 };
 
 /* Result of lab_verify: the guest's own FERRY-RESULT line. */
@@ -116,8 +116,8 @@ int lab_launch_guest(const struct lab_agent *a, const char *name, unsigned memor
     __attribute__((warn_unused_result));
 
 /* Current end of the instance's console output (absolute byte offset). */
-int lab_console_offset(const struct lab_agent *a, const char *name, uint64_t *off,
-                       struct ferr *e) __attribute__((warn_unused_result));
+int lab_console_offset(const struct lab_agent *a, const char *name, uint64_t *off, struct ferr *e)
+    __attribute__((warn_unused_result));
 
 /* Sends line (may be NULL: send nothing) to the console and waits up to
  * timeout_ms for a complete console line starting with prefix that begins
@@ -137,22 +137,21 @@ int lab_verify(const struct lab_agent *a, const char *name, struct lab_integrity
 /* Prepares the destination: POST /v1/incoming on dst with the source
  * instance's own spec, then waits (bounded) for its incoming_uri, copied to
  * uri (n bytes). On failure the destination instance is deleted again. */
-int lab_prepare_incoming(const struct lab_agent *src, const struct lab_agent *dst,
-                         const char *name, char *uri, size_t n, struct ferr *e)
-    __attribute__((warn_unused_result));
+int lab_prepare_incoming(const struct lab_agent *src, const struct lab_agent *dst, const char *name,
+                         char *uri, size_t n, struct ferr *e) __attribute__((warn_unused_result));
 
 /* Prepares dst and POSTs the migration of name from src with limits
  * (borrowed JSON object, may be NULL). On 0, id (n bytes) holds the
  * migration id. On failure the prepared destination is deleted. */
-int lab_migrate_start(const struct lab_agent *src, const struct lab_agent *dst,
-                      const char *name, const json_t *limits, char *id, size_t n,
-                      struct ferr *e) __attribute__((warn_unused_result));
+int lab_migrate_start(const struct lab_agent *src, const struct lab_agent *dst, const char *name,
+                      const json_t *limits, char *id, size_t n, struct ferr *e)
+    __attribute__((warn_unused_result));
 
 /* Polls GET /v1/migrations/id on src every 200 ms until its state is
  * terminal (succeeded, failed, cancelled) or timeout_ms passes. On 0, *out
  * is the final migration object (caller decrefs). FERR_TIMEOUT otherwise. */
-int lab_migration_wait(const struct lab_agent *src, const char *id, int timeout_ms,
-                       json_t **out, struct ferr *e) __attribute__((warn_unused_result));
+int lab_migration_wait(const struct lab_agent *src, const char *id, int timeout_ms, json_t **out,
+                       struct ferr *e) __attribute__((warn_unused_result));
 
 /* lab_migrate_start + lab_migration_wait. Returns 0 whenever the migration
  * reached a terminal state (check its "state"); *out as for the wait. */
