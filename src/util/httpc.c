@@ -1,6 +1,7 @@
 #include "util/httpc.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <netdb.h>
 #include <poll.h>
 #include <stdio.h>
@@ -124,10 +125,15 @@ int httpc_request(const char *url_base, const char *method, const char *path, co
     free(head);
     if (rc == 0 && blen)
         rc = send_all(fd, body, blen, deadline, e);
-    if (rc != 0) {
+    /* A server that refuses an oversize body answers (413) and closes
+     * before reading all of it: the send fails with EPIPE/ECONNRESET but
+     * the answer is waiting in our receive buffer, so read it. */
+    bool refused = rc == -EPIPE || rc == -ECONNRESET;
+    if (rc != 0 && !refused) {
         close(fd);
         return rc;
     }
+    rc = 0;
     size_t cap = 8192, len = 0;
     char *buf = xmalloc(cap);
     for (;;) {
@@ -152,6 +158,8 @@ int httpc_request(const char *url_base, const char *method, const char *path, co
         ssize_t n = recv(fd, buf + len, cap - len - 1, 0);
         if (n < 0 && (errno == EAGAIN || errno == EINTR))
             continue;
+        if (n < 0 && errno == ECONNRESET && len > 0)
+            break; /* the answer arrived before the reset */
         if (n < 0) {
             rc = ferr_set(e, -errno, "", "recv: %s", strerror(errno));
             break;
