@@ -101,6 +101,7 @@ struct migration {
     bool timeout_fired;            /* completion timeout triggered the cancel */
     bool cancel_requested;         /* cancel asked through the API */
     unsigned confirm_tries;        /* destination confirmation attempts */
+    unsigned complete_requeries;   /* queries waiting for QEMU's final times */
     struct mig_sample *samples;    /* kept samples, n_samples of them */
     size_t n_samples;              /* entries in samples */
     size_t cap_samples;            /* allocated entries */

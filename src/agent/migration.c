@@ -329,6 +329,11 @@ static void on_query(struct instance *in, const struct ferr *err, json_t *ret, v
     if (st)
         snprintf(m->qemu_status, sizeof(m->qemu_status), "%s", st);
     if (s.phase == MIG_PHASE_COMPLETED) {
+        /* QEMU 7.2 reports "completed" a moment before it has computed
+         * total-time and downtime (both read 0 until
+         * migration_calculate_complete runs): wait a few ticks for them. */
+        if (ju(ret, "total-time") == 0 && ++m->complete_requeries <= 8)
+            return;
         m->total_time_ms = ju(ret, "total-time");
         m->downtime_ms = ju(ret, "downtime");
         m->setup_time_ms = ju(ret, "setup-time");
