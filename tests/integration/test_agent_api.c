@@ -8,12 +8,15 @@
  *
  * One guest ("g1") runs throughout so that requests against an existing
  * instance (console line, migration limits) are exercised too. */
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -92,6 +95,57 @@ static void expect_err(const char *what, const char *method, const char *path, c
     free(after);
 }
 
+/* A body over 1 MiB. The agent (libevent) answers 413 as soon as it sees
+ * the Content-Length and closes, so a client still writing the body may
+ * get EPIPE instead of the reply: send the headers only and read the
+ * answer, then the whole body over a fresh connection, where a cut
+ * connection is accepted as a refusal too. Nothing may change either way. */
+static void oversize_body(void)
+{
+    const struct lab_agent *a = &L.agents[0];
+    char *before = snapshot(a);
+    size_t big = (1u << 20) + 4096;
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in sin = {.sin_family = AF_INET, .sin_port = htons((uint16_t)a->port)};
+    inet_pton(AF_INET, a->addr, &sin.sin_addr);
+    struct timeval tv = {.tv_sec = 10};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    REQUIRE(connect(fd, (struct sockaddr *)&sin, sizeof(sin)) == 0, "connect: %s", strerror(errno));
+    char *hdr = xasprintf("POST /v1/instances HTTP/1.1\r\nHost: %s\r\nContent-Type: "
+                          "application/json\r\nContent-Length: %zu\r\n\r\n{\"name\":\"x\"",
+                          a->addr, big);
+    ssize_t w = write(fd, hdr, strlen(hdr));
+    CHECK(w == (ssize_t)strlen(hdr), "write headers");
+    free(hdr);
+    char buf[256] = "";
+    ssize_t r = read(fd, buf, sizeof(buf) - 1);
+    close(fd);
+    buf[r > 0 ? r : 0] = '\0';
+    CHECK(strncmp(buf, "HTTP/1.1 413", 12) == 0 || strncmp(buf, "HTTP/1.0 413", 12) == 0,
+          "oversize Content-Length: reply '%.40s'", buf);
+
+    char *huge = xmalloc(big + 64);
+    int n = snprintf(huge, 64, "{\"name\":\"x\",\"cmdline\":\"");
+    memset(huge + n, 'a', big);
+    memcpy(huge + n + big, "\"}", 3);
+    struct httpc_resp hr = {0};
+    struct ferr e = {0};
+    int rc =
+        httpc_request(a->url, "POST", "/v1/instances", huge, NULL, LAB_HTTP_TIMEOUT_MS, &hr, &e);
+    if (rc == 0) {
+        CHECK(hr.status == 413 || hr.status == 400, "whole oversize body: status %d", hr.status);
+        httpc_resp_free(&hr);
+    }
+    free(huge);
+    int st = 0;
+    CHECK(lab_api(a, "GET", "/v1/health", NULL, &st, NULL, &e) == 0 && st == 200,
+          "agent unhealthy after an oversize body: %s", e.msg);
+    char *after = snapshot(a);
+    CHECK(strcmp(before, after) == 0, "oversize body: state changed: %s -> %s", before, after);
+    free(before);
+    free(after);
+}
+
 static void t_malformed(void)
 {
     if (!lab_ok)
@@ -112,13 +166,7 @@ static void t_malformed(void)
     expect_err("nested 100 deep", "POST", "/v1/instances", body, 413, 400, NULL);
     free(body);
     free(deep);
-    size_t big = (1u << 20) + 4096;
-    char *huge = xmalloc(big + 64);
-    int n = snprintf(huge, 64, "{\"name\":\"x\",\"cmdline\":\"");
-    memset(huge + n, 'a', big);
-    memcpy(huge + n + big, "\"}", 3);
-    expect_err("body over 1 MiB", "POST", "/v1/instances", huge, 413, 400, NULL);
-    free(huge);
+    oversize_body();
 }
 
 static void t_spec_fields(void)
