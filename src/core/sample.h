@@ -46,6 +46,11 @@ struct mig_sample {
     uint64_t setting_downtime_ms;  /* current downtime-limit parameter, ms */
     uint64_t setting_max_bw_bps;   /* current max-bandwidth parameter, bytes/s */
     uint64_t expected_downtime_ms; /* QEMU's own expected downtime, ms */
+    uint64_t dirty_rate_hint_pps;  /* guest dirty rate measured outside the
+                                      migration (QEMU calc-dirty-rate, or the
+                                      simulator's equivalent), pages/s;
+                                      0 = unknown. Lets the estimator judge
+                                      pass 1, when QEMU reports no rate. */
 };
 
 /* Returns the stable lower-case name of phase ("active", "postcopy", ...),
