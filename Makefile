@@ -19,7 +19,7 @@ BUILD    ?= build
 SANFLAGS :=
 endif
 
-PKGS     := libevent jansson sqlite3
+PKGS     := libevent jansson sqlite3 libcrypto
 WARN     := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
             -Wformat=2 -Wvla -Wundef
 ifdef CI

@@ -3,7 +3,7 @@
 # run its lab. Idempotent and silent when everything is already present.
 # The list and the reason for each package live in docs/DEPENDENCIES.md.
 set -e
-PKGS="build-essential pkg-config libevent-dev libjansson-dev libsqlite3-dev \
+PKGS="build-essential pkg-config libevent-dev libjansson-dev libsqlite3-dev libssl-dev \
 qemu-system-x86 qemu-utils busybox-static cpio gzip clang \
 libclang-rt-14-dev curl ca-certificates python3 iproute2"
 missing=""
