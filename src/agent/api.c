@@ -2,6 +2,7 @@
  * validated before anything changes; errors are {"error":{code,message,
  * field}} with a 4xx/5xx status. Loopback only by default; a bearer token
  * is required when the agent was given one. */
+#include <errno.h>
 #include <event2/buffer.h>
 #include <event2/keyvalq_struct.h>
 #include <stdlib.h>
@@ -9,6 +10,7 @@
 
 #include "agent/agent.h"
 #include "agent/control.h"
+#include "core/trace.h"
 #include "util/httpd.h"
 #include "util/jsonin.h"
 #include "util/log.h"
@@ -226,6 +228,31 @@ static void create_migration(struct agent *ag, struct evhttp_request *req)
     httpd_reply_json(req, 202, mig_to_json(m, false));
 }
 
+/* GET /v1/migrations/ID/trace: every kept sample as core trace CSV
+ * (trace.h), canonical header first. */
+static void get_trace(struct migration *m, struct evhttp_request *req)
+{
+    struct evbuffer *b = evbuffer_new();
+    char line[TRACE_LINE_MAX + 2];
+    size_t n = 0;
+    if (!b || trace_format_header(line, sizeof(line), &n) != 0) {
+        if (b)
+            evbuffer_free(b);
+        reply_err(req, -EIO, "", "cannot format the trace header");
+        return;
+    }
+    evbuffer_add(b, line, n);
+    for (size_t i = 0; i < m->n_samples; i++) {
+        if (trace_format_row(&m->samples[i], line, sizeof(line), &n) != 0)
+            continue; /* phase out of range: cannot happen for agent samples */
+        evbuffer_add(b, line, n);
+    }
+    evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
+                      "text/csv; charset=utf-8");
+    evhttp_send_reply(req, 200, "OK", b);
+    evbuffer_free(b);
+}
+
 static void list_migrations(struct agent *ag, struct evhttp_request *req)
 {
     json_t *a = json_array();
@@ -305,6 +332,8 @@ void api_handle(struct evhttp_request *req, void *arg)
             httpd_reply_json(req, 200, mig_to_json(m, samples));
             return;
         }
+        if (n == 4 && strcmp(seg[3], "trace") == 0 && get)
+            return get_trace(m, req);
         if (n == 4 && strcmp(seg[3], "cancel") == 0 && post) {
             struct ferr e = {0};
             if (mig_cancel(m, &e) != 0) {
