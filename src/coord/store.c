@@ -1,0 +1,281 @@
+/* store — input checks and dispatch to the backend (see store.h). Every
+ * text that reaches a backend has passed one of the checks here, so caps
+ * and name rules hold whatever the backend. */
+#include "coord/store.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "coord/store_impl.h"
+#include "util/jsonin.h"
+#include "util/xalloc.h"
+
+struct store {
+    const struct store_ops *ops; /* backend operations */
+    void *impl;                  /* backend state */
+};
+
+/* A text that must fit in a fixed array of size cap+1, without control
+ * characters; empty allowed when empty_ok. */
+static int check_text(const char *s, size_t cap, int empty_ok, const char *field,
+                      struct ferr *e)
+{
+    if (!s)
+        return ferr_set(e, FERR_INVAL, field, "%s is required", field);
+    size_t len = strnlen(s, cap + 1);
+    if (len > cap)
+        return ferr_set(e, FERR_TOOBIG, field, "%s exceeds %zu bytes", field, cap);
+    if (len == 0 && !empty_ok)
+        return ferr_set(e, FERR_INVAL, field, "%s must not be empty", field);
+    for (size_t i = 0; i < len; i++)
+        if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
+            return ferr_set(e, FERR_INVAL, field, "%s holds a control character", field);
+    return 0;
+}
+
+static int check_name(const char *s, const char *field, struct ferr *e)
+{
+    if (!s || strnlen(s, STORE_NAME_MAX + 1) > STORE_NAME_MAX || !jsonin_name_ok(s))
+        return ferr_set(e, FERR_INVAL, field,
+                        "%s must be 1..63 characters of [A-Za-z0-9_.-], not starting with . or -",
+                        field);
+    return 0;
+}
+
+static int check_json(const char *s, const char *field, struct ferr *e)
+{
+    if (!s)
+        return 0;
+    size_t len = strnlen(s, STORE_JSON_MAX + 1);
+    if (len > STORE_JSON_MAX)
+        return ferr_set(e, FERR_TOOBIG, field, "%s exceeds %d bytes", field, STORE_JSON_MAX);
+    json_error_t je;
+    json_t *v = json_loadb(s, len, JSON_DECODE_ANY, &je);
+    if (!v)
+        return ferr_set(e, FERR_INVAL, field, "%s is not JSON: %s", field, je.text);
+    json_decref(v);
+    return 0;
+}
+
+static int check_state(const char *s, struct ferr *e)
+{
+    if (!s || (strcmp(s, "up") != 0 && strcmp(s, "down") != 0))
+        return ferr_set(e, FERR_INVAL, "state", "host state must be up or down");
+    return 0;
+}
+
+int store_open(const char *location, struct store **out, struct ferr *e)
+{
+    *out = NULL;
+    if (!location || !location[0])
+        return ferr_set(e, FERR_INVAL, "db", "no store location given");
+    if (strncmp(location, "postgresql://", 13) == 0 || strncmp(location, "postgres://", 11) == 0)
+        return ferr_set(e, FERR_INVAL, "db", "the PostgreSQL backend is not built yet");
+    struct store *st = xcalloc(1, sizeof(*st));
+    int rc = store__sqlite_open(location, &st->ops, &st->impl, e);
+    if (rc != 0) {
+        free(st);
+        return rc;
+    }
+    *out = st;
+    return 0;
+}
+
+void store_close(struct store *st)
+{
+    if (!st)
+        return;
+    st->ops->close(st->impl);
+    free(st);
+}
+
+int store_schema_version(struct store *st, int *version, struct ferr *e)
+{
+    return st->ops->schema_version(st->impl, version, e);
+}
+
+int store_tx_begin(struct store *st, struct ferr *e)
+{
+    return st->ops->tx_begin(st->impl, e);
+}
+
+int store_tx_commit(struct store *st, struct ferr *e)
+{
+    return st->ops->tx_commit(st->impl, e);
+}
+
+void store_tx_rollback(struct store *st)
+{
+    st->ops->tx_rollback(st->impl);
+}
+
+int store_host_register(struct store *st, const struct store_host *h,
+                        const struct store_instance *inst, size_t n, int *created,
+                        struct ferr *e)
+{
+    int rc;
+    if ((rc = check_name(h->name, "name", e)) != 0 ||
+        (rc = check_text(h->url, STORE_URL_MAX, 0, "agent_url", e)) != 0 ||
+        (rc = check_state(h->state, e)) != 0)
+        return rc;
+    if (n > STORE_LIST_MAX)
+        return ferr_set(e, FERR_TOOBIG, "instances", "more than %d instances", STORE_LIST_MAX);
+    for (size_t i = 0; i < n; i++) {
+        char f[48];
+        snprintf(f, sizeof(f), "instances[%zu].name", i);
+        if ((rc = check_name(inst[i].name, f, e)) != 0)
+            return rc;
+        snprintf(f, sizeof(f), "instances[%zu].project_id", i);
+        if ((rc = check_text(inst[i].project_id, STORE_IDENT_MAX, 0, f, e)) != 0)
+            return rc;
+        for (size_t j = 0; j < i; j++)
+            if (strcmp(inst[i].name, inst[j].name) == 0) {
+                snprintf(f, sizeof(f), "instances[%zu].name", i);
+                return ferr_set(e, FERR_INVAL, f, "instance %s is listed twice", inst[i].name);
+            }
+    }
+    return st->ops->host_register(st->impl, h, inst, n, created, e);
+}
+
+int store_host_get(struct store *st, const char *name, struct store_host *out, struct ferr *e)
+{
+    int rc = check_name(name, "name", e);
+    return rc ? rc : st->ops->host_get(st->impl, name, out, e);
+}
+
+int store_host_update(struct store *st, const char *name, const char *state,
+                      int64_t heartbeat_ms, struct ferr *e)
+{
+    int rc;
+    if ((rc = check_name(name, "name", e)) != 0 || (rc = check_state(state, e)) != 0)
+        return rc;
+    return st->ops->host_update(st->impl, name, state, heartbeat_ms, e);
+}
+
+int store_host_list(struct store *st, struct store_host **out, size_t *n, struct ferr *e)
+{
+    return st->ops->host_list(st->impl, out, n, e);
+}
+
+int store_instance_list(struct store *st, const char *host, struct store_instance **out,
+                        size_t *n, struct ferr *e)
+{
+    int rc = host ? check_name(host, "host", e) : 0;
+    return rc ? rc : st->ops->instance_list(st->impl, host, out, n, e);
+}
+
+int store_event_append(struct store *st, const struct store_event *ev, int64_t *seq,
+                       struct ferr *e)
+{
+    int rc;
+    if ((rc = check_text(ev->type, STORE_IDENT_MAX, 0, "type", e)) != 0 ||
+        (rc = check_text(ev->subject, STORE_SUBJECT_MAX, 0, "subject", e)) != 0 ||
+        (rc = check_json(ev->payload, "payload", e)) != 0)
+        return rc;
+    if (ev->version < 1)
+        return ferr_set(e, FERR_INVAL, "version", "event version must be >= 1");
+    return st->ops->event_append(st->impl, ev, seq, e);
+}
+
+int store_events_since(struct store *st, int64_t since, size_t limit, struct store_event **out,
+                       size_t *n, struct ferr *e)
+{
+    if (since < 0)
+        return ferr_set(e, FERR_INVAL, "since", "since must be >= 0");
+    if (limit == 0 || limit > STORE_EVENTS_PAGE)
+        limit = STORE_EVENTS_PAGE;
+    return st->ops->events_since(st->impl, since, limit, out, n, e);
+}
+
+void store_events_free(struct store_event *ev, size_t n)
+{
+    if (!ev)
+        return;
+    for (size_t i = 0; i < n; i++)
+        free(ev[i].payload);
+    free(ev);
+}
+
+int store_event_last_seq(struct store *st, int64_t *seq, struct ferr *e)
+{
+    return st->ops->event_last_seq(st->impl, seq, e);
+}
+
+static int check_hash(const char *h, struct ferr *e)
+{
+    if (!h || strnlen(h, STORE_HASH_HEX + 1) != STORE_HASH_HEX)
+        return ferr_set(e, FERR_INVAL, "hash", "token hash must be 64 hex characters");
+    for (size_t i = 0; i < STORE_HASH_HEX; i++)
+        if (!((h[i] >= '0' && h[i] <= '9') || (h[i] >= 'a' && h[i] <= 'f')))
+            return ferr_set(e, FERR_INVAL, "hash", "token hash must be lower-case hex");
+    return 0;
+}
+
+int store_token_add(struct store *st, const struct store_token *t, struct ferr *e)
+{
+    int rc;
+    if ((rc = check_hash(t->hash, e)) != 0 ||
+        (rc = check_text(t->user, STORE_IDENT_MAX, 0, "user", e)) != 0 ||
+        (rc = check_text(t->project, STORE_IDENT_MAX, 0, "project", e)) != 0 ||
+        (rc = check_text(t->roles, STORE_ROLES_MAX, 1, "roles", e)) != 0)
+        return rc;
+    return st->ops->token_add(st->impl, t, e);
+}
+
+int store_token_lookup(struct store *st, const char *hash, struct store_token *out,
+                       struct ferr *e)
+{
+    int rc = check_hash(hash, e);
+    return rc ? rc : st->ops->token_lookup(st->impl, hash, out, e);
+}
+
+int store_audit_append(struct store *st, const struct store_audit *a, struct ferr *e)
+{
+    int rc;
+    if ((rc = check_text(a->subject, STORE_SUBJECT_MAX, 0, "subject", e)) != 0 ||
+        (rc = check_text(a->action, STORE_IDENT_MAX, 0, "action", e)) != 0 ||
+        (rc = check_text(a->target, STORE_SUBJECT_MAX, 1, "target", e)) != 0 ||
+        (rc = check_text(a->decision, STORE_IDENT_MAX, 0, "decision", e)) != 0)
+        return rc;
+    return st->ops->audit_append(st->impl, a, e);
+}
+
+int store_audit_count(struct store *st, int64_t *n, struct ferr *e)
+{
+    return st->ops->audit_count(st->impl, n, e);
+}
+
+int store_migration_insert(struct store *st, const struct store_migration *m, struct ferr *e)
+{
+    int rc;
+    if ((rc = check_text(m->id, STORE_IDENT_MAX, 0, "id", e)) != 0 ||
+        (rc = check_name(m->instance, "instance", e)) != 0 ||
+        (rc = check_name(m->source, "source", e)) != 0 ||
+        (m->destination[0] && (rc = check_name(m->destination, "destination", e)) != 0) ||
+        (rc = check_text(m->state, STORE_IDENT_MAX, 0, "state", e)) != 0 ||
+        (rc = check_text(m->phase, STORE_IDENT_MAX, 1, "phase", e)) != 0 ||
+        (rc = check_json(m->policy_json, "policy", e)) != 0 ||
+        (rc = check_json(m->limits_json, "limits", e)) != 0 ||
+        (rc = check_text(m->user, STORE_IDENT_MAX, 0, "user", e)) != 0 ||
+        (rc = check_text(m->project, STORE_IDENT_MAX, 0, "project", e)) != 0 ||
+        (rc = check_text(m->last_error, STORE_ERROR_MAX, 1, "last_error", e)) != 0)
+        return rc;
+    if (!(m->progress_pct >= 0.0 && m->progress_pct <= 100.0))
+        return ferr_set(e, FERR_INVAL, "progress_pct", "progress must be 0..100");
+    return st->ops->migration_insert(st->impl, m, e);
+}
+
+int store_migration_get(struct store *st, const char *id, struct store_migration *out,
+                        struct ferr *e)
+{
+    int rc = check_text(id, STORE_IDENT_MAX, 0, "id", e);
+    return rc ? rc : st->ops->migration_get(st->impl, id, out, e);
+}
+
+void store_migration_clear(struct store_migration *m)
+{
+    free(m->policy_json);
+    free(m->limits_json);
+    m->policy_json = m->limits_json = NULL;
+}

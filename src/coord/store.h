@@ -1,0 +1,205 @@
+/* store — ferryd's durable state behind a narrow interface: hosts,
+ * instances, migrations, API tokens, the event outbox and the audit log.
+ *
+ * The interface is backend-neutral: store.c checks every input against the
+ * caps below and dispatches through a table of operations (store_impl.h);
+ * the SQL lives only in the backend (store_sqlite.c today; a PostgreSQL
+ * backend implements the same table). Nothing here knows the clock: every
+ * time is passed in by the caller, in milliseconds since the Unix epoch.
+ *
+ * Durability: a function returns 0 only after its change is committed (or,
+ * inside store_tx_begin/commit, after the commit). Several changes — a state
+ * change and the event describing it — become atomic by wrapping them in
+ * store_tx_begin ... store_tx_commit; store_tx_rollback leaves none of them.
+ * Every function returns 0 or a negative FERR_* code with e filled (e may
+ * be NULL). A store handle is used from one thread. */
+#ifndef FERRY_COORD_STORE_H
+#define FERRY_COORD_STORE_H
+#include <stddef.h>
+#include <stdint.h>
+
+#include "util/ferr.h"
+
+#define STORE_SCHEMA_VERSION 2   /* the version this code creates and understands */
+#define STORE_NAME_MAX 63        /* bytes: host, instance names ([A-Za-z0-9_.-]) */
+#define STORE_URL_MAX 255        /* bytes: agent URL */
+#define STORE_IDENT_MAX 64       /* bytes: user, project, state, phase, event type */
+#define STORE_ROLES_MAX 255      /* bytes: comma-separated role list */
+#define STORE_SUBJECT_MAX 255    /* bytes: event/audit subject and target */
+#define STORE_ERROR_MAX 1023     /* bytes: a migration's last error */
+#define STORE_JSON_MAX 65536     /* bytes: one JSON text (payload, policy, limits) */
+#define STORE_HASH_HEX 64        /* chars: SHA-256 in hex */
+#define STORE_EVENTS_PAGE 1000   /* events returned by one store_events_since */
+#define STORE_LIST_MAX 100000    /* rows returned by one list call */
+
+struct store;
+
+struct store_host {
+    char name[STORE_NAME_MAX + 1];
+    char url[STORE_URL_MAX + 1];    /* agent base URL, "http://ADDR:PORT" */
+    uint64_t ram_mib;               /* capacity, MiB */
+    uint32_t vcpus;                 /* capacity, vCPUs */
+    char state[STORE_IDENT_MAX + 1]; /* "up" or "down" */
+    int64_t last_heartbeat_ms;      /* ms since epoch */
+    int64_t registered_ms;          /* first registration, ms since epoch */
+};
+
+struct store_instance {
+    char name[STORE_NAME_MAX + 1];
+    char host[STORE_NAME_MAX + 1];        /* host it runs on */
+    char project_id[STORE_IDENT_MAX + 1]; /* owner project */
+    uint64_t memory_mib;                  /* MiB */
+    uint32_t vcpus;
+};
+
+struct store_token {
+    char hash[STORE_HASH_HEX + 1];       /* SHA-256 of the token, lower-case hex */
+    char user[STORE_IDENT_MAX + 1];
+    char project[STORE_IDENT_MAX + 1];
+    char roles[STORE_ROLES_MAX + 1];     /* comma-separated, e.g. "admin,agent" */
+    int64_t created_ms;
+};
+
+struct store_event {
+    int64_t seq;                           /* assigned by the store, 1, 2, ... no gaps */
+    char type[STORE_IDENT_MAX + 1];        /* e.g. "host.down" */
+    int64_t time_ms;                       /* ms since epoch */
+    char subject[STORE_SUBJECT_MAX + 1];   /* e.g. "host/h1" */
+    char *payload;                         /* JSON text; owned by the array from
+                                              store_events_since, borrowed on append */
+    int version;                           /* payload schema version, >= 1 */
+};
+
+struct store_audit {
+    int64_t time_ms;
+    char subject[STORE_SUBJECT_MAX + 1];  /* "user@project" */
+    char action[STORE_IDENT_MAX + 1];     /* e.g. "host:register" */
+    char target[STORE_SUBJECT_MAX + 1];   /* e.g. "host/h1" */
+    char decision[STORE_IDENT_MAX + 1];   /* "allow" or "deny" */
+};
+
+struct store_migration {
+    char id[STORE_IDENT_MAX + 1];
+    char instance[STORE_NAME_MAX + 1];
+    char source[STORE_NAME_MAX + 1];
+    char destination[STORE_NAME_MAX + 1]; /* "" while not placed */
+    char state[STORE_IDENT_MAX + 1];
+    char phase[STORE_IDENT_MAX + 1];
+    char *policy_json;                    /* JSON text or NULL; owned after get */
+    char *limits_json;                    /* JSON text or NULL; owned after get */
+    uint64_t mem_total_bytes;
+    uint64_t mem_remaining_bytes;
+    uint64_t disk_total_bytes;
+    uint64_t disk_remaining_bytes;
+    double progress_pct;                  /* 0..100 */
+    int64_t eta_ms;                       /* -1 when unknown */
+    int64_t eta_low_ms;                   /* interval, -1 when unknown */
+    int64_t eta_high_ms;
+    int64_t downtime_ms;                  /* achieved, -1 when not known yet */
+    char user[STORE_IDENT_MAX + 1];       /* who started it */
+    char project[STORE_IDENT_MAX + 1];
+    int64_t created_ms;
+    int64_t updated_ms;
+    char last_error[STORE_ERROR_MAX + 1];
+};
+
+/* Opens (creating when absent) the store at location — a file path for the
+ * SQLite backend. Sets WAL mode and synchronous=FULL, then applies every
+ * forward schema migration up to STORE_SCHEMA_VERSION in one transaction.
+ * Refuses (FERR_STATE) a store whose schema is newer than this code, and
+ * changes nothing in it. On 0, *out is the handle (close with store_close);
+ * on failure *out is NULL. */
+int store_open(const char *location, struct store **out, struct ferr *e)
+    __attribute__((warn_unused_result));
+
+/* Closes st (rolling back an open transaction) and frees it; NULL is fine. */
+void store_close(struct store *st);
+
+/* Returns the schema version the store holds into *version. */
+int store_schema_version(struct store *st, int *version, struct ferr *e)
+    __attribute__((warn_unused_result));
+
+/* Starts a write transaction (FERR_STATE when one is open already). */
+int store_tx_begin(struct store *st, struct ferr *e) __attribute__((warn_unused_result));
+/* Commits it durably; on failure the transaction is rolled back. */
+int store_tx_commit(struct store *st, struct ferr *e) __attribute__((warn_unused_result));
+/* Rolls it back; safe (a no-op) without an open transaction. */
+void store_tx_rollback(struct store *st);
+
+/* Inserts or updates host h (state, last heartbeat and capacity from h;
+ * registered_ms kept from the first registration) and replaces the host's
+ * instances with inst[0..n) (each inst[i].host is ignored and set to
+ * h->name). Atomic on its own, or part of an open transaction. *created is
+ * set to 1 when the host was new (may be NULL). FERR_INVAL names the bad
+ * field ("name", "agent_url", "instances[3].name"...). An instance name
+ * registered under another host moves to this one. */
+int store_host_register(struct store *st, const struct store_host *h,
+                        const struct store_instance *inst, size_t n, int *created,
+                        struct ferr *e) __attribute__((warn_unused_result));
+
+/* Fetches host name into *out; FERR_NOTFOUND when unknown. */
+int store_host_get(struct store *st, const char *name, struct store_host *out, struct ferr *e)
+    __attribute__((warn_unused_result));
+
+/* Sets host name's state ("up"/"down") and, when heartbeat_ms >= 0, its
+ * last heartbeat. FERR_NOTFOUND when unknown. */
+int store_host_update(struct store *st, const char *name, const char *state,
+                      int64_t heartbeat_ms, struct ferr *e) __attribute__((warn_unused_result));
+
+/* Lists every host ordered by name: *out (caller frees with free()), *n. */
+int store_host_list(struct store *st, struct store_host **out, size_t *n, struct ferr *e)
+    __attribute__((warn_unused_result));
+
+/* Lists the instances of host (every host when host is NULL) ordered by
+ * name: *out (caller frees with free()), *n. */
+int store_instance_list(struct store *st, const char *host, struct store_instance **out,
+                        size_t *n, struct ferr *e) __attribute__((warn_unused_result));
+
+/* Appends ev (seq ignored, payload borrowed JSON text or NULL for {}) to the
+ * outbox; *seq (may be NULL) receives its sequence number. Inside a
+ * transaction the event commits or vanishes with it, and sequence numbers
+ * stay gapless either way. */
+int store_event_append(struct store *st, const struct store_event *ev, int64_t *seq,
+                       struct ferr *e) __attribute__((warn_unused_result));
+
+/* Returns up to limit (capped at STORE_EVENTS_PAGE) events with seq > since
+ * in seq order: *out (caller frees with store_events_free), *n. */
+int store_events_since(struct store *st, int64_t since, size_t limit, struct store_event **out,
+                       size_t *n, struct ferr *e) __attribute__((warn_unused_result));
+
+/* Frees an array from store_events_since (and each payload). */
+void store_events_free(struct store_event *ev, size_t n);
+
+/* Highest event seq (0 when none) into *seq. */
+int store_event_last_seq(struct store *st, int64_t *seq, struct ferr *e)
+    __attribute__((warn_unused_result));
+
+/* Stores token t (by its hash only). FERR_EXISTS when the hash is known. */
+int store_token_add(struct store *st, const struct store_token *t, struct ferr *e)
+    __attribute__((warn_unused_result));
+
+/* Looks a token up by hash (64 lower-case hex chars); FERR_NOTFOUND. */
+int store_token_lookup(struct store *st, const char *hash, struct store_token *out,
+                       struct ferr *e) __attribute__((warn_unused_result));
+
+/* Appends one audit record. */
+int store_audit_append(struct store *st, const struct store_audit *a, struct ferr *e)
+    __attribute__((warn_unused_result));
+
+/* Number of audit records into *n. */
+int store_audit_count(struct store *st, int64_t *n, struct ferr *e)
+    __attribute__((warn_unused_result));
+
+/* Inserts migration m (JSON fields borrowed). FERR_EXISTS on a known id. */
+int store_migration_insert(struct store *st, const struct store_migration *m, struct ferr *e)
+    __attribute__((warn_unused_result));
+
+/* Fetches migration id into *out (release with store_migration_clear);
+ * FERR_NOTFOUND when unknown. */
+int store_migration_get(struct store *st, const char *id, struct store_migration *out,
+                        struct ferr *e) __attribute__((warn_unused_result));
+
+/* Frees what a fetched migration owns (its JSON texts); m stays usable. */
+void store_migration_clear(struct store_migration *m);
+
+#endif

@@ -1,0 +1,40 @@
+/* store_impl — the table of operations a store backend provides (private to
+ * src/coord/store*.c). store.c has already validated every input against the
+ * caps of store.h when an operation is called; the backend only stores. */
+#ifndef FERRY_COORD_STORE_IMPL_H
+#define FERRY_COORD_STORE_IMPL_H
+#include "coord/store.h"
+
+struct store_ops {
+    void (*close)(void *impl);
+    int (*schema_version)(void *impl, int *version, struct ferr *e);
+    int (*tx_begin)(void *impl, struct ferr *e);
+    int (*tx_commit)(void *impl, struct ferr *e);
+    void (*tx_rollback)(void *impl);
+    int (*host_register)(void *impl, const struct store_host *h,
+                         const struct store_instance *inst, size_t n, int *created,
+                         struct ferr *e);
+    int (*host_get)(void *impl, const char *name, struct store_host *out, struct ferr *e);
+    int (*host_update)(void *impl, const char *name, const char *state, int64_t heartbeat_ms,
+                       struct ferr *e);
+    int (*host_list)(void *impl, struct store_host **out, size_t *n, struct ferr *e);
+    int (*instance_list)(void *impl, const char *host, struct store_instance **out, size_t *n,
+                         struct ferr *e);
+    int (*event_append)(void *impl, const struct store_event *ev, int64_t *seq, struct ferr *e);
+    int (*events_since)(void *impl, int64_t since, size_t limit, struct store_event **out,
+                        size_t *n, struct ferr *e);
+    int (*event_last_seq)(void *impl, int64_t *seq, struct ferr *e);
+    int (*token_add)(void *impl, const struct store_token *t, struct ferr *e);
+    int (*token_lookup)(void *impl, const char *hash, struct store_token *out, struct ferr *e);
+    int (*audit_append)(void *impl, const struct store_audit *a, struct ferr *e);
+    int (*audit_count)(void *impl, int64_t *n, struct ferr *e);
+    int (*migration_insert)(void *impl, const struct store_migration *m, struct ferr *e);
+    int (*migration_get)(void *impl, const char *id, struct store_migration *out,
+                         struct ferr *e);
+};
+
+/* Opens the SQLite backend at path (see store_open). */
+int store__sqlite_open(const char *path, const struct store_ops **ops, void **impl,
+                       struct ferr *e);
+
+#endif

@@ -1,0 +1,691 @@
+/* store_sqlite — the SQLite backend of the store (store.h). All of ferryd's
+ * SQL lives here. WAL journal, synchronous=FULL (a commit is on disk before
+ * it returns), foreign keys on, schema versioned in table schema_version
+ * and upgraded by the forward migrations below, in one transaction at open. */
+#include <errno.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "coord/store_impl.h"
+#include "util/log.h"
+#include "util/xalloc.h"
+
+#define BUSY_TIMEOUT_MS 5000 /* wait for another connection's lock, ms */
+
+struct sq {
+    sqlite3 *db;
+};
+
+/* Forward migrations: MIGRATIONS[v-1] takes a store from version v-1 to v.
+ * Never edit a released step; append a new one and raise
+ * STORE_SCHEMA_VERSION. */
+static const char *const MIGRATIONS[] = {
+    /* v1: inventory, tokens, event outbox */
+    "CREATE TABLE schema_version (version INTEGER NOT NULL);"
+    "INSERT INTO schema_version (version) VALUES (0);"
+    "CREATE TABLE hosts (name TEXT PRIMARY KEY, url TEXT NOT NULL,"
+    " ram_mib INTEGER NOT NULL, vcpus INTEGER NOT NULL, state TEXT NOT NULL,"
+    " last_heartbeat_ms INTEGER NOT NULL, registered_ms INTEGER NOT NULL);"
+    "CREATE TABLE instances (name TEXT PRIMARY KEY,"
+    " host TEXT NOT NULL REFERENCES hosts(name), project_id TEXT NOT NULL,"
+    " memory_mib INTEGER NOT NULL, vcpus INTEGER NOT NULL);"
+    "CREATE TABLE tokens (hash TEXT PRIMARY KEY, user TEXT NOT NULL,"
+    " project TEXT NOT NULL, roles TEXT NOT NULL, created_ms INTEGER NOT NULL);"
+    "CREATE TABLE events (seq INTEGER PRIMARY KEY AUTOINCREMENT, type TEXT NOT NULL,"
+    " time_ms INTEGER NOT NULL, subject TEXT NOT NULL, payload TEXT NOT NULL,"
+    " version INTEGER NOT NULL);",
+    /* v2: migrations, audit log, instance-by-host index */
+    "CREATE TABLE migrations (id TEXT PRIMARY KEY, instance TEXT NOT NULL,"
+    " source TEXT NOT NULL, destination TEXT NOT NULL, state TEXT NOT NULL,"
+    " phase TEXT NOT NULL, policy TEXT, limits TEXT,"
+    " mem_total_bytes INTEGER NOT NULL DEFAULT 0, mem_remaining_bytes INTEGER NOT NULL DEFAULT 0,"
+    " disk_total_bytes INTEGER NOT NULL DEFAULT 0,"
+    " disk_remaining_bytes INTEGER NOT NULL DEFAULT 0,"
+    " progress_pct REAL NOT NULL DEFAULT 0, eta_ms INTEGER NOT NULL DEFAULT -1,"
+    " eta_low_ms INTEGER NOT NULL DEFAULT -1, eta_high_ms INTEGER NOT NULL DEFAULT -1,"
+    " downtime_ms INTEGER NOT NULL DEFAULT -1, user TEXT NOT NULL, project TEXT NOT NULL,"
+    " created_ms INTEGER NOT NULL, updated_ms INTEGER NOT NULL,"
+    " last_error TEXT NOT NULL DEFAULT '');"
+    "CREATE INDEX migrations_instance ON migrations(instance);"
+    "CREATE TABLE audit (id INTEGER PRIMARY KEY AUTOINCREMENT, time_ms INTEGER NOT NULL,"
+    " subject TEXT NOT NULL, action TEXT NOT NULL, target TEXT NOT NULL,"
+    " decision TEXT NOT NULL);"
+    "CREATE INDEX instances_host ON instances(host);",
+};
+
+_Static_assert(sizeof(MIGRATIONS) / sizeof(MIGRATIONS[0]) == STORE_SCHEMA_VERSION,
+               "one migration per schema version");
+
+static int db_err(struct sq *s, struct ferr *e, const char *what)
+{
+    int c = sqlite3_extended_errcode(s->db);
+    if ((c & 0xff) == SQLITE_CONSTRAINT)
+        return ferr_set(e, FERR_EXISTS, "", "%s: %s", what, sqlite3_errmsg(s->db));
+    return ferr_set(e, -EIO, "", "store: %s: %s", what, sqlite3_errmsg(s->db));
+}
+
+static int exec(struct sq *s, const char *sql, struct ferr *e)
+{
+    char *msg = NULL;
+    if (sqlite3_exec(s->db, sql, NULL, NULL, &msg) != SQLITE_OK) {
+        int rc = ferr_set(e, -EIO, "", "store: %s", msg ? msg : sqlite3_errmsg(s->db));
+        sqlite3_free(msg);
+        return rc;
+    }
+    return 0;
+}
+
+static int prep(struct sq *s, const char *sql, sqlite3_stmt **st, struct ferr *e)
+{
+    if (sqlite3_prepare_v2(s->db, sql, -1, st, NULL) != SQLITE_OK) {
+        *st = NULL;
+        return db_err(s, e, "prepare");
+    }
+    return 0;
+}
+
+/* Steps st once expecting SQLITE_DONE, finalises it. */
+static int run(struct sq *s, sqlite3_stmt *st, const char *what, struct ferr *e)
+{
+    int r = sqlite3_step(st);
+    int rc = r == SQLITE_DONE ? 0 : db_err(s, e, what);
+    sqlite3_finalize(st);
+    return rc;
+}
+
+static void col_text(sqlite3_stmt *st, int i, char *dst, size_t n)
+{
+    const unsigned char *t = sqlite3_column_text(st, i);
+    snprintf(dst, n, "%s", t ? (const char *)t : "");
+}
+
+static char *col_dup(sqlite3_stmt *st, int i)
+{
+    const unsigned char *t = sqlite3_column_text(st, i);
+    return t ? xstrdup((const char *)t) : NULL;
+}
+
+static void bind_text(sqlite3_stmt *st, int i, const char *s)
+{
+    if (s)
+        sqlite3_bind_text(st, i, s, -1, SQLITE_TRANSIENT);
+    else
+        sqlite3_bind_null(st, i);
+}
+
+static int read_version(struct sq *s, int *version, struct ferr *e)
+{
+    sqlite3_stmt *st;
+    *version = 0;
+    int rc = prep(s, "SELECT count(*) FROM sqlite_master WHERE type='table' AND "
+                     "name='schema_version'", &st, e);
+    if (rc)
+        return rc;
+    int has = sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int(st, 0) > 0;
+    sqlite3_finalize(st);
+    if (!has)
+        return 0;
+    if ((rc = prep(s, "SELECT max(version) FROM schema_version", &st, e)) != 0)
+        return rc;
+    if (sqlite3_step(st) == SQLITE_ROW)
+        *version = sqlite3_column_int(st, 0);
+    sqlite3_finalize(st);
+    return 0;
+}
+
+static int sq_schema_version(void *impl, int *version, struct ferr *e)
+{
+    return read_version(impl, version, e);
+}
+
+static int migrate(struct sq *s, struct ferr *e)
+{
+    int rc, v;
+    if ((rc = exec(s, "BEGIN IMMEDIATE", e)) != 0)
+        return rc;
+    if ((rc = read_version(s, &v, e)) != 0)
+        goto fail;
+    if (v > STORE_SCHEMA_VERSION) {
+        rc = ferr_set(e, FERR_STATE, "db",
+                      "store schema version %d is newer than this ferryd (%d); refusing to "
+                      "open it",
+                      v, STORE_SCHEMA_VERSION);
+        goto fail;
+    }
+    for (int to = v + 1; to <= STORE_SCHEMA_VERSION; to++) {
+        if ((rc = exec(s, MIGRATIONS[to - 1], e)) != 0)
+            goto fail;
+        char sql[64];
+        snprintf(sql, sizeof(sql), "UPDATE schema_version SET version = %d", to);
+        if ((rc = exec(s, sql, e)) != 0)
+            goto fail;
+        log_info("store", "msg=\"schema migrated\" from=%d to=%d", to - 1, to);
+    }
+    if ((rc = exec(s, "COMMIT", e)) != 0)
+        goto fail;
+    return 0;
+fail:
+    sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+    return rc;
+}
+
+static void sq_close(void *impl)
+{
+    struct sq *s = impl;
+    if (!s)
+        return;
+    if (!sqlite3_get_autocommit(s->db))
+        sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+    sqlite3_close_v2(s->db);
+    free(s);
+}
+
+static int sq_tx_begin(void *impl, struct ferr *e)
+{
+    struct sq *s = impl;
+    if (!sqlite3_get_autocommit(s->db))
+        return ferr_set(e, FERR_STATE, "", "a store transaction is open already");
+    return exec(s, "BEGIN IMMEDIATE", e);
+}
+
+static int sq_tx_commit(void *impl, struct ferr *e)
+{
+    struct sq *s = impl;
+    if (sqlite3_get_autocommit(s->db))
+        return ferr_set(e, FERR_STATE, "", "no store transaction is open");
+    int rc = exec(s, "COMMIT", e);
+    if (rc)
+        sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+    return rc;
+}
+
+static void sq_tx_rollback(void *impl)
+{
+    struct sq *s = impl;
+    if (!sqlite3_get_autocommit(s->db))
+        sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+}
+
+static int sq_host_register(void *impl, const struct store_host *h,
+                            const struct store_instance *inst, size_t n, int *created,
+                            struct ferr *e)
+{
+    struct sq *s = impl;
+    sqlite3_stmt *st;
+    int rc, exists = 0;
+    if ((rc = exec(s, "SAVEPOINT host_register", e)) != 0)
+        return rc;
+    if ((rc = prep(s, "SELECT 1 FROM hosts WHERE name = ?", &st, e)) != 0)
+        goto fail;
+    bind_text(st, 1, h->name);
+    exists = sqlite3_step(st) == SQLITE_ROW;
+    sqlite3_finalize(st);
+    if ((rc = prep(s,
+                   "INSERT INTO hosts (name, url, ram_mib, vcpus, state, last_heartbeat_ms,"
+                   " registered_ms) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(name) DO UPDATE SET"
+                   " url = excluded.url, ram_mib = excluded.ram_mib, vcpus = excluded.vcpus,"
+                   " state = excluded.state, last_heartbeat_ms = excluded.last_heartbeat_ms",
+                   &st, e)) != 0)
+        goto fail;
+    bind_text(st, 1, h->name);
+    bind_text(st, 2, h->url);
+    sqlite3_bind_int64(st, 3, (sqlite3_int64)h->ram_mib);
+    sqlite3_bind_int64(st, 4, h->vcpus);
+    bind_text(st, 5, h->state);
+    sqlite3_bind_int64(st, 6, h->last_heartbeat_ms);
+    sqlite3_bind_int64(st, 7, h->last_heartbeat_ms);
+    if ((rc = run(s, st, "upsert host", e)) != 0)
+        goto fail;
+    if ((rc = prep(s, "DELETE FROM instances WHERE host = ?", &st, e)) != 0)
+        goto fail;
+    bind_text(st, 1, h->name);
+    if ((rc = run(s, st, "delete instances", e)) != 0)
+        goto fail;
+    for (size_t i = 0; i < n; i++) {
+        if ((rc = prep(s,
+                       "INSERT OR REPLACE INTO instances (name, host, project_id, memory_mib,"
+                       " vcpus) VALUES (?, ?, ?, ?, ?)",
+                       &st, e)) != 0)
+            goto fail;
+        bind_text(st, 1, inst[i].name);
+        bind_text(st, 2, h->name);
+        bind_text(st, 3, inst[i].project_id);
+        sqlite3_bind_int64(st, 4, (sqlite3_int64)inst[i].memory_mib);
+        sqlite3_bind_int64(st, 5, inst[i].vcpus);
+        if ((rc = run(s, st, "insert instance", e)) != 0)
+            goto fail;
+    }
+    if ((rc = exec(s, "RELEASE host_register", e)) != 0)
+        goto fail;
+    if (created)
+        *created = !exists;
+    return 0;
+fail:
+    sqlite3_exec(s->db, "ROLLBACK TO host_register; RELEASE host_register", NULL, NULL, NULL);
+    return rc;
+}
+
+#define HOST_COLS "name, url, ram_mib, vcpus, state, last_heartbeat_ms, registered_ms"
+
+static void host_row(sqlite3_stmt *st, struct store_host *h)
+{
+    memset(h, 0, sizeof(*h));
+    col_text(st, 0, h->name, sizeof(h->name));
+    col_text(st, 1, h->url, sizeof(h->url));
+    h->ram_mib = (uint64_t)sqlite3_column_int64(st, 2);
+    h->vcpus = (uint32_t)sqlite3_column_int64(st, 3);
+    col_text(st, 4, h->state, sizeof(h->state));
+    h->last_heartbeat_ms = sqlite3_column_int64(st, 5);
+    h->registered_ms = sqlite3_column_int64(st, 6);
+}
+
+static int sq_host_get(void *impl, const char *name, struct store_host *out, struct ferr *e)
+{
+    struct sq *s = impl;
+    sqlite3_stmt *st;
+    int rc = prep(s, "SELECT " HOST_COLS " FROM hosts WHERE name = ?", &st, e);
+    if (rc)
+        return rc;
+    bind_text(st, 1, name);
+    int r = sqlite3_step(st);
+    if (r == SQLITE_ROW)
+        host_row(st, out);
+    else
+        rc = r == SQLITE_DONE ? ferr_set(e, FERR_NOTFOUND, "name", "no host %s", name)
+                              : db_err(s, e, "get host");
+    sqlite3_finalize(st);
+    return rc;
+}
+
+static int sq_host_update(void *impl, const char *name, const char *state, int64_t heartbeat_ms,
+                          struct ferr *e)
+{
+    struct sq *s = impl;
+    sqlite3_stmt *st;
+    int rc = prep(s,
+                  "UPDATE hosts SET state = ?, last_heartbeat_ms = CASE WHEN ? >= 0 THEN ? "
+                  "ELSE last_heartbeat_ms END WHERE name = ?",
+                  &st, e);
+    if (rc)
+        return rc;
+    bind_text(st, 1, state);
+    sqlite3_bind_int64(st, 2, heartbeat_ms);
+    sqlite3_bind_int64(st, 3, heartbeat_ms);
+    bind_text(st, 4, name);
+    if ((rc = run(s, st, "update host", e)) != 0)
+        return rc;
+    if (sqlite3_changes(s->db) == 0)
+        return ferr_set(e, FERR_NOTFOUND, "name", "no host %s", name);
+    return 0;
+}
+
+/* Runs a SELECT and collects up to STORE_LIST_MAX rows of size sz through
+ * fill into a growing array. */
+static int collect(struct sq *s, sqlite3_stmt *st, size_t sz,
+                   void (*fill)(sqlite3_stmt *, void *), void **out, size_t *n, struct ferr *e)
+{
+    size_t cap = 0, cnt = 0;
+    char *arr = NULL;
+    int r;
+    while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+        if (cnt == STORE_LIST_MAX)
+            break;
+        if (cnt == cap) {
+            cap = cap ? cap * 2 : 16;
+            arr = xrealloc(arr, cap * sz);
+        }
+        fill(st, arr + cnt * sz);
+        cnt++;
+    }
+    if (r != SQLITE_ROW && r != SQLITE_DONE) {
+        int rc = db_err(s, e, "list");
+        sqlite3_finalize(st);
+        free(arr);
+        return rc;
+    }
+    sqlite3_finalize(st);
+    *out = arr;
+    *n = cnt;
+    return 0;
+}
+
+static void host_fill(sqlite3_stmt *st, void *p)
+{
+    host_row(st, p);
+}
+
+static int sq_host_list(void *impl, struct store_host **out, size_t *n, struct ferr *e)
+{
+    struct sq *s = impl;
+    sqlite3_stmt *st;
+    *out = NULL;
+    *n = 0;
+    int rc = prep(s, "SELECT " HOST_COLS " FROM hosts ORDER BY name", &st, e);
+    return rc ? rc : collect(s, st, sizeof(**out), host_fill, (void **)out, n, e);
+}
+
+static void inst_fill(sqlite3_stmt *st, void *p)
+{
+    struct store_instance *in = p;
+    memset(in, 0, sizeof(*in));
+    col_text(st, 0, in->name, sizeof(in->name));
+    col_text(st, 1, in->host, sizeof(in->host));
+    col_text(st, 2, in->project_id, sizeof(in->project_id));
+    in->memory_mib = (uint64_t)sqlite3_column_int64(st, 3);
+    in->vcpus = (uint32_t)sqlite3_column_int64(st, 4);
+}
+
+static int sq_instance_list(void *impl, const char *host, struct store_instance **out,
+                            size_t *n, struct ferr *e)
+{
+    struct sq *s = impl;
+    sqlite3_stmt *st;
+    *out = NULL;
+    *n = 0;
+    int rc = prep(s,
+                  "SELECT name, host, project_id, memory_mib, vcpus FROM instances"
+                  " WHERE ?1 IS NULL OR host = ?1 ORDER BY name",
+                  &st, e);
+    if (rc)
+        return rc;
+    bind_text(st, 1, host);
+    return collect(s, st, sizeof(**out), inst_fill, (void **)out, n, e);
+}
+
+static int sq_event_append(void *impl, const struct store_event *ev, int64_t *seq,
+                           struct ferr *e)
+{
+    struct sq *s = impl;
+    sqlite3_stmt *st;
+    int rc = prep(s,
+                  "INSERT INTO events (type, time_ms, subject, payload, version)"
+                  " VALUES (?, ?, ?, ?, ?)",
+                  &st, e);
+    if (rc)
+        return rc;
+    bind_text(st, 1, ev->type);
+    sqlite3_bind_int64(st, 2, ev->time_ms);
+    bind_text(st, 3, ev->subject);
+    bind_text(st, 4, ev->payload ? ev->payload : "{}");
+    sqlite3_bind_int(st, 5, ev->version);
+    if ((rc = run(s, st, "append event", e)) != 0)
+        return rc;
+    if (seq)
+        *seq = sqlite3_last_insert_rowid(s->db);
+    return 0;
+}
+
+static void event_fill(sqlite3_stmt *st, void *p)
+{
+    struct store_event *ev = p;
+    memset(ev, 0, sizeof(*ev));
+    ev->seq = sqlite3_column_int64(st, 0);
+    col_text(st, 1, ev->type, sizeof(ev->type));
+    ev->time_ms = sqlite3_column_int64(st, 2);
+    col_text(st, 3, ev->subject, sizeof(ev->subject));
+    ev->payload = col_dup(st, 4);
+    ev->version = sqlite3_column_int(st, 5);
+}
+
+static int sq_events_since(void *impl, int64_t since, size_t limit, struct store_event **out,
+                           size_t *n, struct ferr *e)
+{
+    struct sq *s = impl;
+    sqlite3_stmt *st;
+    *out = NULL;
+    *n = 0;
+    int rc = prep(s,
+                  "SELECT seq, type, time_ms, subject, payload, version FROM events"
+                  " WHERE seq > ? ORDER BY seq LIMIT ?",
+                  &st, e);
+    if (rc)
+        return rc;
+    sqlite3_bind_int64(st, 1, since);
+    sqlite3_bind_int64(st, 2, (sqlite3_int64)limit);
+    return collect(s, st, sizeof(**out), event_fill, (void **)out, n, e);
+}
+
+static int sq_event_last_seq(void *impl, int64_t *seq, struct ferr *e)
+{
+    struct sq *s = impl;
+    sqlite3_stmt *st;
+    int rc = prep(s, "SELECT coalesce(max(seq), 0) FROM events", &st, e);
+    if (rc)
+        return rc;
+    *seq = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
+    sqlite3_finalize(st);
+    return 0;
+}
+
+static int sq_token_add(void *impl, const struct store_token *t, struct ferr *e)
+{
+    struct sq *s = impl;
+    sqlite3_stmt *st;
+    int rc = prep(s,
+                  "INSERT INTO tokens (hash, user, project, roles, created_ms)"
+                  " VALUES (?, ?, ?, ?, ?)",
+                  &st, e);
+    if (rc)
+        return rc;
+    bind_text(st, 1, t->hash);
+    bind_text(st, 2, t->user);
+    bind_text(st, 3, t->project);
+    bind_text(st, 4, t->roles);
+    sqlite3_bind_int64(st, 5, t->created_ms);
+    return run(s, st, "add token", e);
+}
+
+static int sq_token_lookup(void *impl, const char *hash, struct store_token *out,
+                           struct ferr *e)
+{
+    struct sq *s = impl;
+    sqlite3_stmt *st;
+    int rc = prep(s, "SELECT hash, user, project, roles, created_ms FROM tokens WHERE hash = ?",
+                  &st, e);
+    if (rc)
+        return rc;
+    bind_text(st, 1, hash);
+    int r = sqlite3_step(st);
+    if (r == SQLITE_ROW) {
+        memset(out, 0, sizeof(*out));
+        col_text(st, 0, out->hash, sizeof(out->hash));
+        col_text(st, 1, out->user, sizeof(out->user));
+        col_text(st, 2, out->project, sizeof(out->project));
+        col_text(st, 3, out->roles, sizeof(out->roles));
+        out->created_ms = sqlite3_column_int64(st, 4);
+    } else {
+        rc = r == SQLITE_DONE ? ferr_set(e, FERR_NOTFOUND, "token", "unknown token")
+                              : db_err(s, e, "lookup token");
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
+static int sq_audit_append(void *impl, const struct store_audit *a, struct ferr *e)
+{
+    struct sq *s = impl;
+    sqlite3_stmt *st;
+    int rc = prep(s,
+                  "INSERT INTO audit (time_ms, subject, action, target, decision)"
+                  " VALUES (?, ?, ?, ?, ?)",
+                  &st, e);
+    if (rc)
+        return rc;
+    sqlite3_bind_int64(st, 1, a->time_ms);
+    bind_text(st, 2, a->subject);
+    bind_text(st, 3, a->action);
+    bind_text(st, 4, a->target);
+    bind_text(st, 5, a->decision);
+    return run(s, st, "append audit", e);
+}
+
+static int sq_audit_count(void *impl, int64_t *n, struct ferr *e)
+{
+    struct sq *s = impl;
+    sqlite3_stmt *st;
+    int rc = prep(s, "SELECT count(*) FROM audit", &st, e);
+    if (rc)
+        return rc;
+    *n = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
+    sqlite3_finalize(st);
+    return 0;
+}
+
+#define MIG_COLS                                                                              \
+    "id, instance, source, destination, state, phase, policy, limits, mem_total_bytes,"       \
+    " mem_remaining_bytes, disk_total_bytes, disk_remaining_bytes, progress_pct, eta_ms,"     \
+    " eta_low_ms, eta_high_ms, downtime_ms, user, project, created_ms, updated_ms, last_error"
+
+static int sq_migration_insert(void *impl, const struct store_migration *m, struct ferr *e)
+{
+    struct sq *s = impl;
+    sqlite3_stmt *st;
+    int rc = prep(s,
+                  "INSERT INTO migrations (" MIG_COLS ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?,"
+                  " ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                  &st, e);
+    if (rc)
+        return rc;
+    bind_text(st, 1, m->id);
+    bind_text(st, 2, m->instance);
+    bind_text(st, 3, m->source);
+    bind_text(st, 4, m->destination);
+    bind_text(st, 5, m->state);
+    bind_text(st, 6, m->phase);
+    bind_text(st, 7, m->policy_json);
+    bind_text(st, 8, m->limits_json);
+    sqlite3_bind_int64(st, 9, (sqlite3_int64)m->mem_total_bytes);
+    sqlite3_bind_int64(st, 10, (sqlite3_int64)m->mem_remaining_bytes);
+    sqlite3_bind_int64(st, 11, (sqlite3_int64)m->disk_total_bytes);
+    sqlite3_bind_int64(st, 12, (sqlite3_int64)m->disk_remaining_bytes);
+    sqlite3_bind_double(st, 13, m->progress_pct);
+    sqlite3_bind_int64(st, 14, m->eta_ms);
+    sqlite3_bind_int64(st, 15, m->eta_low_ms);
+    sqlite3_bind_int64(st, 16, m->eta_high_ms);
+    sqlite3_bind_int64(st, 17, m->downtime_ms);
+    bind_text(st, 18, m->user);
+    bind_text(st, 19, m->project);
+    sqlite3_bind_int64(st, 20, m->created_ms);
+    sqlite3_bind_int64(st, 21, m->updated_ms);
+    bind_text(st, 22, m->last_error);
+    return run(s, st, "insert migration", e);
+}
+
+static int sq_migration_get(void *impl, const char *id, struct store_migration *m,
+                            struct ferr *e)
+{
+    struct sq *s = impl;
+    sqlite3_stmt *st;
+    int rc = prep(s, "SELECT " MIG_COLS " FROM migrations WHERE id = ?", &st, e);
+    if (rc)
+        return rc;
+    bind_text(st, 1, id);
+    int r = sqlite3_step(st);
+    if (r != SQLITE_ROW) {
+        rc = r == SQLITE_DONE ? ferr_set(e, FERR_NOTFOUND, "id", "no migration %s", id)
+                              : db_err(s, e, "get migration");
+        sqlite3_finalize(st);
+        return rc;
+    }
+    memset(m, 0, sizeof(*m));
+    col_text(st, 0, m->id, sizeof(m->id));
+    col_text(st, 1, m->instance, sizeof(m->instance));
+    col_text(st, 2, m->source, sizeof(m->source));
+    col_text(st, 3, m->destination, sizeof(m->destination));
+    col_text(st, 4, m->state, sizeof(m->state));
+    col_text(st, 5, m->phase, sizeof(m->phase));
+    m->policy_json = col_dup(st, 6);
+    m->limits_json = col_dup(st, 7);
+    m->mem_total_bytes = (uint64_t)sqlite3_column_int64(st, 8);
+    m->mem_remaining_bytes = (uint64_t)sqlite3_column_int64(st, 9);
+    m->disk_total_bytes = (uint64_t)sqlite3_column_int64(st, 10);
+    m->disk_remaining_bytes = (uint64_t)sqlite3_column_int64(st, 11);
+    m->progress_pct = sqlite3_column_double(st, 12);
+    m->eta_ms = sqlite3_column_int64(st, 13);
+    m->eta_low_ms = sqlite3_column_int64(st, 14);
+    m->eta_high_ms = sqlite3_column_int64(st, 15);
+    m->downtime_ms = sqlite3_column_int64(st, 16);
+    col_text(st, 17, m->user, sizeof(m->user));
+    col_text(st, 18, m->project, sizeof(m->project));
+    m->created_ms = sqlite3_column_int64(st, 19);
+    m->updated_ms = sqlite3_column_int64(st, 20);
+    col_text(st, 21, m->last_error, sizeof(m->last_error));
+    sqlite3_finalize(st);
+    return 0;
+}
+
+static const struct store_ops SQLITE_OPS = {
+    .close = sq_close,
+    .schema_version = sq_schema_version,
+    .tx_begin = sq_tx_begin,
+    .tx_commit = sq_tx_commit,
+    .tx_rollback = sq_tx_rollback,
+    .host_register = sq_host_register,
+    .host_get = sq_host_get,
+    .host_update = sq_host_update,
+    .host_list = sq_host_list,
+    .instance_list = sq_instance_list,
+    .event_append = sq_event_append,
+    .events_since = sq_events_since,
+    .event_last_seq = sq_event_last_seq,
+    .token_add = sq_token_add,
+    .token_lookup = sq_token_lookup,
+    .audit_append = sq_audit_append,
+    .audit_count = sq_audit_count,
+    .migration_insert = sq_migration_insert,
+    .migration_get = sq_migration_get,
+};
+
+/* One PRAGMA whose single-row answer must equal want (NULL: ignore it). */
+static int pragma(struct sq *s, const char *sql, const char *want, struct ferr *e)
+{
+    sqlite3_stmt *st;
+    int rc = prep(s, sql, &st, e);
+    if (rc)
+        return rc;
+    int r = sqlite3_step(st);
+    if (want && (r != SQLITE_ROW || !sqlite3_column_text(st, 0) ||
+                 strcmp((const char *)sqlite3_column_text(st, 0), want) != 0))
+        rc = ferr_set(e, -EIO, "db", "store: %s did not give %s", sql, want);
+    else if (r != SQLITE_ROW && r != SQLITE_DONE)
+        rc = db_err(s, e, sql);
+    sqlite3_finalize(st);
+    return rc;
+}
+
+int store__sqlite_open(const char *path, const struct store_ops **ops, void **impl,
+                       struct ferr *e)
+{
+    struct sq *s = xcalloc(1, sizeof(*s));
+    int rc, v;
+    if (sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL) !=
+        SQLITE_OK) {
+        rc = ferr_set(e, -EIO, "db", "cannot open store %s: %s", path,
+                      s->db ? sqlite3_errmsg(s->db) : "out of memory");
+        goto fail;
+    }
+    sqlite3_busy_timeout(s->db, BUSY_TIMEOUT_MS);
+    /* Refuse a newer schema before touching the file in any way. */
+    if ((rc = read_version(s, &v, e)) != 0)
+        goto fail;
+    if (v > STORE_SCHEMA_VERSION) {
+        rc = ferr_set(e, FERR_STATE, "db",
+                      "store schema version %d is newer than this ferryd (%d); refusing to "
+                      "open it",
+                      v, STORE_SCHEMA_VERSION);
+        goto fail;
+    }
+    if ((rc = pragma(s, "PRAGMA journal_mode=WAL", "wal", e)) != 0 ||
+        (rc = exec(s, "PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON", e)) != 0 ||
+        (rc = migrate(s, e)) != 0)
+        goto fail;
+    *ops = &SQLITE_OPS;
+    *impl = s;
+    return 0;
+fail:
+    sqlite3_close_v2(s->db);
+    free(s);
+    return rc;
+}
