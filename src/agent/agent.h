@@ -53,6 +53,8 @@ struct instance {
     char run_status[32];        /* QEMU's last query-status "status" */
     bool incoming;              /* started with -incoming defer */
     char incoming_uri[128];     /* tcp:HOST:PORT once listening, "" before */
+    bool postcopy;              /* incoming: postcopy-ram is (to be) set before
+                                   migrate-incoming; set right after inst_launch */
     char incoming_status[32];   /* last MIGRATION event status on this side */
     char last_error[320];       /* why preparation/launch failed, "" if not */
     struct qmp_holder *qmp;     /* owned (freed after its close); NULL if none */
@@ -79,6 +81,16 @@ enum mig_state {
     MIGS_SUCCEEDED,    /* destination runs, source quit */
     MIGS_FAILED,       /* source runs on; destination cleaned */
     MIGS_CANCELLED,    /* cancelled on request; source runs on */
+    MIGS_POSTCOPY,     /* QEMU postcopy-active: the guest runs on the
+                          destination; no cancel, no rollback */
+};
+
+/* Pass-1 dirty rate measurement (calc-dirty-rate) of a migration. */
+enum mig_dirtyrate {
+    MIG_DR_NONE = 0,   /* not asked */
+    MIG_DR_MEASURING,  /* calc-dirty-rate accepted; polling query-dirty-rate */
+    MIG_DR_MEASURED,   /* dirty_hint_pps holds the result */
+    MIG_DR_REFUSED,    /* QEMU refused or failed; dirty_hint_pps stays 0 */
 };
 
 struct migration {
@@ -114,6 +126,16 @@ struct migration {
     uint64_t iterations;           /* dirty-sync-count at completion */
     unsigned refs;                 /* outstanding async operations */
     struct mig_control *ctl;       /* estimator + controller (control.c), owned */
+    bool postcopy;                 /* postcopy-ram negotiated on both sides */
+    char postcopy_note[160];       /* why post-copy is off, "" when on or not asked */
+    bool throttle_dormant;         /* auto-converge on from the start with the
+                                      throttle capped at 1 % until the
+                                      controller raises it (control.c) */
+    enum mig_dirtyrate dr_state;   /* calc-dirty-rate progress */
+    uint64_t dr_poll_ms;           /* next query-dirty-rate at (ms since start) */
+    bool dr_inflight;              /* a query-dirty-rate is outstanding */
+    uint64_t dirty_hint_pps;       /* measured pass-1 dirty rate, pages/s; 0 unknown */
+    char dr_note[160];             /* why the measurement failed, "" otherwise */
 };
 
 struct agent {
@@ -139,6 +161,11 @@ struct agent {
 
 /* Returns monotonic time in ms. */
 uint64_t agent_now_ms(void);
+
+/* Returns true when QEMU processes of this agent can use userfaultfd
+ * (post-copy): the agent runs as root, or vm.unprivileged_userfaultfd is 1.
+ * Otherwise writes why (one sentence) to why (n bytes) and returns false. */
+bool agent_postcopy_possible(char *why, size_t n);
 
 /* --- instance.c --- */
 

@@ -43,10 +43,14 @@ static bool authorised(struct agent *ag, struct evhttp_request *req)
 
 static void get_health(struct agent *ag, struct evhttp_request *req)
 {
-    httpd_reply_json(req, 200,
-                     json_pack("{s:s, s:s, s:i, s:i}", "name", ag->name, "address",
-                               ag->listen_addr, "instances", (int)ag->n_instances, "migrations",
-                               (int)ag->n_migrations));
+    char why[160] = "";
+    bool pc = agent_postcopy_possible(why, sizeof(why));
+    json_t *o = json_pack("{s:s, s:s, s:i, s:i, s:b}", "name", ag->name, "address",
+                          ag->listen_addr, "instances", (int)ag->n_instances, "migrations",
+                          (int)ag->n_migrations, "postcopy_available", pc);
+    if (!pc)
+        json_object_set_new(o, "postcopy_note", json_string(why));
+    httpd_reply_json(req, 200, o);
 }
 
 static void list_instances(struct agent *ag, struct evhttp_request *req)
@@ -65,8 +69,24 @@ static void create_instance(struct agent *ag, struct evhttp_request *req, bool i
         httpd_reply_err(req, &e);
         return;
     }
+    /* POST /v1/incoming takes "postcopy" (bool) beside the spec: the
+     * destination sets postcopy-ram before migrate-incoming */
+    bool postcopy = false;
+    int rc = 0;
+    if (incoming && json_object_get(body, "postcopy")) {
+        rc = jsonin_bool(body, "postcopy", false, &postcopy, &e);
+        json_object_del(body, "postcopy");
+    }
+    char why[160] = "";
+    if (postcopy && !agent_postcopy_possible(why, sizeof(why))) {
+        /* not an error: the instance reports postcopy false and the source
+         * then leaves post-copy off */
+        log_warn("agent", "msg=\"post-copy requested but unavailable\" why=\"%s\"", why);
+        postcopy = false;
+    }
     struct inst_spec spec;
-    int rc = spec_from_json(body, ag->lab_kernel, ag->lab_initrd, &spec, &e);
+    if (rc == 0)
+        rc = spec_from_json(body, ag->lab_kernel, ag->lab_initrd, &spec, &e);
     json_decref(body);
     if (rc != 0) {
         httpd_reply_err(req, &e);
@@ -79,7 +99,11 @@ static void create_instance(struct agent *ag, struct evhttp_request *req, bool i
         httpd_reply_err(req, &e);
         return;
     }
-    httpd_reply_json(req, 202, inst_to_json(in));
+    in->postcopy = postcopy; /* read when QMP is ready, never before */
+    json_t *o = inst_to_json(in);
+    if (why[0])
+        json_object_set_new(o, "postcopy_note", json_string(why));
+    httpd_reply_json(req, 202, o);
 }
 
 static void adopt(struct agent *ag, struct evhttp_request *req)
@@ -253,6 +277,34 @@ static void get_trace(struct migration *m, struct evhttp_request *req)
     evbuffer_free(b);
 }
 
+/* POST /v1/migrations/ID/consent {"step": NAME, "granted": bool}. */
+static void post_consent(struct migration *m, struct evhttp_request *req)
+{
+    static const char *const keys[] = {"step", "granted", NULL};
+    struct ferr e = {0};
+    json_t *body;
+    if (httpd_body_json(req, 0, &body, &e) != 0) {
+        httpd_reply_err(req, &e);
+        return;
+    }
+    char *step = NULL;
+    bool granted = false;
+    int rc = jsonin_only_keys(body, keys, &e);
+    if (rc == 0)
+        rc = jsonin_str(body, "step", 32, true, &step, &e);
+    if (rc == 0)
+        rc = jsonin_bool(body, "granted", true, &granted, &e);
+    json_decref(body);
+    if (rc == 0)
+        rc = ctl_consent(m, step, granted, &e);
+    free(step);
+    if (rc != 0) {
+        httpd_reply_err(req, &e);
+        return;
+    }
+    httpd_reply_json(req, 200, mig_to_json(m, false));
+}
+
 static void list_migrations(struct agent *ag, struct evhttp_request *req)
 {
     json_t *a = json_array();
@@ -334,6 +386,8 @@ void api_handle(struct evhttp_request *req, void *arg)
         }
         if (n == 4 && strcmp(seg[3], "trace") == 0 && get)
             return get_trace(m, req);
+        if (n == 4 && strcmp(seg[3], "consent") == 0 && post)
+            return post_consent(m, req);
         if (n == 4 && strcmp(seg[3], "cancel") == 0 && post) {
             struct ferr e = {0};
             if (mig_cancel(m, &e) != 0) {

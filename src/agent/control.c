@@ -171,7 +171,7 @@ static int parse_adaptive(const json_t *o, struct ctl_policy *p, struct ferr *e)
         rc = jsonin_u64(o, "headroom_ms", 0, 60000, false, &a->headroom_ms, e);
     if (rc == 0)
         rc = jsonin_bool(o, "permit_post_copy", false, &p->permit_post_copy, e);
-    /* postcopy-ram is not negotiated with the destination yet */
+    /* set by ctl_set_postcopy once postcopy-ram is negotiated on both sides */
     a->postcopy_available = false;
     return rc;
 }
@@ -260,6 +260,25 @@ int ctl_init(struct mig_control *c, const struct ctl_policy *pol, struct ferr *e
     return 0;
 }
 
+bool ctl_may_throttle(const struct ctl_policy *pol)
+{
+    if (!pol->enabled || pol->conv.kind != CONV_ADAPTIVE)
+        return false;
+    for (size_t i = 0; i < pol->conv.adaptive.n_ladder; i++)
+        if (pol->conv.adaptive.ladder[i] == CONV_STEP_THROTTLE)
+            return true;
+    return false;
+}
+
+int ctl_set_postcopy(struct mig_control *c, bool available, struct ferr *e)
+{
+    if (!c->pol.enabled)
+        return 0;
+    c->pol.conv.adaptive.postcopy_available = available;
+    c->pol.conv.nova.permit_post_copy = c->pol.permit_post_copy && available;
+    return conv_init(&c->conv, &c->pol.conv, e);
+}
+
 static struct ctl_event *ev_add(struct mig_control *c, uint64_t t_ms, enum conv_act_kind k,
                                 const char *note)
 {
@@ -321,8 +340,55 @@ static void qmp_act(struct migration *m, enum conv_act_kind kind, const char *cm
     }
 }
 
-static void carry_out(struct migration *m, const struct conv_action *a, uint64_t t_ms)
+/* Sends cpu-throttle-initial/-increment and max-cpu-throttle. */
+static void set_throttle_params(struct migration *m, uint32_t initial, uint32_t inc,
+                                uint32_t max)
 {
+    qmp_act(m, CONV_ACT_SET_THROTTLE, "migrate-set-parameters",
+            json_pack("{s:i, s:i, s:i}", "cpu-throttle-initial", (int)initial,
+                      "cpu-throttle-increment", (int)inc, "max-cpu-throttle", (int)max),
+            "cpu-throttle parameters");
+}
+
+/* SET_THROTTLE. QEMU throttles at cpu-throttle-initial when auto-converge
+ * first triggers, then adds cpu-throttle-increment at each later trigger up
+ * to max-cpu-throttle; there is no command to set the throttle itself. When
+ * auto-converge was on from the start in its dormant form (capped at 1 %,
+ * migration.c) and QEMU throttles already (cur > 0), a new initial value
+ * would be ignored: the increment is set to reach the controller's target
+ * at QEMU's next trigger with the maximum at the target, and the policy's
+ * increment and maximum are restored once the samples show it reached. */
+static void do_throttle(struct migration *m, const struct conv_action *a, uint32_t cur)
+{
+    struct mig_control *c = m->ctl;
+    uint32_t x = a->throttle_initial_pct, inc = a->throttle_increment_pct,
+             max = a->throttle_max_pct;
+    if (max < x)
+        max = x;
+    if (!m->limits.auto_converge && !m->throttle_dormant) {
+        /* refused by QEMU during a migration; the refusal becomes an event */
+        qmp_act(m, a->kind, "migrate-set-capabilities",
+                json_pack("{s:[{s:s, s:b}]}", "capabilities", "capability", "auto-converge",
+                          "state", 1),
+                "auto-converge");
+        set_throttle_params(m, x, inc, max);
+        return;
+    }
+    if (cur == 0 || cur >= x) {
+        set_throttle_params(m, x, inc, max);
+        c->throttle_target = 0;
+        return;
+    }
+    set_throttle_params(m, x, x - cur, x);
+    c->throttle_target = x;
+    c->throttle_final_inc = inc;
+    c->throttle_final_max = max;
+}
+
+static void carry_out(struct migration *m, const struct conv_action *a,
+                      const struct mig_sample *s)
+{
+    uint64_t t_ms = s->t_ms;
     struct mig_control *c = m->ctl;
     struct ctl_event *x = ev_add(c, t_ms, a->kind, a->reason);
     if (x)
@@ -346,26 +412,25 @@ static void carry_out(struct migration *m, const struct conv_action *a, uint64_t
     case CONV_ACT_SET_THROTTLE:
         if (x)
             x->value = a->throttle_initial_pct;
-        if (!m->limits.auto_converge)
-            qmp_act(m, a->kind, "migrate-set-capabilities",
-                    json_pack("{s:[{s:s, s:b}]}", "capabilities", "capability", "auto-converge",
-                              "state", 1),
-                    "auto-converge");
-        qmp_act(m, a->kind, "migrate-set-parameters",
-                json_pack("{s:i, s:i, s:i}", "cpu-throttle-initial",
-                          (int)a->throttle_initial_pct, "cpu-throttle-increment",
-                          (int)a->throttle_increment_pct, "max-cpu-throttle",
-                          (int)a->throttle_max_pct),
-                "cpu-throttle parameters");
+        do_throttle(m, a, s->throttle_pct);
         break;
     case CONV_ACT_START_POSTCOPY:
-        ev_add(c, t_ms, a->kind,
-               "post-copy not available: postcopy-ram is not negotiated with the destination");
+        if (m->postcopy)
+            qmp_act(m, a->kind, "migrate-start-postcopy", NULL, "migrate-start-postcopy");
+        else
+            ev_add(c, t_ms, a->kind,
+                   m->postcopy_note[0] ? m->postcopy_note
+                                       : "post-copy not available: postcopy-ram is not "
+                                         "negotiated with the destination");
         break;
     case CONV_ACT_PAUSE_GUEST:
         qmp_act(m, a->kind, "stop", NULL, "stop");
         break;
     case CONV_ACT_ABORT:
+        if (m->state != MIGS_RUNNING) { /* post-copy: the source cannot resume */
+            ev_add(c, t_ms, a->kind, "abort ignored: past the point of no return");
+            break;
+        }
         snprintf(m->error, sizeof(m->error), "controller aborted: %.200s", a->reason);
         c->aborted = true;
         m->state = MIGS_CANCELLING;
@@ -391,19 +456,51 @@ void ctl_on_sample(struct migration *m, const struct mig_sample *s)
         return; /* out of order: keep the previous estimate */
     est_get(&c->est, &c->out);
     c->have_out = true;
-    if (!c->pol.enabled || c->aborted || m->state != MIGS_RUNNING)
+    if (!c->pol.enabled || c->aborted ||
+        (m->state != MIGS_RUNNING && m->state != MIGS_POSTCOPY))
         return;
+    if (c->throttle_target && s->throttle_pct >= c->throttle_target) {
+        /* the jump to the controller's throttle happened: back to the
+         * policy's increment and maximum */
+        set_throttle_params(m, c->throttle_target, c->throttle_final_inc,
+                            c->throttle_final_max);
+        c->throttle_target = 0;
+    }
     struct conv_action acts[CONV_ACTIONS_MAX];
     size_t n = 0;
     if (conv_tick(&c->conv, s, &c->out, s->t_ms, acts, CONV_ACTIONS_MAX, &n) != 0)
         return;
     for (size_t i = 0; i < n; i++)
-        carry_out(m, &acts[i], s->t_ms);
+        carry_out(m, &acts[i], s);
     struct est_sched_step sched[EST_SCHED_MAX];
     size_t ns = 0;
     if (conv_future_downtime(&c->conv, sched, EST_SCHED_MAX, &ns) == 0 &&
         est_set_schedule(&c->est, sched, ns) != 0)
         log_warn("agent", "msg=\"downtime schedule not usable by the estimator\" id=%s", m->id);
+}
+
+int ctl_consent(struct migration *m, const char *step, bool granted, struct ferr *e)
+{
+    struct mig_control *c = m->ctl;
+    enum conv_step st;
+    if (step_parse(step, &st) != 0)
+        return ferr_set(e, FERR_INVAL, "step", "'step' must be bandwidth, throttle, postcopy or pause");
+    if (!c || !c->pol.enabled || c->conv.consent[st] != CONV_CONSENT_PENDING)
+        return ferr_set(e, FERR_STATE, "step", "migration %s has no pending consent request for %s",
+                        m->id, step);
+    if (conv_consent(&c->conv, st, granted) != 0)
+        return ferr_set(e, FERR_STATE, "step", "consent for %s was answered already", step);
+    char note[CONV_REASON_MAX];
+    snprintf(note, sizeof(note), "consent for %s %s through the API", step,
+             granted ? "granted" : "refused");
+    struct ctl_event *x = ev_add(c, agent_now_ms() - m->start_ms, CONV_ACT_REQUEST_CONSENT, note);
+    if (x) {
+        x->step = st;
+        x->answer = granted ? 1 : 2;
+    }
+    log_info("agent", "msg=\"consent answered\" id=%s step=%s granted=%d", m->id, step,
+             (int)granted);
+    return 0;
 }
 
 static json_t *ms_or_null(uint64_t v)
@@ -434,7 +531,9 @@ void ctl_to_json(const struct mig_control *c, json_t *o)
     for (size_t i = 0; i < c->n_ev; i++) {
         const struct ctl_event *x = &c->ev[i];
         json_t *j = json_pack("{s:I, s:s, s:s}", "t_ms", (json_int_t)x->t_ms, "action",
-                              conv_act_name(x->kind), "reason", x->note);
+                              x->answer ? "consent" : conv_act_name(x->kind), "reason", x->note);
+        if (x->answer)
+            json_object_set_new(j, "granted", json_boolean(x->answer == 1));
         if (x->kind == CONV_ACT_REPORT_STALL) {
             json_array_append_new(stalls,
                                   json_pack("{s:I, s:s, s:s}", "t_ms", (json_int_t)x->t_ms,

@@ -11,16 +11,21 @@
  *   SET_DOWNTIME    migrate-set-parameters {"downtime-limit"}
  *   SET_BANDWIDTH   migrate-set-parameters {"max-bandwidth"}
  *   SET_THROTTLE    migrate-set-parameters cpu-throttle-initial/-increment
- *                   and max-cpu-throttle; when auto-converge was not
- *                   enabled at start, migrate-set-capabilities first (QEMU
- *                   refuses capability changes during a migration: the
- *                   refusal is recorded as an event)
- *   START_POSTCOPY  not available yet (postcopy-ram is not negotiated on
- *                   the destination): recorded as an event
+ *                   and max-cpu-throttle. A policy that may throttle gets
+ *                   auto-converge at start, dormant (capped at 1 %, see
+ *                   migration.c); the action lifts the cap so that QEMU's
+ *                   next trigger reaches the controller's value. Without
+ *                   auto-converge from the start, migrate-set-capabilities
+ *                   is tried first (QEMU refuses capability changes during
+ *                   a migration: the refusal is recorded as an event)
+ *   START_POSTCOPY  migrate-start-postcopy when postcopy-ram was
+ *                   negotiated on both sides (ctl_set_postcopy); otherwise
+ *                   recorded as an event with the reason
  *   PAUSE_GUEST     stop
  *   ABORT           migrate_cancel; the reason becomes the migration's error
  *   REQUEST_CONSENT / REPORT_STALL: recorded as events; pending consent is
- *                   reported (there is no API to answer it yet)
+ *                   reported and answered through ctl_consent (the API's
+ *                   POST /v1/migrations/ID/consent)
  */
 #ifndef FERRY_AGENT_CONTROL_H
 #define FERRY_AGENT_CONTROL_H
@@ -52,6 +57,8 @@ struct ctl_event {
     uint64_t value;              /* SET_DOWNTIME ms, SET_BANDWIDTH bytes/s,
                                     SET_THROTTLE initial %; else 0 */
     char note[CONV_REASON_MAX];  /* reason, or why it could not be done */
+    int answer;                  /* consent answer event: 1 granted, 2 refused;
+                                    0 for controller actions */
 };
 
 /* Per-migration controller state; owned by struct migration. */
@@ -65,6 +72,9 @@ struct mig_control {
     struct ctl_event ev[CTL_EVENTS_MAX]; /* oldest first */
     size_t n_ev;                 /* entries in ev */
     uint64_t ev_dropped;         /* events not kept (ev full) */
+    uint32_t throttle_target;    /* throttle % QEMU's next trigger reaches, 0 none */
+    uint32_t throttle_final_inc; /* increment % restored once it is reached */
+    uint32_t throttle_final_max; /* max-cpu-throttle % restored then */
 };
 
 /* Parses obj (borrowed; NULL or absent means kind "none") into *out.
@@ -80,6 +90,26 @@ int ctl_policy_from_json(const json_t *obj, uint64_t ram_mib, struct ctl_policy 
 /* Initialises c for a migration under pol (copied). Returns 0, or
  * FERR_INVAL from conv_init (already checked by ctl_policy_from_json). */
 int ctl_init(struct mig_control *c, const struct ctl_policy *pol, struct ferr *e)
+    __attribute__((warn_unused_result));
+
+/* Returns true when pol may throttle the guest's CPUs (adaptive with the
+ * throttle rung in its ladder): the migration then enables auto-converge
+ * from the start, dormant. */
+bool ctl_may_throttle(const struct ctl_policy *pol);
+
+/* Tells the controller whether post-copy is possible (postcopy-ram set on
+ * both sides): adaptive's post-copy rung and Nova's force_complete via
+ * post-copy depend on it (Nova pauses instead, as Nova does). Must be
+ * called before the first sample; re-initialises the controller. Returns 0
+ * or FERR_INVAL from conv_init (not expected: the policy was checked). */
+int ctl_set_postcopy(struct mig_control *c, bool available, struct ferr *e)
+    __attribute__((warn_unused_result));
+
+/* Answers the pending consent request for step (a conv_step_name) of m.
+ * Returns 0 and records the answer as an event with its time; FERR_INVAL
+ * (field "step") for an unknown step; FERR_STATE when the migration has no
+ * policy or no request for that step is pending. */
+int ctl_consent(struct migration *m, const char *step, bool granted, struct ferr *e)
     __attribute__((warn_unused_result));
 
 /* Feeds sample s (borrowed) of m to the estimator and, when a policy is

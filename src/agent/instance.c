@@ -47,6 +47,25 @@ uint64_t agent_now_ms(void)
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
+bool agent_postcopy_possible(char *why, size_t n)
+{
+    if (geteuid() == 0)
+        return true;
+    char buf[8] = "";
+    FILE *f = fopen("/proc/sys/vm/unprivileged_userfaultfd", "r");
+    if (f) {
+        if (!fgets(buf, sizeof(buf), f))
+            buf[0] = '\0';
+        fclose(f);
+    }
+    if (buf[0] == '1')
+        return true;
+    snprintf(why, n,
+             "post-copy unavailable: QEMU needs userfaultfd (agent not root and "
+             "vm.unprivileged_userfaultfd is not 1)");
+    return false;
+}
+
 const char *inst_state_name(enum inst_state s)
 {
     switch (s) {
@@ -335,8 +354,14 @@ static void on_qmp_ready(struct qmp_conn *c, void *arg)
     log_info("agent", "msg=\"QMP ready\" instance=%s pid=%d", in->spec.name, (int)in->pid);
     if (in->incoming && !in->incoming_uri[0] && in->state == INST_STARTING) {
         in->state = INST_INCOMING;
+        /* postcopy-ram must be set here, before migrate-incoming, for the
+         * source to be able to switch to post-copy later */
         json_t *caps = json_pack("{s:[{s:s, s:b}]}", "capabilities", "capability", "events",
                                  "state", 1);
+        if (in->postcopy)
+            json_array_append_new(json_object_get(caps, "capabilities"),
+                                  json_pack("{s:s, s:b}", "capability", "postcopy-ram", "state",
+                                            1));
         if (inst_qmp(in, "migrate-set-capabilities", caps, on_incoming_caps, NULL) != 0)
             snprintf(in->last_error, sizeof(in->last_error), "QMP unavailable");
     }
@@ -785,6 +810,8 @@ json_t *inst_to_json(const struct instance *in)
         json_object_set_new(o, "incoming_uri", json_string(in->incoming_uri));
     if (in->incoming_status[0])
         json_object_set_new(o, "incoming_status", json_string(in->incoming_status));
+    if (in->postcopy)
+        json_object_set_new(o, "postcopy", json_true());
     if (in->last_error[0])
         json_object_set_new(o, "last_error", json_string(in->last_error));
     if (in->mig)

@@ -17,6 +17,9 @@
 #define CONFIRM_TRIES 80       /* destination confirmation attempts */
 #define CONFIRM_RETRY_MS 250   /* between attempts, ms */
 #define NO_CAP_BPS (1ull << 40) /* max-bandwidth meaning "no cap", bytes/s */
+#define DR_CALC_S 1             /* calc-dirty-rate calc-time, s */
+#define DR_POLL_MS 250          /* query-dirty-rate period while measuring, ms */
+#define DR_GIVE_UP_MS 15000     /* no result by then (ms since start): refused */
 
 const char *mig_state_name(enum mig_state s)
 {
@@ -28,6 +31,7 @@ const char *mig_state_name(enum mig_state s)
     case MIGS_SUCCEEDED: return "succeeded";
     case MIGS_FAILED: return "failed";
     case MIGS_CANCELLED: return "cancelled";
+    case MIGS_POSTCOPY: return "postcopy";
     }
     return "unknown";
 }
@@ -274,6 +278,7 @@ static void sample_from_query(const struct migration *m, json_t *ret, struct mig
     s->expected_downtime_ms = ju(ret, "expected-downtime");
     s->setting_downtime_ms = m->limits.downtime_ms;
     s->setting_max_bw_bps = m->limits.max_bandwidth_bps;
+    s->dirty_rate_hint_pps = m->dirty_hint_pps;
 }
 
 static void keep_sample(struct migration *m, const struct mig_sample *s)
@@ -323,6 +328,10 @@ static void on_query(struct instance *in, const struct ferr *err, json_t *ret, v
     }
     struct mig_sample s;
     sample_from_query(m, ret, &s);
+    if (s.phase == MIG_PHASE_POSTCOPY && m->state == MIGS_RUNNING) {
+        m->state = MIGS_POSTCOPY; /* the guest runs on the destination now */
+        log_info("agent", "msg=\"post-copy active\" id=%s", m->id);
+    }
     keep_sample(m, &s);
     ctl_on_sample(m, &s); /* control.c: estimate, controller actions */
     const char *st = json_string_value(json_object_get(ret, "status"));
@@ -351,6 +360,17 @@ static void on_query(struct instance *in, const struct ferr *err, json_t *ret, v
     if (s.phase == MIG_PHASE_FAILED) {
         const char *desc = json_string_value(json_object_get(ret, "error-desc"));
         char why[300];
+        if (m->state == MIGS_POSTCOPY) {
+            /* The guest's memory is split between the hosts: resuming the
+             * source would run a stale guest. Leave both for the operator
+             * (postcopy recovery), as core/migstate's rollback says. */
+            snprintf(why, sizeof(why),
+                     "QEMU failed during post-copy: %.200s; source left paused, destination "
+                     "kept (post-copy recovery needed)",
+                     desc ? desc : "unknown");
+            mig_finish(m, MIGS_FAILED, why);
+            return;
+        }
         snprintf(why, sizeof(why), "QEMU reported failure: %.250s", desc ? desc : "unknown");
         fail_and_restore(m, MIGS_FAILED, why);
         return;
@@ -376,6 +396,93 @@ static void on_query(struct instance *in, const struct ferr *err, json_t *ret, v
     }
 }
 
+/* --- pass-1 dirty rate (calc-dirty-rate) ------------------------------- */
+
+static void dr_refused(struct migration *m, const char *why)
+{
+    m->dr_state = MIG_DR_REFUSED;
+    snprintf(m->dr_note, sizeof(m->dr_note), "%s", why);
+    log_info("agent", "msg=\"dirty rate not measured\" id=%s why=\"%s\"", m->id, why);
+}
+
+static void on_dirty_rate(struct instance *in, const struct ferr *err, json_t *ret, void *ctx)
+{
+    struct migration *m = ctx;
+    m->refs--;
+    m->dr_inflight = false;
+    if (!in || m->dr_state != MIG_DR_MEASURING)
+        return;
+    uint64_t now = agent_now_ms() - m->start_ms;
+    if (err) {
+        char why[160];
+        snprintf(why, sizeof(why), "query-dirty-rate: %.120s", err->msg);
+        dr_refused(m, why);
+        return;
+    }
+    const char *st = json_string_value(json_object_get(ret, "status"));
+    json_t *rate = json_object_get(ret, "dirty-rate");
+    if (st && strcmp(st, "measured") == 0 && json_is_integer(rate)) {
+        /* QEMU reports MiB/s (2^20 bytes per second); pages/s = MiB/s x
+         * 2^20 / page size (4096 until query-migrate reports the size). */
+        uint64_t page = m->last.page_size ? m->last.page_size : 4096;
+        json_int_t mibs = json_integer_value(rate);
+        m->dirty_hint_pps = mibs > 0 ? (uint64_t)mibs * 1048576u / page : 0;
+        m->dr_state = MIG_DR_MEASURED;
+        log_info("agent", "msg=\"pass-1 dirty rate measured\" id=%s mib_s=%lld pages_s=%llu",
+                 m->id, (long long)mibs, (unsigned long long)m->dirty_hint_pps);
+        return;
+    }
+    if (now >= DR_GIVE_UP_MS) {
+        dr_refused(m, "calc-dirty-rate gave no result in time");
+        return;
+    }
+    m->dr_poll_ms = now + DR_POLL_MS;
+}
+
+static void on_calc_dirty_rate(struct instance *in, const struct ferr *err, json_t *ret,
+                               void *ctx)
+{
+    (void)ret;
+    struct migration *m = ctx;
+    m->refs--;
+    if (!in)
+        return;
+    if (err) {
+        char why[160];
+        snprintf(why, sizeof(why), "calc-dirty-rate refused: %.120s", err->msg);
+        dr_refused(m, why);
+        return;
+    }
+    m->dr_state = MIG_DR_MEASURING;
+    m->dr_poll_ms = agent_now_ms() - m->start_ms + DR_CALC_S * 1000u + 100u;
+}
+
+/* Starts QEMU's page-sampling dirty-rate measurement (DR_CALC_S); it runs
+ * in its own QEMU thread beside the migration. */
+static void start_dirty_rate(struct migration *m, struct instance *in)
+{
+    m->refs++;
+    if (inst_qmp(in, "calc-dirty-rate",
+                 json_pack("{s:i, s:s}", "calc-time", DR_CALC_S, "mode", "page-sampling"),
+                 on_calc_dirty_rate, m) != 0) {
+        m->refs--;
+        dr_refused(m, "calc-dirty-rate not sent: QMP not ready");
+    }
+}
+
+static void poll_dirty_rate(struct migration *m)
+{
+    if (m->dr_state != MIG_DR_MEASURING || m->dr_inflight ||
+        agent_now_ms() - m->start_ms < m->dr_poll_ms)
+        return;
+    m->refs++;
+    m->dr_inflight = true;
+    if (inst_qmp(m->inst, "query-dirty-rate", NULL, on_dirty_rate, m) != 0) {
+        m->refs--;
+        m->dr_inflight = false;
+    }
+}
+
 static void on_tick(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
@@ -395,6 +502,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
             m->query_inflight = false;
         }
     }
+    poll_dirty_rate(m);
     struct timeval tv = {.tv_sec = 0, .tv_usec = AGENT_SAMPLE_MS * 1000};
     evtimer_add(m->tick, &tv);
 }
@@ -440,6 +548,9 @@ static void on_params(struct instance *in, const struct ferr *err, json_t *ret, 
         fail_and_restore(m, err ? MIGS_FAILED : MIGS_CANCELLED, why);
         return;
     }
+    /* queued before migrate: QEMU accepts it while no migration runs, and
+     * the measurement then runs concurrently with pass 1 */
+    start_dirty_rate(m, in);
     m->refs++;
     if (inst_qmp(in, "migrate", json_pack("{s:s}", "uri", m->dest_uri), on_migrate, m) != 0) {
         m->refs--;
@@ -465,11 +576,70 @@ static void on_caps(struct instance *in, const struct ferr *err, json_t *ret, vo
     uint64_t bw = m->limits.max_bandwidth_bps ? m->limits.max_bandwidth_bps : NO_CAP_BPS;
     json_t *p = json_pack("{s:I, s:I}", "downtime-limit", (json_int_t)m->limits.downtime_ms,
                           "max-bandwidth", (json_int_t)bw);
+    if (m->throttle_dormant) {
+        /* auto-converge is on so that the controller can throttle later
+         * (QEMU refuses to turn it on mid-migration), but capped at 1 %
+         * until the controller lifts the cap (control.c do_throttle) */
+        json_object_set_new(p, "cpu-throttle-initial", json_integer(1));
+        json_object_set_new(p, "cpu-throttle-increment", json_integer(1));
+        json_object_set_new(p, "max-cpu-throttle", json_integer(1));
+    }
     m->refs++;
     if (inst_qmp(in, "migrate-set-parameters", p, on_params, m) != 0) {
         m->refs--;
         fail_and_restore(m, MIGS_FAILED, "QMP unavailable");
     }
+}
+
+/* migrate-set-capabilities: events; auto-converge when asked or dormant for
+ * the controller; postcopy-ram when the destination has it. Returns 0, or
+ * -1 when QMP is not ready (nothing sent). */
+static int send_caps(struct migration *m)
+{
+    json_t *caps = json_pack("{s:[{s:s, s:b}, {s:s, s:b}]}", "capabilities", "capability",
+                             "events", "state", 1, "capability", "auto-converge", "state",
+                             m->limits.auto_converge || m->throttle_dormant);
+    if (m->postcopy)
+        json_array_append_new(json_object_get(caps, "capabilities"),
+                              json_pack("{s:s, s:b}", "capability", "postcopy-ram", "state", 1));
+    if (!m->inst) {
+        json_decref(caps);
+        return -1;
+    }
+    m->refs++;
+    if (inst_qmp(m->inst, "migrate-set-capabilities", caps, on_caps, m) != 0) {
+        m->refs--;
+        return -1;
+    }
+    return 0;
+}
+
+static void on_dest_postcopy(int status, json_t *body, const struct ferr *err, void *arg)
+{
+    struct migration *m = arg;
+    m->refs--;
+    if (mig_terminal(m))
+        return;
+    if (!m->inst) {
+        mig_instance_gone(m);
+        return;
+    }
+    if (!err && status == 200 && json_is_true(json_object_get(body, "postcopy"))) {
+        struct ferr e2;
+        m->postcopy = ctl_set_postcopy(m->ctl, true, &e2) == 0;
+    } else {
+        snprintf(m->postcopy_note, sizeof(m->postcopy_note), "%s",
+                 "post-copy not negotiated: the destination did not set postcopy-ram "
+                 "(POST /v1/incoming without \"postcopy\": true, or no userfaultfd there)");
+    }
+    log_info("agent", "msg=\"post-copy negotiation\" id=%s postcopy=%d", m->id,
+             (int)m->postcopy);
+    if (m->cancel_requested) {
+        fail_and_restore(m, MIGS_CANCELLED, "cancelled on request before the migration started");
+        return;
+    }
+    if (send_caps(m) != 0)
+        fail_and_restore(m, MIGS_FAILED, "QMP unavailable");
 }
 
 int mig_start(struct agent *ag, struct instance *in, const char *dest_uri,
@@ -495,18 +665,32 @@ int mig_start(struct agent *ag, struct instance *in, const char *dest_uri,
     m->started_at = (int64_t)time(NULL);
     m->tick = evtimer_new(ag->base, on_tick, m);
     struct ctl_policy none = {0};
+    if (!policy)
+        policy = &none;
     m->ctl = xcalloc(1, sizeof(*m->ctl)); /* control.c */
-    if (ctl_init(m->ctl, policy ? policy : &none, e) != 0) {
+    if (ctl_init(m->ctl, policy, e) != 0 || ctl_set_postcopy(m->ctl, false, e) != 0) {
         event_free(m->tick);
         free(m->ctl);
         free(m);
         return FERR_INVAL;
     }
-    json_t *caps = json_pack("{s:[{s:s, s:b}, {s:s, s:b}]}", "capabilities", "capability",
-                             "events", "state", 1, "capability", "auto-converge", "state",
-                             limits->auto_converge);
-    m->refs++;
-    if (inst_qmp(in, "migrate-set-capabilities", caps, on_caps, m) != 0) {
+    m->throttle_dormant = !limits->auto_converge && ctl_may_throttle(policy);
+    bool ask_dest = false;
+    if (policy->permit_post_copy) {
+        char why[160] = "";
+        if (agent_postcopy_possible(why, sizeof(why)))
+            ask_dest = true;
+        else
+            snprintf(m->postcopy_note, sizeof(m->postcopy_note), "%s", why);
+    }
+    if (ask_dest) {
+        /* does the destination have postcopy-ram? (POST /v1/incoming with
+         * "postcopy": true); the capabilities follow its answer */
+        char *path = xasprintf("/v1/instances/%s", m->inst_name);
+        m->refs++;
+        peer_request(ag, m->dest_agent, "GET", path, NULL, 5, on_dest_postcopy, m);
+        free(path);
+    } else if (send_caps(m) != 0) {
         event_free(m->tick);
         free(m->ctl);
         free(m);
@@ -531,6 +715,11 @@ int mig_cancel(struct migration *m, struct ferr *e)
     if (m->state == MIGS_CONFIRMING)
         return ferr_set(e, FERR_STATE, "", "migration %s is past switchover; too late to cancel",
                         m->id);
+    if (m->state == MIGS_POSTCOPY)
+        return ferr_set(e, FERR_STATE, "",
+                        "migration %s is in post-copy: the guest runs on the destination and "
+                        "cannot go back",
+                        m->id);
     m->cancel_requested = true;
     if (m->state == MIGS_RUNNING)
         send_cancel(m);
@@ -539,14 +728,17 @@ int mig_cancel(struct migration *m, struct ferr *e)
 
 json_t *mig_sample_to_json(const struct mig_sample *s)
 {
-    return json_pack("{s:I, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:i, s:I}", "t_ms",
+    return json_pack("{s:I, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:i, s:I, s:I, s:I}",
+                     "t_ms",
                      (json_int_t)s->t_ms, "phase", mig_phase_name(s->phase), "ram_total",
                      (json_int_t)s->ram_total, "ram_transferred", (json_int_t)s->ram_transferred,
                      "ram_remaining", (json_int_t)s->ram_remaining, "dirty_pages_rate",
                      (json_int_t)s->dirty_pages_rate, "bw_bps", (json_int_t)s->bw_bps,
                      "dirty_sync_count", (json_int_t)s->dirty_sync_count, "ram_duplicate",
                      (json_int_t)s->ram_duplicate, "throttle_pct", (int)s->throttle_pct,
-                     "expected_downtime_ms", (json_int_t)s->expected_downtime_ms);
+                     "expected_downtime_ms", (json_int_t)s->expected_downtime_ms,
+                     "postcopy_requests", (json_int_t)s->postcopy_requests,
+                     "dirty_rate_hint_pps", (json_int_t)s->dirty_rate_hint_pps);
 }
 
 json_t *mig_to_json(const struct migration *m, bool samples)
@@ -561,6 +753,16 @@ json_t *mig_to_json(const struct migration *m, bool samples)
         (json_int_t)m->started_at, "error", m->error);
     json_object_set_new(o, "last_sample", mig_sample_to_json(&m->last));
     json_object_set_new(o, "samples_kept", json_integer((json_int_t)m->n_samples));
+    json_object_set_new(o, "postcopy", json_boolean(m->postcopy));
+    if (m->postcopy_note[0])
+        json_object_set_new(o, "postcopy_note", json_string(m->postcopy_note));
+    json_object_set_new(o, "auto_converge_dormant", json_boolean(m->throttle_dormant));
+    static const char *const dr_names[] = {"none", "measuring", "measured", "refused"};
+    json_t *dr = json_pack("{s:s, s:I}", "state", dr_names[m->dr_state], "pages_per_s",
+                           (json_int_t)m->dirty_hint_pps);
+    if (m->dr_note[0])
+        json_object_set_new(dr, "note", json_string(m->dr_note));
+    json_object_set_new(o, "dirty_rate", dr);
     ctl_to_json(m->ctl, o); /* control.c: estimate, stalls, consent_pending */
     if (m->state == MIGS_SUCCEEDED || m->total_time_ms) {
         json_object_set_new(o, "result",
