@@ -1,0 +1,726 @@
+/* lab_calibration — ETA accuracy on real lab migrations, and ferry-sim
+ * calibrated against the same runs.
+ *
+ * One 256 MiB lab guest (memload, 64 MiB working set) is moved back and
+ * forth between two ferry-agents (tests/lib/lab), once per run, with the
+ * dirty rate changed between moves through memload's console ("rate R") and
+ * the bandwidth cap set per migration. Every run must converge. Per run the
+ * bench records:
+ *   - the agent's live estimate: GET /v1/migrations/ID every 100 ms, kept
+ *     with the t_ms of the sample it was computed from (last_sample);
+ *   - every 250 ms sample: GET /v1/migrations/ID/trace (core trace CSV);
+ *   - QEMU's total-time, downtime, dirty-sync-count, non-zero RAM
+ *     (ram_total - ram_duplicate x 4096 at completion), and memload's real
+ *     write rate over the move (pages_dirtied_total before and after).
+ * After the move the guest checks its whole working set (verify).
+ *
+ * Part 1 (bench/out/lab_eta.json): at the first sample at or after 10, 25
+ * and 50 % of QEMU's total time, |ETA - time really left| / time left, for
+ * (a) the agent's live estimate, (b) the estimator (core/estimator.h)
+ * replayed offline over the recorded samples, and the baseline
+ * ram_remaining / bw_bps of the same sample. Unknown ETA counts as 100 %.
+ * Median over runs per point.
+ *
+ * Part 2 (bench/out/sim_calibration.json): each run's workload in ferry-sim
+ * through src/sim/lab_match.h (RAM = the run's ram_total, working set
+ * 64 MiB, zero fraction from the run's non-zero RAM, memload's sequential
+ * rate mapped to the model's uniform write rate, same cap and downtime
+ * limit); simulated vs real total time, iterations and downtime. Baseline:
+ * the unmatched mapping (model write rate = memload's nominal rate).
+ *
+ * Environment: BUILD (default build); FERRY_CAL_RUNS, comma-separated
+ * RATE@CAP_MIBS (default below); FERRY_CAL_LINK_MIBS, the loopback link
+ * rate the simulator assumes after switchover (default 1024). */
+#include <errno.h>
+#include <jansson.h>
+#include <math.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/utsname.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "../tests/lib/lab.h"
+#include "core/estimator.h"
+#include "core/sample.h"
+#include "core/trace.h"
+#include "sim/lab_match.h"
+#include "sim/run.h"
+#include "util/ferr.h"
+#include "util/httpc.h"
+#include "util/xalloc.h"
+
+#define MEM_MIB 256
+#define WS_MIB 64
+#define DOWNTIME_MS 300
+#define MAX_RUNS 24
+#define MAX_SAMPLES 4000       /* 250 ms samples of one run (1000 s) */
+#define MAX_LIVE 10000         /* live estimates of one run */
+#define POLL_MS 100            /* GET period while migrating, ms */
+#define MIG_TIMEOUT_S 90       /* one move, s: it must converge */
+#define SETTLE_MS 1000         /* after a rate change, before migrating, ms */
+#define NFRAC 3
+#define DEFAULT_RUNS                                                                               \
+    "0@32,0@64,1000@32,1000@64,2000@32,2000@64,4000@32,4000@64,8000@64,"                          \
+    "4000@32,8000@64"
+
+static const double fracs[NFRAC] = {0.10, 0.25, 0.50};
+
+struct live_est {
+    uint64_t t_ms; /* t_ms of the sample the estimate was made from */
+    int known;     /* eta_ms present and finite */
+    double eta_ms; /* ms */
+};
+
+struct run {
+    unsigned rate;            /* memload rate asked, pages/s */
+    unsigned cap_mibs;        /* max-bandwidth, MiB/s */
+    bool ok;                  /* converged, destination intact */
+    char why[300];            /* why not ok */
+    double total_ms;          /* QEMU total-time, ms */
+    double downtime_ms;       /* QEMU downtime, ms */
+    uint64_t iterations;      /* dirty-sync-count at completion */
+    uint64_t ram_total;       /* bytes */
+    uint64_t nonzero;         /* ram_total - ram_duplicate x 4096, bytes */
+    uint64_t sent;            /* ram_transferred, bytes */
+    double rate_meas_pps;     /* memload's real write rate over the move, pages/s; < 0 unknown */
+    struct mig_sample *smp;   /* recorded samples */
+    size_t ns;                /* in smp */
+    bool from_trace;          /* samples came from /trace (else ?samples=1) */
+    struct live_est *live;    /* live estimates */
+    size_t nl;                /* in live */
+    /* part 1 */
+    bool asked[NFRAC];        /* the run had a sample at this point */
+    uint64_t at_ms[NFRAC];    /* t_ms of that sample */
+    double left_ms[NFRAC];    /* time really left, ms */
+    double e_live[NFRAC];     /* % error of the live estimate (<0: none recorded) */
+    double e_replay[NFRAC];   /* % error of the replayed estimator */
+    double e_naive[NFRAC];    /* % error of remaining / bw */
+    double eta_live[NFRAC], eta_replay[NFRAC], eta_naive[NFRAC]; /* ms, < 0 unknown */
+    bool live_exact[NFRAC];   /* live estimate from that very sample */
+    /* part 2 */
+    bool sim_ok;              /* the sim completed */
+    double sim_total_ms, sim_downtime_ms, sim_write_pps, sim_period_s;
+    uint64_t sim_iterations;
+    bool base_ok;             /* unmatched mapping completed */
+    double base_total_ms;
+    uint64_t base_iterations;
+};
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void sleep_ms(unsigned ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+static uint64_t jnum(json_t *o, const char *k)
+{
+    json_t *v = json_object_get(o, k);
+    if (json_is_integer(v) && json_integer_value(v) >= 0)
+        return (uint64_t)json_integer_value(v);
+    if (json_is_real(v) && json_real_value(v) >= 0)
+        return (uint64_t)json_real_value(v);
+    return 0;
+}
+
+static int cmp_d(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Median of v[0..n) (sorted in place); NAN when n is 0. */
+static double median(double *v, size_t n)
+{
+    if (n == 0)
+        return NAN;
+    qsort(v, n, sizeof(*v), cmp_d);
+    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+static double pct_err(double got, double want)
+{
+    return want > 0 ? fabs(got - want) / want * 100.0 : NAN;
+}
+
+static json_t *num(double v)
+{
+    return isfinite(v) ? json_real(round(v * 1000.0) / 1000.0) : json_null();
+}
+
+/* "uname -m, nproc, cpu model" of this machine into buf. */
+static void machine_string(char *buf, size_t len)
+{
+    struct utsname u;
+    if (uname(&u) != 0)
+        memset(&u, 0, sizeof(u));
+    char model[160] = "unknown cpu";
+    FILE *f = fopen("/proc/cpuinfo", "r");
+    char line[512];
+    while (f && fgets(line, sizeof(line), f)) {
+        if (strncmp(line, "model name", 10) == 0) {
+            char *p = strchr(line, ':');
+            if (p) {
+                p++;
+                while (*p == ' ')
+                    p++;
+                p[strcspn(p, "\n")] = '\0';
+                snprintf(model, sizeof(model), "%s", p);
+            }
+            break;
+        }
+    }
+    if (f)
+        fclose(f);
+    snprintf(buf, len, "%s, %ld cpus, %s, Linux %s, QEMU TCG (no KVM)", u.machine,
+             sysconf(_SC_NPROCESSORS_ONLN), model, u.release);
+}
+
+/* --- the lab part --------------------------------------------------------- */
+
+/* memload's pages_dirtied_total through the console "status" command. */
+static int guest_dirtied(const struct lab_agent *a, const char *name, uint64_t *pages)
+{
+    struct ferr e = {0};
+    char *rest = NULL;
+    if (lab_console_expect(a, name, "status", 0, "FERRY-STATUS ", LAB_CMD_TIMEOUT_MS, &rest, &e) !=
+        0)
+        return -1;
+    json_t *j = json_loads(rest, 0, NULL);
+    free(rest);
+    if (!j)
+        return -1;
+    *pages = jnum(j, "pages_dirtied_total");
+    json_decref(j);
+    return 0;
+}
+
+static int guest_rate(const struct lab_agent *a, const char *name, unsigned rate, struct ferr *e)
+{
+    char cmd[32];
+    snprintf(cmd, sizeof(cmd), "rate %u", rate);
+    return lab_console_expect(a, name, cmd, 0, "FERRY-ACK ", LAB_CMD_TIMEOUT_MS, NULL, e);
+}
+
+static void sample_from_json(json_t *j, struct mig_sample *s)
+{
+    memset(s, 0, sizeof(*s));
+    s->t_ms = jnum(j, "t_ms");
+    const char *ph = json_string_value(json_object_get(j, "phase"));
+    if (!ph || mig_phase_parse(ph, strlen(ph), &s->phase) != 0)
+        s->phase = MIG_PHASE_SETUP;
+    s->ram_total = jnum(j, "ram_total");
+    s->ram_transferred = jnum(j, "ram_transferred");
+    s->ram_remaining = jnum(j, "ram_remaining");
+    s->ram_duplicate = jnum(j, "ram_duplicate");
+    s->dirty_pages_rate = jnum(j, "dirty_pages_rate");
+    s->bw_bps = jnum(j, "bw_bps");
+    s->dirty_sync_count = jnum(j, "dirty_sync_count");
+    s->throttle_pct = (uint32_t)jnum(j, "throttle_pct");
+    s->expected_downtime_ms = jnum(j, "expected_downtime_ms");
+}
+
+/* Fetches the run's samples: the trace CSV, or ?samples=1 when the agent
+ * has no trace endpoint. */
+static int fetch_samples(const struct lab_agent *a, const char *id, struct run *r, struct ferr *e)
+{
+    char path[160];
+    struct httpc_resp resp;
+    r->smp = xcalloc(MAX_SAMPLES, sizeof(*r->smp));
+    snprintf(path, sizeof(path), "/v1/migrations/%s/trace", id);
+    if (httpc_request(a->url, "GET", path, NULL, NULL, LAB_HTTP_TIMEOUT_MS, &resp, e) == 0) {
+        int st = resp.status, rc = -1;
+        if (st == 200)
+            rc = trace_parse(resp.body, resp.len, r->smp, MAX_SAMPLES, &r->ns, e);
+        httpc_resp_free(&resp);
+        if (rc == 0) {
+            r->from_trace = true;
+            return 0;
+        }
+    }
+    snprintf(path, sizeof(path), "/v1/migrations/%s?samples=1", id);
+    int status = 0;
+    json_t *out = NULL;
+    if (lab_api(a, "GET", path, NULL, &status, &out, e) != 0 || status != 200 || !out) {
+        json_decref(out);
+        return -1;
+    }
+    json_t *arr = json_object_get(out, "samples");
+    r->ns = 0;
+    for (size_t i = 0; i < json_array_size(arr) && r->ns < MAX_SAMPLES; i++)
+        sample_from_json(json_array_get(arr, i), &r->smp[r->ns++]);
+    json_decref(out);
+    return 0;
+}
+
+/* Moves guest name from src to dst at the run's rate and cap. */
+static void lab_run(const struct lab_agent *src, const struct lab_agent *dst, const char *name,
+                    struct run *r)
+{
+    struct ferr e = {0};
+    char id[128], path[160];
+    json_t *out = NULL;
+    int status = 0;
+    r->rate_meas_pps = -1;
+    if (guest_rate(src, name, r->rate, &e) != 0) {
+        snprintf(r->why, sizeof(r->why), "rate %u: %s", r->rate, e.msg);
+        return;
+    }
+    sleep_ms(SETTLE_MS);
+    uint64_t p0 = 0, p1 = 0;
+    bool have_p0 = guest_dirtied(src, name, &p0) == 0;
+    double t0 = now_s();
+    json_t *lim = json_pack("{s:i, s:I, s:i}", "downtime_ms", DOWNTIME_MS, "max_bandwidth_bps",
+                            (json_int_t)r->cap_mibs << 20, "completion_timeout_s", MIG_TIMEOUT_S);
+    int rc = lab_migrate_start(src, dst, name, lim, id, sizeof(id), &e);
+    json_decref(lim);
+    if (rc != 0) {
+        snprintf(r->why, sizeof(r->why), "migrate: %s", e.msg);
+        return;
+    }
+    r->live = xcalloc(MAX_LIVE, sizeof(*r->live));
+    snprintf(path, sizeof(path), "/v1/migrations/%s", id);
+    const char *st = NULL;
+    for (;;) {
+        json_decref(out);
+        out = NULL;
+        if (lab_api(src, "GET", path, NULL, &status, &out, &e) != 0 || status != 200 || !out) {
+            snprintf(r->why, sizeof(r->why), "GET %.150s: %d %.100s", path, status, e.msg);
+            json_decref(out);
+            return;
+        }
+        st = json_string_value(json_object_get(out, "state"));
+        json_t *est = json_object_get(out, "estimate");
+        json_t *ls = json_object_get(out, "last_sample");
+        uint64_t t = jnum(ls, "t_ms");
+        if (est && ls && (r->nl == 0 || r->live[r->nl - 1].t_ms != t) && r->nl < MAX_LIVE) {
+            json_t *eta = json_object_get(est, "eta_ms");
+            struct live_est *x = &r->live[r->nl++];
+            x->t_ms = t;
+            x->known = json_is_number(eta);
+            x->eta_ms = x->known ? json_number_value(eta) : -1;
+        }
+        if (st && (strcmp(st, "succeeded") == 0 || strcmp(st, "failed") == 0 ||
+                   strcmp(st, "cancelled") == 0))
+            break;
+        if (now_s() - t0 > MIG_TIMEOUT_S + 60) {
+            snprintf(r->why, sizeof(r->why), "not terminal after %d s", MIG_TIMEOUT_S + 60);
+            json_decref(out);
+            return;
+        }
+        sleep_ms(POLL_MS);
+    }
+    if (strcmp(st, "succeeded") != 0) {
+        const char *err = json_string_value(json_object_get(out, "error"));
+        snprintf(r->why, sizeof(r->why), "%s: %.200s", st, err ? err : "");
+        json_decref(out);
+        return;
+    }
+    json_t *res = json_object_get(out, "result");
+    r->total_ms = (double)jnum(res, "total_time_ms");
+    r->downtime_ms = (double)jnum(res, "downtime_ms");
+    r->iterations = jnum(res, "iterations");
+    r->sent = jnum(res, "ram_transferred");
+    json_t *ls = json_object_get(out, "last_sample");
+    r->ram_total = jnum(ls, "ram_total");
+    uint64_t dup = jnum(ls, "ram_duplicate") * 4096u;
+    r->nonzero = r->ram_total > dup ? r->ram_total - dup : 0;
+    json_decref(out);
+    if (fetch_samples(src, id, r, &e) != 0 || r->ns == 0) {
+        snprintf(r->why, sizeof(r->why), "samples: %s", e.msg);
+        return;
+    }
+    if (have_p0 && guest_dirtied(dst, name, &p1) == 0 && p1 >= p0)
+        r->rate_meas_pps = (double)(p1 - p0) / (now_s() - t0);
+    struct lab_integrity li;
+    if (lab_verify(dst, name, &li, &e) != 0) {
+        snprintf(r->why, sizeof(r->why), "verify: %s", e.msg);
+        return;
+    }
+    if (!li.ok) {
+        snprintf(r->why, sizeof(r->why), "guest memory corrupted: %lld bad pages", li.bad_pages);
+        return;
+    }
+    if (!lab_instance_wait_gone(src, name, 20000)) {
+        snprintf(r->why, sizeof(r->why), "source instance still listed");
+        return;
+    }
+    r->ok = true;
+}
+
+/* --- part 1: ETA accuracy -------------------------------------------------- */
+
+static void eta_errors(struct run *r)
+{
+    struct est est;
+    est_init(&est, NULL);
+    size_t k = 0;
+    for (int f = 0; f < NFRAC; f++) {
+        double at = fracs[f] * r->total_ms;
+        r->asked[f] = false;
+        /* replay up to and including the first sample at or after `at` */
+        while (k < r->ns && (double)r->smp[k].t_ms < at) {
+            if (est_update(&est, &r->smp[k]) != 0)
+                return;
+            k++;
+        }
+        if (k >= r->ns || (double)r->smp[k].t_ms >= r->total_ms ||
+            r->smp[k].phase != MIG_PHASE_ACTIVE)
+            continue;
+        const struct mig_sample *s = &r->smp[k];
+        if (est_update(&est, s) != 0)
+            return;
+        k++;
+        struct est_out o;
+        est_get(&est, &o);
+        r->asked[f] = true;
+        r->at_ms[f] = s->t_ms;
+        double left = r->total_ms - (double)s->t_ms;
+        r->left_ms[f] = left;
+        bool known = o.eta_known && o.eta_ms != EST_ETA_INFINITE;
+        r->eta_replay[f] = known ? (double)o.eta_ms : -1;
+        r->e_replay[f] = known ? pct_err((double)o.eta_ms, left) : 100.0;
+        r->eta_naive[f] = s->bw_bps > 0 ? (double)s->ram_remaining / (double)s->bw_bps * 1e3 : -1;
+        r->e_naive[f] = r->eta_naive[f] >= 0 ? pct_err(r->eta_naive[f], left) : 100.0;
+        /* live: the estimate made from this very sample, else the first
+         * one polled at or after it */
+        r->e_live[f] = -1;
+        r->eta_live[f] = -1;
+        for (size_t i = 0; i < r->nl; i++) {
+            if (r->live[i].t_ms < s->t_ms)
+                continue;
+            double l = r->total_ms - (double)r->live[i].t_ms;
+            if (l <= 0)
+                break;
+            r->live_exact[f] = r->live[i].t_ms == s->t_ms;
+            r->eta_live[f] = r->live[i].known ? r->live[i].eta_ms : -1;
+            r->e_live[f] = r->live[i].known ? pct_err(r->live[i].eta_ms, l) : 100.0;
+            break;
+        }
+    }
+}
+
+/* --- part 2: the simulator ------------------------------------------------- */
+
+static void sim_errors(struct run *r, double link_bps)
+{
+    struct lab_match_in in = {
+        .ram_bytes = r->ram_total,
+        .ws_bytes = (uint64_t)WS_MIB << 20,
+        .nonzero_bytes = r->nonzero,
+        .seq_pps = r->rate_meas_pps >= 0 ? r->rate_meas_pps : (double)r->rate,
+        .max_bw_bps = (double)((uint64_t)r->cap_mibs << 20),
+        .link_bps = link_bps,
+        .downtime_limit_ms = DOWNTIME_MS,
+        .sequential = 1,
+    };
+    struct sim_scenario sc;
+    struct sim_result sr;
+    struct lab_match_out mo;
+    struct ferr e = {0};
+    if (lab_match_run(&in, &sc, &sr, &mo, &e) == 0 && sr.completed) {
+        r->sim_ok = true;
+        r->sim_total_ms = sr.total_ms;
+        r->sim_downtime_ms = sr.downtime_ms;
+        r->sim_iterations = sr.iterations;
+        r->sim_write_pps = mo.write_pps;
+        r->sim_period_s = mo.period_s;
+    } else if (e.msg[0]) {
+        fprintf(stderr, "lab_calibration: sim: %s\n", e.msg);
+    }
+    in.sequential = 0;
+    in.seq_pps = (double)r->rate;
+    if (lab_match_run(&in, &sc, &sr, NULL, &e) == 0 && sr.completed) {
+        r->base_ok = true;
+        r->base_total_ms = sr.total_ms;
+        r->base_iterations = sr.iterations;
+    }
+}
+
+/* --- report ---------------------------------------------------------------- */
+
+static char *run_key(const struct run *r)
+{
+    return xasprintf("r%u_cap%u", r->rate, r->cap_mibs);
+}
+
+static int write_json(const char *path, json_t *doc)
+{
+    int rc = json_dump_file(doc, path, JSON_INDENT(1) | JSON_PRESERVE_ORDER);
+    json_decref(doc);
+    if (rc != 0)
+        fprintf(stderr, "lab_calibration: cannot write %s\n", path);
+    return rc;
+}
+
+static void fmt_eta(char *buf, size_t n, double ms)
+{
+    if (ms < 0)
+        snprintf(buf, n, "?");
+    else
+        snprintf(buf, n, "%.2f", ms / 1000.0);
+}
+
+int main(void)
+{
+    signal(SIGPIPE, SIG_IGN);
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    const char *v = getenv("FERRY_CAL_LINK_MIBS");
+    double link_bps = (v && strtod(v, NULL) > 0 ? strtod(v, NULL) : 1024.0) * 1048576.0;
+    v = getenv("FERRY_CAL_RUNS");
+    char spec[512];
+    snprintf(spec, sizeof(spec), "%s", v && *v ? v : DEFAULT_RUNS);
+    static struct run runs[MAX_RUNS];
+    int n = 0;
+    for (char *save = NULL, *t = strtok_r(spec, ",", &save); t && n < MAX_RUNS;
+         t = strtok_r(NULL, ",", &save)) {
+        char *at = strchr(t, '@');
+        memset(&runs[n], 0, sizeof(runs[n]));
+        runs[n].rate = (unsigned)strtoul(t, NULL, 10);
+        runs[n].cap_mibs = at ? (unsigned)strtoul(at + 1, NULL, 10) : 64;
+        if (runs[n].cap_mibs == 0) {
+            fprintf(stderr, "lab_calibration: bad run '%s' (RATE@CAP_MIBS)\n", t);
+            return 2;
+        }
+        n++;
+    }
+    char mach[512];
+    machine_string(mach, sizeof(mach));
+    printf("lab_calibration: %d MiB guest, memload ws %d MiB, downtime-limit %d ms, %d moves of "
+           "one guest between two agents\nmachine: %s\n",
+           MEM_MIB, WS_MIB, DOWNTIME_MS, n, mach);
+
+    double t_start = now_s();
+    struct lab lab;
+    struct ferr e = {0};
+    if (lab_start(&lab, 2, &e) != 0) {
+        fprintf(stderr, "lab_calibration: lab: %s\n", e.msg);
+        return 1;
+    }
+    const char *name = "cal";
+    char cl[200];
+    snprintf(cl, sizeof(cl),
+             "console=ttyS0 quiet panic=-1 ferry.workload=memload ferry.ws_mib=%d ferry.rate=%u",
+             WS_MIB, n ? runs[0].rate : 0);
+    if (lab_launch_guest(&lab.agents[0], name, MEM_MIB, cl, LAB_BOOT_TIMEOUT_MS, &e) != 0) {
+        fprintf(stderr, "lab_calibration: launch: %s\n", e.msg);
+        lab_stop(&lab);
+        return 1;
+    }
+    fprintf(stderr, "lab_calibration: guest ready (%.0f s)\n", now_s() - t_start);
+    int cur = 0, bad = 0;
+    for (int i = 0; i < n; i++) {
+        struct run *r = &runs[i];
+        lab_run(&lab.agents[cur], &lab.agents[1 - cur], name, r);
+        fprintf(stderr, "lab_calibration: move %d rate %u cap %u: %s total %.2f s (%.0f s so far)\n",
+                i + 1, r->rate, r->cap_mibs, r->ok ? "ok" : r->why, r->total_ms / 1000.0,
+                now_s() - t_start);
+        if (!r->ok) {
+            bad = 1;
+            if (r->total_ms <= 0)
+                break; /* the guest may be lost: stop here */
+        }
+        cur = 1 - cur;
+    }
+    lab_stop(&lab);
+
+    /* part 1 */
+    static double a_live[NFRAC][MAX_RUNS], a_rep[NFRAC][MAX_RUNS], a_nai[NFRAC][MAX_RUNS];
+    size_t na[NFRAC] = {0}, nlive[NFRAC] = {0}, exact[NFRAC] = {0};
+    size_t unk_live[NFRAC] = {0}, unk_rep[NFRAC] = {0};
+    int nok = 0, ntrace = 0, align_bad = 0;
+    printf("\nPart 1 — ETA at a fraction of the total time (s; error %% vs time really left)\n");
+    printf("%-14s %6s %5s %7s %7s %14s %14s %14s\n", "run", "total", "at", "t", "left", "live",
+           "replay", "naive");
+    for (int i = 0; i < n; i++) {
+        struct run *r = &runs[i];
+        if (!r->ok)
+            continue;
+        nok++;
+        ntrace += r->from_trace;
+        /* QEMU's total-time vs the agent's sample clock: the last active
+         * sample must come before it */
+        for (size_t k = 0; k < r->ns; k++)
+            if (r->smp[k].phase == MIG_PHASE_ACTIVE && (double)r->smp[k].t_ms > r->total_ms) {
+                align_bad++;
+                break;
+            }
+        eta_errors(r);
+        char *key = run_key(r);
+        for (int f = 0; f < NFRAC; f++) {
+            if (!r->asked[f])
+                continue;
+            char a[16], b[16], c[16];
+            fmt_eta(a, sizeof(a), r->eta_live[f]);
+            fmt_eta(b, sizeof(b), r->eta_replay[f]);
+            fmt_eta(c, sizeof(c), r->eta_naive[f]);
+            printf("%-14s %6.2f %4.0f%% %7.2f %7.2f %6s %6.1f%% %6s %6.1f%% %6s %6.1f%%\n", key,
+                   r->total_ms / 1e3, fracs[f] * 100, (double)r->at_ms[f] / 1e3,
+                   r->left_ms[f] / 1e3, a, r->e_live[f], b, r->e_replay[f], c, r->e_naive[f]);
+            a_rep[f][na[f]] = r->e_replay[f];
+            a_nai[f][na[f]] = r->e_naive[f];
+            na[f]++;
+            unk_rep[f] += r->eta_replay[f] < 0;
+            if (r->e_live[f] >= 0) {
+                a_live[f][nlive[f]++] = r->e_live[f];
+                unk_live[f] += r->eta_live[f] < 0;
+                exact[f] += r->live_exact[f];
+            }
+        }
+        free(key);
+    }
+    double m_live[NFRAC], m_rep[NFRAC], m_nai[NFRAC];
+    printf("\nmedian absolute %% error over %d converged runs (unknown ETA = 100 %%)\n", nok);
+    printf("%5s %6s %10s %10s %14s %12s\n", "at", "asked", "live_%", "replay_%", "naive_rem/bw_%",
+           "unknown l/r");
+    for (int f = 0; f < NFRAC; f++) {
+        m_live[f] = median(a_live[f], nlive[f]);
+        m_rep[f] = median(a_rep[f], na[f]);
+        m_nai[f] = median(a_nai[f], na[f]);
+        printf("%4.0f%% %6zu %10.1f %10.1f %14.1f %6zu/%zu\n", fracs[f] * 100, na[f], m_live[f],
+               m_rep[f], m_nai[f], unk_live[f], unk_rep[f]);
+    }
+    bool met = nok > 0;
+    for (int f = 1; f < NFRAC; f++)
+        met = met && isfinite(m_live[f]) && m_live[f] <= 10.0;
+    printf("target: live ETA error <= 10 %% from 25 %% of the run on: %s\n",
+           met ? "met" : "NOT met");
+    printf("samples from /trace: %d of %d runs; live estimate of the exact sample: %zu/%zu/%zu; "
+           "runs whose active samples pass QEMU's total-time: %d\n",
+           ntrace, nok, exact[0], exact[1], exact[2], align_bad);
+
+    json_t *fig = json_object(), *base = json_object();
+    json_object_set_new(fig, "converged_runs", json_integer(nok));
+    json_object_set_new(fig, "runs", json_integer(n));
+    for (int f = 0; f < NFRAC; f++) {
+        char k[64];
+        snprintf(k, sizeof(k), "live_eta_mape_at_%.0fpct", fracs[f] * 100);
+        json_object_set_new(fig, k, num(m_live[f]));
+        snprintf(k, sizeof(k), "replay_eta_mape_at_%.0fpct", fracs[f] * 100);
+        json_object_set_new(fig, k, num(m_rep[f]));
+        snprintf(k, sizeof(k), "eta_asked_at_%.0fpct", fracs[f] * 100);
+        json_object_set_new(fig, k, json_integer((json_int_t)na[f]));
+        snprintf(k, sizeof(k), "live_eta_unknown_at_%.0fpct", fracs[f] * 100);
+        json_object_set_new(fig, k, json_integer((json_int_t)unk_live[f]));
+        snprintf(k, sizeof(k), "naive_eta_mape_at_%.0fpct", fracs[f] * 100);
+        json_object_set_new(base, k, num(m_nai[f]));
+    }
+    json_object_set_new(fig, "target_live_eta_le_10pct_from_25pct_met", json_boolean(met));
+    for (int i = 0; i < n; i++) {
+        struct run *r = &runs[i];
+        if (!r->ok)
+            continue;
+        char *key = run_key(r), k[96];
+        snprintf(k, sizeof(k), "run%d_%s_total_time_s", i + 1, key);
+        json_object_set_new(fig, k, num(r->total_ms / 1e3));
+        for (int f = 0; f < NFRAC; f++) {
+            if (!r->asked[f])
+                continue;
+            snprintf(k, sizeof(k), "run%d_%s_live_eta_err_pct_at_%.0fpct", i + 1, key,
+                     fracs[f] * 100);
+            json_object_set_new(fig, k, r->e_live[f] >= 0 ? num(r->e_live[f]) : json_null());
+            snprintf(k, sizeof(k), "run%d_%s_replay_eta_err_pct_at_%.0fpct", i + 1, key,
+                     fracs[f] * 100);
+            json_object_set_new(fig, k, num(r->e_replay[f]));
+            snprintf(k, sizeof(k), "run%d_%s_naive_eta_err_pct_at_%.0fpct", i + 1, key,
+                     fracs[f] * 100);
+            json_object_set_new(base, k, num(r->e_naive[f]));
+        }
+        free(key);
+    }
+    mkdir("bench/out", 0755);
+    if (write_json("bench/out/lab_eta.json",
+                   json_pack("{s:s, s:o, s:o}", "machine", mach, "figures", fig, "baselines",
+                             base)) != 0)
+        bad = 1;
+
+    /* part 2 */
+    static double s_tot[MAX_RUNS], s_it[MAX_RUNS], b_tot[MAX_RUNS], b_it[MAX_RUNS];
+    size_t ns = 0, nb = 0;
+    printf("\nPart 2 — ferry-sim vs lab, same workloads (link after switchover %.0f MiB/s)\n",
+           link_bps / 1048576.0);
+    printf("%-14s %6s %6s %5s %8s %8s %6s %5s %5s %6s %6s %8s %6s %5s\n", "run", "pps", "nz_MiB",
+           "per_s", "lab_s", "sim_s", "err%", "lab_i", "sim_i", "lab_dt", "sim_dt", "base_s",
+           "err%", "bas_i");
+    fig = json_object();
+    base = json_object();
+    for (int i = 0; i < n; i++) {
+        struct run *r = &runs[i];
+        if (!r->ok)
+            continue;
+        sim_errors(r, link_bps);
+        char *key = run_key(r), k[96];
+        double et = r->sim_ok ? (r->sim_total_ms - r->total_ms) / r->total_ms * 100 : NAN;
+        double bt = r->base_ok ? (r->base_total_ms - r->total_ms) / r->total_ms * 100 : NAN;
+        printf("%-14s %6.0f %6.1f %5.2f %8.2f %8.2f %+6.1f %5llu %5llu %6.0f %6.0f %8.2f %+6.1f "
+               "%5llu\n",
+               key, r->rate_meas_pps, (double)r->nonzero / 1048576.0, r->sim_period_s,
+               r->total_ms / 1e3, r->sim_total_ms / 1e3, et, (unsigned long long)r->iterations,
+               (unsigned long long)r->sim_iterations, r->downtime_ms, r->sim_downtime_ms,
+               r->base_total_ms / 1e3, bt, (unsigned long long)r->base_iterations);
+        if (r->sim_ok) {
+            s_tot[ns] = fabs(et);
+            s_it[ns] = pct_err((double)r->sim_iterations, (double)r->iterations);
+            ns++;
+        }
+        if (r->base_ok) {
+            b_tot[nb] = fabs(bt);
+            b_it[nb] = pct_err((double)r->base_iterations, (double)r->iterations);
+            nb++;
+        }
+#define PUT(o, suffix, val)                                                                        \
+    do {                                                                                           \
+        snprintf(k, sizeof(k), "run%d_%s_%s", i + 1, key, suffix);                                 \
+        json_object_set_new(o, k, val);                                                            \
+    } while (0)
+        PUT(fig, "lab_total_time_s", num(r->total_ms / 1e3));
+        PUT(fig, "sim_total_time_s", r->sim_ok ? num(r->sim_total_ms / 1e3) : json_null());
+        PUT(fig, "total_time_err_pct", num(et));
+        PUT(fig, "lab_iterations", json_integer((json_int_t)r->iterations));
+        PUT(fig, "sim_iterations", json_integer((json_int_t)r->sim_iterations));
+        PUT(fig, "lab_downtime_ms", num(r->downtime_ms));
+        PUT(fig, "sim_downtime_ms", num(r->sim_downtime_ms));
+        PUT(fig, "lab_nonzero_ram_bytes", json_integer((json_int_t)r->nonzero));
+        PUT(fig, "lab_write_rate_pps", num(r->rate_meas_pps));
+        PUT(fig, "sim_write_rate_pps", num(r->sim_write_pps));
+        PUT(base, "sim_total_time_s", r->base_ok ? num(r->base_total_ms / 1e3) : json_null());
+        PUT(base, "total_time_err_pct", num(bt));
+        PUT(base, "sim_iterations", json_integer((json_int_t)r->base_iterations));
+#undef PUT
+        free(key);
+    }
+    double mt = median(s_tot, ns), mi = median(s_it, ns), bmt = median(b_tot, nb),
+           bmi = median(b_it, nb);
+    printf("median abs error: total time %.1f %%, iterations %.1f %% (%zu runs); unmatched "
+           "mapping (write rate = nominal rate): %.1f %%, %.1f %%\n",
+           mt, mi, ns, bmt, bmi);
+    json_object_set_new(fig, "sim_total_time_mape_pct", num(mt));
+    json_object_set_new(fig, "sim_iterations_mape_pct", num(mi));
+    json_object_set_new(fig, "runs_compared", json_integer((json_int_t)ns));
+    json_object_set_new(fig, "link_bytes_per_s", num(link_bps));
+    json_object_set_new(base, "unmatched_sim_total_time_mape_pct", num(bmt));
+    json_object_set_new(base, "unmatched_sim_iterations_mape_pct", num(bmi));
+    if (write_json("bench/out/sim_calibration.json",
+                   json_pack("{s:s, s:o, s:o}", "machine", mach, "figures", fig, "baselines",
+                             base)) != 0)
+        bad = 1;
+    printf("wrote bench/out/lab_eta.json and bench/out/sim_calibration.json (%.0f s)\n",
+           now_s() - t_start);
+    for (int i = 0; i < n; i++) {
+        free(runs[i].smp);
+        free(runs[i].live);
+    }
+    return bad;
+}
