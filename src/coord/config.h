@@ -1,0 +1,40 @@
+/* config — ferryd's configuration file: plain `key = value` lines, `#`
+ * comments, blank lines ignored. Every key has a default (config_defaults);
+ * an unknown key, a bad value or an oversize line fails the load naming the
+ * key and the line. docs/FERRYD.md and etc/ferryd.conf list the keys. */
+#ifndef FERRY_COORD_CONFIG_H
+#define FERRY_COORD_CONFIG_H
+#include <stdint.h>
+
+#include "util/ferr.h"
+
+#define CONFIG_PATH_MAX 1024      /* bytes of one path value */
+#define CONFIG_LINE_MAX 2048      /* bytes of one line */
+#define CONFIG_FILE_MAX (64 * 1024) /* bytes of the whole file */
+
+struct config {
+    char listen_addr[64];                  /* IPv4 literal, default 127.0.0.1 */
+    int listen_port;                       /* default 7400 */
+    char db_path[CONFIG_PATH_MAX];         /* store location, default ferryd.db */
+    char policy_file[CONFIG_PATH_MAX];     /* "" = built-in defaults */
+    char bootstrap_token_file[CONFIG_PATH_MAX]; /* "" = none; else an admin token */
+    uint32_t heartbeat_interval_ms;        /* agents' heartbeat period, default 10000 */
+    uint32_t heartbeat_missed;             /* beats missed before down, default 3 */
+    double progress_events_per_s;          /* per migration, default 1 */
+    char log_level[16];                    /* debug, info, warn, error; default info */
+};
+
+/* Fills c with every default. */
+void config_defaults(struct config *c);
+
+/* Applies the file at path over c (callers start from config_defaults).
+ * On failure e names the key (field) and the line; c may be partly
+ * applied, so the caller must not use it. */
+int config_load(struct config *c, const char *path, struct ferr *e)
+    __attribute__((warn_unused_result));
+
+/* Applies the text buf[0..len) the same way (used by config_load; tests). */
+int config_parse(struct config *c, const char *buf, size_t len, struct ferr *e)
+    __attribute__((warn_unused_result));
+
+#endif
