@@ -24,21 +24,21 @@ enum node_kind {
     N_FALSE,    /* '!' */
     N_AND,      /* children: first .. next */
     N_OR,
-    N_NOT,      /* one child */
-    N_ROLE,     /* role:MATCH */
-    N_RULE,     /* rule:NAME; ref = rule index once resolved */
-    N_SUBJECT,  /* KEY:MATCH; key = subject key */
-    N_LITERAL,  /* 'LIT':MATCH; a_off/a_len = LIT */
+    N_NOT,     /* one child */
+    N_ROLE,    /* role:MATCH */
+    N_RULE,    /* rule:NAME; ref = rule index once resolved */
+    N_SUBJECT, /* KEY:MATCH; key = subject key */
+    N_LITERAL, /* 'LIT':MATCH; a_off/a_len = LIT */
 };
 
 enum subj_key { SK_USER_ID = 0, SK_PROJECT_ID };
 
 struct node {
-    uint8_t kind;   /* enum node_kind */
-    uint8_t key;    /* enum subj_key for N_SUBJECT */
-    uint32_t first; /* first child (and/or/not), NONE otherwise */
-    uint32_t next;  /* next sibling, NONE for the last */
-    uint32_t ref;   /* N_RULE: referenced rule index */
+    uint8_t kind;          /* enum node_kind */
+    uint8_t key;           /* enum subj_key for N_SUBJECT */
+    uint32_t first;        /* first child (and/or/not), NONE otherwise */
+    uint32_t next;         /* next sibling, NONE for the last */
+    uint32_t ref;          /* N_RULE: referenced rule index */
     uint32_t a_off, a_len; /* N_RULE: name; N_LITERAL: literal (bytes of text) */
     uint32_t m_off, m_len; /* match template (bytes of text) */
     uint32_t col;          /* 1-based column of the check, for errors */
@@ -264,14 +264,15 @@ static int check_template(struct parser *ps, uint32_t off, uint32_t len)
         uint32_t j = i + 2, k = j;
         while (k < len && s[k] != ')') {
             char c = s[k];
-            bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-                      (c >= '0' && c <= '9') || c == '_' || c == '.' || c == '-';
+            bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                      c == '_' || c == '.' || c == '-';
             if (!ok)
                 return perr(ps, FERR_INVAL, off + k, "bad character in a '%(KEY)s' placeholder");
             k++;
         }
         if (k >= len || k == j || k + 1 >= len || s[k + 1] != 's')
-            return perr(ps, FERR_INVAL, off + i, "unterminated placeholder: write '%(target.KEY)s'");
+            return perr(ps, FERR_INVAL, off + i,
+                        "unterminated placeholder: write '%(target.KEY)s'");
         if (k - j == 7 && memcmp(s + j, "target.", 7) == 0)
             return perr(ps, FERR_INVAL, off + i, "empty key in '%(target.)s'");
         i = k + 1;
@@ -281,8 +282,8 @@ static int check_template(struct parser *ps, uint32_t off, uint32_t len)
 
 static bool name_char_ok(char c)
 {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           c == '_' || c == '.' || c == '-' || c == ':' || c == '*';
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+           c == '.' || c == '-' || c == ':' || c == '*';
 }
 
 static bool name_ok(const char *s, size_t len)
@@ -323,8 +324,7 @@ static int parse_check(struct parser *ps, const struct tok *t, uint32_t *out)
         while (colon < len && w[colon] != ':')
             colon++;
         if (colon >= len)
-            return perr(ps, FERR_INVAL, t->off,
-                        "not a check: expected KIND:MATCH, '@' or '!'");
+            return perr(ps, FERR_INVAL, t->off, "not a check: expected KIND:MATCH, '@' or '!'");
     }
     uint32_t m_off = t->off + colon + 1, m_len = len - colon - 1;
     uint32_t n;
@@ -507,8 +507,8 @@ static long find_rule(const struct policy__rule *rules, size_t n, const char *na
 /* Walks references from rule i: colour 0 unvisited, 1 on the path, 2 done.
  * height[i] is the longest reference chain below i. path holds the names
  * on the current path for the cycle message. */
-static int walk_refs(struct policy *p, size_t i, uint8_t *colour, uint8_t *height,
-                     uint32_t *path, size_t plen, struct ferr *e)
+static int walk_refs(struct policy *p, size_t i, uint8_t *colour, uint8_t *height, uint32_t *path,
+                     size_t plen, struct ferr *e)
 {
     struct policy__rule *r = &p->rules[i];
     colour[i] = 1;
@@ -525,15 +525,13 @@ static int walk_refs(struct policy *p, size_t i, uint8_t *colour, uint8_t *heigh
             while (path[from] != j)
                 from++;
             for (size_t q = from; q < plen && at < sizeof(chain); q++) {
-                int w = snprintf(chain + at, sizeof(chain) - at, "%s -> ",
-                                 p->rules[path[q]].name);
+                int w = snprintf(chain + at, sizeof(chain) - at, "%s -> ", p->rules[path[q]].name);
                 if (w < 0)
                     break;
                 at += (size_t)w;
             }
-            return ferr_set(e, FERR_INVAL, r->name,
-                            "rule '%s': column %u: reference cycle %s%s", r->name, n->col, chain,
-                            p->rules[j].name);
+            return ferr_set(e, FERR_INVAL, r->name, "rule '%s': column %u: reference cycle %s%s",
+                            r->name, n->col, chain, p->rules[j].name);
         }
         if (colour[j] == 0) {
             if (plen > POLICY_MAX_REF_DEPTH)
@@ -548,8 +546,8 @@ static int walk_refs(struct policy *p, size_t i, uint8_t *colour, uint8_t *heigh
             h = (uint8_t)(height[j] + 1);
         if (h > POLICY_MAX_REF_DEPTH)
             return ferr_set(e, FERR_TOOBIG, r->name,
-                            "rule '%s': column %u: rule references nested deeper than %d",
-                            r->name, n->col, POLICY_MAX_REF_DEPTH);
+                            "rule '%s': column %u: rule references nested deeper than %d", r->name,
+                            n->col, POLICY_MAX_REF_DEPTH);
     }
     height[i] = h;
     colour[i] = 2;
@@ -602,8 +600,8 @@ int policy_load(struct policy *p, const char *json_text, size_t len, struct ferr
     int rc = 0;
     if (json_text) {
         if (len > POLICY_MAX_FILE_BYTES) {
-            rc = ferr_set(e, FERR_TOOBIG, "", "policy file of %zu bytes exceeds the cap of %u",
-                          len, POLICY_MAX_FILE_BYTES);
+            rc = ferr_set(e, FERR_TOOBIG, "", "policy file of %zu bytes exceeds the cap of %u", len,
+                          POLICY_MAX_FILE_BYTES);
             goto fail;
         }
         rc = jsonin_parse_object(json_text, len, POLICY_MAX_FILE_BYTES, 4, &obj, e);
@@ -616,7 +614,8 @@ int policy_load(struct policy *p, const char *json_text, size_t len, struct ferr
         }
         const char *key;
         json_t *val;
-        json_object_foreach(obj, key, val) {
+        json_object_foreach(obj, key, val)
+        {
             if (!name_ok(key, strlen(key))) {
                 rc = ferr_set(e, FERR_INVAL, "",
                               "rule name '%.64s' must be 1..%d characters of "
@@ -625,8 +624,7 @@ int policy_load(struct policy *p, const char *json_text, size_t len, struct ferr
                 goto fail;
             }
             if (!json_is_string(val)) {
-                rc = ferr_set(e, FERR_INVAL, key, "rule '%s': the rule must be a JSON string",
-                              key);
+                rc = ferr_set(e, FERR_INVAL, key, "rule '%s': the rule must be a JSON string", key);
                 goto fail;
             }
             if (json_string_length(val) > POLICY_MAX_RULE_BYTES) {

@@ -48,15 +48,12 @@ static const char *const R_READER[] = {"reader"};
 
 enum { S_ADMIN, S_OWN, S_OTHER, S_CANCEL, S_READER, S_ANON, S__N };
 static const struct policy_subject SUBJ[S__N] = {
-    [S_ADMIN] = {"uadm", "ops", R_ADMIN, 1},
-    [S_OWN] = {"u1", "p1", R_MEMBER, 1},
-    [S_OTHER] = {"u2", "p2", R_MEMBER, 1},
-    [S_CANCEL] = {"u3", "p1", R_CANCEL, 2},
-    [S_READER] = {"u4", "p1", R_READER, 1},
-    [S_ANON] = {NULL, NULL, NULL, 0},
+    [S_ADMIN] = {"uadm", "ops", R_ADMIN, 1}, [S_OWN] = {"u1", "p1", R_MEMBER, 1},
+    [S_OTHER] = {"u2", "p2", R_MEMBER, 1},   [S_CANCEL] = {"u3", "p1", R_CANCEL, 2},
+    [S_READER] = {"u4", "p1", R_READER, 1},  [S_ANON] = {NULL, NULL, NULL, 0},
 };
-static const char *const SUBJ_NAME[S__N] = {"admin",  "own member", "other member",
-                                            "canceller", "reader", "nobody"};
+static const char *const SUBJ_NAME[S__N] = {"admin",     "own member", "other member",
+                                            "canceller", "reader",     "nobody"};
 
 static const struct policy_kv KV_MIG[] = {
     {"project_id", "p1"}, {"user_id", "u1"}, {"instance", "i1"}, {"migration", "m1"}};
@@ -115,8 +112,8 @@ static void t_default_matrix(void)
             bool ok = !c[i].allow[s];
             int rc = policy_check(&p, c[i].action, &SUBJ[s], c[i].tgt, &ok);
             CHECK(rc == 0, "%s: rc %d", c[i].action, rc);
-            CHECK(ok == (bool)c[i].allow[s], "%s as %s: %s, want %s", c[i].action,
-                  SUBJ_NAME[s], ok ? "allowed" : "denied", c[i].allow[s] ? "allowed" : "denied");
+            CHECK(ok == (bool)c[i].allow[s], "%s as %s: %s, want %s", c[i].action, SUBJ_NAME[s],
+                  ok ? "allowed" : "denied", c[i].allow[s] ? "allowed" : "denied");
         }
     }
     /* The table above names every default action (aliases aside). */
@@ -169,8 +166,8 @@ static void t_etc_file_is_defaults(void)
     int rc = policy_load(&p, buf, n, &e);
     free(buf);
     REQUIRE(rc == 0, "etc/policy.json: %s", e.msg);
-    CHECK(policy_count(&p) == policy_default_count(), "%zu rules, %zu defaults",
-          policy_count(&p), policy_default_count());
+    CHECK(policy_count(&p) == policy_default_count(), "%zu rules, %zu defaults", policy_count(&p),
+          policy_default_count());
     for (size_t i = 0; i < policy_count(&p); i++) {
         const char *name, *text;
         bool dflt;
@@ -242,11 +239,11 @@ static void t_precedence(void)
     } c[] = {
         {"@", 1},
         {"!", 0},
-        {"! and ! or @", 1},  /* (F and F) or T; wrong: F and (F or T) = F */
-        {"@ or @ and !", 1},  /* T or (T and F); wrong: (T or T) and F = F */
-        {"not @ or @", 1},    /* (not T) or T; wrong: not (T or T) = F */
-        {"not @ and !", 0},   /* (not T) and F; wrong: not (T and F) = T */
-        {"not ! and @", 1},   /* (not F) and T */
+        {"! and ! or @", 1}, /* (F and F) or T; wrong: F and (F or T) = F */
+        {"@ or @ and !", 1}, /* T or (T and F); wrong: (T or T) and F = F */
+        {"not @ or @", 1},   /* (not T) or T; wrong: not (T or T) = F */
+        {"not @ and !", 0},  /* (not T) and F; wrong: not (T and F) = T */
+        {"not ! and @", 1},  /* (not F) and T */
         {"not (@ or @)", 0},
         {"(@ or @) and !", 0},
         {"not not @", 1},
@@ -271,9 +268,9 @@ static void t_checks(void)
 {
     static const char *const roles[] = {"Member", "Ops-Team"};
     static const struct policy_subject s = {"u1", "p1", roles, 2};
-    static const struct policy_kv kv[] = {{"project_id", "p1"}, {"user_id", "u1"},
-                                          {"plan", "drain-7"}, {"role", "ops-team"},
-                                          {"empty", ""}, {"nullv", NULL}, {"pct", "50%"}};
+    static const struct policy_kv kv[] = {
+        {"project_id", "p1"}, {"user_id", "u1"}, {"plan", "drain-7"}, {"role", "ops-team"},
+        {"empty", ""},        {"nullv", NULL},   {"pct", "50%"}};
     struct policy_target t = {kv, 7};
     static const struct policy_subject blank = {"", "", NULL, 0};
     static const struct {
@@ -587,8 +584,7 @@ static void t_fanout(void)
             text = xmalloc(cap);
             text[0] = '\0';
             for (int k = 0; k < 300; k++)
-                at += (size_t)snprintf(text + at, cap - at, "%srule:f%02d", k ? " or " : "",
-                                       i + 1);
+                at += (size_t)snprintf(text + at, cap - at, "%srule:f%02d", k ? " or " : "", i + 1);
         } else {
             text = xstrdup("role:reader");
         }
@@ -609,8 +605,7 @@ static void t_fanout(void)
 
 int main(void)
 {
-    test_run("policy: default matrix of subjects x actions x own/other project",
-             t_default_matrix);
+    test_run("policy: default matrix of subjects x actions x own/other project", t_default_matrix);
     test_run("policy: unknown action is NOTFOUND and denied", t_unknown_action);
     test_run("policy: etc/policy.json equals the built-in defaults", t_etc_file_is_defaults);
     test_run("policy: file overrides and alias redefinition", t_overrides);
