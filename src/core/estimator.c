@@ -210,6 +210,8 @@ void est_init(struct est *e, const struct est_params *params)
         e->p.default_downtime_ms = 300;
     if (!(e->p.prior_ratio > 0 && e->p.prior_ratio < 1))
         e->p.prior_ratio = 0.1;
+    if (!(e->p.hint_ws_frac > 0 && e->p.hint_ws_frac <= 1))
+        e->p.hint_ws_frac = 0.25;
     if (!e->p.granularity_ms)
         e->p.granularity_ms = 50;
     e->out.granularity_ms = e->p.granularity_ms;
@@ -233,29 +235,57 @@ int est_set_schedule(struct est *e, const struct est_sched_step *steps, size_t n
     return 0;
 }
 
-/* Fills the model from the estimator state and the last sample. Returns 0
- * when the bandwidth is unknown. */
-static int build_model(const struct est *e, struct model *m, double r_mul, double d_mul,
-                       int prior_hi)
+/* Pass 1 with a dirty-rate hint (calc-dirty-rate: distinct pages over 1 s).
+ * The log QEMU folds in at the first sync holds every page written since
+ * the migration began, and distinct pages saturate at the working set H:
+ * with uniform writes at w pages/s, distinct(T) = H (1 - e^(-wT/H)). One
+ * 1 s hint h cannot tell H from w, so H is assumed (hint_ws_bytes: a share
+ * of RAM, at least h x 1 s) and w solved from h. The first sync then holds
+ * V2 = distinct(T1), T1 = pass-1 length; later passes, about V2/R long,
+ * dirty at d2 = distinct(V2/R) / (V2/R). The closed-form predictor wants a
+ * constant rate, so it gets d2 with the cap H, and the pass-1 dirtying is
+ * handed over as an equivalent time since the last sync (V2 / d2). */
+static void hint_model(struct model *m, double h, double ws)
 {
-    const struct mig_sample *s = &e->last;
-    const struct est_out *o = &e->out;
+    double t1, w, v2, t2, d2;
+    if (!(h > 0) || !(ws > 0) || !(m->r > 0))
+        return;
+    if (ws < h)
+        ws = h;
+    double q = h / ws;
+    if (q > 0.999)
+        q = 0.999;
+    w = -ws * log(1.0 - q);            /* bytes/s written, from h = H(1-e^(-w/H)) */
+    t1 = m->since_s + m->v / m->r;     /* pass 1 ends then (s since its start) */
+    v2 = ws * (1.0 - exp(-w * t1 / ws));
+    t2 = v2 / m->r;
+    d2 = t2 > 1e-3 ? ws * (1.0 - exp(-w * t2 / ws)) / t2 : h;
+    if (!(d2 > 0))
+        return;
+    m->d = d2;
+    m->total = ws;
+    m->since_s = v2 / d2 - m->v / m->r;
+    if (m->since_s < 0)
+        m->since_s = 0;
+}
+
+/* Fills the model from the published numbers o at limit base_dt_ms.
+ * r_mul/d_mul scale R and D (interval ends); prior_hi: with neither a
+ * measured rate nor a hint, assume a busy guest (rho 0.9). */
+static void model_from_out(const struct est_out *o, struct model *m, double r_mul,
+                           double d_mul, int prior_hi, double prior_ratio, uint64_t base_dt_ms)
+{
     memset(m, 0, sizeof(*m));
     m->r = o->bw_bps * r_mul;
-    if (o->dirty_measured)
+    if (o->dirty_measured || o->dirty_hinted)
         m->d = o->dirty_bps * d_mul;
     else if (prior_hi) /* unknown: the pessimistic end assumes a busy guest */
-        m->d = m->r * fmax(0.9, e->p.prior_ratio);
+        m->d = m->r * fmax(0.9, prior_ratio);
     else
         m->d = o->dirty_bps * d_mul;
     m->v = (double)o->ram_remaining;
-    if (!o->dirty_measured) {
-        /* pass 1: zero pages cost ~nothing on the wire; scale what is left
-         * by the non-zero share of what was sent so far */
-        double pages = (double)s->ram_normal + (double)s->ram_duplicate;
-        if (pages > 0)
-            m->v *= (double)s->ram_normal / pages;
-    }
+    if (!o->dirty_measured && o->nonzero_share > 0 && o->nonzero_share < 1)
+        m->v *= o->nonzero_share; /* pass 1: zero pages cost ~nothing */
     m->since_s = (double)o->since_sync_ms / 1000.0;
     m->total = (double)o->ram_total;
     if (o->level_bytes) { /* the dirty set never exceeded what syncs showed */
@@ -266,9 +296,19 @@ static int build_model(const struct est *e, struct model *m, double r_mul, doubl
     }
     m->disk_left = (double)o->disk_left;
     m->disk_bps = o->disk_bps * r_mul;
-    m->t0_ms = s->t_ms;
-    m->base_dt_ms = o->downtime_ms;
-    m->gran_s = (double)o->granularity_ms / 1000.0;
+    m->t0_ms = o->t_ms;
+    m->base_dt_ms = base_dt_ms;
+    m->gran_s = (double)(o->granularity_ms ? o->granularity_ms : 50) / 1000.0;
+    if (!o->dirty_measured && o->dirty_hinted)
+        hint_model(m, o->dirty_bps * d_mul, (double)o->hint_ws_bytes);
+}
+
+/* Fills the model from the estimator state. Returns 0 when the bandwidth is
+ * unknown. */
+static int build_model(const struct est *e, struct model *m, double r_mul, double d_mul,
+                       int prior_hi)
+{
+    model_from_out(&e->out, m, r_mul, d_mul, prior_hi, e->p.prior_ratio, e->out.downtime_ms);
     return m->r > 0;
 }
 
@@ -326,7 +366,7 @@ static void recompute(struct est *e)
         struct model lo, hi;
         build_model(e, &lo, 1 + u, 1 - u, 0);
         build_model(e, &hi, 1 - u, 1 + u, 1);
-        if (!o->dirty_measured)
+        if (!o->dirty_measured && !o->dirty_hinted)
             lo.d = 0;
         struct pred pl = predict(&lo, e->sched, e->n_sched);
         struct pred ph = predict(&hi, e->sched, e->n_sched);
@@ -459,12 +499,30 @@ int est_update(struct est *e, const struct mig_sample *s)
         r = e->disk_bps;
     }
     o->bw_bps = r;
+    o->dirty_hinted = 0;
+    o->hint_ws_bytes = 0;
+    if (!e->have_dirty && s->dirty_rate_hint_pps > 0) {
+        /* time-weighted mean of the hints seen in pass 1 (bursty guests) */
+        uint64_t w_ms = had && s->t_ms > prev.t_ms ? s->t_ms - prev.t_ms : 0;
+        double hb = (double)s->dirty_rate_hint_pps * page;
+        if (e->hint_ms == 0 && w_ms == 0)
+            w_ms = 1;
+        e->hint_sum += hb * (double)w_ms;
+        e->hint_ms += w_ms;
+    }
     if (e->have_dirty) {
         o->dirty_bps = e->dirty;
         o->dirty_measured = 1;
     } else if (s->dirty_pages_rate > 0) {
         o->dirty_bps = (double)s->dirty_pages_rate * page;
         o->dirty_measured = 1;
+    } else if (e->hint_ms > 0) {
+        /* pass 1: the guest's rate measured outside the migration */
+        double ws = e->p.hint_ws_frac * (double)s->ram_total;
+        o->dirty_bps = e->hint_sum / (double)e->hint_ms;
+        o->dirty_measured = 0;
+        o->dirty_hinted = 1;
+        o->hint_ws_bytes = (uint64_t)fmax(ws, o->dirty_bps);
     } else {
         o->dirty_bps = r * e->p.prior_ratio;
         o->dirty_measured = 0;
@@ -483,6 +541,10 @@ int est_update(struct est *e, const struct mig_sample *s)
     o->level_bytes = e->have_level ? (uint64_t)e->level : 0;
     o->ram_total = s->ram_total;
     o->ram_remaining = s->ram_remaining;
+    o->nonzero_share = 1;
+    if (!o->dirty_measured && s->ram_normal + s->ram_duplicate > 0)
+        o->nonzero_share =
+            (double)s->ram_normal / ((double)s->ram_normal + (double)s->ram_duplicate);
     if (s->phase == MIG_PHASE_SETUP && s->ram_remaining == 0 && s->ram_transferred == 0)
         o->ram_remaining = s->ram_total;
     o->since_sync_ms = s->t_ms - e->period_t0_ms;
@@ -507,23 +569,7 @@ int est_predict(const struct est_out *o, uint64_t downtime_ms, uint64_t *eta_ms,
     if (!o || !(o->bw_bps > 0))
         return FERR_STATE;
     struct model m;
-    memset(&m, 0, sizeof(m));
-    m.r = o->bw_bps;
-    m.d = o->dirty_bps;
-    m.v = (double)o->ram_remaining;
-    m.since_s = (double)o->since_sync_ms / 1000.0;
-    m.total = (double)o->ram_total;
-    if (o->level_bytes) {
-        double cap = (double)(o->level_bytes > o->ram_remaining ? o->level_bytes
-                                                                : o->ram_remaining);
-        if (m.total <= 0 || cap < m.total)
-            m.total = cap;
-    }
-    m.disk_left = (double)o->disk_left;
-    m.disk_bps = o->disk_bps;
-    m.t0_ms = o->t_ms;
-    m.base_dt_ms = downtime_ms;
-    m.gran_s = (double)(o->granularity_ms ? o->granularity_ms : 50) / 1000.0;
+    model_from_out(o, &m, 1, 1, 0, 0.1, downtime_ms);
     struct pred p = predict(&m, NULL, 0);
     if (eta_ms)
         *eta_ms = p.finite ? to_ms(p.t_s) : EST_ETA_INFINITE;

@@ -38,6 +38,9 @@ struct est_params {
                                    sim matrix (bench/eta_accuracy): 0.5
                                    doubled the ETA of idle guests; the
                                    interval's high end assumes 0.9 */
+    double hint_ws_frac;        /* pass 1 with a dirty-rate hint: working
+                                   set assumed, as a share of RAM, unless the
+                                   hint shows more (hint x 1 s); 0 → 0.25 */
     uint64_t granularity_ms;    /* QEMU checks pending between bursts of
                                    sending; it syncs when pending has fallen
                                    about R * granularity below R * limit.
@@ -93,7 +96,16 @@ struct est_out {
     uint64_t periods;           /* completed dirty-sync periods observed */
     uint64_t t_ms;              /* t_ms of the last sample */
     enum mig_phase phase;       /* phase of the last sample */
-    int dirty_measured;         /* 0 while dirty_bps is the prior */
+    int dirty_measured;         /* 0 while dirty_bps is the prior or the
+                                   hint (QEMU has published no rate yet) */
+    int dirty_hinted;           /* 1 when dirty_bps comes from the sample's
+                                   dirty_rate_hint_pps (pass 1 only: the
+                                   time-weighted mean of the hints so far) */
+    uint64_t hint_ws_bytes;     /* pass 1 with a hint: working set assumed
+                                   (cap of the dirty set), bytes; else 0 */
+    double nonzero_share;       /* pass 1: share of the pages sent so far
+                                   that were not zero pages (what is left is
+                                   scaled by it); 1 after pass 1 */
 };
 
 /* Estimator state. Treat as opaque: read it only through est_get(). */
@@ -115,6 +127,8 @@ struct est {
     uint64_t disk_t0_ms, disk_done0;
     int have_disk;
     uint64_t t_first_ms, tx_first; /* first sample: for the pass-1 rate */
+    double hint_sum;            /* pass 1: dirty-rate hint x time, bytes/s x ms */
+    uint64_t hint_ms;           /* pass 1: time the hint was known, ms */
     struct est_out out;
 };
 

@@ -14,7 +14,9 @@
  *     name accepted by mig_phase_parse ("active", "postcopy-active", ...).
  *   - t_ms never decreases from row to row.
  * trace_format_header() / trace_format_row() write the canonical form (all
- * columns, in TRACE_COLUMNS order).
+ * columns, in TRACE_COLUMNS order). Columns added later go at the end
+ * (dirty_rate_hint_pps, 2026-11); files written before them lack the column
+ * and read it as 0 ("unknown").
  */
 #ifndef FERRY_CORE_TRACE_H
 #define FERRY_CORE_TRACE_H
@@ -29,7 +31,8 @@
     "t_ms,phase,ram_total,ram_transferred,ram_remaining,ram_duplicate,"        \
     "ram_normal,dirty_pages_rate,page_size,bw_bps,dirty_sync_count,"           \
     "throttle_pct,postcopy_requests,disk_total,disk_done,"                     \
-    "setting_downtime_ms,setting_max_bw_bps,expected_downtime_ms"
+    "setting_downtime_ms,setting_max_bw_bps,expected_downtime_ms,"            \
+    "dirty_rate_hint_pps"
 
 /* Parses buf[0..len) (borrowed; need not be NUL-terminated) into
  * out[0..*n_rows). Returns 0; FERR_INVAL for malformed input with err->msg

@@ -213,6 +213,7 @@ int precopy_init(struct precopy *m, const struct precopy_workload *wl,
     m->wl = *wl;
     m->par = *par;
     m->rng = par->seed ? par->seed : 0x9E3779B97F4A7C15ULL;
+    m->hint_rng = m->rng ^ 0xD1B54A32D192ED03ULL;
     ram_pages = (double)wl->ram_bytes / PRECOPY_PAGE_SIZE;
     m->ngroups = PRECOPY_MAX_GROUPS;
     gpages = ram_pages / m->ngroups;
@@ -300,6 +301,30 @@ static double send_pages(struct precopy *m, double *budget, double *scan)
     return sent;
 }
 
+/* calc-dirty-rate in page-sampling mode, run back to back over windows of
+ * PRECOPY_HINT_MS (the agent polls it): QEMU hashes PRECOPY_HINT_SAMPLES
+ * random pages per GiB, hashes them again calc-time later and scales the
+ * share that changed to the RAM size (migration/dirtyrate.c). So the result
+ * is the distinct-page dirty rate over the window plus binomial sampling
+ * noise, reported in whole MiB/s. A window with no writes reads 1 page/s
+ * (the sample's 0 means "unknown"). */
+static void calc_dirty_rate(struct precopy *m)
+{
+    double ram_pages = (double)m->wl.ram_bytes / PRECOPY_PAGE_SIZE, distinct = 0, n, p, mibps;
+    for (int i = 0; i < m->ngroups; i++) {
+        distinct += m->g[i].clog;
+        m->g[i].clog = 0;
+    }
+    n = PRECOPY_HINT_SAMPLES * (double)m->wl.ram_bytes / (1024.0 * 1024.0 * 1024.0);
+    if (n < 1)
+        n = 1;
+    p = distinct / ram_pages;
+    p += sqrt(p * (1 - p) / n) * rng_normal(&m->hint_rng);
+    p = p < 0 ? 0 : p > 1 ? 1 : p;
+    mibps = floor(p * (double)m->wl.ram_bytes / (1024.0 * 1024.0) * 1000.0 / PRECOPY_HINT_MS);
+    m->hint_pps = mibps >= 1 ? (uint64_t)mibps * (1024 * 1024 / PRECOPY_PAGE_SIZE) : 1;
+}
+
 void precopy_step(struct precopy *m)
 {
     const double dt = PRECOPY_TICK_MS / 1000.0;
@@ -330,6 +355,7 @@ void precopy_step(struct precopy *m)
                 struct precopy_group *g = &m->g[(first + j) % m->ngroups];
                 double moved = g->bmap_z * (1 - keep);
                 g->log += (g->pages - g->log) * (1 - keep);
+                g->clog += (g->pages - g->clog) * (1 - keep);
                 g->bmap_z -= moved;
                 g->bmap += moved;
             }
@@ -385,6 +411,8 @@ void precopy_step(struct precopy *m)
             break;
     }
     m->t_ms = t + PRECOPY_TICK_MS;
+    if (!precopy_done(m) && fmod(m->t_ms, PRECOPY_HINT_MS) < 1e-9)
+        calc_dirty_rate(m);
     if (!precopy_done(m) && fmod(m->t_ms, PRECOPY_WINDOW_MS) < 1e-9) {
         /* migration_update_counters: bandwidth and threshold per window. */
         m->bw_meas = m->window_sent * 1000.0 / PRECOPY_WINDOW_MS;
@@ -413,6 +441,7 @@ void precopy_observe(const struct precopy *m, struct precopy_obs *o)
     o->downtime_limit_ms = m->par.downtime_limit_ms;
     o->max_bw_bps = m->par.max_bw_bps;
     o->page_size = PRECOPY_PAGE_SIZE;
+    o->dirty_rate_hint_pps = m->hint_pps;
     o->throttle_pct_s = m->throttle_pct_s;
     if (precopy_done(m)) {
         o->total_ms = m->end_ms;

@@ -25,6 +25,8 @@
 #define PRECOPY_PAGE_SIZE 4096u /* target page, bytes */
 #define PRECOPY_PAGE_HDR 8u     /* save_page_header on the wire, bytes */
 #define PRECOPY_ZERO_COST 9u    /* zero page: header + 1 fill byte, bytes */
+#define PRECOPY_HINT_MS 1000    /* calc-dirty-rate calc-time, ms */
+#define PRECOPY_HINT_SAMPLES 512 /* calc-dirty-rate sample-pages per GiB */
 
 enum precopy_profile {
     PRECOPY_STEADY = 0, /* constant dirty rate */
@@ -92,6 +94,10 @@ struct precopy_obs {
     uint32_t downtime_limit_ms;    /* current limit, ms */
     double max_bw_bps;             /* current cap, bytes/s; 0 = unlimited */
     uint32_t page_size;            /* bytes */
+    uint64_t dirty_rate_hint_pps;  /* calc-dirty-rate (page sampling) over the
+                                      last whole PRECOPY_HINT_MS window,
+                                      pages/s; 0 before the first window
+                                      ends; a measured 0 reads as 1 */
     /* Set once the run has ended (COMPLETED or CANCELLED): */
     double total_ms;       /* migrate to guest running on the destination, ms */
     double downtime_ms;    /* switchover stop time, ms */
@@ -105,6 +111,8 @@ struct precopy_group {
     double bmap;   /* non-zero pages set in the migration bitmap */
     double bmap_z; /* zero pages set in the migration bitmap */
     double log;    /* distinct pages in the dirty log since the last sync */
+    double clog;   /* distinct pages written in the current calc-dirty-rate
+                      window (PRECOPY_HINT_MS) */
 };
 
 /* The model. Caller allocates; fields are private to precopy.c. */
@@ -133,6 +141,8 @@ struct precopy {
     uint32_t throttle;       /* % */
     double end_ms, downtime_ms, paused_ms, postcopy_ms, pause_at_ms, throttle_pct_s;
     double post_start_ms, post_resume_ms; /* post-copy began / guest resumed, ms */
+    uint64_t hint_rng;       /* separate stream: the hint leaves the run unchanged */
+    uint64_t hint_pps;       /* last calc-dirty-rate result, pages/s; 0 none yet */
 };
 
 /* Fills par with QEMU 7.2 defaults: downtime 300 ms, unlimited bandwidth

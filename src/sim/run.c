@@ -128,6 +128,7 @@ void sim_sample_from(const struct precopy *m, struct mig_sample *s)
     s->setting_downtime_ms = o.downtime_limit_ms;
     s->setting_max_bw_bps = (uint64_t)o.max_bw_bps;
     s->expected_downtime_ms = o.expected_downtime_ms;
+    s->dirty_rate_hint_pps = o.dirty_rate_hint_pps;
 }
 
 /* Drops a return code that is of no use here (warn_unused_result ignores

@@ -59,6 +59,7 @@ static void t_round_trip(void)
     memset(s, 0, sizeof(s));
     s[0].t_ms = 250; s[0].phase = MIG_PHASE_ACTIVE; s[0].ram_total = 1ull << 40;
     s[0].bw_bps = 123456789; s[0].throttle_pct = 40; s[0].expected_downtime_ms = 77;
+    s[0].dirty_rate_hint_pps = 2560;
     s[1] = s[0]; s[1].t_ms = 500; s[1].phase = MIG_PHASE_COMPLETED; s[1].disk_done = 5;
     char buf[2048];
     size_t len, w;
@@ -74,8 +75,31 @@ static void t_round_trip(void)
     CHECK(trace_format_row(&s[0], buf, 10, &w) == FERR_TOOBIG, "small buffer");
 }
 
+/* Proves: a file written before dirty_rate_hint_pps existed (the old
+ * canonical header, without the trailing column) still parses, the hint
+ * reading 0 (unknown); the new canonical header ends with the column. */
+static void t_old_header(void)
+{
+    static const char old[] =
+        "t_ms,phase,ram_total,ram_transferred,ram_remaining,ram_duplicate,"
+        "ram_normal,dirty_pages_rate,page_size,bw_bps,dirty_sync_count,"
+        "throttle_pct,postcopy_requests,disk_total,disk_done,"
+        "setting_downtime_ms,setting_max_bw_bps,expected_downtime_ms\n"
+        "250,active,1000,10,990,1,2,3,4096,40,1,0,0,0,0,300,0,7\n";
+    struct mig_sample r[1];
+    size_t n = 0;
+    char hdr[1024];
+    REQUIRE(trace_parse(old, sizeof(old) - 1, r, 1, &n, NULL) == 0 && n == 1, "old file");
+    CHECK(r[0].dirty_rate_hint_pps == 0 && r[0].expected_downtime_ms == 7 &&
+              r[0].dirty_pages_rate == 3,
+          "old row: hint %llu", (unsigned long long)r[0].dirty_rate_hint_pps);
+    REQUIRE(trace_format_header(hdr, sizeof(hdr), NULL) == 0, "header");
+    CHECK(strstr(hdr, ",expected_downtime_ms,dirty_rate_hint_pps\n") != NULL, "header %s", hdr);
+}
+
 int main(void)
 {
+    test_run("trace: old files without dirty_rate_hint_pps parse", t_old_header);
     test_run("trace: errors name the line, valid subsets parse", t_cases);
     test_run("trace: line length cap", t_line_cap);
     test_run("trace: canonical round trip", t_round_trip);
