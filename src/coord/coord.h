@@ -1,0 +1,40 @@
+/* coord — ferryd's shared state and the entry points main.c wires into the
+ * event loop: the API handler and the heartbeat sweep. */
+#ifndef FERRY_COORD_COORD_H
+#define FERRY_COORD_COORD_H
+#include <event2/event.h>
+#include <event2/http.h>
+#include <stdint.h>
+
+#include "coord/config.h"
+#include "coord/store.h"
+#include "core/policy.h"
+
+struct coord {
+    struct config cfg;          /* loaded configuration */
+    struct store *st;           /* the durable store; owned */
+    struct policy pol;          /* loaded policy (file over defaults) */
+    struct event_base *base;    /* borrowed */
+    struct evhttp *http;        /* borrowed */
+    struct event *sweep;        /* heartbeat sweep timer */
+};
+
+/* Loads the policy of c->cfg.policy_file (or the defaults when "") into
+ * c->pol, adding ferryd's own defaults for the actions the core engine
+ * does not name yet (host:register, host:heartbeat). */
+int coord_policy_load(struct coord *c, struct ferr *e) __attribute__((warn_unused_result));
+
+/* evhttp callback for every request; arg is the struct coord. */
+void coord_api_handle(struct evhttp_request *req, void *arg);
+
+/* Marks down every host whose last heartbeat is older than
+ * heartbeat_interval_ms × heartbeat_missed at now_ms, each with a
+ * host.down event in the same transaction. *marked (may be NULL) receives
+ * how many. */
+int coord_sweep_hosts(struct coord *c, int64_t now_ms, int *marked, struct ferr *e)
+    __attribute__((warn_unused_result));
+
+/* Wall-clock milliseconds since the Unix epoch. */
+int64_t coord_now_ms(void);
+
+#endif
