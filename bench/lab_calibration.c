@@ -29,8 +29,10 @@
  * the unmatched mapping (model write rate = memload's nominal rate).
  *
  * Environment: BUILD (default build); FERRY_CAL_RUNS, comma-separated
- * RATE@CAP_MIBS (default below); FERRY_CAL_LINK_MIBS, the loopback link
- * rate the simulator assumes after switchover (default 1024). */
+ * RATE@CAP_MIBS (default below: 9 workloads, each twice, interleaved);
+ * FERRY_CAL_LINK_MIBS, the loopback link rate the simulator assumes after
+ * switchover (default 1024); FERRY_CAL_TRACE_DIR, when set, receives each
+ * run's samples as runN_rR_capC.csv (core trace format) for overlays. */
 #include <errno.h>
 #include <jansson.h>
 #include <math.h>
@@ -67,7 +69,7 @@
 #define NFRAC 3
 #define DEFAULT_RUNS                                                                               \
     "0@32,0@64,1000@32,1000@64,2000@32,2000@64,4000@32,4000@64,8000@64,"                          \
-    "4000@32,8000@64"
+    "0@32,0@64,1000@32,1000@64,2000@32,2000@64,4000@32,4000@64,8000@64"
 
 static const double fracs[NFRAC] = {0.10, 0.25, 0.50};
 
@@ -360,6 +362,23 @@ static void lab_run(const struct lab_agent *src, const struct lab_agent *dst, co
     r->ok = true;
 }
 
+/* Writes r's samples to dir/runI_KEY.csv in the core trace format. */
+static void dump_trace(const char *dir, int i, const struct run *r, const char *key)
+{
+    char *path = xasprintf("%s/run%d_%s.csv", dir, i, key);
+    FILE *f = fopen(path, "w");
+    char line[TRACE_LINE_MAX + 2];
+    size_t len;
+    if (f && trace_format_header(line, sizeof(line), &len) == 0)
+        fputs(line, f);
+    for (size_t k = 0; f && k < r->ns; k++)
+        if (trace_format_row(&r->smp[k], line, sizeof(line), &len) == 0)
+            fputs(line, f);
+    if (!f || fclose(f) != 0)
+        fprintf(stderr, "lab_calibration: cannot write %s\n", path);
+    free(path);
+}
+
 /* --- part 1: ETA accuracy -------------------------------------------------- */
 
 static void eta_errors(struct run *r)
@@ -559,6 +578,8 @@ int main(void)
             }
         eta_errors(r);
         char *key = run_key(r);
+        if (getenv("FERRY_CAL_TRACE_DIR") && *getenv("FERRY_CAL_TRACE_DIR"))
+            dump_trace(getenv("FERRY_CAL_TRACE_DIR"), i + 1, r, key);
         for (int f = 0; f < NFRAC; f++) {
             if (!r->asked[f])
                 continue;
@@ -701,9 +722,76 @@ int main(void)
 #undef PUT
         free(key);
     }
+    /* per workload: the lab's median and spread over repeats beside the
+     * simulator's median */
+    static double w_t[MAX_RUNS], w_i[MAX_RUNS];
+    size_t nw = 0, n_within = 0;
+    printf("\nper workload: lab median [min..max] over repeats, sim median; 'in' = sim within "
+           "the lab spread +-15 %%\n");
+    printf("%-14s %4s %8s %15s %8s %7s %3s %6s %7s %6s %7s\n", "workload", "reps", "lab_s",
+           "lab_range_s", "sim_s", "err%", "in", "lab_i", "i_range", "sim_i", "err%");
+    for (int i = 0; i < n; i++) {
+        struct run *r = &runs[i];
+        bool first = r->ok && r->sim_ok;
+        for (int j = 0; j < i && first; j++)
+            if (runs[j].ok && runs[j].sim_ok && runs[j].rate == r->rate &&
+                runs[j].cap_mibs == r->cap_mibs)
+                first = false;
+        if (!first)
+            continue;
+        double lt[MAX_RUNS], li[MAX_RUNS], st[MAX_RUNS], si[MAX_RUNS];
+        size_t m = 0;
+        for (int j = i; j < n; j++)
+            if (runs[j].ok && runs[j].sim_ok && runs[j].rate == r->rate &&
+                runs[j].cap_mibs == r->cap_mibs) {
+                lt[m] = runs[j].total_ms / 1e3;
+                li[m] = (double)runs[j].iterations;
+                st[m] = runs[j].sim_total_ms / 1e3;
+                si[m] = (double)runs[j].sim_iterations;
+                m++;
+            }
+        double ml = median(lt, m), mli = median(li, m), ms = median(st, m), msi = median(si, m);
+        double et = (ms - ml) / ml * 100, ei = (msi - mli) / mli * 100;
+        bool in = ms >= lt[0] * 0.85 && ms <= lt[m - 1] * 1.15;
+        n_within += in;
+        w_t[nw] = fabs(et);
+        w_i[nw] = fabs(ei);
+        nw++;
+        char *key = run_key(r), k[96], range[40], irange[24];
+        snprintf(range, sizeof(range), "%.2f..%.2f", lt[0], lt[m - 1]);
+        snprintf(irange, sizeof(irange), "%.0f..%.0f", li[0], li[m - 1]);
+        printf("%-14s %4zu %8.2f %15s %8.2f %+7.1f %3s %6.1f %7s %6.1f %+7.1f\n", key, m, ml, range,
+               ms, et, in ? "yes" : "NO", mli, irange, msi, ei);
+#define PUT(suffix, val)                                                                           \
+    do {                                                                                           \
+        snprintf(k, sizeof(k), "%s_%s", key, suffix);                                              \
+        json_object_set_new(fig, k, val);                                                          \
+    } while (0)
+        PUT("repeats", json_integer((json_int_t)m));
+        PUT("lab_total_time_s", num(ml));
+        PUT("lab_total_time_min_s", num(lt[0]));
+        PUT("lab_total_time_max_s", num(lt[m - 1]));
+        PUT("sim_total_time_s", num(ms));
+        PUT("total_time_err_pct", num(et));
+        PUT("sim_within_lab_spread_15pct", json_boolean(in));
+        PUT("lab_iterations", num(mli));
+        PUT("sim_iterations", num(msi));
+        PUT("iterations_err_pct", num(ei));
+#undef PUT
+        free(key);
+    }
+    double wmt = median(w_t, nw), wmi = median(w_i, nw);
+    printf("per workload median abs error: total time %.1f %%, iterations %.1f %%; sim within the "
+           "lab spread +-15 %%: %zu of %zu workloads\n",
+           wmt, wmi, n_within, nw);
+    json_object_set_new(fig, "workload_total_time_mape_pct", num(wmt));
+    json_object_set_new(fig, "workload_iterations_mape_pct", num(wmi));
+    json_object_set_new(fig, "workloads_within_lab_spread", json_integer((json_int_t)n_within));
+    json_object_set_new(fig, "workloads", json_integer((json_int_t)nw));
+
     double mt = median(s_tot, ns), mi = median(s_it, ns), bmt = median(b_tot, nb),
            bmi = median(b_it, nb);
-    printf("median abs error: total time %.1f %%, iterations %.1f %% (%zu runs); unmatched "
+    printf("per run median abs error: total time %.1f %%, iterations %.1f %% (%zu runs); unmatched "
            "mapping (write rate = nominal rate): %.1f %%, %.1f %%\n",
            mt, mi, ns, bmt, bmi);
     json_object_set_new(fig, "sim_total_time_mape_pct", num(mt));
