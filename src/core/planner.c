@@ -174,7 +174,7 @@ static uint32_t tree_find(const struct ctx *c, size_t a, size_t b, uint32_t inst
             continue;
         if (n >= c->tp) {
             uint32_t h = c->host_at[n - c->tp];
-            if (h != x->host && aa_ok(c, inst, h))
+            if (h != c->cur[inst] && aa_ok(c, inst, h))
                 return h;
             continue;
         }
@@ -201,7 +201,7 @@ static enum plan_reason classify(const struct ctx *c, uint32_t inst)
     int stage = 0;
     for (uint32_t h = 0; h < c->nh && stage < 3; h++) {
         const struct plan_host *ho = &c->in->hosts[h];
-        if (h == x->host || !ho->up || (ho->labels & x->need_labels) != x->need_labels)
+        if (h == c->cur[inst] || !ho->up || (ho->labels & x->need_labels) != x->need_labels)
             continue;
         if (stage < 1)
             stage = 1;
