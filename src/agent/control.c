@@ -407,7 +407,10 @@ static void carry_out(struct migration *m, const struct conv_action *a,
             x->value = a->bw_bps;
         m->limits.max_bandwidth_bps = a->bw_bps;
         qmp_act(m, a->kind, "migrate-set-parameters",
-                json_pack("{s:I}", "max-bandwidth", (json_int_t)a->bw_bps), "max-bandwidth");
+                m->postcopy ? json_pack("{s:I, s:I}", "max-bandwidth", (json_int_t)a->bw_bps,
+                                        "max-postcopy-bandwidth", (json_int_t)a->bw_bps)
+                            : json_pack("{s:I}", "max-bandwidth", (json_int_t)a->bw_bps),
+                "max-bandwidth");
         break;
     case CONV_ACT_SET_THROTTLE:
         if (x)

@@ -576,6 +576,11 @@ static void on_caps(struct instance *in, const struct ferr *err, json_t *ret, vo
     uint64_t bw = m->limits.max_bandwidth_bps ? m->limits.max_bandwidth_bps : NO_CAP_BPS;
     json_t *p = json_pack("{s:I, s:I}", "downtime-limit", (json_int_t)m->limits.downtime_ms,
                           "max-bandwidth", (json_int_t)bw);
+    if (m->postcopy && m->limits.max_bandwidth_bps)
+        /* the operator's cap holds in post-copy too (QEMU's own default
+         * there is unlimited) */
+        json_object_set_new(p, "max-postcopy-bandwidth",
+                            json_integer((json_int_t)m->limits.max_bandwidth_bps));
     if (m->throttle_dormant) {
         /* auto-converge is on so that the controller can throttle later
          * (QEMU refuses to turn it on mid-migration), but capped at 1 %

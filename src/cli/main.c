@@ -2,7 +2,7 @@
  * directly: it runs one migration between two agents with a live progress
  * line, and reads or writes a guest's serial console.
  *
- *   ferry migrate --from http://A:P --to http://B:P INSTANCE [limits]
+ *   ferry migrate --from http://A:P --to http://B:P INSTANCE [limits] [--policy JSON]
  *   ferry console --agent http://A:P INSTANCE [--send LINE] [--wait PREFIX]
  *   ferry instances --agent http://A:P
  *
@@ -29,6 +29,8 @@ static void usage(void)
             "usage:\n"
             "  ferry migrate --from URL --to URL INSTANCE [--bandwidth BYTES_PER_S]\n"
             "                [--downtime MS] [--auto-converge] [--timeout S] [--json] [--quiet]\n"
+            "                [--policy JSON]   (docs/CONTROLLER.md; post-copy is prepared on\n"
+            "                                   the destination when the policy permits it)\n"
             "  ferry console --agent URL INSTANCE [--send LINE] [--wait PREFIX] [--wait-ms MS]\n"
             "  ferry instances --agent URL [--json]\n"
             "URLs look like http://127.0.1.1:7001. FERRY_TOKEN supplies a bearer token.\n");
@@ -109,6 +111,21 @@ static void progress_line(json_t *m, bool tty)
     fflush(stdout);
 }
 
+/* True when the policy object may switch to post-copy: then the
+ * destination must get postcopy-ram before migrate-incoming. */
+static bool policy_permits_postcopy(const json_t *pol)
+{
+    if (json_is_true(json_object_get(pol, "permit_post_copy")))
+        return true;
+    const json_t *en = json_object_get(pol, "entries");
+    for (size_t i = 0; json_is_array(en) && i < json_array_size(en); i++) {
+        const char *a = json_string_value(json_object_get(json_array_get(en, i), "action"));
+        if (a && strcmp(a, "postcopy") == 0)
+            return true;
+    }
+    return false;
+}
+
 static int cmd_migrate(int argc, char **argv)
 {
     static const struct option opts[] = {
@@ -116,9 +133,9 @@ static int cmd_migrate(int argc, char **argv)
         {"bandwidth", required_argument, NULL, 'b'}, {"downtime", required_argument, NULL, 'd'},
         {"auto-converge", no_argument, NULL, 'a'}, {"timeout", required_argument, NULL, 'T'},
         {"json", no_argument, NULL, 'j'},         {"quiet", no_argument, NULL, 'q'},
-        {NULL, 0, NULL, 0}};
+        {"policy", required_argument, NULL, 'p'}, {NULL, 0, NULL, 0}};
     const char *from = NULL, *to = NULL;
-    json_t *limits = json_object();
+    json_t *limits = json_object(), *policy = NULL;
     bool as_json = false, quiet = false;
     int c;
     optind = 1;
@@ -143,12 +160,23 @@ static int cmd_migrate(int argc, char **argv)
         case 'a': json_object_set_new(limits, "auto_converge", json_true()); break;
         case 'j': as_json = true; break;
         case 'q': quiet = true; break;
-        default: usage(); json_decref(limits); return 2;
+        case 'p':
+            json_decref(policy);
+            policy = json_loads(optarg, 0, NULL);
+            if (!json_is_object(policy)) {
+                fprintf(stderr, "ferry: --policy wants a JSON object\n");
+                json_decref(policy);
+                json_decref(limits);
+                return 2;
+            }
+            break;
+        default: usage(); json_decref(limits); json_decref(policy); return 2;
         }
     }
     if (!from || !to || optind != argc - 1) {
         usage();
         json_decref(limits);
+        json_decref(policy);
         return 2;
     }
     const char *name = argv[optind];
@@ -159,7 +187,12 @@ static int cmd_migrate(int argc, char **argv)
     if (api(from, "GET", ipath, NULL, &inst, NULL) != 0)
         goto out;
     /* 2. a destination waiting for it */
-    if (api(to, "POST", "/v1/incoming", json_object_get(inst, "spec"), &prep, NULL) != 0)
+    json_t *incoming = json_deep_copy(json_object_get(inst, "spec"));
+    if (json_is_object(incoming) && policy_permits_postcopy(policy))
+        json_object_set_new(incoming, "postcopy", json_true());
+    int prc = api(to, "POST", "/v1/incoming", incoming, &prep, NULL);
+    json_decref(incoming);
+    if (prc != 0)
         goto out;
     const char *uri = NULL;
     long long deadline = mono_ms() + 60000;
@@ -184,6 +217,8 @@ static int cmd_migrate(int argc, char **argv)
     /* 3. the migration */
     body = json_pack("{s:s, s:s, s:s, s:O}", "instance", name, "dest_uri", uri, "dest_agent", to,
                      "limits", limits);
+    if (policy)
+        json_object_set(body, "policy", policy);
     if (api(from, "POST", "/v1/migrations", body, &mig, NULL) != 0) {
         json_t *ignored = NULL;
         if (api(to, "DELETE", ipath, NULL, &ignored, NULL) == 0)
@@ -234,6 +269,7 @@ out:
     json_decref(mig);
     json_decref(body);
     json_decref(limits);
+    json_decref(policy);
     return rc;
 }
 

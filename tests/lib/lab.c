@@ -609,6 +609,13 @@ int lab_verify(const struct lab_agent *a, const char *name, struct lab_integrity
 int lab_prepare_incoming(const struct lab_agent *src, const struct lab_agent *dst, const char *name,
                          char *uri, size_t n, struct ferr *e)
 {
+    return lab_prepare_incoming_opts(src, dst, name, 0, uri, n, e);
+}
+
+int lab_prepare_incoming_opts(const struct lab_agent *src, const struct lab_agent *dst,
+                              const char *name, int postcopy, char *uri, size_t n,
+                              struct ferr *e)
+{
     json_t *o;
     int rc = lab_instance(src, name, &o, e);
     if (rc != 0)
@@ -619,6 +626,8 @@ int lab_prepare_incoming(const struct lab_agent *src, const struct lab_agent *ds
         json_decref(spec);
         return ferr_set(e, FERR_PEER, "spec", "%s on %s has no spec", name, src->name);
     }
+    if (postcopy)
+        json_object_set_new(spec, "postcopy", json_true());
     int st = 0;
     o = NULL;
     rc = lab_api(dst, "POST", "/v1/incoming", spec, &st, &o, e);
@@ -695,6 +704,73 @@ int lab_migrate_start(const struct lab_agent *src, const struct lab_agent *dst, 
         }
     }
     return rc;
+}
+
+int lab_policy_permits_postcopy(const json_t *policy)
+{
+    if (json_is_true(json_object_get(policy, "permit_post_copy")))
+        return 1;
+    const json_t *en = json_object_get(policy, "entries");
+    for (size_t i = 0; json_is_array(en) && i < json_array_size(en); i++) {
+        const char *a = json_string_value(json_object_get(json_array_get(en, i), "action"));
+        if (a && strcmp(a, "postcopy") == 0)
+            return 1;
+    }
+    return 0;
+}
+
+int lab_migrate_start_policy(const struct lab_agent *src, const struct lab_agent *dst,
+                             const char *name, const json_t *limits, const json_t *policy,
+                             char *id, size_t n, struct ferr *e)
+{
+    char uri[160];
+    int rc = lab_prepare_incoming_opts(src, dst, name, lab_policy_permits_postcopy(policy), uri,
+                                       sizeof(uri), e);
+    if (rc != 0)
+        return rc;
+    json_t *b =
+        json_pack("{s:s, s:s, s:s}", "instance", name, "dest_uri", uri, "dest_agent", dst->url);
+    if (limits)
+        json_object_set_new(b, "limits", json_deep_copy(limits));
+    if (policy)
+        json_object_set_new(b, "policy", json_deep_copy(policy));
+    int st = 0;
+    json_t *o = NULL;
+    rc = lab_api(src, "POST", "/v1/migrations", b, &st, &o, e);
+    json_decref(b);
+    const char *mid = json_string_value(json_object_get(o, "id"));
+    if (rc == 0 && (st != 202 || !mid)) {
+        char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
+        rc = ferr_set(e, FERR_PEER, "migration", "POST /v1/migrations on %s: status %d %s",
+                      src->name, st, s ? s : "");
+        free(s);
+    }
+    if (rc == 0)
+        snprintf(id, n, "%s", mid);
+    json_decref(o);
+    if (rc != 0) {
+        char path[128];
+        snprintf(path, sizeof(path), "/v1/instances/%s", name);
+        struct ferr e2;
+        if (lab_api(dst, "DELETE", path, NULL, &st, NULL, &e2) != 0) {
+        }
+    }
+    return rc;
+}
+
+int lab_api_text(const struct lab_agent *a, const char *method, const char *path, int *status,
+                 char **body, size_t *len, struct ferr *e)
+{
+    struct httpc_resp r;
+    int rc = httpc_request(a->url, method, path, NULL, NULL, LAB_HTTP_TIMEOUT_MS, &r, e);
+    if (rc != 0)
+        return rc;
+    *status = r.status;
+    *body = r.body;
+    *len = r.len;
+    r.body = NULL;
+    httpc_resp_free(&r);
+    return 0;
 }
 
 static int mig_get(const struct lab_agent *src, const char *id, json_t **out, struct ferr *e)

@@ -140,6 +140,30 @@ int lab_verify(const struct lab_agent *a, const char *name, struct lab_integrity
 int lab_prepare_incoming(const struct lab_agent *src, const struct lab_agent *dst, const char *name,
                          char *uri, size_t n, struct ferr *e) __attribute__((warn_unused_result));
 
+/* As lab_prepare_incoming; with postcopy non-zero the destination is asked
+ * for postcopy-ram ("postcopy": true in POST /v1/incoming). */
+int lab_prepare_incoming_opts(const struct lab_agent *src, const struct lab_agent *dst,
+                              const char *name, int postcopy, char *uri, size_t n,
+                              struct ferr *e) __attribute__((warn_unused_result));
+
+/* Returns 1 when the policy object (borrowed, may be NULL) may switch to
+ * post-copy (permit_post_copy, or a schedule entry "postcopy"), else 0. */
+int lab_policy_permits_postcopy(const json_t *policy);
+
+/* As lab_migrate_start with a "policy" object (borrowed, may be NULL); the
+ * destination gets postcopy-ram when the policy permits post-copy, as
+ * `ferry migrate --policy` does. */
+int lab_migrate_start_policy(const struct lab_agent *src, const struct lab_agent *dst,
+                             const char *name, const json_t *limits, const json_t *policy,
+                             char *id, size_t n, struct ferr *e)
+    __attribute__((warn_unused_result));
+
+/* Sends a request without a body and returns the raw answer: *status, and
+ * *body (NUL-terminated, *len bytes; caller frees with free()). Negative
+ * with e filled when the request failed. */
+int lab_api_text(const struct lab_agent *a, const char *method, const char *path, int *status,
+                 char **body, size_t *len, struct ferr *e) __attribute__((warn_unused_result));
+
 /* Prepares dst and POSTs the migration of name from src with limits
  * (borrowed JSON object, may be NULL). On 0, id (n bytes) holds the
  * migration id. On failure the prepared destination is deleted. */
