@@ -42,6 +42,13 @@ struct ctx {
     uint64_t *t_lab;    /* per node: union of labels of eligible leaves */
     size_t n_targets;
     uint32_t cur_group;
+    /* destination budget of the group being placed (balanced strategy) */
+    uint64_t *in_ms;    /* per host: ms of migrations into it this group */
+    uint8_t *sat;       /* per host: budget used up, out of the tree */
+    uint32_t *touched;  /* hosts with in_ms > 0 this group */
+    size_t n_touched;
+    size_t n_sat;       /* hosts with sat set */
+    uint64_t budget_ms; /* in_ms a destination may reach, 0 = no budget */
 };
 
 static const char *const reason_names[PLAN_R__COUNT] = {
@@ -115,7 +122,7 @@ static int validate(const struct plan_input *in, struct ferr *e)
 static void tree_set(struct ctx *c, uint32_t h)
 {
     size_t n = c->tp + c->pos[h];
-    if (c->elig[h]) {
+    if (c->elig[h] && !c->sat[h]) {
         c->t_ram[n] = c->cap_ram[h] - c->use_ram[h];
         c->t_mv[n] = c->cap_mv[h] - c->use_mv[h];
         if (c->t_ram[n] < 0 || c->t_mv[n] < 0)
@@ -424,6 +431,7 @@ static void ctx_free(struct ctx *c)
     free(c->elig), free(c->slot), free(c->cur), free(c->res_head), free(c->res_next);
     free(c->dur_ms), free(c->moved), free(c->aa), free(c->aa_first), free(c->aa_mem);
     free(c->host_at), free(c->pos), free(c->t_ram), free(c->t_mv), free(c->t_lab);
+    free(c->in_ms), free(c->sat), free(c->touched);
 }
 
 /* ceil(bytes / bw) in ms, without overflow for bytes < 2^50 */
@@ -454,6 +462,9 @@ static void ctx_init(struct ctx *c, const struct plan_input *in, struct plan *p)
     c->dur_ms = xmalloc((ni + 1) * sizeof(uint64_t));
     c->moved = xcalloc(ni + 1, 1);
     c->aa = xmalloc((ni + 1) * sizeof(uint32_t));
+    c->in_ms = xcalloc(nh + 1, sizeof(uint64_t));
+    c->sat = xcalloc(nh + 1, 1);
+    c->touched = xmalloc((nh + 1) * sizeof(uint32_t));
     for (size_t h = 0; h < nh; h++) {
         const struct plan_host *ho = &in->hosts[h];
         c->cap_ram[h] = (int64_t)ho->ram_mib - (int64_t)o->ram_reserve_mib;
@@ -590,6 +601,45 @@ static void make_groups(struct ctx *c)
     free(order), free(colour), free(count), free(rank), free(load), free(kv);
 }
 
+/* Puts every host whose budget is used up back into the tree. */
+static void budget_restore(struct ctx *c)
+{
+    for (size_t j = 0; j < c->n_touched && c->n_sat > 0; j++) {
+        uint32_t h = c->touched[j];
+        if (c->sat[h]) {
+            c->sat[h] = 0;
+            c->n_sat--;
+            tree_set(c, h);
+        }
+    }
+}
+
+/* Searches the position ranges ranges[2k]..ranges[2k+1], k < n, in order,
+ * among hosts within their destination budget; when none fits and some
+ * hosts are over budget, doubles the budget, puts them back and searches
+ * again. Returns the host or PLAN_NONE. */
+static uint32_t find_budgeted(struct ctx *c, const size_t *ranges, size_t n, uint32_t inst)
+{
+    for (;;) {
+        for (size_t k = 0; k < n; k++) {
+            uint32_t h = tree_find(c, ranges[2 * k], ranges[2 * k + 1], inst, 0);
+            if (h != PLAN_NONE)
+                return h;
+        }
+        if (c->n_sat == 0)
+            return PLAN_NONE;
+        c->budget_ms *= 2;
+        for (size_t j = 0; j < c->n_touched; j++) {
+            uint32_t h = c->touched[j];
+            if (c->sat[h] && c->in_ms[h] < c->budget_ms) {
+                c->sat[h] = 0;
+                c->n_sat--;
+                tree_set(c, h);
+            }
+        }
+    }
+}
+
 static void add_unplaced(struct plan *p, size_t *cap, uint32_t inst, uint32_t host, uint32_t g,
                          enum plan_reason r)
 {
@@ -675,17 +725,32 @@ int plan_compute(const struct plan_input *in, struct plan *out, struct ferr *e)
             }
         }
         qsort(kv, n, sizeof(*kv), cmp_kv); /* first-fit decreasing by RAM */
+        if (!naive) {
+            /* a destination takes lim_d migrations at a time, so over the
+             * group's ideal length (work / concurrency) it can absorb
+             * lim_d x that much migration time */
+            uint64_t work = 0, lim_s = in->opts.conc_per_source ? in->opts.conc_per_source : 1;
+            uint64_t lim_d = in->opts.conc_per_dest ? in->opts.conc_per_dest : 1;
+            uint64_t conc = lim_s * (ge - gs);
+            if (in->opts.conc_cluster && in->opts.conc_cluster < conc)
+                conc = in->opts.conc_cluster;
+            for (size_t j = 0; j < n; j++)
+                work += c.dur_ms[kv[j].idx];
+            c.budget_ms = (work + conc - 1) / conc * lim_d;
+            if (c.budget_ms == 0)
+                c.budget_ms = 1;
+        }
         for (size_t j = 0; j < n; j++) {
             uint32_t i = kv[j].idx, src = c.cur[i], dst;
             const struct plan_instance *x = &in->instances[i];
             if (naive) {
                 dst = tree_find(&c, 0, nh, i, 1);
             } else {
-                dst = tree_find(&c, 0, gs, i, 0); /* done */
+                const size_t first[4] = {0, gs, nt, nh}; /* done, never maintained */
+                const size_t later[2] = {ge, nt};        /* still to do: moves again */
+                dst = find_budgeted(&c, first, 2, i);
                 if (dst == PLAN_NONE)
-                    dst = tree_find(&c, nt, nh, i, 0); /* never maintained */
-                if (dst == PLAN_NONE)
-                    dst = tree_find(&c, ge, nt, i, 0); /* still to do */
+                    dst = find_budgeted(&c, later, 1, i);
             }
             if (dst == PLAN_NONE) {
                 add_unplaced(p, &cap_unpl, i, src, g, classify(&c, i));
@@ -697,6 +762,15 @@ int plan_compute(const struct plan_input *in, struct plan *out, struct ferr *e)
             c.res_head[dst] = i;
             c.use_ram[dst] += (int64_t)x->ram_mib;
             c.use_mv[dst] += (int64_t)x->vcpus * MV_PER_VCPU;
+            if (c.budget_ms) {
+                if (c.in_ms[dst] == 0)
+                    c.touched[c.n_touched++] = dst;
+                c.in_ms[dst] += c.dur_ms[i];
+                if (c.in_ms[dst] >= c.budget_ms) {
+                    c.sat[dst] = 1;
+                    c.n_sat++;
+                }
+            }
             tree_set(&c, dst);
             if (c.moved[i] == 0)
                 sum_first_ms += c.dur_ms[i];
@@ -708,6 +782,10 @@ int plan_compute(const struct plan_input *in, struct plan *out, struct ferr *e)
             gm[k].start_ms = gm[k].end_ms = 0;
             k++;
         }
+        budget_restore(&c);
+        for (size_t j = 0; j < c.n_touched; j++)
+            c.in_ms[c.touched[j]] = 0;
+        c.n_touched = 0;
         /* the group's hosts keep only what could not move */
         for (uint32_t j = gs; j < ge; j++) {
             uint32_t h = p->group_hosts[j], keep = PLAN_NONE, i, nx;
