@@ -100,7 +100,8 @@ void policy_free(struct policy *p);
  * rule named action; callers must deny then. subj and tgt are borrowed;
  * subj NULL is a subject with nothing; tgt NULL has no attributes. Cost
  * is linear in the size of the rules reachable from action (each rule is
- * evaluated at most once per call). */
+ * evaluated at most once per call). p is only read, so threads may check
+ * against one policy at the same time. */
 int policy_check(const struct policy *p, const char *action, const struct policy_subject *subj,
                  const struct policy_target *tgt, bool *allowed)
     __attribute__((warn_unused_result));
