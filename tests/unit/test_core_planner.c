@@ -131,14 +131,19 @@ static int check_plan(const struct plan_input *in, const struct plan *p, const c
     return (int)bad;
 }
 
+static int memeq(const void *a, const void *b, size_t n)
+{
+    return n == 0 || memcmp(a, b, n) == 0;
+}
+
 static int same_plan(const struct plan *a, const struct plan *b, size_t nh)
 {
     return a->n_groups == b->n_groups && a->n_moves == b->n_moves &&
            a->n_unplaced == b->n_unplaced && a->makespan_ms == b->makespan_ms &&
-           !memcmp(a->group_hosts, b->group_hosts, a->group_first[a->n_groups] * 4) &&
-           !memcmp(a->host_group, b->host_group, nh * 4) &&
-           !memcmp(a->moves, b->moves, a->n_moves * sizeof(*a->moves)) &&
-           !memcmp(a->unplaced, b->unplaced, a->n_unplaced * sizeof(*a->unplaced));
+           memeq(a->group_hosts, b->group_hosts, a->group_first[a->n_groups] * 4) &&
+           memeq(a->host_group, b->host_group, nh * 4) &&
+           memeq(a->moves, b->moves, a->n_moves * sizeof(*a->moves)) &&
+           memeq(a->unplaced, b->unplaced, a->n_unplaced * sizeof(*a->unplaced));
 }
 
 /* ---- hand-made fleets ---------------------------------------------------- */
