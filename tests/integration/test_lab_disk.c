@@ -37,7 +37,7 @@
 #define SPAN_MIB 64
 #define DISK_MIB 80
 #define BS 4096
-#define RATE_IOPS 200
+#define RATE_IOPS 100
 
 struct guest {
     pid_t pid;      /* QEMU, 0 when not running */
@@ -450,6 +450,54 @@ static void t_diskload_reports_and_verifies(void)
     free(disk);
 }
 
+/* memload and diskload together (ferry.workload=memload,diskload): both
+ * report READY, a bare command reaches memload (the first), a command
+ * prefixed "diskload " reaches diskload, and both verify intact. */
+static void t_combined_workloads(void)
+{
+    struct guest g;
+    char *disk = disk_create("both.img");
+    REQUIRE(disk, "no disk image");
+    char *params = xasprintf("ferry.workload=memload,diskload ferry.ws_mib=32 ferry.rate=1000 "
+                             "ferry.disk_span_mib=%d ferry.disk_rate=%d",
+                             SPAN_MIB, RATE_IOPS);
+    int rc = guest_spawn(&g, params, disk, 0);
+    free(params);
+    if (rc == 0)
+        rc = guestcon_open(&g.con, g.ser_path, 10000);
+    int ready_mem = 0, ready_disk = 0;
+    if (rc == 0) {
+        g.con.log = stderr;
+        while (rc == 0 && !(ready_mem && ready_disk)) {
+            char *r = NULL;
+            rc = guestcon_expect(&g.con, "FERRY-READY ", BOOT_TIMEOUT_MS, &r);
+            if (rc == 0) {
+                ready_mem |= strstr(r, "\"workload\":\"memload\"") != NULL;
+                ready_disk |= strstr(r, "\"workload\":\"diskload\"") != NULL;
+            }
+            free(r);
+        }
+    }
+    if (rc < 0)
+        guest_dump_log(&g);
+    CHECK(rc == 0 && ready_mem && ready_disk, "READY: memload %d, diskload %d, rc %d", ready_mem,
+          ready_disk, rc);
+    if (rc == 0) {
+        char *res = cmd(&g, "verify", "FERRY-RESULT ");
+        CHECK(json_bool(res, "ok") == 1 && json_num(res, "pages", -1) == 32 * 256,
+              "memload verify: %s", res);
+        free(res);
+        res = cmd(&g, "diskload verify", "FERRY-DISK-RESULT ");
+        CHECK(json_bool(res, "ok") == 1 && json_num(res, "blocks", -1) == SPAN_MIB * (1048576 / BS),
+              "diskload verify: %s", res);
+        free(res);
+        CHECK(disk_lines(&g, 1, 1) > 0, "diskload not running beside memload");
+    }
+    guest_stop(&g);
+    unlink(disk);
+    free(disk);
+}
+
 /* Sends one QMP command (a JSON object on one line) and waits for its
  * answer, skipping events. Returns 0 when the answer is a "return" (*out
  * gets the line after the opening brace; caller frees), FERR_PEER on an
@@ -642,6 +690,8 @@ int main(void)
              t_diskload_reports_and_verifies);
     test_run("lab disk: diskload's disk stays intact across a plain migration with a shared disk",
              t_diskload_shared_disk_migration);
+    test_run("lab disk: memload and diskload run together, commands routed by name",
+             t_combined_workloads);
     rmdir(disk_dir);
     return test_done();
 }
