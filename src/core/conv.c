@@ -476,7 +476,23 @@ static void tick_adaptive(struct conv *c, const struct mig_sample *s,
          * is left, at the current rate, does not fit the time left */
         double need_ms = (double)est->ram_remaining * 1000.0 / est->bw_bps;
         late = need_ms > (double)budget;
+        /* with a dirty-rate hint, plan (not set: the hint is a guess about
+         * the working set) the limit the measured rate will probably ask
+         * for, so the ETA can account for it */
+        c->planned_downtime_ms = 0;
+        if (est->dirty_hinted) {
+            struct est_out pes = *est;
+            pes.dirty_bps = est->dirty_bps * (1.0 + est->spread);
+            uint64_t lo = c->cur_downtime_ms > ad->downtime_start_ms ? c->cur_downtime_ms
+                                                                     : ad->downtime_start_ms;
+            if (lo > top)
+                lo = top;
+            uint64_t dt = smallest_downtime(&pes, lo, top, budget);
+            c->planned_downtime_ms = dt ? dt : top;
+        }
     }
+    if (model && est->dirty_measured)
+        c->planned_downtime_ms = 0;
     bool need = late || c->stall.out.reason != STALL_NONE;
     if (!need)
         return;
@@ -602,6 +618,16 @@ int conv_future_downtime(const struct conv *c, struct est_sched_step *sched, siz
                          size_t *n)
 {
     *n = 0;
+    if (c->pol.kind == CONV_ADAPTIVE) {
+        if (c->done || c->paused || c->postcopy || c->planned_downtime_ms <= c->cur_downtime_ms)
+            return 0;
+        if (max < 1)
+            return FERR_TOOBIG;
+        sched[0].t_ms = c->last_t_ms + 1;
+        sched[0].downtime_ms = c->planned_downtime_ms;
+        *n = 1;
+        return 0;
+    }
     if (c->pol.kind != CONV_NOVA)
         return 0;
     size_t k = 0;

@@ -192,6 +192,10 @@ struct conv {
     uint64_t rung_sync;              /* dirty_sync_count then */
     bool paused, postcopy;
     uint64_t last_t_ms;
+    uint64_t planned_downtime_ms;    /* adaptive, pass 1: the limit it will
+                                        set once the dirty rate is measured
+                                        (judged on the dirty-rate hint), ms;
+                                        0 none */
 };
 
 /* Validates policy and initialises c with a copy of it. Returns 0, or
@@ -232,7 +236,9 @@ double conv_nova_data_gb(const struct conv_nova *nova);
 
 /* Fills sched[0..*n) with the future downtime schedule this controller will
  * apply (t_ms since migration start), for est_set_schedule(). Nova: its
- * steps not yet applied; others: none. Returns 0 or FERR_TOOBIG. */
+ * steps not yet applied; adaptive: during pass 1 with a dirty-rate hint,
+ * the raise it plans for when the rate is measured (one step, from the
+ * next tick); schedule: none. Returns 0 or FERR_TOOBIG. */
 int conv_future_downtime(const struct conv *c, struct est_sched_step *sched,
                          size_t max, size_t *n) __attribute__((warn_unused_result));
 

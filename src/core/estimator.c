@@ -301,6 +301,10 @@ static void model_from_out(const struct est_out *o, struct model *m, double r_mu
     m->gran_s = (double)(o->granularity_ms ? o->granularity_ms : 50) / 1000.0;
     if (!o->dirty_measured && o->dirty_hinted)
         hint_model(m, o->dirty_bps * d_mul, (double)o->hint_ws_bytes);
+    /* a dirty set that stopped shrinking: whatever D measures (a saturated
+     * set reads D = set / period ~ R), passes make no progress */
+    if (o->dirty_measured && o->level_stuck && m->d < m->r)
+        m->d = m->r;
 }
 
 /* Fills the model from the estimator state. Returns 0 when the bandwidth is
@@ -459,6 +463,14 @@ int est_update(struct est *e, const struct mig_sample *s)
             double ldev = 0;
             ewma(&e->level, &ldev, &e->have_level, lv, a);
             o->periods++;
+            if (e->cur_sync >= 2) { /* the period closed was not pass 1 */
+                if (e->n_lv >= 3) {
+                    e->lv[0] = e->lv[1];
+                    e->lv[1] = e->lv[2];
+                }
+                e->lv[e->n_lv < 3 ? e->n_lv : 2] = s->ram_remaining;
+                e->n_lv++;
+            }
         }
         e->cur_sync = s->dirty_sync_count;
         e->period_t0_ms = s->t_ms;
@@ -541,6 +553,12 @@ int est_update(struct est *e, const struct mig_sample *s)
     o->level_bytes = e->have_level ? (uint64_t)e->level : 0;
     o->ram_total = s->ram_total;
     o->ram_remaining = s->ram_remaining;
+    o->level_stuck = 0;
+    if (e->n_lv >= 3) {
+        const double keep = 1.0 - EST_STUCK_FRAC;
+        o->level_stuck = (double)e->lv[2] > keep * (double)e->lv[1] &&
+                         (double)e->lv[1] > keep * (double)e->lv[0];
+    }
     o->nonzero_share = 1;
     if (!o->dirty_measured && s->ram_normal + s->ram_duplicate > 0)
         o->nonzero_share =

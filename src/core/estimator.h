@@ -22,6 +22,8 @@
 
 #define EST_SCHED_MAX 64       /* entries in a future downtime schedule */
 #define EST_ETA_INFINITE UINT64_MAX /* eta_*_ms value: never finishes */
+#define EST_STUCK_FRAC 0.05    /* a post-sync level counts as shrinking
+                                  when 5 % below the previous one */
 
 struct est_params {
     double ewma_alpha;          /* weight of the newest sync period, (0,1];
@@ -103,6 +105,11 @@ struct est_out {
                                    time-weighted mean of the hints so far) */
     uint64_t hint_ws_bytes;     /* pass 1 with a hint: working set assumed
                                    (cap of the dirty set), bytes; else 0 */
+    int level_stuck;            /* the dirty set found at the last two
+                                   syncs (after pass 1) did not shrink by
+                                   EST_STUCK_FRAC: a saturated working set
+                                   (measured D ~ R); the model then takes
+                                   D >= R, i.e. no progress at this limit */
     double nonzero_share;       /* pass 1: share of the pages sent so far
                                    that were not zero pages (what is left is
                                    scaled by it); 1 after pass 1 */
@@ -127,6 +134,9 @@ struct est {
     uint64_t disk_t0_ms, disk_done0;
     int have_disk;
     uint64_t t_first_ms, tx_first; /* first sample: for the pass-1 rate */
+    uint64_t lv[3];             /* remaining right after the last three
+                                   syncs after pass 1, oldest first, bytes */
+    uint64_t n_lv;              /* such syncs seen */
     double hint_sum;            /* pass 1: dirty-rate hint x time, bytes/s x ms */
     uint64_t hint_ms;           /* pass 1: time the hint was known, ms */
     struct est_out out;
