@@ -26,10 +26,9 @@
 
 /* ferryd's defaults for actions the core policy does not define yet; a
  * policy file may override them. */
-static const char COORD_POLICY_DEFAULTS[] =
-    "{\"agent\": \"role:agent\","
-    " \"host:register\": \"rule:admin or rule:agent\","
-    " \"host:heartbeat\": \"rule:admin or rule:agent\"}";
+static const char COORD_POLICY_DEFAULTS[] = "{\"agent\": \"role:agent\","
+                                            " \"host:register\": \"rule:admin or rule:agent\","
+                                            " \"host:heartbeat\": \"rule:admin or rule:agent\"}";
 
 int64_t coord_now_ms(void)
 {
@@ -117,8 +116,7 @@ static bool authorise(struct coord *c, struct evhttp_request *req, const struct 
     return allowed;
 }
 
-static json_t *host_json(const struct store_host *h, const struct store_instance *inst,
-                         size_t n)
+static json_t *host_json(const struct store_host *h, const struct store_instance *inst, size_t n)
 {
     json_t *list = json_array();
     for (size_t i = 0; i < n; i++) {
@@ -159,8 +157,8 @@ static void get_health(struct coord *c, struct evhttp_request *req)
     httpd_reply_json(req, 200, json_pack("{s:s, s:i}", "status", "ok", "schema_version", v));
 }
 
-static const char *const REGISTER_KEYS[] = {"name", "agent_url", "ram_mib", "vcpus", "instances",
-                                            NULL};
+static const char *const REGISTER_KEYS[] = {"name",  "agent_url", "ram_mib",
+                                            "vcpus", "instances", NULL};
 static const char *const INSTANCE_KEYS[] = {"name", "project_id", "memory_mib", "vcpus", NULL};
 
 /* Parses a registration body into h and *inst (caller frees), naming the
@@ -198,8 +196,8 @@ static int parse_register(const json_t *body, struct store_host *h, struct store
     }
     size_t cnt = arr ? json_array_size(arr) : 0;
     if (cnt > REGISTER_MAX_INSTANCES) {
-        rc = ferr_set(e, FERR_TOOBIG, "instances", "more than %d instances",
-                      REGISTER_MAX_INSTANCES);
+        rc =
+            ferr_set(e, FERR_TOOBIG, "instances", "more than %d instances", REGISTER_MAX_INSTANCES);
         goto out;
     }
     *inst = xcalloc(cnt ? cnt : 1, sizeof(**inst));
@@ -212,8 +210,7 @@ static int parse_register(const json_t *body, struct store_host *h, struct store
         } else if ((rc = jsonin_only_keys(o, INSTANCE_KEYS, e)) != 0 ||
                    (rc = jsonin_str(o, "name", STORE_NAME_MAX, true, &iname, e)) != 0 ||
                    (rc = jsonin_str(o, "project_id", STORE_IDENT_MAX, true, &proj, e)) != 0 ||
-                   (rc = jsonin_u64(o, "memory_mib", 1, HOST_RAM_MIB_MAX, true, &mem, e)) !=
-                       0 ||
+                   (rc = jsonin_u64(o, "memory_mib", 1, HOST_RAM_MIB_MAX, true, &mem, e)) != 0 ||
                    (rc = jsonin_u64(o, "vcpus", 1, HOST_VCPUS_MAX, false, &vc, e)) != 0) {
             /* e names the key; prefix the element */
             char f[FERR_FIELD_MAX * 2];
@@ -253,8 +250,7 @@ static void register_host(struct coord *c, struct evhttp_request *req,
     size_t n = 0;
     int created = 0;
     int64_t now = coord_now_ms(), seq = 0;
-    if (httpd_body_json(req, 0, &body, &e) != 0 ||
-        parse_register(body, &h, &inst, &n, &e) != 0) {
+    if (httpd_body_json(req, 0, &body, &e) != 0 || parse_register(body, &h, &inst, &n, &e) != 0) {
         json_decref(body);
         return httpd_reply_err(req, &e);
     }
@@ -275,11 +271,11 @@ static void register_host(struct coord *c, struct evhttp_request *req,
     if (store_host_register(c->st, &h, inst, n, &created, &e) != 0 ||
         emit(c, "host.registered", target,
              json_pack("{s:s, s:s, s:I, s:I, s:I, s:b}", "host", h.name, "agent_url", h.url,
-                       "ram_mib", (json_int_t)h.ram_mib, "vcpus", (json_int_t)h.vcpus,
-                       "instances", (json_int_t)n, "new", created),
+                       "ram_mib", (json_int_t)h.ram_mib, "vcpus", (json_int_t)h.vcpus, "instances",
+                       (json_int_t)n, "new", created),
              now, &seq, &e) != 0 ||
-        (was_down && emit(c, "host.up", target, json_pack("{s:s}", "host", h.name), now, &seq,
-                          &e) != 0) ||
+        (was_down &&
+         emit(c, "host.up", target, json_pack("{s:s}", "host", h.name), now, &seq, &e) != 0) ||
         store_tx_commit(c->st, &e) != 0)
         goto fail;
     log_info("api", "msg=\"host registered\" host=%s instances=%zu new=%d", h.name, n, created);
@@ -324,8 +320,8 @@ static void heartbeat(struct coord *c, struct evhttp_request *req, const struct 
         goto fail;
     bool was_down = strcmp(h.state, "down") == 0;
     if (store_host_update(c->st, name, "up", now, &e) != 0 ||
-        (was_down && emit(c, "host.up", target, json_pack("{s:s}", "host", name), now, NULL,
-                          &e) != 0) ||
+        (was_down &&
+         emit(c, "host.up", target, json_pack("{s:s}", "host", name), now, NULL, &e) != 0) ||
         store_tx_commit(c->st, &e) != 0)
         goto fail;
     if (was_down)
@@ -410,17 +406,16 @@ static void list_events(struct coord *c, struct evhttp_request *req, const struc
             json_decref(payload);
             continue;
         }
-        json_array_append_new(a, json_pack("{s:I, s:s, s:o, s:s, s:o, s:i}", "seq",
-                                            (json_int_t)ev[i].seq, "type", ev[i].type, "time",
-                                            time_json(ev[i].time_ms), "subject", ev[i].subject,
-                                            "payload", payload ? payload : json_object(),
-                                            "version", ev[i].version));
+        json_array_append_new(
+            a, json_pack("{s:I, s:s, s:o, s:s, s:o, s:i}", "seq", (json_int_t)ev[i].seq, "type",
+                         ev[i].type, "time", time_json(ev[i].time_ms), "subject", ev[i].subject,
+                         "payload", payload ? payload : json_object(), "version", ev[i].version));
     }
     int64_t next = n ? ev[n - 1].seq : since;
     store_events_free(ev, n);
     httpd_reply_json(req, 200,
-                     json_pack("{s:o, s:I, s:I}", "events", a, "next", (json_int_t)next,
-                               "last_seq", (json_int_t)last));
+                     json_pack("{s:o, s:I, s:I}", "events", a, "next", (json_int_t)next, "last_seq",
+                               (json_int_t)last));
 }
 
 int coord_sweep_hosts(struct coord *c, int64_t now_ms, int *marked, struct ferr *e)
@@ -437,7 +432,8 @@ int coord_sweep_hosts(struct coord *c, int64_t now_ms, int *marked, struct ferr 
         goto fail;
     for (size_t i = 0; i < n; i++) {
         struct store_host *h = &hosts[i];
-        if (strcmp(h->state, "up") != 0 || now_ms - h->last_heartbeat_ms <= window)
+        int64_t since = h->last_heartbeat_ms > c->started_ms ? h->last_heartbeat_ms : c->started_ms;
+        if (strcmp(h->state, "up") != 0 || now_ms - since <= window)
             continue;
         char subject[STORE_SUBJECT_MAX + 1];
         snprintf(subject, sizeof(subject), "host/%s", h->name);
@@ -481,8 +477,7 @@ void coord_api_handle(struct evhttp_request *req, void *arg)
         return get_health(c, req);
     struct store_token who;
     struct ferr e = {0};
-    const char *authz =
-        evhttp_find_header(evhttp_request_get_input_headers(req), "Authorization");
+    const char *authz = evhttp_find_header(evhttp_request_get_input_headers(req), "Authorization");
     int rc = auth_lookup(c->st, authz, &who, &e);
     if (rc == FERR_NOTFOUND)
         return reply_status_err(req, 401, "unauthorised", "a valid bearer token is required");

@@ -110,8 +110,7 @@ int config_parse(struct config *c, const char *buf, size_t len, struct ferr *e)
         const char *nl = memchr(buf + pos, '\n', len - pos);
         size_t l = nl ? (size_t)(nl - (buf + pos)) : len - pos;
         if (l >= CONFIG_LINE_MAX)
-            return ferr_set(e, FERR_TOOBIG, "", "line %d exceeds %d bytes", line,
-                            CONFIG_LINE_MAX);
+            return ferr_set(e, FERR_TOOBIG, "", "line %d exceeds %d bytes", line, CONFIG_LINE_MAX);
         char tmp[CONFIG_LINE_MAX];
         memcpy(tmp, buf + pos, l);
         tmp[l] = '\0';
@@ -142,8 +141,7 @@ int config_load(struct config *c, const char *path, struct ferr *e)
     size_t n = fread(buf, 1, CONFIG_FILE_MAX + 1, f);
     int err = ferror(f);
     fclose(f);
-    int rc = err ? ferr_set(e, -EIO, "config", "cannot read %s", path)
-                 : config_parse(c, buf, n, e);
+    int rc = err ? ferr_set(e, -EIO, "config", "cannot read %s", path) : config_parse(c, buf, n, e);
     free(buf);
     return rc;
 }

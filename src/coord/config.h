@@ -8,20 +8,20 @@
 
 #include "util/ferr.h"
 
-#define CONFIG_PATH_MAX 1024      /* bytes of one path value */
-#define CONFIG_LINE_MAX 2048      /* bytes of one line */
+#define CONFIG_PATH_MAX 1024        /* bytes of one path value */
+#define CONFIG_LINE_MAX 2048        /* bytes of one line */
 #define CONFIG_FILE_MAX (64 * 1024) /* bytes of the whole file */
 
 struct config {
-    char listen_addr[64];                  /* IPv4 literal, default 127.0.0.1 */
-    int listen_port;                       /* default 7400 */
-    char db_path[CONFIG_PATH_MAX];         /* store location, default ferryd.db */
-    char policy_file[CONFIG_PATH_MAX];     /* "" = built-in defaults */
+    char listen_addr[64];                       /* IPv4 literal, default 127.0.0.1 */
+    int listen_port;                            /* default 7400 */
+    char db_path[CONFIG_PATH_MAX];              /* store location, default ferryd.db */
+    char policy_file[CONFIG_PATH_MAX];          /* "" = built-in defaults */
     char bootstrap_token_file[CONFIG_PATH_MAX]; /* "" = none; else an admin token */
-    uint32_t heartbeat_interval_ms;        /* agents' heartbeat period, default 10000 */
-    uint32_t heartbeat_missed;             /* beats missed before down, default 3 */
-    double progress_events_per_s;          /* per migration, default 1 */
-    char log_level[16];                    /* debug, info, warn, error; default info */
+    uint32_t heartbeat_interval_ms;             /* agents' heartbeat period, default 10000 */
+    uint32_t heartbeat_missed;                  /* beats missed before down, default 3 */
+    double progress_events_per_s;               /* per migration, default 1 */
+    char log_level[16];                         /* debug, info, warn, error; default info */
 };
 
 /* Fills c with every default. */

@@ -11,12 +11,13 @@
 #include "core/policy.h"
 
 struct coord {
-    struct config cfg;          /* loaded configuration */
-    struct store *st;           /* the durable store; owned */
-    struct policy pol;          /* loaded policy (file over defaults) */
-    struct event_base *base;    /* borrowed */
-    struct evhttp *http;        /* borrowed */
-    struct event *sweep;        /* heartbeat sweep timer */
+    struct config cfg;       /* loaded configuration */
+    struct store *st;        /* the durable store; owned */
+    struct policy pol;       /* loaded policy (file over defaults) */
+    struct event_base *base; /* borrowed */
+    struct evhttp *http;     /* borrowed */
+    struct event *sweep;     /* heartbeat sweep timer */
+    int64_t started_ms;      /* when this process started serving, ms since epoch */
 };
 
 /* Loads the policy of c->cfg.policy_file (or the defaults when "") into
@@ -29,8 +30,10 @@ void coord_api_handle(struct evhttp_request *req, void *arg);
 
 /* Marks down every host whose last heartbeat is older than
  * heartbeat_interval_ms × heartbeat_missed at now_ms, each with a
- * host.down event in the same transaction. *marked (may be NULL) receives
- * how many. */
+ * host.down event in the same transaction. A heartbeat older than
+ * c->started_ms counts as sent at started_ms: while ferryd itself was down
+ * no agent could reach it, so a restart grants every host a full window. *marked (may be NULL)
+ * receives how many. */
 int coord_sweep_hosts(struct coord *c, int64_t now_ms, int *marked, struct ferr *e)
     __attribute__((warn_unused_result));
 

@@ -120,9 +120,15 @@ int main(int argc, char **argv)
     int add_token = 0, ch;
     while ((ch = getopt_long(argc, argv, "c:ah", opts, NULL)) != -1) {
         switch (ch) {
-        case 'c': cfg_path = optarg; break;
-        case 'a': add_token = 1; break;
-        default: usage(); return ch == 'h' ? 0 : 2;
+        case 'c':
+            cfg_path = optarg;
+            break;
+        case 'a':
+            add_token = 1;
+            break;
+        default:
+            usage();
+            return ch == 'h' ? 0 : 2;
         }
     }
     if ((add_token && argc - optind != 3) || (!add_token && optind != argc)) {
@@ -172,6 +178,7 @@ int main(int argc, char **argv)
         return 1;
     }
     evhttp_set_gencb(c.http, coord_api_handle, &c);
+    c.started_ms = coord_now_ms();
     struct event *sigterm = evsignal_new(c.base, SIGTERM, on_signal, &c);
     struct event *sigint = evsignal_new(c.base, SIGINT, on_signal, &c);
     event_add(sigterm, NULL);

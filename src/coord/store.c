@@ -18,8 +18,7 @@ struct store {
 
 /* A text that must fit in a fixed array of size cap+1, without control
  * characters; empty allowed when empty_ok. */
-static int check_text(const char *s, size_t cap, int empty_ok, const char *field,
-                      struct ferr *e)
+static int check_text(const char *s, size_t cap, int empty_ok, const char *field, struct ferr *e)
 {
     if (!s)
         return ferr_set(e, FERR_INVAL, field, "%s is required", field);
@@ -111,8 +110,7 @@ void store_tx_rollback(struct store *st)
 }
 
 int store_host_register(struct store *st, const struct store_host *h,
-                        const struct store_instance *inst, size_t n, int *created,
-                        struct ferr *e)
+                        const struct store_instance *inst, size_t n, int *created, struct ferr *e)
 {
     int rc;
     if ((rc = check_name(h->name, "name", e)) != 0 ||
@@ -144,8 +142,8 @@ int store_host_get(struct store *st, const char *name, struct store_host *out, s
     return rc ? rc : st->ops->host_get(st->impl, name, out, e);
 }
 
-int store_host_update(struct store *st, const char *name, const char *state,
-                      int64_t heartbeat_ms, struct ferr *e)
+int store_host_update(struct store *st, const char *name, const char *state, int64_t heartbeat_ms,
+                      struct ferr *e)
 {
     int rc;
     if ((rc = check_name(name, "name", e)) != 0 || (rc = check_state(state, e)) != 0)
@@ -158,15 +156,14 @@ int store_host_list(struct store *st, struct store_host **out, size_t *n, struct
     return st->ops->host_list(st->impl, out, n, e);
 }
 
-int store_instance_list(struct store *st, const char *host, struct store_instance **out,
-                        size_t *n, struct ferr *e)
+int store_instance_list(struct store *st, const char *host, struct store_instance **out, size_t *n,
+                        struct ferr *e)
 {
     int rc = host ? check_name(host, "host", e) : 0;
     return rc ? rc : st->ops->instance_list(st->impl, host, out, n, e);
 }
 
-int store_event_append(struct store *st, const struct store_event *ev, int64_t *seq,
-                       struct ferr *e)
+int store_event_append(struct store *st, const struct store_event *ev, int64_t *seq, struct ferr *e)
 {
     int rc;
     if ((rc = check_text(ev->type, STORE_IDENT_MAX, 0, "type", e)) != 0 ||
@@ -223,8 +220,7 @@ int store_token_add(struct store *st, const struct store_token *t, struct ferr *
     return st->ops->token_add(st->impl, t, e);
 }
 
-int store_token_lookup(struct store *st, const char *hash, struct store_token *out,
-                       struct ferr *e)
+int store_token_lookup(struct store *st, const char *hash, struct store_token *out, struct ferr *e)
 {
     int rc = check_hash(hash, e);
     return rc ? rc : st->ops->token_lookup(st->impl, hash, out, e);

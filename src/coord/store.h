@@ -20,28 +20,28 @@
 
 #include "util/ferr.h"
 
-#define STORE_SCHEMA_VERSION 2   /* the version this code creates and understands */
-#define STORE_NAME_MAX 63        /* bytes: host, instance names ([A-Za-z0-9_.-]) */
-#define STORE_URL_MAX 255        /* bytes: agent URL */
-#define STORE_IDENT_MAX 64       /* bytes: user, project, state, phase, event type */
-#define STORE_ROLES_MAX 255      /* bytes: comma-separated role list */
-#define STORE_SUBJECT_MAX 255    /* bytes: event/audit subject and target */
-#define STORE_ERROR_MAX 1023     /* bytes: a migration's last error */
-#define STORE_JSON_MAX 65536     /* bytes: one JSON text (payload, policy, limits) */
-#define STORE_HASH_HEX 64        /* chars: SHA-256 in hex */
-#define STORE_EVENTS_PAGE 1000   /* events returned by one store_events_since */
-#define STORE_LIST_MAX 100000    /* rows returned by one list call */
+#define STORE_SCHEMA_VERSION 2 /* the version this code creates and understands */
+#define STORE_NAME_MAX 63      /* bytes: host, instance names ([A-Za-z0-9_.-]) */
+#define STORE_URL_MAX 255      /* bytes: agent URL */
+#define STORE_IDENT_MAX 64     /* bytes: user, project, state, phase, event type */
+#define STORE_ROLES_MAX 255    /* bytes: comma-separated role list */
+#define STORE_SUBJECT_MAX 255  /* bytes: event/audit subject and target */
+#define STORE_ERROR_MAX 1023   /* bytes: a migration's last error */
+#define STORE_JSON_MAX 65536   /* bytes: one JSON text (payload, policy, limits) */
+#define STORE_HASH_HEX 64      /* chars: SHA-256 in hex */
+#define STORE_EVENTS_PAGE 1000 /* events returned by one store_events_since */
+#define STORE_LIST_MAX 100000  /* rows returned by one list call */
 
 struct store;
 
 struct store_host {
     char name[STORE_NAME_MAX + 1];
-    char url[STORE_URL_MAX + 1];    /* agent base URL, "http://ADDR:PORT" */
-    uint64_t ram_mib;               /* capacity, MiB */
-    uint32_t vcpus;                 /* capacity, vCPUs */
+    char url[STORE_URL_MAX + 1];     /* agent base URL, "http://ADDR:PORT" */
+    uint64_t ram_mib;                /* capacity, MiB */
+    uint32_t vcpus;                  /* capacity, vCPUs */
     char state[STORE_IDENT_MAX + 1]; /* "up" or "down" */
-    int64_t last_heartbeat_ms;      /* ms since epoch */
-    int64_t registered_ms;          /* first registration, ms since epoch */
+    int64_t last_heartbeat_ms;       /* ms since epoch */
+    int64_t registered_ms;           /* first registration, ms since epoch */
 };
 
 struct store_instance {
@@ -53,29 +53,29 @@ struct store_instance {
 };
 
 struct store_token {
-    char hash[STORE_HASH_HEX + 1];       /* SHA-256 of the token, lower-case hex */
+    char hash[STORE_HASH_HEX + 1]; /* SHA-256 of the token, lower-case hex */
     char user[STORE_IDENT_MAX + 1];
     char project[STORE_IDENT_MAX + 1];
-    char roles[STORE_ROLES_MAX + 1];     /* comma-separated, e.g. "admin,agent" */
+    char roles[STORE_ROLES_MAX + 1]; /* comma-separated, e.g. "admin,agent" */
     int64_t created_ms;
 };
 
 struct store_event {
-    int64_t seq;                           /* assigned by the store, 1, 2, ... no gaps */
-    char type[STORE_IDENT_MAX + 1];        /* e.g. "host.down" */
-    int64_t time_ms;                       /* ms since epoch */
-    char subject[STORE_SUBJECT_MAX + 1];   /* e.g. "host/h1" */
-    char *payload;                         /* JSON text; owned by the array from
-                                              store_events_since, borrowed on append */
-    int version;                           /* payload schema version, >= 1 */
+    int64_t seq;                         /* assigned by the store, 1, 2, ... no gaps */
+    char type[STORE_IDENT_MAX + 1];      /* e.g. "host.down" */
+    int64_t time_ms;                     /* ms since epoch */
+    char subject[STORE_SUBJECT_MAX + 1]; /* e.g. "host/h1" */
+    char *payload;                       /* JSON text; owned by the array from
+                                            store_events_since, borrowed on append */
+    int version;                         /* payload schema version, >= 1 */
 };
 
 struct store_audit {
     int64_t time_ms;
-    char subject[STORE_SUBJECT_MAX + 1];  /* "user@project" */
-    char action[STORE_IDENT_MAX + 1];     /* e.g. "host:register" */
-    char target[STORE_SUBJECT_MAX + 1];   /* e.g. "host/h1" */
-    char decision[STORE_IDENT_MAX + 1];   /* "allow" or "deny" */
+    char subject[STORE_SUBJECT_MAX + 1]; /* "user@project" */
+    char action[STORE_IDENT_MAX + 1];    /* e.g. "host:register" */
+    char target[STORE_SUBJECT_MAX + 1];  /* e.g. "host/h1" */
+    char decision[STORE_IDENT_MAX + 1];  /* "allow" or "deny" */
 };
 
 struct store_migration {
@@ -85,18 +85,18 @@ struct store_migration {
     char destination[STORE_NAME_MAX + 1]; /* "" while not placed */
     char state[STORE_IDENT_MAX + 1];
     char phase[STORE_IDENT_MAX + 1];
-    char *policy_json;                    /* JSON text or NULL; owned after get */
-    char *limits_json;                    /* JSON text or NULL; owned after get */
+    char *policy_json; /* JSON text or NULL; owned after get */
+    char *limits_json; /* JSON text or NULL; owned after get */
     uint64_t mem_total_bytes;
     uint64_t mem_remaining_bytes;
     uint64_t disk_total_bytes;
     uint64_t disk_remaining_bytes;
-    double progress_pct;                  /* 0..100 */
-    int64_t eta_ms;                       /* -1 when unknown */
-    int64_t eta_low_ms;                   /* interval, -1 when unknown */
+    double progress_pct; /* 0..100 */
+    int64_t eta_ms;      /* -1 when unknown */
+    int64_t eta_low_ms;  /* interval, -1 when unknown */
     int64_t eta_high_ms;
-    int64_t downtime_ms;                  /* achieved, -1 when not known yet */
-    char user[STORE_IDENT_MAX + 1];       /* who started it */
+    int64_t downtime_ms;            /* achieved, -1 when not known yet */
+    char user[STORE_IDENT_MAX + 1]; /* who started it */
     char project[STORE_IDENT_MAX + 1];
     int64_t created_ms;
     int64_t updated_ms;
@@ -134,8 +134,8 @@ void store_tx_rollback(struct store *st);
  * field ("name", "agent_url", "instances[3].name"...). An instance name
  * registered under another host moves to this one. */
 int store_host_register(struct store *st, const struct store_host *h,
-                        const struct store_instance *inst, size_t n, int *created,
-                        struct ferr *e) __attribute__((warn_unused_result));
+                        const struct store_instance *inst, size_t n, int *created, struct ferr *e)
+    __attribute__((warn_unused_result));
 
 /* Fetches host name into *out; FERR_NOTFOUND when unknown. */
 int store_host_get(struct store *st, const char *name, struct store_host *out, struct ferr *e)
@@ -143,8 +143,8 @@ int store_host_get(struct store *st, const char *name, struct store_host *out, s
 
 /* Sets host name's state ("up"/"down") and, when heartbeat_ms >= 0, its
  * last heartbeat. FERR_NOTFOUND when unknown. */
-int store_host_update(struct store *st, const char *name, const char *state,
-                      int64_t heartbeat_ms, struct ferr *e) __attribute__((warn_unused_result));
+int store_host_update(struct store *st, const char *name, const char *state, int64_t heartbeat_ms,
+                      struct ferr *e) __attribute__((warn_unused_result));
 
 /* Lists every host ordered by name: *out (caller frees with free()), *n. */
 int store_host_list(struct store *st, struct store_host **out, size_t *n, struct ferr *e)
@@ -152,15 +152,15 @@ int store_host_list(struct store *st, struct store_host **out, size_t *n, struct
 
 /* Lists the instances of host (every host when host is NULL) ordered by
  * name: *out (caller frees with free()), *n. */
-int store_instance_list(struct store *st, const char *host, struct store_instance **out,
-                        size_t *n, struct ferr *e) __attribute__((warn_unused_result));
+int store_instance_list(struct store *st, const char *host, struct store_instance **out, size_t *n,
+                        struct ferr *e) __attribute__((warn_unused_result));
 
 /* Appends ev (seq ignored, payload borrowed JSON text or NULL for {}) to the
  * outbox; *seq (may be NULL) receives its sequence number. Inside a
  * transaction the event commits or vanishes with it, and sequence numbers
  * stay gapless either way. */
-int store_event_append(struct store *st, const struct store_event *ev, int64_t *seq,
-                       struct ferr *e) __attribute__((warn_unused_result));
+int store_event_append(struct store *st, const struct store_event *ev, int64_t *seq, struct ferr *e)
+    __attribute__((warn_unused_result));
 
 /* Returns up to limit (capped at STORE_EVENTS_PAGE) events with seq > since
  * in seq order: *out (caller frees with store_events_free), *n. */
@@ -179,8 +179,8 @@ int store_token_add(struct store *st, const struct store_token *t, struct ferr *
     __attribute__((warn_unused_result));
 
 /* Looks a token up by hash (64 lower-case hex chars); FERR_NOTFOUND. */
-int store_token_lookup(struct store *st, const char *hash, struct store_token *out,
-                       struct ferr *e) __attribute__((warn_unused_result));
+int store_token_lookup(struct store *st, const char *hash, struct store_token *out, struct ferr *e)
+    __attribute__((warn_unused_result));
 
 /* Appends one audit record. */
 int store_audit_append(struct store *st, const struct store_audit *a, struct ferr *e)

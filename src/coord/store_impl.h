@@ -11,9 +11,8 @@ struct store_ops {
     int (*tx_begin)(void *impl, struct ferr *e);
     int (*tx_commit)(void *impl, struct ferr *e);
     void (*tx_rollback)(void *impl);
-    int (*host_register)(void *impl, const struct store_host *h,
-                         const struct store_instance *inst, size_t n, int *created,
-                         struct ferr *e);
+    int (*host_register)(void *impl, const struct store_host *h, const struct store_instance *inst,
+                         size_t n, int *created, struct ferr *e);
     int (*host_get)(void *impl, const char *name, struct store_host *out, struct ferr *e);
     int (*host_update)(void *impl, const char *name, const char *state, int64_t heartbeat_ms,
                        struct ferr *e);
@@ -29,12 +28,10 @@ struct store_ops {
     int (*audit_append)(void *impl, const struct store_audit *a, struct ferr *e);
     int (*audit_count)(void *impl, int64_t *n, struct ferr *e);
     int (*migration_insert)(void *impl, const struct store_migration *m, struct ferr *e);
-    int (*migration_get)(void *impl, const char *id, struct store_migration *out,
-                         struct ferr *e);
+    int (*migration_get)(void *impl, const char *id, struct store_migration *out, struct ferr *e);
 };
 
 /* Opens the SQLite backend at path (see store_open). */
-int store__sqlite_open(const char *path, const struct store_ops **ops, void **impl,
-                       struct ferr *e);
+int store__sqlite_open(const char *path, const struct store_ops **ops, void **impl, struct ferr *e);
 
 #endif

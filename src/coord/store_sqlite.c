@@ -119,8 +119,10 @@ static int read_version(struct sq *s, int *version, struct ferr *e)
 {
     sqlite3_stmt *st;
     *version = 0;
-    int rc = prep(s, "SELECT count(*) FROM sqlite_master WHERE type='table' AND "
-                     "name='schema_version'", &st, e);
+    int rc = prep(s,
+                  "SELECT count(*) FROM sqlite_master WHERE type='table' AND "
+                  "name='schema_version'",
+                  &st, e);
     if (rc)
         return rc;
     int has = sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int(st, 0) > 0;
@@ -323,8 +325,8 @@ static int sq_host_update(void *impl, const char *name, const char *state, int64
 
 /* Runs a SELECT and collects up to STORE_LIST_MAX rows of size sz through
  * fill into a growing array. */
-static int collect(struct sq *s, sqlite3_stmt *st, size_t sz,
-                   void (*fill)(sqlite3_stmt *, void *), void **out, size_t *n, struct ferr *e)
+static int collect(struct sq *s, sqlite3_stmt *st, size_t sz, void (*fill)(sqlite3_stmt *, void *),
+                   void **out, size_t *n, struct ferr *e)
 {
     size_t cap = 0, cnt = 0;
     char *arr = NULL;
@@ -377,8 +379,8 @@ static void inst_fill(sqlite3_stmt *st, void *p)
     in->vcpus = (uint32_t)sqlite3_column_int64(st, 4);
 }
 
-static int sq_instance_list(void *impl, const char *host, struct store_instance **out,
-                            size_t *n, struct ferr *e)
+static int sq_instance_list(void *impl, const char *host, struct store_instance **out, size_t *n,
+                            struct ferr *e)
 {
     struct sq *s = impl;
     sqlite3_stmt *st;
@@ -394,8 +396,7 @@ static int sq_instance_list(void *impl, const char *host, struct store_instance 
     return collect(s, st, sizeof(**out), inst_fill, (void **)out, n, e);
 }
 
-static int sq_event_append(void *impl, const struct store_event *ev, int64_t *seq,
-                           struct ferr *e)
+static int sq_event_append(void *impl, const struct store_event *ev, int64_t *seq, struct ferr *e)
 {
     struct sq *s = impl;
     sqlite3_stmt *st;
@@ -477,13 +478,12 @@ static int sq_token_add(void *impl, const struct store_token *t, struct ferr *e)
     return run(s, st, "add token", e);
 }
 
-static int sq_token_lookup(void *impl, const char *hash, struct store_token *out,
-                           struct ferr *e)
+static int sq_token_lookup(void *impl, const char *hash, struct store_token *out, struct ferr *e)
 {
     struct sq *s = impl;
     sqlite3_stmt *st;
-    int rc = prep(s, "SELECT hash, user, project, roles, created_ms FROM tokens WHERE hash = ?",
-                  &st, e);
+    int rc =
+        prep(s, "SELECT hash, user, project, roles, created_ms FROM tokens WHERE hash = ?", &st, e);
     if (rc)
         return rc;
     bind_text(st, 1, hash);
@@ -533,9 +533,9 @@ static int sq_audit_count(void *impl, int64_t *n, struct ferr *e)
     return 0;
 }
 
-#define MIG_COLS                                                                              \
-    "id, instance, source, destination, state, phase, policy, limits, mem_total_bytes,"       \
-    " mem_remaining_bytes, disk_total_bytes, disk_remaining_bytes, progress_pct, eta_ms,"     \
+#define MIG_COLS                                                                                   \
+    "id, instance, source, destination, state, phase, policy, limits, mem_total_bytes,"            \
+    " mem_remaining_bytes, disk_total_bytes, disk_remaining_bytes, progress_pct, eta_ms,"          \
     " eta_low_ms, eta_high_ms, downtime_ms, user, project, created_ms, updated_ms, last_error"
 
 static int sq_migration_insert(void *impl, const struct store_migration *m, struct ferr *e)
@@ -573,8 +573,7 @@ static int sq_migration_insert(void *impl, const struct store_migration *m, stru
     return run(s, st, "insert migration", e);
 }
 
-static int sq_migration_get(void *impl, const char *id, struct store_migration *m,
-                            struct ferr *e)
+static int sq_migration_get(void *impl, const char *id, struct store_migration *m, struct ferr *e)
 {
     struct sq *s = impl;
     sqlite3_stmt *st;
@@ -655,8 +654,7 @@ static int pragma(struct sq *s, const char *sql, const char *want, struct ferr *
     return rc;
 }
 
-int store__sqlite_open(const char *path, const struct store_ops **ops, void **impl,
-                       struct ferr *e)
+int store__sqlite_open(const char *path, const struct store_ops **ops, void **impl, struct ferr *e)
 {
     struct sq *s = xcalloc(1, sizeof(*s));
     int rc, v;

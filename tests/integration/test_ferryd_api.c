@@ -142,10 +142,9 @@ static json_t *register_body(const char *name)
 {
     char iname[64];
     snprintf(iname, sizeof(iname), "g-%s", name);
-    return json_pack("{s:s, s:s, s:i, s:i, s:[{s:s, s:s, s:i, s:i}]}", "name", name,
-                     "agent_url", "http://127.0.1.1:7001", "ram_mib", 8192, "vcpus", 4,
-                     "instances", "name", iname, "project_id", "p1", "memory_mib", 256, "vcpus",
-                     1);
+    return json_pack("{s:s, s:s, s:i, s:i, s:[{s:s, s:s, s:i, s:i}]}", "name", name, "agent_url",
+                     "http://127.0.1.1:7001", "ram_mib", 8192, "vcpus", 4, "instances", "name",
+                     iname, "project_id", "p1", "memory_mib", 256, "vcpus", 1);
 }
 
 /* GET /v1/hosts as admin; returns the state of host name ("" if absent). */
@@ -223,8 +222,8 @@ static void t_inventory(void)
     json_t *in = json_array_get(json_object_get(h, "instances"), 0);
     CHECK(h && strcmp(json_string_value(json_object_get(h, "name")), "h1") == 0 &&
               json_integer_value(json_object_get(h, "ram_mib")) == 8192 &&
-              strcmp(json_string_value(json_object_get(h, "agent_url")),
-                     "http://127.0.1.1:7001") == 0,
+              strcmp(json_string_value(json_object_get(h, "agent_url")), "http://127.0.1.1:7001") ==
+                  0,
           "host h1 as listed");
     CHECK(in && strcmp(json_string_value(json_object_get(in, "name")), "g-h1") == 0 &&
               strcmp(json_string_value(json_object_get(in, "project_id")), "p1") == 0,
@@ -279,17 +278,14 @@ static void t_bad_input(void)
         {"/v1/hosts/register", "{\"agent_url\":\"http://a:1\",\"ram_mib\":1,\"vcpus\":1}", 400,
          "name"},
         {"/v1/hosts/register",
-         "{\"name\":\"../x\",\"agent_url\":\"http://a:1\",\"ram_mib\":1,\"vcpus\":1}", 400,
-         "name"},
+         "{\"name\":\"../x\",\"agent_url\":\"http://a:1\",\"ram_mib\":1,\"vcpus\":1}", 400, "name"},
         {"/v1/hosts/register",
-         "{\"name\":\"hb\",\"agent_url\":\"ftp://a\",\"ram_mib\":1,\"vcpus\":1}", 400,
-         "agent_url"},
+         "{\"name\":\"hb\",\"agent_url\":\"ftp://a\",\"ram_mib\":1,\"vcpus\":1}", 400, "agent_url"},
         {"/v1/hosts/register",
          "{\"name\":\"hb\",\"agent_url\":\"http://a:1\",\"ram_mib\":\"x\",\"vcpus\":1}", 400,
          "ram_mib"},
         {"/v1/hosts/register",
-         "{\"name\":\"hb\",\"agent_url\":\"http://a:1\",\"ram_mib\":1,\"vcpus\":0}", 400,
-         "vcpus"},
+         "{\"name\":\"hb\",\"agent_url\":\"http://a:1\",\"ram_mib\":1,\"vcpus\":0}", 400, "vcpus"},
         {"/v1/hosts/register",
          "{\"name\":\"hb\",\"agent_url\":\"http://a:1\",\"ram_mib\":1,\"vcpus\":1,\"x\":1}", 400,
          "x"},
@@ -316,15 +312,15 @@ static void t_bad_input(void)
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         struct httpc_resp r;
         struct ferr e = {0};
-        REQUIRE(httpc_request(url, "POST", cases[i].path, cases[i].body, agent, HTTP_TIMEOUT_MS,
-                              &r, &e) == 0,
+        REQUIRE(httpc_request(url, "POST", cases[i].path, cases[i].body, agent, HTTP_TIMEOUT_MS, &r,
+                              &e) == 0,
                 "case %zu: %s", i, e.msg);
         json_error_t je;
         json_t *o = json_loads(r.body, 0, &je);
         const char *field =
             json_string_value(json_object_get(json_object_get(o, "error"), "field"));
-        CHECK(r.status == cases[i].status, "case %zu (%s): status %d body %s", i,
-              cases[i].body, r.status, r.body);
+        CHECK(r.status == cases[i].status, "case %zu (%s): status %d body %s", i, cases[i].body,
+              r.status, r.body);
         CHECK(!cases[i].field || (field && strcmp(field, cases[i].field) == 0),
               "case %zu: field %s, want %s", i, field ? field : "(none)", cases[i].field);
         json_decref(o);
@@ -429,8 +425,8 @@ int main(void)
             "bootstrap_token_file = %s\nheartbeat_interval_ms = %d\nheartbeat_missed = %d\n",
             port, dir, tokpath, HEARTBEAT_MS, MISSED);
     fclose(f);
-    char *cmd = xasprintf("'%s' --config '%s' --add-token agent1 infra agent 2>>'%s'",
-                          ferryd_bin(), conf, logpath);
+    char *cmd = xasprintf("'%s' --config '%s' --add-token agent1 infra agent 2>>'%s'", ferryd_bin(),
+                          conf, logpath);
     FILE *p = popen(cmd, "r");
     free(cmd);
     if (p) {

@@ -70,10 +70,10 @@ static void t_bad(void)
         struct ferr e = {0};
         config_defaults(&c);
         int rc = config_parse(&c, cases[i].text, strlen(cases[i].text), &e);
-        CHECK(rc == cases[i].code && strcmp(e.field, cases[i].field) == 0,
-              "'%s': rc %d field '%s'", cases[i].text, rc, e.field);
-        CHECK(rc == 0 || strstr(e.msg, "line 1") != NULL, "'%s': no line in '%s'",
-              cases[i].text, e.msg);
+        CHECK(rc == cases[i].code && strcmp(e.field, cases[i].field) == 0, "'%s': rc %d field '%s'",
+              cases[i].text, rc, e.field);
+        CHECK(rc == 0 || strstr(e.msg, "line 1") != NULL, "'%s': no line in '%s'", cases[i].text,
+              e.msg);
     }
 }
 
