@@ -86,6 +86,7 @@ struct run {
     char why[300];            /* why not ok */
     double total_ms;          /* QEMU total-time, ms */
     double downtime_ms;       /* QEMU downtime, ms */
+    double setup_ms;          /* QEMU setup-time, ms (not in the model) */
     uint64_t iterations;      /* dirty-sync-count at completion */
     uint64_t ram_total;       /* bytes */
     uint64_t nonzero;         /* ram_total - ram_duplicate x 4096, bytes */
@@ -105,6 +106,7 @@ struct run {
     double e_naive[NFRAC];    /* % error of remaining / bw */
     double eta_live[NFRAC], eta_replay[NFRAC], eta_naive[NFRAC]; /* ms, < 0 unknown */
     bool live_exact[NFRAC];   /* live estimate from that very sample */
+    bool bulk[NFRAC];         /* that sample was in the bulk pass (dirty_sync_count <= 1) */
     /* part 2 */
     bool sim_ok;              /* the sim completed */
     double sim_total_ms, sim_downtime_ms, sim_write_pps, sim_period_s;
@@ -333,6 +335,7 @@ static void lab_run(const struct lab_agent *src, const struct lab_agent *dst, co
     json_t *res = json_object_get(out, "result");
     r->total_ms = (double)jnum(res, "total_time_ms");
     r->downtime_ms = (double)jnum(res, "downtime_ms");
+    r->setup_ms = (double)jnum(res, "setup_time_ms");
     r->iterations = jnum(res, "iterations");
     r->sent = jnum(res, "ram_transferred");
     json_t *ls = json_object_get(out, "last_sample");
@@ -406,6 +409,7 @@ static void eta_errors(struct run *r)
         est_get(&est, &o);
         r->asked[f] = true;
         r->at_ms[f] = s->t_ms;
+        r->bulk[f] = s->dirty_sync_count <= 1;
         double left = r->total_ms - (double)s->t_ms;
         r->left_ms[f] = left;
         bool known = o.eta_known && o.eta_ms != EST_ETA_INFINITE;
@@ -559,6 +563,8 @@ int main(void)
     static double a_live[NFRAC][MAX_RUNS], a_rep[NFRAC][MAX_RUNS], a_nai[NFRAC][MAX_RUNS];
     size_t na[NFRAC] = {0}, nlive[NFRAC] = {0}, exact[NFRAC] = {0};
     size_t unk_live[NFRAC] = {0}, unk_rep[NFRAC] = {0};
+    static double e_bulk[NFRAC * MAX_RUNS], e_after[NFRAC * MAX_RUNS];
+    size_t n_bulk = 0, n_after = 0;
     int nok = 0, ntrace = 0, align_bad = 0;
     printf("\nPart 1 — ETA at a fraction of the total time (s; error %% vs time really left)\n");
     printf("%-14s %6s %5s %7s %7s %14s %14s %14s\n", "run", "total", "at", "t", "left", "live",
@@ -590,6 +596,10 @@ int main(void)
             printf("%-14s %6.2f %4.0f%% %7.2f %7.2f %6s %6.1f%% %6s %6.1f%% %6s %6.1f%%\n", key,
                    r->total_ms / 1e3, fracs[f] * 100, (double)r->at_ms[f] / 1e3,
                    r->left_ms[f] / 1e3, a, r->e_live[f], b, r->e_replay[f], c, r->e_naive[f]);
+            if (r->bulk[f])
+                e_bulk[n_bulk++] = r->e_replay[f];
+            else
+                e_after[n_after++] = r->e_replay[f];
             a_rep[f][na[f]] = r->e_replay[f];
             a_nai[f][na[f]] = r->e_naive[f];
             na[f]++;
@@ -618,6 +628,10 @@ int main(void)
         met = met && isfinite(m_live[f]) && m_live[f] <= 10.0;
     printf("target: live ETA error <= 10 %% from 25 %% of the run on: %s\n",
            met ? "met" : "NOT met");
+    double m_bulk = median(e_bulk, n_bulk), m_after = median(e_after, n_after);
+    printf("estimator (replay) asked in the bulk pass: %.1f %% (%zu asks), after it: %.1f %% "
+           "(%zu asks)\n",
+           m_bulk, n_bulk, m_after, n_after);
     printf("samples from /trace: %d of %d runs; live estimate of the exact sample: %zu/%zu/%zu; "
            "runs whose active samples pass QEMU's total-time: %d\n",
            ntrace, nok, exact[0], exact[1], exact[2], align_bad);
@@ -639,6 +653,10 @@ int main(void)
         json_object_set_new(base, k, num(m_nai[f]));
     }
     json_object_set_new(fig, "target_live_eta_le_10pct_from_25pct_met", json_boolean(met));
+    json_object_set_new(fig, "replay_eta_mape_in_bulk_pass", num(m_bulk));
+    json_object_set_new(fig, "replay_eta_mape_after_bulk_pass", num(m_after));
+    json_object_set_new(fig, "asks_in_bulk_pass", json_integer((json_int_t)n_bulk));
+    json_object_set_new(fig, "asks_after_bulk_pass", json_integer((json_int_t)n_after));
     for (int i = 0; i < n; i++) {
         struct run *r = &runs[i];
         if (!r->ok)
@@ -669,7 +687,8 @@ int main(void)
 
     /* part 2 */
     static double s_tot[MAX_RUNS], s_it[MAX_RUNS], b_tot[MAX_RUNS], b_it[MAX_RUNS];
-    size_t ns = 0, nb = 0;
+    static double setups[MAX_RUNS];
+    size_t ns = 0, nb = 0, nsetup = 0;
     printf("\nPart 2 — ferry-sim vs lab, same workloads (link after switchover %.0f MiB/s)\n",
            link_bps / 1048576.0);
     printf("%-14s %6s %6s %5s %8s %8s %6s %5s %5s %6s %6s %8s %6s %5s\n", "run", "pps", "nz_MiB",
@@ -712,6 +731,8 @@ int main(void)
         PUT(fig, "lab_iterations", json_integer((json_int_t)r->iterations));
         PUT(fig, "sim_iterations", json_integer((json_int_t)r->sim_iterations));
         PUT(fig, "lab_downtime_ms", num(r->downtime_ms));
+        PUT(fig, "lab_setup_time_ms", num(r->setup_ms));
+        setups[nsetup++] = r->setup_ms;
         PUT(fig, "sim_downtime_ms", num(r->sim_downtime_ms));
         PUT(fig, "lab_nonzero_ram_bytes", json_integer((json_int_t)r->nonzero));
         PUT(fig, "lab_write_rate_pps", num(r->rate_meas_pps));
@@ -794,6 +815,9 @@ int main(void)
     printf("per run median abs error: total time %.1f %%, iterations %.1f %% (%zu runs); unmatched "
            "mapping (write rate = nominal rate): %.1f %%, %.1f %%\n",
            mt, mi, ns, bmt, bmi);
+    double msetup = median(setups, nsetup);
+    printf("lab setup-time (QEMU, inside total-time, not modelled): median %.0f ms\n", msetup);
+    json_object_set_new(fig, "lab_setup_time_median_ms", num(msetup));
     json_object_set_new(fig, "sim_total_time_mape_pct", num(mt));
     json_object_set_new(fig, "sim_iterations_mape_pct", num(mi));
     json_object_set_new(fig, "runs_compared", json_integer((json_int_t)ns));
