@@ -340,19 +340,26 @@ static void qmp_act(struct migration *m, enum conv_act_kind kind, const char *cm
     }
 }
 
-/* Sends cpu-throttle-initial/-increment and max-cpu-throttle. */
+/* Sends cpu-throttle-initial/-increment and max-cpu-throttle, and
+ * throttle-trigger-threshold 1 %: QEMU then throttles (or steps up) at the
+ * second bitmap sync from now whenever the guest dirtied more than 1 % of
+ * what was sent, instead of waiting for its default 50 %. The controller
+ * has decided that the throttle is needed; this makes it happen. */
 static void set_throttle_params(struct migration *m, uint32_t initial, uint32_t inc,
                                 uint32_t max)
 {
     qmp_act(m, CONV_ACT_SET_THROTTLE, "migrate-set-parameters",
-            json_pack("{s:i, s:i, s:i}", "cpu-throttle-initial", (int)initial,
-                      "cpu-throttle-increment", (int)inc, "max-cpu-throttle", (int)max),
+            json_pack("{s:i, s:i, s:i, s:i}", "cpu-throttle-initial", (int)initial,
+                      "cpu-throttle-increment", (int)inc, "max-cpu-throttle", (int)max,
+                      "throttle-trigger-threshold", 1),
             "cpu-throttle parameters");
 }
 
 /* SET_THROTTLE. QEMU throttles at cpu-throttle-initial when auto-converge
  * first triggers, then adds cpu-throttle-increment at each later trigger up
- * to max-cpu-throttle; there is no command to set the throttle itself. When
+ * to max-cpu-throttle; there is no command to set the throttle itself, and
+ * a trigger needs two bitmap syncs in a row where the guest dirtied more
+ * than throttle-trigger-threshold % of what was sent. When
  * auto-converge was on from the start in its dormant form (capped at 1 %,
  * migration.c) and QEMU throttles already (cur > 0), a new initial value
  * would be ignored: the increment is set to reach the controller's target

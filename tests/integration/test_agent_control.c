@@ -247,8 +247,8 @@ static void t_postcopy(void)
     REQUIRE(lab_instance_pid(s, NAME, &src_pid, NULL, 0, &e) == 0, "%s", e.msg);
     json_t *pol = json_pack("{s:s, s:b, s:[s, s], s:i, s:i, s:i, s:i, s:i, s:i}", "kind",
                             "adaptive", "permit_post_copy", 1, "ladder", "throttle", "postcopy",
-                            "deadline_s", 60, "downtime_max_ms", 300, "stall_min_ms", 3000,
-                            "stall_periods", 1, "settle_ms", 3000, "settle_max_ms", 6000);
+                            "deadline_s", 100, "downtime_max_ms", 300, "stall_min_ms", 3000,
+                            "stall_periods", 1, "settle_ms", 3000, "settle_max_ms", 20000);
     json_t *lim = json_pack("{s:I}", "max_bandwidth_bps", (json_int_t)SLOW_BPS);
     char id[64];
     int rc = lab_migrate_start_policy(s, d, NAME, lim, pol, id, sizeof(id), &e);
@@ -336,6 +336,12 @@ static void t_postcopy(void)
     /* the controller's throttle took effect although auto-converge cannot be
      * switched on mid-migration (dormant from the start, capped at 1 %) */
     CHECK(thr >= 20, "highest cpu-throttle-percentage %lld, controller asked for 20", thr);
+    for (size_t i = 0; getenv("FERRY_TEST_VERBOSE") && i < json_array_size(sm); i += 4)
+        printf("    t %lld phase %s sync %lld thr %lld rem %lld\n",
+               jint(json_array_get(sm, i), "t_ms"), jstr(json_array_get(sm, i), "phase"),
+               jint(json_array_get(sm, i), "dirty_sync_count"),
+               jint(json_array_get(sm, i), "throttle_pct"),
+               jint(json_array_get(sm, i), "ram_remaining"));
     CHECK(hint > 0, "no pass-1 dirty rate hint in the samples (%s)",
           jstr(json_object_get(m, "dirty_rate"), "note"));
     printf("  %d post-copy samples of %zu; pass-1 dirty rate hint %lld pages/s (%s); "
