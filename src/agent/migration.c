@@ -548,8 +548,8 @@ static void on_params(struct instance *in, const struct ferr *err, json_t *ret, 
         fail_and_restore(m, err ? MIGS_FAILED : MIGS_CANCELLED, why);
         return;
     }
-    /* queued before migrate: QEMU accepts it while no migration runs, and
-     * the measurement then runs concurrently with pass 1 */
+    /* queued before migrate, so no migration is running when QEMU checks
+     * it; the page-sampling measurement then runs concurrently with pass 1 */
     start_dirty_rate(m, in);
     m->refs++;
     if (inst_qmp(in, "migrate", json_pack("{s:s}", "uri", m->dest_uri), on_migrate, m) != 0) {
