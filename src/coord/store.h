@@ -20,7 +20,7 @@
 
 #include "util/ferr.h"
 
-#define STORE_SCHEMA_VERSION 2 /* the version this code creates and understands */
+#define STORE_SCHEMA_VERSION 3 /* the version this code creates and understands */
 #define STORE_NAME_MAX 63      /* bytes: host, instance names ([A-Za-z0-9_.-]) */
 #define STORE_URL_MAX 255      /* bytes: agent URL */
 #define STORE_IDENT_MAX 64     /* bytes: user, project, state, phase, event type */
@@ -201,5 +201,33 @@ int store_migration_get(struct store *st, const char *id, struct store_migration
 
 /* Frees what a fetched migration owns (its JSON texts); m stays usable. */
 void store_migration_clear(struct store_migration *m);
+
+/* A delivery that was given up (webhooks): which event, where, why. */
+struct store_dead_letter {
+    char endpoint[STORE_URL_MAX + 1];    /* consumer name, e.g. the webhook URL */
+    int64_t event_seq;                   /* the event not delivered */
+    int tries;                           /* attempts made */
+    int last_status;                     /* last HTTP status, 0 when no answer */
+    char last_error[STORE_ERROR_MAX + 1]; /* last failure, for people */
+    int64_t time_ms;                     /* when it was given up, ms since epoch */
+};
+
+/* Reads the delivery cursor of consumer name (1..255 bytes, e.g. a webhook
+ * URL): the last event seq it has been handed, into *seq. FERR_NOTFOUND
+ * when the consumer has no cursor yet. */
+int store_cursor_get(struct store *st, const char *name, int64_t *seq, struct ferr *e)
+    __attribute__((warn_unused_result));
+
+/* Sets (inserts or replaces) the cursor of consumer name to seq (>= 0). */
+int store_cursor_set(struct store *st, const char *name, int64_t seq, int64_t now_ms,
+                     struct ferr *e) __attribute__((warn_unused_result));
+
+/* Records a dead letter (d borrowed). */
+int store_dead_letter_add(struct store *st, const struct store_dead_letter *d, struct ferr *e)
+    __attribute__((warn_unused_result));
+
+/* Number of dead letters recorded into *n. */
+int store_dead_letter_count(struct store *st, int64_t *n, struct ferr *e)
+    __attribute__((warn_unused_result));
 
 #endif

@@ -53,6 +53,12 @@ static const char *const MIGRATIONS[] = {
     " subject TEXT NOT NULL, action TEXT NOT NULL, target TEXT NOT NULL,"
     " decision TEXT NOT NULL);"
     "CREATE INDEX instances_host ON instances(host);",
+    /* v3: delivery cursors of event consumers (webhooks), dead letters */
+    "CREATE TABLE cursors (name TEXT PRIMARY KEY, seq INTEGER NOT NULL,"
+    " updated_ms INTEGER NOT NULL);"
+    "CREATE TABLE dead_letters (id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    " endpoint TEXT NOT NULL, event_seq INTEGER NOT NULL, tries INTEGER NOT NULL,"
+    " last_status INTEGER NOT NULL, last_error TEXT NOT NULL, time_ms INTEGER NOT NULL);",
 };
 
 _Static_assert(sizeof(MIGRATIONS) / sizeof(MIGRATIONS[0]) == STORE_SCHEMA_VERSION,
@@ -533,6 +539,70 @@ static int sq_audit_count(void *impl, int64_t *n, struct ferr *e)
     return 0;
 }
 
+static int sq_cursor_get(void *impl, const char *name, int64_t *seq, struct ferr *e)
+{
+    struct sq *s = impl;
+    sqlite3_stmt *st;
+    int rc = prep(s, "SELECT seq FROM cursors WHERE name = ?", &st, e);
+    if (rc)
+        return rc;
+    bind_text(st, 1, name);
+    int r = sqlite3_step(st);
+    if (r == SQLITE_ROW)
+        *seq = sqlite3_column_int64(st, 0);
+    else
+        rc = r == SQLITE_DONE ? ferr_set(e, FERR_NOTFOUND, "name", "no cursor for %s", name)
+                              : db_err(s, e, "read cursor");
+    sqlite3_finalize(st);
+    return rc;
+}
+
+static int sq_cursor_set(void *impl, const char *name, int64_t seq, int64_t now_ms,
+                         struct ferr *e)
+{
+    struct sq *s = impl;
+    sqlite3_stmt *st;
+    int rc = prep(s, "INSERT OR REPLACE INTO cursors (name, seq, updated_ms) VALUES (?, ?, ?)",
+                  &st, e);
+    if (rc)
+        return rc;
+    bind_text(st, 1, name);
+    sqlite3_bind_int64(st, 2, seq);
+    sqlite3_bind_int64(st, 3, now_ms);
+    return run(s, st, "set cursor", e);
+}
+
+static int sq_dead_letter_add(void *impl, const struct store_dead_letter *d, struct ferr *e)
+{
+    struct sq *s = impl;
+    sqlite3_stmt *st;
+    int rc = prep(s,
+                  "INSERT INTO dead_letters (endpoint, event_seq, tries, last_status, last_error,"
+                  " time_ms) VALUES (?, ?, ?, ?, ?, ?)",
+                  &st, e);
+    if (rc)
+        return rc;
+    bind_text(st, 1, d->endpoint);
+    sqlite3_bind_int64(st, 2, d->event_seq);
+    sqlite3_bind_int(st, 3, d->tries);
+    sqlite3_bind_int(st, 4, d->last_status);
+    bind_text(st, 5, d->last_error);
+    sqlite3_bind_int64(st, 6, d->time_ms);
+    return run(s, st, "add dead letter", e);
+}
+
+static int sq_dead_letter_count(void *impl, int64_t *n, struct ferr *e)
+{
+    struct sq *s = impl;
+    sqlite3_stmt *st;
+    int rc = prep(s, "SELECT count(*) FROM dead_letters", &st, e);
+    if (rc)
+        return rc;
+    *n = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
+    sqlite3_finalize(st);
+    return 0;
+}
+
 #define MIG_COLS                                                                                   \
     "id, instance, source, destination, state, phase, policy, limits, mem_total_bytes,"            \
     " mem_remaining_bytes, disk_total_bytes, disk_remaining_bytes, progress_pct, eta_ms,"          \
@@ -635,6 +705,10 @@ static const struct store_ops SQLITE_OPS = {
     .audit_count = sq_audit_count,
     .migration_insert = sq_migration_insert,
     .migration_get = sq_migration_get,
+    .cursor_get = sq_cursor_get,
+    .cursor_set = sq_cursor_set,
+    .dead_letter_add = sq_dead_letter_add,
+    .dead_letter_count = sq_dead_letter_count,
 };
 
 /* One PRAGMA whose single-row answer must equal want (NULL: ignore it). */

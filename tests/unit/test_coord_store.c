@@ -88,7 +88,7 @@ static void t_create(void)
     CHECK(strcmp(mode, "wal") == 0, "journal_mode %s", mode);
     char *tables = raw(p, "SELECT group_concat(name, ',') FROM (SELECT name FROM sqlite_master "
                           "WHERE type='table' AND name NOT LIKE 'sqlite_%' ORDER BY name)");
-    CHECK(strcmp(tables, "audit,events,hosts,instances,migrations,schema_version,tokens") == 0,
+    CHECK(strcmp(tables, "audit,cursors,dead_letters,events,hosts,instances,migrations,schema_version,tokens") == 0,
           "tables %s", tables);
     free(mode);
     free(tables);
@@ -117,7 +117,7 @@ static void t_reopen(void)
         store_close(st);
     }
     char *rows = raw(p, "SELECT count(*) || ':' || max(version) FROM schema_version");
-    CHECK(strcmp(rows, "1:2") == 0, "schema_version rows:version = %s", rows);
+    CHECK(strcmp(rows, "1:3") == 0, "schema_version rows:version = %s", rows);
     free(rows);
     free(p);
 }
@@ -150,7 +150,7 @@ static void t_migrate_from_v1(void)
     struct ferr e = {0};
     int v = 0;
     REQUIRE(store_open(p, &st, &e) == 0, "open v1: %s", e.msg);
-    CHECK(store_schema_version(st, &v, &e) == 0 && v == 2, "version after migration %d", v);
+    CHECK(store_schema_version(st, &v, &e) == 0 && v == STORE_SCHEMA_VERSION, "version after migration %d", v);
     struct store_host h;
     CHECK(store_host_get(st, "old1", &h, &e) == 0 && h.vcpus == 2, "v1 host lost: %s", e.msg);
     struct store_instance *in = NULL;
