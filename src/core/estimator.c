@@ -463,7 +463,7 @@ int est_update(struct est *e, const struct mig_sample *s)
             double ldev = 0;
             ewma(&e->level, &ldev, &e->have_level, lv, a);
             o->periods++;
-            if (e->cur_sync >= 2) { /* the period closed was not pass 1 */
+            { /* levels from the sync that ends pass 1 on */
                 if (e->n_lv >= 3) {
                     e->lv[0] = e->lv[1];
                     e->lv[1] = e->lv[2];

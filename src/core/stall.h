@@ -7,8 +7,12 @@
  *
  *   STALL_DIRTY_GE_BW   smoothed dirty rate >= bandwidth (est ratio >= 1)
  *                       and the verdict is not converging, for K periods;
- *   STALL_OSCILLATION   neither the period minima nor the period maxima fell
- *                       by progress_frac over the last K periods;
+ *   STALL_OSCILLATION   the dirty set each sync folds into the bitmap did
+ *                       not shrink by progress_frac over the last K
+ *                       periods (measured between the samples around the
+ *                       sync: remaining after - remaining before + bytes
+ *                       sent in between, so it does not depend on when in
+ *                       the sampling interval the sync fell);
  *   STALL_NO_BYTES      ram_transferred + disk_done unchanged for
  *                       no_bytes_ms (this one needs no sync to happen).
  *
@@ -58,10 +62,20 @@ struct stall {
     uint64_t last_t_ms;
     uint64_t cur_sync;
     uint64_t pmin, pmax;             /* open period extremes, bytes */
+    uint64_t pset;                   /* dirty set found by the sync that
+                                        opened the period, bytes (the
+                                        first period: remaining then) */
+    uint64_t prev_rem, prev_tx;      /* last active sample: remaining,
+                                        ram_transferred, bytes */
     uint64_t hist_min[STALL_HIST];   /* closed periods, oldest first */
     uint64_t hist_max[STALL_HIST];
+    uint64_t hist_set[STALL_HIST];   /* their pset */
     uint64_t hist_t0[STALL_HIST];    /* start of each closed period, ms */
     uint64_t period_t0_ms;           /* start of the open period */
+    int period_open;                 /* an active-phase period is open
+                                        (setup/switchover samples never
+                                        form a period: QEMU reports 0
+                                        remaining in setup) */
     uint64_t n_hist;                 /* closed periods total */
     uint64_t moved;                  /* ram_transferred + disk_done, bytes */
     uint64_t moved_t_ms;             /* last time moved changed */
