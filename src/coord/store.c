@@ -242,7 +242,7 @@ int store_audit_count(struct store *st, int64_t *n, struct ferr *e)
     return st->ops->audit_count(st->impl, n, e);
 }
 
-int store_migration_insert(struct store *st, const struct store_migration *m, struct ferr *e)
+static int check_migration(const struct store_migration *m, struct ferr *e)
 {
     int rc;
     if ((rc = check_text(m->id, STORE_IDENT_MAX, 0, "id", e)) != 0 ||
@@ -253,13 +253,26 @@ int store_migration_insert(struct store *st, const struct store_migration *m, st
         (rc = check_text(m->phase, STORE_IDENT_MAX, 1, "phase", e)) != 0 ||
         (rc = check_json(m->policy_json, "policy", e)) != 0 ||
         (rc = check_json(m->limits_json, "limits", e)) != 0 ||
+        (rc = check_json(m->detail_json, "detail", e)) != 0 ||
         (rc = check_text(m->user, STORE_IDENT_MAX, 0, "user", e)) != 0 ||
         (rc = check_text(m->project, STORE_IDENT_MAX, 0, "project", e)) != 0 ||
         (rc = check_text(m->last_error, STORE_ERROR_MAX, 1, "last_error", e)) != 0)
         return rc;
     if (!(m->progress_pct >= 0.0 && m->progress_pct <= 100.0))
         return ferr_set(e, FERR_INVAL, "progress_pct", "progress must be 0..100");
-    return st->ops->migration_insert(st->impl, m, e);
+    return 0;
+}
+
+int store_migration_insert(struct store *st, const struct store_migration *m, struct ferr *e)
+{
+    int rc = check_migration(m, e);
+    return rc ? rc : st->ops->migration_insert(st->impl, m, e);
+}
+
+int store_migration_update(struct store *st, const struct store_migration *m, struct ferr *e)
+{
+    int rc = check_migration(m, e);
+    return rc ? rc : st->ops->migration_update(st->impl, m, e);
 }
 
 int store_migration_get(struct store *st, const char *id, struct store_migration *out,
@@ -269,42 +282,28 @@ int store_migration_get(struct store *st, const char *id, struct store_migration
     return rc ? rc : st->ops->migration_get(st->impl, id, out, e);
 }
 
+int store_migration_list(struct store *st, const struct store_migration_filter *f, size_t limit,
+                         struct store_migration **out, size_t *n, struct ferr *e)
+{
+    static const struct store_migration_filter none = {0};
+    *out = NULL;
+    *n = 0;
+    if (limit > STORE_LIST_MAX)
+        limit = STORE_LIST_MAX;
+    return st->ops->migration_list(st->impl, f ? f : &none, limit, out, n, e);
+}
+
 void store_migration_clear(struct store_migration *m)
 {
     free(m->policy_json);
     free(m->limits_json);
-    m->policy_json = m->limits_json = NULL;
+    free(m->detail_json);
+    m->policy_json = m->limits_json = m->detail_json = NULL;
 }
 
-int store_cursor_get(struct store *st, const char *name, int64_t *seq, struct ferr *e)
+void store_migrations_free(struct store_migration *m, size_t n)
 {
-    int rc = check_text(name, STORE_URL_MAX, 0, "name", e);
-    return rc ? rc : st->ops->cursor_get(st->impl, name, seq, e);
-}
-
-int store_cursor_set(struct store *st, const char *name, int64_t seq, int64_t now_ms,
-                     struct ferr *e)
-{
-    int rc = check_text(name, STORE_URL_MAX, 0, "name", e);
-    if (rc)
-        return rc;
-    if (seq < 0)
-        return ferr_set(e, FERR_INVAL, "seq", "seq must be >= 0");
-    return st->ops->cursor_set(st->impl, name, seq, now_ms, e);
-}
-
-int store_dead_letter_add(struct store *st, const struct store_dead_letter *d, struct ferr *e)
-{
-    int rc;
-    if ((rc = check_text(d->endpoint, STORE_URL_MAX, 0, "endpoint", e)) != 0 ||
-        (rc = check_text(d->last_error, STORE_ERROR_MAX, 1, "last_error", e)) != 0)
-        return rc;
-    if (d->event_seq < 1 || d->tries < 0)
-        return ferr_set(e, FERR_INVAL, "event_seq", "event_seq must be >= 1, tries >= 0");
-    return st->ops->dead_letter_add(st->impl, d, e);
-}
-
-int store_dead_letter_count(struct store *st, int64_t *n, struct ferr *e)
-{
-    return st->ops->dead_letter_count(st->impl, n, e);
+    for (size_t i = 0; m && i < n; i++)
+        store_migration_clear(&m[i]);
+    free(m);
 }

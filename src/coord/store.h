@@ -20,7 +20,7 @@
 
 #include "util/ferr.h"
 
-#define STORE_SCHEMA_VERSION 3 /* the version this code creates and understands */
+#define STORE_SCHEMA_VERSION 4 /* the version this code creates and understands */
 #define STORE_NAME_MAX 63      /* bytes: host, instance names ([A-Za-z0-9_.-]) */
 #define STORE_URL_MAX 255      /* bytes: agent URL */
 #define STORE_IDENT_MAX 64     /* bytes: user, project, state, phase, event type */
@@ -101,6 +101,18 @@ struct store_migration {
     int64_t created_ms;
     int64_t updated_ms;
     char last_error[STORE_ERROR_MAX + 1];
+    char *detail_json; /* v4: JSON text or NULL (agent migration id, result,
+                          stalls, guest impact...); owned after get */
+};
+
+/* Equality filters of store_migration_list; NULL or "" means any. host
+ * matches the source or the destination. */
+struct store_migration_filter {
+    const char *state;
+    const char *instance;
+    const char *host;
+    const char *project;
+    int active_only; /* non-zero: only states other than succeeded, failed, cancelled */
 };
 
 /* Opens (creating when absent) the store at location — a file path for the
@@ -201,6 +213,22 @@ int store_migration_get(struct store *st, const char *id, struct store_migration
 
 /* Frees what a fetched migration owns (its JSON texts); m stays usable. */
 void store_migration_clear(struct store_migration *m);
+
+/* Replaces every mutable column of migration m->id (all but id, instance,
+ * source, user, project, created_ms) with m's values (JSON borrowed).
+ * FERR_NOTFOUND when unknown; input checked as for insert. */
+int store_migration_update(struct store *st, const struct store_migration *m, struct ferr *e)
+    __attribute__((warn_unused_result));
+
+/* Lists the migrations matching f (NULL: all), newest first, at most limit
+ * (capped at STORE_LIST_MAX): *out (caller frees with
+ * store_migrations_free), *n. */
+int store_migration_list(struct store *st, const struct store_migration_filter *f, size_t limit,
+                         struct store_migration **out, size_t *n, struct ferr *e)
+    __attribute__((warn_unused_result));
+
+/* Frees an array from store_migration_list (and what each element owns). */
+void store_migrations_free(struct store_migration *m, size_t n);
 
 /* A delivery that was given up (webhooks): which event, where, why. */
 struct store_dead_letter {

@@ -29,6 +29,9 @@ struct store_ops {
     int (*audit_count)(void *impl, int64_t *n, struct ferr *e);
     int (*migration_insert)(void *impl, const struct store_migration *m, struct ferr *e);
     int (*migration_get)(void *impl, const char *id, struct store_migration *out, struct ferr *e);
+    int (*migration_update)(void *impl, const struct store_migration *m, struct ferr *e);
+    int (*migration_list)(void *impl, const struct store_migration_filter *f, size_t limit,
+                          struct store_migration **out, size_t *n, struct ferr *e);
     int (*cursor_get)(void *impl, const char *name, int64_t *seq, struct ferr *e);
     int (*cursor_set)(void *impl, const char *name, int64_t seq, int64_t now_ms, struct ferr *e);
     int (*dead_letter_add)(void *impl, const struct store_dead_letter *d, struct ferr *e);

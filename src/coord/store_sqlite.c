@@ -59,6 +59,10 @@ static const char *const MIGRATIONS[] = {
     "CREATE TABLE dead_letters (id INTEGER PRIMARY KEY AUTOINCREMENT,"
     " endpoint TEXT NOT NULL, event_seq INTEGER NOT NULL, tries INTEGER NOT NULL,"
     " last_status INTEGER NOT NULL, last_error TEXT NOT NULL, time_ms INTEGER NOT NULL);",
+    /* v4: a migration's orchestration detail (agent migration id, result,
+       stalls seen, guest impact, requested limits) as one JSON text */
+    "ALTER TABLE migrations ADD COLUMN detail TEXT;"
+    "CREATE INDEX migrations_state ON migrations(state);",
 };
 
 _Static_assert(sizeof(MIGRATIONS) / sizeof(MIGRATIONS[0]) == STORE_SCHEMA_VERSION,
@@ -606,7 +610,8 @@ static int sq_dead_letter_count(void *impl, int64_t *n, struct ferr *e)
 #define MIG_COLS                                                                                   \
     "id, instance, source, destination, state, phase, policy, limits, mem_total_bytes,"            \
     " mem_remaining_bytes, disk_total_bytes, disk_remaining_bytes, progress_pct, eta_ms,"          \
-    " eta_low_ms, eta_high_ms, downtime_ms, user, project, created_ms, updated_ms, last_error"
+    " eta_low_ms, eta_high_ms, downtime_ms, user, project, created_ms, updated_ms, last_error,"    \
+    " detail"
 
 static int sq_migration_insert(void *impl, const struct store_migration *m, struct ferr *e)
 {
@@ -614,7 +619,7 @@ static int sq_migration_insert(void *impl, const struct store_migration *m, stru
     sqlite3_stmt *st;
     int rc = prep(s,
                   "INSERT INTO migrations (" MIG_COLS ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?,"
-                  " ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                  " ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                   &st, e);
     if (rc)
         return rc;
@@ -640,8 +645,49 @@ static int sq_migration_insert(void *impl, const struct store_migration *m, stru
     sqlite3_bind_int64(st, 20, m->created_ms);
     sqlite3_bind_int64(st, 21, m->updated_ms);
     bind_text(st, 22, m->last_error);
+    bind_text(st, 23, m->detail_json);
     return run(s, st, "insert migration", e);
 }
+
+static int sq_migration_update(void *impl, const struct store_migration *m, struct ferr *e)
+{
+    struct sq *s = impl;
+    sqlite3_stmt *st;
+    int rc = prep(s,
+                  "UPDATE migrations SET destination = ?, state = ?, phase = ?, policy = ?,"
+                  " limits = ?, mem_total_bytes = ?, mem_remaining_bytes = ?,"
+                  " disk_total_bytes = ?, disk_remaining_bytes = ?, progress_pct = ?,"
+                  " eta_ms = ?, eta_low_ms = ?, eta_high_ms = ?, downtime_ms = ?,"
+                  " updated_ms = ?, last_error = ?, detail = ? WHERE id = ?",
+                  &st, e);
+    if (rc)
+        return rc;
+    bind_text(st, 1, m->destination);
+    bind_text(st, 2, m->state);
+    bind_text(st, 3, m->phase);
+    bind_text(st, 4, m->policy_json);
+    bind_text(st, 5, m->limits_json);
+    sqlite3_bind_int64(st, 6, (sqlite3_int64)m->mem_total_bytes);
+    sqlite3_bind_int64(st, 7, (sqlite3_int64)m->mem_remaining_bytes);
+    sqlite3_bind_int64(st, 8, (sqlite3_int64)m->disk_total_bytes);
+    sqlite3_bind_int64(st, 9, (sqlite3_int64)m->disk_remaining_bytes);
+    sqlite3_bind_double(st, 10, m->progress_pct);
+    sqlite3_bind_int64(st, 11, m->eta_ms);
+    sqlite3_bind_int64(st, 12, m->eta_low_ms);
+    sqlite3_bind_int64(st, 13, m->eta_high_ms);
+    sqlite3_bind_int64(st, 14, m->downtime_ms);
+    sqlite3_bind_int64(st, 15, m->updated_ms);
+    bind_text(st, 16, m->last_error);
+    bind_text(st, 17, m->detail_json);
+    bind_text(st, 18, m->id);
+    if ((rc = run(s, st, "update migration", e)) != 0)
+        return rc;
+    if (sqlite3_changes(s->db) == 0)
+        return ferr_set(e, FERR_NOTFOUND, "id", "no migration %s", m->id);
+    return 0;
+}
+
+static void mig_row(sqlite3_stmt *st, struct store_migration *m);
 
 static int sq_migration_get(void *impl, const char *id, struct store_migration *m, struct ferr *e)
 {
@@ -658,6 +704,13 @@ static int sq_migration_get(void *impl, const char *id, struct store_migration *
         sqlite3_finalize(st);
         return rc;
     }
+    mig_row(st, m);
+    sqlite3_finalize(st);
+    return 0;
+}
+
+static void mig_row(sqlite3_stmt *st, struct store_migration *m)
+{
     memset(m, 0, sizeof(*m));
     col_text(st, 0, m->id, sizeof(m->id));
     col_text(st, 1, m->instance, sizeof(m->instance));
@@ -681,7 +734,47 @@ static int sq_migration_get(void *impl, const char *id, struct store_migration *
     m->created_ms = sqlite3_column_int64(st, 19);
     m->updated_ms = sqlite3_column_int64(st, 20);
     col_text(st, 21, m->last_error, sizeof(m->last_error));
+    m->detail_json = col_dup(st, 22);
+}
+
+static int sq_migration_list(void *impl, const struct store_migration_filter *f, size_t limit,
+                             struct store_migration **out, size_t *n, struct ferr *e)
+{
+    struct sq *s = impl;
+    sqlite3_stmt *st;
+    int rc = prep(s,
+                  "SELECT " MIG_COLS " FROM migrations WHERE (?1 IS NULL OR state = ?1)"
+                  " AND (?2 IS NULL OR instance = ?2)"
+                  " AND (?3 IS NULL OR source = ?3 OR destination = ?3)"
+                  " AND (?4 IS NULL OR project = ?4)"
+                  " AND (?5 = 0 OR state NOT IN ('succeeded', 'failed', 'cancelled'))"
+                  " ORDER BY created_ms DESC, id DESC LIMIT ?6",
+                  &st, e);
+    if (rc)
+        return rc;
+    const char *v[4] = {f->state, f->instance, f->host, f->project};
+    for (int i = 0; i < 4; i++)
+        if (v[i] && v[i][0])
+            bind_text(st, i + 1, v[i]);
+    sqlite3_bind_int(st, 5, f->active_only ? 1 : 0);
+    sqlite3_bind_int64(st, 6, (sqlite3_int64)limit);
+    size_t cap = 16, cnt = 0;
+    struct store_migration *a = xcalloc(cap, sizeof(*a));
+    int r;
+    while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+        if (cnt == cap) {
+            cap *= 2;
+            a = xrealloc(a, cap * sizeof(*a));
+        }
+        mig_row(st, &a[cnt++]);
+    }
     sqlite3_finalize(st);
+    if (r != SQLITE_DONE) {
+        store_migrations_free(a, cnt);
+        return db_err(s, e, "list migrations");
+    }
+    *out = a;
+    *n = cnt;
     return 0;
 }
 
@@ -705,6 +798,8 @@ static const struct store_ops SQLITE_OPS = {
     .audit_count = sq_audit_count,
     .migration_insert = sq_migration_insert,
     .migration_get = sq_migration_get,
+    .migration_update = sq_migration_update,
+    .migration_list = sq_migration_list,
     .cursor_get = sq_cursor_get,
     .cursor_set = sq_cursor_set,
     .dead_letter_add = sq_dead_letter_add,
