@@ -61,14 +61,14 @@
 #define WS_MIB 64
 #define DOWNTIME_MS 300
 #define MAX_RUNS 24
-#define MAX_SAMPLES 4000       /* 250 ms samples of one run (1000 s) */
-#define MAX_LIVE 10000         /* live estimates of one run */
-#define POLL_MS 100            /* GET period while migrating, ms */
-#define MIG_TIMEOUT_S 90       /* one move, s: it must converge */
-#define SETTLE_MS 1000         /* after a rate change, before migrating, ms */
+#define MAX_SAMPLES 4000 /* 250 ms samples of one run (1000 s) */
+#define MAX_LIVE 10000   /* live estimates of one run */
+#define POLL_MS 100      /* GET period while migrating, ms */
+#define MIG_TIMEOUT_S 90 /* one move, s: it must converge */
+#define SETTLE_MS 1000   /* after a rate change, before migrating, ms */
 #define NFRAC 3
 #define DEFAULT_RUNS                                                                               \
-    "0@32,0@64,1000@32,1000@64,2000@32,2000@64,4000@32,4000@64,8000@64,"                          \
+    "0@32,0@64,1000@32,1000@64,2000@32,2000@64,4000@32,4000@64,8000@64,"                           \
     "0@32,0@64,1000@32,1000@64,2000@32,2000@64,4000@32,4000@64,8000@64"
 
 static const double fracs[NFRAC] = {0.10, 0.25, 0.50};
@@ -80,38 +80,38 @@ struct live_est {
 };
 
 struct run {
-    unsigned rate;            /* memload rate asked, pages/s */
-    unsigned cap_mibs;        /* max-bandwidth, MiB/s */
-    bool ok;                  /* converged, destination intact */
-    char why[300];            /* why not ok */
-    double total_ms;          /* QEMU total-time, ms */
-    double downtime_ms;       /* QEMU downtime, ms */
-    double setup_ms;          /* QEMU setup-time, ms (not in the model) */
-    uint64_t iterations;      /* dirty-sync-count at completion */
-    uint64_t ram_total;       /* bytes */
-    uint64_t nonzero;         /* ram_total - ram_duplicate x 4096, bytes */
-    uint64_t sent;            /* ram_transferred, bytes */
-    double rate_meas_pps;     /* memload's real write rate over the move, pages/s; < 0 unknown */
-    struct mig_sample *smp;   /* recorded samples */
-    size_t ns;                /* in smp */
-    bool from_trace;          /* samples came from /trace (else ?samples=1) */
-    struct live_est *live;    /* live estimates */
-    size_t nl;                /* in live */
+    unsigned rate;          /* memload rate asked, pages/s */
+    unsigned cap_mibs;      /* max-bandwidth, MiB/s */
+    bool ok;                /* converged, destination intact */
+    char why[300];          /* why not ok */
+    double total_ms;        /* QEMU total-time, ms */
+    double downtime_ms;     /* QEMU downtime, ms */
+    double setup_ms;        /* QEMU setup-time, ms (not in the model) */
+    uint64_t iterations;    /* dirty-sync-count at completion */
+    uint64_t ram_total;     /* bytes */
+    uint64_t nonzero;       /* ram_total - ram_duplicate x 4096, bytes */
+    uint64_t sent;          /* ram_transferred, bytes */
+    double rate_meas_pps;   /* memload's real write rate over the move, pages/s; < 0 unknown */
+    struct mig_sample *smp; /* recorded samples */
+    size_t ns;              /* in smp */
+    bool from_trace;        /* samples came from /trace (else ?samples=1) */
+    struct live_est *live;  /* live estimates */
+    size_t nl;              /* in live */
     /* part 1 */
-    bool asked[NFRAC];        /* the run had a sample at this point */
-    uint64_t at_ms[NFRAC];    /* t_ms of that sample */
-    double left_ms[NFRAC];    /* time really left, ms */
-    double e_live[NFRAC];     /* % error of the live estimate (<0: none recorded) */
-    double e_replay[NFRAC];   /* % error of the replayed estimator */
-    double e_naive[NFRAC];    /* % error of remaining / bw */
+    bool asked[NFRAC];      /* the run had a sample at this point */
+    uint64_t at_ms[NFRAC];  /* t_ms of that sample */
+    double left_ms[NFRAC];  /* time really left, ms */
+    double e_live[NFRAC];   /* % error of the live estimate (<0: none recorded) */
+    double e_replay[NFRAC]; /* % error of the replayed estimator */
+    double e_naive[NFRAC];  /* % error of remaining / bw */
     double eta_live[NFRAC], eta_replay[NFRAC], eta_naive[NFRAC]; /* ms, < 0 unknown */
-    bool live_exact[NFRAC];   /* live estimate from that very sample */
-    bool bulk[NFRAC];         /* that sample was in the bulk pass (dirty_sync_count <= 1) */
+    bool live_exact[NFRAC]; /* live estimate from that very sample */
+    bool bulk[NFRAC];       /* that sample was in the bulk pass (dirty_sync_count <= 1) */
     /* part 2 */
-    bool sim_ok;              /* the sim completed */
+    bool sim_ok; /* the sim completed */
     double sim_total_ms, sim_downtime_ms, sim_write_pps, sim_period_s;
     uint64_t sim_iterations;
-    bool base_ok;             /* unmatched mapping completed */
+    bool base_ok; /* unmatched mapping completed */
     double base_total_ms;
     uint64_t base_iterations;
 };
@@ -547,8 +547,9 @@ int main(void)
     for (int i = 0; i < n; i++) {
         struct run *r = &runs[i];
         lab_run(&lab.agents[cur], &lab.agents[1 - cur], name, r);
-        fprintf(stderr, "lab_calibration: move %d rate %u cap %u: %s total %.2f s (%.0f s so far)\n",
-                i + 1, r->rate, r->cap_mibs, r->ok ? "ok" : r->why, r->total_ms / 1000.0,
+        fprintf(stderr,
+                "lab_calibration: move %d rate %u cap %u: %s total %.2f s (%.0f s so far)\n", i + 1,
+                r->rate, r->cap_mibs, r->ok ? "ok" : r->why, r->total_ms / 1000.0,
                 now_s() - t_start);
         if (!r->ok) {
             bad = 1;
@@ -680,9 +681,8 @@ int main(void)
         free(key);
     }
     mkdir("bench/out", 0755);
-    if (write_json("bench/out/lab_eta.json",
-                   json_pack("{s:s, s:o, s:o}", "machine", mach, "figures", fig, "baselines",
-                             base)) != 0)
+    if (write_json("bench/out/lab_eta.json", json_pack("{s:s, s:o, s:o}", "machine", mach,
+                                                       "figures", fig, "baselines", base)) != 0)
         bad = 1;
 
     /* part 2 */
@@ -824,9 +824,9 @@ int main(void)
     json_object_set_new(fig, "link_bytes_per_s", num(link_bps));
     json_object_set_new(base, "unmatched_sim_total_time_mape_pct", num(bmt));
     json_object_set_new(base, "unmatched_sim_iterations_mape_pct", num(bmi));
-    if (write_json("bench/out/sim_calibration.json",
-                   json_pack("{s:s, s:o, s:o}", "machine", mach, "figures", fig, "baselines",
-                             base)) != 0)
+    if (write_json(
+            "bench/out/sim_calibration.json",
+            json_pack("{s:s, s:o, s:o}", "machine", mach, "figures", fig, "baselines", base)) != 0)
         bad = 1;
     printf("wrote bench/out/lab_eta.json and bench/out/sim_calibration.json (%.0f s)\n",
            now_s() - t_start);

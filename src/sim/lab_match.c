@@ -5,9 +5,9 @@
 #include <stdio.h>
 #include <string.h>
 
-#define MATCH_ROUNDS_MAX 6   /* fixed-point rounds */
-#define MATCH_TOL 0.01       /* stop when the rate moves by less, relative */
-#define SEQ_COVER_MAX 0.999  /* cap on the covered share of the set */
+#define MATCH_ROUNDS_MAX 6  /* fixed-point rounds */
+#define MATCH_TOL 0.01      /* stop when the rate moves by less, relative */
+#define SEQ_COVER_MAX 0.999 /* cap on the covered share of the set */
 
 double lab_match_uniform_pps(double seq_pps, double ws_pages, double period_s)
 {

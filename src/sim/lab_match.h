@@ -34,10 +34,10 @@ struct lab_match_in {
 
 /* What lab_match_run chose. */
 struct lab_match_out {
-    double write_pps;  /* page-write rate given to the model, pages/s */
-    double period_s;   /* dirty period the rate was matched over, s (0 when not) */
-    double zero_frac;  /* zero-page fraction given to the model, 0..1 */
-    int rounds;        /* fixed-point rounds run */
+    double write_pps; /* page-write rate given to the model, pages/s */
+    double period_s;  /* dirty period the rate was matched over, s (0 when not) */
+    double zero_frac; /* zero-page fraction given to the model, 0..1 */
+    int rounds;       /* fixed-point rounds run */
 };
 
 /* Returns the uniform random page-write rate (pages/s) over ws_pages hot
