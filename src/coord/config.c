@@ -19,6 +19,25 @@ void config_defaults(struct config *c)
     c->heartbeat_missed = 3;
     c->progress_events_per_s = 1.0;
     snprintf(c->log_level, sizeof(c->log_level), "info");
+    c->webhook_max_tries = 8;
+    c->webhook_backoff_base_ms = 1000;
+    c->webhook_backoff_cap_ms = 300000;
+}
+
+/* `URL SECRET [TYPES]`: an http:// URL, a secret of 16..128 bytes. */
+static int parse_webhook(struct config *c, const char *v)
+{
+    char url[512], secret[512], types[512] = "", extra[8];
+    int fields = sscanf(v, "%511s %511s %511s %7s", url, secret, types, extra);
+    if (c->n_webhooks >= CONFIG_WEBHOOKS_MAX || fields < 2 || fields > 3 ||
+        strncmp(url, "http://", 7) != 0 || strlen(url) <= 7 || strlen(url) >= 256 ||
+        strlen(secret) < 16 || strlen(secret) > CONFIG_SECRET_MAX || strlen(types) >= 256)
+        return -1;
+    struct config_webhook *w = &c->webhooks[c->n_webhooks++];
+    snprintf(w->url, sizeof(w->url), "%s", url);
+    snprintf(w->secret, sizeof(w->secret), "%s", secret);
+    snprintf(w->types, sizeof(w->types), "%s", types);
+    return 0;
 }
 
 static char *trim(char *s)
@@ -91,6 +110,18 @@ static int apply(struct config *c, const char *k, const char *v, int line, struc
         if (strcmp(v, "debug") && strcmp(v, "info") && strcmp(v, "warn") && strcmp(v, "error"))
             goto bad;
         snprintf(c->log_level, sizeof(c->log_level), "%s", v);
+    } else if (strcmp(k, "webhook") == 0) {
+        if (parse_webhook(c, v) != 0)
+            goto bad;
+    } else if (strcmp(k, "webhook_max_tries") == 0) {
+        if (parse_u32(v, 1, 100, &c->webhook_max_tries) != 0)
+            goto bad;
+    } else if (strcmp(k, "webhook_backoff_base_ms") == 0) {
+        if (parse_u32(v, 10, 60000, &c->webhook_backoff_base_ms) != 0)
+            goto bad;
+    } else if (strcmp(k, "webhook_backoff_cap_ms") == 0) {
+        if (parse_u32(v, 10, 86400000, &c->webhook_backoff_cap_ms) != 0)
+            goto bad;
     } else {
         return ferr_set(e, FERR_INVAL, k, "line %d: unknown key %s", line, k);
     }

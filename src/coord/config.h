@@ -11,6 +11,16 @@
 #define CONFIG_PATH_MAX 1024        /* bytes of one path value */
 #define CONFIG_LINE_MAX 2048        /* bytes of one line */
 #define CONFIG_FILE_MAX (64 * 1024) /* bytes of the whole file */
+#define CONFIG_WEBHOOKS_MAX 8       /* webhook endpoints */
+#define CONFIG_SECRET_MAX 128       /* bytes of a webhook secret */
+
+/* One webhook endpoint: `webhook = URL SECRET [TYPE,TYPE...]`. */
+struct config_webhook {
+    char url[256];                     /* http://HOST:PORT/PATH */
+    char secret[CONFIG_SECRET_MAX + 1]; /* HMAC-SHA256 key, 16..128 bytes */
+    char types[256];                   /* "" = every type; else comma-separated
+                                          types, a trailing '*' is a prefix */
+};
 
 struct config {
     char listen_addr[64];                       /* IPv4 literal, default 127.0.0.1 */
@@ -22,6 +32,11 @@ struct config {
     uint32_t heartbeat_missed;                  /* beats missed before down, default 3 */
     double progress_events_per_s;               /* per migration, default 1 */
     char log_level[16];                         /* debug, info, warn, error; default info */
+    struct config_webhook webhooks[CONFIG_WEBHOOKS_MAX]; /* in file order */
+    unsigned n_webhooks;                                 /* used entries */
+    uint32_t webhook_max_tries;       /* attempts before a dead letter, default 8 */
+    uint32_t webhook_backoff_base_ms; /* first retry delay, default 1000 */
+    uint32_t webhook_backoff_cap_ms;  /* longest retry delay, default 300000 */
 };
 
 /* Fills c with every default. */
