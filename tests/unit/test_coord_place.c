@@ -1,0 +1,199 @@
+/* Unit: ferryd's pure migration decisions (src/coord/place.c). Proves, from
+ * tables: placement never exceeds a host's RAM or vCPU capacity (instances
+ * and in-flight migrations counted), never picks the source or a down host,
+ * prefers the most free RAM and says so when nothing fits; create and
+ * limits bodies are validated field by field, naming the field. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../lib/test.h"
+#include "coord/place.h"
+
+struct pcase {
+    const char *what;
+    struct place_host hosts[4];
+    size_t n;
+    const char *source;
+    uint64_t ram;
+    uint32_t vcpus;
+    const char *want; /* NULL: no host fits */
+};
+
+static const struct pcase PCASES[] = {
+    {"most free RAM wins",
+     {{"a", true, 4096, 4, 1024, 1}, {"b", true, 8192, 4, 0, 0}, {"c", true, 2048, 4, 0, 0}},
+     3, "a", 512, 1, "b"},
+    {"source excluded even when it has the most room",
+     {{"src", true, 65536, 64, 0, 0}, {"b", true, 2048, 2, 0, 0}}, 2, "src", 512, 1, "b"},
+    {"down host excluded",
+     {{"a", true, 1024, 2, 0, 0}, {"big", false, 65536, 64, 0, 0}, {"b", true, 2048, 2, 0, 0}},
+     3, "a", 512, 1, "b"},
+    {"RAM exactly fits",
+     {{"a", true, 1024, 2, 0, 0}, {"b", true, 1024, 2, 512, 0}}, 2, "a", 512, 1, "b"},
+    {"RAM one MiB short: nothing",
+     {{"a", true, 1024, 2, 0, 0}, {"b", true, 1024, 2, 513, 0}}, 2, "a", 512, 1, NULL},
+    {"vCPUs exhausted: nothing",
+     {{"a", true, 1024, 2, 0, 0}, {"b", true, 8192, 2, 0, 2}}, 2, "a", 512, 1, NULL},
+    {"over-committed host (used > capacity) never chosen",
+     {{"a", true, 1024, 2, 0, 0}, {"b", true, 1024, 2, 4096, 9}, {"c", true, 600, 1, 0, 0}},
+     3, "a", 512, 1, "c"},
+    {"only the source and down hosts: nothing",
+     {{"a", true, 65536, 8, 0, 0}, {"b", false, 65536, 8, 0, 0}}, 2, "a", 64, 1, NULL},
+    {"tie broken by name",
+     {{"z", true, 2048, 2, 0, 0}, {"m", true, 2048, 2, 0, 0}, {"src", true, 1, 1, 0, 0}}, 3,
+     "src", 256, 1, "m"},
+};
+
+static void t_place_table(void)
+{
+    for (size_t i = 0; i < sizeof(PCASES) / sizeof(PCASES[0]); i++) {
+        const struct pcase *c = &PCASES[i];
+        size_t got = 99;
+        struct ferr e = {0};
+        int rc = place_choose(c->hosts, c->n, c->source, c->ram, c->vcpus, &got, &e);
+        if (!c->want) {
+            CHECK(rc == FERR_STATE && strcmp(e.field, "destination") == 0, "%s: rc %d", c->what,
+                  rc);
+            continue;
+        }
+        REQUIRE(rc == 0, "%s: rc %d %s", c->what, rc, e.msg);
+        CHECK(strcmp(c->hosts[got].name, c->want) == 0, "%s: chose %s, want %s", c->what,
+              c->hosts[got].name, c->want);
+    }
+}
+
+/* Exhaustive over small grids: whatever is chosen fits, is up, is not the
+ * source. */
+static void t_place_never_exceeds(void)
+{
+    unsigned checked = 0;
+    for (uint64_t used = 0; used <= 2048; used += 128)
+        for (uint32_t uv = 0; uv <= 4; uv++)
+            for (uint64_t need = 64; need <= 2048; need += 192)
+                for (int up = 0; up <= 1; up++) {
+                    struct place_host h[3] = {{"src", true, 4096, 4, 0, 0},
+                                              {"x", up != 0, 2048, 4, used, uv},
+                                              {"y", true, 1536, 2, 2048 - used, 4 - uv}};
+                    size_t got;
+                    if (place_choose(h, 3, "src", need, 1, &got, NULL) != 0)
+                        continue;
+                    checked++;
+                    CHECK(got != 0, "source chosen");
+                    CHECK(h[got].up, "down host chosen");
+                    CHECK(h[got].used_ram_mib + need <= h[got].ram_mib, "RAM exceeded on %s",
+                          h[got].name);
+                    CHECK(h[got].used_vcpus + 1 <= h[got].vcpus, "vCPUs exceeded on %s",
+                          h[got].name);
+                }
+    CHECK(checked > 50, "only %u placements made", checked);
+}
+
+static void t_account(void)
+{
+    struct place_host h[2] = {{"a", true, 4096, 4, 0, 0}, {"b", true, 4096, 4, 0, 0}};
+    struct store_instance inst[3] = {{"i1", "a", "p", 1024, 1}, {"i2", "a", "p", 512, 2},
+                                     {"i3", "b", "p", 256, 1}};
+    struct store_migration m[3];
+    memset(m, 0, sizeof(m));
+    snprintf(m[0].instance, sizeof(m[0].instance), "i1"); /* a → b, running: counts on b */
+    snprintf(m[0].destination, sizeof(m[0].destination), "b");
+    snprintf(m[0].state, sizeof(m[0].state), "running");
+    snprintf(m[1].instance, sizeof(m[1].instance), "i2"); /* finished: not counted */
+    snprintf(m[1].destination, sizeof(m[1].destination), "b");
+    snprintf(m[1].state, sizeof(m[1].state), "failed");
+    snprintf(m[2].instance, sizeof(m[2].instance), "i3"); /* already registered on b */
+    snprintf(m[2].destination, sizeof(m[2].destination), "b");
+    snprintf(m[2].state, sizeof(m[2].state), "completing");
+    place_account(h, 2, inst, 3, m, 3);
+    CHECK(h[0].used_ram_mib == 1536 && h[0].used_vcpus == 3, "a: %llu MiB %u vCPUs",
+          (unsigned long long)h[0].used_ram_mib, h[0].used_vcpus);
+    CHECK(h[1].used_ram_mib == 256 + 1024 && h[1].used_vcpus == 2, "b: %llu MiB %u vCPUs",
+          (unsigned long long)h[1].used_ram_mib, h[1].used_vcpus);
+}
+
+struct vcase {
+    const char *body;
+    const char *field; /* NULL: valid */
+};
+
+static const struct vcase VCASES[] = {
+    {"{\"instance\":\"vm1\"}", NULL},
+    {"{\"instance\":\"vm1\",\"destination\":\"h2\",\"limits\":{\"downtime_ms\":500,"
+     "\"max_bandwidth_bps\":0,\"auto_converge\":true,\"completion_timeout_s\":60},"
+     "\"policy\":{\"kind\":\"adaptive\"}}",
+     NULL},
+    {"{}", "instance"},
+    {"{\"instance\":5}", "instance"},
+    {"{\"instance\":\"../etc\"}", "instance"},
+    {"{\"instance\":\"vm1\",\"bogus\":1}", "bogus"},
+    {"{\"instance\":\"vm1\",\"destination\":\"-x\"}", "destination"},
+    {"{\"instance\":\"vm1\",\"destination\":7}", "destination"},
+    {"{\"instance\":\"vm1\",\"limits\":[]}", "limits"},
+    {"{\"instance\":\"vm1\",\"limits\":{\"downtime_ms\":0}}", "limits.downtime_ms"},
+    {"{\"instance\":\"vm1\",\"limits\":{\"downtime_ms\":60001}}", "limits.downtime_ms"},
+    {"{\"instance\":\"vm1\",\"limits\":{\"max_bandwidth_bps\":1000}}", "limits.max_bandwidth_bps"},
+    {"{\"instance\":\"vm1\",\"limits\":{\"max_bandwidth_bps\":-1}}", "limits.max_bandwidth_bps"},
+    {"{\"instance\":\"vm1\",\"limits\":{\"auto_converge\":1}}", "limits.auto_converge"},
+    {"{\"instance\":\"vm1\",\"limits\":{\"x\":1}}", "limits.x"},
+    {"{\"instance\":\"vm1\",\"policy\":\"nova\"}", "policy"},
+    {"{\"instance\":\"vm1\",\"policy\":{\"kind\":\"magic\"}}", "policy.kind"},
+};
+
+static void t_validate(void)
+{
+    for (size_t i = 0; i < sizeof(VCASES) / sizeof(VCASES[0]); i++) {
+        json_t *b = json_loads(VCASES[i].body, 0, NULL);
+        REQUIRE(b, "case %zu does not parse", i);
+        struct migreq r;
+        struct ferr e = {0};
+        int rc = migreq_parse(b, &r, &e);
+        if (!VCASES[i].field) {
+            CHECK(rc == 0, "%s: rc %d field %s %s", VCASES[i].body, rc, e.field, e.msg);
+            if (rc == 0)
+                CHECK(strcmp(r.instance, "vm1") == 0, "instance %s", r.instance);
+            migreq_free(&r);
+        } else {
+            CHECK(rc == FERR_INVAL && strcmp(e.field, VCASES[i].field) == 0,
+                  "%s: rc %d field '%s' want '%s'", VCASES[i].body, rc, e.field, VCASES[i].field);
+            CHECK(!r.policy && !r.limits, "%s: output left behind", VCASES[i].body);
+        }
+        json_decref(b);
+    }
+}
+
+static void t_limits_patch(void)
+{
+    static const struct vcase C[] = {
+        {"{\"max_bandwidth_bps\":1048576}", NULL},
+        {"{\"downtime_max_ms\":800,\"max_bandwidth_bps\":0}", NULL},
+        {"{}", "body"},
+        {"{\"downtime_max_ms\":0}", "downtime_max_ms"},
+        {"{\"max_bandwidth_bps\":10}", "max_bandwidth_bps"},
+        {"{\"downtime_ms\":10}", "downtime_ms"},
+    };
+    for (size_t i = 0; i < sizeof(C) / sizeof(C[0]); i++) {
+        json_t *b = json_loads(C[i].body, 0, NULL), *out = NULL;
+        struct ferr e = {0};
+        int rc = migreq_limits_patch(b, &out, &e);
+        if (!C[i].field)
+            CHECK(rc == 0 && json_equal(out, b), "%s: rc %d %s", C[i].body, rc, e.msg);
+        else
+            CHECK(rc == FERR_INVAL && strcmp(e.field, C[i].field) == 0 && !out,
+                  "%s: rc %d field %s", C[i].body, rc, e.field);
+        json_decref(out);
+        json_decref(b);
+    }
+}
+
+int main(void)
+{
+    test_run("place: table — most room, source/down excluded, exact fit, nothing fits",
+             t_place_table);
+    test_run("place: a chosen host is up, not the source, within RAM and vCPUs (grid)",
+             t_place_never_exceeds);
+    test_run("place: accounting counts instances and in-flight migrations once", t_account);
+    test_run("migreq: create body validated per field", t_validate);
+    test_run("migreq: limits patch validated per field", t_limits_patch);
+    return test_done();
+}
