@@ -473,9 +473,12 @@ static void tick_adaptive(struct conv *c, const struct mig_sample *s,
             act_downtime(c, e, dt);
     } else if (model) {
         /* pass 1, dirty rate not yet known: late already if sending what
-         * is left, at the current rate, does not fit the time left */
-        double need_ms = (double)est->ram_remaining * 1000.0 / est->bw_bps;
-        late = need_ms > (double)budget;
+         * is left (zero pages discounted as the estimator does), at the
+         * current rate, does not fit the time left */
+        double left = (double)est->ram_remaining;
+        if (est->nonzero_share > 0 && est->nonzero_share < 1)
+            left *= est->nonzero_share; /* zero pages cost 9 bytes */
+        late = left * 1000.0 / est->bw_bps > (double)budget;
         /* with a dirty-rate hint, plan (not set: the hint is a guess about
          * the working set) the limit the measured rate will probably ask
          * for, so the ETA can account for it */

@@ -22,21 +22,14 @@
 
 struct fixture {
     const char *name;
-    int converging;   /* 1: completes; 0: cancelled by completion_timeout_s */
+    int converging; /* 1: completes; 0: cancelled by completion_timeout_s */
 };
 
 static const struct fixture fixtures[] = {
-    {"idle_64m", 1},
-    {"rate1000_64m", 1},
-    {"rate4000_64m", 1},
-    {"rate1000_16m", 1},
-    {"phase_max_to_0_16m", 1},
-    {"ratemax_8m", 0},
-    {"ratemax_16m", 0},
-    {"phase_1000_to_max_8m", 0},
-    {"ratemax_8m_90s", 0},
-    {"ratemax_16m_90s", 0},
-    {"phase_1000_to_max_16m", 0},
+    {"idle_64m", 1},        {"rate1000_64m", 1},          {"rate4000_64m", 1},
+    {"rate1000_16m", 1},    {"phase_max_to_0_16m", 1},    {"ratemax_8m", 0},
+    {"ratemax_16m", 0},     {"phase_1000_to_max_8m", 0},  {"ratemax_8m_90s", 0},
+    {"ratemax_16m_90s", 0}, {"phase_1000_to_max_16m", 0},
 };
 #define N_FIXTURES (sizeof(fixtures) / sizeof(fixtures[0]))
 
@@ -65,11 +58,11 @@ static size_t load(const char *name)
 
 /* What the detector and estimator said over one trace. */
 struct run {
-    enum stall_reason first;  /* first stall reported, STALL_NONE if none */
-    uint64_t first_ms;        /* its sample time */
-    uint64_t first_since_ms;  /* its since_ms */
+    enum stall_reason first; /* first stall reported, STALL_NONE if none */
+    uint64_t first_ms;       /* its sample time */
+    uint64_t first_since_ms; /* its since_ms */
     uint64_t first_periods;
-    int progress_ok;          /* never decreased, 100 only at completed */
+    int progress_ok; /* never decreased, 100 only at completed */
     double last_progress;
     enum est_verdict last_active_verdict; /* verdict at the last active sample */
     int completed;
@@ -129,8 +122,9 @@ static uint64_t oscillation_bound(size_t n, const struct stall_params *sp)
     static struct period p[MAX_ROWS];
     size_t np = 0, k = sp->k_periods;
     const struct mig_sample *prev = NULL;
-    for (size_t i = 0; i < n && rows[i].phase != MIG_PHASE_CANCELLED &&
-                       rows[i].phase != MIG_PHASE_COMPLETED; i++) {
+    for (size_t i = 0;
+         i < n && rows[i].phase != MIG_PHASE_CANCELLED && rows[i].phase != MIG_PHASE_COMPLETED;
+         i++) {
         const struct mig_sample *s = &rows[i];
         if (s->phase != MIG_PHASE_ACTIVE) {
             prev = NULL;
@@ -214,8 +208,8 @@ static void t_converging_no_stall(void)
                 continue;
             struct run r;
             run_trace(n, params[k], &r);
-            CHECK(r.first == STALL_NONE, "%s (%s): %s at %llu ms", fixtures[f].name,
-                  param_names[k], stall_reason_name(r.first), (unsigned long long)r.first_ms);
+            CHECK(r.first == STALL_NONE, "%s (%s): %s at %llu ms", fixtures[f].name, param_names[k],
+                  stall_reason_name(r.first), (unsigned long long)r.first_ms);
         }
     }
 }
@@ -240,10 +234,9 @@ static void t_nonconverging_stall(void)
             run_trace(n, sp, &r);
             uint64_t bound = oscillation_bound(n, sp);
             if (getenv("STALL_TRACE_DEBUG"))
-                fprintf(stderr, "%s (%s): %s at %llu ms since %llu, bound %llu\n",
-                        fixtures[f].name, pn, stall_reason_name(r.first),
-                        (unsigned long long)r.first_ms, (unsigned long long)r.first_since_ms,
-                        (unsigned long long)bound);
+                fprintf(stderr, "%s (%s): %s at %llu ms since %llu, bound %llu\n", fixtures[f].name,
+                        pn, stall_reason_name(r.first), (unsigned long long)r.first_ms,
+                        (unsigned long long)r.first_since_ms, (unsigned long long)bound);
             if (k == 2)
                 CHECK(bound != UINT64_MAX, "%s (%s): reference finds no stall", fixtures[f].name,
                       pn);
@@ -261,8 +254,8 @@ static void t_nonconverging_stall(void)
             CHECK(r.first_ms >= r.first_since_ms + sp->min_ms,
                   "%s (%s): reported %llu ms after it began (< min_ms)", fixtures[f].name, pn,
                   (unsigned long long)(r.first_ms - r.first_since_ms));
-            CHECK(r.first_periods >= sp->k_periods, "%s (%s): %llu periods", fixtures[f].name,
-                  pn, (unsigned long long)r.first_periods);
+            CHECK(r.first_periods >= sp->k_periods, "%s (%s): %llu periods", fixtures[f].name, pn,
+                  (unsigned long long)r.first_periods);
         }
     }
 }
@@ -287,8 +280,8 @@ static void t_estimator(void)
             CHECK(r.last_active_verdict != EST_VERDICT_CANNOT, "%s: verdict cannot",
                   fixtures[f].name);
         else
-            CHECK(r.last_active_verdict == EST_VERDICT_CANNOT, "%s: verdict %s",
-                  fixtures[f].name, est_verdict_name(r.last_active_verdict));
+            CHECK(r.last_active_verdict == EST_VERDICT_CANNOT, "%s: verdict %s", fixtures[f].name,
+                  est_verdict_name(r.last_active_verdict));
     }
 }
 
@@ -299,7 +292,6 @@ int main(void)
     test_run("stall traces: converging real traces are never flagged", t_converging_no_stall);
     test_run("stall traces: non-converging real traces flagged within the bound",
              t_nonconverging_stall);
-    test_run("stall traces: estimator monotone, 100 at completed, cannot when stuck",
-             t_estimator);
+    test_run("stall traces: estimator monotone, 100 at completed, cannot when stuck", t_estimator);
     return test_done();
 }
