@@ -4,7 +4,8 @@
  * Proves:
  *  - nova with timeout_action abort aborts at the completion timeout that
  *    the core computes (conv_nova_plan, ±3 s), the source runs on intact
- *    and the destination is cleaned up (DESIGN invariants 1, 2);
+ *    and the destination is cleaned up (DESIGN invariants 1, 2); post-copy
+ *    stays off when the destination was prepared without it;
  *  - GET /v1/migrations/ID/trace is CSV that trace_parse() accepts, one row
  *    per kept sample;
  *  - POST /v1/migrations/ID/consent answers 409 when nothing is pending and
@@ -111,14 +112,26 @@ static void t_nova_abort(void)
     REQUIRE(conv_nova_plan(&cp.nova, steps, CONV_SCHED_MAX, &n, &timeout_s) == 0, "nova plan");
     REQUIRE(timeout_s > 0 && timeout_s < 60, "timeout %llu s (data_gb %.2f)",
             (unsigned long long)timeout_s, conv_nova_data_gb(&cp.nova));
-    json_t *pol = json_pack("{s:s, s:i, s:i, s:i, s:i, s:s}", "kind", "nova", "downtime_ms", 100,
-                            "downtime_steps", 3, "downtime_delay_s", 10, "completion_timeout_s",
-                            NOVA_CT_S, "timeout_action", "abort");
-    json_t *lim = json_pack("{s:I}", "max_bandwidth_bps", (json_int_t)SLOW_BPS);
-    int rc = lab_migrate_start_policy(s, d, NAME, lim, pol, nova_id, sizeof(nova_id), &e);
-    json_decref(lim);
+    /* post-copy permitted, but the destination is prepared without it: the
+     * source must notice and leave post-copy off */
+    json_t *pol = json_pack("{s:s, s:i, s:i, s:i, s:i, s:s, s:b}", "kind", "nova", "downtime_ms",
+                            100, "downtime_steps", 3, "downtime_delay_s", 10,
+                            "completion_timeout_s", NOVA_CT_S, "timeout_action", "abort",
+                            "permit_post_copy", 1);
+    char uri[160];
+    int rc = lab_prepare_incoming_opts(s, d, NAME, 0, uri, sizeof(uri), &e);
+    REQUIRE(rc == 0, "prepare: %s", e.msg);
+    json_t *b = json_pack("{s:s, s:s, s:s, s:{s:I}, s:O}", "instance", NAME, "dest_uri", uri,
+                          "dest_agent", d->url, "limits", "max_bandwidth_bps",
+                          (json_int_t)SLOW_BPS, "policy", pol);
+    int st = 0;
+    json_t *o = NULL;
+    rc = lab_api(s, "POST", "/v1/migrations", b, &st, &o, &e);
+    json_decref(b);
     json_decref(pol);
-    REQUIRE(rc == 0, "start: %s", e.msg);
+    snprintf(nova_id, sizeof(nova_id), "%s", jstr(o, "id"));
+    json_decref(o);
+    REQUIRE(rc == 0 && st == 202 && nova_id[0], "start: %d %s", st, e.msg);
     if (lab_instance_pid(d, NAME, &dest_pid, NULL, 0, &e) != 0)
         dest_pid = 0;
     json_t *m = NULL;
@@ -127,6 +140,10 @@ static void t_nova_abort(void)
     const char *err = jstr(m, "error");
     CHECK(strcmp(jstr(m, "state"), "failed") == 0, "state %s error '%s'", jstr(m, "state"), err);
     CHECK(strstr(err, "controller aborted") != NULL, "error '%s'", err);
+    CHECK(!json_is_true(json_object_get(m, "postcopy")) &&
+              strstr(jstr(m, "postcopy_note"), "destination") != NULL,
+          "post-copy negotiated with a destination prepared without it (note '%s')",
+          jstr(m, "postcopy_note"));
     json_t *ab = find_event(m, "abort");
     CHECK(ab != NULL, "no abort event");
     long long t_abort = ab ? jint(ab, "t_ms") : -1;
@@ -142,14 +159,14 @@ static void t_nova_abort(void)
     json_decref(m);
     /* source runs on, same process, intact; destination cleaned */
     pid_t pid = 0;
-    char st[32] = "";
-    rc = lab_instance_pid(s, NAME, &pid, st, sizeof(st), &e);
-    for (int i = 0; i < 30 && rc == 0 && strcmp(st, "running") != 0; i++) {
+    char rs[32] = "";
+    rc = lab_instance_pid(s, NAME, &pid, rs, sizeof(rs), &e);
+    for (int i = 0; i < 30 && rc == 0 && strcmp(rs, "running") != 0; i++) {
         usleep(200000);
-        rc = lab_instance_pid(s, NAME, &pid, st, sizeof(st), &e);
+        rc = lab_instance_pid(s, NAME, &pid, rs, sizeof(rs), &e);
     }
-    CHECK(rc == 0 && pid == src_pid && strcmp(st, "running") == 0,
-          "source pid %d (was %d) state '%s'", (int)pid, (int)src_pid, st);
+    CHECK(rc == 0 && pid == src_pid && strcmp(rs, "running") == 0,
+          "source pid %d (was %d) state '%s'", (int)pid, (int)src_pid, rs);
     intact(s, NAME);
     CHECK(lab_instance_wait_gone(d, NAME, GONE_TIMEOUT_MS), "destination still lists %s", NAME);
     if (dest_pid > 0)
