@@ -27,11 +27,11 @@
 #include "core/trace.h"
 
 #define GUEST_MIB 256
-#define SLOW_BPS (8ll << 20)     /* bytes/s: the guest dirties far more */
-#define GONE_TIMEOUT_MS 10000    /* a QEMU or instance disappearing, ms */
-#define NOVA_CT_S 5              /* completion_timeout_s per GiB (data_gb 2 → 10 s) */
-#define ABORT_SLACK_MS 3000      /* abort time tolerance, ms */
-#define PC_TIMEOUT_MS 120000     /* post-copy case, whole migration, ms */
+#define SLOW_BPS (8ll << 20)  /* bytes/s: the guest dirties far more */
+#define GONE_TIMEOUT_MS 10000 /* a QEMU or instance disappearing, ms */
+#define NOVA_CT_S 5           /* completion_timeout_s per GiB (data_gb 2 → 10 s) */
+#define ABORT_SLACK_MS 3000   /* abort time tolerance, ms */
+#define PC_TIMEOUT_MS 120000  /* post-copy case, whole migration, ms */
 
 static struct lab L;
 static int lab_ok;
@@ -114,16 +114,16 @@ static void t_nova_abort(void)
             (unsigned long long)timeout_s, conv_nova_data_gb(&cp.nova));
     /* post-copy permitted, but the destination is prepared without it: the
      * source must notice and leave post-copy off */
-    json_t *pol = json_pack("{s:s, s:i, s:i, s:i, s:i, s:s, s:b}", "kind", "nova", "downtime_ms",
-                            100, "downtime_steps", 3, "downtime_delay_s", 10,
-                            "completion_timeout_s", NOVA_CT_S, "timeout_action", "abort",
-                            "permit_post_copy", 1);
+    json_t *pol =
+        json_pack("{s:s, s:i, s:i, s:i, s:i, s:s, s:b}", "kind", "nova", "downtime_ms", 100,
+                  "downtime_steps", 3, "downtime_delay_s", 10, "completion_timeout_s", NOVA_CT_S,
+                  "timeout_action", "abort", "permit_post_copy", 1);
     char uri[160];
     int rc = lab_prepare_incoming_opts(s, d, NAME, 0, uri, sizeof(uri), &e);
     REQUIRE(rc == 0, "prepare: %s", e.msg);
-    json_t *b = json_pack("{s:s, s:s, s:s, s:{s:I}, s:O}", "instance", NAME, "dest_uri", uri,
-                          "dest_agent", d->url, "limits", "max_bandwidth_bps",
-                          (json_int_t)SLOW_BPS, "policy", pol);
+    json_t *b =
+        json_pack("{s:s, s:s, s:s, s:{s:I}, s:O}", "instance", NAME, "dest_uri", uri, "dest_agent",
+                  d->url, "limits", "max_bandwidth_bps", (json_int_t)SLOW_BPS, "policy", pol);
     int st = 0;
     json_t *o = NULL;
     rc = lab_api(s, "POST", "/v1/migrations", b, &st, &o, &e);
@@ -184,8 +184,7 @@ static void t_trace(void)
     struct ferr e = {0};
     int st = 0;
     json_t *m = NULL;
-    REQUIRE(lab_api(s, "GET", path, NULL, &st, &m, &e) == 0 && st == 200, "GET: %d %s", st,
-            e.msg);
+    REQUIRE(lab_api(s, "GET", path, NULL, &st, &m, &e) == 0 && st == 200, "GET: %d %s", st, e.msg);
     long long kept = jint(m, "samples_kept");
     json_decref(m);
     snprintf(path, sizeof(path), "/v1/migrations/%s/trace", nova_id);
@@ -286,8 +285,7 @@ static void t_postcopy(void)
         REQUIRE(rc == 0 && st == 200, "GET migration: %d %s", st, e.msg);
         state = jstr(m, "state");
         negotiated |= json_is_true(json_object_get(m, "postcopy"));
-        if (!strcmp(state, "succeeded") || !strcmp(state, "failed") ||
-            !strcmp(state, "cancelled"))
+        if (!strcmp(state, "succeeded") || !strcmp(state, "failed") || !strcmp(state, "cancelled"))
             break;
         json_t *cp = json_object_get(m, "consent_pending");
         const char *grant = NULL;
@@ -383,8 +381,7 @@ int main(void)
     test_run("agent control: trace endpoint is CSV trace_parse accepts", t_trace);
     test_run("agent control: consent endpoint 409 without a request, 400 on bad body",
              t_consent_api);
-    test_run("agent control: adaptive stalls, post-copy with consent completes intact",
-             t_postcopy);
+    test_run("agent control: adaptive stalls, post-copy with consent completes intact", t_postcopy);
     lab_stop(&L);
     fprintf(stderr, "test_agent_control: %.1f s\n", (double)(lab_now_ms() - t0) / 1000.0);
     return lab_ok ? test_done() : 1;
