@@ -307,3 +307,36 @@ void store_migrations_free(struct store_migration *m, size_t n)
         store_migration_clear(&m[i]);
     free(m);
 }
+
+int store_cursor_get(struct store *st, const char *name, int64_t *seq, struct ferr *e)
+{
+    int rc = check_text(name, STORE_URL_MAX, 0, "name", e);
+    return rc ? rc : st->ops->cursor_get(st->impl, name, seq, e);
+}
+
+int store_cursor_set(struct store *st, const char *name, int64_t seq, int64_t now_ms,
+                     struct ferr *e)
+{
+    int rc = check_text(name, STORE_URL_MAX, 0, "name", e);
+    if (rc)
+        return rc;
+    if (seq < 0)
+        return ferr_set(e, FERR_INVAL, "seq", "seq must be >= 0");
+    return st->ops->cursor_set(st->impl, name, seq, now_ms, e);
+}
+
+int store_dead_letter_add(struct store *st, const struct store_dead_letter *d, struct ferr *e)
+{
+    int rc;
+    if ((rc = check_text(d->endpoint, STORE_URL_MAX, 0, "endpoint", e)) != 0 ||
+        (rc = check_text(d->last_error, STORE_ERROR_MAX, 1, "last_error", e)) != 0)
+        return rc;
+    if (d->event_seq < 1 || d->tries < 0)
+        return ferr_set(e, FERR_INVAL, "event_seq", "event_seq must be >= 1, tries >= 0");
+    return st->ops->dead_letter_add(st->impl, d, e);
+}
+
+int store_dead_letter_count(struct store *st, int64_t *n, struct ferr *e)
+{
+    return st->ops->dead_letter_count(st->impl, n, e);
+}
