@@ -16,6 +16,9 @@
 
 #include "coord/auth.h"
 #include "coord/coord.h"
+#include "coord/metrics.h"
+#include "coord/sse.h"
+#include "coord/webhook.h"
 #include "util/httpd.h"
 #include "util/log.h"
 #include "util/xalloc.h"
@@ -177,7 +180,14 @@ int main(int argc, char **argv)
                 c.cfg.listen_port, strerror(errno));
         return 1;
     }
-    evhttp_set_gencb(c.http, coord_api_handle, &c);
+    struct sse *sse = sse_new(&c); /* events: SSE, webhooks, /metrics (docs/EVENTS.md) */
+    struct webhooks *hooks = NULL;
+    if (webhooks_new(&c, &hooks, &e) != 0) {
+        fprintf(stderr, "ferryd: %s: %s\n", e.field, e.msg);
+        return 1;
+    }
+    struct metrics *met = metrics_new(&c, sse, hooks);
+    evhttp_set_gencb(c.http, metrics_front, met); /* times requests, then coord_api_handle */
     c.started_ms = coord_now_ms();
     struct event *sigterm = evsignal_new(c.base, SIGTERM, on_signal, &c);
     struct event *sigint = evsignal_new(c.base, SIGINT, on_signal, &c);
@@ -199,6 +209,9 @@ int main(int argc, char **argv)
     event_free(c.sweep);
     event_free(sigterm);
     event_free(sigint);
+    sse_free(sse);
+    webhooks_free(hooks);
+    metrics_free(met);
     evhttp_free(c.http);
     event_base_free(c.base);
     policy_free(&c.pol);
