@@ -14,6 +14,7 @@
 
 #include "coord/auth.h"
 #include "coord/coord.h"
+#include "coord/migrations.h"
 #include "util/httpd.h"
 #include "util/jsonin.h"
 #include "util/log.h"
@@ -491,5 +492,7 @@ void coord_api_handle(struct evhttp_request *req, void *arg)
         return heartbeat(c, req, &who, seg[2]);
     if (n == 2 && strcmp(r, "events") == 0 && get)
         return list_events(c, req, &who);
+    if (n >= 2 && n <= 4 && strcmp(r, "migrations") == 0)
+        return coordmig_handle(c, req, &who, seg, n);
     reply_err(req, FERR_NOTFOUND, "path", "no such endpoint");
 }

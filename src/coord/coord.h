@@ -10,6 +10,8 @@
 #include "coord/store.h"
 #include "core/policy.h"
 
+struct coordmig; /* migrations.c */
+
 struct coord {
     struct config cfg;       /* loaded configuration */
     struct store *st;        /* the durable store; owned */
@@ -18,6 +20,7 @@ struct coord {
     struct evhttp *http;     /* borrowed */
     struct event *sweep;     /* heartbeat sweep timer */
     int64_t started_ms;      /* when this process started serving, ms since epoch */
+    struct coordmig *mig;    /* migrations orchestration (migrations.c); owned */
 };
 
 /* Loads the policy of c->cfg.policy_file (or the defaults when "") into

@@ -17,6 +17,7 @@
 #include "coord/auth.h"
 #include "coord/coord.h"
 #include "coord/metrics.h"
+#include "coord/migrations.h"
 #include "coord/sse.h"
 #include "coord/webhook.h"
 #include "util/httpd.h"
@@ -193,6 +194,10 @@ int main(int argc, char **argv)
     struct event *sigint = evsignal_new(c.base, SIGINT, on_signal, &c);
     event_add(sigterm, NULL);
     event_add(sigint, NULL);
+    if (coordmig_start(&c, &e) != 0) { /* resumes every unfinished migration */
+        fprintf(stderr, "ferryd: migrations: %s\n", e.msg);
+        return 1;
+    }
     c.sweep = event_new(c.base, -1, EV_PERSIST, on_sweep, &c);
     struct timeval tv = {(time_t)(c.cfg.heartbeat_interval_ms / 1000),
                          (suseconds_t)(c.cfg.heartbeat_interval_ms % 1000) * 1000};
@@ -214,6 +219,7 @@ int main(int argc, char **argv)
     metrics_free(met);
     evhttp_free(c.http);
     event_base_free(c.base);
+    coordmig_stop(&c);
     policy_free(&c.pol);
     store_close(c.st);
     return 0;

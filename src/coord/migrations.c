@@ -1,0 +1,1251 @@
+/* migrations — the /v1/migrations API and their orchestration through the
+ * agents (see migrations.h, docs/FERRYD.md "Migrations").
+ *
+ * Each non-terminal migration has an in-memory `struct orch` walking the
+ * steps below on a 250 ms tick, one agent request in flight at a time:
+ *
+ *   queued → get_spec (source) → post_incoming (destination) →
+ *   wait_incoming (destination, until incoming_uri) → start_source (source
+ *   POST /v1/migrations) → poll (source record every 500 ms) → done
+ *
+ * The store holds the truth: every transition goes through migstate_next
+ * and is written with its event in one transaction; the orch only holds
+ * what is in flight. A restarted ferryd rebuilds the orchs from the store. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "coord/agentc.h"
+#include "coord/auth.h"
+#include "coord/migrations.h"
+#include "coord/place.h"
+#include "core/migstate.h"
+#include "util/jsonin.h"
+#include "util/log.h"
+#include "util/xalloc.h"
+
+#define TICK_MS 250               /* orchestration tick, ms */
+#define POLL_MS 500               /* source agent's migration record poll, ms (2 Hz) */
+#define UNKNOWN_POLL_MS 2000      /* poll period while the source is unreachable, ms */
+#define AGENT_TIMEOUT_S 10        /* one agent request, s */
+#define INCOMING_WAIT_MS 120000   /* destination until incoming_uri, ms */
+#define UNKNOWN_AFTER_MS 30000    /* source silent this long → unknown, ms */
+#define LIST_PAGE_MAX 1000        /* records in one GET /v1/migrations */
+#define EVENT_VERSION 1           /* payload version of the migration events */
+
+enum ostep {
+    OS_QUEUED = 0,     /* requested, not admitted */
+    OS_GET_SPEC,       /* GET source /v1/instances/NAME */
+    OS_POST_INCOMING,  /* POST destination /v1/incoming */
+    OS_WAIT_INCOMING,  /* GET destination /v1/instances/NAME until incoming_uri */
+    OS_START_SOURCE,   /* POST source /v1/migrations */
+    OS_POLL,           /* GET source /v1/migrations/AID */
+    OS_CANCEL_SOURCE,  /* POST source /v1/migrations/AID/cancel */
+    OS_CLEAN_DEST,     /* DELETE destination /v1/instances/NAME */
+    OS_DONE,           /* terminal: freed at the next tick */
+};
+
+static const char *const STEP_PHASE[] = {"queued",        "prepare_destination",
+                                         "prepare_destination", "wait_incoming",
+                                         "start_source",  "running",
+                                         "cancelling",    "clean_destination",
+                                         "done"};
+
+struct orch {
+    struct coord *c;                      /* borrowed */
+    struct orch *next;                    /* coordmig list */
+    char id[STORE_IDENT_MAX + 1];         /* migration id */
+    char instance[STORE_NAME_MAX + 1];    /* instance migrated */
+    char project[STORE_IDENT_MAX + 1];    /* its owner project */
+    char source[STORE_NAME_MAX + 1];      /* host names */
+    char destination[STORE_NAME_MAX + 1];
+    enum migstate st;                     /* last known core state */
+    bool unknown;                         /* stored as "unknown" (source unreachable) */
+    enum ostep step;                      /* next thing to do */
+    enum migstate after_clean;            /* state to record once the destination is
+                                             cleaned (cancelled), or FAILED/none */
+    char agent_mig[STORE_IDENT_MAX + 1];  /* the source agent's migration id, "" before */
+    char phase[STORE_IDENT_MAX + 1];      /* what is stored as phase */
+    json_t *policy;                       /* for the source agent; owned or NULL */
+    json_t *limits;                       /* same */
+    json_t *spec;                         /* the source instance's spec; owned or NULL */
+    bool inflight;                        /* one agent request outstanding */
+    bool incoming_posted;                 /* the destination may hold a guest of ours */
+    int64_t next_ms;                      /* next step not before, ms since epoch */
+    int64_t deadline_ms;                  /* wait_incoming gives up at */
+    int64_t last_answer_ms;               /* last answer from the source agent */
+    int64_t last_progress_ms;             /* last migration.progress event */
+    size_t stalls_seen;                   /* stalls of the agent's record reported */
+};
+
+struct coordmig {
+    struct event *tick; /* TICK_MS timer */
+    struct orch *list;  /* live orchestrations */
+};
+
+/* ---- small helpers ---------------------------------------------------- */
+
+static json_t *time_json(int64_t ms)
+{
+    time_t s = (time_t)(ms / 1000);
+    struct tm tm;
+    char buf[32], out[40];
+    gmtime_r(&s, &tm);
+    strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(out, sizeof(out), "%s.%03dZ", buf, (int)(ms % 1000));
+    return json_string(out);
+}
+
+static int state_of(const char *name, enum migstate *out)
+{
+    for (int i = 0; i < MIGSTATE__COUNT; i++)
+        if (strcmp(migstate_name((enum migstate)i), name) == 0) {
+            *out = (enum migstate)i;
+            return 0;
+        }
+    return -1;
+}
+
+static json_t *json_load_or_null(const char *text)
+{
+    return text ? json_loads(text, 0, NULL) : NULL;
+}
+
+static void reply_code(struct evhttp_request *req, int status, const char *code,
+                       const char *field, const char *msg)
+{
+    httpd_reply_json(req, status,
+                     json_pack("{s:{s:s, s:s, s:s}}", "error", "code", code, "message", msg,
+                               "field", field));
+}
+
+static void reply_not_found(struct evhttp_request *req, const char *field)
+{
+    reply_code(req, 404, "not_found", field, "no such migration or instance");
+}
+
+/* Decides (and audits) whether who may do action on the migration or
+ * instance described by project/instance/id/host. Does not reply. */
+static bool decide(struct coord *c, const struct store_token *who, const char *action,
+                   const char *project, const char *instance, const char *id, const char *host,
+                   bool audit)
+{
+    char roles_buf[STORE_ROLES_MAX + 1];
+    const char *roles[AUTH_ROLES_MAX];
+    snprintf(roles_buf, sizeof(roles_buf), "%s", who->roles);
+    size_t nroles = auth_split_roles(roles_buf, roles, AUTH_ROLES_MAX);
+    struct policy_subject subj = {who->user, who->project, roles, nroles};
+    struct policy_kv kv[] = {{"project_id", project},
+                             {"instance", instance},
+                             {"migration", id},
+                             {"host", host}};
+    struct policy_target tgt = {kv, 4};
+    bool allowed = false;
+    if (policy_check(&c->pol, action, &subj, &tgt, &allowed) != 0)
+        allowed = false;
+    if (!audit)
+        return allowed;
+    struct store_audit a = {.time_ms = coord_now_ms()};
+    snprintf(a.subject, sizeof(a.subject), "%s@%s", who->user, who->project);
+    snprintf(a.action, sizeof(a.action), "%s", action);
+    snprintf(a.target, sizeof(a.target), "%s%s", id ? "migration/" : "instance/",
+             id ? id : (instance ? instance : ""));
+    snprintf(a.decision, sizeof(a.decision), "%s", allowed ? "allow" : "deny");
+    struct ferr e = {0};
+    if (store_audit_append(c->st, &a, &e) != 0)
+        log_error("api", "msg=\"audit write failed\" err=\"%s\"", e.msg);
+    log_info("audit", "subject=%s action=%s target=%s decision=%s", a.subject, action, a.target,
+             a.decision);
+    return allowed;
+}
+
+/* Appends event type for migration m-like identity with extra (stolen,
+ * may be NULL) merged into the payload, inside the open transaction. */
+static int emit(struct coord *c, const char *type, const char *id, const char *instance,
+                const char *project, const char *source, const char *destination, json_t *extra,
+                int64_t now_ms, struct ferr *e)
+{
+    json_t *p = json_pack("{s:s, s:s, s:s, s:s, s:s}", "id", id, "instance", instance,
+                          "project_id", project, "source", source, "destination", destination);
+    if (extra) {
+        json_object_update(p, extra);
+        json_decref(extra);
+    }
+    char *text = json_dumps(p, JSON_COMPACT);
+    json_decref(p);
+    struct store_event ev = {.time_ms = now_ms, .payload = text, .version = EVENT_VERSION};
+    snprintf(ev.type, sizeof(ev.type), "%s", type);
+    snprintf(ev.subject, sizeof(ev.subject), "migration/%s", id);
+    int rc = store_event_append(c->st, &ev, NULL, e);
+    free(text);
+    return rc;
+}
+
+/* ---- the record as the API shows it ----------------------------------- */
+
+static json_t *ms_or_null(int64_t v)
+{
+    return v < 0 ? json_null() : json_integer((json_int_t)v);
+}
+
+static json_t *rec_json(const struct store_migration *m, bool show_hosts)
+{
+    json_t *detail = json_load_or_null(m->detail_json);
+    json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:s}", "id", m->id, "instance", m->instance,
+                          "project_id", m->project, "state", m->state, "phase", m->phase);
+    if (show_hosts) {
+        json_object_set_new(o, "source", json_string(m->source));
+        json_object_set_new(o, "destination",
+                            m->destination[0] ? json_string(m->destination) : json_null());
+    }
+    json_t *pol = json_load_or_null(m->policy_json), *lim = json_load_or_null(m->limits_json);
+    json_object_set_new(o, "policy", pol ? pol : json_null());
+    json_object_set_new(o, "limits", lim ? lim : json_null());
+    json_t *rl = detail ? json_object_get(detail, "requested_limits") : NULL;
+    json_object_set(o, "requested_limits", rl ? rl : json_null());
+    json_object_set_new(
+        o, "progress",
+        json_pack("{s:f, s:{s:I, s:I}, s:{s:I, s:I}}", "pct", m->progress_pct, "memory",
+                  "total_bytes", (json_int_t)m->mem_total_bytes, "remaining_bytes",
+                  (json_int_t)m->mem_remaining_bytes, "disk", "total_bytes",
+                  (json_int_t)m->disk_total_bytes, "remaining_bytes",
+                  (json_int_t)m->disk_remaining_bytes));
+    json_object_set_new(o, "eta",
+                        m->eta_ms < 0 ? json_null()
+                                      : json_pack("{s:I, s:o, s:o}", "ms", (json_int_t)m->eta_ms,
+                                                  "low_ms", ms_or_null(m->eta_low_ms), "high_ms",
+                                                  ms_or_null(m->eta_high_ms)));
+    json_object_set_new(o, "downtime_ms", ms_or_null(m->downtime_ms));
+    json_t *gi = detail ? json_object_get(detail, "guest_impact") : NULL;
+    json_object_set(o, "guest_impact",
+                    gi ? gi : json_pack("{s:i, s:I}", "throttle_pct", 0, "dirty_pages_rate",
+                                        (json_int_t)0));
+    if (!gi)
+        json_decref(json_object_get(o, "guest_impact")); /* set() took its own reference */
+    json_t *stalls = detail ? json_object_get(detail, "stalls") : NULL;
+    json_object_set_new(o, "stalls", json_integer(json_integer_value(stalls)));
+    json_t *res = detail ? json_object_get(detail, "result") : NULL;
+    json_object_set(o, "result", res ? res : json_null());
+    json_object_set_new(o, "started_by",
+                        json_pack("{s:s, s:s}", "user", m->user, "project", m->project));
+    json_object_set_new(o, "created", time_json(m->created_ms));
+    json_object_set_new(o, "updated", time_json(m->updated_ms));
+    json_object_set_new(o, "last_error", json_string(m->last_error));
+    json_decref(detail);
+    return o;
+}
+
+/* ---- persistence of one orchestration step ---------------------------- */
+
+/* Copies the figures of the agent's migration record (borrowed, may be
+ * NULL) into m and its detail. */
+static void absorb_agent(struct store_migration *m, json_t *detail, const json_t *a,
+                         const struct orch *o)
+{
+    json_object_set_new(detail, "agent_migration", json_string(o->agent_mig));
+    json_object_set_new(detail, "stalls", json_integer((json_int_t)o->stalls_seen));
+    if (!a)
+        return;
+    const json_t *s = json_object_get(a, "last_sample");
+    uint64_t total = (uint64_t)json_integer_value(json_object_get(s, "ram_total"));
+    uint64_t rem = (uint64_t)json_integer_value(json_object_get(s, "ram_remaining"));
+    if (total) {
+        m->mem_total_bytes = total;
+        m->mem_remaining_bytes = rem;
+    }
+    const json_t *est = json_object_get(a, "estimate");
+    double pct = -1;
+    if (est) {
+        pct = json_number_value(json_object_get(est, "progress_pct"));
+        const json_t *eta = json_object_get(est, "eta_ms");
+        m->eta_ms = json_is_integer(eta) ? json_integer_value(eta) : -1;
+        eta = json_object_get(est, "eta_low_ms");
+        m->eta_low_ms = json_is_integer(eta) ? json_integer_value(eta) : -1;
+        eta = json_object_get(est, "eta_high_ms");
+        m->eta_high_ms = json_is_integer(eta) ? json_integer_value(eta) : -1;
+    } else if (total && rem <= total) {
+        pct = 100.0 * (double)(total - rem) / (double)total;
+    }
+    if (pct >= 0 && pct <= 100 && pct >= m->progress_pct)
+        m->progress_pct = pct; /* never backwards */
+    json_object_set_new(detail, "guest_impact",
+                        json_pack("{s:I, s:I}", "throttle_pct",
+                                  json_integer_value(json_object_get(s, "throttle_pct")),
+                                  "dirty_pages_rate",
+                                  json_integer_value(json_object_get(s, "dirty_pages_rate"))));
+    const json_t *res = json_object_get(a, "result");
+    if (json_is_object(res)) {
+        json_object_set(detail, "result", (json_t *)res);
+        m->downtime_ms = json_integer_value(json_object_get(res, "downtime_ms"));
+    }
+    const char *ast = json_string_value(json_object_get(a, "state"));
+    if (ast)
+        json_object_set_new(detail, "agent_state", json_string(ast));
+}
+
+/* Writes o's state (or "unknown"), phase, destination, the agent figures
+ * (a, borrowed, may be NULL), error (may be NULL) and, when ev_type is not
+ * NULL, the event with extra (stolen) — all in one transaction. */
+static int persist(struct orch *o, const json_t *a, const char *error, const char *ev_type,
+                   json_t *extra)
+{
+    struct coord *c = o->c;
+    struct ferr e = {0};
+    struct store_migration m;
+    int64_t now = coord_now_ms();
+    int rc;
+    if ((rc = store_tx_begin(c->st, &e)) != 0)
+        goto out_noget;
+    if ((rc = store_migration_get(c->st, o->id, &m, &e)) != 0) {
+        store_tx_rollback(c->st);
+        goto out_noget;
+    }
+    json_t *detail = json_load_or_null(m.detail_json);
+    if (!json_is_object(detail)) {
+        json_decref(detail);
+        detail = json_object();
+    }
+    absorb_agent(&m, detail, a, o);
+    if (o->unknown)
+        json_object_set_new(detail, "last_state", json_string(migstate_name(o->st)));
+    snprintf(m.state, sizeof(m.state), "%s", o->unknown ? "unknown" : migstate_name(o->st));
+    snprintf(m.phase, sizeof(m.phase), "%s", o->phase);
+    snprintf(m.destination, sizeof(m.destination), "%s", o->destination);
+    if (error)
+        snprintf(m.last_error, sizeof(m.last_error), "%s", error);
+    m.updated_ms = now;
+    free(m.detail_json);
+    m.detail_json = json_dumps(detail, JSON_COMPACT);
+    json_decref(detail);
+    if ((rc = store_migration_update(c->st, &m, &e)) != 0 ||
+        (ev_type && (rc = emit(c, ev_type, o->id, o->instance, o->project, o->source,
+                               o->destination, extra, now, &e)) != 0)) {
+        extra = NULL;
+        store_tx_rollback(c->st);
+        store_migration_clear(&m);
+        goto out_noget;
+    }
+    extra = NULL;
+    rc = store_tx_commit(c->st, &e);
+    store_migration_clear(&m);
+out_noget:
+    json_decref(extra);
+    if (rc)
+        log_error("migrate", "msg=\"cannot record migration\" id=%s err=\"%s\"", o->id, e.msg);
+    return rc;
+}
+
+static void set_phase(struct orch *o, const char *phase)
+{
+    snprintf(o->phase, sizeof(o->phase), "%s", phase);
+}
+
+/* Applies ev through the state machine; returns 0 when legal. */
+static int advance(struct orch *o, enum migstate_event ev)
+{
+    enum migstate nx;
+    int rc = migstate_next(o->st, ev, &nx);
+    if (rc == 0) {
+        log_info("migrate", "msg=\"transition\" id=%s from=%s event=%s to=%s", o->id,
+                 migstate_name(o->st), migstate_event_name(ev), migstate_name(nx));
+        o->st = nx;
+    }
+    return rc;
+}
+
+static void finish(struct orch *o)
+{
+    o->step = OS_DONE;
+    set_phase(o, "done");
+}
+
+static void clean_dest_then(struct orch *o, enum migstate after);
+
+/* Records a failure (with its event) and cleans the destination when this
+ * orchestration may have prepared one that the agent will not clean. */
+static void fail(struct orch *o, const char *why, bool clean_dest)
+{
+    enum migstate last = o->st;
+    if (advance(o, MIGEV_FAIL) != 0)
+        return;
+    o->unknown = false;
+    set_phase(o, "done");
+    log_warn("migrate", "msg=\"migration failed\" id=%s err=\"%s\"", o->id, why);
+    (void)persist(o, NULL, why, "migration.failed",
+                  json_pack("{s:s, s:s}", "error", why, "last_state", migstate_name(last)));
+    if (clean_dest && o->incoming_posted)
+        clean_dest_then(o, MIGSTATE_FAILED);
+    else
+        finish(o);
+}
+
+/* ---- agent requests ---------------------------------------------------- */
+
+static char *host_url(struct coord *c, const char *host)
+{
+    struct store_host h;
+    if (store_host_get(c->st, host, &h, NULL) != 0)
+        return NULL;
+    return xstrdup(h.url);
+}
+
+static bool host_down(struct coord *c, const char *host)
+{
+    struct store_host h;
+    return store_host_get(c->st, host, &h, NULL) == 0 && strcmp(h.state, "down") == 0;
+}
+
+/* Sends a request to host's agent for o; cb gets o. Fails the migration
+ * when the host is unknown. */
+static void agent_send(struct orch *o, const char *host, const char *method, const char *path,
+                 const json_t *body, agentc_cb cb)
+{
+    char *url = host_url(o->c, host);
+    if (!url) {
+        char why[STORE_ERROR_MAX + 1];
+        snprintf(why, sizeof(why), "host %s is no longer registered", host);
+        fail(o, why, false);
+        return;
+    }
+    o->inflight = true;
+    agentc_request(o->c->base, url, NULL, method, path, body, AGENT_TIMEOUT_S, cb, o);
+    free(url);
+}
+
+static void on_cleaned(int status, json_t *body, const struct ferr *e, void *arg)
+{
+    (void)body;
+    struct orch *o = arg;
+    o->inflight = false;
+    if (status != 202 && status != 404)
+        log_warn("migrate", "msg=\"destination cleanup incomplete\" id=%s status=%d err=\"%s\"",
+                 o->id, status, e ? e->msg : "");
+    o->incoming_posted = false;
+    if (o->after_clean == MIGSTATE_CANCELLED && advance(o, MIGEV_CANCELLED) == 0) {
+        set_phase(o, "done");
+        (void)persist(o, NULL, NULL, "migration.cancelled", NULL);
+    }
+    finish(o);
+}
+
+static void clean_dest_then(struct orch *o, enum migstate after)
+{
+    o->after_clean = after;
+    o->step = OS_CLEAN_DEST;
+    o->next_ms = 0;
+}
+
+static void do_clean_dest(struct orch *o)
+{
+    char path[128];
+    snprintf(path, sizeof(path), "/v1/instances/%s", o->instance);
+    agent_send(o, o->destination, "DELETE", path, NULL, on_cleaned);
+}
+
+/* A cancel arrived while the destination was being prepared (no agent
+ * migration yet): clean the destination, then record cancelled. */
+static bool cancelled_while_preparing(struct orch *o)
+{
+    if (o->st != MIGSTATE_CANCELLING || o->agent_mig[0])
+        return false;
+    if (o->incoming_posted)
+        clean_dest_then(o, MIGSTATE_CANCELLED);
+    else
+        on_cleaned(202, NULL, NULL, o);
+    return true;
+}
+
+static void on_started(int status, json_t *body, const struct ferr *e, void *arg)
+{
+    struct orch *o = arg;
+    o->inflight = false;
+    const char *aid = json_string_value(json_object_get(body, "id"));
+    if (status != 202 || !aid) {
+        if (cancelled_while_preparing(o))
+            return;
+        char why[STORE_ERROR_MAX + 1];
+        const char *msg = json_string_value(json_object_get(json_object_get(body, "error"), "message"));
+        snprintf(why, sizeof(why), "the source agent refused the migration (%d): %s", status,
+                 e ? e->msg : (msg ? msg : "no detail"));
+        fail(o, why, true);
+        return;
+    }
+    snprintf(o->agent_mig, sizeof(o->agent_mig), "%s", aid);
+    o->last_answer_ms = coord_now_ms();
+    o->step = OS_POLL;
+    o->next_ms = coord_now_ms() + POLL_MS;
+    if (o->st == MIGSTATE_CANCELLING) { /* cancelled meanwhile: forward it now */
+        o->step = OS_CANCEL_SOURCE;
+        o->next_ms = 0;
+        (void)persist(o, body, NULL, "migration.started",
+                      json_pack("{s:s}", "agent_migration", aid));
+        return;
+    }
+    if (advance(o, MIGEV_PREPARED) != 0)
+        return;
+    set_phase(o, "running");
+    (void)persist(o, body, NULL, "migration.started", json_pack("{s:s}", "agent_migration", aid));
+}
+
+static void on_incoming_state(int status, json_t *body, const struct ferr *e, void *arg)
+{
+    struct orch *o = arg;
+    o->inflight = false;
+    if (cancelled_while_preparing(o))
+        return;
+    const char *uri = json_string_value(json_object_get(body, "incoming_uri"));
+    const char *err = json_string_value(json_object_get(body, "last_error"));
+    if (status == 200 && err && err[0]) {
+        char why[STORE_ERROR_MAX + 1];
+        snprintf(why, sizeof(why), "the destination could not prepare: %s", err);
+        fail(o, why, true);
+        return;
+    }
+    if (status == 200 && uri && uri[0]) {
+        o->step = OS_START_SOURCE;
+        o->next_ms = 0;
+        json_object_set_new(o->spec ? o->spec : (o->spec = json_object()), "_dest_uri",
+                            json_string(uri));
+        set_phase(o, "start_source");
+        return;
+    }
+    if (coord_now_ms() > o->deadline_ms) {
+        char why[STORE_ERROR_MAX + 1];
+        snprintf(why, sizeof(why), "the destination did not listen within %d s (%s)",
+                 INCOMING_WAIT_MS / 1000, e ? e->msg : "no incoming_uri");
+        fail(o, why, true);
+        return;
+    }
+    o->next_ms = coord_now_ms() + POLL_MS;
+}
+
+static void on_incoming_posted(int status, json_t *body, const struct ferr *e, void *arg)
+{
+    struct orch *o = arg;
+    o->inflight = false;
+    if (status == 202 || status == 409) /* 409: prepared already (ferryd restarted) */
+        o->incoming_posted = true;
+    if (cancelled_while_preparing(o))
+        return;
+    if (status != 202 && status != 409) {
+        char why[STORE_ERROR_MAX + 1];
+        const char *msg = json_string_value(json_object_get(json_object_get(body, "error"), "message"));
+        snprintf(why, sizeof(why), "the destination refused the incoming guest (%d): %s", status,
+                 e ? e->msg : (msg ? msg : "no detail"));
+        fail(o, why, true);
+        return;
+    }
+    o->step = OS_WAIT_INCOMING;
+    o->deadline_ms = coord_now_ms() + INCOMING_WAIT_MS;
+    o->next_ms = coord_now_ms() + POLL_MS;
+    set_phase(o, "wait_incoming");
+    (void)persist(o, NULL, NULL, NULL, NULL);
+}
+
+static void on_spec(int status, json_t *body, const struct ferr *e, void *arg)
+{
+    struct orch *o = arg;
+    o->inflight = false;
+    if (cancelled_while_preparing(o))
+        return;
+    json_t *spec = json_object_get(body, "spec");
+    if (status != 200 || !json_is_object(spec)) {
+        char why[STORE_ERROR_MAX + 1];
+        snprintf(why, sizeof(why), "cannot read instance %s on the source (%d): %s", o->instance,
+                 status, e ? e->msg : "no spec");
+        fail(o, why, false);
+        return;
+    }
+    json_decref(o->spec);
+    o->spec = json_deep_copy(spec);
+    o->step = OS_POST_INCOMING;
+    o->next_ms = 0;
+}
+
+/* ---- mirroring the source agent's record ----------------------------- */
+
+static void report_stalls(struct orch *o, const json_t *a)
+{
+    const json_t *st = json_object_get(a, "stalls");
+    size_t n = json_array_size(st);
+    for (size_t i = o->stalls_seen; i < n; i++) {
+        const json_t *s = json_array_get(st, i);
+        o->stalls_seen = i + 1;
+        (void)persist(o, a, NULL, "migration.stalled",
+                      json_pack("{s:s, s:s, s:I}", "stall",
+                                json_string_value(json_object_get(s, "stall"))
+                                    ? json_string_value(json_object_get(s, "stall"))
+                                    : "",
+                                "reason",
+                                json_string_value(json_object_get(s, "reason"))
+                                    ? json_string_value(json_object_get(s, "reason"))
+                                    : "",
+                                "t_ms", json_integer_value(json_object_get(s, "t_ms"))));
+    }
+}
+
+static void leave_unknown(struct orch *o)
+{
+    if (!o->unknown)
+        return;
+    o->unknown = false;
+    log_info("migrate", "msg=\"source agent answers again; reconciling\" id=%s", o->id);
+}
+
+static void on_poll(int status, json_t *body, const struct ferr *e, void *arg)
+{
+    struct orch *o = arg;
+    int64_t now = coord_now_ms();
+    o->inflight = false;
+    o->next_ms = now + (o->unknown ? UNKNOWN_POLL_MS : POLL_MS);
+    if (status == 0) {
+        if (!o->unknown && now - o->last_answer_ms > UNKNOWN_AFTER_MS) {
+            o->unknown = true;
+            set_phase(o, "source_unreachable");
+            (void)persist(o, NULL, e ? e->msg : "source agent unreachable", "migration.unknown",
+                          json_pack("{s:s}", "last_state", migstate_name(o->st)));
+        }
+        return;
+    }
+    o->last_answer_ms = now;
+    if (status == 404) {
+        leave_unknown(o);
+        fail(o, "the source agent lost the migration", false);
+        return;
+    }
+    const char *ast = json_string_value(json_object_get(body, "state"));
+    if (status != 200 || !ast)
+        return; /* try again at the next poll */
+    leave_unknown(o);
+    report_stalls(o, body);
+    set_phase(o, ast);
+    const char *aerr = json_string_value(json_object_get(body, "error"));
+    if (strcmp(ast, "succeeded") == 0) {
+        if (o->st != MIGSTATE_COMPLETING)
+            (void)advance(o, MIGEV_COMPLETED);
+        if (advance(o, MIGEV_DEST_CONFIRMED) != 0) {
+            fail(o, "the agent reports success in an impossible state", false);
+            return;
+        }
+        const json_t *res = json_object_get(body, "result");
+        set_phase(o, "done");
+        (void)persist(o, body, NULL, "migration.completed",
+                      json_pack("{s:I, s:I}", "downtime_ms",
+                                json_integer_value(json_object_get(res, "downtime_ms")),
+                                "total_time_ms",
+                                json_integer_value(json_object_get(res, "total_time_ms"))));
+        finish(o);
+        return;
+    }
+    if (strcmp(ast, "failed") == 0) {
+        char why[STORE_ERROR_MAX + 1];
+        snprintf(why, sizeof(why), "%s", aerr && aerr[0] ? aerr : "the source agent reports failure");
+        (void)persist(o, body, NULL, NULL, NULL);
+        fail(o, why, false); /* the agent cleaned the destination */
+        return;
+    }
+    if (strcmp(ast, "cancelled") == 0) {
+        if (o->st != MIGSTATE_CANCELLING && advance(o, MIGEV_CANCEL) != 0) {
+            fail(o, "cancelled by the agent in a state that cannot be cancelled", false);
+            return;
+        }
+        (void)advance(o, MIGEV_CANCELLED);
+        set_phase(o, "done");
+        (void)persist(o, body, aerr && aerr[0] ? aerr : NULL, "migration.cancelled", NULL);
+        finish(o);
+        return;
+    }
+    if (strcmp(ast, "postcopy") == 0 && o->st != MIGSTATE_POSTCOPY)
+        (void)advance(o, MIGEV_POSTCOPY);
+    else if (strcmp(ast, "confirming") == 0 && o->st != MIGSTATE_COMPLETING)
+        (void)advance(o, MIGEV_COMPLETED);
+    else if (strcmp(ast, "cancelling") == 0 && o->st != MIGSTATE_CANCELLING)
+        (void)advance(o, MIGEV_CANCEL);
+    double rate = o->c->cfg.progress_events_per_s > 0 ? o->c->cfg.progress_events_per_s : 1;
+    const char *ev = NULL;
+    json_t *extra = NULL;
+    if ((o->st == MIGSTATE_RUNNING || o->st == MIGSTATE_POSTCOPY) &&
+        (double)(now - o->last_progress_ms) >= 1000.0 / rate) {
+        const json_t *est = json_object_get(body, "estimate");
+        const json_t *s = json_object_get(body, "last_sample");
+        const json_t *eta = json_object_get(est, "eta_ms");
+        ev = "migration.progress";
+        extra = json_pack("{s:f, s:I, s:o, s:s}", "pct",
+                          json_number_value(json_object_get(est, "progress_pct")),
+                          "remaining_bytes", json_integer_value(json_object_get(s, "ram_remaining")),
+                          "eta_ms", json_is_integer(eta) ? json_integer(json_integer_value(eta))
+                                                         : json_null(),
+                          "phase", ast);
+        o->last_progress_ms = now;
+    }
+    (void)persist(o, body, NULL, ev, extra);
+}
+
+static void on_cancel_sent(int status, json_t *body, const struct ferr *e, void *arg)
+{
+    (void)body;
+    struct orch *o = arg;
+    o->inflight = false;
+    if (status != 202)
+        log_warn("migrate", "msg=\"source agent did not take the cancel\" id=%s status=%d err=\"%s\"",
+                 o->id, status, e ? e->msg : "");
+    o->step = OS_POLL; /* the agent's record decides the outcome */
+    o->next_ms = coord_now_ms() + POLL_MS;
+}
+
+/* ---- the tick ---------------------------------------------------------- */
+
+static void step(struct orch *o)
+{
+    struct coord *c = o->c;
+    char path[192];
+    int64_t now = coord_now_ms();
+    if (o->step != OS_QUEUED && o->step != OS_DONE && o->step != OS_CLEAN_DEST && !o->unknown &&
+        host_down(c, o->source)) {
+        o->unknown = true;
+        set_phase(o, "source_host_down");
+        (void)persist(o, NULL, "the source host is down (missed heartbeats)", "migration.unknown",
+                      json_pack("{s:s}", "last_state", migstate_name(o->st)));
+    }
+    if (o->unknown && !o->agent_mig[0]) {
+        if (host_down(c, o->source))
+            return; /* wait for the host to come back */
+        o->unknown = false;
+        fail(o, "the source host was down while the destination was being prepared", true);
+        return;
+    }
+    switch (o->step) {
+    case OS_QUEUED:
+        if (o->st == MIGSTATE_REQUESTED && advance(o, MIGEV_ADMIT) != 0)
+            return;
+        o->step = OS_GET_SPEC;
+        set_phase(o, STEP_PHASE[OS_GET_SPEC]);
+        (void)persist(o, NULL, NULL, NULL, NULL);
+        /* fall through */
+    case OS_GET_SPEC:
+        snprintf(path, sizeof(path), "/v1/instances/%s", o->instance);
+        agent_send(o, o->source, "GET", path, NULL, on_spec);
+        break;
+    case OS_POST_INCOMING:
+        agent_send(o, o->destination, "POST", "/v1/incoming", o->spec, on_incoming_posted);
+        break;
+    case OS_WAIT_INCOMING:
+        snprintf(path, sizeof(path), "/v1/instances/%s", o->instance);
+        agent_send(o, o->destination, "GET", path, NULL, on_incoming_state);
+        break;
+    case OS_START_SOURCE: {
+        char *durl = host_url(c, o->destination);
+        json_t *b = json_pack("{s:s, s:s, s:s}", "instance", o->instance, "dest_uri",
+                              json_string_value(json_object_get(o->spec, "_dest_uri")),
+                              "dest_agent", durl ? durl : "");
+        free(durl);
+        if (o->limits)
+            json_object_set(b, "limits", o->limits);
+        if (o->policy)
+            json_object_set(b, "policy", o->policy);
+        agent_send(o, o->source, "POST", "/v1/migrations", b, on_started);
+        json_decref(b);
+        break;
+    }
+    case OS_POLL:
+        if (o->st == MIGSTATE_CANCELLING && o->agent_mig[0] && !o->unknown &&
+            strcmp(o->phase, "cancelling") != 0) {
+            o->step = OS_CANCEL_SOURCE;
+            return step(o);
+        }
+        snprintf(path, sizeof(path), "/v1/migrations/%s", o->agent_mig);
+        agent_send(o, o->source, "GET", path, NULL, on_poll);
+        break;
+    case OS_CANCEL_SOURCE:
+        set_phase(o, "cancelling");
+        snprintf(path, sizeof(path), "/v1/migrations/%s/cancel", o->agent_mig);
+        agent_send(o, o->source, "POST", path, NULL, on_cancel_sent);
+        break;
+    case OS_CLEAN_DEST:
+        do_clean_dest(o);
+        break;
+    case OS_DONE:
+        break;
+    }
+    (void)now;
+}
+
+static void orch_free(struct orch *o)
+{
+    json_decref(o->policy);
+    json_decref(o->limits);
+    json_decref(o->spec);
+    free(o);
+}
+
+static void on_tick(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct coord *c = arg;
+    int64_t now = coord_now_ms();
+    struct orch **pp = &c->mig->list;
+    while (*pp) {
+        struct orch *o = *pp;
+        if (o->step == OS_DONE && !o->inflight) {
+            *pp = o->next;
+            orch_free(o);
+            continue;
+        }
+        if (!o->inflight && now >= o->next_ms)
+            step(o);
+        pp = &o->next;
+    }
+}
+
+static struct orch *orch_find(struct coord *c, const char *id)
+{
+    for (struct orch *o = c->mig->list; o; o = o->next)
+        if (strcmp(o->id, id) == 0)
+            return o;
+    return NULL;
+}
+
+/* Builds the orchestration of a stored, non-terminal migration. */
+static struct orch *orch_from(struct coord *c, const struct store_migration *m)
+{
+    struct orch *o = xcalloc(1, sizeof(*o));
+    o->c = c;
+    snprintf(o->id, sizeof(o->id), "%s", m->id);
+    snprintf(o->instance, sizeof(o->instance), "%s", m->instance);
+    snprintf(o->project, sizeof(o->project), "%s", m->project);
+    snprintf(o->source, sizeof(o->source), "%s", m->source);
+    snprintf(o->destination, sizeof(o->destination), "%s", m->destination);
+    snprintf(o->phase, sizeof(o->phase), "%s", m->phase);
+    o->policy = json_load_or_null(m->policy_json);
+    o->limits = json_load_or_null(m->limits_json);
+    json_t *d = json_load_or_null(m->detail_json);
+    const char *aid = json_string_value(json_object_get(d, "agent_migration"));
+    snprintf(o->agent_mig, sizeof(o->agent_mig), "%s", aid ? aid : "");
+    o->stalls_seen = (size_t)json_integer_value(json_object_get(d, "stalls"));
+    const char *st = m->state;
+    if (strcmp(st, "unknown") == 0) {
+        o->unknown = true;
+        st = json_string_value(json_object_get(d, "last_state"));
+    }
+    if (!st || state_of(st, &o->st) != 0)
+        o->st = MIGSTATE_RUNNING;
+    json_decref(d);
+    o->last_answer_ms = coord_now_ms();
+    if (o->st == MIGSTATE_REQUESTED)
+        o->step = OS_QUEUED;
+    else if (o->agent_mig[0])
+        o->step = OS_POLL;
+    else if (o->st == MIGSTATE_CANCELLING) {
+        o->incoming_posted = true;
+        o->step = OS_CLEAN_DEST;
+        o->after_clean = MIGSTATE_CANCELLED;
+    } else {
+        o->step = OS_GET_SPEC; /* preparing again: POST /v1/incoming tolerates 409 */
+    }
+    o->next = c->mig->list;
+    c->mig->list = o;
+    return o;
+}
+
+int coordmig_start(struct coord *c, struct ferr *e)
+{
+    c->mig = xcalloc(1, sizeof(*c->mig));
+    struct store_migration_filter f = {.active_only = 1};
+    struct store_migration *m = NULL;
+    size_t n = 0;
+    int rc = store_migration_list(c->st, &f, STORE_LIST_MAX, &m, &n, e);
+    if (rc)
+        return rc;
+    for (size_t i = 0; i < n; i++) {
+        struct orch *o = orch_from(c, &m[i]);
+        log_info("migrate", "msg=\"resuming migration\" id=%s state=%s step=%d", o->id,
+                 m[i].state, (int)o->step);
+    }
+    store_migrations_free(m, n);
+    c->mig->tick = event_new(c->base, -1, EV_PERSIST, on_tick, c);
+    struct timeval tv = {0, TICK_MS * 1000};
+    event_add(c->mig->tick, &tv);
+    return 0;
+}
+
+void coordmig_stop(struct coord *c)
+{
+    if (!c->mig)
+        return;
+    if (c->mig->tick)
+        event_free(c->mig->tick);
+    while (c->mig->list) {
+        struct orch *o = c->mig->list;
+        c->mig->list = o->next;
+        orch_free(o); /* requests in flight die with the event base */
+    }
+    free(c->mig);
+    c->mig = NULL;
+}
+
+/* ---- API ---------------------------------------------------------------- */
+
+static int new_id(char out[STORE_IDENT_MAX + 1], struct ferr *e)
+{
+    char tok[AUTH_TOKEN_LEN + 1];
+    int rc = auth_token_new(tok, e);
+    if (rc)
+        return rc;
+    snprintf(out, STORE_IDENT_MAX + 1, "mig-%.16s", tok);
+    return 0;
+}
+
+static void create(struct coord *c, struct evhttp_request *req, const struct store_token *who)
+{
+    struct ferr e = {0};
+    json_t *body = NULL;
+    struct migreq r = {0};
+    if (httpd_body_json(req, 0, &body, &e) != 0 || migreq_parse(body, &r, &e) != 0) {
+        json_decref(body);
+        return httpd_reply_err(req, &e);
+    }
+    json_decref(body);
+    struct store_instance *inst = NULL, *in = NULL;
+    struct store_host *hosts = NULL;
+    struct store_migration *act = NULL, m;
+    struct place_host *ph = NULL;
+    size_t ni = 0, nh = 0, na = 0;
+    memset(&m, 0, sizeof(m));
+    if (store_instance_list(c->st, NULL, &inst, &ni, &e) != 0)
+        goto err;
+    for (size_t i = 0; i < ni; i++)
+        if (strcmp(inst[i].name, r.instance) == 0)
+            in = &inst[i];
+    /* an instance the caller may not see does not exist for them */
+    if (!in || !decide(c, who, "migration:show", in->project_id, in->name, NULL, in->host, false)) {
+        (void)decide(c, who, "migration:create", in ? in->project_id : NULL, r.instance, NULL,
+                     NULL, true);
+        reply_not_found(req, "instance");
+        goto out;
+    }
+    if (!decide(c, who, "migration:create", in->project_id, in->name, NULL, in->host, true)) {
+        reply_code(req, 403, "forbidden", "", "the policy does not allow this action");
+        goto out;
+    }
+    struct store_migration_filter f = {.active_only = 1};
+    if (store_host_list(c->st, &hosts, &nh, &e) != 0 ||
+        store_migration_list(c->st, &f, STORE_LIST_MAX, &act, &na, &e) != 0)
+        goto err;
+    for (size_t i = 0; i < na; i++)
+        if (strcmp(act[i].instance, in->name) == 0) {
+            reply_code(req, 409, "conflict", "instance",
+                       "the instance has a migration in progress already");
+            goto out;
+        }
+    ph = xcalloc(nh ? nh : 1, sizeof(*ph));
+    for (size_t i = 0; i < nh; i++) {
+        ph[i].name = hosts[i].name;
+        ph[i].up = strcmp(hosts[i].state, "up") == 0;
+        ph[i].ram_mib = hosts[i].ram_mib;
+        ph[i].vcpus = hosts[i].vcpus;
+    }
+    place_account(ph, nh, inst, ni, act, na);
+    size_t chosen = nh;
+    if (r.destination[0]) {
+        if (strcmp(r.destination, in->host) == 0) {
+            reply_code(req, 400, "invalid", "destination",
+                       "the destination is the instance's current host");
+            goto out;
+        }
+        for (size_t i = 0; i < nh; i++)
+            if (strcmp(ph[i].name, r.destination) == 0)
+                chosen = i;
+        if (chosen == nh) {
+            reply_code(req, 404, "not_found", "destination", "no such host");
+            goto out;
+        }
+        const char *why = NULL;
+        if (!place_fits(&ph[chosen], in->host, in->memory_mib, in->vcpus, &why)) {
+            char msg[160];
+            snprintf(msg, sizeof(msg), "destination %s cannot take the instance: %s",
+                     r.destination, why);
+            reply_code(req, 409, "conflict", "destination", msg);
+            goto out;
+        }
+    } else if (place_choose(ph, nh, in->host, in->memory_mib, in->vcpus, &chosen, &e) != 0) {
+        goto err;
+    }
+    int64_t now = coord_now_ms();
+    if (new_id(m.id, &e) != 0)
+        goto err;
+    snprintf(m.instance, sizeof(m.instance), "%s", in->name);
+    snprintf(m.source, sizeof(m.source), "%s", in->host);
+    snprintf(m.destination, sizeof(m.destination), "%s", ph[chosen].name);
+    snprintf(m.state, sizeof(m.state), "%s", migstate_name(MIGSTATE_REQUESTED));
+    snprintf(m.phase, sizeof(m.phase), "queued");
+    snprintf(m.user, sizeof(m.user), "%s", who->user);
+    snprintf(m.project, sizeof(m.project), "%s", in->project_id);
+    m.policy_json = r.policy ? json_dumps(r.policy, JSON_COMPACT) : NULL;
+    m.limits_json = r.limits ? json_dumps(r.limits, JSON_COMPACT) : NULL;
+    json_t *d0 = json_pack("{s:s, s:I, s:I}", "started_by_project", who->project, "memory_mib",
+                           (json_int_t)in->memory_mib, "vcpus", (json_int_t)in->vcpus);
+    m.detail_json = json_dumps(d0, JSON_COMPACT);
+    json_decref(d0);
+    m.eta_ms = m.eta_low_ms = m.eta_high_ms = m.downtime_ms = -1;
+    m.created_ms = m.updated_ms = now;
+    if (store_tx_begin(c->st, &e) != 0)
+        goto err;
+    if (store_migration_insert(c->st, &m, &e) != 0 ||
+        emit(c, "migration.requested", m.id, m.instance, m.project, m.source, m.destination,
+             json_pack("{s:s, s:b}", "user", who->user, "placed", !r.destination[0]), now,
+             &e) != 0 ||
+        store_tx_commit(c->st, &e) != 0) {
+        store_tx_rollback(c->st);
+        goto err;
+    }
+    log_info("migrate", "msg=\"migration requested\" id=%s instance=%s source=%s destination=%s "
+                        "user=%s", m.id, m.instance, m.source, m.destination, who->user);
+    (void)orch_from(c, &m);
+    httpd_reply_json(req, 202, rec_json(&m, decide(c, who, "migration:show_hosts", m.project,
+                                                   m.instance, m.id, m.source, false)));
+    goto out;
+err:
+    httpd_reply_err(req, &e);
+out:
+    store_migration_clear(&m);
+    migreq_free(&r);
+    free(inst);
+    free(hosts);
+    free(ph);
+    store_migrations_free(act, na);
+}
+
+static void list(struct coord *c, struct evhttp_request *req, const struct store_token *who)
+{
+    struct ferr e = {0};
+    char qs[4][STORE_NAME_MAX + 2];
+    static const char *const keys[] = {"state", "instance", "host", "project"};
+    const char *vals[4] = {NULL, NULL, NULL, NULL};
+    for (int i = 0; i < 4; i++) {
+        if (httpd_query(req, keys[i], qs[i], sizeof(qs[i])) != 0)
+            continue;
+        if (strlen(qs[i]) > STORE_IDENT_MAX || !qs[i][0])
+            return reply_code(req, 400, "invalid", keys[i], "filter value too long or empty");
+        vals[i] = qs[i];
+    }
+    struct store_migration_filter f = {vals[0], vals[1], vals[2], vals[3], 0};
+    struct store_migration *m = NULL;
+    size_t n = 0;
+    if (store_migration_list(c->st, &f, STORE_LIST_MAX, &m, &n, &e) != 0)
+        return httpd_reply_err(req, &e);
+    json_t *a = json_array();
+    size_t shown = 0;
+    for (size_t i = 0; i < n && shown < LIST_PAGE_MAX; i++) {
+        if (!decide(c, who, "migration:list", m[i].project, m[i].instance, m[i].id, m[i].source,
+                    false))
+            continue;
+        bool hosts_ok = decide(c, who, "migration:show_hosts", m[i].project, m[i].instance,
+                               m[i].id, m[i].source, false);
+        if (vals[2] && !hosts_ok)
+            continue; /* filtering by a host one may not see would leak it */
+        json_array_append_new(a, rec_json(&m[i], hosts_ok));
+        shown++;
+    }
+    store_migrations_free(m, n);
+    (void)decide(c, who, "migration:list", who->project, NULL, NULL, NULL, true);
+    httpd_reply_json(req, 200, json_pack("{s:o}", "migrations", a));
+}
+
+/* Loads migration id visible to who (else replies 404 and returns false). */
+static bool load_visible(struct coord *c, struct evhttp_request *req,
+                         const struct store_token *who, const char *id, struct store_migration *m)
+{
+    struct ferr e = {0};
+    if (strlen(id) > STORE_IDENT_MAX || store_migration_get(c->st, id, m, &e) != 0) {
+        memset(m, 0, sizeof(*m));
+        reply_not_found(req, "id");
+        return false;
+    }
+    if (!decide(c, who, "migration:show", m->project, m->instance, m->id, m->source, true)) {
+        store_migration_clear(m);
+        reply_not_found(req, "id");
+        return false;
+    }
+    return true;
+}
+
+static void show(struct coord *c, struct evhttp_request *req, const struct store_token *who,
+                 const char *id)
+{
+    struct store_migration m;
+    if (!load_visible(c, req, who, id, &m))
+        return;
+    bool hosts_ok =
+        decide(c, who, "migration:show_hosts", m.project, m.instance, m.id, m.source, false);
+    httpd_reply_json(req, 200, rec_json(&m, hosts_ok));
+    store_migration_clear(&m);
+}
+
+static void reply_record(struct coord *c, struct evhttp_request *req,
+                         const struct store_token *who, const char *id, int status)
+{
+    struct store_migration m;
+    struct ferr e = {0};
+    if (store_migration_get(c->st, id, &m, &e) != 0)
+        return httpd_reply_err(req, &e);
+    bool hosts_ok =
+        decide(c, who, "migration:show_hosts", m.project, m.instance, m.id, m.source, false);
+    httpd_reply_json(req, status, rec_json(&m, hosts_ok));
+    store_migration_clear(&m);
+}
+
+static bool empty_body(struct evhttp_request *req)
+{
+    struct ferr e = {0};
+    json_t *body = NULL;
+    static const char *const keys[] = {NULL};
+    if (httpd_body_json(req, 1, &body, &e) != 0 || jsonin_only_keys(body, keys, &e) != 0) {
+        json_decref(body);
+        httpd_reply_err(req, &e);
+        return false;
+    }
+    json_decref(body);
+    return true;
+}
+
+static void cancel(struct coord *c, struct evhttp_request *req, const struct store_token *who,
+                   const char *id)
+{
+    struct store_migration m;
+    if (!empty_body(req) || !load_visible(c, req, who, id, &m))
+        return;
+    bool ok = decide(c, who, "migration:cancel", m.project, m.instance, m.id, m.source, true);
+    store_migration_clear(&m);
+    if (!ok)
+        return reply_code(req, 403, "forbidden", "", "the policy does not allow this action");
+    struct orch *o = orch_find(c, id);
+    if (!o || o->step == OS_DONE) {
+        char msg[128];
+        snprintf(msg, sizeof(msg), "the migration has ended (%s); nothing to cancel",
+                 o ? migstate_name(o->st) : m.state);
+        return reply_code(req, 409, "conflict", "state", msg);
+    }
+    if (o->unknown)
+        return reply_code(req, 409, "conflict", "state",
+                          "the source agent is unreachable (state unknown); cancel when it is "
+                          "back");
+    enum migstate before = o->st;
+    if (advance(o, MIGEV_CANCEL) != 0) {
+        char msg[200];
+        snprintf(msg, sizeof(msg),
+                 "a migration in state %s cannot be cancelled%s", migstate_name(before),
+                 before == MIGSTATE_POSTCOPY || before == MIGSTATE_COMPLETING
+                     ? ": the guest already runs on the destination"
+                     : "");
+        return reply_code(req, 409, "conflict", "state", msg);
+    }
+    int rc;
+    if (o->st == MIGSTATE_CANCELLED) { /* still queued: nothing to undo */
+        set_phase(o, "done");
+        rc = persist(o, NULL, NULL, "migration.cancelled",
+                     json_pack("{s:s}", "by", who->user));
+        finish(o);
+    } else {
+        set_phase(o, o->agent_mig[0] ? "cancel_requested" : o->phase);
+        rc = persist(o, NULL, NULL, NULL, NULL);
+        if (o->agent_mig[0] && !o->inflight && o->step == OS_POLL) {
+            o->step = OS_CANCEL_SOURCE;
+            o->next_ms = 0;
+        } else if (!o->agent_mig[0] && !o->inflight) {
+            (void)cancelled_while_preparing(o);
+        }
+    }
+    if (rc != 0) {
+        o->st = before; /* not durable: as if it never happened */
+        return reply_code(req, 500, "internal", "", "cannot record the cancel");
+    }
+    log_info("migrate", "msg=\"cancel requested\" id=%s by=%s@%s", id, who->user, who->project);
+    reply_record(c, req, who, id, 202);
+}
+
+static void force_complete(struct coord *c, struct evhttp_request *req,
+                           const struct store_token *who, const char *id)
+{
+    struct store_migration m;
+    if (!empty_body(req) || !load_visible(c, req, who, id, &m))
+        return;
+    bool ok =
+        decide(c, who, "migration:force_complete", m.project, m.instance, m.id, m.source, true);
+    bool ended = place_state_terminal(m.state);
+    store_migration_clear(&m);
+    if (!ok)
+        return reply_code(req, 403, "forbidden", "", "the policy does not allow this action");
+    if (ended)
+        return reply_code(req, 409, "conflict", "state", "the migration has ended");
+    reply_code(req, 409, "unsupported", "",
+               "force-complete is not supported by the agents yet (no agent endpoint to pause "
+               "or switch to post-copy on request); nothing was changed");
+}
+
+static void patch_limits(struct coord *c, struct evhttp_request *req,
+                         const struct store_token *who, const char *id)
+{
+    struct ferr e = {0};
+    json_t *body = NULL, *lim = NULL;
+    if (httpd_body_json(req, 0, &body, &e) != 0 || migreq_limits_patch(body, &lim, &e) != 0) {
+        json_decref(body);
+        return httpd_reply_err(req, &e);
+    }
+    json_decref(body);
+    struct store_migration m;
+    if (!load_visible(c, req, who, id, &m)) {
+        json_decref(lim);
+        return;
+    }
+    bool ok =
+        decide(c, who, "migration:update_limits", m.project, m.instance, m.id, m.source, true);
+    if (!ok || place_state_terminal(m.state)) {
+        store_migration_clear(&m);
+        json_decref(lim);
+        return ok ? reply_code(req, 409, "conflict", "state", "the migration has ended")
+                  : reply_code(req, 403, "forbidden", "", "the policy does not allow this action");
+    }
+    json_t *detail = json_load_or_null(m.detail_json);
+    if (!json_is_object(detail)) {
+        json_decref(detail);
+        detail = json_object();
+    }
+    json_object_set_new(lim, "requested_at", time_json(coord_now_ms()));
+    json_object_set_new(lim, "requested_by", json_string(who->user));
+    json_object_set_new(lim, "applied", json_false());
+    json_object_set_new(detail, "requested_limits", lim);
+    free(m.detail_json);
+    m.detail_json = json_dumps(detail, JSON_COMPACT);
+    json_decref(detail);
+    m.updated_ms = coord_now_ms();
+    int rc = store_migration_update(c->st, &m, &e);
+    store_migration_clear(&m);
+    if (rc != 0)
+        return httpd_reply_err(req, &e);
+    reply_code(req, 409, "unsupported", "",
+               "the agent cannot change the limits of a running migration yet; the request is "
+               "recorded in requested_limits (applied: false) and not applied");
+}
+
+void coordmig_handle(struct coord *c, struct evhttp_request *req, const struct store_token *who,
+                     char seg[HTTPD_MAX_SEGS][HTTPD_SEG_MAX], int n)
+{
+    enum evhttp_cmd_type method = evhttp_request_get_command(req);
+    bool get = method == EVHTTP_REQ_GET, post = method == EVHTTP_REQ_POST;
+    if (n == 2 && post)
+        return create(c, req, who);
+    if (n == 2 && get)
+        return list(c, req, who);
+    if (n == 3 && get)
+        return show(c, req, who, seg[2]);
+    if (n == 4 && post && strcmp(seg[3], "cancel") == 0)
+        return cancel(c, req, who, seg[2]);
+    if (n == 4 && post && strcmp(seg[3], "force-complete") == 0)
+        return force_complete(c, req, who, seg[2]);
+    if (n == 4 && method == EVHTTP_REQ_PATCH && strcmp(seg[3], "limits") == 0)
+        return patch_limits(c, req, who, seg[2]);
+    reply_code(req, 404, "not_found", "path", "no such endpoint");
+}
