@@ -107,8 +107,8 @@ static void value_str(double v, char out[40])
         snprintf(out, 40, "NaN");
     else if (isinf(v))
         snprintf(out, 40, "%s", v > 0 ? "+Inf" : "-Inf");
-    else
-        snprintf(out, 40, "%.17g", v);
+    else if (snprintf(out, 40, "%.15g", v) > 0 && strtod(out, NULL) != v)
+        snprintf(out, 40, "%.17g", v); /* shortest that reads back exactly */
 }
 
 static void labels(struct evbuffer *b, const struct metrics_label *l, size_t n, const char *le)

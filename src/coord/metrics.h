@@ -53,7 +53,8 @@ void metrics_escape(struct evbuffer *b, const char *in);
 void metrics_family(struct evbuffer *b, const char *name, const char *type, const char *help);
 
 /* Appends one sample line `name{l1="v1",...} value` (no braces when n is
- * 0); value as %.17g, or +Inf/-Inf/NaN. */
+ * 0); value as the shortest of %.15g/%.17g that reads back exactly, or
+ * +Inf/-Inf/NaN. */
 void metrics_sample(struct evbuffer *b, const char *name, const struct metrics_label *l, size_t n,
                     double value);
 
