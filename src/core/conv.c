@@ -415,8 +415,10 @@ static bool step_applicable(const struct conv *c, enum conv_step st,
     const struct conv_adaptive *ad = &c->pol.adaptive;
     switch (st) {
     case CONV_STEP_BANDWIDTH:
-        return ad->bw_cap_bps > 0 &&
-               (s->setting_max_bw_bps == 0 || s->setting_max_bw_bps < ad->bw_cap_bps);
+        /* max-bandwidth 0 is "no limit" in QEMU 7.2 (qemu_file_rate_limit
+         * skips a zero rate_limit_max): setting the cap would lower it */
+        return ad->bw_cap_bps > 0 && s->setting_max_bw_bps > 0 &&
+               s->setting_max_bw_bps < ad->bw_cap_bps;
     case CONV_STEP_POSTCOPY:
         return ad->postcopy_available;
     default:
@@ -448,6 +450,15 @@ static void tick_adaptive(struct conv *c, const struct mig_sample *s,
     /* the highest limit we set: leave room for the device state */
     uint64_t top = ad->downtime_max_ms > ad->headroom_ms
                        ? ad->downtime_max_ms - ad->headroom_ms : 0;
+    /* QEMU switches over when remaining <= (bandwidth of its last window) x
+     * limit, then sends the rest at the link rate of that moment: when that
+     * is lower, the stop is longer. Keep twice the measured jitter. */
+    if (est && est->bw_jitter > 0) {
+        double j = 6.0 * est->bw_jitter;
+        if (j < 0.15)
+            j = 0.15;
+        top = (uint64_t)((double)top * (1.0 - (j > 0.5 ? 0.5 : j)));
+    }
     if (top < ad->downtime_start_ms)
         top = ad->downtime_start_ms;
 

@@ -511,6 +511,12 @@ int est_update(struct est *e, const struct mig_sample *s)
         r = e->disk_bps;
     }
     o->bw_bps = r;
+    if (r > 0 && s->bw_bps > 0 && s->phase == MIG_PHASE_ACTIVE && e->have_bw) {
+        double dev = fabs((double)s->bw_bps - r) / r;
+        e->jit = e->n_jit ? 0.1 * dev + 0.9 * e->jit : dev;
+        e->n_jit++;
+    }
+    o->bw_jitter = e->n_jit >= 40 || e->jit > EST_JITTER_PRIOR ? e->jit : EST_JITTER_PRIOR;
     o->dirty_hinted = 0;
     o->hint_ws_bytes = 0;
     if (!e->have_dirty && s->dirty_rate_hint_pps > 0) {

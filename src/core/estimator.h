@@ -22,6 +22,7 @@
 
 #define EST_SCHED_MAX 64       /* entries in a future downtime schedule */
 #define EST_ETA_INFINITE UINT64_MAX /* eta_*_ms value: never finishes */
+#define EST_JITTER_PRIOR 0.05 /* bw_jitter assumed until measured */
 #define EST_STUCK_FRAC 0.05    /* a post-sync level counts as shrinking
                                   when 5 % below the previous one */
 
@@ -87,6 +88,11 @@ struct est_out {
     double dirty_bps;           /* smoothed dirty rate D, bytes/s */
     double ratio;               /* D / R (0 when R unknown) */
     double spread;              /* relative uncertainty used for interval */
+    double bw_jitter;           /* mean relative deviation of QEMU's
+                                   per-sample bandwidth (its last ~100 ms
+                                   window, which sets the switchover
+                                   threshold) from the smoothed R; at least
+                                   EST_JITTER_PRIOR until 40 samples */
     uint64_t level_bytes;       /* smoothed remaining right after a sync */
     uint64_t ram_remaining;     /* bytes, from the last sample */
     uint64_t ram_total;         /* bytes, from the last sample */
@@ -137,6 +143,8 @@ struct est {
     uint64_t lv[3];             /* remaining right after the last three
                                    syncs after pass 1, oldest first, bytes */
     uint64_t n_lv;              /* such syncs seen */
+    double jit;                 /* EWMA of the relative bandwidth deviation */
+    uint64_t n_jit;             /* samples behind it */
     double hint_sum;            /* pass 1: dirty-rate hint x time, bytes/s x ms */
     uint64_t hint_ms;           /* pass 1: time the hint was known, ms */
     struct est_out out;
