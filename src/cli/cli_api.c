@@ -79,8 +79,10 @@ long long cli_api_int(const json_t *o, const char *k)
     const json_t *v = json_object_get(o, k);
     if (json_is_integer(v))
         return (long long)json_integer_value(v);
-    if (json_is_real(v))
-        return (long long)json_real_value(v);
+    if (json_is_real(v)) {
+        double d = json_real_value(v); /* NaN fails both tests */
+        return d > -9.2e18 && d < 9.2e18 ? (long long)d : 0;
+    }
     return 0;
 }
 
