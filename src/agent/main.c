@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "agent/agent.h"
+#include "agent/coordlink.h"
 #include "util/httpd.h"
 #include "util/log.h"
 #include "util/xalloc.h"
@@ -62,11 +63,13 @@ int main(int argc, char **argv)
         {"listen", required_argument, NULL, 'l'},   {"state-dir", required_argument, NULL, 's'},
         {"name", required_argument, NULL, 'n'},     {"qemu", required_argument, NULL, 'q'},
         {"lab-dir", required_argument, NULL, 'k'},  {"token-file", required_argument, NULL, 't'},
-        {"help", no_argument, NULL, 'h'},           {NULL, 0, NULL, 0}};
+        {"help", no_argument, NULL, 'h'},           {"coordinator", required_argument, NULL, 'C'},
+        {"agent-token-file", required_argument, NULL, 'T'}, {NULL, 0, NULL, 0}};
+    const char *coord_url = NULL, *coord_token = NULL; /* coordlink.h */
     struct agent ag = {0};
     const char *listen = "127.0.0.1:7001", *lab = NULL, *token_file = NULL;
     int c;
-    while ((c = getopt_long(argc, argv, "l:s:n:q:k:t:h", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "l:s:n:q:k:t:hC:T:", opts, NULL)) != -1) {
         switch (c) {
         case 'l': listen = optarg; break;
         case 's': ag.state_dir = xstrdup(optarg); break;
@@ -74,6 +77,8 @@ int main(int argc, char **argv)
         case 'q': ag.qemu = xstrdup(optarg); break;
         case 'k': lab = optarg; break;
         case 't': token_file = optarg; break;
+        case 'C': coord_url = optarg; break;
+        case 'T': coord_token = optarg; break;
         default: usage(); return c == 'h' ? 0 : 2;
         }
     }
@@ -126,9 +131,16 @@ int main(int argc, char **argv)
     event_add(ag.sigterm, NULL);
     event_add(ag.sigint, NULL);
     int adopted = inst_adopt_all(&ag);
+    struct coordlink *link = NULL;
+    struct ferr le = {0};
+    if (coord_url && coordlink_start(&ag, coord_url, coord_token, &link, &le) != 0) {
+        fprintf(stderr, "ferry-agent: %s\n", le.msg);
+        return 2;
+    }
     log_info("agent", "msg=\"listening\" name=%s addr=%s port=%d adopted=%d", ag.name,
              ag.listen_addr, ag.port, adopted);
     event_base_dispatch(ag.base);
+    coordlink_free(link);
     evhttp_free(ag.http);
     return 0;
 }

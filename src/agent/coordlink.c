@@ -1,0 +1,229 @@
+/* coordlink — registration and heartbeats to ferryd (see coordlink.h). */
+#include <event2/buffer.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "agent/coordlink.h"
+#include "util/log.h"
+#include "util/xalloc.h"
+
+#define COORDLINK_MAX_REPLY (64u * 1024) /* bytes of ferryd's reply parsed */
+
+struct coordlink {
+    struct agent *ag;      /* borrowed */
+    char host[128];        /* ferryd's address */
+    int port;              /* ferryd's port */
+    char url[200];         /* for messages */
+    char *token;           /* bearer token presented to ferryd, owned */
+    struct event *timer;   /* next registration */
+    uint32_t interval_ms;  /* heartbeat interval ferryd asks for */
+    bool inflight;         /* a request is outstanding */
+    bool registered;       /* the last registration succeeded */
+    unsigned failures;     /* consecutive failures (logged on the first) */
+};
+
+static void arm(struct coordlink *l, uint32_t ms)
+{
+    struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
+    event_add(l->timer, &tv);
+}
+
+typedef void (*link_cb)(struct coordlink *l, int status, json_t *body);
+
+struct link_req {
+    struct coordlink *l;
+    link_cb cb;
+};
+
+static void on_reply(struct evhttp_request *req, void *arg)
+{
+    struct link_req *r = arg;
+    int status = req ? evhttp_request_get_response_code(req) : 0;
+    json_t *body = NULL;
+    if (status) {
+        struct evbuffer *b = evhttp_request_get_input_buffer(req);
+        size_t len = evbuffer_get_length(b);
+        if (len > 0 && len <= COORDLINK_MAX_REPLY)
+            body = json_loadb((const char *)evbuffer_pullup(b, (ev_ssize_t)len), len, 0, NULL);
+    }
+    r->l->inflight = false;
+    r->cb(r->l, status, body);
+    json_decref(body);
+    free(r);
+}
+
+static int send_req(struct coordlink *l, const char *path, const json_t *body, link_cb cb)
+{
+    struct evhttp_connection *c =
+        evhttp_connection_base_new(l->ag->base, NULL, l->host, (ev_uint16_t)l->port);
+    if (!c)
+        return -1;
+    evhttp_connection_set_timeout(c, COORDLINK_TIMEOUT_S);
+    evhttp_connection_set_retries(c, 0);
+    evhttp_connection_free_on_completion(c);
+    struct link_req *r = xcalloc(1, sizeof(*r));
+    r->l = l;
+    r->cb = cb;
+    struct evhttp_request *req = evhttp_request_new(on_reply, r);
+    struct evkeyvalq *h = evhttp_request_get_output_headers(req);
+    evhttp_add_header(h, "Host", l->host);
+    evhttp_add_header(h, "Content-Type", "application/json");
+    char *auth = xasprintf("Bearer %s", l->token);
+    evhttp_add_header(h, "Authorization", auth);
+    free(auth);
+    char *text = json_dumps(body, JSON_COMPACT);
+    if (text) {
+        evbuffer_add(evhttp_request_get_output_buffer(req), text, strlen(text));
+        free(text);
+    }
+    if (evhttp_make_request(c, req, EVHTTP_REQ_POST, path) != 0) {
+        free(r);
+        evhttp_connection_free(c);
+        return -1;
+    }
+    l->inflight = true;
+    return 0;
+}
+
+static uint64_t mem_total_mib(void)
+{
+    FILE *f = fopen("/proc/meminfo", "r");
+    char line[128];
+    unsigned long long kib = 0;
+    while (f && fgets(line, sizeof(line), f))
+        if (sscanf(line, "MemTotal: %llu kB", &kib) == 1)
+            break;
+    if (f)
+        fclose(f);
+    return kib / 1024 ? kib / 1024 : 1;
+}
+
+/* The registration body: this host and the guests that run here. A guest
+ * still waiting for an incoming migration belongs to its source until it
+ * runs, so it is left out. */
+static json_t *register_body(const struct coordlink *l)
+{
+    const struct agent *ag = l->ag;
+    json_t *inst = json_array();
+    for (const struct instance *in = ag->instances; in; in = in->next) {
+        if (in->state == INST_INCOMING || in->state == INST_EXITED || in->destroying ||
+            (in->incoming && in->state == INST_STARTING))
+            continue;
+        json_array_append_new(
+            inst, json_pack("{s:s, s:s, s:I, s:I}", "name", in->spec.name, "project_id",
+                            in->spec.project ? in->spec.project : "", "memory_mib",
+                            (json_int_t)in->spec.memory_mib, "vcpus",
+                            (json_int_t)(in->spec.vcpus ? in->spec.vcpus : 1)));
+    }
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    char *url = xasprintf("http://%s:%d", ag->listen_addr, ag->port);
+    json_t *b = json_pack("{s:s, s:s, s:I, s:I, s:o}", "name", ag->name, "agent_url", url,
+                          "ram_mib", (json_int_t)mem_total_mib(), "vcpus",
+                          (json_int_t)(ncpu > 0 ? ncpu : 1), "instances", inst);
+    free(url);
+    return b;
+}
+
+static void failed(struct coordlink *l, const char *what, int status)
+{
+    if (l->failures++ == 0)
+        log_warn("coordlink", "msg=\"%s failed\" coordinator=%s status=%d", what, l->url, status);
+    l->registered = false;
+    arm(l, COORDLINK_RETRY_MS < l->interval_ms ? COORDLINK_RETRY_MS : l->interval_ms);
+}
+
+static void on_heartbeat(struct coordlink *l, int status, json_t *body)
+{
+    if (status != 200) {
+        failed(l, "heartbeat", status);
+        return;
+    }
+    json_int_t iv = json_integer_value(json_object_get(body, "heartbeat_interval_ms"));
+    if (iv >= 50 && iv <= 3600000)
+        l->interval_ms = (uint32_t)iv;
+    l->failures = 0;
+    arm(l, l->interval_ms);
+}
+
+static void on_registered(struct coordlink *l, int status, json_t *body)
+{
+    (void)body;
+    if (status != 200 && status != 201) {
+        failed(l, "registration", status);
+        return;
+    }
+    if (!l->registered || l->failures)
+        log_info("coordlink", "msg=\"registered with the coordinator\" coordinator=%s name=%s",
+                 l->url, l->ag->name);
+    l->registered = true;
+    char path[128];
+    snprintf(path, sizeof(path), "/v1/hosts/%s/heartbeat", l->ag->name);
+    json_t *b = json_object();
+    if (send_req(l, path, b, on_heartbeat) != 0)
+        failed(l, "heartbeat", 0);
+    json_decref(b);
+}
+
+static void on_timer(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct coordlink *l = arg;
+    if (l->inflight) {
+        arm(l, COORDLINK_RETRY_MS);
+        return;
+    }
+    json_t *b = register_body(l);
+    if (send_req(l, "/v1/hosts/register", b, on_registered) != 0)
+        failed(l, "registration", 0);
+    json_decref(b);
+}
+
+int coordlink_start(struct agent *ag, const char *url, const char *token_file,
+                    struct coordlink **out, struct ferr *e)
+{
+    *out = NULL;
+    const char *p = url && strncmp(url, "http://", 7) == 0 ? url + 7 : NULL;
+    const char *colon = p ? strrchr(p, ':') : NULL;
+    char *end = NULL;
+    long port = colon ? strtol(colon + 1, &end, 10) : 0;
+    if (!colon || colon == p || (size_t)(colon - p) >= 128 || port <= 0 || port > 65535 ||
+        (*end && strcmp(end, "/") != 0))
+        return ferr_set(e, FERR_INVAL, "coordinator", "--coordinator must be http://HOST:PORT");
+    if (!token_file)
+        return ferr_set(e, FERR_INVAL, "agent-token-file",
+                        "--coordinator needs --agent-token-file");
+    FILE *f = fopen(token_file, "r");
+    char tok[300] = {0};
+    char *r = f ? fgets(tok, sizeof(tok), f) : NULL;
+    if (f)
+        fclose(f);
+    tok[strcspn(tok, "\r\n")] = '\0';
+    if (!r || !tok[0] || strlen(tok) > 256)
+        return ferr_set(e, FERR_INVAL, "agent-token-file", "cannot read a token from %s",
+                        token_file);
+    struct coordlink *l = xcalloc(1, sizeof(*l));
+    l->ag = ag;
+    memcpy(l->host, p, (size_t)(colon - p));
+    l->port = (int)port;
+    snprintf(l->url, sizeof(l->url), "%s", url);
+    l->token = xstrdup(tok);
+    l->interval_ms = COORDLINK_DEFAULT_INTERVAL_MS;
+    l->timer = evtimer_new(ag->base, on_timer, l);
+    arm(l, 0);
+    *out = l;
+    return 0;
+}
+
+void coordlink_free(struct coordlink *l)
+{
+    if (!l)
+        return;
+    event_free(l->timer);
+    free(l->token);
+    free(l);
+}

@@ -1,0 +1,27 @@
+/* coordlink — the agent's link to ferryd: registers this host (address,
+ * capacity, its guests with their projects) at start and again every
+ * heartbeat interval, and heartbeats. Non-blocking, on the agent's loop;
+ * a ferryd that is down or slow never delays the agent. */
+#ifndef FERRY_AGENT_COORDLINK_H
+#define FERRY_AGENT_COORDLINK_H
+#include "agent/agent.h"
+
+#define COORDLINK_DEFAULT_INTERVAL_MS 10000 /* until ferryd says otherwise, ms */
+#define COORDLINK_RETRY_MS 1000             /* after a failed attempt, ms */
+#define COORDLINK_TIMEOUT_S 5               /* one request to ferryd, s */
+
+struct coordlink;
+
+/* Starts registering ag with the ferryd at url ("http://HOST:PORT") using
+ * the bearer token read from token_file (first line; a token with role
+ * agent). The first registration is sent from the loop at once. Fails with
+ * FERR_INVAL for a bad URL or an unreadable/empty token file. On 0, *out
+ * lives until coordlink_free. */
+int coordlink_start(struct agent *ag, const char *url, const char *token_file,
+                    struct coordlink **out, struct ferr *e) __attribute__((warn_unused_result));
+
+/* Stops the timer and frees l (NULL is fine). A request in flight is
+ * abandoned with the event base. */
+void coordlink_free(struct coordlink *l);
+
+#endif
