@@ -61,14 +61,15 @@ static void progress_line(json_t *m, bool tty)
     fprintf(stdout,
             "%s[%s] %5.1f%%  sent %7.1f MiB  remaining %7.1f MiB  dirty %6llu pages/s  "
             "bw %6.1f MiB/s  pass %llu  %s  %.1fs%s",
-            tty ? "\r" : "", b, pct, sent / 1048576.0, rem / 1048576.0,
-            jnum(s, "dirty_pages_rate"), (double)jnum(s, "bw_bps") / 1048576.0,
-            jnum(s, "dirty_sync_count"), json_string_value(json_object_get(m, "state")),
-            (double)jnum(m, "elapsed_ms") / 1000.0, "");
+            tty ? "\r" : "", b, pct, sent / 1048576.0, rem / 1048576.0, jnum(s, "dirty_pages_rate"),
+            (double)jnum(s, "bw_bps") / 1048576.0, jnum(s, "dirty_sync_count"),
+            json_string_value(json_object_get(m, "state")), (double)jnum(m, "elapsed_ms") / 1000.0,
+            "");
     json_t *est = json_object_get(m, "estimate"), *eta = json_object_get(est, "eta_ms");
     if (est)
         fprintf(stdout, "  eta %s%.0fs %s", json_is_integer(eta) ? "" : "? ",
-                (double)jnum(est, "eta_ms") / 1000.0, json_string_value(json_object_get(est, "verdict")));
+                (double)jnum(est, "eta_ms") / 1000.0,
+                json_string_value(json_object_get(est, "verdict")));
     fprintf(stdout, "%s", tty ? "   " : "\n");
     fflush(stdout);
 }
@@ -91,12 +92,16 @@ static bool policy_permits_postcopy(const json_t *pol)
 int cli_agent_migrate(int argc, char **argv)
 {
     const char *token = getenv("FERRY_TOKEN");
-    static const struct option opts[] = {
-        {"from", required_argument, NULL, 'f'},   {"to", required_argument, NULL, 't'},
-        {"bandwidth", required_argument, NULL, 'b'}, {"downtime", required_argument, NULL, 'd'},
-        {"auto-converge", no_argument, NULL, 'a'}, {"timeout", required_argument, NULL, 'T'},
-        {"json", no_argument, NULL, 'j'},         {"quiet", no_argument, NULL, 'q'},
-        {"policy", required_argument, NULL, 'p'}, {NULL, 0, NULL, 0}};
+    static const struct option opts[] = {{"from", required_argument, NULL, 'f'},
+                                         {"to", required_argument, NULL, 't'},
+                                         {"bandwidth", required_argument, NULL, 'b'},
+                                         {"downtime", required_argument, NULL, 'd'},
+                                         {"auto-converge", no_argument, NULL, 'a'},
+                                         {"timeout", required_argument, NULL, 'T'},
+                                         {"json", no_argument, NULL, 'j'},
+                                         {"quiet", no_argument, NULL, 'q'},
+                                         {"policy", required_argument, NULL, 'p'},
+                                         {NULL, 0, NULL, 0}};
     const char *from = NULL, *to = NULL;
     json_t *limits = json_object(), *policy = NULL;
     bool as_json = false, quiet = false;
@@ -109,20 +114,38 @@ int cli_agent_migrate(int argc, char **argv)
             v = strtoll(optarg, &end, 10);
             if (!end || *end || v < 0) {
                 fprintf(stderr, "ferry: --%s wants a non-negative integer\n",
-                        c == 'b' ? "bandwidth" : c == 'd' ? "downtime" : "timeout");
+                        c == 'b'   ? "bandwidth"
+                        : c == 'd' ? "downtime"
+                                   : "timeout");
                 json_decref(limits);
                 return 2;
             }
         }
         switch (c) {
-        case 'f': from = optarg; break;
-        case 't': to = optarg; break;
-        case 'b': json_object_set_new(limits, "max_bandwidth_bps", json_integer(v)); break;
-        case 'd': json_object_set_new(limits, "downtime_ms", json_integer(v)); break;
-        case 'T': json_object_set_new(limits, "completion_timeout_s", json_integer(v)); break;
-        case 'a': json_object_set_new(limits, "auto_converge", json_true()); break;
-        case 'j': as_json = true; break;
-        case 'q': quiet = true; break;
+        case 'f':
+            from = optarg;
+            break;
+        case 't':
+            to = optarg;
+            break;
+        case 'b':
+            json_object_set_new(limits, "max_bandwidth_bps", json_integer(v));
+            break;
+        case 'd':
+            json_object_set_new(limits, "downtime_ms", json_integer(v));
+            break;
+        case 'T':
+            json_object_set_new(limits, "completion_timeout_s", json_integer(v));
+            break;
+        case 'a':
+            json_object_set_new(limits, "auto_converge", json_true());
+            break;
+        case 'j':
+            as_json = true;
+            break;
+        case 'q':
+            quiet = true;
+            break;
         case 'p':
             json_decref(policy);
             policy = json_loads(optarg, 0, NULL);
@@ -133,7 +156,11 @@ int cli_agent_migrate(int argc, char **argv)
                 return 2;
             }
             break;
-        default: usage(); json_decref(limits); json_decref(policy); return 2;
+        default:
+            usage();
+            json_decref(limits);
+            json_decref(policy);
+            return 2;
         }
     }
     if (!from || !to || optind != argc - 1) {
@@ -250,11 +277,21 @@ int cli_agent_console(int argc, char **argv)
     optind = 1;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (c) {
-        case 'a': agent = optarg; break;
-        case 's': send = optarg; break;
-        case 'w': wait = optarg; break;
-        case 'W': wait_ms = strtol(optarg, NULL, 10); break;
-        default: usage(); return 2;
+        case 'a':
+            agent = optarg;
+            break;
+        case 's':
+            send = optarg;
+            break;
+        case 'w':
+            wait = optarg;
+            break;
+        case 'W':
+            wait_ms = strtol(optarg, NULL, 10);
+            break;
+        default:
+            usage();
+            return 2;
         }
     }
     if (!agent || optind != argc - 1 || wait_ms <= 0) {
@@ -341,7 +378,8 @@ int cli_agent_instances(int argc, char **argv)
         size_t i;
         json_t *in;
         printf("%-20s %-10s %-8s %s\n", "NAME", "STATE", "PID", "MEMORY");
-        json_array_foreach(json_object_get(r, "instances"), i, in) {
+        json_array_foreach(json_object_get(r, "instances"), i, in)
+        {
             printf("%-20s %-10s %-8llu %llu MiB\n", json_string_value(json_object_get(in, "name")),
                    json_string_value(json_object_get(in, "state")), jnum(in, "pid"),
                    jnum(json_object_get(in, "spec"), "memory_mib"));
@@ -350,4 +388,3 @@ int cli_agent_instances(int argc, char **argv)
     json_decref(r);
     return 0;
 }
-

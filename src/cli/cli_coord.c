@@ -15,7 +15,7 @@
 #include "cli/progress.h"
 #include "util/xalloc.h"
 
-#define POLICY_FILE_MAX 65536     /* bytes: --policy FILE (ferryd's cap) */
+#define POLICY_FILE_MAX 65536      /* bytes: --policy FILE (ferryd's cap) */
 #define WATCH_TRANSPORT_RETRIES 10 /* consecutive failed polls before watch gives up */
 #define LINE_MAX_BYTES 512         /* bytes: one rendered progress line */
 
@@ -27,18 +27,27 @@ struct common {
     struct creds creds;     /* resolved by connect() */
 };
 
-#define COMMON_OPTS                                                                              \
-    {"url", required_argument, NULL, 'U'}, {"token-file", required_argument, NULL, 'K'},         \
-        {"json", no_argument, NULL, 'j'}
+#define COMMON_OPTS                                                                                \
+    {"url", required_argument, NULL, 'U'}, {"token-file", required_argument, NULL, 'K'},           \
+    {                                                                                              \
+        "json", no_argument, NULL, 'j'                                                             \
+    }
 
 /* Handles a common option; returns false when c is not one. */
 static bool common_opt(struct common *co, int c)
 {
     switch (c) {
-    case 'U': co->url = optarg; return true;
-    case 'K': co->token_file = optarg; return true;
-    case 'j': co->json = true; return true;
-    default: return false;
+    case 'U':
+        co->url = optarg;
+        return true;
+    case 'K':
+        co->token_file = optarg;
+        return true;
+    case 'j':
+        co->json = true;
+        return true;
+    default:
+        return false;
     }
 }
 
@@ -213,17 +222,16 @@ static int watch(struct common *co, const char *id, long long interval_ms)
 
 int cli_coord_migrate(int argc, char **argv)
 {
-    static const struct option opts[] = {
-        COMMON_OPTS,
-        {"to", required_argument, NULL, 't'},
-        {"policy", required_argument, NULL, 'p'},
-        {"bandwidth", required_argument, NULL, 'b'},
-        {"downtime", required_argument, NULL, 'd'},
-        {"auto-converge", no_argument, NULL, 'a'},
-        {"timeout", required_argument, NULL, 'T'},
-        {"watch", no_argument, NULL, 'w'},
-        {"interval", required_argument, NULL, 'i'},
-        {NULL, 0, NULL, 0}};
+    static const struct option opts[] = {COMMON_OPTS,
+                                         {"to", required_argument, NULL, 't'},
+                                         {"policy", required_argument, NULL, 'p'},
+                                         {"bandwidth", required_argument, NULL, 'b'},
+                                         {"downtime", required_argument, NULL, 'd'},
+                                         {"auto-converge", no_argument, NULL, 'a'},
+                                         {"timeout", required_argument, NULL, 'T'},
+                                         {"watch", no_argument, NULL, 'w'},
+                                         {"interval", required_argument, NULL, 'i'},
+                                         {NULL, 0, NULL, 0}};
     struct common co = {0};
     const char *to = NULL;
     json_t *limits = json_object(), *policy = NULL;
@@ -235,7 +243,9 @@ int cli_coord_migrate(int argc, char **argv)
         if (common_opt(&co, c))
             continue;
         switch (c) {
-        case 't': to = optarg; break;
+        case 't':
+            to = optarg;
+            break;
         case 'p':
             json_decref(policy);
             if (!(policy = load_policy(optarg)))
@@ -256,15 +266,21 @@ int cli_coord_migrate(int argc, char **argv)
                 goto out;
             json_object_set_new(limits, "completion_timeout_s", json_integer(v));
             break;
-        case 'a': json_object_set_new(limits, "auto_converge", json_true()); break;
-        case 'w': watch_it = true; break;
+        case 'a':
+            json_object_set_new(limits, "auto_converge", json_true());
+            break;
+        case 'w':
+            watch_it = true;
+            break;
         case 'i':
             if (parse_nonneg("interval", optarg, &interval) != 0 || interval < 100) {
                 fprintf(stderr, "ferry: --interval wants at least 100 ms\n");
                 goto out;
             }
             break;
-        default: usage(); goto out;
+        default:
+            usage();
+            goto out;
         }
     }
     if (optind != argc - 1) {
@@ -272,8 +288,9 @@ int cli_coord_migrate(int argc, char **argv)
         goto out;
     }
     if (to && (strncmp(to, "http://", 7) == 0 || strncmp(to, "https://", 8) == 0)) {
-        fprintf(stderr, "ferry: --to %s is an agent URL: agent-direct migration needs --from URL "
-                        "too; through ferryd, --to names a host\n",
+        fprintf(stderr,
+                "ferry: --to %s is an agent URL: agent-direct migration needs --from URL "
+                "too; through ferryd, --to names a host\n",
                 to);
         goto out;
     }
@@ -356,11 +373,21 @@ static int migration_list(struct common *co, int argc, char **argv)
         if (common_opt(co, c))
             continue;
         switch (c) {
-        case 's': cli_api_add_query(&path, "state", optarg); break;
-        case 'n': cli_api_add_query(&path, "instance", optarg); break;
-        case 'H': cli_api_add_query(&path, "host", optarg); break;
-        case 'P': cli_api_add_query(&path, "project", optarg); break;
-        default: usage(); goto out;
+        case 's':
+            cli_api_add_query(&path, "state", optarg);
+            break;
+        case 'n':
+            cli_api_add_query(&path, "instance", optarg);
+            break;
+        case 'H':
+            cli_api_add_query(&path, "host", optarg);
+            break;
+        case 'P':
+            cli_api_add_query(&path, "project", optarg);
+            break;
+        default:
+            usage();
+            goto out;
         }
     }
     if (optind != argc) {
@@ -383,10 +410,11 @@ static int migration_list(struct common *co, int argc, char **argv)
             char pct[16], eta[16];
             fmt_pct(m, pct, sizeof(pct));
             fmt_eta(m, eta, sizeof(eta));
-            const char *src = cli_api_str(m, "source", NULL), *dst = cli_api_str(m, "destination", NULL);
+            const char *src = cli_api_str(m, "source", NULL),
+                       *dst = cli_api_str(m, "destination", NULL);
             printf("%-36s %-20s %-11s %-20s %5s %7s  %s%s%s\n", s_or_dash(m, "id"),
-                   s_or_dash(m, "instance"), s_or_dash(m, "state"), s_or_dash(m, "phase"), pct,
-                   eta, src ? src : "", src || dst ? " -> " : "-", dst ? dst : "");
+                   s_or_dash(m, "instance"), s_or_dash(m, "state"), s_or_dash(m, "phase"), pct, eta,
+                   src ? src : "", src || dst ? " -> " : "-", dst ? dst : "");
         }
     }
     json_decref(r);

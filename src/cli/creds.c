@@ -54,14 +54,14 @@ int creds_parse_config(const char *text, char **url, char **token, struct ferr *
             slot = &t;
             cap = CREDS_TOKEN_MAX;
         } else {
-            rc = ferr_set(e, FERR_INVAL, "config", "line %d: unknown key '%.*s' (url, token)", lineno,
-                     (int)(klen > 40 ? 40 : klen), ks);
+            rc = ferr_set(e, FERR_INVAL, "config", "line %d: unknown key '%.*s' (url, token)",
+                          lineno, (int)(klen > 40 ? 40 : klen), ks);
             goto fail;
         }
         if (vlen == 0 || vlen > cap) {
             rc = ferr_set(e, vlen ? FERR_TOOBIG : FERR_INVAL, "config",
-                     "line %d: %s wants 1 to %zu bytes", lineno, slot == &u ? "url" : "token",
-                     cap);
+                          "line %d: %s wants 1 to %zu bytes", lineno, slot == &u ? "url" : "token",
+                          cap);
             goto fail;
         }
         free(*slot);
@@ -79,8 +79,7 @@ fail:
 /* Reads the whole file at path (≤ CREDS_FILE_MAX bytes) into *text (caller
  * frees) and its mode into *mode. A missing file gives -ENOENT without
  * filling e when missing_ok. */
-static int read_file(const char *path, int missing_ok, char **text, mode_t *mode,
-                     struct ferr *e)
+static int read_file(const char *path, int missing_ok, char **text, mode_t *mode, struct ferr *e)
 {
     *text = NULL;
     int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -138,8 +137,8 @@ int creds_resolve(const struct creds_in *in, struct creds *out, struct ferr *e)
     out->token = NULL;
     /* the config file matters only for what flags and environment leave open */
     int need_url = !(in->flag_url && in->flag_url[0]) && !(in->env_url && in->env_url[0]);
-    int need_tok = !(in->flag_token_file && in->flag_token_file[0]) &&
-                   !(in->env_token && in->env_token[0]);
+    int need_tok =
+        !(in->flag_token_file && in->flag_token_file[0]) && !(in->env_token && in->env_token[0]);
     if ((need_url || need_tok) && in->config_path) {
         char *text = NULL;
         mode_t mode = 0;
@@ -162,7 +161,7 @@ int creds_resolve(const struct creds_in *in, struct creds *out, struct ferr *e)
             return rc;
         }
     }
-    const char *url = in->flag_url && in->flag_url[0]  ? in->flag_url
+    const char *url = in->flag_url && in->flag_url[0] ? in->flag_url
                       : in->env_url && in->env_url[0] ? in->env_url
                       : furl                          ? furl
                                                       : CREDS_DEFAULT_URL;
@@ -192,7 +191,8 @@ int creds_resolve(const struct creds_in *in, struct creds *out, struct ferr *e)
             free(text);
             free(furl);
             free(ftok);
-            return ferr_set(e, FERR_INVAL, "token", "%s: the first line must hold a token of 1 to %d bytes",
+            return ferr_set(e, FERR_INVAL, "token",
+                            "%s: the first line must hold a token of 1 to %d bytes",
                             in->flag_token_file, CREDS_TOKEN_MAX);
         }
         tok = xstrndup(s, (size_t)(end - s));
@@ -201,7 +201,8 @@ int creds_resolve(const struct creds_in *in, struct creds *out, struct ferr *e)
         if (strlen(in->env_token) > CREDS_TOKEN_MAX) {
             free(furl);
             free(ftok);
-            return ferr_set(e, FERR_TOOBIG, "token", "FERRY_TOKEN is over %d bytes", CREDS_TOKEN_MAX);
+            return ferr_set(e, FERR_TOOBIG, "token", "FERRY_TOKEN is over %d bytes",
+                            CREDS_TOKEN_MAX);
         }
         tok = xstrdup(in->env_token);
     } else if (ftok) {

@@ -136,9 +136,9 @@ static int read_line(const char *path, char *buf, size_t n)
 
 /* What one CLI run produced. */
 struct run {
-    int code;   /* exit code; -1 when killed */
-    char *out;  /* stdout, owned */
-    char *err;  /* stderr, owned */
+    int code;  /* exit code; -1 when killed */
+    char *out; /* stdout, owned */
+    char *err; /* stderr, owned */
 };
 
 static char *slurp(const char *path)
@@ -218,9 +218,9 @@ static int write_file(const char *path, const char *text, mode_t mode)
 static void t_host_list(void)
 {
     REQUIRE(up, "ferryd did not start (log %s)", logpath);
-    json_t *b = json_pack("{s:s, s:s, s:i, s:i, s:[{s:s, s:s, s:i}]}", "name", "cli-h1", "agent_url",
-                          "http://127.0.1.1:7001", "ram_mib", 8192, "vcpus", 4, "instances", "name",
-                          "cli-g1", "project_id", "p1", "memory_mib", 256);
+    json_t *b = json_pack("{s:s, s:s, s:i, s:i, s:[{s:s, s:s, s:i}]}", "name", "cli-h1",
+                          "agent_url", "http://127.0.1.1:7001", "ram_mib", 8192, "vcpus", 4,
+                          "instances", "name", "cli-g1", "project_id", "p1", "memory_mib", 256);
     int st = api("POST", "/v1/hosts/register", agent, b, NULL);
     json_decref(b);
     REQUIRE(st == 201 || st == 200, "register: HTTP %d", st);
@@ -347,8 +347,8 @@ static void t_config(void)
     run_free(&r);
     REQUIRE(chmod(tokf, 0600) == 0, "chmod");
     r = cli(NULL, "wrong", (const char *const[]){"host", "list", "--token-file", tokf, NULL});
-    CHECK(r.code == 0 && strstr(r.out, "cli-h1"), "0600 token file over env: exit %d '%s'",
-          r.code, r.err);
+    CHECK(r.code == 0 && strstr(r.out, "cli-h1"), "0600 token file over env: exit %d '%s'", r.code,
+          r.err);
     run_free(&r);
     free(line);
     free(text);
@@ -370,9 +370,9 @@ static void t_migrations(void)
     json_decref(o);
     run_free(&r);
 
-    r = cli(NULL, admin,
-            (const char *const[]){"migration", "list", "--state", "running", "--host", "cli-h1",
-                                  NULL});
+    r = cli(
+        NULL, admin,
+        (const char *const[]){"migration", "list", "--state", "running", "--host", "cli-h1", NULL});
     CHECK(r.code == 0 && strstr(r.out, "INSTANCE"), "filtered list: exit %d '%s'", r.code, r.err);
     run_free(&r);
 

@@ -19,44 +19,93 @@ struct render_case {
     int bar_fill;         /* '#' expected in the bar, -1: don't check */
 };
 
-#define MID                                                                                      \
-    "{\"id\":\"m1\",\"instance\":\"db-1\",\"state\":\"running\",\"phase\":\"running\","           \
-    "\"progress\":{\"pct\":50,\"memory\":{\"total_bytes\":1073741824,"                            \
-    "\"remaining_bytes\":536870912},\"bandwidth_bps\":117440512},"                               \
-    "\"eta\":{\"ms\":65000,\"low_ms\":52000,\"high_ms\":90000},"                                  \
+#define MID                                                                                        \
+    "{\"id\":\"m1\",\"instance\":\"db-1\",\"state\":\"running\",\"phase\":\"running\","            \
+    "\"progress\":{\"pct\":50,\"memory\":{\"total_bytes\":1073741824,"                             \
+    "\"remaining_bytes\":536870912},\"bandwidth_bps\":117440512},"                                 \
+    "\"eta\":{\"ms\":65000,\"low_ms\":52000,\"high_ms\":90000},"                                   \
     "\"guest_impact\":{\"throttle_pct\":0,\"dirty_pages_rate\":1200}}"
 
 static const struct render_case CASES[] = {
-    {"0 %: empty bar, eta unknown", "{\"instance\":\"a\",\"state\":\"requested\","
-     "\"phase\":\"queued\",\"progress\":{\"pct\":0},\"eta\":null}", 80,
-     {"a [", "  0.0%", "requested/queued", "eta ?"}, {"#", "(null)", NULL}, 0},
-    {"mid at 80: everything fits", MID, 80,
-     {"db-1 [", " 50.0%", "eta 1m05s (52s-1m30s)", "bw 112.0 MiB/s"}, {"(null)", NULL, NULL}, -1},
-    {"mid at 200: dirty and left shown, bar capped", MID, 200,
-     {"dirty 1200 p/s", "left 512.0 MiB", "running", "eta 1m05s"}, {"running/", NULL, NULL},
+    {"0 %: empty bar, eta unknown",
+     "{\"instance\":\"a\",\"state\":\"requested\","
+     "\"phase\":\"queued\",\"progress\":{\"pct\":0},\"eta\":null}",
+     80,
+     {"a [", "  0.0%", "requested/queued", "eta ?"},
+     {"#", "(null)", NULL},
+     0},
+    {"mid at 80: everything fits",
+     MID,
+     80,
+     {"db-1 [", " 50.0%", "eta 1m05s (52s-1m30s)", "bw 112.0 MiB/s"},
+     {"(null)", NULL, NULL},
+     -1},
+    {"mid at 200: dirty and left shown, bar capped",
+     MID,
+     200,
+     {"dirty 1200 p/s", "left 512.0 MiB", "running", "eta 1m05s"},
+     {"running/", NULL, NULL},
      PROGRESS_BAR_MAX / 2},
-    {"mid at 40: low-priority fields dropped, name and pct kept", MID, 40,
-     {"db-1", "50.0%"}, {"dirty", "left", NULL}, -1},
-    {"100 %: full bar", "{\"instance\":\"x\",\"state\":\"succeeded\",\"progress\":{\"pct\":100},"
-     "\"eta\":null}", 80, {"100.0%", "succeeded"}, {"eta", "(null)", NULL}, -2},
-    {"missing everything: ? and no garbage", "{}", 80, {"? [", "    ?%", "eta ?"},
-     {"(null)", "nan", "#"}, 0},
-    {"pct from memory when pct absent", "{\"instance\":\"v\",\"state\":\"running\","
-     "\"progress\":{\"memory\":{\"total_bytes\":1000,\"remaining_bytes\":250}}}", 80,
-     {" 75.0%", "left 250 B"}, {NULL, NULL, NULL}, -1},
-    {"long name cut with ...", "{\"instance\":\"a-very-long-instance-name-that-goes-on-and-on\","
-     "\"state\":\"running\",\"progress\":{\"pct\":10}}", 80,
-     {"a-very-long-instance-...", "10.0%"}, {"goes-on", NULL, NULL}, -1},
-    {"ETA in hours, interval in minutes", "{\"instance\":\"h\",\"state\":\"running\","
+    {"mid at 40: low-priority fields dropped, name and pct kept",
+     MID,
+     40,
+     {"db-1", "50.0%"},
+     {"dirty", "left", NULL},
+     -1},
+    {"100 %: full bar",
+     "{\"instance\":\"x\",\"state\":\"succeeded\",\"progress\":{\"pct\":100},"
+     "\"eta\":null}",
+     80,
+     {"100.0%", "succeeded"},
+     {"eta", "(null)", NULL},
+     -2},
+    {"missing everything: ? and no garbage",
+     "{}",
+     80,
+     {"? [", "    ?%", "eta ?"},
+     {"(null)", "nan", "#"},
+     0},
+    {"pct from memory when pct absent",
+     "{\"instance\":\"v\",\"state\":\"running\","
+     "\"progress\":{\"memory\":{\"total_bytes\":1000,\"remaining_bytes\":250}}}",
+     80,
+     {" 75.0%", "left 250 B"},
+     {NULL, NULL, NULL},
+     -1},
+    {"long name cut with ...",
+     "{\"instance\":\"a-very-long-instance-name-that-goes-on-and-on\","
+     "\"state\":\"running\",\"progress\":{\"pct\":10}}",
+     80,
+     {"a-very-long-instance-...", "10.0%"},
+     {"goes-on", NULL, NULL},
+     -1},
+    {"ETA in hours, interval in minutes",
+     "{\"instance\":\"h\",\"state\":\"running\","
      "\"progress\":{\"pct\":1},\"eta\":{\"ms\":7500000,\"low_ms\":3000000,\"high_ms\":9000000}}",
-     80, {"eta 2h05m (50m00s-2h30m)"}, {NULL, NULL, NULL}, -1},
-    {"ETA in seconds", "{\"instance\":\"s\",\"state\":\"running\",\"progress\":{\"pct\":99},"
-     "\"eta\":{\"ms\":4400,\"low_ms\":3000,\"high_ms\":6000}}", 80, {"eta 4s (3s-6s)"},
-     {NULL, NULL, NULL}, -1},
-    {"pct over 100 clamped", "{\"instance\":\"c\",\"progress\":{\"pct\":250}}", 80, {"100.0%"},
-     {"250", NULL, NULL}, -2},
-    {"wrong types ignored", "{\"instance\":7,\"state\":[],\"progress\":{\"pct\":\"x\"},"
-     "\"eta\":{\"ms\":\"soon\"}}", 80, {"?", "    ?%"}, {"(null)", "soon", NULL}, 0},
+     80,
+     {"eta 2h05m (50m00s-2h30m)"},
+     {NULL, NULL, NULL},
+     -1},
+    {"ETA in seconds",
+     "{\"instance\":\"s\",\"state\":\"running\",\"progress\":{\"pct\":99},"
+     "\"eta\":{\"ms\":4400,\"low_ms\":3000,\"high_ms\":6000}}",
+     80,
+     {"eta 4s (3s-6s)"},
+     {NULL, NULL, NULL},
+     -1},
+    {"pct over 100 clamped",
+     "{\"instance\":\"c\",\"progress\":{\"pct\":250}}",
+     80,
+     {"100.0%"},
+     {"250", NULL, NULL},
+     -2},
+    {"wrong types ignored",
+     "{\"instance\":7,\"state\":[],\"progress\":{\"pct\":\"x\"},"
+     "\"eta\":{\"ms\":\"soon\"}}",
+     80,
+     {"?", "    ?%"},
+     {"(null)", "soon", NULL},
+     0},
 };
 
 /* Counts '#' between the first '[' and the next ']'; -1 when no bar. */
@@ -87,8 +136,7 @@ static void t_render_table(void)
         for (int k = 0; k < 4 && c->want[k]; k++)
             CHECK(strstr(out, c->want[k]), "%s: '%s' missing in '%s'", c->what, c->want[k], out);
         for (int k = 0; k < 3 && c->avoid[k]; k++)
-            CHECK(!strstr(out, c->avoid[k]), "%s: '%s' present in '%s'", c->what, c->avoid[k],
-                  out);
+            CHECK(!strstr(out, c->avoid[k]), "%s: '%s' present in '%s'", c->what, c->avoid[k], out);
         int len = 0, fill = bar_fill(out, &len);
         if (c->bar_fill == -2)
             CHECK(fill == len && len >= PROGRESS_BAR_MIN, "%s: bar not full: '%s'", c->what, out);
@@ -112,8 +160,8 @@ static void t_render_widths(void)
         CHECK(n > 0, "width %d: empty", widths[i]);
         int len = 0, fill = bar_fill(out, &len);
         if (fill >= 0) {
-            CHECK(len >= PROGRESS_BAR_MIN && len <= PROGRESS_BAR_MAX, "width %d: bar %d",
-                  widths[i], len);
+            CHECK(len >= PROGRESS_BAR_MIN && len <= PROGRESS_BAR_MAX, "width %d: bar %d", widths[i],
+                  len);
             CHECK(fill == len / 2, "width %d: fill %d of %d at 50%%", widths[i], fill, len);
         }
         if (widths[i] >= 40)
@@ -132,8 +180,8 @@ static void t_duration(void)
     static const struct {
         long long ms;
         const char *want;
-    } T[] = {{-1, "?"},        {0, "0s"},           {499, "0s"},          {500, "1s"},
-             {42000, "42s"},   {59499, "59s"},      {59500, "1m00s"},     {65000, "1m05s"},
+    } T[] = {{-1, "?"},           {0, "0s"},          {499, "0s"},        {500, "1s"},
+             {42000, "42s"},      {59499, "59s"},     {59500, "1m00s"},   {65000, "1m05s"},
              {3599000, "59m59s"}, {3600000, "1h00m"}, {7500000, "2h05m"}, {360000000, "100h00m"}};
     for (size_t i = 0; i < sizeof(T) / sizeof(T[0]); i++) {
         char out[32];
@@ -152,7 +200,8 @@ static void t_summary(void)
     } T[] = {
         {"{\"id\":\"m1\",\"instance\":\"db\",\"state\":\"succeeded\",\"result\":{\"total_time_ms\":"
          "12300,\"downtime_ms\":45,\"ram_transferred\":1288490189,\"iterations\":5}}",
-         {"migration m1 (db) succeeded: total 12.3 s", "downtime 45 ms", "sent 1.20 GiB, 5 passes"}},
+         {"migration m1 (db) succeeded: total 12.3 s", "downtime 45 ms",
+          "sent 1.20 GiB, 5 passes"}},
         {"{\"id\":\"m2\",\"instance\":\"db\",\"state\":\"failed\",\"result\":null,"
          "\"last_error\":\"agent lost the migration\"}",
          {"migration m2 (db) failed: agent lost the migration", NULL, NULL}},
