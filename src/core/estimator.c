@@ -269,6 +269,36 @@ static void hint_model(struct model *m, double h, double ws)
         m->since_s = 0;
 }
 
+/* Fits distinct(T) = H (1 - e^(-xT)) H (x = w/H) through two points
+ * (ta, da), (tb, db), ta < tb. Returns 1 with *ws = H and *w when the
+ * shorter window dirtied at a clearly higher rate (saturation), else 0. */
+static int sat_fit(double ta, double da, double tb, double db, double *ws, double *w)
+{
+    if (!(ta > 0 && tb > ta * 1.5 && da > 0 && db > 0))
+        return 0;
+    double r = da / db, lin = ta / tb;
+    if (r < lin * 1.2) /* nearly linear: no saturation to speak of */
+        return 0;
+    if (r >= 0.98) { /* saturated in the short window already */
+        *ws = db > da ? db : da;
+        *w = *ws * 5.0 / ta;
+        return 1;
+    }
+    double lo = 1e-9, hi = 50.0 / ta; /* x, 1/s */
+    for (int i = 0; i < 60; i++) {
+        double x = 0.5 * (lo + hi);
+        double rx = (1.0 - exp(-x * ta)) / (1.0 - exp(-x * tb));
+        if (rx < r)
+            lo = x;
+        else
+            hi = x;
+    }
+    double x = 0.5 * (lo + hi);
+    *ws = db / (1.0 - exp(-x * tb));
+    *w = x * *ws;
+    return *ws > 0 && *w > 0;
+}
+
 /* Fills the model from the published numbers o at limit base_dt_ms.
  * r_mul/d_mul scale R and D (interval ends); prior_hi: with neither a
  * measured rate nor a hint, assume a busy guest (rho 0.9). */
@@ -301,6 +331,17 @@ static void model_from_out(const struct est_out *o, struct model *m, double r_mu
     m->gran_s = (double)(o->granularity_ms ? o->granularity_ms : 50) / 1000.0;
     if (!o->dirty_measured && o->dirty_hinted)
         hint_model(m, o->dirty_bps * d_mul, (double)o->hint_ws_bytes);
+    if (o->dirty_measured && o->sat_ws_bytes > 0 && o->sat_w_bps > 0 && m->r > 0) {
+        /* the pass now running lasts since + v/R: its dirty rate is the
+         * distinct pages over that length, not over the last period's */
+        double tn = m->since_s + m->v / m->r;
+        if (tn < 0.05)
+            tn = 0.05;
+        double h = o->sat_ws_bytes;
+        m->d = h * (1.0 - exp(-o->sat_w_bps * tn / h)) / tn * d_mul;
+        if (m->total <= 0 || h < m->total)
+            m->total = h > (double)o->ram_remaining ? h : (double)o->ram_remaining;
+    }
     /* a dirty set that stopped shrinking: whatever D measures (a saturated
      * set reads D = set / period ~ R), passes make no progress */
     if (o->dirty_measured && o->level_stuck && m->d < m->r)
@@ -459,6 +500,13 @@ int est_update(struct est *e, const struct mig_sample *s)
                 d = appeared > 0 ? appeared * 1000.0 / (double)dt_ms : 0;
             }
             ewma(&e->dirty, &e->dirty_dev, &e->have_dirty, d, a);
+            if (e->cur_sync == 1) {
+                e->p1_s = (double)dt_ms / 1000.0;
+                e->p1_dist = d * e->p1_s;
+            } else {
+                e->pl_s = (double)dt_ms / 1000.0;
+                e->pl_dist = d * e->pl_s;
+            }
             double lv = (double)s->ram_remaining;
             double ldev = 0;
             ewma(&e->level, &ldev, &e->have_level, lv, a);
@@ -559,6 +607,23 @@ int est_update(struct est *e, const struct mig_sample *s)
     o->level_bytes = e->have_level ? (uint64_t)e->level : 0;
     o->ram_total = s->ram_total;
     o->ram_remaining = s->ram_remaining;
+    e->hint_last = (double)s->dirty_rate_hint_pps * page;
+    o->sat_ws_bytes = 0;
+    o->sat_w_bps = 0;
+    if (o->dirty_measured) {
+        double ws = 0, w = 0, tb = e->pl_s > 0 ? e->pl_s : e->p1_s;
+        double db = e->pl_s > 0 ? e->pl_dist : e->p1_dist;
+        int ok = 0;
+        if (e->hint_last > 0)
+            ok = sat_fit(1.0, e->hint_last, tb, db, &ws, &w);
+        else if (e->pl_s > 0 && e->p1_s > 0)
+            ok = e->pl_s < e->p1_s ? sat_fit(e->pl_s, e->pl_dist, e->p1_s, e->p1_dist, &ws, &w)
+                                   : sat_fit(e->p1_s, e->p1_dist, e->pl_s, e->pl_dist, &ws, &w);
+        if (ok) {
+            o->sat_ws_bytes = ws;
+            o->sat_w_bps = w;
+        }
+    }
     o->level_stuck = 0;
     if (e->n_lv >= 3) {
         const double keep = 1.0 - EST_STUCK_FRAC;

@@ -111,6 +111,12 @@ struct est_out {
                                    time-weighted mean of the hints so far) */
     uint64_t hint_ws_bytes;     /* pass 1 with a hint: working set assumed
                                    (cap of the dirty set), bytes; else 0 */
+    double sat_ws_bytes;        /* after pass 1: working set H fitted to
+                                   distinct(T) = H (1 - e^(-wT/H)) from two
+                                   measurements of different length (the
+                                   1 s hint, the periods); 0: no saturation
+                                   seen, D is used as measured */
+    double sat_w_bps;           /* the write rate w of that fit, bytes/s */
     int level_stuck;            /* the dirty set found at the last two
                                    syncs (after pass 1) did not shrink by
                                    EST_STUCK_FRAC: a saturated working set
@@ -143,6 +149,9 @@ struct est {
     uint64_t lv[3];             /* remaining right after the last three
                                    syncs after pass 1, oldest first, bytes */
     uint64_t n_lv;              /* such syncs seen */
+    double hint_last;           /* last dirty-rate hint, bytes/s; 0 none */
+    double p1_s, p1_dist;       /* pass-1 period: length s, distinct bytes */
+    double pl_s, pl_dist;       /* latest later period: the same */
     double jit;                 /* EWMA of the relative bandwidth deviation */
     uint64_t n_jit;             /* samples behind it */
     double hint_sum;            /* pass 1: dirty-rate hint x time, bytes/s x ms */
