@@ -1,0 +1,548 @@
+/* Integration: ferryd runs real migrations. The real ferryd binary on
+ * 127.0.0.1 and two real ferry-agents (tests/lib/lab) started with
+ * --coordinator, a lab guest running memload in project p1.
+ *
+ * Proves: the agents register themselves (capacity, the guest with its
+ * project); POST /v1/migrations as admin without a destination places the
+ * guest on the other host and the migration succeeds; memload finds every
+ * page intact on the destination; the record is complete (state, phase,
+ * progress 100 %, downtime, QEMU's result, no error); the migration's
+ * events come in lifecycle order and the whole outbox has no seq gap;
+ * a member of another project gets 404 (show, cancel), a member of the
+ * owning project sees the record without host names and may not cancel
+ * (403) nor create (403); limits and force-complete answer 409
+ * "unsupported"; a member holding migration_canceller cancels a second
+ * migration → cancelled, and the guest runs on at the source, intact.
+ * Bounded: every wait has a deadline (< 3 min in all on the lab machine). */
+#include <errno.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "../lib/lab.h"
+#include "../lib/test.h"
+#include "util/httpc.h"
+#include "util/xalloc.h"
+
+#define HEARTBEAT_MS 500      /* ferryd's heartbeat interval in this test */
+#define HTTP_TIMEOUT_MS 10000 /* one request to ferryd */
+#define GUEST_MIB 128
+#define MIGRATE_TIMEOUT_MS 90000
+#define SLOW_BPS (2ll << 20) /* bytes/s: keeps the second migration in flight */
+
+static const char *const CMDLINE =
+    "console=ttyS0 quiet panic=-1 ferry.workload=memload ferry.ws_mib=32 ferry.rate=1000";
+
+static struct lab L;
+static int ready;
+static char dir[LAB_PATH_MAX], conf[LAB_PATH_MAX + 32], logpath[LAB_PATH_MAX + 32],
+    tokpath[LAB_PATH_MAX + 32], agtok_path[LAB_PATH_MAX + 32];
+static char url[64];
+static char admin[300], agent_tok[300], p1_member[300], p1_canceller[300], p2_member[300];
+static pid_t daemon_pid;
+static char mig1[80];
+
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static void sleep_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
+    nanosleep(&ts, NULL);
+}
+
+static const char *bin(const char *name)
+{
+    static char path[2][256];
+    static int k;
+    const char *b = getenv("BUILD");
+    k ^= 1;
+    snprintf(path[k], sizeof(path[k]), "%s/%s", b && b[0] ? b : "build", name);
+    return path[k];
+}
+
+static int api(const char *method, const char *path, const char *token, const json_t *body,
+               json_t **out)
+{
+    struct ferr e = {0};
+    int status = 0;
+    json_t *o = NULL;
+    if (httpc_json(url, method, path, body, token, HTTP_TIMEOUT_MS, &status, &o, &e) != 0) {
+        fprintf(stderr, "%s %s: %s\n", method, path, e.msg);
+        return -1;
+    }
+    if (out)
+        *out = o;
+    else
+        json_decref(o);
+    return status;
+}
+
+static const char *jstr(const json_t *o, const char *k)
+{
+    const char *s = json_string_value(json_object_get(o, k));
+    return s ? s : "";
+}
+
+static int start_daemon(void)
+{
+    pid_t pid = fork();
+    if (pid < 0)
+        return -1;
+    if (pid == 0) {
+        setpgid(0, 0);
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        FILE *f = freopen(logpath, "a", stderr);
+        (void)f;
+        execl(bin("ferryd"), "ferryd", "--config", conf, (char *)NULL);
+        _exit(127);
+    }
+    setpgid(pid, pid);
+    daemon_pid = pid;
+    if (lab_track(&L, pid) != 0)
+        return -1;
+    uint64_t t0 = now_ms();
+    while (now_ms() - t0 < 10000) {
+        if (api("GET", "/v1/health", NULL, NULL, NULL) == 200)
+            return 0;
+        sleep_ms(100);
+    }
+    return -1;
+}
+
+static int add_token(const char *user, const char *project, const char *roles, char *out,
+                     size_t n)
+{
+    char *cmd = xasprintf("'%s' --config '%s' --add-token %s %s %s 2>>'%s'", bin("ferryd"), conf,
+                          user, project, roles, logpath);
+    FILE *p = popen(cmd, "r");
+    free(cmd);
+    out[0] = '\0';
+    if (p) {
+        if (!fgets(out, (int)n, p))
+            out[0] = '\0';
+        pclose(p);
+    }
+    out[strcspn(out, "\r\n")] = '\0';
+    return out[0] ? 0 : -1;
+}
+
+static int read_line(const char *path, char *buf, size_t n)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return -1;
+    char *r = fgets(buf, (int)n, f);
+    fclose(f);
+    buf[strcspn(buf, "\r\n")] = '\0';
+    return r && buf[0] ? 0 : -1;
+}
+
+/* Restarts lab agent i with --coordinator (its guests, none yet, would be
+ * re-adopted). The new agent gets its own process group, tracked by lab. */
+static int relaunch_agent(int i)
+{
+    struct lab_agent *a = &L.agents[i];
+    kill(a->pid, SIGTERM);
+    waitpid(a->pid, NULL, 0);
+    char listen[64];
+    snprintf(listen, sizeof(listen), "%s:%d", a->addr, a->port);
+    pid_t pid = fork();
+    if (pid < 0)
+        return -1;
+    if (pid == 0) {
+        setpgid(0, 0);
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        FILE *f = freopen(a->log_path, "a", stderr);
+        (void)f;
+        execl(bin("ferry-agent"), "ferry-agent", "--listen", listen, "--state-dir", a->state_dir,
+              "--name", a->name, "--lab-dir", L.lab_dir, "--coordinator", url,
+              "--agent-token-file", agtok_path, (char *)NULL);
+        _exit(127);
+    }
+    setpgid(pid, pid);
+    a->pid = pid;
+    if (lab_track(&L, pid) != 0)
+        return -1;
+    uint64_t t0 = now_ms();
+    while (now_ms() - t0 < 10000) {
+        int st = 0;
+        struct ferr e = {0};
+        if (lab_api(a, "GET", "/v1/health", NULL, &st, NULL, &e) == 0 && st == 200)
+            return 0;
+        sleep_ms(100);
+    }
+    return -1;
+}
+
+/* The host name an instance is registered on in ferryd, "" when none. */
+static void instance_host(const char *inst, char *out, size_t n)
+{
+    json_t *o = NULL;
+    out[0] = '\0';
+    if (api("GET", "/v1/hosts", admin, NULL, &o) != 200) {
+        json_decref(o);
+        return;
+    }
+    size_t i, j;
+    json_t *h, *in;
+    json_array_foreach(json_object_get(o, "hosts"), i, h)
+    {
+        json_array_foreach(json_object_get(h, "instances"), j, in)
+        {
+            if (strcmp(jstr(in, "name"), inst) == 0 && strcmp(jstr(h, "state"), "up") == 0)
+                snprintf(out, n, "%s", jstr(h, "name"));
+        }
+    }
+    json_decref(o);
+}
+
+static int wait_instance_on(const char *inst, const char *host, int timeout_ms)
+{
+    uint64_t t0 = now_ms();
+    char got[64];
+    while (now_ms() - t0 < (uint64_t)timeout_ms) {
+        instance_host(inst, got, sizeof(got));
+        if (strcmp(got, host) == 0)
+            return 0;
+        sleep_ms(200);
+    }
+    return -1;
+}
+
+/* Polls the migration as admin until its state is one of the terminal
+ * ones; *out receives the final record. */
+static int wait_terminal(const char *id, int timeout_ms, json_t **out)
+{
+    char path[128];
+    snprintf(path, sizeof(path), "/v1/migrations/%s", id);
+    uint64_t t0 = now_ms();
+    while (now_ms() - t0 < (uint64_t)timeout_ms) {
+        json_t *o = NULL;
+        if (api("GET", path, admin, NULL, &o) == 200) {
+            const char *s = jstr(o, "state");
+            if (!strcmp(s, "succeeded") || !strcmp(s, "failed") || !strcmp(s, "cancelled")) {
+                *out = o;
+                return 0;
+            }
+        }
+        json_decref(o);
+        sleep_ms(250);
+    }
+    return -1;
+}
+
+static int wait_state(const char *id, const char *state, int timeout_ms)
+{
+    char path[128];
+    snprintf(path, sizeof(path), "/v1/migrations/%s", id);
+    uint64_t t0 = now_ms();
+    while (now_ms() - t0 < (uint64_t)timeout_ms) {
+        json_t *o = NULL;
+        int ok = api("GET", path, admin, NULL, &o) == 200 && strcmp(jstr(o, "state"), state) == 0;
+        json_decref(o);
+        if (ok)
+            return 0;
+        sleep_ms(100);
+    }
+    return -1;
+}
+
+static void t_register(void)
+{
+    if (!ready)
+        return test_skip("lab or ferryd did not start");
+    CHECK(wait_instance_on("g1", "host1", 10000) == 0, "g1 not registered on host1");
+    json_t *o = NULL;
+    REQUIRE(api("GET", "/v1/hosts", admin, NULL, &o) == 200, "GET /v1/hosts");
+    size_t i, n_up = 0;
+    json_t *h;
+    json_array_foreach(json_object_get(o, "hosts"), i, h)
+    {
+        if (strcmp(jstr(h, "state"), "up") == 0 &&
+            json_integer_value(json_object_get(h, "ram_mib")) > 0 &&
+            json_integer_value(json_object_get(h, "vcpus")) > 0)
+            n_up++;
+        json_t *in;
+        size_t j;
+        json_array_foreach(json_object_get(h, "instances"), j, in)
+        {
+            if (strcmp(jstr(in, "name"), "g1") == 0)
+                CHECK(strcmp(jstr(in, "project_id"), "p1") == 0 &&
+                          json_integer_value(json_object_get(in, "memory_mib")) == GUEST_MIB,
+                      "g1 registered with project '%s'", jstr(in, "project_id"));
+        }
+    }
+    CHECK(n_up == 2, "%zu hosts up with capacity", n_up);
+    json_decref(o);
+}
+
+static void t_migrate(void)
+{
+    if (!ready)
+        return test_skip("lab or ferryd did not start");
+    json_t *b = json_pack("{s:s}", "instance", "g1"), *o = NULL;
+    CHECK(api("POST", "/v1/migrations", p2_member, b, NULL) == 404, "other project creates");
+    CHECK(api("POST", "/v1/migrations", p1_member, b, NULL) == 403, "member creates");
+    json_t *bad = json_pack("{s:s, s:{s:i}}", "instance", "g1", "limits", "downtime_ms", 0);
+    CHECK(api("POST", "/v1/migrations", admin, bad, &o) == 400 &&
+              strcmp(jstr(json_object_get(o, "error"), "field"), "limits.downtime_ms") == 0,
+          "bad limits not refused by field");
+    json_decref(o);
+    json_decref(bad);
+    o = NULL;
+    int st = api("POST", "/v1/migrations", admin, b, &o);
+    json_decref(b);
+    REQUIRE(st == 202, "POST /v1/migrations: %d", st);
+    snprintf(mig1, sizeof(mig1), "%s", jstr(o, "id"));
+    CHECK(strcmp(jstr(o, "state"), "requested") == 0, "created in state %s", jstr(o, "state"));
+    CHECK(strcmp(jstr(o, "destination"), "host2") == 0, "placed on '%s'", jstr(o, "destination"));
+    json_decref(o);
+    b = json_pack("{s:s}", "instance", "g1");
+    CHECK(api("POST", "/v1/migrations", admin, b, NULL) == 409, "second migration of g1");
+    json_decref(b);
+
+    json_t *m = NULL;
+    REQUIRE(wait_terminal(mig1, MIGRATE_TIMEOUT_MS, &m) == 0, "migration %s did not end", mig1);
+    CHECK(strcmp(jstr(m, "state"), "succeeded") == 0, "state %s error %s", jstr(m, "state"),
+          jstr(m, "last_error"));
+    CHECK(strcmp(jstr(m, "source"), "host1") == 0 && strcmp(jstr(m, "destination"), "host2") == 0,
+          "hosts %s → %s", jstr(m, "source"), jstr(m, "destination"));
+    static const char *const fields[] = {"id",       "instance",   "project_id", "state",
+                                         "phase",    "policy",     "limits",     "progress",
+                                         "eta",      "downtime_ms", "guest_impact", "result",
+                                         "started_by", "created",  "updated",    "last_error",
+                                         "requested_limits", "stalls", NULL};
+    for (int i = 0; fields[i]; i++)
+        CHECK(json_object_get(m, fields[i]) != NULL, "record lacks %s", fields[i]);
+    const json_t *pr = json_object_get(m, "progress");
+    CHECK(json_number_value(json_object_get(pr, "pct")) >= 99.9, "progress %.1f",
+          json_number_value(json_object_get(pr, "pct")));
+    CHECK(json_integer_value(json_object_get(json_object_get(pr, "memory"), "total_bytes")) > 0,
+          "memory total unknown");
+    CHECK(json_is_integer(json_object_get(m, "downtime_ms")), "downtime not recorded");
+    CHECK(json_is_object(json_object_get(m, "result")) &&
+              json_integer_value(json_object_get(json_object_get(m, "result"), "ram_transferred")) >
+                  0,
+          "no QEMU result");
+    CHECK(strcmp(jstr(m, "last_error"), "") == 0, "error '%s'", jstr(m, "last_error"));
+    CHECK(strcmp(jstr(json_object_get(m, "started_by"), "user"), "admin") == 0, "started_by");
+    json_decref(m);
+
+    struct lab_integrity r;
+    struct ferr e = {0};
+    REQUIRE(lab_verify(&L.agents[1], "g1", &r, &e) == 0, "verify on host2: %s", e.msg);
+    CHECK(r.ok && r.bad_pages == 0 && r.pages > 0, "integrity: ok %d bad %lld of %lld", r.ok,
+          r.bad_pages, r.pages);
+}
+
+static void t_events(void)
+{
+    if (!ready || !mig1[0])
+        return test_skip("no migration");
+    json_t *o = NULL;
+    REQUIRE(api("GET", "/v1/events?since=0", admin, NULL, &o) == 200, "GET /v1/events");
+    size_t i;
+    json_t *ev;
+    long long prev = 0;
+    int k = 0;
+    static const char *const want[] = {"migration.requested", "migration.started",
+                                       "migration.completed"};
+    char subject[128];
+    snprintf(subject, sizeof(subject), "migration/%s", mig1);
+    int progress = 0;
+    json_array_foreach(json_object_get(o, "events"), i, ev)
+    {
+        long long seq = json_integer_value(json_object_get(ev, "seq"));
+        CHECK(seq == prev + 1, "seq gap: %lld after %lld", seq, prev);
+        prev = seq;
+        if (strcmp(jstr(ev, "subject"), subject) != 0)
+            continue;
+        const char *t = jstr(ev, "type");
+        if (strcmp(t, "migration.progress") == 0) {
+            CHECK(k == 2, "progress outside running (after %d lifecycle events)", k);
+            progress++;
+            continue;
+        }
+        if (k < 3 && strcmp(t, want[k]) == 0)
+            k++;
+        else if (strcmp(t, "migration.stalled") != 0)
+            CHECK(0, "unexpected %s at seq %lld (after %d lifecycle events)", t, seq, k);
+    }
+    CHECK(k == 3, "lifecycle events seen: %d of 3", k);
+    CHECK(progress >= 1, "no migration.progress event");
+    json_decref(o);
+}
+
+static void t_visibility(void)
+{
+    if (!ready || !mig1[0])
+        return test_skip("no migration");
+    char path[128];
+    json_t *o = NULL;
+    snprintf(path, sizeof(path), "/v1/migrations/%s", mig1);
+    CHECK(api("GET", path, p2_member, NULL, NULL) == 404, "other project sees it");
+    REQUIRE(api("GET", path, p1_member, NULL, &o) == 200, "owner cannot see it");
+    CHECK(!json_object_get(o, "source") && !json_object_get(o, "destination"),
+          "host names shown to a member");
+    CHECK(json_object_get(o, "progress") && json_object_get(o, "eta"), "progress/eta hidden");
+    json_decref(o);
+    o = NULL;
+    REQUIRE(api("GET", "/v1/migrations", p2_member, NULL, &o) == 200, "list as p2");
+    CHECK(json_array_size(json_object_get(o, "migrations")) == 0, "p2 lists p1's migration");
+    json_decref(o);
+    o = NULL;
+    REQUIRE(api("GET", "/v1/migrations?instance=g1", p1_member, NULL, &o) == 200, "list as p1");
+    CHECK(json_array_size(json_object_get(o, "migrations")) == 1, "p1 lists %zu",
+          json_array_size(json_object_get(o, "migrations")));
+    json_decref(o);
+    snprintf(path, sizeof(path), "/v1/migrations/%s/cancel", mig1);
+    CHECK(api("POST", path, p2_member, NULL, NULL) == 404, "other project cancels: not 404");
+    CHECK(api("POST", path, admin, NULL, NULL) == 409, "cancel of a finished migration");
+}
+
+static void t_cancel(void)
+{
+    if (!ready || !mig1[0])
+        return test_skip("no migration");
+    REQUIRE(wait_instance_on("g1", "host2", 10000) == 0, "g1 not re-registered on host2");
+    json_t *b = json_pack("{s:s, s:s, s:{s:I}}", "instance", "g1", "destination", "host1",
+                          "limits", "max_bandwidth_bps", (json_int_t)SLOW_BPS),
+           *o = NULL;
+    int st = api("POST", "/v1/migrations", admin, b, &o);
+    json_decref(b);
+    REQUIRE(st == 202, "second POST: %d", st);
+    char id[80], path[128];
+    snprintf(id, sizeof(id), "%s", jstr(o, "id"));
+    json_decref(o);
+    REQUIRE(wait_state(id, "running", 30000) == 0, "second migration never running");
+    snprintf(path, sizeof(path), "/v1/migrations/%s/limits", id);
+    json_t *lim = json_pack("{s:I}", "max_bandwidth_bps", (json_int_t)(64ll << 20));
+    o = NULL;
+    CHECK(api("PATCH", path, admin, lim, &o) == 409 &&
+              strcmp(jstr(json_object_get(o, "error"), "code"), "unsupported") == 0,
+          "limits change not answered 409 unsupported");
+    json_decref(o);
+    json_decref(lim);
+    snprintf(path, sizeof(path), "/v1/migrations/%s/force-complete", id);
+    CHECK(api("POST", path, admin, NULL, NULL) == 409, "force-complete not 409");
+    snprintf(path, sizeof(path), "/v1/migrations/%s/cancel", id);
+    CHECK(api("POST", path, p1_member, NULL, NULL) == 403, "member without the role cancels");
+    o = NULL;
+    st = api("POST", path, p1_canceller, NULL, &o);
+    CHECK(st == 202, "canceller: %d %s", st, jstr(json_object_get(o, "error"), "message"));
+    json_decref(o);
+    json_t *m = NULL;
+    REQUIRE(wait_terminal(id, 60000, &m) == 0, "cancelled migration did not end");
+    CHECK(strcmp(jstr(m, "state"), "cancelled") == 0, "state %s (%s)", jstr(m, "state"),
+          jstr(m, "last_error"));
+    json_decref(m);
+    char state[32] = "";
+    pid_t pid = 0;
+    struct ferr e = {0};
+    CHECK(lab_instance_pid(&L.agents[1], "g1", &pid, state, sizeof(state), &e) == 0 &&
+              strcmp(state, "running") == 0,
+          "source guest state '%s' %s", state, e.msg);
+    struct lab_integrity r;
+    REQUIRE(lab_verify(&L.agents[1], "g1", &r, &e) == 0, "verify on host2: %s", e.msg);
+    CHECK(r.ok && r.bad_pages == 0, "integrity after cancel: ok %d bad %lld", r.ok, r.bad_pages);
+    o = NULL;
+    REQUIRE(api("GET", "/v1/events?since=0", admin, NULL, &o) == 200, "events");
+    size_t i;
+    json_t *ev;
+    int cancelled = 0;
+    json_array_foreach(json_object_get(o, "events"), i, ev)
+    {
+        if (strstr(jstr(ev, "subject"), id) && strcmp(jstr(ev, "type"), "migration.cancelled") == 0)
+            cancelled++;
+    }
+    CHECK(cancelled == 1, "%d migration.cancelled events", cancelled);
+    json_decref(o);
+}
+
+static int setup(void)
+{
+    struct ferr e = {0};
+    if (lab_start(&L, 2, &e) != 0) {
+        fprintf(stderr, "lab: %s\n", e.msg);
+        return -1;
+    }
+    snprintf(dir, sizeof(dir), "%s", L.tmp);
+    int port = 41000 + (int)(getpid() % 9000);
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d", port);
+    snprintf(conf, sizeof(conf), "%s/ferryd.conf", dir);
+    snprintf(logpath, sizeof(logpath), "%s/ferryd.log", dir);
+    snprintf(tokpath, sizeof(tokpath), "%s/admin.token", dir);
+    snprintf(agtok_path, sizeof(agtok_path), "%s/agent.token", dir);
+    FILE *f = fopen(conf, "w");
+    if (!f)
+        return -1;
+    fprintf(f,
+            "listen = 127.0.0.1:%d\ndb = %s/ferryd.db\nbootstrap_token_file = %s\n"
+            "heartbeat_interval_ms = %d\nheartbeat_missed = 10\n",
+            port, dir, tokpath, HEARTBEAT_MS);
+    fclose(f);
+    if (add_token("agent1", "infra", "agent", agent_tok, sizeof(agent_tok)) != 0 ||
+        add_token("alice", "p1", "member", p1_member, sizeof(p1_member)) != 0 ||
+        add_token("carol", "p1", "member,migration_canceller", p1_canceller,
+                  sizeof(p1_canceller)) != 0 ||
+        add_token("bob", "p2", "member", p2_member, sizeof(p2_member)) != 0)
+        return -1;
+    f = fopen(agtok_path, "w");
+    if (!f)
+        return -1;
+    fprintf(f, "%s\n", agent_tok);
+    fclose(f);
+    if (start_daemon() != 0 || read_line(tokpath, admin, sizeof(admin)) != 0)
+        return -1;
+    if (relaunch_agent(0) != 0 || relaunch_agent(1) != 0)
+        return -1;
+    json_t *spec = json_pack("{s:s, s:s, s:I, s:I, s:s}", "name", "g1", "project", "p1",
+                             "memory_mib", (json_int_t)GUEST_MIB, "vcpus", (json_int_t)1,
+                             "cmdline", CMDLINE);
+    int st = 0;
+    int rc = lab_api(&L.agents[0], "POST", "/v1/instances", spec, &st, NULL, &e);
+    json_decref(spec);
+    if (rc != 0 || (st != 202 && st != 200)) {
+        fprintf(stderr, "launch g1: %d %s\n", st, e.msg);
+        return -1;
+    }
+    if (lab_console_expect(&L.agents[0], "g1", NULL, 0, "FERRY-READY ", LAB_BOOT_TIMEOUT_MS, NULL,
+                           &e) != 0) {
+        fprintf(stderr, "g1 boot: %s\n", e.msg);
+        return -1;
+    }
+    return 0;
+}
+
+int main(void)
+{
+    ready = setup() == 0;
+    test_run("ferryd+agents: agents register capacity and the guest with its project",
+             t_register);
+    test_run("ferryd+agents: admin migrates g1 (placed), succeeds, record complete, intact",
+             t_migrate);
+    test_run("ferryd+agents: lifecycle events in order, outbox seq without gaps", t_events);
+    test_run("ferryd+agents: other project 404, owner sees it without host names", t_visibility);
+    test_run("ferryd+agents: limits/force-complete 409; member 403; canceller cancels, source runs",
+             t_cancel);
+    int rc = test_done();
+    if (rc != 0 && logpath[0]) {
+        char *cmd = xasprintf("tail -40 '%s' >&2", logpath);
+        if (system(cmd) != 0)
+            fprintf(stderr, "cannot show the log\n");
+        free(cmd);
+    }
+    lab_stop(&L);
+    return rc;
+}
