@@ -7,7 +7,11 @@
  * a naive baseline measured on the same samples: remaining / current
  * bandwidth (what query-migrate alone would suggest). An ETA that is
  * unknown or infinite for a run that did complete counts as 100 % error.
- * Writes bench/out/eta_accuracy.json. The lab part (real QEMU) comes later. */
+ * Then the same figures on the converging real-QEMU traces of
+ * tests/fixtures/traces (lab recordings; few and short, so reported per
+ * trace beside the naive baseline, not as a median).
+ * Writes bench/out/eta_accuracy.json. */
+#include "core/trace.h"
 #include "sim/matrix.h"
 #include "sim/precopy.h"
 #include "sim/run.h"
@@ -74,6 +78,51 @@ static double now_s(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* Lab traces: replays tests/fixtures/traces/NAME.csv through a fresh
+ * estimator and returns the absolute % error of its ETA and of the naive
+ * remaining/bw at the first sample at or after frac of the total time in
+ * *est_ape / *naive_ape. Returns 0, or -1 when the trace is missing or did
+ * not complete. */
+static int lab_trace(const char *name, double frac, double *est_ape, double *naive_ape)
+{
+    static struct mig_sample rows[4096];
+    static char buf[1 << 20];
+    char path[256];
+    size_t n = 0, len;
+    FILE *f;
+    snprintf(path, sizeof(path), "tests/fixtures/traces/%s.csv", name);
+    f = fopen(path, "rb");
+    if (!f)
+        return -1;
+    len = fread(buf, 1, sizeof(buf), f);
+    fclose(f);
+    if (trace_parse(buf, len, rows, 4096, &n, NULL) != 0 || n < 2 ||
+        rows[n - 1].phase != MIG_PHASE_COMPLETED)
+        return -1;
+    double total = (double)rows[n - 1].t_ms;
+    struct est e;
+    est_init(&e, NULL);
+    for (size_t i = 0; i < n; i++) {
+        struct est_out o;
+        if (est_update(&e, &rows[i]) != 0)
+            return -1;
+        if ((double)rows[i].t_ms < frac * total || rows[i].phase != MIG_PHASE_ACTIVE)
+            continue;
+        est_get(&e, &o);
+        double left = total - (double)rows[i].t_ms;
+        *est_ape = o.eta_known && o.eta_ms != EST_ETA_INFINITE
+                       ? fabs((double)o.eta_ms - left) / left * 100.0
+                       : 100.0;
+        *naive_ape = rows[i].bw_bps > 0 ? fabs((double)rows[i].ram_remaining /
+                                                   (double)rows[i].bw_bps * 1000.0 -
+                                               left) /
+                                              left * 100.0
+                                        : 100.0;
+        return 0;
+    }
+    return -1;
 }
 
 int main(void)
@@ -162,6 +211,26 @@ int main(void)
                "%.1f %% (%zu asks)\n",
                sim_policy_name(pols[p]), mape1[p], n1[p], mapel[p], nl[p]);
 
+    static const char *const lab[] = {"idle_64m", "rate1000_64m", "rate4000_64m",
+                                      "rate1000_16m", "phase_max_to_0_16m"};
+    double lab_est[5][2], lab_naive[5][2];
+    int lab_ok[5][2];
+    printf("lab traces (real QEMU 7.2 TCG, tests/fixtures/traces): abs %% error at 25 %% / 50 %%\n");
+    printf("%-22s %12s %12s %12s %12s\n", "trace", "est_25%", "naive_25%", "est_50%",
+           "naive_50%");
+    for (int t = 0; t < 5; t++) {
+        for (int f = 0; f < 2; f++)
+            lab_ok[t][f] = lab_trace(lab[t], f ? 0.5 : 0.25, &lab_est[t][f], &lab_naive[t][f]) == 0;
+        printf("%-22s", lab[t]);
+        for (int f = 0; f < 2; f++) {
+            if (lab_ok[t][f])
+                printf(" %12.1f %12.1f", lab_est[t][f], lab_naive[t][f]);
+            else
+                printf(" %12s %12s", "-", "-");
+        }
+        printf("\n");
+    }
+
     js = fopen("bench/out/eta_accuracy.json", "w");
     if (!js) {
         perror("eta_accuracy: bench/out/eta_accuracy.json");
@@ -175,12 +244,23 @@ int main(void)
                     sim_policy_name(pols[p]), fracs[f] * 100, unknown[p][f]);
     fprintf(js,
             ",\"adaptive_eta_mape_in_bulk_pass\":%.2f,\"adaptive_eta_mape_after_bulk_pass\":%.2f"
-            ",\"completed_runs_adaptive\":%zu,\"completed_runs_qemu\":%zu},\"baselines\":{",
+            ",\"completed_runs_adaptive\":%zu,\"completed_runs_qemu\":%zu",
             mape1[0], mapel[0], runs[0], runs[1]);
+    for (int t = 0; t < 5; t++)
+        for (int f = 0; f < 2; f++)
+            if (lab_ok[t][f])
+                fprintf(js, ",\"lab_%s_eta_ape_at_%dpct\":%.2f", lab[t], f ? 50 : 25,
+                        lab_est[t][f]);
+    fprintf(js, "},\"baselines\":{");
     for (int p = 0; p < NPOL; p++)
         for (int f = 0; f < NFRAC; f++)
             fprintf(js, "%s\"%s_naive_eta_mape_at_%.0fpct\":%.2f", p || f ? "," : "",
                     sim_policy_name(pols[p]), fracs[f] * 100, nmape[p][f]);
+    for (int t = 0; t < 5; t++)
+        for (int f = 0; f < 2; f++)
+            if (lab_ok[t][f])
+                fprintf(js, ",\"lab_%s_naive_eta_ape_at_%dpct\":%.2f", lab[t], f ? 50 : 25,
+                        lab_naive[t][f]);
     fprintf(js, "}}\n");
     return fclose(js) == 0 ? 0 : 1;
 }
