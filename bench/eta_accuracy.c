@@ -115,11 +115,11 @@ static int lab_trace(const char *name, double frac, double *est_ape, double *nai
         *est_ape = o.eta_known && o.eta_ms != EST_ETA_INFINITE
                        ? fabs((double)o.eta_ms - left) / left * 100.0
                        : 100.0;
-        *naive_ape = rows[i].bw_bps > 0 ? fabs((double)rows[i].ram_remaining /
-                                                   (double)rows[i].bw_bps * 1000.0 -
-                                               left) /
-                                              left * 100.0
-                                        : 100.0;
+        *naive_ape =
+            rows[i].bw_bps > 0
+                ? fabs((double)rows[i].ram_remaining / (double)rows[i].bw_bps * 1000.0 - left) /
+                      left * 100.0
+                : 100.0;
         return 0;
     }
     return -1;
@@ -211,13 +211,13 @@ int main(void)
                "%.1f %% (%zu asks)\n",
                sim_policy_name(pols[p]), mape1[p], n1[p], mapel[p], nl[p]);
 
-    static const char *const lab[] = {"idle_64m", "rate1000_64m", "rate4000_64m",
-                                      "rate1000_16m", "phase_max_to_0_16m"};
+    static const char *const lab[] = {"idle_64m", "rate1000_64m", "rate4000_64m", "rate1000_16m",
+                                      "phase_max_to_0_16m"};
     double lab_est[5][2], lab_naive[5][2];
     int lab_ok[5][2];
-    printf("lab traces (real QEMU 7.2 TCG, tests/fixtures/traces): abs %% error at 25 %% / 50 %%\n");
-    printf("%-22s %12s %12s %12s %12s\n", "trace", "est_25%", "naive_25%", "est_50%",
-           "naive_50%");
+    printf(
+        "lab traces (real QEMU 7.2 TCG, tests/fixtures/traces): abs %% error at 25 %% / 50 %%\n");
+    printf("%-22s %12s %12s %12s %12s\n", "trace", "est_25%", "naive_25%", "est_50%", "naive_50%");
     for (int t = 0; t < 5; t++) {
         for (int f = 0; f < 2; f++)
             lab_ok[t][f] = lab_trace(lab[t], f ? 0.5 : 0.25, &lab_est[t][f], &lab_naive[t][f]) == 0;
