@@ -16,10 +16,10 @@
 
 /* One webhook endpoint: `webhook = URL SECRET [TYPE,TYPE...]`. */
 struct config_webhook {
-    char url[256];                     /* http://HOST:PORT/PATH */
+    char url[256];                      /* http://HOST:PORT/PATH */
     char secret[CONFIG_SECRET_MAX + 1]; /* HMAC-SHA256 key, 16..128 bytes */
-    char types[256];                   /* "" = every type; else comma-separated
-                                          types, a trailing '*' is a prefix */
+    char types[256];                    /* "" = every type; else comma-separated
+                                           types, a trailing '*' is a prefix */
 };
 
 struct config {

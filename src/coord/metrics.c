@@ -181,8 +181,8 @@ void metrics_free(struct metrics *m)
 
 void metrics_route_class(const char *path, char out[48])
 {
-    static const char *const known[] = {"health", "hosts",  "instances", "events", "migrations",
-                                        "consents", "plans", "policy",   NULL};
+    static const char *const known[] = {"health",   "hosts", "instances", "events", "migrations",
+                                        "consents", "plans", "policy",    NULL};
     char seg[3][24] = {"", "", ""};
     int n = 0;
     for (const char *p = path; *p && *p != '?';) {
@@ -266,8 +266,8 @@ static void fold_event(struct metrics *m, const struct store_event *ev)
     } else if (strncmp(ev->type, "consent.", 8) == 0) {
         for (size_t i = 0; i < m->n_waits; i++) {
             if (strcmp(m->waits[i].id, ev->subject) == 0) {
-                metrics_hist_observe(&m->consent, (double)(ev->time_ms - m->waits[i].since_ms) /
-                                                      1000.0);
+                metrics_hist_observe(&m->consent,
+                                     (double)(ev->time_ms - m->waits[i].since_ms) / 1000.0);
                 m->waits[i] = m->waits[--m->n_waits];
                 break;
             }
@@ -321,9 +321,9 @@ static void rates(const struct store_migration *mg, double *dirty_pps, double *b
 
 static void migrations_section(struct metrics *m, struct evbuffer *b)
 {
-    static const char *const states[] = {"requested", "preparing", "running",   "postcopy",
+    static const char *const states[] = {"requested",  "preparing",  "running", "postcopy",
                                          "completing", "cancelling", "unknown", "succeeded",
-                                         "failed",    "cancelled",  NULL};
+                                         "failed",     "cancelled",  NULL};
     struct store_migration *mg = NULL;
     size_t n = 0;
     struct ferr e = {0};
@@ -416,10 +416,9 @@ static void render(struct metrics *m, struct evbuffer *b)
     metrics_family(b, "ferry_sse_dropped_total", "counter",
                    "Event streams dropped for a full output buffer.");
     metrics_sample(b, "ferry_sse_dropped_total", NULL, 0, (double)sse_dropped(m->sse));
-    static const char *const wnames[] = {"ferry_webhook_deliveries_total",
-                                         "ferry_webhook_failures_total",
-                                         "ferry_webhook_dead_letters_total",
-                                         "ferry_webhook_backlog_events"};
+    static const char *const wnames[] = {
+        "ferry_webhook_deliveries_total", "ferry_webhook_failures_total",
+        "ferry_webhook_dead_letters_total", "ferry_webhook_backlog_events"};
     static const char *const whelps[] = {
         "Events delivered (2xx) per endpoint since ferryd started.",
         "Failed delivery attempts (each retry counts) per endpoint.",

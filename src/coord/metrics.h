@@ -14,9 +14,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define METRICS_BUCKETS_MAX 16   /* finite bucket bounds of one histogram */
-#define METRICS_API_SERIES 128   /* (route, method, status) latency series */
-#define METRICS_MIGRATIONS 1024  /* running migrations tracked */
+#define METRICS_BUCKETS_MAX 16      /* finite bucket bounds of one histogram */
+#define METRICS_API_SERIES 128      /* (route, method, status) latency series */
+#define METRICS_MIGRATIONS 1024     /* running migrations tracked */
 #define METRICS_SCRAPE_EVENTS 20000 /* events folded per scrape (more wait) */
 
 struct coord;

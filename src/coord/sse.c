@@ -34,11 +34,11 @@ struct sse_sub {
 };
 
 struct sse {
-    struct coord *c;       /* borrowed */
-    struct event *tick;    /* poll timer */
-    struct sse_sub *subs;  /* open streams */
-    size_t n;              /* entries in subs */
-    uint64_t dropped;      /* slow subscribers dropped since start */
+    struct coord *c;      /* borrowed */
+    struct event *tick;   /* poll timer */
+    struct sse_sub *subs; /* open streams */
+    size_t n;             /* entries in subs */
+    uint64_t dropped;     /* slow subscribers dropped since start */
 };
 
 void sse_time_str(int64_t ms, char out[32])
@@ -61,9 +61,8 @@ json_t *sse_event_json(const struct store_event *ev)
         payload = json_object();
     }
     sse_time_str(ev->time_ms, t);
-    return json_pack("{s:I, s:s, s:s, s:s, s:o, s:i}", "seq", (json_int_t)ev->seq, "type",
-                     ev->type, "time", t, "subject", ev->subject, "payload", payload, "version",
-                     ev->version);
+    return json_pack("{s:I, s:s, s:s, s:s, s:o, s:i}", "seq", (json_int_t)ev->seq, "type", ev->type,
+                     "time", t, "subject", ev->subject, "payload", payload, "version", ev->version);
 }
 
 bool sse_wants_stream(struct evhttp_request *req)
@@ -72,12 +71,12 @@ bool sse_wants_stream(struct evhttp_request *req)
     return a && strstr(a, "text/event-stream") != NULL;
 }
 
-static void reply_error(struct evhttp_request *req, int status, const char *code,
-                        const char *field, const char *msg)
+static void reply_error(struct evhttp_request *req, int status, const char *code, const char *field,
+                        const char *msg)
 {
-    httpd_reply_json(req, status,
-                     json_pack("{s:{s:s, s:s, s:s}}", "error", "code", code, "message", msg,
-                               "field", field));
+    httpd_reply_json(
+        req, status,
+        json_pack("{s:{s:s, s:s, s:s}}", "error", "code", code, "message", msg, "field", field));
 }
 
 static void sub_unlink(struct sse_sub *sub)

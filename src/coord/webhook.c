@@ -32,13 +32,13 @@ struct wh_ep {
     char path[1024]; /* path and query sent in the request line */
     struct evhttp_connection *con;
     struct event *timer;
-    int64_t cursor;     /* last seq delivered, skipped or given up (persisted) */
-    int64_t cur_seq;    /* event being delivered, 0 when none */
+    int64_t cursor;  /* last seq delivered, skipped or given up (persisted) */
+    int64_t cur_seq; /* event being delivered, 0 when none */
     char cur_type[STORE_IDENT_MAX + 1];
-    char *cur_body;     /* its JSON body; owned */
-    unsigned tries;     /* attempts of cur so far */
-    int last_status;    /* of the last attempt, 0 when no answer */
-    bool inflight;      /* a request is out */
+    char *cur_body;  /* its JSON body; owned */
+    unsigned tries;  /* attempts of cur so far */
+    int last_status; /* of the last attempt, 0 when no answer */
+    bool inflight;   /* a request is out */
     struct webhook_stats stats;
 };
 
@@ -228,10 +228,10 @@ static void dead_letter(struct wh_ep *ep)
     else
         snprintf(d.last_error, sizeof(d.last_error), "no answer (refused, reset or %d s timeout)",
                  WEBHOOK_TIMEOUT_S);
-    json_t *p = json_pack("{s:s, s:I, s:s, s:i, s:i, s:s}", "endpoint", ep->cfg->url, "event_seq",
-                          (json_int_t)ep->cur_seq, "event_type", ep->cur_type, "tries",
-                          (int)ep->tries, "last_status", ep->last_status, "last_error",
-                          d.last_error);
+    json_t *p =
+        json_pack("{s:s, s:I, s:s, s:i, s:i, s:s}", "endpoint", ep->cfg->url, "event_seq",
+                  (json_int_t)ep->cur_seq, "event_type", ep->cur_type, "tries", (int)ep->tries,
+                  "last_status", ep->last_status, "last_error", d.last_error);
     char *text = json_dumps(p, JSON_COMPACT);
     json_decref(p);
     struct store_event ev = {.time_ms = now, .payload = text, .version = WEBHOOK_EVENT_VERSION};
@@ -250,8 +250,8 @@ static void dead_letter(struct wh_ep *ep)
         return;
     }
     free(text);
-    log_warn("webhook", "msg=\"dead letter\" url=%s seq=%lld tries=%u last_status=%d",
-             ep->cfg->url, (long long)ep->cur_seq, ep->tries, ep->last_status);
+    log_warn("webhook", "msg=\"dead letter\" url=%s seq=%lld tries=%u last_status=%d", ep->cfg->url,
+             (long long)ep->cur_seq, ep->tries, ep->last_status);
     ep->stats.dead_letters++;
     done_with_cur(ep);
 }
@@ -280,7 +280,8 @@ static void on_done(struct evhttp_request *req, void *arg)
     }
     uint32_t ms = webhook_backoff_ms(ep->tries, cfg->webhook_backoff_base_ms,
                                      cfg->webhook_backoff_cap_ms, next_rnd(ep->w));
-    log_info("webhook", "msg=\"delivery failed; retrying\" url=%s seq=%lld status=%d try=%u "
+    log_info("webhook",
+             "msg=\"delivery failed; retrying\" url=%s seq=%lld status=%d try=%u "
              "retry_in_ms=%u",
              ep->cfg->url, (long long)ep->cur_seq, status, ep->tries, ms);
     arm(ep, ms);

@@ -217,9 +217,9 @@ static void *receiver_main(void *arg)
             rv->got[rv->n++] = g;
         pthread_mutex_unlock(&rv->mu);
         char resp[128];
-        int len = snprintf(resp, sizeof(resp),
-                           "HTTP/1.1 %d X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
-                           g.status);
+        int len =
+            snprintf(resp, sizeof(resp),
+                     "HTTP/1.1 %d X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n", g.status);
         ssize_t w = write(c, resp, (size_t)len);
         (void)w;
         close(c);
@@ -288,8 +288,8 @@ static int start_daemon(void)
 static int register_host(const char *name)
 {
     json_t *b = json_pack("{s:s, s:s, s:i, s:i, s:[{s:s, s:s, s:i}]}", "name", name, "agent_url",
-                          "http://127.0.1.1:7001", "ram_mib", 4096, "vcpus", 2, "instances",
-                          "name", name, "project_id", "p1", "memory_mib", 128);
+                          "http://127.0.1.1:7001", "ram_mib", 4096, "vcpus", 2, "instances", "name",
+                          name, "project_id", "p1", "memory_mib", 128);
     int st = api("POST", "/v1/hosts/register", admin, b, NULL);
     json_decref(b);
     return st;
@@ -304,7 +304,8 @@ struct stream {
 
 static int stream_open(struct stream *s, const char *token, long long last_id)
 {
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_port = htons((uint16_t)port),
                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     s->n = 0;
     s->fd = socket(AF_INET, SOCK_STREAM, 0);
@@ -484,8 +485,8 @@ static void t_webhooks(void)
     for (int i = 0; i < flaky.n; i++) {
         struct got *g = &flaky.got[i];
         CHECK(g->sig_ok, "request %d: bad signature", i);
-        CHECK(g->hdr_seq == g->body_seq, "request %d: header id %lld, body seq %lld", i,
-              g->hdr_seq, g->body_seq);
+        CHECK(g->hdr_seq == g->body_seq, "request %d: header id %lld, body seq %lld", i, g->hdr_seq,
+              g->body_seq);
         if (g->status != 200)
             continue;
         CHECK(g->body_seq > prev, "delivery %d out of order (%lld after %lld)", i, g->body_seq,
@@ -597,8 +598,7 @@ static void t_metrics(void)
     for (char *l = strtok_r(r.body, "\n", &save); l; l = strtok_r(NULL, "\n", &save)) {
         lines++;
         if (l[0] == '#') {
-            CHECK(strncmp(l, "# HELP ", 7) == 0 || strncmp(l, "# TYPE ", 7) == 0, "comment: %s",
-                  l);
+            CHECK(strncmp(l, "# HELP ", 7) == 0 || strncmp(l, "# TYPE ", 7) == 0, "comment: %s", l);
             continue;
         }
         if (!sample_ok(l) && bad++ < 5)
@@ -609,12 +609,13 @@ static void t_metrics(void)
     REQUIRE(httpc_request(url, "GET", "/metrics", NULL, NULL, HTTP_TIMEOUT_MS, &r, &e) == 0,
             "GET /metrics again: %s", e.msg);
     char want[160];
-    snprintf(want, sizeof(want), "ferry_webhook_dead_letters_total{endpoint=\"http://127.0.0.1:%d/hook\"} ",
+    snprintf(want, sizeof(want),
+             "ferry_webhook_dead_letters_total{endpoint=\"http://127.0.0.1:%d/hook\"} ",
              broken.port);
     const char *d = strstr(r.body, want);
     CHECK(d && strtod(d + strlen(want), NULL) >= 1, "dead letters of the broken endpoint");
-    snprintf(want, sizeof(want), "ferry_webhook_failures_total{endpoint=\"http://127.0.0.1:%d/hook\"} ",
-             flaky.port);
+    snprintf(want, sizeof(want),
+             "ferry_webhook_failures_total{endpoint=\"http://127.0.0.1:%d/hook\"} ", flaky.port);
     d = strstr(r.body, want);
     CHECK(d && strtod(d + strlen(want), NULL) == 2, "flaky failures");
     CHECK(strstr(r.body, "ferry_api_request_duration_seconds_bucket{route=\"hosts_item\","

@@ -28,27 +28,41 @@ static void t_hmac(void)
 {
     static struct vec v[7];
     memset(v, 0, sizeof(v));
-    v[0] = (struct vec){.name = "case 1", .klen = 20, .data = "Hi There",
+    v[0] = (struct vec){.name = "case 1",
+                        .klen = 20,
+                        .data = "Hi There",
                         .hex = "b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7"};
     memset(v[0].key, 0x0b, 20);
-    v[1] = (struct vec){.name = "case 2", .klen = 4, .data = "what do ya want for nothing?",
+    v[1] = (struct vec){.name = "case 2",
+                        .klen = 4,
+                        .data = "what do ya want for nothing?",
                         .hex = "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"};
     memcpy(v[1].key, "Jefe", 4);
-    v[2] = (struct vec){.name = "case 3", .klen = 20, .data_byte = 0xdd, .data_len = 50,
+    v[2] = (struct vec){.name = "case 3",
+                        .klen = 20,
+                        .data_byte = 0xdd,
+                        .data_len = 50,
                         .hex = "773ea91e36800e46854db8ebd09181a72959098b3ef8c122d9635514ced565fe"};
     memset(v[2].key, 0xaa, 20);
-    v[3] = (struct vec){.name = "case 4", .klen = 25, .data_byte = 0xcd, .data_len = 50,
+    v[3] = (struct vec){.name = "case 4",
+                        .klen = 25,
+                        .data_byte = 0xcd,
+                        .data_len = 50,
                         .hex = "82558a389a443c0ea4cc819899f2083a85f0faa3e578f8077a2e3ff46729665b"};
     for (int i = 0; i < 25; i++)
         v[3].key[i] = (unsigned char)(i + 1);
-    v[4] = (struct vec){.name = "case 5 (128-bit truncation)", .klen = 20,
-                        .data = "Test With Truncation", .hex = "a3b6167473100ee06e0c796c2955552b"};
+    v[4] = (struct vec){.name = "case 5 (128-bit truncation)",
+                        .klen = 20,
+                        .data = "Test With Truncation",
+                        .hex = "a3b6167473100ee06e0c796c2955552b"};
     memset(v[4].key, 0x0c, 20);
-    v[5] = (struct vec){.name = "case 6", .klen = 131,
+    v[5] = (struct vec){.name = "case 6",
+                        .klen = 131,
                         .data = "Test Using Larger Than Block-Size Key - Hash Key First",
                         .hex = "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54"};
     memset(v[5].key, 0xaa, 131);
-    v[6] = (struct vec){.name = "case 7", .klen = 131,
+    v[6] = (struct vec){.name = "case 7",
+                        .klen = 131,
                         .data = "This is a test using a larger than block-size key and a larger "
                                 "than block-size data. The key needs to be hashed before being "
                                 "used by the HMAC algorithm.",
@@ -78,14 +92,15 @@ static void t_backoff(void)
     static const struct {
         unsigned failures;
         uint32_t lo, hi;
-    } want[] = {{0, 500, 1000},     {1, 500, 1000},     {2, 1000, 2000},   {3, 2000, 4000},
-                {4, 4000, 8000},    {9, 128000, 256000}, {10, 150000, 300000},
-                {20, 150000, 300000}, {1000, 150000, 300000}};
+    } want[] = {{0, 500, 1000},       {1, 500, 1000},       {2, 1000, 2000},
+                {3, 2000, 4000},      {4, 4000, 8000},      {9, 128000, 256000},
+                {10, 150000, 300000}, {20, 150000, 300000}, {1000, 150000, 300000}};
     for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
         uint32_t lo = webhook_backoff_ms(want[i].failures, 1000, 300000, 0);
         uint32_t hi = webhook_backoff_ms(want[i].failures, 1000, 300000, UINT32_MAX);
-        CHECK(lo >= want[i].lo && hi <= want[i].hi && lo <= hi, "failures %u: [%u, %u] not in [%u, %u]",
-              want[i].failures, lo, hi, want[i].lo, want[i].hi);
+        CHECK(lo >= want[i].lo && hi <= want[i].hi && lo <= hi,
+              "failures %u: [%u, %u] not in [%u, %u]", want[i].failures, lo, hi, want[i].lo,
+              want[i].hi);
     }
     /* every random input stays in range and under the cap; the spread is real */
     uint32_t x = 12345, min = UINT32_MAX, max = 0;
@@ -123,16 +138,17 @@ static void t_filter(void)
              {"*", "anything", true},
              {"migration.completed,", "migration.completed", true}};
     for (size_t i = 0; i < sizeof(c) / sizeof(c[0]); i++)
-        CHECK(webhook_type_match(c[i].filter, c[i].type) == c[i].match, "'%s' vs %s",
-              c[i].filter, c[i].type);
+        CHECK(webhook_type_match(c[i].filter, c[i].type) == c[i].match, "'%s' vs %s", c[i].filter,
+              c[i].type);
 }
 
 static void t_config(void)
 {
-    static const char ok[] = "webhook = http://127.0.0.1:9000/hook 0123456789abcdef\n"
-                             "webhook = http://10.0.0.1/x?a=1 0123456789abcdefXYZ migration.*,host.down\n"
-                             "webhook_max_tries = 3\nwebhook_backoff_base_ms = 50\n"
-                             "webhook_backoff_cap_ms = 400\n";
+    static const char ok[] =
+        "webhook = http://127.0.0.1:9000/hook 0123456789abcdef\n"
+        "webhook = http://10.0.0.1/x?a=1 0123456789abcdefXYZ migration.*,host.down\n"
+        "webhook_max_tries = 3\nwebhook_backoff_base_ms = 50\n"
+        "webhook_backoff_cap_ms = 400\n";
     struct config c;
     struct ferr e = {0};
     config_defaults(&c);
@@ -150,11 +166,11 @@ static void t_config(void)
               c.webhook_backoff_cap_ms == 400,
           "tuning keys");
     static const char *const bad[] = {
-        "webhook = https://127.0.0.1/x 0123456789abcdef", /* no TLS client */
-        "webhook = http://127.0.0.1/x short",             /* secret < 16 bytes */
-        "webhook = http://127.0.0.1/x",                   /* no secret */
+        "webhook = https://127.0.0.1/x 0123456789abcdef",    /* no TLS client */
+        "webhook = http://127.0.0.1/x short",                /* secret < 16 bytes */
+        "webhook = http://127.0.0.1/x",                      /* no secret */
         "webhook = http://127.0.0.1/x 0123456789abcdef a b", /* extra word */
-        "webhook = http:// 0123456789abcdef",             /* no host */
+        "webhook = http:// 0123456789abcdef",                /* no host */
         "webhook_max_tries = 0",
         "webhook_max_tries = 101",
         "webhook_backoff_base_ms = 5",
