@@ -347,6 +347,8 @@ int webhooks_new(struct coord *c, struct webhooks **out, struct ferr *e)
         ep->con = evhttp_connection_base_new(c->base, NULL, ep->host, (ev_uint16_t)ep->port);
         evhttp_connection_set_timeout(ep->con, WEBHOOK_TIMEOUT_S);
         evhttp_connection_set_retries(ep->con, 0);
+        evhttp_connection_set_max_headers_size(ep->con, WEBHOOK_REPLY_MAX);
+        evhttp_connection_set_max_body_size(ep->con, WEBHOOK_REPLY_MAX);
         ep->timer = evtimer_new(c->base, on_timer, ep);
         arm(ep, 0);
         log_info("webhook", "msg=\"endpoint\" url=%s types=%s cursor=%lld", ep->cfg->url,

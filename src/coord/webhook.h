@@ -19,10 +19,11 @@
 
 #include "util/ferr.h"
 
-#define WEBHOOK_TIMEOUT_S 10 /* seconds one delivery attempt may take */
-#define WEBHOOK_POLL_MS 200  /* outbox poll period of an idle endpoint, ms */
-#define WEBHOOK_BATCH 64     /* events read from the store at a time */
-#define WEBHOOK_SIG_HEX 64   /* hex chars of an HMAC-SHA256 */
+#define WEBHOOK_TIMEOUT_S 10    /* seconds one delivery attempt may take */
+#define WEBHOOK_POLL_MS 200     /* outbox poll period of an idle endpoint, ms */
+#define WEBHOOK_BATCH 64        /* events read from the store at a time */
+#define WEBHOOK_REPLY_MAX 65536 /* bytes of a receiver's headers, and of its body */
+#define WEBHOOK_SIG_HEX 64      /* hex chars of an HMAC-SHA256 */
 
 struct coord;
 struct webhooks;
