@@ -34,7 +34,8 @@
 #define HTTP_TIMEOUT_MS 10000 /* one request to ferryd */
 #define GUEST_MIB 128
 #define MIGRATE_TIMEOUT_MS 90000
-#define SLOW_BPS (2ll << 20) /* bytes/s: keeps the second migration in flight */
+#define SLOW_BPS (2ll << 20)   /* bytes/s: keeps the second migration in flight */
+#define FIRST_BPS (16ll << 20) /* bytes/s: the first one lasts a few seconds */
 
 static const char *const CMDLINE =
     "console=ttyS0 quiet panic=-1 ferry.workload=memload ferry.ws_mib=32 ferry.rate=1000";
@@ -113,8 +114,14 @@ static int start_daemon(void)
         return -1;
     uint64_t t0 = now_ms();
     while (now_ms() - t0 < 10000) {
-        if (api("GET", "/v1/health", NULL, NULL, NULL) == 200)
-            return 0;
+        struct httpc_resp r;
+        struct ferr e = {0};
+        if (httpc_request(url, "GET", "/v1/health", NULL, NULL, 1000, &r, &e) == 0) {
+            int ok = r.status == 200;
+            httpc_resp_free(&r);
+            if (ok)
+                return 0;
+        }
         sleep_ms(100);
     }
     return -1;
@@ -301,6 +308,8 @@ static void t_migrate(void)
     json_decref(o);
     json_decref(bad);
     o = NULL;
+    /* a bandwidth cap keeps it running for a few polls (progress events) */
+    json_object_set_new(b, "limits", json_pack("{s:I}", "max_bandwidth_bps", (json_int_t)FIRST_BPS));
     int st = api("POST", "/v1/migrations", admin, b, &o);
     json_decref(b);
     REQUIRE(st == 202, "POST /v1/migrations: %d", st);
