@@ -618,6 +618,9 @@ static void on_poll(int status, json_t *body, const struct ferr *e, void *arg)
     const char *ast = json_string_value(json_object_get(body, "state"));
     if (status != 200 || !ast)
         return; /* try again at the next poll */
+    bool ended = !strcmp(ast, "succeeded") || !strcmp(ast, "failed") || !strcmp(ast, "cancelled");
+    if (o->unknown && !ended && host_down(o->c, o->source))
+        return; /* unknown until the host is back (it re-registers) or the outcome is known */
     leave_unknown(o);
     report_stalls(o, body);
     set_phase(o, ast);
@@ -697,18 +700,26 @@ static void on_cancel_sent(int status, json_t *body, const struct ferr *e, void 
 
 /* ---- the tick ---------------------------------------------------------- */
 
+/* A source host marked down (missed heartbeats) moves a running
+ * migration to unknown at once, even with a request to it in flight. */
+static void check_source_host(struct orch *o)
+{
+    if (o->step == OS_QUEUED || o->step == OS_DONE || o->step == OS_CLEAN_DEST || o->unknown ||
+        !host_down(o->c, o->source))
+        return;
+    o->unknown = true;
+    set_phase(o, "source_host_down");
+    log_warn("migrate", "msg=\"source host down; migration state unknown\" id=%s host=%s", o->id,
+             o->source);
+    (void)persist(o, NULL, "the source host is down (missed heartbeats)", "migration.unknown",
+                  json_pack("{s:s}", "last_state", migstate_name(o->st)));
+}
+
 static void step(struct orch *o)
 {
     struct coord *c = o->c;
     char path[192];
     int64_t now = coord_now_ms();
-    if (o->step != OS_QUEUED && o->step != OS_DONE && o->step != OS_CLEAN_DEST && !o->unknown &&
-        host_down(c, o->source)) {
-        o->unknown = true;
-        set_phase(o, "source_host_down");
-        (void)persist(o, NULL, "the source host is down (missed heartbeats)", "migration.unknown",
-                      json_pack("{s:s}", "last_state", migstate_name(o->st)));
-    }
     if (o->unknown && !o->agent_mig[0]) {
         if (host_down(c, o->source))
             return; /* wait for the host to come back */
@@ -794,6 +805,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
             orch_free(o);
             continue;
         }
+        check_source_host(o);
         if (!o->inflight && now >= o->next_ms)
             step(o);
         pp = &o->next;

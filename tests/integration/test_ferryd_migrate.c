@@ -36,6 +36,7 @@
 #define MIGRATE_TIMEOUT_MS 90000
 #define SLOW_BPS (2ll << 20)   /* bytes/s: keeps the second migration in flight */
 #define FIRST_BPS (16ll << 20) /* bytes/s: the first one lasts a few seconds */
+#define DOWN_BPS (8ll << 20)   /* bytes/s: outlasts the source host going down */
 
 static const char *const CMDLINE =
     "console=ttyS0 quiet panic=-1 ferry.workload=memload ferry.ws_mib=32 ferry.rate=1000";
@@ -479,6 +480,67 @@ static void t_cancel(void)
     json_decref(o);
 }
 
+static int count_type(const char *id, const char *type)
+{
+    json_t *o = NULL, *ev;
+    size_t i;
+    int n = 0;
+    if (api("GET", "/v1/events?since=0", admin, NULL, &o) != 200) {
+        json_decref(o);
+        return -1;
+    }
+    json_array_foreach(json_object_get(o, "events"), i, ev)
+    {
+        if (strstr(jstr(ev, "subject"), id) && strcmp(jstr(ev, "type"), type) == 0)
+            n++;
+    }
+    json_decref(o);
+    return n;
+}
+
+/* The source agent freezes (SIGSTOP): its host misses heartbeats, goes
+ * down, and the running migration becomes unknown (cancel refused); when
+ * the agent thaws, its record decides: the migration (QEMU carried on
+ * meanwhile) is recorded succeeded and the guest is intact on host1. */
+static void t_host_down(void)
+{
+    if (!ready || !mig1[0])
+        return test_skip("no migration");
+    REQUIRE(wait_instance_on("g1", "host2", 10000) == 0, "g1 not on host2");
+    json_t *b = json_pack("{s:s, s:{s:I}}", "instance", "g1", "limits", "max_bandwidth_bps",
+                          (json_int_t)DOWN_BPS),
+           *o = NULL;
+    int st = api("POST", "/v1/migrations", admin, b, &o);
+    json_decref(b);
+    REQUIRE(st == 202, "POST: %d", st);
+    char id[80], path[128];
+    snprintf(id, sizeof(id), "%s", jstr(o, "id"));
+    CHECK(strcmp(jstr(o, "destination"), "host1") == 0, "placed on %s", jstr(o, "destination"));
+    json_decref(o);
+    REQUIRE(wait_state(id, "running", 30000) == 0, "never running");
+    pid_t agent = L.agents[1].pid;
+    kill(agent, SIGSTOP);
+    int unknown = wait_state(id, "unknown", 20000);
+    snprintf(path, sizeof(path), "/v1/migrations/%s/cancel", id);
+    int cancel_st = unknown == 0 ? api("POST", path, admin, NULL, NULL) : 0;
+    kill(agent, SIGCONT);
+    CHECK(unknown == 0, "migration did not become unknown with its source host down");
+    CHECK(cancel_st == 409, "cancel while unknown: %d", cancel_st);
+    json_t *m = NULL;
+    REQUIRE(wait_terminal(id, 60000, &m) == 0, "not reconciled after the agent came back");
+    CHECK(strcmp(jstr(m, "state"), "succeeded") == 0, "reconciled to %s (%s)", jstr(m, "state"),
+          jstr(m, "last_error"));
+    json_decref(m);
+    CHECK(count_type(id, "migration.unknown") == 1, "migration.unknown events: %d",
+          count_type(id, "migration.unknown"));
+    CHECK(count_type(id, "migration.completed") == 1, "migration.completed events: %d",
+          count_type(id, "migration.completed"));
+    struct lab_integrity r;
+    struct ferr e = {0};
+    REQUIRE(lab_verify(&L.agents[0], "g1", &r, &e) == 0, "verify on host1: %s", e.msg);
+    CHECK(r.ok && r.bad_pages == 0, "integrity: ok %d bad %lld", r.ok, r.bad_pages);
+}
+
 static int setup(void)
 {
     struct ferr e = {0};
@@ -498,7 +560,7 @@ static int setup(void)
         return -1;
     fprintf(f,
             "listen = 127.0.0.1:%d\ndb = %s/ferryd.db\nbootstrap_token_file = %s\n"
-            "heartbeat_interval_ms = %d\nheartbeat_missed = 10\n",
+            "heartbeat_interval_ms = %d\nheartbeat_missed = 6\n",
             port, dir, tokpath, HEARTBEAT_MS);
     fclose(f);
     if (add_token("agent1", "infra", "agent", agent_tok, sizeof(agent_tok)) != 0 ||
@@ -545,6 +607,8 @@ int main(void)
     test_run("ferryd+agents: other project 404, owner sees it without host names", t_visibility);
     test_run("ferryd+agents: limits/force-complete 409; member 403; canceller cancels, source runs",
              t_cancel);
+    test_run("ferryd+agents: source host down → unknown (cancel 409), reconciled when back",
+             t_host_down);
     int rc = test_done();
     if (rc != 0 && logpath[0]) {
         char *cmd = xasprintf("tail -40 '%s' >&2", logpath);
