@@ -38,6 +38,7 @@ struct migration;
 struct qmp_holder;
 struct mig_control; /* control.h */
 struct ctl_policy;  /* control.h */
+struct mig_storage; /* storage.h */
 
 struct instance {
     struct agent *ag;           /* owner, borrowed */
@@ -69,6 +70,14 @@ struct instance {
     struct migration *mig;      /* outgoing migration in progress, borrowed */
     bool destroying;            /* quit requested */
     uint64_t started_ms;        /* monotonic ms at launch/adopt */
+    bool storage_copy;          /* incoming with "storage": "copy": the disks were
+                                   created here and are exported over NBD */
+    bool disks_owned;           /* the disk files are this agent's copies: removed
+                                   when the instance goes before its incoming
+                                   migration completed */
+    int nbd_port;               /* NBD server port on listen_addr, 0 when none */
+    uint64_t disk_size[SPEC_DISKS_MAX]; /* virtual size per spec disk, bytes (query-block),
+                                           0 unknown */
     struct evhttp_request *adopt_req; /* POST /v1/adopt answered once the QMP handshake
                                          succeeds or fails; borrowed, NULL when none */
 };
@@ -136,6 +145,12 @@ struct migration {
     bool dr_inflight;              /* a query-dirty-rate is outstanding */
     uint64_t dirty_hint_pps;       /* measured pass-1 dirty rate, pages/s; 0 unknown */
     char dr_note[160];             /* why the measurement failed, "" otherwise */
+    struct mig_storage *st;        /* non-shared disk copy (storage.c), owned;
+                                      NULL for memory-only migrations */
+    bool mem_started;              /* QEMU accepted `migrate` */
+    bool continue_sent;            /* migrate-continue sent: past switchover */
+    bool storage_failed;           /* a disk mirror failed while memory migrated:
+                                      the cancel that follows ends it failed */
 };
 
 struct agent {
@@ -232,6 +247,37 @@ int mig_start(struct agent *ag, struct instance *in, const char *dest_uri,
               const char *dest_agent, const struct mig_limits *limits,
               const struct ctl_policy *policy, struct migration **out, struct ferr *e)
     __attribute__((warn_unused_result));
+
+/* As mig_start; with storage_copy the instance's disks are mirrored to the
+ * destination's NBD exports first (storage.h), and the memory migration
+ * runs with pause-before-switchover. FERR_STATE when storage_copy is asked
+ * for an instance without disks. */
+int mig_start_storage(struct agent *ag, struct instance *in, const char *dest_uri,
+                      const char *dest_agent, const struct mig_limits *limits,
+                      const struct ctl_policy *policy, bool storage_copy,
+                      struct migration **out, struct ferr *e)
+    __attribute__((warn_unused_result));
+
+/* Changes the mirror speed of a migration's disks (block-job-set-speed on
+ * every running mirror; later mirrors start at it). FERR_STATE when the
+ * migration has ended; FERR_INVAL for a speed out of range. */
+int mig_set_mirror_speed(struct migration *m, uint64_t bps, struct ferr *e)
+    __attribute__((warn_unused_result));
+
+/* Called by instance.c for every QMP event of a migrating source guest
+ * (data borrowed, may be NULL). */
+void mig_on_event(struct migration *m, const char *event, json_t *data);
+
+/* storage.c → migration.c: every mirror is READY (start the memory
+ * migration); the jobs ended consistently at pre-switchover (send
+ * migrate-continue); a mirror failed (why: one sentence). */
+void mig__storage_ready(struct migration *m);
+void mig__storage_switched(struct migration *m);
+void mig__storage_failed(struct migration *m, const char *why);
+
+/* storage.c → migration.c: keep a sample built from the block jobs alone
+ * (before the memory migration runs) and feed it to the controller. */
+void mig__storage_sample(struct migration *m);
 
 /* Requests cancellation. FERR_STATE when the migration already ended or is
  * confirming (the guest is past the point of no return). */

@@ -10,6 +10,7 @@
 
 #include "agent/agent.h"
 #include "agent/control.h"
+#include "agent/storage.h"
 #include "core/trace.h"
 #include "util/httpd.h"
 #include "util/jsonin.h"
@@ -77,6 +78,26 @@ static void create_instance(struct agent *ag, struct evhttp_request *req, bool i
         rc = jsonin_bool(body, "postcopy", false, &postcopy, &e);
         json_object_del(body, "postcopy");
     }
+    /* ... and "storage": "copy" with "disk_sizes": the destination creates
+     * its own copies of the disks and exports them over NBD (storage.h) */
+    bool copy = false;
+    json_t *sizes = NULL;
+    if (incoming && rc == 0 && json_object_get(body, "storage")) {
+        char *mode = NULL;
+        rc = jsonin_str(body, "storage", 16, false, &mode, &e);
+        if (rc == 0 && strcmp(mode, "copy") != 0 && strcmp(mode, "shared") != 0)
+            rc = ferr_set(&e, FERR_INVAL, "storage", "'storage' must be \"copy\" or \"shared\"");
+        copy = rc == 0 && strcmp(mode, "copy") == 0;
+        free(mode);
+        json_object_del(body, "storage");
+    }
+    if (incoming && rc == 0 && json_object_get(body, "disk_sizes")) {
+        sizes = json_incref(json_object_get(body, "disk_sizes"));
+        json_object_del(body, "disk_sizes");
+        if (!copy)
+            rc = ferr_set(&e, FERR_INVAL, "disk_sizes",
+                          "'disk_sizes' goes with \"storage\": \"copy\" only");
+    }
     char why[160] = "";
     if (postcopy && !agent_postcopy_possible(why, sizeof(why))) {
         /* not an error: the instance reports postcopy false and the source
@@ -88,18 +109,24 @@ static void create_instance(struct agent *ag, struct evhttp_request *req, bool i
     if (rc == 0)
         rc = spec_from_json(body, ag->lab_kernel, ag->lab_initrd, &spec, &e);
     json_decref(body);
+    if (rc == 0 && copy && (rc = storage_create_copies(ag, &spec, sizes, &e)) != 0)
+        spec_free(&spec);
+    json_decref(sizes);
     if (rc != 0) {
         httpd_reply_err(req, &e);
         return;
     }
     struct instance *in;
     rc = inst_launch(ag, &spec, incoming, &in, &e);
+    if (rc != 0 && copy)
+        storage_remove_copies(&spec);
     spec_free(&spec);
     if (rc != 0) {
         httpd_reply_err(req, &e);
         return;
     }
     in->postcopy = postcopy; /* read when QMP is ready, never before */
+    in->storage_copy = in->disks_owned = copy;
     json_t *o = inst_to_json(in);
     if (why[0])
         json_object_set_new(o, "postcopy_note", json_string(why));
@@ -208,16 +235,22 @@ static void post_console(struct instance *in, struct evhttp_request *req)
 static void create_migration(struct agent *ag, struct evhttp_request *req)
 {
     static const char *const keys[] = {"instance", "dest_uri", "dest_agent", "limits",
-                                       "policy", NULL};
+                                       "policy",   "storage",  NULL};
     struct ferr e = {0};
     json_t *body;
     if (httpd_body_json(req, 0, &body, &e) != 0) {
         httpd_reply_err(req, &e);
         return;
     }
-    char *name = NULL, *uri = NULL, *dagent = NULL;
+    char *name = NULL, *uri = NULL, *dagent = NULL, *storage = NULL;
     struct mig_limits lim;
     int rc = jsonin_only_keys(body, keys, &e);
+    if (rc == 0)
+        rc = jsonin_str(body, "storage", 16, false, &storage, &e);
+    if (rc == 0 && storage && strcmp(storage, "copy") != 0 && strcmp(storage, "shared") != 0)
+        rc = ferr_set(&e, FERR_INVAL, "storage", "'storage' must be \"copy\" or \"shared\"");
+    bool copy = rc == 0 && storage && strcmp(storage, "copy") == 0;
+    free(storage);
     if (rc == 0)
         rc = jsonin_str(body, "instance", 63, true, &name, &e);
     if (rc == 0)
@@ -240,7 +273,7 @@ static void create_migration(struct agent *ag, struct evhttp_request *req)
     struct migration *m = NULL;
     if (rc == 0) {
         pol.conv.nova.ram_mib = in->spec.memory_mib; /* nova's data_gb */
-        rc = mig_start(ag, in, uri, dagent, &lim, &pol, &m, &e);
+        rc = mig_start_storage(ag, in, uri, dagent, &lim, &pol, copy, &m, &e);
     }
     free(name);
     free(uri);
@@ -275,6 +308,31 @@ static void get_trace(struct migration *m, struct evhttp_request *req)
                       "text/csv; charset=utf-8");
     evhttp_send_reply(req, 200, "OK", b);
     evbuffer_free(b);
+}
+
+/* PATCH /v1/migrations/ID {"mirror_speed_bps": N}: the disk mirrors'
+ * speed, bytes/s (0 = no cap), at once on every running mirror. */
+static void patch_migration(struct migration *m, struct evhttp_request *req)
+{
+    static const char *const keys[] = {"mirror_speed_bps", NULL};
+    struct ferr e = {0};
+    json_t *body;
+    if (httpd_body_json(req, 0, &body, &e) != 0) {
+        httpd_reply_err(req, &e);
+        return;
+    }
+    uint64_t bps = 0;
+    int rc = jsonin_only_keys(body, keys, &e);
+    if (rc == 0)
+        rc = jsonin_u64(body, "mirror_speed_bps", 0, (uint64_t)1 << 40, true, &bps, &e);
+    json_decref(body);
+    if (rc == 0)
+        rc = mig_set_mirror_speed(m, bps, &e);
+    if (rc != 0) {
+        httpd_reply_err(req, &e);
+        return;
+    }
+    httpd_reply_json(req, 200, mig_to_json(m, false));
 }
 
 /* POST /v1/migrations/ID/consent {"step": NAME, "granted": bool}. */
@@ -384,6 +442,8 @@ void api_handle(struct evhttp_request *req, void *arg)
             httpd_reply_json(req, 200, mig_to_json(m, samples));
             return;
         }
+        if (n == 3 && method == EVHTTP_REQ_PATCH)
+            return patch_migration(m, req);
         if (n == 4 && strcmp(seg[3], "trace") == 0 && get)
             return get_trace(m, req);
         if (n == 4 && strcmp(seg[3], "consent") == 0 && post)

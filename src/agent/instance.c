@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "agent/agent.h"
+#include "agent/storage.h"
 #include "util/httpd.h"
 #include "util/jsonin.h"
 #include "util/log.h"
@@ -128,6 +129,8 @@ static void inst_retire(struct instance *in, const char *why)
     in->state = INST_EXITED;
     if (in->mig)
         mig_instance_gone(in->mig);
+    if (in->disks_owned) /* an incoming copy that never became the guest's disk */
+        storage_remove_copies(&in->spec);
     for (struct instance **pp = &ag->instances; *pp; pp = &(*pp)->next) {
         if (*pp == in) {
             *pp = in->next;
@@ -270,7 +273,14 @@ static void on_event(struct qmp_conn *c, const struct qmp_msg *ev, void *arg)
         const char *st = json_string_value(json_object_get(ev->value, "status"));
         if (st && in->incoming)
             snprintf(in->incoming_status, sizeof(in->incoming_status), "%s", st);
+        if (st && in->incoming && strcmp(st, "completed") == 0 && in->storage_copy) {
+            /* the copies are the guest's disks now: keep them, stop serving */
+            in->disks_owned = false;
+            storage_dest_stop(in);
+        }
     }
+    if (in->mig) /* the source side of a migration with disks (storage.c) */
+        mig_on_event(in->mig, ev->event, ev->value);
     if (in->qmp_ready && (strcmp(ev->event, "RESUME") == 0 || strcmp(ev->event, "STOP") == 0 ||
                           strcmp(ev->event, "MIGRATION") == 0)) {
         if (inst_qmp(in, "query-status", NULL, on_status, NULL) != 0)
@@ -316,6 +326,28 @@ static void on_incoming_started(struct instance *in, const struct ferr *err, jso
         snprintf(in->last_error, sizeof(in->last_error), "QMP unavailable");
 }
 
+static void send_incoming(struct instance *in)
+{
+    json_t *args = json_object();
+    char *uri = xasprintf("tcp:%s:0", in->ag->listen_addr);
+    json_object_set_new(args, "uri", json_string(uri));
+    free(uri);
+    if (inst_qmp(in, "migrate-incoming", args, on_incoming_started, NULL) != 0)
+        snprintf(in->last_error, sizeof(in->last_error), "QMP unavailable");
+}
+
+static void on_exported(struct instance *in, const char *err)
+{
+    if (!in)
+        return;
+    if (err) {
+        snprintf(in->last_error, sizeof(in->last_error), "disk export: %.280s", err);
+        inst_destroy(in, "NBD export failed");
+        return;
+    }
+    send_incoming(in);
+}
+
 static void on_incoming_caps(struct instance *in, const struct ferr *err, json_t *ret, void *ctx)
 {
     (void)ret;
@@ -328,12 +360,10 @@ static void on_incoming_caps(struct instance *in, const struct ferr *err, json_t
         inst_destroy(in, "capabilities failed");
         return;
     }
-    json_t *args = json_object();
-    char *uri = xasprintf("tcp:%s:0", in->ag->listen_addr);
-    json_object_set_new(args, "uri", json_string(uri));
-    free(uri);
-    if (inst_qmp(in, "migrate-incoming", args, on_incoming_started, NULL) != 0)
-        snprintf(in->last_error, sizeof(in->last_error), "QMP unavailable");
+    if (in->storage_copy) /* exports first: incoming_uri appears once both are ready */
+        storage_dest_export(in, on_exported);
+    else
+        send_incoming(in);
 }
 
 static void on_qmp_ready(struct qmp_conn *c, void *arg)
@@ -365,6 +395,8 @@ static void on_qmp_ready(struct qmp_conn *c, void *arg)
         if (inst_qmp(in, "migrate-set-capabilities", caps, on_incoming_caps, NULL) != 0)
             snprintf(in->last_error, sizeof(in->last_error), "QMP unavailable");
     }
+    if (in->spec.n_disks)
+        storage_query_sizes(in);
     if (inst_qmp(in, "query-status", NULL, on_status, NULL) != 0)
         log_debug("agent", "msg=\"query-status not sent\"");
 }
@@ -576,8 +608,19 @@ int inst_launch(struct agent *ag, const struct inst_spec *spec, bool incoming,
         return ferr_set(e, FERR_INVAL, "kernel", "kernel '%s' is not readable", spec->kernel);
     if (spec->initrd && access(spec->initrd, R_OK) != 0)
         return ferr_set(e, FERR_INVAL, "initrd", "initrd '%s' is not readable", spec->initrd);
+    for (unsigned i = 0; i < spec->n_disks; i++)
+        if (access(spec->disks[i].path, R_OK | W_OK) != 0)
+            return ferr_set(e, FERR_INVAL, "disks", "disk '%s' (%s) is not readable and writable",
+                            spec->disks[i].id, spec->disks[i].path);
     struct instance *in = inst_new(ag, spec);
     in->incoming = incoming;
+    for (unsigned i = 0; i < in->spec.n_disks; i++) {
+        /* cache.direct=on needs O_DIRECT, which e.g. tmpfs refuses */
+        int fd = open(in->spec.disks[i].path, O_RDONLY | O_DIRECT | O_CLOEXEC);
+        in->spec.disks[i].no_direct = fd < 0 && errno == EINVAL;
+        if (fd >= 0)
+            close(fd);
+    }
     rm_rf_dir(in->dir);
     int rc = mkdir_p(in->dir);
     if (rc != 0) {
@@ -590,7 +633,7 @@ int inst_launch(struct agent *ag, const struct inst_spec *spec, bool incoming,
     char *serlog = xasprintf("%s/serial.log", in->dir);
     in->console_fd = open(serlog, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
     free(serlog);
-    char **argv = spec_argv(spec, ag->qemu, in->qmp_path, in->serial_path, incoming);
+    char **argv = spec_argv(&in->spec, ag->qemu, in->qmp_path, in->serial_path, incoming);
     pid_t pid = fork();
     if (pid < 0) {
         rc = -errno;
@@ -628,6 +671,51 @@ int inst_launch(struct agent *ag, const struct inst_spec *spec, bool incoming,
     set_timer(in, CONNECT_RETRY_MS);
     *out = in;
     return 0;
+}
+
+/* Value of key in a QEMU option string "k1=v1,k2=v2" (copied into out,
+ * n bytes); false when absent. */
+static bool opt_get(const char *opts, const char *key, char *out, size_t n)
+{
+    size_t kl = strlen(key);
+    for (const char *p = opts; p && *p;) {
+        const char *end = strchr(p, ',');
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        if (len > kl && strncmp(p, key, kl) == 0 && p[kl] == '=') {
+            snprintf(out, n, "%.*s", (int)(len - kl - 1), p + kl + 1);
+            return true;
+        }
+        p = end ? end + 1 : NULL;
+    }
+    return false;
+}
+
+/* Adds the disk described by the -blockdev arguments spec_argv makes:
+ * the file node "f-ID" gives the path, the format node "d-ID" the format. */
+static void blockdev_from_cmdline(struct inst_spec *s, const char *opts)
+{
+    char node[32], val[SPEC_PATH_MAX];
+    if (!opt_get(opts, "node-name", node, sizeof(node)) || strlen(node) < 3 || node[1] != '-' ||
+        !spec_disk_id_ok(node + 2))
+        return;
+    struct spec_disk *d = NULL;
+    for (unsigned i = 0; i < s->n_disks; i++)
+        if (strcmp(s->disks[i].id, node + 2) == 0)
+            d = &s->disks[i];
+    if (!d) {
+        if (s->n_disks >= SPEC_DISKS_MAX)
+            return;
+        d = &s->disks[s->n_disks++];
+        snprintf(d->id, sizeof(d->id), "%.15s", node + 2);
+        d->format = SPEC_DISK_RAW;
+    }
+    if (node[0] == 'f' && opt_get(opts, "filename", val, sizeof(val))) {
+        free(d->path);
+        d->path = xstrdup(val);
+    } else if (node[0] == 'd' && opt_get(opts, "driver", val, sizeof(val)) &&
+               spec_disk_format_parse(val, &d->format) != 0) {
+        d->format = SPEC_DISK_RAW;
+    }
 }
 
 /* Rebuilds a spec from QEMU's command line (the arguments spec_argv makes). */
@@ -672,9 +760,14 @@ static int spec_from_cmdline(pid_t pid, struct inst_spec *s, bool *incoming, str
             s->cmdline = xstrdup(v);
         } else if (strcmp(a, "-incoming") == 0) {
             *incoming = true;
+        } else if (strcmp(a, "-blockdev") == 0) {
+            blockdev_from_cmdline(s, v);
         }
     }
     free(buf);
+    for (unsigned i = 0; i < s->n_disks; i++)
+        if (!s->disks[i].path)
+            s->disks[i].path = xstrdup("/");
     if (!s->name || !jsonin_name_ok(s->name) || !s->kernel) {
         spec_free(s);
         return ferr_set(e, FERR_INVAL, "qmp",
@@ -816,6 +909,23 @@ json_t *inst_to_json(const struct instance *in)
         json_object_set_new(o, "last_error", json_string(in->last_error));
     if (in->mig)
         json_object_set_new(o, "migration", json_string(in->mig->id));
+    if (in->spec.n_disks) {
+        json_t *sz = json_object();
+        for (unsigned i = 0; i < in->spec.n_disks; i++)
+            if (in->disk_size[i])
+                json_object_set_new(sz, in->spec.disks[i].id,
+                                    json_integer((json_int_t)in->disk_size[i]));
+        json_object_set_new(o, "disk_sizes", sz);
+    }
+    if (in->storage_copy)
+        json_object_set_new(o, "storage", json_string("copy"));
+    if (in->nbd_port && in->incoming_uri[0]) { /* exports made before migrate-incoming */
+        json_t *ex = json_array();
+        for (unsigned i = 0; i < in->spec.n_disks; i++)
+            json_array_append_new(ex, json_string(in->spec.disks[i].id));
+        json_object_set_new(o, "nbd", json_pack("{s:s, s:i, s:o}", "host", in->ag->listen_addr,
+                                                "port", in->nbd_port, "exports", ex));
+    }
     return o;
 }
 

@@ -11,6 +11,7 @@
 
 #include "agent/agent.h"
 #include "agent/control.h"
+#include "agent/storage.h"
 #include "util/log.h"
 #include "util/xalloc.h"
 
@@ -64,6 +65,7 @@ static void mig_evict(struct agent *ag)
         if (m->tick)
             event_free(m->tick);
         free(m->samples);
+        storage_free(m);
         free(m->ctl); /* control.c */
         free(m);
     }
@@ -150,6 +152,7 @@ static void ensure_source_runs(struct migration *m)
 static void fail_and_restore(struct migration *m, enum mig_state st, const char *why)
 {
     mig_finish(m, st, why);
+    storage_teardown(m); /* mirrors force-cancelled, NBD nodes deleted */
     ensure_source_runs(m);
     cleanup_dest(m);
 }
@@ -279,6 +282,7 @@ static void sample_from_query(const struct migration *m, json_t *ret, struct mig
     s->setting_downtime_ms = m->limits.downtime_ms;
     s->setting_max_bw_bps = m->limits.max_bandwidth_bps;
     s->dirty_rate_hint_pps = m->dirty_hint_pps;
+    storage_fill_sample(m, s);
 }
 
 static void keep_sample(struct migration *m, const struct mig_sample *s)
@@ -328,6 +332,8 @@ static void on_query(struct instance *in, const struct ferr *err, json_t *ret, v
     }
     struct mig_sample s;
     sample_from_query(m, ret, &s);
+    if (s.phase == MIG_PHASE_PRE_SWITCHOVER && m->st)
+        storage_switchover(m); /* also on the MIGRATION event; idempotent */
     if (s.phase == MIG_PHASE_POSTCOPY && m->state == MIGS_RUNNING) {
         m->state = MIGS_POSTCOPY; /* the guest runs on the destination now */
         log_info("agent", "msg=\"post-copy active\" id=%s", m->id);
@@ -376,7 +382,9 @@ static void on_query(struct instance *in, const struct ferr *err, json_t *ret, v
         return;
     }
     if (s.phase == MIG_PHASE_CANCELLED && st && strcmp(st, "cancelled") == 0) {
-        if (m->timeout_fired || (m->ctl && m->ctl->aborted)) { /* control.c set error */
+        if (m->storage_failed) { /* mig__storage_failed set the error */
+            fail_and_restore(m, MIGS_FAILED, NULL);
+        } else if (m->timeout_fired || (m->ctl && m->ctl->aborted)) { /* control.c set error */
             char why[128];
             snprintf(why, sizeof(why), "completion timeout of %llu s reached; aborted",
                      (unsigned long long)m->limits.completion_timeout_s);
@@ -494,7 +502,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
         mig_instance_gone(m);
         return;
     }
-    if (!m->query_inflight) {
+    if (m->mem_started && !m->query_inflight) {
         m->refs++;
         m->query_inflight = true;
         if (inst_qmp(m->inst, "query-migrate", NULL, on_query, m) != 0) {
@@ -503,6 +511,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
         }
     }
     poll_dirty_rate(m);
+    storage_tick(m); /* query-block-jobs: disk progress, readiness */
     struct timeval tv = {.tv_sec = 0, .tv_usec = AGENT_SAMPLE_MS * 1000};
     evtimer_add(m->tick, &tv);
 }
@@ -524,12 +533,120 @@ static void on_migrate(struct instance *in, const struct ferr *err, json_t *ret,
         fail_and_restore(m, MIGS_FAILED, why);
         return;
     }
+    m->mem_started = true;
+    bool ticking = m->state == MIGS_RUNNING && m->st; /* the mirror phase ticks already */
     if (m->cancel_requested) {
         send_cancel(m);
     } else {
         m->state = MIGS_RUNNING;
     }
-    on_tick(-1, 0, m);
+    if (!ticking)
+        on_tick(-1, 0, m);
+}
+
+/* Starts the memory migration: the pass-1 dirty rate measurement, then
+ * migrate. */
+static void start_memory(struct migration *m)
+{
+    struct instance *in = m->inst;
+    /* queued before migrate, so no migration is running when QEMU checks
+     * it; the page-sampling measurement then runs concurrently with pass 1 */
+    start_dirty_rate(m, in);
+    m->refs++;
+    if (inst_qmp(in, "migrate", json_pack("{s:s}", "uri", m->dest_uri), on_migrate, m) != 0) {
+        m->refs--;
+        fail_and_restore(m, MIGS_FAILED, "QMP unavailable");
+    }
+}
+
+void mig__storage_ready(struct migration *m)
+{
+    if (mig_terminal(m) || m->mem_started || !m->inst)
+        return;
+    if (m->cancel_requested) {
+        fail_and_restore(m, MIGS_CANCELLED, "cancelled on request");
+        return;
+    }
+    start_memory(m);
+}
+
+static void on_continue(struct instance *in, const struct ferr *err, json_t *ret, void *ctx)
+{
+    (void)ret;
+    struct migration *m = ctx;
+    m->refs--;
+    if (!in || !err || mig_terminal(m))
+        return;
+    snprintf(m->error, sizeof(m->error), "migrate-continue: %.200s", err->msg);
+    m->storage_failed = true;
+    m->continue_sent = false;
+    send_cancel(m);
+}
+
+void mig__storage_switched(struct migration *m)
+{
+    if (mig_terminal(m) || !m->inst)
+        return;
+    if (m->cancel_requested) { /* asked during the switchover: still possible */
+        send_cancel(m);
+        return;
+    }
+    log_info("agent", "msg=\"disks consistent on the destination; migrate-continue\" id=%s", m->id);
+    m->continue_sent = true;
+    m->refs++;
+    if (inst_qmp(m->inst, "migrate-continue", json_pack("{s:s}", "state", "pre-switchover"),
+                 on_continue, m) != 0) {
+        m->refs--;
+        m->continue_sent = false;
+        fail_and_restore(m, MIGS_FAILED, "QMP unavailable at switchover");
+    }
+}
+
+void mig__storage_failed(struct migration *m, const char *why)
+{
+    if (mig_terminal(m))
+        return;
+    bool cancelled = m->cancel_requested && strcmp(why, "cancelled on request") == 0;
+    if (m->mem_started && m->state != MIGS_CANCELLING) {
+        /* QEMU migrates memory: cancel it; on_query finishes the job */
+        snprintf(m->error, sizeof(m->error), "%s", why);
+        m->storage_failed = !cancelled;
+        send_cancel(m);
+        return;
+    }
+    if (m->mem_started)
+        return; /* migrate_cancel sent already */
+    fail_and_restore(m, cancelled ? MIGS_CANCELLED : MIGS_FAILED, why);
+}
+
+void mig__storage_sample(struct migration *m)
+{
+    if (mig_terminal(m) || m->mem_started)
+        return;
+    struct mig_sample s;
+    memset(&s, 0, sizeof(s));
+    s.t_ms = agent_now_ms() - m->start_ms;
+    s.phase = MIG_PHASE_SETUP;
+    s.ram_total = m->inst ? m->inst->spec.memory_mib << 20 : 0;
+    s.ram_remaining = s.ram_total;
+    s.page_size = 4096;
+    s.setting_downtime_ms = m->limits.downtime_ms;
+    s.setting_max_bw_bps = m->limits.max_bandwidth_bps;
+    storage_fill_sample(m, &s);
+    keep_sample(m, &s);
+    ctl_on_sample(m, &s);
+    if (m->ctl && m->ctl->aborted) {
+        fail_and_restore(m, MIGS_FAILED, NULL); /* control.c set the error */
+        return;
+    }
+    uint64_t elapsed_ms = agent_now_ms() - m->start_ms;
+    if (m->limits.completion_timeout_s && elapsed_ms > m->limits.completion_timeout_s * 1000u) {
+        char why[128];
+        snprintf(why, sizeof(why), "completion timeout of %llu s reached while mirroring disks",
+                 (unsigned long long)m->limits.completion_timeout_s);
+        m->timeout_fired = true;
+        fail_and_restore(m, MIGS_FAILED, why);
+    }
 }
 
 static void on_params(struct instance *in, const struct ferr *err, json_t *ret, void *ctx)
@@ -548,14 +665,15 @@ static void on_params(struct instance *in, const struct ferr *err, json_t *ret, 
         fail_and_restore(m, err ? MIGS_FAILED : MIGS_CANCELLED, why);
         return;
     }
-    /* queued before migrate, so no migration is running when QEMU checks
-     * it; the page-sampling measurement then runs concurrently with pass 1 */
-    start_dirty_rate(m, in);
-    m->refs++;
-    if (inst_qmp(in, "migrate", json_pack("{s:s}", "uri", m->dest_uri), on_migrate, m) != 0) {
-        m->refs--;
-        fail_and_restore(m, MIGS_FAILED, "QMP unavailable");
+    if (m->st) {
+        /* non-shared disks: mirror first, memory once every mirror is
+         * READY (mig__storage_ready) */
+        m->state = MIGS_RUNNING;
+        storage_mirror_start(m);
+        on_tick(-1, 0, m);
+        return;
     }
+    start_memory(m);
 }
 
 static void on_caps(struct instance *in, const struct ferr *err, json_t *ret, void *ctx)
@@ -607,6 +725,10 @@ static int send_caps(struct migration *m)
     if (m->postcopy)
         json_array_append_new(json_object_get(caps, "capabilities"),
                               json_pack("{s:s, s:b}", "capability", "postcopy-ram", "state", 1));
+    if (m->st) /* the disk mirrors end at pre-switchover (storage.c) */
+        json_array_append_new(json_object_get(caps, "capabilities"),
+                              json_pack("{s:s, s:b}", "capability", "pause-before-switchover",
+                                        "state", 1));
     if (!m->inst) {
         json_decref(caps);
         return -1;
@@ -651,6 +773,17 @@ int mig_start(struct agent *ag, struct instance *in, const char *dest_uri,
               const char *dest_agent, const struct mig_limits *limits,
               const struct ctl_policy *policy, struct migration **out, struct ferr *e)
 {
+    return mig_start_storage(ag, in, dest_uri, dest_agent, limits, policy, false, out, e);
+}
+
+int mig_start_storage(struct agent *ag, struct instance *in, const char *dest_uri,
+                      const char *dest_agent, const struct mig_limits *limits,
+                      const struct ctl_policy *policy, bool storage_copy,
+                      struct migration **out, struct ferr *e)
+{
+    if (storage_copy && in->spec.n_disks == 0)
+        return ferr_set(e, FERR_STATE, "storage", "instance '%s' has no disks to copy",
+                        in->spec.name);
     if (in->mig)
         return ferr_set(e, FERR_STATE, "instance", "instance '%s' is migrating already (%s)",
                         in->spec.name, in->mig->id);
@@ -680,6 +813,8 @@ int mig_start(struct agent *ag, struct instance *in, const char *dest_uri,
         return FERR_INVAL;
     }
     m->throttle_dormant = !limits->auto_converge && ctl_may_throttle(policy);
+    if (storage_copy)
+        storage_init(m);
     bool ask_dest = false;
     if (policy->permit_post_copy) {
         char why[160] = "";
@@ -697,6 +832,7 @@ int mig_start(struct agent *ag, struct instance *in, const char *dest_uri,
         free(path);
     } else if (send_caps(m) != 0) {
         event_free(m->tick);
+        storage_free(m);
         free(m->ctl);
         free(m);
         return ferr_set(e, FERR_STATE, "instance", "QMP of '%s' is not ready", in->spec.name);
@@ -725,15 +861,47 @@ int mig_cancel(struct migration *m, struct ferr *e)
                         "migration %s is in post-copy: the guest runs on the destination and "
                         "cannot go back",
                         m->id);
+    if (m->continue_sent)
+        return ferr_set(e, FERR_STATE, "", "migration %s is past switchover; too late to cancel",
+                        m->id);
     m->cancel_requested = true;
-    if (m->state == MIGS_RUNNING)
+    if (m->state == MIGS_RUNNING && !m->mem_started && m->st) /* mirroring disks */
+        fail_and_restore(m, MIGS_CANCELLED, "cancelled on request");
+    else if (m->state == MIGS_RUNNING)
         send_cancel(m);
     return 0;
 }
 
+int mig_set_mirror_speed(struct migration *m, uint64_t bps, struct ferr *e)
+{
+    if (mig_terminal(m))
+        return ferr_set(e, FERR_STATE, "", "migration %s has ended (%s)", m->id,
+                        mig_state_name(m->state));
+    if (bps > (1ull << 40))
+        return ferr_set(e, FERR_INVAL, "mirror_speed_bps",
+                        "'mirror_speed_bps' must be 0 (no cap) .. 2^40");
+    m->limits.mirror_speed_bps = bps;
+    storage_set_speed(m, bps);
+    log_info("agent", "msg=\"mirror speed set\" id=%s bps=%llu", m->id, (unsigned long long)bps);
+    return 0;
+}
+
+void mig_on_event(struct migration *m, const char *event, json_t *data)
+{
+    if (!m->st || mig_terminal(m))
+        return;
+    if (strncmp(event, "BLOCK_JOB_", 10) == 0) {
+        storage_on_event(m, event, data);
+    } else if (strcmp(event, "MIGRATION") == 0) {
+        const char *st = json_string_value(json_object_get(data, "status"));
+        if (st && strcmp(st, "pre-switchover") == 0)
+            storage_switchover(m);
+    }
+}
+
 json_t *mig_sample_to_json(const struct mig_sample *s)
 {
-    return json_pack("{s:I, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:i, s:I, s:I, s:I}",
+    return json_pack("{s:I, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:i, s:I, s:I, s:I, s:I, s:I}",
                      "t_ms",
                      (json_int_t)s->t_ms, "phase", mig_phase_name(s->phase), "ram_total",
                      (json_int_t)s->ram_total, "ram_transferred", (json_int_t)s->ram_transferred,
@@ -743,7 +911,8 @@ json_t *mig_sample_to_json(const struct mig_sample *s)
                      (json_int_t)s->ram_duplicate, "throttle_pct", (int)s->throttle_pct,
                      "expected_downtime_ms", (json_int_t)s->expected_downtime_ms,
                      "postcopy_requests", (json_int_t)s->postcopy_requests,
-                     "dirty_rate_hint_pps", (json_int_t)s->dirty_rate_hint_pps);
+                     "dirty_rate_hint_pps", (json_int_t)s->dirty_rate_hint_pps, "disk_total",
+                     (json_int_t)s->disk_total, "disk_done", (json_int_t)s->disk_done);
 }
 
 json_t *mig_to_json(const struct migration *m, bool samples)
@@ -769,6 +938,7 @@ json_t *mig_to_json(const struct migration *m, bool samples)
         json_object_set_new(dr, "note", json_string(m->dr_note));
     json_object_set_new(o, "dirty_rate", dr);
     ctl_to_json(m->ctl, o); /* control.c: estimate, stalls, consent_pending */
+    storage_to_json(m, o);  /* storage.c: the disk mirrors */
     if (m->state == MIGS_SUCCEEDED || m->total_time_ms) {
         json_object_set_new(o, "result",
                             json_pack("{s:I, s:I, s:I, s:I, s:I}", "total_time_ms",

@@ -1,13 +1,15 @@
 #include "agent/spec.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "util/jsonin.h"
 #include "util/xalloc.h"
 
-static const char *const spec_keys[] = {"name",   "project", "memory_mib", "vcpus",
-                                        "kernel", "initrd",  "cmdline",    NULL};
+static const char *const spec_keys[] = {"name",   "project", "memory_mib", "vcpus", "kernel",
+                                        "initrd", "cmdline", "disks",      NULL};
+static const char *const disk_keys[] = {"id", "path", "format", NULL};
 
 void spec_free(struct inst_spec *s)
 {
@@ -16,6 +18,8 @@ void spec_free(struct inst_spec *s)
     free(s->kernel);
     free(s->initrd);
     free(s->cmdline);
+    for (unsigned i = 0; i < s->n_disks; i++)
+        free(s->disks[i].path);
     memset(s, 0, sizeof(*s));
 }
 
@@ -33,6 +37,38 @@ void spec_copy(struct inst_spec *dst, const struct inst_spec *src)
     dst->kernel = dup_or_null(src->kernel);
     dst->initrd = dup_or_null(src->initrd);
     dst->cmdline = dup_or_null(src->cmdline);
+    dst->n_disks = src->n_disks;
+    for (unsigned i = 0; i < src->n_disks; i++) {
+        dst->disks[i] = src->disks[i];
+        dst->disks[i].path = dup_or_null(src->disks[i].path);
+    }
+}
+
+const char *spec_disk_format_name(enum spec_disk_format f)
+{
+    return f == SPEC_DISK_QCOW2 ? "qcow2" : "raw";
+}
+
+int spec_disk_format_parse(const char *name, enum spec_disk_format *out)
+{
+    if (strcmp(name, "raw") == 0)
+        *out = SPEC_DISK_RAW;
+    else if (strcmp(name, "qcow2") == 0)
+        *out = SPEC_DISK_QCOW2;
+    else
+        return FERR_INVAL;
+    return 0;
+}
+
+bool spec_disk_id_ok(const char *id)
+{
+    size_t n = strlen(id);
+    if (n == 0 || n >= SPEC_DISK_ID_MAX || id[0] < 'a' || id[0] > 'z')
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (!((id[i] >= 'a' && id[i] <= 'z') || (id[i] >= '0' && id[i] <= '9')))
+            return false;
+    return true;
 }
 
 static int path_ok(const char *field, const char *p, struct ferr *e)
@@ -41,6 +77,52 @@ static int path_ok(const char *field, const char *p, struct ferr *e)
         return ferr_set(e, FERR_INVAL, field, "'%s' must be an absolute path", field);
     if (strstr(p, ",") != NULL)
         return ferr_set(e, FERR_INVAL, field, "'%s' must not contain ','", field);
+    return 0;
+}
+
+/* Parses the "disks" array of obj (absent: none) into s. */
+static int disks_from_json(const json_t *obj, struct inst_spec *s, struct ferr *e)
+{
+    json_t *a = json_object_get(obj, "disks");
+    if (!a)
+        return 0;
+    if (!json_is_array(a))
+        return ferr_set(e, FERR_INVAL, "disks", "'disks' must be an array");
+    if (json_array_size(a) > SPEC_DISKS_MAX)
+        return ferr_set(e, FERR_INVAL, "disks", "at most %d disks", SPEC_DISKS_MAX);
+    for (size_t i = 0; i < json_array_size(a); i++) {
+        json_t *d = json_array_get(a, i);
+        struct spec_disk *sd = &s->disks[s->n_disks];
+        char *id = NULL, *fmt = NULL;
+        int rc;
+        if (!json_is_object(d))
+            return ferr_set(e, FERR_INVAL, "disks", "each disk must be a JSON object");
+        if ((rc = jsonin_only_keys(d, disk_keys, e)) != 0)
+            return rc;
+        if ((rc = jsonin_str(d, "id", SPEC_DISK_ID_MAX - 1, true, &id, e)) != 0)
+            return rc;
+        bool ok = spec_disk_id_ok(id);
+        if (ok)
+            snprintf(sd->id, sizeof(sd->id), "%s", id);
+        free(id);
+        if (!ok)
+            return ferr_set(e, FERR_INVAL, "disks", "a disk 'id' must be [a-z][a-z0-9]{0,14}");
+        for (unsigned j = 0; j < s->n_disks; j++)
+            if (strcmp(s->disks[j].id, sd->id) == 0)
+                return ferr_set(e, FERR_INVAL, "disks", "disk id '%s' is used twice", sd->id);
+        if ((rc = jsonin_str(d, "format", 8, false, &fmt, e)) != 0)
+            return rc;
+        sd->format = SPEC_DISK_RAW;
+        rc = fmt ? spec_disk_format_parse(fmt, &sd->format) : 0;
+        free(fmt);
+        if (rc != 0)
+            return ferr_set(e, FERR_INVAL, "disks", "a disk 'format' must be raw or qcow2");
+        if ((rc = jsonin_str(d, "path", SPEC_PATH_MAX, true, &sd->path, e)) != 0)
+            return rc;
+        s->n_disks++; /* path owned by s from here */
+        if ((rc = path_ok("disks", sd->path, e)) != 0)
+            return rc;
+    }
     return 0;
 }
 
@@ -89,6 +171,8 @@ int spec_from_json(const json_t *obj, const char *def_kernel, const char *def_in
         goto fail;
     if (s->initrd && (rc = path_ok("initrd", s->initrd, e)) != 0)
         goto fail;
+    if ((rc = disks_from_json(obj, s, e)) != 0)
+        goto fail;
     if (!s->project)
         s->project = xstrdup("");
     return 0;
@@ -106,11 +190,19 @@ json_t *spec_to_json(const struct inst_spec *s)
         json_object_set_new(o, "initrd", json_string(s->initrd));
     if (s->cmdline)
         json_object_set_new(o, "cmdline", json_string(s->cmdline));
+    if (s->n_disks) {
+        json_t *a = json_array();
+        for (unsigned i = 0; i < s->n_disks; i++)
+            json_array_append_new(a, json_pack("{s:s, s:s, s:s}", "id", s->disks[i].id, "path",
+                                               s->disks[i].path, "format",
+                                               spec_disk_format_name(s->disks[i].format)));
+        json_object_set_new(o, "disks", a);
+    }
     return o;
 }
 
 static const char *const limit_keys[] = {"downtime_ms", "max_bandwidth_bps", "auto_converge",
-                                         "completion_timeout_s", NULL};
+                                         "completion_timeout_s", "mirror_speed_bps", NULL};
 
 int limits_from_json(const json_t *obj, struct mig_limits *l, struct ferr *e)
 {
@@ -138,22 +230,26 @@ int limits_from_json(const json_t *obj, struct mig_limits *l, struct ferr *e)
     if ((rc = jsonin_u64(obj, "completion_timeout_s", 0, 7 * 86400, false,
                          &t.completion_timeout_s, e)) != 0)
         return rc;
+    if ((rc = jsonin_u64(obj, "mirror_speed_bps", 0, (uint64_t)1 << 40, false,
+                         &t.mirror_speed_bps, e)) != 0)
+        return rc;
     *l = t;
     return 0;
 }
 
 json_t *limits_to_json(const struct mig_limits *l)
 {
-    return json_pack("{s:I, s:I, s:b, s:I}", "downtime_ms", (json_int_t)l->downtime_ms,
+    return json_pack("{s:I, s:I, s:b, s:I, s:I}", "downtime_ms", (json_int_t)l->downtime_ms,
                      "max_bandwidth_bps", (json_int_t)l->max_bandwidth_bps, "auto_converge",
                      l->auto_converge, "completion_timeout_s",
-                     (json_int_t)l->completion_timeout_s);
+                     (json_int_t)l->completion_timeout_s, "mirror_speed_bps",
+                     (json_int_t)l->mirror_speed_bps);
 }
 
 char **spec_argv(const struct inst_spec *s, const char *qemu, const char *qmp_path,
                  const char *serial_path, bool incoming)
 {
-    char **v = xcalloc(40, sizeof(char *));
+    char **v = xcalloc(40 + 6 * SPEC_DISKS_MAX, sizeof(char *));
     int n = 0;
     v[n++] = xstrdup(qemu);
     v[n++] = xstrdup("-name");
@@ -197,6 +293,19 @@ char **spec_argv(const struct inst_spec *s, const char *qemu, const char *qmp_pa
     v[n++] = xstrdup("chardev:ser0");
     v[n++] = xstrdup("-qmp");
     v[n++] = xasprintf("unix:%s,server=on,wait=off", qmp_path);
+    for (unsigned i = 0; i < s->n_disks; i++) {
+        const struct spec_disk *d = &s->disks[i];
+        /* cache.direct: the guest's O_DIRECT requests reach the image
+         * (cache=none), unless the file system cannot do O_DIRECT */
+        v[n++] = xstrdup("-blockdev");
+        v[n++] = xasprintf("driver=file,node-name=f-%s,filename=%s,cache.direct=%s", d->id,
+                           d->path, d->no_direct ? "off" : "on");
+        v[n++] = xstrdup("-blockdev");
+        v[n++] = xasprintf("driver=%s,node-name=d-%s,file=f-%s", spec_disk_format_name(d->format),
+                           d->id, d->id);
+        v[n++] = xstrdup("-device");
+        v[n++] = xasprintf("virtio-blk-pci,drive=d-%s,id=%s", d->id, d->id);
+    }
     if (incoming) {
         v[n++] = xstrdup("-incoming");
         v[n++] = xstrdup("defer");

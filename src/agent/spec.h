@@ -11,6 +11,24 @@
 
 #define SPEC_PATH_MAX 1024    /* bytes in a kernel/initrd path */
 #define SPEC_CMDLINE_MAX 2048 /* bytes in a kernel command line */
+#define SPEC_DISKS_MAX 4      /* virtio disks per instance */
+#define SPEC_DISK_ID_MAX 16   /* bytes in a disk id, NUL included */
+
+enum spec_disk_format {
+    SPEC_DISK_RAW = 1, /* "raw" */
+    SPEC_DISK_QCOW2,   /* "qcow2" */
+};
+
+/* One virtio disk: QEMU gets -blockdev file node "f-ID", format node "d-ID"
+ * and -device virtio-blk-pci,drive=d-ID,id=ID (identical device arguments
+ * on both sides of a migration, whatever the path). */
+struct spec_disk {
+    char id[SPEC_DISK_ID_MAX];    /* [a-z][a-z0-9]{0,14}: the guest's device id */
+    char *path;                   /* absolute image path, no ',' */
+    enum spec_disk_format format; /* image format */
+    bool no_direct;               /* not in JSON: the file system refuses O_DIRECT,
+                                     so QEMU opens it cached (set at launch) */
+};
 
 struct inst_spec {
     char *name;           /* instance name, jsonin_name_ok() */
@@ -20,6 +38,8 @@ struct inst_spec {
     char *kernel;         /* absolute path of the kernel image */
     char *initrd;         /* absolute path of the initramfs, may be NULL */
     char *cmdline;        /* kernel command line, may be NULL */
+    struct spec_disk disks[SPEC_DISKS_MAX]; /* virtio disks, in guest order */
+    unsigned n_disks;     /* entries in disks */
 };
 
 struct mig_limits {
@@ -27,6 +47,7 @@ struct mig_limits {
     uint64_t max_bandwidth_bps;    /* max-bandwidth, bytes/s; 0 = QEMU default */
     bool auto_converge;            /* enable QEMU auto-converge */
     uint64_t completion_timeout_s; /* abort after this many s; 0 = never */
+    uint64_t mirror_speed_bps;     /* block-mirror speed per disk, bytes/s; 0 = no cap */
 };
 
 /* Parses obj into *s. Unknown fields, wrong types, out-of-range values,
@@ -36,6 +57,16 @@ struct mig_limits {
  * with spec_free. */
 int spec_from_json(const json_t *obj, const char *def_kernel, const char *def_initrd,
                    struct inst_spec *s, struct ferr *e) __attribute__((warn_unused_result));
+
+/* Returns the name of a disk format ("raw", "qcow2"). */
+const char *spec_disk_format_name(enum spec_disk_format f);
+
+/* Parses a format name; returns 0 and sets *out, or FERR_INVAL. */
+int spec_disk_format_parse(const char *name, enum spec_disk_format *out)
+    __attribute__((warn_unused_result));
+
+/* Returns true when id is a valid disk id ([a-z][a-z0-9]{0,14}). */
+bool spec_disk_id_ok(const char *id);
 
 /* Returns a new JSON object describing s (caller decrefs). */
 json_t *spec_to_json(const struct inst_spec *s);
