@@ -407,6 +407,12 @@ static void list_events(struct coord *c, struct evhttp_request *req, const struc
             json_decref(payload);
             continue;
         }
+        bool hosts = false; /* migration events name hosts only for migration:show_hosts */
+        if (strncmp(ev[i].type, "migration.", 10) == 0 &&
+            (policy_check(&c->pol, "migration:show_hosts", &subj, &tgt, &hosts) != 0 || !hosts)) {
+            json_object_del(payload, "source");
+            json_object_del(payload, "destination");
+        }
         json_array_append_new(
             a, json_pack("{s:I, s:s, s:o, s:s, s:o, s:i}", "seq", (json_int_t)ev[i].seq, "type",
                          ev[i].type, "time", time_json(ev[i].time_ms), "subject", ev[i].subject,

@@ -418,6 +418,28 @@ static void t_visibility(void)
     json_decref(o);
     snprintf(path, sizeof(path), "/v1/migrations/%s/cancel", mig1);
     CHECK(api("POST", path, p2_member, NULL, NULL) == 404, "other project cancels: not 404");
+    o = NULL;
+    REQUIRE(api("GET", "/v1/events?since=0", p1_member, NULL, &o) == 200, "events as p1");
+    size_t i, seen = 0;
+    json_t *ev;
+    json_array_foreach(json_object_get(o, "events"), i, ev)
+    {
+        const json_t *p = json_object_get(ev, "payload");
+        if (strncmp(jstr(ev, "type"), "migration.", 10) != 0) {
+            CHECK(0, "member sees %s", jstr(ev, "type"));
+            continue;
+        }
+        seen++;
+        CHECK(!json_object_get(p, "source") && !json_object_get(p, "destination"),
+              "host names in %s for a member", jstr(ev, "type"));
+    }
+    CHECK(seen >= 3, "member sees %zu migration events", seen);
+    json_decref(o);
+    o = NULL;
+    REQUIRE(api("GET", "/v1/events?since=0", p2_member, NULL, &o) == 200, "events as p2");
+    CHECK(json_array_size(json_object_get(o, "events")) == 0, "p2 sees %zu events",
+          json_array_size(json_object_get(o, "events")));
+    json_decref(o);
     CHECK(api("POST", path, admin, NULL, NULL) == 409, "cancel of a finished migration");
 }
 
