@@ -43,6 +43,8 @@ struct rec {
 struct recorder {
     struct rec *r;
     size_t n;
+    uint64_t nonzero;   /* last sample: ram_total - ram_duplicate x page, bytes */
+    uint64_t dirty_set; /* last estimate's dirty_set_bytes */
 };
 
 static void on_sample(void *ud, const struct mig_sample *s, const struct est_out *e)
@@ -57,6 +59,35 @@ static void on_sample(void *ud, const struct mig_sample *s, const struct est_out
     x->known = e->eta_known && e->eta_ms != EST_ETA_INFINITE;
     x->eta_ms = (double)e->eta_ms;
     x->naive_ms = s->bw_bps > 0 ? (double)s->ram_remaining / (double)s->bw_bps * 1000.0 : -1;
+    uint64_t dup = s->ram_duplicate * mig_sample_page_bytes(s);
+    rc->nonzero = s->ram_total > dup ? s->ram_total - dup : 0;
+    rc->dirty_set = e->dirty_set_bytes;
+}
+
+/* Absolute % errors of run rc (total_ms) at each of fracs into a[f] (NAN
+ * when the run was too short to be asked there); counts unknown ETAs. */
+static void run_errors(const struct recorder *rc, double total_ms, double a[NFRAC], double b[NFRAC],
+                       uint64_t sync[NFRAC], size_t unknown[NFRAC])
+{
+    for (int f = 0; f < NFRAC; f++) {
+        double at = fracs[f] * total_ms, left;
+        size_t k = 0;
+        a[f] = b[f] = NAN;
+        while (k < rc->n && (double)rc->r[k].t_ms < at)
+            k++;
+        if (k >= rc->n || (double)rc->r[k].t_ms >= total_ms)
+            continue; /* run too short to be asked at this point */
+        left = total_ms - (double)rc->r[k].t_ms;
+        if (rc->r[k].known) {
+            a[f] = fabs(rc->r[k].eta_ms - left) / left * 100.0;
+        } else {
+            a[f] = 100.0;
+            if (unknown)
+                unknown[f]++;
+        }
+        b[f] = rc->r[k].naive_ms >= 0 ? fabs(rc->r[k].naive_ms - left) / left * 100.0 : 100.0;
+        sync[f] = rc->r[k].sync;
+    }
 }
 
 static int cmp_d(const void *a, const void *b)
@@ -134,6 +165,10 @@ int main(void)
     double mape1[NPOL], mapel[NPOL];
     size_t napes[NPOL][NFRAC] = {{0}}, unknown[NPOL][NFRAC] = {{0}}, runs[NPOL] = {0};
     double mape[NPOL][NFRAC], nmape[NPOL][NFRAC], t0 = now_s();
+    /* repeat migrations: with hints / the same runs without */
+    static double rape[NPOL][NFRAC][512], rold[NPOL][NFRAC][512], r1[NPOL][1536];
+    size_t nr[NPOL][NFRAC] = {{0}}, rruns[NPOL] = {0}, nr1[NPOL] = {0};
+    double rmape[NPOL][NFRAC], romape[NPOL][NFRAC], rmape1[NPOL];
     size_t n = sim_matrix_count();
     struct utsname u;
     char mach[256];
@@ -146,9 +181,11 @@ int main(void)
     for (int p = 0; p < NPOL; p++) {
         for (size_t i = 0; i < n && i < 512; i++) {
             struct sim_scenario sc;
-            struct sim_result r;
-            struct recorder rc = {recs, 0};
+            struct sim_result r, r2;
+            struct recorder rc = {recs, 0, 0, 0}, rc2;
             struct ferr e;
+            double a[NFRAC], b[NFRAC], a2[NFRAC], b2[NFRAC], a3[NFRAC], b3[NFRAC];
+            uint64_t sy[NFRAC] = {0}, sy2[NFRAC] = {0};
             if (sim_matrix_get(i, pols[p], &sc) < 0 ||
                 sim_run(&sc, &r, on_sample, NULL, &rc, &e) < 0) {
                 fprintf(stderr, "eta_accuracy: scenario %zu: %s\n", i, e.msg);
@@ -157,32 +194,47 @@ int main(void)
             if (!r.completed)
                 continue;
             runs[p]++;
+            run_errors(&rc, r.total_ms, a, b, sy, unknown[p]);
+            /* the same guest migrated again (other noise): with the first
+             * migration's figures as hints, and without (the old estimator
+             * on the very same run) */
+            uint64_t h_nz = rc.nonzero, h_ws = rc.dirty_set;
+            sc.par.seed += 7919;
+            sc.hint_nonzero_bytes = h_nz;
+            sc.hint_dirty_set_bytes = h_ws;
+            rc2 = (struct recorder){recs, 0, 0, 0};
+            if (sim_run(&sc, &r2, on_sample, NULL, &rc2, &e) < 0)
+                return 1;
+            run_errors(&rc2, r2.total_ms, a2, b2, sy2, NULL);
+            sc.hint_nonzero_bytes = sc.hint_dirty_set_bytes = 0;
+            rc2 = (struct recorder){recs, 0, 0, 0};
+            if (sim_run(&sc, &r2, on_sample, NULL, &rc2, &e) < 0)
+                return 1;
+            run_errors(&rc2, r2.total_ms, a3, b3, sy2, NULL);
+            if (r2.completed) {
+                rruns[p]++;
+                for (int f = 0; f < NFRAC; f++)
+                    if (!isnan(a2[f]) && !isnan(a3[f])) {
+                        rape[p][f][nr[p][f]] = a2[f];
+                        rold[p][f][nr[p][f]] = a3[f];
+                        nr[p][f]++;
+                        if (sy2[f] <= 1)
+                            r1[p][nr1[p]++ % 1536] = a2[f];
+                    }
+            }
             for (int f = 0; f < NFRAC; f++) {
-                double at = fracs[f] * r.total_ms, left, a, b;
-                size_t k = 0;
-                while (k < rc.n && (double)recs[k].t_ms < at)
-                    k++;
-                if (k >= rc.n || (double)recs[k].t_ms >= r.total_ms)
-                    continue; /* run too short to be asked at this point */
-                left = r.total_ms - (double)recs[k].t_ms;
-                if (recs[k].known) {
-                    a = fabs(recs[k].eta_ms - left) / left * 100.0;
-                } else {
-                    a = 100.0;
-                    unknown[p][f]++;
-                }
+                if (isnan(a[f]))
+                    continue;
                 if (getenv("ETA_DEBUG") && f == 1)
-                    fprintf(stderr, "dbg %s %zu sync=%llu left=%.0f eta=%.0f err=%+.1f\n",
-                            sim_policy_name(pols[p]), i, (unsigned long long)recs[k].sync,
-                            left / 1000, recs[k].eta_ms / 1000,
-                            (recs[k].eta_ms - left) / left * 100.0);
-                b = recs[k].naive_ms >= 0 ? fabs(recs[k].naive_ms - left) / left * 100.0 : 100.0;
-                if (recs[k].sync <= 1)
-                    ape1[p][n1[p]++ % 1536] = a;
+                    fprintf(stderr, "dbg %s %zu %s sync=%llu err=%.1f repeat=%.1f old=%.1f\n",
+                            sim_policy_name(pols[p]), i, sc.name, (unsigned long long)sy[f], a[f],
+                            a2[f], a3[f]);
+                if (sy[f] <= 1)
+                    ape1[p][n1[p]++ % 1536] = a[f];
                 else
-                    apel[p][nl[p]++ % 1536] = a;
-                ape[p][f][napes[p][f]] = a;
-                nape[p][f][napes[p][f]] = b;
+                    apel[p][nl[p]++ % 1536] = a[f];
+                ape[p][f][napes[p][f]] = a[f];
+                nape[p][f][napes[p][f]] = b[f];
                 napes[p][f]++;
             }
         }
@@ -190,11 +242,16 @@ int main(void)
             n1[p] = 1536;
         if (nl[p] > 1536)
             nl[p] = 1536;
+        if (nr1[p] > 1536)
+            nr1[p] = 1536;
         mape1[p] = median(ape1[p], n1[p]);
         mapel[p] = median(apel[p], nl[p]);
+        rmape1[p] = median(r1[p], nr1[p]);
         for (int f = 0; f < NFRAC; f++) {
             mape[p][f] = median(ape[p][f], napes[p][f]);
             nmape[p][f] = median(nape[p][f], napes[p][f]);
+            rmape[p][f] = median(rape[p][f], nr[p][f]);
+            romape[p][f] = median(rold[p][f], nr[p][f]);
         }
     }
 
@@ -206,6 +263,17 @@ int main(void)
         for (int f = 0; f < NFRAC; f++)
             printf("%-9s %5zu %5.0f%% %14.1f %14.1f %9zu %6zu\n", sim_policy_name(pols[p]), runs[p],
                    fracs[f] * 100, mape[p][f], nmape[p][f], unknown[p][f], napes[p][f]);
+    printf("repeat migration of each scenario (other noise seed) with the first one's hints "
+           "(nonzero_bytes, dirty_set_bytes), beside the same runs without hints\n");
+    printf("%-9s %5s %6s %14s %14s %6s\n", "policy", "runs", "at", "hinted_%", "no_hints_%",
+           "asked");
+    for (int p = 0; p < NPOL; p++)
+        for (int f = 0; f < NFRAC; f++)
+            printf("%-9s %5zu %5.0f%% %14.1f %14.1f %6zu\n", sim_policy_name(pols[p]), rruns[p],
+                   fracs[f] * 100, rmape[p][f], romape[p][f], nr[p][f]);
+    for (int p = 0; p < NPOL; p++)
+        printf("%s: hinted repeat, asked in the bulk pass %.1f %% (%zu asks)\n",
+               sim_policy_name(pols[p]), rmape1[p], nr1[p]);
     for (int p = 0; p < NPOL; p++)
         printf("%s: estimator error when asked in the bulk pass %.1f %% (%zu asks), after it "
                "%.1f %% (%zu asks)\n",
@@ -246,6 +314,10 @@ int main(void)
             ",\"adaptive_eta_mape_in_bulk_pass\":%.2f,\"adaptive_eta_mape_after_bulk_pass\":%.2f"
             ",\"completed_runs_adaptive\":%zu,\"completed_runs_qemu\":%zu",
             mape1[0], mapel[0], runs[0], runs[1]);
+    for (int p = 0; p < NPOL; p++)
+        for (int f = 0; f < NFRAC; f++)
+            fprintf(js, ",\"%s_repeat_hinted_eta_mape_at_%.0fpct\":%.2f", sim_policy_name(pols[p]),
+                    fracs[f] * 100, rmape[p][f]);
     for (int t = 0; t < 5; t++)
         for (int f = 0; f < 2; f++)
             if (lab_ok[t][f])
@@ -256,6 +328,10 @@ int main(void)
         for (int f = 0; f < NFRAC; f++)
             fprintf(js, "%s\"%s_naive_eta_mape_at_%.0fpct\":%.2f", p || f ? "," : "",
                     sim_policy_name(pols[p]), fracs[f] * 100, nmape[p][f]);
+    for (int p = 0; p < NPOL; p++)
+        for (int f = 0; f < NFRAC; f++)
+            fprintf(js, ",\"%s_repeat_no_hints_eta_mape_at_%.0fpct\":%.2f",
+                    sim_policy_name(pols[p]), fracs[f] * 100, romape[p][f]);
     for (int t = 0; t < 5; t++)
         for (int f = 0; f < 2; f++)
             if (lab_ok[t][f])

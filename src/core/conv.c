@@ -487,7 +487,9 @@ static void tick_adaptive(struct conv *c, const struct mig_sample *s,
          * is left (zero pages discounted as the estimator does), at the
          * current rate, does not fit the time left */
         double left = (double)est->ram_remaining;
-        if (est->nonzero_share > 0 && est->nonzero_share < 1)
+        if (est->nonzero_hinted)
+            left = (double)est->pass1_left_bytes; /* an earlier migration's count */
+        else if (est->nonzero_share > 0 && est->nonzero_share < 1)
             left *= est->nonzero_share; /* zero pages cost 9 bytes */
         late = left * 1000.0 / est->bw_bps > (double)budget;
         /* with a dirty-rate hint, plan (not set: the hint is a guess about

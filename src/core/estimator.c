@@ -7,32 +7,30 @@
 
 #include "util/ferr.h"
 
-
 /* The model inputs of one prediction. */
 struct model {
-    double r;          /* bandwidth, bytes/s */
-    double d;          /* dirty rate, bytes/s */
-    double v;          /* remaining now, bytes */
-    double since_s;    /* s since the last sync */
-    double total;      /* cap on the dirty set, bytes */
-    double disk_left;  /* bytes */
-    double disk_bps;   /* bytes/s */
-    uint64_t t0_ms;    /* now, ms since migration start */
+    double r;            /* bandwidth, bytes/s */
+    double d;            /* dirty rate, bytes/s */
+    double v;            /* remaining now, bytes */
+    double since_s;      /* s since the last sync */
+    double total;        /* cap on the dirty set, bytes */
+    double disk_left;    /* bytes */
+    double disk_bps;     /* bytes/s */
+    uint64_t t0_ms;      /* now, ms since migration start */
     uint64_t base_dt_ms; /* limit in force now */
-    double gran_s;     /* QEMU's check granularity, s */
+    double gran_s;       /* QEMU's check granularity, s */
 };
 
 struct pred {
     int finite;
-    double t_s;        /* time to completion */
-    double pause_s;    /* guest pause at switchover */
-    double sent;       /* bytes still to send (incl. disk) */
+    double t_s;     /* time to completion */
+    double pause_s; /* guest pause at switchover */
+    double sent;    /* bytes still to send (incl. disk) */
 };
 
 /* Limit in force at absolute time t_ms: the last schedule entry at or
  * before t_ms, else the base limit. */
-static uint64_t limit_at(const struct est_sched_step *sched, size_t n, uint64_t base,
-                         uint64_t t_ms)
+static uint64_t limit_at(const struct est_sched_step *sched, size_t n, uint64_t base, uint64_t t_ms)
 {
     uint64_t v = base;
     for (size_t i = 0; i < n && sched[i].t_ms <= t_ms; i++)
@@ -73,7 +71,7 @@ static uint64_t to_ms(double s)
  * splits this into segments; each segment is solved in O(1), so the cost is
  * O(schedule entries) instead of one loop turn per simulated pass. */
 #define PRED_SEG_MAX (4 * EST_SCHED_MAX + 8) /* loop turns, bounded */
-#define PRED_T_MAX_S 1e8                    /* beyond ~3 years: never */
+#define PRED_T_MAX_S 1e8                     /* beyond ~3 years: never */
 
 /* Passes k >= 1 needed until x*rho^k <= tgt (rho in [0,1), x > tgt > 0). */
 static double passes_needed(double x, double tgt, double rho)
@@ -121,8 +119,7 @@ static struct pred predict(const struct model *m, const struct est_sched_step *s
                 p.sent = sent + exact;
                 return p;
             }
-            if (rho >= 1.0 - 1e-12 ||
-                (prev_exact >= 0 && exact >= prev_exact * (1.0 - 1e-9))) {
+            if (rho >= 1.0 - 1e-12 || (prev_exact >= 0 && exact >= prev_exact * (1.0 - 1e-9))) {
                 /* no progress: only a higher limit can help */
                 uint64_t nc = next_change(sched, n_sched, abs_ms);
                 if (nc == UINT64_MAX)
@@ -152,9 +149,7 @@ static struct pred predict(const struct model *m, const struct est_sched_step *s
                     /* passes whose sync falls before the change keep thr */
                     double left = (double)(nc - m->t0_ms) / 1000.0 - t;
                     double q = 1.0 - left * (1.0 - rho) * m->r / x;
-                    double kc = q <= 0 ? INFINITY
-                                : rho <= 0 ? 1
-                                : ceil(log(q) / log(rho) - 1e-9);
+                    double kc = q <= 0 ? INFINITY : rho <= 0 ? 1 : ceil(log(q) / log(rho) - 1e-9);
                     if (kc < 1)
                         kc = 1;
                     if (kc < k)
@@ -255,8 +250,8 @@ static void hint_model(struct model *m, double h, double ws)
     double q = h / ws;
     if (q > 0.999)
         q = 0.999;
-    w = -ws * log(1.0 - q);            /* bytes/s written, from h = H(1-e^(-w/H)) */
-    t1 = m->since_s + m->v / m->r;     /* pass 1 ends then (s since its start) */
+    w = -ws * log(1.0 - q);        /* bytes/s written, from h = H(1-e^(-w/H)) */
+    t1 = m->since_s + m->v / m->r; /* pass 1 ends then (s since its start) */
     v2 = ws * (1.0 - exp(-w * t1 / ws));
     t2 = v2 / m->r;
     d2 = t2 > 1e-3 ? ws * (1.0 - exp(-w * t2 / ws)) / t2 : h;
@@ -302,8 +297,8 @@ static int sat_fit(double ta, double da, double tb, double db, double *ws, doubl
 /* Fills the model from the published numbers o at limit base_dt_ms.
  * r_mul/d_mul scale R and D (interval ends); prior_hi: with neither a
  * measured rate nor a hint, assume a busy guest (rho 0.9). */
-static void model_from_out(const struct est_out *o, struct model *m, double r_mul,
-                           double d_mul, int prior_hi, double prior_ratio, uint64_t base_dt_ms)
+static void model_from_out(const struct est_out *o, struct model *m, double r_mul, double d_mul,
+                           int prior_hi, double prior_ratio, uint64_t base_dt_ms)
 {
     memset(m, 0, sizeof(*m));
     m->r = o->bw_bps * r_mul;
@@ -314,13 +309,15 @@ static void model_from_out(const struct est_out *o, struct model *m, double r_mu
     else
         m->d = o->dirty_bps * d_mul;
     m->v = (double)o->ram_remaining;
-    if (!o->dirty_measured && o->nonzero_share > 0 && o->nonzero_share < 1)
-        m->v *= o->nonzero_share; /* pass 1: zero pages cost ~nothing */
+    if (!o->dirty_measured && o->nonzero_hinted) /* pass 1: zero pages cost ~nothing */
+        m->v = (double)o->pass1_left_bytes;
+    else if (!o->dirty_measured && o->nonzero_share > 0 && o->nonzero_share < 1)
+        m->v *= o->nonzero_share;
     m->since_s = (double)o->since_sync_ms / 1000.0;
     m->total = (double)o->ram_total;
     if (o->level_bytes) { /* the dirty set never exceeded what syncs showed */
-        double cap = (double)(o->level_bytes > o->ram_remaining ? o->level_bytes
-                                                                : o->ram_remaining);
+        double cap =
+            (double)(o->level_bytes > o->ram_remaining ? o->level_bytes : o->ram_remaining);
         if (m->total <= 0 || cap < m->total)
             m->total = cap;
     }
@@ -331,6 +328,9 @@ static void model_from_out(const struct est_out *o, struct model *m, double r_mu
     m->gran_s = (double)(o->granularity_ms ? o->granularity_ms : 50) / 1000.0;
     if (!o->dirty_measured && o->dirty_hinted)
         hint_model(m, o->dirty_bps * d_mul, (double)o->hint_ws_bytes);
+    else if (!o->dirty_measured && o->hint_ws_bytes && !prior_hi &&
+             (double)o->hint_ws_bytes < m->total)
+        m->total = (double)o->hint_ws_bytes; /* an earlier migration's set */
     if (o->dirty_measured && o->sat_ws_bytes > 0 && o->sat_w_bps > 0 && m->r > 0) {
         /* the pass now running lasts since + v/R: its dirty rate is the
          * distinct pages over that length, not over the last period's */
@@ -431,15 +431,14 @@ static void recompute(struct est *e)
         } else {
             /* dirty set does not shrink: the limit that would switch over
              * at the next sync is level / R */
-            double level = o->level_bytes ? (double)o->level_bytes
-                                          : (double)o->ram_remaining;
+            double level = o->level_bytes ? (double)o->level_bytes : (double)o->ram_remaining;
             double need_s = level / m.r;
             uint64_t need = (uint64_t)ceil(need_s * 1000.0);
             if (need == 0)
                 need = 1;
             o->needs_downtime_ms = need;
-            o->verdict = need <= e->p.max_downtime_ms ? EST_VERDICT_NEEDS_DOWNTIME
-                                                      : EST_VERDICT_CANNOT;
+            o->verdict =
+                need <= e->p.max_downtime_ms ? EST_VERDICT_NEEDS_DOWNTIME : EST_VERDICT_CANNOT;
             if (!o->dirty_measured)
                 o->verdict = EST_VERDICT_UNKNOWN;
         }
@@ -518,6 +517,8 @@ int est_update(struct est *e, const struct mig_sample *s)
                 }
                 e->lv[e->n_lv < 3 ? e->n_lv : 2] = s->ram_remaining;
                 e->n_lv++;
+                if (s->ram_remaining > e->max_set)
+                    e->max_set = s->ram_remaining;
             }
         }
         e->cur_sync = s->dirty_sync_count;
@@ -531,8 +532,8 @@ int est_update(struct est *e, const struct mig_sample *s)
     /* disk mirror rate: EWMA over samples with movement */
     if (s->disk_total > 0) {
         if (e->have_disk && s->t_ms > e->disk_t0_ms && s->disk_done > e->disk_done0) {
-            double r = (double)(s->disk_done - e->disk_done0) * 1000.0 /
-                       (double)(s->t_ms - e->disk_t0_ms);
+            double r =
+                (double)(s->disk_done - e->disk_done0) * 1000.0 / (double)(s->t_ms - e->disk_t0_ms);
             e->disk_bps = e->disk_bps > 0 ? a * r + (1 - a) * e->disk_bps : r;
             e->disk_t0_ms = s->t_ms;
             e->disk_done0 = s->disk_done;
@@ -553,8 +554,7 @@ int est_update(struct est *e, const struct mig_sample *s)
     } else if (s->bw_bps > 0) {
         r = (double)s->bw_bps;
     } else if (s->t_ms > e->t_first_ms && s->ram_transferred > e->tx_first) {
-        r = (double)(s->ram_transferred - e->tx_first) * 1000.0 /
-            (double)(s->t_ms - e->t_first_ms);
+        r = (double)(s->ram_transferred - e->tx_first) * 1000.0 / (double)(s->t_ms - e->t_first_ms);
     } else if (e->disk_bps > 0) {
         r = e->disk_bps;
     }
@@ -586,12 +586,17 @@ int est_update(struct est *e, const struct mig_sample *s)
         /* pass 1: the guest's rate measured outside the migration */
         double ws = e->p.hint_ws_frac * (double)s->ram_total;
         o->dirty_bps = e->hint_sum / (double)e->hint_ms;
+        /* an earlier migration's set is a lower bound: one that this
+         * guest's current rate already exceeds in 1 s is stale */
+        if (e->p.hint_dirty_set_bytes && (double)e->p.hint_dirty_set_bytes >= o->dirty_bps)
+            ws = (double)e->p.hint_dirty_set_bytes;
         o->dirty_measured = 0;
         o->dirty_hinted = 1;
         o->hint_ws_bytes = (uint64_t)fmax(ws, o->dirty_bps);
     } else {
         o->dirty_bps = r * e->p.prior_ratio;
         o->dirty_measured = 0;
+        o->hint_ws_bytes = e->p.hint_dirty_set_bytes; /* caps the prior's set */
     }
     o->ratio = r > 0 ? o->dirty_bps / r : 0;
     double spread = e->p.spread_min;
@@ -630,17 +635,38 @@ int est_update(struct est *e, const struct mig_sample *s)
         o->level_stuck = (double)e->lv[2] > keep * (double)e->lv[1] &&
                          (double)e->lv[1] > keep * (double)e->lv[0];
     }
+    if (s->phase == MIG_PHASE_SETUP && s->ram_remaining == 0 && s->ram_transferred == 0)
+        o->ram_remaining = s->ram_total;
     o->nonzero_share = 1;
+    o->pass1_left_bytes = 0;
+    o->nonzero_hinted = 0;
     if (!o->dirty_measured && s->ram_normal + s->ram_duplicate > 0)
         o->nonzero_share =
             (double)s->ram_normal / ((double)s->ram_normal + (double)s->ram_duplicate);
-    if (s->phase == MIG_PHASE_SETUP && s->ram_remaining == 0 && s->ram_transferred == 0)
-        o->ram_remaining = s->ram_total;
+    if (!o->dirty_measured) {
+        /* pass 1: each page is sent once, so the non-zero pages still to
+         * come are what the hint says minus the normal pages sent; a hint
+         * already exceeded is stale and the share so far is used instead */
+        double sent_nz = (double)s->ram_normal * page;
+        double rem = (double)o->ram_remaining;
+        double left = rem * o->nonzero_share;
+        if (e->p.hint_nonzero_bytes && sent_nz < (double)e->p.hint_nonzero_bytes) {
+            left = (double)e->p.hint_nonzero_bytes - sent_nz;
+            o->nonzero_hinted = 1;
+        }
+        if (left > rem)
+            left = rem;
+        o->pass1_left_bytes = (uint64_t)left;
+    }
+    o->dirty_set_bytes = e->max_set;
+    if (e->n_lv && o->dirty_set_bytes < (uint64_t)page)
+        o->dirty_set_bytes = (uint64_t)page; /* measured, and (nearly) idle */
+    if (o->sat_ws_bytes > (double)o->dirty_set_bytes)
+        o->dirty_set_bytes = (uint64_t)o->sat_ws_bytes;
     o->since_sync_ms = s->t_ms - e->period_t0_ms;
     o->disk_left = s->disk_total > s->disk_done ? s->disk_total - s->disk_done : 0;
     o->disk_bps = e->disk_bps;
-    o->downtime_ms = s->setting_downtime_ms ? s->setting_downtime_ms
-                                            : e->p.default_downtime_ms;
+    o->downtime_ms = s->setting_downtime_ms ? s->setting_downtime_ms : e->p.default_downtime_ms;
     o->t_ms = s->t_ms;
     o->phase = s->phase;
     recompute(e);
@@ -652,8 +678,7 @@ void est_get(const struct est *e, struct est_out *out)
     *out = e->out;
 }
 
-int est_predict(const struct est_out *o, uint64_t downtime_ms, uint64_t *eta_ms,
-                uint64_t *pause_ms)
+int est_predict(const struct est_out *o, uint64_t downtime_ms, uint64_t *eta_ms, uint64_t *pause_ms)
 {
     if (!o || !(o->bw_bps > 0))
         return FERR_STATE;
@@ -669,7 +694,7 @@ int est_predict(const struct est_out *o, uint64_t downtime_ms, uint64_t *eta_ms,
 
 const char *est_verdict_name(enum est_verdict v)
 {
-    static const char *const names[EST_VERDICT__COUNT] = {
-        "unknown", "converging", "needs_downtime", "cannot", "done"};
+    static const char *const names[EST_VERDICT__COUNT] = {"unknown", "converging", "needs_downtime",
+                                                          "cannot", "done"};
     return (unsigned)v < EST_VERDICT__COUNT ? names[v] : "unknown";
 }

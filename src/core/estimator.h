@@ -20,34 +20,46 @@
 
 #include "core/sample.h"
 
-#define EST_SCHED_MAX 64       /* entries in a future downtime schedule */
+#define EST_SCHED_MAX 64            /* entries in a future downtime schedule */
 #define EST_ETA_INFINITE UINT64_MAX /* eta_*_ms value: never finishes */
-#define EST_JITTER_PRIOR 0.05 /* bw_jitter assumed until measured */
-#define EST_STUCK_FRAC 0.05    /* a post-sync level counts as shrinking
-                                  when 5 % below the previous one */
+#define EST_JITTER_PRIOR 0.05       /* bw_jitter assumed until measured */
+#define EST_STUCK_FRAC                                                                             \
+    0.05 /* a post-sync level counts as shrinking                                                  \
+            when 5 % below the previous one */
 
 struct est_params {
-    double ewma_alpha;          /* weight of the newest sync period, (0,1];
-                                   0 selects the default 0.5 */
-    double spread_min;          /* minimum relative uncertainty of R and D
-                                   for the ETA interval; 0 → 0.10 */
-    uint64_t max_downtime_ms;   /* operator's ceiling used for the verdict
-                                   (needs-X vs cannot); 0 → 2000 ms */
+    double ewma_alpha;            /* weight of the newest sync period, (0,1];
+                                     0 selects the default 0.5 */
+    double spread_min;            /* minimum relative uncertainty of R and D
+                                     for the ETA interval; 0 → 0.10 */
+    uint64_t max_downtime_ms;     /* operator's ceiling used for the verdict
+                                     (needs-X vs cannot); 0 → 2000 ms */
     uint64_t default_downtime_ms; /* limit assumed when samples carry 0;
                                      0 → 300 ms (QEMU's default) */
-    double prior_ratio;         /* D/R assumed until a sync period has
-                                   measured D (QEMU reports no dirty rate
-                                   during pass 1); 0 → 0.1. Chosen on the
-                                   sim matrix (bench/eta_accuracy): 0.5
-                                   doubled the ETA of idle guests; the
-                                   interval's high end assumes 0.9 */
-    double hint_ws_frac;        /* pass 1 with a dirty-rate hint: working
-                                   set assumed, as a share of RAM, unless the
-                                   hint shows more (hint x 1 s); 0 → 0.25 */
-    uint64_t granularity_ms;    /* QEMU checks pending between bursts of
-                                   sending; it syncs when pending has fallen
-                                   about R * granularity below R * limit.
-                                   0 → 50 ms (ram_save_iterate's MAX_WAIT) */
+    double prior_ratio;           /* D/R assumed until a sync period has
+                                     measured D (QEMU reports no dirty rate
+                                     during pass 1); 0 → 0.1. Chosen on the
+                                     sim matrix (bench/eta_accuracy): 0.5
+                                     doubled the ETA of idle guests; the
+                                     interval's high end assumes 0.9 */
+    double hint_ws_frac;          /* pass 1 with a dirty-rate hint: working
+                                     set assumed, as a share of RAM, unless the
+                                     hint shows more (hint x 1 s); 0 → 0.25 */
+    uint64_t granularity_ms;      /* QEMU checks pending between bursts of
+                                     sending; it syncs when pending has fallen
+                                     about R * granularity below R * limit.
+                                     0 → 50 ms (ram_save_iterate's MAX_WAIT) */
+    /* Optional hints from an earlier migration of the same instance (the
+     * request's "hints" object); 0 = unknown, the estimator then works
+     * from this migration's samples alone. */
+    uint64_t hint_nonzero_bytes;   /* RAM that was not zero pages then,
+                                      bytes (ram_total - ram_duplicate x
+                                      page at its end): pass 1 sends this
+                                      much in full, the rest as 9-byte
+                                      zero-page flags */
+    uint64_t hint_dirty_set_bytes; /* the working set seen then, bytes
+                                      (est_out.dirty_set_bytes at its end):
+                                      replaces hint_ws_frac in pass 1 */
 };
 
 /* One entry of a future downtime schedule: from t_ms (ms since migration
@@ -58,73 +70,84 @@ struct est_sched_step {
 };
 
 enum est_verdict {
-    EST_VERDICT_UNKNOWN = 0,   /* not enough data yet (no rate measured) */
-    EST_VERDICT_CONVERGING,    /* finishes with the current/scheduled limits */
-    EST_VERDICT_NEEDS_DOWNTIME,/* finishes only if the limit is raised to
-                                  needs_downtime_ms (<= max_downtime_ms) */
-    EST_VERDICT_CANNOT,        /* dirty rate >= bandwidth and even
-                                  max_downtime_ms is not enough */
-    EST_VERDICT_DONE,          /* pre-copy over: switchover, post-copy or
-                                  completed */
+    EST_VERDICT_UNKNOWN = 0,    /* not enough data yet (no rate measured) */
+    EST_VERDICT_CONVERGING,     /* finishes with the current/scheduled limits */
+    EST_VERDICT_NEEDS_DOWNTIME, /* finishes only if the limit is raised to
+                                   needs_downtime_ms (<= max_downtime_ms) */
+    EST_VERDICT_CANNOT,         /* dirty rate >= bandwidth and even
+                                   max_downtime_ms is not enough */
+    EST_VERDICT_DONE,           /* pre-copy over: switchover, post-copy or
+                                   completed */
     EST_VERDICT__COUNT
 };
 
 /* What est_get() reports. Also the input of est_predict(), so the controller
  * can ask "what if" questions without the struct est itself. */
 struct est_out {
-    double progress_pct;        /* 0..100 of RAM+disk work; never decreases;
-                                   100 only once phase is completed */
-    int eta_known;              /* 1 when eta_ms is meaningful */
-    uint64_t eta_ms;            /* ms from the last sample to completion;
-                                   EST_ETA_INFINITE when not converging */
-    uint64_t eta_low_ms;        /* optimistic end of the interval, ms */
-    uint64_t eta_high_ms;       /* pessimistic end, ms (may be infinite) */
+    double progress_pct;            /* 0..100 of RAM+disk work; never decreases;
+                                       100 only once phase is completed */
+    int eta_known;                  /* 1 when eta_ms is meaningful */
+    uint64_t eta_ms;                /* ms from the last sample to completion;
+                                       EST_ETA_INFINITE when not converging */
+    uint64_t eta_low_ms;            /* optimistic end of the interval, ms */
+    uint64_t eta_high_ms;           /* pessimistic end, ms (may be infinite) */
     uint64_t predicted_downtime_ms; /* expected guest pause at switchover */
     enum est_verdict verdict;
     uint64_t needs_downtime_ms; /* for NEEDS_DOWNTIME/CANNOT: limit at which
                                    pre-copy would switch over now, ms */
     /* the numbers behind the verdict */
-    double bw_bps;              /* smoothed bandwidth R, bytes/s */
-    double dirty_bps;           /* smoothed dirty rate D, bytes/s */
-    double ratio;               /* D / R (0 when R unknown) */
-    double spread;              /* relative uncertainty used for interval */
-    double bw_jitter;           /* mean relative deviation of QEMU's
-                                   per-sample bandwidth (its last ~100 ms
-                                   window, which sets the switchover
-                                   threshold) from the smoothed R; at least
-                                   EST_JITTER_PRIOR until 40 samples */
-    uint64_t level_bytes;       /* smoothed remaining right after a sync */
-    uint64_t ram_remaining;     /* bytes, from the last sample */
-    uint64_t ram_total;         /* bytes, from the last sample */
-    uint64_t since_sync_ms;     /* ms since the last dirty-sync increment */
-    uint64_t disk_left;         /* bytes of disk still to mirror */
-    double disk_bps;            /* smoothed mirror rate, bytes/s */
-    uint64_t downtime_ms;       /* limit in force at the last sample, ms */
-    uint64_t granularity_ms;    /* copy of est_params.granularity_ms */
-    uint64_t periods;           /* completed dirty-sync periods observed */
-    uint64_t t_ms;              /* t_ms of the last sample */
-    enum mig_phase phase;       /* phase of the last sample */
-    int dirty_measured;         /* 0 while dirty_bps is the prior or the
-                                   hint (QEMU has published no rate yet) */
-    int dirty_hinted;           /* 1 when dirty_bps comes from the sample's
-                                   dirty_rate_hint_pps (pass 1 only: the
-                                   time-weighted mean of the hints so far) */
-    uint64_t hint_ws_bytes;     /* pass 1 with a hint: working set assumed
-                                   (cap of the dirty set), bytes; else 0 */
-    double sat_ws_bytes;        /* after pass 1: working set H fitted to
-                                   distinct(T) = H (1 - e^(-wT/H)) from two
-                                   measurements of different length (the
-                                   1 s hint, the periods); 0: no saturation
-                                   seen, D is used as measured */
-    double sat_w_bps;           /* the write rate w of that fit, bytes/s */
-    int level_stuck;            /* the dirty set found at the last two
-                                   syncs (after pass 1) did not shrink by
-                                   EST_STUCK_FRAC: a saturated working set
-                                   (measured D ~ R); the model then takes
-                                   D >= R, i.e. no progress at this limit */
-    double nonzero_share;       /* pass 1: share of the pages sent so far
-                                   that were not zero pages (what is left is
-                                   scaled by it); 1 after pass 1 */
+    double bw_bps;             /* smoothed bandwidth R, bytes/s */
+    double dirty_bps;          /* smoothed dirty rate D, bytes/s */
+    double ratio;              /* D / R (0 when R unknown) */
+    double spread;             /* relative uncertainty used for interval */
+    double bw_jitter;          /* mean relative deviation of QEMU's
+                                  per-sample bandwidth (its last ~100 ms
+                                  window, which sets the switchover
+                                  threshold) from the smoothed R; at least
+                                  EST_JITTER_PRIOR until 40 samples */
+    uint64_t level_bytes;      /* smoothed remaining right after a sync */
+    uint64_t ram_remaining;    /* bytes, from the last sample */
+    uint64_t ram_total;        /* bytes, from the last sample */
+    uint64_t since_sync_ms;    /* ms since the last dirty-sync increment */
+    uint64_t disk_left;        /* bytes of disk still to mirror */
+    double disk_bps;           /* smoothed mirror rate, bytes/s */
+    uint64_t downtime_ms;      /* limit in force at the last sample, ms */
+    uint64_t granularity_ms;   /* copy of est_params.granularity_ms */
+    uint64_t periods;          /* completed dirty-sync periods observed */
+    uint64_t t_ms;             /* t_ms of the last sample */
+    enum mig_phase phase;      /* phase of the last sample */
+    int dirty_measured;        /* 0 while dirty_bps is the prior or the
+                                  hint (QEMU has published no rate yet) */
+    int dirty_hinted;          /* 1 when dirty_bps comes from the sample's
+                                  dirty_rate_hint_pps (pass 1 only: the
+                                  time-weighted mean of the hints so far) */
+    uint64_t hint_ws_bytes;    /* pass 1 with a hint: working set assumed
+                                  (cap of the dirty set), bytes; else 0 */
+    double sat_ws_bytes;       /* after pass 1: working set H fitted to
+                                  distinct(T) = H (1 - e^(-wT/H)) from two
+                                  measurements of different length (the
+                                  1 s hint, the periods); 0: no saturation
+                                  seen, D is used as measured */
+    double sat_w_bps;          /* the write rate w of that fit, bytes/s */
+    int level_stuck;           /* the dirty set found at the last two
+                                  syncs (after pass 1) did not shrink by
+                                  EST_STUCK_FRAC: a saturated working set
+                                  (measured D ~ R); the model then takes
+                                  D >= R, i.e. no progress at this limit */
+    double nonzero_share;      /* pass 1: share of the pages sent so far
+                                  that were not zero pages; 1 after pass 1 */
+    uint64_t pass1_left_bytes; /* pass 1: non-zero bytes still to send in
+                                  it: hint_nonzero_bytes minus the normal
+                                  pages sent, else ram_remaining x
+                                  nonzero_share; 0 after pass 1 */
+    int nonzero_hinted;        /* 1 when pass1_left_bytes comes from
+                                  hint_nonzero_bytes */
+    uint64_t dirty_set_bytes;  /* working set to hint a later migration of
+                                  this instance with, bytes: the fitted
+                                  saturation (sat_ws_bytes) when there is
+                                  one, else the largest dirty set a sync
+                                  found after pass 1 (a lower bound); 0
+                                  before the first such sync */
 };
 
 /* Estimator state. Treat as opaque: read it only through est_get(). */
@@ -134,28 +157,30 @@ struct est {
     size_t n_sched;
     int have_sample;
     struct mig_sample last;
-    uint64_t cur_sync;          /* dirty_sync_count of the open period */
-    uint64_t period_t0_ms;      /* start of the open period */
-    uint64_t period_tx0;        /* ram_transferred at its start, bytes */
-    uint64_t period_min;        /* minimum remaining seen in it, bytes */
-    int have_period;            /* a period start has been seen */
-    double bw, dirty, level;    /* EWMAs, bytes/s, bytes/s, bytes */
-    double bw_dev, dirty_dev;   /* EWMA of absolute deviation */
+    uint64_t cur_sync;        /* dirty_sync_count of the open period */
+    uint64_t period_t0_ms;    /* start of the open period */
+    uint64_t period_tx0;      /* ram_transferred at its start, bytes */
+    uint64_t period_min;      /* minimum remaining seen in it, bytes */
+    int have_period;          /* a period start has been seen */
+    double bw, dirty, level;  /* EWMAs, bytes/s, bytes/s, bytes */
+    double bw_dev, dirty_dev; /* EWMA of absolute deviation */
     int have_bw, have_dirty, have_level;
     double disk_bps;
     uint64_t disk_t0_ms, disk_done0;
     int have_disk;
     uint64_t t_first_ms, tx_first; /* first sample: for the pass-1 rate */
-    uint64_t lv[3];             /* remaining right after the last three
-                                   syncs after pass 1, oldest first, bytes */
-    uint64_t n_lv;              /* such syncs seen */
-    double hint_last;           /* last dirty-rate hint, bytes/s; 0 none */
-    double p1_s, p1_dist;       /* pass-1 period: length s, distinct bytes */
-    double pl_s, pl_dist;       /* latest later period: the same */
-    double jit;                 /* EWMA of the relative bandwidth deviation */
-    uint64_t n_jit;             /* samples behind it */
-    double hint_sum;            /* pass 1: dirty-rate hint x time, bytes/s x ms */
-    uint64_t hint_ms;           /* pass 1: time the hint was known, ms */
+    uint64_t lv[3];                /* remaining right after the last three
+                                      syncs after pass 1, oldest first, bytes */
+    uint64_t n_lv;                 /* such syncs seen */
+    double hint_last;              /* last dirty-rate hint, bytes/s; 0 none */
+    double p1_s, p1_dist;          /* pass-1 period: length s, distinct bytes */
+    double pl_s, pl_dist;          /* latest later period: the same */
+    double jit;                    /* EWMA of the relative bandwidth deviation */
+    uint64_t n_jit;                /* samples behind it */
+    double hint_sum;               /* pass 1: dirty-rate hint x time, bytes/s x ms */
+    uint64_t hint_ms;              /* pass 1: time the hint was known, ms */
+    uint64_t max_set;              /* largest post-sync remaining after pass
+                                      1, bytes */
     struct est_out out;
 };
 
@@ -174,8 +199,7 @@ int est_set_schedule(struct est *e, const struct est_sched_step *steps, size_t n
 /* Feeds one sample (borrowed; copied as needed). Returns 0, or FERR_INVAL
  * when s->t_ms is earlier than the previous sample's or s->phase is out of
  * range; on error e is unchanged. */
-int est_update(struct est *e, const struct mig_sample *s)
-    __attribute__((warn_unused_result));
+int est_update(struct est *e, const struct mig_sample *s) __attribute__((warn_unused_result));
 
 /* Copies the current estimate into *out. Before any sample, out has
  * progress 0, verdict UNKNOWN and eta_known 0. */
@@ -186,8 +210,8 @@ void est_get(const struct est *e, struct est_out *out);
  * (ms) if the downtime limit were downtime_ms from now on. Returns 0, or
  * FERR_STATE when o has no bandwidth measured yet. When pre-copy would never
  * switch over, *eta_ms is EST_ETA_INFINITE. Either out-pointer may be NULL. */
-int est_predict(const struct est_out *o, uint64_t downtime_ms, uint64_t *eta_ms,
-                uint64_t *pause_ms) __attribute__((warn_unused_result));
+int est_predict(const struct est_out *o, uint64_t downtime_ms, uint64_t *eta_ms, uint64_t *pause_ms)
+    __attribute__((warn_unused_result));
 
 /* Returns the stable name of v ("converging", "needs_downtime", "cannot",
  * "done", "unknown"). */

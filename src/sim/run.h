@@ -41,8 +41,11 @@ struct sim_scenario {
     enum sim_policy policy;
     struct conv_policy conv; /* used unless policy is SIM_POL_QEMU */
     enum sim_consent consent;
-    uint64_t consent_after_ms; /* SIM_CONSENT_AFTER: delay, ms */
-    uint64_t max_ms;           /* give up (timed out) after this, ms */
+    uint64_t consent_after_ms;     /* SIM_CONSENT_AFTER: delay, ms */
+    uint64_t max_ms;               /* give up (timed out) after this, ms */
+    uint64_t hint_nonzero_bytes;   /* est_params hint from an earlier
+                                      migration of this guest, bytes; 0 none */
+    uint64_t hint_dirty_set_bytes; /* the same for the working set, bytes */
 };
 
 struct sim_result {
