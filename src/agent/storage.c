@@ -17,11 +17,11 @@
 #include "util/log.h"
 #include "util/xalloc.h"
 
-#define DISK_SIZE_MAX (1ull << 44)  /* largest virtual size accepted, bytes (16 TiB) */
-#define NBD_PORT_TRIES 3            /* nbd-server-start attempts on port clashes */
-#define TEARDOWN_POLL_MS 200        /* query-block-jobs period in teardown, ms */
-#define TEARDOWN_POLLS 50           /* give up waiting for jobs after 10 s */
-#define QEMU_IMG_TIMEOUT_MS 10000   /* qemu-img create must finish within, ms */
+#define DISK_SIZE_MAX (1ull << 44) /* largest virtual size accepted, bytes (16 TiB) */
+#define NBD_PORT_TRIES 3           /* nbd-server-start attempts on port clashes */
+#define TEARDOWN_POLL_MS 200       /* query-block-jobs period in teardown, ms */
+#define TEARDOWN_POLLS 50          /* give up waiting for jobs after 10 s */
+#define QEMU_IMG_TIMEOUT_MS 10000  /* qemu-img create must finish within, ms */
 
 /* --- destination: the copies ------------------------------------------------ */
 
@@ -117,8 +117,8 @@ int storage_create_copies(struct agent *ag, struct inst_spec *spec, const json_t
     for (unsigned i = 0; i < spec->n_disks; i++) {
         struct spec_disk *d = &spec->disks[i];
         free(d->path);
-        d->path = xasprintf("%s/%s.%s.%s", dir, spec->name, d->id,
-                            spec_disk_format_name(d->format));
+        d->path =
+            xasprintf("%s/%s.%s.%s", dir, spec->name, d->id, spec_disk_format_name(d->format));
     }
     free(dir);
     for (unsigned i = 0; i < spec->n_disks; i++) {
@@ -196,8 +196,8 @@ static void on_export_added(struct instance *in, const struct ferr *err, json_t 
 static void export_next(struct instance *in, struct export_op *op)
 {
     if (op->next >= in->spec.n_disks) {
-        log_info("agent", "msg=\"NBD exports ready\" instance=%s port=%d disks=%u",
-                 in->spec.name, in->nbd_port, in->spec.n_disks);
+        log_info("agent", "msg=\"NBD exports ready\" instance=%s port=%d disks=%u", in->spec.name,
+                 in->nbd_port, in->spec.n_disks);
         op->cb(in, NULL);
         free(op);
         return;
@@ -206,8 +206,8 @@ static void export_next(struct instance *in, struct export_op *op)
     char node[32], exp[32];
     snprintf(node, sizeof(node), "d-%s", id);
     snprintf(exp, sizeof(exp), "exp-%s", id);
-    json_t *a = json_pack("{s:s, s:s, s:s, s:s, s:b}", "type", "nbd", "id", exp, "node-name",
-                          node, "name", id, "writable", 1);
+    json_t *a = json_pack("{s:s, s:s, s:s, s:s, s:b}", "type", "nbd", "id", exp, "node-name", node,
+                          "name", id, "writable", 1);
     if (inst_qmp(in, "block-export-add", a, on_export_added, op) != 0)
         export_fail(in, op, "block-export-add", NULL);
 }
@@ -303,13 +303,20 @@ void storage_query_sizes(struct instance *in)
 static const char *phase_name(enum stg_phase p)
 {
     switch (p) {
-    case STG_CONNECTING: return "connecting";
-    case STG_MIRRORING: return "mirroring";
-    case STG_READY: return "ready";
-    case STG_SWITCHING: return "switching";
-    case STG_DONE: return "done";
-    case STG_TEARDOWN: return "teardown";
-    case STG_RESTORED: return "restored";
+    case STG_CONNECTING:
+        return "connecting";
+    case STG_MIRRORING:
+        return "mirroring";
+    case STG_READY:
+        return "ready";
+    case STG_SWITCHING:
+        return "switching";
+    case STG_DONE:
+        return "done";
+    case STG_TEARDOWN:
+        return "teardown";
+    case STG_RESTORED:
+        return "restored";
     }
     return "unknown";
 }
@@ -415,9 +422,9 @@ static void start_mirrors(struct migration *m)
         snprintf(job, sizeof(job), "mirror-%s", st->disks[i].id);
         snprintf(node, sizeof(node), "d-%s", st->disks[i].id);
         snprintf(target, sizeof(target), "nbd-%s", st->disks[i].id);
-        json_t *a = json_pack("{s:s, s:s, s:s, s:s, s:I}", "job-id", job, "device", node,
-                              "target", target, "sync", "full", "speed",
-                              (json_int_t)m->limits.mirror_speed_bps);
+        json_t *a =
+            json_pack("{s:s, s:s, s:s, s:s, s:I}", "job-id", job, "device", node, "target", target,
+                      "sync", "full", "speed", (json_int_t)m->limits.mirror_speed_bps);
         struct stg_op *op = xcalloc(1, sizeof(*op));
         op->m = m;
         op->disk = i;
@@ -761,8 +768,8 @@ static void cancel_one(struct migration *m, unsigned i, bool force)
     op->m = m;
     op->disk = i;
     m->refs++;
-    if (inst_qmp(m->inst, "block-job-cancel", json_pack("{s:s, s:b}", "device", job, "force", force),
-                 on_job_cancel, op) != 0) {
+    if (inst_qmp(m->inst, "block-job-cancel",
+                 json_pack("{s:s, s:b}", "device", job, "force", force), on_job_cancel, op) != 0) {
         m->refs--;
         free(op);
     }
@@ -890,17 +897,17 @@ void storage_to_json(const struct migration *m, json_t *o)
     for (unsigned i = 0; i < m->st->n_disks; i++) {
         const struct stg_disk *d = &m->st->disks[i];
         json_t *j = json_pack("{s:s, s:b, s:b, s:b, s:I, s:I}", "id", d->id, "job_active",
-                              d->job_active, "ready", d->ready, "nbd_node", d->target_added,
-                              "len", (json_int_t)d->len, "offset", (json_int_t)d->offset);
+                              d->job_active, "ready", d->ready, "nbd_node", d->target_added, "len",
+                              (json_int_t)d->len, "offset", (json_int_t)d->offset);
         if (d->error[0])
             json_object_set_new(j, "error", json_string(d->error));
         json_array_append_new(a, j);
     }
-    json_t *s = json_pack("{s:s, s:s, s:o}", "mode", "copy", "phase", phase_name(m->st->phase),
-                          "disks", a);
+    json_t *s =
+        json_pack("{s:s, s:s, s:o}", "mode", "copy", "phase", phase_name(m->st->phase), "disks", a);
     if (m->st->port)
-        json_object_set_new(s, "nbd", json_pack("{s:s, s:i}", "host", m->st->host, "port",
-                                                m->st->port));
+        json_object_set_new(s, "nbd",
+                            json_pack("{s:s, s:i}", "host", m->st->host, "port", m->st->port));
     if (m->st->ready_ms)
         json_object_set_new(s, "ready_ms", json_integer((json_int_t)m->st->ready_ms));
     json_object_set_new(o, "storage", s);

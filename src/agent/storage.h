@@ -51,18 +51,18 @@ struct stg_disk {
 };
 
 struct mig_storage {
-    enum stg_phase phase;                /* see enum */
-    char host[64];                       /* destination NBD host */
-    int port;                            /* destination NBD port */
+    enum stg_phase phase;                  /* see enum */
+    char host[64];                         /* destination NBD host */
+    int port;                              /* destination NBD port */
     struct stg_disk disks[SPEC_DISKS_MAX]; /* the source's disks, spec order */
-    unsigned n_disks;                    /* entries in disks */
-    unsigned pending;                    /* QMP replies awaited in this step */
-    bool step_failed;                    /* a reply in this step was an error */
-    char step_error[200];                /* its message */
-    bool poll_inflight;                  /* query-block-jobs outstanding */
-    unsigned teardown_polls;             /* query-block-jobs rounds in teardown */
-    struct event *timer;                 /* teardown polling, owned */
-    uint64_t ready_ms;                   /* ms since start when all were READY, 0 before */
+    unsigned n_disks;                      /* entries in disks */
+    unsigned pending;                      /* QMP replies awaited in this step */
+    bool step_failed;                      /* a reply in this step was an error */
+    char step_error[200];                  /* its message */
+    bool poll_inflight;                    /* query-block-jobs outstanding */
+    unsigned teardown_polls;               /* query-block-jobs rounds in teardown */
+    struct event *timer;                   /* teardown polling, owned */
+    uint64_t ready_ms;                     /* ms since start when all were READY, 0 before */
 };
 
 /* --- destination ---------------------------------------------------------- */

@@ -899,3 +899,148 @@ int lab_instance_wait_gone(const struct lab_agent *a, const char *name, int time
         sleep_ms(100);
     }
 }
+
+/* Counts the FERRY-READY lines on the console of name. */
+static int count_ready(const struct lab_agent *a, const char *name, int *count, struct ferr *e)
+{
+    char path[160];
+    snprintf(path, sizeof(path), "/v1/instances/%s/console?since=0", name);
+    int st = 0;
+    json_t *o = NULL;
+    int rc = lab_api(a, "GET", path, NULL, &st, &o, e);
+    if (rc != 0)
+        return rc;
+    if (st == 404) {
+        json_decref(o);
+        return ferr_set(e, FERR_NOTFOUND, "instance", "%s is gone from %s", name, a->name);
+    }
+    const char *t = json_string_value(json_object_get(o, "text"));
+    *count = 0;
+    for (const char *p = t; p && (p = strstr(p, "FERRY-READY ")); p++)
+        (*count)++;
+    json_decref(o);
+    return 0;
+}
+
+int lab_launch_guest_disks(const struct lab_agent *a, const char *name, unsigned memory_mib,
+                           const char *cmdline, const json_t *disks, int ready_lines,
+                           int timeout_ms, struct ferr *e)
+{
+    json_t *spec = json_pack("{s:s, s:I, s:I, s:s}", "name", name, "memory_mib",
+                             (json_int_t)memory_mib, "vcpus", (json_int_t)1, "cmdline", cmdline);
+    if (disks)
+        json_object_set_new(spec, "disks", json_deep_copy(disks));
+    int st = 0;
+    json_t *o = NULL;
+    int rc = lab_api(a, "POST", "/v1/instances", spec, &st, &o, e);
+    json_decref(spec);
+    if (rc != 0)
+        return rc;
+    if (st != 202 && st != 200) {
+        char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
+        rc = ferr_set(e, FERR_PEER, "instance", "launch %s on %s: status %d %s", name, a->name, st,
+                      s ? s : "");
+        free(s);
+        json_decref(o);
+        return rc;
+    }
+    json_decref(o);
+    uint64_t deadline = lab_now_ms() + (uint64_t)timeout_ms;
+    int n = 0;
+    while ((rc = count_ready(a, name, &n, e)) == 0 && n < ready_lines) {
+        if (lab_now_ms() >= deadline) {
+            rc = ferr_set(e, FERR_TIMEOUT, "console", "%d of %d FERRY-READY from %s in %d ms", n,
+                          ready_lines, name, timeout_ms);
+            break;
+        }
+        sleep_ms(200);
+    }
+    if (rc != 0) {
+        char path[128];
+        snprintf(path, sizeof(path), "/v1/instances/%s", name);
+        struct ferr e2;
+        if (lab_api(a, "DELETE", path, NULL, &st, NULL, &e2) != 0) {
+            /* the agent is gone or stuck; lab_stop cleans up */
+        }
+    }
+    return rc;
+}
+
+int lab_migrate_start_storage(const struct lab_agent *src, const struct lab_agent *dst,
+                              const char *name, const json_t *limits, char *id, size_t n,
+                              struct ferr *e)
+{
+    json_t *o;
+    int rc = lab_instance(src, name, &o, e);
+    if (rc != 0)
+        return rc;
+    json_t *spec = json_deep_copy(json_object_get(o, "spec"));
+    json_t *sizes = json_deep_copy(json_object_get(o, "disk_sizes"));
+    json_decref(o);
+    if (!json_is_object(spec) || !json_is_object(sizes) || json_object_size(sizes) == 0) {
+        json_decref(spec);
+        json_decref(sizes);
+        return ferr_set(e, FERR_PEER, "spec", "%s on %s reports no spec or no disk_sizes", name,
+                        src->name);
+    }
+    json_object_set_new(spec, "storage", json_string("copy"));
+    json_object_set_new(spec, "disk_sizes", sizes);
+    int st = 0;
+    o = NULL;
+    rc = lab_api(dst, "POST", "/v1/incoming", spec, &st, &o, e);
+    json_decref(spec);
+    if (rc != 0)
+        return rc;
+    if (st != 202 && st != 200) {
+        char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
+        rc = ferr_set(e, FERR_PEER, "incoming", "POST /v1/incoming on %s: status %d %s", dst->name,
+                      st, s ? s : "");
+        free(s);
+        json_decref(o);
+        return rc;
+    }
+    json_decref(o);
+    char uri[160] = "", lerr[160] = "";
+    char path[128];
+    snprintf(path, sizeof(path), "/v1/instances/%s", name);
+    uint64_t deadline = lab_now_ms() + 30000;
+    while (rc == 0 && !uri[0]) {
+        if ((rc = lab_instance(dst, name, &o, e)) != 0)
+            break;
+        const char *u = json_string_value(json_object_get(o, "incoming_uri"));
+        const char *le = json_string_value(json_object_get(o, "last_error"));
+        snprintf(uri, sizeof(uri), "%s", u ? u : "");
+        snprintf(lerr, sizeof(lerr), "%s", le ? le : "");
+        json_decref(o);
+        if (!uri[0] && lab_now_ms() >= deadline)
+            rc = ferr_set(e, FERR_TIMEOUT, "incoming", "no incoming_uri on %s in 30 s (%s)",
+                          dst->name, lerr);
+        else if (!uri[0])
+            sleep_ms(100);
+    }
+    if (rc == 0) {
+        json_t *b = json_pack("{s:s, s:s, s:s, s:s}", "instance", name, "dest_uri", uri,
+                              "dest_agent", dst->url, "storage", "copy");
+        if (limits)
+            json_object_set_new(b, "limits", json_deep_copy(limits));
+        o = NULL;
+        rc = lab_api(src, "POST", "/v1/migrations", b, &st, &o, e);
+        json_decref(b);
+        const char *mid = json_string_value(json_object_get(o, "id"));
+        if (rc == 0 && (st != 202 || !mid)) {
+            char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
+            rc = ferr_set(e, FERR_PEER, "migration", "POST /v1/migrations on %s: status %d %s",
+                          src->name, st, s ? s : "");
+            free(s);
+        }
+        if (rc == 0)
+            snprintf(id, n, "%s", mid);
+        json_decref(o);
+    }
+    if (rc != 0) {
+        struct ferr e2;
+        if (lab_api(dst, "DELETE", path, NULL, &st, NULL, &e2) != 0) {
+        }
+    }
+    return rc;
+}

@@ -201,4 +201,21 @@ int lab_instance_wait_gone(const struct lab_agent *a, const char *name, int time
 /* Monotonic milliseconds. */
 uint64_t lab_now_ms(void);
 
+/* As lab_launch_guest with a "disks" array (borrowed JSON, may be NULL)
+ * in the spec, waiting for ready_lines FERRY-READY lines (one per
+ * workload: 2 for "memload,diskload"). On failure the guest is deleted. */
+int lab_launch_guest_disks(const struct lab_agent *a, const char *name, unsigned memory_mib,
+                           const char *cmdline, const json_t *disks, int ready_lines,
+                           int timeout_ms, struct ferr *e) __attribute__((warn_unused_result));
+
+/* Non-shared storage: prepares dst with POST /v1/incoming carrying the
+ * source's spec, "storage": "copy" and the source's "disk_sizes" (the
+ * destination creates and exports its own copies), waits for its
+ * incoming_uri, then POSTs the migration with "storage": "copy" and limits
+ * (borrowed, may be NULL). On 0, id (n bytes) holds the migration id. On
+ * failure the prepared destination is deleted. */
+int lab_migrate_start_storage(const struct lab_agent *src, const struct lab_agent *dst,
+                              const char *name, const json_t *limits, char *id, size_t n,
+                              struct ferr *e) __attribute__((warn_unused_result));
+
 #endif

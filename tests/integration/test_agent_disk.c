@@ -1,0 +1,426 @@
+/* Integration: non-shared storage migration between two real ferry-agents
+ * (tests/lib/lab), with lab guests running memload and diskload together:
+ * diskload writes its virtio disk with O_DIRECT during the whole mirror,
+ * so a lost or stale write shows up in its verify.
+ *  - success: the destination creates its copy, the source mirrors to it
+ *    over NBD, memory follows with pause-before-switchover; on the
+ *    destination diskload's verify is ok, the checksum it reads equals the
+ *    one recomputed from the destination's image file, memory is intact,
+ *    the source QEMU is gone, disk bytes were counted in the samples;
+ *  - cancel mid-mirror (mirror speed low, changed once with PATCH): the
+ *    source runs on and verifies, its mirror and NBD node are gone, the
+ *    destination's QEMU and disk copy are gone;
+ *  - destination QEMU killed mid-mirror: failed with a reason, the same.
+ * Every wait is bounded. Needs the lab image (make lab); disks live under
+ * /var/tmp (cache.direct needs O_DIRECT; tmpfs has none). */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "../lib/lab.h"
+#include "../lib/test.h"
+
+#define GUEST_MIB 256
+#define DISK_MIB 64
+#define MIG_TIMEOUT_MS 150000     /* one migration with its disk */
+#define SLOW_MIRROR_BPS (2 << 20) /* bytes/s: a 64 MiB mirror takes ~30 s */
+#define GONE_TIMEOUT_MS 15000     /* a QEMU, instance or file disappearing */
+
+static struct lab L;
+static int lab_ok;
+static char disk_dir[64]; /* the source disks; removed at the end */
+static const char *const CMDLINE =
+    "console=ttyS0 quiet panic=-1 ferry.workload=memload,diskload ferry.ws_mib=32 "
+    "ferry.rate=1000 ferry.disk_rate=200 ferry.disk_span_mib=64";
+
+static const char *jstr(json_t *o, const char *k)
+{
+    const char *s = json_string_value(json_object_get(o, k));
+    return s ? s : "";
+}
+
+static long long jint(json_t *o, const char *k)
+{
+    json_t *v = json_object_get(o, k);
+    return json_is_integer(v) ? (long long)json_integer_value(v) : -1;
+}
+
+/* FNV-1a over the first span bytes of the image as 64-bit little-endian
+ * words: diskload's span checksum, recomputed on the host. */
+static int host_checksum(const char *path, uint64_t span, uint64_t *out)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return -errno;
+    static uint64_t buf[1 << 17]; /* 1 MiB */
+    uint64_t h = 0xcbf29ce484222325ull, done = 0;
+    while (done < span) {
+        size_t want = span - done < sizeof(buf) ? (size_t)(span - done) : sizeof(buf);
+        if (fread(buf, 1, want, f) != want) {
+            fclose(f);
+            return -EIO;
+        }
+        for (size_t k = 0; k < want / 8; k++) {
+            h ^= buf[k];
+            h *= 0x100000001b3ull;
+        }
+        done += want;
+    }
+    fclose(f);
+    *out = h;
+    return 0;
+}
+
+/* Launches name on a with a fresh raw DISK_MIB disk in disk_dir. */
+static int launch(const struct lab_agent *a, const char *name)
+{
+    char path[128];
+    snprintf(path, sizeof(path), "%s/%s.raw", disk_dir, name);
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    CHECK(fd >= 0 && ftruncate(fd, (off_t)DISK_MIB << 20) == 0, "create %s: %s", path,
+          strerror(errno));
+    if (fd >= 0)
+        close(fd);
+    json_t *disks = json_pack("[{s:s, s:s, s:s}]", "id", "vda", "path", path, "format", "raw");
+    struct ferr e = {0};
+    int rc = lab_launch_guest_disks(a, name, GUEST_MIB, CMDLINE, disks, 2, LAB_BOOT_TIMEOUT_MS, &e);
+    json_decref(disks);
+    CHECK(rc == 0, "launch %s: %s", name, e.msg);
+    return rc == 0;
+}
+
+/* diskload's verify on name at a: returns the parsed FERRY-DISK-RESULT
+ * (caller decrefs) after checking ok, no bad and no stale block. */
+static json_t *disk_verify(const struct lab_agent *a, const char *name)
+{
+    struct ferr e = {0};
+    char *rest = NULL;
+    int rc = lab_console_expect(a, name, "diskload verify", 0, "FERRY-DISK-RESULT ",
+                                LAB_CMD_TIMEOUT_MS, &rest, &e);
+    CHECK(rc == 0, "diskload verify on %s: %s", a->name, e.msg);
+    if (rc != 0)
+        return NULL;
+    json_t *r = json_loads(rest, 0, NULL);
+    free(rest);
+    CHECK(r != NULL, "FERRY-DISK-RESULT not JSON");
+    if (!r)
+        return NULL;
+    CHECK(json_is_true(json_object_get(r, "ok")) && jint(r, "bad_blocks") == 0 &&
+              jint(r, "stale_blocks") == 0,
+          "disk verify on %s: ok=%d bad=%lld stale=%lld first_bad=%lld", a->name,
+          json_is_true(json_object_get(r, "ok")), jint(r, "bad_blocks"), jint(r, "stale_blocks"),
+          jint(r, "first_bad"));
+    return r;
+}
+
+static void mem_intact(const struct lab_agent *a, const char *name)
+{
+    struct lab_integrity r;
+    struct ferr e = {0};
+    int rc = lab_verify(a, name, &r, &e);
+    CHECK(rc == 0, "memload verify on %s: %s", a->name, e.msg);
+    CHECK(rc != 0 || (r.ok == 1 && r.bad_pages == 0), "memory on %s: ok=%d bad=%lld", a->name, r.ok,
+          r.bad_pages);
+}
+
+/* The migration object's storage.disks[0]. */
+static json_t *disk0(json_t *m)
+{
+    return json_array_get(json_object_get(json_object_get(m, "storage"), "disks"), 0);
+}
+
+static int mig_get(const struct lab_agent *s, const char *id, json_t **m)
+{
+    char path[128];
+    snprintf(path, sizeof(path), "/v1/migrations/%s", id);
+    struct ferr e = {0};
+    int st = 0;
+    *m = NULL;
+    return lab_api(s, "GET", path, NULL, &st, m, &e) == 0 && st == 200 && *m ? 0 : -1;
+}
+
+/* Waits until the mirror of id has copied at least bytes. */
+static int wait_mirrored(const struct lab_agent *s, const char *id, long long bytes)
+{
+    uint64_t deadline = lab_now_ms() + 60000;
+    while (lab_now_ms() < deadline) {
+        json_t *m;
+        if (mig_get(s, id, &m) == 0) {
+            long long off = jint(disk0(m), "offset");
+            const char *st = jstr(m, "state");
+            int over = strcmp(st, "running") != 0 && strcmp(st, "starting") != 0;
+            json_decref(m);
+            if (off >= bytes)
+                return 1;
+            if (over)
+                return 0;
+        }
+        usleep(200000);
+    }
+    return 0;
+}
+
+/* After a failed or cancelled migration: the source's mirror job and NBD
+ * node are gone (the agent's view of QEMU's block jobs and nodes). */
+static void check_source_storage_restored(const struct lab_agent *s, const char *id)
+{
+    uint64_t deadline = lab_now_ms() + GONE_TIMEOUT_MS;
+    char phase[32] = "";
+    int job = 1, node = 1;
+    while (lab_now_ms() < deadline) {
+        json_t *m;
+        if (mig_get(s, id, &m) == 0) {
+            snprintf(phase, sizeof(phase), "%s", jstr(json_object_get(m, "storage"), "phase"));
+            job = json_is_true(json_object_get(disk0(m), "job_active"));
+            node = json_is_true(json_object_get(disk0(m), "nbd_node"));
+            json_decref(m);
+            if (strcmp(phase, "restored") == 0)
+                break;
+        }
+        usleep(200000);
+    }
+    CHECK(strcmp(phase, "restored") == 0 && !job && !node,
+          "source storage phase '%s' job_active %d nbd_node %d", phase, job, node);
+}
+
+static void check_source_runs(const struct lab_agent *s, const char *name, pid_t pid_before)
+{
+    struct ferr e = {0};
+    pid_t pid = 0;
+    char st[32] = "";
+    int rc = lab_instance_pid(s, name, &pid, st, sizeof(st), &e);
+    for (int i = 0; i < 30 && rc == 0 && strcmp(st, "running") != 0; i++) {
+        usleep(200000);
+        rc = lab_instance_pid(s, name, &pid, st, sizeof(st), &e);
+    }
+    CHECK(rc == 0 && pid == pid_before && lab_pid_alive(pid) && strcmp(st, "running") == 0,
+          "source: rc %d pid %d (was %d) state '%s'", rc, (int)pid, (int)pid_before, st);
+    json_decref(disk_verify(s, name));
+    mem_intact(s, name);
+}
+
+static void check_dest_cleaned(const struct lab_agent *d, const char *name, pid_t dest_pid,
+                               const char *copy)
+{
+    CHECK(lab_instance_wait_gone(d, name, GONE_TIMEOUT_MS), "destination still lists %s", name);
+    CHECK(dest_pid > 0 && lab_pid_wait_gone(dest_pid, GONE_TIMEOUT_MS),
+          "destination QEMU %d still alive", (int)dest_pid);
+    int gone = 0;
+    for (int i = 0; i < 50 && !gone; i++) {
+        gone = access(copy, F_OK) != 0;
+        if (!gone)
+            usleep(100000);
+    }
+    CHECK(gone, "destination disk copy %s still there", copy);
+}
+
+/* Starts a slow storage migration of name and waits until its mirror is
+ * under way; *dest_pid and copy (the destination's image path) filled. */
+static int start_slow(const char *name, char *id, size_t n, pid_t *dest_pid, char *copy, size_t cn)
+{
+    const struct lab_agent *s = &L.agents[0], *d = &L.agents[1];
+    struct ferr e = {0};
+    json_t *lim = json_pack("{s:I}", "mirror_speed_bps", (json_int_t)SLOW_MIRROR_BPS);
+    int rc = lab_migrate_start_storage(s, d, name, lim, id, n, &e);
+    json_decref(lim);
+    CHECK(rc == 0, "start: %s", e.msg);
+    if (rc != 0)
+        return 0;
+    json_t *di = NULL;
+    rc = lab_instance(d, name, &di, &e);
+    CHECK(rc == 0, "GET destination: %s", e.msg);
+    *dest_pid = rc == 0 ? (pid_t)jint(di, "pid") : 0;
+    json_t *dd = json_array_get(json_object_get(json_object_get(di, "spec"), "disks"), 0);
+    snprintf(copy, cn, "%s", jstr(dd, "path"));
+    CHECK(strncmp(copy, d->state_dir, strlen(d->state_dir)) == 0 && access(copy, F_OK) == 0,
+          "destination copy '%s' not in its state dir", copy);
+    json_decref(di);
+    CHECK(wait_mirrored(s, id, 4 << 20), "mirror of %s not under way", id);
+    return 1;
+}
+
+static void t_success(void)
+{
+    if (!lab_ok)
+        return test_skip("lab did not start");
+    const char *name = "dk";
+    const struct lab_agent *s = &L.agents[0], *d = &L.agents[1];
+    if (!launch(s, name))
+        return;
+    struct ferr e = {0};
+    pid_t src_pid = 0;
+    REQUIRE(lab_instance_pid(s, name, &src_pid, NULL, 0, &e) == 0, "%s", e.msg);
+    /* 16 MiB/s: the mirror takes ~4 s, under ~800 O_DIRECT guest writes */
+    json_t *lim = json_pack("{s:I, s:I}", "max_bandwidth_bps", (json_int_t)(256 << 20),
+                            "mirror_speed_bps", (json_int_t)(16 << 20));
+    char id[64];
+    uint64_t t0 = lab_now_ms();
+    int rc = lab_migrate_start_storage(s, d, name, lim, id, sizeof(id), &e);
+    json_decref(lim);
+    REQUIRE(rc == 0, "start: %s", e.msg);
+    json_t *m = NULL;
+    rc = lab_migration_wait(s, id, MIG_TIMEOUT_MS, &m, &e);
+    REQUIRE(rc == 0, "wait: %s", e.msg);
+    CHECK(strcmp(jstr(m, "state"), "succeeded") == 0, "state %s error '%s'", jstr(m, "state"),
+          jstr(m, "error"));
+    json_t *stg = json_object_get(m, "storage");
+    CHECK(strcmp(jstr(stg, "phase"), "done") == 0 && jint(stg, "ready_ms") > 0,
+          "storage phase '%s' ready_ms %lld", jstr(stg, "phase"), jint(stg, "ready_ms"));
+    printf("# success: %.1f s (disks READY at %.1f s), downtime %lld ms\n",
+           (double)(lab_now_ms() - t0) / 1000.0, (double)jint(stg, "ready_ms") / 1000.0,
+           jint(json_object_get(m, "result"), "downtime_ms"));
+    json_decref(m);
+    /* disk bytes counted in the samples */
+    char path[160];
+    snprintf(path, sizeof(path), "/v1/migrations/%s?samples=1", id);
+    int st = 0;
+    rc = lab_api(s, "GET", path, NULL, &st, &m, &e);
+    long long max_total = 0;
+    json_t *smp = json_object_get(m, "samples");
+    for (size_t i = 0; rc == 0 && i < json_array_size(smp); i++) {
+        json_t *x = json_array_get(smp, i);
+        if (jint(x, "disk_total") > max_total)
+            max_total = jint(x, "disk_total");
+    }
+    CHECK(max_total >= (long long)DISK_MIB << 20, "samples' disk_total at most %lld", max_total);
+    json_decref(m);
+    /* the guest on the destination: its disk and memory */
+    CHECK(lab_pid_wait_gone(src_pid, GONE_TIMEOUT_MS), "source QEMU %d still alive", (int)src_pid);
+    CHECK(lab_instance_wait_gone(s, name, GONE_TIMEOUT_MS), "source agent still lists %s", name);
+    json_decref(disk_verify(d, name));
+    mem_intact(d, name);
+    /* the checksum the guest reads is what the destination's image holds */
+    char *ack = NULL;
+    rc =
+        lab_console_expect(d, name, "diskload pause", 0, "FERRY-ACK", LAB_CMD_TIMEOUT_MS, &ack, &e);
+    free(ack);
+    CHECK(rc == 0, "diskload pause: %s", e.msg);
+    json_t *r = disk_verify(d, name);
+    json_t *di = NULL;
+    rc = lab_instance(d, name, &di, &e);
+    CHECK(rc == 0, "GET destination: %s", e.msg);
+    const char *copy =
+        jstr(json_array_get(json_object_get(json_object_get(di, "spec"), "disks"), 0), "path");
+    uint64_t h = 0;
+    int hr = host_checksum(copy, (uint64_t)DISK_MIB << 20, &h);
+    char hs[32];
+    snprintf(hs, sizeof(hs), "%016llx", (unsigned long long)h);
+    CHECK(hr == 0 && r && strcmp(hs, jstr(r, "checksum")) == 0,
+          "guest checksum %s, destination image %s (%s: %d)", r ? jstr(r, "checksum") : "?", hs,
+          copy, hr);
+    json_decref(r);
+    json_decref(di);
+    snprintf(path, sizeof(path), "/v1/instances/%s", name);
+    if (lab_api(d, "DELETE", path, NULL, &st, NULL, &e) != 0) {
+    }
+}
+
+static void t_cancel_mid_mirror(void)
+{
+    if (!lab_ok)
+        return test_skip("lab did not start");
+    const char *name = "dc";
+    const struct lab_agent *s = &L.agents[0], *d = &L.agents[1];
+    if (!launch(s, name))
+        return;
+    struct ferr e = {0};
+    pid_t src_pid = 0, dest_pid = 0;
+    REQUIRE(lab_instance_pid(s, name, &src_pid, NULL, 0, &e) == 0, "%s", e.msg);
+    char id[64], copy[512];
+    if (!start_slow(name, id, sizeof(id), &dest_pid, copy, sizeof(copy)))
+        return;
+    /* the mirror speed can change mid-flight */
+    char path[128];
+    snprintf(path, sizeof(path), "/v1/migrations/%s", id);
+    json_t *b = json_pack("{s:I}", "mirror_speed_bps", (json_int_t)(SLOW_MIRROR_BPS * 2));
+    json_t *m = NULL;
+    int st = 0;
+    int rc = lab_api(s, "PATCH", path, b, &st, &m, &e);
+    json_decref(b);
+    CHECK(rc == 0 && st == 200 &&
+              jint(json_object_get(m, "limits"), "mirror_speed_bps") == SLOW_MIRROR_BPS * 2,
+          "PATCH mirror_speed_bps: rc %d status %d", rc, st);
+    json_decref(m);
+    b = json_pack("{s:s}", "mirror_speed_bps", "fast");
+    rc = lab_api(s, "PATCH", path, b, &st, NULL, &e);
+    json_decref(b);
+    CHECK(rc == 0 && st == 400, "PATCH with a bad speed: status %d", st);
+    json_t *cur = NULL;
+    CHECK(mig_get(s, id, &cur) == 0 && strcmp(jstr(cur, "qemu_status"), "") == 0 &&
+              strcmp(jstr(json_object_get(cur, "storage"), "phase"), "mirroring") == 0,
+          "not mid-mirror: qemu_status '%s' phase '%s'", jstr(cur, "qemu_status"),
+          jstr(json_object_get(cur, "storage"), "phase"));
+    json_decref(cur);
+    snprintf(path, sizeof(path), "/v1/migrations/%s/cancel", id);
+    rc = lab_api(s, "POST", path, NULL, &st, NULL, &e);
+    CHECK(rc == 0 && st == 202, "cancel: rc %d status %d %s", rc, st, e.msg);
+    rc = lab_migration_wait(s, id, 30000, &m, &e);
+    REQUIRE(rc == 0, "after cancel: %s", e.msg);
+    CHECK(strcmp(jstr(m, "state"), "cancelled") == 0, "state %s error '%s'", jstr(m, "state"),
+          jstr(m, "error"));
+    json_decref(m);
+    check_source_storage_restored(s, id);
+    check_dest_cleaned(d, name, dest_pid, copy);
+    check_source_runs(s, name, src_pid);
+}
+
+static void t_dest_killed(void)
+{
+    if (!lab_ok)
+        return test_skip("lab did not start");
+    const char *name = "dc"; /* still on the source after the cancel */
+    const struct lab_agent *s = &L.agents[0], *d = &L.agents[1];
+    struct ferr e = {0};
+    pid_t src_pid = 0, dest_pid = 0;
+    char st[32] = "";
+    if (lab_instance_pid(s, name, &src_pid, st, sizeof(st), &e) != 0 ||
+        strcmp(st, "running") != 0) {
+        if (!launch(s, name))
+            return;
+        REQUIRE(lab_instance_pid(s, name, &src_pid, NULL, 0, &e) == 0, "%s", e.msg);
+    }
+    char id[64], copy[512];
+    if (!start_slow(name, id, sizeof(id), &dest_pid, copy, sizeof(copy)))
+        return;
+    CHECK(dest_pid > 0 && kill(dest_pid, SIGKILL) == 0, "kill %d", (int)dest_pid);
+    json_t *m = NULL;
+    int rc = lab_migration_wait(s, id, 60000, &m, &e);
+    REQUIRE(rc == 0, "after kill: %s", e.msg);
+    CHECK(strcmp(jstr(m, "state"), "failed") == 0 && jstr(m, "error")[0], "state %s error '%s'",
+          jstr(m, "state"), jstr(m, "error"));
+    printf("# destination killed: %s\n", jstr(m, "error"));
+    json_decref(m);
+    check_source_storage_restored(s, id);
+    check_dest_cleaned(d, name, dest_pid, copy);
+    check_source_runs(s, name, src_pid);
+}
+
+int main(void)
+{
+    snprintf(disk_dir, sizeof(disk_dir), "/var/tmp/ferry-adisk-XXXXXX");
+    if (!mkdtemp(disk_dir)) {
+        fprintf(stderr, "mkdtemp %s: %s\n", disk_dir, strerror(errno));
+        return 1;
+    }
+    struct ferr e = {0};
+    lab_ok = lab_start(&L, 2, &e) == 0;
+    if (!lab_ok)
+        fprintf(stderr, "# lab: %s\n", e.msg);
+    test_run("storage copy: disk and memory intact on the destination", t_success);
+    test_run("cancel mid-mirror: source restored, destination cleaned", t_cancel_mid_mirror);
+    test_run("destination killed mid-mirror: failed, source restored", t_dest_killed);
+    lab_stop(&L);
+    char p[128];
+    const char *names[] = {"dk", "dc"};
+    for (int i = 0; i < 2; i++) {
+        snprintf(p, sizeof(p), "%s/%s.raw", disk_dir, names[i]);
+        unlink(p);
+    }
+    rmdir(disk_dir);
+    return test_done();
+}
