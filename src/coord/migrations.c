@@ -78,6 +78,8 @@ struct orch {
     int64_t last_answer_ms;               /* last answer from the source agent */
     int64_t last_progress_ms;             /* last migration.progress event */
     size_t stalls_seen;                   /* stalls of the agent's record reported */
+    bool cancel_sent;                     /* the cancel went to the source agent */
+    bool adopt_tried;                     /* looked for the agent's migration after a 409 */
 };
 
 struct coordmig {
@@ -457,11 +459,44 @@ static bool cancelled_while_preparing(struct orch *o)
     return true;
 }
 
+static void on_started(int status, json_t *body, const struct ferr *e, void *arg);
+
+/* The source refused with 409: after a ferryd crash between the agent's
+ * 202 and ferryd's commit, the migration exists already on the agent.
+ * Adopt the agent's unfinished migration of this instance, if any. */
+static void on_source_list(int status, json_t *body, const struct ferr *e, void *arg)
+{
+    struct orch *o = arg;
+    o->inflight = false;
+    size_t i;
+    json_t *m, *found = NULL;
+    json_array_foreach(json_object_get(body, "migrations"), i, m)
+    {
+        const char *st = json_string_value(json_object_get(m, "state"));
+        const char *in = json_string_value(json_object_get(m, "instance"));
+        if (!found && st && in && strcmp(in, o->instance) == 0 && strcmp(st, "succeeded") != 0 &&
+            strcmp(st, "failed") != 0 && strcmp(st, "cancelled") != 0)
+            found = m;
+    }
+    if (status == 200 && found) {
+        log_info("migrate", "msg=\"adopting the source agent's migration\" id=%s agent_migration=%s",
+                 o->id, json_string_value(json_object_get(found, "id")));
+        on_started(202, found, NULL, o);
+        return;
+    }
+    on_started(409, NULL, e, o); /* no such migration: the refusal stands */
+}
+
 static void on_started(int status, json_t *body, const struct ferr *e, void *arg)
 {
     struct orch *o = arg;
     o->inflight = false;
     const char *aid = json_string_value(json_object_get(body, "id"));
+    if (status == 409 && body && !o->adopt_tried) {
+        o->adopt_tried = true;
+        agent_send(o, o->source, "GET", "/v1/migrations", NULL, on_source_list);
+        return;
+    }
     if (status != 202 || !aid) {
         if (cancelled_while_preparing(o))
             return;
@@ -761,8 +796,7 @@ static void step(struct orch *o)
         break;
     }
     case OS_POLL:
-        if (o->st == MIGSTATE_CANCELLING && o->agent_mig[0] && !o->unknown &&
-            strcmp(o->phase, "cancelling") != 0) {
+        if (o->st == MIGSTATE_CANCELLING && o->agent_mig[0] && !o->unknown && !o->cancel_sent) {
             o->step = OS_CANCEL_SOURCE;
             return step(o);
         }
@@ -771,6 +805,7 @@ static void step(struct orch *o)
         break;
     case OS_CANCEL_SOURCE:
         set_phase(o, "cancelling");
+        o->cancel_sent = true;
         snprintf(path, sizeof(path), "/v1/migrations/%s/cancel", o->agent_mig);
         agent_send(o, o->source, "POST", path, NULL, on_cancel_sent);
         break;

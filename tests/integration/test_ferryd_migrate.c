@@ -12,7 +12,9 @@
  * owning project sees the record without host names and may not cancel
  * (403) nor create (403); limits and force-complete answer 409
  * "unsupported"; a member holding migration_canceller cancels a second
- * migration → cancelled, and the guest runs on at the source, intact.
+ * migration → cancelled, and the guest runs on at the source, intact; a
+ * frozen source agent makes its host down and the migration unknown until
+ * it thaws; kill -9 of ferryd mid-migration is resumed after a restart.
  * Bounded: every wait has a deadline (< 3 min in all on the lab machine). */
 #include <errno.h>
 #include <signal.h>
@@ -563,6 +565,54 @@ static void t_host_down(void)
     CHECK(r.ok && r.bad_pages == 0, "integrity: ok %d bad %lld", r.ok, r.bad_pages);
 }
 
+/* kill -9 ferryd while a migration runs, start it again: it resumes
+ * polling from the store, the outcome is recorded once, and the outbox
+ * still has no seq gap. */
+static void t_restart(void)
+{
+    if (!ready || !mig1[0])
+        return test_skip("no migration");
+    REQUIRE(wait_instance_on("g1", "host1", 10000) == 0, "g1 not on host1");
+    json_t *b = json_pack("{s:s, s:{s:I}}", "instance", "g1", "limits", "max_bandwidth_bps",
+                          (json_int_t)DOWN_BPS),
+           *o = NULL;
+    int st = api("POST", "/v1/migrations", admin, b, &o);
+    json_decref(b);
+    REQUIRE(st == 202, "POST: %d", st);
+    char id[80];
+    snprintf(id, sizeof(id), "%s", jstr(o, "id"));
+    json_decref(o);
+    REQUIRE(wait_state(id, "running", 30000) == 0, "never running");
+    kill(-daemon_pid, SIGKILL);
+    waitpid(daemon_pid, NULL, 0);
+    REQUIRE(start_daemon() == 0, "ferryd did not restart");
+    json_t *m = NULL;
+    REQUIRE(wait_terminal(id, 60000, &m) == 0, "not finished after the restart");
+    CHECK(strcmp(jstr(m, "state"), "succeeded") == 0, "state %s (%s)", jstr(m, "state"),
+          jstr(m, "last_error"));
+    json_decref(m);
+    CHECK(count_type(id, "migration.started") == 1, "started %d times",
+          count_type(id, "migration.started"));
+    CHECK(count_type(id, "migration.completed") == 1, "completed %d times",
+          count_type(id, "migration.completed"));
+    o = NULL;
+    REQUIRE(api("GET", "/v1/events?since=0", admin, NULL, &o) == 200, "events");
+    size_t i;
+    json_t *ev;
+    long long prev = 0;
+    json_array_foreach(json_object_get(o, "events"), i, ev)
+    {
+        long long seq = json_integer_value(json_object_get(ev, "seq"));
+        CHECK(seq == prev + 1, "seq gap: %lld after %lld", seq, prev);
+        prev = seq;
+    }
+    json_decref(o);
+    struct lab_integrity r;
+    struct ferr e = {0};
+    REQUIRE(lab_verify(&L.agents[1], "g1", &r, &e) == 0, "verify on host2: %s", e.msg);
+    CHECK(r.ok && r.bad_pages == 0, "integrity: ok %d bad %lld", r.ok, r.bad_pages);
+}
+
 static int setup(void)
 {
     struct ferr e = {0};
@@ -631,6 +681,8 @@ int main(void)
              t_cancel);
     test_run("ferryd+agents: source host down → unknown (cancel 409), reconciled when back",
              t_host_down);
+    test_run("ferryd+agents: kill -9 ferryd mid-migration, restart resumes it, outcome once",
+             t_restart);
     int rc = test_done();
     if (rc != 0 && logpath[0]) {
         char *cmd = xasprintf("tail -40 '%s' >&2", logpath);
