@@ -14,16 +14,16 @@
 #define COORDLINK_MAX_REPLY (64u * 1024) /* bytes of ferryd's reply parsed */
 
 struct coordlink {
-    struct agent *ag;      /* borrowed */
-    char host[128];        /* ferryd's address */
-    int port;              /* ferryd's port */
-    char url[200];         /* for messages */
-    char *token;           /* bearer token presented to ferryd, owned */
-    struct event *timer;   /* next registration */
-    uint32_t interval_ms;  /* heartbeat interval ferryd asks for */
-    bool inflight;         /* a request is outstanding */
-    bool registered;       /* the last registration succeeded */
-    unsigned failures;     /* consecutive failures (logged on the first) */
+    struct agent *ag;     /* borrowed */
+    char host[128];       /* ferryd's address */
+    int port;             /* ferryd's port */
+    char url[200];        /* for messages */
+    char *token;          /* bearer token presented to ferryd, owned */
+    struct event *timer;  /* next registration */
+    uint32_t interval_ms; /* heartbeat interval ferryd asks for */
+    bool inflight;        /* a request is outstanding */
+    bool registered;      /* the last registration succeeded */
+    unsigned failures;    /* consecutive failures (logged on the first) */
 };
 
 static void arm(struct coordlink *l, uint32_t ms)
@@ -113,11 +113,11 @@ static json_t *register_body(const struct coordlink *l)
         if (in->state == INST_INCOMING || in->state == INST_EXITED || in->destroying ||
             (in->incoming && in->state == INST_STARTING))
             continue;
-        json_array_append_new(
-            inst, json_pack("{s:s, s:s, s:I, s:I}", "name", in->spec.name, "project_id",
-                            in->spec.project ? in->spec.project : "", "memory_mib",
-                            (json_int_t)in->spec.memory_mib, "vcpus",
-                            (json_int_t)(in->spec.vcpus ? in->spec.vcpus : 1)));
+        json_array_append_new(inst,
+                              json_pack("{s:s, s:s, s:I, s:I}", "name", in->spec.name, "project_id",
+                                        in->spec.project ? in->spec.project : "", "memory_mib",
+                                        (json_int_t)in->spec.memory_mib, "vcpus",
+                                        (json_int_t)(in->spec.vcpus ? in->spec.vcpus : 1)));
     }
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     char *url = xasprintf("http://%s:%d", ag->listen_addr, ag->port);

@@ -38,9 +38,8 @@ static void on_done(struct evhttp_request *req, void *arg)
     free(r);
 }
 
-void agentc_request(struct event_base *base, const char *url, const char *token,
-                    const char *method, const char *path, const json_t *body, int timeout_s,
-                    agentc_cb cb, void *arg)
+void agentc_request(struct event_base *base, const char *url, const char *token, const char *method,
+                    const char *path, const json_t *body, int timeout_s, agentc_cb cb, void *arg)
 {
     struct ferr e = {0};
     char host[128];
@@ -48,8 +47,8 @@ void agentc_request(struct event_base *base, const char *url, const char *token,
     const char *colon = p ? strrchr(p, ':') : NULL;
     char *end = NULL;
     long port = colon ? strtol(colon + 1, &end, 10) : 0;
-    if (!colon || (size_t)(colon - p) >= sizeof(host) || colon == p || port <= 0 ||
-        port > 65535 || (*end && *end != '/')) {
+    if (!colon || (size_t)(colon - p) >= sizeof(host) || colon == p || port <= 0 || port > 65535 ||
+        (*end && *end != '/')) {
         ferr_set(&e, FERR_INVAL, "agent_url", "bad agent URL '%.100s'", url);
         cb(0, NULL, &e, arg);
         return;

@@ -26,60 +26,58 @@
 #include "util/log.h"
 #include "util/xalloc.h"
 
-#define TICK_MS 250               /* orchestration tick, ms */
-#define POLL_MS 500               /* source agent's migration record poll, ms (2 Hz) */
-#define UNKNOWN_POLL_MS 2000      /* poll period while the source is unreachable, ms */
-#define AGENT_TIMEOUT_S 10        /* one agent request, s */
-#define INCOMING_WAIT_MS 120000   /* destination until incoming_uri, ms */
-#define UNKNOWN_AFTER_MS 30000    /* source silent this long → unknown, ms */
-#define LIST_PAGE_MAX 1000        /* records in one GET /v1/migrations */
-#define EVENT_VERSION 1           /* payload version of the migration events */
+#define TICK_MS 250             /* orchestration tick, ms */
+#define POLL_MS 500             /* source agent's migration record poll, ms (2 Hz) */
+#define UNKNOWN_POLL_MS 2000    /* poll period while the source is unreachable, ms */
+#define AGENT_TIMEOUT_S 10      /* one agent request, s */
+#define INCOMING_WAIT_MS 120000 /* destination until incoming_uri, ms */
+#define UNKNOWN_AFTER_MS 30000  /* source silent this long → unknown, ms */
+#define LIST_PAGE_MAX 1000      /* records in one GET /v1/migrations */
+#define EVENT_VERSION 1         /* payload version of the migration events */
 
 enum ostep {
-    OS_QUEUED = 0,     /* requested, not admitted */
-    OS_GET_SPEC,       /* GET source /v1/instances/NAME */
-    OS_POST_INCOMING,  /* POST destination /v1/incoming */
-    OS_WAIT_INCOMING,  /* GET destination /v1/instances/NAME until incoming_uri */
-    OS_START_SOURCE,   /* POST source /v1/migrations */
-    OS_POLL,           /* GET source /v1/migrations/AID */
-    OS_CANCEL_SOURCE,  /* POST source /v1/migrations/AID/cancel */
-    OS_CLEAN_DEST,     /* DELETE destination /v1/instances/NAME */
-    OS_DONE,           /* terminal: freed at the next tick */
+    OS_QUEUED = 0,    /* requested, not admitted */
+    OS_GET_SPEC,      /* GET source /v1/instances/NAME */
+    OS_POST_INCOMING, /* POST destination /v1/incoming */
+    OS_WAIT_INCOMING, /* GET destination /v1/instances/NAME until incoming_uri */
+    OS_START_SOURCE,  /* POST source /v1/migrations */
+    OS_POLL,          /* GET source /v1/migrations/AID */
+    OS_CANCEL_SOURCE, /* POST source /v1/migrations/AID/cancel */
+    OS_CLEAN_DEST,    /* DELETE destination /v1/instances/NAME */
+    OS_DONE,          /* terminal: freed at the next tick */
 };
 
-static const char *const STEP_PHASE[] = {"queued",        "prepare_destination",
-                                         "prepare_destination", "wait_incoming",
-                                         "start_source",  "running",
-                                         "cancelling",    "clean_destination",
-                                         "done"};
+static const char *const STEP_PHASE[] = {
+    "queued",  "prepare_destination", "prepare_destination", "wait_incoming", "start_source",
+    "running", "cancelling",          "clean_destination",   "done"};
 
 struct orch {
-    struct coord *c;                      /* borrowed */
-    struct orch *next;                    /* coordmig list */
-    char id[STORE_IDENT_MAX + 1];         /* migration id */
-    char instance[STORE_NAME_MAX + 1];    /* instance migrated */
-    char project[STORE_IDENT_MAX + 1];    /* its owner project */
-    char source[STORE_NAME_MAX + 1];      /* host names */
+    struct coord *c;                   /* borrowed */
+    struct orch *next;                 /* coordmig list */
+    char id[STORE_IDENT_MAX + 1];      /* migration id */
+    char instance[STORE_NAME_MAX + 1]; /* instance migrated */
+    char project[STORE_IDENT_MAX + 1]; /* its owner project */
+    char source[STORE_NAME_MAX + 1];   /* host names */
     char destination[STORE_NAME_MAX + 1];
-    enum migstate st;                     /* last known core state */
-    bool unknown;                         /* stored as "unknown" (source unreachable) */
-    enum ostep step;                      /* next thing to do */
-    enum migstate after_clean;            /* state to record once the destination is
-                                             cleaned (cancelled), or FAILED/none */
-    char agent_mig[STORE_IDENT_MAX + 1];  /* the source agent's migration id, "" before */
-    char phase[STORE_IDENT_MAX + 1];      /* what is stored as phase */
-    json_t *policy;                       /* for the source agent; owned or NULL */
-    json_t *limits;                       /* same */
-    json_t *spec;                         /* the source instance's spec; owned or NULL */
-    bool inflight;                        /* one agent request outstanding */
-    bool incoming_posted;                 /* the destination may hold a guest of ours */
-    int64_t next_ms;                      /* next step not before, ms since epoch */
-    int64_t deadline_ms;                  /* wait_incoming gives up at */
-    int64_t last_answer_ms;               /* last answer from the source agent */
-    int64_t last_progress_ms;             /* last migration.progress event */
-    size_t stalls_seen;                   /* stalls of the agent's record reported */
-    bool cancel_sent;                     /* the cancel went to the source agent */
-    bool adopt_tried;                     /* looked for the agent's migration after a 409 */
+    enum migstate st;                    /* last known core state */
+    bool unknown;                        /* stored as "unknown" (source unreachable) */
+    enum ostep step;                     /* next thing to do */
+    enum migstate after_clean;           /* state to record once the destination is
+                                            cleaned (cancelled), or FAILED/none */
+    char agent_mig[STORE_IDENT_MAX + 1]; /* the source agent's migration id, "" before */
+    char phase[STORE_IDENT_MAX + 1];     /* what is stored as phase */
+    json_t *policy;                      /* for the source agent; owned or NULL */
+    json_t *limits;                      /* same */
+    json_t *spec;                        /* the source instance's spec; owned or NULL */
+    bool inflight;                       /* one agent request outstanding */
+    bool incoming_posted;                /* the destination may hold a guest of ours */
+    int64_t next_ms;                     /* next step not before, ms since epoch */
+    int64_t deadline_ms;                 /* wait_incoming gives up at */
+    int64_t last_answer_ms;              /* last answer from the source agent */
+    int64_t last_progress_ms;            /* last migration.progress event */
+    size_t stalls_seen;                  /* stalls of the agent's record reported */
+    bool cancel_sent;                    /* the cancel went to the source agent */
+    bool adopt_tried;                    /* looked for the agent's migration after a 409 */
 };
 
 struct coordmig {
@@ -115,12 +113,12 @@ static json_t *json_load_or_null(const char *text)
     return text ? json_loads(text, 0, NULL) : NULL;
 }
 
-static void reply_code(struct evhttp_request *req, int status, const char *code,
-                       const char *field, const char *msg)
+static void reply_code(struct evhttp_request *req, int status, const char *code, const char *field,
+                       const char *msg)
 {
-    httpd_reply_json(req, status,
-                     json_pack("{s:{s:s, s:s, s:s}}", "error", "code", code, "message", msg,
-                               "field", field));
+    httpd_reply_json(
+        req, status,
+        json_pack("{s:{s:s, s:s, s:s}}", "error", "code", code, "message", msg, "field", field));
 }
 
 static void reply_not_found(struct evhttp_request *req, const char *field)
@@ -139,10 +137,8 @@ static bool decide(struct coord *c, const struct store_token *who, const char *a
     snprintf(roles_buf, sizeof(roles_buf), "%s", who->roles);
     size_t nroles = auth_split_roles(roles_buf, roles, AUTH_ROLES_MAX);
     struct policy_subject subj = {who->user, who->project, roles, nroles};
-    struct policy_kv kv[] = {{"project_id", project},
-                             {"instance", instance},
-                             {"migration", id},
-                             {"host", host}};
+    struct policy_kv kv[] = {
+        {"project_id", project}, {"instance", instance}, {"migration", id}, {"host", host}};
     struct policy_target tgt = {kv, 4};
     bool allowed = false;
     if (policy_check(&c->pol, action, &subj, &tgt, &allowed) != 0)
@@ -169,8 +165,8 @@ static int emit(struct coord *c, const char *type, const char *id, const char *i
                 const char *project, const char *source, const char *destination, json_t *extra,
                 int64_t now_ms, struct ferr *e)
 {
-    json_t *p = json_pack("{s:s, s:s, s:s, s:s, s:s}", "id", id, "instance", instance,
-                          "project_id", project, "source", source, "destination", destination);
+    json_t *p = json_pack("{s:s, s:s, s:s, s:s, s:s}", "id", id, "instance", instance, "project_id",
+                          project, "source", source, "destination", destination);
     if (extra) {
         json_object_update(p, extra);
         json_decref(extra);
@@ -207,13 +203,12 @@ static json_t *rec_json(const struct store_migration *m, bool show_hosts)
     json_object_set_new(o, "limits", lim ? lim : json_null());
     json_t *rl = detail ? json_object_get(detail, "requested_limits") : NULL;
     json_object_set(o, "requested_limits", rl ? rl : json_null());
-    json_object_set_new(
-        o, "progress",
-        json_pack("{s:f, s:{s:I, s:I}, s:{s:I, s:I}}", "pct", m->progress_pct, "memory",
-                  "total_bytes", (json_int_t)m->mem_total_bytes, "remaining_bytes",
-                  (json_int_t)m->mem_remaining_bytes, "disk", "total_bytes",
-                  (json_int_t)m->disk_total_bytes, "remaining_bytes",
-                  (json_int_t)m->disk_remaining_bytes));
+    json_object_set_new(o, "progress",
+                        json_pack("{s:f, s:{s:I, s:I}, s:{s:I, s:I}}", "pct", m->progress_pct,
+                                  "memory", "total_bytes", (json_int_t)m->mem_total_bytes,
+                                  "remaining_bytes", (json_int_t)m->mem_remaining_bytes, "disk",
+                                  "total_bytes", (json_int_t)m->disk_total_bytes, "remaining_bytes",
+                                  (json_int_t)m->disk_remaining_bytes));
     json_object_set_new(o, "eta",
                         m->eta_ms < 0 ? json_null()
                                       : json_pack("{s:I, s:o, s:o}", "ms", (json_int_t)m->eta_ms,
@@ -221,9 +216,9 @@ static json_t *rec_json(const struct store_migration *m, bool show_hosts)
                                                   ms_or_null(m->eta_high_ms)));
     json_object_set_new(o, "downtime_ms", ms_or_null(m->downtime_ms));
     json_t *gi = detail ? json_object_get(detail, "guest_impact") : NULL;
-    json_object_set(o, "guest_impact",
-                    gi ? gi : json_pack("{s:i, s:I}", "throttle_pct", 0, "dirty_pages_rate",
-                                        (json_int_t)0));
+    json_object_set(
+        o, "guest_impact",
+        gi ? gi : json_pack("{s:i, s:I}", "throttle_pct", 0, "dirty_pages_rate", (json_int_t)0));
     if (!gi)
         json_decref(json_object_get(o, "guest_impact")); /* set() took its own reference */
     json_t *stalls = detail ? json_object_get(detail, "stalls") : NULL;
@@ -402,7 +397,7 @@ static bool host_down(struct coord *c, const char *host)
 /* Sends a request to host's agent for o; cb gets o. Fails the migration
  * when the host is unknown. */
 static void agent_send(struct orch *o, const char *host, const char *method, const char *path,
-                 const json_t *body, agentc_cb cb)
+                       const json_t *body, agentc_cb cb)
 {
     char *url = host_url(o->c, host);
     if (!url) {
@@ -479,8 +474,9 @@ static void on_source_list(int status, json_t *body, const struct ferr *e, void 
             found = m;
     }
     if (status == 200 && found) {
-        log_info("migrate", "msg=\"adopting the source agent's migration\" id=%s agent_migration=%s",
-                 o->id, json_string_value(json_object_get(found, "id")));
+        log_info("migrate",
+                 "msg=\"adopting the source agent's migration\" id=%s agent_migration=%s", o->id,
+                 json_string_value(json_object_get(found, "id")));
         on_started(202, found, NULL, o);
         return;
     }
@@ -501,7 +497,8 @@ static void on_started(int status, json_t *body, const struct ferr *e, void *arg
         if (cancelled_while_preparing(o))
             return;
         char why[STORE_ERROR_MAX + 1];
-        const char *msg = json_string_value(json_object_get(json_object_get(body, "error"), "message"));
+        const char *msg =
+            json_string_value(json_object_get(json_object_get(body, "error"), "message"));
         snprintf(why, sizeof(why), "the source agent refused the migration (%d): %s", status,
                  e ? e->msg : (msg ? msg : "no detail"));
         fail(o, why, true);
@@ -566,7 +563,8 @@ static void on_incoming_posted(int status, json_t *body, const struct ferr *e, v
         return;
     if (status != 202 && status != 409) {
         char why[STORE_ERROR_MAX + 1];
-        const char *msg = json_string_value(json_object_get(json_object_get(body, "error"), "message"));
+        const char *msg =
+            json_string_value(json_object_get(json_object_get(body, "error"), "message"));
         snprintf(why, sizeof(why), "the destination refused the incoming guest (%d): %s", status,
                  e ? e->msg : (msg ? msg : "no detail"));
         fail(o, why, true);
@@ -679,7 +677,8 @@ static void on_poll(int status, json_t *body, const struct ferr *e, void *arg)
     }
     if (strcmp(ast, "failed") == 0) {
         char why[STORE_ERROR_MAX + 1];
-        snprintf(why, sizeof(why), "%s", aerr && aerr[0] ? aerr : "the source agent reports failure");
+        snprintf(why, sizeof(why), "%s",
+                 aerr && aerr[0] ? aerr : "the source agent reports failure");
         (void)persist(o, body, NULL, NULL, NULL);
         fail(o, why, false); /* the agent cleaned the destination */
         return;
@@ -710,12 +709,11 @@ static void on_poll(int status, json_t *body, const struct ferr *e, void *arg)
         const json_t *s = json_object_get(body, "last_sample");
         const json_t *eta = json_object_get(est, "eta_ms");
         ev = "migration.progress";
-        extra = json_pack("{s:f, s:I, s:o, s:s}", "pct",
-                          json_number_value(json_object_get(est, "progress_pct")),
-                          "remaining_bytes", json_integer_value(json_object_get(s, "ram_remaining")),
-                          "eta_ms", json_is_integer(eta) ? json_integer(json_integer_value(eta))
-                                                         : json_null(),
-                          "phase", ast);
+        extra = json_pack(
+            "{s:f, s:I, s:o, s:s}", "pct", json_number_value(json_object_get(est, "progress_pct")),
+            "remaining_bytes", json_integer_value(json_object_get(s, "ram_remaining")), "eta_ms",
+            json_is_integer(eta) ? json_integer(json_integer_value(eta)) : json_null(), "phase",
+            ast);
         o->last_progress_ms = now;
     }
     (void)persist(o, body, NULL, ev, extra);
@@ -727,8 +725,9 @@ static void on_cancel_sent(int status, json_t *body, const struct ferr *e, void 
     struct orch *o = arg;
     o->inflight = false;
     if (status != 202)
-        log_warn("migrate", "msg=\"source agent did not take the cancel\" id=%s status=%d err=\"%s\"",
-                 o->id, status, e ? e->msg : "");
+        log_warn("migrate",
+                 "msg=\"source agent did not take the cancel\" id=%s status=%d err=\"%s\"", o->id,
+                 status, e ? e->msg : "");
     o->step = OS_POLL; /* the agent's record decides the outcome */
     o->next_ms = coord_now_ms() + POLL_MS;
 }
@@ -908,8 +907,8 @@ int coordmig_start(struct coord *c, struct ferr *e)
         return rc;
     for (size_t i = 0; i < n; i++) {
         struct orch *o = orch_from(c, &m[i]);
-        log_info("migrate", "msg=\"resuming migration\" id=%s state=%s step=%d", o->id,
-                 m[i].state, (int)o->step);
+        log_info("migrate", "msg=\"resuming migration\" id=%s state=%s step=%d", o->id, m[i].state,
+                 (int)o->step);
     }
     store_migrations_free(m, n);
     c->mig->tick = event_new(c->base, -1, EV_PERSIST, on_tick, c);
@@ -968,8 +967,8 @@ static void create(struct coord *c, struct evhttp_request *req, const struct sto
             in = &inst[i];
     /* an instance the caller may not see does not exist for them */
     if (!in || !decide(c, who, "migration:show", in->project_id, in->name, NULL, in->host, false)) {
-        (void)decide(c, who, "migration:create", in ? in->project_id : NULL, r.instance, NULL,
-                     NULL, true);
+        (void)decide(c, who, "migration:create", in ? in->project_id : NULL, r.instance, NULL, NULL,
+                     true);
         reply_not_found(req, "instance");
         goto out;
     }
@@ -1012,8 +1011,8 @@ static void create(struct coord *c, struct evhttp_request *req, const struct sto
         const char *why = NULL;
         if (!place_fits(&ph[chosen], in->host, in->memory_mib, in->vcpus, &why)) {
             char msg[160];
-            snprintf(msg, sizeof(msg), "destination %s cannot take the instance: %s",
-                     r.destination, why);
+            snprintf(msg, sizeof(msg), "destination %s cannot take the instance: %s", r.destination,
+                     why);
             reply_code(req, 409, "conflict", "destination", msg);
             goto out;
         }
@@ -1048,11 +1047,14 @@ static void create(struct coord *c, struct evhttp_request *req, const struct sto
         store_tx_rollback(c->st);
         goto err;
     }
-    log_info("migrate", "msg=\"migration requested\" id=%s instance=%s source=%s destination=%s "
-                        "user=%s", m.id, m.instance, m.source, m.destination, who->user);
+    log_info("migrate",
+             "msg=\"migration requested\" id=%s instance=%s source=%s destination=%s "
+             "user=%s",
+             m.id, m.instance, m.source, m.destination, who->user);
     (void)orch_from(c, &m);
-    httpd_reply_json(req, 202, rec_json(&m, decide(c, who, "migration:show_hosts", m.project,
-                                                   m.instance, m.id, m.source, false)));
+    httpd_reply_json(req, 202,
+                     rec_json(&m, decide(c, who, "migration:show_hosts", m.project, m.instance,
+                                         m.id, m.source, false)));
     goto out;
 err:
     httpd_reply_err(req, &e);
@@ -1089,8 +1091,8 @@ static void list(struct coord *c, struct evhttp_request *req, const struct store
         if (!decide(c, who, "migration:list", m[i].project, m[i].instance, m[i].id, m[i].source,
                     false))
             continue;
-        bool hosts_ok = decide(c, who, "migration:show_hosts", m[i].project, m[i].instance,
-                               m[i].id, m[i].source, false);
+        bool hosts_ok = decide(c, who, "migration:show_hosts", m[i].project, m[i].instance, m[i].id,
+                               m[i].source, false);
         if (vals[2] && !hosts_ok)
             continue; /* filtering by a host one may not see would leak it */
         json_array_append_new(a, rec_json(&m[i], hosts_ok));
@@ -1102,8 +1104,8 @@ static void list(struct coord *c, struct evhttp_request *req, const struct store
 }
 
 /* Loads migration id visible to who (else replies 404 and returns false). */
-static bool load_visible(struct coord *c, struct evhttp_request *req,
-                         const struct store_token *who, const char *id, struct store_migration *m)
+static bool load_visible(struct coord *c, struct evhttp_request *req, const struct store_token *who,
+                         const char *id, struct store_migration *m)
 {
     struct ferr e = {0};
     if (strlen(id) > STORE_IDENT_MAX || store_migration_get(c->st, id, m, &e) != 0) {
@@ -1131,8 +1133,8 @@ static void show(struct coord *c, struct evhttp_request *req, const struct store
     store_migration_clear(&m);
 }
 
-static void reply_record(struct coord *c, struct evhttp_request *req,
-                         const struct store_token *who, const char *id, int status)
+static void reply_record(struct coord *c, struct evhttp_request *req, const struct store_token *who,
+                         const char *id, int status)
 {
     struct store_migration m;
     struct ferr e = {0};
@@ -1182,8 +1184,8 @@ static void cancel(struct coord *c, struct evhttp_request *req, const struct sto
     enum migstate before = o->st;
     if (advance(o, MIGEV_CANCEL) != 0) {
         char msg[200];
-        snprintf(msg, sizeof(msg),
-                 "a migration in state %s cannot be cancelled%s", migstate_name(before),
+        snprintf(msg, sizeof(msg), "a migration in state %s cannot be cancelled%s",
+                 migstate_name(before),
                  before == MIGSTATE_POSTCOPY || before == MIGSTATE_COMPLETING
                      ? ": the guest already runs on the destination"
                      : "");
@@ -1192,8 +1194,7 @@ static void cancel(struct coord *c, struct evhttp_request *req, const struct sto
     int rc;
     if (o->st == MIGSTATE_CANCELLED) { /* still queued: nothing to undo */
         set_phase(o, "done");
-        rc = persist(o, NULL, NULL, "migration.cancelled",
-                     json_pack("{s:s}", "by", who->user));
+        rc = persist(o, NULL, NULL, "migration.cancelled", json_pack("{s:s}", "by", who->user));
         finish(o);
     } else {
         set_phase(o, o->agent_mig[0] ? "cancel_requested" : o->phase);
@@ -1232,8 +1233,8 @@ static void force_complete(struct coord *c, struct evhttp_request *req,
                "or switch to post-copy on request); nothing was changed");
 }
 
-static void patch_limits(struct coord *c, struct evhttp_request *req,
-                         const struct store_token *who, const char *id)
+static void patch_limits(struct coord *c, struct evhttp_request *req, const struct store_token *who,
+                         const char *id)
 {
     struct ferr e = {0};
     json_t *body = NULL, *lim = NULL;

@@ -7,10 +7,10 @@
 #include "coord/place.h"
 #include "util/jsonin.h"
 
-#define LIMIT_DOWNTIME_MAX_MS 60000u      /* the agent's cap on downtime_ms */
-#define LIMIT_BW_MIN_BPS 65536u           /* smallest non-zero bandwidth cap, bytes/s */
-#define LIMIT_BW_MAX_BPS (1ull << 40)     /* largest bandwidth cap, bytes/s */
-#define LIMIT_TIMEOUT_MAX_S 86400u        /* completion timeout cap, s */
+#define LIMIT_DOWNTIME_MAX_MS 60000u  /* the agent's cap on downtime_ms */
+#define LIMIT_BW_MIN_BPS 65536u       /* smallest non-zero bandwidth cap, bytes/s */
+#define LIMIT_BW_MAX_BPS (1ull << 40) /* largest bandwidth cap, bytes/s */
+#define LIMIT_TIMEOUT_MAX_S 86400u    /* completion timeout cap, s */
 
 static const char *const POLICY_KINDS[] = {"none", "nova", "schedule", "adaptive", NULL};
 
@@ -88,7 +88,8 @@ int migreq_parse(const json_t *body, struct migreq *out, struct ferr *e)
         (rc = jsonin_str(body, "destination", STORE_NAME_MAX, false, &dest, e)) != 0)
         goto out;
     if (!jsonin_name_ok(inst)) {
-        rc = ferr_set(e, FERR_INVAL, "instance", "instance must be 1..63 characters of [A-Za-z0-9_.-]");
+        rc = ferr_set(e, FERR_INVAL, "instance",
+                      "instance must be 1..63 characters of [A-Za-z0-9_.-]");
         goto out;
     }
     if (dest && !jsonin_name_ok(dest)) {
@@ -126,12 +127,12 @@ int migreq_limits_patch(const json_t *body, json_t **out, struct ferr *e)
     *out = NULL;
     if (!json_is_object(body))
         return ferr_set(e, FERR_INVAL, "body", "the body must be a JSON object");
-    if ((rc = jsonin_only_keys(body, keys, e)) != 0 || (rc = bw_ok(body, "max_bandwidth_bps", e)) != 0 ||
+    if ((rc = jsonin_only_keys(body, keys, e)) != 0 ||
+        (rc = bw_ok(body, "max_bandwidth_bps", e)) != 0 ||
         (rc = jsonin_u64(body, "downtime_max_ms", 1, LIMIT_DOWNTIME_MAX_MS, false, &v, e)) != 0)
         return rc;
     if (json_object_size(body) == 0)
-        return ferr_set(e, FERR_INVAL, "body",
-                        "give max_bandwidth_bps and/or downtime_max_ms");
+        return ferr_set(e, FERR_INVAL, "body", "give max_bandwidth_bps and/or downtime_max_ms");
     *out = json_deep_copy(body);
     return 0;
 }

@@ -130,8 +130,7 @@ static int start_daemon(void)
     return -1;
 }
 
-static int add_token(const char *user, const char *project, const char *roles, char *out,
-                     size_t n)
+static int add_token(const char *user, const char *project, const char *roles, char *out, size_t n)
 {
     char *cmd = xasprintf("'%s' --config '%s' --add-token %s %s %s 2>>'%s'", bin("ferryd"), conf,
                           user, project, roles, logpath);
@@ -176,8 +175,8 @@ static int relaunch_agent(int i)
         FILE *f = freopen(a->log_path, "a", stderr);
         (void)f;
         execl(bin("ferry-agent"), "ferry-agent", "--listen", listen, "--state-dir", a->state_dir,
-              "--name", a->name, "--lab-dir", L.lab_dir, "--coordinator", url,
-              "--agent-token-file", agtok_path, (char *)NULL);
+              "--name", a->name, "--lab-dir", L.lab_dir, "--coordinator", url, "--agent-token-file",
+              agtok_path, (char *)NULL);
         _exit(127);
     }
     setpgid(pid, pid);
@@ -312,7 +311,8 @@ static void t_migrate(void)
     json_decref(bad);
     o = NULL;
     /* a bandwidth cap keeps it running for a few polls (progress events) */
-    json_object_set_new(b, "limits", json_pack("{s:I}", "max_bandwidth_bps", (json_int_t)FIRST_BPS));
+    json_object_set_new(b, "limits",
+                        json_pack("{s:I}", "max_bandwidth_bps", (json_int_t)FIRST_BPS));
     int st = api("POST", "/v1/migrations", admin, b, &o);
     json_decref(b);
     REQUIRE(st == 202, "POST /v1/migrations: %d", st);
@@ -330,11 +330,11 @@ static void t_migrate(void)
           jstr(m, "last_error"));
     CHECK(strcmp(jstr(m, "source"), "host1") == 0 && strcmp(jstr(m, "destination"), "host2") == 0,
           "hosts %s → %s", jstr(m, "source"), jstr(m, "destination"));
-    static const char *const fields[] = {"id",       "instance",   "project_id", "state",
-                                         "phase",    "policy",     "limits",     "progress",
-                                         "eta",      "downtime_ms", "guest_impact", "result",
-                                         "started_by", "created",  "updated",    "last_error",
-                                         "requested_limits", "stalls", NULL};
+    static const char *const fields[] = {
+        "id",           "instance",         "project_id", "state",   "phase",
+        "policy",       "limits",           "progress",   "eta",     "downtime_ms",
+        "guest_impact", "result",           "started_by", "created", "updated",
+        "last_error",   "requested_limits", "stalls",     NULL};
     for (int i = 0; fields[i]; i++)
         CHECK(json_object_get(m, fields[i]) != NULL, "record lacks %s", fields[i]);
     const json_t *pr = json_object_get(m, "progress");
@@ -450,8 +450,8 @@ static void t_cancel(void)
     if (!ready || !mig1[0])
         return test_skip("no migration");
     REQUIRE(wait_instance_on("g1", "host2", 10000) == 0, "g1 not re-registered on host2");
-    json_t *b = json_pack("{s:s, s:s, s:{s:I}}", "instance", "g1", "destination", "host1",
-                          "limits", "max_bandwidth_bps", (json_int_t)SLOW_BPS),
+    json_t *b = json_pack("{s:s, s:s, s:{s:I}}", "instance", "g1", "destination", "host1", "limits",
+                          "max_bandwidth_bps", (json_int_t)SLOW_BPS),
            *o = NULL;
     int st = api("POST", "/v1/migrations", admin, b, &o);
     json_decref(b);
@@ -650,9 +650,9 @@ static int setup(void)
         return -1;
     if (relaunch_agent(0) != 0 || relaunch_agent(1) != 0)
         return -1;
-    json_t *spec = json_pack("{s:s, s:s, s:I, s:I, s:s}", "name", "g1", "project", "p1",
-                             "memory_mib", (json_int_t)GUEST_MIB, "vcpus", (json_int_t)1,
-                             "cmdline", CMDLINE);
+    json_t *spec =
+        json_pack("{s:s, s:s, s:I, s:I, s:s}", "name", "g1", "project", "p1", "memory_mib",
+                  (json_int_t)GUEST_MIB, "vcpus", (json_int_t)1, "cmdline", CMDLINE);
     int st = 0;
     int rc = lab_api(&L.agents[0], "POST", "/v1/instances", spec, &st, NULL, &e);
     json_decref(spec);
@@ -671,8 +671,7 @@ static int setup(void)
 int main(void)
 {
     ready = setup() == 0;
-    test_run("ferryd+agents: agents register capacity and the guest with its project",
-             t_register);
+    test_run("ferryd+agents: agents register capacity and the guest with its project", t_register);
     test_run("ferryd+agents: admin migrates g1 (placed), succeeds, record complete, intact",
              t_migrate);
     test_run("ferryd+agents: lifecycle events in order, outbox seq without gaps", t_events);

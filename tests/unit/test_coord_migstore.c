@@ -15,9 +15,8 @@
 
 static char dir[64];
 
-static struct store_migration mk(const char *id, const char *inst, const char *src,
-                                 const char *dst, const char *state, const char *proj,
-                                 int64_t created)
+static struct store_migration mk(const char *id, const char *inst, const char *src, const char *dst,
+                                 const char *state, const char *proj, int64_t created)
 {
     struct store_migration m;
     memset(&m, 0, sizeof(m));
