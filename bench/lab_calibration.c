@@ -104,6 +104,14 @@ struct run {
     double e_live[NFRAC];   /* % error of the live estimate (<0: none recorded) */
     double e_replay[NFRAC]; /* % error of the replayed estimator */
     double e_naive[NFRAC];  /* % error of remaining / bw */
+    double e_nohint[NFRAC]; /* % error of the replayed estimator without the
+                               previous migration's hints (the old one) */
+    bool hinted;            /* the move had hints from the previous one */
+    uint64_t dirty_set;     /* replay's est_out.dirty_set_bytes at the end */
+    uint64_t hint_nz;       /* hints sent with this move (the request's
+                               "hints"), bytes; 0: none */
+    uint64_t hint_ws;       /* the same for the dirty set, bytes */
+    uint64_t live_set;      /* last live estimate's dirty_set_bytes */
     double eta_live[NFRAC], eta_replay[NFRAC], eta_naive[NFRAC]; /* ms, < 0 unknown */
     bool live_exact[NFRAC]; /* live estimate from that very sample */
     bool bulk[NFRAC];       /* that sample was in the bulk pass (dirty_sync_count <= 1) */
@@ -269,6 +277,40 @@ static int fetch_samples(const struct lab_agent *a, const char *id, struct run *
     return 0;
 }
 
+/* lab_migrate_start with the request's "hints" from r (when it has any):
+ * what a coordinator would pass from the instance's previous migration. */
+static int start_move(const struct lab_agent *src, const struct lab_agent *dst, const char *name,
+                      json_t *lim, const struct run *r, char *id, size_t n, struct ferr *e)
+{
+    if (!r->hint_nz && !r->hint_ws)
+        return lab_migrate_start(src, dst, name, lim, id, n, e);
+    char uri[160];
+    int rc = lab_prepare_incoming(src, dst, name, uri, sizeof(uri), e);
+    if (rc != 0)
+        return rc;
+    json_t *b = json_pack("{s:s, s:s, s:s, s:O, s:{s:I, s:I}}", "instance", name, "dest_uri", uri,
+                          "dest_agent", dst->url, "limits", lim, "hints", "nonzero_bytes",
+                          (json_int_t)r->hint_nz, "dirty_set_bytes", (json_int_t)r->hint_ws);
+    int st = 0;
+    json_t *o = NULL;
+    rc = lab_api(src, "POST", "/v1/migrations", b, &st, &o, e);
+    json_decref(b);
+    const char *mid = json_string_value(json_object_get(o, "id"));
+    if (rc == 0 && (st != 202 || !mid))
+        rc = ferr_set(e, FERR_PEER, "migration", "POST /v1/migrations: status %d", st);
+    if (rc == 0)
+        snprintf(id, n, "%s", mid);
+    json_decref(o);
+    if (rc != 0) {
+        char path[128];
+        struct ferr e2;
+        snprintf(path, sizeof(path), "/v1/instances/%s", name);
+        if (lab_api(dst, "DELETE", path, NULL, &st, NULL, &e2) != 0) {
+        }
+    }
+    return rc;
+}
+
 /* Moves guest name from src to dst at the run's rate and cap. */
 static void lab_run(const struct lab_agent *src, const struct lab_agent *dst, const char *name,
                     struct run *r)
@@ -288,7 +330,7 @@ static void lab_run(const struct lab_agent *src, const struct lab_agent *dst, co
     double t0 = now_s();
     json_t *lim = json_pack("{s:i, s:I, s:i}", "downtime_ms", DOWNTIME_MS, "max_bandwidth_bps",
                             (json_int_t)r->cap_mibs << 20, "completion_timeout_s", MIG_TIMEOUT_S);
-    int rc = lab_migrate_start(src, dst, name, lim, id, sizeof(id), &e);
+    int rc = start_move(src, dst, name, lim, r, id, sizeof(id), &e);
     json_decref(lim);
     if (rc != 0) {
         snprintf(r->why, sizeof(r->why), "migrate: %s", e.msg);
@@ -315,6 +357,7 @@ static void lab_run(const struct lab_agent *src, const struct lab_agent *dst, co
             x->t_ms = t;
             x->known = json_is_number(eta);
             x->eta_ms = x->known ? json_number_value(eta) : -1;
+            r->live_set = jnum(est, "dirty_set_bytes");
         }
         if (st && (strcmp(st, "succeeded") == 0 || strcmp(st, "failed") == 0 ||
                    strcmp(st, "cancelled") == 0))
@@ -384,10 +427,56 @@ static void dump_trace(const char *dir, int i, const struct run *r, const char *
 
 /* --- part 1: ETA accuracy -------------------------------------------------- */
 
+/* Replays r's samples through an estimator made with params p; returns the
+ * absolute % error of its ETA at each fraction in err[] (100 when unknown,
+ * untouched when the run was not asked there) and its final
+ * dirty_set_bytes in *set. */
+static void eta_replay(const struct run *r, const struct est_params *p, double err[NFRAC],
+                       uint64_t *set)
+{
+    struct est est;
+    struct est_out o;
+    size_t k = 0;
+    est_init(&est, p);
+    for (int f = 0; f < NFRAC; f++) {
+        double at = fracs[f] * r->total_ms;
+        while (k < r->ns && (double)r->smp[k].t_ms < at)
+            if (est_update(&est, &r->smp[k++]) != 0)
+                return;
+        if (k >= r->ns || (double)r->smp[k].t_ms >= r->total_ms ||
+            r->smp[k].phase != MIG_PHASE_ACTIVE)
+            continue;
+        if (est_update(&est, &r->smp[k++]) != 0)
+            return;
+        est_get(&est, &o);
+        double left = r->total_ms - (double)r->smp[k - 1].t_ms;
+        err[f] =
+            o.eta_known && o.eta_ms != EST_ETA_INFINITE ? pct_err((double)o.eta_ms, left) : 100.0;
+    }
+    while (k < r->ns)
+        if (est_update(&est, &r->smp[k++]) != 0)
+            return;
+    est_get(&est, &o);
+    *set = o.dirty_set_bytes;
+}
+
+/* The replay gets the hints the live agent got with the move (r->hint_*,
+ * from the previous move of the same guest); e_nohint is the same replay
+ * without them. */
 static void eta_errors(struct run *r)
 {
     struct est est;
-    est_init(&est, NULL);
+    struct est_params ep;
+    memset(&ep, 0, sizeof(ep));
+    ep.hint_nonzero_bytes = r->hint_nz;
+    ep.hint_dirty_set_bytes = r->hint_ws;
+    r->hinted = r->hint_nz || r->hint_ws;
+    uint64_t unused = 0;
+    for (int f = 0; f < NFRAC; f++)
+        r->e_nohint[f] = NAN;
+    eta_replay(r, NULL, r->e_nohint, &unused);
+    eta_replay(r, &ep, r->e_replay, &r->dirty_set);
+    est_init(&est, &ep);
     size_t k = 0;
     for (int f = 0; f < NFRAC; f++) {
         double at = fracs[f] * r->total_ms;
@@ -544,9 +633,16 @@ int main(void)
     }
     fprintf(stderr, "lab_calibration: guest ready (%.0f s)\n", now_s() - t_start);
     int cur = 0, bad = 0;
+    const struct run *prev = NULL; /* last converged move: the next one's hints */
     for (int i = 0; i < n; i++) {
         struct run *r = &runs[i];
+        if (prev) { /* the instance's history, as a coordinator would keep it */
+            r->hint_nz = prev->nonzero;
+            r->hint_ws = prev->live_set;
+        }
         lab_run(&lab.agents[cur], &lab.agents[1 - cur], name, r);
+        if (r->ok)
+            prev = r;
         fprintf(stderr,
                 "lab_calibration: move %d rate %u cap %u: %s total %.2f s (%.0f s so far)\n", i + 1,
                 r->rate, r->cap_mibs, r->ok ? "ok" : r->why, r->total_ms / 1000.0,
@@ -567,9 +663,11 @@ int main(void)
     static double e_bulk[NFRAC * MAX_RUNS], e_after[NFRAC * MAX_RUNS];
     size_t n_bulk = 0, n_after = 0;
     int nok = 0, ntrace = 0, align_bad = 0;
+    static double a_old[NFRAC][MAX_RUNS], a_h[2][NFRAC][MAX_RUNS]; /* [hinted] */
+    size_t nh[2][NFRAC] = {{0}};
     printf("\nPart 1 — ETA at a fraction of the total time (s; error %% vs time really left)\n");
-    printf("%-14s %6s %5s %7s %7s %14s %14s %14s\n", "run", "total", "at", "t", "left", "live",
-           "replay", "naive");
+    printf("%-14s %6s %5s %7s %7s %14s %14s %14s %8s\n", "run", "total", "at", "t", "left", "live",
+           "replay", "naive", "no_hint");
     for (int i = 0; i < n; i++) {
         struct run *r = &runs[i];
         if (!r->ok)
@@ -594,9 +692,12 @@ int main(void)
             fmt_eta(a, sizeof(a), r->eta_live[f]);
             fmt_eta(b, sizeof(b), r->eta_replay[f]);
             fmt_eta(c, sizeof(c), r->eta_naive[f]);
-            printf("%-14s %6.2f %4.0f%% %7.2f %7.2f %6s %6.1f%% %6s %6.1f%% %6s %6.1f%%\n", key,
-                   r->total_ms / 1e3, fracs[f] * 100, (double)r->at_ms[f] / 1e3,
-                   r->left_ms[f] / 1e3, a, r->e_live[f], b, r->e_replay[f], c, r->e_naive[f]);
+            printf("%-14s %6.2f %4.0f%% %7.2f %7.2f %6s %6.1f%% %6s %6.1f%% %6s %6.1f%% %7.1f%%\n",
+                   key, r->total_ms / 1e3, fracs[f] * 100, (double)r->at_ms[f] / 1e3,
+                   r->left_ms[f] / 1e3, a, r->e_live[f], b, r->e_replay[f], c, r->e_naive[f],
+                   r->e_nohint[f]);
+            a_old[f][na[f]] = r->e_nohint[f];
+            a_h[r->hinted][f][nh[r->hinted][f]++] = r->e_replay[f];
             if (r->bulk[f])
                 e_bulk[n_bulk++] = r->e_replay[f];
             else
@@ -613,7 +714,7 @@ int main(void)
         }
         free(key);
     }
-    double m_live[NFRAC], m_rep[NFRAC], m_nai[NFRAC];
+    double m_live[NFRAC], m_rep[NFRAC], m_nai[NFRAC], m_old[NFRAC], m_h[2][NFRAC];
     printf("\nmedian absolute %% error over %d converged runs (unknown ETA = 100 %%)\n", nok);
     printf("%5s %6s %10s %10s %14s %12s\n", "at", "asked", "live_%", "replay_%", "naive_rem/bw_%",
            "unknown l/r");
@@ -621,9 +722,21 @@ int main(void)
         m_live[f] = median(a_live[f], nlive[f]);
         m_rep[f] = median(a_rep[f], na[f]);
         m_nai[f] = median(a_nai[f], na[f]);
+        m_old[f] = median(a_old[f], na[f]);
+        m_h[0][f] = median(a_h[0][f], nh[0][f]);
+        m_h[1][f] = median(a_h[1][f], nh[1][f]);
         printf("%4.0f%% %6zu %10.1f %10.1f %14.1f %6zu/%zu\n", fracs[f] * 100, na[f], m_live[f],
                m_rep[f], m_nai[f], unk_live[f], unk_rep[f]);
     }
+    printf("replay with the previous move's hints (non-zero RAM, dirty set) vs the same replay "
+           "without (the old estimator)\n%5s %10s %10s %12s %12s\n",
+           "at", "hinted_%", "no_hint_%", "first_move_%", "later_moves_%");
+    for (int f = 0; f < NFRAC; f++)
+        printf("%4.0f%% %10.1f %10.1f %5.1f (%2zu) %6.1f (%2zu)\n", fracs[f] * 100, m_rep[f],
+               m_old[f], m_h[0][f], nh[0][f], m_h[1][f], nh[1][f]);
+    bool rmet = nok >= 10 && m_rep[1] <= 10.0 && m_rep[2] <= 10.0;
+    printf("target: replayed ETA median error <= 10 %% at 25 %% and 50 %% on >= 10 runs: %s\n",
+           rmet ? "met" : "NOT met");
     bool met = nok > 0;
     for (int f = 1; f < NFRAC; f++)
         met = met && isfinite(m_live[f]) && m_live[f] <= 10.0;
@@ -652,8 +765,15 @@ int main(void)
         json_object_set_new(fig, k, json_integer((json_int_t)unk_live[f]));
         snprintf(k, sizeof(k), "naive_eta_mape_at_%.0fpct", fracs[f] * 100);
         json_object_set_new(base, k, num(m_nai[f]));
+        snprintf(k, sizeof(k), "no_hint_replay_eta_mape_at_%.0fpct", fracs[f] * 100);
+        json_object_set_new(base, k, num(m_old[f]));
+        snprintf(k, sizeof(k), "first_move_replay_eta_mape_at_%.0fpct", fracs[f] * 100);
+        json_object_set_new(fig, k, num(m_h[0][f]));
+        snprintf(k, sizeof(k), "later_moves_replay_eta_mape_at_%.0fpct", fracs[f] * 100);
+        json_object_set_new(fig, k, num(m_h[1][f]));
     }
     json_object_set_new(fig, "target_live_eta_le_10pct_from_25pct_met", json_boolean(met));
+    json_object_set_new(fig, "target_replay_eta_le_10pct_at_25_50pct_met", json_boolean(rmet));
     json_object_set_new(fig, "replay_eta_mape_in_bulk_pass", num(m_bulk));
     json_object_set_new(fig, "replay_eta_mape_after_bulk_pass", num(m_after));
     json_object_set_new(fig, "asks_in_bulk_pass", json_integer((json_int_t)n_bulk));

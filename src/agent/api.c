@@ -235,7 +235,9 @@ static void post_console(struct instance *in, struct evhttp_request *req)
 static void create_migration(struct agent *ag, struct evhttp_request *req)
 {
     static const char *const keys[] = {"instance", "dest_uri", "dest_agent", "limits",
-                                       "policy",   "storage",  NULL};
+                                       "policy",   "storage",  "hints",      NULL};
+    static const char *const hint_keys[] = {"nonzero_bytes", "dirty_set_bytes", NULL};
+    uint64_t h_nz = 0, h_ws = 0; /* estimator hints from an earlier migration, bytes */
     struct ferr e = {0};
     json_t *body;
     if (httpd_body_json(req, 0, &body, &e) != 0) {
@@ -262,6 +264,15 @@ static void create_migration(struct agent *ag, struct evhttp_request *req)
     struct ctl_policy pol; /* control.h; "none" when absent */
     if (rc == 0)
         rc = ctl_policy_from_json(json_object_get(body, "policy"), 0, &pol, &e);
+    const json_t *hints = json_object_get(body, "hints");
+    if (rc == 0 && hints && !json_is_object(hints))
+        rc = ferr_set(&e, FERR_INVAL, "hints", "'hints' must be an object");
+    if (rc == 0 && hints)
+        rc = jsonin_only_keys(hints, hint_keys, &e);
+    if (rc == 0 && hints)
+        rc = jsonin_u64(hints, "nonzero_bytes", 0, UINT64_MAX / 2, false, &h_nz, &e);
+    if (rc == 0 && hints)
+        rc = jsonin_u64(hints, "dirty_set_bytes", 0, UINT64_MAX / 2, false, &h_ws, &e);
     json_decref(body);
     if (rc == 0 && (strncmp(uri, "tcp:", 4) != 0 || strlen(uri) < 8 || strpbrk(uri, " ,")))
         rc = ferr_set(&e, FERR_INVAL, "dest_uri", "'dest_uri' must look like tcp:HOST:PORT");
@@ -275,6 +286,8 @@ static void create_migration(struct agent *ag, struct evhttp_request *req)
         pol.conv.nova.ram_mib = in->spec.memory_mib; /* nova's data_gb */
         rc = mig_start_storage(ag, in, uri, dagent, &lim, &pol, copy, &m, &e);
     }
+    if (rc == 0 && m->ctl) /* before the first sample: the event loop is ours */
+        est_set_hints(&m->ctl->est, h_nz, h_ws);
     free(name);
     free(uri);
     free(dagent);

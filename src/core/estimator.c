@@ -454,6 +454,12 @@ static void recompute(struct est *e)
     }
 }
 
+void est_set_hints(struct est *e, uint64_t nonzero_bytes, uint64_t dirty_set_bytes)
+{
+    e->p.hint_nonzero_bytes = nonzero_bytes;
+    e->p.hint_dirty_set_bytes = dirty_set_bytes;
+}
+
 int est_update(struct est *e, const struct mig_sample *s)
 {
     if (!s || (unsigned)s->phase >= MIG_PHASE__COUNT)

@@ -196,6 +196,12 @@ void est_init(struct est *e, const struct est_params *params);
 int est_set_schedule(struct est *e, const struct est_sched_step *steps, size_t n)
     __attribute__((warn_unused_result));
 
+/* Sets the hints from an earlier migration of the same instance
+ * (est_params.hint_nonzero_bytes / hint_dirty_set_bytes; 0 = unknown), for
+ * callers that learn them after est_init. Used from the next est_update();
+ * they only matter while pass 1 runs. Never fails. */
+void est_set_hints(struct est *e, uint64_t nonzero_bytes, uint64_t dirty_set_bytes);
+
 /* Feeds one sample (borrowed; copied as needed). Returns 0, or FERR_INVAL
  * when s->t_ms is earlier than the previous sample's or s->phase is out of
  * range; on error e is unchanged. */
