@@ -148,8 +148,12 @@ static bool decide(struct coord *c, const struct store_token *who, const char *a
     struct store_audit a = {.time_ms = coord_now_ms()};
     snprintf(a.subject, sizeof(a.subject), "%s@%s", who->user, who->project);
     snprintf(a.action, sizeof(a.action), "%s", action);
-    snprintf(a.target, sizeof(a.target), "%s%s", id ? "migration/" : "instance/",
-             id ? id : (instance ? instance : ""));
+    if (id)
+        snprintf(a.target, sizeof(a.target), "migration/%s", id);
+    else if (instance)
+        snprintf(a.target, sizeof(a.target), "instance/%s", instance);
+    else
+        snprintf(a.target, sizeof(a.target), "migrations");
     snprintf(a.decision, sizeof(a.decision), "%s", allowed ? "allow" : "deny");
     struct ferr e = {0};
     if (store_audit_append(c->st, &a, &e) != 0)
@@ -216,11 +220,11 @@ static json_t *rec_json(const struct store_migration *m, bool show_hosts)
                                                   ms_or_null(m->eta_high_ms)));
     json_object_set_new(o, "downtime_ms", ms_or_null(m->downtime_ms));
     json_t *gi = detail ? json_object_get(detail, "guest_impact") : NULL;
-    json_object_set(
-        o, "guest_impact",
-        gi ? gi : json_pack("{s:i, s:I}", "throttle_pct", 0, "dirty_pages_rate", (json_int_t)0));
-    if (!gi)
-        json_decref(json_object_get(o, "guest_impact")); /* set() took its own reference */
+    if (gi)
+        json_object_set(o, "guest_impact", gi);
+    else
+        json_object_set_new(o, "guest_impact",
+                            json_pack("{s:i, s:i}", "throttle_pct", 0, "dirty_pages_rate", 0));
     json_t *stalls = detail ? json_object_get(detail, "stalls") : NULL;
     json_object_set_new(o, "stalls", json_integer(json_integer_value(stalls)));
     json_t *res = detail ? json_object_get(detail, "result") : NULL;
@@ -365,8 +369,10 @@ static void clean_dest_then(struct orch *o, enum migstate after);
 static void fail(struct orch *o, const char *why, bool clean_dest)
 {
     enum migstate last = o->st;
-    if (advance(o, MIGEV_FAIL) != 0)
+    if (advance(o, MIGEV_FAIL) != 0) { /* terminal already: nothing left to do */
+        finish(o);
         return;
+    }
     o->unknown = false;
     set_phase(o, "done");
     log_warn("migrate", "msg=\"migration failed\" id=%s err=\"%s\"", o->id, why);
@@ -965,11 +971,13 @@ static void create(struct coord *c, struct evhttp_request *req, const struct sto
     for (size_t i = 0; i < ni; i++)
         if (strcmp(inst[i].name, r.instance) == 0)
             in = &inst[i];
-    /* an instance the caller may not see does not exist for them */
-    if (!in || !decide(c, who, "migration:show", in->project_id, in->name, NULL, in->host, false)) {
-        (void)decide(c, who, "migration:create", in ? in->project_id : NULL, r.instance, NULL, NULL,
-                     true);
+    if (!in) {
         reply_not_found(req, "instance");
+        goto out;
+    }
+    if (!decide(c, who, "migration:show", in->project_id, in->name, NULL, in->host, false)) {
+        (void)decide(c, who, "migration:create", in->project_id, in->name, NULL, in->host, true);
+        reply_not_found(req, "instance"); /* not theirs: it does not exist for them */
         goto out;
     }
     if (!decide(c, who, "migration:create", in->project_id, in->name, NULL, in->host, true)) {
