@@ -240,6 +240,13 @@ static void apply_run_status(struct instance *in, const char *status)
         in->state = INST_INCOMING;
     } else if (strcmp(status, "running") == 0) {
         in->state = INST_RUNNING;
+        if (in->storage_copy && (in->incoming || in->nbd_port)) {
+            /* the incoming migration completed (QEMU starts the guest
+             * before it reports "completed"): the copies are the guest's
+             * disks now; keep them, stop serving them */
+            in->disks_owned = false;
+            storage_dest_stop(in);
+        }
         in->incoming = false;
     } else if (in->state != INST_INCOMING || strcmp(status, "postmigrate") == 0) {
         in->state = INST_PAUSED;
@@ -273,7 +280,7 @@ static void on_event(struct qmp_conn *c, const struct qmp_msg *ev, void *arg)
         const char *st = json_string_value(json_object_get(ev->value, "status"));
         if (st && in->incoming)
             snprintf(in->incoming_status, sizeof(in->incoming_status), "%s", st);
-        if (st && in->incoming && strcmp(st, "completed") == 0 && in->storage_copy) {
+        if (st && strcmp(st, "completed") == 0 && in->storage_copy && in->nbd_port) {
             /* the copies are the guest's disks now: keep them, stop serving */
             in->disks_owned = false;
             storage_dest_stop(in);

@@ -10,7 +10,8 @@
  *  - cancel mid-mirror (mirror speed low, changed once with PATCH): the
  *    source runs on and verifies, its mirror and NBD node are gone, the
  *    destination's QEMU and disk copy are gone;
- *  - destination QEMU killed mid-mirror: failed with a reason, the same.
+ *  - destination QEMU killed mid-mirror: failed with a reason, the same;
+ *  - cancel while memory migrates (every mirror READY): the same.
  * Every wait is bounded. Needs the lab image (make lab); disks live under
  * /var/tmp (cache.direct needs O_DIRECT; tmpfs has none). */
 #include <errno.h>
@@ -314,6 +315,8 @@ static void t_success(void)
           "guest checksum %s, destination image %s (%s: %d)", r ? jstr(r, "checksum") : "?", hs,
           copy, hr);
     json_decref(r);
+    CHECK(strcmp(jstr(di, "storage"), "copy") == 0 && !json_object_get(di, "nbd"),
+          "destination still serves NBD after completion (storage '%s')", jstr(di, "storage"));
     json_decref(di);
     snprintf(path, sizeof(path), "/v1/instances/%s", name);
     if (lab_api(d, "DELETE", path, NULL, &st, NULL, &e) != 0) {
@@ -400,6 +403,61 @@ static void t_dest_killed(void)
     check_source_runs(s, name, src_pid);
 }
 
+static void t_cancel_memory_phase(void)
+{
+    if (!lab_ok)
+        return test_skip("lab did not start");
+    const char *name = "dc";
+    const struct lab_agent *s = &L.agents[0], *d = &L.agents[1];
+    struct ferr e = {0};
+    pid_t src_pid = 0, dest_pid = 0;
+    char st[32] = "";
+    if (lab_instance_pid(s, name, &src_pid, st, sizeof(st), &e) != 0 ||
+        strcmp(st, "running") != 0) {
+        if (!launch(s, name))
+            return;
+        REQUIRE(lab_instance_pid(s, name, &src_pid, NULL, 0, &e) == 0, "%s", e.msg);
+    }
+    /* disks mirror at full speed, memory crawls: cancel lands while QEMU
+     * migrates memory with every mirror READY */
+    json_t *lim = json_pack("{s:I}", "max_bandwidth_bps", (json_int_t)(4 << 20));
+    char id[64];
+    int rc = lab_migrate_start_storage(s, d, name, lim, id, sizeof(id), &e);
+    json_decref(lim);
+    REQUIRE(rc == 0, "start: %s", e.msg);
+    json_t *di = NULL;
+    rc = lab_instance(d, name, &di, &e);
+    CHECK(rc == 0, "GET destination: %s", e.msg);
+    dest_pid = rc == 0 ? (pid_t)jint(di, "pid") : 0;
+    char copy[512];
+    snprintf(
+        copy, sizeof(copy), "%s",
+        jstr(json_array_get(json_object_get(json_object_get(di, "spec"), "disks"), 0), "path"));
+    json_decref(di);
+    rc = lab_migration_wait_transferred(s, id, 2u << 20, 60000, &e);
+    CHECK(rc == 0, "memory not in flight: %s", e.msg);
+    json_t *m = NULL;
+    CHECK(mig_get(s, id, &m) == 0 &&
+              strcmp(jstr(json_object_get(m, "storage"), "phase"), "ready") == 0 &&
+              strcmp(jstr(m, "qemu_status"), "active") == 0,
+          "not in the memory phase: phase '%s' qemu_status '%s'",
+          jstr(json_object_get(m, "storage"), "phase"), jstr(m, "qemu_status"));
+    json_decref(m);
+    char path[128];
+    snprintf(path, sizeof(path), "/v1/migrations/%s/cancel", id);
+    int sc = 0;
+    rc = lab_api(s, "POST", path, NULL, &sc, NULL, &e);
+    CHECK(rc == 0 && sc == 202, "cancel: rc %d status %d %s", rc, sc, e.msg);
+    rc = lab_migration_wait(s, id, 30000, &m, &e);
+    REQUIRE(rc == 0, "after cancel: %s", e.msg);
+    CHECK(strcmp(jstr(m, "state"), "cancelled") == 0, "state %s error '%s'", jstr(m, "state"),
+          jstr(m, "error"));
+    json_decref(m);
+    check_source_storage_restored(s, id);
+    check_dest_cleaned(d, name, dest_pid, copy);
+    check_source_runs(s, name, src_pid);
+}
+
 int main(void)
 {
     snprintf(disk_dir, sizeof(disk_dir), "/var/tmp/ferry-adisk-XXXXXX");
@@ -414,6 +472,7 @@ int main(void)
     test_run("storage copy: disk and memory intact on the destination", t_success);
     test_run("cancel mid-mirror: source restored, destination cleaned", t_cancel_mid_mirror);
     test_run("destination killed mid-mirror: failed, source restored", t_dest_killed);
+    test_run("cancel while memory migrates: source restored", t_cancel_memory_phase);
     lab_stop(&L);
     char p[128];
     const char *names[] = {"dk", "dc"};
