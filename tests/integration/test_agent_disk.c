@@ -458,6 +458,71 @@ static void t_cancel_memory_phase(void)
     check_source_runs(s, name, src_pid);
 }
 
+/* Bad disk specs and storage requests are refused naming the field, and
+ * nothing is left behind. */
+static void t_validation(void)
+{
+    if (!lab_ok)
+        return test_skip("lab did not start");
+    const struct lab_agent *a = &L.agents[1];
+    static const struct {
+        const char *disks; /* JSON */
+        const char *extra; /* JSON object merged into the body, or NULL */
+        const char *path;  /* endpoint */
+        const char *field; /* expected error field */
+    } cases[] = {
+        {"[{\"id\":\"vda\",\"path\":\"rel.raw\"}]", NULL, "/v1/instances", "disks"},
+        {"[{\"id\":\"vda\",\"path\":\"/a,b.raw\"}]", NULL, "/v1/instances", "disks"},
+        {"[{\"id\":\"1da\",\"path\":\"/a.raw\"}]", NULL, "/v1/instances", "disks"},
+        {"[{\"id\":\"vDa\",\"path\":\"/a.raw\"}]", NULL, "/v1/instances", "disks"},
+        {"[{\"id\":\"vda\",\"path\":\"/a.raw\",\"format\":\"vmdk\"}]", NULL, "/v1/instances",
+         "disks"},
+        {"[{\"id\":\"vda\",\"path\":\"/a.raw\",\"cache\":\"none\"}]", NULL, "/v1/instances",
+         "cache"},
+        {"[{\"id\":\"vda\",\"path\":\"/a.raw\"},{\"id\":\"vda\",\"path\":\"/b.raw\"}]", NULL,
+         "/v1/instances", "disks"},
+        {"[{\"id\":\"a\",\"path\":\"/a\"},{\"id\":\"b\",\"path\":\"/b\"},{\"id\":\"c\",\"path\":"
+         "\"/c\"},{\"id\":\"d\",\"path\":\"/d\"},{\"id\":\"e\",\"path\":\"/e\"}]",
+         NULL, "/v1/instances", "disks"},
+        {"[{\"id\":\"vda\",\"path\":\"/nonexistent/a.raw\"}]", NULL, "/v1/instances", "disks"},
+        {"[{\"id\":\"vda\",\"path\":\"/a.raw\"}]", "{\"storage\":\"copy\"}", "/v1/incoming",
+         "disk_sizes"},
+        {"[{\"id\":\"vda\",\"path\":\"/a.raw\"}]",
+         "{\"storage\":\"copy\",\"disk_sizes\":{\"vda\":1000}}", "/v1/incoming", "disk_sizes"},
+        {"[{\"id\":\"vda\",\"path\":\"/a.raw\"}]",
+         "{\"storage\":\"copy\",\"disk_sizes\":{\"vda\":1048576,\"vdb\":1048576}}", "/v1/incoming",
+         "disk_sizes"},
+        {"[{\"id\":\"vda\",\"path\":\"/a.raw\"}]", "{\"storage\":\"nfs\"}", "/v1/incoming",
+         "storage"},
+        {"[{\"id\":\"vda\",\"path\":\"/a.raw\"}]", "{\"disk_sizes\":{\"vda\":1048576}}",
+         "/v1/incoming", "disk_sizes"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        json_t *b = json_pack("{s:s}", "name", "bad");
+        json_object_set_new(b, "disks", json_loads(cases[i].disks, 0, NULL));
+        if (cases[i].extra) {
+            json_t *x = json_loads(cases[i].extra, 0, NULL);
+            json_object_update(b, x);
+            json_decref(x);
+        }
+        struct ferr e = {0};
+        int st = 0;
+        json_t *o = NULL;
+        int rc = lab_api(a, "POST", cases[i].path, b, &st, &o, &e);
+        json_decref(b);
+        const char *field = jstr(json_object_get(o, "error"), "field");
+        CHECK(rc == 0 && st == 400 && strcmp(field, cases[i].field) == 0,
+              "case %zu: status %d field '%s', want 400 '%s'", i, st, field, cases[i].field);
+        json_decref(o);
+    }
+    size_t n = 1;
+    struct ferr e = {0};
+    CHECK(lab_instance_count(a, &n, &e) == 0 && n == 0, "%zu instances left", n);
+    char dir[600];
+    snprintf(dir, sizeof(dir), "%s/disks/bad.vda.raw", a->state_dir);
+    CHECK(access(dir, F_OK) != 0, "%s left behind", dir);
+}
+
 int main(void)
 {
     snprintf(disk_dir, sizeof(disk_dir), "/var/tmp/ferry-adisk-XXXXXX");
@@ -469,6 +534,7 @@ int main(void)
     lab_ok = lab_start(&L, 2, &e) == 0;
     if (!lab_ok)
         fprintf(stderr, "# lab: %s\n", e.msg);
+    test_run("disk specs and storage requests validated", t_validation);
     test_run("storage copy: disk and memory intact on the destination", t_success);
     test_run("cancel mid-mirror: source restored, destination cleaned", t_cancel_mid_mirror);
     test_run("destination killed mid-mirror: failed, source restored", t_dest_killed);
