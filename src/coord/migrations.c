@@ -672,6 +672,13 @@ static void on_poll(int status, json_t *body, const struct ferr *e, void *arg)
             return;
         }
         const json_t *res = json_object_get(body, "result");
+        if (o->last_progress_ms == 0) {
+            /* Finished between two polls: consumers still get one progress
+             * event (100 %) before the completion, as for longer ones. */
+            (void)persist(o, body, NULL, "migration.progress",
+                          json_pack("{s:f, s:I, s:I, s:s}", "pct", 100.0, "remaining_bytes",
+                                    (json_int_t)0, "eta_ms", (json_int_t)0, "phase", ast));
+        }
         set_phase(o, "done");
         (void)persist(o, body, NULL, "migration.completed",
                       json_pack("{s:I, s:I}", "downtime_ms",
