@@ -45,6 +45,7 @@ struct recorder {
     size_t n;
     uint64_t nonzero;   /* last sample: ram_total - ram_duplicate x page, bytes */
     uint64_t dirty_set; /* last estimate's dirty_set_bytes */
+    double dirty_bps;   /* last estimate's pass1_dirty_bps */
 };
 
 static void on_sample(void *ud, const struct mig_sample *s, const struct est_out *e)
@@ -62,6 +63,7 @@ static void on_sample(void *ud, const struct mig_sample *s, const struct est_out
     uint64_t dup = s->ram_duplicate * mig_sample_page_bytes(s);
     rc->nonzero = s->ram_total > dup ? s->ram_total - dup : 0;
     rc->dirty_set = e->dirty_set_bytes;
+    rc->dirty_bps = e->pass1_dirty_bps;
 }
 
 /* Absolute % errors of run rc (total_ms) at each of fracs into a[f] (NAN
@@ -182,7 +184,7 @@ int main(void)
         for (size_t i = 0; i < n && i < 512; i++) {
             struct sim_scenario sc;
             struct sim_result r, r2;
-            struct recorder rc = {recs, 0, 0, 0}, rc2;
+            struct recorder rc = {recs, 0, 0, 0, 0}, rc2;
             struct ferr e;
             double a[NFRAC], b[NFRAC], a2[NFRAC], b2[NFRAC], a3[NFRAC], b3[NFRAC];
             uint64_t sy[NFRAC] = {0}, sy2[NFRAC] = {0};
@@ -202,12 +204,14 @@ int main(void)
             sc.par.seed += 7919;
             sc.hint_nonzero_bytes = h_nz;
             sc.hint_dirty_set_bytes = h_ws;
-            rc2 = (struct recorder){recs, 0, 0, 0};
+            sc.hint_dirty_bps = rc.dirty_bps;
+            rc2 = (struct recorder){recs, 0, 0, 0, 0};
             if (sim_run(&sc, &r2, on_sample, NULL, &rc2, &e) < 0)
                 return 1;
             run_errors(&rc2, r2.total_ms, a2, b2, sy2, NULL);
             sc.hint_nonzero_bytes = sc.hint_dirty_set_bytes = 0;
-            rc2 = (struct recorder){recs, 0, 0, 0};
+            sc.hint_dirty_bps = 0;
+            rc2 = (struct recorder){recs, 0, 0, 0, 0};
             if (sim_run(&sc, &r2, on_sample, NULL, &rc2, &e) < 0)
                 return 1;
             run_errors(&rc2, r2.total_ms, a3, b3, sy2, NULL);
@@ -264,7 +268,7 @@ int main(void)
             printf("%-9s %5zu %5.0f%% %14.1f %14.1f %9zu %6zu\n", sim_policy_name(pols[p]), runs[p],
                    fracs[f] * 100, mape[p][f], nmape[p][f], unknown[p][f], napes[p][f]);
     printf("repeat migration of each scenario (other noise seed) with the first one's hints "
-           "(nonzero_bytes, dirty_set_bytes), beside the same runs without hints\n");
+           "(nonzero_bytes, dirty_set_bytes, dirty_bps), beside the same runs without hints\n");
     printf("%-9s %5s %6s %14s %14s %6s\n", "policy", "runs", "at", "hinted_%", "no_hints_%",
            "asked");
     for (int p = 0; p < NPOL; p++)

@@ -112,6 +112,8 @@ struct run {
                                "hints"), bytes; 0: none */
     uint64_t hint_ws;       /* the same for the dirty set, bytes */
     uint64_t live_set;      /* last live estimate's dirty_set_bytes */
+    double hint_d;          /* hint sent: pass-1 dirty rate, bytes/s */
+    double live_d;          /* last live estimate's pass1_dirty_bps */
     double eta_live[NFRAC], eta_replay[NFRAC], eta_naive[NFRAC]; /* ms, < 0 unknown */
     bool live_exact[NFRAC]; /* live estimate from that very sample */
     bool bulk[NFRAC];       /* that sample was in the bulk pass (dirty_sync_count <= 1) */
@@ -282,22 +284,27 @@ static int fetch_samples(const struct lab_agent *a, const char *id, struct run *
 static int start_move(const struct lab_agent *src, const struct lab_agent *dst, const char *name,
                       json_t *lim, const struct run *r, char *id, size_t n, struct ferr *e)
 {
-    if (!r->hint_nz && !r->hint_ws)
+    if (!r->hint_nz && !r->hint_ws && !(r->hint_d > 0))
         return lab_migrate_start(src, dst, name, lim, id, n, e);
     char uri[160];
     int rc = lab_prepare_incoming(src, dst, name, uri, sizeof(uri), e);
     if (rc != 0)
         return rc;
-    json_t *b = json_pack("{s:s, s:s, s:s, s:O, s:{s:I, s:I}}", "instance", name, "dest_uri", uri,
-                          "dest_agent", dst->url, "limits", lim, "hints", "nonzero_bytes",
-                          (json_int_t)r->hint_nz, "dirty_set_bytes", (json_int_t)r->hint_ws);
+    json_t *b = json_pack("{s:s, s:s, s:s, s:O, s:{s:I, s:I, s:I}}", "instance", name, "dest_uri",
+                          uri, "dest_agent", dst->url, "limits", lim, "hints", "nonzero_bytes",
+                          (json_int_t)r->hint_nz, "dirty_set_bytes", (json_int_t)r->hint_ws,
+                          "dirty_bps", (json_int_t)ceil(r->hint_d));
     int st = 0;
     json_t *o = NULL;
     rc = lab_api(src, "POST", "/v1/migrations", b, &st, &o, e);
     json_decref(b);
     const char *mid = json_string_value(json_object_get(o, "id"));
-    if (rc == 0 && (st != 202 || !mid))
-        rc = ferr_set(e, FERR_PEER, "migration", "POST /v1/migrations: status %d", st);
+    if (rc == 0 && (st != 202 || !mid)) {
+        char *txt = o ? json_dumps(o, JSON_COMPACT) : NULL;
+        rc = ferr_set(e, FERR_PEER, "migration", "POST /v1/migrations: status %d %.150s", st,
+                      txt ? txt : "");
+        free(txt);
+    }
     if (rc == 0)
         snprintf(id, n, "%s", mid);
     json_decref(o);
@@ -358,6 +365,8 @@ static void lab_run(const struct lab_agent *src, const struct lab_agent *dst, co
             x->known = json_is_number(eta);
             x->eta_ms = x->known ? json_number_value(eta) : -1;
             r->live_set = jnum(est, "dirty_set_bytes");
+            json_t *pd = json_object_get(est, "pass1_dirty_bps");
+            r->live_d = json_is_number(pd) ? json_number_value(pd) : 0;
         }
         if (st && (strcmp(st, "succeeded") == 0 || strcmp(st, "failed") == 0 ||
                    strcmp(st, "cancelled") == 0))
@@ -470,7 +479,8 @@ static void eta_errors(struct run *r)
     memset(&ep, 0, sizeof(ep));
     ep.hint_nonzero_bytes = r->hint_nz;
     ep.hint_dirty_set_bytes = r->hint_ws;
-    r->hinted = r->hint_nz || r->hint_ws;
+    ep.hint_dirty_bps = r->hint_d;
+    r->hinted = r->hint_nz || r->hint_ws || r->hint_d > 0;
     uint64_t unused = 0;
     for (int f = 0; f < NFRAC; f++)
         r->e_nohint[f] = NAN;
@@ -639,6 +649,7 @@ int main(void)
         if (prev) { /* the instance's history, as a coordinator would keep it */
             r->hint_nz = prev->nonzero;
             r->hint_ws = prev->live_set;
+            r->hint_d = prev->live_d;
         }
         lab_run(&lab.agents[cur], &lab.agents[1 - cur], name, r);
         if (r->ok)

@@ -236,8 +236,8 @@ static void create_migration(struct agent *ag, struct evhttp_request *req)
 {
     static const char *const keys[] = {"instance", "dest_uri", "dest_agent", "limits",
                                        "policy",   "storage",  "hints",      NULL};
-    static const char *const hint_keys[] = {"nonzero_bytes", "dirty_set_bytes", NULL};
-    uint64_t h_nz = 0, h_ws = 0; /* estimator hints from an earlier migration, bytes */
+    static const char *const hint_keys[] = {"nonzero_bytes", "dirty_set_bytes", "dirty_bps", NULL};
+    uint64_t h_nz = 0, h_ws = 0, h_d = 0; /* hints from an earlier migration, bytes, bytes/s */
     struct ferr e = {0};
     json_t *body;
     if (httpd_body_json(req, 0, &body, &e) != 0) {
@@ -273,6 +273,8 @@ static void create_migration(struct agent *ag, struct evhttp_request *req)
         rc = jsonin_u64(hints, "nonzero_bytes", 0, UINT64_MAX / 2, false, &h_nz, &e);
     if (rc == 0 && hints)
         rc = jsonin_u64(hints, "dirty_set_bytes", 0, UINT64_MAX / 2, false, &h_ws, &e);
+    if (rc == 0 && hints)
+        rc = jsonin_u64(hints, "dirty_bps", 0, UINT64_MAX / 2, false, &h_d, &e);
     json_decref(body);
     if (rc == 0 && (strncmp(uri, "tcp:", 4) != 0 || strlen(uri) < 8 || strpbrk(uri, " ,")))
         rc = ferr_set(&e, FERR_INVAL, "dest_uri", "'dest_uri' must look like tcp:HOST:PORT");
@@ -287,7 +289,7 @@ static void create_migration(struct agent *ag, struct evhttp_request *req)
         rc = mig_start_storage(ag, in, uri, dagent, &lim, &pol, copy, &m, &e);
     }
     if (rc == 0 && m->ctl) /* before the first sample: the event loop is ours */
-        est_set_hints(&m->ctl->est, h_nz, h_ws);
+        est_set_hints(&m->ctl->est, h_nz, h_ws, (double)h_d);
     free(name);
     free(uri);
     free(dagent);

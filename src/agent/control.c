@@ -528,14 +528,15 @@ void ctl_to_json(const struct mig_control *c, json_t *o)
         const struct est_out *x = &c->out;
         json_object_set_new(
             o, "estimate",
-            json_pack("{s:f, s:o, s:o, s:o, s:I, s:s, s:f, s:f, s:I}", "progress_pct",
+            json_pack("{s:f, s:o, s:o, s:o, s:I, s:s, s:f, s:f, s:I, s:f}", "progress_pct",
                       x->progress_pct, "eta_ms",
                       x->eta_known ? ms_or_null(x->eta_ms) : json_null(), "eta_low_ms",
                       x->eta_known ? ms_or_null(x->eta_low_ms) : json_null(), "eta_high_ms",
                       x->eta_known ? ms_or_null(x->eta_high_ms) : json_null(),
                       "predicted_downtime_ms", (json_int_t)x->predicted_downtime_ms, "verdict",
                       est_verdict_name(x->verdict), "bw_bps", x->bw_bps, "dirty_bps",
-                      x->dirty_bps, "dirty_set_bytes", (json_int_t)x->dirty_set_bytes));
+                      x->dirty_bps, "dirty_set_bytes", (json_int_t)x->dirty_set_bytes,
+                      "pass1_dirty_bps", x->pass1_dirty_bps));
     }
     json_t *stalls = json_array(), *events = json_array();
     for (size_t i = 0; i < c->n_ev; i++) {

@@ -19,6 +19,8 @@ struct model {
     uint64_t t0_ms;      /* now, ms since migration start */
     uint64_t base_dt_ms; /* limit in force now */
     double gran_s;       /* QEMU's check granularity, s */
+    double dirt_cap;     /* cap on what is dirtied between two syncs (an
+                            earlier migration's set), bytes; 0: none */
 };
 
 struct pred {
@@ -109,7 +111,10 @@ static struct pred predict(const struct model *m, const struct est_sched_step *s
         uint64_t abs_ms = m->t0_ms + to_ms(t);
         double thr = m->r * (double)limit_at(sched, n_sched, m->base_dt_ms, abs_ms) / 1000.0;
         if (v <= thr) {
-            double exact = v + m->d * since;
+            double dirt = m->d * since;
+            if (m->dirt_cap > 0 && dirt > m->dirt_cap)
+                dirt = m->dirt_cap;
+            double exact = v + dirt;
             if (m->total > 0 && exact > m->total)
                 exact = m->total;
             if (exact <= thr) {
@@ -298,7 +303,8 @@ static int sat_fit(double ta, double da, double tb, double db, double *ws, doubl
  * r_mul/d_mul scale R and D (interval ends); prior_hi: with neither a
  * measured rate nor a hint, assume a busy guest (rho 0.9). */
 static void model_from_out(const struct est_out *o, struct model *m, double r_mul, double d_mul,
-                           int prior_hi, double prior_ratio, uint64_t base_dt_ms)
+                           int prior_hi, double prior_ratio, double hint_bps, double hint_set,
+                           uint64_t base_dt_ms)
 {
     memset(m, 0, sizeof(*m));
     m->r = o->bw_bps * r_mul;
@@ -328,9 +334,10 @@ static void model_from_out(const struct est_out *o, struct model *m, double r_mu
     m->gran_s = (double)(o->granularity_ms ? o->granularity_ms : 50) / 1000.0;
     if (!o->dirty_measured && o->dirty_hinted)
         hint_model(m, o->dirty_bps * d_mul, (double)o->hint_ws_bytes);
-    else if (!o->dirty_measured && o->hint_ws_bytes && !prior_hi &&
-             (double)o->hint_ws_bytes < m->total)
-        m->total = (double)o->hint_ws_bytes; /* an earlier migration's set */
+    else if (!o->dirty_measured && hint_bps > 0 && !prior_hi) {
+        m->d = hint_bps * d_mul; /* no rate yet: the earlier migration's */
+        m->dirt_cap = hint_set;  /* and its set, if it saturated */
+    }
     if (o->dirty_measured && o->sat_ws_bytes > 0 && o->sat_w_bps > 0 && m->r > 0) {
         /* the pass now running lasts since + v/R: its dirty rate is the
          * distinct pages over that length, not over the last period's */
@@ -353,7 +360,8 @@ static void model_from_out(const struct est_out *o, struct model *m, double r_mu
 static int build_model(const struct est *e, struct model *m, double r_mul, double d_mul,
                        int prior_hi)
 {
-    model_from_out(&e->out, m, r_mul, d_mul, prior_hi, e->p.prior_ratio, e->out.downtime_ms);
+    model_from_out(&e->out, m, r_mul, d_mul, prior_hi, e->p.prior_ratio, e->p.hint_dirty_bps,
+                   (double)e->p.hint_dirty_set_bytes, e->out.downtime_ms);
     return m->r > 0;
 }
 
@@ -454,10 +462,12 @@ static void recompute(struct est *e)
     }
 }
 
-void est_set_hints(struct est *e, uint64_t nonzero_bytes, uint64_t dirty_set_bytes)
+void est_set_hints(struct est *e, uint64_t nonzero_bytes, uint64_t dirty_set_bytes,
+                   double dirty_bps)
 {
     e->p.hint_nonzero_bytes = nonzero_bytes;
     e->p.hint_dirty_set_bytes = dirty_set_bytes;
+    e->p.hint_dirty_bps = dirty_bps > 0 ? dirty_bps : 0;
 }
 
 int est_update(struct est *e, const struct mig_sample *s)
@@ -508,6 +518,7 @@ int est_update(struct est *e, const struct mig_sample *s)
             if (e->cur_sync == 1) {
                 e->p1_s = (double)dt_ms / 1000.0;
                 e->p1_dist = d * e->p1_s;
+                o->pass1_dirty_bps = d > 0 ? d : 1;
             } else {
                 e->pl_s = (double)dt_ms / 1000.0;
                 e->pl_dist = d * e->pl_s;
@@ -527,6 +538,9 @@ int est_update(struct est *e, const struct mig_sample *s)
                     e->max_set = s->ram_remaining;
             }
         }
+        if (e->cur_sync == 1 && o->pass1_dirty_bps <= 0 && s->phase != MIG_PHASE_ACTIVE &&
+            s->phase != MIG_PHASE_FAILED && s->phase != MIG_PHASE_CANCELLED)
+            o->pass1_dirty_bps = 1; /* switched over at the sync ending pass 1 */
         e->cur_sync = s->dirty_sync_count;
         e->period_t0_ms = s->t_ms;
         e->period_tx0 = s->ram_transferred;
@@ -602,7 +616,6 @@ int est_update(struct est *e, const struct mig_sample *s)
     } else {
         o->dirty_bps = r * e->p.prior_ratio;
         o->dirty_measured = 0;
-        o->hint_ws_bytes = e->p.hint_dirty_set_bytes; /* caps the prior's set */
     }
     o->ratio = r > 0 ? o->dirty_bps / r : 0;
     double spread = e->p.spread_min;
@@ -664,9 +677,12 @@ int est_update(struct est *e, const struct mig_sample *s)
             left = rem;
         o->pass1_left_bytes = (uint64_t)left;
     }
-    o->dirty_set_bytes = e->max_set;
-    if (e->n_lv && o->dirty_set_bytes < (uint64_t)page)
-        o->dirty_set_bytes = (uint64_t)page; /* measured, and (nearly) idle */
+    /* the largest set a sync found is the working set only when pass 1
+     * saturated: it found clearly less than its 1 s rate x its length */
+    o->dirty_set_bytes = 0;
+    if (e->p1_s > 0 && e->hint_ms > 0 &&
+        e->p1_dist < 0.8 * e->p1_s * e->hint_sum / (double)e->hint_ms)
+        o->dirty_set_bytes = e->max_set;
     if (o->sat_ws_bytes > (double)o->dirty_set_bytes)
         o->dirty_set_bytes = (uint64_t)o->sat_ws_bytes;
     o->since_sync_ms = s->t_ms - e->period_t0_ms;
@@ -689,7 +705,7 @@ int est_predict(const struct est_out *o, uint64_t downtime_ms, uint64_t *eta_ms,
     if (!o || !(o->bw_bps > 0))
         return FERR_STATE;
     struct model m;
-    model_from_out(o, &m, 1, 1, 0, 0.1, downtime_ms);
+    model_from_out(o, &m, 1, 1, 0, 0.1, 0, 0, downtime_ms);
     struct pred p = predict(&m, NULL, 0);
     if (eta_ms)
         *eta_ms = p.finite ? to_ms(p.t_s) : EST_ETA_INFINITE;

@@ -60,6 +60,11 @@ struct est_params {
     uint64_t hint_dirty_set_bytes; /* the working set seen then, bytes
                                       (est_out.dirty_set_bytes at its end):
                                       replaces hint_ws_frac in pass 1 */
+    double hint_dirty_bps;         /* the dirty rate it measured over its
+                                      pass 1, bytes/s (est_out.
+                                      pass1_dirty_bps at its end): used in
+                                      pass 1 until this guest's own
+                                      dirty-rate hint arrives */
 };
 
 /* One entry of a future downtime schedule: from t_ms (ms since migration
@@ -142,6 +147,11 @@ struct est_out {
                                   nonzero_share; 0 after pass 1 */
     int nonzero_hinted;        /* 1 when pass1_left_bytes comes from
                                   hint_nonzero_bytes */
+    double pass1_dirty_bps;    /* distinct bytes dirtied during pass 1 per
+                                  second of it (measured at the sync that
+                                  ends it), to hint a later migration with;
+                                  1 when QEMU completed at that sync (too
+                                  small to see); 0 before, bytes/s */
     uint64_t dirty_set_bytes;  /* working set to hint a later migration of
                                   this instance with, bytes: the fitted
                                   saturation (sat_ws_bytes) when there is
@@ -197,10 +207,12 @@ int est_set_schedule(struct est *e, const struct est_sched_step *steps, size_t n
     __attribute__((warn_unused_result));
 
 /* Sets the hints from an earlier migration of the same instance
- * (est_params.hint_nonzero_bytes / hint_dirty_set_bytes; 0 = unknown), for
+ * (est_params.hint_nonzero_bytes, hint_dirty_set_bytes, hint_dirty_bps;
+ * 0 = unknown), for
  * callers that learn them after est_init. Used from the next est_update();
  * they only matter while pass 1 runs. Never fails. */
-void est_set_hints(struct est *e, uint64_t nonzero_bytes, uint64_t dirty_set_bytes);
+void est_set_hints(struct est *e, uint64_t nonzero_bytes, uint64_t dirty_set_bytes,
+                   double dirty_bps);
 
 /* Feeds one sample (borrowed; copied as needed). Returns 0, or FERR_INVAL
  * when s->t_ms is earlier than the previous sample's or s->phase is out of

@@ -210,6 +210,7 @@ int sim_run(const struct sim_scenario *sc, struct sim_result *r, sim_sample_cb o
     ep.max_downtime_ms = sc->policy == SIM_POL_ADAPTIVE ? sc->conv.adaptive.downtime_max_ms : 0;
     ep.hint_nonzero_bytes = sc->hint_nonzero_bytes;
     ep.hint_dirty_set_bytes = sc->hint_dirty_set_bytes;
+    ep.hint_dirty_bps = sc->hint_dirty_bps;
     est_init(&c->est, &ep);
     if (use_conv) {
         rc = conv_init(&c->conv, &sc->conv, err);

@@ -46,6 +46,7 @@ struct sim_scenario {
     uint64_t hint_nonzero_bytes;   /* est_params hint from an earlier
                                       migration of this guest, bytes; 0 none */
     uint64_t hint_dirty_set_bytes; /* the same for the working set, bytes */
+    double hint_dirty_bps;         /* the same for the pass-1 dirty rate, bytes/s */
 };
 
 struct sim_result {
