@@ -63,6 +63,30 @@ static const char *const MIGRATIONS[] = {
        stalls seen, guest impact, requested limits) as one JSON text */
     "ALTER TABLE migrations ADD COLUMN detail TEXT;"
     "CREATE INDEX migrations_state ON migrations(state);",
+    /* v5: consent requests for intrusive steps (pending until the owner, or
+       an operator acting for them, decides; the policy settles a timeout) */
+    "CREATE TABLE consents (id TEXT PRIMARY KEY, migration_id TEXT NOT NULL,"
+    " step TEXT NOT NULL, state TEXT NOT NULL, project TEXT NOT NULL,"
+    " requested_ms INTEGER NOT NULL, deadline_ms INTEGER NOT NULL,"
+    " decided_ms INTEGER NOT NULL DEFAULT 0, decided_by TEXT NOT NULL DEFAULT '',"
+    " on_behalf INTEGER NOT NULL DEFAULT 0, reason TEXT NOT NULL DEFAULT '',"
+    " detail TEXT);"
+    "CREATE INDEX consents_migration ON consents(migration_id);"
+    "CREATE INDEX consents_state ON consents(state);",
+    /* v6: rolling-maintenance plans, each target host's progress through
+       drain/maintain/return, and tenant deferrals of a drain */
+    "CREATE TABLE plans (id TEXT PRIMARY KEY, state TEXT NOT NULL, spec TEXT NOT NULL,"
+    " user TEXT NOT NULL, project TEXT NOT NULL, created_ms INTEGER NOT NULL,"
+    " updated_ms INTEGER NOT NULL, current_group INTEGER NOT NULL DEFAULT 0,"
+    " last_error TEXT NOT NULL DEFAULT '', detail TEXT);"
+    "CREATE TABLE plan_hosts (plan_id TEXT NOT NULL REFERENCES plans(id),"
+    " host TEXT NOT NULL, group_no INTEGER NOT NULL, step TEXT NOT NULL,"
+    " state TEXT NOT NULL, started_ms INTEGER NOT NULL DEFAULT 0,"
+    " finished_ms INTEGER NOT NULL DEFAULT 0, detail TEXT,"
+    " PRIMARY KEY (plan_id, host));"
+    "CREATE TABLE deferrals (instance TEXT NOT NULL, plan_id TEXT NOT NULL,"
+    " until_ms INTEGER NOT NULL, by_user TEXT NOT NULL, created_ms INTEGER NOT NULL,"
+    " PRIMARY KEY (instance, plan_id));",
 };
 
 _Static_assert(sizeof(MIGRATIONS) / sizeof(MIGRATIONS[0]) == STORE_SCHEMA_VERSION,

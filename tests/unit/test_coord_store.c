@@ -88,7 +88,7 @@ static void t_create(void)
     CHECK(strcmp(mode, "wal") == 0, "journal_mode %s", mode);
     char *tables = raw(p, "SELECT group_concat(name, ',') FROM (SELECT name FROM sqlite_master "
                           "WHERE type='table' AND name NOT LIKE 'sqlite_%' ORDER BY name)");
-    CHECK(strcmp(tables, "audit,cursors,dead_letters,events,hosts,instances,migrations,schema_version,tokens") == 0,
+    CHECK(strcmp(tables, "audit,consents,cursors,dead_letters,deferrals,events,hosts,instances,migrations,plan_hosts,plans,schema_version,tokens") == 0,
           "tables %s", tables);
     free(mode);
     free(tables);
@@ -117,7 +117,7 @@ static void t_reopen(void)
         store_close(st);
     }
     char *rows = raw(p, "SELECT count(*) || ':' || max(version) FROM schema_version");
-    CHECK(strcmp(rows, "1:4") == 0, "schema_version rows:version = %s", rows);
+    CHECK(strcmp(rows, "1:6") == 0, "schema_version rows:version = %s", rows);
     free(rows);
     free(p);
 }
