@@ -14,7 +14,7 @@ B=http://127.0.1.2:7701
 PIDS=""
 
 cleanup() {
-    for p in $PIDS; do kill -KILL -- "-$p" 2>/dev/null || true; done
+    for p in $PIDS; do kill -9 "-$p" 2>/dev/null || true; done
     rm -rf "$WORK"
 }
 trap cleanup EXIT INT TERM
