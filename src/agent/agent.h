@@ -1,8 +1,9 @@
 /* agent — ferry-agent's state: the QEMU instances of one host and the
  * outgoing migrations it drives. One event loop (libevent) runs everything;
  * nothing here blocks. Modules: instance.c (QEMU processes, QMP, serial
- * console), migration.c (outgoing pre-copy), api.c (HTTP/JSON), peer.c
- * (requests to other agents). */
+ * console), migration.c (outgoing pre-copy), storage.c (non-shared disks:
+ * copies, NBD exports, mirrors), api.c (HTTP/JSON), peer.c (requests to
+ * other agents). */
 #ifndef FERRY_AGENT_AGENT_H
 #define FERRY_AGENT_AGENT_H
 #include <event2/event.h>

@@ -11,7 +11,8 @@
  *    source runs on and verifies, its mirror and NBD node are gone, the
  *    destination's QEMU and disk copy are gone;
  *  - destination QEMU killed mid-mirror: failed with a reason, the same;
- *  - cancel while memory migrates (every mirror READY): the same.
+ *  - cancel while memory migrates (every mirror READY): the same;
+ *  - a qcow2 disk arrives as a qcow2 copy with its data intact.
  * Every wait is bounded. Needs the lab image (make lab); disks live under
  * /var/tmp (cache.direct needs O_DIRECT; tmpfs has none). */
 #include <errno.h>
@@ -458,6 +459,59 @@ static void t_cancel_memory_phase(void)
     check_source_runs(s, name, src_pid);
 }
 
+/* A qcow2 disk: the destination makes a qcow2 copy (qemu-img) of the same
+ * virtual size and the guest's data arrives intact. */
+static void t_qcow2(void)
+{
+    if (!lab_ok)
+        return test_skip("lab did not start");
+    const char *name = "dq";
+    const struct lab_agent *s = &L.agents[0], *d = &L.agents[1];
+    char path[128], cmd[256];
+    snprintf(path, sizeof(path), "%s/%s.qcow2", disk_dir, name);
+    snprintf(cmd, sizeof(cmd), "qemu-img create -q -f qcow2 %s %dM", path, DISK_MIB);
+    if (system(cmd) != 0)
+        return test_skip("qemu-img create failed");
+    json_t *disks = json_pack("[{s:s, s:s, s:s}]", "id", "vda", "path", path, "format", "qcow2");
+    struct ferr e = {0};
+    int rc = lab_launch_guest_disks(s, name, GUEST_MIB, CMDLINE, disks, 2, LAB_BOOT_TIMEOUT_MS, &e);
+    json_decref(disks);
+    REQUIRE(rc == 0, "launch: %s", e.msg);
+    pid_t src_pid = 0;
+    REQUIRE(lab_instance_pid(s, name, &src_pid, NULL, 0, &e) == 0, "%s", e.msg);
+    json_t *lim = json_pack("{s:I}", "mirror_speed_bps", (json_int_t)(32 << 20));
+    char id[64];
+    rc = lab_migrate_start_storage(s, d, name, lim, id, sizeof(id), &e);
+    json_decref(lim);
+    REQUIRE(rc == 0, "start: %s", e.msg);
+    json_t *m = NULL;
+    rc = lab_migration_wait(s, id, MIG_TIMEOUT_MS, &m, &e);
+    REQUIRE(rc == 0, "wait: %s", e.msg);
+    CHECK(strcmp(jstr(m, "state"), "succeeded") == 0, "state %s error '%s'", jstr(m, "state"),
+          jstr(m, "error"));
+    json_decref(m);
+    CHECK(lab_pid_wait_gone(src_pid, GONE_TIMEOUT_MS), "source QEMU %d still alive", (int)src_pid);
+    json_decref(disk_verify(d, name));
+    json_t *di = NULL;
+    rc = lab_instance(d, name, &di, &e);
+    CHECK(rc == 0, "GET destination: %s", e.msg);
+    json_t *dd = json_array_get(json_object_get(json_object_get(di, "spec"), "disks"), 0);
+    char magic[4] = {0};
+    FILE *f = fopen(jstr(dd, "path"), "rb");
+    size_t got = f ? fread(magic, 1, 4, f) : 0;
+    if (f)
+        fclose(f);
+    CHECK(strcmp(jstr(dd, "format"), "qcow2") == 0 && got == 4 && memcmp(magic, "QFI\xfb", 4) == 0,
+          "destination copy %s is not qcow2", jstr(dd, "path"));
+    CHECK(jint(json_object_get(di, "disk_sizes"), "vda") == (long long)DISK_MIB << 20,
+          "destination virtual size %lld", jint(json_object_get(di, "disk_sizes"), "vda"));
+    json_decref(di);
+    snprintf(path, sizeof(path), "/v1/instances/%s", name);
+    int st = 0;
+    if (lab_api(d, "DELETE", path, NULL, &st, NULL, &e) != 0) {
+    }
+}
+
 /* Bad disk specs and storage requests are refused naming the field, and
  * nothing is left behind. */
 static void t_validation(void)
@@ -539,11 +593,12 @@ int main(void)
     test_run("cancel mid-mirror: source restored, destination cleaned", t_cancel_mid_mirror);
     test_run("destination killed mid-mirror: failed, source restored", t_dest_killed);
     test_run("cancel while memory migrates: source restored", t_cancel_memory_phase);
+    test_run("qcow2 disk: qcow2 copy, data intact", t_qcow2);
     lab_stop(&L);
     char p[128];
-    const char *names[] = {"dk", "dc"};
-    for (int i = 0; i < 2; i++) {
-        snprintf(p, sizeof(p), "%s/%s.raw", disk_dir, names[i]);
+    const char *names[] = {"dk.raw", "dc.raw", "dq.qcow2"};
+    for (int i = 0; i < 3; i++) {
+        snprintf(p, sizeof(p), "%s/%s", disk_dir, names[i]);
         unlink(p);
     }
     rmdir(disk_dir);
