@@ -340,3 +340,74 @@ int store_dead_letter_count(struct store *st, int64_t *n, struct ferr *e)
 {
     return st->ops->dead_letter_count(st->impl, n, e);
 }
+
+/* ---- consent requests ---------------------------------------------------- */
+
+static int one_of(const char *s, const char *const *set)
+{
+    for (size_t i = 0; set[i]; i++)
+        if (strcmp(s, set[i]) == 0)
+            return 1;
+    return 0;
+}
+
+static int check_consent(const struct store_consent *c, struct ferr *e)
+{
+    static const char *const states[] = {"pending", "granted", "refused", "expired", NULL};
+    static const char *const steps[] = {"bandwidth", "throttle", "postcopy", "pause", NULL};
+    int rc;
+    if ((rc = check_text(c->id, STORE_IDENT_MAX, 0, "id", e)) != 0 ||
+        (rc = check_text(c->migration_id, STORE_IDENT_MAX, 0, "migration_id", e)) != 0 ||
+        (rc = check_text(c->project, STORE_IDENT_MAX, 1, "project", e)) != 0 ||
+        (rc = check_text(c->decided_by, STORE_IDENT_MAX, 1, "decided_by", e)) != 0 ||
+        (rc = check_text(c->reason, STORE_ERROR_MAX, 1, "reason", e)) != 0 ||
+        (rc = check_json(c->detail_json, "detail", e)) != 0)
+        return rc;
+    if (!one_of(c->state, states))
+        return ferr_set(e, FERR_INVAL, "state", "state must be pending, granted, refused or expired");
+    if (!one_of(c->step, steps))
+        return ferr_set(e, FERR_INVAL, "step", "step must be bandwidth, throttle, postcopy or pause");
+    return 0;
+}
+
+int store_consent_insert(struct store *st, const struct store_consent *c, struct ferr *e)
+{
+    int rc = check_consent(c, e);
+    return rc ? rc : st->ops->consent_insert(st->impl, c, e);
+}
+
+int store_consent_get(struct store *st, const char *id, struct store_consent *out, struct ferr *e)
+{
+    int rc = check_text(id, STORE_IDENT_MAX, 0, "id", e);
+    return rc ? rc : st->ops->consent_get(st->impl, id, out, e);
+}
+
+int store_consent_update(struct store *st, const struct store_consent *c, struct ferr *e)
+{
+    int rc = check_consent(c, e);
+    return rc ? rc : st->ops->consent_update(st->impl, c, e);
+}
+
+int store_consent_list(struct store *st, const struct store_consent_filter *f, size_t limit,
+                       struct store_consent **out, size_t *n, struct ferr *e)
+{
+    static const struct store_consent_filter none = {0};
+    *out = NULL;
+    *n = 0;
+    if (limit > STORE_LIST_MAX)
+        limit = STORE_LIST_MAX;
+    return st->ops->consent_list(st->impl, f ? f : &none, limit, out, n, e);
+}
+
+void store_consent_clear(struct store_consent *c)
+{
+    free(c->detail_json);
+    c->detail_json = NULL;
+}
+
+void store_consents_free(struct store_consent *c, size_t n)
+{
+    for (size_t i = 0; c && i < n; i++)
+        store_consent_clear(&c[i]);
+    free(c);
+}

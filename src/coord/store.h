@@ -258,4 +258,57 @@ int store_dead_letter_add(struct store *st, const struct store_dead_letter *d, s
 int store_dead_letter_count(struct store *st, int64_t *n, struct ferr *e)
     __attribute__((warn_unused_result));
 
+/* ---- consent requests (v5) ---------------------------------------------- */
+
+/* A consent request for one intrusive step of a migration. */
+struct store_consent {
+    char id[STORE_IDENT_MAX + 1];           /* "con-..." */
+    char migration_id[STORE_IDENT_MAX + 1]; /* the migration asking */
+    char step[STORE_IDENT_MAX + 1];         /* bandwidth, throttle, postcopy, pause */
+    char state[STORE_IDENT_MAX + 1];        /* pending, granted, refused, expired */
+    char project[STORE_IDENT_MAX + 1];      /* owner project of the instance */
+    int64_t requested_ms;                   /* ms since epoch */
+    int64_t deadline_ms;                    /* timeout at, ms since epoch */
+    int64_t decided_ms;                     /* ms since epoch, 0 while pending */
+    char decided_by[STORE_IDENT_MAX + 1];   /* user, or "policy"; "" while pending */
+    int on_behalf;                          /* non-zero: answered by an operator for
+                                               the owner */
+    char reason[STORE_ERROR_MAX + 1];       /* free text */
+    char *detail_json;                      /* JSON text or NULL; owned after get */
+};
+
+/* Equality filters of store_consent_list; NULL or "" means any. */
+struct store_consent_filter {
+    const char *migration_id;
+    const char *state;
+    const char *project;
+};
+
+/* Inserts c (detail borrowed). FERR_EXISTS on a known id; FERR_INVAL names
+ * a bad field (state must be one of the four, step one of the four). */
+int store_consent_insert(struct store *st, const struct store_consent *c, struct ferr *e)
+    __attribute__((warn_unused_result));
+
+/* Fetches consent id into *out (release with store_consent_clear);
+ * FERR_NOTFOUND when unknown. */
+int store_consent_get(struct store *st, const char *id, struct store_consent *out,
+                      struct ferr *e) __attribute__((warn_unused_result));
+
+/* Replaces state, decided_ms, decided_by, on_behalf, reason, deadline_ms
+ * and detail of consent c->id. FERR_NOTFOUND when unknown. */
+int store_consent_update(struct store *st, const struct store_consent *c, struct ferr *e)
+    __attribute__((warn_unused_result));
+
+/* Lists the consents matching f (NULL: all), newest first, at most limit
+ * (capped at STORE_LIST_MAX): *out (free with store_consents_free), *n. */
+int store_consent_list(struct store *st, const struct store_consent_filter *f, size_t limit,
+                       struct store_consent **out, size_t *n, struct ferr *e)
+    __attribute__((warn_unused_result));
+
+/* Frees what a fetched consent owns; c stays usable. */
+void store_consent_clear(struct store_consent *c);
+
+/* Frees an array from store_consent_list. */
+void store_consents_free(struct store_consent *c, size_t n);
+
 #endif

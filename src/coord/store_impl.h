@@ -36,6 +36,11 @@ struct store_ops {
     int (*cursor_set)(void *impl, const char *name, int64_t seq, int64_t now_ms, struct ferr *e);
     int (*dead_letter_add)(void *impl, const struct store_dead_letter *d, struct ferr *e);
     int (*dead_letter_count)(void *impl, int64_t *n, struct ferr *e);
+    int (*consent_insert)(void *impl, const struct store_consent *c, struct ferr *e);
+    int (*consent_get)(void *impl, const char *id, struct store_consent *out, struct ferr *e);
+    int (*consent_update)(void *impl, const struct store_consent *c, struct ferr *e);
+    int (*consent_list)(void *impl, const struct store_consent_filter *f, size_t limit,
+                        struct store_consent **out, size_t *n, struct ferr *e);
 };
 
 /* Opens the SQLite backend at path (see store_open). */

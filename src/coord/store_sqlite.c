@@ -802,6 +802,132 @@ static int sq_migration_list(void *impl, const struct store_migration_filter *f,
     return 0;
 }
 
+#define CONSENT_COLS                                                                               \
+    "id, migration_id, step, state, project, requested_ms, deadline_ms, decided_ms, decided_by,"   \
+    " on_behalf, reason, detail"
+
+static void consent_binds(sqlite3_stmt *st, const struct store_consent *c)
+{
+    bind_text(st, 1, c->id);
+    bind_text(st, 2, c->migration_id);
+    bind_text(st, 3, c->step);
+    bind_text(st, 4, c->state);
+    bind_text(st, 5, c->project);
+    sqlite3_bind_int64(st, 6, c->requested_ms);
+    sqlite3_bind_int64(st, 7, c->deadline_ms);
+    sqlite3_bind_int64(st, 8, c->decided_ms);
+    bind_text(st, 9, c->decided_by);
+    sqlite3_bind_int(st, 10, c->on_behalf ? 1 : 0);
+    bind_text(st, 11, c->reason);
+    bind_text(st, 12, c->detail_json);
+}
+
+static void consent_row(sqlite3_stmt *st, struct store_consent *c)
+{
+    memset(c, 0, sizeof(*c));
+    col_text(st, 0, c->id, sizeof(c->id));
+    col_text(st, 1, c->migration_id, sizeof(c->migration_id));
+    col_text(st, 2, c->step, sizeof(c->step));
+    col_text(st, 3, c->state, sizeof(c->state));
+    col_text(st, 4, c->project, sizeof(c->project));
+    c->requested_ms = sqlite3_column_int64(st, 5);
+    c->deadline_ms = sqlite3_column_int64(st, 6);
+    c->decided_ms = sqlite3_column_int64(st, 7);
+    col_text(st, 8, c->decided_by, sizeof(c->decided_by));
+    c->on_behalf = sqlite3_column_int(st, 9);
+    col_text(st, 10, c->reason, sizeof(c->reason));
+    c->detail_json = col_dup(st, 11);
+}
+
+static int sq_consent_insert(void *impl, const struct store_consent *c, struct ferr *e)
+{
+    struct sq *s = impl;
+    sqlite3_stmt *st;
+    int rc = prep(s,
+                  "INSERT INTO consents (" CONSENT_COLS ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?,"
+                  " ?, ?)",
+                  &st, e);
+    if (rc)
+        return rc;
+    consent_binds(st, c);
+    return run(s, st, "insert consent", e);
+}
+
+static int sq_consent_update(void *impl, const struct store_consent *c, struct ferr *e)
+{
+    struct sq *s = impl;
+    sqlite3_stmt *st;
+    int rc = prep(s,
+                  "UPDATE consents SET state = ?4, deadline_ms = ?7, decided_ms = ?8,"
+                  " decided_by = ?9, on_behalf = ?10, reason = ?11, detail = ?12 WHERE id = ?1",
+                  &st, e);
+    if (rc)
+        return rc;
+    consent_binds(st, c);
+    if ((rc = run(s, st, "update consent", e)) != 0)
+        return rc;
+    if (sqlite3_changes(s->db) == 0)
+        return ferr_set(e, FERR_NOTFOUND, "id", "no consent %s", c->id);
+    return 0;
+}
+
+static int sq_consent_get(void *impl, const char *id, struct store_consent *out, struct ferr *e)
+{
+    struct sq *s = impl;
+    sqlite3_stmt *st;
+    int rc = prep(s, "SELECT " CONSENT_COLS " FROM consents WHERE id = ?", &st, e);
+    if (rc)
+        return rc;
+    bind_text(st, 1, id);
+    int r = sqlite3_step(st);
+    if (r != SQLITE_ROW) {
+        rc = r == SQLITE_DONE ? ferr_set(e, FERR_NOTFOUND, "id", "no consent %s", id)
+                              : db_err(s, e, "get consent");
+        sqlite3_finalize(st);
+        return rc;
+    }
+    consent_row(st, out);
+    sqlite3_finalize(st);
+    return 0;
+}
+
+static int sq_consent_list(void *impl, const struct store_consent_filter *f, size_t limit,
+                           struct store_consent **out, size_t *n, struct ferr *e)
+{
+    struct sq *s = impl;
+    sqlite3_stmt *st;
+    int rc = prep(s,
+                  "SELECT " CONSENT_COLS " FROM consents WHERE (?1 IS NULL OR migration_id = ?1)"
+                  " AND (?2 IS NULL OR state = ?2) AND (?3 IS NULL OR project = ?3)"
+                  " ORDER BY requested_ms DESC, id DESC LIMIT ?4",
+                  &st, e);
+    if (rc)
+        return rc;
+    const char *v[3] = {f->migration_id, f->state, f->project};
+    for (int i = 0; i < 3; i++)
+        if (v[i] && v[i][0])
+            bind_text(st, i + 1, v[i]);
+    sqlite3_bind_int64(st, 4, (sqlite3_int64)limit);
+    size_t cap = 16, cnt = 0;
+    struct store_consent *a = xcalloc(cap, sizeof(*a));
+    int r;
+    while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+        if (cnt == cap) {
+            cap *= 2;
+            a = xrealloc(a, cap * sizeof(*a));
+        }
+        consent_row(st, &a[cnt++]);
+    }
+    sqlite3_finalize(st);
+    if (r != SQLITE_DONE) {
+        store_consents_free(a, cnt);
+        return db_err(s, e, "list consents");
+    }
+    *out = a;
+    *n = cnt;
+    return 0;
+}
+
 static const struct store_ops SQLITE_OPS = {
     .close = sq_close,
     .schema_version = sq_schema_version,
@@ -828,6 +954,10 @@ static const struct store_ops SQLITE_OPS = {
     .cursor_set = sq_cursor_set,
     .dead_letter_add = sq_dead_letter_add,
     .dead_letter_count = sq_dead_letter_count,
+    .consent_insert = sq_consent_insert,
+    .consent_get = sq_consent_get,
+    .consent_update = sq_consent_update,
+    .consent_list = sq_consent_list,
 };
 
 /* One PRAGMA whose single-row answer must equal want (NULL: ignore it). */
