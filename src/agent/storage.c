@@ -20,7 +20,7 @@
 #define DISK_SIZE_MAX (1ull << 44) /* largest virtual size accepted, bytes (16 TiB) */
 #define NBD_PORT_TRIES 3           /* nbd-server-start attempts on port clashes */
 #define TEARDOWN_POLL_MS 200       /* query-block-jobs period in teardown, ms */
-#define TEARDOWN_POLLS 50          /* give up waiting for jobs after 10 s */
+#define TEARDOWN_POLLS 75          /* give up waiting after 15 s (> the QMP timeout) */
 #define QEMU_IMG_TIMEOUT_MS 10000  /* qemu-img create must finish within, ms */
 
 /* --- destination: the copies ------------------------------------------------ */
@@ -820,8 +820,11 @@ static void on_teardown_timer(evutil_socket_t fd, short what, void *arg)
         st->phase = STG_RESTORED; /* the source QEMU is gone with its jobs */
         return;
     }
-    if (active && ++st->teardown_polls <= TEARDOWN_POLLS) {
-        poll_jobs(m);
+    /* wait for the jobs to go and for replies still in flight (a late
+     * blockdev-add adds a node that must be deleted too) */
+    if ((active || st->pending) && ++st->teardown_polls <= TEARDOWN_POLLS) {
+        if (active)
+            poll_jobs(m);
         struct timeval tv = {.tv_sec = 0, .tv_usec = TEARDOWN_POLL_MS * 1000};
         m->refs++;
         evtimer_add(st->timer, &tv);
@@ -831,6 +834,8 @@ static void on_teardown_timer(evutil_socket_t fd, short what, void *arg)
         log_warn("agent", "msg=\"mirror jobs still listed after teardown wait\" id=%s", m->id);
     if (st->pending == 0)
         delete_targets(m);
+    else
+        log_error("agent", "msg=\"QMP replies missing; NBD nodes may remain\" id=%s", m->id);
 }
 
 void storage_teardown(struct migration *m)

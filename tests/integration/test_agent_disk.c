@@ -12,6 +12,7 @@
  *    destination's QEMU and disk copy are gone;
  *  - destination QEMU killed mid-mirror: failed with a reason, the same;
  *  - cancel while memory migrates (every mirror READY): the same;
+ *  - cancel right after the request (set-up steps): the same;
  *  - a qcow2 disk arrives as a qcow2 copy with its data intact.
  * Every wait is bounded. Needs the lab image (make lab); disks live under
  * /var/tmp (cache.direct needs O_DIRECT; tmpfs has none). */
@@ -459,6 +460,54 @@ static void t_cancel_memory_phase(void)
     check_source_runs(s, name, src_pid);
 }
 
+/* Cancel right after the request, while the agent is still setting up
+ * (capabilities, asking the destination, adding the NBD node): whichever
+ * step it lands in, the source ends with no job and no NBD node. */
+static void t_cancel_at_once(void)
+{
+    if (!lab_ok)
+        return test_skip("lab did not start");
+    const char *name = "dc";
+    const struct lab_agent *s = &L.agents[0], *d = &L.agents[1];
+    struct ferr e = {0};
+    pid_t src_pid = 0;
+    char st[32] = "";
+    if (lab_instance_pid(s, name, &src_pid, st, sizeof(st), &e) != 0 ||
+        strcmp(st, "running") != 0) {
+        if (!launch(s, name))
+            return;
+        REQUIRE(lab_instance_pid(s, name, &src_pid, NULL, 0, &e) == 0, "%s", e.msg);
+    }
+    json_t *lim = json_pack("{s:I}", "mirror_speed_bps", (json_int_t)SLOW_MIRROR_BPS);
+    char id[64];
+    int rc = lab_migrate_start_storage(s, d, name, lim, id, sizeof(id), &e);
+    json_decref(lim);
+    REQUIRE(rc == 0, "start: %s", e.msg);
+    char path[128];
+    snprintf(path, sizeof(path), "/v1/migrations/%s/cancel", id);
+    int sc = 0;
+    rc = lab_api(s, "POST", path, NULL, &sc, NULL, &e);
+    CHECK(rc == 0 && sc == 202, "cancel: rc %d status %d %s", rc, sc, e.msg);
+    json_t *m = NULL;
+    rc = lab_migration_wait(s, id, 30000, &m, &e);
+    REQUIRE(rc == 0, "after cancel: %s", e.msg);
+    CHECK(strcmp(jstr(m, "state"), "cancelled") == 0, "state %s error '%s'", jstr(m, "state"),
+          jstr(m, "error"));
+    json_decref(m);
+    check_source_storage_restored(s, id);
+    CHECK(lab_instance_wait_gone(d, name, GONE_TIMEOUT_MS), "destination still lists %s", name);
+    char copy[600];
+    snprintf(copy, sizeof(copy), "%s/disks/%s.vda.raw", d->state_dir, name);
+    int gone = 0;
+    for (int i = 0; i < 50 && !gone; i++) {
+        gone = access(copy, F_OK) != 0;
+        if (!gone)
+            usleep(100000);
+    }
+    CHECK(gone, "destination disk copy %s still there", copy);
+    check_source_runs(s, name, src_pid);
+}
+
 /* A qcow2 disk: the destination makes a qcow2 copy (qemu-img) of the same
  * virtual size and the guest's data arrives intact. */
 static void t_qcow2(void)
@@ -593,6 +642,7 @@ int main(void)
     test_run("cancel mid-mirror: source restored, destination cleaned", t_cancel_mid_mirror);
     test_run("destination killed mid-mirror: failed, source restored", t_dest_killed);
     test_run("cancel while memory migrates: source restored", t_cancel_memory_phase);
+    test_run("cancel at once: source restored", t_cancel_at_once);
     test_run("qcow2 disk: qcow2 copy, data intact", t_qcow2);
     lab_stop(&L);
     char p[128];
