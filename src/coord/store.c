@@ -411,3 +411,130 @@ void store_consents_free(struct store_consent *c, size_t n)
         store_consent_clear(&c[i]);
     free(c);
 }
+
+/* ---- maintenance plans ---------------------------------------------------- */
+
+static int check_plan(const struct store_plan *p, struct ferr *e)
+{
+    int rc;
+    if ((rc = check_text(p->id, STORE_IDENT_MAX, 0, "id", e)) != 0 ||
+        (rc = check_text(p->state, STORE_IDENT_MAX, 0, "state", e)) != 0 ||
+        (rc = check_json(p->spec_json, "spec", e)) != 0 ||
+        (rc = check_text(p->user, STORE_IDENT_MAX, 0, "user", e)) != 0 ||
+        (rc = check_text(p->project, STORE_IDENT_MAX, 1, "project", e)) != 0 ||
+        (rc = check_text(p->last_error, STORE_ERROR_MAX, 1, "last_error", e)) != 0 ||
+        (rc = check_json(p->detail_json, "detail", e)) != 0)
+        return rc;
+    if (!p->spec_json)
+        return ferr_set(e, FERR_INVAL, "spec", "spec is required");
+    if (p->current_group < 0)
+        return ferr_set(e, FERR_INVAL, "current_group", "current_group must be >= 0");
+    return 0;
+}
+
+static int check_plan_host(const struct store_plan_host *h, struct ferr *e)
+{
+    int rc;
+    if ((rc = check_text(h->plan_id, STORE_IDENT_MAX, 0, "plan_id", e)) != 0 ||
+        (rc = check_name(h->host, "host", e)) != 0 ||
+        (rc = check_text(h->step, STORE_IDENT_MAX, 0, "step", e)) != 0 ||
+        (rc = check_text(h->state, STORE_IDENT_MAX, 0, "state", e)) != 0 ||
+        (rc = check_json(h->detail_json, "detail", e)) != 0)
+        return rc;
+    if (h->group_no < 0)
+        return ferr_set(e, FERR_INVAL, "group_no", "group_no must be >= 0");
+    return 0;
+}
+
+int store_plan_insert(struct store *st, const struct store_plan *p, const struct store_plan_host *h,
+                      size_t n, struct ferr *e)
+{
+    int rc = check_plan(p, e);
+    if (rc)
+        return rc;
+    if (n > STORE_LIST_MAX)
+        return ferr_set(e, FERR_TOOBIG, "hosts", "more than %d hosts", STORE_LIST_MAX);
+    for (size_t i = 0; i < n; i++) {
+        if ((rc = check_plan_host(&h[i], e)) != 0)
+            return rc;
+        if (strcmp(h[i].plan_id, p->id) != 0)
+            return ferr_set(e, FERR_INVAL, "plan_id", "host %s belongs to another plan", h[i].host);
+    }
+    return st->ops->plan_insert(st->impl, p, h, n, e);
+}
+
+int store_plan_get(struct store *st, const char *id, struct store_plan *out, struct ferr *e)
+{
+    int rc = check_text(id, STORE_IDENT_MAX, 0, "id", e);
+    return rc ? rc : st->ops->plan_get(st->impl, id, out, e);
+}
+
+int store_plan_update(struct store *st, const struct store_plan *p, struct ferr *e)
+{
+    int rc = check_plan(p, e);
+    return rc ? rc : st->ops->plan_update(st->impl, p, e);
+}
+
+int store_plan_list(struct store *st, struct store_plan **out, size_t *n, struct ferr *e)
+{
+    *out = NULL;
+    *n = 0;
+    return st->ops->plan_list(st->impl, out, n, e);
+}
+
+void store_plan_clear(struct store_plan *p)
+{
+    free(p->spec_json);
+    free(p->detail_json);
+    p->spec_json = p->detail_json = NULL;
+}
+
+void store_plans_free(struct store_plan *p, size_t n)
+{
+    for (size_t i = 0; p && i < n; i++)
+        store_plan_clear(&p[i]);
+    free(p);
+}
+
+int store_plan_host_list(struct store *st, const char *plan_id, struct store_plan_host **out,
+                         size_t *n, struct ferr *e)
+{
+    *out = NULL;
+    *n = 0;
+    int rc = check_text(plan_id, STORE_IDENT_MAX, 0, "plan_id", e);
+    return rc ? rc : st->ops->plan_host_list(st->impl, plan_id, out, n, e);
+}
+
+int store_plan_host_update(struct store *st, const struct store_plan_host *h, struct ferr *e)
+{
+    int rc = check_plan_host(h, e);
+    return rc ? rc : st->ops->plan_host_update(st->impl, h, e);
+}
+
+void store_plan_hosts_free(struct store_plan_host *h, size_t n)
+{
+    for (size_t i = 0; h && i < n; i++) {
+        free(h[i].detail_json);
+        h[i].detail_json = NULL;
+    }
+    free(h);
+}
+
+int store_deferral_put(struct store *st, const struct store_deferral *d, struct ferr *e)
+{
+    int rc;
+    if ((rc = check_name(d->instance, "instance", e)) != 0 ||
+        (rc = check_text(d->plan_id, STORE_IDENT_MAX, 0, "plan_id", e)) != 0 ||
+        (rc = check_text(d->by_user, STORE_IDENT_MAX, 0, "by_user", e)) != 0)
+        return rc;
+    return st->ops->deferral_put(st->impl, d, e);
+}
+
+int store_deferral_list(struct store *st, const char *plan_id, struct store_deferral **out,
+                        size_t *n, struct ferr *e)
+{
+    *out = NULL;
+    *n = 0;
+    int rc = check_text(plan_id, STORE_IDENT_MAX, 0, "plan_id", e);
+    return rc ? rc : st->ops->deferral_list(st->impl, plan_id, out, n, e);
+}

@@ -311,4 +311,89 @@ void store_consent_clear(struct store_consent *c);
 /* Frees an array from store_consent_list. */
 void store_consents_free(struct store_consent *c, size_t n);
 
+/* ---- maintenance plans (v6) --------------------------------------------- */
+
+/* A rolling-maintenance plan (src/coord/plans.c, docs/PLANS.md). */
+struct store_plan {
+    char id[STORE_IDENT_MAX + 1];      /* "plan-..." */
+    char state[STORE_IDENT_MAX + 1];   /* running, paused, aborting, aborted, failed, completed */
+    char *spec_json;                   /* the request as accepted (JSON); owned after get */
+    char user[STORE_IDENT_MAX + 1];    /* who created it */
+    char project[STORE_IDENT_MAX + 1];
+    int64_t created_ms;                /* ms since epoch */
+    int64_t updated_ms;                /* ms since epoch */
+    int current_group;                 /* position of the group being worked on */
+    char last_error[STORE_ERROR_MAX + 1];
+    char *detail_json;                 /* JSON text or NULL; owned after get */
+};
+
+/* One target host of a plan: its group and where it is in drain → maintain → return. */
+struct store_plan_host {
+    char plan_id[STORE_IDENT_MAX + 1];
+    char host[STORE_NAME_MAX + 1];
+    int group_no;                   /* position of its group in the plan */
+    char step[STORE_IDENT_MAX + 1]; /* pending, draining, drained, maintaining, checking, returned */
+    char state[STORE_IDENT_MAX + 1]; /* ok, failed, aborted */
+    int64_t started_ms;             /* drain started, ms since epoch, 0 before */
+    int64_t finished_ms;            /* returned (or stopped), ms since epoch, 0 before */
+    char *detail_json;              /* JSON text or NULL (planned moves, step times);
+                                       owned after get/list */
+};
+
+/* A tenant's deferral of a plan's migration of instance until until_ms. */
+struct store_deferral {
+    char instance[STORE_NAME_MAX + 1];
+    char plan_id[STORE_IDENT_MAX + 1];
+    int64_t until_ms;                  /* the plan retries after, ms since epoch */
+    char by_user[STORE_IDENT_MAX + 1]; /* who cancelled */
+    int64_t created_ms;                /* ms since epoch */
+};
+
+/* Inserts plan p and its hosts h[0..n) (JSON borrowed) atomically (also
+ * inside an open transaction). FERR_EXISTS on a known id. */
+int store_plan_insert(struct store *st, const struct store_plan *p, const struct store_plan_host *h,
+                      size_t n, struct ferr *e) __attribute__((warn_unused_result));
+
+/* Fetches plan id into *out (release with store_plan_clear); FERR_NOTFOUND. */
+int store_plan_get(struct store *st, const char *id, struct store_plan *out, struct ferr *e)
+    __attribute__((warn_unused_result));
+
+/* Replaces state, updated_ms, current_group, last_error and detail of plan
+ * p->id. FERR_NOTFOUND when unknown. */
+int store_plan_update(struct store *st, const struct store_plan *p, struct ferr *e)
+    __attribute__((warn_unused_result));
+
+/* Lists plans, newest first, at most STORE_LIST_MAX: *out (free with
+ * store_plans_free), *n. */
+int store_plan_list(struct store *st, struct store_plan **out, size_t *n, struct ferr *e)
+    __attribute__((warn_unused_result));
+
+/* Frees what a fetched plan owns; p stays usable. */
+void store_plan_clear(struct store_plan *p);
+
+/* Frees an array from store_plan_list. */
+void store_plans_free(struct store_plan *p, size_t n);
+
+/* Lists the hosts of plan_id ordered by group, then host name: *out (free
+ * with store_plan_hosts_free), *n. */
+int store_plan_host_list(struct store *st, const char *plan_id, struct store_plan_host **out,
+                         size_t *n, struct ferr *e) __attribute__((warn_unused_result));
+
+/* Replaces step, state, started_ms, finished_ms and detail of host
+ * h->host in plan h->plan_id. FERR_NOTFOUND when unknown. */
+int store_plan_host_update(struct store *st, const struct store_plan_host *h, struct ferr *e)
+    __attribute__((warn_unused_result));
+
+/* Frees an array from store_plan_host_list. */
+void store_plan_hosts_free(struct store_plan_host *h, size_t n);
+
+/* Inserts or replaces the deferral of (d->instance, d->plan_id). */
+int store_deferral_put(struct store *st, const struct store_deferral *d, struct ferr *e)
+    __attribute__((warn_unused_result));
+
+/* Lists the deferrals of plan_id ordered by instance: *out (caller frees
+ * with free()), *n. */
+int store_deferral_list(struct store *st, const char *plan_id, struct store_deferral **out,
+                        size_t *n, struct ferr *e) __attribute__((warn_unused_result));
+
 #endif

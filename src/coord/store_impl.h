@@ -41,6 +41,17 @@ struct store_ops {
     int (*consent_update)(void *impl, const struct store_consent *c, struct ferr *e);
     int (*consent_list)(void *impl, const struct store_consent_filter *f, size_t limit,
                         struct store_consent **out, size_t *n, struct ferr *e);
+    int (*plan_insert)(void *impl, const struct store_plan *p, const struct store_plan_host *h,
+                       size_t n, struct ferr *e);
+    int (*plan_get)(void *impl, const char *id, struct store_plan *out, struct ferr *e);
+    int (*plan_update)(void *impl, const struct store_plan *p, struct ferr *e);
+    int (*plan_list)(void *impl, struct store_plan **out, size_t *n, struct ferr *e);
+    int (*plan_host_list)(void *impl, const char *plan_id, struct store_plan_host **out, size_t *n,
+                          struct ferr *e);
+    int (*plan_host_update)(void *impl, const struct store_plan_host *h, struct ferr *e);
+    int (*deferral_put)(void *impl, const struct store_deferral *d, struct ferr *e);
+    int (*deferral_list)(void *impl, const char *plan_id, struct store_deferral **out, size_t *n,
+                         struct ferr *e);
 };
 
 /* Opens the SQLite backend at path (see store_open). */

@@ -928,6 +928,230 @@ static int sq_consent_list(void *impl, const struct store_consent_filter *f, siz
     return 0;
 }
 
+/* ---- maintenance plans (v6) ---------------------------------------------- */
+
+#define PLAN_COLS                                                                                  \
+    "id, state, spec, user, project, created_ms, updated_ms, current_group, last_error, detail"
+#define PLAN_HOST_COLS "plan_id, host, group_no, step, state, started_ms, finished_ms, detail"
+
+static int plan_host_insert(struct sq *s, const struct store_plan_host *h, struct ferr *e)
+{
+    sqlite3_stmt *st;
+    int rc = prep(s, "INSERT INTO plan_hosts (" PLAN_HOST_COLS ") VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                  &st, e);
+    if (rc)
+        return rc;
+    bind_text(st, 1, h->plan_id);
+    bind_text(st, 2, h->host);
+    sqlite3_bind_int(st, 3, h->group_no);
+    bind_text(st, 4, h->step);
+    bind_text(st, 5, h->state);
+    sqlite3_bind_int64(st, 6, h->started_ms);
+    sqlite3_bind_int64(st, 7, h->finished_ms);
+    bind_text(st, 8, h->detail_json);
+    return run(s, st, "insert plan host", e);
+}
+
+static int sq_plan_insert(void *impl, const struct store_plan *p, const struct store_plan_host *h,
+                          size_t n, struct ferr *e)
+{
+    struct sq *s = impl;
+    sqlite3_stmt *st;
+    int rc;
+    if ((rc = exec(s, "SAVEPOINT plan_insert", e)) != 0)
+        return rc;
+    if ((rc = prep(s, "INSERT INTO plans (" PLAN_COLS ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                   &st, e)) != 0)
+        goto fail;
+    bind_text(st, 1, p->id);
+    bind_text(st, 2, p->state);
+    bind_text(st, 3, p->spec_json);
+    bind_text(st, 4, p->user);
+    bind_text(st, 5, p->project);
+    sqlite3_bind_int64(st, 6, p->created_ms);
+    sqlite3_bind_int64(st, 7, p->updated_ms);
+    sqlite3_bind_int(st, 8, p->current_group);
+    bind_text(st, 9, p->last_error);
+    bind_text(st, 10, p->detail_json);
+    if ((rc = run(s, st, "insert plan", e)) != 0)
+        goto fail;
+    for (size_t i = 0; i < n; i++)
+        if ((rc = plan_host_insert(s, &h[i], e)) != 0)
+            goto fail;
+    if ((rc = exec(s, "RELEASE plan_insert", e)) != 0)
+        goto fail;
+    return 0;
+fail:
+    sqlite3_exec(s->db, "ROLLBACK TO plan_insert; RELEASE plan_insert", NULL, NULL, NULL);
+    return rc;
+}
+
+static void plan_fill(sqlite3_stmt *st, void *v)
+{
+    struct store_plan *p = v;
+    memset(p, 0, sizeof(*p));
+    col_text(st, 0, p->id, sizeof(p->id));
+    col_text(st, 1, p->state, sizeof(p->state));
+    p->spec_json = col_dup(st, 2);
+    col_text(st, 3, p->user, sizeof(p->user));
+    col_text(st, 4, p->project, sizeof(p->project));
+    p->created_ms = sqlite3_column_int64(st, 5);
+    p->updated_ms = sqlite3_column_int64(st, 6);
+    p->current_group = sqlite3_column_int(st, 7);
+    col_text(st, 8, p->last_error, sizeof(p->last_error));
+    p->detail_json = col_dup(st, 9);
+}
+
+static int sq_plan_get(void *impl, const char *id, struct store_plan *out, struct ferr *e)
+{
+    struct sq *s = impl;
+    sqlite3_stmt *st;
+    int rc = prep(s, "SELECT " PLAN_COLS " FROM plans WHERE id = ?", &st, e);
+    if (rc)
+        return rc;
+    bind_text(st, 1, id);
+    int r = sqlite3_step(st);
+    if (r != SQLITE_ROW) {
+        rc = r == SQLITE_DONE ? ferr_set(e, FERR_NOTFOUND, "id", "no plan %s", id)
+                              : db_err(s, e, "get plan");
+        sqlite3_finalize(st);
+        return rc;
+    }
+    plan_fill(st, out);
+    sqlite3_finalize(st);
+    return 0;
+}
+
+/* Runs st (an UPDATE) and turns "no row changed" into FERR_NOTFOUND. */
+static int run_update(struct sq *s, sqlite3_stmt *st, const char *what, const char *key,
+                      struct ferr *e)
+{
+    int rc = run(s, st, what, e);
+    if (rc == 0 && sqlite3_changes(s->db) == 0)
+        rc = ferr_set(e, FERR_NOTFOUND, "id", "%s: no such %s", what, key);
+    return rc;
+}
+
+static int sq_plan_update(void *impl, const struct store_plan *p, struct ferr *e)
+{
+    struct sq *s = impl;
+    sqlite3_stmt *st;
+    int rc = prep(s,
+                  "UPDATE plans SET state = ?, updated_ms = ?, current_group = ?, last_error = ?,"
+                  " detail = ? WHERE id = ?",
+                  &st, e);
+    if (rc)
+        return rc;
+    bind_text(st, 1, p->state);
+    sqlite3_bind_int64(st, 2, p->updated_ms);
+    sqlite3_bind_int(st, 3, p->current_group);
+    bind_text(st, 4, p->last_error);
+    bind_text(st, 5, p->detail_json);
+    bind_text(st, 6, p->id);
+    return run_update(s, st, "update plan", p->id, e);
+}
+
+static int sq_plan_list(void *impl, struct store_plan **out, size_t *n, struct ferr *e)
+{
+    struct sq *s = impl;
+    sqlite3_stmt *st;
+    int rc = prep(s, "SELECT " PLAN_COLS " FROM plans ORDER BY created_ms DESC, id DESC", &st, e);
+    return rc ? rc : collect(s, st, sizeof(**out), plan_fill, (void **)out, n, e);
+}
+
+static void plan_host_fill(sqlite3_stmt *st, void *v)
+{
+    struct store_plan_host *h = v;
+    memset(h, 0, sizeof(*h));
+    col_text(st, 0, h->plan_id, sizeof(h->plan_id));
+    col_text(st, 1, h->host, sizeof(h->host));
+    h->group_no = sqlite3_column_int(st, 2);
+    col_text(st, 3, h->step, sizeof(h->step));
+    col_text(st, 4, h->state, sizeof(h->state));
+    h->started_ms = sqlite3_column_int64(st, 5);
+    h->finished_ms = sqlite3_column_int64(st, 6);
+    h->detail_json = col_dup(st, 7);
+}
+
+static int sq_plan_host_list(void *impl, const char *plan_id, struct store_plan_host **out,
+                             size_t *n, struct ferr *e)
+{
+    struct sq *s = impl;
+    sqlite3_stmt *st;
+    int rc = prep(s,
+                  "SELECT " PLAN_HOST_COLS " FROM plan_hosts WHERE plan_id = ?"
+                  " ORDER BY group_no, host",
+                  &st, e);
+    if (rc)
+        return rc;
+    bind_text(st, 1, plan_id);
+    return collect(s, st, sizeof(**out), plan_host_fill, (void **)out, n, e);
+}
+
+static int sq_plan_host_update(void *impl, const struct store_plan_host *h, struct ferr *e)
+{
+    struct sq *s = impl;
+    sqlite3_stmt *st;
+    int rc = prep(s,
+                  "UPDATE plan_hosts SET step = ?, state = ?, started_ms = ?, finished_ms = ?,"
+                  " detail = ? WHERE plan_id = ? AND host = ?",
+                  &st, e);
+    if (rc)
+        return rc;
+    bind_text(st, 1, h->step);
+    bind_text(st, 2, h->state);
+    sqlite3_bind_int64(st, 3, h->started_ms);
+    sqlite3_bind_int64(st, 4, h->finished_ms);
+    bind_text(st, 5, h->detail_json);
+    bind_text(st, 6, h->plan_id);
+    bind_text(st, 7, h->host);
+    return run_update(s, st, "update plan host", h->host, e);
+}
+
+static int sq_deferral_put(void *impl, const struct store_deferral *d, struct ferr *e)
+{
+    struct sq *s = impl;
+    sqlite3_stmt *st;
+    int rc = prep(s,
+                  "INSERT OR REPLACE INTO deferrals (instance, plan_id, until_ms, by_user,"
+                  " created_ms) VALUES (?, ?, ?, ?, ?)",
+                  &st, e);
+    if (rc)
+        return rc;
+    bind_text(st, 1, d->instance);
+    bind_text(st, 2, d->plan_id);
+    sqlite3_bind_int64(st, 3, d->until_ms);
+    bind_text(st, 4, d->by_user);
+    sqlite3_bind_int64(st, 5, d->created_ms);
+    return run(s, st, "put deferral", e);
+}
+
+static void deferral_fill(sqlite3_stmt *st, void *v)
+{
+    struct store_deferral *d = v;
+    memset(d, 0, sizeof(*d));
+    col_text(st, 0, d->instance, sizeof(d->instance));
+    col_text(st, 1, d->plan_id, sizeof(d->plan_id));
+    d->until_ms = sqlite3_column_int64(st, 2);
+    col_text(st, 3, d->by_user, sizeof(d->by_user));
+    d->created_ms = sqlite3_column_int64(st, 4);
+}
+
+static int sq_deferral_list(void *impl, const char *plan_id, struct store_deferral **out,
+                            size_t *n, struct ferr *e)
+{
+    struct sq *s = impl;
+    sqlite3_stmt *st;
+    int rc = prep(s,
+                  "SELECT instance, plan_id, until_ms, by_user, created_ms FROM deferrals"
+                  " WHERE plan_id = ? ORDER BY instance",
+                  &st, e);
+    if (rc)
+        return rc;
+    bind_text(st, 1, plan_id);
+    return collect(s, st, sizeof(**out), deferral_fill, (void **)out, n, e);
+}
+
 static const struct store_ops SQLITE_OPS = {
     .close = sq_close,
     .schema_version = sq_schema_version,
@@ -958,6 +1182,14 @@ static const struct store_ops SQLITE_OPS = {
     .consent_get = sq_consent_get,
     .consent_update = sq_consent_update,
     .consent_list = sq_consent_list,
+    .plan_insert = sq_plan_insert,
+    .plan_get = sq_plan_get,
+    .plan_update = sq_plan_update,
+    .plan_list = sq_plan_list,
+    .plan_host_list = sq_plan_host_list,
+    .plan_host_update = sq_plan_host_update,
+    .deferral_put = sq_deferral_put,
+    .deferral_list = sq_deferral_list,
 };
 
 /* One PRAGMA whose single-row answer must equal want (NULL: ignore it). */
