@@ -89,6 +89,8 @@ void agentc_request(struct event_base *base, const char *url, const char *token,
         t = EVHTTP_REQ_POST;
     else if (strcmp(method, "DELETE") == 0)
         t = EVHTTP_REQ_DELETE;
+    else if (strcmp(method, "PATCH") == 0)
+        t = EVHTTP_REQ_PATCH;
     if (evhttp_make_request(c, req, t, path) != 0) {
         /* libevent freed req; the connection is ours to free */
         free(r);

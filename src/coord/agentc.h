@@ -15,8 +15,9 @@
  * (borrowed for the call, NULL when not JSON) with e NULL. */
 typedef void (*agentc_cb)(int status, json_t *body, const struct ferr *e, void *arg);
 
-/* Sends method path (with body, borrowed, may be NULL) to the agent at url
- * ("http://HOST:PORT") with token (may be NULL) and a timeout_s. cb is
+/* Sends method (GET, POST, PATCH or DELETE) path (with body, borrowed,
+ * may be NULL) to the agent at url ("http://HOST:PORT") with token (may be
+ * NULL or "": no Authorization header) and a timeout_s. cb is
  * always called exactly once, possibly before this returns (bad URL). */
 void agentc_request(struct event_base *base, const char *url, const char *token, const char *method,
                     const char *path, const json_t *body, int timeout_s, agentc_cb cb, void *arg);

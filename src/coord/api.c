@@ -12,6 +12,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "coord/consent.h"
 #include "coord/auth.h"
 #include "coord/coord.h"
 #include "coord/migrations.h"
@@ -500,5 +501,7 @@ void coord_api_handle(struct evhttp_request *req, void *arg)
         return list_events(c, req, &who);
     if (n >= 2 && n <= 4 && strcmp(r, "migrations") == 0)
         return coordmig_handle(c, req, &who, seg, n);
+    if (n >= 2 && n <= 4 && strcmp(r, "consents") == 0)
+        return coordconsent_handle(c, req, &who, seg, n);
     reply_err(req, FERR_NOTFOUND, "path", "no such endpoint");
 }

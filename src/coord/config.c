@@ -22,6 +22,8 @@ void config_defaults(struct config *c)
     c->webhook_max_tries = 8;
     c->webhook_backoff_base_ms = 1000;
     c->webhook_backoff_cap_ms = 300000;
+    c->consent_timeout_s = 600;
+    snprintf(c->consent_timeout_action, sizeof(c->consent_timeout_action), "wait");
 }
 
 /* `URL SECRET [TYPES]`: an http:// URL, a secret of 16..128 bytes. */
@@ -121,6 +123,16 @@ static int apply(struct config *c, const char *k, const char *v, int line, struc
             goto bad;
     } else if (strcmp(k, "webhook_backoff_cap_ms") == 0) {
         if (parse_u32(v, 10, 86400000, &c->webhook_backoff_cap_ms) != 0)
+            goto bad;
+    } else if (strcmp(k, "consent_timeout_s") == 0) {
+        if (parse_u32(v, 1, 7 * 86400, &c->consent_timeout_s) != 0)
+            goto bad;
+    } else if (strcmp(k, "consent_timeout_action") == 0) {
+        if (strcmp(v, "wait") && strcmp(v, "proceed") && strcmp(v, "abort"))
+            goto bad;
+        snprintf(c->consent_timeout_action, sizeof(c->consent_timeout_action), "%s", v);
+    } else if (strcmp(k, "agent_token_file") == 0) {
+        if (set_path(c->agent_token_file, sizeof(c->agent_token_file), v) != 0)
             goto bad;
     } else {
         return ferr_set(e, FERR_INVAL, k, "line %d: unknown key %s", line, k);

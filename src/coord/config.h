@@ -37,6 +37,10 @@ struct config {
     uint32_t webhook_max_tries;       /* attempts before a dead letter, default 8 */
     uint32_t webhook_backoff_base_ms; /* first retry delay, default 1000 */
     uint32_t webhook_backoff_cap_ms;  /* longest retry delay, default 300000 */
+    uint32_t consent_timeout_s;       /* a consent request expires after, s; default 600 */
+    char consent_timeout_action[16];  /* wait, proceed or abort; default wait */
+    char agent_token_file[CONFIG_PATH_MAX]; /* "" = none; else the bearer token ferryd
+                                               presents to every agent */
 };
 
 /* Fills c with every default. */

@@ -19,6 +19,7 @@
 
 #include "coord/agentc.h"
 #include "coord/auth.h"
+#include "coord/consent.h"
 #include "coord/migrations.h"
 #include "coord/place.h"
 #include "core/migstate.h"
@@ -81,9 +82,14 @@ struct orch {
 };
 
 struct coordmig {
-    struct event *tick; /* TICK_MS timer */
-    struct orch *list;  /* live orchestrations */
+    struct event *tick;  /* TICK_MS timer */
+    struct orch *list;   /* live orchestrations */
+    char *agent_token;   /* bearer token presented to the agents; owned, NULL none */
+    int64_t consent_ms;  /* last consent timeout check, ms since epoch */
 };
+
+#define AGENT_TOKEN_MAX 256 /* bytes of the agent token file's token */
+#define CONSENT_CHECK_MS 1000 /* consent timeouts are checked this often, ms */
 
 /* ---- small helpers ---------------------------------------------------- */
 
@@ -413,8 +419,24 @@ static void agent_send(struct orch *o, const char *host, const char *method, con
         return;
     }
     o->inflight = true;
-    agentc_request(o->c->base, url, NULL, method, path, body, AGENT_TIMEOUT_S, cb, o);
+    agentc_request(o->c->base, url, o->c->mig->agent_token, method, path, body, AGENT_TIMEOUT_S,
+                   cb, o);
     free(url);
+}
+
+/* The reason of a refused agent request, for last_error: the agent's own
+ * message, or for a 401 what to do about it. */
+static void agent_why(char *buf, size_t n, const char *what, int status, const json_t *body,
+                      const struct ferr *e)
+{
+    const char *msg = json_string_value(json_object_get(json_object_get(body, "error"), "message"));
+    if (status == 401)
+        snprintf(buf, n,
+                 "%s: the agent refused ferryd's credentials (401 unauthorised); set "
+                 "agent_token_file in ferryd's configuration to the agents' --token-file token",
+                 what);
+    else
+        snprintf(buf, n, "%s (%d): %s", what, status, e ? e->msg : (msg ? msg : "no detail"));
 }
 
 static void on_cleaned(int status, json_t *body, const struct ferr *e, void *arg)
@@ -503,10 +525,7 @@ static void on_started(int status, json_t *body, const struct ferr *e, void *arg
         if (cancelled_while_preparing(o))
             return;
         char why[STORE_ERROR_MAX + 1];
-        const char *msg =
-            json_string_value(json_object_get(json_object_get(body, "error"), "message"));
-        snprintf(why, sizeof(why), "the source agent refused the migration (%d): %s", status,
-                 e ? e->msg : (msg ? msg : "no detail"));
+        agent_why(why, sizeof(why), "the source agent refused the migration", status, body, e);
         fail(o, why, true);
         return;
     }
@@ -569,10 +588,7 @@ static void on_incoming_posted(int status, json_t *body, const struct ferr *e, v
         return;
     if (status != 202 && status != 409) {
         char why[STORE_ERROR_MAX + 1];
-        const char *msg =
-            json_string_value(json_object_get(json_object_get(body, "error"), "message"));
-        snprintf(why, sizeof(why), "the destination refused the incoming guest (%d): %s", status,
-                 e ? e->msg : (msg ? msg : "no detail"));
+        agent_why(why, sizeof(why), "the destination refused the incoming guest", status, body, e);
         fail(o, why, true);
         return;
     }
@@ -591,9 +607,9 @@ static void on_spec(int status, json_t *body, const struct ferr *e, void *arg)
         return;
     json_t *spec = json_object_get(body, "spec");
     if (status != 200 || !json_is_object(spec)) {
-        char why[STORE_ERROR_MAX + 1];
-        snprintf(why, sizeof(why), "cannot read instance %s on the source (%d): %s", o->instance,
-                 status, e ? e->msg : "no spec");
+        char why[STORE_ERROR_MAX + 1], what[128];
+        snprintf(what, sizeof(what), "cannot read instance %s on the source", o->instance);
+        agent_why(why, sizeof(why), what, status, body, e);
         fail(o, why, false);
         return;
     }
@@ -662,6 +678,7 @@ static void on_poll(int status, json_t *body, const struct ferr *e, void *arg)
         return; /* unknown until the host is back (it re-registers) or the outcome is known */
     leave_unknown(o);
     report_stalls(o, body);
+    coordconsent_observe(o->c, o->id, o->instance, o->project, body);
     set_phase(o, ast);
     const char *aerr = json_string_value(json_object_get(body, "error"));
     if (strcmp(ast, "succeeded") == 0) {
@@ -844,6 +861,10 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
     (void)what;
     struct coord *c = arg;
     int64_t now = coord_now_ms();
+    if (now - c->mig->consent_ms >= CONSENT_CHECK_MS) {
+        c->mig->consent_ms = now;
+        coordconsent_tick(c, now);
+    }
     struct orch **pp = &c->mig->list;
     while (*pp) {
         struct orch *o = *pp;
@@ -909,9 +930,41 @@ static struct orch *orch_from(struct coord *c, const struct store_migration *m)
     return o;
 }
 
+/* Reads the agent token file (one token, surrounding white space ignored)
+ * into *out (caller frees). */
+static int read_agent_token(const char *path, char **out, struct ferr *e)
+{
+    char buf[AGENT_TOKEN_MAX + 2];
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return ferr_set(e, -errno, "agent_token_file", "cannot open %s: %s", path, strerror(errno));
+    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    char *p = buf;
+    while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r')
+        p++;
+    size_t len = strcspn(p, " \t\r\n");
+    if (n > AGENT_TOKEN_MAX || len == 0 || p[len + strspn(p + len, " \t\r\n")] != '\0')
+        return ferr_set(e, FERR_INVAL, "agent_token_file",
+                        "%s must hold one token of 1..%d printable bytes", path, AGENT_TOKEN_MAX);
+    p[len] = '\0';
+    for (size_t i = 0; i < len; i++)
+        if ((unsigned char)p[i] < 0x21 || (unsigned char)p[i] > 0x7e)
+            return ferr_set(e, FERR_INVAL, "agent_token_file",
+                            "%s must hold one token of printable bytes", path);
+    *out = xstrdup(p);
+    return 0;
+}
+
 int coordmig_start(struct coord *c, struct ferr *e)
 {
     c->mig = xcalloc(1, sizeof(*c->mig));
+    if (c->cfg.agent_token_file[0]) {
+        int trc = read_agent_token(c->cfg.agent_token_file, &c->mig->agent_token, e);
+        if (trc)
+            return trc;
+    }
     struct store_migration_filter f = {.active_only = 1};
     struct store_migration *m = NULL;
     size_t n = 0;
@@ -941,6 +994,7 @@ void coordmig_stop(struct coord *c)
         c->mig->list = o->next;
         orch_free(o); /* requests in flight die with the event base */
     }
+    free(c->mig->agent_token);
     free(c->mig);
     c->mig = NULL;
 }
@@ -1175,41 +1229,28 @@ static bool empty_body(struct evhttp_request *req)
     return true;
 }
 
-static void cancel(struct coord *c, struct evhttp_request *req, const struct store_token *who,
-                   const char *id)
+int coordmig_cancel(struct coord *c, const char *id, const char *by, const char *stored_state,
+                    struct ferr *e)
 {
-    struct store_migration m;
-    if (!empty_body(req) || !load_visible(c, req, who, id, &m))
-        return;
-    bool ok = decide(c, who, "migration:cancel", m.project, m.instance, m.id, m.source, true);
-    store_migration_clear(&m);
-    if (!ok)
-        return reply_code(req, 403, "forbidden", "", "the policy does not allow this action");
-    struct orch *o = orch_find(c, id);
-    if (!o || o->step == OS_DONE) {
-        char msg[128];
-        snprintf(msg, sizeof(msg), "the migration has ended (%s); nothing to cancel",
-                 o ? migstate_name(o->st) : m.state);
-        return reply_code(req, 409, "conflict", "state", msg);
-    }
+    struct orch *o = c->mig ? orch_find(c, id) : NULL;
+    if (!o || o->step == OS_DONE)
+        return ferr_set(e, FERR_STATE, "state", "the migration has ended (%s); nothing to cancel",
+                        o ? migstate_name(o->st) : (stored_state ? stored_state : "ended"));
     if (o->unknown)
-        return reply_code(req, 409, "conflict", "state",
-                          "the source agent is unreachable (state unknown); cancel when it is "
-                          "back");
+        return ferr_set(e, FERR_STATE, "state",
+                        "the source agent is unreachable (state unknown); cancel when it is "
+                        "back");
     enum migstate before = o->st;
-    if (advance(o, MIGEV_CANCEL) != 0) {
-        char msg[200];
-        snprintf(msg, sizeof(msg), "a migration in state %s cannot be cancelled%s",
-                 migstate_name(before),
-                 before == MIGSTATE_POSTCOPY || before == MIGSTATE_COMPLETING
-                     ? ": the guest already runs on the destination"
-                     : "");
-        return reply_code(req, 409, "conflict", "state", msg);
-    }
+    if (advance(o, MIGEV_CANCEL) != 0)
+        return ferr_set(e, FERR_STATE, "state", "a migration in state %s cannot be cancelled%s",
+                        migstate_name(before),
+                        before == MIGSTATE_POSTCOPY || before == MIGSTATE_COMPLETING
+                            ? ": the guest already runs on the destination"
+                            : "");
     int rc;
     if (o->st == MIGSTATE_CANCELLED) { /* still queued: nothing to undo */
         set_phase(o, "done");
-        rc = persist(o, NULL, NULL, "migration.cancelled", json_pack("{s:s}", "by", who->user));
+        rc = persist(o, NULL, NULL, "migration.cancelled", json_pack("{s:s}", "by", by));
         finish(o);
     } else {
         set_phase(o, o->agent_mig[0] ? "cancel_requested" : o->phase);
@@ -1223,10 +1264,175 @@ static void cancel(struct coord *c, struct evhttp_request *req, const struct sto
     }
     if (rc != 0) {
         o->st = before; /* not durable: as if it never happened */
-        return reply_code(req, 500, "internal", "", "cannot record the cancel");
+        return ferr_set(e, -EIO, "", "cannot record the cancel");
     }
+    return 0;
+}
+
+int coordmig_agent_send(struct coord *c, const char *id, const char *method, const char *suffix,
+                        const json_t *body, agentc_cb cb, void *arg, struct ferr *e)
+{
+    struct orch *o = c->mig ? orch_find(c, id) : NULL;
+    if (!o || o->step == OS_DONE || !o->agent_mig[0])
+        return ferr_set(e, FERR_STATE, "state",
+                        "the migration is not running on its source agent (not started yet, or "
+                        "ended)");
+    if (o->unknown)
+        return ferr_set(e, FERR_STATE, "state",
+                        "the source agent is unreachable (state unknown); try again when it is "
+                        "back");
+    char *url = host_url(c, o->source);
+    if (!url)
+        return ferr_set(e, FERR_STATE, "state", "host %s is no longer registered", o->source);
+    char path[192];
+    snprintf(path, sizeof(path), "/v1/migrations/%s/%s", o->agent_mig, suffix);
+    agentc_request(c->base, url, c->mig->agent_token, method, path, body, AGENT_TIMEOUT_S, cb, arg);
+    free(url);
+    return 0;
+}
+
+static void cancel(struct coord *c, struct evhttp_request *req, const struct store_token *who,
+                   const char *id)
+{
+    struct store_migration m;
+    if (!empty_body(req) || !load_visible(c, req, who, id, &m))
+        return;
+    bool ok = decide(c, who, "migration:cancel", m.project, m.instance, m.id, m.source, true);
+    store_migration_clear(&m);
+    if (!ok)
+        return reply_code(req, 403, "forbidden", "", "the policy does not allow this action");
+    struct ferr e = {0};
+    if (coordmig_cancel(c, id, who->user, m.state, &e) != 0)
+        return reply_code(req, e.code == FERR_STATE ? 409 : 500,
+                          e.code == FERR_STATE ? "conflict" : "internal", e.field, e.msg);
     log_info("migrate", "msg=\"cancel requested\" id=%s by=%s@%s", id, who->user, who->project);
     reply_record(c, req, who, id, 202);
+}
+
+/* A request forwarded to the source agent; the API reply waits for it. */
+struct fwd {
+    struct coord *c;
+    struct evhttp_request *req; /* the API request, answered from the callback */
+    struct store_token who;     /* the caller */
+    char id[STORE_IDENT_MAX + 1];
+    json_t *lim;                /* PATCH limits: the validated body; owned, NULL for force */
+};
+
+/* Writes the agent's acceptance of a forwarded request into the record
+ * (detail, and for limits the record's limits) with its event, in one
+ * transaction. */
+static int record_forwarded(struct fwd *f, const json_t *agent)
+{
+    struct coord *c = f->c;
+    struct ferr e = {0};
+    struct store_migration m;
+    int64_t now = coord_now_ms();
+    if (store_tx_begin(c->st, &e) != 0)
+        return -1;
+    if (store_migration_get(c->st, f->id, &m, &e) != 0) {
+        store_tx_rollback(c->st);
+        return -1;
+    }
+    json_t *detail = json_load_or_null(m.detail_json);
+    if (!json_is_object(detail)) {
+        json_decref(detail);
+        detail = json_object();
+    }
+    json_t *extra;
+    const char *type;
+    if (f->lim) {
+        json_t *rl = json_deep_copy(f->lim);
+        json_object_set_new(rl, "requested_at", time_json(now));
+        json_object_set_new(rl, "requested_by", json_string(f->who.user));
+        json_object_set_new(rl, "applied", json_true());
+        json_object_set_new(detail, "requested_limits", rl);
+        json_t *lim = json_load_or_null(m.limits_json);
+        if (!json_is_object(lim)) {
+            json_decref(lim);
+            lim = json_object();
+        }
+        json_object_update(lim, f->lim);
+        free(m.limits_json);
+        m.limits_json = json_dumps(lim, JSON_COMPACT);
+        json_decref(lim);
+        type = "migration.limits_changed";
+        extra = json_deep_copy(f->lim);
+        json_object_set_new(extra, "by", json_string(f->who.user));
+    } else {
+        const char *how = json_string_value(json_object_get(agent, "force_complete"));
+        json_object_set_new(detail, "force_complete",
+                            json_pack("{s:s, s:s, s:o}", "by", f->who.user, "how",
+                                      how ? how : "", "at", time_json(now)));
+        type = "migration.force_completed";
+        extra = json_pack("{s:s, s:s}", "by", f->who.user, "how", how ? how : "");
+    }
+    free(m.detail_json);
+    m.detail_json = json_dumps(detail, JSON_COMPACT);
+    json_decref(detail);
+    m.updated_ms = now;
+    int rc = store_migration_update(c->st, &m, &e);
+    if (rc == 0)
+        rc = emit(c, type, m.id, m.instance, m.project, m.source, m.destination, extra, now, &e);
+    else
+        json_decref(extra);
+    store_migration_clear(&m);
+    if (rc != 0 || store_tx_commit(c->st, &e) != 0) {
+        store_tx_rollback(c->st);
+        log_error("migrate", "msg=\"cannot record forwarded request\" id=%s err=\"%s\"", f->id,
+                  e.msg);
+        return -1;
+    }
+    return 0;
+}
+
+static void on_forwarded(int status, json_t *body, const struct ferr *e, void *arg)
+{
+    struct fwd *f = arg;
+    const char *msg = json_string_value(json_object_get(json_object_get(body, "error"), "message"));
+    const char *field = json_string_value(json_object_get(json_object_get(body, "error"), "field"));
+    if (status == 200 || status == 202) {
+        if (record_forwarded(f, body) != 0)
+            reply_code(f->req, 500, "internal", "", "the agent applied it; recording failed");
+        else
+            reply_record(f->c, f->req, &f->who, f->id, 202);
+        log_info("migrate", "msg=\"%s forwarded\" id=%s by=%s@%s", f->lim ? "limits" : "force-complete",
+                 f->id, f->who.user, f->who.project);
+    } else if (status == 0) {
+        char why[300];
+        snprintf(why, sizeof(why), "the source agent did not answer: %s", e ? e->msg : "");
+        reply_code(f->req, 502, "peer_failed", "", why);
+    } else {
+        char why[400];
+        snprintf(why, sizeof(why), "the source agent refused (%d): %s", status,
+                 msg ? msg : "no detail");
+        int st = status == 409 || status == 400 ? status : 502;
+        reply_code(f->req, st, st == 409 ? "conflict" : st == 400 ? "invalid" : "peer_failed",
+                   field ? field : "", why);
+    }
+    json_decref(f->lim);
+    free(f);
+}
+
+/* Forwards suffix (force-complete, limits) to the source agent; replies
+ * from the callback, or now when the migration cannot take it. */
+static void forward(struct coord *c, struct evhttp_request *req, const struct store_token *who,
+                    const char *id, const char *method, const char *suffix, json_t *lim)
+{
+    struct fwd *f = xcalloc(1, sizeof(*f));
+    f->c = c;
+    f->req = req;
+    f->who = *who;
+    snprintf(f->id, sizeof(f->id), "%s", id);
+    f->lim = lim;
+    struct ferr e = {0};
+    json_t *body = lim ? json_incref(lim) : json_object();
+    int rc = coordmig_agent_send(c, id, method, suffix, body, on_forwarded, f, &e);
+    json_decref(body);
+    if (rc != 0) {
+        json_decref(f->lim);
+        free(f);
+        reply_code(req, 409, "conflict", e.field, e.msg);
+    }
 }
 
 static void force_complete(struct coord *c, struct evhttp_request *req,
@@ -1243,9 +1449,7 @@ static void force_complete(struct coord *c, struct evhttp_request *req,
         return reply_code(req, 403, "forbidden", "", "the policy does not allow this action");
     if (ended)
         return reply_code(req, 409, "conflict", "state", "the migration has ended");
-    reply_code(req, 409, "unsupported", "",
-               "force-complete is not supported by the agents yet (no agent endpoint to pause "
-               "or switch to post-copy on request); nothing was changed");
+    forward(c, req, who, id, "POST", "force-complete", NULL);
 }
 
 static void patch_limits(struct coord *c, struct evhttp_request *req, const struct store_token *who,
@@ -1265,32 +1469,14 @@ static void patch_limits(struct coord *c, struct evhttp_request *req, const stru
     }
     bool ok =
         decide(c, who, "migration:update_limits", m.project, m.instance, m.id, m.source, true);
-    if (!ok || place_state_terminal(m.state)) {
-        store_migration_clear(&m);
+    bool ended = place_state_terminal(m.state);
+    store_migration_clear(&m);
+    if (!ok || ended) {
         json_decref(lim);
         return ok ? reply_code(req, 409, "conflict", "state", "the migration has ended")
                   : reply_code(req, 403, "forbidden", "", "the policy does not allow this action");
     }
-    json_t *detail = json_load_or_null(m.detail_json);
-    if (!json_is_object(detail)) {
-        json_decref(detail);
-        detail = json_object();
-    }
-    json_object_set_new(lim, "requested_at", time_json(coord_now_ms()));
-    json_object_set_new(lim, "requested_by", json_string(who->user));
-    json_object_set_new(lim, "applied", json_false());
-    json_object_set_new(detail, "requested_limits", lim);
-    free(m.detail_json);
-    m.detail_json = json_dumps(detail, JSON_COMPACT);
-    json_decref(detail);
-    m.updated_ms = coord_now_ms();
-    int rc = store_migration_update(c->st, &m, &e);
-    store_migration_clear(&m);
-    if (rc != 0)
-        return httpd_reply_err(req, &e);
-    reply_code(req, 409, "unsupported", "",
-               "the agent cannot change the limits of a running migration yet; the request is "
-               "recorded in requested_limits (applied: false) and not applied");
+    forward(c, req, who, id, "PATCH", "limits", lim);
 }
 
 void coordmig_handle(struct coord *c, struct evhttp_request *req, const struct store_token *who,

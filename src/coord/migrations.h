@@ -8,6 +8,7 @@
 #include <event2/http.h>
 #include <stdbool.h>
 
+#include "coord/agentc.h"
 #include "coord/coord.h"
 #include "util/httpd.h"
 
@@ -19,6 +20,25 @@ int coordmig_start(struct coord *c, struct ferr *e) __attribute__((warn_unused_r
 /* Stops the timer and frees the in-memory orchestration state (the store
  * keeps everything; a later coordmig_start resumes). */
 void coordmig_stop(struct coord *c);
+
+/* Cancels migration id on behalf of by (a user name, or "policy"), as
+ * POST /v1/migrations/ID/cancel does after its policy check: recorded
+ * durably (state cancelling, or cancelled while still queued), then carried
+ * out by the orchestration. stored_state (may be NULL) names the state in
+ * messages when no orchestration is live. Returns 0, FERR_STATE (field
+ * "state") when the state forbids it, or -EIO when it cannot be recorded
+ * (nothing changed). */
+int coordmig_cancel(struct coord *c, const char *id, const char *by, const char *stored_state,
+                    struct ferr *e) __attribute__((warn_unused_result));
+
+/* Sends method /v1/migrations/AID/suffix (body borrowed, may be NULL) to the
+ * source agent of migration id, where AID is the agent's migration id, with
+ * ferryd's agent token. Returns 0 (cb is then called once with arg), or
+ * FERR_STATE when the migration has no live agent migration (cb not
+ * called). */
+int coordmig_agent_send(struct coord *c, const char *id, const char *method, const char *suffix,
+                        const json_t *body, agentc_cb cb, void *arg, struct ferr *e)
+    __attribute__((warn_unused_result));
 
 /* Serves /v1/migrations[/ID[/ACTION]] for the authenticated who (seg and
  * n from httpd_path). Always replies. */
