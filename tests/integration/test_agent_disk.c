@@ -13,6 +13,8 @@
  *  - destination QEMU killed mid-mirror: failed with a reason, the same;
  *  - cancel while memory migrates (every mirror READY): the same;
  *  - cancel right after the request (set-up steps): the same;
+ *  - after all of them the same guest migrates with its disk (QEMU kept
+ *    no job or NBD node that would clash);
  *  - a qcow2 disk arrives as a qcow2 copy with its data intact.
  * Every wait is bounded. Needs the lab image (make lab); disks live under
  * /var/tmp (cache.direct needs O_DIRECT; tmpfs has none). */
@@ -508,6 +510,39 @@ static void t_cancel_at_once(void)
     check_source_runs(s, name, src_pid);
 }
 
+/* After the failures above the same guest migrates with its disk: QEMU
+ * itself holds no leftover job "mirror-vda" or node "nbd-vda" (either
+ * would make blockdev-mirror or blockdev-add refuse). */
+static void t_after_failures(void)
+{
+    if (!lab_ok)
+        return test_skip("lab did not start");
+    const char *name = "dc";
+    const struct lab_agent *s = &L.agents[0], *d = &L.agents[1];
+    struct ferr e = {0};
+    pid_t src_pid = 0;
+    char st[32] = "";
+    if (lab_instance_pid(s, name, &src_pid, st, sizeof(st), &e) != 0)
+        return test_skip("no guest left from the previous cases");
+    char id[64];
+    int rc = lab_migrate_start_storage(s, d, name, NULL, id, sizeof(id), &e);
+    REQUIRE(rc == 0, "start: %s", e.msg);
+    json_t *m = NULL;
+    rc = lab_migration_wait(s, id, MIG_TIMEOUT_MS, &m, &e);
+    REQUIRE(rc == 0, "wait: %s", e.msg);
+    CHECK(strcmp(jstr(m, "state"), "succeeded") == 0, "state %s error '%s'", jstr(m, "state"),
+          jstr(m, "error"));
+    json_decref(m);
+    CHECK(lab_pid_wait_gone(src_pid, GONE_TIMEOUT_MS), "source QEMU %d still alive", (int)src_pid);
+    json_decref(disk_verify(d, name));
+    mem_intact(d, name);
+    char path[128];
+    snprintf(path, sizeof(path), "/v1/instances/%s", name);
+    int sc = 0;
+    if (lab_api(d, "DELETE", path, NULL, &sc, NULL, &e) != 0) {
+    }
+}
+
 /* A qcow2 disk: the destination makes a qcow2 copy (qemu-img) of the same
  * virtual size and the guest's data arrives intact. */
 static void t_qcow2(void)
@@ -643,6 +678,7 @@ int main(void)
     test_run("destination killed mid-mirror: failed, source restored", t_dest_killed);
     test_run("cancel while memory migrates: source restored", t_cancel_memory_phase);
     test_run("cancel at once: source restored", t_cancel_at_once);
+    test_run("after every failure the guest still migrates with its disk", t_after_failures);
     test_run("qcow2 disk: qcow2 copy, data intact", t_qcow2);
     lab_stop(&L);
     char p[128];
