@@ -378,6 +378,58 @@ static void post_consent(struct migration *m, struct evhttp_request *req)
     httpd_reply_json(req, 200, mig_to_json(m, false));
 }
 
+/* POST /v1/migrations/ID/force-complete (empty body or {}). */
+static void post_force_complete(struct migration *m, struct evhttp_request *req)
+{
+    static const char *const keys[] = {NULL};
+    struct ferr e = {0};
+    json_t *body = NULL;
+    const char *how = NULL;
+    int rc = httpd_body_json(req, 1, &body, &e);
+    if (rc == 0 && body)
+        rc = jsonin_only_keys(body, keys, &e);
+    json_decref(body);
+    if (rc == 0)
+        rc = ctl_force_complete(m, &how, &e);
+    if (rc != 0) {
+        httpd_reply_err(req, &e);
+        return;
+    }
+    json_t *o = mig_to_json(m, false);
+    json_object_set_new(o, "force_complete", json_string(how));
+    httpd_reply_json(req, 202, o);
+}
+
+/* PATCH /v1/migrations/ID/limits {max_bandwidth_bps?, downtime_max_ms?}. */
+static void patch_limits(struct migration *m, struct evhttp_request *req)
+{
+    static const char *const keys[] = {"max_bandwidth_bps", "downtime_max_ms", NULL};
+    struct ferr e = {0};
+    json_t *body;
+    if (httpd_body_json(req, 0, &body, &e) != 0) {
+        httpd_reply_err(req, &e);
+        return;
+    }
+    uint64_t bw = 0, dt = 0;
+    bool has_bw = json_object_get(body, "max_bandwidth_bps") != NULL,
+         has_dt = json_object_get(body, "downtime_max_ms") != NULL;
+    int rc = jsonin_only_keys(body, keys, &e);
+    if (rc == 0)
+        rc = jsonin_u64(body, "max_bandwidth_bps", 0, (uint64_t)1 << 40, false, &bw, &e);
+    if (rc == 0)
+        rc = jsonin_u64(body, "downtime_max_ms", 1, 60000, false, &dt, &e);
+    if (rc == 0 && !has_bw && !has_dt)
+        rc = ferr_set(&e, FERR_INVAL, "body", "give max_bandwidth_bps and/or downtime_max_ms");
+    json_decref(body);
+    if (rc == 0)
+        rc = ctl_set_limits(m, has_bw, bw, has_dt, dt, &e);
+    if (rc != 0) {
+        httpd_reply_err(req, &e);
+        return;
+    }
+    httpd_reply_json(req, 200, mig_to_json(m, false));
+}
+
 static void list_migrations(struct agent *ag, struct evhttp_request *req)
 {
     json_t *a = json_array();
@@ -463,6 +515,10 @@ void api_handle(struct evhttp_request *req, void *arg)
             return get_trace(m, req);
         if (n == 4 && strcmp(seg[3], "consent") == 0 && post)
             return post_consent(m, req);
+        if (n == 4 && strcmp(seg[3], "force-complete") == 0 && post)
+            return post_force_complete(m, req);
+        if (n == 4 && strcmp(seg[3], "limits") == 0 && method == EVHTTP_REQ_PATCH)
+            return patch_limits(m, req);
         if (n == 4 && strcmp(seg[3], "cancel") == 0 && post) {
             struct ferr e = {0};
             if (mig_cancel(m, &e) != 0) {

@@ -513,6 +513,108 @@ int ctl_consent(struct migration *m, const char *step, bool granted, struct ferr
     return 0;
 }
 
+int ctl_force_complete(struct migration *m, const char **how, struct ferr *e)
+{
+    struct mig_control *c = m->ctl;
+    if (m->state != MIGS_RUNNING)
+        return ferr_set(e, FERR_STATE, "state",
+                        "migration %s is %s: only a running pre-copy migration can be forced",
+                        m->id, mig_state_name(m->state));
+    if (!m->mem_started || m->continue_sent)
+        return ferr_set(e, FERR_STATE, "state",
+                        m->continue_sent ? "migration %s is past switchover already"
+                                         : "migration %s has not started migrating memory "
+                                           "(disks still mirroring)",
+                        m->id);
+    bool permit = c && c->pol.permit_post_copy;
+    enum conv_step st = m->postcopy && permit ? CONV_STEP_POSTCOPY : CONV_STEP_PAUSE;
+    if (c && c->pol.enabled && c->pol.conv.consent_required[st] &&
+        c->conv.consent[st] != CONV_CONSENT_GRANTED)
+        return ferr_set(e, FERR_STATE, "consent",
+                        "the policy marks %s as intrusive and its consent has not been granted; "
+                        "nothing was done",
+                        conv_step_name(st));
+    *how = conv_step_name(st);
+    uint64_t t_ms = agent_now_ms() - m->start_ms;
+    if (st == CONV_STEP_POSTCOPY) {
+        if (c)
+            ev_add(c, t_ms, CONV_ACT_START_POSTCOPY, "force-complete through the API: post-copy");
+        qmp_act(m, CONV_ACT_START_POSTCOPY, "migrate-start-postcopy", NULL,
+                "migrate-start-postcopy");
+    } else {
+        if (c)
+            ev_add(c, t_ms, CONV_ACT_PAUSE_GUEST,
+                   "force-complete through the API: pause to complete");
+        qmp_act(m, CONV_ACT_PAUSE_GUEST, "stop", NULL, "stop");
+    }
+    log_info("agent", "msg=\"force-complete\" id=%s how=%s", m->id, *how);
+    return 0;
+}
+
+int ctl_set_limits(struct migration *m, bool has_bw, uint64_t bw_bps, bool has_dt,
+                   uint64_t dt_ms, struct ferr *e)
+{
+    struct mig_control *c = m->ctl;
+    if (m->state != MIGS_RUNNING && m->state != MIGS_POSTCOPY)
+        return ferr_set(e, FERR_STATE, "state", "migration %s is %s: limits apply while running",
+                        m->id, mig_state_name(m->state));
+    if (has_dt && m->state == MIGS_POSTCOPY)
+        return ferr_set(e, FERR_STATE, "downtime_max_ms",
+                        "migration %s is in post-copy: the downtime limit no longer applies",
+                        m->id);
+    if (has_bw && bw_bps != 0 && bw_bps < 65536)
+        return ferr_set(e, FERR_INVAL, "max_bandwidth_bps",
+                        "max_bandwidth_bps must be 0 (no cap) or >= 65536");
+    if (has_dt && (dt_ms < 1 || dt_ms > 60000))
+        return ferr_set(e, FERR_INVAL, "downtime_max_ms", "downtime_max_ms must be 1..60000");
+    uint64_t t_ms = agent_now_ms() - m->start_ms;
+    bool adaptive = c && c->pol.enabled && c->pol.conv.kind == CONV_ADAPTIVE;
+    if (has_bw) {
+        /* QEMU's 0 would mean "stop sending": no cap is its maximum */
+        uint64_t q = bw_bps ? bw_bps : (UINT64_C(1) << 40);
+        m->limits.max_bandwidth_bps = bw_bps;
+        if (adaptive) /* the BANDWIDTH rung never raises above the new cap */
+            c->conv.pol.adaptive.bw_cap_bps = q;
+        qmp_act(m, CONV_ACT_SET_BANDWIDTH, "migrate-set-parameters",
+                m->postcopy ? json_pack("{s:I, s:I}", "max-bandwidth", (json_int_t)q,
+                                        "max-postcopy-bandwidth", (json_int_t)q)
+                            : json_pack("{s:I}", "max-bandwidth", (json_int_t)q),
+                "max-bandwidth");
+        if (c) {
+            struct ctl_event *x = ev_add(c, t_ms, CONV_ACT_SET_BANDWIDTH, "limits through the API");
+            if (x)
+                x->value = bw_bps;
+        }
+    }
+    if (has_dt) {
+        uint64_t limit = dt_ms;
+        if (adaptive) {
+            /* the controller's bound: it raises the limit only up to here */
+            struct conv_adaptive *a = &c->conv.pol.adaptive;
+            a->downtime_max_ms = dt_ms;
+            if (a->downtime_start_ms > dt_ms)
+                a->downtime_start_ms = dt_ms;
+            if (a->headroom_ms >= dt_ms)
+                a->headroom_ms = 0;
+            limit = c->conv.cur_downtime_ms && c->conv.cur_downtime_ms < dt_ms
+                        ? c->conv.cur_downtime_ms
+                        : dt_ms;
+            c->conv.cur_downtime_ms = limit;
+        }
+        m->limits.downtime_ms = limit;
+        qmp_act(m, CONV_ACT_SET_DOWNTIME, "migrate-set-parameters",
+                json_pack("{s:I}", "downtime-limit", (json_int_t)limit), "downtime-limit");
+        if (c) {
+            struct ctl_event *x = ev_add(c, t_ms, CONV_ACT_SET_DOWNTIME, "limits through the API");
+            if (x)
+                x->value = limit;
+        }
+    }
+    log_info("agent", "msg=\"limits changed\" id=%s bw=%llu dt=%llu", m->id,
+             has_bw ? (unsigned long long)bw_bps : 0ULL, has_dt ? (unsigned long long)dt_ms : 0ULL);
+    return 0;
+}
+
 static json_t *ms_or_null(uint64_t v)
 {
     return v == EST_ETA_INFINITE ? json_null() : json_integer((json_int_t)v);

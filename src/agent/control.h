@@ -112,6 +112,27 @@ int ctl_set_postcopy(struct mig_control *c, bool available, struct ferr *e)
 int ctl_consent(struct migration *m, const char *step, bool granted, struct ferr *e)
     __attribute__((warn_unused_result));
 
+/* Forces m to complete (POST /v1/migrations/ID/force-complete): post-copy
+ * (migrate-start-postcopy) when it was negotiated and the policy permits
+ * it, else pause-to-complete (stop). *how is set to "postcopy" or
+ * "pause". FERR_STATE (field "state") unless m is running with its memory
+ * migrating and before switchover; FERR_STATE (field "consent") when the
+ * policy marks the chosen step as needing consent and it has not been
+ * granted — nothing is done then. The command goes out asynchronously; a
+ * refusal by QEMU becomes an event. */
+int ctl_force_complete(struct migration *m, const char **how, struct ferr *e)
+    __attribute__((warn_unused_result));
+
+/* Changes the limits of running m (PATCH /v1/migrations/ID/limits): with
+ * has_bw, max-bandwidth (0 = no cap) and, under adaptive, the bandwidth
+ * rung's cap; with has_dt, the downtime maximum — adaptive keeps it as its
+ * bound (the current limit is lowered to it when above), other policies
+ * get it as the downtime limit now. FERR_INVAL names a value out of range
+ * (bandwidth 0 or >= 65536, downtime 1..60000 ms); FERR_STATE when m is not
+ * running (downtime also refused in post-copy). */
+int ctl_set_limits(struct migration *m, bool has_bw, uint64_t bw_bps, bool has_dt,
+                   uint64_t dt_ms, struct ferr *e) __attribute__((warn_unused_result));
+
 /* Feeds sample s (borrowed) of m to the estimator and, when a policy is
  * enabled and m is running, to the controller; carries out its actions on
  * m->inst through QMP. m->ctl must be set. Never fails: problems become
