@@ -16,6 +16,7 @@
 #include "coord/auth.h"
 #include "coord/coord.h"
 #include "coord/migrations.h"
+#include "coord/plans.h"
 #include "util/httpd.h"
 #include "util/jsonin.h"
 #include "util/log.h"
@@ -501,6 +502,8 @@ void coord_api_handle(struct evhttp_request *req, void *arg)
         return list_events(c, req, &who);
     if (n >= 2 && n <= 4 && strcmp(r, "migrations") == 0)
         return coordmig_handle(c, req, &who, seg, n);
+    if (n >= 2 && n <= 4 && strcmp(r, "plans") == 0)
+        return coordplans_handle(c, req, &who, seg, n);
     if (n >= 2 && n <= 4 && strcmp(r, "consents") == 0)
         return coordconsent_handle(c, req, &who, seg, n);
     reply_err(req, FERR_NOTFOUND, "path", "no such endpoint");

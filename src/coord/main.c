@@ -18,6 +18,7 @@
 #include "coord/coord.h"
 #include "coord/metrics.h"
 #include "coord/migrations.h"
+#include "coord/plans.h"
 #include "coord/sse.h"
 #include "coord/webhook.h"
 #include "util/httpd.h"
@@ -198,6 +199,10 @@ int main(int argc, char **argv)
         fprintf(stderr, "ferryd: migrations: %s\n", e.msg);
         return 1;
     }
+    if (coordplans_start(&c, &e) != 0) { /* resumes every unfinished plan */
+        fprintf(stderr, "ferryd: plans: %s\n", e.msg);
+        return 1;
+    }
     c.sweep = event_new(c.base, -1, EV_PERSIST, on_sweep, &c);
     struct timeval tv = {(time_t)(c.cfg.heartbeat_interval_ms / 1000),
                          (suseconds_t)(c.cfg.heartbeat_interval_ms % 1000) * 1000};
@@ -219,6 +224,7 @@ int main(int argc, char **argv)
     metrics_free(met);
     evhttp_free(c.http);
     event_base_free(c.base);
+    coordplans_stop(&c);
     coordmig_stop(&c);
     policy_free(&c.pol);
     store_close(c.st);
