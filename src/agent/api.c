@@ -10,6 +10,7 @@
 
 #include "agent/agent.h"
 #include "agent/control.h"
+#include "agent/maint.h"
 #include "agent/storage.h"
 #include "core/trace.h"
 #include "util/httpd.h"
@@ -461,6 +462,8 @@ void api_handle(struct evhttp_request *req, void *arg)
         return;
     }
     const char *r = seg[1];
+    if (n == 2 && strcmp(r, "maintenance") == 0)
+        return maint_handle(ag, req);
     if (n == 2 && strcmp(r, "health") == 0 && get)
         return get_health(ag, req);
     if (n == 2 && strcmp(r, "instances") == 0 && get)

@@ -11,6 +11,7 @@
 
 #include "agent/agent.h"
 #include "agent/coordlink.h"
+#include "agent/maint.h"
 #include "util/httpd.h"
 #include "util/log.h"
 #include "util/xalloc.h"
@@ -130,6 +131,7 @@ int main(int argc, char **argv)
     event_add(ag.sigchld, NULL);
     event_add(ag.sigterm, NULL);
     event_add(ag.sigint, NULL);
+    maint_init(&ag, argv); /* POST /v1/maintenance; restart re-executes argv */
     int adopted = inst_adopt_all(&ag);
     struct coordlink *link = NULL;
     struct ferr le = {0};
