@@ -16,11 +16,13 @@
 #include "cli/cli_agent.h"
 #include "cli/cli_api.h"
 #include "cli/cli_coord.h"
+#include "cli/cli_plan.h"
 
 static void usage(FILE *to)
 {
     fputs("usage:\n", to);
     cli_coord_usage(to);
+    cli_plan_usage(to);
     cli_agent_usage(to);
 }
 
@@ -56,6 +58,8 @@ int main(int argc, char **argv)
         return cli_coord_migration(sub_argc, sub_argv);
     if (strcmp(cmd, "consent") == 0)
         return cli_coord_consent(sub_argc, sub_argv);
+    if (strcmp(cmd, "plan") == 0)
+        return cli_plan(sub_argc, sub_argv);
     if (strcmp(cmd, "host") == 0)
         return cli_coord_host(sub_argc, sub_argv);
     if (strcmp(cmd, "console") == 0)
