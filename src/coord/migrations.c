@@ -779,6 +779,23 @@ static void check_source_host(struct orch *o)
                   json_pack("{s:s}", "last_state", migstate_name(o->st)));
 }
 
+/* True when policy (borrowed, may be NULL) may switch to post-copy:
+ * permit_post_copy, or a schedule entry with action postcopy. */
+static bool policy_permits_postcopy(const json_t *policy)
+{
+    if (json_is_true(json_object_get(policy, "permit_post_copy")))
+        return true;
+    size_t i;
+    json_t *x;
+    json_array_foreach(json_object_get(policy, "entries"), i, x)
+    {
+        const char *act = json_string_value(json_object_get(x, "action"));
+        if (act && strcmp(act, "postcopy") == 0)
+            return true;
+    }
+    return false;
+}
+
 static void step(struct orch *o)
 {
     struct coord *c = o->c;
@@ -803,9 +820,17 @@ static void step(struct orch *o)
         snprintf(path, sizeof(path), "/v1/instances/%s", o->instance);
         agent_send(o, o->source, "GET", path, NULL, on_spec);
         break;
-    case OS_POST_INCOMING:
-        agent_send(o, o->destination, "POST", "/v1/incoming", o->spec, on_incoming_posted);
+    case OS_POST_INCOMING: {
+        /* a policy that may switch to post-copy needs postcopy-ram on the
+           destination too (docs/AGENT.md "Post-copy") */
+        json_t *b = json_deep_copy(o->spec);
+        json_object_del(b, "_dest_uri");
+        if (policy_permits_postcopy(o->policy))
+            json_object_set_new(b, "postcopy", json_true());
+        agent_send(o, o->destination, "POST", "/v1/incoming", b, on_incoming_posted);
+        json_decref(b);
         break;
+    }
     case OS_WAIT_INCOMING:
         snprintf(path, sizeof(path), "/v1/instances/%s", o->instance);
         agent_send(o, o->destination, "GET", path, NULL, on_incoming_state);

@@ -1,0 +1,803 @@
+/* Integration: consent, force-complete, limits and agent tokens through
+ * ferryd. The real ferryd on 127.0.0.1, two real ferry-agents registered
+ * with it (tests/lib/lab), a lab guest running memload at full speed over
+ * a 64 MiB working set (it never converges at 8 MiB/s), project p1.
+ *
+ * Proves, end to end:
+ *  - grant: under policy adaptive with the throttle rung gated, ferryd
+ *    records the agent's consent request (GET /v1/consents as the owner),
+ *    the agent's samples show no throttle while it waits; a member of
+ *    another project gets 404 (show, grant, list); the owner grants
+ *    (recorded, not on behalf) → the throttle happens (throttle_pct > 1 in
+ *    the samples); limits PATCH and force-complete (pause) are forwarded
+ *    → the migration succeeds, memory intact; the consent events are in
+ *    the outbox, visible to the owner only;
+ *  - refuse: an admin refuses on behalf (recorded as such), a second answer
+ *    is 409, force-complete is refused (409) while the pause step lacks its
+ *    consent, the pause is refused too → the migration ends without any
+ *    throttle or pause, the source guest runs on intact;
+ *  - post-copy (root only): the post-copy rung waits for its consent (no
+ *    post-copy sample before), the grant → phase postcopy → succeeded;
+ *  - timeout: consent_timeout_s = 2 with action abort → expired, decided
+ *    by "policy", the migration is cancelled;
+ *  - tokens: agents started with --token-file refuse a ferryd without the
+ *    token (the migration fails naming agent_token_file) and work with it.
+ * Bounded: every wait has a deadline. */
+#include <errno.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "../lib/lab.h"
+#include "../lib/test.h"
+#include "util/httpc.h"
+#include "util/xalloc.h"
+
+#define HEARTBEAT_MS 500      /* ferryd's heartbeat interval in this test */
+#define HTTP_TIMEOUT_MS 15000 /* one request to ferryd */
+#define GUEST_MIB 256
+#define SLOW_BPS (8ll << 20)       /* bytes/s: the guest dirties far more */
+#define CONSENT_WAIT_MS 120000     /* until the controller asks, ms */
+#define STEP_WAIT_MS 90000         /* until a granted step shows in the samples, ms */
+#define END_WAIT_MS 120000         /* until a migration ends, ms */
+#define AGENT_SECRET "s3cr3t-agent-token-0123456789abcdef"
+
+static const char *const CMDLINE =
+    "console=ttyS0 quiet panic=-1 ferry.workload=memload ferry.ws_mib=64 ferry.rate=max";
+
+static struct lab L;
+static int ready;
+static char dir[LAB_PATH_MAX], conf[LAB_PATH_MAX + 32], logpath[LAB_PATH_MAX + 32],
+    tokpath[LAB_PATH_MAX + 32], agtok_path[LAB_PATH_MAX + 32], secret_path[LAB_PATH_MAX + 32];
+static char url[64];
+static int port;
+static char admin[300], agent_tok[300], alice[300], bob[300];
+static pid_t daemon_pid;
+static int agents_have_token; /* agents run with --token-file */
+
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static void sleep_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
+    nanosleep(&ts, NULL);
+}
+
+static const char *bin(const char *name)
+{
+    static char path[2][256];
+    static int k;
+    const char *b = getenv("BUILD");
+    k ^= 1;
+    snprintf(path[k], sizeof(path[k]), "%s/%s", b && b[0] ? b : "build", name);
+    return path[k];
+}
+
+static int api(const char *method, const char *path, const char *token, const json_t *body,
+               json_t **out)
+{
+    struct ferr e = {0};
+    int status = 0;
+    json_t *o = NULL;
+    if (httpc_json(url, method, path, body, token, HTTP_TIMEOUT_MS, &status, &o, &e) != 0) {
+        fprintf(stderr, "%s %s: %s\n", method, path, e.msg);
+        return -1;
+    }
+    if (out)
+        *out = o;
+    else
+        json_decref(o);
+    return status;
+}
+
+/* A request to agent a, with the agents' token once they require it. */
+static int agent_api(const struct lab_agent *a, const char *method, const char *path,
+                     const json_t *body, json_t **out)
+{
+    char base[96];
+    struct ferr e = {0};
+    int status = 0;
+    json_t *o = NULL;
+    snprintf(base, sizeof(base), "http://%s:%d", a->addr, a->port);
+    if (httpc_json(base, method, path, body, agents_have_token ? AGENT_SECRET : NULL,
+                   HTTP_TIMEOUT_MS, &status, &o, &e) != 0)
+        return -1;
+    if (out)
+        *out = o;
+    else
+        json_decref(o);
+    return status;
+}
+
+static const char *jstr(const json_t *o, const char *k)
+{
+    const char *s = json_string_value(json_object_get(o, k));
+    return s ? s : "";
+}
+
+static const char *err_msg(const json_t *o)
+{
+    return jstr(json_object_get(o, "error"), "message");
+}
+
+static int write_conf(int with_agent_token, int timeout_s, const char *action)
+{
+    FILE *f = fopen(conf, "w");
+    if (!f)
+        return -1;
+    fprintf(f,
+            "listen = 127.0.0.1:%d\ndb = %s/ferryd.db\nbootstrap_token_file = %s\n"
+            "heartbeat_interval_ms = %d\nheartbeat_missed = 10\n"
+            "consent_timeout_s = %d\nconsent_timeout_action = %s\n",
+            port, dir, tokpath, HEARTBEAT_MS, timeout_s, action);
+    if (with_agent_token)
+        fprintf(f, "agent_token_file = %s\n", secret_path);
+    fclose(f);
+    return 0;
+}
+
+static int start_daemon(void)
+{
+    pid_t pid = fork();
+    if (pid < 0)
+        return -1;
+    if (pid == 0) {
+        setpgid(0, 0);
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        FILE *f = freopen(logpath, "a", stderr);
+        (void)f;
+        execl(bin("ferryd"), "ferryd", "--config", conf, (char *)NULL);
+        _exit(127);
+    }
+    setpgid(pid, pid);
+    daemon_pid = pid;
+    if (lab_track(&L, pid) != 0)
+        return -1;
+    uint64_t t0 = now_ms();
+    while (now_ms() - t0 < 10000) {
+        struct httpc_resp r;
+        struct ferr e = {0};
+        if (httpc_request(url, "GET", "/v1/health", NULL, NULL, 1000, &r, &e) == 0) {
+            int ok = r.status == 200;
+            httpc_resp_free(&r);
+            if (ok)
+                return 0;
+        }
+        sleep_ms(100);
+    }
+    return -1;
+}
+
+static int restart_daemon(int with_agent_token, int timeout_s, const char *action)
+{
+    kill(-daemon_pid, SIGTERM);
+    waitpid(daemon_pid, NULL, 0);
+    if (write_conf(with_agent_token, timeout_s, action) != 0)
+        return -1;
+    return start_daemon();
+}
+
+static int add_token(const char *user, const char *project, const char *roles, char *out, size_t n)
+{
+    char *cmd = xasprintf("'%s' --config '%s' --add-token %s %s %s 2>>'%s'", bin("ferryd"), conf,
+                          user, project, roles, logpath);
+    FILE *p = popen(cmd, "r");
+    free(cmd);
+    out[0] = '\0';
+    if (p) {
+        if (!fgets(out, (int)n, p))
+            out[0] = '\0';
+        pclose(p);
+    }
+    out[strcspn(out, "\r\n")] = '\0';
+    return out[0] ? 0 : -1;
+}
+
+static int read_line(const char *path, char *buf, size_t n)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return -1;
+    char *r = fgets(buf, (int)n, f);
+    fclose(f);
+    buf[strcspn(buf, "\r\n")] = '\0';
+    return r && buf[0] ? 0 : -1;
+}
+
+/* Restarts lab agent i registered with ferryd, optionally requiring the
+ * agents' token (--token-file); its guests are re-adopted. */
+static int relaunch_agent(int i, int with_token)
+{
+    struct lab_agent *a = &L.agents[i];
+    kill(a->pid, SIGTERM);
+    waitpid(a->pid, NULL, 0);
+    char listen[64];
+    snprintf(listen, sizeof(listen), "%s:%d", a->addr, a->port);
+    pid_t pid = fork();
+    if (pid < 0)
+        return -1;
+    if (pid == 0) {
+        setpgid(0, 0);
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        FILE *f = freopen(a->log_path, "a", stderr);
+        (void)f;
+        if (with_token)
+            execl(bin("ferry-agent"), "ferry-agent", "--listen", listen, "--state-dir",
+                  a->state_dir, "--name", a->name, "--lab-dir", L.lab_dir, "--coordinator", url,
+                  "--agent-token-file", agtok_path, "--token-file", secret_path, (char *)NULL);
+        else
+            execl(bin("ferry-agent"), "ferry-agent", "--listen", listen, "--state-dir",
+                  a->state_dir, "--name", a->name, "--lab-dir", L.lab_dir, "--coordinator", url,
+                  "--agent-token-file", agtok_path, (char *)NULL);
+        _exit(127);
+    }
+    setpgid(pid, pid);
+    a->pid = pid;
+    if (lab_track(&L, pid) != 0)
+        return -1;
+    uint64_t t0 = now_ms();
+    while (now_ms() - t0 < 10000) {
+        if (agent_api(a, "GET", "/v1/health", NULL, NULL) == 200)
+            return 0;
+        sleep_ms(100);
+    }
+    return -1;
+}
+
+static int g1_at; /* lab host index g1 runs on */
+
+/* Bit i set: g1 is registered on lab host i (up). */
+static int g1_hosts(void)
+{
+    json_t *o = NULL;
+    int found = 0;
+    if (api("GET", "/v1/hosts", admin, NULL, &o) != 200) {
+        json_decref(o);
+        return -1;
+    }
+    size_t i, j;
+    json_t *h, *in;
+    json_array_foreach(json_object_get(o, "hosts"), i, h)
+    {
+        json_array_foreach(json_object_get(h, "instances"), j, in)
+        {
+            if (strcmp(jstr(in, "name"), "g1") == 0 && strcmp(jstr(h, "state"), "up") == 0)
+                found |= strcmp(jstr(h, "name"), L.agents[0].name) == 0 ? 1 : 2;
+        }
+    }
+    json_decref(o);
+    return found;
+}
+
+/* Waits until g1 is registered on host only. */
+static int wait_g1_on(int host, int timeout_ms)
+{
+    uint64_t t0 = now_ms();
+    while (now_ms() - t0 < (uint64_t)timeout_ms) {
+        if (g1_hosts() == (1 << host))
+            return 0;
+        sleep_ms(200);
+    }
+    return -1;
+}
+
+static int wait_terminal(const char *id, int timeout_ms, json_t **out)
+{
+    char path[128];
+    snprintf(path, sizeof(path), "/v1/migrations/%s", id);
+    uint64_t t0 = now_ms();
+    while (now_ms() - t0 < (uint64_t)timeout_ms) {
+        json_t *o = NULL;
+        if (api("GET", path, admin, NULL, &o) == 200) {
+            const char *s = jstr(o, "state");
+            if (!strcmp(s, "succeeded") || !strcmp(s, "failed") || !strcmp(s, "cancelled")) {
+                *out = o;
+                return 0;
+            }
+        }
+        json_decref(o);
+        sleep_ms(250);
+    }
+    return -1;
+}
+
+/* Starts a migration of g1 from its host to the other one; *src receives
+ * the source index. */
+static int start_mig(json_t *policy, long long bps, char *id, size_t n, int *src)
+{
+    *src = g1_at;
+    if (wait_g1_on(g1_at, 20000) != 0)
+        return -1;
+    json_t *b = json_pack("{s:s, s:s, s:{s:I}}", "instance", "g1", "destination",
+                          L.agents[1 - *src].name, "limits", "max_bandwidth_bps", (json_int_t)bps),
+           *o = NULL;
+    if (policy)
+        json_object_set_new(b, "policy", policy);
+    int st = api("POST", "/v1/migrations", admin, b, &o);
+    json_decref(b);
+    snprintf(id, n, "%s", jstr(o, "id"));
+    if (st != 202)
+        fprintf(stderr, "POST /v1/migrations: %d %s\n", st, err_msg(o));
+    json_decref(o);
+    return st == 202 ? 0 : -1;
+}
+
+/* The pending consent request of migration id for step, as seen by the
+ * owner; its id into cid. */
+static int wait_consent(const char *id, const char *step, char *cid, size_t n, int timeout_ms)
+{
+    char path[160];
+    snprintf(path, sizeof(path), "/v1/consents?migration=%s&state=pending", id);
+    uint64_t t0 = now_ms();
+    while (now_ms() - t0 < (uint64_t)timeout_ms) {
+        json_t *o = NULL, *k;
+        size_t i;
+        int found = 0;
+        if (api("GET", path, alice, NULL, &o) == 200)
+            json_array_foreach(json_object_get(o, "consents"), i, k)
+            {
+                if (!found && strcmp(jstr(k, "step"), step) == 0) {
+                    snprintf(cid, n, "%s", jstr(k, "id"));
+                    found = 1;
+                }
+            }
+        json_decref(o);
+        if (found)
+            return 0;
+        json_t *m = NULL;
+        char mp[128];
+        snprintf(mp, sizeof(mp), "/v1/migrations/%s", id);
+        int ended = api("GET", mp, admin, NULL, &m) == 200 &&
+                    (!strcmp(jstr(m, "state"), "succeeded") || !strcmp(jstr(m, "state"), "failed") ||
+                     !strcmp(jstr(m, "state"), "cancelled"));
+        if (ended)
+            fprintf(stderr, "migration %s ended (%s: %s) before asking for %s\n", id,
+                    jstr(m, "state"), jstr(m, "last_error"), step);
+        json_decref(m);
+        if (ended)
+            return -1;
+        sleep_ms(250);
+    }
+    return -1;
+}
+
+/* What the source agent's samples of its newest migration of g1 show. */
+struct seen {
+    long long max_throttle; /* highest throttle_pct, % */
+    int postcopy;           /* samples in phase postcopy */
+    int paused;             /* a pause_guest event */
+    int throttled;          /* a set_throttle event */
+    size_t samples;
+    char state[32]; /* the agent's migration state */
+};
+
+static int agent_seen(int src, struct seen *s)
+{
+    memset(s, 0, sizeof(*s));
+    json_t *o = NULL, *m;
+    size_t i;
+    char aid[64] = "";
+    if (agent_api(&L.agents[src], "GET", "/v1/migrations", NULL, &o) != 200) {
+        json_decref(o);
+        return -1;
+    }
+    json_array_foreach(json_object_get(o, "migrations"), i, m)
+    {
+        if (!aid[0] && strcmp(jstr(m, "instance"), "g1") == 0)
+            snprintf(aid, sizeof(aid), "%s", jstr(m, "id"));
+    }
+    json_decref(o);
+    if (!aid[0])
+        return -1;
+    char path[128];
+    snprintf(path, sizeof(path), "/v1/migrations/%s?samples=1", aid);
+    o = NULL;
+    if (agent_api(&L.agents[src], "GET", path, NULL, &o) != 200) {
+        json_decref(o);
+        return -1;
+    }
+    snprintf(s->state, sizeof(s->state), "%s", jstr(o, "state"));
+    json_t *sm = json_object_get(o, "samples");
+    s->samples = json_array_size(sm);
+    json_array_foreach(sm, i, m)
+    {
+        long long t = json_integer_value(json_object_get(m, "throttle_pct"));
+        if (t > s->max_throttle)
+            s->max_throttle = t;
+        s->postcopy += strcmp(jstr(m, "phase"), "postcopy") == 0;
+    }
+    json_array_foreach(json_object_get(o, "events"), i, m)
+    {
+        s->paused |= strcmp(jstr(m, "action"), "pause_guest") == 0;
+        s->throttled |= strcmp(jstr(m, "action"), "set_throttle") == 0;
+    }
+    json_decref(o);
+    return 0;
+}
+
+static int answer(const char *cid, const char *verb, const char *token, json_t **out)
+{
+    char path[160];
+    snprintf(path, sizeof(path), "/v1/consents/%s/%s", cid, verb);
+    json_t *b = json_pack("{s:s}", "reason", "integration test");
+    int st = api("POST", path, token, b, out);
+    json_decref(b);
+    return st;
+}
+
+static void intact_on(int host)
+{
+    struct lab_integrity r;
+    struct ferr e = {0};
+    int rc = lab_verify(&L.agents[host], "g1", &r, &e);
+    CHECK(rc == 0, "verify on %s: %s", L.agents[host].name, e.msg);
+    if (rc == 0)
+        CHECK(r.ok && r.bad_pages == 0 && r.pages > 0, "integrity on %s: ok %d bad %lld of %lld",
+              L.agents[host].name, r.ok, r.bad_pages, r.pages);
+}
+
+/* Events of subject consent/CID visible to token: their types, in order,
+ * joined by ','. */
+static void consent_events(const char *cid, const char *token, char *out, size_t n)
+{
+    json_t *o = NULL, *ev;
+    size_t i;
+    char subject[96];
+    snprintf(subject, sizeof(subject), "consent/%s", cid);
+    out[0] = '\0';
+    if (api("GET", "/v1/events?since=0", token, NULL, &o) == 200)
+        json_array_foreach(json_object_get(o, "events"), i, ev)
+        {
+            if (strcmp(jstr(ev, "subject"), subject) == 0) {
+                size_t l = strlen(out);
+                snprintf(out + l, n - l, "%s%s", l ? "," : "", jstr(ev, "type"));
+            }
+        }
+    json_decref(o);
+}
+
+static json_t *gated_policy(const char *const *ladder, size_t nl, const char *const *gated,
+                            size_t ng, int postcopy)
+{
+    json_t *p = json_pack("{s:s, s:i, s:i, s:i, s:i, s:i, s:i}", "kind", "adaptive", "deadline_s",
+                          120, "downtime_max_ms", 300, "settle_ms", 3000, "settle_max_ms", 10000,
+                          "stall_min_ms", 3000, "stall_periods", 1);
+    json_t *l = json_array(), *g = json_array();
+    for (size_t i = 0; i < nl; i++)
+        json_array_append_new(l, json_string(ladder[i]));
+    for (size_t i = 0; i < ng; i++)
+        json_array_append_new(g, json_string(gated[i]));
+    json_object_set_new(p, "ladder", l);
+    json_object_set_new(p, "consent_required", g);
+    if (postcopy)
+        json_object_set_new(p, "permit_post_copy", json_true());
+    return p;
+}
+
+static void t_grant(void)
+{
+    if (!ready)
+        return test_skip("lab or ferryd did not start");
+    static const char *const ladder[] = {"throttle"};
+    char id[80], cid[80], path[160];
+    int src;
+    REQUIRE(start_mig(gated_policy(ladder, 1, ladder, 1, 0), SLOW_BPS, id, sizeof(id), &src) == 0,
+            "start");
+    REQUIRE(wait_consent(id, "throttle", cid, sizeof(cid), CONSENT_WAIT_MS) == 0,
+            "no throttle consent request in ferryd");
+    json_t *o = NULL;
+    snprintf(path, sizeof(path), "/v1/consents/%s", cid);
+    REQUIRE(api("GET", path, alice, NULL, &o) == 200, "owner GET consent");
+    CHECK(strcmp(jstr(o, "state"), "pending") == 0 && strcmp(jstr(o, "migration_id"), id) == 0 &&
+              strcmp(jstr(o, "instance"), "g1") == 0 && strcmp(jstr(o, "project_id"), "p1") == 0,
+          "consent record: state %s migration %s", jstr(o, "state"), jstr(o, "migration_id"));
+    json_decref(o);
+    /* another project: it does not exist for them */
+    CHECK(api("GET", path, bob, NULL, NULL) == 404, "other project GET consent not 404");
+    CHECK(answer(cid, "grant", bob, NULL) == 404, "other project grant not 404");
+    o = NULL;
+    CHECK(api("GET", "/v1/consents", bob, NULL, &o) == 200 &&
+              json_array_size(json_object_get(o, "consents")) == 0,
+          "other project lists consents");
+    json_decref(o);
+    /* the agent waits: no throttle while the request is open */
+    sleep_ms(3000);
+    struct seen s;
+    REQUIRE(agent_seen(src, &s) == 0, "agent samples");
+    CHECK(strcmp(s.state, "running") == 0, "agent state %s while waiting", s.state);
+    CHECK(s.max_throttle <= 1 && !s.throttled,
+          "throttle before the grant: %lld %% (set_throttle %d) in %zu samples", s.max_throttle,
+          s.throttled, s.samples);
+    long long before = s.max_throttle;
+    /* the owner grants */
+    o = NULL;
+    int st = answer(cid, "grant", alice, &o);
+    CHECK(st == 200 && strcmp(jstr(o, "state"), "granted") == 0 &&
+              strcmp(jstr(o, "decided_by"), "alice") == 0 &&
+              json_is_false(json_object_get(o, "on_behalf")),
+          "grant: %d state %s by %s", st, jstr(o, "state"), jstr(o, "decided_by"));
+    json_decref(o);
+    CHECK(answer(cid, "refuse", alice, NULL) == 409, "second answer not 409");
+    uint64_t t0 = now_ms();
+    while (now_ms() - t0 < STEP_WAIT_MS) {
+        if (agent_seen(src, &s) == 0 && (s.max_throttle > 1 || strcmp(s.state, "running") != 0))
+            break;
+        sleep_ms(500);
+    }
+    CHECK(s.throttled && s.max_throttle > 1, "no throttle after the grant: %lld %% (was %lld)",
+          s.max_throttle, before);
+    printf("  throttle after the grant: %lld %% (before: %lld %%)\n", s.max_throttle, before);
+    /* limits and force-complete are forwarded to the agent */
+    snprintf(path, sizeof(path), "/v1/migrations/%s/limits", id);
+    json_t *lim = json_pack("{s:I, s:i}", "max_bandwidth_bps", (json_int_t)(64ll << 20),
+                            "downtime_max_ms", 500);
+    o = NULL;
+    st = api("PATCH", path, admin, lim, &o);
+    json_decref(lim);
+    if (st != 409) /* 409: it finished meanwhile */
+        CHECK(st == 202 && json_is_true(json_object_get(json_object_get(o, "requested_limits"),
+                                                        "applied")),
+              "limits: %d %s", st, err_msg(o));
+    json_decref(o);
+    snprintf(path, sizeof(path), "/v1/migrations/%s/force-complete", id);
+    o = NULL;
+    st = api("POST", path, admin, NULL, &o);
+    CHECK(st == 202 || st == 409, "force-complete: %d %s", st, err_msg(o));
+    json_decref(o);
+    json_t *m = NULL;
+    REQUIRE(wait_terminal(id, END_WAIT_MS, &m) == 0, "migration did not end");
+    CHECK(strcmp(jstr(m, "state"), "succeeded") == 0, "state %s (%s)", jstr(m, "state"),
+          jstr(m, "last_error"));
+    if (strcmp(jstr(m, "state"), "succeeded") == 0)
+        g1_at = 1 - src;
+    json_decref(m);
+    char evs[512];
+    consent_events(cid, alice, evs, sizeof(evs));
+    CHECK(strcmp(evs, "migration.consent_requested,migration.consent_granted") == 0,
+          "owner's consent events: %s", evs);
+    consent_events(cid, bob, evs, sizeof(evs));
+    CHECK(evs[0] == '\0', "other project sees consent events: %s", evs);
+    intact_on(1 - src);
+}
+
+static void t_refuse(void)
+{
+    if (!ready)
+        return test_skip("lab or ferryd did not start");
+    static const char *const ladder[] = {"throttle", "pause"};
+    char id[80], cid[80], cid2[80], path[160];
+    int src;
+    REQUIRE(start_mig(gated_policy(ladder, 2, ladder, 2, 0), SLOW_BPS, id, sizeof(id), &src) == 0,
+            "start");
+    REQUIRE(wait_consent(id, "throttle", cid, sizeof(cid), CONSENT_WAIT_MS) == 0,
+            "no throttle consent request");
+    json_t *o = NULL;
+    int st = answer(cid, "refuse", admin, &o);
+    CHECK(st == 200 && strcmp(jstr(o, "state"), "refused") == 0 &&
+              strcmp(jstr(o, "decided_by"), "admin") == 0 &&
+              json_is_true(json_object_get(o, "on_behalf")),
+          "refuse on behalf: %d state %s by %s", st, jstr(o, "state"), jstr(o, "decided_by"));
+    json_decref(o);
+    CHECK(answer(cid, "grant", alice, NULL) == 409, "grant after refusal not 409");
+    int asked = wait_consent(id, "pause", cid2, sizeof(cid2), CONSENT_WAIT_MS) == 0;
+    CHECK(asked, "no pause consent request after the throttle refusal");
+    if (asked) {
+        snprintf(path, sizeof(path), "/v1/migrations/%s/force-complete", id);
+        o = NULL;
+        st = api("POST", path, admin, NULL, &o);
+        CHECK(st == 409 && strstr(err_msg(o), "consent"),
+              "force-complete without the pause consent: %d %s", st, err_msg(o));
+        json_decref(o);
+        CHECK(answer(cid2, "refuse", alice, NULL) == 200, "refuse pause");
+    }
+    json_t *m = NULL;
+    if (wait_terminal(id, 60000, &m) != 0) { /* the ladder is exhausted: end it */
+        snprintf(path, sizeof(path), "/v1/migrations/%s/cancel", id);
+        CHECK(api("POST", path, admin, NULL, NULL) == 202, "cancel");
+        REQUIRE(wait_terminal(id, END_WAIT_MS, &m) == 0, "migration did not end");
+    }
+    CHECK(strcmp(jstr(m, "state"), "succeeded") != 0, "refused migration %s", jstr(m, "state"));
+    json_decref(m);
+    struct seen s;
+    REQUIRE(agent_seen(src, &s) == 0, "agent samples");
+    CHECK(s.max_throttle <= 1 && !s.throttled && !s.paused,
+          "a refused step happened: throttle %lld %% set_throttle %d pause %d in %zu samples",
+          s.max_throttle, s.throttled, s.paused, s.samples);
+    intact_on(src);
+}
+
+static void t_postcopy(void)
+{
+    if (!ready)
+        return test_skip("lab or ferryd did not start");
+    if (!test_is_root())
+        return test_skip("post-copy needs userfaultfd: run as root (the throttle cases cover "
+                         "consent without it)");
+    static const char *const ladder[] = {"postcopy"};
+    char id[80], cid[80];
+    int src;
+    REQUIRE(start_mig(gated_policy(ladder, 1, ladder, 1, 1), SLOW_BPS, id, sizeof(id), &src) == 0,
+            "start");
+    REQUIRE(wait_consent(id, "postcopy", cid, sizeof(cid), CONSENT_WAIT_MS) == 0,
+            "no post-copy consent request");
+    sleep_ms(2000);
+    struct seen s;
+    REQUIRE(agent_seen(src, &s) == 0, "agent samples");
+    CHECK(s.postcopy == 0 && strcmp(s.state, "running") == 0,
+          "post-copy before the grant: %d samples, state %s", s.postcopy, s.state);
+    CHECK(answer(cid, "grant", alice, NULL) == 200, "grant post-copy");
+    json_t *m = NULL;
+    REQUIRE(wait_terminal(id, END_WAIT_MS, &m) == 0, "migration did not end");
+    CHECK(strcmp(jstr(m, "state"), "succeeded") == 0, "state %s (%s)", jstr(m, "state"),
+          jstr(m, "last_error"));
+    if (strcmp(jstr(m, "state"), "succeeded") == 0)
+        g1_at = 1 - src;
+    json_decref(m);
+    REQUIRE(agent_seen(src, &s) == 0, "agent samples");
+    CHECK(s.postcopy > 0, "no post-copy sample after the grant (%zu samples)", s.samples);
+    intact_on(1 - src);
+}
+
+static void t_timeout(void)
+{
+    if (!ready)
+        return test_skip("lab or ferryd did not start");
+    REQUIRE(restart_daemon(0, 2, "abort") == 0, "ferryd restart");
+    static const char *const ladder[] = {"throttle"};
+    char id[80], cid[80], path[160];
+    int src;
+    REQUIRE(start_mig(gated_policy(ladder, 1, ladder, 1, 0), SLOW_BPS, id, sizeof(id), &src) == 0,
+            "start");
+    REQUIRE(wait_consent(id, "throttle", cid, sizeof(cid), CONSENT_WAIT_MS) == 0,
+            "no consent request");
+    json_t *m = NULL;
+    REQUIRE(wait_terminal(id, 60000, &m) == 0, "migration not ended by the timeout");
+    CHECK(strcmp(jstr(m, "state"), "cancelled") == 0, "state %s (%s)", jstr(m, "state"),
+          jstr(m, "last_error"));
+    json_decref(m);
+    json_t *o = NULL;
+    snprintf(path, sizeof(path), "/v1/consents/%s", cid);
+    REQUIRE(api("GET", path, alice, NULL, &o) == 200, "GET consent");
+    CHECK(strcmp(jstr(o, "state"), "expired") == 0 &&
+              strcmp(jstr(o, "decided_by"), "policy") == 0 &&
+              strcmp(jstr(o, "timeout_action"), "abort") == 0,
+          "timed out consent: state %s by %s action %s", jstr(o, "state"), jstr(o, "decided_by"),
+          jstr(o, "timeout_action"));
+    json_decref(o);
+    struct seen s;
+    REQUIRE(agent_seen(src, &s) == 0, "agent samples");
+    CHECK(s.max_throttle <= 1 && !s.throttled, "throttle without consent: %lld %%",
+          s.max_throttle);
+    intact_on(src);
+}
+
+static void t_tokens(void)
+{
+    if (!ready)
+        return test_skip("lab or ferryd did not start");
+    REQUIRE(restart_daemon(0, 600, "wait") == 0, "ferryd restart");
+    agents_have_token = 1;
+    REQUIRE(relaunch_agent(0, 1) == 0 && relaunch_agent(1, 1) == 0, "agents with --token-file");
+    CHECK(agent_api(&L.agents[0], "GET", "/v1/health", NULL, NULL) == 200, "agent with token");
+    agents_have_token = 0;
+    CHECK(agent_api(&L.agents[0], "GET", "/v1/health", NULL, NULL) == 401,
+          "agent without token not 401");
+    agents_have_token = 1;
+    char id[80];
+    int src;
+    REQUIRE(start_mig(NULL, 0, id, sizeof(id), &src) == 0, "start without the agent token");
+    json_t *m = NULL;
+    REQUIRE(wait_terminal(id, 60000, &m) == 0, "migration without the token did not end");
+    CHECK(strcmp(jstr(m, "state"), "failed") == 0 && strstr(jstr(m, "last_error"), "401") &&
+              strstr(jstr(m, "last_error"), "agent_token_file"),
+          "without the token: state %s error '%s'", jstr(m, "state"), jstr(m, "last_error"));
+    json_decref(m);
+    REQUIRE(restart_daemon(1, 600, "wait") == 0, "ferryd restart with agent_token_file");
+    REQUIRE(start_mig(NULL, 0, id, sizeof(id), &src) == 0, "start with the agent token");
+    /* a guest dirtying at full speed may not converge: pause it to complete */
+    char path[128];
+    snprintf(path, sizeof(path), "/v1/migrations/%s/force-complete", id);
+    uint64_t t0 = now_ms();
+    int st = 0;
+    while (now_ms() - t0 < 60000 && (st = api("POST", path, admin, NULL, NULL)) == 409)
+        sleep_ms(500);
+    CHECK(st == 202, "force-complete with the token: %d", st);
+    m = NULL;
+    REQUIRE(wait_terminal(id, END_WAIT_MS, &m) == 0, "migration with the token did not end");
+    CHECK(strcmp(jstr(m, "state"), "succeeded") == 0, "with the token: state %s (%s)",
+          jstr(m, "state"), jstr(m, "last_error"));
+    if (strcmp(jstr(m, "state"), "succeeded") == 0)
+        g1_at = 1 - src;
+    json_decref(m);
+}
+
+static int setup(void)
+{
+    struct ferr e = {0};
+    if (lab_start(&L, 2, &e) != 0) {
+        fprintf(stderr, "lab: %s\n", e.msg);
+        return -1;
+    }
+    snprintf(dir, sizeof(dir), "%s", L.tmp);
+    port = 42000 + (int)(getpid() % 9000);
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d", port);
+    snprintf(conf, sizeof(conf), "%s/ferryd.conf", dir);
+    snprintf(logpath, sizeof(logpath), "%s/ferryd.log", dir);
+    snprintf(tokpath, sizeof(tokpath), "%s/admin.token", dir);
+    snprintf(agtok_path, sizeof(agtok_path), "%s/agent.token", dir);
+    snprintf(secret_path, sizeof(secret_path), "%s/agents-api.token", dir);
+    if (write_conf(0, 600, "wait") != 0)
+        return -1;
+    if (add_token("agent1", "infra", "agent", agent_tok, sizeof(agent_tok)) != 0 ||
+        add_token("alice", "p1", "member", alice, sizeof(alice)) != 0 ||
+        add_token("bob", "p2", "member", bob, sizeof(bob)) != 0)
+        return -1;
+    FILE *f = fopen(agtok_path, "w");
+    if (!f)
+        return -1;
+    fprintf(f, "%s\n", agent_tok);
+    fclose(f);
+    f = fopen(secret_path, "w");
+    if (!f)
+        return -1;
+    fprintf(f, "%s\n", AGENT_SECRET);
+    fclose(f);
+    if (start_daemon() != 0 || read_line(tokpath, admin, sizeof(admin)) != 0)
+        return -1;
+    if (relaunch_agent(0, 0) != 0 || relaunch_agent(1, 0) != 0)
+        return -1;
+    json_t *spec =
+        json_pack("{s:s, s:s, s:I, s:I, s:s}", "name", "g1", "project", "p1", "memory_mib",
+                  (json_int_t)GUEST_MIB, "vcpus", (json_int_t)1, "cmdline", CMDLINE);
+    int st = 0;
+    int rc = lab_api(&L.agents[0], "POST", "/v1/instances", spec, &st, NULL, &e);
+    json_decref(spec);
+    if (rc != 0 || (st != 202 && st != 200)) {
+        fprintf(stderr, "launch g1: %d %s\n", st, e.msg);
+        return -1;
+    }
+    if (lab_console_expect(&L.agents[0], "g1", NULL, 0, "FERRY-READY ", LAB_BOOT_TIMEOUT_MS, NULL,
+                           &e) != 0) {
+        fprintf(stderr, "g1 boot: %s\n", e.msg);
+        return -1;
+    }
+    return wait_g1_on(0, 15000);
+}
+
+int main(void)
+{
+    ready = setup() == 0;
+    test_run("ferryd consent: request recorded, no throttle before the owner's grant, then "
+             "throttle; other project 404; limits + force-complete forwarded; succeeds intact",
+             t_grant);
+    test_run("ferryd consent: refused on behalf (recorded), force-complete 409 without consent, "
+             "no refused step ever happens, source intact",
+             t_refuse);
+    test_run("ferryd consent: post-copy waits for its grant, then post-copy, succeeds intact",
+             t_postcopy);
+    test_run("ferryd consent: timeout with action abort → expired by policy, migration cancelled",
+             t_timeout);
+    test_run("ferryd tokens: agents with --token-file refuse ferryd without agent_token_file "
+             "(clear error), accept it with",
+             t_tokens);
+    int rc = test_done();
+    if (rc != 0 && logpath[0]) {
+        char *cmd = xasprintf("tail -60 '%s' >&2", logpath);
+        if (system(cmd) != 0)
+            fprintf(stderr, "cannot show the log\n");
+        free(cmd);
+    }
+    lab_stop(&L);
+    return rc;
+}
