@@ -1,0 +1,791 @@
+/* Integration: rolling maintenance plans (issue 5, docs/PLANS.md) end to
+ * end. The real ferryd on 127.0.0.1, three real ferry-agents on
+ * 127.0.1.1-3 registered with it, three 128 MiB memload guests, one per
+ * host.
+ *
+ * Proves: a plan over all three hosts (max_down 1, a harmless command with
+ * reboot: each agent re-execs itself and re-adopts its guests) completes:
+ * every host returned, each guest moved off its host by a succeeded
+ * migration and intact where it runs (exactly one running copy), the
+ * plan's events come in order (created, per host draining → drained →
+ * maintaining → maintained → returned, one host at a time, group_done per
+ * group, completed last) and the outbox has no seq gap; kill -9 of ferryd
+ * mid-plan, restarted on the same DB, resumes the plan to completion with
+ * each step recorded once; pause holds the plan between steps, resume
+ * continues it, abort ends it with every guest running (intact) and each
+ * host's condition stated; an instance too big for any other host makes
+ * POST /v1/plans answer 409 unplaceable naming it, and nothing starts.
+ * Bounded: every wait has a deadline. */
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "../lib/lab.h"
+#include "../lib/test.h"
+#include "util/httpc.h"
+#include "util/xalloc.h"
+
+#define HEARTBEAT_MS 500       /* ferryd's heartbeat interval in this test */
+#define HTTP_TIMEOUT_MS 10000  /* one request to ferryd, ms */
+#define GUEST_MIB 128          /* guest RAM, MiB */
+#define NGUESTS 3              /* guests, one per host at the start */
+#define PLAN_TIMEOUT_MS 100000 /* one whole plan, ms */
+#define HUGE_MIB 1000000       /* the unplaceable instance, MiB (no lab host has it) */
+
+static const char *const CMDLINE =
+    "console=ttyS0 quiet panic=-1 ferry.workload=memload ferry.ws_mib=24 ferry.rate=500";
+static const char *const GUESTS[NGUESTS] = {"g1", "g2", "g3"};
+static const char *const HOSTS[NGUESTS] = {"host1", "host2", "host3"};
+
+static struct lab L;
+static int ready;
+static char dir[LAB_PATH_MAX], conf[LAB_PATH_MAX + 32], logpath[LAB_PATH_MAX + 32],
+    tokpath[LAB_PATH_MAX + 32], agtok_path[LAB_PATH_MAX + 32];
+static char url[64];
+static char admin[300], agent_tok[300];
+static pid_t daemon_pid;
+
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static void sleep_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
+    nanosleep(&ts, NULL);
+}
+
+static const char *bin(const char *name)
+{
+    static char path[2][256];
+    static int k;
+    const char *b = getenv("BUILD");
+    k ^= 1;
+    snprintf(path[k], sizeof(path[k]), "%s/%s", b && b[0] ? b : "build", name);
+    return path[k];
+}
+
+static int api(const char *method, const char *path, const char *token, const json_t *body,
+               json_t **out)
+{
+    struct ferr e = {0};
+    int status = 0;
+    json_t *o = NULL;
+    if (httpc_json(url, method, path, body, token, HTTP_TIMEOUT_MS, &status, &o, &e) != 0) {
+        fprintf(stderr, "%s %s: %s\n", method, path, e.msg);
+        return -1;
+    }
+    if (out)
+        *out = o;
+    else
+        json_decref(o);
+    return status;
+}
+
+static const char *jstr(const json_t *o, const char *k)
+{
+    const char *s = json_string_value(json_object_get(o, k));
+    return s ? s : "";
+}
+
+/* Starts ferryd in its own process group (tracked by the lab, so killed at
+ * the end) and waits until /v1/health answers. */
+static int start_daemon(void)
+{
+    pid_t pid = fork();
+    if (pid < 0)
+        return -1;
+    if (pid == 0) {
+        setpgid(0, 0);
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        FILE *f = freopen(logpath, "a", stderr);
+        (void)f;
+        execl(bin("ferryd"), "ferryd", "--config", conf, (char *)NULL);
+        _exit(127);
+    }
+    setpgid(pid, pid);
+    daemon_pid = pid;
+    if (lab_track(&L, pid) != 0)
+        return -1;
+    uint64_t t0 = now_ms();
+    while (now_ms() - t0 < 10000) {
+        struct httpc_resp r;
+        struct ferr e = {0};
+        if (httpc_request(url, "GET", "/v1/health", NULL, NULL, 1000, &r, &e) == 0) {
+            int ok = r.status == 200;
+            httpc_resp_free(&r);
+            if (ok)
+                return 0;
+        }
+        sleep_ms(100);
+    }
+    return -1;
+}
+
+static int add_token(const char *user, const char *project, const char *roles, char *out, size_t n)
+{
+    char *cmd = xasprintf("'%s' --config '%s' --add-token %s %s %s 2>>'%s'", bin("ferryd"), conf,
+                          user, project, roles, logpath);
+    FILE *p = popen(cmd, "r");
+    free(cmd);
+    out[0] = '\0';
+    if (p) {
+        if (!fgets(out, (int)n, p))
+            out[0] = '\0';
+        pclose(p);
+    }
+    out[strcspn(out, "\r\n")] = '\0';
+    return out[0] ? 0 : -1;
+}
+
+static int read_line(const char *path, char *buf, size_t n)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return -1;
+    char *r = fgets(buf, (int)n, f);
+    fclose(f);
+    buf[strcspn(buf, "\r\n")] = '\0';
+    return r && buf[0] ? 0 : -1;
+}
+
+/* Restarts lab agent i with --coordinator, in its own process group
+ * tracked by the lab (a maintenance re-exec keeps the pid). */
+static int relaunch_agent(int i)
+{
+    struct lab_agent *a = &L.agents[i];
+    kill(a->pid, SIGTERM);
+    waitpid(a->pid, NULL, 0);
+    char listen[64];
+    snprintf(listen, sizeof(listen), "%s:%d", a->addr, a->port);
+    pid_t pid = fork();
+    if (pid < 0)
+        return -1;
+    if (pid == 0) {
+        setpgid(0, 0);
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        FILE *f = freopen(a->log_path, "a", stderr);
+        (void)f;
+        execl(bin("ferry-agent"), "ferry-agent", "--listen", listen, "--state-dir", a->state_dir,
+              "--name", a->name, "--lab-dir", L.lab_dir, "--coordinator", url, "--agent-token-file",
+              agtok_path, (char *)NULL);
+        _exit(127);
+    }
+    setpgid(pid, pid);
+    a->pid = pid;
+    if (lab_track(&L, pid) != 0)
+        return -1;
+    uint64_t t0 = now_ms();
+    while (now_ms() - t0 < 10000) {
+        int st = 0;
+        struct ferr e = {0};
+        if (lab_api(a, "GET", "/v1/health", NULL, &st, NULL, &e) == 0 && st == 200)
+            return 0;
+        sleep_ms(100);
+    }
+    return -1;
+}
+
+/* Every event of the outbox (all pages), as one array (caller decrefs);
+ * NULL on failure. */
+static json_t *all_events(void)
+{
+    json_t *all = json_array();
+    long long since = 0;
+    for (int page = 0; page < 100; page++) {
+        char path[80];
+        json_t *o = NULL;
+        snprintf(path, sizeof(path), "/v1/events?since=%lld&limit=1000", since);
+        if (api("GET", path, admin, NULL, &o) != 200) {
+            json_decref(o);
+            json_decref(all);
+            return NULL;
+        }
+        json_t *evs = json_object_get(o, "events");
+        size_t n = json_array_size(evs);
+        json_array_extend(all, evs);
+        since = json_integer_value(json_object_get(o, "next"));
+        json_decref(o);
+        if (n == 0)
+            return all;
+    }
+    return all;
+}
+
+/* Checks that the outbox's seq runs 1, 2, 3 … without a gap. */
+static void check_seq(const json_t *evs)
+{
+    size_t i;
+    json_t *ev;
+    long long prev = 0;
+    int gaps = 0;
+    json_array_foreach(evs, i, ev)
+    {
+        long long seq = json_integer_value(json_object_get(ev, "seq"));
+        if (seq != prev + 1 && gaps++ < 3)
+            CHECK(0, "seq gap: %lld after %lld", seq, prev);
+        prev = seq;
+    }
+}
+
+/* The agent index where instance name runs ("running" on that agent), -1
+ * when none; *copies counts the agents where it runs. */
+static int where(const char *name, int *copies)
+{
+    int at = -1;
+    *copies = 0;
+    for (int i = 0; i < L.n; i++) {
+        char state[32] = "";
+        pid_t pid = 0;
+        struct ferr e = {0};
+        if (lab_instance_pid(&L.agents[i], name, &pid, state, sizeof(state), &e) == 0 &&
+            strcmp(state, "running") == 0) {
+            at = i;
+            (*copies)++;
+        }
+    }
+    return at;
+}
+
+/* Every guest runs on exactly one agent and memload finds every page
+ * intact there. at[] (may be NULL) receives each guest's agent index. */
+static void check_guests(int at[NGUESTS])
+{
+    for (int g = 0; g < NGUESTS; g++) {
+        int copies = 0, a = -1;
+        uint64_t t0 = now_ms();
+        while (now_ms() - t0 < 15000 && ((a = where(GUESTS[g], &copies)) < 0 || copies != 1))
+            sleep_ms(250);
+        if (at)
+            at[g] = a;
+        CHECK(a >= 0 && copies == 1, "%s runs on %d agents", GUESTS[g], copies);
+        if (a < 0)
+            continue;
+        struct lab_integrity r;
+        struct ferr e = {0};
+        int rc = lab_verify(&L.agents[a], GUESTS[g], &r, &e);
+        CHECK(rc == 0, "verify %s on %s: %s", GUESTS[g], L.agents[a].name, e.msg);
+        if (rc == 0)
+            CHECK(r.ok && r.bad_pages == 0 && r.pages > 0, "%s on %s: ok %d bad %lld of %lld",
+                  GUESTS[g], L.agents[a].name, r.ok, r.bad_pages, r.pages);
+    }
+}
+
+/* Hosts up in ferryd and guests registered on them; 0 when all three
+ * hosts are up with the three guests among them within timeout_ms. */
+static int wait_registered(int timeout_ms)
+{
+    uint64_t t0 = now_ms();
+    while (now_ms() - t0 < (uint64_t)timeout_ms) {
+        json_t *o = NULL;
+        int up = 0, found = 0;
+        if (api("GET", "/v1/hosts", admin, NULL, &o) == 200) {
+            size_t i, j;
+            json_t *h, *in;
+            json_array_foreach(json_object_get(o, "hosts"), i, h)
+            {
+                if (strcmp(jstr(h, "state"), "up") != 0)
+                    continue;
+                for (int k = 0; k < NGUESTS; k++)
+                    if (strcmp(jstr(h, "name"), HOSTS[k]) == 0)
+                        up++;
+                json_array_foreach(json_object_get(h, "instances"), j, in)
+                {
+                    for (int k = 0; k < NGUESTS; k++)
+                        if (strcmp(jstr(in, "name"), GUESTS[k]) == 0)
+                            found++;
+                }
+            }
+        }
+        json_decref(o);
+        if (up == NGUESTS && found == NGUESTS)
+            return 0;
+        sleep_ms(200);
+    }
+    return -1;
+}
+
+static json_t *get_plan(const char *id)
+{
+    char path[128];
+    json_t *o = NULL;
+    snprintf(path, sizeof(path), "/v1/plans/%s", id);
+    if (api("GET", path, admin, NULL, &o) != 200) {
+        json_decref(o);
+        return NULL;
+    }
+    return o;
+}
+
+/* Polls the plan until its state is one of the comma-separated states;
+ * returns the plan (caller decrefs) or NULL at the deadline. */
+static json_t *wait_plan(const char *id, const char *states, int timeout_ms)
+{
+    uint64_t t0 = now_ms();
+    while (now_ms() - t0 < (uint64_t)timeout_ms) {
+        json_t *p = get_plan(id);
+        if (p) {
+            char want[128];
+            snprintf(want, sizeof(want), ",%s,", states);
+            char st[48];
+            snprintf(st, sizeof(st), ",%s,", jstr(p, "state"));
+            if (strstr(want, st))
+                return p;
+            json_decref(p);
+        }
+        sleep_ms(300);
+    }
+    return NULL;
+}
+
+/* POSTs a plan over host1..3 (max_down 1, reboot); id receives its id. */
+static int create_plan(char *id, size_t n)
+{
+    json_t *b = json_pack("{s:[s,s,s], s:i, s:{s:s, s:b, s:i}, s:{s:i}}", "hosts", HOSTS[0],
+                          HOSTS[1], HOSTS[2], "max_down", 1, "action", "command",
+                          "sleep 1; echo patched", "reboot", 1, "timeout_s", 60, "health_check",
+                          "timeout_s", 60),
+           *o = NULL;
+    int st = api("POST", "/v1/plans", admin, b, &o);
+    json_decref(b);
+    id[0] = '\0';
+    if (st == 201)
+        snprintf(id, n, "%s", jstr(o, "id"));
+    else
+        fprintf(stderr, "POST /v1/plans: %d %s\n", st,
+                jstr(json_object_get(o, "error"), "message"));
+    json_decref(o);
+    return st == 201 && id[0] ? 0 : -1;
+}
+
+/* The plan's events: each step once per host, in order, one host at a
+ * time (max_down 1), created first and completed last. */
+static void check_plan_events(const char *id, const json_t *evs)
+{
+    static const char *const steps[] = {"plan.host_draining", "plan.host_drained",
+                                        "plan.host_maintaining", "plan.host_maintained",
+                                        "plan.host_returned"};
+    char subject[128];
+    snprintf(subject, sizeof(subject), "plan/%s", id);
+    size_t i;
+    json_t *ev;
+    int n = 0, created = 0, completed = 0, group_done = 0, host_done = 0, k = 0;
+    char cur[64] = "";
+    json_array_foreach(evs, i, ev)
+    {
+        if (strcmp(jstr(ev, "subject"), subject) != 0)
+            continue;
+        const char *t = jstr(ev, "type");
+        const char *host = jstr(json_object_get(ev, "payload"), "host");
+        n++;
+        if (strcmp(t, "plan.created") == 0) {
+            CHECK(n == 1, "plan.created is event %d of the plan", n);
+            created++;
+        } else if (strcmp(t, "plan.completed") == 0) {
+            completed++;
+        } else if (strcmp(t, "plan.group_done") == 0) {
+            CHECK(k == 0 && !cur[0], "group_done while %s is at step %d", cur, k);
+            group_done++;
+        } else if (strncmp(t, "plan.host_", 10) == 0) {
+            CHECK(!completed, "%s after plan.completed", t);
+            if (k == 0 && strcmp(t, steps[0]) == 0)
+                snprintf(cur, sizeof(cur), "%s", host);
+            CHECK(strcmp(t, steps[k]) == 0 && strcmp(host, cur) == 0,
+                  "%s of %s where %s of %s was due", t, host, steps[k], cur);
+            if (strcmp(t, steps[k]) == 0 && strcmp(host, cur) == 0 && ++k == 5) {
+                host_done++;
+                k = 0;
+                cur[0] = '\0';
+            }
+        } else if (strcmp(t, "plan.resumed") != 0 && strcmp(t, "plan.paused") != 0) {
+            CHECK(0, "unexpected %s in the plan's events", t);
+        }
+    }
+    CHECK(created == 1 && completed == 1, "created %d, completed %d", created, completed);
+    CHECK(host_done == NGUESTS, "%d hosts went through every step", host_done);
+    CHECK(group_done == NGUESTS, "%d plan.group_done (max_down 1: one per host)", group_done);
+}
+
+/* Every host of the plan returned (state ok) and each guest left its
+ * starting host by a succeeded migration of the plan. */
+static void check_plan_done(const json_t *p, const int start[NGUESTS])
+{
+    CHECK(strcmp(jstr(p, "state"), "completed") == 0, "plan %s (%s)", jstr(p, "state"),
+          jstr(p, "last_error"));
+    size_t i;
+    json_t *h, *m;
+    int returned = 0;
+    json_array_foreach(json_object_get(p, "hosts"), i, h)
+    {
+        CHECK(strcmp(jstr(h, "step"), "returned") == 0 && strcmp(jstr(h, "state"), "ok") == 0,
+              "%s: %s/%s", jstr(h, "host"), jstr(h, "step"), jstr(h, "state"));
+        returned += strcmp(jstr(h, "step"), "returned") == 0;
+    }
+    CHECK(returned == NGUESTS, "%d hosts returned", returned);
+    for (int g = 0; g < NGUESTS; g++) {
+        int moved = 0, failed = 0;
+        json_array_foreach(json_object_get(p, "migrations"), i, m)
+        {
+            if (strcmp(jstr(m, "instance"), GUESTS[g]) != 0)
+                continue;
+            if (strcmp(jstr(m, "state"), "succeeded") != 0)
+                failed++;
+            else if (start[g] >= 0 && strcmp(jstr(m, "source"), HOSTS[start[g]]) == 0)
+                moved++;
+        }
+        CHECK(moved >= 1, "%s: no succeeded migration off its host %s", GUESTS[g],
+              start[g] >= 0 ? HOSTS[start[g]] : "?");
+        CHECK(failed == 0, "%s: %d migrations not succeeded", GUESTS[g], failed);
+    }
+}
+
+static void t_plan(void)
+{
+    if (!ready)
+        return test_skip("lab or ferryd did not start");
+    REQUIRE(wait_registered(15000) == 0, "hosts and guests not registered");
+    int start[NGUESTS];
+    check_guests(start);
+    char id[80];
+    uint64_t t0 = now_ms();
+    REQUIRE(create_plan(id, sizeof(id)) == 0, "plan not created");
+    json_t *p = wait_plan(id, "completed,aborted,paused", PLAN_TIMEOUT_MS);
+    REQUIRE(p, "plan %s did not end within %d s", id, PLAN_TIMEOUT_MS / 1000);
+    fprintf(stderr, "  plan %s: %s in %.1f s\n", id, jstr(p, "state"),
+            (double)(now_ms() - t0) / 1000.0);
+    check_plan_done(p, start);
+    json_decref(p);
+    check_guests(NULL);
+    json_t *evs = all_events();
+    REQUIRE(evs, "GET /v1/events");
+    check_seq(evs);
+    check_plan_events(id, evs);
+    json_decref(evs);
+}
+
+/* Returns the step of the first host of the plan's group 0 that is past
+ * pending, "" when none. */
+static void first_active_step(const json_t *p, char *out, size_t n)
+{
+    size_t i;
+    json_t *h;
+    out[0] = '\0';
+    json_array_foreach(json_object_get(p, "hosts"), i, h)
+    {
+        const char *s = jstr(h, "step");
+        if (strcmp(s, "pending") != 0 && strcmp(s, "returned") != 0)
+            snprintf(out, n, "%s", s);
+    }
+}
+
+static void t_crash(void)
+{
+    if (!ready)
+        return test_skip("lab or ferryd did not start");
+    REQUIRE(wait_registered(15000) == 0, "hosts and guests not registered");
+    int start[NGUESTS];
+    for (int g = 0; g < NGUESTS; g++) {
+        int copies = 0;
+        start[g] = where(GUESTS[g], &copies);
+    }
+    char id[80], step[32] = "";
+    REQUIRE(create_plan(id, sizeof(id)) == 0, "plan not created");
+    uint64_t t0 = now_ms();
+    while (now_ms() - t0 < 30000) {
+        json_t *p = get_plan(id);
+        if (p)
+            first_active_step(p, step, sizeof(step));
+        json_decref(p);
+        if (!strcmp(step, "draining") || !strcmp(step, "maintaining"))
+            break;
+        sleep_ms(100);
+    }
+    REQUIRE(!strcmp(step, "draining") || !strcmp(step, "maintaining"),
+            "no host reached draining or maintaining (step '%s')", step);
+    fprintf(stderr, "  kill -9 ferryd with a host %s\n", step);
+    kill(-daemon_pid, SIGKILL);
+    waitpid(daemon_pid, NULL, 0);
+    REQUIRE(start_daemon() == 0, "ferryd did not restart");
+    json_t *p = wait_plan(id, "completed,aborted,paused", PLAN_TIMEOUT_MS);
+    REQUIRE(p, "plan %s did not end after the restart", id);
+    check_plan_done(p, start);
+    json_decref(p);
+    check_guests(NULL);
+    json_t *evs = all_events();
+    REQUIRE(evs, "GET /v1/events");
+    check_seq(evs);
+    check_plan_events(id, evs);
+    json_decref(evs);
+}
+
+static int act(const char *id, const char *what, json_t **out)
+{
+    char path[128];
+    snprintf(path, sizeof(path), "/v1/plans/%s/%s", id, what);
+    return api("POST", path, admin, NULL, out);
+}
+
+/* The steps of every host, "host1=draining,host2=pending,…". */
+static void steps_of(const json_t *p, char *out, size_t n)
+{
+    size_t i, off = 0;
+    json_t *h;
+    out[0] = '\0';
+    json_array_foreach(json_object_get(p, "hosts"), i, h)
+    {
+        int w = snprintf(out + off, n - off, "%s=%s/%s,", jstr(h, "host"), jstr(h, "step"),
+                         jstr(h, "state"));
+        if (w < 0 || (size_t)w >= n - off)
+            break;
+        off += (size_t)w;
+    }
+}
+
+static void t_pause_abort(void)
+{
+    if (!ready)
+        return test_skip("lab or ferryd did not start");
+    REQUIRE(wait_registered(15000) == 0, "hosts and guests not registered");
+    char id[80], before[256], after[256];
+    REQUIRE(create_plan(id, sizeof(id)) == 0, "plan not created");
+    json_t *o = NULL;
+    int st = act(id, "pause", &o);
+    CHECK(st == 202 && strcmp(jstr(o, "state"), "paused") == 0, "pause: %d %s", st,
+          jstr(o, "state"));
+    json_decref(o);
+    o = NULL;
+    CHECK(act(id, "pause", NULL) == 409, "pause of a paused plan not 409");
+    sleep_ms(1500); /* a tick that was under way when the pause came ends */
+    json_t *p = get_plan(id);
+    REQUIRE(p, "GET plan");
+    steps_of(p, before, sizeof(before));
+    json_decref(p);
+    sleep_ms(4000); /* four executor ticks */
+    p = get_plan(id);
+    REQUIRE(p, "GET plan");
+    steps_of(p, after, sizeof(after));
+    CHECK(strcmp(jstr(p, "state"), "paused") == 0, "state %s while paused", jstr(p, "state"));
+    CHECK(strcmp(before, after) == 0, "steps moved while paused: %s → %s", before, after);
+    json_decref(p);
+    st = act(id, "resume", &o);
+    CHECK(st == 202 && strcmp(jstr(o, "state"), "running") == 0, "resume: %d %s", st,
+          jstr(o, "state"));
+    json_decref(o);
+    o = NULL;
+    /* resumed: a host gets to maintaining (it drained after the resume) */
+    uint64_t t0 = now_ms();
+    char step[32] = "";
+    while (now_ms() - t0 < 40000) {
+        p = get_plan(id);
+        if (p)
+            first_active_step(p, step, sizeof(step));
+        json_decref(p);
+        if (!strcmp(step, "maintaining") || !strcmp(step, "checking"))
+            break;
+        sleep_ms(200);
+    }
+    CHECK(!strcmp(step, "maintaining") || !strcmp(step, "checking"),
+          "no step past draining after the resume ('%s')", step);
+    st = act(id, "abort", &o);
+    CHECK(st == 202, "abort: %d", st);
+    json_decref(o);
+    p = wait_plan(id, "aborted", 60000);
+    REQUIRE(p, "plan not aborted within 60 s");
+    size_t i;
+    json_t *h;
+    int aborted = 0;
+    json_array_foreach(json_object_get(p, "hosts"), i, h)
+    {
+        const char *hs = jstr(h, "state"), *hstep = jstr(h, "step");
+        CHECK(!strcmp(hs, "aborted") || (!strcmp(hstep, "returned") && !strcmp(hs, "ok")),
+              "%s: %s/%s after abort", jstr(h, "host"), hstep, hs);
+        aborted += !strcmp(hs, "aborted");
+    }
+    CHECK(aborted >= 1, "no host marked aborted");
+    json_decref(p);
+    CHECK(act(id, "resume", NULL) == 409, "resume of an aborted plan not 409");
+    json_t *evs = all_events();
+    REQUIRE(evs, "GET /v1/events");
+    check_seq(evs);
+    char subject[128];
+    snprintf(subject, sizeof(subject), "plan/%s", id);
+    int n_aborted = 0;
+    json_t *ev;
+    json_array_foreach(evs, i, ev)
+    {
+        if (strcmp(jstr(ev, "subject"), subject) != 0 ||
+            strcmp(jstr(ev, "type"), "plan.aborted") != 0)
+            continue;
+        n_aborted++;
+        json_t *hs = json_object_get(json_object_get(ev, "payload"), "hosts");
+        CHECK(json_array_size(hs) == NGUESTS, "plan.aborted states %zu hosts",
+              json_array_size(hs));
+        size_t j;
+        json_t *x;
+        json_array_foreach(hs, j, x) CHECK(jstr(x, "condition")[0], "%s: no condition",
+                                           jstr(x, "host"));
+    }
+    CHECK(n_aborted == 1, "%d plan.aborted events", n_aborted);
+    json_decref(evs);
+    check_guests(NULL);
+}
+
+/* Registers the fake host "hostx" holding an instance too big for any lab
+ * host (through ferryd's register API with the agent token). */
+static int register_fake(void)
+{
+    json_t *b = json_pack("{s:s, s:s, s:I, s:i, s:[{s:s, s:s, s:I, s:i}]}", "name", "hostx",
+                          "agent_url", "http://127.0.0.1:9", "ram_mib", (json_int_t)(2 * HUGE_MIB),
+                          "vcpus", 64, "instances", "name", "huge", "project_id", "p1",
+                          "memory_mib", (json_int_t)HUGE_MIB, "vcpus", 1);
+    int st = api("POST", "/v1/hosts/register", agent_tok, b, NULL);
+    json_decref(b);
+    return st == 200 || st == 201 ? 0 : -1;
+}
+
+static size_t count_of(const char *path, const char *key)
+{
+    json_t *o = NULL;
+    size_t n = (size_t)-1;
+    if (api("GET", path, admin, NULL, &o) == 200)
+        n = json_array_size(json_object_get(o, key));
+    json_decref(o);
+    return n;
+}
+
+static void t_unplaceable(void)
+{
+    if (!ready)
+        return test_skip("lab or ferryd did not start");
+    REQUIRE(wait_registered(15000) == 0, "hosts and guests not registered");
+    size_t plans0 = count_of("/v1/plans", "plans"),
+           migs0 = count_of("/v1/migrations", "migrations");
+    json_t *ev0 = all_events();
+    REQUIRE(ev0, "events");
+    size_t nev0 = json_array_size(ev0);
+    json_decref(ev0);
+    REQUIRE(register_fake() == 0, "fake host not registered");
+    json_t *b = json_pack("{s:s, s:{s:s, s:b}}", "label", "all", "action", "command", "true",
+                          "reboot", 1),
+           *o = NULL;
+    int st = api("POST", "/v1/plans", admin, b, &o);
+    json_decref(b);
+    CHECK(st == 409, "POST /v1/plans: %d", st);
+    CHECK(strcmp(jstr(json_object_get(o, "error"), "code"), "unplaceable") == 0, "code '%s'",
+          jstr(json_object_get(o, "error"), "code"));
+    json_t *un = json_object_get(o, "unplaced");
+    CHECK(json_array_size(un) == 1, "%zu unplaced", json_array_size(un));
+    json_t *u = json_array_get(un, 0);
+    CHECK(strcmp(jstr(u, "instance"), "huge") == 0 && strcmp(jstr(u, "host"), "hostx") == 0 &&
+              strcmp(jstr(u, "reason"), "too_big") == 0,
+          "unplaced %s on %s: %s", jstr(u, "instance"), jstr(u, "host"), jstr(u, "reason"));
+    json_decref(o);
+    /* nothing started: no plan, no migration, no plan.* event, hosts up */
+    sleep_ms(1500);
+    CHECK(count_of("/v1/plans", "plans") == plans0, "a plan was stored");
+    CHECK(count_of("/v1/migrations", "migrations") == migs0, "a migration was created");
+    json_t *evs = all_events();
+    REQUIRE(evs, "events");
+    size_t i;
+    json_t *ev;
+    json_array_foreach(evs, i, ev)
+    {
+        if (i >= nev0)
+            CHECK(strncmp(jstr(ev, "type"), "plan.", 5) != 0 &&
+                      strncmp(jstr(ev, "type"), "migration.", 10) != 0,
+                  "%s after the refused plan", jstr(ev, "type"));
+    }
+    json_decref(evs);
+    CHECK(wait_registered(1000) == 0, "lab hosts not all up with their guests");
+}
+
+static int setup(void)
+{
+    struct ferr e = {0};
+    if (lab_start(&L, NGUESTS, &e) != 0) {
+        fprintf(stderr, "lab: %s\n", e.msg);
+        return -1;
+    }
+    snprintf(dir, sizeof(dir), "%s", L.tmp);
+    int port = 41000 + (int)(getpid() % 9000);
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d", port);
+    snprintf(conf, sizeof(conf), "%s/ferryd.conf", dir);
+    snprintf(logpath, sizeof(logpath), "%s/ferryd.log", dir);
+    snprintf(tokpath, sizeof(tokpath), "%s/admin.token", dir);
+    snprintf(agtok_path, sizeof(agtok_path), "%s/agent.token", dir);
+    FILE *f = fopen(conf, "w");
+    if (!f)
+        return -1;
+    fprintf(f,
+            "listen = 127.0.0.1:%d\ndb = %s/ferryd.db\nbootstrap_token_file = %s\n"
+            "heartbeat_interval_ms = %d\nheartbeat_missed = 6\n",
+            port, dir, tokpath, HEARTBEAT_MS);
+    fclose(f);
+    if (add_token("agent1", "infra", "agent", agent_tok, sizeof(agent_tok)) != 0)
+        return -1;
+    f = fopen(agtok_path, "w");
+    if (!f)
+        return -1;
+    fprintf(f, "%s\n", agent_tok);
+    fclose(f);
+    if (start_daemon() != 0 || read_line(tokpath, admin, sizeof(admin)) != 0)
+        return -1;
+    for (int i = 0; i < NGUESTS; i++)
+        if (relaunch_agent(i) != 0)
+            return -1;
+    for (int g = 0; g < NGUESTS; g++) {
+        json_t *spec =
+            json_pack("{s:s, s:s, s:I, s:I, s:s}", "name", GUESTS[g], "project", "p1",
+                      "memory_mib", (json_int_t)GUEST_MIB, "vcpus", (json_int_t)1, "cmdline",
+                      CMDLINE);
+        int st = 0;
+        int rc = lab_api(&L.agents[g], "POST", "/v1/instances", spec, &st, NULL, &e);
+        json_decref(spec);
+        if (rc != 0 || (st != 202 && st != 200 && st != 201)) {
+            fprintf(stderr, "launch %s: %d %s\n", GUESTS[g], st, e.msg);
+            return -1;
+        }
+    }
+    for (int g = 0; g < NGUESTS; g++)
+        if (lab_console_expect(&L.agents[g], GUESTS[g], NULL, 0, "FERRY-READY ",
+                               LAB_BOOT_TIMEOUT_MS, NULL, &e) != 0) {
+            fprintf(stderr, "%s boot: %s\n", GUESTS[g], e.msg);
+            return -1;
+        }
+    return 0;
+}
+
+int main(void)
+{
+    uint64_t t0 = now_ms();
+    ready = setup() == 0;
+    fprintf(stderr, "  setup %.1f s\n", (double)(now_ms() - t0) / 1000.0);
+    test_run("plan: 3 hosts, max_down 1, reboot: completes, guests moved and intact, events "
+             "in order",
+             t_plan);
+    test_run("plan: kill -9 ferryd mid-plan, restart on the same DB resumes it to completion",
+             t_crash);
+    test_run("plan: pause holds the steps, resume continues, abort states every host",
+             t_pause_abort);
+    test_run("plan: an instance too big for any other host → 409 unplaceable, nothing starts",
+             t_unplaceable);
+    int rc = test_done();
+    if (rc != 0 && logpath[0]) {
+        char *cmd = xasprintf("grep -i 'plan' '%s' | tail -40 >&2", logpath);
+        if (system(cmd) != 0)
+            fprintf(stderr, "cannot show the log\n");
+        free(cmd);
+    }
+    fprintf(stderr, "  total %.1f s\n", (double)(now_ms() - t0) / 1000.0);
+    lab_stop(&L);
+    return rc;
+}
