@@ -722,9 +722,11 @@ static int send_caps(struct migration *m)
     json_t *caps = json_pack("{s:[{s:s, s:b}, {s:s, s:b}]}", "capabilities", "capability",
                              "events", "state", 1, "capability", "auto-converge", "state",
                              m->limits.auto_converge || m->throttle_dormant);
-    if (m->postcopy)
-        json_array_append_new(json_object_get(caps, "capabilities"),
-                              json_pack("{s:s, s:b}", "capability", "postcopy-ram", "state", 1));
+    /* always explicit: a guest that arrived by post-copy keeps postcopy-ram
+       on, and a destination without it would then fail the stream */
+    json_array_append_new(json_object_get(caps, "capabilities"),
+                          json_pack("{s:s, s:b}", "capability", "postcopy-ram", "state",
+                                    (int)m->postcopy));
     if (m->st) /* the disk mirrors end at pre-switchover (storage.c) */
         json_array_append_new(json_object_get(caps, "capabilities"),
                               json_pack("{s:s, s:b}", "capability", "pause-before-switchover",

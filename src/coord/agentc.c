@@ -80,6 +80,10 @@ void agentc_request(struct event_base *base, const char *url, const char *token,
     if (body) {
         char *text = json_dumps(body, JSON_COMPACT);
         if (text) {
+            /* libevent adds Content-Length by itself for POST and PUT only */
+            char len[24];
+            snprintf(len, sizeof(len), "%zu", strlen(text));
+            evhttp_add_header(h, "Content-Length", len);
             evbuffer_add(evhttp_request_get_output_buffer(req), text, strlen(text));
             free(text);
         }

@@ -41,8 +41,8 @@
 
 #define HEARTBEAT_MS 500      /* ferryd's heartbeat interval in this test */
 #define HTTP_TIMEOUT_MS 15000 /* one request to ferryd */
-#define GUEST_MIB 256
-#define SLOW_BPS (8ll << 20)       /* bytes/s: the guest dirties far more */
+#define GUEST_MIB 128
+#define SLOW_BPS (24ll << 20)      /* bytes/s: the guest dirties far more */
 #define CONSENT_WAIT_MS 120000     /* until the controller asks, ms */
 #define STEP_WAIT_MS 90000         /* until a granted step shows in the samples, ms */
 #define END_WAIT_MS 120000         /* until a migration ends, ms */
@@ -471,7 +471,7 @@ static json_t *gated_policy(const char *const *ladder, size_t nl, const char *co
                             size_t ng, int postcopy)
 {
     json_t *p = json_pack("{s:s, s:i, s:i, s:i, s:i, s:i, s:i}", "kind", "adaptive", "deadline_s",
-                          120, "downtime_max_ms", 300, "settle_ms", 3000, "settle_max_ms", 10000,
+                          600, "downtime_max_ms", 300, "settle_ms", 3000, "settle_max_ms", 60000,
                           "stall_min_ms", 3000, "stall_periods", 1);
     json_t *l = json_array(), *g = json_array();
     for (size_t i = 0; i < nl; i++)

@@ -1,0 +1,85 @@
+/* Fuzz target: ferryd's request validation — capped JSON parsing with the
+ * depth pre-scan, then the migration create body (migreq_parse), the
+ * limits PATCH body (migreq_limits_patch), a consent decision body
+ * (consent_decision_parse) and the consent list filters
+ * (consent_filter_check) over the same object. Any crash, leak or
+ * sanitizer report is a bug; rejections are expected but must say why, and
+ * whatever is accepted must be safe to use and accepted again. */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "coord/consent.h"
+#include "coord/place.h"
+#include "util/jsonin.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+static void must_explain(const struct ferr *e)
+{
+    if (e->msg[0] == '\0')
+        abort(); /* every rejection must say why */
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    json_t *obj = NULL;
+    struct ferr e = {0};
+    if (jsonin_parse_object((const char *)data, size, JSONIN_MAX_BYTES, JSONIN_MAX_DEPTH, &obj,
+                            &e) != 0) {
+        must_explain(&e);
+        return 0;
+    }
+    struct migreq r;
+    memset(&e, 0, sizeof(e));
+    if (migreq_parse(obj, &r, &e) == 0) {
+        if (!jsonin_name_ok(r.instance) || (r.destination[0] && !jsonin_name_ok(r.destination)))
+            abort(); /* accepted names are always usable as store keys */
+        json_t *back = json_pack("{s:s}", "instance", r.instance);
+        if (r.destination[0])
+            json_object_set_new(back, "destination", json_string(r.destination));
+        if (r.policy)
+            json_object_set(back, "policy", r.policy);
+        if (r.limits)
+            json_object_set(back, "limits", r.limits);
+        struct migreq r2;
+        if (migreq_parse(back, &r2, &e) != 0)
+            abort(); /* what we keep we must accept again */
+        migreq_free(&r2);
+        json_decref(back);
+        migreq_free(&r);
+    } else {
+        must_explain(&e);
+    }
+    json_t *lim = NULL;
+    memset(&e, 0, sizeof(e));
+    if (migreq_limits_patch(obj, &lim, &e) == 0) {
+        if (!json_is_object(lim) || json_object_size(lim) == 0 || json_object_size(lim) > 2)
+            abort();
+        json_decref(lim);
+    } else {
+        must_explain(&e);
+    }
+    struct consent_decision d;
+    memset(&e, 0, sizeof(e));
+    if (consent_decision_parse(obj, &d, &e) == 0) {
+        size_t n = strnlen(d.reason, sizeof(d.reason));
+        if (n >= sizeof(d.reason))
+            abort();
+        for (size_t i = 0; i < n; i++)
+            if ((unsigned char)d.reason[i] < 0x20 || d.reason[i] == 0x7f)
+                abort(); /* a recorded reason never carries control characters */
+    } else {
+        must_explain(&e);
+    }
+    const char *st = json_string_value(json_object_get(obj, "state"));
+    const char *mig = json_string_value(json_object_get(obj, "migration"));
+    memset(&e, 0, sizeof(e));
+    if (consent_filter_check(st, mig, &e) != 0)
+        must_explain(&e);
+    const char *step = json_string_value(json_object_get(obj, "step"));
+    if (step && consent_step_ok(step) && strlen(step) > 9)
+        abort();
+    json_decref(obj);
+    return 0;
+}
