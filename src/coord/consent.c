@@ -78,8 +78,10 @@ int consent_decision_parse(const json_t *body, struct consent_decision *out, str
 int consent_filter_check(const char *state, const char *migration, struct ferr *e)
 {
     if (state && !in_set(state, STATES))
-        return ferr_set(e, FERR_INVAL, "state", "state must be pending, granted, refused or expired");
-    if (migration && (!migration[0] || strlen(migration) > STORE_IDENT_MAX || !printable(migration)))
+        return ferr_set(e, FERR_INVAL, "state",
+                        "state must be pending, granted, refused or expired");
+    if (migration &&
+        (!migration[0] || strlen(migration) > STORE_IDENT_MAX || !printable(migration)))
         return ferr_set(e, FERR_INVAL, "migration", "migration must be a migration id");
     return 0;
 }
@@ -174,10 +176,10 @@ static int emit(struct coord *c, const char *type, const struct store_consent *k
 static json_t *consent_json(const struct store_consent *k)
 {
     char inst[STORE_NAME_MAX + 1], act[16];
-    json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}", "id", k->id, "migration_id",
-                          k->migration_id, "instance",
-                          detail_str(k, "instance", inst, sizeof(inst)), "step", k->step, "state",
-                          k->state, "project_id", k->project);
+    json_t *o =
+        json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}", "id", k->id, "migration_id", k->migration_id,
+                  "instance", detail_str(k, "instance", inst, sizeof(inst)), "step", k->step,
+                  "state", k->state, "project_id", k->project);
     json_object_set_new(o, "requested", time_json(k->requested_ms));
     json_object_set_new(o, "deadline", time_json(k->deadline_ms));
     json_object_set_new(o, "decided", k->decided_ms ? time_json(k->decided_ms) : json_null());
@@ -355,10 +357,12 @@ static void time_out(struct coord *c, struct store_consent *k, int64_t now)
     static const char *const names[] = {"wait", "proceed", "abort"};
     struct ferr e = {0};
     k->decided_ms = act == CONSENT_TIMEOUT_WAIT ? 0 : now;
-    snprintf(k->decided_by, sizeof(k->decided_by), "%s", act == CONSENT_TIMEOUT_WAIT ? "" : "policy");
+    snprintf(k->decided_by, sizeof(k->decided_by), "%s",
+             act == CONSENT_TIMEOUT_WAIT ? "" : "policy");
     snprintf(k->reason, sizeof(k->reason), "no answer within %u s; consent_timeout_action %s",
              c->cfg.consent_timeout_s, names[act]);
-    snprintf(k->state, sizeof(k->state), "%s", act == CONSENT_TIMEOUT_PROCEED ? "granted" : "expired");
+    snprintf(k->state, sizeof(k->state), "%s",
+             act == CONSENT_TIMEOUT_PROCEED ? "granted" : "expired");
     set_detail(k, "timeout_action", json_string(names[act]));
     json_t *x = json_pack("{s:s, s:s}", "action", names[act], "reason", k->reason);
     int rc = act == CONSENT_TIMEOUT_PROCEED
@@ -405,8 +409,8 @@ void coordconsent_tick(struct coord *c, int64_t now_ms)
             k[i].decided_ms = now_ms;
             snprintf(k[i].decided_by, sizeof(k[i].decided_by), "policy");
             if (settle(c, &k[i], "migration.consent_expired",
-                       json_pack("{s:s, s:s}", "action", "none", "reason", k[i].reason), NULL,
-                       NULL, now_ms, &e) != 0)
+                       json_pack("{s:s, s:s}", "action", "none", "reason", k[i].reason), NULL, NULL,
+                       now_ms, &e) != 0)
                 log_error("consent", "msg=\"cannot expire\" consent=%s err=\"%s\"", k[i].id, e.msg);
         } else if (now_ms >= k[i].deadline_ms) {
             time_out(c, &k[i], now_ms);
@@ -507,16 +511,16 @@ static void answer(struct coord *c, struct evhttp_request *req, const struct sto
     snprintf(k.reason, sizeof(k.reason), "%s", d.reason);
     if (!member)
         set_detail(&k, "on_behalf_project", json_string(who->project));
-    json_t *x = json_pack("{s:s, s:b, s:s}", "by", who->user, "on_behalf", !member, "reason",
-                          d.reason);
-    if (settle(c, &k, granted ? "migration.consent_granted" : "migration.consent_refused", x,
-               NULL, NULL, now, &e) != 0) {
+    json_t *x =
+        json_pack("{s:s, s:b, s:s}", "by", who->user, "on_behalf", !member, "reason", d.reason);
+    if (settle(c, &k, granted ? "migration.consent_granted" : "migration.consent_refused", x, NULL,
+               NULL, now, &e) != 0) {
         store_consent_clear(&k);
         return reply_code(req, 500, "internal", "", "cannot record the answer");
     }
     log_info("consent", "msg=\"consent %s\" consent=%s id=%s step=%s by=%s@%s on_behalf=%d",
-             granted ? "granted" : "refused", k.id, k.migration_id, k.step, who->user,
-             who->project, (int)!member);
+             granted ? "granted" : "refused", k.id, k.migration_id, k.step, who->user, who->project,
+             (int)!member);
     forward(c, &k, granted);
     httpd_reply_json(req, 200, consent_json(&k));
     store_consent_clear(&k);

@@ -41,11 +41,11 @@
 
 #define HEARTBEAT_MS 500      /* ferryd's heartbeat interval in this test */
 #define HTTP_TIMEOUT_MS 15000 /* one request to ferryd */
-#define GUEST_MIB 128
-#define SLOW_BPS (24ll << 20)      /* bytes/s: the guest dirties far more */
-#define CONSENT_WAIT_MS 120000     /* until the controller asks, ms */
-#define STEP_WAIT_MS 90000         /* until a granted step shows in the samples, ms */
-#define END_WAIT_MS 120000         /* until a migration ends, ms */
+#define GUEST_MIB 256
+#define SLOW_BPS (32ll << 20)  /* bytes/s: the guest dirties far more */
+#define CONSENT_WAIT_MS 120000 /* until the controller asks, ms */
+#define STEP_WAIT_MS 90000     /* until a granted step shows in the samples, ms */
+#define END_WAIT_MS 120000     /* until a migration ends, ms */
 #define AGENT_SECRET "s3cr3t-agent-token-0123456789abcdef"
 
 static const char *const CMDLINE =
@@ -359,8 +359,8 @@ static int wait_consent(const char *id, const char *step, char *cid, size_t n, i
         char mp[128];
         snprintf(mp, sizeof(mp), "/v1/migrations/%s", id);
         int ended = api("GET", mp, admin, NULL, &m) == 200 &&
-                    (!strcmp(jstr(m, "state"), "succeeded") || !strcmp(jstr(m, "state"), "failed") ||
-                     !strcmp(jstr(m, "state"), "cancelled"));
+                    (!strcmp(jstr(m, "state"), "succeeded") ||
+                     !strcmp(jstr(m, "state"), "failed") || !strcmp(jstr(m, "state"), "cancelled"));
         if (ended)
             fprintf(stderr, "migration %s ended (%s: %s) before asking for %s\n", id,
                     jstr(m, "state"), jstr(m, "last_error"), step);
@@ -546,8 +546,8 @@ static void t_grant(void)
     st = api("PATCH", path, admin, lim, &o);
     json_decref(lim);
     if (st != 409) /* 409: it finished meanwhile */
-        CHECK(st == 202 && json_is_true(json_object_get(json_object_get(o, "requested_limits"),
-                                                        "applied")),
+        CHECK(st == 202 &&
+                  json_is_true(json_object_get(json_object_get(o, "requested_limits"), "applied")),
               "limits: %d %s", st, err_msg(o));
     json_decref(o);
     snprintf(path, sizeof(path), "/v1/migrations/%s/force-complete", id);
@@ -677,8 +677,7 @@ static void t_timeout(void)
     json_decref(o);
     struct seen s;
     REQUIRE(agent_seen(src, &s) == 0, "agent samples");
-    CHECK(s.max_throttle <= 1 && !s.throttled, "throttle without consent: %lld %%",
-          s.max_throttle);
+    CHECK(s.max_throttle <= 1 && !s.throttled, "throttle without consent: %lld %%", s.max_throttle);
     intact_on(src);
 }
 

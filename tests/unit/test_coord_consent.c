@@ -20,8 +20,8 @@
 
 static char dir[64];
 
-static struct store_consent mk(const char *id, const char *mig, const char *step,
-                               const char *state, const char *proj, int64_t t)
+static struct store_consent mk(const char *id, const char *mig, const char *step, const char *state,
+                               const char *proj, int64_t t)
 {
     struct store_consent c;
     memset(&c, 0, sizeof(c));
@@ -117,9 +117,12 @@ static void t_list(void)
         const char *mig, *state, *proj, *want; /* ids newest first */
         size_t limit;
     } cases[] = {
-        {NULL, NULL, NULL, "c4,c3,c2,c1", 100}, {"m1", NULL, NULL, "c2,c1", 100},
-        {NULL, "pending", NULL, "c3,c2", 100},  {NULL, NULL, "p1", "c4,c2,c1", 100},
-        {"m1", "pending", "p1", "c2", 100},     {NULL, NULL, NULL, "c4,c3", 2},
+        {NULL, NULL, NULL, "c4,c3,c2,c1", 100},
+        {"m1", NULL, NULL, "c2,c1", 100},
+        {NULL, "pending", NULL, "c3,c2", 100},
+        {NULL, NULL, "p1", "c4,c2,c1", 100},
+        {"m1", "pending", "p1", "c2", 100},
+        {NULL, NULL, NULL, "c4,c3", 2},
         {"m9", NULL, NULL, "", 100},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -176,12 +179,12 @@ static void t_validators(void)
     static const struct {
         const char *state, *mig;
         int ok;
-    } flt[] = {{NULL, NULL, 1},      {"pending", "mig-1", 1}, {"expired", NULL, 1},
-               {"bogus", NULL, 0},   {NULL, "", 0},           {NULL, "a\nb", 0}};
+    } flt[] = {{NULL, NULL, 1},    {"pending", "mig-1", 1}, {"expired", NULL, 1},
+               {"bogus", NULL, 0}, {NULL, "", 0},           {NULL, "a\nb", 0}};
     for (size_t i = 0; i < sizeof(flt) / sizeof(flt[0]); i++) {
         memset(&e, 0, sizeof(e));
-        CHECK((consent_filter_check(flt[i].state, flt[i].mig, &e) == 0) == flt[i].ok,
-              "filter %zu", i);
+        CHECK((consent_filter_check(flt[i].state, flt[i].mig, &e) == 0) == flt[i].ok, "filter %zu",
+              i);
     }
     enum consent_timeout_action a;
     CHECK(consent_timeout_action_parse("wait", &a) == 0 && a == CONSENT_TIMEOUT_WAIT, "wait");
