@@ -280,6 +280,12 @@ static void on_event(struct qmp_conn *c, const struct qmp_msg *ev, void *arg)
         const char *st = json_string_value(json_object_get(ev->value, "status"));
         if (st && in->incoming)
             snprintf(in->incoming_status, sizeof(in->incoming_status), "%s", st);
+        /* pause-to-complete: the source was stopped on purpose (controller
+           or force-complete), so QEMU leaves the destination paused (no
+           RESUME came before "completed"); the guest resumes here */
+        if (st && strcmp(st, "completed") == 0 && in->incoming &&
+            inst_qmp(in, "cont", NULL, ignore_reply, (void *)"cont") != 0)
+            log_warn("agent", "msg=\"cont not sent\" instance=%s", in->spec.name);
         if (st && strcmp(st, "completed") == 0 && in->storage_copy && in->nbd_port) {
             /* the copies are the guest's disks now: keep them, stop serving */
             in->disks_owned = false;

@@ -255,7 +255,8 @@ static int relaunch_agent(int i, int with_token)
     return -1;
 }
 
-static int g1_at; /* lab host index g1 runs on */
+static int g1_at;                    /* lab host index the guest runs on */
+static const char *inst_name = "g1"; /* the guest migrated */
 
 /* Bit i set: g1 is registered on lab host i (up). */
 static int g1_hosts(void)
@@ -272,7 +273,7 @@ static int g1_hosts(void)
     {
         json_array_foreach(json_object_get(h, "instances"), j, in)
         {
-            if (strcmp(jstr(in, "name"), "g1") == 0 && strcmp(jstr(h, "state"), "up") == 0)
+            if (strcmp(jstr(in, "name"), inst_name) == 0 && strcmp(jstr(h, "state"), "up") == 0)
                 found |= strcmp(jstr(h, "name"), L.agents[0].name) == 0 ? 1 : 2;
         }
     }
@@ -319,7 +320,7 @@ static int start_mig(json_t *policy, long long bps, char *id, size_t n, int *src
     *src = g1_at;
     if (wait_g1_on(g1_at, 20000) != 0)
         return -1;
-    json_t *b = json_pack("{s:s, s:s, s:{s:I}}", "instance", "g1", "destination",
+    json_t *b = json_pack("{s:s, s:s, s:{s:I}}", "instance", inst_name, "destination",
                           L.agents[1 - *src].name, "limits", "max_bandwidth_bps", (json_int_t)bps),
            *o = NULL;
     if (policy)
@@ -394,7 +395,7 @@ static int agent_seen(int src, struct seen *s)
     }
     json_array_foreach(json_object_get(o, "migrations"), i, m)
     {
-        if (!aid[0] && strcmp(jstr(m, "instance"), "g1") == 0)
+        if (!aid[0] && strcmp(jstr(m, "instance"), inst_name) == 0)
             snprintf(aid, sizeof(aid), "%s", jstr(m, "id"));
     }
     json_decref(o);
@@ -693,6 +694,18 @@ static void t_tokens(void)
     CHECK(agent_api(&L.agents[0], "GET", "/v1/health", NULL, NULL) == 401,
           "agent without token not 401");
     agents_have_token = 1;
+    /* a fresh guest (g2) launched with the token: the test does not depend
+       on re-adopting g1 */
+    json_t *spec = json_pack("{s:s, s:s, s:I, s:I, s:s}", "name", "g2", "project", "p1",
+                             "memory_mib", (json_int_t)128, "vcpus", (json_int_t)1, "cmdline",
+                             "console=ttyS0 quiet panic=-1 ferry.workload=memload ferry.ws_mib=16 "
+                             "ferry.rate=1000");
+    int lst = agent_api(&L.agents[0], "POST", "/v1/instances", spec, NULL);
+    json_decref(spec);
+    REQUIRE(lst == 202 || lst == 200, "launch g2 with the token: %d", lst);
+    inst_name = "g2";
+    g1_at = 0;
+    REQUIRE(wait_g1_on(0, 60000) == 0, "g2 not registered on host1");
     char id[80];
     int src;
     REQUIRE(start_mig(NULL, 0, id, sizeof(id), &src) == 0, "start without the agent token");
