@@ -175,6 +175,7 @@ static int relaunch_agent(int i)
         prctl(PR_SET_PDEATHSIG, SIGKILL);
         FILE *f = freopen(a->log_path, "a", stderr);
         (void)f;
+        dup2(STDERR_FILENO, STDOUT_FILENO); /* the maintenance command's output */
         execl(bin("ferry-agent"), "ferry-agent", "--listen", listen, "--state-dir", a->state_dir,
               "--name", a->name, "--lab-dir", L.lab_dir, "--coordinator", url, "--agent-token-file",
               agtok_path, (char *)NULL);
