@@ -3,7 +3,7 @@
 #
 #   make            build all binaries
 #   make check      build, build the lab guest, run every test
-#   make demo       build, start a two-host lab, migrate a guest there and back
+#   make demo       build, start a three-host lab with ferryd, run a rolling maintenance
 #   make bench      run the benchmarks (bench/out/*.json)
 #   make lint       banned calls + clang-format check
 #   make fuzz       build the libFuzzer targets (clang) and run each briefly

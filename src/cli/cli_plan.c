@@ -92,7 +92,7 @@ static int render(const json_t *p, FILE *to)
                 cli_api_str(m, "destination", "?"), cli_api_str(m, "state", "?"),
                 json_number_value(json_object_get(m, "pct")), cli_api_int(m, "downtime_ms"),
                 (double)cli_api_int(res, "total_time_ms") / 1000.0,
-                cli_api_int(res, "transferred_bytes") >> 20);
+                cli_api_int(res, "ram_transferred") >> 20); /* the agent's result field */
         lines++;
     }
     return lines;
