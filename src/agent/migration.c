@@ -727,10 +727,12 @@ static int send_caps(struct migration *m)
     json_array_append_new(json_object_get(caps, "capabilities"),
                           json_pack("{s:s, s:b}", "capability", "postcopy-ram", "state",
                                     (int)m->postcopy));
-    if (m->st) /* the disk mirrors end at pre-switchover (storage.c) */
-        json_array_append_new(json_object_get(caps, "capabilities"),
-                              json_pack("{s:s, s:b}", "capability", "pause-before-switchover",
-                                        "state", 1));
+    /* the disk mirrors end at pre-switchover (storage.c); always explicit
+     * too: left on by an earlier storage migration of this QEMU, a
+     * memory-only migration would wait at pre-switchover for ever */
+    json_array_append_new(json_object_get(caps, "capabilities"),
+                          json_pack("{s:s, s:b}", "capability", "pause-before-switchover",
+                                    "state", m->st != NULL));
     if (!m->inst) {
         json_decref(caps);
         return -1;
