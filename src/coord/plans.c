@@ -393,7 +393,7 @@ static void create(struct coord *c, struct evhttp_request *req, const struct sto
         goto err;
     for (size_t i = 0; i < np; i++)
         if (plan_active(plist[i].state)) {
-            char msg[160];
+            char msg[256];
             snprintf(msg, sizeof(msg), "plan %s is %s; one plan runs at a time", plist[i].id,
                      plist[i].state);
             reply_code(req, 409, "conflict", "hosts", msg);
