@@ -10,8 +10,9 @@
  * plan's events come in order (created, per host draining → drained →
  * maintaining → maintained → returned, one host at a time, group_done per
  * group, completed last) and the outbox has no seq gap; kill -9 of ferryd
- * mid-plan, restarted on the same DB, resumes the plan to completion with
- * each step recorded once; pause holds the plan between steps, resume
+ * while a host drains and again while one is maintained, restarted on the
+ * same DB each time, resumes the plan to completion with each step
+ * recorded once; pause holds the plan between steps, resume
  * continues it, abort ends it with every guest running (intact) and each
  * host's condition stated; an instance too big for any other host makes
  * POST /v1/plans answer 409 unplaceable naming it, and nothing starts.
@@ -498,24 +499,29 @@ static void t_crash(void)
         int copies = 0;
         start[g] = where(GUESTS[g], &copies);
     }
-    char id[80], step[32] = "";
+    char id[80];
     REQUIRE(create_plan(id, sizeof(id)) == 0, "plan not created");
-    uint64_t t0 = now_ms();
-    while (now_ms() - t0 < 30000) {
-        json_t *p = get_plan(id);
-        if (p)
-            first_active_step(p, step, sizeof(step));
-        json_decref(p);
-        if (!strcmp(step, "draining") || !strcmp(step, "maintaining"))
-            break;
-        sleep_ms(100);
+    /* first while a host drains (its migration possibly in flight), then
+     * while one is being maintained (its action's answer lost) */
+    static const char *const at[] = {"draining", "maintaining"};
+    for (int k = 0; k < 2; k++) {
+        char step[32] = "";
+        uint64_t t0 = now_ms();
+        while (now_ms() - t0 < 40000) {
+            json_t *p = get_plan(id);
+            if (p)
+                first_active_step(p, step, sizeof(step));
+            json_decref(p);
+            if (!strcmp(step, at[k]))
+                break;
+            sleep_ms(50);
+        }
+        REQUIRE(!strcmp(step, at[k]), "no host reached %s (step '%s')", at[k], step);
+        fprintf(stderr, "  kill -9 ferryd with a host %s\n", step);
+        kill(-daemon_pid, SIGKILL);
+        waitpid(daemon_pid, NULL, 0);
+        REQUIRE(start_daemon() == 0, "ferryd did not restart");
     }
-    REQUIRE(!strcmp(step, "draining") || !strcmp(step, "maintaining"),
-            "no host reached draining or maintaining (step '%s')", step);
-    fprintf(stderr, "  kill -9 ferryd with a host %s\n", step);
-    kill(-daemon_pid, SIGKILL);
-    waitpid(daemon_pid, NULL, 0);
-    REQUIRE(start_daemon() == 0, "ferryd did not restart");
     json_t *p = wait_plan(id, "completed,aborted,paused", PLAN_TIMEOUT_MS);
     REQUIRE(p, "plan %s did not end after the restart", id);
     check_plan_done(p, start);
@@ -773,7 +779,8 @@ int main(void)
     test_run("plan: 3 hosts, max_down 1, reboot: completes, guests moved and intact, events "
              "in order",
              t_plan);
-    test_run("plan: kill -9 ferryd mid-plan, restart on the same DB resumes it to completion",
+    test_run("plan: kill -9 ferryd mid-drain and mid-maintenance, restarts on the same DB "
+             "resume it to completion, each step once",
              t_crash);
     test_run("plan: pause holds the steps, resume continues, abort states every host",
              t_pause_abort);
