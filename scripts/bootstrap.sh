@@ -5,7 +5,7 @@
 set -e
 PKGS="build-essential pkg-config libevent-dev libjansson-dev libsqlite3-dev libssl-dev \
 qemu-system-x86 qemu-utils busybox-static cpio gzip clang \
-libclang-rt-14-dev curl ca-certificates python3 iproute2"
+libclang-rt-14-dev curl ca-certificates python3 iproute2 wrk"
 missing=""
 for p in $PKGS; do
     if ! dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q "ok installed"; then

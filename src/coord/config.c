@@ -23,6 +23,7 @@ void config_defaults(struct config *c)
     c->webhook_backoff_base_ms = 1000;
     c->webhook_backoff_cap_ms = 300000;
     c->consent_timeout_s = 600;
+    c->sse_max_subscribers = 64;
     snprintf(c->consent_timeout_action, sizeof(c->consent_timeout_action), "wait");
 }
 
@@ -131,6 +132,9 @@ static int apply(struct config *c, const char *k, const char *v, int line, struc
         if (strcmp(v, "wait") && strcmp(v, "proceed") && strcmp(v, "abort"))
             goto bad;
         snprintf(c->consent_timeout_action, sizeof(c->consent_timeout_action), "%s", v);
+    } else if (strcmp(k, "sse_max_subscribers") == 0) {
+        if (parse_u32(v, 1, 100000, &c->sse_max_subscribers) != 0)
+            goto bad;
     } else if (strcmp(k, "agent_token_file") == 0) {
         if (set_path(c->agent_token_file, sizeof(c->agent_token_file), v) != 0)
             goto bad;

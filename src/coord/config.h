@@ -41,6 +41,7 @@ struct config {
     char consent_timeout_action[16];  /* wait, proceed or abort; default wait */
     char agent_token_file[CONFIG_PATH_MAX]; /* "" = none; else the bearer token ferryd
                                                presents to every agent */
+    uint32_t sse_max_subscribers; /* concurrent SSE streams, default 64 (1 … 100000) */
 };
 
 /* Fills c with every default. */

@@ -293,7 +293,7 @@ void sse_handle(struct sse *s, struct evhttp_request *req)
     } else if (httpd_query(req, "since", q, sizeof(q)) == 0 && parse_seq(q, &since) != 0) {
         return reply_error(req, 400, "invalid", "since", "since must be a non-negative integer");
     }
-    if (s->n >= SSE_MAX_SUBSCRIBERS)
+    if (s->n >= s->c->cfg.sse_max_subscribers)
         return reply_error(req, 503, "unavailable", "",
                            "too many event stream subscribers; retry later");
     struct sse_sub *sub = xcalloc(1, sizeof(*sub));
