@@ -258,12 +258,12 @@ static void fold_event(struct metrics *m, const struct store_event *ev)
         if (json_is_number(d))
             metrics_hist_observe(&m->downtime, json_number_value(d));
         json_decref(p);
-    } else if (strcmp(ev->type, "consent.requested") == 0) {
+    } else if (strcmp(ev->type, "migration.consent_requested") == 0) {
         if (m->n_waits < CONSENT_TRACKED) {
             snprintf(m->waits[m->n_waits].id, sizeof(m->waits[0].id), "%s", ev->subject);
             m->waits[m->n_waits++].since_ms = ev->time_ms;
         }
-    } else if (strncmp(ev->type, "consent.", 8) == 0) {
+    } else if (strncmp(ev->type, "migration.consent_", 18) == 0) {
         for (size_t i = 0; i < m->n_waits; i++) {
             if (strcmp(m->waits[i].id, ev->subject) == 0) {
                 metrics_hist_observe(&m->consent,
