@@ -258,7 +258,8 @@ static void sub_line(struct sub *s, const char *line, int64_t base_seq, const st
                      float *lat, long *nlat, int64_t *last_read_ns)
 {
     if (!s->open) {
-        if (strncmp(line, "HTTP/1.", 7) == 0 && strncmp(line + 9, "200", 3) != 0)
+        int code = 0;
+        if (sscanf(line, "HTTP/1.%*d %d", &code) == 1 && code != 200)
             s->dead = 1;
         if (strncmp(line, ": ferry events from seq", 23) == 0)
             s->open = 1;
