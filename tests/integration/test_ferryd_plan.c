@@ -349,13 +349,15 @@ static json_t *wait_plan(const char *id, const char *states, int timeout_ms)
     return NULL;
 }
 
-/* POSTs a plan over host1..3 (max_down 1, reboot); id receives its id. */
-static int create_plan(char *id, size_t n)
+/* POSTs a plan over host1..3 (max_down 1, reboot) whose action prints
+ * "ferry-maint-TAG" (into the agent's log); id receives its id. */
+static int create_plan(const char *tag, char *id, size_t n)
 {
+    char cmd[96];
+    snprintf(cmd, sizeof(cmd), "sleep 1; echo ferry-maint-%s", tag);
     json_t *b = json_pack("{s:[s,s,s], s:i, s:{s:s, s:b, s:i}, s:{s:i}}", "hosts", HOSTS[0],
-                          HOSTS[1], HOSTS[2], "max_down", 1, "action", "command",
-                          "sleep 1; echo patched", "reboot", 1, "timeout_s", 60, "health_check",
-                          "timeout_s", 60),
+                          HOSTS[1], HOSTS[2], "max_down", 1, "action", "command", cmd, "reboot",
+                          1, "timeout_s", 60, "health_check", "timeout_s", 60),
            *o = NULL;
     int st = api("POST", "/v1/plans", admin, b, &o);
     json_decref(b);
@@ -367,6 +369,38 @@ static int create_plan(char *id, size_t n)
                 jstr(json_object_get(o, "error"), "message"));
     json_decref(o);
     return st == 201 && id[0] ? 0 : -1;
+}
+
+/* The action tagged tag ran exactly once on every host: one line
+ * "ferry-maint-TAG" in each agent's log, and the agent's maintenance
+ * record is the plan's (id PLAN/HOST), succeeded. */
+static void check_actions(const char *id, const char *tag)
+{
+    char want[64];
+    snprintf(want, sizeof(want), "ferry-maint-%s", tag);
+    for (int i = 0; i < L.n; i++) {
+        FILE *f = fopen(L.agents[i].log_path, "r");
+        char line[512];
+        int n = 0;
+        while (f && fgets(line, sizeof(line), f)) {
+            line[strcspn(line, "\r\n")] = '\0';
+            n += strcmp(line, want) == 0;
+        }
+        if (f)
+            fclose(f);
+        CHECK(n == 1, "%s: the action ran %d times", L.agents[i].name, n);
+        int st = 0;
+        json_t *o = NULL;
+        struct ferr e = {0};
+        char rid[160];
+        snprintf(rid, sizeof(rid), "%s/%s", id, L.agents[i].name);
+        CHECK(lab_api(&L.agents[i], "GET", "/v1/maintenance", NULL, &st, &o, &e) == 0 &&
+                  st == 200 && strcmp(jstr(o, "id"), rid) == 0 &&
+                  strcmp(jstr(o, "state"), "succeeded") == 0,
+              "%s: maintenance %d id '%s' state '%s' %s", L.agents[i].name, st, jstr(o, "id"),
+              jstr(o, "state"), e.msg);
+        json_decref(o);
+    }
 }
 
 /* The plan's events: each step once per host, in order, one host at a
@@ -459,7 +493,7 @@ static void t_plan(void)
     check_guests(start);
     char id[80];
     uint64_t t0 = now_ms();
-    REQUIRE(create_plan(id, sizeof(id)) == 0, "plan not created");
+    REQUIRE(create_plan("plan", id, sizeof(id)) == 0, "plan not created");
     json_t *p = wait_plan(id, "completed,aborted,paused", PLAN_TIMEOUT_MS);
     REQUIRE(p, "plan %s did not end within %d s", id, PLAN_TIMEOUT_MS / 1000);
     fprintf(stderr, "  plan %s: %s in %.1f s\n", id, jstr(p, "state"),
@@ -472,6 +506,7 @@ static void t_plan(void)
     check_seq(evs);
     check_plan_events(id, evs);
     json_decref(evs);
+    check_actions(id, "plan");
 }
 
 /* Returns the step of the first host of the plan's group 0 that is past
@@ -500,7 +535,7 @@ static void t_crash(void)
         start[g] = where(GUESTS[g], &copies);
     }
     char id[80];
-    REQUIRE(create_plan(id, sizeof(id)) == 0, "plan not created");
+    REQUIRE(create_plan("crash", id, sizeof(id)) == 0, "plan not created");
     /* first while a host drains (its migration possibly in flight), then
      * while one is being maintained (its action's answer lost) */
     static const char *const at[] = {"draining", "maintaining"};
@@ -532,6 +567,7 @@ static void t_crash(void)
     check_seq(evs);
     check_plan_events(id, evs);
     json_decref(evs);
+    check_actions(id, "crash");
 }
 
 static int act(const char *id, const char *what, json_t **out)
@@ -563,7 +599,7 @@ static void t_pause_abort(void)
         return test_skip("lab or ferryd did not start");
     REQUIRE(wait_registered(15000) == 0, "hosts and guests not registered");
     char id[80], before[256], after[256];
-    REQUIRE(create_plan(id, sizeof(id)) == 0, "plan not created");
+    REQUIRE(create_plan("abort", id, sizeof(id)) == 0, "plan not created");
     json_t *o = NULL;
     int st = act(id, "pause", &o);
     CHECK(st == 202 && strcmp(jstr(o, "state"), "paused") == 0, "pause: %d %s", st,
