@@ -412,7 +412,7 @@ int main(void)
     signal(SIGTERM, on_fatal);
     signal(SIGSEGV, on_fatal);
     signal(SIGABRT, on_fatal);
-    int port = 31000 + (int)(getpid() % 9000);
+    int port = 10000 + (int)(getpid() % 9000); /* below the ephemeral range */
     snprintf(url, sizeof(url), "http://127.0.0.1:%d", port);
     snprintf(conf, sizeof(conf), "%s/ferryd.conf", dir);
     snprintf(logpath, sizeof(logpath), "%s/ferryd.log", dir);

@@ -644,7 +644,7 @@ int main(void)
         fprintf(stderr, "cannot start the receivers\n");
         return 1;
     }
-    port = 40000 + (int)(getpid() % 9000);
+    port = 10000 + (int)(getpid() % 9000); /* below the ephemeral range */
     snprintf(url, sizeof(url), "http://127.0.0.1:%d", port);
     snprintf(conf, sizeof(conf), "%s/ferryd.conf", dir);
     snprintf(logpath, sizeof(logpath), "%s/ferryd.log", dir);

@@ -759,7 +759,7 @@ static int setup(void)
         return -1;
     }
     snprintf(dir, sizeof(dir), "%s", L.tmp);
-    int port = 41000 + (int)(getpid() % 9000);
+    int port = 10000 + (int)(getpid() % 9000); /* below the ephemeral range */
     snprintf(url, sizeof(url), "http://127.0.0.1:%d", port);
     snprintf(conf, sizeof(conf), "%s/ferryd.conf", dir);
     snprintf(logpath, sizeof(logpath), "%s/ferryd.log", dir);
