@@ -149,7 +149,7 @@ static void oversize_body(void)
 static void t_malformed(void)
 {
     if (!lab_ok)
-        return test_skip("lab did not start");
+        { CHECK(0, "lab did not start: a setup failure is a failure"); return; }
     expect_err("malformed JSON", "POST", "/v1/instances", "{\"name\": \"x\",", 400, 400, NULL);
     expect_err("not an object", "POST", "/v1/instances", "[1,2,3]", 400, 400, NULL);
     expect_err("string body", "POST", "/v1/instances", "\"g\"", 400, 400, NULL);
@@ -172,7 +172,7 @@ static void t_malformed(void)
 static void t_spec_fields(void)
 {
     if (!lab_ok)
-        return test_skip("lab did not start");
+        { CHECK(0, "lab did not start: a setup failure is a failure"); return; }
     expect_err("name wrong type", "POST", "/v1/instances", "{\"name\":5}", 400, 400, "name");
     expect_err("memory_mib string", "POST", "/v1/instances",
                "{\"name\":\"x\",\"memory_mib\":\"256\"}", 400, 400, "memory_mib");
@@ -201,7 +201,7 @@ static void t_spec_fields(void)
 static void t_migration_requests(void)
 {
     if (!lab_ok)
-        return test_skip("lab did not start");
+        { CHECK(0, "lab did not start: a setup failure is a failure"); return; }
     char *good_agent = xasprintf("%s", L.agents[1].url);
     struct {
         const char *what, *limits, *field;
@@ -286,7 +286,7 @@ static void t_cancel_finished(void)
 static void t_instances_and_console(void)
 {
     if (!lab_ok)
-        return test_skip("lab did not start");
+        { CHECK(0, "lab did not start: a setup failure is a failure"); return; }
     expect_err("unknown instance", "GET", "/v1/instances/nope", NULL, 404, 404, "instance");
     expect_err("delete unknown instance", "DELETE", "/v1/instances/nope", NULL, 404, 404,
                "instance");
@@ -355,7 +355,7 @@ static int fake_qemu_main(int argc, char **argv)
 static void adopt_fake(const char *mode)
 {
     if (!lab_ok)
-        return test_skip("lab did not start");
+        { CHECK(0, "lab did not start: a setup failure is a failure"); return; }
     char *path = xasprintf("%s/fake-%s.sock", L.tmp, mode);
     char *qmparg = xasprintf("unix:%s,server=on,wait=off", path);
     char *kernel = xasprintf("%s/vmlinuz", L.lab_dir);
@@ -432,7 +432,7 @@ static void t_adopt_silent(void)
 static void t_adopt_real(void)
 {
     if (!lab_ok)
-        return test_skip("lab did not start");
+        { CHECK(0, "lab did not start: a setup failure is a failure"); return; }
     char *qmp = xasprintf("%s/real-qmp.sock", L.tmp);
     char *kernel = xasprintf("%s/vmlinuz", L.lab_dir);
     char *initrd = xasprintf("%s/initrd.img", L.lab_dir);

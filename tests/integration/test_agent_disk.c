@@ -254,7 +254,7 @@ static int start_slow(const char *name, char *id, size_t n, pid_t *dest_pid, cha
 static void t_success(void)
 {
     if (!lab_ok)
-        return test_skip("lab did not start");
+        { CHECK(0, "lab did not start: a setup failure is a failure"); return; }
     const char *name = "dk";
     const struct lab_agent *s = &L.agents[0], *d = &L.agents[1];
     if (!launch(s, name))
@@ -332,7 +332,7 @@ static void t_success(void)
 static void t_cancel_mid_mirror(void)
 {
     if (!lab_ok)
-        return test_skip("lab did not start");
+        { CHECK(0, "lab did not start: a setup failure is a failure"); return; }
     const char *name = "dc";
     const struct lab_agent *s = &L.agents[0], *d = &L.agents[1];
     if (!launch(s, name))
@@ -381,7 +381,7 @@ static void t_cancel_mid_mirror(void)
 static void t_dest_killed(void)
 {
     if (!lab_ok)
-        return test_skip("lab did not start");
+        { CHECK(0, "lab did not start: a setup failure is a failure"); return; }
     const char *name = "dc"; /* still on the source after the cancel */
     const struct lab_agent *s = &L.agents[0], *d = &L.agents[1];
     struct ferr e = {0};
@@ -412,7 +412,7 @@ static void t_dest_killed(void)
 static void t_cancel_memory_phase(void)
 {
     if (!lab_ok)
-        return test_skip("lab did not start");
+        { CHECK(0, "lab did not start: a setup failure is a failure"); return; }
     const char *name = "dc";
     const struct lab_agent *s = &L.agents[0], *d = &L.agents[1];
     struct ferr e = {0};
@@ -470,7 +470,7 @@ static void t_cancel_memory_phase(void)
 static void t_cancel_at_once(void)
 {
     if (!lab_ok)
-        return test_skip("lab did not start");
+        { CHECK(0, "lab did not start: a setup failure is a failure"); return; }
     const char *name = "dc";
     const struct lab_agent *s = &L.agents[0], *d = &L.agents[1];
     struct ferr e = {0};
@@ -518,7 +518,7 @@ static void t_cancel_at_once(void)
 static void t_after_failures(void)
 {
     if (!lab_ok)
-        return test_skip("lab did not start");
+        { CHECK(0, "lab did not start: a setup failure is a failure"); return; }
     const char *name = "dc";
     const struct lab_agent *s = &L.agents[0], *d = &L.agents[1];
     struct ferr e = {0};
@@ -571,7 +571,7 @@ static void t_after_failures(void)
 static void t_qcow2(void)
 {
     if (!lab_ok)
-        return test_skip("lab did not start");
+        { CHECK(0, "lab did not start: a setup failure is a failure"); return; }
     const char *name = "dq";
     const struct lab_agent *s = &L.agents[0], *d = &L.agents[1];
     char path[128], cmd[256];
@@ -624,7 +624,7 @@ static void t_qcow2(void)
 static void t_validation(void)
 {
     if (!lab_ok)
-        return test_skip("lab did not start");
+        { CHECK(0, "lab did not start: a setup failure is a failure"); return; }
     const struct lab_agent *a = &L.agents[1];
     static const struct {
         const char *disks; /* JSON */

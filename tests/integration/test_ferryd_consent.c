@@ -489,7 +489,7 @@ static json_t *gated_policy(const char *const *ladder, size_t nl, const char *co
 static void t_grant(void)
 {
     if (!ready)
-        return test_skip("lab or ferryd did not start");
+        { CHECK(0, "lab or ferryd did not start: a setup failure is a failure"); return; }
     static const char *const ladder[] = {"throttle"};
     char id[80], cid[80], path[160];
     int src;
@@ -575,7 +575,7 @@ static void t_grant(void)
 static void t_refuse(void)
 {
     if (!ready)
-        return test_skip("lab or ferryd did not start");
+        { CHECK(0, "lab or ferryd did not start: a setup failure is a failure"); return; }
     static const char *const ladder[] = {"throttle", "pause"};
     char id[80], cid[80], cid2[80], path[160];
     int src;
@@ -621,7 +621,7 @@ static void t_refuse(void)
 static void t_postcopy(void)
 {
     if (!ready)
-        return test_skip("lab or ferryd did not start");
+        { CHECK(0, "lab or ferryd did not start: a setup failure is a failure"); return; }
     if (!test_is_root())
         return test_skip("post-copy needs userfaultfd: run as root (the throttle cases cover "
                          "consent without it)");
@@ -653,7 +653,7 @@ static void t_postcopy(void)
 static void t_timeout(void)
 {
     if (!ready)
-        return test_skip("lab or ferryd did not start");
+        { CHECK(0, "lab or ferryd did not start: a setup failure is a failure"); return; }
     REQUIRE(restart_daemon(0, 2, "abort") == 0, "ferryd restart");
     static const char *const ladder[] = {"throttle"};
     char id[80], cid[80], path[160];
@@ -685,7 +685,7 @@ static void t_timeout(void)
 static void t_tokens(void)
 {
     if (!ready)
-        return test_skip("lab or ferryd did not start");
+        { CHECK(0, "lab or ferryd did not start: a setup failure is a failure"); return; }
     REQUIRE(restart_daemon(0, 600, "wait") == 0, "ferryd restart");
     agents_have_token = 1;
     REQUIRE(relaunch_agent(0, 1) == 0 && relaunch_agent(1, 1) == 0, "agents with --token-file");
