@@ -34,6 +34,9 @@
 #define INCOMING_WAIT_MS 120000 /* destination until incoming_uri, ms */
 #define UNKNOWN_AFTER_MS 30000  /* source silent this long → unknown, ms */
 #define LIST_PAGE_MAX 1000      /* records in one GET /v1/migrations */
+#define LIST_PAGE_DEFAULT 50    /* ... when the request names no limit */
+#define LIST_SCAN_BATCH 1000    /* rows read per query after the first while filling a page */
+#define AUDIT_FLUSH_MS 100      /* deferred (read) audit records are written this often */
 #define EVENT_VERSION 1         /* payload version of the migration events */
 
 enum ostep {
@@ -83,6 +86,7 @@ struct orch {
 
 struct coordmig {
     struct event *tick;  /* TICK_MS timer */
+    struct event *audit; /* AUDIT_FLUSH_MS timer: writes the deferred audit records */
     struct orch *list;   /* live orchestrations */
     char *agent_token;   /* bearer token presented to the agents; owned, NULL none */
     int64_t consent_ms;  /* last consent timeout check, ms since epoch */
@@ -133,7 +137,9 @@ static void reply_not_found(struct evhttp_request *req, const char *field)
 }
 
 /* Decides (and audits) whether who may do action on the migration or
- * instance described by project/instance/id/host. Does not reply. */
+ * instance described by project/instance/id/host. Does not reply. The
+ * records of read decisions (show, list) are deferred to the 100 ms flush
+ * (docs/FERRYD.md, "Audit"); those of writes are durable before the reply. */
 static bool decide(struct coord *c, const struct store_token *who, const char *action,
                    const char *project, const char *instance, const char *id, const char *host,
                    bool audit)
@@ -162,7 +168,8 @@ static bool decide(struct coord *c, const struct store_token *who, const char *a
         snprintf(a.target, sizeof(a.target), "migrations");
     snprintf(a.decision, sizeof(a.decision), "%s", allowed ? "allow" : "deny");
     struct ferr e = {0};
-    if (store_audit_append(c->st, &a, &e) != 0)
+    bool read = strcmp(action, "migration:show") == 0 || strcmp(action, "migration:list") == 0;
+    if ((read ? store_audit_defer(c->st, &a, &e) : store_audit_append(c->st, &a, &e)) != 0)
         log_error("api", "msg=\"audit write failed\" err=\"%s\"", e.msg);
     log_info("audit", "subject=%s action=%s target=%s decision=%s", a.subject, action, a.target,
              a.decision);
@@ -982,6 +989,16 @@ static int read_agent_token(const char *path, char **out, struct ferr *e)
     return 0;
 }
 
+static void on_audit_flush(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct coord *c = arg;
+    struct ferr e = {0};
+    if (store_audit_flush(c->st, NULL, &e) != 0)
+        log_error("api", "msg=\"audit flush failed\" err=\"%s\"", e.msg);
+}
+
 int coordmig_start(struct coord *c, struct ferr *e)
 {
     c->mig = xcalloc(1, sizeof(*c->mig));
@@ -1005,6 +1022,9 @@ int coordmig_start(struct coord *c, struct ferr *e)
     c->mig->tick = event_new(c->base, -1, EV_PERSIST, on_tick, c);
     struct timeval tv = {0, TICK_MS * 1000};
     event_add(c->mig->tick, &tv);
+    c->mig->audit = event_new(c->base, -1, EV_PERSIST, on_audit_flush, c);
+    struct timeval atv = {0, AUDIT_FLUSH_MS * 1000};
+    event_add(c->mig->audit, &atv);
     return 0;
 }
 
@@ -1014,6 +1034,10 @@ void coordmig_stop(struct coord *c)
         return;
     if (c->mig->tick)
         event_free(c->mig->tick);
+    if (c->mig->audit) {
+        event_free(c->mig->audit);
+        on_audit_flush(-1, 0, c); /* and store_close flushes what comes after */
+    }
     while (c->mig->list) {
         struct orch *o = c->mig->list;
         c->mig->list = o->next;
@@ -1161,6 +1185,12 @@ out:
     store_migrations_free(act, na);
 }
 
+/* GET /v1/migrations: filters (state, instance, host, project) in SQL,
+ * newest first (created time, then id), limit (default 50, 1..1000), cursor
+ * ?after=ID (alias ?marker=ID: the "next" of the previous page). The policy
+ * is applied per row; rows are read in batches until the page is full or the
+ * list ends, so a short page means the end. "next" is the id of the page's
+ * last record when the page is full (the next page may then be empty). */
 static void list(struct coord *c, struct evhttp_request *req, const struct store_token *who)
 {
     struct ferr e = {0};
@@ -1174,27 +1204,80 @@ static void list(struct coord *c, struct evhttp_request *req, const struct store
             return reply_code(req, 400, "invalid", keys[i], "filter value too long or empty");
         vals[i] = qs[i];
     }
-    struct store_migration_filter f = {vals[0], vals[1], vals[2], vals[3], 0};
-    struct store_migration *m = NULL;
-    size_t n = 0;
-    if (store_migration_list(c->st, &f, STORE_LIST_MAX, &m, &n, &e) != 0)
-        return httpd_reply_err(req, &e);
-    json_t *a = json_array();
-    size_t shown = 0;
-    for (size_t i = 0; i < n && shown < LIST_PAGE_MAX; i++) {
-        if (!decide(c, who, "migration:list", m[i].project, m[i].instance, m[i].id, m[i].source,
-                    false))
-            continue;
-        bool hosts_ok = decide(c, who, "migration:show_hosts", m[i].project, m[i].instance, m[i].id,
-                               m[i].source, false);
-        if (vals[2] && !hosts_ok)
-            continue; /* filtering by a host one may not see would leak it */
-        json_array_append_new(a, rec_json(&m[i], hosts_ok));
-        shown++;
+    size_t limit = LIST_PAGE_DEFAULT;
+    char lim[32];
+    if (httpd_query(req, "limit", lim, sizeof(lim)) == 0) {
+        char *end = NULL;
+        errno = 0;
+        long v = strtol(lim, &end, 10);
+        if (!lim[0] || *end || errno || v < 1 || v > LIST_PAGE_MAX)
+            return reply_code(req, 400, "invalid", "limit", "limit must be an integer 1..1000");
+        limit = (size_t)v;
     }
-    store_migrations_free(m, n);
+    char after[STORE_IDENT_MAX + 2] = "";
+    const char *ak = "after";
+    if (httpd_query(req, "after", after, sizeof(after)) != 0) {
+        ak = "marker";
+        if (httpd_query(req, "marker", after, sizeof(after)) != 0)
+            after[0] = '\0', ak = NULL;
+    }
+    struct store_migration_filter f = {vals[0], vals[1], vals[2], vals[3], 0, NULL, 0};
+    if (ak) {
+        struct store_migration cur;
+        if (!after[0] || strlen(after) > STORE_IDENT_MAX ||
+            store_migration_get(c->st, after, &cur, &e) != 0)
+            return reply_code(req, 400, "invalid", ak, "no such migration to continue after");
+        bool vis = decide(c, who, "migration:list", cur.project, cur.instance, cur.id, cur.source,
+                          false);
+        f.after_created_ms = cur.created_ms;
+        store_migration_clear(&cur);
+        if (!vis)
+            return reply_code(req, 400, "invalid", ak, "no such migration to continue after");
+        f.after_id = after;
+    }
+    json_t *a = json_array();
+    size_t shown = 0, batch = limit;
+    bool more = false;
+    char last[STORE_IDENT_MAX + 1] = "", cursor[STORE_IDENT_MAX + 1];
+    for (;;) {
+        struct store_migration *m = NULL;
+        size_t n = 0;
+        if (store_migration_list(c->st, &f, batch, &m, &n, &e) != 0) {
+            json_decref(a);
+            return httpd_reply_err(req, &e);
+        }
+        size_t i = 0;
+        for (; i < n && shown < limit; i++) {
+            if (!decide(c, who, "migration:list", m[i].project, m[i].instance, m[i].id,
+                        m[i].source, false))
+                continue;
+            bool hosts_ok = decide(c, who, "migration:show_hosts", m[i].project, m[i].instance,
+                                   m[i].id, m[i].source, false);
+            if (vals[2] && !hosts_ok)
+                continue; /* filtering by a host one may not see would leak it */
+            json_array_append_new(a, rec_json(&m[i], hosts_ok));
+            snprintf(last, sizeof(last), "%s", m[i].id);
+            shown++;
+        }
+        bool end = n < batch;
+        if (n > 0) {
+            snprintf(cursor, sizeof(cursor), "%s", m[n - 1].id);
+            f.after_created_ms = m[n - 1].created_ms;
+        }
+        store_migrations_free(m, n);
+        if (shown == limit) {
+            more = i < n || !end;
+            break;
+        }
+        if (end)
+            break;
+        f.after_id = cursor;
+        batch = LIST_SCAN_BATCH;
+    }
     (void)decide(c, who, "migration:list", who->project, NULL, NULL, NULL, true);
-    httpd_reply_json(req, 200, json_pack("{s:o}", "migrations", a));
+    httpd_reply_json(req, 200,
+                     json_pack("{s:o, s:o}", "migrations", a, "next",
+                               more ? json_string(last) : json_null()));
 }
 
 /* Loads migration id visible to who (else replies 404 and returns false). */

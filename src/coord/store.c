@@ -9,11 +9,15 @@
 
 #include "coord/store_impl.h"
 #include "util/jsonin.h"
+#include "util/log.h"
 #include "util/xalloc.h"
 
 struct store {
     const struct store_ops *ops; /* backend operations */
     void *impl;                  /* backend state */
+    struct store_audit *abuf;    /* deferred audit records (STORE_AUDIT_BUFFER) */
+    size_t an;                   /* how many wait in abuf */
+    uint64_t adropped;           /* dropped because abuf was full */
 };
 
 /* A text that must fit in a fixed array of size cap+1, without control
@@ -85,7 +89,13 @@ void store_close(struct store *st)
 {
     if (!st)
         return;
+    st->ops->tx_rollback(st->impl);
+    struct ferr e = {0};
+    size_t n = st->an;
+    if (store_audit_flush(st, NULL, &e) != 0)
+        log_error("store", "msg=\"audit records lost at close\" count=%zu err=\"%s\"", n, e.msg);
     st->ops->close(st->impl);
+    free(st->abuf);
     free(st);
 }
 
@@ -237,9 +247,52 @@ int store_audit_append(struct store *st, const struct store_audit *a, struct fer
     return st->ops->audit_append(st->impl, a, e);
 }
 
+int store_audit_defer(struct store *st, const struct store_audit *a, struct ferr *e)
+{
+    int rc;
+    if ((rc = check_text(a->subject, STORE_SUBJECT_MAX, 0, "subject", e)) != 0 ||
+        (rc = check_text(a->action, STORE_IDENT_MAX, 0, "action", e)) != 0 ||
+        (rc = check_text(a->target, STORE_SUBJECT_MAX, 1, "target", e)) != 0 ||
+        (rc = check_text(a->decision, STORE_IDENT_MAX, 0, "decision", e)) != 0)
+        return rc;
+    if (st->an == STORE_AUDIT_BUFFER) {
+        if (st->adropped++ % 1000 == 0)
+            log_warn("store", "msg=\"audit queue full, record dropped\" dropped=%llu",
+                     (unsigned long long)st->adropped);
+        return 0;
+    }
+    if (!st->abuf)
+        st->abuf = xcalloc(STORE_AUDIT_BUFFER, sizeof(*st->abuf));
+    st->abuf[st->an++] = *a;
+    return 0;
+}
+
+int store_audit_flush(struct store *st, size_t *flushed, struct ferr *e)
+{
+    if (flushed)
+        *flushed = 0;
+    if (st->an == 0)
+        return 0;
+    int rc = st->ops->audit_append_many(st->impl, st->abuf, st->an, e);
+    if (rc == FERR_STATE)
+        return 0; /* a transaction is open: next time */
+    if (rc)
+        return rc;
+    if (flushed)
+        *flushed = st->an;
+    st->an = 0;
+    return 0;
+}
+
+uint64_t store_audit_dropped(const struct store *st)
+{
+    return st->adropped;
+}
+
 int store_audit_count(struct store *st, int64_t *n, struct ferr *e)
 {
-    return st->ops->audit_count(st->impl, n, e);
+    int rc = store_audit_flush(st, NULL, e);
+    return rc ? rc : st->ops->audit_count(st->impl, n, e);
 }
 
 static int check_migration(const struct store_migration *m, struct ferr *e)
@@ -290,6 +343,11 @@ int store_migration_list(struct store *st, const struct store_migration_filter *
     *n = 0;
     if (limit > STORE_LIST_MAX)
         limit = STORE_LIST_MAX;
+    if (f && f->after_id && f->after_id[0]) {
+        int rc = check_text(f->after_id, STORE_IDENT_MAX, 0, "after", e);
+        if (rc)
+            return rc;
+    }
     return st->ops->migration_list(st->impl, f ? f : &none, limit, out, n, e);
 }
 

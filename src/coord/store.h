@@ -113,6 +113,11 @@ struct store_migration_filter {
     const char *host;
     const char *project;
     int active_only; /* non-zero: only states other than succeeded, failed, cancelled */
+    /* Cursor: when after_id is not NULL/"", only the rows after
+     * (after_created_ms, after_id) in the list order (created_ms, then id,
+     * both descending). */
+    const char *after_id;
+    int64_t after_created_ms;
 };
 
 /* Opens (creating when absent) the store at location — a file path for the
@@ -124,7 +129,8 @@ struct store_migration_filter {
 int store_open(const char *location, struct store **out, struct ferr *e)
     __attribute__((warn_unused_result));
 
-/* Closes st (rolling back an open transaction) and frees it; NULL is fine. */
+/* Closes st (rolling back an open transaction, then flushing the queued
+ * audit records) and frees it; NULL is fine. */
 void store_close(struct store *st);
 
 /* Returns the schema version the store holds into *version. */
@@ -198,7 +204,27 @@ int store_token_lookup(struct store *st, const char *hash, struct store_token *o
 int store_audit_append(struct store *st, const struct store_audit *a, struct ferr *e)
     __attribute__((warn_unused_result));
 
-/* Number of audit records into *n. */
+#define STORE_AUDIT_BUFFER 4096 /* deferred audit records held in memory at most */
+
+/* Queues one audit record in memory (a copy) for the next
+ * store_audit_flush: for read decisions, whose record may be lost on a
+ * crash (ferryd flushes every 100 ms). Never blocks and never writes; when
+ * STORE_AUDIT_BUFFER records wait already, the record is dropped, counted
+ * (store_audit_dropped) and a warning logged. FERR_INVAL on a bad record. */
+int store_audit_defer(struct store *st, const struct store_audit *a, struct ferr *e)
+    __attribute__((warn_unused_result));
+
+/* Writes every queued audit record in one transaction; *flushed (may be
+ * NULL) receives how many. With a transaction open it writes nothing and
+ * returns 0 (the records wait for the next flush); on a store error the
+ * records stay queued. */
+int store_audit_flush(struct store *st, size_t *flushed, struct ferr *e)
+    __attribute__((warn_unused_result));
+
+/* Deferred audit records dropped because the queue was full, since open. */
+uint64_t store_audit_dropped(const struct store *st);
+
+/* Number of audit records into *n (queued ones are flushed first). */
 int store_audit_count(struct store *st, int64_t *n, struct ferr *e)
     __attribute__((warn_unused_result));
 

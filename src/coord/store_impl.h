@@ -26,6 +26,9 @@ struct store_ops {
     int (*token_add)(void *impl, const struct store_token *t, struct ferr *e);
     int (*token_lookup)(void *impl, const char *hash, struct store_token *out, struct ferr *e);
     int (*audit_append)(void *impl, const struct store_audit *a, struct ferr *e);
+    /* Appends a[0..n) in one transaction of its own (FERR_STATE when a
+     * transaction is open). */
+    int (*audit_append_many)(void *impl, const struct store_audit *a, size_t n, struct ferr *e);
     int (*audit_count)(void *impl, int64_t *n, struct ferr *e);
     int (*migration_insert)(void *impl, const struct store_migration *m, struct ferr *e);
     int (*migration_get)(void *impl, const char *id, struct store_migration *out, struct ferr *e);

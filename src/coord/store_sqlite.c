@@ -14,8 +14,13 @@
 
 #define BUSY_TIMEOUT_MS 5000 /* wait for another connection's lock, ms */
 
+/* Statements of the hot paths, prepared once (SQLITE_PREPARE_PERSISTENT)
+ * and reset after each use; finalised at close. */
+enum { C_TOKEN, C_MIG_GET, C_AUDIT, C_N };
+
 struct sq {
     sqlite3 *db;
+    sqlite3_stmt *cache[C_N];
 };
 
 /* Forward migrations: MIGRATIONS[v-1] takes a store from version v-1 to v.
@@ -120,6 +125,27 @@ static int prep(struct sq *s, const char *sql, sqlite3_stmt **st, struct ferr *e
     return 0;
 }
 
+/* Returns in *st the cached statement slot (preparing it on first use);
+ * release it with done(). */
+static int cached(struct sq *s, int slot, const char *sql, sqlite3_stmt **st, struct ferr *e)
+{
+    if (!s->cache[slot] && sqlite3_prepare_v3(s->db, sql, -1, SQLITE_PREPARE_PERSISTENT,
+                                              &s->cache[slot], NULL) != SQLITE_OK) {
+        s->cache[slot] = NULL;
+        *st = NULL;
+        return db_err(s, e, "prepare");
+    }
+    *st = s->cache[slot];
+    return 0;
+}
+
+/* Releases a cached statement for its next use. */
+static void done(sqlite3_stmt *st)
+{
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+}
+
 /* Steps st once expecting SQLITE_DONE, finalises it. */
 static int run(struct sq *s, sqlite3_stmt *st, const char *what, struct ferr *e)
 {
@@ -214,6 +240,8 @@ static void sq_close(void *impl)
         return;
     if (!sqlite3_get_autocommit(s->db))
         sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+    for (int i = 0; i < C_N; i++)
+        sqlite3_finalize(s->cache[i]);
     sqlite3_close_v2(s->db);
     free(s);
 }
@@ -516,8 +544,9 @@ static int sq_token_lookup(void *impl, const char *hash, struct store_token *out
 {
     struct sq *s = impl;
     sqlite3_stmt *st;
-    int rc =
-        prep(s, "SELECT hash, user, project, roles, created_ms FROM tokens WHERE hash = ?", &st, e);
+    int rc = cached(s, C_TOKEN,
+                    "SELECT hash, user, project, roles, created_ms FROM tokens WHERE hash = ?", &st,
+                    e);
     if (rc)
         return rc;
     bind_text(st, 1, hash);
@@ -533,18 +562,18 @@ static int sq_token_lookup(void *impl, const char *hash, struct store_token *out
         rc = r == SQLITE_DONE ? ferr_set(e, FERR_NOTFOUND, "token", "unknown token")
                               : db_err(s, e, "lookup token");
     }
-    sqlite3_finalize(st);
+    done(st);
     return rc;
 }
 
-static int sq_audit_append(void *impl, const struct store_audit *a, struct ferr *e)
+/* Inserts one audit row with the cached statement. */
+static int audit_insert(struct sq *s, const struct store_audit *a, struct ferr *e)
 {
-    struct sq *s = impl;
     sqlite3_stmt *st;
-    int rc = prep(s,
-                  "INSERT INTO audit (time_ms, subject, action, target, decision)"
-                  " VALUES (?, ?, ?, ?, ?)",
-                  &st, e);
+    int rc = cached(s, C_AUDIT,
+                    "INSERT INTO audit (time_ms, subject, action, target, decision)"
+                    " VALUES (?, ?, ?, ?, ?)",
+                    &st, e);
     if (rc)
         return rc;
     sqlite3_bind_int64(st, 1, a->time_ms);
@@ -552,7 +581,31 @@ static int sq_audit_append(void *impl, const struct store_audit *a, struct ferr 
     bind_text(st, 3, a->action);
     bind_text(st, 4, a->target);
     bind_text(st, 5, a->decision);
-    return run(s, st, "append audit", e);
+    rc = sqlite3_step(st) == SQLITE_DONE ? 0 : db_err(s, e, "append audit");
+    done(st);
+    return rc;
+}
+
+static int sq_audit_append(void *impl, const struct store_audit *a, struct ferr *e)
+{
+    return audit_insert(impl, a, e);
+}
+
+static int sq_audit_append_many(void *impl, const struct store_audit *a, size_t n, struct ferr *e)
+{
+    struct sq *s = impl;
+    if (!sqlite3_get_autocommit(s->db))
+        return ferr_set(e, FERR_STATE, "", "a store transaction is open");
+    int rc = exec(s, "BEGIN IMMEDIATE", e);
+    if (rc)
+        return rc;
+    for (size_t i = 0; i < n && rc == 0; i++)
+        rc = audit_insert(s, &a[i], e);
+    if (rc == 0)
+        rc = exec(s, "COMMIT", e);
+    if (rc)
+        sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+    return rc;
 }
 
 static int sq_audit_count(void *impl, int64_t *n, struct ferr *e)
@@ -717,7 +770,7 @@ static int sq_migration_get(void *impl, const char *id, struct store_migration *
 {
     struct sq *s = impl;
     sqlite3_stmt *st;
-    int rc = prep(s, "SELECT " MIG_COLS " FROM migrations WHERE id = ?", &st, e);
+    int rc = cached(s, C_MIG_GET, "SELECT " MIG_COLS " FROM migrations WHERE id = ?", &st, e);
     if (rc)
         return rc;
     bind_text(st, 1, id);
@@ -725,11 +778,11 @@ static int sq_migration_get(void *impl, const char *id, struct store_migration *
     if (r != SQLITE_ROW) {
         rc = r == SQLITE_DONE ? ferr_set(e, FERR_NOTFOUND, "id", "no migration %s", id)
                               : db_err(s, e, "get migration");
-        sqlite3_finalize(st);
+        done(st);
         return rc;
     }
     mig_row(st, m);
-    sqlite3_finalize(st);
+    done(st);
     return 0;
 }
 
@@ -766,22 +819,36 @@ static int sq_migration_list(void *impl, const struct store_migration_filter *f,
 {
     struct sq *s = impl;
     sqlite3_stmt *st;
-    int rc = prep(s,
-                  "SELECT " MIG_COLS " FROM migrations WHERE (?1 IS NULL OR state = ?1)"
-                  " AND (?2 IS NULL OR instance = ?2)"
-                  " AND (?3 IS NULL OR source = ?3 OR destination = ?3)"
-                  " AND (?4 IS NULL OR project = ?4)"
-                  " AND (?5 = 0 OR state NOT IN ('succeeded', 'failed', 'cancelled'))"
-                  " ORDER BY created_ms DESC, id DESC LIMIT ?6",
-                  &st, e);
+    /* Only the filters given go into the WHERE clause, so SQLite can use
+     * the indexes on state and instance (there is none on created_ms: the
+     * ORDER BY sorts the matching rows; adding one needs a schema step). */
+    char sql[1024];
+    int len = snprintf(sql, sizeof(sql), "SELECT " MIG_COLS " FROM migrations WHERE 1");
+    const char *v[4] = {f->state, f->instance, f->host, f->project};
+    static const char *const cond[4] = {" AND state = ?1", " AND instance = ?2",
+                                        " AND (source = ?3 OR destination = ?3)",
+                                        " AND project = ?4"};
+    for (int i = 0; i < 4; i++)
+        if (v[i] && v[i][0])
+            len += snprintf(sql + len, sizeof(sql) - (size_t)len, "%s", cond[i]);
+    if (f->active_only)
+        len += snprintf(sql + len, sizeof(sql) - (size_t)len,
+                        " AND state NOT IN ('succeeded', 'failed', 'cancelled')");
+    if (f->after_id && f->after_id[0])
+        len += snprintf(sql + len, sizeof(sql) - (size_t)len,
+                        " AND (created_ms < ?5 OR (created_ms = ?5 AND id < ?6))");
+    snprintf(sql + len, sizeof(sql) - (size_t)len, " ORDER BY created_ms DESC, id DESC LIMIT ?7");
+    int rc = prep(s, sql, &st, e);
     if (rc)
         return rc;
-    const char *v[4] = {f->state, f->instance, f->host, f->project};
     for (int i = 0; i < 4; i++)
         if (v[i] && v[i][0])
             bind_text(st, i + 1, v[i]);
-    sqlite3_bind_int(st, 5, f->active_only ? 1 : 0);
-    sqlite3_bind_int64(st, 6, (sqlite3_int64)limit);
+    if (f->after_id && f->after_id[0]) {
+        sqlite3_bind_int64(st, 5, f->after_created_ms);
+        bind_text(st, 6, f->after_id);
+    }
+    sqlite3_bind_int64(st, 7, (sqlite3_int64)limit);
     size_t cap = 16, cnt = 0;
     struct store_migration *a = xcalloc(cap, sizeof(*a));
     int r;
@@ -1169,6 +1236,7 @@ static const struct store_ops SQLITE_OPS = {
     .token_add = sq_token_add,
     .token_lookup = sq_token_lookup,
     .audit_append = sq_audit_append,
+    .audit_append_many = sq_audit_append_many,
     .audit_count = sq_audit_count,
     .migration_insert = sq_migration_insert,
     .migration_get = sq_migration_get,
