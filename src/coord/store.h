@@ -20,7 +20,7 @@
 
 #include "util/ferr.h"
 
-#define STORE_SCHEMA_VERSION 6 /* the version this code creates and understands */
+#define STORE_SCHEMA_VERSION 7 /* the version this code creates and understands */
 #define STORE_NAME_MAX 63      /* bytes: host, instance names ([A-Za-z0-9_.-]) */
 #define STORE_URL_MAX 255      /* bytes: agent URL */
 #define STORE_IDENT_MAX 64     /* bytes: user, project, state, phase, event type */

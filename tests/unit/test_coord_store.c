@@ -117,7 +117,7 @@ static void t_reopen(void)
         store_close(st);
     }
     char *rows = raw(p, "SELECT count(*) || ':' || max(version) FROM schema_version");
-    CHECK(strcmp(rows, "1:6") == 0, "schema_version rows:version = %s", rows);
+    CHECK(strcmp(rows, "1:7") == 0, "schema_version rows:version = %s", rows);
     free(rows);
     free(p);
 }
