@@ -465,7 +465,17 @@ static void t_cancel(void)
     o = NULL;
     /* forwarded to the source agent (the cap stays low: SLOW_BPS again) */
     json_object_set_new(lim, "max_bandwidth_bps", json_integer((json_int_t)SLOW_BPS));
-    st = api("PATCH", path, admin, lim, &o);
+    /* ferryd says "running" once it has started the source agent, which
+     * answers 409 until QEMU's migration has begun: retry that, bounded. */
+    for (int tries = 0; tries < 75; tries++) {
+        json_decref(o);
+        o = NULL;
+        st = api("PATCH", path, admin, lim, &o);
+        if (st != 409)
+            break;
+        struct timespec ts = {0, 200 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
     CHECK(st == 202 && json_is_true(json_object_get(json_object_get(o, "requested_limits"),
                                                     "applied")),
           "limits change: %d %s", st, jstr(json_object_get(o, "error"), "message"));
