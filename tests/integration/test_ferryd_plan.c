@@ -15,7 +15,10 @@
  * recorded once; pause holds the plan between steps, resume
  * continues it, abort ends it with every guest running (intact) and each
  * host's condition stated; an instance too big for any other host makes
- * POST /v1/plans answer 409 unplaceable naming it, and nothing starts.
+ * POST /v1/plans answer 409 unplaceable naming it, and nothing starts; a
+ * host failing its health check pauses the plan with plan.alert naming it
+ * and no further host is drained; a tenant cancel of a plan migration
+ * becomes plan.deferred and the instance moves after the deadline.
  * Bounded: every wait has a deadline. */
 #include <signal.h>
 #include <stdint.h>
@@ -49,7 +52,7 @@ static int ready;
 static char dir[LAB_PATH_MAX], conf[LAB_PATH_MAX + 32], logpath[LAB_PATH_MAX + 32],
     tokpath[LAB_PATH_MAX + 32], agtok_path[LAB_PATH_MAX + 32];
 static char url[64];
-static char admin[300], agent_tok[300];
+static char admin[300], agent_tok[300], tenant_tok[300];
 static pid_t daemon_pid;
 
 static uint64_t now_ms(void)
@@ -682,6 +685,242 @@ static void t_pause_abort(void)
     check_guests(NULL);
 }
 
+/* POSTs a plan over host1..3 (max_down 1, reboot) with command cmd, the
+ * health check timeout and the deferral deadline given; id receives its
+ * id. */
+static int create_plan_x(const char *cmd, int health_s, int defer_s, char *id, size_t n)
+{
+    json_t *b = json_pack("{s:[s,s,s], s:i, s:{s:s, s:b, s:i}, s:{s:i}, s:i}", "hosts",
+                          HOSTS[0], HOSTS[1], HOSTS[2], "max_down", 1, "action", "command", cmd,
+                          "reboot", 1, "timeout_s", 60, "health_check", "timeout_s", health_s,
+                          "deferral_deadline_s", defer_s),
+           *o = NULL;
+    int st = api("POST", "/v1/plans", admin, b, &o);
+    json_decref(b);
+    id[0] = '\0';
+    if (st == 201)
+        snprintf(id, n, "%s", jstr(o, "id"));
+    else
+        fprintf(stderr, "POST /v1/plans: %d %s\n", st,
+                jstr(json_object_get(o, "error"), "message"));
+    json_decref(o);
+    return st == 201 && id[0] ? 0 : -1;
+}
+
+static int agent_index(const char *name)
+{
+    for (int i = 0; i < L.n; i++)
+        if (strcmp(L.agents[i].name, name) == 0)
+            return i;
+    return -1;
+}
+
+/* The first host to be maintained gets a bad agent token file before its
+ * agent re-execs: the agent answers /v1/health but never registers again,
+ * so its host fails the health check (timeout 4 s). The plan pauses with
+ * plan.alert naming the host and the reason; no other host is drained
+ * afterwards; every guest runs once, intact. */
+static void t_health(void)
+{
+    if (!ready)
+        { CHECK(0, "lab or ferryd did not start: a setup failure is a failure"); return; }
+    REQUIRE(wait_registered(15000) == 0, "hosts and guests not registered");
+    char marker[LAB_PATH_MAX + 32], cmd[3 * LAB_PATH_MAX + 160], id[80];
+    snprintf(marker, sizeof(marker), "%s/hcfail", dir);
+    snprintf(cmd, sizeof(cmd),
+             "sleep 1; if mkdir '%s' 2>/dev/null; then echo bogus > '%s'; fi; "
+             "echo ferry-maint-health",
+             marker, agtok_path);
+    REQUIRE(create_plan_x(cmd, 4, 300, id, sizeof(id)) == 0, "plan not created");
+    json_t *p = wait_plan(id, "completed,aborted,paused", 60000);
+    /* the token file is only read at an agent's start: restore it now */
+    FILE *f = fopen(agtok_path, "w");
+    if (f) {
+        fprintf(f, "%s\n", agent_tok);
+        fclose(f);
+    }
+    REQUIRE(p, "plan %s did not stop within 60 s", id);
+    CHECK(strcmp(jstr(p, "state"), "paused") == 0, "plan %s, not paused", jstr(p, "state"));
+    CHECK(strstr(jstr(p, "last_error"), "health check") != NULL, "last_error '%s'",
+          jstr(p, "last_error"));
+    size_t i;
+    json_t *h;
+    char bad[64] = "", before[256], after[256];
+    int nfailed = 0, others_pending = 0;
+    json_array_foreach(json_object_get(p, "hosts"), i, h)
+    {
+        if (strcmp(jstr(h, "state"), "failed") == 0) {
+            nfailed++;
+            snprintf(bad, sizeof(bad), "%s", jstr(h, "host"));
+            CHECK(strcmp(jstr(h, "step"), "checking") == 0, "%s failed at step %s", bad,
+                  jstr(h, "step"));
+        } else {
+            others_pending += strcmp(jstr(h, "step"), "pending") == 0 &&
+                              strcmp(jstr(h, "state"), "ok") == 0;
+        }
+    }
+    CHECK(nfailed == 1, "%d hosts failed", nfailed);
+    CHECK(others_pending == NGUESTS - 1, "%d other hosts still pending", others_pending);
+    steps_of(p, before, sizeof(before));
+    json_decref(p);
+    sleep_ms(3000); /* three executor ticks: nothing moves while paused */
+    p = get_plan(id);
+    REQUIRE(p, "GET plan");
+    steps_of(p, after, sizeof(after));
+    CHECK(strcmp(before, after) == 0, "steps moved after the alert: %s → %s", before, after);
+    CHECK(strcmp(jstr(p, "state"), "paused") == 0, "state %s after the alert", jstr(p, "state"));
+    json_decref(p);
+    json_t *evs = all_events();
+    REQUIRE(evs, "GET /v1/events");
+    check_seq(evs);
+    char subject[128];
+    snprintf(subject, sizeof(subject), "plan/%s", id);
+    int alerts = 0, after_alert = 0;
+    json_t *ev;
+    json_array_foreach(evs, i, ev)
+    {
+        if (strcmp(jstr(ev, "subject"), subject) != 0)
+            continue;
+        const json_t *pl = json_object_get(ev, "payload");
+        if (strcmp(jstr(ev, "type"), "plan.alert") == 0) {
+            alerts++;
+            CHECK(strcmp(jstr(pl, "host"), bad) == 0 &&
+                      strstr(jstr(pl, "reason"), "health check") &&
+                      strstr(jstr(pl, "reason"), bad),
+                  "plan.alert host '%s' reason '%s'", jstr(pl, "host"), jstr(pl, "reason"));
+        } else if (alerts) {
+            after_alert++;
+            CHECK(0, "%s (%s) after plan.alert", jstr(ev, "type"), jstr(pl, "host"));
+        }
+    }
+    CHECK(alerts == 1, "%d plan.alert events", alerts);
+    json_decref(evs);
+    check_guests(NULL);
+    /* clean up: the failed agent restarts with the good token; the plan ends */
+    int a = agent_index(bad);
+    REQUIRE(a >= 0, "no agent named '%s'", bad);
+    REQUIRE(relaunch_agent(a) == 0, "agent %s did not restart", bad);
+    json_t *o = NULL;
+    int st = act(id, "abort", &o);
+    CHECK(st == 202, "abort of the paused plan: %d", st);
+    json_decref(o);
+    p = wait_plan(id, "aborted", 30000);
+    CHECK(p != NULL, "plan not aborted within 30 s");
+    json_decref(p);
+    CHECK(wait_registered(15000) == 0, "hosts and guests not registered after the restart");
+}
+
+/* A tenant (member of p1 with migration_canceller) cancels the plan's
+ * first migration: plan.deferred, and the instance is migrated again after
+ * the deadline (5 s); the plan completes; every guest intact. */
+static void t_deferral(void)
+{
+    if (!ready)
+        { CHECK(0, "lab or ferryd did not start: a setup failure is a failure"); return; }
+    REQUIRE(wait_registered(15000) == 0, "hosts and guests not registered");
+    int start[NGUESTS];
+    for (int g = 0; g < NGUESTS; g++) {
+        int copies = 0;
+        start[g] = where(GUESTS[g], &copies);
+    }
+    char id[80], mid[80] = "", inst[64] = "";
+    REQUIRE(create_plan_x("sleep 1; echo ferry-maint-defer", 60, 5, id, sizeof(id)) == 0,
+            "plan not created");
+    uint64_t t0 = now_ms();
+    int st = 0;
+    while (now_ms() - t0 < 40000 && !mid[0]) {
+        json_t *p = get_plan(id);
+        size_t i;
+        json_t *m;
+        json_array_foreach(json_object_get(p, "migrations"), i, m)
+        {
+            const char *ms = jstr(m, "state");
+            if (!mid[0] && strcmp(ms, "succeeded") && strcmp(ms, "failed") &&
+                strcmp(ms, "cancelled")) {
+                snprintf(mid, sizeof(mid), "%s", jstr(m, "id"));
+                snprintf(inst, sizeof(inst), "%s", jstr(m, "instance"));
+            }
+        }
+        json_decref(p);
+        if (!mid[0])
+            sleep_ms(20);
+    }
+    REQUIRE(mid[0], "no running migration of the plan seen");
+    char path[160];
+    snprintf(path, sizeof(path), "/v1/migrations/%s/cancel", mid);
+    json_t *o = NULL;
+    st = api("POST", path, tenant_tok, NULL, &o);
+    CHECK(st == 202 || st == 200, "tenant cancel of %s: %d %s", mid, st,
+          jstr(json_object_get(o, "error"), "message"));
+    json_decref(o);
+    /* plan.deferred for that instance */
+    char subject[128];
+    snprintf(subject, sizeof(subject), "plan/%s", id);
+    int deferred = 0;
+    uint64_t t_def = 0;
+    t0 = now_ms();
+    while (now_ms() - t0 < 20000 && !deferred) {
+        json_t *evs = all_events();
+        size_t i;
+        json_t *ev;
+        json_array_foreach(evs, i, ev)
+        {
+            const json_t *pl = json_object_get(ev, "payload");
+            if (!strcmp(jstr(ev, "subject"), subject) && !strcmp(jstr(ev, "type"), "plan.deferred"))
+                CHECK(deferred++ == 0 && !strcmp(jstr(pl, "instance"), inst) &&
+                          !strcmp(jstr(pl, "project_id"), "p1") && json_object_get(pl, "until"),
+                      "plan.deferred #%d instance '%s' project '%s'", deferred, jstr(pl, "instance"),
+                      jstr(pl, "project_id"));
+        }
+        json_decref(evs);
+        if (!deferred)
+            sleep_ms(100);
+    }
+    t_def = now_ms();
+    REQUIRE(deferred == 1, "%d plan.deferred events for %s", deferred, inst);
+    /* no new migration of inst before the deadline; one after it */
+    uint64_t t_new = 0;
+    while (now_ms() - t_def < 30000 && !t_new) {
+        json_t *p = get_plan(id);
+        size_t i;
+        json_t *m;
+        json_array_foreach(json_object_get(p, "migrations"), i, m)
+        {
+            if (!strcmp(jstr(m, "instance"), inst) && strcmp(jstr(m, "id"), mid) != 0)
+                t_new = now_ms();
+        }
+        json_decref(p);
+        if (!t_new)
+            sleep_ms(100);
+    }
+    CHECK(t_new, "%s not migrated again within 30 s of the deferral", inst);
+    CHECK(!t_new || t_new - t_def >= 3500, "%s migrated again %.1f s after the deferral (5 s)",
+          inst, (double)(t_new - t_def) / 1000.0);
+    json_t *p = wait_plan(id, "completed,aborted,paused", PLAN_TIMEOUT_MS);
+    REQUIRE(p, "plan %s did not end", id);
+    CHECK(strcmp(jstr(p, "state"), "completed") == 0, "plan %s (%s)", jstr(p, "state"),
+          jstr(p, "last_error"));
+    size_t i;
+    json_t *m;
+    int cancelled = 0, moved = 0;
+    json_array_foreach(json_object_get(p, "migrations"), i, m)
+    {
+        if (strcmp(jstr(m, "instance"), inst) != 0)
+            continue;
+        cancelled += !strcmp(jstr(m, "id"), mid) && !strcmp(jstr(m, "state"), "cancelled");
+        moved += strcmp(jstr(m, "id"), mid) != 0 && !strcmp(jstr(m, "state"), "succeeded");
+    }
+    CHECK(cancelled == 1, "the cancelled migration %s is not recorded cancelled", mid);
+    CHECK(moved >= 1, "%s: no succeeded migration after the deferral", inst);
+    json_decref(p);
+    (void)start;
+    check_guests(NULL);
+    json_t *evs = all_events();
+    REQUIRE(evs, "GET /v1/events");
+    check_seq(evs);
+    json_decref(evs);
+}
+
 /* Registers the fake host "hostx" holding an instance too big for any lab
  * host (through ferryd's register API with the agent token). */
 static int register_fake(void)
@@ -780,6 +1019,9 @@ static int setup(void)
         return -1;
     fprintf(f, "%s\n", agent_tok);
     fclose(f);
+    if (add_token("tenant1", "p1", "member,migration_canceller", tenant_tok,
+                  sizeof(tenant_tok)) != 0)
+        return -1;
     if (start_daemon() != 0 || read_line(tokpath, admin, sizeof(admin)) != 0)
         return -1;
     for (int i = 0; i < NGUESTS; i++)
@@ -820,6 +1062,12 @@ int main(void)
              t_crash);
     test_run("plan: pause holds the steps, resume continues, abort states every host",
              t_pause_abort);
+    test_run("plan: a host failing its health check pauses the plan with plan.alert, no "
+             "further host taken down, guests intact",
+             t_health);
+    test_run("plan: a tenant cancel becomes a deferral, the instance moves after the deadline, "
+             "the plan completes",
+             t_deferral);
     test_run("plan: an instance too big for any other host → 409 unplaceable, nothing starts",
              t_unplaceable);
     int rc = test_done();
