@@ -30,7 +30,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/utsname.h>
 #include <sys/wait.h>
@@ -39,6 +38,7 @@
 
 #include "../tests/lib/guestcon.h"
 #include "../tests/lib/lab.h"
+#include "../tests/lib/labqemu.h"
 #include "agent/spec.h"
 #include "qmp/qmp_sync.h"
 #include "util/ferr.h"
@@ -163,22 +163,8 @@ static int bq_start(struct bq *q, const struct inst_spec *spec, const char *dir,
     q->ser = xasprintf("%s/%s-ser.sock", dir, role);
     char *log = xasprintf("%s/%s-qemu.log", dir, role);
     char **argv = spec_argv(spec, QEMU_BIN, q->qmp, q->ser, incoming);
-    pid_t parent = getpid();
-    pid_t pid = fork();
-    if (pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (getppid() != parent)
-            _exit(127);
-        int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-        if (fd >= 0) {
-            dup2(fd, 1);
-            dup2(fd, 2);
-            close(fd);
-        }
-        execvp(argv[0], argv);
-        _exit(127);
-    }
-    int rc = pid < 0 ? -errno : 0;
+    pid_t pid = labq_exec_logged(argv, log);
+    int rc = pid < 0 ? (int)pid : 0;
     spec_argv_free(argv);
     free(log);
     q->pid = pid > 0 ? pid : 0;

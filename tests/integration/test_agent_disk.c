@@ -30,6 +30,7 @@
 #include <unistd.h>
 
 #include "../lib/lab.h"
+#include "../lib/labqemu.h"
 #include "../lib/test.h"
 
 #define GUEST_MIB 256
@@ -55,32 +56,6 @@ static long long jint(json_t *o, const char *k)
 {
     json_t *v = json_object_get(o, k);
     return json_is_integer(v) ? (long long)json_integer_value(v) : -1;
-}
-
-/* FNV-1a over the first span bytes of the image as 64-bit little-endian
- * words: diskload's span checksum, recomputed on the host. */
-static int host_checksum(const char *path, uint64_t span, uint64_t *out)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return -errno;
-    static uint64_t buf[1 << 17]; /* 1 MiB */
-    uint64_t h = 0xcbf29ce484222325ull, done = 0;
-    while (done < span) {
-        size_t want = span - done < sizeof(buf) ? (size_t)(span - done) : sizeof(buf);
-        if (fread(buf, 1, want, f) != want) {
-            fclose(f);
-            return -EIO;
-        }
-        for (size_t k = 0; k < want / 8; k++) {
-            h ^= buf[k];
-            h *= 0x100000001b3ull;
-        }
-        done += want;
-    }
-    fclose(f);
-    *out = h;
-    return 0;
 }
 
 /* Launches name on a with a fresh raw DISK_MIB disk in disk_dir. */
@@ -253,8 +228,10 @@ static int start_slow(const char *name, char *id, size_t n, pid_t *dest_pid, cha
 
 static void t_success(void)
 {
-    if (!lab_ok)
-        { CHECK(0, "lab did not start: a setup failure is a failure"); return; }
+    if (!lab_ok) {
+        CHECK(0, "lab did not start: a setup failure is a failure");
+        return;
+    }
     const char *name = "dk";
     const struct lab_agent *s = &L.agents[0], *d = &L.agents[1];
     if (!launch(s, name))
@@ -314,7 +291,7 @@ static void t_success(void)
     const char *copy =
         jstr(json_array_get(json_object_get(json_object_get(di, "spec"), "disks"), 0), "path");
     uint64_t h = 0;
-    int hr = host_checksum(copy, (uint64_t)DISK_MIB << 20, &h);
+    int hr = labq_disk_checksum(copy, (uint64_t)DISK_MIB << 20, &h);
     char hs[32];
     snprintf(hs, sizeof(hs), "%016llx", (unsigned long long)h);
     CHECK(hr == 0 && r && strcmp(hs, jstr(r, "checksum")) == 0,
@@ -331,8 +308,10 @@ static void t_success(void)
 
 static void t_cancel_mid_mirror(void)
 {
-    if (!lab_ok)
-        { CHECK(0, "lab did not start: a setup failure is a failure"); return; }
+    if (!lab_ok) {
+        CHECK(0, "lab did not start: a setup failure is a failure");
+        return;
+    }
     const char *name = "dc";
     const struct lab_agent *s = &L.agents[0], *d = &L.agents[1];
     if (!launch(s, name))
@@ -380,8 +359,10 @@ static void t_cancel_mid_mirror(void)
 
 static void t_dest_killed(void)
 {
-    if (!lab_ok)
-        { CHECK(0, "lab did not start: a setup failure is a failure"); return; }
+    if (!lab_ok) {
+        CHECK(0, "lab did not start: a setup failure is a failure");
+        return;
+    }
     const char *name = "dc"; /* still on the source after the cancel */
     const struct lab_agent *s = &L.agents[0], *d = &L.agents[1];
     struct ferr e = {0};
@@ -411,8 +392,10 @@ static void t_dest_killed(void)
 
 static void t_cancel_memory_phase(void)
 {
-    if (!lab_ok)
-        { CHECK(0, "lab did not start: a setup failure is a failure"); return; }
+    if (!lab_ok) {
+        CHECK(0, "lab did not start: a setup failure is a failure");
+        return;
+    }
     const char *name = "dc";
     const struct lab_agent *s = &L.agents[0], *d = &L.agents[1];
     struct ferr e = {0};
@@ -469,8 +452,10 @@ static void t_cancel_memory_phase(void)
  * step it lands in, the source ends with no job and no NBD node. */
 static void t_cancel_at_once(void)
 {
-    if (!lab_ok)
-        { CHECK(0, "lab did not start: a setup failure is a failure"); return; }
+    if (!lab_ok) {
+        CHECK(0, "lab did not start: a setup failure is a failure");
+        return;
+    }
     const char *name = "dc";
     const struct lab_agent *s = &L.agents[0], *d = &L.agents[1];
     struct ferr e = {0};
@@ -517,8 +502,10 @@ static void t_cancel_at_once(void)
  * would make blockdev-mirror or blockdev-add refuse). */
 static void t_after_failures(void)
 {
-    if (!lab_ok)
-        { CHECK(0, "lab did not start: a setup failure is a failure"); return; }
+    if (!lab_ok) {
+        CHECK(0, "lab did not start: a setup failure is a failure");
+        return;
+    }
     const char *name = "dc";
     const struct lab_agent *s = &L.agents[0], *d = &L.agents[1];
     struct ferr e = {0};
@@ -570,8 +557,10 @@ static void t_after_failures(void)
  * virtual size and the guest's data arrives intact. */
 static void t_qcow2(void)
 {
-    if (!lab_ok)
-        { CHECK(0, "lab did not start: a setup failure is a failure"); return; }
+    if (!lab_ok) {
+        CHECK(0, "lab did not start: a setup failure is a failure");
+        return;
+    }
     const char *name = "dq";
     const struct lab_agent *s = &L.agents[0], *d = &L.agents[1];
     char path[128], cmd[256];
@@ -623,8 +612,10 @@ static void t_qcow2(void)
  * nothing is left behind. */
 static void t_validation(void)
 {
-    if (!lab_ok)
-        { CHECK(0, "lab did not start: a setup failure is a failure"); return; }
+    if (!lab_ok) {
+        CHECK(0, "lab did not start: a setup failure is a failure");
+        return;
+    }
     const struct lab_agent *a = &L.agents[1];
     static const struct {
         const char *disks; /* JSON */

@@ -20,13 +20,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "../lib/guestcon.h"
+#include "../lib/labqemu.h"
 #include "../lib/test.h"
 #include "util/ferr.h"
 #include "util/xalloc.h"
@@ -39,69 +39,8 @@
 #define BS 4096
 #define RATE_IOPS 100
 
-struct guest {
-    pid_t pid;      /* QEMU, 0 when not running */
-    char dir[64];   /* private temp dir holding the sockets and the log */
-    char *ser_path; /* serial console socket */
-    struct guestcon con;
-};
-
-static char lab_dir[512];
+static char lab_dir[LABQ_PATH_MAX];
 static char disk_dir[64]; /* holds disk.img, removed at the end */
-
-static int file_exists(const char *path)
-{
-    struct stat st;
-    return stat(path, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0;
-}
-
-/* Returns the number after "\"key\":" in json, or def when absent. */
-static double json_num(const char *json, const char *key, double def)
-{
-    char pat[64];
-    snprintf(pat, sizeof(pat), "\"%s\":", key);
-    const char *p = json ? strstr(json, pat) : NULL;
-    if (!p)
-        return def;
-    char *end;
-    double v = strtod(p + strlen(pat), &end);
-    return end == p + strlen(pat) ? def : v;
-}
-
-/* Returns 1/0 for "\"key\":true/false" in json, -1 when absent. */
-static int json_bool(const char *json, const char *key)
-{
-    char pat[64];
-    snprintf(pat, sizeof(pat), "\"%s\":", key);
-    const char *p = json ? strstr(json, pat) : NULL;
-    if (!p)
-        return -1;
-    p += strlen(pat);
-    if (strncmp(p, "true", 4) == 0)
-        return 1;
-    if (strncmp(p, "false", 5) == 0)
-        return 0;
-    return -1;
-}
-
-/* Copies the string value of "\"key\":\"...\"" into out (n bytes); "" when
- * absent. */
-static void json_str(const char *json, const char *key, char *out, size_t n)
-{
-    char pat[64];
-    snprintf(pat, sizeof(pat), "\"%s\":\"", key);
-    const char *p = json ? strstr(json, pat) : NULL;
-    out[0] = '\0';
-    if (!p)
-        return;
-    p += strlen(pat);
-    size_t k = 0;
-    while (p[k] && p[k] != '"' && k + 1 < n) {
-        out[k] = p[k];
-        k++;
-    }
-    out[k] = '\0';
-}
 
 static void sleep_ms(int ms)
 {
@@ -109,144 +48,23 @@ static void sleep_ms(int ms)
     nanosleep(&ts, NULL);
 }
 
-static void guest_stop(struct guest *g)
+/* Starts the lab guest (labq_spawn) with the raw image disk as a virtio
+ * disk with cache=none; with incoming non-zero it waits for
+ * "-incoming defer". */
+static int guest_spawn(struct labq *g, const char *params, const char *disk, int incoming)
 {
-    guestcon_close(&g->con);
-    if (g->pid > 0) {
-        kill(g->pid, SIGKILL);
-        waitpid(g->pid, NULL, 0);
-        g->pid = 0;
-    }
-    if (g->ser_path) {
-        unlink(g->ser_path);
-        free(g->ser_path);
-        g->ser_path = NULL;
-    }
-    if (g->dir[0]) {
-        char *p = xasprintf("%s/qmp.sock", g->dir);
-        unlink(p);
-        free(p);
-        p = xasprintf("%s/qemu.log", g->dir);
-        unlink(p);
-        free(p);
-        p = xasprintf("%s/mig.sock", g->dir);
-        unlink(p);
-        free(p);
-        rmdir(g->dir);
-        g->dir[0] = '\0';
-    }
-}
-
-/* Prints QEMU's own output (its log) to stderr, for a failed case. */
-static void guest_dump_log(const struct guest *g)
-{
-    if (!g->dir[0])
-        return;
-    char *lp = xasprintf("%s/qemu.log", g->dir);
-    FILE *f = fopen(lp, "r");
-    char line[512];
-    while (f && fgets(line, sizeof(line), f))
-        fputs(line, stderr);
-    if (f)
-        fclose(f);
-    free(lp);
-}
-
-/* Starts QEMU with the documented flags, the raw image disk as a virtio
- * disk with cache=none, and the command line
- * "console=ttyS0 quiet panic=-1 <params>"; with incoming non-zero it waits
- * for "-incoming defer". The console is not connected yet. Returns 0 or a
- * negative code; on failure g holds nothing. */
-static int guest_spawn(struct guest *g, const char *params, const char *disk, int incoming)
-{
-    memset(g, 0, sizeof(*g));
-    g->con.fd = -1;
-    char *k = xasprintf("%s/vmlinuz", lab_dir), *i = xasprintf("%s/initrd.img", lab_dir);
-    int have = file_exists(k) && file_exists(i);
-    if (!have) {
-        free(k);
-        free(i);
-        return -ENOENT;
-    }
-    snprintf(g->dir, sizeof(g->dir), "/tmp/ferry-lab-XXXXXX");
-    if (!mkdtemp(g->dir)) {
-        g->dir[0] = '\0';
-        free(k);
-        free(i);
-        return -errno;
-    }
-    g->ser_path = xasprintf("%s/ser.sock", g->dir);
-    char *append = xasprintf("console=ttyS0 quiet panic=-1 %s", params);
-    char *serial = xasprintf("socket,id=ser0,path=%s,server=on,wait=off", g->ser_path);
-    char *qmp = xasprintf("unix:%s/qmp.sock,server=on,wait=off", g->dir);
     char *drive = xasprintf("file=%s,format=raw,if=virtio,cache=none", disk);
-    char *log = xasprintf("%s/qemu.log", g->dir);
-    char *argv[] = {"qemu-system-x86_64",
-                    "-accel",
-                    "tcg",
-                    "-machine",
-                    "pc",
-                    "-m",
-                    "262148k", /* 256 MiB + 4 KiB: see docs/LAB.md, TCG dirty tracking */
-                    "-smp",
-                    "1",
-                    "-nodefaults",
-                    "-display",
-                    "none",
-                    "-kernel",
-                    k,
-                    "-initrd",
-                    i,
-                    "-append",
-                    append,
-                    "-chardev",
-                    serial,
-                    "-serial",
-                    "chardev:ser0",
-                    "-qmp",
-                    qmp,
-                    "-drive",
-                    drive,
-                    incoming ? "-incoming" : NULL,
-                    "defer",
-                    NULL};
-    pid_t parent = getpid();
-    pid_t pid = fork();
-    if (pid == 0) {
-        /* Never outlive the test, even if it crashes. */
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (getppid() != parent)
-            _exit(127);
-        int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-        if (fd >= 0) {
-            dup2(fd, 1);
-            dup2(fd, 2);
-            close(fd);
-        }
-        execvp(argv[0], argv);
-        _exit(127);
-    }
-    int rc = pid < 0 ? -errno : 0;
-    free(k);
-    free(i);
-    free(append);
-    free(serial);
-    free(qmp);
+    const char *extra[] = {"-drive", drive, incoming ? "-incoming" : NULL, "defer", NULL};
+    int rc = labq_spawn(g, lab_dir, params, extra);
     free(drive);
-    free(log);
-    if (rc < 0) {
-        guest_stop(g);
-        return rc;
-    }
-    g->pid = pid;
-    return 0;
+    return rc;
 }
 
 /* Boots diskload on disk with extra parameters, connects the console and
  * waits for its FERRY-DISK-CHECKSUM (the boot fill) and FERRY-READY. On 0,
  * *sum_out is the rest of the checksum line (caller frees). On failure g
  * is stopped. */
-static int guest_boot(struct guest *g, const char *extra, const char *disk, char **sum_out)
+static int guest_boot(struct labq *g, const char *extra, const char *disk, char **sum_out)
 {
     *sum_out = NULL;
     char *params = xasprintf("ferry.workload=diskload ferry.disk_span_mib=%d ferry.disk_bs=%d %s",
@@ -268,10 +86,10 @@ static int guest_boot(struct guest *g, const char *extra, const char *disk, char
     }
     if (rc < 0) {
         fprintf(stderr, "guest_boot: rc %d; qemu output follows\n", rc);
-        guest_dump_log(g);
+        labq_dump_log(g);
         free(*sum_out);
         *sum_out = NULL;
-        guest_stop(g);
+        labq_stop(g);
     }
     return rc;
 }
@@ -284,7 +102,7 @@ static char *disk_create(const char *name)
     char *cmd = xasprintf("qemu-img create -q -f raw '%s' %dM", path, DISK_MIB);
     int rc = system(cmd);
     free(cmd);
-    if (rc != 0 || !file_exists(path)) {
+    if (rc != 0 || !labq_file_exists(path)) {
         /* qemu-img makes a sparse file of size 0 blocks: file_exists
          * checks st_size, which is DISK_MIB. */
         fprintf(stderr, "qemu-img create failed: %d\n", rc);
@@ -294,35 +112,9 @@ static char *disk_create(const char *name)
     return path;
 }
 
-/* FNV-1a over the first span bytes of the image as 64-bit little-endian
- * words: diskload's span checksum, recomputed on the host. */
-static int host_checksum(const char *path, uint64_t span, uint64_t *out)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return -errno;
-    static uint64_t buf[1 << 17]; /* 1 MiB */
-    uint64_t h = 0xcbf29ce484222325ull, done = 0;
-    while (done < span) {
-        size_t want = span - done < sizeof(buf) ? (size_t)(span - done) : sizeof(buf);
-        if (fread(buf, 1, want, f) != want) {
-            fclose(f);
-            return -EIO;
-        }
-        for (size_t k = 0; k < want / 8; k++) {
-            h ^= buf[k];
-            h *= 0x100000001b3ull;
-        }
-        done += want;
-    }
-    fclose(f);
-    *out = h;
-    return 0;
-}
-
 /* One console command and the rest of its answer line (caller frees), or
  * NULL with a failed check. */
-static char *cmd(struct guest *g, const char *line, const char *prefix)
+static char *cmd(struct labq *g, const char *line, const char *prefix)
 {
     char *res = NULL;
     int rc = guestcon_command(&g->con, line, prefix, CMD_TIMEOUT_MS, &res);
@@ -334,7 +126,7 @@ static char *cmd(struct guest *g, const char *line, const char *prefix)
  * cut) and returns the mean of read_iops + write_iops; checks each line's
  * percentiles are ordered and, when busy, that it did I/O. Negative when
  * the lines did not come. */
-static double disk_lines(struct guest *g, int n, int busy)
+static double disk_lines(struct labq *g, int n, int busy)
 {
     char *line = NULL;
     if (guestcon_expect(&g->con, "FERRY-DISK {", LINE_TIMEOUT_MS, &line) < 0)
@@ -344,11 +136,13 @@ static double disk_lines(struct guest *g, int n, int busy)
     for (int k = 0; k < n; k++) {
         if (guestcon_expect(&g->con, "FERRY-DISK {", LINE_TIMEOUT_MS, &line) < 0)
             return -1;
-        double iops = json_num(line, "read_iops", -1) + json_num(line, "write_iops", -1);
-        double mibps = json_num(line, "read_mibps", -1) + json_num(line, "write_mibps", -1);
-        double p50 = json_num(line, "lat_p50_us", -1), p99 = json_num(line, "lat_p99_us", -1);
-        double mx = json_num(line, "lat_max_us", -1);
-        CHECK(json_num(line, "t_s", -1) > 0, "t_s: %s", line);
+        double iops = labq_json_num(line, "read_iops", -1) + labq_json_num(line, "write_iops", -1);
+        double mibps =
+            labq_json_num(line, "read_mibps", -1) + labq_json_num(line, "write_mibps", -1);
+        double p50 = labq_json_num(line, "lat_p50_us", -1),
+               p99 = labq_json_num(line, "lat_p99_us", -1);
+        double mx = labq_json_num(line, "lat_max_us", -1);
+        CHECK(labq_json_num(line, "t_s", -1) > 0, "t_s: %s", line);
         CHECK(p50 >= 0 && p50 <= p99 && p99 <= mx, "percentiles out of order: %s", line);
         if (busy) {
             CHECK(iops > 0 && mibps > 0 && p50 > 0, "no I/O in the interval: %s", line);
@@ -365,7 +159,7 @@ static double disk_lines(struct guest *g, int n, int busy)
 /* Reports, rate, integrity: see the file comment. */
 static void t_diskload_reports_and_verifies(void)
 {
-    struct guest g;
+    struct labq g;
     char *sum = NULL, *res = NULL;
     char *disk = disk_create("disk.img");
     REQUIRE(disk, "no disk image");
@@ -376,7 +170,7 @@ static void t_diskload_reports_and_verifies(void)
         free(disk);
     }
     REQUIRE(rc == 0, "guest did not become ready: %d", rc);
-    CHECK(json_num(sum, "blocks", -1) == SPAN_MIB * (1048576 / BS), "CHECKSUM: %s", sum);
+    CHECK(labq_json_num(sum, "blocks", -1) == SPAN_MIB * (1048576 / BS), "CHECKSUM: %s", sum);
     free(sum);
 
     /* Flat out: throughput, percentiles. */
@@ -397,16 +191,17 @@ static void t_diskload_reports_and_verifies(void)
     free(cmd(&g, "pause", "FERRY-ACK "));
     sum = cmd(&g, "fill", "FERRY-DISK-CHECKSUM ");
     char want[32] = "", got[32] = "";
-    json_str(sum, "checksum", want, sizeof(want));
+    labq_json_str(sum, "checksum", want, sizeof(want));
     uint64_t h = 0;
-    rc = host_checksum(disk, (uint64_t)SPAN_MIB << 20, &h);
+    rc = labq_disk_checksum(disk, (uint64_t)SPAN_MIB << 20, &h);
     CHECK(rc == 0, "reading the image: %d", rc);
     snprintf(got, sizeof(got), "%016" PRIx64, h);
     CHECK(want[0] && strcmp(want, got) == 0, "guest fill checksum %s, image file %s", want, got);
     free(sum);
     res = cmd(&g, "verify", "FERRY-DISK-RESULT ");
-    CHECK(json_bool(res, "ok") == 1 && json_num(res, "bad_blocks", -1) == 0, "verify: %s", res);
-    json_str(res, "checksum", got, sizeof(got));
+    CHECK(labq_json_bool(res, "ok") == 1 && labq_json_num(res, "bad_blocks", -1) == 0, "verify: %s",
+          res);
+    labq_json_str(res, "checksum", got, sizeof(got));
     CHECK(strcmp(want, got) == 0, "verify read checksum %s, fill %s", got, want);
     free(res);
 
@@ -415,37 +210,39 @@ static void t_diskload_reports_and_verifies(void)
     CHECK(disk_lines(&g, 1, 1) > 0, "no I/O after resume");
     free(cmd(&g, "pause", "FERRY-ACK "));
     res = cmd(&g, "status", "FERRY-DISK-STATUS ");
-    CHECK(json_num(res, "writes_total", 0) > 0 && json_num(res, "read_bad", -1) == 0, "status: %s",
-          res);
+    CHECK(labq_json_num(res, "writes_total", 0) > 0 && labq_json_num(res, "read_bad", -1) == 0,
+          "status: %s", res);
     free(res);
     res = cmd(&g, "verify", "FERRY-DISK-RESULT ");
-    CHECK(json_bool(res, "ok") == 1, "verify after writes: %s", res);
+    CHECK(labq_json_bool(res, "ok") == 1, "verify after writes: %s", res);
     free(res);
 
     /* A stale block (the previous generation: a lost write) is caught. */
     res = cmd(&g, "corrupt stale", "FERRY-DISK-CORRUPTED ");
-    double blk = json_num(res, "block", -1);
+    double blk = labq_json_num(res, "block", -1);
     free(res);
     res = cmd(&g, "verify", "FERRY-DISK-RESULT ");
-    CHECK(json_bool(res, "ok") == 0 && json_num(res, "bad_blocks", -1) == 1 &&
-              json_num(res, "stale_blocks", -1) == 1 && json_num(res, "first_bad", -2) == blk,
+    CHECK(labq_json_bool(res, "ok") == 0 && labq_json_num(res, "bad_blocks", -1) == 1 &&
+              labq_json_num(res, "stale_blocks", -1) == 1 &&
+              labq_json_num(res, "first_bad", -2) == blk,
           "stale block %.0f, verify: %s", blk, res);
     free(res);
 
     /* A flipped byte after a fresh fill is caught too. */
     free(cmd(&g, "fill", "FERRY-DISK-CHECKSUM "));
     res = cmd(&g, "corrupt", "FERRY-DISK-CORRUPTED ");
-    blk = json_num(res, "block", -1);
+    blk = labq_json_num(res, "block", -1);
     free(res);
     res = cmd(&g, "verify", "FERRY-DISK-RESULT ");
-    CHECK(json_bool(res, "ok") == 0 && json_num(res, "bad_blocks", -1) >= 1 &&
-              json_num(res, "stale_blocks", -1) == 0 && json_num(res, "first_bad", -2) == blk,
+    CHECK(labq_json_bool(res, "ok") == 0 && labq_json_num(res, "bad_blocks", -1) >= 1 &&
+              labq_json_num(res, "stale_blocks", -1) == 0 &&
+              labq_json_num(res, "first_bad", -2) == blk,
           "corrupted block %.0f, verify: %s", blk, res);
     free(res);
 
     /* Paused: the FERRY-DISK lines go on, with no I/O. */
     CHECK(disk_lines(&g, 1, 0) == 0, "paused guest did I/O");
-    guest_stop(&g);
+    labq_stop(&g);
     unlink(disk);
     free(disk);
 }
@@ -455,7 +252,7 @@ static void t_diskload_reports_and_verifies(void)
  * prefixed "diskload " reaches diskload, and both verify intact. */
 static void t_combined_workloads(void)
 {
-    struct guest g;
+    struct labq g;
     char *disk = disk_create("both.img");
     REQUIRE(disk, "no disk image");
     char *params = xasprintf("ferry.workload=memload,diskload ferry.ws_mib=32 ferry.rate=1000 "
@@ -479,69 +276,24 @@ static void t_combined_workloads(void)
         }
     }
     if (rc < 0)
-        guest_dump_log(&g);
+        labq_dump_log(&g);
     CHECK(rc == 0 && ready_mem && ready_disk, "READY: memload %d, diskload %d, rc %d", ready_mem,
           ready_disk, rc);
     if (rc == 0) {
         char *res = cmd(&g, "verify", "FERRY-RESULT ");
-        CHECK(json_bool(res, "ok") == 1 && json_num(res, "pages", -1) == 32 * 256,
+        CHECK(labq_json_bool(res, "ok") == 1 && labq_json_num(res, "pages", -1) == 32 * 256,
               "memload verify: %s", res);
         free(res);
         res = cmd(&g, "diskload verify", "FERRY-DISK-RESULT ");
-        CHECK(json_bool(res, "ok") == 1 && json_num(res, "blocks", -1) == SPAN_MIB * (1048576 / BS),
+        CHECK(labq_json_bool(res, "ok") == 1 &&
+                  labq_json_num(res, "blocks", -1) == SPAN_MIB * (1048576 / BS),
               "diskload verify: %s", res);
         free(res);
         CHECK(disk_lines(&g, 1, 1) > 0, "diskload not running beside memload");
     }
-    guest_stop(&g);
+    labq_stop(&g);
     unlink(disk);
     free(disk);
-}
-
-/* Sends one QMP command (a JSON object on one line) and waits for its
- * answer, skipping events. Returns 0 when the answer is a "return" (*out
- * gets the line after the opening brace; caller frees), FERR_PEER on an
- * "error" answer, or a guestcon error. */
-static int qmp_cmd(struct guestcon *q, const char *json, char **out)
-{
-    *out = NULL;
-    int rc = guestcon_send(q, json);
-    while (rc == 0) {
-        char *rest = NULL;
-        rc = guestcon_expect(q, "{\"", CMD_TIMEOUT_MS, &rest);
-        if (rc < 0)
-            break;
-        if (strncmp(rest, "return\"", 7) == 0) {
-            *out = rest;
-            return 0;
-        }
-        int is_err = strncmp(rest, "error\"", 6) == 0;
-        if (is_err)
-            fprintf(stderr, "qmp error: %s\n", rest);
-        free(rest);
-        if (is_err)
-            return FERR_PEER;
-    }
-    return rc;
-}
-
-/* Connects to g's QMP socket and leaves capabilities negotiation done. */
-static int qmp_open(struct guest *g, struct guestcon *q)
-{
-    char *path = xasprintf("%s/qmp.sock", g->dir);
-    int rc = guestcon_open(q, path, 10000);
-    free(path);
-    if (rc < 0)
-        return rc;
-    char *rest = NULL;
-    rc = guestcon_expect(q, "{\"QMP\"", CMD_TIMEOUT_MS, &rest);
-    free(rest);
-    if (rc == 0)
-        rc = qmp_cmd(q, "{\"execute\":\"qmp_capabilities\"}", &rest);
-    free(rest);
-    if (rc < 0)
-        guestcon_close(q);
-    return rc;
 }
 
 /* A plain QEMU migration with a shared disk (both QEMUs open the same raw
@@ -550,7 +302,7 @@ static int qmp_open(struct guest *g, struct guestcon *q)
  * finds every block as the workload last wrote it. */
 static void t_diskload_shared_disk_migration(void)
 {
-    struct guest src, dst;
+    struct labq src, dst;
     struct guestcon qs = {.fd = -1}, qd = {.fd = -1}, con = {.fd = -1};
     char *sum = NULL, *res = NULL, *c = NULL, *uri = NULL;
     int reached_end = 0;
@@ -576,12 +328,13 @@ static void t_diskload_shared_disk_migration(void)
         goto out;
     }
     uri = xasprintf("unix:%s/mig.sock", dst.dir);
-    if ((rc = qmp_open(&src, &qs)) < 0 || (rc = qmp_open(&dst, &qd)) < 0) {
+    if ((rc = labq_qmp_open(&src, &qs, CMD_TIMEOUT_MS)) < 0 ||
+        (rc = labq_qmp_open(&dst, &qd, CMD_TIMEOUT_MS)) < 0) {
         CHECK(0, "QMP connection: %d", rc);
         goto out;
     }
     c = xasprintf("{\"execute\":\"migrate-incoming\",\"arguments\":{\"uri\":\"%s\"}}", uri);
-    rc = qmp_cmd(&qd, c, &res);
+    rc = labq_qmp_cmd(&qd, c, CMD_TIMEOUT_MS, &res);
     free(c);
     free(res);
     res = NULL;
@@ -591,11 +344,11 @@ static void t_diskload_shared_disk_migration(void)
     }
     double writes_before = -1, writes_after = -1;
     res = cmd(&src, "status", "FERRY-DISK-STATUS ");
-    writes_before = json_num(res, "writes_total", -1);
+    writes_before = labq_json_num(res, "writes_total", -1);
     free(res);
     res = NULL;
     c = xasprintf("{\"execute\":\"migrate\",\"arguments\":{\"uri\":\"%s\"}}", uri);
-    rc = qmp_cmd(&qs, c, &res);
+    rc = labq_qmp_cmd(&qs, c, CMD_TIMEOUT_MS, &res);
     free(c);
     free(res);
     res = NULL;
@@ -605,7 +358,7 @@ static void t_diskload_shared_disk_migration(void)
     }
     int done = 0;
     for (int k = 0; k < 300 && !done; k++) { /* 300 x 200 ms */
-        rc = qmp_cmd(&qs, "{\"execute\":\"query-migrate\"}", &res);
+        rc = labq_qmp_cmd(&qs, "{\"execute\":\"query-migrate\"}", CMD_TIMEOUT_MS, &res);
         if (rc < 0) {
             CHECK(0, "query-migrate: %d", rc);
             goto out;
@@ -639,8 +392,8 @@ static void t_diskload_shared_disk_migration(void)
     res = NULL;
     rc = guestcon_command(&con, "status", "FERRY-DISK-STATUS ", CMD_TIMEOUT_MS, &res);
     CHECK(rc == 0, "no status on the destination: %d", rc);
-    writes_after = json_num(res, "writes_total", -1);
-    CHECK(json_num(res, "read_bad", -1) == 0 && json_num(res, "io_errors", -1) == 0,
+    writes_after = labq_json_num(res, "writes_total", -1);
+    CHECK(labq_json_num(res, "read_bad", -1) == 0 && labq_json_num(res, "io_errors", -1) == 0,
           "destination status: %s", res);
     free(res);
     res = NULL;
@@ -648,37 +401,31 @@ static void t_diskload_shared_disk_migration(void)
           "not the same workload going on: %.0f -> %.0f writes", writes_before, writes_after);
     rc = guestcon_command(&con, "verify", "FERRY-DISK-RESULT ", CMD_TIMEOUT_MS, &res);
     CHECK(rc == 0, "no verify on the destination: %d", rc);
-    CHECK(json_bool(res, "ok") == 1 && json_num(res, "blocks", -1) == SPAN_MIB * (1048576 / BS),
+    CHECK(labq_json_bool(res, "ok") == 1 &&
+              labq_json_num(res, "blocks", -1) == SPAN_MIB * (1048576 / BS),
           "verify after migration: %s", res);
     free(res);
     res = NULL;
     reached_end = 1;
 out:
     if (!reached_end)
-        guest_dump_log(&dst);
+        labq_dump_log(&dst);
     free(res);
     free(uri);
     guestcon_close(&con);
     guestcon_close(&qs);
     guestcon_close(&qd);
-    guest_stop(&dst);
-    guest_stop(&src);
+    labq_stop(&dst);
+    labq_stop(&src);
     unlink(disk);
     free(disk);
 }
 
 int main(void)
 {
-    const char *build = getenv("BUILD");
-    snprintf(lab_dir, sizeof(lab_dir), "%s/lab", build && *build ? build : "build");
-    /* `make lab` builds into build/lab whatever BUILD the test build uses
-     * (e.g. build/asan under SANITIZE=1): fall back to it. */
-    char *k = xasprintf("%s/vmlinuz", lab_dir);
-    if (!file_exists(k) && file_exists("build/lab/vmlinuz")) {
-        fprintf(stderr, "note: %s has no guest image; using build/lab\n", lab_dir);
-        snprintf(lab_dir, sizeof(lab_dir), "build/lab");
-    }
-    free(k);
+    /* A missing image is a failure of each case that boots a guest. */
+    if (labq_find_dir(lab_dir, sizeof(lab_dir)) < 0)
+        fprintf(stderr, "no lab guest image in %s\n", lab_dir);
     signal(SIGPIPE, SIG_IGN);
     snprintf(disk_dir, sizeof(disk_dir), "/var/tmp/ferry-disk-XXXXXX");
     if (!mkdtemp(disk_dir)) {

@@ -14,13 +14,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "../lib/guestcon.h"
+#include "../lib/labqemu.h"
 #include "../lib/test.h"
 #include "util/ferr.h"
 #include "util/xalloc.h"
@@ -29,176 +29,14 @@
 #define CMD_TIMEOUT_MS 60000   /* one command's answer, verify included */
 #define WS_MIB 64
 
-struct guest {
-    pid_t pid;      /* QEMU, 0 when not running */
-    char dir[64];   /* private temp dir holding the sockets and the log */
-    char *ser_path; /* serial console socket */
-    struct guestcon con;
-};
+static char lab_dir[LABQ_PATH_MAX];
 
-static char lab_dir[512];
-
-static int file_exists(const char *path)
+/* Starts the lab guest (labq_spawn) with the option pair opt/opt_arg
+ * appended when opt is non-NULL (a disk, "-incoming defer", ...). */
+static int guest_spawn(struct labq *g, const char *params, const char *opt, const char *opt_arg)
 {
-    struct stat st;
-    return stat(path, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0;
-}
-
-/* Returns the integer after "\"key\":" in json, or def when absent. */
-static long long json_int(const char *json, const char *key, long long def)
-{
-    char pat[64];
-    snprintf(pat, sizeof(pat), "\"%s\":", key);
-    const char *p = strstr(json, pat);
-    if (!p)
-        return def;
-    char *end;
-    long long v = strtoll(p + strlen(pat), &end, 10);
-    return end == p + strlen(pat) ? def : v;
-}
-
-/* Returns 1/0 for "\"key\":true/false" in json, -1 when absent. */
-static int json_bool(const char *json, const char *key)
-{
-    char pat[64];
-    snprintf(pat, sizeof(pat), "\"%s\":", key);
-    const char *p = strstr(json, pat);
-    if (!p)
-        return -1;
-    p += strlen(pat);
-    if (strncmp(p, "true", 4) == 0)
-        return 1;
-    if (strncmp(p, "false", 5) == 0)
-        return 0;
-    return -1;
-}
-
-static void guest_stop(struct guest *g)
-{
-    guestcon_close(&g->con);
-    if (g->pid > 0) {
-        kill(g->pid, SIGKILL);
-        waitpid(g->pid, NULL, 0);
-        g->pid = 0;
-    }
-    if (g->ser_path) {
-        unlink(g->ser_path);
-        free(g->ser_path);
-        g->ser_path = NULL;
-    }
-    if (g->dir[0]) {
-        char *p = xasprintf("%s/qmp.sock", g->dir);
-        unlink(p);
-        free(p);
-        p = xasprintf("%s/qemu.log", g->dir);
-        unlink(p);
-        free(p);
-        rmdir(g->dir);
-        g->dir[0] = '\0';
-    }
-}
-
-/* Starts QEMU with the documented flags and the command line
- * "console=ttyS0 quiet panic=-1 <params>", plus the option pair
- * opt/opt_arg when opt is non-NULL (a disk, "-incoming defer", ...). Its
- * sockets live in g->dir. Returns 0 or a negative code; on failure g holds
- * nothing. The console is not connected yet. */
-static int guest_spawn(struct guest *g, const char *params, const char *opt, const char *opt_arg)
-{
-    memset(g, 0, sizeof(*g));
-    g->con.fd = -1;
-    char *k = xasprintf("%s/vmlinuz", lab_dir), *i = xasprintf("%s/initrd.img", lab_dir);
-    int have = file_exists(k) && file_exists(i);
-    free(k);
-    free(i);
-    if (!have)
-        return -ENOENT;
-    snprintf(g->dir, sizeof(g->dir), "/tmp/ferry-lab-XXXXXX");
-    if (!mkdtemp(g->dir)) {
-        g->dir[0] = '\0';
-        return -errno;
-    }
-    g->ser_path = xasprintf("%s/ser.sock", g->dir);
-    char *kernel = xasprintf("%s/vmlinuz", lab_dir);
-    char *initrd = xasprintf("%s/initrd.img", lab_dir);
-    char *append = xasprintf("console=ttyS0 quiet panic=-1 %s", params);
-    char *serial = xasprintf("socket,id=ser0,path=%s,server=on,wait=off", g->ser_path);
-    char *qmp = xasprintf("unix:%s/qmp.sock,server=on,wait=off", g->dir);
-    char *log = xasprintf("%s/qemu.log", g->dir);
-    char *argv[] = {"qemu-system-x86_64",
-                    "-accel",
-                    "tcg",
-                    "-machine",
-                    "pc",
-                    "-m",
-                    "262148k", /* 256 MiB + 4 KiB: see docs/LAB.md, TCG dirty tracking */
-                    "-smp",
-                    "1",
-                    "-nodefaults",
-                    "-display",
-                    "none",
-                    "-kernel",
-                    kernel,
-                    "-initrd",
-                    initrd,
-                    "-append",
-                    append,
-                    "-chardev",
-                    serial,
-                    "-serial",
-                    "chardev:ser0",
-                    "-qmp",
-                    qmp,
-                    NULL,
-                    NULL,
-                    NULL};
-    if (opt) {
-        size_t n = sizeof(argv) / sizeof(argv[0]) - 3;
-        argv[n] = (char *)opt;
-        argv[n + 1] = (char *)opt_arg;
-    }
-    pid_t parent = getpid();
-    pid_t pid = fork();
-    if (pid == 0) {
-        /* Never outlive the test, even if it crashes. */
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (getppid() != parent)
-            _exit(127);
-        int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-        if (fd >= 0) {
-            dup2(fd, 1);
-            dup2(fd, 2);
-            close(fd);
-        }
-        execvp(argv[0], argv);
-        _exit(127);
-    }
-    int rc = pid < 0 ? -errno : 0;
-    free(kernel);
-    free(initrd);
-    free(append);
-    free(serial);
-    free(qmp);
-    free(log);
-    if (rc < 0) {
-        guest_stop(g);
-        return rc;
-    }
-    g->pid = pid;
-    return 0;
-}
-
-/* Prints QEMU's own output (its log) to stderr, for a failed case. */
-static void guest_dump_log(const struct guest *g)
-{
-    char *lp = xasprintf("%s/qemu.log", g->dir);
-    FILE *f = fopen(lp, "r");
-    char line[512];
-    while (f && fgets(line, sizeof(line), f))
-        fputs(line, stderr);
-    if (f)
-        fclose(f);
-    free(lp);
+    const char *extra[] = {opt, opt_arg, NULL};
+    return labq_spawn(g, lab_dir, params, opt ? extra : NULL);
 }
 
 /* Boots the lab guest (guest_spawn; a raw virtio disk when disk is
@@ -206,7 +44,7 @@ static void guest_dump_log(const struct guest *g)
  * starting with ready_prefix; *boot_out (when boot_out is non-NULL) and
  * *ready_out get the rest of those lines (caller frees). Returns 0 or a
  * negative code; on failure g is stopped and nothing is returned. */
-static int guest_boot(struct guest *g, const char *params, const char *disk,
+static int guest_boot(struct labq *g, const char *params, const char *disk,
                       const char *ready_prefix, char **boot_out, char **ready_out)
 {
     *ready_out = NULL;
@@ -231,15 +69,15 @@ static int guest_boot(struct guest *g, const char *params, const char *disk,
     }
     if (rc < 0) {
         fprintf(stderr, "guest_boot: rc %d; qemu output follows\n", rc);
-        guest_dump_log(g);
-        guest_stop(g);
+        labq_dump_log(g);
+        labq_stop(g);
     }
     return rc;
 }
 
 /* Boots memload at rate (pages/s or "max") with the documented command
  * line; see guest_boot. */
-static int guest_start(struct guest *g, const char *rate, char **ready_out)
+static int guest_start(struct labq *g, const char *rate, char **ready_out)
 {
     char *params = xasprintf("ferry.workload=memload ferry.ws_mib=%d ferry.rate=%s", WS_MIB, rate);
     int rc = guest_boot(g, params, NULL, "FERRY-READY ", NULL, ready_out);
@@ -251,8 +89,8 @@ static void t_image_built(void)
 {
     char *k = xasprintf("%s/vmlinuz", lab_dir);
     char *i = xasprintf("%s/initrd.img", lab_dir);
-    CHECK(file_exists(k), "%s missing: run `make lab`", k);
-    CHECK(file_exists(i), "%s missing: run `make lab`", i);
+    CHECK(labq_file_exists(k), "%s missing: run `make lab`", k);
+    CHECK(labq_file_exists(i), "%s missing: run `make lab`", i);
     free(k);
     free(i);
 }
@@ -261,19 +99,19 @@ static void t_image_built(void)
  * really stops dirtying; a flipped byte makes verify fail on that page. */
 static void t_memload_verify_and_corrupt(void)
 {
-    struct guest g;
+    struct labq g;
     char *ready = NULL, *res = NULL;
     int rc = guest_start(&g, "1000", &ready);
     REQUIRE(rc == 0, "guest did not become ready: %d", rc);
-    CHECK(json_int(ready, "ws_mib", -1) == WS_MIB, "READY: %s", ready);
+    CHECK((long long)labq_json_num(ready, "ws_mib", -1) == WS_MIB, "READY: %s", ready);
 
     rc = guestcon_command(&g.con, "verify", "FERRY-RESULT ", CMD_TIMEOUT_MS, &res);
     CHECK(rc == 0, "no verify result: %d", rc);
     if (res) {
-        CHECK(json_bool(res, "ok") == 1, "verify: %s", res);
-        CHECK(json_int(res, "pages", -1) == WS_MIB * 256, "verify: %s", res);
-        CHECK(json_int(res, "bad_pages", -1) == 0, "verify: %s", res);
-        CHECK(json_int(res, "first_bad", 0) == -1, "verify: %s", res);
+        CHECK(labq_json_bool(res, "ok") == 1, "verify: %s", res);
+        CHECK((long long)labq_json_num(res, "pages", -1) == WS_MIB * 256, "verify: %s", res);
+        CHECK((long long)labq_json_num(res, "bad_pages", -1) == 0, "verify: %s", res);
+        CHECK((long long)labq_json_num(res, "first_bad", 0) == -1, "verify: %s", res);
         free(res);
         res = NULL;
     }
@@ -285,13 +123,13 @@ static void t_memload_verify_and_corrupt(void)
     long long d1 = -1, d2 = -2;
     rc = guestcon_command(&g.con, "status", "FERRY-STATUS ", CMD_TIMEOUT_MS, &res);
     if (rc == 0)
-        d1 = json_int(res, "pages_dirtied_total", -1);
+        d1 = (long long)labq_json_num(res, "pages_dirtied_total", -1);
     free(res);
     struct timespec ts = {0, 300 * 1000 * 1000};
     nanosleep(&ts, NULL);
     rc = guestcon_command(&g.con, "status", "FERRY-STATUS ", CMD_TIMEOUT_MS, &res);
     if (rc == 0)
-        d2 = json_int(res, "pages_dirtied_total", -1);
+        d2 = (long long)labq_json_num(res, "pages_dirtied_total", -1);
     free(res);
     CHECK(d1 > 0 && d1 == d2, "paused guest kept dirtying: %lld -> %lld", d1, d2);
     rc = guestcon_command(&g.con, "resume", "FERRY-ACK ", CMD_TIMEOUT_MS, &res);
@@ -309,20 +147,21 @@ static void t_memload_verify_and_corrupt(void)
     rc = guestcon_command(&g.con, "verify", "FERRY-RESULT ", CMD_TIMEOUT_MS, &res);
     CHECK(rc == 0, "no verify result after corrupt: %d", rc);
     if (res) {
-        CHECK(json_bool(res, "ok") == 0, "corruption not detected: %s", res);
-        CHECK(json_int(res, "bad_pages", -1) == 1, "verify: %s", res);
-        CHECK(json_int(res, "first_bad", -2) == page, "corrupted page %lld, verify: %s", page, res);
+        CHECK(labq_json_bool(res, "ok") == 0, "corruption not detected: %s", res);
+        CHECK((long long)labq_json_num(res, "bad_pages", -1) == 1, "verify: %s", res);
+        CHECK((long long)labq_json_num(res, "first_bad", -2) == page,
+              "corrupted page %lld, verify: %s", page, res);
         free(res);
     }
     free(ready);
-    guest_stop(&g);
+    labq_stop(&g);
 }
 
 /* Flat out: the workload really moves (pass or cursor advances) and still
  * verifies intact. */
 static void t_memload_rate_max(void)
 {
-    struct guest g;
+    struct labq g;
     char *ready = NULL, *res = NULL;
     int rc = guest_start(&g, "max", &ready);
     REQUIRE(rc == 0, "guest did not become ready: %d", rc);
@@ -331,13 +170,13 @@ static void t_memload_rate_max(void)
     long long t1 = -1, t2 = -1;
     rc = guestcon_command(&g.con, "status", "FERRY-STATUS ", CMD_TIMEOUT_MS, &res);
     if (rc == 0)
-        t1 = json_int(res, "pages_dirtied_total", -1);
+        t1 = (long long)labq_json_num(res, "pages_dirtied_total", -1);
     free(res);
     struct timespec ts = {0, 500 * 1000 * 1000};
     nanosleep(&ts, NULL);
     rc = guestcon_command(&g.con, "status", "FERRY-STATUS ", CMD_TIMEOUT_MS, &res);
     if (rc == 0)
-        t2 = json_int(res, "pages_dirtied_total", -1);
+        t2 = (long long)labq_json_num(res, "pages_dirtied_total", -1);
     free(res);
     CHECK(t1 > 0 && t2 > t1, "not dirtying: %lld -> %lld", t1, t2);
 
@@ -345,21 +184,21 @@ static void t_memload_rate_max(void)
         rc = guestcon_command(&g.con, "verify", "FERRY-RESULT ", CMD_TIMEOUT_MS, &res);
         CHECK(rc == 0, "no verify result: %d", rc);
         if (res) {
-            CHECK(json_bool(res, "ok") == 1, "verify %d: %s", k, res);
-            CHECK(json_int(res, "pages", -1) == WS_MIB * 256, "verify: %s", res);
+            CHECK(labq_json_bool(res, "ok") == 1, "verify %d: %s", k, res);
+            CHECK((long long)labq_json_num(res, "pages", -1) == WS_MIB * 256, "verify: %s", res);
             free(res);
             res = NULL;
         }
     }
     free(ready);
-    guest_stop(&g);
+    labq_stop(&g);
 }
 
 /* A virtio disk shows up as vda (the virtio modules load), and when the
  * workload exits PID 1 survives: FERRY-EXIT, then a shell that answers. */
 static void t_disk_and_workload_exit(void)
 {
-    struct guest g;
+    struct labq g;
     char *boot = NULL, *exitrc = NULL, *res = NULL;
     char disk[] = "/tmp/ferry-lab-disk-XXXXXX";
     int fd = mkstemp(disk);
@@ -379,53 +218,7 @@ static void t_disk_and_workload_exit(void)
     free(res);
     free(boot);
     free(exitrc);
-    guest_stop(&g);
-}
-
-/* Sends one QMP command (a JSON object on one line) and waits for its
- * answer, skipping events. Returns 0 when the answer is a "return" (*out
- * gets the line after the opening brace; caller frees), FERR_PEER on an
- * "error" answer, or a guestcon error. */
-static int qmp_cmd(struct guestcon *q, const char *json, char **out)
-{
-    *out = NULL;
-    int rc = guestcon_send(q, json);
-    while (rc == 0) {
-        char *rest = NULL;
-        rc = guestcon_expect(q, "{\"", CMD_TIMEOUT_MS, &rest);
-        if (rc < 0)
-            break;
-        if (strncmp(rest, "return\"", 7) == 0) {
-            *out = rest;
-            return 0;
-        }
-        int is_err = strncmp(rest, "error\"", 6) == 0;
-        if (is_err)
-            fprintf(stderr, "qmp error: %s\n", rest);
-        free(rest);
-        if (is_err)
-            return FERR_PEER;
-    }
-    return rc;
-}
-
-/* Connects to g's QMP socket and leaves capabilities negotiation done. */
-static int qmp_open(struct guest *g, struct guestcon *q)
-{
-    char *path = xasprintf("%s/qmp.sock", g->dir);
-    int rc = guestcon_open(q, path, 10000);
-    free(path);
-    if (rc < 0)
-        return rc;
-    char *rest = NULL;
-    rc = guestcon_expect(q, "{\"QMP\"", CMD_TIMEOUT_MS, &rest);
-    free(rest);
-    if (rc == 0)
-        rc = qmp_cmd(q, "{\"execute\":\"qmp_capabilities\"}", &rest);
-    free(rest);
-    if (rc < 0)
-        guestcon_close(q);
-    return rc;
+    labq_stop(&g);
 }
 
 /* Sends cmd on the console and waits for the line starting with prefix,
@@ -467,7 +260,7 @@ static int console_command_watch(struct guestcon *con, const char *cmd, const ch
 static int migrate_memload(char **verify_out, long long *before, long long *after, int *crashed,
                            char *why, size_t why_len)
 {
-    struct guest src, dst;
+    struct labq src, dst;
     struct guestcon qs = {.fd = -1}, qd = {.fd = -1}, con = {.fd = -1};
     char *ready = NULL, *res = NULL, *cmd = NULL, *uri = NULL;
     *verify_out = NULL;
@@ -484,16 +277,17 @@ static int migrate_memload(char **verify_out, long long *before, long long *afte
     free(params);
     if (rc < 0) {
         snprintf(why, why_len, "destination did not start: %d", rc);
-        guest_stop(&src);
+        labq_stop(&src);
         return rc;
     }
     uri = xasprintf("unix:%s/mig.sock", dst.dir);
-    if ((rc = qmp_open(&src, &qs)) < 0 || (rc = qmp_open(&dst, &qd)) < 0) {
+    if ((rc = labq_qmp_open(&src, &qs, CMD_TIMEOUT_MS)) < 0 ||
+        (rc = labq_qmp_open(&dst, &qd, CMD_TIMEOUT_MS)) < 0) {
         snprintf(why, why_len, "QMP connection: %d", rc);
         goto out;
     }
     cmd = xasprintf("{\"execute\":\"migrate-incoming\",\"arguments\":{\"uri\":\"%s\"}}", uri);
-    rc = qmp_cmd(&qd, cmd, &res);
+    rc = labq_qmp_cmd(&qd, cmd, CMD_TIMEOUT_MS, &res);
     free(cmd);
     free(res);
     res = NULL;
@@ -503,11 +297,11 @@ static int migrate_memload(char **verify_out, long long *before, long long *afte
     }
     rc = guestcon_command(&src.con, "status", "FERRY-STATUS ", CMD_TIMEOUT_MS, &res);
     if (rc == 0)
-        *before = json_int(res, "pages_dirtied_total", -1);
+        *before = (long long)labq_json_num(res, "pages_dirtied_total", -1);
     free(res);
     res = NULL;
     cmd = xasprintf("{\"execute\":\"migrate\",\"arguments\":{\"uri\":\"%s\"}}", uri);
-    rc = qmp_cmd(&qs, cmd, &res);
+    rc = labq_qmp_cmd(&qs, cmd, CMD_TIMEOUT_MS, &res);
     free(cmd);
     free(res);
     res = NULL;
@@ -517,7 +311,7 @@ static int migrate_memload(char **verify_out, long long *before, long long *afte
     }
     int done = 0;
     for (int k = 0; k < 600 && !done; k++) { /* 600 x 200 ms */
-        rc = qmp_cmd(&qs, "{\"execute\":\"query-migrate\"}", &res);
+        rc = labq_qmp_cmd(&qs, "{\"execute\":\"query-migrate\"}", CMD_TIMEOUT_MS, &res);
         if (rc < 0) {
             snprintf(why, why_len, "query-migrate: %d", rc);
             goto out;
@@ -548,7 +342,7 @@ static int migrate_memload(char **verify_out, long long *before, long long *afte
     con.log = stderr;
     rc = console_command_watch(&con, "status", "FERRY-STATUS ", &res);
     if (rc == 0) {
-        *after = json_int(res, "pages_dirtied_total", -1);
+        *after = (long long)labq_json_num(res, "pages_dirtied_total", -1);
         free(res);
         res = NULL;
         rc = console_command_watch(&con, "verify", "FERRY-RESULT ", verify_out);
@@ -562,14 +356,14 @@ static int migrate_memload(char **verify_out, long long *before, long long *afte
     }
 out:
     if (rc < 0)
-        guest_dump_log(&dst);
+        labq_dump_log(&dst);
     free(res);
     free(uri);
     guestcon_close(&con);
     guestcon_close(&qs);
     guestcon_close(&qd);
-    guest_stop(&dst);
-    guest_stop(&src);
+    labq_stop(&dst);
+    labq_stop(&src);
     return rc;
 }
 
@@ -590,23 +384,16 @@ static void t_memload_survives_migration(void)
     REQUIRE(rc == 0, "%s", why);
     CHECK(before > 0 && after > before, "not the same workload going on: %lld -> %lld", before,
           after);
-    CHECK(json_bool(res, "ok") == 1, "verify after migration: %s", res);
-    CHECK(json_int(res, "pages", -1) == WS_MIB * 256, "verify: %s", res);
+    CHECK(labq_json_bool(res, "ok") == 1, "verify after migration: %s", res);
+    CHECK((long long)labq_json_num(res, "pages", -1) == WS_MIB * 256, "verify: %s", res);
     free(res);
 }
 
 int main(void)
 {
-    const char *build = getenv("BUILD");
-    snprintf(lab_dir, sizeof(lab_dir), "%s/lab", build && *build ? build : "build");
-    /* `make lab` builds into build/lab whatever BUILD the test build uses
-     * (e.g. build/asan under SANITIZE=1): fall back to it. */
-    char *k = xasprintf("%s/vmlinuz", lab_dir);
-    if (!file_exists(k) && file_exists("build/lab/vmlinuz")) {
-        fprintf(stderr, "note: %s has no guest image; using build/lab\n", lab_dir);
-        snprintf(lab_dir, sizeof(lab_dir), "build/lab");
-    }
-    free(k);
+    /* A missing image is a failure of each case that boots a guest. */
+    if (labq_find_dir(lab_dir, sizeof(lab_dir)) < 0)
+        fprintf(stderr, "no lab guest image in %s\n", lab_dir);
     signal(SIGPIPE, SIG_IGN);
     test_run("lab: guest image is built", t_image_built);
     test_run("lab: memload verifies intact, pause holds, corruption detected",
