@@ -171,6 +171,15 @@ int main(void)
     static double rape[NPOL][NFRAC][512], rold[NPOL][NFRAC][512], r1[NPOL][1536];
     size_t nr[NPOL][NFRAC] = {{0}}, rruns[NPOL] = {0}, nr1[NPOL] = {0};
     double rmape[NPOL][NFRAC], romape[NPOL][NFRAC], rmape1[NPOL];
+    /* first migration with the pre-migration census (honest, and off by
+     * -20 % / +20 %), on the very runs of the "estimator" column */
+#define NCEN 3
+    static const double cen_bias[NCEN] = {1.0, 0.8, 1.2};
+    static double cape[NCEN][NPOL][NFRAC][512], c1[NPOL][1536];
+    size_t nc[NCEN][NPOL][NFRAC] = {{{0}}}, nc1[NPOL] = {0};
+    double cmape[NCEN][NPOL][NFRAC], cmape1[NPOL], cen_err_max = 0, cen_relerr_med;
+    static double cen_relerr[NPOL * 512];
+    size_t ncen_relerr = 0;
     size_t n = sim_matrix_count();
     struct utsname u;
     char mach[256];
@@ -197,6 +206,44 @@ int main(void)
                 continue;
             runs[p]++;
             run_errors(&rc, r.total_ms, a, b, sy, unknown[p]);
+            /* the same run with a census at t0 (its draw leaves the run
+             * unchanged: same samples, same total) */
+            for (int c = 0; c < NCEN; c++) {
+                double ac[NFRAC], bc[NFRAC];
+                uint64_t syc[NFRAC] = {0};
+                struct sim_result rcen;
+                sc.census = 1;
+                sc.census_bias = cen_bias[c];
+                rc2 = (struct recorder){recs, 0, 0, 0, 0};
+                if (sim_run(&sc, &rcen, on_sample, NULL, &rc2, &e) < 0)
+                    return 1;
+                if (rcen.total_ms != r.total_ms) {
+                    fprintf(stderr, "eta_accuracy: scenario %zu: census changed the run\n", i);
+                    return 1;
+                }
+                run_errors(&rc2, rcen.total_ms, ac, bc, syc, NULL);
+                for (int f = 0; f < NFRAC; f++) {
+                    if (isnan(ac[f]) || isnan(a[f]))
+                        continue;
+                    cape[c][p][f][nc[c][p][f]++] = ac[f];
+                    if (c == 0 && syc[f] <= 1)
+                        c1[p][nc1[p]++ % 1536] = ac[f];
+                }
+                if (c == 0) {
+                    struct precopy m0;
+                    uint64_t cnz, tnz;
+                    double rel;
+                    if (precopy_init(&m0, &sc.wl, &sc.par, &e) == 0) {
+                        sim_census(&sc, &m0, &cnz, &rel, &tnz, NULL);
+                        double err = tnz ? fabs((double)cnz - (double)tnz) / (double)tnz : 0;
+                        if (err > cen_err_max)
+                            cen_err_max = err;
+                        cen_relerr[ncen_relerr++] = rel * 100.0;
+                    }
+                }
+            }
+            sc.census = 0;
+            sc.census_bias = 0;
             /* the same guest migrated again (other noise): with the first
              * migration's figures as hints, and without (the old estimator
              * on the very same run) */
@@ -251,6 +298,12 @@ int main(void)
         mape1[p] = median(ape1[p], n1[p]);
         mapel[p] = median(apel[p], nl[p]);
         rmape1[p] = median(r1[p], nr1[p]);
+        if (nc1[p] > 1536)
+            nc1[p] = 1536;
+        cmape1[p] = median(c1[p], nc1[p]);
+        for (int c = 0; c < NCEN; c++)
+            for (int f = 0; f < NFRAC; f++)
+                cmape[c][p][f] = median(cape[c][p][f], nc[c][p][f]);
         for (int f = 0; f < NFRAC; f++) {
             mape[p][f] = median(ape[p][f], napes[p][f]);
             nmape[p][f] = median(nape[p][f], napes[p][f]);
@@ -267,6 +320,20 @@ int main(void)
         for (int f = 0; f < NFRAC; f++)
             printf("%-9s %5zu %5.0f%% %14.1f %14.1f %9zu %6zu\n", sim_policy_name(pols[p]), runs[p],
                    fracs[f] * 100, mape[p][f], nmape[p][f], unknown[p][f], napes[p][f]);
+    cen_relerr_med = median(cen_relerr, ncen_relerr);
+    printf("first migration with the pre-migration census (same runs as above; sampled census "
+           "error: median %.2f %% relative s.e., max |error| %.2f %%)\n",
+           cen_relerr_med, cen_err_max * 100.0);
+    printf("%-9s %6s %12s %12s %14s %14s %6s\n", "policy", "at", "census_%", "no_census_%",
+           "census-20%_%", "census+20%_%", "asked");
+    for (int p = 0; p < NPOL; p++)
+        for (int f = 0; f < NFRAC; f++)
+            printf("%-9s %5.0f%% %12.1f %12.1f %14.1f %14.1f %6zu\n", sim_policy_name(pols[p]),
+                   fracs[f] * 100, cmape[0][p][f], mape[p][f], cmape[1][p][f], cmape[2][p][f],
+                   nc[0][p][f]);
+    for (int p = 0; p < NPOL; p++)
+        printf("%s: census, asked in the bulk pass %.1f %% (%zu asks)\n", sim_policy_name(pols[p]),
+               cmape1[p], nc1[p]);
     printf("repeat migration of each scenario (other noise seed) with the first one's hints "
            "(nonzero_bytes, dirty_set_bytes, dirty_bps), beside the same runs without hints\n");
     printf("%-9s %5s %6s %14s %14s %6s\n", "policy", "runs", "at", "hinted_%", "no_hints_%",
@@ -318,6 +385,17 @@ int main(void)
             ",\"adaptive_eta_mape_in_bulk_pass\":%.2f,\"adaptive_eta_mape_after_bulk_pass\":%.2f"
             ",\"completed_runs_adaptive\":%zu,\"completed_runs_qemu\":%zu",
             mape1[0], mapel[0], runs[0], runs[1]);
+    for (int p = 0; p < NPOL; p++)
+        for (int f = 0; f < NFRAC; f++)
+            fprintf(js,
+                    ",\"%s_census_eta_mape_at_%.0fpct\":%.2f"
+                    ",\"%s_census_minus20pct_eta_mape_at_%.0fpct\":%.2f"
+                    ",\"%s_census_plus20pct_eta_mape_at_%.0fpct\":%.2f",
+                    sim_policy_name(pols[p]), fracs[f] * 100, cmape[0][p][f],
+                    sim_policy_name(pols[p]), fracs[f] * 100, cmape[1][p][f],
+                    sim_policy_name(pols[p]), fracs[f] * 100, cmape[2][p][f]);
+    fprintf(js, ",\"census_rel_se_median_pct\":%.3f,\"census_abs_err_max_pct\":%.3f",
+            cen_relerr_med, cen_err_max * 100.0);
     for (int p = 0; p < NPOL; p++)
         for (int f = 0; f < NFRAC; f++)
             fprintf(js, ",\"%s_repeat_hinted_eta_mape_at_%.0fpct\":%.2f", sim_policy_name(pols[p]),

@@ -210,6 +210,10 @@ void est_init(struct est *e, const struct est_params *params)
         e->p.default_downtime_ms = 300;
     if (!(e->p.prior_ratio > 0 && e->p.prior_ratio < 1))
         e->p.prior_ratio = 0.1;
+    if (!(e->p.census_err > 0 && e->p.census_err < 1))
+        e->p.census_err = 0;
+    if (e->p.census_nprofile > EST_CENSUS_BUCKETS)
+        e->p.census_nprofile = 0;
     if (!(e->p.hint_ws_frac > 0 && e->p.hint_ws_frac <= 1))
         e->p.hint_ws_frac = 0.25;
     if (!e->p.granularity_ms)
@@ -304,7 +308,7 @@ static int sat_fit(double ta, double da, double tb, double db, double *ws, doubl
  * measured rate nor a hint, assume a busy guest (rho 0.9). */
 static void model_from_out(const struct est_out *o, struct model *m, double r_mul, double d_mul,
                            int prior_hi, double prior_ratio, double hint_bps, double hint_set,
-                           uint64_t base_dt_ms)
+                           uint64_t base_dt_ms, double census_mul)
 {
     memset(m, 0, sizeof(*m));
     m->r = o->bw_bps * r_mul;
@@ -315,7 +319,9 @@ static void model_from_out(const struct est_out *o, struct model *m, double r_mu
     else
         m->d = o->dirty_bps * d_mul;
     m->v = (double)o->ram_remaining;
-    if (!o->dirty_measured && o->nonzero_hinted) /* pass 1: zero pages cost ~nothing */
+    if (!o->dirty_measured && o->nonzero_census) /* pass 1: zero pages cost ~nothing */
+        m->v = fmin((double)o->pass1_left_bytes * census_mul, (double)o->ram_remaining);
+    else if (!o->dirty_measured && o->nonzero_hinted)
         m->v = (double)o->pass1_left_bytes;
     else if (!o->dirty_measured && o->nonzero_share > 0 && o->nonzero_share < 1)
         m->v *= o->nonzero_share;
@@ -356,12 +362,14 @@ static void model_from_out(const struct est_out *o, struct model *m, double r_mu
 }
 
 /* Fills the model from the estimator state. Returns 0 when the bandwidth is
- * unknown. */
+ * unknown. census_sd: -1/0/+1 census standard errors (x2) on the pass-1
+ * non-zero bytes, for the interval ends. */
 static int build_model(const struct est *e, struct model *m, double r_mul, double d_mul,
-                       int prior_hi)
+                       int prior_hi, int census_sd)
 {
+    double cm = 1.0 + 2.0 * census_sd * e->p.census_err;
     model_from_out(&e->out, m, r_mul, d_mul, prior_hi, e->p.prior_ratio, e->p.hint_dirty_bps,
-                   (double)e->p.hint_dirty_set_bytes, e->out.downtime_ms);
+                   (double)e->p.hint_dirty_set_bytes, e->out.downtime_ms, cm > 0.1 ? cm : 0.1);
     return m->r > 0;
 }
 
@@ -410,15 +418,15 @@ static void recompute(struct est *e)
     case MIG_PHASE_ACTIVE:
     default: {
         struct model m;
-        if (!build_model(e, &m, 1, 1, 0)) {
+        if (!build_model(e, &m, 1, 1, 0, 0)) {
             o->verdict = EST_VERDICT_UNKNOWN;
             break;
         }
         struct pred pm = predict(&m, e->sched, e->n_sched);
         double u = o->spread;
         struct model lo, hi;
-        build_model(e, &lo, 1 + u, 1 - u, 0);
-        build_model(e, &hi, 1 - u, 1 + u, 1);
+        build_model(e, &lo, 1 + u, 1 - u, 0, -1);
+        build_model(e, &hi, 1 - u, 1 + u, 1, 1);
         if (!o->dirty_measured && !o->dirty_hinted)
             lo.d = 0;
         struct pred pl = predict(&lo, e->sched, e->n_sched);
@@ -468,6 +476,44 @@ void est_set_hints(struct est *e, uint64_t nonzero_bytes, uint64_t dirty_set_byt
     e->p.hint_nonzero_bytes = nonzero_bytes;
     e->p.hint_dirty_set_bytes = dirty_set_bytes;
     e->p.hint_dirty_bps = dirty_bps > 0 ? dirty_bps : 0;
+}
+
+void est_set_census(struct est *e, uint64_t nonzero_bytes, uint64_t ram_bytes, double rel_err)
+{
+    e->p.census_nonzero_bytes = nonzero_bytes;
+    e->p.census_ram_bytes = ram_bytes;
+    e->p.census_err = rel_err > 0 && rel_err < 1 ? rel_err : 0;
+    e->p.census_nprofile = 0;
+}
+
+int est_set_census_profile(struct est *e, const uint64_t *bucket_nz, size_t n)
+{
+    if (n > EST_CENSUS_BUCKETS)
+        return FERR_TOOBIG;
+    if (n && !bucket_nz)
+        return FERR_INVAL;
+    if (n)
+        memcpy(e->p.census_profile, bucket_nz, n * sizeof(*bucket_nz));
+    e->p.census_nprofile = (uint32_t)n;
+    return 0;
+}
+
+/* Non-zero bytes the census profile counts below RAM offset pos (bytes):
+ * whole buckets plus the share of the one pos falls in. */
+static double census_head(const struct est_params *p, double pos)
+{
+    double bs = (double)p->census_ram_bytes / p->census_nprofile, head = 0;
+    for (uint32_t i = 0; i < p->census_nprofile; i++) {
+        double b0 = bs * i;
+        if (pos >= b0 + bs) {
+            head += (double)p->census_profile[i];
+        } else {
+            if (pos > b0)
+                head += (double)p->census_profile[i] * (pos - b0) / bs;
+            break;
+        }
+    }
+    return head;
 }
 
 int est_update(struct est *e, const struct mig_sample *s)
@@ -659,6 +705,8 @@ int est_update(struct est *e, const struct mig_sample *s)
     o->nonzero_share = 1;
     o->pass1_left_bytes = 0;
     o->nonzero_hinted = 0;
+    o->nonzero_census = 0;
+    o->census_scale = 1;
     if (!o->dirty_measured && s->ram_normal + s->ram_duplicate > 0)
         o->nonzero_share =
             (double)s->ram_normal / ((double)s->ram_normal + (double)s->ram_duplicate);
@@ -669,7 +717,31 @@ int est_update(struct est *e, const struct mig_sample *s)
         double sent_nz = (double)s->ram_normal * page;
         double rem = (double)o->ram_remaining;
         double left = rem * o->nonzero_share;
-        if (e->p.hint_nonzero_bytes && sent_nz < (double)e->p.hint_nonzero_bytes) {
+        double cz = (double)e->p.census_nonzero_bytes;
+        /* RAM the census did not cover (ROMs, other blocks): non-zero */
+        if (cz > 0 && e->p.census_ram_bytes && s->ram_total > e->p.census_ram_bytes)
+            cz += (double)(s->ram_total - e->p.census_ram_bytes);
+        o->census_scale = 1;
+        if (cz > 0 && e->p.census_nprofile && e->p.census_ram_bytes && s->ram_total >= rem) {
+            /* pass 1 walks RAM in address order, the census's RAM first
+             * (QEMU keeps its RAM blocks largest first): the cursor is at
+             * ram_total - remaining. What the census counted before it
+             * against the normal pages really sent there is its bias. */
+            double cur = (double)s->ram_total - rem, tot = (double)e->p.census_nonzero_bytes;
+            double cens_ram = (double)e->p.census_ram_bytes;
+            double head = census_head(&e->p, fmin(cur, cens_ram));
+            double k = 1;
+            if (head >= 0.05 * tot && head > 0)
+                k = fmin(fmax(sent_nz / head, 0.5), 2.0);
+            left = k * (tot - head) + fmax(cz - tot - fmax(cur - cens_ram, 0), 0);
+            o->census_scale = k;
+            o->nonzero_census = 1;
+        } else if (cz > 0 && sent_nz < cz) {
+            /* the census counted the non-zero pages at t0, wherever they
+             * lie: pass 1 sends the rest of them in full */
+            left = cz - sent_nz;
+            o->nonzero_census = 1;
+        } else if (e->p.hint_nonzero_bytes && sent_nz < (double)e->p.hint_nonzero_bytes) {
             left = (double)e->p.hint_nonzero_bytes - sent_nz;
             o->nonzero_hinted = 1;
         }
@@ -705,7 +777,7 @@ int est_predict(const struct est_out *o, uint64_t downtime_ms, uint64_t *eta_ms,
     if (!o || !(o->bw_bps > 0))
         return FERR_STATE;
     struct model m;
-    model_from_out(o, &m, 1, 1, 0, 0.1, 0, 0, downtime_ms);
+    model_from_out(o, &m, 1, 1, 0, 0.1, 0, 0, downtime_ms, 1);
     struct pred p = predict(&m, NULL, 0);
     if (eta_ms)
         *eta_ms = p.finite ? to_ms(p.t_s) : EST_ETA_INFINITE;

@@ -21,6 +21,7 @@
 #include "core/sample.h"
 
 #define EST_SCHED_MAX 64            /* entries in a future downtime schedule */
+#define EST_CENSUS_BUCKETS 64       /* address-order buckets of a census profile */
 #define EST_ETA_INFINITE UINT64_MAX /* eta_*_ms value: never finishes */
 #define EST_JITTER_PRIOR 0.05       /* bw_jitter assumed until measured */
 #define EST_STUCK_FRAC                                                                             \
@@ -65,6 +66,28 @@ struct est_params {
                                       pass1_dirty_bps at its end): used in
                                       pass 1 until this guest's own
                                       dirty-rate hint arrives */
+    /* Optional memory census of THIS migration, taken by the agent just
+     * before `migrate` (agent/census.h): how much of the guest's RAM held
+     * non-zero data at t0. 0 = none. Preferred over hint_nonzero_bytes
+     * (it is fresh); like it, it only matters while pass 1 runs. */
+    uint64_t census_nonzero_bytes;               /* non-zero RAM found at t0, bytes (of
+                                                    census_ram_bytes) */
+    uint64_t census_ram_bytes;                   /* RAM the census covered, bytes; the
+                                                    rest of ram_total (ROMs, other RAM
+                                                    blocks) counts as non-zero; 0: all of
+                                                    ram_total */
+    double census_err;                           /* relative standard error of
+                                                    census_nonzero_bytes (its sampling),
+                                                    0..1; widens the pass-1 interval */
+    uint32_t census_nprofile;                    /* buckets in census_profile; 0: no
+                                                    profile (the count alone) */
+    uint64_t census_profile[EST_CENSUS_BUCKETS]; /* non-zero bytes per
+                                      equal slice of census_ram_bytes, in
+                                      address order (pass 1's order): lets
+                                      pass 1 check the census against the
+                                      normal pages it has sent and scale
+                                      the rest by that ratio (a census off
+                                      by a factor corrects itself) */
 };
 
 /* One entry of a future downtime schedule: from t_ms (ms since migration
@@ -147,6 +170,12 @@ struct est_out {
                                   nonzero_share; 0 after pass 1 */
     int nonzero_hinted;        /* 1 when pass1_left_bytes comes from
                                   hint_nonzero_bytes */
+    int nonzero_census;        /* 1 when pass1_left_bytes comes from the
+                                  census (census_nonzero_bytes) */
+    double census_scale;       /* pass 1 with a census profile: normal
+                                  pages sent / what the census counted
+                                  before the cursor (the census's bias,
+                                  applied to the rest); 1 otherwise */
     double pass1_dirty_bps;    /* distinct bytes dirtied during pass 1 per
                                   second of it (measured at the sync that
                                   ends it), to hint a later migration with;
@@ -213,6 +242,25 @@ int est_set_schedule(struct est *e, const struct est_sched_step *steps, size_t n
  * they only matter while pass 1 runs. Never fails. */
 void est_set_hints(struct est *e, uint64_t nonzero_bytes, uint64_t dirty_set_bytes,
                    double dirty_bps);
+
+/* Sets the memory census of this migration (est_params.census_nonzero_bytes,
+ * census_ram_bytes, census_err; nonzero_bytes 0 = none) and removes any
+ * profile (est_set_census_profile), for callers that take it after
+ * est_init. Used from the next est_update(); it only matters
+ * while pass 1 runs. A census that pass 1 has already exceeded (more
+ * normal pages sent than it counted: pages written non-zero since t0, or
+ * an undercount) is no longer used; the estimate then falls back to the
+ * non-zero share of the pages sent so far. With a profile, the census is
+ * instead scaled by what pass 1 found before its cursor. Never fails. */
+void est_set_census(struct est *e, uint64_t nonzero_bytes, uint64_t ram_bytes, double rel_err);
+
+/* Adds the census's profile: bucket_nz[0..n) non-zero bytes per equal slice
+ * of the census's RAM in address order (est_params.census_profile). Call
+ * after est_set_census. Returns 0, or FERR_TOOBIG when n >
+ * EST_CENSUS_BUCKETS, FERR_INVAL when bucket_nz is NULL with n > 0; on
+ * error nothing changes. n == 0 removes the profile. */
+int est_set_census_profile(struct est *e, const uint64_t *bucket_nz, size_t n)
+    __attribute__((warn_unused_result));
 
 /* Feeds one sample (borrowed; copied as needed). Returns 0, or FERR_INVAL
  * when s->t_ms is earlier than the previous sample's or s->phase is out of

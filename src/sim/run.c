@@ -90,6 +90,7 @@ void sim_scenario_default(struct sim_scenario *sc, double ram_gib, double bw_mib
     precopy_params_default(&sc->par, bw_mibps * MIB_D);
     sc->consent = SIM_CONSENT_GRANT;
     sc->max_ms = 2ull * 3600 * 1000;
+    sc->census_present_zero = 0.5;
     sim_scenario_set_policy(sc, policy);
 }
 
@@ -191,6 +192,66 @@ static void finish(const struct sim_scenario *sc, const struct precopy *m, struc
     r->lower_bound_ms = sim_lower_bound_ms(sc);
 }
 
+/* xorshift64* uniform in [0,1) and Box-Muller normal, for the census draw
+ * only (the model has its own streams). */
+static double census_unit(uint64_t *s)
+{
+    uint64_t x = *s;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    *s = x;
+    return (double)((x * 0x2545F4914F6CDD1DULL) >> 11) * (1.0 / 9007199254740992.0);
+}
+
+void sim_census(const struct sim_scenario *sc, const struct precopy *m, uint64_t *nonzero_bytes,
+                double *rel_err, uint64_t *true_bytes, uint64_t *profile)
+{
+    double nz = 0, est = 0, var = 0, pz, k_all;
+    uint64_t rng =
+        (sc->par.seed ? sc->par.seed : 1) * 0x9E3779B97F4A7C15ULL ^ 0xC3A5C85C97CB3127ULL;
+    int per = m->ngroups / EST_CENSUS_BUCKETS > 0 ? m->ngroups / EST_CENSUS_BUCKETS : 1;
+    int nb = (m->ngroups + per - 1) / per;
+    pz = sc->census_present_zero >= 0 && sc->census_present_zero <= 1 ? sc->census_present_zero : 0;
+    k_all = sc->census_sample_pages ? sc->census_sample_pages : SIM_CENSUS_SAMPLE;
+    if (profile)
+        memset(profile, 0, EST_CENSUS_BUCKETS * sizeof(*profile));
+    /* per bucket, as the agent: present pages exact (pagemap), their
+     * all-zero share from a sample of k_all / buckets of them */
+    for (int b = 0; b < nb && b < EST_CENSUS_BUCKETS; b++) {
+        double bnz = 0, bzero = 0, present, k, p, sd, u1, u2, z, e;
+        for (int i = b * per; i < (b + 1) * per && i < m->ngroups; i++) {
+            bnz += m->g[i].bmap;
+            bzero += m->g[i].bmap_z;
+        }
+        nz += bnz;
+        present = bnz + pz * bzero;
+        k = fmin(k_all / nb, present);
+        p = present > 0 ? pz * bzero / present : 0;
+        /* zero share of k present pages drawn without replacement */
+        sd =
+            k > 0 && present > 1 ? sqrt(p * (1 - p) / k * fmax(1 - (k - 1) / (present - 1), 0)) : 0;
+        u1 = census_unit(&rng);
+        u2 = census_unit(&rng);
+        if (u1 < 1e-300)
+            u1 = 1e-300;
+        z = sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2);
+        e = present * (1 - fmin(fmax(p + sd * z, 0), 1));
+        if (sc->census_bias > 0)
+            e *= sc->census_bias;
+        est += e;
+        var += present * present * sd * sd;
+        if (profile)
+            profile[b] = (uint64_t)(e * PRECOPY_PAGE_SIZE);
+    }
+    if (nonzero_bytes)
+        *nonzero_bytes = (uint64_t)(est * PRECOPY_PAGE_SIZE);
+    if (rel_err)
+        *rel_err = est > 0 ? sqrt(var) / est : 0;
+    if (true_bytes)
+        *true_bytes = (uint64_t)(nz * PRECOPY_PAGE_SIZE);
+}
+
 int sim_run(const struct sim_scenario *sc, struct sim_result *r, sim_sample_cb on_sample,
             sim_action_cb on_action, void *ud, struct ferr *err)
 {
@@ -212,6 +273,13 @@ int sim_run(const struct sim_scenario *sc, struct sim_result *r, sim_sample_cb o
     ep.hint_dirty_set_bytes = sc->hint_dirty_set_bytes;
     ep.hint_dirty_bps = sc->hint_dirty_bps;
     est_init(&c->est, &ep);
+    if (sc->census) {
+        uint64_t cnz, prof[EST_CENSUS_BUCKETS];
+        double cerr;
+        sim_census(sc, &c->m, &cnz, &cerr, NULL, prof);
+        est_set_census(&c->est, cnz, sc->wl.ram_bytes, cerr);
+        ignore_rc(est_set_census_profile(&c->est, prof, EST_CENSUS_BUCKETS));
+    }
     if (use_conv) {
         rc = conv_init(&c->conv, &sc->conv, err);
         if (rc < 0)

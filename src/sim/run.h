@@ -47,7 +47,32 @@ struct sim_scenario {
                                       migration of this guest, bytes; 0 none */
     uint64_t hint_dirty_set_bytes; /* the same for the working set, bytes */
     double hint_dirty_bps;         /* the same for the pass-1 dirty rate, bytes/s */
+    /* Pre-migration memory census (as the agent takes it, agent/census.h):
+     * at t0 the non-zero pages are counted as present pages minus the
+     * all-zero share found in a sample of census_sample_pages present
+     * pages; the estimate goes to the estimator (est_set_census). Pages
+     * written non-zero after t0 are not in it. */
+    int census;                   /* 1: take a census at t0 */
+    double census_present_zero;   /* share of the zero pages that are
+                                     present (touched, still all-zero),
+                                     0..1; the rest were never touched */
+    uint32_t census_sample_pages; /* present pages read to estimate the
+                                     zero share; 0 → SIM_CENSUS_SAMPLE */
+    double census_bias;           /* multiplies the census (a deliberately
+                                     wrong one, for tests); 0 → 1 */
 };
+
+#define SIM_CENSUS_SAMPLE 8192 /* pages the agent's census reads (agent/census.h) */
+
+/* The census sim_run takes when sc->census is set, from model m at t0:
+ * *nonzero_bytes the estimate, *rel_err its relative standard error,
+ * *true_bytes what is really non-zero, profile[EST_CENSUS_BUCKETS] the
+ * estimate per equal slice of RAM in address order (any of them may be
+ * NULL). Per slice, as the agent does: present pages exact, their zero
+ * share from an equal part of the sample. Deterministic: its draws use a
+ * stream seeded from sc->par.seed, so the run itself is unchanged. */
+void sim_census(const struct sim_scenario *sc, const struct precopy *m, uint64_t *nonzero_bytes,
+                double *rel_err, uint64_t *true_bytes, uint64_t *profile);
 
 struct sim_result {
     int completed;                       /* guest runs on the destination */
