@@ -1,14 +1,15 @@
 /* agentc — ferryd's non-blocking HTTP/JSON client for the agents' API, on
  * ferryd's libevent loop. One request per connection; replies over
- * AGENTC_MAX_REPLY bytes are treated as no JSON. */
+ * AGENTC_MAX_REPLY bytes are treated as no JSON. Built on util/httpa. */
 #ifndef FERRY_COORD_AGENTC_H
 #define FERRY_COORD_AGENTC_H
 #include <event2/event.h>
 #include <jansson.h>
 
 #include "util/ferr.h"
+#include "util/httpa.h"
 
-#define AGENTC_MAX_REPLY (1u << 20) /* bytes of an agent's reply parsed */
+#define AGENTC_MAX_REPLY HTTPA_MAX_REPLY /* bytes of an agent's reply parsed */
 
 /* Called once per request: status 0 with e filled when the agent did not
  * answer (connect, timeout); else the HTTP status and the parsed body
