@@ -19,6 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../lib/ferryd.h"
 #include "../lib/test.h"
 #include "util/httpc.h"
 #include "util/xalloc.h"
@@ -27,11 +28,8 @@
 #define MISSED 2         /* configured missed beats before down */
 #define HTTP_TIMEOUT_MS 10000
 
-static char dir[64];
-static char conf[128], logpath[128], tokpath[128];
-static char url[64];
-static char admin[300], agent[300];
-static pid_t daemon_pid;
+static struct ferryd D;
+static char agent[300];
 static int up;
 
 static uint64_t now_ms(void)
@@ -47,94 +45,10 @@ static void sleep_ms(int ms)
     nanosleep(&ts, NULL);
 }
 
-static void kill_daemon(void)
-{
-    if (daemon_pid > 0) {
-        kill(-daemon_pid, SIGKILL);
-        waitpid(daemon_pid, NULL, 0);
-        daemon_pid = 0;
-    }
-}
-
-static void on_fatal(int sig)
-{
-    if (daemon_pid > 0)
-        kill(-daemon_pid, SIGKILL);
-    signal(sig, SIG_DFL);
-    raise(sig);
-}
-
-static const char *ferryd_bin(void)
-{
-    static char path[256];
-    const char *b = getenv("BUILD");
-    snprintf(path, sizeof(path), "%s/ferryd", b && b[0] ? b : "build");
-    return path;
-}
-
 static int api(const char *method, const char *path, const char *token, const json_t *body,
                json_t **out)
 {
-    struct ferr e = {0};
-    int status = 0;
-    json_t *o = NULL;
-    if (httpc_json(url, method, path, body, token, HTTP_TIMEOUT_MS, &status, &o, &e) != 0) {
-        fprintf(stderr, "%s %s: %s\n", method, path, e.msg);
-        return -1;
-    }
-    if (out)
-        *out = o;
-    else
-        json_decref(o);
-    return status;
-}
-
-/* Starts ferryd and waits until /v1/health answers. */
-static int start_daemon(void)
-{
-    pid_t pid = fork();
-    if (pid < 0)
-        return -1;
-    if (pid == 0) {
-        setpgid(0, 0);
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        FILE *f = freopen(logpath, "a", stderr);
-        (void)f;
-        execl(ferryd_bin(), "ferryd", "--config", conf, (char *)NULL);
-        _exit(127);
-    }
-    setpgid(pid, pid);
-    daemon_pid = pid;
-    uint64_t t0 = now_ms();
-    while (now_ms() - t0 < 10000) {
-        struct httpc_resp r;
-        struct ferr e = {0};
-        if (httpc_request(url, "GET", "/v1/health", NULL, NULL, 1000, &r, &e) == 0) {
-            int ok = r.status == 200;
-            httpc_resp_free(&r);
-            if (ok)
-                return 0;
-        }
-        if (waitpid(pid, NULL, WNOHANG) == pid) {
-            daemon_pid = 0;
-            return -1;
-        }
-        sleep_ms(50);
-    }
-    return -1;
-}
-
-static int read_line(const char *path, char *buf, size_t n)
-{
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return -1;
-    char *r = fgets(buf, (int)n, f);
-    fclose(f);
-    if (!r)
-        return -1;
-    buf[strcspn(buf, "\r\n")] = '\0';
-    return 0;
+    return ferryd_api(&D, method, path, token, body, out);
 }
 
 /* A registration of host name with one instance "g-NAME" of project p1. */
@@ -152,7 +66,7 @@ static void host_state(const char *name, char *state, size_t n)
 {
     json_t *o = NULL;
     snprintf(state, n, "%s", "");
-    if (api("GET", "/v1/hosts", admin, NULL, &o) != 200 || !o)
+    if (api("GET", "/v1/hosts", D.admin, NULL, &o) != 200 || !o)
         return;
     json_t *h;
     size_t i;
@@ -168,7 +82,7 @@ static void host_state(const char *name, char *state, size_t n)
 static json_t *events(void)
 {
     json_t *o = NULL;
-    if (api("GET", "/v1/events?since=0", admin, NULL, &o) != 200) {
+    if (api("GET", "/v1/events?since=0", D.admin, NULL, &o) != 200) {
         json_decref(o);
         return NULL;
     }
@@ -193,7 +107,7 @@ static int count_events(const json_t *ev, const char *type, const char *subject)
 
 static void t_auth(void)
 {
-    REQUIRE(up, "ferryd did not start (log %s)", logpath);
+    REQUIRE(up, "ferryd did not start (log %s)", D.log_path);
     CHECK(api("GET", "/v1/health", NULL, NULL, NULL) == 200, "health needs no token");
     CHECK(api("GET", "/v1/hosts", NULL, NULL, NULL) == 401, "no token");
     CHECK(api("GET", "/v1/hosts", "wrong", NULL, NULL) == 401, "wrong token");
@@ -201,7 +115,7 @@ static void t_auth(void)
     json_t *b = register_body("hx");
     CHECK(api("POST", "/v1/hosts/register", NULL, b, NULL) == 401, "register without token");
     json_decref(b);
-    CHECK(api("GET", "/v1/hosts", admin, NULL, NULL) == 200, "admin token refused");
+    CHECK(api("GET", "/v1/hosts", D.admin, NULL, NULL) == 200, "admin token refused");
 }
 
 static void t_inventory(void)
@@ -217,7 +131,7 @@ static void t_inventory(void)
     CHECK(api("POST", "/v1/hosts/nope/heartbeat", agent, NULL, NULL) == 404,
           "heartbeat of an unknown host");
     CHECK(api("GET", "/v1/hosts", agent, NULL, NULL) == 403, "agent may list hosts");
-    REQUIRE(api("GET", "/v1/hosts", admin, NULL, &o) == 200 && o, "list");
+    REQUIRE(api("GET", "/v1/hosts", D.admin, NULL, &o) == 200 && o, "list");
     json_t *h = json_array_get(json_object_get(o, "hosts"), 0);
     json_t *in = json_array_get(json_object_get(h, "instances"), 0);
     CHECK(h && strcmp(json_string_value(json_object_get(h, "name")), "h1") == 0 &&
@@ -312,7 +226,7 @@ static void t_bad_input(void)
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         struct httpc_resp r;
         struct ferr e = {0};
-        REQUIRE(httpc_request(url, "POST", cases[i].path, cases[i].body, agent, HTTP_TIMEOUT_MS, &r,
+        REQUIRE(httpc_request(D.url, "POST", cases[i].path, cases[i].body, agent, HTTP_TIMEOUT_MS, &r,
                               &e) == 0,
                 "case %zu: %s", i, e.msg);
         json_error_t je;
@@ -326,8 +240,8 @@ static void t_bad_input(void)
         json_decref(o);
         httpc_resp_free(&r);
     }
-    CHECK(api("GET", "/v1/events?since=-1", admin, NULL, NULL) == 400, "since=-1");
-    CHECK(api("GET", "/v1/events?since=abc", admin, NULL, NULL) == 400, "since=abc");
+    CHECK(api("GET", "/v1/events?since=-1", D.admin, NULL, NULL) == 400, "since=-1");
+    CHECK(api("GET", "/v1/events?since=abc", D.admin, NULL, NULL) == 400, "since=abc");
     /* Oversize body: 413 (or the connection cut while still sending). */
     size_t big = (1u << 20) + 100;
     char *body = xmalloc(big + 1);
@@ -337,7 +251,7 @@ static void t_bad_input(void)
     body[big] = '\0';
     struct httpc_resp r;
     struct ferr e = {0};
-    if (httpc_request(url, "POST", "/v1/hosts/register", body, agent, HTTP_TIMEOUT_MS, &r, &e) ==
+    if (httpc_request(D.url, "POST", "/v1/hosts/register", body, agent, HTTP_TIMEOUT_MS, &r, &e) ==
         0) {
         CHECK(r.status == 413, "oversize body: status %d", r.status);
         httpc_resp_free(&r);
@@ -361,9 +275,9 @@ static void t_kill9(void)
     REQUIRE(before && json_array_size(before) > 0, "no events before the kill");
     json_int_t last = json_integer_value(
         json_object_get(json_array_get(before, json_array_size(before) - 1), "seq"));
-    kill_daemon();
-    up = start_daemon() == 0;
-    REQUIRE(up, "ferryd did not restart (log %s)", logpath);
+    ferryd_stop(&D, SIGKILL);
+    up = ferryd_start(&D) == 0;
+    REQUIRE(up, "ferryd did not restart (log %s)", D.log_path);
     char st[16];
     host_state("h1", st, sizeof(st));
     CHECK(st[0] != '\0', "h1 lost in the crash");
@@ -402,57 +316,24 @@ static void t_kill9(void)
 
 int main(void)
 {
-    snprintf(dir, sizeof(dir), "/tmp/ferryd-api-XXXXXX");
-    if (!mkdtemp(dir)) {
-        perror("mkdtemp");
+    struct ferr e = {0};
+    if (ferryd_init(&D, NULL, &e) != 0) {
+        fprintf(stderr, "ferryd_init: %s\n", e.msg);
         return 1;
     }
-    atexit(kill_daemon);
-    signal(SIGINT, on_fatal);
-    signal(SIGTERM, on_fatal);
-    signal(SIGSEGV, on_fatal);
-    signal(SIGABRT, on_fatal);
-    int port = 10000 + (int)(getpid() % 9000); /* below the ephemeral range */
-    snprintf(url, sizeof(url), "http://127.0.0.1:%d", port);
-    snprintf(conf, sizeof(conf), "%s/ferryd.conf", dir);
-    snprintf(logpath, sizeof(logpath), "%s/ferryd.log", dir);
-    snprintf(tokpath, sizeof(tokpath), "%s/admin.token", dir);
-    FILE *f = fopen(conf, "w");
-    if (!f)
+    if (ferryd_write_conf(&D, "heartbeat_interval_ms = %d\nheartbeat_missed = %d\n",
+                          HEARTBEAT_MS, MISSED) != 0)
         return 1;
-    fprintf(f,
-            "# test config\nlisten = 127.0.0.1:%d\ndb = %s/ferryd.db\n"
-            "bootstrap_token_file = %s\nheartbeat_interval_ms = %d\nheartbeat_missed = %d\n",
-            port, dir, tokpath, HEARTBEAT_MS, MISSED);
-    fclose(f);
-    char *cmd = xasprintf("'%s' --config '%s' --add-token agent1 infra agent 2>>'%s'", ferryd_bin(),
-                          conf, logpath);
-    FILE *p = popen(cmd, "r");
-    free(cmd);
-    if (p) {
-        if (!fgets(agent, sizeof(agent), p))
-            agent[0] = '\0';
-        agent[strcspn(agent, "\r\n")] = '\0';
-        pclose(p);
-    }
-    up = agent[0] && start_daemon() == 0 && read_line(tokpath, admin, sizeof(admin)) == 0;
+    up = ferryd_add_token(&D, "agent1", "infra", "agent", agent, sizeof(agent)) == 0 &&
+         ferryd_start(&D) == 0;
     test_run("ferryd: 401 without or with a wrong token; health is open", t_auth);
     test_run("ferryd: register, heartbeat, list (admin yes, agent 403)", t_inventory);
     test_run("ferryd: silent host marked down (host.down), heartbeat brings it up", t_down);
     test_run("ferryd: bad input gets 4xx naming the field and changes nothing", t_bad_input);
     test_run("ferryd: kill -9 and restart keeps hosts and events, seq gapless", t_kill9);
-    kill_daemon();
-    if (test_done() != 0) {
-        fprintf(stderr, "ferryd log (%s):\n", logpath);
-        cmd = xasprintf("tail -30 '%s' >&2", logpath);
-        if (system(cmd) != 0)
-            fprintf(stderr, "cannot show the log\n");
-        free(cmd);
-        return 1;
-    }
-    cmd = xasprintf("rm -rf '%s'", dir);
-    if (system(cmd) != 0)
-        fprintf(stderr, "cannot remove %s\n", dir);
-    free(cmd);
-    return 0;
+    int rc = test_done();
+    if (rc != 0)
+        ferryd_tail_log(&D, 30);
+    ferryd_fini(&D, rc == 0);
+    return rc;
 }

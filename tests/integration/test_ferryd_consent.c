@@ -34,6 +34,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../lib/ferryd.h"
 #include "../lib/lab.h"
 #include "../lib/test.h"
 #include "util/httpc.h"
@@ -52,53 +53,26 @@ static const char *const CMDLINE =
     "console=ttyS0 quiet panic=-1 ferry.workload=memload ferry.ws_mib=64 ferry.rate=max";
 
 static struct lab L;
+static struct ferryd D;
 static int ready;
-static char dir[LAB_PATH_MAX], conf[LAB_PATH_MAX + 32], logpath[LAB_PATH_MAX + 32],
-    tokpath[LAB_PATH_MAX + 32], agtok_path[LAB_PATH_MAX + 32], secret_path[LAB_PATH_MAX + 32];
-static char url[64];
-static int port;
-static char admin[300], agent_tok[300], alice[300], bob[300];
-static pid_t daemon_pid;
+static char secret_path[LAB_PATH_MAX + 32];
+static char alice[300], bob[300];
 static int agents_have_token; /* agents run with --token-file */
 
 static uint64_t now_ms(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+    return lab_now_ms();
 }
 
 static void sleep_ms(int ms)
 {
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
-    nanosleep(&ts, NULL);
-}
-
-static const char *bin(const char *name)
-{
-    static char path[2][256];
-    static int k;
-    const char *b = getenv("BUILD");
-    k ^= 1;
-    snprintf(path[k], sizeof(path[k]), "%s/%s", b && b[0] ? b : "build", name);
-    return path[k];
+    ferryd_sleep_ms(ms);
 }
 
 static int api(const char *method, const char *path, const char *token, const json_t *body,
                json_t **out)
 {
-    struct ferr e = {0};
-    int status = 0;
-    json_t *o = NULL;
-    if (httpc_json(url, method, path, body, token, HTTP_TIMEOUT_MS, &status, &o, &e) != 0) {
-        fprintf(stderr, "%s %s: %s\n", method, path, e.msg);
-        return -1;
-    }
-    if (out)
-        *out = o;
-    else
-        json_decref(o);
-    return status;
+    return ferryd_api(&D, method, path, token, body, out);
 }
 
 /* A request to agent a, with the agents' token once they require it. */
@@ -122,8 +96,7 @@ static int agent_api(const struct lab_agent *a, const char *method, const char *
 
 static const char *jstr(const json_t *o, const char *k)
 {
-    const char *s = json_string_value(json_object_get(o, k));
-    return s ? s : "";
+    return ferryd_jstr(o, k);
 }
 
 static const char *err_msg(const json_t *o)
@@ -133,126 +106,28 @@ static const char *err_msg(const json_t *o)
 
 static int write_conf(int with_agent_token, int timeout_s, const char *action)
 {
-    FILE *f = fopen(conf, "w");
-    if (!f)
-        return -1;
-    fprintf(f,
-            "listen = 127.0.0.1:%d\ndb = %s/ferryd.db\nbootstrap_token_file = %s\n"
-            "heartbeat_interval_ms = %d\nheartbeat_missed = 10\n"
-            "consent_timeout_s = %d\nconsent_timeout_action = %s\n",
-            port, dir, tokpath, HEARTBEAT_MS, timeout_s, action);
+    char extra[LAB_PATH_MAX + 64] = "";
     if (with_agent_token)
-        fprintf(f, "agent_token_file = %s\n", secret_path);
-    fclose(f);
-    return 0;
-}
-
-static int start_daemon(void)
-{
-    pid_t pid = fork();
-    if (pid < 0)
-        return -1;
-    if (pid == 0) {
-        setpgid(0, 0);
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        FILE *f = freopen(logpath, "a", stderr);
-        (void)f;
-        execl(bin("ferryd"), "ferryd", "--config", conf, (char *)NULL);
-        _exit(127);
-    }
-    setpgid(pid, pid);
-    daemon_pid = pid;
-    if (lab_track(&L, pid) != 0)
-        return -1;
-    uint64_t t0 = now_ms();
-    while (now_ms() - t0 < 10000) {
-        struct httpc_resp r;
-        struct ferr e = {0};
-        if (httpc_request(url, "GET", "/v1/health", NULL, NULL, 1000, &r, &e) == 0) {
-            int ok = r.status == 200;
-            httpc_resp_free(&r);
-            if (ok)
-                return 0;
-        }
-        sleep_ms(100);
-    }
-    return -1;
+        snprintf(extra, sizeof(extra), "agent_token_file = %s\n", secret_path);
+    return ferryd_write_conf(&D,
+                             "heartbeat_interval_ms = %d\nheartbeat_missed = 10\n"
+                             "consent_timeout_s = %d\nconsent_timeout_action = %s\n%s",
+                             HEARTBEAT_MS, timeout_s, action, extra);
 }
 
 static int restart_daemon(int with_agent_token, int timeout_s, const char *action)
 {
-    kill(-daemon_pid, SIGTERM);
-    waitpid(daemon_pid, NULL, 0);
+    ferryd_stop(&D, SIGTERM);
     if (write_conf(with_agent_token, timeout_s, action) != 0)
         return -1;
-    return start_daemon();
-}
-
-static int add_token(const char *user, const char *project, const char *roles, char *out, size_t n)
-{
-    char *cmd = xasprintf("'%s' --config '%s' --add-token %s %s %s 2>>'%s'", bin("ferryd"), conf,
-                          user, project, roles, logpath);
-    FILE *p = popen(cmd, "r");
-    free(cmd);
-    out[0] = '\0';
-    if (p) {
-        if (!fgets(out, (int)n, p))
-            out[0] = '\0';
-        pclose(p);
-    }
-    out[strcspn(out, "\r\n")] = '\0';
-    return out[0] ? 0 : -1;
-}
-
-static int read_line(const char *path, char *buf, size_t n)
-{
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return -1;
-    char *r = fgets(buf, (int)n, f);
-    fclose(f);
-    buf[strcspn(buf, "\r\n")] = '\0';
-    return r && buf[0] ? 0 : -1;
+    return ferryd_start(&D);
 }
 
 /* Restarts lab agent i registered with ferryd, optionally requiring the
  * agents' token (--token-file); its guests are re-adopted. */
 static int relaunch_agent(int i, int with_token)
 {
-    struct lab_agent *a = &L.agents[i];
-    kill(a->pid, SIGTERM);
-    waitpid(a->pid, NULL, 0);
-    char listen[64];
-    snprintf(listen, sizeof(listen), "%s:%d", a->addr, a->port);
-    pid_t pid = fork();
-    if (pid < 0)
-        return -1;
-    if (pid == 0) {
-        setpgid(0, 0);
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        FILE *f = freopen(a->log_path, "a", stderr);
-        (void)f;
-        if (with_token)
-            execl(bin("ferry-agent"), "ferry-agent", "--listen", listen, "--state-dir",
-                  a->state_dir, "--name", a->name, "--lab-dir", L.lab_dir, "--coordinator", url,
-                  "--agent-token-file", agtok_path, "--token-file", secret_path, (char *)NULL);
-        else
-            execl(bin("ferry-agent"), "ferry-agent", "--listen", listen, "--state-dir",
-                  a->state_dir, "--name", a->name, "--lab-dir", L.lab_dir, "--coordinator", url,
-                  "--agent-token-file", agtok_path, (char *)NULL);
-        _exit(127);
-    }
-    setpgid(pid, pid);
-    a->pid = pid;
-    if (lab_track(&L, pid) != 0)
-        return -1;
-    uint64_t t0 = now_ms();
-    while (now_ms() - t0 < 10000) {
-        if (agent_api(a, "GET", "/v1/health", NULL, NULL) == 200)
-            return 0;
-        sleep_ms(100);
-    }
-    return -1;
+    return ferryd_relaunch_agent(&D, &L, i, with_token ? secret_path : NULL);
 }
 
 static int g1_at;                    /* lab host index the guest runs on */
@@ -263,7 +138,7 @@ static int g1_hosts(void)
 {
     json_t *o = NULL;
     int found = 0;
-    if (api("GET", "/v1/hosts", admin, NULL, &o) != 200) {
+    if (api("GET", "/v1/hosts", D.admin, NULL, &o) != 200) {
         json_decref(o);
         return -1;
     }
@@ -295,22 +170,7 @@ static int wait_g1_on(int host, int timeout_ms)
 
 static int wait_terminal(const char *id, int timeout_ms, json_t **out)
 {
-    char path[128];
-    snprintf(path, sizeof(path), "/v1/migrations/%s", id);
-    uint64_t t0 = now_ms();
-    while (now_ms() - t0 < (uint64_t)timeout_ms) {
-        json_t *o = NULL;
-        if (api("GET", path, admin, NULL, &o) == 200) {
-            const char *s = jstr(o, "state");
-            if (!strcmp(s, "succeeded") || !strcmp(s, "failed") || !strcmp(s, "cancelled")) {
-                *out = o;
-                return 0;
-            }
-        }
-        json_decref(o);
-        sleep_ms(250);
-    }
-    return -1;
+    return ferryd_wait_terminal(&D, D.admin, id, timeout_ms, out);
 }
 
 /* Starts a migration of g1 from its host to the other one; *src receives
@@ -325,7 +185,7 @@ static int start_mig(json_t *policy, long long bps, char *id, size_t n, int *src
            *o = NULL;
     if (policy)
         json_object_set_new(b, "policy", policy);
-    int st = api("POST", "/v1/migrations", admin, b, &o);
+    int st = api("POST", "/v1/migrations", D.admin, b, &o);
     json_decref(b);
     snprintf(id, n, "%s", jstr(o, "id"));
     if (st != 202)
@@ -359,7 +219,7 @@ static int wait_consent(const char *id, const char *step, char *cid, size_t n, i
         json_t *m = NULL;
         char mp[128];
         snprintf(mp, sizeof(mp), "/v1/migrations/%s", id);
-        int ended = api("GET", mp, admin, NULL, &m) == 200 &&
+        int ended = api("GET", mp, D.admin, NULL, &m) == 200 &&
                     (!strcmp(jstr(m, "state"), "succeeded") ||
                      !strcmp(jstr(m, "state"), "failed") || !strcmp(jstr(m, "state"), "cancelled"));
         if (ended)
@@ -544,7 +404,7 @@ static void t_grant(void)
     json_t *lim = json_pack("{s:I, s:i}", "max_bandwidth_bps", (json_int_t)(64ll << 20),
                             "downtime_max_ms", 500);
     o = NULL;
-    st = api("PATCH", path, admin, lim, &o);
+    st = api("PATCH", path, D.admin, lim, &o);
     json_decref(lim);
     if (st != 409) /* 409: it finished meanwhile */
         CHECK(st == 202 &&
@@ -553,7 +413,7 @@ static void t_grant(void)
     json_decref(o);
     snprintf(path, sizeof(path), "/v1/migrations/%s/force-complete", id);
     o = NULL;
-    st = api("POST", path, admin, NULL, &o);
+    st = api("POST", path, D.admin, NULL, &o);
     CHECK(st == 202 || st == 409, "force-complete: %d %s", st, err_msg(o));
     json_decref(o);
     json_t *m = NULL;
@@ -584,7 +444,7 @@ static void t_refuse(void)
     REQUIRE(wait_consent(id, "throttle", cid, sizeof(cid), CONSENT_WAIT_MS) == 0,
             "no throttle consent request");
     json_t *o = NULL;
-    int st = answer(cid, "refuse", admin, &o);
+    int st = answer(cid, "refuse", D.admin, &o);
     CHECK(st == 200 && strcmp(jstr(o, "state"), "refused") == 0 &&
               strcmp(jstr(o, "decided_by"), "admin") == 0 &&
               json_is_true(json_object_get(o, "on_behalf")),
@@ -596,7 +456,7 @@ static void t_refuse(void)
     if (asked) {
         snprintf(path, sizeof(path), "/v1/migrations/%s/force-complete", id);
         o = NULL;
-        st = api("POST", path, admin, NULL, &o);
+        st = api("POST", path, D.admin, NULL, &o);
         CHECK(st == 409 && strstr(err_msg(o), "consent"),
               "force-complete without the pause consent: %d %s", st, err_msg(o));
         json_decref(o);
@@ -605,7 +465,7 @@ static void t_refuse(void)
     json_t *m = NULL;
     if (wait_terminal(id, 60000, &m) != 0) { /* the ladder is exhausted: end it */
         snprintf(path, sizeof(path), "/v1/migrations/%s/cancel", id);
-        CHECK(api("POST", path, admin, NULL, NULL) == 202, "cancel");
+        CHECK(api("POST", path, D.admin, NULL, NULL) == 202, "cancel");
         REQUIRE(wait_terminal(id, END_WAIT_MS, &m) == 0, "migration did not end");
     }
     CHECK(strcmp(jstr(m, "state"), "succeeded") != 0, "refused migration %s", jstr(m, "state"));
@@ -722,7 +582,7 @@ static void t_tokens(void)
     snprintf(path, sizeof(path), "/v1/migrations/%s/force-complete", id);
     uint64_t t0 = now_ms();
     int st = 0;
-    while (now_ms() - t0 < 60000 && (st = api("POST", path, admin, NULL, NULL)) == 409)
+    while (now_ms() - t0 < 60000 && (st = api("POST", path, D.admin, NULL, NULL)) == 409)
         sleep_ms(500);
     CHECK(st == 202, "force-complete with the token: %d", st);
     m = NULL;
@@ -737,35 +597,23 @@ static void t_tokens(void)
 static int setup(void)
 {
     struct ferr e = {0};
-    if (lab_start(&L, 2, &e) != 0) {
+    if (lab_start(&L, 2, &e) != 0 || ferryd_init(&D, &L, &e) != 0) {
         fprintf(stderr, "lab: %s\n", e.msg);
         return -1;
     }
-    snprintf(dir, sizeof(dir), "%s", L.tmp);
-    port = 10000 + (int)(getpid() % 9000); /* below the ephemeral range */
-    snprintf(url, sizeof(url), "http://127.0.0.1:%d", port);
-    snprintf(conf, sizeof(conf), "%s/ferryd.conf", dir);
-    snprintf(logpath, sizeof(logpath), "%s/ferryd.log", dir);
-    snprintf(tokpath, sizeof(tokpath), "%s/admin.token", dir);
-    snprintf(agtok_path, sizeof(agtok_path), "%s/agent.token", dir);
-    snprintf(secret_path, sizeof(secret_path), "%s/agents-api.token", dir);
+    snprintf(secret_path, sizeof(secret_path), "%s/agents-api.token", D.dir);
     if (write_conf(0, 600, "wait") != 0)
         return -1;
-    if (add_token("agent1", "infra", "agent", agent_tok, sizeof(agent_tok)) != 0 ||
-        add_token("alice", "p1", "member", alice, sizeof(alice)) != 0 ||
-        add_token("bob", "p2", "member", bob, sizeof(bob)) != 0)
+    if (ferryd_agent_token(&D) != 0 ||
+        ferryd_add_token(&D, "alice", "p1", "member", alice, sizeof(alice)) != 0 ||
+        ferryd_add_token(&D, "bob", "p2", "member", bob, sizeof(bob)) != 0)
         return -1;
-    FILE *f = fopen(agtok_path, "w");
-    if (!f)
-        return -1;
-    fprintf(f, "%s\n", agent_tok);
-    fclose(f);
-    f = fopen(secret_path, "w");
+    FILE *f = fopen(secret_path, "w");
     if (!f)
         return -1;
     fprintf(f, "%s\n", AGENT_SECRET);
     fclose(f);
-    if (start_daemon() != 0 || read_line(tokpath, admin, sizeof(admin)) != 0)
+    if (ferryd_start(&D) != 0)
         return -1;
     if (relaunch_agent(0, 0) != 0 || relaunch_agent(1, 0) != 0)
         return -1;
@@ -804,12 +652,9 @@ int main(void)
              "(clear error), accept it with",
              t_tokens);
     int rc = test_done();
-    if (rc != 0 && logpath[0]) {
-        char *cmd = xasprintf("tail -60 '%s' >&2", logpath);
-        if (system(cmd) != 0)
-            fprintf(stderr, "cannot show the log\n");
-        free(cmd);
-    }
+    if (rc != 0 && D.log_path[0])
+        ferryd_tail_log(&D, 60);
+    ferryd_fini(&D, 0);
     lab_stop(&L);
     return rc;
 }

@@ -36,6 +36,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../lib/ferryd.h"
 #include "../lib/test.h"
 #include "coord/webhook.h"
 #include "util/httpc.h"
@@ -47,12 +48,8 @@
 #define SECRET_FLAKY "flaky-secret-0123456789"
 #define SECRET_BROKEN "broken-secret-0123456789"
 
-static char dir[64];
-static char conf[128], logpath[128], tokpath[128];
-static char url[64];
-static int port;
-static char admin[300], member[300];
-static pid_t daemon_pid;
+static struct ferryd D;
+static char member[300];
 static int up;
 
 /* One request a receiver got. */
@@ -90,31 +87,6 @@ static void sleep_ms(int ms)
 {
     struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
     nanosleep(&ts, NULL);
-}
-
-static void kill_daemon(void)
-{
-    if (daemon_pid > 0) {
-        kill(-daemon_pid, SIGKILL);
-        waitpid(daemon_pid, NULL, 0);
-        daemon_pid = 0;
-    }
-}
-
-static void on_fatal(int sig)
-{
-    if (daemon_pid > 0)
-        kill(-daemon_pid, SIGKILL);
-    signal(sig, SIG_DFL);
-    raise(sig);
-}
-
-static const char *ferryd_bin(void)
-{
-    static char path[256];
-    const char *b = getenv("BUILD");
-    snprintf(path, sizeof(path), "%s/ferryd", b && b[0] ? b : "build");
-    return path;
 }
 
 static int listen_any(int *port_out)
@@ -237,52 +209,7 @@ static int start_receiver(struct receiver *rv)
 static int api(const char *method, const char *path, const char *token, const json_t *body,
                json_t **out)
 {
-    struct ferr e = {0};
-    int status = 0;
-    json_t *o = NULL;
-    if (httpc_json(url, method, path, body, token, HTTP_TIMEOUT_MS, &status, &o, &e) != 0) {
-        fprintf(stderr, "%s %s: %s\n", method, path, e.msg);
-        return -1;
-    }
-    if (out)
-        *out = o;
-    else
-        json_decref(o);
-    return status;
-}
-
-static int start_daemon(void)
-{
-    pid_t pid = fork();
-    if (pid < 0)
-        return -1;
-    if (pid == 0) {
-        setpgid(0, 0);
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        FILE *f = freopen(logpath, "a", stderr);
-        (void)f;
-        execl(ferryd_bin(), "ferryd", "--config", conf, (char *)NULL);
-        _exit(127);
-    }
-    setpgid(pid, pid);
-    daemon_pid = pid;
-    uint64_t t0 = now_ms();
-    while (now_ms() - t0 < 10000) {
-        struct httpc_resp r;
-        struct ferr e = {0};
-        if (httpc_request(url, "GET", "/v1/health", NULL, NULL, 1000, &r, &e) == 0) {
-            int ok = r.status == 200;
-            httpc_resp_free(&r);
-            if (ok)
-                return 0;
-        }
-        if (waitpid(pid, NULL, WNOHANG) == pid) {
-            daemon_pid = 0;
-            return -1;
-        }
-        sleep_ms(50);
-    }
-    return -1;
+    return ferryd_api(&D, method, path, token, body, out);
 }
 
 static int register_host(const char *name)
@@ -290,7 +217,7 @@ static int register_host(const char *name)
     json_t *b = json_pack("{s:s, s:s, s:i, s:i, s:[{s:s, s:s, s:i}]}", "name", name, "agent_url",
                           "http://127.0.1.1:7001", "ram_mib", 4096, "vcpus", 2, "instances", "name",
                           name, "project_id", "p1", "memory_mib", 128);
-    int st = api("POST", "/v1/hosts/register", admin, b, NULL);
+    int st = api("POST", "/v1/hosts/register", D.admin, b, NULL);
     json_decref(b);
     return st;
 }
@@ -305,7 +232,7 @@ struct stream {
 static int stream_open(struct stream *s, const char *token, long long last_id)
 {
     struct sockaddr_in a = {.sin_family = AF_INET,
-                            .sin_port = htons((uint16_t)port),
+                            .sin_port = htons((uint16_t)D.port),
                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     s->n = 0;
     s->fd = socket(AF_INET, SOCK_STREAM, 0);
@@ -384,9 +311,9 @@ static int stream_events(const struct stream *s, long long *ids, char (*types)[6
 
 static void t_sse(void)
 {
-    REQUIRE(up, "ferryd did not start (log %s)", logpath);
+    REQUIRE(up, "ferryd did not start (log %s)", D.log_path);
     struct stream s, m;
-    REQUIRE(stream_open(&s, admin, -1) == 0, "cannot open the admin stream");
+    REQUIRE(stream_open(&s, D.admin, -1) == 0, "cannot open the admin stream");
     REQUIRE(stream_open(&m, member, -1) == 0, "cannot open the member stream");
     stream_read(&s, 300, 0);
     CHECK(strstr(s.buf, "text/event-stream") != NULL, "content type: %.200s", s.buf);
@@ -396,7 +323,7 @@ static void t_sse(void)
         CHECK(register_host(name) == 201, "register %s", name);
     }
     json_t *o = NULL;
-    REQUIRE(api("GET", "/v1/events?since=0", admin, NULL, &o) == 200, "events list");
+    REQUIRE(api("GET", "/v1/events?since=0", D.admin, NULL, &o) == 200, "events list");
     json_t *all = json_object_get(o, "events");
     long long last = json_integer_value(json_object_get(o, "last_seq"));
     stream_read(&s, 5000, last);
@@ -428,8 +355,8 @@ static void t_sse(void)
     /* resume: only events after the last one seen */
     long long seen = ids[n - 1];
     CHECK(register_host("sse-h4") == 201, "register sse-h4");
-    REQUIRE(stream_open(&s, admin, seen) == 0, "cannot reopen the stream");
-    REQUIRE(api("GET", "/v1/events?since=0", admin, NULL, &o) == 200, "events list");
+    REQUIRE(stream_open(&s, D.admin, seen) == 0, "cannot reopen the stream");
+    REQUIRE(api("GET", "/v1/events?since=0", D.admin, NULL, &o) == 200, "events list");
     last = json_integer_value(json_object_get(o, "last_seq"));
     json_decref(o);
     stream_read(&s, 5000, last);
@@ -463,9 +390,9 @@ static void wait_delivered(struct receiver *rv, int n)
 
 static void t_webhooks(void)
 {
-    REQUIRE(up, "ferryd did not start (log %s)", logpath);
+    REQUIRE(up, "ferryd did not start (log %s)", D.log_path);
     json_t *o = NULL;
-    REQUIRE(api("GET", "/v1/events?since=0", admin, NULL, &o) == 200, "events list");
+    REQUIRE(api("GET", "/v1/events?since=0", D.admin, NULL, &o) == 200, "events list");
     json_t *all = json_object_get(o, "events");
     size_t host_events = 0;
     for (size_t i = 0; i < json_array_size(all); i++)
@@ -510,7 +437,7 @@ static void t_webhooks(void)
     snprintf(broken_url, sizeof(broken_url), "http://127.0.0.1:%d/hook", broken.port);
     while (now_ms() - t0 < 15000) {
         o = NULL;
-        if (api("GET", "/v1/events?since=0", admin, NULL, &o) != 200)
+        if (api("GET", "/v1/events?since=0", D.admin, NULL, &o) != 200)
             break;
         dead = 0;
         json_t *x;
@@ -587,10 +514,10 @@ static int sample_ok(const char *line)
 
 static void t_metrics(void)
 {
-    REQUIRE(up, "ferryd did not start (log %s)", logpath);
+    REQUIRE(up, "ferryd did not start (log %s)", D.log_path);
     struct httpc_resp r;
     struct ferr e = {0};
-    REQUIRE(httpc_request(url, "GET", "/metrics", NULL, NULL, HTTP_TIMEOUT_MS, &r, &e) == 0,
+    REQUIRE(httpc_request(D.url, "GET", "/metrics", NULL, NULL, HTTP_TIMEOUT_MS, &r, &e) == 0,
             "GET /metrics: %s", e.msg);
     CHECK(r.status == 200, "status %d", r.status);
     int lines = 0, bad = 0;
@@ -606,7 +533,7 @@ static void t_metrics(void)
     }
     CHECK(lines > 50 && bad == 0, "%d lines, %d bad", lines, bad);
     httpc_resp_free(&r);
-    REQUIRE(httpc_request(url, "GET", "/metrics", NULL, NULL, HTTP_TIMEOUT_MS, &r, &e) == 0,
+    REQUIRE(httpc_request(D.url, "GET", "/metrics", NULL, NULL, HTTP_TIMEOUT_MS, &r, &e) == 0,
             "GET /metrics again: %s", e.msg);
     char want[160];
     snprintf(want, sizeof(want),
@@ -629,73 +556,38 @@ static void t_metrics(void)
 
 int main(void)
 {
-    snprintf(dir, sizeof(dir), "/tmp/ferryd-ev-XXXXXX");
-    if (!mkdtemp(dir)) {
-        perror("mkdtemp");
+    struct ferr e = {0};
+    signal(SIGPIPE, SIG_IGN);
+    if (ferryd_init(&D, NULL, &e) != 0) {
+        fprintf(stderr, "ferryd_init: %s\n", e.msg);
         return 1;
     }
-    atexit(kill_daemon);
-    signal(SIGINT, on_fatal);
-    signal(SIGTERM, on_fatal);
-    signal(SIGSEGV, on_fatal);
-    signal(SIGABRT, on_fatal);
-    signal(SIGPIPE, SIG_IGN);
     if (start_receiver(&flaky) != 0 || start_receiver(&broken) != 0) {
         fprintf(stderr, "cannot start the receivers\n");
         return 1;
     }
-    port = 10000 + (int)(getpid() % 9000); /* below the ephemeral range */
-    snprintf(url, sizeof(url), "http://127.0.0.1:%d", port);
-    snprintf(conf, sizeof(conf), "%s/ferryd.conf", dir);
-    snprintf(logpath, sizeof(logpath), "%s/ferryd.log", dir);
-    snprintf(tokpath, sizeof(tokpath), "%s/admin.token", dir);
-    FILE *f = fopen(conf, "w");
-    if (!f)
+    if (ferryd_write_conf(&D,
+                          "webhook = http://127.0.0.1:%d/hook %s\n"
+                          "webhook = http://127.0.0.1:%d/hook %s host.*\n"
+                          "webhook_max_tries = %d\nwebhook_backoff_base_ms = 50\n"
+                          "webhook_backoff_cap_ms = 200\n",
+                          flaky.port, SECRET_FLAKY, broken.port, SECRET_BROKEN, MAX_TRIES) != 0)
         return 1;
-    fprintf(f,
-            "listen = 127.0.0.1:%d\ndb = %s/ferryd.db\nbootstrap_token_file = %s\n"
-            "webhook = http://127.0.0.1:%d/hook %s\n"
-            "webhook = http://127.0.0.1:%d/hook %s host.*\n"
-            "webhook_max_tries = %d\nwebhook_backoff_base_ms = 50\nwebhook_backoff_cap_ms = 200\n",
-            port, dir, tokpath, flaky.port, SECRET_FLAKY, broken.port, SECRET_BROKEN, MAX_TRIES);
-    fclose(f);
-    char *cmd = xasprintf("'%s' --config '%s' --add-token u1 p1 member 2>>'%s'", ferryd_bin(), conf,
-                          logpath);
-    FILE *p = popen(cmd, "r");
-    free(cmd);
-    if (p) {
-        if (!fgets(member, sizeof(member), p))
-            member[0] = '\0';
-        member[strcspn(member, "\r\n")] = '\0';
-        pclose(p);
-    }
-    FILE *t = NULL;
-    up = member[0] && start_daemon() == 0 && (t = fopen(tokpath, "r")) != NULL &&
-         fgets(admin, sizeof(admin), t) != NULL;
-    if (t)
-        fclose(t);
-    admin[strcspn(admin, "\r\n")] = '\0';
+    up = ferryd_add_token(&D, "u1", "p1", "member", member, sizeof(member)) == 0 &&
+         ferryd_start(&D) == 0;
     test_run("events: SSE in order, policy-filtered, Last-Event-ID resumes after the last seen",
              t_sse);
     test_run("events: webhooks signed, in order, retried (500, 500, 200); always-failing "
              "endpoint dead-lettered",
              t_webhooks);
     test_run("events: /metrics parses line by line; webhook and latency figures", t_metrics);
-    kill_daemon();
+    ferryd_stop(&D, SIGKILL);
     atomic_store(&stop_receivers, 1);
     pthread_join(flaky.th, NULL);
     pthread_join(broken.th, NULL);
-    if (test_done() != 0) {
-        fprintf(stderr, "ferryd log (%s):\n", logpath);
-        cmd = xasprintf("tail -40 '%s' >&2", logpath);
-        if (system(cmd) != 0)
-            fprintf(stderr, "cannot show the log\n");
-        free(cmd);
-        return 1;
-    }
-    cmd = xasprintf("rm -rf '%s'", dir);
-    if (system(cmd) != 0)
-        fprintf(stderr, "cannot remove %s\n", dir);
-    free(cmd);
-    return 0;
+    int rc = test_done();
+    if (rc != 0)
+        ferryd_tail_log(&D, 40);
+    ferryd_fini(&D, rc == 0);
+    return rc;
 }

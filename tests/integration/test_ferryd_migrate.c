@@ -27,13 +27,13 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../lib/ferryd.h"
 #include "../lib/lab.h"
 #include "../lib/test.h"
 #include "util/httpc.h"
 #include "util/xalloc.h"
 
 #define HEARTBEAT_MS 500      /* ferryd's heartbeat interval in this test */
-#define HTTP_TIMEOUT_MS 10000 /* one request to ferryd */
 #define GUEST_MIB 128
 #define MIGRATE_TIMEOUT_MS 90000
 #define SLOW_BPS (2ll << 20)   /* bytes/s: keeps the second migration in flight */
@@ -44,154 +44,30 @@ static const char *const CMDLINE =
     "console=ttyS0 quiet panic=-1 ferry.workload=memload ferry.ws_mib=32 ferry.rate=1000";
 
 static struct lab L;
+static struct ferryd D;
 static int ready;
-static char dir[LAB_PATH_MAX], conf[LAB_PATH_MAX + 32], logpath[LAB_PATH_MAX + 32],
-    tokpath[LAB_PATH_MAX + 32], agtok_path[LAB_PATH_MAX + 32];
-static char url[64];
-static char admin[300], agent_tok[300], p1_member[300], p1_canceller[300], p2_member[300];
-static pid_t daemon_pid;
+static char p1_member[300], p1_canceller[300], p2_member[300];
 static char mig1[80];
 
 static uint64_t now_ms(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+    return lab_now_ms();
 }
 
 static void sleep_ms(int ms)
 {
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
-    nanosleep(&ts, NULL);
-}
-
-static const char *bin(const char *name)
-{
-    static char path[2][256];
-    static int k;
-    const char *b = getenv("BUILD");
-    k ^= 1;
-    snprintf(path[k], sizeof(path[k]), "%s/%s", b && b[0] ? b : "build", name);
-    return path[k];
+    ferryd_sleep_ms(ms);
 }
 
 static int api(const char *method, const char *path, const char *token, const json_t *body,
                json_t **out)
 {
-    struct ferr e = {0};
-    int status = 0;
-    json_t *o = NULL;
-    if (httpc_json(url, method, path, body, token, HTTP_TIMEOUT_MS, &status, &o, &e) != 0) {
-        fprintf(stderr, "%s %s: %s\n", method, path, e.msg);
-        return -1;
-    }
-    if (out)
-        *out = o;
-    else
-        json_decref(o);
-    return status;
+    return ferryd_api(&D, method, path, token, body, out);
 }
 
 static const char *jstr(const json_t *o, const char *k)
 {
-    const char *s = json_string_value(json_object_get(o, k));
-    return s ? s : "";
-}
-
-static int start_daemon(void)
-{
-    pid_t pid = fork();
-    if (pid < 0)
-        return -1;
-    if (pid == 0) {
-        setpgid(0, 0);
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        FILE *f = freopen(logpath, "a", stderr);
-        (void)f;
-        execl(bin("ferryd"), "ferryd", "--config", conf, (char *)NULL);
-        _exit(127);
-    }
-    setpgid(pid, pid);
-    daemon_pid = pid;
-    if (lab_track(&L, pid) != 0)
-        return -1;
-    uint64_t t0 = now_ms();
-    while (now_ms() - t0 < 10000) {
-        struct httpc_resp r;
-        struct ferr e = {0};
-        if (httpc_request(url, "GET", "/v1/health", NULL, NULL, 1000, &r, &e) == 0) {
-            int ok = r.status == 200;
-            httpc_resp_free(&r);
-            if (ok)
-                return 0;
-        }
-        sleep_ms(100);
-    }
-    return -1;
-}
-
-static int add_token(const char *user, const char *project, const char *roles, char *out, size_t n)
-{
-    char *cmd = xasprintf("'%s' --config '%s' --add-token %s %s %s 2>>'%s'", bin("ferryd"), conf,
-                          user, project, roles, logpath);
-    FILE *p = popen(cmd, "r");
-    free(cmd);
-    out[0] = '\0';
-    if (p) {
-        if (!fgets(out, (int)n, p))
-            out[0] = '\0';
-        pclose(p);
-    }
-    out[strcspn(out, "\r\n")] = '\0';
-    return out[0] ? 0 : -1;
-}
-
-static int read_line(const char *path, char *buf, size_t n)
-{
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return -1;
-    char *r = fgets(buf, (int)n, f);
-    fclose(f);
-    buf[strcspn(buf, "\r\n")] = '\0';
-    return r && buf[0] ? 0 : -1;
-}
-
-/* Restarts lab agent i with --coordinator (its guests, none yet, would be
- * re-adopted). The new agent gets its own process group, tracked by lab. */
-static int relaunch_agent(int i)
-{
-    struct lab_agent *a = &L.agents[i];
-    kill(a->pid, SIGTERM);
-    waitpid(a->pid, NULL, 0);
-    char listen[64];
-    snprintf(listen, sizeof(listen), "%s:%d", a->addr, a->port);
-    pid_t pid = fork();
-    if (pid < 0)
-        return -1;
-    if (pid == 0) {
-        setpgid(0, 0);
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        FILE *f = freopen(a->log_path, "a", stderr);
-        (void)f;
-        execl(bin("ferry-agent"), "ferry-agent", "--listen", listen, "--state-dir", a->state_dir,
-              "--name", a->name, "--lab-dir", L.lab_dir, "--coordinator", url, "--agent-token-file",
-              agtok_path, (char *)NULL);
-        _exit(127);
-    }
-    setpgid(pid, pid);
-    a->pid = pid;
-    if (lab_track(&L, pid) != 0)
-        return -1;
-    uint64_t t0 = now_ms();
-    while (now_ms() - t0 < 10000) {
-        int st = 0;
-        struct ferr e = {0};
-        if (lab_api(a, "GET", "/v1/health", NULL, &st, NULL, &e) == 0 && st == 200)
-            return 0;
-        sleep_ms(100);
-    }
-    return -1;
+    return ferryd_jstr(o, k);
 }
 
 /* The host name an instance is registered on in ferryd, "" when none. */
@@ -199,7 +75,7 @@ static void instance_host(const char *inst, char *out, size_t n)
 {
     json_t *o = NULL;
     out[0] = '\0';
-    if (api("GET", "/v1/hosts", admin, NULL, &o) != 200) {
+    if (api("GET", "/v1/hosts", D.admin, NULL, &o) != 200) {
         json_decref(o);
         return;
     }
@@ -229,42 +105,14 @@ static int wait_instance_on(const char *inst, const char *host, int timeout_ms)
     return -1;
 }
 
-/* Polls the migration as admin until its state is one of the terminal
- * ones; *out receives the final record. */
 static int wait_terminal(const char *id, int timeout_ms, json_t **out)
 {
-    char path[128];
-    snprintf(path, sizeof(path), "/v1/migrations/%s", id);
-    uint64_t t0 = now_ms();
-    while (now_ms() - t0 < (uint64_t)timeout_ms) {
-        json_t *o = NULL;
-        if (api("GET", path, admin, NULL, &o) == 200) {
-            const char *s = jstr(o, "state");
-            if (!strcmp(s, "succeeded") || !strcmp(s, "failed") || !strcmp(s, "cancelled")) {
-                *out = o;
-                return 0;
-            }
-        }
-        json_decref(o);
-        sleep_ms(250);
-    }
-    return -1;
+    return ferryd_wait_terminal(&D, D.admin, id, timeout_ms, out);
 }
 
 static int wait_state(const char *id, const char *state, int timeout_ms)
 {
-    char path[128];
-    snprintf(path, sizeof(path), "/v1/migrations/%s", id);
-    uint64_t t0 = now_ms();
-    while (now_ms() - t0 < (uint64_t)timeout_ms) {
-        json_t *o = NULL;
-        int ok = api("GET", path, admin, NULL, &o) == 200 && strcmp(jstr(o, "state"), state) == 0;
-        json_decref(o);
-        if (ok)
-            return 0;
-        sleep_ms(100);
-    }
-    return -1;
+    return ferryd_wait_state(&D, D.admin, id, state, timeout_ms);
 }
 
 static void t_register(void)
@@ -273,7 +121,7 @@ static void t_register(void)
         { CHECK(0, "lab or ferryd did not start: a setup failure is a failure"); return; }
     CHECK(wait_instance_on("g1", "host1", 10000) == 0, "g1 not registered on host1");
     json_t *o = NULL;
-    REQUIRE(api("GET", "/v1/hosts", admin, NULL, &o) == 200, "GET /v1/hosts");
+    REQUIRE(api("GET", "/v1/hosts", D.admin, NULL, &o) == 200, "GET /v1/hosts");
     size_t i, n_up = 0;
     json_t *h;
     json_array_foreach(json_object_get(o, "hosts"), i, h)
@@ -304,7 +152,7 @@ static void t_migrate(void)
     CHECK(api("POST", "/v1/migrations", p2_member, b, NULL) == 404, "other project creates");
     CHECK(api("POST", "/v1/migrations", p1_member, b, NULL) == 403, "member creates");
     json_t *bad = json_pack("{s:s, s:{s:i}}", "instance", "g1", "limits", "downtime_ms", 0);
-    CHECK(api("POST", "/v1/migrations", admin, bad, &o) == 400 &&
+    CHECK(api("POST", "/v1/migrations", D.admin, bad, &o) == 400 &&
               strcmp(jstr(json_object_get(o, "error"), "field"), "limits.downtime_ms") == 0,
           "bad limits not refused by field");
     json_decref(o);
@@ -313,7 +161,7 @@ static void t_migrate(void)
     /* a bandwidth cap keeps it running for a few polls (progress events) */
     json_object_set_new(b, "limits",
                         json_pack("{s:I}", "max_bandwidth_bps", (json_int_t)FIRST_BPS));
-    int st = api("POST", "/v1/migrations", admin, b, &o);
+    int st = api("POST", "/v1/migrations", D.admin, b, &o);
     json_decref(b);
     REQUIRE(st == 202, "POST /v1/migrations: %d", st);
     snprintf(mig1, sizeof(mig1), "%s", jstr(o, "id"));
@@ -321,7 +169,7 @@ static void t_migrate(void)
     CHECK(strcmp(jstr(o, "destination"), "host2") == 0, "placed on '%s'", jstr(o, "destination"));
     json_decref(o);
     b = json_pack("{s:s}", "instance", "g1");
-    CHECK(api("POST", "/v1/migrations", admin, b, NULL) == 409, "second migration of g1");
+    CHECK(api("POST", "/v1/migrations", D.admin, b, NULL) == 409, "second migration of g1");
     json_decref(b);
 
     json_t *m = NULL;
@@ -363,7 +211,7 @@ static void t_events(void)
     if (!ready || !mig1[0])
         return test_skip("no migration");
     json_t *o = NULL;
-    REQUIRE(api("GET", "/v1/events?since=0", admin, NULL, &o) == 200, "GET /v1/events");
+    REQUIRE(api("GET", "/v1/events?since=0", D.admin, NULL, &o) == 200, "GET /v1/events");
     size_t i;
     json_t *ev;
     long long prev = 0;
@@ -442,7 +290,7 @@ static void t_visibility(void)
     CHECK(json_array_size(json_object_get(o, "events")) == 0, "p2 sees %zu events",
           json_array_size(json_object_get(o, "events")));
     json_decref(o);
-    CHECK(api("POST", path, admin, NULL, NULL) == 409, "cancel of a finished migration");
+    CHECK(api("POST", path, D.admin, NULL, NULL) == 409, "cancel of a finished migration");
 }
 
 static void t_cancel(void)
@@ -453,7 +301,7 @@ static void t_cancel(void)
     json_t *b = json_pack("{s:s, s:s, s:{s:I}}", "instance", "g1", "destination", "host1", "limits",
                           "max_bandwidth_bps", (json_int_t)SLOW_BPS),
            *o = NULL;
-    int st = api("POST", "/v1/migrations", admin, b, &o);
+    int st = api("POST", "/v1/migrations", D.admin, b, &o);
     json_decref(b);
     REQUIRE(st == 202, "second POST: %d", st);
     char id[80], path[128];
@@ -470,7 +318,7 @@ static void t_cancel(void)
     for (int tries = 0; tries < 75; tries++) {
         json_decref(o);
         o = NULL;
-        st = api("PATCH", path, admin, lim, &o);
+        st = api("PATCH", path, D.admin, lim, &o);
         if (st != 409)
             break;
         struct timespec ts = {0, 200 * 1000 * 1000};
@@ -504,7 +352,7 @@ static void t_cancel(void)
     REQUIRE(lab_verify(&L.agents[1], "g1", &r, &e) == 0, "verify on host2: %s", e.msg);
     CHECK(r.ok && r.bad_pages == 0, "integrity after cancel: ok %d bad %lld", r.ok, r.bad_pages);
     o = NULL;
-    REQUIRE(api("GET", "/v1/events?since=0", admin, NULL, &o) == 200, "events");
+    REQUIRE(api("GET", "/v1/events?since=0", D.admin, NULL, &o) == 200, "events");
     size_t i;
     json_t *ev;
     int cancelled = 0;
@@ -522,7 +370,7 @@ static int count_type(const char *id, const char *type)
     json_t *o = NULL, *ev;
     size_t i;
     int n = 0;
-    if (api("GET", "/v1/events?since=0", admin, NULL, &o) != 200) {
+    if (api("GET", "/v1/events?since=0", D.admin, NULL, &o) != 200) {
         json_decref(o);
         return -1;
     }
@@ -547,7 +395,7 @@ static void t_host_down(void)
     json_t *b = json_pack("{s:s, s:{s:I}}", "instance", "g1", "limits", "max_bandwidth_bps",
                           (json_int_t)DOWN_BPS),
            *o = NULL;
-    int st = api("POST", "/v1/migrations", admin, b, &o);
+    int st = api("POST", "/v1/migrations", D.admin, b, &o);
     json_decref(b);
     REQUIRE(st == 202, "POST: %d", st);
     char id[80], path[128];
@@ -559,7 +407,7 @@ static void t_host_down(void)
     kill(agent, SIGSTOP);
     int unknown = wait_state(id, "unknown", 20000);
     snprintf(path, sizeof(path), "/v1/migrations/%s/cancel", id);
-    int cancel_st = unknown == 0 ? api("POST", path, admin, NULL, NULL) : 0;
+    int cancel_st = unknown == 0 ? api("POST", path, D.admin, NULL, NULL) : 0;
     kill(agent, SIGCONT);
     CHECK(unknown == 0, "migration did not become unknown with its source host down");
     CHECK(cancel_st == 409, "cancel while unknown: %d", cancel_st);
@@ -589,16 +437,15 @@ static void t_restart(void)
     json_t *b = json_pack("{s:s, s:{s:I}}", "instance", "g1", "limits", "max_bandwidth_bps",
                           (json_int_t)DOWN_BPS),
            *o = NULL;
-    int st = api("POST", "/v1/migrations", admin, b, &o);
+    int st = api("POST", "/v1/migrations", D.admin, b, &o);
     json_decref(b);
     REQUIRE(st == 202, "POST: %d", st);
     char id[80];
     snprintf(id, sizeof(id), "%s", jstr(o, "id"));
     json_decref(o);
     REQUIRE(wait_state(id, "running", 30000) == 0, "never running");
-    kill(-daemon_pid, SIGKILL);
-    waitpid(daemon_pid, NULL, 0);
-    REQUIRE(start_daemon() == 0, "ferryd did not restart");
+    ferryd_stop(&D, SIGKILL);
+    REQUIRE(ferryd_start(&D) == 0, "ferryd did not restart");
     json_t *m = NULL;
     REQUIRE(wait_terminal(id, 60000, &m) == 0, "not finished after the restart");
     CHECK(strcmp(jstr(m, "state"), "succeeded") == 0, "state %s (%s)", jstr(m, "state"),
@@ -609,7 +456,7 @@ static void t_restart(void)
     CHECK(count_type(id, "migration.completed") == 1, "completed %d times",
           count_type(id, "migration.completed"));
     o = NULL;
-    REQUIRE(api("GET", "/v1/events?since=0", admin, NULL, &o) == 200, "events");
+    REQUIRE(api("GET", "/v1/events?since=0", D.admin, NULL, &o) == 200, "events");
     size_t i;
     json_t *ev;
     long long prev = 0;
@@ -629,39 +476,22 @@ static void t_restart(void)
 static int setup(void)
 {
     struct ferr e = {0};
-    if (lab_start(&L, 2, &e) != 0) {
+    if (lab_start(&L, 2, &e) != 0 || ferryd_init(&D, &L, &e) != 0) {
         fprintf(stderr, "lab: %s\n", e.msg);
         return -1;
     }
-    snprintf(dir, sizeof(dir), "%s", L.tmp);
-    int port = 10000 + (int)(getpid() % 9000); /* below the ephemeral range */
-    snprintf(url, sizeof(url), "http://127.0.0.1:%d", port);
-    snprintf(conf, sizeof(conf), "%s/ferryd.conf", dir);
-    snprintf(logpath, sizeof(logpath), "%s/ferryd.log", dir);
-    snprintf(tokpath, sizeof(tokpath), "%s/admin.token", dir);
-    snprintf(agtok_path, sizeof(agtok_path), "%s/agent.token", dir);
-    FILE *f = fopen(conf, "w");
-    if (!f)
+    if (ferryd_write_conf(&D, "heartbeat_interval_ms = %d\nheartbeat_missed = 6\n",
+                          HEARTBEAT_MS) != 0)
         return -1;
-    fprintf(f,
-            "listen = 127.0.0.1:%d\ndb = %s/ferryd.db\nbootstrap_token_file = %s\n"
-            "heartbeat_interval_ms = %d\nheartbeat_missed = 6\n",
-            port, dir, tokpath, HEARTBEAT_MS);
-    fclose(f);
-    if (add_token("agent1", "infra", "agent", agent_tok, sizeof(agent_tok)) != 0 ||
-        add_token("alice", "p1", "member", p1_member, sizeof(p1_member)) != 0 ||
-        add_token("carol", "p1", "member,migration_canceller", p1_canceller,
-                  sizeof(p1_canceller)) != 0 ||
-        add_token("bob", "p2", "member", p2_member, sizeof(p2_member)) != 0)
+    if (ferryd_agent_token(&D) != 0 ||
+        ferryd_add_token(&D, "alice", "p1", "member", p1_member, sizeof(p1_member)) != 0 ||
+        ferryd_add_token(&D, "carol", "p1", "member,migration_canceller", p1_canceller,
+                         sizeof(p1_canceller)) != 0 ||
+        ferryd_add_token(&D, "bob", "p2", "member", p2_member, sizeof(p2_member)) != 0)
         return -1;
-    f = fopen(agtok_path, "w");
-    if (!f)
+    if (ferryd_start(&D) != 0)
         return -1;
-    fprintf(f, "%s\n", agent_tok);
-    fclose(f);
-    if (start_daemon() != 0 || read_line(tokpath, admin, sizeof(admin)) != 0)
-        return -1;
-    if (relaunch_agent(0) != 0 || relaunch_agent(1) != 0)
+    if (ferryd_relaunch_agent(&D, &L, 0, NULL) != 0 || ferryd_relaunch_agent(&D, &L, 1, NULL) != 0)
         return -1;
     json_t *spec =
         json_pack("{s:s, s:s, s:I, s:I, s:s}", "name", "g1", "project", "p1", "memory_mib",
@@ -696,12 +526,9 @@ int main(void)
     test_run("ferryd+agents: kill -9 ferryd mid-migration, restart resumes it, outcome once",
              t_restart);
     int rc = test_done();
-    if (rc != 0 && logpath[0]) {
-        char *cmd = xasprintf("tail -40 '%s' >&2", logpath);
-        if (system(cmd) != 0)
-            fprintf(stderr, "cannot show the log\n");
-        free(cmd);
-    }
+    if (rc != 0 && D.log_path[0])
+        ferryd_tail_log(&D, 40);
+    ferryd_fini(&D, 0);
     lab_stop(&L);
     return rc;
 }

@@ -56,7 +56,7 @@ struct lab {
     char tmp[LAB_PATH_MAX];     /* mkdtemp dir holding everything, "" when none */
     char build[LAB_PATH_MAX];   /* absolute build dir */
     char lab_dir[LAB_PATH_MAX]; /* absolute dir holding vmlinuz and initrd.img */
-    pid_t extra[8];             /* extra process groups killed on stop (lab_track) */
+    pid_t extra[32];            /* extra process groups killed on stop (lab_track) */
     int n_extra;                /* entries in extra */
     pid_t watchdog;             /* watchdog process, 0 when none */
     int watch_fd;               /* write end of the watchdog's pipe, -1 when none */

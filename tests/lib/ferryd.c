@@ -1,0 +1,377 @@
+/* ferryd (test helper) — see ferryd.h. */
+#include "ferryd.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "util/httpc.h"
+#include "util/xalloc.h"
+
+#define MAX_DAEMONS 4 /* daemons the safety net knows at once */
+
+static struct ferryd *live[MAX_DAEMONS]; /* daemons without a lab, killed on exit */
+static int safety_installed;
+
+void ferryd_sleep_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+    }
+}
+
+const char *ferryd_bin(const char *name)
+{
+    static char path[2][LAB_PATH_MAX];
+    static int k;
+    const char *b = getenv("BUILD");
+    k ^= 1;
+    snprintf(path[k], sizeof(path[k]), "%s/%s", b && b[0] ? b : "build", name);
+    return path[k];
+}
+
+const char *ferryd_jstr(const json_t *o, const char *k)
+{
+    const char *s = json_string_value(json_object_get(o, k));
+    return s ? s : "";
+}
+
+int ferryd_read_line(const char *path, char *buf, size_t n)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return -1;
+    char *r = fgets(buf, (int)n, f);
+    fclose(f);
+    if (!r) {
+        buf[0] = '\0';
+        return -1;
+    }
+    buf[strcspn(buf, "\r\n")] = '\0';
+    return buf[0] ? 0 : -1;
+}
+
+/* --- safety net (daemons without a lab) ------------------------------- */
+
+static void kill_live(void)
+{
+    for (int i = 0; i < MAX_DAEMONS; i++)
+        if (live[i] && live[i]->pid > 0)
+            kill(-live[i]->pid, SIGKILL);
+}
+
+static void on_exit_kill(void)
+{
+    for (int i = 0; i < MAX_DAEMONS; i++)
+        if (live[i] && live[i]->pid > 0) {
+            kill(-live[i]->pid, SIGKILL);
+            waitpid(live[i]->pid, NULL, 0);
+            live[i]->pid = 0;
+        }
+}
+
+static void on_fatal(int sig)
+{
+    kill_live();
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
+static void install_safety(struct ferryd *d)
+{
+    for (int i = 0; i < MAX_DAEMONS; i++)
+        if (live[i] == d)
+            return;
+    for (int i = 0; i < MAX_DAEMONS; i++)
+        if (!live[i]) {
+            live[i] = d;
+            break;
+        }
+    if (safety_installed)
+        return;
+    safety_installed = 1;
+    atexit(on_exit_kill);
+    static const int sigs[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGSEGV, SIGBUS, SIGABRT, SIGFPE};
+    for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++) {
+        struct sigaction sa;
+        memset(&sa, 0, sizeof(sa));
+        sa.sa_handler = on_fatal;
+        sigemptyset(&sa.sa_mask);
+        sigaction(sigs[i], &sa, NULL);
+    }
+}
+
+static void forget(struct ferryd *d)
+{
+    for (int i = 0; i < MAX_DAEMONS; i++)
+        if (live[i] == d)
+            live[i] = NULL;
+}
+
+/* --- life cycle ------------------------------------------------------- */
+
+int ferryd_init(struct ferryd *d, struct lab *lab, struct ferr *e)
+{
+    memset(d, 0, sizeof(*d));
+    d->lab = lab;
+    if (lab) {
+        snprintf(d->dir, sizeof(d->dir), "%s", lab->tmp);
+    } else {
+        snprintf(d->dir, sizeof(d->dir), "/tmp/ferryd-test-XXXXXX");
+        if (!mkdtemp(d->dir)) {
+            ferr_set(e, -errno, NULL, "mkdtemp: %s", strerror(errno));
+            d->dir[0] = '\0';
+            return -1;
+        }
+        d->own_dir = 1;
+    }
+    d->port = 10000 + (int)(getpid() % 9000);
+    snprintf(d->url, sizeof(d->url), "http://127.0.0.1:%d", d->port);
+    snprintf(d->conf, sizeof(d->conf), "%s/ferryd.conf", d->dir);
+    snprintf(d->log_path, sizeof(d->log_path), "%s/ferryd.log", d->dir);
+    snprintf(d->admin_path, sizeof(d->admin_path), "%s/admin.token", d->dir);
+    snprintf(d->agent_tok_path, sizeof(d->agent_tok_path), "%s/agent.token", d->dir);
+    if (!lab)
+        install_safety(d);
+    return 0;
+}
+
+int ferryd_write_conf(struct ferryd *d, const char *extra, ...)
+{
+    FILE *f = fopen(d->conf, "w");
+    if (!f)
+        return -1;
+    fprintf(f, "# written by tests/lib/ferryd.c\nlisten = 127.0.0.1:%d\ndb = %s/ferryd.db\n"
+               "bootstrap_token_file = %s\n",
+            d->port, d->dir, d->admin_path);
+    if (extra) {
+        va_list ap;
+        va_start(ap, extra);
+        vfprintf(f, extra, ap);
+        va_end(ap);
+    }
+    return fclose(f) == 0 ? 0 : -1;
+}
+
+int ferryd_start(struct ferryd *d)
+{
+    pid_t pid = fork();
+    if (pid < 0)
+        return -1;
+    if (pid == 0) {
+        setpgid(0, 0);
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        FILE *f = freopen(d->log_path, "a", stderr);
+        (void)f;
+        execl(ferryd_bin("ferryd"), "ferryd", "--config", d->conf, (char *)NULL);
+        _exit(127);
+    }
+    setpgid(pid, pid);
+    d->pid = pid;
+    if (d->lab && lab_track(d->lab, pid) != 0) {
+        fprintf(stderr, "ferryd: lab_track: too many process groups\n");
+        ferryd_stop(d, SIGKILL);
+        return -1;
+    }
+    uint64_t t0 = lab_now_ms();
+    while (lab_now_ms() - t0 < FERRYD_T_START_TIMEOUT_MS) {
+        struct httpc_resp r;
+        struct ferr e = {0};
+        if (httpc_request(d->url, "GET", "/v1/health", NULL, NULL, 1000, &r, &e) == 0) {
+            int ok = r.status == 200;
+            httpc_resp_free(&r);
+            if (ok)
+                return ferryd_read_line(d->admin_path, d->admin, sizeof(d->admin));
+        }
+        if (waitpid(pid, NULL, WNOHANG) == pid) {
+            d->pid = 0;
+            fprintf(stderr, "ferryd exited at start (log %s)\n", d->log_path);
+            return -1;
+        }
+        ferryd_sleep_ms(50);
+    }
+    fprintf(stderr, "ferryd did not answer /v1/health (log %s)\n", d->log_path);
+    ferryd_stop(d, SIGKILL);
+    return -1;
+}
+
+void ferryd_stop(struct ferryd *d, int sig)
+{
+    if (d->pid <= 0)
+        return;
+    kill(-d->pid, sig);
+    while (waitpid(d->pid, NULL, 0) < 0 && errno == EINTR) {
+    }
+    d->pid = 0;
+}
+
+int ferryd_restart(struct ferryd *d)
+{
+    ferryd_stop(d, SIGTERM);
+    return ferryd_start(d);
+}
+
+void ferryd_fini(struct ferryd *d, int remove_dir)
+{
+    ferryd_stop(d, SIGKILL);
+    forget(d);
+    if (remove_dir && d->own_dir && d->dir[0]) {
+        char *cmd = xasprintf("rm -rf '%s'", d->dir);
+        if (system(cmd) != 0)
+            fprintf(stderr, "cannot remove %s\n", d->dir);
+        free(cmd);
+        d->dir[0] = '\0';
+    }
+}
+
+void ferryd_tail_log(const struct ferryd *d, int lines)
+{
+    fprintf(stderr, "ferryd log (%s):\n", d->log_path);
+    char *cmd = xasprintf("tail -%d '%s' >&2", lines, d->log_path);
+    if (system(cmd) != 0)
+        fprintf(stderr, "cannot show the log\n");
+    free(cmd);
+}
+
+/* --- tokens and requests ---------------------------------------------- */
+
+int ferryd_add_token(const struct ferryd *d, const char *user, const char *project,
+                     const char *roles, char *out, size_t n)
+{
+    char *cmd = xasprintf("'%s' --config '%s' --add-token '%s' '%s' '%s' 2>>'%s'",
+                          ferryd_bin("ferryd"), d->conf, user, project, roles, d->log_path);
+    FILE *p = popen(cmd, "r");
+    free(cmd);
+    out[0] = '\0';
+    if (p) {
+        if (!fgets(out, (int)n, p))
+            out[0] = '\0';
+        pclose(p);
+    }
+    out[strcspn(out, "\r\n")] = '\0';
+    return out[0] ? 0 : -1;
+}
+
+int ferryd_agent_token(struct ferryd *d)
+{
+    if (ferryd_add_token(d, "agent1", "infra", "agent", d->agent_tok, sizeof(d->agent_tok)) != 0)
+        return -1;
+    FILE *f = fopen(d->agent_tok_path, "w");
+    if (!f)
+        return -1;
+    fprintf(f, "%s\n", d->agent_tok);
+    return fclose(f) == 0 ? 0 : -1;
+}
+
+int ferryd_api(const struct ferryd *d, const char *method, const char *path, const char *token,
+               const json_t *body, json_t **out)
+{
+    struct ferr e = {0};
+    int status = 0;
+    json_t *o = NULL;
+    if (out)
+        *out = NULL;
+    if (httpc_json(d->url, method, path, body, token, FERRYD_T_HTTP_TIMEOUT_MS, &status, &o,
+                   &e) != 0) {
+        fprintf(stderr, "%s %s: %s\n", method, path, e.msg);
+        return -1;
+    }
+    if (out)
+        *out = o;
+    else
+        json_decref(o);
+    return status;
+}
+
+int ferryd_relaunch_agent(const struct ferryd *d, struct lab *lab, int i, const char *token_file)
+{
+    struct lab_agent *a = &lab->agents[i];
+    if (a->pid > 0) {
+        kill(a->pid, SIGTERM);
+        while (waitpid(a->pid, NULL, 0) < 0 && errno == EINTR) {
+        }
+    }
+    char listen[64];
+    snprintf(listen, sizeof(listen), "%s:%d", a->addr, a->port);
+    pid_t pid = fork();
+    if (pid < 0)
+        return -1;
+    if (pid == 0) {
+        setpgid(0, 0);
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        FILE *f = freopen(a->log_path, "a", stderr);
+        (void)f;
+        if (token_file)
+            execl(ferryd_bin("ferry-agent"), "ferry-agent", "--listen", listen, "--state-dir",
+                  a->state_dir, "--name", a->name, "--lab-dir", lab->lab_dir, "--coordinator",
+                  d->url, "--agent-token-file", d->agent_tok_path, "--token-file", token_file,
+                  (char *)NULL);
+        else
+            execl(ferryd_bin("ferry-agent"), "ferry-agent", "--listen", listen, "--state-dir",
+                  a->state_dir, "--name", a->name, "--lab-dir", lab->lab_dir, "--coordinator",
+                  d->url, "--agent-token-file", d->agent_tok_path, (char *)NULL);
+        _exit(127);
+    }
+    setpgid(pid, pid);
+    a->pid = pid;
+    if (lab_track(lab, pid) != 0)
+        return -1;
+    uint64_t t0 = lab_now_ms();
+    while (lab_now_ms() - t0 < LAB_HEALTH_TIMEOUT_MS) {
+        int st = 0;
+        struct ferr e = {0};
+        if (lab_api(a, "GET", "/v1/health", NULL, &st, NULL, &e) == 0 &&
+            (st == 200 || (token_file && st == 401)))
+            return 0;
+        ferryd_sleep_ms(100);
+    }
+    return -1;
+}
+
+/* --- migrations ------------------------------------------------------- */
+
+int ferryd_wait_state(const struct ferryd *d, const char *token, const char *id,
+                      const char *state, int timeout_ms)
+{
+    char path[160];
+    snprintf(path, sizeof(path), "/v1/migrations/%s", id);
+    uint64_t t0 = lab_now_ms();
+    while (lab_now_ms() - t0 < (uint64_t)timeout_ms) {
+        json_t *o = NULL;
+        int ok = ferryd_api(d, "GET", path, token, NULL, &o) == 200 &&
+                 strcmp(ferryd_jstr(o, "state"), state) == 0;
+        json_decref(o);
+        if (ok)
+            return 0;
+        ferryd_sleep_ms(100);
+    }
+    return -1;
+}
+
+int ferryd_wait_terminal(const struct ferryd *d, const char *token, const char *id,
+                         int timeout_ms, json_t **out)
+{
+    char path[160];
+    snprintf(path, sizeof(path), "/v1/migrations/%s", id);
+    uint64_t t0 = lab_now_ms();
+    while (lab_now_ms() - t0 < (uint64_t)timeout_ms) {
+        json_t *o = NULL;
+        if (ferryd_api(d, "GET", path, token, NULL, &o) == 200) {
+            const char *s = ferryd_jstr(o, "state");
+            if (!strcmp(s, "succeeded") || !strcmp(s, "failed") || !strcmp(s, "cancelled")) {
+                *out = o;
+                return 0;
+            }
+        }
+        json_decref(o);
+        ferryd_sleep_ms(250);
+    }
+    return -1;
+}
