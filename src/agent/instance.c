@@ -622,13 +622,15 @@ int inst_launch(struct agent *ag, const struct inst_spec *spec, bool incoming,
     if (spec->initrd && access(spec->initrd, R_OK) != 0)
         return ferr_set(e, FERR_INVAL, "initrd", "initrd '%s' is not readable", spec->initrd);
     for (unsigned i = 0; i < spec->n_disks; i++)
-        if (access(spec->disks[i].path, R_OK | W_OK) != 0)
+        if (spec->disks[i].path && access(spec->disks[i].path, R_OK | W_OK) != 0)
             return ferr_set(e, FERR_INVAL, "disks", "disk '%s' (%s) is not readable and writable",
                             spec->disks[i].id, spec->disks[i].path);
     struct instance *in = inst_new(ag, spec);
     in->incoming = incoming;
     for (unsigned i = 0; i < in->spec.n_disks; i++) {
         /* cache.direct=on needs O_DIRECT, which e.g. tmpfs refuses */
+        if (!in->spec.disks[i].path)
+            continue; /* NBD: QEMU connects at start, failing there if it cannot */
         int fd = open(in->spec.disks[i].path, O_RDONLY | O_DIRECT | O_CLOEXEC);
         in->spec.disks[i].no_direct = fd < 0 && errno == EINVAL;
         if (fd >= 0)
@@ -704,7 +706,8 @@ static bool opt_get(const char *opts, const char *key, char *out, size_t n)
 }
 
 /* Adds the disk described by the -blockdev arguments spec_argv makes:
- * the file node "f-ID" gives the path, the format node "d-ID" the format. */
+ * the file node "f-ID" gives the path (or, driver nbd, the NBD server and
+ * export), the format node "d-ID" the format. */
 static void blockdev_from_cmdline(struct inst_spec *s, const char *opts)
 {
     char node[32], val[SPEC_PATH_MAX];
@@ -722,7 +725,21 @@ static void blockdev_from_cmdline(struct inst_spec *s, const char *opts)
         snprintf(d->id, sizeof(d->id), "%.15s", node + 2);
         d->format = SPEC_DISK_RAW;
     }
-    if (node[0] == 'f' && opt_get(opts, "filename", val, sizeof(val))) {
+    char port[8];
+    if (node[0] == 'f' && opt_get(opts, "driver", val, sizeof(val)) && strcmp(val, "nbd") == 0 &&
+        opt_get(opts, "server.port", port, sizeof(port))) {
+        char host[SPEC_NBD_HOST_MAX + 1], exp[SPEC_NBD_EXPORT_MAX + 1];
+        unsigned long p = strtoul(port, NULL, 10);
+        if (opt_get(opts, "server.host", host, sizeof(host)) && spec_nbd_host_ok(host) &&
+            opt_get(opts, "export", exp, sizeof(exp)) && jsonin_name_ok(exp) && p >= 1 &&
+            p <= 65535) {
+            free(d->nbd_host);
+            free(d->nbd_export);
+            d->nbd_host = xstrdup(host);
+            d->nbd_export = xstrdup(exp);
+            d->nbd_port = (uint16_t)p;
+        }
+    } else if (node[0] == 'f' && opt_get(opts, "filename", val, sizeof(val))) {
         free(d->path);
         d->path = xstrdup(val);
     } else if (node[0] == 'd' && opt_get(opts, "driver", val, sizeof(val)) &&
@@ -779,7 +796,7 @@ static int spec_from_cmdline(pid_t pid, struct inst_spec *s, bool *incoming, str
     }
     free(buf);
     for (unsigned i = 0; i < s->n_disks; i++)
-        if (!s->disks[i].path)
+        if (!s->disks[i].path && !s->disks[i].nbd_host)
             s->disks[i].path = xstrdup("/");
     if (!s->name || !jsonin_name_ok(s->name) || !s->kernel) {
         spec_free(s);

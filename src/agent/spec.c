@@ -9,7 +9,8 @@
 
 static const char *const spec_keys[] = {"name",   "project", "memory_mib", "vcpus", "kernel",
                                         "initrd", "cmdline", "disks",      NULL};
-static const char *const disk_keys[] = {"id", "path", "format", NULL};
+static const char *const disk_keys[] = {"id", "path", "nbd", "format", NULL};
+static const char *const nbd_keys[] = {"host", "port", "export", NULL};
 
 void spec_free(struct inst_spec *s)
 {
@@ -18,8 +19,11 @@ void spec_free(struct inst_spec *s)
     free(s->kernel);
     free(s->initrd);
     free(s->cmdline);
-    for (unsigned i = 0; i < s->n_disks; i++)
+    for (unsigned i = 0; i < s->n_disks; i++) {
         free(s->disks[i].path);
+        free(s->disks[i].nbd_host);
+        free(s->disks[i].nbd_export);
+    }
     memset(s, 0, sizeof(*s));
 }
 
@@ -41,6 +45,8 @@ void spec_copy(struct inst_spec *dst, const struct inst_spec *src)
     for (unsigned i = 0; i < src->n_disks; i++) {
         dst->disks[i] = src->disks[i];
         dst->disks[i].path = dup_or_null(src->disks[i].path);
+        dst->disks[i].nbd_host = dup_or_null(src->disks[i].nbd_host);
+        dst->disks[i].nbd_export = dup_or_null(src->disks[i].nbd_export);
     }
 }
 
@@ -77,6 +83,45 @@ static int path_ok(const char *field, const char *p, struct ferr *e)
         return ferr_set(e, FERR_INVAL, field, "'%s' must be an absolute path", field);
     if (strstr(p, ",") != NULL)
         return ferr_set(e, FERR_INVAL, field, "'%s' must not contain ','", field);
+    return 0;
+}
+
+bool spec_nbd_host_ok(const char *h)
+{
+    size_t n = strlen(h);
+    if (n == 0 || n > SPEC_NBD_HOST_MAX || h[0] == '-' || h[0] == '.')
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (!((h[i] >= 'a' && h[i] <= 'z') || (h[i] >= 'A' && h[i] <= 'Z') ||
+              (h[i] >= '0' && h[i] <= '9') || h[i] == '.' || h[i] == '-'))
+            return false;
+    return true;
+}
+
+/* Parses a disk's "nbd" object {host, port, export} into sd (network
+ * storage: QEMU's NBD client is the disk's protocol node). */
+static int nbd_from_json(const json_t *n, struct spec_disk *sd, struct ferr *e)
+{
+    int rc;
+    uint64_t port = 0;
+    if (!json_is_object(n))
+        return ferr_set(e, FERR_INVAL, "disks",
+                        "a disk 'nbd' must be an object {host, port, export}");
+    if ((rc = jsonin_only_keys(n, nbd_keys, e)) != 0)
+        return rc;
+    if ((rc = jsonin_str(n, "host", SPEC_NBD_HOST_MAX, true, &sd->nbd_host, e)) != 0)
+        return rc;
+    if (!spec_nbd_host_ok(sd->nbd_host))
+        return ferr_set(e, FERR_INVAL, "disks",
+                        "a disk's nbd 'host' must be a host name or IPv4 address");
+    if ((rc = jsonin_u64(n, "port", 1, 65535, true, &port, e)) != 0)
+        return rc;
+    sd->nbd_port = (uint16_t)port;
+    if ((rc = jsonin_str(n, "export", SPEC_NBD_EXPORT_MAX, true, &sd->nbd_export, e)) != 0)
+        return rc;
+    if (!jsonin_name_ok(sd->nbd_export))
+        return ferr_set(e, FERR_INVAL, "disks",
+                        "a disk's nbd 'export' must be 1..63 of [A-Za-z0-9_.-]");
     return 0;
 }
 
@@ -117,10 +162,16 @@ static int disks_from_json(const json_t *obj, struct inst_spec *s, struct ferr *
         free(fmt);
         if (rc != 0)
             return ferr_set(e, FERR_INVAL, "disks", "a disk 'format' must be raw or qcow2");
-        if ((rc = jsonin_str(d, "path", SPEC_PATH_MAX, true, &sd->path, e)) != 0)
-            return rc;
-        s->n_disks++; /* path owned by s from here */
-        if ((rc = path_ok("disks", sd->path, e)) != 0)
+        json_t *nbd = json_object_get(d, "nbd");
+        if ((nbd != NULL) == (json_object_get(d, "path") != NULL))
+            return ferr_set(e, FERR_INVAL, "disks",
+                            "a disk needs exactly one of 'path' (image file) and 'nbd'");
+        s->n_disks++; /* path and nbd strings owned by s from here */
+        if (nbd)
+            rc = nbd_from_json(nbd, sd, e);
+        else if ((rc = jsonin_str(d, "path", SPEC_PATH_MAX, true, &sd->path, e)) == 0)
+            rc = path_ok("disks", sd->path, e);
+        if (rc != 0)
             return rc;
     }
     return 0;
@@ -192,10 +243,18 @@ json_t *spec_to_json(const struct inst_spec *s)
         json_object_set_new(o, "cmdline", json_string(s->cmdline));
     if (s->n_disks) {
         json_t *a = json_array();
-        for (unsigned i = 0; i < s->n_disks; i++)
-            json_array_append_new(a, json_pack("{s:s, s:s, s:s}", "id", s->disks[i].id, "path",
-                                               s->disks[i].path, "format",
-                                               spec_disk_format_name(s->disks[i].format)));
+        for (unsigned i = 0; i < s->n_disks; i++) {
+            const struct spec_disk *d = &s->disks[i];
+            json_t *dj = json_pack("{s:s, s:s}", "id", d->id, "format",
+                                   spec_disk_format_name(d->format));
+            if (d->nbd_host)
+                json_object_set_new(dj, "nbd",
+                                    json_pack("{s:s, s:i, s:s}", "host", d->nbd_host, "port",
+                                              (int)d->nbd_port, "export", d->nbd_export));
+            else
+                json_object_set_new(dj, "path", json_string(d->path ? d->path : ""));
+            json_array_append_new(a, dj);
+        }
         json_object_set_new(o, "disks", a);
     }
     return o;
@@ -298,8 +357,13 @@ char **spec_argv(const struct inst_spec *s, const char *qemu, const char *qmp_pa
         /* cache.direct: the guest's O_DIRECT requests reach the image
          * (cache=none), unless the file system cannot do O_DIRECT */
         v[n++] = xstrdup("-blockdev");
-        v[n++] = xasprintf("driver=file,node-name=f-%s,filename=%s,cache.direct=%s", d->id,
-                           d->path, d->no_direct ? "off" : "on");
+        if (d->nbd_host) /* network storage: the NBD client has no host cache */
+            v[n++] = xasprintf("driver=nbd,node-name=f-%s,server.type=inet,server.host=%s,"
+                               "server.port=%u,export=%s",
+                               d->id, d->nbd_host, (unsigned)d->nbd_port, d->nbd_export);
+        else
+            v[n++] = xasprintf("driver=file,node-name=f-%s,filename=%s,cache.direct=%s", d->id,
+                               d->path, d->no_direct ? "off" : "on");
         v[n++] = xstrdup("-blockdev");
         v[n++] = xasprintf("driver=%s,node-name=d-%s,file=f-%s", spec_disk_format_name(d->format),
                            d->id, d->id);

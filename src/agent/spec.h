@@ -13,18 +13,25 @@
 #define SPEC_CMDLINE_MAX 2048 /* bytes in a kernel command line */
 #define SPEC_DISKS_MAX 4      /* virtio disks per instance */
 #define SPEC_DISK_ID_MAX 16   /* bytes in a disk id, NUL included */
+#define SPEC_NBD_HOST_MAX 253 /* bytes in an NBD server host name or IPv4 address */
+#define SPEC_NBD_EXPORT_MAX 63 /* bytes in an NBD export name */
 
 enum spec_disk_format {
     SPEC_DISK_RAW = 1, /* "raw" */
     SPEC_DISK_QCOW2,   /* "qcow2" */
 };
 
-/* One virtio disk: QEMU gets -blockdev file node "f-ID", format node "d-ID"
- * and -device virtio-blk-pci,drive=d-ID,id=ID (identical device arguments
- * on both sides of a migration, whatever the path). */
+/* One virtio disk: QEMU gets -blockdev protocol node "f-ID" (an image file,
+ * or an NBD client for network storage), format node "d-ID" and -device
+ * virtio-blk-pci,drive=d-ID,id=ID (identical device arguments on both sides
+ * of a migration, whatever the path). Exactly one of path and nbd_host is
+ * set. */
 struct spec_disk {
     char id[SPEC_DISK_ID_MAX];    /* [a-z][a-z0-9]{0,14}: the guest's device id */
-    char *path;                   /* absolute image path, no ',' */
+    char *path;                   /* absolute image path, no ','; NULL for an NBD disk */
+    char *nbd_host;               /* NBD server: host name or IPv4 address, NULL for a file */
+    uint16_t nbd_port;            /* NBD server TCP port (1..65535) */
+    char *nbd_export;             /* NBD export name, jsonin_name_ok() */
     enum spec_disk_format format; /* image format */
     bool no_direct;               /* not in JSON: the file system refuses O_DIRECT,
                                      so QEMU opens it cached (set at launch) */
@@ -67,6 +74,11 @@ int spec_disk_format_parse(const char *name, enum spec_disk_format *out)
 
 /* Returns true when id is a valid disk id ([a-z][a-z0-9]{0,14}). */
 bool spec_disk_id_ok(const char *id);
+
+/* Returns true when h may name an NBD server: 1..253 of [A-Za-z0-9.-], not
+ * starting with '-' or '.' (a host name or dotted IPv4 address; nothing
+ * QEMU's option parser would split). */
+bool spec_nbd_host_ok(const char *h);
 
 /* Returns a new JSON object describing s (caller decrefs). */
 json_t *spec_to_json(const struct inst_spec *s);

@@ -110,6 +110,12 @@ int storage_create_copies(struct agent *ag, struct inst_spec *spec, const json_t
                             spec->disks[i].id);
         sz[i] = (uint64_t)json_integer_value(v);
     }
+    for (unsigned i = 0; i < spec->n_disks; i++)
+        if (spec->disks[i].nbd_host)
+            return ferr_set(e, FERR_INVAL, "storage",
+                            "disk '%s' is on network storage (nbd): migrate it with "
+                            "\"storage\": \"shared\"",
+                            spec->disks[i].id);
     if (json_object_size(sizes) != spec->n_disks)
         return ferr_set(e, FERR_INVAL, "disk_sizes", "'disk_sizes' names a disk the spec lacks");
     char *dir = xasprintf("%s/disks", ag->state_dir);

@@ -33,6 +33,25 @@ static const struct spec_case spec_cases[] = {
     {"{\"name\":\"g\",\"kernel\":\"/a,b\"}", FERR_INVAL, "kernel"},
     {"{\"name\":\"g\",\"colour\":\"red\"}", FERR_INVAL, "colour"},
     {"{\"name\":\"g\",\"project\":\"x y\"}", FERR_INVAL, "project"},
+    /* network storage: a disk is an image file or an NBD export, never both */
+    {"{\"name\":\"g\",\"disks\":[{\"id\":\"vda\",\"nbd\":{\"host\":\"10.77.0.3\",\"port\":10809,"
+     "\"export\":\"disk\"}}]}", 0, ""},
+    {"{\"name\":\"g\",\"disks\":[{\"id\":\"vda\",\"path\":\"/d.img\",\"nbd\":{\"host\":\"h\","
+     "\"port\":1,\"export\":\"e\"}}]}", FERR_INVAL, "disks"},
+    {"{\"name\":\"g\",\"disks\":[{\"id\":\"vda\"}]}", FERR_INVAL, "disks"},
+    {"{\"name\":\"g\",\"disks\":[{\"id\":\"vda\",\"nbd\":\"h:1/e\"}]}", FERR_INVAL, "disks"},
+    {"{\"name\":\"g\",\"disks\":[{\"id\":\"vda\",\"nbd\":{\"host\":\"h,x=1\",\"port\":1,"
+     "\"export\":\"e\"}}]}", FERR_INVAL, "disks"},
+    {"{\"name\":\"g\",\"disks\":[{\"id\":\"vda\",\"nbd\":{\"host\":\"h\",\"port\":0,"
+     "\"export\":\"e\"}}]}", FERR_INVAL, "port"},
+    {"{\"name\":\"g\",\"disks\":[{\"id\":\"vda\",\"nbd\":{\"host\":\"h\",\"port\":70000,"
+     "\"export\":\"e\"}}]}", FERR_INVAL, "port"},
+    {"{\"name\":\"g\",\"disks\":[{\"id\":\"vda\",\"nbd\":{\"host\":\"h\",\"port\":1,"
+     "\"export\":\"a,b\"}}]}", FERR_INVAL, "disks"},
+    {"{\"name\":\"g\",\"disks\":[{\"id\":\"vda\",\"nbd\":{\"host\":\"h\",\"port\":1}}]}",
+     FERR_INVAL, "export"},
+    {"{\"name\":\"g\",\"disks\":[{\"id\":\"vda\",\"nbd\":{\"host\":\"h\",\"port\":1,"
+     "\"export\":\"e\",\"tls\":true}}]}", FERR_INVAL, "tls"},
 };
 
 static void t_spec_table(void)
@@ -139,11 +158,51 @@ static void t_argv(void)
     json_decref(o);
 }
 
+/* An NBD disk becomes QEMU's NBD client as the protocol node f-ID under the
+ * usual format node, and survives the JSON round trip (the spec file the
+ * agent re-reads after a restart). */
+static void t_argv_nbd(void)
+{
+    struct inst_spec s = {0}, s2 = {0};
+    json_t *o = json_loads("{\"name\":\"g1\",\"disks\":[{\"id\":\"vda\",\"nbd\":{\"host\":"
+                           "\"10.77.0.3\",\"port\":10809,\"export\":\"disk\"}}]}",
+                           0, NULL);
+    struct ferr e = {0};
+    REQUIRE(spec_from_json(o, "/k", "/i", &s, &e) == 0, "spec rejected: %s", e.msg);
+    char **v = spec_argv(&s, "/usr/bin/qemu", "/d/qmp.sock", "/d/serial.sock", false);
+    int have_nbd = 0, have_fmt = 0, have_dev = 0;
+    for (int i = 0; v[i]; i++) {
+        if (strcmp(v[i], "-blockdev") == 0 && v[i + 1]) {
+            have_nbd |= strcmp(v[i + 1], "driver=nbd,node-name=f-vda,server.type=inet,"
+                                         "server.host=10.77.0.3,server.port=10809,"
+                                         "export=disk") == 0;
+            have_fmt |= strcmp(v[i + 1], "driver=raw,node-name=d-vda,file=f-vda") == 0;
+        }
+        if (strcmp(v[i], "-device") == 0 && v[i + 1])
+            have_dev |= strcmp(v[i + 1], "virtio-blk-pci,drive=d-vda,id=vda") == 0;
+    }
+    CHECK(have_nbd, "no NBD client blockdev for vda");
+    CHECK(have_fmt, "no raw format node over the NBD client");
+    CHECK(have_dev, "no virtio-blk device for vda");
+    spec_argv_free(v);
+    json_t *back = spec_to_json(&s);
+    REQUIRE(spec_from_json(back, NULL, NULL, &s2, &e) == 0, "own JSON rejected: %s", e.msg);
+    CHECK(s2.n_disks == 1 && s2.disks[0].path == NULL && s2.disks[0].nbd_host &&
+              strcmp(s2.disks[0].nbd_host, "10.77.0.3") == 0 && s2.disks[0].nbd_port == 10809 &&
+              strcmp(s2.disks[0].nbd_export, "disk") == 0,
+          "NBD disk changed in the JSON round trip");
+    json_decref(back);
+    spec_free(&s2);
+    spec_free(&s);
+    json_decref(o);
+}
+
 int main(void)
 {
     test_run("agent spec: each bad field rejected and named", t_spec_table);
     test_run("agent limits: ranges and types enforced, rejection changes nothing", t_limits_table);
     test_run("jsonin: size, depth, duplicate and type caps", t_caps);
     test_run("agent argv: QEMU command line carries the spec", t_argv);
+    test_run("agent argv: an NBD disk is QEMU's NBD client, round trip intact", t_argv_nbd);
     return test_done();
 }
