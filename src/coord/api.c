@@ -15,6 +15,7 @@
 #include "coord/consent.h"
 #include "coord/auth.h"
 #include "coord/coord.h"
+#include "coord/hostreq.h"
 #include "coord/migrations.h"
 #include "coord/plans.h"
 #include "util/httpd.h"
@@ -22,9 +23,6 @@
 #include "util/log.h"
 #include "util/xalloc.h"
 
-#define REGISTER_MAX_INSTANCES 4096 /* instances one host may report */
-#define HOST_RAM_MIB_MAX (1ull << 32)
-#define HOST_VCPUS_MAX 65536u
 #define EVENT_VERSION 1 /* version of the event payloads defined here */
 
 /* ferryd's defaults for actions the core policy does not define yet; a
@@ -87,12 +85,36 @@ static json_t *time_json(int64_t ms)
     return json_string(out);
 }
 
+static void audit_fill(struct store_audit *a, const struct store_token *who, const char *action,
+                       const char *target, bool allowed)
+{
+    memset(a, 0, sizeof(*a));
+    a->time_ms = coord_now_ms();
+    snprintf(a->subject, sizeof(a->subject), "%s@%s", who->user, who->project);
+    snprintf(a->action, sizeof(a->action), "%s", action);
+    snprintf(a->target, sizeof(a->target), "%s", target ? target : "");
+    snprintf(a->decision, sizeof(a->decision), "%s", allowed ? "allow" : "deny");
+}
+
+void coord_audit_read(struct coord *c, const struct store_token *who, const char *action,
+                      const char *target, bool allowed)
+{
+    struct store_audit a;
+    struct ferr e = {0};
+    audit_fill(&a, who, action, target, allowed);
+    if (store_audit_defer(c->st, &a, &e) != 0)
+        log_error("api", "msg=\"audit queue failed\" err=\"%s\"", e.msg);
+    log_info("audit", "subject=%s action=%s target=%s decision=%s", a.subject, action,
+             a.target[0] ? a.target : "-", a.decision);
+}
+
 /* Decides whether who may do action on the target described by
  * project_id (may be NULL) and target (for the audit, e.g. "host/h1"),
- * records the decision in the audit table, and on a denial replies 403.
- * Returns true when allowed. */
+ * records the decision in the audit table — before the reply for writes,
+ * through the deferred queue when read is true — and on a denial replies
+ * 403. Returns true when allowed. */
 static bool authorise(struct coord *c, struct evhttp_request *req, const struct store_token *who,
-                      const char *action, const char *project_id, const char *target)
+                      const char *action, const char *project_id, const char *target, bool read)
 {
     char roles_buf[STORE_ROLES_MAX + 1];
     const char *roles[AUTH_ROLES_MAX];
@@ -104,16 +126,17 @@ static bool authorise(struct coord *c, struct evhttp_request *req, const struct 
     bool allowed = false;
     if (policy_check(&c->pol, action, &subj, &tgt, &allowed) != 0)
         allowed = false; /* no rule: deny */
-    struct store_audit a = {.time_ms = coord_now_ms()};
-    snprintf(a.subject, sizeof(a.subject), "%s@%s", who->user, who->project);
-    snprintf(a.action, sizeof(a.action), "%s", action);
-    snprintf(a.target, sizeof(a.target), "%s", target ? target : "");
-    snprintf(a.decision, sizeof(a.decision), "%s", allowed ? "allow" : "deny");
-    struct ferr e = {0};
-    if (store_audit_append(c->st, &a, &e) != 0)
-        log_error("api", "msg=\"audit write failed\" err=\"%s\"", e.msg);
-    log_info("audit", "subject=%s action=%s target=%s decision=%s", a.subject, action,
-             a.target[0] ? a.target : "-", a.decision);
+    if (read) {
+        coord_audit_read(c, who, action, target, allowed);
+    } else {
+        struct store_audit a;
+        struct ferr e = {0};
+        audit_fill(&a, who, action, target, allowed);
+        if (store_audit_append(c->st, &a, &e) != 0)
+            log_error("api", "msg=\"audit write failed\" err=\"%s\"", e.msg);
+        log_info("audit", "subject=%s action=%s target=%s decision=%s", a.subject, action,
+                 a.target[0] ? a.target : "-", a.decision);
+    }
     if (!allowed)
         reply_status_err(req, 403, "forbidden", "the policy does not allow this action");
     return allowed;
@@ -160,89 +183,6 @@ static void get_health(struct coord *c, struct evhttp_request *req)
     httpd_reply_json(req, 200, json_pack("{s:s, s:i}", "status", "ok", "schema_version", v));
 }
 
-static const char *const REGISTER_KEYS[] = {"name",  "agent_url", "ram_mib",
-                                            "vcpus", "instances", NULL};
-static const char *const INSTANCE_KEYS[] = {"name", "project_id", "memory_mib", "vcpus", NULL};
-
-/* Parses a registration body into h and *inst (caller frees), naming the
- * offending field on failure. */
-static int parse_register(const json_t *body, struct store_host *h, struct store_instance **inst,
-                          size_t *n, struct ferr *e)
-{
-    char *name = NULL, *url = NULL;
-    uint64_t ram = 0, vcpus = 0;
-    int rc;
-    *inst = NULL;
-    *n = 0;
-    if ((rc = jsonin_only_keys(body, REGISTER_KEYS, e)) != 0 ||
-        (rc = jsonin_str(body, "name", STORE_NAME_MAX, true, &name, e)) != 0 ||
-        (rc = jsonin_str(body, "agent_url", STORE_URL_MAX, true, &url, e)) != 0 ||
-        (rc = jsonin_u64(body, "ram_mib", 1, HOST_RAM_MIB_MAX, true, &ram, e)) != 0 ||
-        (rc = jsonin_u64(body, "vcpus", 1, HOST_VCPUS_MAX, true, &vcpus, e)) != 0)
-        goto out;
-    if (!jsonin_name_ok(name)) {
-        rc = ferr_set(e, FERR_INVAL, "name", "name must be 1..63 characters of [A-Za-z0-9_.-]");
-        goto out;
-    }
-    if (strncmp(url, "http://", 7) != 0 && strncmp(url, "https://", 8) != 0) {
-        rc = ferr_set(e, FERR_INVAL, "agent_url", "agent_url must be an http(s):// URL");
-        goto out;
-    }
-    snprintf(h->name, sizeof(h->name), "%s", name);
-    snprintf(h->url, sizeof(h->url), "%s", url);
-    h->ram_mib = ram;
-    h->vcpus = (uint32_t)vcpus;
-    const json_t *arr = json_object_get(body, "instances");
-    if (arr && !json_is_array(arr)) {
-        rc = ferr_set(e, FERR_INVAL, "instances", "instances must be an array");
-        goto out;
-    }
-    size_t cnt = arr ? json_array_size(arr) : 0;
-    if (cnt > REGISTER_MAX_INSTANCES) {
-        rc =
-            ferr_set(e, FERR_TOOBIG, "instances", "more than %d instances", REGISTER_MAX_INSTANCES);
-        goto out;
-    }
-    *inst = xcalloc(cnt ? cnt : 1, sizeof(**inst));
-    for (size_t i = 0; i < cnt; i++) {
-        const json_t *o = json_array_get(arr, i);
-        char *iname = NULL, *proj = NULL;
-        uint64_t mem = 0, vc = 1;
-        if (!json_is_object(o)) {
-            rc = ferr_set(e, FERR_INVAL, "instances", "instances[%zu] must be an object", i);
-        } else if ((rc = jsonin_only_keys(o, INSTANCE_KEYS, e)) != 0 ||
-                   (rc = jsonin_str(o, "name", STORE_NAME_MAX, true, &iname, e)) != 0 ||
-                   (rc = jsonin_str(o, "project_id", STORE_IDENT_MAX, true, &proj, e)) != 0 ||
-                   (rc = jsonin_u64(o, "memory_mib", 1, HOST_RAM_MIB_MAX, true, &mem, e)) != 0 ||
-                   (rc = jsonin_u64(o, "vcpus", 1, HOST_VCPUS_MAX, false, &vc, e)) != 0) {
-            /* e names the key; prefix the element */
-            char f[FERR_FIELD_MAX * 2];
-            snprintf(f, sizeof(f), "instances[%zu].%s", i, e->field);
-            size_t fl = strnlen(f, sizeof(e->field) - 1);
-            memcpy(e->field, f, fl);
-            e->field[fl] = '\0';
-        } else {
-            snprintf((*inst)[i].name, sizeof((*inst)[i].name), "%s", iname);
-            snprintf((*inst)[i].project_id, sizeof((*inst)[i].project_id), "%s", proj);
-            (*inst)[i].memory_mib = mem;
-            (*inst)[i].vcpus = (uint32_t)vc;
-        }
-        free(iname);
-        free(proj);
-        if (rc)
-            goto out;
-    }
-    *n = cnt;
-out:
-    free(name);
-    free(url);
-    if (rc) {
-        free(*inst);
-        *inst = NULL;
-    }
-    return rc;
-}
-
 static void register_host(struct coord *c, struct evhttp_request *req,
                           const struct store_token *who)
 {
@@ -253,14 +193,14 @@ static void register_host(struct coord *c, struct evhttp_request *req,
     size_t n = 0;
     int created = 0;
     int64_t now = coord_now_ms(), seq = 0;
-    if (httpd_body_json(req, 0, &body, &e) != 0 || parse_register(body, &h, &inst, &n, &e) != 0) {
+    if (httpd_body_json(req, 0, &body, &e) != 0 || hostreq_register_parse(body, &h, &inst, &n, &e) != 0) {
         json_decref(body);
         return httpd_reply_err(req, &e);
     }
     json_decref(body);
     char target[STORE_SUBJECT_MAX + 1];
     snprintf(target, sizeof(target), "host/%s", h.name);
-    if (!authorise(c, req, who, "host:register", NULL, target)) {
+    if (!authorise(c, req, who, "host:register", NULL, target, false)) {
         free(inst);
         return;
     }
@@ -303,17 +243,16 @@ static void heartbeat(struct coord *c, struct evhttp_request *req, const struct 
 {
     struct ferr e = {0};
     json_t *body = NULL;
-    static const char *const keys[] = {NULL};
-    if (!jsonin_name_ok(name))
-        return reply_err(req, FERR_INVAL, "name", "host name must be of [A-Za-z0-9_.-]");
-    if (httpd_body_json(req, 1, &body, &e) != 0 || jsonin_only_keys(body, keys, &e) != 0) {
+    if (hostreq_heartbeat_check(name, NULL, &e) != 0)
+        return httpd_reply_err(req, &e);
+    if (httpd_body_json(req, 1, &body, &e) != 0 || hostreq_heartbeat_check(name, body, &e) != 0) {
         json_decref(body);
         return httpd_reply_err(req, &e);
     }
     json_decref(body);
     char target[STORE_SUBJECT_MAX + 1];
     snprintf(target, sizeof(target), "host/%s", name);
-    if (!authorise(c, req, who, "host:heartbeat", NULL, target))
+    if (!authorise(c, req, who, "host:heartbeat", NULL, target, false))
         return;
     struct store_host h;
     int64_t now = coord_now_ms();
@@ -345,7 +284,7 @@ static void list_hosts(struct coord *c, struct evhttp_request *req, const struct
     struct store_host *hosts = NULL;
     struct store_instance *inst = NULL;
     size_t nh = 0, ni = 0;
-    if (!authorise(c, req, who, "host:list", NULL, "hosts"))
+    if (!authorise(c, req, who, "host:list", NULL, "hosts", true))
         return;
     if (store_host_list(c->st, &hosts, &nh, &e) != 0 ||
         store_instance_list(c->st, NULL, &inst, &ni, &e) != 0) {
@@ -422,6 +361,11 @@ static void list_events(struct coord *c, struct evhttp_request *req, const struc
     }
     int64_t next = n ? ev[n - 1].seq : since;
     store_events_free(ev, n);
+    /* one read record per request (each event was filtered by events:read
+     * above): deferred like every read decision */
+    char target[64];
+    snprintf(target, sizeof(target), "events?since=%lld", (long long)since);
+    coord_audit_read(c, who, "events:read", target, true);
     httpd_reply_json(req, 200,
                      json_pack("{s:o, s:I, s:I}", "events", a, "next", (json_int_t)next, "last_seq",
                                (json_int_t)last));

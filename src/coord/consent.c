@@ -137,10 +137,16 @@ static bool decide(struct coord *c, const struct store_token *who, const char *a
         allowed = false;
     if (!audit)
         return allowed;
+    char target[STORE_SUBJECT_MAX + 1];
+    snprintf(target, sizeof(target), "consent/%s", k->id);
+    if (strcmp(action, "consent:show") == 0) {
+        coord_audit_read(c, who, action, target, allowed); /* a read: deferred */
+        return allowed;
+    }
     struct store_audit a = {.time_ms = coord_now_ms()};
     snprintf(a.subject, sizeof(a.subject), "%s@%s", who->user, who->project);
     snprintf(a.action, sizeof(a.action), "%s", action);
-    snprintf(a.target, sizeof(a.target), "consent/%s", k->id);
+    snprintf(a.target, sizeof(a.target), "%s", target);
     snprintf(a.decision, sizeof(a.decision), "%s", allowed ? "allow" : "deny");
     struct ferr e = {0};
     if (store_audit_append(c->st, &a, &e) != 0)
@@ -462,13 +468,7 @@ static void list(struct coord *c, struct evhttp_request *req, const struct store
         shown++;
     }
     store_consents_free(k, n);
-    struct store_audit au = {.time_ms = coord_now_ms()};
-    snprintf(au.subject, sizeof(au.subject), "%s@%s", who->user, who->project);
-    snprintf(au.action, sizeof(au.action), "consent:list");
-    snprintf(au.target, sizeof(au.target), "consents");
-    snprintf(au.decision, sizeof(au.decision), "allow");
-    if (store_audit_append(c->st, &au, &e) != 0)
-        log_error("api", "msg=\"audit write failed\" err=\"%s\"", e.msg);
+    coord_audit_read(c, who, "consent:list", "consents", true); /* a read: deferred */
     httpd_reply_json(req, 200, json_pack("{s:o}", "consents", a));
 }
 

@@ -4,6 +4,7 @@
 #define FERRY_COORD_COORD_H
 #include <event2/event.h>
 #include <event2/http.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "coord/config.h"
@@ -39,6 +40,13 @@ void coord_api_handle(struct evhttp_request *req, void *arg);
  * receives how many. */
 int coord_sweep_hosts(struct coord *c, int64_t now_ms, int *marked, struct ferr *e)
     __attribute__((warn_unused_result));
+
+/* Records the read decision of who (action on target, allowed or not) in
+ * the audit table through the deferred queue (store_audit_defer: written
+ * by the 100 ms flush, may be lost in a crash; docs/FERRYD.md "Audit of
+ * reads") and logs it under comp=audit. Never blocks on the disk. */
+void coord_audit_read(struct coord *c, const struct store_token *who, const char *action,
+                      const char *target, bool allowed);
 
 /* Wall-clock milliseconds since the Unix epoch. */
 int64_t coord_now_ms(void);

@@ -293,6 +293,11 @@ void sse_handle(struct sse *s, struct evhttp_request *req)
     } else if (httpd_query(req, "since", q, sizeof(q)) == 0 && parse_seq(q, &since) != 0) {
         return reply_error(req, 400, "invalid", "since", "since must be a non-negative integer");
     }
+    /* the subscription is the read decision (each event is then filtered
+     * by events:read); its audit record is deferred like every read */
+    char target[64];
+    snprintf(target, sizeof(target), "events/stream?since=%lld", (long long)since);
+    coord_audit_read(s->c, &who, "events:read", target, true);
     if (s->n >= s->c->cfg.sse_max_subscribers)
         return reply_error(req, 503, "unavailable", "",
                            "too many event stream subscribers; retry later");

@@ -16,6 +16,7 @@ OUT=build/fuzz
 mkdir -p "$OUT"
 PKG=$(pkg-config --cflags --libs jansson libevent sqlite3 2>/dev/null)
 SRCS=$(ls src/util/*.c src/qmp/*.c src/core/*.c 2>/dev/null)
+# A target naming more modules in a "fuzz-srcs:" comment line gets them too.
 summary=""
 failed=0
 for src in tests/fuzz/fuzz_*.c; do
@@ -25,10 +26,11 @@ for src in tests/fuzz/fuzz_*.c; do
         case " $FUZZ_TARGETS " in *" $name "*) ;; *) continue ;; esac
     fi
     bin="$OUT/$name"
+    extra=$(sed -n 's|^ \* fuzz-srcs: \([^*]*\).*|\1|p' "$src")
     echo "== build $name"
     # shellcheck disable=SC2086
     if ! "$CLANG" -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined \
-        -fno-sanitize-recover=undefined -Isrc -o "$bin" "$src" $SRCS $PKG -lm -lpthread; then
+        -fno-sanitize-recover=undefined -Isrc -o "$bin" "$src" $SRCS $extra $PKG -lm -lpthread; then
         summary="$summary\nFAIL $name: build failed"
         failed=$((failed + 1))
         continue
