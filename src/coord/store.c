@@ -351,6 +351,22 @@ int store_migration_list(struct store *st, const struct store_migration_filter *
     return st->ops->migration_list(st->impl, f ? f : &none, limit, out, n, e);
 }
 
+int store_migration_list_keys(struct store *st, const struct store_migration_filter *f,
+                              size_t limit, struct store_migration_key *out, size_t *n,
+                              struct ferr *e)
+{
+    static const struct store_migration_filter none = {0};
+    *n = 0;
+    if (limit > STORE_LIST_MAX)
+        limit = STORE_LIST_MAX;
+    if (f && f->after_id && f->after_id[0]) {
+        int rc = check_text(f->after_id, STORE_IDENT_MAX, 0, "after", e);
+        if (rc)
+            return rc;
+    }
+    return st->ops->migration_list_keys(st->impl, f ? f : &none, limit, out, n, e);
+}
+
 void store_migration_clear(struct store_migration *m)
 {
     free(m->policy_json);

@@ -20,7 +20,7 @@
 
 #include "util/ferr.h"
 
-#define STORE_SCHEMA_VERSION 7 /* the version this code creates and understands */
+#define STORE_SCHEMA_VERSION 8 /* the version this code creates and understands */
 #define STORE_NAME_MAX 63      /* bytes: host, instance names ([A-Za-z0-9_.-]) */
 #define STORE_URL_MAX 255      /* bytes: agent URL */
 #define STORE_IDENT_MAX 64     /* bytes: user, project, state, phase, event type */
@@ -103,6 +103,19 @@ struct store_migration {
     char last_error[STORE_ERROR_MAX + 1];
     char *detail_json; /* v4: JSON text or NULL (agent migration id, result,
                           stalls, guest impact...); owned after get */
+    int64_t rev;       /* v8: revision, raised by every change of the row (read
+                          only: insert starts it at 0, update raises it) */
+};
+
+/* What the paged migration list needs of one row to decide its visibility
+ * and to find its rendering in ferryd's cache (store_migration_list_keys). */
+struct store_migration_key {
+    char id[STORE_IDENT_MAX + 1];
+    char instance[STORE_NAME_MAX + 1];
+    char source[STORE_NAME_MAX + 1];
+    char project[STORE_IDENT_MAX + 1];
+    int64_t created_ms; /* ms since epoch; the list order with id */
+    int64_t rev;        /* the row's revision (struct store_migration.rev) */
 };
 
 /* Equality filters of store_migration_list; NULL or "" means any. host
@@ -252,6 +265,14 @@ int store_migration_update(struct store *st, const struct store_migration *m, st
 int store_migration_list(struct store *st, const struct store_migration_filter *f, size_t limit,
                          struct store_migration **out, size_t *n, struct ferr *e)
     __attribute__((warn_unused_result));
+
+/* Like store_migration_list, but reads only the key columns of each row
+ * into out[0..limit) (caller-owned, limit capped at STORE_LIST_MAX); *n
+ * rows were written. Meant for pages whose records are rendered from a
+ * cache validated by (id, rev). */
+int store_migration_list_keys(struct store *st, const struct store_migration_filter *f,
+                              size_t limit, struct store_migration_key *out, size_t *n,
+                              struct ferr *e) __attribute__((warn_unused_result));
 
 /* Frees an array from store_migration_list (and what each element owns). */
 void store_migrations_free(struct store_migration *m, size_t n);

@@ -35,6 +35,8 @@ struct store_ops {
     int (*migration_update)(void *impl, const struct store_migration *m, struct ferr *e);
     int (*migration_list)(void *impl, const struct store_migration_filter *f, size_t limit,
                           struct store_migration **out, size_t *n, struct ferr *e);
+    int (*migration_list_keys)(void *impl, const struct store_migration_filter *f, size_t limit,
+                               struct store_migration_key *out, size_t *n, struct ferr *e);
     int (*cursor_get)(void *impl, const char *name, int64_t *seq, struct ferr *e);
     int (*cursor_set)(void *impl, const char *name, int64_t seq, int64_t now_ms, struct ferr *e);
     int (*dead_letter_add)(void *impl, const struct store_dead_letter *d, struct ferr *e);

@@ -3,6 +3,7 @@
  * it returns), foreign keys on, schema versioned in table schema_version
  * and upgraded by the forward migrations below, in one transaction at open. */
 #include <errno.h>
+#include <stdbool.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,9 +19,15 @@
  * and reset after each use; finalised at close. */
 enum { C_TOKEN, C_MIG_GET, C_AUDIT, C_N };
 
+/* The migration list statements, one per shape of the WHERE clause: bit i
+ * (0..3) for the filters state, instance, host, project, bit 4 active_only,
+ * bit 5 the cursor; [0] reads whole rows, [1] the key columns. */
+#define LIST_SHAPES 64
+
 struct sq {
     sqlite3 *db;
     sqlite3_stmt *cache[C_N];
+    sqlite3_stmt *list[2][LIST_SHAPES]; /* prepared on first use, persistent */
 };
 
 /* Forward migrations: MIGRATIONS[v-1] takes a store from version v-1 to v.
@@ -95,6 +102,15 @@ static const char *const MIGRATIONS[] = {
     /* v7: the migration list's order (created time, then id) from an index,
        so a page costs a range scan instead of a sort of every row */
     "CREATE INDEX migrations_created ON migrations(created_ms, id);",
+    /* v8: a revision per migration row, raised by every change (ferryd's
+       list renders records from a cache validated by id and revision; the
+       trigger raises it for an UPDATE that does not), and the list order
+       per project from an index (a tenant's page is a range scan) */
+    "ALTER TABLE migrations ADD COLUMN rev INTEGER NOT NULL DEFAULT 0;"
+    "CREATE TRIGGER migrations_rev AFTER UPDATE ON migrations FOR EACH ROW"
+    " WHEN NEW.rev = OLD.rev BEGIN"
+    " UPDATE migrations SET rev = OLD.rev + 1 WHERE rowid = NEW.rowid; END;"
+    "CREATE INDEX migrations_project ON migrations(project, created_ms, id);",
 };
 
 _Static_assert(sizeof(MIGRATIONS) / sizeof(MIGRATIONS[0]) == STORE_SCHEMA_VERSION,
@@ -158,10 +174,14 @@ static int run(struct sq *s, sqlite3_stmt *st, const char *what, struct ferr *e)
     return rc;
 }
 
+/* Copies column i as text into dst[0..n), truncated like snprintf. */
 static void col_text(sqlite3_stmt *st, int i, char *dst, size_t n)
 {
-    const unsigned char *t = sqlite3_column_text(st, i);
-    snprintf(dst, n, "%s", t ? (const char *)t : "");
+    const char *t = (const char *)sqlite3_column_text(st, i);
+    size_t len = t ? strnlen(t, n - 1) : 0;
+    if (len)
+        memcpy(dst, t, len);
+    dst[len] = '\0';
 }
 
 static char *col_dup(sqlite3_stmt *st, int i)
@@ -245,6 +265,9 @@ static void sq_close(void *impl)
         sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
     for (int i = 0; i < C_N; i++)
         sqlite3_finalize(s->cache[i]);
+    for (int k = 0; k < 2; k++)
+        for (int i = 0; i < LIST_SHAPES; i++)
+            sqlite3_finalize(s->list[k][i]);
     sqlite3_close_v2(s->db);
     free(s);
 }
@@ -738,7 +761,7 @@ static int sq_migration_update(void *impl, const struct store_migration *m, stru
                   " limits = ?, mem_total_bytes = ?, mem_remaining_bytes = ?,"
                   " disk_total_bytes = ?, disk_remaining_bytes = ?, progress_pct = ?,"
                   " eta_ms = ?, eta_low_ms = ?, eta_high_ms = ?, downtime_ms = ?,"
-                  " updated_ms = ?, last_error = ?, detail = ? WHERE id = ?",
+                  " updated_ms = ?, last_error = ?, detail = ?, rev = rev + 1 WHERE id = ?",
                   &st, e);
     if (rc)
         return rc;
@@ -773,7 +796,7 @@ static int sq_migration_get(void *impl, const char *id, struct store_migration *
 {
     struct sq *s = impl;
     sqlite3_stmt *st;
-    int rc = cached(s, C_MIG_GET, "SELECT " MIG_COLS " FROM migrations WHERE id = ?", &st, e);
+    int rc = cached(s, C_MIG_GET, "SELECT " MIG_COLS ", rev FROM migrations WHERE id = ?", &st, e);
     if (rc)
         return rc;
     bind_text(st, 1, id);
@@ -815,6 +838,73 @@ static void mig_row(sqlite3_stmt *st, struct store_migration *m)
     m->updated_ms = sqlite3_column_int64(st, 20);
     col_text(st, 21, m->last_error, sizeof(m->last_error));
     m->detail_json = col_dup(st, 22);
+    m->rev = sqlite3_column_int64(st, 23);
+}
+
+/* Returns in *st the list statement of the shape of f (prepared on first
+ * use and kept), its parameters bound; keys selects the key columns. The
+ * caller resets it with done(). */
+static int list_stmt(struct sq *s, const struct store_migration_filter *f, size_t limit, int keys,
+                     sqlite3_stmt **st, struct ferr *e)
+{
+    const char *v[4] = {f->state, f->instance, f->host, f->project};
+    int shape = 0;
+    for (int i = 0; i < 4; i++)
+        if (v[i] && v[i][0])
+            shape |= 1 << i;
+    if (f->active_only)
+        shape |= 1 << 4;
+    bool cursor = f->after_id && f->after_id[0];
+    if (cursor)
+        shape |= 1 << 5;
+    sqlite3_stmt **slot = &s->list[keys][shape];
+    if (!*slot) {
+        /* Only the filters given go into the WHERE clause, so SQLite can use
+         * the indexes on state, instance and project; the order (created_ms,
+         * id) comes from an index (v7, v8). Whole rows: the inner query
+         * orders only (rowid, created_ms, id) — sorting the full rows (JSON
+         * texts included) of every match cost ~10 ms per page with 10,000
+         * records. */
+        char sql[1024];
+        int len = keys ? snprintf(sql, sizeof(sql),
+                                  "SELECT id, instance, source, project, created_ms, rev"
+                                  " FROM migrations WHERE 1")
+                       : snprintf(sql, sizeof(sql),
+                                  "SELECT " MIG_COLS ", rev FROM migrations WHERE rowid IN"
+                                  " (SELECT rowid FROM migrations WHERE 1");
+        static const char *const cond[4] = {" AND state = ?1", " AND instance = ?2",
+                                            " AND (source = ?3 OR destination = ?3)",
+                                            " AND project = ?4"};
+        for (int i = 0; i < 4; i++)
+            if (shape & (1 << i))
+                len += snprintf(sql + len, sizeof(sql) - (size_t)len, "%s", cond[i]);
+        if (f->active_only)
+            len += snprintf(sql + len, sizeof(sql) - (size_t)len,
+                            " AND state NOT IN ('succeeded', 'failed', 'cancelled')");
+        if (cursor)
+            len += snprintf(sql + len, sizeof(sql) - (size_t)len,
+                            " AND (created_ms < ?5 OR (created_ms = ?5 AND id < ?6))");
+        snprintf(sql + len, sizeof(sql) - (size_t)len, "%s",
+                 keys ? " ORDER BY created_ms DESC, id DESC LIMIT ?7"
+                      : " ORDER BY created_ms DESC, id DESC LIMIT ?7)"
+                        " ORDER BY created_ms DESC, id DESC");
+        if (sqlite3_prepare_v3(s->db, sql, -1, SQLITE_PREPARE_PERSISTENT, slot, NULL) !=
+            SQLITE_OK) {
+            *slot = NULL;
+            *st = NULL;
+            return db_err(s, e, "prepare");
+        }
+    }
+    *st = *slot;
+    for (int i = 0; i < 4; i++)
+        if (shape & (1 << i))
+            sqlite3_bind_text(*st, i + 1, v[i], -1, SQLITE_STATIC);
+    if (cursor) {
+        sqlite3_bind_int64(*st, 5, f->after_created_ms);
+        sqlite3_bind_text(*st, 6, f->after_id, -1, SQLITE_STATIC);
+    }
+    sqlite3_bind_int64(*st, 7, (sqlite3_int64)limit);
+    return 0;
 }
 
 static int sq_migration_list(void *impl, const struct store_migration_filter *f, size_t limit,
@@ -822,42 +912,9 @@ static int sq_migration_list(void *impl, const struct store_migration_filter *f,
 {
     struct sq *s = impl;
     sqlite3_stmt *st;
-    /* Only the filters given go into the WHERE clause, so SQLite can use
-     * the indexes on state and instance (there is none on created_ms: the
-     * ORDER BY sorts the matching rows; adding one needs a schema step). */
-    char sql[1024];
-    /* The inner query sorts only (rowid, created_ms, id): sorting the full
-     * rows (JSON texts included) of every match cost ~10 ms per page with
-     * 10,000 records. */
-    int len = snprintf(sql, sizeof(sql),
-                       "SELECT " MIG_COLS " FROM migrations WHERE rowid IN"
-                       " (SELECT rowid FROM migrations WHERE 1");
-    const char *v[4] = {f->state, f->instance, f->host, f->project};
-    static const char *const cond[4] = {" AND state = ?1", " AND instance = ?2",
-                                        " AND (source = ?3 OR destination = ?3)",
-                                        " AND project = ?4"};
-    for (int i = 0; i < 4; i++)
-        if (v[i] && v[i][0])
-            len += snprintf(sql + len, sizeof(sql) - (size_t)len, "%s", cond[i]);
-    if (f->active_only)
-        len += snprintf(sql + len, sizeof(sql) - (size_t)len,
-                        " AND state NOT IN ('succeeded', 'failed', 'cancelled')");
-    if (f->after_id && f->after_id[0])
-        len += snprintf(sql + len, sizeof(sql) - (size_t)len,
-                        " AND (created_ms < ?5 OR (created_ms = ?5 AND id < ?6))");
-    snprintf(sql + len, sizeof(sql) - (size_t)len,
-             " ORDER BY created_ms DESC, id DESC LIMIT ?7) ORDER BY created_ms DESC, id DESC");
-    int rc = prep(s, sql, &st, e);
+    int rc = list_stmt(s, f, limit, 0, &st, e);
     if (rc)
         return rc;
-    for (int i = 0; i < 4; i++)
-        if (v[i] && v[i][0])
-            bind_text(st, i + 1, v[i]);
-    if (f->after_id && f->after_id[0]) {
-        sqlite3_bind_int64(st, 5, f->after_created_ms);
-        bind_text(st, 6, f->after_id);
-    }
-    sqlite3_bind_int64(st, 7, (sqlite3_int64)limit);
     size_t cap = 16, cnt = 0;
     struct store_migration *a = xcalloc(cap, sizeof(*a));
     int r;
@@ -868,12 +925,44 @@ static int sq_migration_list(void *impl, const struct store_migration_filter *f,
         }
         mig_row(st, &a[cnt++]);
     }
-    sqlite3_finalize(st);
     if (r != SQLITE_DONE) {
+        rc = db_err(s, e, "list migrations");
+        done(st);
         store_migrations_free(a, cnt);
-        return db_err(s, e, "list migrations");
+        return rc;
     }
+    done(st);
     *out = a;
+    *n = cnt;
+    return 0;
+}
+
+static int sq_migration_list_keys(void *impl, const struct store_migration_filter *f,
+                                  size_t limit, struct store_migration_key *out, size_t *n,
+                                  struct ferr *e)
+{
+    struct sq *s = impl;
+    sqlite3_stmt *st;
+    int rc = list_stmt(s, f, limit, 1, &st, e);
+    if (rc)
+        return rc;
+    size_t cnt = 0;
+    int r = SQLITE_DONE;
+    while (cnt < limit && (r = sqlite3_step(st)) == SQLITE_ROW) {
+        struct store_migration_key *k = &out[cnt++];
+        col_text(st, 0, k->id, sizeof(k->id));
+        col_text(st, 1, k->instance, sizeof(k->instance));
+        col_text(st, 2, k->source, sizeof(k->source));
+        col_text(st, 3, k->project, sizeof(k->project));
+        k->created_ms = sqlite3_column_int64(st, 4);
+        k->rev = sqlite3_column_int64(st, 5);
+    }
+    if (cnt < limit && r != SQLITE_DONE) {
+        rc = db_err(s, e, "list migrations");
+        done(st);
+        return rc;
+    }
+    done(st);
     *n = cnt;
     return 0;
 }
@@ -1251,6 +1340,7 @@ static const struct store_ops SQLITE_OPS = {
     .migration_get = sq_migration_get,
     .migration_update = sq_migration_update,
     .migration_list = sq_migration_list,
+    .migration_list_keys = sq_migration_list_keys,
     .cursor_get = sq_cursor_get,
     .cursor_set = sq_cursor_set,
     .dead_letter_add = sq_dead_letter_add,
