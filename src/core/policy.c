@@ -844,3 +844,65 @@ int policy_check(const struct policy *p, const char *action, const struct policy
     *allowed = eval_rule(&c, (size_t)ri, 0);
     return 0;
 }
+
+/* ---- which target keys a rule reads --------------------------------------- */
+
+/* True when template tpl[0..len) has a placeholder for key (klen bytes),
+ * written %(key)s or %(target.key)s. */
+static bool tpl_uses(const char *tpl, size_t len, const char *key, size_t klen)
+{
+    for (size_t i = 0; i + 1 < len; i++) {
+        if (tpl[i] != '%')
+            continue;
+        if (tpl[i + 1] == '%') {
+            i++;
+            continue;
+        }
+        if (tpl[i + 1] != '(')
+            continue;
+        size_t j = i + 2, k = j;
+        while (k < len && tpl[k] != ')')
+            k++;
+        const char *name = tpl + j;
+        size_t nlen = k - j;
+        if (nlen > 7 && memcmp(name, "target.", 7) == 0) {
+            name += 7;
+            nlen -= 7;
+        }
+        if (nlen == klen && memcmp(name, key, klen) == 0)
+            return true;
+        i = k;
+    }
+    return false;
+}
+
+static bool rule_uses(const struct policy *p, size_t ri, const char *key, size_t klen,
+                      uint8_t *seen)
+{
+    if (seen[ri])
+        return false;
+    seen[ri] = 1;
+    const struct policy__rule *r = &p->rules[ri];
+    for (uint32_t k = 0; k < r->nnodes; k++) {
+        const struct node *n = &r->nodes[k];
+        if (n->kind == N_RULE) {
+            if (n->ref < p->nrules && rule_uses(p, n->ref, key, klen, seen))
+                return true;
+        } else if (n->kind == N_ROLE || n->kind == N_SUBJECT || n->kind == N_LITERAL) {
+            if (tpl_uses(r->text + n->m_off, n->m_len, key, klen))
+                return true;
+        }
+    }
+    return false;
+}
+
+bool policy_uses_target_key(const struct policy *p, const char *action, const char *key)
+{
+    if (!action || !key)
+        return true;
+    long ri = find_rule(p->rules, p->nrules, action, strlen(action));
+    if (ri < 0)
+        return true;
+    uint8_t seen[MAX_TOTAL] = {0};
+    return rule_uses(p, (size_t)ri, key, strlen(key), seen);
+}

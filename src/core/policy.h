@@ -106,6 +106,14 @@ int policy_check(const struct policy *p, const char *action, const struct policy
                  const struct policy_target *tgt, bool *allowed)
     __attribute__((warn_unused_result));
 
+/* Returns whether the decision on action may depend on the target's value
+ * for key: true when a rule reachable from action has a %(key)s or
+ * %(target.key)s placeholder, and also when p has no rule named action
+ * (the safe answer). A caller may reuse a decision for targets that differ
+ * only in keys for which this is false (same subject): e.g. decide once per
+ * project when neither "instance" nor "migration" nor "host" is used. */
+bool policy_uses_target_key(const struct policy *p, const char *action, const char *key);
+
 /* Returns the number of rules of p (file and defaults merged). */
 size_t policy_count(const struct policy *p);
 

@@ -603,6 +603,57 @@ static void t_fanout(void)
     policy_free(&p);
 }
 
+/* policy_uses_target_key: which target keys a decision may depend on,
+ * through references, in every check kind; unknown actions say yes. The
+ * migration list takes one decision per project on the strength of it, so
+ * a missed key would let one record's decision stand for another's. */
+static void t_uses_key(void)
+{
+    static const struct {
+        const char *text; /* rule "t" (may reference the defaults) */
+        const char *key;
+        bool uses;
+    } cases[] = {
+        {"rule:admin_or_owner", "project_id", true},
+        {"rule:admin_or_owner", "instance", false},
+        {"rule:admin_or_owner", "host", false},
+        {"rule:admin", "project_id", false},
+        {"@", "migration", false},
+        {"project_id:%(target.project_id)s", "project_id", true},
+        {"project_id:%(project_id)s", "project_id", true},
+        {"user_id:%(target.user_id)s", "user_id", true},
+        {"user_id:%(target.user_id)s", "user", false},
+        {"role:ops-%(host)s", "host", true},
+        {"'%(target.instance)s':vm-1", "instance", false}, /* the literal side is no template */
+        {"'vm-1':%(target.instance)s", "instance", true},
+        {"'%%(host)s':x", "host", false},
+        {"not (rule:admin or 'x':%(target.migration)s)", "migration", true},
+        {"rule:admin and ('a':%(target.migrationx)s)", "migration", false},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct policy p;
+        struct ferr e;
+        REQUIRE(load_one(&p, "t", cases[i].text, &e) == 0, "load '%s': %s", cases[i].text, e.msg);
+        bool got = policy_uses_target_key(&p, "t", cases[i].key);
+        CHECK(got == cases[i].uses, "'%s' uses %s: %d, want %d", cases[i].text, cases[i].key, got,
+              cases[i].uses);
+        CHECK(policy_uses_target_key(&p, "no:such-action", cases[i].key),
+              "unknown action must say yes");
+        policy_free(&p);
+    }
+    /* Through two levels of aliases defined in the file. */
+    const char *file = "{\"a\": \"rule:b\", \"b\": \"rule:c or @\", \"c\": \"'x':%(target.host)s\"}";
+    struct policy p;
+    struct ferr e;
+    REQUIRE(policy_load(&p, file, strlen(file), &e) == 0, "load: %s", e.msg);
+    CHECK(policy_uses_target_key(&p, "a", "host"), "a -> b -> c reads host");
+    CHECK(!policy_uses_target_key(&p, "a", "instance"), "a does not read instance");
+    CHECK(!policy_uses_target_key(&p, "migration:list", "instance") &&
+              policy_uses_target_key(&p, "migration:list", "project_id"),
+          "default migration:list reads the project alone");
+    policy_free(&p);
+}
+
 int main(void)
 {
     test_run("policy: default matrix of subjects x actions x own/other project", t_default_matrix);
@@ -616,5 +667,6 @@ int main(void)
     test_run("policy: reference cycles rejected at load", t_cycles);
     test_run("policy: caps at and past their limit", t_caps);
     test_run("policy: evaluation memoised (no exponential blow-up)", t_fanout);
+    test_run("policy: which target keys a decision may read (per-project reuse)", t_uses_key);
     return test_done();
 }
