@@ -12,6 +12,7 @@
  * and is written with its event in one transaction; the orch only holds
  * what is in flight. A restarted ferryd rebuilds the orchs from the store. */
 #include <errno.h>
+#include <event2/buffer.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +21,7 @@
 #include "coord/agentc.h"
 #include "coord/auth.h"
 #include "coord/consent.h"
+#include "coord/migcache.h"
 #include "coord/migrations.h"
 #include "coord/place.h"
 #include "core/migstate.h"
@@ -90,6 +92,7 @@ struct coordmig {
     struct orch *list;   /* live orchestrations */
     char *agent_token;   /* bearer token presented to the agents; owned, NULL none */
     int64_t consent_ms;  /* last consent timeout check, ms since epoch */
+    struct migcache *cache; /* rendered records for show and list; owned */
 };
 
 #define AGENT_TOKEN_MAX 256 /* bytes of the agent token file's token */
@@ -1002,6 +1005,7 @@ static void on_audit_flush(evutil_socket_t fd, short what, void *arg)
 int coordmig_start(struct coord *c, struct ferr *e)
 {
     c->mig = xcalloc(1, sizeof(*c->mig));
+    c->mig->cache = migcache_new(0, 0);
     if (c->cfg.agent_token_file[0]) {
         int trc = read_agent_token(c->cfg.agent_token_file, &c->mig->agent_token, e);
         if (trc)
@@ -1044,6 +1048,7 @@ void coordmig_stop(struct coord *c)
         orch_free(o); /* requests in flight die with the event base */
     }
     free(c->mig->agent_token);
+    migcache_free(c->mig->cache);
     free(c->mig);
     c->mig = NULL;
 }
@@ -1185,6 +1190,95 @@ out:
     store_migrations_free(act, na);
 }
 
+/* One action's decisions for one subject within a request. When the
+ * policy reads neither the instance, the migration nor the host of the
+ * target (policy_uses_target_key), a decision depends on the project alone
+ * and is taken once per project; otherwise once per record. */
+#define MEMO_MAX 32 /* projects remembered per request and action */
+struct decide_memo {
+    const char *action;
+    bool by_project;                                /* decisions depend on the project alone */
+    size_t n;                                       /* projects remembered */
+    char project[MEMO_MAX][STORE_IDENT_MAX + 1];
+    bool allowed[MEMO_MAX];
+};
+
+static void memo_init(struct coord *c, struct decide_memo *dm, const char *action)
+{
+    dm->action = action;
+    dm->n = 0;
+    dm->by_project = !policy_uses_target_key(&c->pol, action, "instance") &&
+                     !policy_uses_target_key(&c->pol, action, "migration") &&
+                     !policy_uses_target_key(&c->pol, action, "host");
+}
+
+static bool memo_decide(struct coord *c, const struct store_token *who, struct decide_memo *dm,
+                        const struct store_migration_key *k)
+{
+    if (dm->by_project)
+        for (size_t i = 0; i < dm->n; i++)
+            if (strcmp(dm->project[i], k->project) == 0)
+                return dm->allowed[i];
+    bool ok = decide(c, who, dm->action, k->project, k->instance, k->id, k->source, false);
+    if (dm->by_project && dm->n < MEMO_MAX) {
+        snprintf(dm->project[dm->n], sizeof(dm->project[0]), "%s", k->project);
+        dm->allowed[dm->n++] = ok;
+    }
+    return ok;
+}
+
+/* Renders m (with host names when hosts) into the cache and returns the
+ * text (borrowed from the cache, *len bytes). */
+static const char *render_into_cache(struct coord *c, const struct store_migration *m, bool hosts,
+                                     size_t *len)
+{
+    json_t *o = rec_json(m, hosts);
+    char *text = json_dumps(o, JSON_COMPACT);
+    json_decref(o);
+    if (!text)
+        return NULL;
+    size_t n = strlen(text);
+    migcache_put(c->mig->cache, m->id, m->created_ms, m->rev, hosts, text, n);
+    const char *t = migcache_get(c->mig->cache, m->id, m->created_ms, m->rev, hosts, len);
+    if (t)
+        return t;
+    /* Not kept (over the byte bound): render once more for this reply. */
+    return NULL;
+}
+
+/* Appends sep and the record of key k (rendered with host names when
+ * hosts) to body: from the cache when it holds k's revision, else read from
+ * the store, rendered and cached. Returns -1 when the record is gone. */
+static int render_cached(struct coord *c, const struct store_migration_key *k, bool hosts,
+                         const char *sep, struct evbuffer *body)
+{
+    size_t len = 0;
+    const char *t = migcache_get(c->mig->cache, k->id, k->created_ms, k->rev, hosts, &len);
+    if (!t) {
+        struct store_migration m;
+        struct ferr e = {0};
+        if (store_migration_get(c->st, k->id, &m, &e) != 0)
+            return -1;
+        t = render_into_cache(c, &m, hosts, &len);
+        if (!t) {
+            json_t *o = rec_json(&m, hosts);
+            char *text = json_dumps(o, JSON_COMPACT);
+            json_decref(o);
+            store_migration_clear(&m);
+            if (!text)
+                return -1;
+            evbuffer_add(body, sep, strlen(sep));
+            evbuffer_add(body, text, strlen(text));
+            free(text);
+            return 0;
+        }
+        store_migration_clear(&m);
+    }
+    evbuffer_add(body, sep, strlen(sep));
+    evbuffer_add(body, t, len);
+    return 0;
+}
+
 /* GET /v1/migrations: filters (state, instance, host, project) in SQL,
  * newest first (created time, then id), limit (default 50, 1..1000), cursor
  * ?after=ID (alias ?marker=ID: the "next" of the previous page). The policy
@@ -1235,36 +1329,40 @@ static void list(struct coord *c, struct evhttp_request *req, const struct store
             return reply_code(req, 400, "invalid", ak, "no such migration to continue after");
         f.after_id = after;
     }
-    json_t *a = json_array();
-    size_t shown = 0, batch = limit;
+    struct decide_memo see, hosts;
+    memo_init(c, &see, "migration:list");
+    memo_init(c, &hosts, "migration:show_hosts");
+    struct evbuffer *body = evbuffer_new();
+    static const char head[] = "{\"migrations\":[", tail_null[] = "],\"next\":null}\n";
+    evbuffer_add(body, head, sizeof(head) - 1);
+    size_t shown = 0, batch = limit, cap = limit;
+    struct store_migration_key *k = xmalloc(cap * sizeof(*k));
     bool more = false;
     char last[STORE_IDENT_MAX + 1] = "", cursor[STORE_IDENT_MAX + 1];
     for (;;) {
-        struct store_migration *m = NULL;
         size_t n = 0;
-        if (store_migration_list(c->st, &f, batch, &m, &n, &e) != 0) {
-            json_decref(a);
+        if (store_migration_list_keys(c->st, &f, batch, k, &n, &e) != 0) {
+            free(k);
+            evbuffer_free(body);
             return httpd_reply_err(req, &e);
         }
         size_t i = 0;
         for (; i < n && shown < limit; i++) {
-            if (!decide(c, who, "migration:list", m[i].project, m[i].instance, m[i].id,
-                        m[i].source, false))
+            if (!memo_decide(c, who, &see, &k[i]))
                 continue;
-            bool hosts_ok = decide(c, who, "migration:show_hosts", m[i].project, m[i].instance,
-                                   m[i].id, m[i].source, false);
+            bool hosts_ok = memo_decide(c, who, &hosts, &k[i]);
             if (vals[2] && !hosts_ok)
                 continue; /* filtering by a host one may not see would leak it */
-            json_array_append_new(a, rec_json(&m[i], hosts_ok));
-            snprintf(last, sizeof(last), "%s", m[i].id);
+            if (render_cached(c, &k[i], hosts_ok, shown ? "," : "", body) != 0)
+                continue; /* gone since the key was read */
+            snprintf(last, sizeof(last), "%s", k[i].id);
             shown++;
         }
         bool end = n < batch;
         if (n > 0) {
-            snprintf(cursor, sizeof(cursor), "%s", m[n - 1].id);
-            f.after_created_ms = m[n - 1].created_ms;
+            snprintf(cursor, sizeof(cursor), "%s", k[n - 1].id);
+            f.after_created_ms = k[n - 1].created_ms;
         }
-        store_migrations_free(m, n);
         if (shown == limit) {
             more = i < n || !end;
             break;
@@ -1273,11 +1371,23 @@ static void list(struct coord *c, struct evhttp_request *req, const struct store
             break;
         f.after_id = cursor;
         batch = LIST_SCAN_BATCH;
+        if (cap < batch) {
+            cap = batch;
+            k = xrealloc(k, cap * sizeof(*k));
+        }
     }
+    free(k);
     (void)decide(c, who, "migration:list", who->project, NULL, NULL, NULL, true);
-    httpd_reply_json(req, 200,
-                     json_pack("{s:o, s:o}", "migrations", a, "next",
-                               more ? json_string(last) : json_null()));
+    if (more) {
+        json_t *nx = json_string(last);
+        char *t = nx ? json_dumps(nx, JSON_ENCODE_ANY) : NULL;
+        evbuffer_add_printf(body, "],\"next\":%s}\n", t ? t : "null");
+        free(t);
+        json_decref(nx);
+    } else {
+        evbuffer_add(body, tail_null, sizeof(tail_null) - 1);
+    }
+    httpd_reply_buf(req, 200, body);
 }
 
 /* Loads migration id visible to who (else replies 404 and returns false). */
@@ -1306,7 +1416,18 @@ static void show(struct coord *c, struct evhttp_request *req, const struct store
         return;
     bool hosts_ok =
         decide(c, who, "migration:show_hosts", m.project, m.instance, m.id, m.source, false);
-    httpd_reply_json(req, 200, rec_json(&m, hosts_ok));
+    size_t len = 0;
+    const char *t = migcache_get(c->mig->cache, m.id, m.created_ms, m.rev, hosts_ok, &len);
+    if (!t)
+        t = render_into_cache(c, &m, hosts_ok, &len);
+    if (!t) {
+        httpd_reply_json(req, 200, rec_json(&m, hosts_ok));
+    } else {
+        struct evbuffer *body = evbuffer_new();
+        evbuffer_add(body, t, len);
+        evbuffer_add(body, "\n", 1);
+        httpd_reply_buf(req, 200, body);
+    }
     store_migration_clear(&m);
 }
 

@@ -34,6 +34,14 @@ void httpd_reply_json(struct evhttp_request *req, int status, json_t *body)
     evbuffer_free(buf);
 }
 
+void httpd_reply_buf(struct evhttp_request *req, int status, struct evbuffer *body)
+{
+    evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
+                      "application/json");
+    evhttp_send_reply(req, status, status < 300 ? "OK" : "Error", body);
+    evbuffer_free(body);
+}
+
 int httpd_status_for(int code)
 {
     switch (code) {

@@ -20,6 +20,11 @@ void httpd_apply_caps(struct evhttp *h);
 /* Sends status with body serialised as JSON; takes ownership of body. */
 void httpd_reply_json(struct evhttp_request *req, int status, json_t *body);
 
+/* Sends status with body (JSON text the caller composed, ending in a
+ * newline like httpd_reply_json's) as application/json; takes ownership of
+ * body and frees it. */
+void httpd_reply_buf(struct evhttp_request *req, int status, struct evbuffer *body);
+
 /* Sends the error e with the HTTP status that its code maps to (400, 404,
  * 409, 413, 502, 504, 500). */
 void httpd_reply_err(struct evhttp_request *req, const struct ferr *e);

@@ -1,0 +1,493 @@
+/* Integration: GET /v1/migrations (paged list) and GET /v1/migrations/ID of
+ * the real ferryd over real HTTP, on a store filled through the store API
+ * (records of three projects), while a second store connection changes
+ * records the way progress does. ferryd renders records from a cache
+ * validated by each row's revision (docs/FERRYD.md, "Read cache"); this
+ * proves the cache never changes an answer:
+ *   - pages of every size walk every record once, newest first, and "next"
+ *     is null only at the end;
+ *   - a record changed by store_migration_update (another connection) or by
+ *     a plain SQL UPDATE (the v8 trigger raises its revision) appears
+ *     changed in the very next list and show, while others stay as they were;
+ *   - after an admin's reads cached every record with host names, a project
+ *     member still sees only their project's records, without "source" and
+ *     "destination", gets 404 for other projects' records, cannot page from
+ *     or filter by what they may not see; and the admin still gets the hosts.
+ *
+ * ferryd runs in its own process group, is SIGKILLed when the test ends
+ * (atexit, fatal signals) and dies with the test (PR_SET_PDEATHSIG). */
+#include <signal.h>
+#include <sqlite3.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "../lib/test.h"
+#include "coord/store.h"
+#include "util/httpc.h"
+#include "util/xalloc.h"
+
+#define HTTP_TIMEOUT_MS 10000
+#define RECORDS 120           /* migration records stored */
+#define PROJECTS 3            /* p0, p1, p2: record i belongs to p(i % 3) */
+#define T0_MS 1767225600000LL /* created time of record 0, ms since epoch */
+
+static char dir[64];
+static char conf[128], logpath[128], tokpath[128], db[128];
+static char url[64];
+static char admin[300], member[300];
+static pid_t daemon_pid;
+static int up;
+
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static void sleep_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
+    nanosleep(&ts, NULL);
+}
+
+static void kill_daemon(void)
+{
+    if (daemon_pid > 0) {
+        kill(-daemon_pid, SIGKILL);
+        waitpid(daemon_pid, NULL, 0);
+        daemon_pid = 0;
+    }
+}
+
+static void on_fatal(int sig)
+{
+    if (daemon_pid > 0)
+        kill(-daemon_pid, SIGKILL);
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
+static const char *ferryd_bin(void)
+{
+    static char path[256];
+    const char *b = getenv("BUILD");
+    snprintf(path, sizeof(path), "%s/ferryd", b && b[0] ? b : "build");
+    return path;
+}
+
+static int api(const char *method, const char *path, const char *token, json_t **out)
+{
+    struct ferr e = {0};
+    int status = 0;
+    json_t *o = NULL;
+    if (httpc_json(url, method, path, NULL, token, HTTP_TIMEOUT_MS, &status, &o, &e) != 0) {
+        fprintf(stderr, "%s %s: %s\n", method, path, e.msg);
+        return -1;
+    }
+    if (out)
+        *out = o;
+    else
+        json_decref(o);
+    return status;
+}
+
+static int start_daemon(void)
+{
+    pid_t pid = fork();
+    if (pid < 0)
+        return -1;
+    if (pid == 0) {
+        setpgid(0, 0);
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        FILE *f = freopen(logpath, "a", stderr);
+        (void)f;
+        execl(ferryd_bin(), "ferryd", "--config", conf, (char *)NULL);
+        _exit(127);
+    }
+    setpgid(pid, pid);
+    daemon_pid = pid;
+    uint64_t t0 = now_ms();
+    while (now_ms() - t0 < 10000) {
+        struct httpc_resp r;
+        struct ferr e = {0};
+        if (httpc_request(url, "GET", "/v1/health", NULL, NULL, 1000, &r, &e) == 0) {
+            int ok = r.status == 200;
+            httpc_resp_free(&r);
+            if (ok)
+                return 0;
+        }
+        if (waitpid(pid, NULL, WNOHANG) == pid) {
+            daemon_pid = 0;
+            return -1;
+        }
+        sleep_ms(50);
+    }
+    return -1;
+}
+
+static int read_line(const char *path, char *buf, size_t n)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return -1;
+    char *r = fgets(buf, (int)n, f);
+    fclose(f);
+    buf[strcspn(buf, "\r\n")] = '\0';
+    return r && buf[0] ? 0 : -1;
+}
+
+static int add_token(const char *user, const char *project, const char *roles, char *out, size_t n)
+{
+    char *cmd = xasprintf("'%s' --config '%s' --add-token %s %s %s 2>>'%s'", ferryd_bin(), conf,
+                          user, project, roles, logpath);
+    FILE *p = popen(cmd, "r");
+    free(cmd);
+    out[0] = '\0';
+    if (p) {
+        if (!fgets(out, (int)n, p))
+            out[0] = '\0';
+        pclose(p);
+    }
+    out[strcspn(out, "\r\n")] = '\0';
+    return out[0] ? 0 : -1;
+}
+
+static void rec_id(char *out, size_t n, int i)
+{
+    snprintf(out, n, "mig-list-%03d", i);
+}
+
+/* Record i's project, as stored. */
+static void rec_project(char *out, size_t n, int i)
+{
+    snprintf(out, n, "p%d", i % PROJECTS);
+}
+
+static int fill_store(void)
+{
+    struct store *st = NULL;
+    struct ferr e = {0};
+    if (store_open(db, &st, &e) != 0 || store_tx_begin(st, &e) != 0) {
+        fprintf(stderr, "store: %s\n", e.msg);
+        store_close(st);
+        return -1;
+    }
+    for (int i = 0; i < RECORDS; i++) {
+        struct store_migration m = {0};
+        rec_id(m.id, sizeof(m.id), i);
+        snprintf(m.instance, sizeof(m.instance), "vm-%03d", i);
+        snprintf(m.source, sizeof(m.source), "host-%d", i % 4);
+        snprintf(m.destination, sizeof(m.destination), "host-%d", (i + 1) % 4);
+        snprintf(m.state, sizeof(m.state), "%s", i % 2 ? "succeeded" : "failed");
+        snprintf(m.phase, sizeof(m.phase), "completed");
+        snprintf(m.user, sizeof(m.user), "u%d", i % 5);
+        rec_project(m.project, sizeof(m.project), i);
+        m.policy_json = "{\"name\":\"default\"}";
+        m.limits_json = "{\"downtime_ms\":300}";
+        m.mem_total_bytes = 1u << 30;
+        m.progress_pct = 100.0;
+        m.eta_ms = m.eta_low_ms = m.eta_high_ms = -1;
+        m.downtime_ms = 20 + i;
+        /* Two records per created time: the id orders them (descending). */
+        m.created_ms = T0_MS + (i / 2) * 1000;
+        m.updated_ms = m.created_ms + 500;
+        if (store_migration_insert(st, &m, &e) != 0) {
+            fprintf(stderr, "insert: %s\n", e.msg);
+            store_close(st);
+            return -1;
+        }
+    }
+    int rc = store_tx_commit(st, &e);
+    store_close(st);
+    return rc;
+}
+
+/* Index of record id "mig-list-NNN", or -1. */
+static int index_of(const char *id)
+{
+    int i;
+    char tail;
+    if (!id || sscanf(id, "mig-list-%3d%c", &i, &tail) != 1 || i < 0 || i >= RECORDS)
+        return -1;
+    return i;
+}
+
+/* Walks every page of GET /v1/migrations?limit=LIMIT{extra} as token;
+ * seen[i] counts record i; *hosts_shown counts records carrying "source".
+ * Checks the order (newest first) and that only the last page has a null
+ * "next". Returns the number of records, or -1. */
+static int walk(const char *token, int limit, const char *extra, int seen[RECORDS],
+                int *hosts_shown)
+{
+    char after[80] = "";
+    int total = 0, prev = RECORDS, pages = 0;
+    *hosts_shown = 0;
+    memset(seen, 0, sizeof(int) * RECORDS);
+    for (;;) {
+        char path[256];
+        snprintf(path, sizeof(path), "/v1/migrations?limit=%d%s%s%s", limit, extra,
+                 after[0] ? "&after=" : "", after);
+        json_t *o = NULL;
+        int st = api("GET", path, token, &o);
+        if (st != 200 || ++pages > RECORDS + 2) {
+            fprintf(stderr, "GET %s: %d\n", path, st);
+            json_decref(o);
+            return -1;
+        }
+        json_t *a = json_object_get(o, "migrations"), *r;
+        size_t i;
+        json_array_foreach(a, i, r)
+        {
+            int k = index_of(json_string_value(json_object_get(r, "id")));
+            if (k < 0 || k >= prev) {
+                fprintf(stderr, "out of order: %d after %d\n", k, prev);
+                json_decref(o);
+                return -1;
+            }
+            prev = k;
+            seen[k]++;
+            total++;
+            if (json_object_get(r, "source") || json_object_get(r, "destination"))
+                (*hosts_shown)++;
+        }
+        const char *next = json_string_value(json_object_get(o, "next"));
+        if (!next) {
+            json_decref(o);
+            return total;
+        }
+        if (json_array_size(a) != (size_t)limit) {
+            fprintf(stderr, "short page (%zu) with next %s\n", json_array_size(a), next);
+            json_decref(o);
+            return -1;
+        }
+        snprintf(after, sizeof(after), "%s", next);
+        json_decref(o);
+    }
+}
+
+static void t_pages(void)
+{
+    if (!up)
+        return test_skip("ferryd did not start (log %s)", logpath);
+    static const int sizes[] = {1, 7, 50, 120, 1000};
+    for (size_t s = 0; s < sizeof(sizes) / sizeof(sizes[0]); s++) {
+        int seen[RECORDS], hosts;
+        for (int pass = 0; pass < 2; pass++) { /* the second pass reads the cache */
+            int n = walk(admin, sizes[s], "", seen, &hosts);
+            CHECK(n == RECORDS, "limit %d pass %d: %d records", sizes[s], pass, n);
+            int once = 0;
+            for (int i = 0; i < RECORDS; i++)
+                once += seen[i] == 1;
+            CHECK(once == RECORDS, "limit %d: %d of %d records seen exactly once", sizes[s], once,
+                  RECORDS);
+            CHECK(hosts == RECORDS, "limit %d: admin saw hosts on %d records", sizes[s], hosts);
+        }
+    }
+    json_t *o = NULL;
+    REQUIRE(api("GET", "/v1/migrations?limit=5&project=p1", admin, &o) == 200, "project filter");
+    json_t *r;
+    size_t i;
+    int ok = 0;
+    json_array_foreach(json_object_get(o, "migrations"), i, r) ok +=
+        strcmp(json_string_value(json_object_get(r, "project_id")), "p1") == 0;
+    CHECK(ok == 5, "project filter: %d of 5 records of p1", ok);
+    json_decref(o);
+}
+
+/* Reads record id as token: show's pct and phase, and the same from the
+ * first list page that holds it (limit 1000). Returns 0 when both agree. */
+static int read_both(const char *token, const char *id, double *pct, char *phase, size_t n)
+{
+    char path[128];
+    snprintf(path, sizeof(path), "/v1/migrations/%s", id);
+    json_t *o = NULL;
+    if (api("GET", path, token, &o) != 200) {
+        json_decref(o);
+        return -1;
+    }
+    *pct = json_number_value(json_object_get(json_object_get(o, "progress"), "pct"));
+    snprintf(phase, n, "%s", json_string_value(json_object_get(o, "phase")));
+    char *shown = json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS);
+    json_decref(o);
+    int rc = -1;
+    if (api("GET", "/v1/migrations?limit=1000", token, &o) == 200) {
+        json_t *r;
+        size_t i;
+        json_array_foreach(json_object_get(o, "migrations"), i, r)
+        {
+            if (strcmp(json_string_value(json_object_get(r, "id")), id) != 0)
+                continue;
+            char *listed = json_dumps(r, JSON_COMPACT | JSON_SORT_KEYS);
+            rc = listed && shown && strcmp(listed, shown) == 0 ? 0 : -1;
+            if (rc)
+                fprintf(stderr, "show and list differ:\n%s\n%s\n", shown, listed);
+            free(listed);
+        }
+    }
+    json_decref(o);
+    free(shown);
+    return rc;
+}
+
+static void t_changes(void)
+{
+    if (!up)
+        return test_skip("ferryd did not start (log %s)", logpath);
+    char id[32], other[32], phase[64];
+    rec_id(id, sizeof(id), 42);
+    rec_id(other, sizeof(other), 43);
+    double pct = 0, opct = 0;
+    char ophase[64];
+    REQUIRE(read_both(admin, id, &pct, phase, sizeof(phase)) == 0, "first read");
+    REQUIRE(read_both(admin, other, &opct, ophase, sizeof(ophase)) == 0, "first read other");
+    CHECK(pct == 100.0 && strcmp(phase, "completed") == 0, "before: %.1f %s", pct, phase);
+
+    /* Another connection changes record 42 the way progress ingestion does. */
+    struct store *st = NULL;
+    struct ferr e = {0};
+    REQUIRE(store_open(db, &st, &e) == 0, "second connection: %s", e.msg);
+    for (int step = 1; step <= 3; step++) {
+        struct store_migration m;
+        REQUIRE(store_migration_get(st, id, &m, &e) == 0, "get: %s", e.msg);
+        int64_t rev = m.rev;
+        m.progress_pct = 10.0 * step;
+        snprintf(m.phase, sizeof(m.phase), "step-%d", step);
+        m.updated_ms += 1; /* well within one ms of the last change: rev tells them apart */
+        int rc = store_migration_update(st, &m, &e);
+        store_migration_clear(&m);
+        REQUIRE(rc == 0, "update: %s", e.msg);
+        REQUIRE(store_migration_get(st, id, &m, &e) == 0, "get: %s", e.msg);
+        CHECK(m.rev == rev + 1, "rev %lld after %lld", (long long)m.rev, (long long)rev);
+        store_migration_clear(&m);
+        char want[16];
+        snprintf(want, sizeof(want), "step-%d", step);
+        CHECK(read_both(admin, id, &pct, phase, sizeof(phase)) == 0, "read %d", step);
+        CHECK(pct == 10.0 * step && strcmp(phase, want) == 0, "after update %d: %.1f %s", step, pct,
+              phase);
+    }
+    store_close(st);
+
+    /* A plain SQL UPDATE that does not touch rev: the v8 trigger raises it. */
+    sqlite3 *raw = NULL;
+    REQUIRE(sqlite3_open(db, &raw) == SQLITE_OK, "sqlite3_open");
+    sqlite3_busy_timeout(raw, 5000);
+    char sql[160];
+    snprintf(sql, sizeof(sql), "UPDATE migrations SET phase = 'by-sql' WHERE id = '%s'", id);
+    CHECK(sqlite3_exec(raw, sql, NULL, NULL, NULL) == SQLITE_OK, "raw update: %s",
+          sqlite3_errmsg(raw));
+    sqlite3_close(raw);
+    CHECK(read_both(admin, id, &pct, phase, sizeof(phase)) == 0 && strcmp(phase, "by-sql") == 0,
+          "after the SQL update: %s", phase);
+
+    double opct2 = 0;
+    char ophase2[64];
+    CHECK(read_both(admin, other, &opct2, ophase2, sizeof(ophase2)) == 0 && opct2 == opct &&
+              strcmp(ophase2, ophase) == 0,
+          "unchanged record changed: %.1f %s", opct2, ophase2);
+}
+
+static void t_policy(void)
+{
+    if (!up)
+        return test_skip("ferryd did not start (log %s)", logpath);
+    int seen[RECORDS], hosts;
+    /* The admin's reads put every record, with host names, in the cache. */
+    REQUIRE(walk(admin, 1000, "", seen, &hosts) == RECORDS && hosts == RECORDS, "admin walk");
+    static const int sizes[] = {1, 9, 50};
+    for (size_t s = 0; s < sizeof(sizes) / sizeof(sizes[0]); s++) {
+        int n = walk(member, sizes[s], "", seen, &hosts);
+        int own = 0, foreign = 0;
+        for (int i = 0; i < RECORDS; i++) {
+            if (i % PROJECTS == 1)
+                own += seen[i] == 1;
+            else
+                foreign += seen[i];
+        }
+        CHECK(n == RECORDS / PROJECTS && own == RECORDS / PROJECTS && foreign == 0,
+              "member, limit %d: %d records, %d own once, %d foreign", sizes[s], n, own, foreign);
+        CHECK(hosts == 0, "member, limit %d: host names on %d records", sizes[s], hosts);
+    }
+    for (int i = 0; i < 6; i++) {
+        char path[128], id[32];
+        rec_id(id, sizeof(id), i);
+        snprintf(path, sizeof(path), "/v1/migrations/%s", id);
+        json_t *o = NULL;
+        int st = api("GET", path, member, &o);
+        if (i % PROJECTS == 1)
+            CHECK(st == 200 && !json_object_get(o, "source") &&
+                      !json_object_get(o, "destination") && json_object_get(o, "progress"),
+                  "member shows own %s: %d", id, st);
+        else
+            CHECK(st == 404, "member shows foreign %s: %d", id, st);
+        json_decref(o);
+        /* Continuing after a record one may not see is refused like a
+         * missing one. */
+        snprintf(path, sizeof(path), "/v1/migrations?after=%s", id);
+        st = api("GET", path, member, NULL);
+        CHECK(st == (i % PROJECTS == 1 ? 200 : 400), "member after %s: %d", id, st);
+    }
+    /* Filtering by a host the member may not see yields nothing. */
+    json_t *o = NULL;
+    CHECK(api("GET", "/v1/migrations?host=host-1", member, &o) == 200 &&
+              json_array_size(json_object_get(o, "migrations")) == 0,
+          "member filtered by host got records");
+    json_decref(o);
+    /* And the admin still gets the hosts after the member's reads. */
+    CHECK(walk(admin, 50, "", seen, &hosts) == RECORDS && hosts == RECORDS,
+          "admin after member: %d with hosts", hosts);
+}
+
+int main(void)
+{
+    snprintf(dir, sizeof(dir), "/tmp/ferryd-list-XXXXXX");
+    if (!mkdtemp(dir)) {
+        perror("mkdtemp");
+        return 1;
+    }
+    atexit(kill_daemon);
+    signal(SIGINT, on_fatal);
+    signal(SIGTERM, on_fatal);
+    signal(SIGSEGV, on_fatal);
+    signal(SIGABRT, on_fatal);
+    int port = 10000 + (int)(getpid() % 9000); /* below the ephemeral range */
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d", port);
+    snprintf(conf, sizeof(conf), "%s/ferryd.conf", dir);
+    snprintf(logpath, sizeof(logpath), "%s/ferryd.log", dir);
+    snprintf(tokpath, sizeof(tokpath), "%s/admin.token", dir);
+    snprintf(db, sizeof(db), "%s/ferryd.db", dir);
+    FILE *f = fopen(conf, "w");
+    if (!f)
+        return 1;
+    fprintf(f, "listen = 127.0.0.1:%d\ndb = %s\nbootstrap_token_file = %s\n", port, db, tokpath);
+    fclose(f);
+    up = fill_store() == 0 && add_token("alice", "p1", "member", member, sizeof(member)) == 0 &&
+         start_daemon() == 0 && read_line(tokpath, admin, sizeof(admin)) == 0;
+    test_run("ferryd list: every page size walks every record once, newest first", t_pages);
+    test_run("ferryd list: a changed record (store update, plain SQL) is changed in the next "
+             "list and show; others not",
+             t_changes);
+    test_run("ferryd list: after the admin's cached reads a member sees only their project, no "
+             "hosts, 404 for others",
+             t_policy);
+    kill_daemon();
+    if (test_done() != 0) {
+        fprintf(stderr, "ferryd log (%s):\n", logpath);
+        char *cmd = xasprintf("tail -30 '%s' >&2", logpath);
+        if (system(cmd) != 0)
+            fprintf(stderr, "cannot show the log\n");
+        free(cmd);
+        return 1;
+    }
+    char *cmd = xasprintf("rm -rf '%s'", dir);
+    if (system(cmd) != 0)
+        fprintf(stderr, "cannot remove %s\n", dir);
+    free(cmd);
+    return 0;
+}
