@@ -14,149 +14,31 @@
  *     "destination", gets 404 for other projects' records, cannot page from
  *     or filter by what they may not see; and the admin still gets the hosts.
  *
- * ferryd runs in its own process group, is SIGKILLed when the test ends
- * (atexit, fatal signals) and dies with the test (PR_SET_PDEATHSIG). */
-#include <signal.h>
+ * ferryd runs through tests/lib/ferryd (own process group, killed when the
+ * test ends). */
 #include <sqlite3.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
-#include <sys/wait.h>
-#include <time.h>
-#include <unistd.h>
 
+#include "../lib/ferryd.h"
 #include "../lib/test.h"
 #include "coord/store.h"
-#include "util/httpc.h"
-#include "util/xalloc.h"
 
-#define HTTP_TIMEOUT_MS 10000
 #define RECORDS 120           /* migration records stored */
 #define PROJECTS 3            /* p0, p1, p2: record i belongs to p(i % 3) */
 #define T0_MS 1767225600000LL /* created time of record 0, ms since epoch */
 
-static char dir[64];
-static char conf[128], logpath[128], tokpath[128], db[128];
-static char url[64];
-static char admin[300], member[300];
-static pid_t daemon_pid;
+static struct ferryd D;
+static char db[LAB_PATH_MAX + 32];
+static char member[FERRYD_T_TOKEN_MAX];
+static const char *admin = D.admin;
 static int up;
-
-static uint64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
-static void sleep_ms(int ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
-    nanosleep(&ts, NULL);
-}
-
-static void kill_daemon(void)
-{
-    if (daemon_pid > 0) {
-        kill(-daemon_pid, SIGKILL);
-        waitpid(daemon_pid, NULL, 0);
-        daemon_pid = 0;
-    }
-}
-
-static void on_fatal(int sig)
-{
-    if (daemon_pid > 0)
-        kill(-daemon_pid, SIGKILL);
-    signal(sig, SIG_DFL);
-    raise(sig);
-}
-
-static const char *ferryd_bin(void)
-{
-    static char path[256];
-    const char *b = getenv("BUILD");
-    snprintf(path, sizeof(path), "%s/ferryd", b && b[0] ? b : "build");
-    return path;
-}
 
 static int api(const char *method, const char *path, const char *token, json_t **out)
 {
-    struct ferr e = {0};
-    int status = 0;
-    json_t *o = NULL;
-    if (httpc_json(url, method, path, NULL, token, HTTP_TIMEOUT_MS, &status, &o, &e) != 0) {
-        fprintf(stderr, "%s %s: %s\n", method, path, e.msg);
-        return -1;
-    }
-    if (out)
-        *out = o;
-    else
-        json_decref(o);
-    return status;
-}
-
-static int start_daemon(void)
-{
-    pid_t pid = fork();
-    if (pid < 0)
-        return -1;
-    if (pid == 0) {
-        setpgid(0, 0);
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        FILE *f = freopen(logpath, "a", stderr);
-        (void)f;
-        execl(ferryd_bin(), "ferryd", "--config", conf, (char *)NULL);
-        _exit(127);
-    }
-    setpgid(pid, pid);
-    daemon_pid = pid;
-    uint64_t t0 = now_ms();
-    while (now_ms() - t0 < 10000) {
-        struct httpc_resp r;
-        struct ferr e = {0};
-        if (httpc_request(url, "GET", "/v1/health", NULL, NULL, 1000, &r, &e) == 0) {
-            int ok = r.status == 200;
-            httpc_resp_free(&r);
-            if (ok)
-                return 0;
-        }
-        if (waitpid(pid, NULL, WNOHANG) == pid) {
-            daemon_pid = 0;
-            return -1;
-        }
-        sleep_ms(50);
-    }
-    return -1;
-}
-
-static int read_line(const char *path, char *buf, size_t n)
-{
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return -1;
-    char *r = fgets(buf, (int)n, f);
-    fclose(f);
-    buf[strcspn(buf, "\r\n")] = '\0';
-    return r && buf[0] ? 0 : -1;
-}
-
-static int add_token(const char *user, const char *project, const char *roles, char *out, size_t n)
-{
-    char *cmd = xasprintf("'%s' --config '%s' --add-token %s %s %s 2>>'%s'", ferryd_bin(), conf,
-                          user, project, roles, logpath);
-    FILE *p = popen(cmd, "r");
-    free(cmd);
-    out[0] = '\0';
-    if (p) {
-        if (!fgets(out, (int)n, p))
-            out[0] = '\0';
-        pclose(p);
-    }
-    out[strcspn(out, "\r\n")] = '\0';
-    return out[0] ? 0 : -1;
+    return ferryd_api(&D, method, path, token, NULL, out);
 }
 
 static void rec_id(char *out, size_t n, int i)
@@ -274,8 +156,7 @@ static int walk(const char *token, int limit, const char *extra, int seen[RECORD
 
 static void t_pages(void)
 {
-    if (!up)
-        return test_skip("ferryd did not start (log %s)", logpath);
+    REQUIRE(up, "ferryd did not start (log %s)", D.log_path);
     static const int sizes[] = {1, 7, 50, 120, 1000};
     for (size_t s = 0; s < sizeof(sizes) / sizeof(sizes[0]); s++) {
         int seen[RECORDS], hosts;
@@ -338,8 +219,7 @@ static int read_both(const char *token, const char *id, double *pct, char *phase
 
 static void t_changes(void)
 {
-    if (!up)
-        return test_skip("ferryd did not start (log %s)", logpath);
+    REQUIRE(up, "ferryd did not start (log %s)", D.log_path);
     char id[32], other[32], phase[64];
     rec_id(id, sizeof(id), 42);
     rec_id(other, sizeof(other), 43);
@@ -395,8 +275,7 @@ static void t_changes(void)
 
 static void t_policy(void)
 {
-    if (!up)
-        return test_skip("ferryd did not start (log %s)", logpath);
+    REQUIRE(up, "ferryd did not start (log %s)", D.log_path);
     int seen[RECORDS], hosts;
     /* The admin's reads put every record, with host names, in the cache. */
     REQUIRE(walk(admin, 1000, "", seen, &hosts) == RECORDS && hosts == RECORDS, "admin walk");
@@ -446,29 +325,15 @@ static void t_policy(void)
 
 int main(void)
 {
-    snprintf(dir, sizeof(dir), "/tmp/ferryd-list-XXXXXX");
-    if (!mkdtemp(dir)) {
-        perror("mkdtemp");
+    struct ferr e = {0};
+    if (ferryd_init(&D, NULL, &e) != 0) {
+        fprintf(stderr, "ferryd_init: %s\n", e.msg);
         return 1;
     }
-    atexit(kill_daemon);
-    signal(SIGINT, on_fatal);
-    signal(SIGTERM, on_fatal);
-    signal(SIGSEGV, on_fatal);
-    signal(SIGABRT, on_fatal);
-    int port = 10000 + (int)(getpid() % 9000); /* below the ephemeral range */
-    snprintf(url, sizeof(url), "http://127.0.0.1:%d", port);
-    snprintf(conf, sizeof(conf), "%s/ferryd.conf", dir);
-    snprintf(logpath, sizeof(logpath), "%s/ferryd.log", dir);
-    snprintf(tokpath, sizeof(tokpath), "%s/admin.token", dir);
-    snprintf(db, sizeof(db), "%s/ferryd.db", dir);
-    FILE *f = fopen(conf, "w");
-    if (!f)
-        return 1;
-    fprintf(f, "listen = 127.0.0.1:%d\ndb = %s\nbootstrap_token_file = %s\n", port, db, tokpath);
-    fclose(f);
-    up = fill_store() == 0 && add_token("alice", "p1", "member", member, sizeof(member)) == 0 &&
-         start_daemon() == 0 && read_line(tokpath, admin, sizeof(admin)) == 0;
+    snprintf(db, sizeof(db), "%s/ferryd.db", D.dir);
+    up = ferryd_write_conf(&D, NULL) == 0 && fill_store() == 0 &&
+         ferryd_add_token(&D, "alice", "p1", "member", member, sizeof(member)) == 0 &&
+         ferryd_start(&D) == 0;
     test_run("ferryd list: every page size walks every record once, newest first", t_pages);
     test_run("ferryd list: a changed record (store update, plain SQL) is changed in the next "
              "list and show; others not",
@@ -476,18 +341,9 @@ int main(void)
     test_run("ferryd list: after the admin's cached reads a member sees only their project, no "
              "hosts, 404 for others",
              t_policy);
-    kill_daemon();
-    if (test_done() != 0) {
-        fprintf(stderr, "ferryd log (%s):\n", logpath);
-        char *cmd = xasprintf("tail -30 '%s' >&2", logpath);
-        if (system(cmd) != 0)
-            fprintf(stderr, "cannot show the log\n");
-        free(cmd);
-        return 1;
-    }
-    char *cmd = xasprintf("rm -rf '%s'", dir);
-    if (system(cmd) != 0)
-        fprintf(stderr, "cannot remove %s\n", dir);
-    free(cmd);
-    return 0;
+    int rc = test_done();
+    if (rc != 0)
+        ferryd_tail_log(&D, 30);
+    ferryd_fini(&D, rc == 0);
+    return rc;
 }
