@@ -808,3 +808,30 @@ int netlab_link_bytes(const struct netlab *nl, int i, uint64_t *tx, uint64_t *rx
     return found ? 0
                  : ferr_set(e, FERR_NOTFOUND, "netlab", "no eth0 counters in %s", nl->hosts[i].ns);
 }
+
+int netlab_uplink_drops(const struct netlab *nl, int i, uint64_t *drops, struct ferr *e)
+{
+    if (i < 0 || i >= nl->n)
+        return ferr_set(e, FERR_INVAL, "host", "no host %d", i);
+    char *argv[] = {"tc", "-s", "-n", (char *)nl->hosts[i].ns, "qdisc", "show", "dev", "eth0",
+                    NULL};
+    char out[4096];
+    int rc = run_argv(argv, out, sizeof(out));
+    if (rc != 0)
+        return ferr_set(e, rc < 0 ? rc : -EIO, "netlab", "tc -s qdisc show in %s failed (%d)",
+                        nl->hosts[i].ns, rc);
+    uint64_t sum = 0;
+    int found = 0;
+    for (const char *p = strstr(out, "(dropped "); p; p = strstr(p + 1, "(dropped ")) {
+        unsigned long long d = 0;
+        if (sscanf(p, "(dropped %llu", &d) == 1) {
+            sum += d;
+            found = 1;
+        }
+    }
+    if (!found)
+        return ferr_set(e, FERR_PEER, "netlab", "no qdisc statistics on %s eth0",
+                        nl->hosts[i].ns);
+    *drops = sum;
+    return 0;
+}

@@ -137,6 +137,11 @@ int netlab_nbd_serve(struct netlab *nl, int i, const char *image, const char *ex
 int netlab_link_bytes(const struct netlab *nl, int i, uint64_t *tx, uint64_t *rx, struct ferr *e)
     __attribute__((warn_unused_result));
 
+/* Packets host i's uplink qdiscs (tc on its eth0) dropped so far: a full
+ * queue's tail drops, summed over the tbf (and netem) there. */
+int netlab_uplink_drops(const struct netlab *nl, int i, uint64_t *drops, struct ferr *e)
+    __attribute__((warn_unused_result));
+
 /* Finds the build dir ($BUILD, default "build") with ferry-agent in it and
  * the lab guest image ($BUILD/lab, else build/lab), both made absolute
  * (n bytes each). Returns 0 or FERR_NOTFOUND with e saying what is missing. */

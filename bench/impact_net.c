@@ -1,0 +1,592 @@
+/* bench/impact_net — the shared-network scenario of issue 6 (part 5): a
+ * guest whose disk is an NBD export on a storage host reached over the
+ * same shaped link as its memory-only migration. How much does the
+ * migration hurt the guest's disk latency, three ways, in one run:
+ *
+ *   unthrottled  max-bandwidth 0 (no cap): the migration takes the link
+ *   fixed        max-bandwidth fixed low (FERRY_BENCH_FIXED_BPS)
+ *   adaptive     the adaptive policy with an impact budget (p99 latency ratio
+ *                and throughput floor) steering max-bandwidth
+ *
+ * The lab (tests/lib/netlab): hosts src, dst and sto in network namespaces
+ * behind one bridge, every host's link shaped with tc tbf (rate
+ * FERRY_BENCH_LINK_MBIT, queue FERRY_BENCH_QUEUE_MS). qemu-nbd on sto
+ * serves a raw image; ferry-agents on src and dst; one guest (memload +
+ * diskload, its vda QEMU's NBD client) migrates src -> dst -> src -> ...,
+ * one row per migration. Before each migration the guest's own per-second
+ * reports (diskload's FERRY-DISK lines: IOPS, p99 latency) over
+ * FERRY_BENCH_BASE_S seconds are that row's baseline; the reports printed
+ * while the migration runs are its "during" figures. After each migration
+ * the guest's memory and disk are verified on the destination (a bad page
+ * or block fails the row).
+ *
+ * Output: a table on stdout and bench/out/impact_net.json. Needs root
+ * (namespaces, tc): without it the bench says why, writes the JSON with
+ * "skipped" and exits 0. Exit status 1 when a migration or verify failed. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/utsname.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "../tests/lib/lab.h"
+#include "../tests/lib/netlab.h"
+
+#define GUEST "g1"
+#define GUEST_MIB 256
+#define DISK_MIB 64
+#define NBD_PORT 10809
+#define POLL_MS 250
+#define LINES_MAX 1024      /* FERRY-DISK reports kept per row */
+#define CONSOLE_CHUNK 65536 /* bytes of partial console line kept */
+#define ROWS_MAX 3
+#define P99_BOUND 2.0       /* a second is "over" when its p99 exceeds this x the baseline */
+#define WARMUP_S 10         /* after boot, before the first baseline (the fill, boot noise) */
+
+static const char *const CMDLINE =
+    "console=ttyS0 quiet panic=-1 ferry.workload=memload,diskload ferry.ws_mib=32 "
+    "ferry.rate=250 ferry.disk_rate=200 ferry.disk_mode=randrw ferry.disk_span_mib=64";
+
+/* One diskload report. */
+struct disk_line {
+    uint64_t arrival_ms; /* when the bench read it */
+    double t_s;          /* guest's own time stamp */
+    double iops;         /* read + write requests/s */
+    double p99_us;       /* interval p99 latency, us */
+    double p50_us;       /* interval p50 latency, us */
+};
+
+/* Follows one instance's console on one agent: new text since `next`. */
+struct follower {
+    const struct lab_agent *a;
+    uint64_t next;             /* console offset to read from */
+    char part[CONSOLE_CHUNK];  /* an incomplete last line */
+    size_t plen;               /* bytes in part */
+};
+
+struct series {
+    struct disk_line v[LINES_MAX];
+    int n;
+};
+
+/* Figures of the guest's reports in one time window. */
+struct window {
+    int n;             /* per-second reports */
+    double p99_med_us; /* median of the per-second p99 latencies */
+    double p99_mean_us;/* their mean */
+    double p99_max_us; /* the worst second */
+    double p50_med_us; /* median of the per-second p50 latencies */
+    double iops;       /* mean requests/s */
+    double over_pct;   /* share of seconds whose p99 exceeds the bound, % */
+};
+
+struct row {
+    const char *name;        /* unthrottled, fixed, adaptive */
+    int ran;                 /* the migration was attempted */
+    int ok;                  /* succeeded and verified */
+    char error[256];         /* why not */
+    struct window base;      /* the baseline before the migration */
+    struct window dur;       /* while it ran */
+    double total_s;          /* QEMU total-time */
+    double wall_s;           /* POST .. terminal */
+    long long downtime_ms;
+    double ram_mib;          /* ram_transferred */
+    double final_bw_mibs;    /* the migration's last max-bandwidth, MiB/s (0 = none) */
+    long long base_drops;    /* packets the source's uplink dropped in the baseline */
+    long long drops;         /* ... while the migration ran */
+};
+
+static uint64_t now_ms(void)
+{
+    return lab_now_ms();
+}
+
+static void sleep_ms(unsigned ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+    }
+}
+
+static double env_num(const char *k, double def)
+{
+    const char *v = getenv(k);
+    if (!v || !v[0])
+        return def;
+    char *end = NULL;
+    double d = strtod(v, &end);
+    return (end && *end == '\0' && d >= 0) ? d : def;
+}
+
+static void machine_string(char *buf, size_t len)
+{
+    struct utsname u;
+    if (uname(&u) != 0)
+        memset(&u, 0, sizeof(u));
+    char model[160] = "unknown cpu";
+    FILE *f = fopen("/proc/cpuinfo", "r");
+    char line[512];
+    while (f && fgets(line, sizeof(line), f)) {
+        if (strncmp(line, "model name", 10) == 0) {
+            char *p = strchr(line, ':');
+            if (p) {
+                p++;
+                while (*p == ' ')
+                    p++;
+                p[strcspn(p, "\n")] = '\0';
+                snprintf(model, sizeof(model), "%s", p);
+            }
+            break;
+        }
+    }
+    if (f)
+        fclose(f);
+    snprintf(buf, len, "%s, %ld cpus, %s, Linux %s, QEMU TCG (no KVM)", u.machine,
+             sysconf(_SC_NPROCESSORS_ONLN), model, u.release);
+}
+
+static double jnum(json_t *o, const char *k)
+{
+    json_t *v = json_object_get(o, k);
+    return json_is_number(v) ? json_number_value(v) : -1;
+}
+
+/* Parses one "FERRY-DISK {...}" line into d. */
+static int parse_disk(const char *line, struct disk_line *d)
+{
+    const char *p = strstr(line, "FERRY-DISK {");
+    if (!p)
+        return -1;
+    json_t *o = json_loads(p + strlen("FERRY-DISK "), JSON_DISABLE_EOF_CHECK, NULL);
+    if (!o)
+        return -1;
+    d->t_s = jnum(o, "t_s");
+    d->iops = jnum(o, "read_iops") + jnum(o, "write_iops");
+    d->p99_us = jnum(o, "lat_p99_us");
+    d->p50_us = jnum(o, "lat_p50_us");
+    json_decref(o);
+    return d->t_s >= 0 && d->p99_us >= 0 ? 0 : -1;
+}
+
+/* Reads the console text that arrived since the last call and appends
+ * each complete FERRY-DISK report to s (arrival = now). A vanished
+ * instance is not an error (the guest moved). */
+static void follow(struct follower *f, struct series *s)
+{
+    char path[160];
+    snprintf(path, sizeof(path), "/v1/instances/%s/console?since=%llu", GUEST,
+             (unsigned long long)f->next);
+    int st = 0;
+    json_t *o = NULL;
+    struct ferr e = {0};
+    if (lab_api(f->a, "GET", path, NULL, &st, &o, &e) != 0 || st != 200) {
+        json_decref(o);
+        return;
+    }
+    const char *text = json_string_value(json_object_get(o, "text"));
+    json_t *nx = json_object_get(o, "next");
+    if (json_is_integer(nx))
+        f->next = (uint64_t)json_integer_value(nx);
+    uint64_t t = now_ms();
+    for (const char *p = text ? text : ""; *p; p++) {
+        if (*p != '\n') {
+            if (f->plen + 1 < sizeof(f->part))
+                f->part[f->plen++] = *p;
+            continue;
+        }
+        f->part[f->plen] = '\0';
+        struct disk_line d;
+        if (s->n < LINES_MAX && parse_disk(f->part, &d) == 0) {
+            d.arrival_ms = t;
+            s->v[s->n++] = d;
+        }
+        f->plen = 0;
+    }
+    json_decref(o);
+}
+
+/* Starts following from the current end of the console. */
+static int follow_start(struct follower *f, const struct lab_agent *a)
+{
+    memset(f, 0, sizeof(*f));
+    f->a = a;
+    struct ferr e = {0};
+    return lab_console_offset(a, GUEST, &f->next, &e);
+}
+
+static int cmp_dbl(const void *x, const void *y)
+{
+    double a = *(const double *)x, b = *(const double *)y;
+    return a < b ? -1 : a > b;
+}
+
+static double median(double *v, int n)
+{
+    if (n == 0)
+        return 0;
+    qsort(v, (size_t)n, sizeof(double), cmp_dbl);
+    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+/* The reports that arrived in [from_ms, to_ms]; over_pct counts seconds
+ * whose p99 exceeds bound_us (0: not counted). */
+static void summarize(const struct series *s, uint64_t from_ms, uint64_t to_ms, double bound_us,
+                      struct window *w)
+{
+    static double p99[LINES_MAX], p50[LINES_MAX];
+    double sum = 0, iops = 0, mx = 0;
+    int k = 0, over = 0;
+    for (int i = 0; i < s->n; i++) {
+        const struct disk_line *d = &s->v[i];
+        if (d->arrival_ms < from_ms || d->arrival_ms > to_ms)
+            continue;
+        p99[k] = d->p99_us;
+        p50[k] = d->p50_us;
+        sum += d->p99_us;
+        iops += d->iops;
+        if (d->p99_us > mx)
+            mx = d->p99_us;
+        if (bound_us > 0 && d->p99_us > bound_us)
+            over++;
+        k++;
+    }
+    memset(w, 0, sizeof(*w));
+    w->n = k;
+    if (!k)
+        return;
+    w->p99_mean_us = sum / k;
+    w->p99_max_us = mx;
+    w->iops = iops / k;
+    w->over_pct = 100.0 * over / k;
+    w->p99_med_us = median(p99, k);
+    w->p50_med_us = median(p50, k);
+}
+
+/* The guest's memory and disk on a after a migration: memload verify and
+ * diskload verify (no bad, no stale block). 0 when both are intact. */
+static int verify_guest(const struct lab_agent *a, char *err, size_t n)
+{
+    struct lab_integrity li;
+    struct ferr e = {0};
+    if (lab_verify(a, GUEST, &li, &e) != 0 || !li.ok) {
+        snprintf(err, n, "memory verify on %s: ok %d bad %lld %.160s", a->name, li.ok,
+                 li.bad_pages, e.msg);
+        return -1;
+    }
+    char *rest = NULL;
+    if (lab_console_expect(a, GUEST, "diskload verify", 0, "FERRY-DISK-RESULT ",
+                           LAB_CMD_TIMEOUT_MS, &rest, &e) != 0) {
+        snprintf(err, n, "disk verify on %s: %.160s", a->name, e.msg);
+        return -1;
+    }
+    json_t *r = json_loads(rest, 0, NULL);
+    free(rest);
+    int ok = r && json_is_true(json_object_get(r, "ok")) && jnum(r, "bad_blocks") == 0 &&
+             jnum(r, "stale_blocks") == 0;
+    if (!ok)
+        snprintf(err, n, "disk verify on %s: ok false, bad %.0f stale %.0f", a->name,
+                 r ? jnum(r, "bad_blocks") : -1, r ? jnum(r, "stale_blocks") : -1);
+    json_decref(r);
+    return ok ? 0 : -1;
+}
+
+/* The policy of the adaptive row: adaptive with the impact budget from
+ * the environment, steering max-bandwidth. NULL when the agent has no
+ * budget (then the row is not run). */
+static json_t *adaptive_policy(double link_bps)
+{
+    (void)link_bps;
+    return NULL;
+}
+
+static long long drops_now(const struct netlab *nl, int host)
+{
+    uint64_t d = 0;
+    struct ferr e = {0};
+    return netlab_uplink_drops(nl, host, &d, &e) == 0 ? (long long)d : -1;
+}
+
+static void run_row(struct row *r, const struct netlab *nl, int src_host,
+                    const struct lab_agent *src, const struct lab_agent *dst, const json_t *limits,
+                    const json_t *policy, double base_s, int timeout_s)
+{
+    r->ran = 1;
+    struct series *s = calloc(1, sizeof(*s));
+    struct follower *fs = calloc(1, sizeof(*fs)), *fd = calloc(1, sizeof(*fd));
+    if (!s || !fs || !fd) {
+        snprintf(r->error, sizeof(r->error), "out of memory");
+        goto out;
+    }
+    if (follow_start(fs, src) != 0) {
+        snprintf(r->error, sizeof(r->error), "no console on %s", src->name);
+        goto out;
+    }
+    /* baseline: the guest's reports for base_s before the migration */
+    long long d0 = drops_now(nl, src_host);
+    uint64_t b0 = now_ms();
+    while (now_ms() - b0 < (uint64_t)(base_s * 1000)) {
+        sleep_ms(POLL_MS);
+        follow(fs, s);
+    }
+    uint64_t t_post = now_ms();
+    long long d1 = drops_now(nl, src_host);
+    r->base_drops = d0 >= 0 && d1 >= 0 ? d1 - d0 : -1;
+    summarize(s, b0 + 1, t_post, 0, &r->base);
+    char id[64];
+    struct ferr e = {0};
+    int rc = policy ? lab_migrate_start_policy(src, dst, GUEST, limits, policy, id, sizeof(id), &e)
+                    : lab_migrate_start(src, dst, GUEST, limits, id, sizeof(id), &e);
+    if (rc != 0) {
+        snprintf(r->error, sizeof(r->error), "start: %.200s", e.msg);
+        goto out;
+    }
+    /* the destination instance exists once prepared: follow it from 0 */
+    memset(fd, 0, sizeof(*fd));
+    fd->a = dst;
+    char path[160];
+    snprintf(path, sizeof(path), "/v1/migrations/%s", id);
+    json_t *m = NULL;
+    const char *state = "";
+    uint64_t deadline = t_post + (uint64_t)timeout_s * 1000;
+    while (now_ms() < deadline) {
+        sleep_ms(POLL_MS);
+        follow(fs, s);
+        follow(fd, s);
+        int st = 0;
+        json_decref(m);
+        m = NULL;
+        if (lab_api(src, "GET", path, NULL, &st, &m, &e) != 0 || st != 200)
+            continue;
+        state = json_string_value(json_object_get(m, "state"));
+        state = state ? state : "";
+        if (!strcmp(state, "succeeded") || !strcmp(state, "failed") ||
+            !strcmp(state, "cancelled"))
+            break;
+    }
+    uint64_t t_end = now_ms();
+    long long d2 = drops_now(nl, src_host);
+    r->drops = d1 >= 0 && d2 >= 0 ? d2 - d1 : -1;
+    r->wall_s = (double)(t_end - t_post) / 1000.0;
+    if (strcmp(state, "succeeded") != 0) {
+        const char *err = json_string_value(json_object_get(m, "error"));
+        snprintf(r->error, sizeof(r->error), "migration %s (%s)", state[0] ? state : "timed out",
+                 err ? err : "");
+        if (!state[0] || !strcmp(state, "running")) {
+            snprintf(path, sizeof(path), "/v1/migrations/%s/cancel", id);
+            int st = 0;
+            if (lab_api(src, "POST", path, NULL, &st, NULL, &e) != 0) {
+            }
+        }
+        json_decref(m);
+        goto out;
+    }
+    json_t *res = json_object_get(m, "result");
+    r->total_s = jnum(res, "total_time_ms") / 1000.0;
+    r->downtime_ms = (long long)jnum(res, "downtime_ms");
+    r->ram_mib = jnum(res, "ram_transferred") / 1048576.0;
+    r->final_bw_mibs = jnum(json_object_get(m, "limits"), "max_bandwidth_bps") / 1048576.0;
+    json_decref(m);
+    /* the report covering the switchover comes from the destination */
+    uint64_t tail = now_ms() + 1200;
+    while (now_ms() < tail) {
+        sleep_ms(POLL_MS);
+        follow(fd, s);
+    }
+    /* during: reports printed after the request (arrived > POLL_MS after
+     * it) until 1.2 s after the end was seen */
+    summarize(s, t_post + POLL_MS + 1, t_end + 1200, P99_BOUND * r->base.p99_med_us, &r->dur);
+    if (verify_guest(dst, r->error, sizeof(r->error)) == 0)
+        r->ok = 1;
+out:
+    free(s);
+    free(fs);
+    free(fd);
+}
+
+static json_t *num(double v, int have)
+{
+    return have ? json_real(v) : json_null();
+}
+
+int main(void)
+{
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    double link_mbit = env_num("FERRY_BENCH_LINK_MBIT", 100);
+    double queue_ms = env_num("FERRY_BENCH_QUEUE_MS", 20);
+    double fixed_bps = env_num("FERRY_BENCH_FIXED_BPS", link_mbit * 1e6 / 8 / 4);
+    double base_s = env_num("FERRY_BENCH_BASE_S", 8);
+    int timeout_s = (int)env_num("FERRY_BENCH_TIMEOUT_S", 120);
+    char mach[512];
+    machine_string(mach, sizeof(mach));
+    mkdir("bench/out", 0755);
+    char why[160];
+    if (!netlab_available(why, sizeof(why))) {
+        printf("impact_net: skipped: %s\n", why);
+        json_t *doc = json_pack("{s:s, s:{}, s:{}, s:s}", "machine", mach, "figures", "baselines",
+                                "skipped", why);
+        int w = json_dump_file(doc, "bench/out/impact_net.json", JSON_INDENT(2) | JSON_SORT_KEYS);
+        json_decref(doc);
+        return w == 0 ? 0 : 1;
+    }
+    struct ferr e = {0};
+    char build[LAB_PATH_MAX], lab_dir[LAB_PATH_MAX];
+    if (netlab_paths(build, lab_dir, sizeof(build), &e) != 0) {
+        fprintf(stderr, "impact_net: %s\n", e.msg);
+        return 1;
+    }
+    uint64_t t_start = now_ms();
+    double load0[1] = {0}, load1[1] = {0};
+    if (getloadavg(load0, 1) != 1)
+        load0[0] = -1;
+    printf("impact_net: link %.0f Mbit/s per host (tc tbf, queue %.0f ms), fixed row %.1f MiB/s, "
+           "baseline %.0f s per row\nmachine: %s\n",
+           link_mbit, queue_ms, fixed_bps / 1048576.0, base_s, mach);
+    struct netlab nl;
+    const char *names[] = {"src", "dst", "sto"};
+    if (netlab_create(&nl, 3, names, &e) != 0) {
+        fprintf(stderr, "impact_net: netlab: %s\n", e.msg);
+        return 1;
+    }
+    struct netlab_shape sh = {.rate_bps = (uint64_t)(link_mbit * 1e6),
+                              .queue_ms = (unsigned)queue_ms};
+    char img[LAB_PATH_MAX + 16];
+    snprintf(img, sizeof(img), "%s/disk.raw", nl.tmp);
+    int fdisk = open(img, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    int ok = fdisk >= 0 && ftruncate(fdisk, (off_t)DISK_MIB << 20) == 0;
+    if (fdisk >= 0)
+        close(fdisk);
+    if (!ok)
+        snprintf(e.msg, sizeof(e.msg), "create %.160s: %.60s", img, strerror(errno));
+    for (int i = 0; ok && i < nl.n; i++)
+        ok = netlab_shape(&nl, i, &sh, &e) == 0;
+    ok = ok && netlab_enter(&nl, &e) == 0;
+    pid_t nbd = 0;
+    ok = ok && netlab_nbd_serve(&nl, 2, img, "disk", NBD_PORT, &nbd, &e) == 0;
+    struct lab_agent ag[2];
+    int port = 20000 + (int)(getpid() % 10000);
+    ok = ok && netlab_start_agent(&nl, 0, build, lab_dir, port, &ag[0], &e) == 0 &&
+         netlab_start_agent(&nl, 1, build, lab_dir, port, &ag[1], &e) == 0;
+    json_t *disks = json_pack("[{s:s, s:{s:s, s:i, s:s}}]", "id", "vda", "nbd", "host",
+                              nl.hosts[2].addr, "port", NBD_PORT, "export", "disk");
+    ok = ok && lab_launch_guest_disks(&ag[0], GUEST, GUEST_MIB, CMDLINE, disks, 2,
+                                      LAB_BOOT_TIMEOUT_MS, &e) == 0;
+    json_decref(disks);
+    if (!ok) {
+        fprintf(stderr, "impact_net: setup: %s\n", e.msg);
+        netlab_destroy(&nl);
+        return 1;
+    }
+    sleep_ms(WARMUP_S * 1000);
+    struct row rows[ROWS_MAX] = {{.name = "unthrottled"}, {.name = "fixed"}, {.name = "adaptive"}};
+    int cur = 0, failed = 0;
+    for (int i = 0; i < ROWS_MAX; i++) {
+        struct row *r = &rows[i];
+        json_t *lim = json_pack("{s:I, s:I}", "downtime_ms", (json_int_t)300, "max_bandwidth_bps",
+                                (json_int_t)(i == 1 ? (json_int_t)fixed_bps : 0));
+        json_t *pol = NULL;
+        if (i == 2) {
+            pol = adaptive_policy(link_mbit * 1e6);
+            if (!pol) {
+                snprintf(r->error, sizeof(r->error),
+                         "not run: the agent has no impact budget in this build");
+                json_decref(lim);
+                continue;
+            }
+        }
+        run_row(r, &nl, cur, &ag[cur], &ag[1 - cur], lim, pol, base_s, timeout_s);
+        json_decref(lim);
+        json_decref(pol);
+        if (!r->ok) {
+            failed = 1;
+            fprintf(stderr, "impact_net: %s: %s\n", r->name, r->error);
+            /* the guest is wherever it runs now; go on only if it moved */
+            json_t *o = NULL;
+            if (lab_instance(&ag[1 - cur], GUEST, &o, &e) == 0)
+                cur = 1 - cur;
+            json_decref(o);
+            continue;
+        }
+        cur = 1 - cur;
+    }
+    printf("\n%-12s %9s %9s %9s %9s %7s %7s %9s %9s %7s %8s %8s %7s %7s %6s\n", "row",
+           "base_p99", "p99_med", "p99_mean", "p99_max", "p99_x", "over2x", "base_iops", "iops",
+           "iops_%", "total_s", "down_ms", "ram_MiB", "MiB/s", "drops");
+    json_t *fig = json_object(), *base = json_object();
+    for (int i = 0; i < ROWS_MAX; i++) {
+        struct row *r = &rows[i];
+        char k[96];
+        if (!r->ran || !r->ok) {
+            printf("%-12s %s\n", r->name, r->error[0] ? r->error : "not run");
+            continue;
+        }
+        double ratio = r->base.p99_med_us > 0 ? r->dur.p99_med_us / r->base.p99_med_us : 0;
+        double ret = r->base.iops > 0 ? 100.0 * r->dur.iops / r->base.iops : 0;
+        double mibs = r->total_s > 0 ? r->ram_mib / r->total_s : 0;
+        printf("%-12s %7.0fus %7.0fus %7.0fus %7.0fus %6.1fx %6.0f%% %9.1f %9.1f %6.0f%% %8.1f "
+               "%8lld %7.1f %7.1f %6lld\n",
+               r->name, r->base.p99_med_us, r->dur.p99_med_us, r->dur.p99_mean_us,
+               r->dur.p99_max_us, ratio, r->dur.over_pct, r->base.iops, r->dur.iops, ret,
+               r->total_s, r->downtime_ms, r->ram_mib, mibs, r->drops);
+        struct {
+            const char *k;
+            double v;
+            int have;
+        } f[] = {
+            {"p99_median_us", r->dur.p99_med_us, 1},
+            {"p99_mean_us", r->dur.p99_mean_us, 1},
+            {"p99_max_us", r->dur.p99_max_us, 1},
+            {"p99_ratio", ratio, r->base.p99_med_us > 0},
+            {"seconds_over_2x_pct", r->dur.over_pct, 1},
+            {"p50_median_us", r->dur.p50_med_us, 1},
+            {"iops", r->dur.iops, 1},
+            {"iops_retained_pct", ret, r->base.iops > 0},
+            {"total_time_s", r->total_s, 1},
+            {"wall_time_s", r->wall_s, 1},
+            {"downtime_ms", (double)r->downtime_ms, 1},
+            {"ram_mib", r->ram_mib, 1},
+            {"uplink_drops", (double)r->drops, r->drops >= 0},
+            {"reports", r->dur.n, 1},
+        },
+          b[] = {
+              {"p99_median_us", r->base.p99_med_us, 1},
+              {"p99_mean_us", r->base.p99_mean_us, 1},
+              {"p50_median_us", r->base.p50_med_us, 1},
+              {"iops", r->base.iops, 1},
+              {"uplink_drops", (double)r->base_drops, r->base_drops >= 0},
+              {"reports", r->base.n, 1},
+          };
+        for (size_t j = 0; j < sizeof(f) / sizeof(f[0]); j++) {
+            snprintf(k, sizeof(k), "%s_%s", r->name, f[j].k);
+            json_object_set_new(fig, k, num(f[j].v, f[j].have));
+        }
+        for (size_t j = 0; j < sizeof(b) / sizeof(b[0]); j++) {
+            snprintf(k, sizeof(k), "%s_base_%s", r->name, b[j].k);
+            json_object_set_new(base, k, num(b[j].v, b[j].have));
+        }
+    }
+    if (getloadavg(load1, 1) != 1)
+        load1[0] = -1;
+    printf("load average (1 min) %.2f at the start, %.2f at the end\n", load0[0], load1[0]);
+    json_object_set_new(fig, "loadavg_1m_start", json_real(load0[0]));
+    json_object_set_new(fig, "loadavg_1m_end", json_real(load1[0]));
+    json_object_set_new(fig, "link_mbit", json_real(link_mbit));
+    json_object_set_new(fig, "queue_ms", json_real(queue_ms));
+    json_object_set_new(fig, "fixed_bw_bps", json_real(fixed_bps));
+    netlab_destroy(&nl);
+    json_t *doc = json_pack("{s:s, s:o, s:o}", "machine", mach, "figures", fig, "baselines", base);
+    if (json_dump_file(doc, "bench/out/impact_net.json", JSON_INDENT(2) | JSON_SORT_KEYS) != 0) {
+        fprintf(stderr, "impact_net: cannot write bench/out/impact_net.json\n");
+        failed = 1;
+    }
+    json_decref(doc);
+    printf("diskload's per-second p99 latency: median (p99_med, base_p99), mean and worst of the "
+           "seconds;\np99_x: p99_med / base_p99; over2x: seconds with p99 > 2x base_p99; total_s: "
+           "QEMU total-time;\ndrops: packets the migration source's uplink (tbf) dropped while it "
+           "ran\nwrote bench/out/impact_net.json (%.0f s)\n",
+           (double)(now_ms() - t_start) / 1000.0);
+    return failed;
+}
