@@ -40,6 +40,7 @@ struct qmp_holder;
 struct mig_control; /* control.h */
 struct ctl_policy;  /* control.h */
 struct mig_storage; /* storage.h */
+struct inst_impact; /* impact.h */
 
 struct instance {
     struct agent *ag;           /* owner, borrowed */
@@ -79,6 +80,8 @@ struct instance {
     int nbd_port;               /* NBD server port on listen_addr, 0 when none */
     uint64_t disk_size[SPEC_DISKS_MAX]; /* virtual size per spec disk, bytes (query-block),
                                            0 unknown */
+    struct inst_impact *imp;    /* disk impact sampler (impact.c), owned; NULL
+                                   before the first poll */
     struct evhttp_request *adopt_req; /* POST /v1/adopt answered once the QMP handshake
                                          succeeds or fails; borrowed, NULL when none */
 };

@@ -2,11 +2,13 @@
  * control.h for what each controller action becomes in QMP. */
 #include "agent/control.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "agent/agent.h"
+#include "agent/storage.h"
 #include "util/jsonin.h"
 #include "util/log.h"
 #include "util/xalloc.h"
@@ -49,7 +51,9 @@ static int parse_steps(const json_t *o, const char *key, enum conv_step *steps, 
         const char *s = json_string_value(json_array_get(a, i));
         if (!s || step_parse(s, &steps[*n]) != 0)
             return ferr_set(e, FERR_INVAL, key,
-                            "'%s'[%zu] must be bandwidth, throttle, postcopy or pause", key, i);
+                            "'%s'[%zu] must be bandwidth, throttle, postcopy, pause or "
+                            "io_throttle",
+                            key, i);
         (*n)++;
     }
     return 0;
@@ -136,13 +140,89 @@ static int parse_schedule(const json_t *o, struct ctl_policy *p, struct ferr *e)
     return 0;
 }
 
+/* "budget": the guest-impact budget of the adaptive policy
+ * (docs/CONTROLLER.md "Impact budget"). */
+static int parse_budget(const json_t *o, struct ctl_policy *p, struct ferr *e)
+{
+    static const char *const keys[] = {
+        "min_throughput_pct", "max_p99_latency_ratio", "max_p99_latency_ms", "min_rate_bps",
+        "max_rate_bps", "start_rate_bps", "steer", "io_throttle", "on_conflict", "conflict_ms",
+        "min_requests", "baseline_s", NULL};
+    struct conv_budget *b = &p->conv.budget;
+    if (!json_is_object(o))
+        return ferr_set(e, FERR_INVAL, "budget", "'budget' must be an object");
+    conv_budget_default(b);
+    int rc = jsonin_only_keys(o, keys, e);
+    if (rc == 0)
+        rc = u32_field(o, "min_throughput_pct", 0, 100, &b->min_throughput_pct, e);
+    const json_t *r = json_object_get(o, "max_p99_latency_ratio");
+    if (rc == 0 && r) {
+        if (!json_is_number(r) || !(json_number_value(r) > 1.0) || json_number_value(r) > 1000.0)
+            rc = ferr_set(e, FERR_INVAL, "max_p99_latency_ratio",
+                          "'max_p99_latency_ratio' must be a number > 1 and <= 1000");
+        else
+            b->max_p99_ratio = json_number_value(r);
+    }
+    r = json_object_get(o, "max_p99_latency_ms");
+    if (rc == 0 && r) {
+        if (!json_is_number(r) || !(json_number_value(r) > 0) || json_number_value(r) > 600000.0)
+            rc = ferr_set(e, FERR_INVAL, "max_p99_latency_ms",
+                          "'max_p99_latency_ms' must be a number > 0 and <= 600000");
+        else
+            b->max_p99_us = (uint64_t)(json_number_value(r) * 1000.0);
+    }
+    if (rc == 0)
+        rc = jsonin_u64(o, "min_rate_bps", 65536, UINT64_C(1) << 40, false, &b->rate_min_bps, e);
+    if (rc == 0)
+        rc = jsonin_u64(o, "max_rate_bps", 65536, UINT64_C(1) << 40, false, &b->rate_max_bps, e);
+    if (rc == 0 && !json_object_get(o, "start_rate_bps")) {
+        /* default start inside the given range */
+        if (b->rate_start_bps > b->rate_max_bps)
+            b->rate_start_bps = b->rate_max_bps;
+        if (b->rate_start_bps < b->rate_min_bps)
+            b->rate_start_bps = b->rate_min_bps;
+    }
+    if (rc == 0)
+        rc = jsonin_u64(o, "start_rate_bps", 65536, UINT64_C(1) << 40, false, &b->rate_start_bps,
+                        e);
+    const char *steer = json_string_value(json_object_get(o, "steer"));
+    if (rc == 0 && json_object_get(o, "steer")) {
+        if (steer && strcmp(steer, "mirror") == 0)
+            b->steer = CONV_STEER_MIRROR;
+        else if (steer && strcmp(steer, "bandwidth") == 0)
+            b->steer = CONV_STEER_BANDWIDTH;
+        else if (steer && strcmp(steer, "both") == 0)
+            b->steer = CONV_STEER_MIRROR | CONV_STEER_BANDWIDTH;
+        else
+            rc = ferr_set(e, FERR_INVAL, "steer", "'steer' must be mirror, bandwidth or both");
+    }
+    if (rc == 0)
+        rc = jsonin_bool(o, "io_throttle", false, &b->io_throttle, e);
+    const char *oc = json_string_value(json_object_get(o, "on_conflict"));
+    if (rc == 0 && json_object_get(o, "on_conflict")) {
+        if (oc && strcmp(oc, "waive") == 0)
+            b->abort_on_conflict = false;
+        else if (oc && strcmp(oc, "abort") == 0)
+            b->abort_on_conflict = true;
+        else
+            rc = ferr_set(e, FERR_INVAL, "on_conflict", "'on_conflict' must be waive or abort");
+    }
+    if (rc == 0)
+        rc = jsonin_u64(o, "conflict_ms", 1000, 3600000, false, &b->conflict_ms, e);
+    if (rc == 0)
+        rc = u32_field(o, "min_requests", 1, 1000000, &b->min_ops, e);
+    if (rc == 0)
+        rc = jsonin_u64(o, "baseline_s", 1, IMPACT_RING - 4, false, &p->baseline_s, e);
+    return rc;
+}
+
 static int parse_adaptive(const json_t *o, struct ctl_policy *p, struct ferr *e)
 {
     static const char *const keys[] = {
         "kind", "consent_required", "stall_min_ms", "stall_periods", "stall_no_bytes_ms",
         "deadline_s", "downtime_start_ms", "downtime_max_ms", "max_bandwidth_bps",
         "throttle_initial_pct", "throttle_increment_pct", "throttle_max_pct", "ladder",
-        "settle_ms", "settle_max_ms", "headroom_ms", "permit_post_copy", NULL};
+        "settle_ms", "settle_max_ms", "headroom_ms", "permit_post_copy", "budget", NULL};
     struct conv_adaptive *a = &p->conv.adaptive;
     uint64_t deadline_s = a->deadline_ms / 1000;
     int rc = jsonin_only_keys(o, keys, e);
@@ -171,6 +251,8 @@ static int parse_adaptive(const json_t *o, struct ctl_policy *p, struct ferr *e)
         rc = jsonin_u64(o, "headroom_ms", 0, 60000, false, &a->headroom_ms, e);
     if (rc == 0)
         rc = jsonin_bool(o, "permit_post_copy", false, &p->permit_post_copy, e);
+    if (rc == 0 && json_object_get(o, "budget"))
+        rc = parse_budget(json_object_get(o, "budget"), p, e);
     /* set by ctl_set_postcopy once postcopy-ram is negotiated on both sides */
     a->postcopy_available = false;
     return rc;
@@ -392,6 +474,243 @@ static void do_throttle(struct migration *m, const struct conv_action *a, uint32
     c->throttle_final_max = max;
 }
 
+
+/* --- guest io throttle (budget step io_throttle) ------------------------- */
+
+static const char *const io_keys[6] = {"bps", "bps_rd", "bps_wr", "iops", "iops_rd", "iops_wr"};
+
+struct io_req {
+    struct migration *m;
+    bool restore; /* lifting, not setting */
+};
+
+static void on_io_set(struct instance *in, const struct ferr *err, json_t *ret, void *ctx)
+{
+    (void)in;
+    (void)ret;
+    struct io_req *r = ctx;
+    struct migration *m = r->m;
+    m->refs--;
+    if (err && m->ctl) {
+        char note[CONV_REASON_MAX];
+        snprintf(note, sizeof(note), "block_set_io_throttle (%s) refused: %.100s",
+                 r->restore ? "restore" : "cap", err->msg);
+        ev_add(m->ctl, agent_now_ms() - m->start_ms, CONV_ACT_SET_IO_THROTTLE, note);
+        log_warn("agent", "msg=\"io throttle failed\" id=%s err=\"%s\"", m->id, err->msg);
+    }
+    free(r);
+}
+
+/* Sends block_set_io_throttle for device k of m with limits v. */
+static void io_send(struct migration *m, unsigned k, const int64_t v[6], bool restore)
+{
+    if (!m->inst)
+        return;
+    json_t *args = json_pack("{s:s}", "id", m->ctl->imp.io_devs[k]);
+    for (int i = 0; i < 6; i++)
+        json_object_set_new(args, io_keys[i], json_integer((json_int_t)v[i]));
+    struct io_req *r = xcalloc(1, sizeof(*r));
+    r->m = m;
+    r->restore = restore;
+    m->refs++;
+    if (inst_qmp(m->inst, "block_set_io_throttle", args, on_io_set, r) != 0) {
+        m->refs--;
+        free(r);
+    }
+}
+
+/* query-block reply: remember each guest device's limits (the first time),
+ * then cap its writes. */
+static void on_io_query(struct instance *in, const struct ferr *err, json_t *ret, void *ctx)
+{
+    struct migration *m = ctx;
+    m->refs--;
+    struct mig_control *c = m->ctl;
+    if (!in || !c || c->imp.io_lifted)
+        return; /* the migration ended meanwhile: nothing to cap */
+    if (err) {
+        char note[CONV_REASON_MAX];
+        snprintf(note, sizeof(note), "io throttle not set: query-block: %.100s", err->msg);
+        ev_add(c, agent_now_ms() - m->start_ms, CONV_ACT_SET_IO_THROTTLE, note);
+        return;
+    }
+    struct ctl_impact *ci = &c->imp;
+    for (size_t i = 0; i < json_array_size(ret); i++) {
+        const json_t *b = json_array_get(ret, i);
+        const char *qdev = json_string_value(json_object_get(b, "qdev"));
+        const json_t *ins = json_object_get(b, "inserted");
+        if (!qdev || !qdev[0] || strlen(qdev) >= IMPACT_QDEV_MAX || !json_is_object(ins))
+            continue;
+        unsigned k = 0;
+        while (k < ci->io_n && strcmp(ci->io_devs[k], qdev) != 0)
+            k++;
+        if (k == ci->io_n) {
+            if (ci->io_n >= IMPACT_DEVS)
+                continue;
+            snprintf(ci->io_devs[k], IMPACT_QDEV_MAX, "%s", qdev);
+            for (int j = 0; j < 6; j++) {
+                const json_t *v = json_object_get(ins, io_keys[j]);
+                ci->io_prev[k][j] = json_is_integer(v) ? (int64_t)json_integer_value(v) : 0;
+            }
+            ci->io_n++;
+        }
+        int64_t v[6];
+        memcpy(v, ci->io_prev[k], sizeof(v));
+        int64_t cap = (int64_t)ci->io_bps;
+        if (v[0] > 0) /* a total cap cannot go with a write cap */
+            v[0] = v[0] < cap ? v[0] : cap;
+        else
+            v[2] = v[2] > 0 && v[2] < cap ? v[2] : cap;
+        io_send(m, k, v, false);
+    }
+}
+
+static void io_throttle_set(struct migration *m, uint64_t bps)
+{
+    struct mig_control *c = m->ctl;
+    if (!m->inst || c->imp.io_lifted)
+        return;
+    c->imp.io_on = true;
+    c->imp.io_bps = bps;
+    m->refs++;
+    if (inst_qmp(m->inst, "query-block", NULL, on_io_query, m) != 0) {
+        m->refs--;
+        ev_add(c, agent_now_ms() - m->start_ms, CONV_ACT_SET_IO_THROTTLE,
+               "io throttle not set: QMP not ready");
+    }
+}
+
+void ctl_restore_guest(struct migration *m)
+{
+    struct mig_control *c = m->ctl;
+    if (!c || c->imp.io_lifted)
+        return;
+    c->imp.io_lifted = true; /* also stops a cap whose query is in flight */
+    if (!c->imp.io_on)
+        return;
+    for (unsigned k = 0; k < c->imp.io_n; k++)
+        io_send(m, k, c->imp.io_prev[k], true);
+    ev_add(c, agent_now_ms() - m->start_ms, CONV_ACT_SET_IO_THROTTLE,
+           m->inst ? "io throttle lifted: the guest's previous disk limits restored"
+                   : "io throttle ends with the source guest");
+    log_info("agent", "msg=\"io throttle lifted\" id=%s devices=%u", m->id, c->imp.io_n);
+}
+
+/* --- impact --------------------------------------------------------------- */
+
+void ctl_impact_start(struct migration *m)
+{
+    struct mig_control *c = m->ctl;
+    if (!c || c->imp.started)
+        return;
+    c->imp.started = true;
+    const struct inst_impact *im = m->inst ? m->inst->imp : NULL;
+    uint64_t win = (c->pol.baseline_s ? c->pol.baseline_s : 10) * 1000;
+    uint64_t now = agent_now_ms();
+    impact_window(im, now > win ? now - win : 0, now, &c->imp.base);
+    c->imp.start_seq = im ? im->seq : 0;
+    c->imp.last_seq = c->imp.start_seq;
+}
+
+/* Budget input from the baseline and the newest window: without a
+ * histogram on both sides, the mean latency stands for the p99. */
+static void to_conv_impact(const struct ctl_impact *ci, const struct impact_fig *base,
+                           uint64_t seq, struct conv_impact *out)
+{
+    memset(out, 0, sizeof(*out));
+    out->seq = seq;
+    const struct impact_fig *now = &ci->now;
+    bool pct = base->p99_us >= 0 && now->p99_us >= 0;
+    out->have_baseline = ci->base.n > 0 && base->secs > 0;
+    out->base_bps = base->bps;
+    out->base_iops = base->iops;
+    out->base_p99_us = pct ? base->p99_us : base->mean_us;
+    out->bps = now->bps;
+    out->iops = now->iops;
+    out->wr_bps = now->wr_bps;
+    out->p99_us = pct ? now->p99_us : now->mean_us;
+    out->ops = now->ops;
+}
+
+void ctl_impact_sample(struct migration *m, struct mig_sample *s)
+{
+    struct mig_control *c = m->ctl;
+    if (!c)
+        return;
+    struct ctl_impact *ci = &c->imp;
+    if (ci->last_t_ms && s->t_ms > ci->last_t_ms)
+        ci->throttle_pct_ms += (double)(s->t_ms - ci->last_t_ms) * (double)s->throttle_pct;
+    ci->last_t_ms = s->t_ms;
+    const struct inst_impact *im = m->inst ? m->inst->imp : NULL;
+    if (!im || !ci->started)
+        return;
+    bool fresh = false;
+    for (uint64_t q = ci->last_seq + 1; q <= im->seq; q++) {
+        const struct impact_iv *iv = impact_get(im, q);
+        if (iv)
+            impact_agg_add(&ci->during, iv);
+        fresh = true;
+    }
+    if (fresh) {
+        ci->last_seq = im->seq;
+        struct impact_agg w;
+        memset(&w, 0, sizeof(w));
+        for (uint64_t q = im->seq; q > ci->start_seq && im->seq - q < IMPACT_WINDOW; q--) {
+            const struct impact_iv *iv = impact_get(im, q);
+            if (iv)
+                impact_agg_add(&w, iv);
+        }
+        if (w.n) {
+            impact_figures(&w, &ci->now);
+            ci->have_now = true;
+            if (c->pol.enabled) {
+                struct impact_fig base;
+                impact_figures(&ci->base, &base);
+                struct conv_impact x;
+                to_conv_impact(ci, &base, im->seq, &x);
+                (void)!conv_set_impact(&c->conv, &x);
+            }
+        }
+    }
+    if (ci->have_now) {
+        s->guest_disk_bps = (uint64_t)ci->now.bps;
+        s->guest_disk_iops = (uint64_t)ci->now.iops;
+        double p = ci->now.p99_us >= 0 ? ci->now.p99_us : ci->now.mean_us;
+        s->guest_p99_us = (uint64_t)p;
+    }
+}
+
+/* "impact": baseline, during and now, with the ratios people ask for. */
+static json_t *impact_json(const struct mig_control *c)
+{
+    const struct ctl_impact *ci = &c->imp;
+    struct impact_fig b, d;
+    impact_figures(&ci->base, &b);
+    impact_figures(&ci->during, &d);
+    json_t *o = json_object();
+    json_object_set_new(o, "baseline", ci->base.n ? impact_fig_json(&b) : json_null());
+    json_object_set_new(o, "during", ci->during.n ? impact_fig_json(&d) : json_null());
+    json_object_set_new(o, "now", ci->have_now ? impact_fig_json(&ci->now) : json_null());
+    bool busy = ci->base.n && b.iops >= 1.0 && b.bps > 0;
+    json_object_set_new(o, "throughput_retained_pct",
+                        busy && ci->during.n ? json_real(round(1000.0 * d.bps / b.bps) / 10.0)
+                                             : json_null());
+    double bp = b.p99_us >= 0 && d.p99_us >= 0 ? b.p99_us : b.mean_us;
+    double dp = b.p99_us >= 0 && d.p99_us >= 0 ? d.p99_us : d.mean_us;
+    json_object_set_new(o, "p99_latency_ratio",
+                        busy && ci->during.n && bp > 0 ? json_real(round(100.0 * dp / bp) / 100.0)
+                                                       : json_null());
+    json_object_set_new(o, "latency_basis",
+                        json_string(b.p99_us >= 0 && d.p99_us >= 0 ? "histogram" : "mean"));
+    json_object_set_new(o, "cpu_throttle_ms", json_integer((json_int_t)(ci->throttle_pct_ms / 100.0)));
+    json_object_set_new(o, "io_throttle",
+                        ci->io_on ? json_pack("{s:I, s:b, s:i}", "write_bytes_per_s",
+                                              (json_int_t)ci->io_bps, "lifted", ci->io_lifted,
+                                              "devices", (int)ci->io_n)
+                                  : json_null());
+    return o;
+}
+
 static void carry_out(struct migration *m, const struct conv_action *a,
                       const struct mig_sample *s)
 {
@@ -446,6 +765,21 @@ static void carry_out(struct migration *m, const struct conv_action *a,
         m->state = MIGS_CANCELLING;
         qmp_act(m, a->kind, "migrate_cancel", NULL, "migrate_cancel");
         break;
+    case CONV_ACT_SET_MIRROR_SPEED:
+        if (x)
+            x->value = a->bw_bps;
+        m->limits.mirror_speed_bps = a->bw_bps; /* later mirrors start at it */
+        storage_set_speed(m, a->bw_bps);
+        break;
+    case CONV_ACT_SET_IO_THROTTLE:
+        if (x)
+            x->value = a->io_bps;
+        io_throttle_set(m, a->io_bps);
+        break;
+    case CONV_ACT_REPORT_BUDGET:
+        if (x)
+            x->budget = a->budget;
+        break;
     case CONV_ACT_REQUEST_CONSENT:
     case CONV_ACT_REPORT_STALL:
     default:
@@ -494,7 +828,8 @@ int ctl_consent(struct migration *m, const char *step, bool granted, struct ferr
     struct mig_control *c = m->ctl;
     enum conv_step st;
     if (step_parse(step, &st) != 0)
-        return ferr_set(e, FERR_INVAL, "step", "'step' must be bandwidth, throttle, postcopy or pause");
+        return ferr_set(e, FERR_INVAL, "step",
+                        "'step' must be bandwidth, throttle, postcopy, pause or io_throttle");
     if (!c || !c->pol.enabled || c->conv.consent[st] != CONV_CONSENT_PENDING)
         return ferr_set(e, FERR_STATE, "step", "migration %s has no pending consent request for %s",
                         m->id, step);
@@ -657,6 +992,9 @@ void ctl_to_json(const struct mig_control *c, json_t *o)
             json_object_set_new(j, "step", json_string(conv_step_name(x->step)));
         if (x->value)
             json_object_set_new(j, "value", json_integer((json_int_t)x->value));
+        if (x->kind == CONV_ACT_REPORT_BUDGET)
+            json_object_set_new(
+                j, "verdict", json_string(conv_budget_verdict_name((enum conv_budget_verdict)x->budget)));
         json_array_append_new(events, j);
     }
     json_object_set_new(o, "stalls", stalls);
@@ -668,4 +1006,27 @@ void ctl_to_json(const struct mig_control *c, json_t *o)
         if (c->conv.consent[i] == CONV_CONSENT_PENDING)
             json_array_append_new(cp, json_string(conv_step_name((enum conv_step)i)));
     json_object_set_new(o, "consent_pending", cp);
+    json_object_set_new(o, "impact", impact_json(c));
+    const struct conv_budget *b = &c->pol.conv.budget;
+    if (c->pol.enabled && b->enabled) {
+        const struct conv *cv = &c->conv;
+        json_t *bj = json_pack(
+            "{s:s, s:o, s:I, s:I, s:I, s:I, s:i, s:o, s:o, s:o}", "verdict",
+            conv_budget_verdict_name(conv_budget_verdict(cv)), "usage",
+            cv->usage < 0 ? json_null() : json_real(round(cv->usage * 100.0) / 100.0), "rate_bps",
+            (json_int_t)cv->rate_bps, "judged", (json_int_t)cv->judged, "violations",
+            (json_int_t)cv->violations, "ceiling_bps", (json_int_t)cv->ceiling_bps,
+            "min_throughput_pct", (int)b->min_throughput_pct, "max_p99_latency_ratio",
+            b->max_p99_ratio > 0 ? json_real(b->max_p99_ratio) : json_null(),
+            "max_p99_latency_ms",
+            b->max_p99_us ? json_real((double)b->max_p99_us / 1000.0) : json_null(), "steer",
+            json_string(b->steer == CONV_STEER_MIRROR      ? "mirror"
+                        : b->steer == CONV_STEER_BANDWIDTH ? "bandwidth"
+                                                           : "both"));
+        json_object_set_new(o, "budget", bj);
+        json_t *est = json_object_get(o, "estimate");
+        if (est)
+            json_object_set_new(est, "budget_verdict",
+                                json_string(conv_budget_verdict_name(conv_budget_verdict(cv))));
+    }
 }

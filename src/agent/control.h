@@ -33,6 +33,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "agent/impact.h"
 #include "core/conv.h"
 #include "core/estimator.h"
 #include "util/ferr.h"
@@ -46,6 +47,8 @@ struct ctl_policy {
     bool enabled;           /* false: kind "none" */
     bool permit_post_copy;  /* the request allows post-copy */
     struct conv_policy conv; /* valid when enabled */
+    uint64_t baseline_s;    /* impact baseline: this many seconds before
+                               the start; 0 → 10 */
 };
 
 /* One thing the controller did or reported. */
@@ -59,6 +62,29 @@ struct ctl_event {
     char note[CONV_REASON_MAX];  /* reason, or why it could not be done */
     int answer;                  /* consent answer event: 1 granted, 2 refused;
                                     0 for controller actions */
+    int budget;                  /* REPORT_BUDGET: enum conv_budget_verdict */
+};
+
+/* The guest's disk during one migration, against its baseline (impact.h),
+ * and the guest io throttle the budget may set. */
+struct ctl_impact {
+    bool started;                /* baseline taken (ctl_impact_start) */
+    uint64_t start_seq;          /* impact intervals after this are "during" */
+    uint64_t last_seq;           /* newest interval summed into during */
+    struct impact_agg base;      /* the baseline window */
+    struct impact_agg during;    /* every interval since the start */
+    struct impact_fig now;       /* the newest IMPACT_WINDOW intervals */
+    bool have_now;
+    double throttle_pct_ms;      /* sum of CPU throttle % x ms over samples */
+    uint64_t last_t_ms;          /* sample time of the last sum, ms */
+    /* guest io throttle (budget step io_throttle) */
+    bool io_on;                  /* block_set_io_throttle sent (cap in force) */
+    bool io_lifted;              /* restored after the migration */
+    uint64_t io_bps;             /* write cap, bytes/s */
+    unsigned io_n;               /* devices whose previous limits are known */
+    char io_devs[IMPACT_DEVS][IMPACT_QDEV_MAX]; /* their QOM paths */
+    int64_t io_prev[IMPACT_DEVS][6]; /* bps, bps_rd, bps_wr, iops, iops_rd,
+                                        iops_wr before the cap */
 };
 
 /* Per-migration controller state; owned by struct migration. */
@@ -75,6 +101,7 @@ struct mig_control {
     uint32_t throttle_target;    /* throttle % QEMU's next trigger reaches, 0 none */
     uint32_t throttle_final_inc; /* increment % restored once it is reached */
     uint32_t throttle_final_max; /* max-cpu-throttle % restored then */
+    struct ctl_impact imp;       /* guest impact and io throttle */
 };
 
 /* Parses obj (borrowed; NULL or absent means kind "none") into *out.
@@ -139,8 +166,25 @@ int ctl_set_limits(struct migration *m, bool has_bw, uint64_t bw_bps, bool has_d
  * events. */
 void ctl_on_sample(struct migration *m, const struct mig_sample *s);
 
-/* Adds "policy", "estimate", "stalls", "consent_pending" and "events" to
- * the JSON object o (borrowed) for c (NULL: nothing added). */
+/* Takes m's impact baseline: the guest's disk intervals of the last
+ * baseline_s seconds (fewer when the guest has not run that long; none
+ * when it has no disk). Call once, at the start. */
+void ctl_impact_start(struct migration *m);
+
+/* Sums the guest's new disk intervals into m's "during" figures, hands the
+ * newest window to the budget and writes it into s (guest_disk_*). Call
+ * for every sample before it is kept and fed (ctl_on_sample). */
+void ctl_impact_sample(struct migration *m, struct mig_sample *s);
+
+/* Restores the source guest after m ended: lifts the io throttle the
+ * budget set (the previous limits of every capped device come back).
+ * Idempotent; nothing to do when no cap was set or the guest is gone. */
+void ctl_restore_guest(struct migration *m);
+
+/* Adds "policy", "estimate", "stalls", "consent_pending", "events",
+ * "impact" (baseline, during, now, retained %, p99 ratio, CPU throttle
+ * time, io throttle) and, with a budget, "budget" to the JSON object o
+ * (borrowed) for c (NULL: nothing added). */
 void ctl_to_json(const struct mig_control *c, json_t *o);
 
 #endif

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "agent/agent.h"
+#include "agent/impact.h"
 #include "agent/storage.h"
 #include "util/httpd.h"
 #include "util/jsonin.h"
@@ -168,6 +169,7 @@ static void inst_retire(struct instance *in, const char *why)
     free(in->qmp_path);
     free(in->serial_path);
     free(in->console);
+    impact_free(in);
     spec_free(&in->spec);
     free(in);
 }
@@ -550,6 +552,8 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
     }
     if (in->qmp_ready && inst_qmp(in, "query-status", NULL, on_status, NULL) != 0)
         log_debug("agent", "msg=\"query-status not sent\"");
+    if (in->qmp_ready)
+        impact_poll(in); /* the guest's disk figures, once a second */
     set_timer(in, STATUS_POLL_MS);
 }
 

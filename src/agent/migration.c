@@ -86,6 +86,7 @@ static void mig_finish(struct migration *m, enum mig_state st, const char *why)
     if (why && !m->error[0])
         snprintf(m->error, sizeof(m->error), "%s", why);
     mig_stop_tick(m);
+    ctl_restore_guest(m); /* lift the budget's io throttle, on every path */
     if (m->inst && m->inst->mig == m)
         m->inst->mig = NULL;
     log_info("agent", "msg=\"migration finished\" id=%s instance=%s state=%s error=\"%s\"", m->id,
@@ -338,6 +339,7 @@ static void on_query(struct instance *in, const struct ferr *err, json_t *ret, v
         m->state = MIGS_POSTCOPY; /* the guest runs on the destination now */
         log_info("agent", "msg=\"post-copy active\" id=%s", m->id);
     }
+    ctl_impact_sample(m, &s); /* control.c: the guest's disk against its baseline */
     keep_sample(m, &s);
     ctl_on_sample(m, &s); /* control.c: estimate, controller actions */
     const char *st = json_string_value(json_object_get(ret, "status"));
@@ -633,6 +635,7 @@ void mig__storage_sample(struct migration *m)
     s.setting_downtime_ms = m->limits.downtime_ms;
     s.setting_max_bw_bps = m->limits.max_bandwidth_bps;
     storage_fill_sample(m, &s);
+    ctl_impact_sample(m, &s);
     keep_sample(m, &s);
     ctl_on_sample(m, &s);
     if (m->ctl && m->ctl->aborted) {
@@ -816,6 +819,7 @@ int mig_start_storage(struct agent *ag, struct instance *in, const char *dest_ur
         free(m);
         return FERR_INVAL;
     }
+    ctl_impact_start(m); /* baseline: the guest's disk before the migration */
     m->throttle_dormant = !limits->auto_converge && ctl_may_throttle(policy);
     if (storage_copy)
         storage_init(m);
@@ -905,7 +909,7 @@ void mig_on_event(struct migration *m, const char *event, json_t *data)
 
 json_t *mig_sample_to_json(const struct mig_sample *s)
 {
-    return json_pack("{s:I, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:i, s:I, s:I, s:I, s:I, s:I}",
+    json_t *o = json_pack("{s:I, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:i, s:I, s:I, s:I, s:I, s:I}",
                      "t_ms",
                      (json_int_t)s->t_ms, "phase", mig_phase_name(s->phase), "ram_total",
                      (json_int_t)s->ram_total, "ram_transferred", (json_int_t)s->ram_transferred,
@@ -917,6 +921,11 @@ json_t *mig_sample_to_json(const struct mig_sample *s)
                      "postcopy_requests", (json_int_t)s->postcopy_requests,
                      "dirty_rate_hint_pps", (json_int_t)s->dirty_rate_hint_pps, "disk_total",
                      (json_int_t)s->disk_total, "disk_done", (json_int_t)s->disk_done);
+    /* the guest's own disk (impact sampler, control.c) */
+    json_object_set_new(o, "guest_disk_bps", json_integer((json_int_t)s->guest_disk_bps));
+    json_object_set_new(o, "guest_disk_iops", json_integer((json_int_t)s->guest_disk_iops));
+    json_object_set_new(o, "guest_p99_us", json_integer((json_int_t)s->guest_p99_us));
+    return o;
 }
 
 json_t *mig_to_json(const struct migration *m, bool samples)

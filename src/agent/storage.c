@@ -796,6 +796,10 @@ void storage_switchover(struct migration *m)
     if (st->phase == STG_READY) {
         st->phase = STG_SWITCHING;
         log_info("agent", "msg=\"pre-switchover: completing the disk mirrors\" id=%s", m->id);
+        /* the guest is paused: what is left goes flat out, whatever speed
+         * the operator or the impact budget held the copy at */
+        if (m->limits.mirror_speed_bps)
+            storage_set_speed(m, 0);
         cancel_jobs(m, false);
         return;
     }

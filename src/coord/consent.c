@@ -20,7 +20,7 @@
 
 /* ---- pure helpers ------------------------------------------------------- */
 
-static const char *const STEPS[] = {"bandwidth", "throttle", "postcopy", "pause", NULL};
+static const char *const STEPS[] = {"bandwidth", "throttle", "postcopy", "pause", "io_throttle", NULL};
 static const char *const STATES[] = {"pending", "granted", "refused", "expired", NULL};
 
 static bool in_set(const char *s, const char *const *set)

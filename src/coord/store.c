@@ -428,7 +428,7 @@ static int one_of(const char *s, const char *const *set)
 static int check_consent(const struct store_consent *c, struct ferr *e)
 {
     static const char *const states[] = {"pending", "granted", "refused", "expired", NULL};
-    static const char *const steps[] = {"bandwidth", "throttle", "postcopy", "pause", NULL};
+    static const char *const steps[] = {"bandwidth", "throttle", "postcopy", "pause", "io_throttle", NULL};
     int rc;
     if ((rc = check_text(c->id, STORE_IDENT_MAX, 0, "id", e)) != 0 ||
         (rc = check_text(c->migration_id, STORE_IDENT_MAX, 0, "migration_id", e)) != 0 ||
@@ -440,7 +440,7 @@ static int check_consent(const struct store_consent *c, struct ferr *e)
     if (!one_of(c->state, states))
         return ferr_set(e, FERR_INVAL, "state", "state must be pending, granted, refused or expired");
     if (!one_of(c->step, steps))
-        return ferr_set(e, FERR_INVAL, "step", "step must be bandwidth, throttle, postcopy or pause");
+        return ferr_set(e, FERR_INVAL, "step", "step must be bandwidth, throttle, postcopy, pause or io_throttle");
     return 0;
 }
 

@@ -134,7 +134,44 @@ void conv_policy_default(struct conv_policy *p, enum conv_kind kind)
         p->consent_required[CONV_STEP_THROTTLE] = true;
         p->consent_required[CONV_STEP_POSTCOPY] = true;
         p->consent_required[CONV_STEP_PAUSE] = true;
+        p->consent_required[CONV_STEP_IO_THROTTLE] = true;
     }
+}
+
+void conv_budget_default(struct conv_budget *b)
+{
+    memset(b, 0, sizeof(*b));
+    b->enabled = true;
+    b->rate_min_bps = 1u << 20;
+    b->rate_max_bps = 1u << 30;
+    b->rate_start_bps = 16u << 20;
+    b->steer = CONV_STEER_MIRROR;
+    b->io_throttle = true;
+    b->conflict_ms = 5000;
+    b->min_ops = 5;
+}
+
+static int budget_check(const struct conv_policy *p, struct ferr *err)
+{
+    const struct conv_budget *b = &p->budget;
+    if (!b->enabled)
+        return 0;
+    if (p->kind != CONV_ADAPTIVE)
+        return ferr_set(err, FERR_INVAL, "budget", "a budget needs the adaptive policy");
+    if (!b->min_throughput_pct && !(b->max_p99_ratio > 0) && !b->max_p99_us)
+        return ferr_set(err, FERR_INVAL, "budget",
+                        "set min_throughput_pct, max_p99_latency_ratio or max_p99_latency_ms");
+    if (b->min_throughput_pct > 100)
+        return ferr_set(err, FERR_INVAL, "min_throughput_pct", "must be 0..100");
+    if (b->max_p99_ratio != 0 && !(b->max_p99_ratio > 1.0 && b->max_p99_ratio <= 1000.0))
+        return ferr_set(err, FERR_INVAL, "max_p99_latency_ratio", "must be > 1 and <= 1000");
+    if (b->rate_min_bps == 0 || b->rate_min_bps > b->rate_max_bps ||
+        b->rate_start_bps < b->rate_min_bps || b->rate_start_bps > b->rate_max_bps)
+        return ferr_set(err, FERR_INVAL, "min_rate_bps",
+                        "need 0 < min_rate_bps <= start_rate_bps <= max_rate_bps");
+    if (b->steer == 0 || (b->steer & ~(unsigned)(CONV_STEER_MIRROR | CONV_STEER_BANDWIDTH)))
+        return ferr_set(err, FERR_INVAL, "steer", "must be mirror, bandwidth or both");
+    return 0;
 }
 
 int conv_init(struct conv *c, const struct conv_policy *policy, struct ferr *err)
@@ -180,6 +217,10 @@ int conv_init(struct conv *c, const struct conv_policy *policy, struct ferr *err
         for (size_t i = 0; !rc && i < a->n_ladder; i++) {
             if ((unsigned)a->ladder[i] >= CONV_STEP__COUNT || seen[a->ladder[i]])
                 rc = ferr_set(err, FERR_INVAL, "ladder", "step %zu unknown or repeated", i);
+            else if (a->ladder[i] == CONV_STEP_IO_THROTTLE)
+                rc = ferr_set(err, FERR_INVAL, "ladder",
+                              "io_throttle is the impact budget's step, not a memory ladder "
+                              "rung (budget.io_throttle)");
             else
                 seen[a->ladder[i]] = true;
         }
@@ -188,6 +229,8 @@ int conv_init(struct conv *c, const struct conv_policy *policy, struct ferr *err
     default:
         rc = ferr_set(err, FERR_INVAL, "kind", "unknown policy kind");
     }
+    if (!rc)
+        rc = budget_check(policy, err);
     if (rc) {
         memset(c, 0, sizeof(*c));
         return rc;
@@ -199,6 +242,12 @@ int conv_init(struct conv *c, const struct conv_policy *policy, struct ferr *err
         c->pol.adaptive.settle_periods = 2;
     if (!c->pol.adaptive.settle_max_ms)
         c->pol.adaptive.settle_max_ms = 60000;
+    if (!c->pol.budget.conflict_ms)
+        c->pol.budget.conflict_ms = 5000;
+    if (!c->pol.budget.min_ops)
+        c->pol.budget.min_ops = 5;
+    c->bverdict = c->pol.budget.enabled ? CONV_BUDGET_NO_BASELINE : CONV_BUDGET_OFF;
+    c->usage = -1;
     stall_init(&c->stall, &policy->stall);
     if (policy->kind == CONV_NOVA) {
         rc = conv_nova_plan(&policy->nova, c->nsteps, CONV_SCHED_MAX, &c->n_nsteps,
@@ -252,6 +301,9 @@ static void act_abort(struct conv *c, struct emit *e, const char *why)
     c->done = true;
 }
 
+static void report_budget(struct conv *c, struct emit *e, enum conv_budget_verdict v,
+                          const char *why);
+
 /* Emits the action of an escalation step (consent already settled). */
 static void act_step(struct conv *c, struct emit *e, enum conv_step step,
                      const struct mig_sample *s, const struct est_out *est)
@@ -261,11 +313,23 @@ static void act_step(struct conv *c, struct emit *e, enum conv_step step,
     (void)s;
     switch (step) {
     case CONV_STEP_BANDWIDTH:
+        if (c->pol.budget.enabled && (c->pol.budget.steer & CONV_STEER_BANDWIDTH) &&
+            !c->bw_waived && !c->waived) {
+            char why[CONV_REASON_MAX];
+            snprintf(why, sizeof(why),
+                     "the budget holds max-bandwidth at %.1f MiB/s; the bandwidth rung raises "
+                     "it to %.1f MiB/s to finish by the deadline",
+                     (double)c->rate_bps / 1048576.0, (double)ad->bw_cap_bps / 1048576.0);
+            report_budget(c, e, CONV_BUDGET_CONFLICT, why);
+            c->conflict_reported = true;
+        }
         a = push(e, CONV_ACT_SET_BANDWIDTH);
         if (a) {
             a->step = step;
             a->bw_bps = ad->bw_cap_bps;
         }
+        c->bw_waived = true; /* the budget no longer holds max-bandwidth down */
+        c->bw_set_bps = ad->bw_cap_bps;
         break;
     case CONV_STEP_THROTTLE:
         a = push(e, CONV_ACT_SET_THROTTLE);
@@ -421,8 +485,294 @@ static bool step_applicable(const struct conv *c, enum conv_step st,
                s->setting_max_bw_bps < ad->bw_cap_bps;
     case CONV_STEP_POSTCOPY:
         return ad->postcopy_available;
+    case CONV_STEP_IO_THROTTLE:
+        return false; /* the budget's step (tick_budget) */
     default:
         return true;
+    }
+}
+
+
+/* --- impact budget ------------------------------------------------------- */
+
+#define BUDGET_TARGET 0.7    /* usage the proportional step aims at */
+#define BUDGET_GAIN 0.6      /* rate factor per unit of usage below/above it */
+#define BUDGET_UP_MAX 1.5    /* largest increase per measurement */
+#define BUDGET_BACKOFF 0.5   /* rate factor on a violation (at most) */
+#define BUDGET_QUIET_UP 2.0  /* rate factor per measurement of a quiet guest */
+#define BUDGET_CEIL_GROW 1.05 /* ceiling creep per measurement inside */
+#define BUDGET_RESEND 0.05   /* re-emit a rate only when it moved this much */
+#define BUDGET_IO_MIN_BPS 65536u /* smallest guest write cap, bytes/s */
+#define DRAIN_ALPHA 0.3      /* EWMA weight of the newest disk drain sample */
+
+static double dmax(double a, double b)
+{
+    return a > b ? a : b;
+}
+
+double conv_budget_usage(const struct conv_budget *b, const struct conv_impact *imp)
+{
+    uint32_t min_ops = b->min_ops ? b->min_ops : 5;
+    bool busy_base = imp->have_baseline && imp->base_iops >= (double)min_ops;
+    if (imp->ops < min_ops && !busy_base)
+        return -1; /* quiet now and before: nothing to protect */
+    double u = 0;
+    bool any = false;
+    if (b->min_throughput_pct && imp->have_baseline && imp->base_bps > 0 && busy_base) {
+        double allowed = 1.0 - (double)b->min_throughput_pct / 100.0;
+        double lost = 1.0 - imp->bps / imp->base_bps;
+        double x = allowed > 0 ? lost / allowed : (lost > 0.01 ? 2.0 : 0.0);
+        u = dmax(u, x);
+        any = true;
+    }
+    if (imp->ops > 0 && imp->p99_us > 0) {
+        if (b->max_p99_ratio > 1.0 && imp->have_baseline && imp->base_p99_us > 0) {
+            double x = (imp->p99_us / imp->base_p99_us - 1.0) / (b->max_p99_ratio - 1.0);
+            u = dmax(u, x);
+            any = true;
+        }
+        if (b->max_p99_us) {
+            u = dmax(u, imp->p99_us / (double)b->max_p99_us);
+            any = true;
+        }
+    }
+    return any ? u : -1;
+}
+
+int conv_set_impact(struct conv *c, const struct conv_impact *imp)
+{
+    if (!c || !imp)
+        return FERR_INVAL;
+    if (c->pol.budget.enabled)
+        c->imp = *imp;
+    return 0;
+}
+
+enum conv_budget_verdict conv_budget_verdict(const struct conv *c)
+{
+    return c->bverdict;
+}
+
+const char *conv_budget_verdict_name(enum conv_budget_verdict v)
+{
+    static const char *const names[CONV_BUDGET__COUNT] = {
+        "off", "no_baseline", "within", "violated", "budget_conflict", "io_throttled", "waived"};
+    return (unsigned)v < CONV_BUDGET__COUNT ? names[v] : "unknown";
+}
+
+static uint64_t clamp_rate(const struct conv_budget *b, double r)
+{
+    if (r < (double)b->rate_min_bps)
+        return b->rate_min_bps;
+    if (r > (double)b->rate_max_bps)
+        return b->rate_max_bps;
+    return (uint64_t)r;
+}
+
+static bool moved(const struct conv_budget *b, uint64_t now, uint64_t then)
+{
+    if (then == 0)
+        return true;
+    if (now != then && (now == b->rate_max_bps || now == b->rate_min_bps))
+        return true; /* reach the bounds exactly */
+    double d = (double)now - (double)then;
+    return d < 0 ? -d > BUDGET_RESEND * (double)then : d > BUDGET_RESEND * (double)then;
+}
+
+static void report_budget(struct conv *c, struct emit *e, enum conv_budget_verdict v,
+                          const char *why)
+{
+    c->bverdict = v;
+    struct conv_action *a = push(e, CONV_ACT_REPORT_BUDGET);
+    if (a) {
+        a->budget = (int)v;
+        reasonf(a, "%s", why);
+    }
+}
+
+/* Judges a new measurement and moves the copy rate: a proportional step
+ * towards BUDGET_TARGET usage (multiplicative, at most BUDGET_UP_MAX up),
+ * a back-off of at least half on a violation (the rate then is remembered
+ * as the ceiling, which later probes approach slowly), doubling while the
+ * guest is quiet. */
+static void budget_judge(struct conv *c)
+{
+    const struct conv_budget *b = &c->pol.budget;
+    double u = conv_budget_usage(b, &c->imp);
+    c->usage = u;
+    if (c->io_throttled || c->waived)
+        return; /* the consented cap or the waiver holds the rate */
+    double r = (double)c->rate_bps;
+    if (u < 0) {
+        bool relative_only = !b->max_p99_us;
+        if (!c->imp.have_baseline && relative_only) {
+            c->bverdict = CONV_BUDGET_NO_BASELINE;
+            return; /* nothing to judge against: keep the rate */
+        }
+        if (c->bverdict != CONV_BUDGET_CONFLICT)
+            c->bverdict = CONV_BUDGET_WITHIN;
+        r *= BUDGET_QUIET_UP; /* quiet guest: use the spare capacity */
+    } else {
+        c->judged++;
+        if (u > 1.0) {
+            c->violations++;
+            c->ceiling_bps = c->rate_bps;
+            double f = 1.0 / u;
+            r *= f < BUDGET_BACKOFF ? f : BUDGET_BACKOFF;
+            if (c->bverdict != CONV_BUDGET_CONFLICT)
+                c->bverdict = CONV_BUDGET_VIOLATED;
+        } else {
+            double f = 1.0 + BUDGET_GAIN * (BUDGET_TARGET - u);
+            if (f > BUDGET_UP_MAX)
+                f = BUDGET_UP_MAX;
+            r *= f;
+            if (c->ceiling_bps) {
+                /* approach the rate that hurt last time slowly */
+                c->ceiling_bps = (uint64_t)((double)c->ceiling_bps * BUDGET_CEIL_GROW);
+                if (r > (double)c->ceiling_bps && f > 1.0)
+                    r = dmax((double)c->rate_bps, (double)c->ceiling_bps);
+            }
+            if (c->bverdict != CONV_BUDGET_CONFLICT)
+                c->bverdict = CONV_BUDGET_WITHIN;
+        }
+    }
+    c->rate_bps = clamp_rate(b, r);
+}
+
+/* The guest write cap that lets the mirror drain at half the copy rate:
+ * the measured ratio of dirtied to written bytes (the mirror's granularity
+ * turns a 4 KiB write into a larger dirty region) is taken into account. */
+static uint64_t io_cap(const struct conv *c)
+{
+    double rate = (double)c->rate_bps;
+    double dirty = rate - (c->have_drain ? c->drain_bps : 0); /* bytes/s dirtied */
+    double amp = c->imp.wr_bps > 0 && dirty > c->imp.wr_bps ? dirty / c->imp.wr_bps : 1.0;
+    double cap = 0.5 * rate / amp;
+    return cap < BUDGET_IO_MIN_BPS ? BUDGET_IO_MIN_BPS : (uint64_t)cap;
+}
+
+static void tick_budget(struct conv *c, const struct mig_sample *s, uint64_t now_ms,
+                        struct emit *e)
+{
+    const struct conv_budget *b = &c->pol.budget;
+    if (!b->enabled || c->done || c->paused || c->postcopy)
+        return;
+    if (s->phase != MIG_PHASE_ACTIVE && s->phase != MIG_PHASE_SETUP)
+        return;
+    bool disks = s->disk_total > 0;
+    bool mirroring = disks && s->phase == MIG_PHASE_SETUP; /* before READY */
+    /* disk drain: how fast what is left to mirror shrinks, bytes/s */
+    if (disks) {
+        uint64_t rem = s->disk_total > s->disk_done ? s->disk_total - s->disk_done : 0;
+        if (c->disk_t_prev && s->t_ms > c->disk_t_prev) {
+            double d = ((double)c->disk_rem_prev - (double)rem) * 1000.0 /
+                       (double)(s->t_ms - c->disk_t_prev);
+            c->drain_bps = c->have_drain ? DRAIN_ALPHA * d + (1 - DRAIN_ALPHA) * c->drain_bps : d;
+            c->have_drain = true;
+        }
+        c->disk_rem_prev = rem;
+        c->disk_t_prev = s->t_ms;
+    }
+    if (c->rate_bps == 0)
+        c->rate_bps = b->rate_start_bps;
+    if (c->imp.seq != c->imp_seq) {
+        c->imp_seq = c->imp.seq;
+        budget_judge(c);
+    }
+
+    /* conflict: the copy cannot finish (disks: what is left does not shrink
+     * or not in time; memory: the controller is late or stalled) while
+     * the budget holds the rate down, or the rate is at its maximum */
+    bool binding = c->rate_bps >= b->rate_max_bps ||
+                   (c->ceiling_bps && (double)c->rate_bps <= 1.2 * (double)c->ceiling_bps) ||
+                   c->bverdict == CONV_BUDGET_VIOLATED;
+    uint64_t left_ms = c->pol.adaptive.deadline_ms > now_ms ? c->pol.adaptive.deadline_ms - now_ms
+                                                            : 0;
+    bool disk_stuck = false;
+    char why[CONV_REASON_MAX] = "";
+    if (mirroring && c->have_drain && c->disk_rem_prev > 0) {
+        double need_ms = c->drain_bps > 0 ? (double)c->disk_rem_prev * 1000.0 / c->drain_bps : 0;
+        disk_stuck = c->drain_bps <= 0.02 * (double)c->rate_bps || need_ms > (double)left_ms;
+        if (disk_stuck)
+            snprintf(why, sizeof(why),
+                     "disk copy at %.1f MiB/s does not converge: %.1f MiB left, draining at "
+                     "%.2f MiB/s (guest writes %.1f MiB/s)",
+                     (double)c->rate_bps / 1048576.0, (double)c->disk_rem_prev / 1048576.0,
+                     c->drain_bps / 1048576.0, c->imp.wr_bps / 1048576.0);
+    }
+    bool mem_stuck = !mirroring && s->phase == MIG_PHASE_ACTIVE &&
+                     (b->steer & CONV_STEER_BANDWIDTH) && !c->bw_waived &&
+                     c->rate_bps < b->rate_max_bps &&
+                     (c->late || c->stall.out.reason != STALL_NONE);
+    if (mem_stuck)
+        snprintf(why, sizeof(why),
+                 "memory copy held at %.1f MiB/s by the budget cannot finish by the deadline "
+                 "(%s)",
+                 (double)c->rate_bps / 1048576.0,
+                 c->late ? "late" : stall_reason_name(c->stall.out.reason));
+    bool conflict = (disk_stuck && binding) || mem_stuck;
+    if (!conflict) {
+        c->conflict_since_ms = 0;
+        if (c->bverdict == CONV_BUDGET_CONFLICT) {
+            c->bverdict = CONV_BUDGET_WITHIN;
+            c->conflict_reported = false;
+        }
+    } else if (c->conflict_since_ms == 0) {
+        c->conflict_since_ms = now_ms ? now_ms : 1;
+    } else if (now_ms - c->conflict_since_ms >= b->conflict_ms) {
+        if (!c->conflict_reported && !c->io_throttled && !c->waived) {
+            report_budget(c, e, CONV_BUDGET_CONFLICT, why);
+            c->conflict_reported = true;
+        }
+        if (disk_stuck && !c->waived) {
+            int g = b->io_throttle ? gate(c, e, CONV_STEP_IO_THROTTLE, why) : -1;
+            if (g == 1) {
+                uint64_t cap = io_cap(c);
+                if (c->io_throttled) /* capped and still stuck: halve it */
+                    cap = c->imp.wr_bps > 0 && (double)cap > c->imp.wr_bps / 2
+                              ? (uint64_t)(c->imp.wr_bps / 2)
+                              : cap / 2;
+                if (cap < BUDGET_IO_MIN_BPS)
+                    cap = BUDGET_IO_MIN_BPS;
+                struct conv_action *a = push(e, CONV_ACT_SET_IO_THROTTLE);
+                if (a) {
+                    a->step = CONV_STEP_IO_THROTTLE;
+                    a->io_bps = cap;
+                    reasonf(a, "guest disk writes capped at %.2f MiB/s so the copy converges",
+                            (double)cap / 1048576.0);
+                }
+                c->io_throttled = true;
+                c->bverdict = CONV_BUDGET_IO_THROTTLED;
+                c->conflict_since_ms = now_ms ? now_ms : 1; /* judge the cap anew */
+            } else if (g < 0) {
+                if (b->abort_on_conflict) {
+                    char msg[CONV_REASON_MAX];
+                    snprintf(msg, sizeof(msg), "impact budget conflict: %.120s", why);
+                    act_abort(c, e, msg);
+                    return;
+                }
+                c->waived = true;
+                c->rate_bps = b->rate_max_bps;
+                report_budget(c, e, CONV_BUDGET_WAIVED,
+                              "budget waived to finish: no guest io throttle (refused or not "
+                              "offered); copying at the maximum rate");
+            }
+        }
+    }
+
+    /* carry the rate out */
+    if ((b->steer & CONV_STEER_MIRROR) && disks && moved(b, c->rate_bps, c->mirror_set_bps)) {
+        struct conv_action *a = push(e, CONV_ACT_SET_MIRROR_SPEED);
+        if (a)
+            a->bw_bps = c->rate_bps;
+        c->mirror_set_bps = c->rate_bps;
+    }
+    if ((b->steer & CONV_STEER_BANDWIDTH) && !c->bw_waived && !mirroring &&
+        moved(b, c->rate_bps, c->bw_set_bps)) {
+        struct conv_action *a = push(e, CONV_ACT_SET_BANDWIDTH);
+        if (a)
+            a->bw_bps = c->rate_bps;
+        c->bw_set_bps = c->rate_bps;
     }
 }
 
@@ -430,6 +780,7 @@ static void tick_adaptive(struct conv *c, const struct mig_sample *s,
                           const struct est_out *est, uint64_t now_ms, struct emit *e)
 {
     const struct conv_adaptive *ad = &c->pol.adaptive;
+    c->late = false;
     if (s->phase == MIG_PHASE_POSTCOPY)
         c->postcopy = true;
     if (c->postcopy || c->paused)
@@ -509,6 +860,7 @@ static void tick_adaptive(struct conv *c, const struct mig_sample *s,
     }
     if (model && est->dirty_measured)
         c->planned_downtime_ms = 0;
+    c->late = late;
     bool need = late || c->stall.out.reason != STALL_NONE;
     if (!need)
         return;
@@ -614,6 +966,7 @@ int conv_tick(struct conv *c, const struct mig_sample *s, const struct est_out *
     case CONV_ADAPTIVE:
     default:
         tick_adaptive(c, s, est, now_ms, &e);
+        tick_budget(c, s, now_ms, &e);
         break;
     }
     *n_out = e.n;
@@ -664,15 +1017,16 @@ int conv_future_downtime(const struct conv *c, struct est_sched_step *sched, siz
 const char *conv_act_name(enum conv_act_kind k)
 {
     static const char *const names[CONV_ACT__COUNT] = {
-        "set_downtime", "set_bandwidth",   "set_throttle", "start_postcopy",
-        "pause_guest",  "abort", "request_consent", "report_stall"};
+        "set_downtime",      "set_bandwidth",   "set_throttle",    "start_postcopy",
+        "pause_guest",       "abort",           "request_consent", "report_stall",
+        "set_mirror_speed",  "set_io_throttle", "report_budget"};
     return (unsigned)k < CONV_ACT__COUNT ? names[k] : "unknown";
 }
 
 const char *conv_step_name(enum conv_step s)
 {
-    static const char *const names[CONV_STEP__COUNT] = {"bandwidth", "throttle",
-                                                        "postcopy", "pause"};
+    static const char *const names[CONV_STEP__COUNT] = {"bandwidth", "throttle", "postcopy",
+                                                        "pause", "io_throttle"};
     return (unsigned)s < CONV_STEP__COUNT ? names[s] : "unknown";
 }
 

@@ -34,7 +34,7 @@
 #include "core/stall.h"
 #include "util/ferr.h"
 
-#define CONV_ACTIONS_MAX 8    /* conv_tick needs room for this many */
+#define CONV_ACTIONS_MAX 12   /* conv_tick needs room for this many */
 #define CONV_REASON_MAX 160   /* bytes of a reason string incl. NUL */
 #define CONV_DISKS_MAX 16     /* block-migrated disks (nova data_gb) */
 #define CONV_SCHED_MAX 32     /* entries of a schedule policy */
@@ -47,6 +47,9 @@ enum conv_step {
     CONV_STEP_THROTTLE,      /* auto-converge / CPU throttle */
     CONV_STEP_POSTCOPY,      /* switch to post-copy */
     CONV_STEP_PAUSE,         /* pause the guest to complete */
+    CONV_STEP_IO_THROTTLE,   /* cap the guest's disk writes (block_set_io_throttle);
+                                offered by the impact budget on a disk conflict,
+                                never part of the memory ladder */
     CONV_STEP__COUNT
 };
 
@@ -59,6 +62,10 @@ enum conv_act_kind {
     CONV_ACT_ABORT,            /* migrate_cancel; reason */
     CONV_ACT_REQUEST_CONSENT,  /* step; reason says why */
     CONV_ACT_REPORT_STALL,     /* stall, reason */
+    CONV_ACT_SET_MIRROR_SPEED, /* bw_bps: block-job-set-speed on every mirror */
+    CONV_ACT_SET_IO_THROTTLE,  /* io_bps: the guest's disk write cap, bytes/s;
+                                  0 lifts it */
+    CONV_ACT_REPORT_BUDGET,    /* budget verdict changed; budget, reason */
     CONV_ACT__COUNT
 };
 
@@ -73,6 +80,8 @@ struct conv_action {
     enum conv_step step;           /* REQUEST_CONSENT (and the step an
                                       action belongs to, when any) */
     enum stall_reason stall;       /* REPORT_STALL */
+    uint64_t io_bps;               /* SET_IO_THROTTLE: write cap, bytes/s */
+    int budget;                    /* REPORT_BUDGET: enum conv_budget_verdict */
     char reason[CONV_REASON_MAX];  /* ABORT, REQUEST_CONSENT, REPORT_STALL:
                                       one sentence for people */
 };
@@ -141,6 +150,68 @@ struct conv_adaptive {
                                     (~20 ms); default 50 */
 };
 
+/* Guest-impact budget (adaptive only; docs/CONTROLLER.md "Impact budget").
+ * The controller steers the copy rate — mirror speed and/or max-bandwidth —
+ * so that the guest's disk, measured by the agent against a baseline taken
+ * before the migration (struct conv_impact), stays inside the budget; it
+ * probes upwards while the guest is inside with room to spare or quiet,
+ * and backs off multiplicatively on a violation. When the budget and
+ * convergence conflict it reports CONV_BUDGET_CONFLICT and offers
+ * CONV_STEP_IO_THROTTLE (consent-gated by default); refused, it waives the
+ * budget (finishes at full rate, saying so) or aborts. */
+enum conv_steer {
+    CONV_STEER_MIRROR = 1,    /* block-job-set-speed of the disk mirrors */
+    CONV_STEER_BANDWIDTH = 2, /* migrate-set-parameters max-bandwidth */
+};
+
+struct conv_budget {
+    bool enabled;
+    uint32_t min_throughput_pct; /* guest disk bytes/s >= this % of the
+                                    baseline; 0 = not judged */
+    double max_p99_ratio;        /* guest p99 latency <= this x the
+                                    baseline p99 (> 1); 0 = not judged */
+    uint64_t max_p99_us;         /* guest p99 latency <= this, us; 0 = not
+                                    judged */
+    uint64_t rate_min_bps;       /* copy rate floor, bytes/s (> 0) */
+    uint64_t rate_max_bps;       /* copy rate with all room, bytes/s */
+    uint64_t rate_start_bps;     /* first copy rate, bytes/s */
+    unsigned steer;              /* CONV_STEER_* bits, not 0 */
+    bool io_throttle;            /* offer IO_THROTTLE on a disk conflict */
+    bool abort_on_conflict;      /* no io throttle (refused or not
+                                    offered): abort instead of waiving */
+    uint64_t conflict_ms;        /* a conflict must last this long (ms)
+                                    before it is reported; 0 → 5000 */
+    uint32_t min_ops;            /* fewer guest requests in a measurement
+                                    window: the guest is quiet; 0 → 5 */
+};
+
+/* One measurement of the guest's disk (the agent's impact sampler: all the
+ * guest's block devices, any backend), compared with its baseline. */
+struct conv_impact {
+    uint64_t seq;            /* increases with every new measurement; the
+                                budget acts once per seq */
+    bool have_baseline;      /* the base_* fields are meaningful */
+    double base_bps;         /* baseline read+write bytes/s */
+    double base_iops;        /* baseline requests/s */
+    double base_p99_us;      /* baseline p99 request latency, us */
+    double bps;              /* now: read+write bytes/s */
+    double iops;             /* now: requests/s */
+    double wr_bps;           /* now: write bytes/s */
+    double p99_us;           /* now: p99 request latency, us */
+    uint64_t ops;            /* requests in the measurement window */
+};
+
+enum conv_budget_verdict {
+    CONV_BUDGET_OFF = 0,      /* no budget */
+    CONV_BUDGET_NO_BASELINE,  /* not judged yet: no baseline / no sample */
+    CONV_BUDGET_WITHIN,       /* guest inside the budget */
+    CONV_BUDGET_VIOLATED,     /* outside it; backing off */
+    CONV_BUDGET_CONFLICT,     /* budget and convergence conflict */
+    CONV_BUDGET_IO_THROTTLED, /* consented guest write cap in force */
+    CONV_BUDGET_WAIVED,       /* given up to finish (said so) */
+    CONV_BUDGET__COUNT
+};
+
 struct conv_policy {
     enum conv_kind kind;
     bool consent_required[CONV_STEP__COUNT]; /* gated (intrusive) steps */
@@ -148,6 +219,7 @@ struct conv_policy {
     struct conv_nova nova;       /* CONV_NOVA */
     struct conv_schedule schedule; /* CONV_SCHEDULE */
     struct conv_adaptive adaptive; /* CONV_ADAPTIVE */
+    struct conv_budget budget;   /* CONV_ADAPTIVE: guest-impact budget */
 };
 
 /* One Nova downtime step: at t_s (s since migration start, exclusive: Nova
@@ -196,6 +268,30 @@ struct conv {
                                         set once the dirty rate is measured
                                         (judged on the dirty-rate hint), ms;
                                         0 none */
+    /* impact budget */
+    struct conv_impact imp;          /* newest measurement (conv_set_impact) */
+    uint64_t imp_seq;                /* seq the budget acted on last */
+    enum conv_budget_verdict bverdict; /* current verdict */
+    double usage;                    /* newest budget usage: 1.0 = at the
+                                        bound, < 0 quiet/unknown */
+    uint64_t rate_bps;               /* copy rate set, bytes/s (0 none yet) */
+    uint64_t mirror_set_bps;         /* mirror speed last emitted */
+    uint64_t bw_set_bps;             /* max-bandwidth last emitted */
+    uint64_t ceiling_bps;            /* rate at the newest violation, 0 none */
+    uint64_t violations;             /* measurements outside the budget */
+    uint64_t judged;                 /* measurements judged */
+    uint64_t conflict_since_ms;      /* conflict condition true since, 0 no */
+    bool conflict_reported;          /* REPORT_BUDGET(CONFLICT) emitted */
+    bool io_throttled;               /* SET_IO_THROTTLE emitted (cap on) */
+    bool waived;                     /* budget waived */
+    bool bw_waived;                  /* BANDWIDTH rung acted: bandwidth no
+                                        longer steered by the budget */
+    uint64_t disk_rem_prev;          /* disk bytes left at the last sample */
+    uint64_t disk_t_prev;            /* its t_ms */
+    double drain_bps;                /* EWMA of the disk drain, bytes/s */
+    bool have_drain;
+    bool late;                       /* adaptive: newest "cannot finish by
+                                        the deadline" judgement */
 };
 
 /* Validates policy and initialises c with a copy of it. Returns 0, or
@@ -216,6 +312,26 @@ int conv_init(struct conv *c, const struct conv_policy *policy, struct ferr *err
 int conv_tick(struct conv *c, const struct mig_sample *s, const struct est_out *est,
               uint64_t now_ms, struct conv_action *out, size_t max, size_t *n_out)
     __attribute__((warn_unused_result));
+
+/* Hands the newest guest-impact measurement (copied) to the budget; the
+ * next conv_tick judges it when imp->seq is new. No effect without a
+ * budget. Returns 0, FERR_INVAL for NULL arguments. */
+int conv_set_impact(struct conv *c, const struct conv_impact *imp)
+    __attribute__((warn_unused_result));
+
+/* Budget usage of one measurement against budget b: the largest of the
+ * judged criteria, each scaled so that 0 is "as the baseline" and 1.0 is
+ * "at the bound" (throughput: lost share / allowed loss; p99 ratio:
+ * (ratio - 1) / (max - 1); absolute p99: p99 / max). Returns -1 when
+ * nothing can be judged (quiet guest: fewer than min_ops requests, or no
+ * baseline for a relative criterion and no absolute one). Pure. */
+double conv_budget_usage(const struct conv_budget *b, const struct conv_impact *imp);
+
+/* Current budget verdict of c. */
+enum conv_budget_verdict conv_budget_verdict(const struct conv *c);
+
+/* Stable name of a verdict ("within", "budget_conflict", ...). */
+const char *conv_budget_verdict_name(enum conv_budget_verdict v);
 
 /* Records the answer for step. Returns 0; FERR_INVAL for an out-of-range
  * step; FERR_STATE when the step already has an answer. A grant takes
@@ -249,7 +365,14 @@ const char *conv_kind_name(enum conv_kind k);
 
 /* Fills p with the defaults of kind (Nova: 500 ms, 10 steps, 75 s/GiB,
  * 800 s/GiB, abort; adaptive: 100..2000 ms, ladder bandwidth → throttle →
- * post-copy → pause with throttle, post-copy and pause gated). */
+ * post-copy → pause with throttle, post-copy, pause and io_throttle
+ * gated). The budget is off; conv_budget_default fills one. */
 void conv_policy_default(struct conv_policy *p, enum conv_kind kind);
+
+/* Fills b with an enabled budget without criteria (the caller sets them):
+ * rate 1 MiB/s .. 1 GiB/s starting at 16 MiB/s, steering the mirrors, io
+ * throttle offered, waive on refusal, conflict after 5 s, quiet below 5
+ * requests. */
+void conv_budget_default(struct conv_budget *b);
 
 #endif

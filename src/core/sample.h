@@ -51,6 +51,12 @@ struct mig_sample {
                                       simulator's equivalent), pages/s;
                                       0 = unknown. Lets the estimator judge
                                       pass 1, when QEMU reports no rate. */
+    uint64_t guest_disk_bps;       /* the guest's own disk I/O (agent impact
+                                      sampler, newest window), read+write
+                                      bytes/s; 0 idle or unknown */
+    uint64_t guest_disk_iops;      /* ... requests/s */
+    uint64_t guest_p99_us;         /* ... p99 request latency (mean when no
+                                      histogram), us; 0 unknown */
 };
 
 /* Returns the stable lower-case name of phase ("active", "postcopy", ...),

@@ -970,6 +970,13 @@ int lab_migrate_start_storage(const struct lab_agent *src, const struct lab_agen
                               const char *name, const json_t *limits, char *id, size_t n,
                               struct ferr *e)
 {
+    return lab_migrate_start_storage_policy(src, dst, name, limits, NULL, id, n, e);
+}
+
+int lab_migrate_start_storage_policy(const struct lab_agent *src, const struct lab_agent *dst,
+                                     const char *name, const json_t *limits,
+                                     const json_t *policy, char *id, size_t n, struct ferr *e)
+{
     json_t *o;
     int rc = lab_instance(src, name, &o, e);
     if (rc != 0)
@@ -1023,6 +1030,8 @@ int lab_migrate_start_storage(const struct lab_agent *src, const struct lab_agen
                               "dest_agent", dst->url, "storage", "copy");
         if (limits)
             json_object_set_new(b, "limits", json_deep_copy(limits));
+        if (policy)
+            json_object_set_new(b, "policy", json_deep_copy(policy));
         o = NULL;
         rc = lab_api(src, "POST", "/v1/migrations", b, &st, &o, e);
         json_decref(b);

@@ -218,4 +218,11 @@ int lab_migrate_start_storage(const struct lab_agent *src, const struct lab_agen
                               const char *name, const json_t *limits, char *id, size_t n,
                               struct ferr *e) __attribute__((warn_unused_result));
 
+/* As lab_migrate_start_storage with a "policy" object (borrowed, may be
+ * NULL) in the migration request. */
+int lab_migrate_start_storage_policy(const struct lab_agent *src, const struct lab_agent *dst,
+                                     const char *name, const json_t *limits,
+                                     const json_t *policy, char *id, size_t n, struct ferr *e)
+    __attribute__((warn_unused_result));
+
 #endif

@@ -1,0 +1,416 @@
+/* Impact budget of the adaptive policy (core/conv.c): usage of one
+ * measurement, the copy rate's steering (back-off on a violation, probing
+ * with room to spare, doubling while quiet, floor and ceiling), the
+ * conflict report and the consent-gated io throttle step, waiver or abort
+ * on refusal, bandwidth steering handed to the ladder, invalid budgets. */
+#include <math.h>
+#include <string.h>
+
+#include "../lib/test.h"
+#include "core/conv.h"
+#include "util/ferr.h"
+
+#define MIB 1048576u
+
+static struct conv_policy policy(uint32_t tput_pct, double ratio, uint64_t p99_us)
+{
+    struct conv_policy p;
+    conv_policy_default(&p, CONV_ADAPTIVE);
+    p.adaptive.deadline_ms = 600000;
+    conv_budget_default(&p.budget);
+    p.budget.min_throughput_pct = tput_pct;
+    p.budget.max_p99_ratio = ratio;
+    p.budget.max_p99_us = p99_us;
+    p.budget.rate_min_bps = 1 * MIB;
+    p.budget.rate_max_bps = 256 * MIB;
+    p.budget.rate_start_bps = 16 * MIB;
+    return p;
+}
+
+/* A measurement: baseline 10 MiB/s, 100 IOPS, p99 2 ms; now as given. */
+static struct conv_impact imp(uint64_t seq, double mibps, double p99_ms, uint64_t ops)
+{
+    struct conv_impact m;
+    memset(&m, 0, sizeof(m));
+    m.seq = seq;
+    m.have_baseline = true;
+    m.base_bps = 10.0 * MIB;
+    m.base_iops = 100;
+    m.base_p99_us = 2000;
+    m.bps = mibps * MIB;
+    m.wr_bps = m.bps / 2;
+    m.iops = (double)ops;
+    m.p99_us = p99_ms * 1000.0;
+    m.ops = ops;
+    return m;
+}
+
+/* Proves: usage is 0 at the baseline, 1 at the bound, the largest of the
+ * judged criteria, and -1 when nothing can be judged. */
+static void t_usage(void)
+{
+    static const struct {
+        uint32_t pct;
+        double ratio;
+        uint64_t p99_us;
+        double mibps, p99_ms;
+        uint64_t ops;
+        bool baseline;
+        double want; /* -1: not judged */
+    } c[] = {
+        {80, 0, 0, 10, 2, 100, true, 0},       /* as the baseline */
+        {80, 0, 0, 8, 2, 100, true, 1.0},      /* lost 20 % of 20 % allowed */
+        {80, 0, 0, 9, 2, 100, true, 0.5},      /* lost 10 % */
+        {80, 0, 0, 12, 2, 100, true, 0},       /* above the baseline: 0 */
+        {0, 2.0, 0, 10, 4, 100, true, 1.0},    /* p99 2x of 2x allowed */
+        {0, 2.0, 0, 10, 3, 100, true, 0.5},    /* p99 1.5x */
+        {0, 3.0, 0, 10, 8, 100, true, 1.5},    /* p99 4x of 3x: (4-1)/(3-1) */
+        {80, 2.0, 0, 9, 4, 100, true, 1.0},    /* the larger of 0.5 and 1.0 */
+        {0, 0, 5000, 10, 10, 100, false, 2.0}, /* absolute: 10 ms of 5 ms */
+        {0, 2.0, 0, 10, 4, 100, false, -1},    /* relative without baseline */
+        {0, 2.0, 0, 0, 0, 0, true, -1},        /* no requests: no p99 to judge */
+        {80, 0, 0, 0, 0, 0, true, 5.0},        /* busy baseline, now stopped */
+    };
+    for (size_t i = 0; i < sizeof(c) / sizeof(c[0]); i++) {
+        struct conv_policy p = policy(c[i].pct, c[i].ratio, c[i].p99_us);
+        struct conv_impact m = imp(1, c[i].mibps, c[i].p99_ms, c[i].ops);
+        m.have_baseline = c[i].baseline;
+        double u = conv_budget_usage(&p.budget, &m);
+        double want = c[i].want;
+        CHECK(fabs(u - want) < 1e-9, "case %zu: usage %.3f, want %.3f", i, u, want);
+    }
+    /* quiet before and now: -1 */
+    struct conv_policy p = policy(80, 2.0, 0);
+    struct conv_impact m = imp(1, 0, 0, 0);
+    m.base_iops = 1;
+    CHECK(conv_budget_usage(&p.budget, &m) < 0, "quiet guest judged");
+}
+
+struct tick_out {
+    uint64_t mirror_bps; /* last SET_MIRROR_SPEED, 0 none */
+    uint64_t bw_bps;     /* last SET_BANDWIDTH, 0 none */
+    uint64_t io_bps;     /* last SET_IO_THROTTLE, 0 none */
+    int conflict;        /* REPORT_BUDGET with CONFLICT seen */
+    int waived;          /* REPORT_BUDGET with WAIVED seen */
+    int consent_io;      /* REQUEST_CONSENT io_throttle seen */
+    int aborted;
+};
+
+/* A sample during the disk mirror phase: rem bytes left of 1 GiB. */
+static struct mig_sample mirror_sample(uint64_t t_ms, uint64_t rem)
+{
+    struct mig_sample s;
+    memset(&s, 0, sizeof(s));
+    s.t_ms = t_ms;
+    s.phase = MIG_PHASE_SETUP;
+    s.ram_total = 256u * MIB;
+    s.ram_remaining = s.ram_total;
+    s.disk_total = 1024u * MIB;
+    s.disk_done = s.disk_total - rem;
+    return s;
+}
+
+static void tick(struct conv *c, const struct mig_sample *s, struct tick_out *o)
+{
+    struct conv_action a[CONV_ACTIONS_MAX];
+    size_t n = 0;
+    if (conv_tick(c, s, NULL, s->t_ms, a, CONV_ACTIONS_MAX, &n) != 0) {
+        test__fail(__FILE__, __LINE__, "conv_tick", "tick at %llu failed",
+                   (unsigned long long)s->t_ms);
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        switch (a[i].kind) {
+        case CONV_ACT_SET_MIRROR_SPEED:
+            o->mirror_bps = a[i].bw_bps;
+            break;
+        case CONV_ACT_SET_BANDWIDTH:
+            o->bw_bps = a[i].bw_bps;
+            break;
+        case CONV_ACT_SET_IO_THROTTLE:
+            o->io_bps = a[i].io_bps;
+            break;
+        case CONV_ACT_REPORT_BUDGET:
+            if (a[i].budget == CONV_BUDGET_CONFLICT)
+                o->conflict++;
+            if (a[i].budget == CONV_BUDGET_WAIVED)
+                o->waived++;
+            break;
+        case CONV_ACT_REQUEST_CONSENT:
+            if (a[i].step == CONV_STEP_IO_THROTTLE)
+                o->consent_io++;
+            break;
+        case CONV_ACT_ABORT:
+            o->aborted++;
+            break;
+        default:
+            break;
+        }
+    }
+}
+
+/* Proves: one measurement moves the rate in the right direction by the
+ * right amount — down by at least half on a violation, up with room to
+ * spare, a little down near the bound, doubled for a quiet guest — and
+ * never leaves [min, max]. */
+static void t_steer(void)
+{
+    static const struct {
+        double mibps, p99_ms;
+        uint64_t ops;
+        uint64_t start_mib;
+        double lo, hi; /* new rate / old rate must be within */
+    } c[] = {
+        {10, 2.0, 100, 16, 1.3, 1.5},  /* at the baseline: up, at most 1.5x */
+        {10, 3.8, 100, 16, 0.85, 1.0}, /* usage 0.9: a little down */
+        {10, 6.0, 100, 16, 0.0, 0.5},  /* usage 2: at least halved */
+        {5, 2.0, 100, 16, 0.0, 0.4},   /* throughput halved: usage 2.5 */
+        {10, 2.0, 1, 16, 2.0, 2.0},    /* quiet now, quiet before: doubled */
+        {10, 2.0, 100, 256, 1.0, 1.0}, /* at the maximum: stays there */
+        {10, 100.0, 100, 1, 1.0, 1.0}, /* at the floor: stays there */
+    };
+    for (size_t i = 0; i < sizeof(c) / sizeof(c[0]); i++) {
+        struct conv_policy p = policy(80, 2.0, 0);
+        p.budget.rate_start_bps = c[i].start_mib * MIB;
+        struct conv cv;
+        REQUIRE(conv_init(&cv, &p, NULL) == 0, "init");
+        struct tick_out o = {0};
+        struct mig_sample s = mirror_sample(0, 512u * MIB);
+        tick(&cv, &s, &o); /* first rate, no measurement yet */
+        CHECK(o.mirror_bps == c[i].start_mib * MIB, "case %zu: start speed %llu", i,
+              (unsigned long long)o.mirror_bps);
+        struct conv_impact m = imp(1, c[i].mibps, c[i].p99_ms, c[i].ops);
+        if (i == 4)
+            m.base_iops = 1; /* quiet baseline */
+        REQUIRE(conv_set_impact(&cv, &m) == 0, "set impact");
+        s = mirror_sample(1000, 500u * MIB);
+        tick(&cv, &s, &o);
+        double f = (double)cv.rate_bps / (double)(c[i].start_mib * MIB);
+        CHECK(f >= c[i].lo - 1e-9 && f <= c[i].hi + 1e-9,
+              "case %zu: rate x%.3f not in [%.2f, %.2f]", i, f, c[i].lo, c[i].hi);
+        CHECK(cv.rate_bps >= p.budget.rate_min_bps && cv.rate_bps <= p.budget.rate_max_bps,
+              "case %zu: rate %llu out of bounds", i, (unsigned long long)cv.rate_bps);
+        /* the same measurement is judged once only */
+        uint64_t r = cv.rate_bps;
+        s = mirror_sample(1250, 499u * MIB);
+        tick(&cv, &s, &o);
+        CHECK(cv.rate_bps == r, "case %zu: re-judged an old measurement", i);
+    }
+}
+
+/* Drives a mirror that never shrinks (the guest dirties as fast as the
+ * budget lets the copy go) with the guest outside its budget, for t_end
+ * ms; consent for io_throttle answered at t_ans (grant: 1, refuse: 0,
+ * never: -1). */
+static void drive_stuck(struct conv *cv, uint64_t t_end, uint64_t t_ans, int grant,
+                        struct tick_out *o, uint64_t *t_conflict, uint64_t *t_io)
+{
+    uint64_t seq = 0;
+    for (uint64_t t = 0; t <= t_end; t += 250) {
+        if (t % 1000 == 0) {
+            /* p99 at 2.4x the baseline: usage 1.4 until the cap is on */
+            struct conv_impact m = imp(++seq, 10, 4.8, 100);
+            (void)!conv_set_impact(cv, &m);
+        }
+        if (t == t_ans && grant >= 0)
+            (void)!conv_consent(cv, CONV_STEP_IO_THROTTLE, grant == 1);
+        struct mig_sample s = mirror_sample(t, 512u * MIB); /* not shrinking */
+        int before = o->conflict;
+        uint64_t io_before = o->io_bps;
+        tick(cv, &s, o);
+        if (o->conflict && !before && t_conflict)
+            *t_conflict = t;
+        if (o->io_bps && !io_before && t_io)
+            *t_io = t;
+    }
+}
+
+/* Proves: a stuck mirror under a binding budget is reported as a conflict
+ * (after conflict_ms, not before), consent for io_throttle is requested and
+ * the cap is never set before it is granted; granted, the cap is set once
+ * and is below the copy rate. */
+static void t_conflict_grant(void)
+{
+    struct conv_policy p = policy(0, 2.0, 0);
+    struct conv cv;
+    REQUIRE(conv_init(&cv, &p, NULL) == 0, "init");
+    struct tick_out o = {0};
+    uint64_t t_conflict = 0, t_io = 0;
+    drive_stuck(&cv, 30000, 20000, 1, &o, &t_conflict, &t_io);
+    CHECK(o.conflict == 1, "conflict reported %d times", o.conflict);
+    CHECK(t_conflict >= p.budget.conflict_ms, "conflict reported at %llu ms, before %llu ms",
+          (unsigned long long)t_conflict, (unsigned long long)p.budget.conflict_ms);
+    CHECK(o.consent_io == 1, "io_throttle consent asked %d times", o.consent_io);
+    CHECK(t_io >= 20000, "io throttle at %llu ms, before consent at 20000 ms",
+          (unsigned long long)t_io);
+    CHECK(o.io_bps > 0 && o.io_bps < cv.rate_bps, "io cap %llu vs rate %llu",
+          (unsigned long long)o.io_bps, (unsigned long long)cv.rate_bps);
+    CHECK(conv_budget_verdict(&cv) == CONV_BUDGET_IO_THROTTLED, "verdict %s",
+          conv_budget_verdict_name(conv_budget_verdict(&cv)));
+    CHECK(!o.aborted && !o.waived, "aborted or waived");
+}
+
+/* Proves: without an answer the io throttle never happens and the verdict
+ * stays budget_conflict; refused, the budget is waived (said so) and the
+ * copy goes at the maximum — or the migration aborts when the policy says
+ * abort_on_conflict; with io_throttle not offered, the same at once. */
+static void t_conflict_refuse(void)
+{
+    static const struct {
+        int grant;      /* -1: never answered */
+        bool offer;     /* budget.io_throttle */
+        bool abort_pol; /* budget.abort_on_conflict */
+        int want_waived, want_abort;
+        enum conv_budget_verdict verdict;
+    } c[] = {
+        {-1, true, false, 0, 0, CONV_BUDGET_CONFLICT}, {0, true, false, 1, 0, CONV_BUDGET_WAIVED},
+        {0, true, true, 0, 1, CONV_BUDGET_CONFLICT},   {-1, false, false, 1, 0, CONV_BUDGET_WAIVED},
+        {-1, false, true, 0, 1, CONV_BUDGET_CONFLICT},
+    };
+    for (size_t i = 0; i < sizeof(c) / sizeof(c[0]); i++) {
+        struct conv_policy p = policy(0, 2.0, 0);
+        p.budget.io_throttle = c[i].offer;
+        p.budget.abort_on_conflict = c[i].abort_pol;
+        struct conv cv;
+        REQUIRE(conv_init(&cv, &p, NULL) == 0, "init");
+        struct tick_out o = {0};
+        drive_stuck(&cv, 30000, 10000, c[i].grant, &o, NULL, NULL);
+        CHECK(o.io_bps == 0, "case %zu: io throttle without consent", i);
+        CHECK(o.conflict == 1, "case %zu: conflict reported %d times", i, o.conflict);
+        CHECK(o.waived == c[i].want_waived, "case %zu: waived %d", i, o.waived);
+        CHECK(o.aborted == c[i].want_abort, "case %zu: aborted %d", i, o.aborted);
+        CHECK(conv_budget_verdict(&cv) == c[i].verdict, "case %zu: verdict %s", i,
+              conv_budget_verdict_name(conv_budget_verdict(&cv)));
+        if (c[i].want_waived)
+            CHECK(o.mirror_bps == p.budget.rate_max_bps, "case %zu: waived at %llu", i,
+                  (unsigned long long)o.mirror_bps);
+    }
+}
+
+/* Proves: a mirror that drains is no conflict even when the budget holds
+ * the rate down; a guest inside its budget sees the rate climb to the
+ * maximum. */
+static void t_no_conflict(void)
+{
+    struct conv_policy p = policy(80, 2.0, 0);
+    struct conv cv;
+    REQUIRE(conv_init(&cv, &p, NULL) == 0, "init");
+    struct tick_out o = {0};
+    uint64_t rem = 1000u * MIB, seq = 0;
+    for (uint64_t t = 0; t <= 30000; t += 250) {
+        if (t % 1000 == 0) {
+            struct conv_impact m = imp(++seq, 10, 2.2, 100);
+            (void)!conv_set_impact(&cv, &m);
+        }
+        struct mig_sample s = mirror_sample(t, rem);
+        tick(&cv, &s, &o);
+        rem = rem > 4u * MIB ? rem - 4u * MIB : 0;
+    }
+    CHECK(o.conflict == 0 && o.consent_io == 0, "conflict on a draining mirror");
+    CHECK(conv_budget_verdict(&cv) == CONV_BUDGET_WITHIN, "verdict %s",
+          conv_budget_verdict_name(conv_budget_verdict(&cv)));
+    CHECK(o.mirror_bps == p.budget.rate_max_bps, "rate %llu, not the maximum",
+          (unsigned long long)o.mirror_bps);
+    CHECK(o.bw_bps == 0, "bandwidth steered though steer is mirror only");
+}
+
+/* Proves: steering max-bandwidth (memory phase) follows the budget; once
+ * the ladder's BANDWIDTH rung acts the budget no longer lowers it; a late
+ * migration held down by the budget is reported as a conflict. */
+static void t_bandwidth(void)
+{
+    struct conv_policy p = policy(0, 2.0, 0);
+    p.budget.steer = CONV_STEER_BANDWIDTH;
+    p.adaptive.bw_cap_bps = 512u * MIB;
+    p.adaptive.deadline_ms = 40000;
+    struct conv cv;
+    REQUIRE(conv_init(&cv, &p, NULL) == 0, "init");
+    struct tick_out o = {0};
+    uint64_t seq = 0, low = UINT64_MAX;
+    bool rung = false;
+    for (uint64_t t = 0; t <= 30000; t += 500) {
+        if (t % 1000 == 0) {
+            struct conv_impact m = imp(++seq, 10, 6.0, 100); /* 3x: violated */
+            (void)!conv_set_impact(&cv, &m);
+        }
+        struct mig_sample s;
+        memset(&s, 0, sizeof(s));
+        s.t_ms = t;
+        s.phase = MIG_PHASE_ACTIVE;
+        s.ram_total = 1u << 30;
+        s.ram_remaining = 300u * MIB;
+        s.ram_transferred = t * 1000;
+        s.dirty_sync_count = 1;
+        s.setting_max_bw_bps = cv.bw_set_bps ? cv.bw_set_bps : 16u * MIB;
+        struct est_out e;
+        memset(&e, 0, sizeof(e));
+        e.bw_bps = (double)s.setting_max_bw_bps;
+        e.ram_remaining = s.ram_remaining;
+        e.ram_total = s.ram_total;
+        e.t_ms = t;
+        struct conv_action a[CONV_ACTIONS_MAX];
+        size_t n = 0;
+        REQUIRE(conv_tick(&cv, &s, &e, t, a, CONV_ACTIONS_MAX, &n) == 0, "tick");
+        for (size_t i = 0; i < n; i++) {
+            if (a[i].kind == CONV_ACT_SET_BANDWIDTH && a[i].step == CONV_STEP_BANDWIDTH &&
+                a[i].bw_bps == p.adaptive.bw_cap_bps)
+                rung = true;
+            else if (a[i].kind == CONV_ACT_SET_BANDWIDTH) {
+                CHECK(!rung, "budget lowered max-bandwidth after the bandwidth rung");
+                if (a[i].bw_bps < low)
+                    low = a[i].bw_bps;
+            }
+            if (a[i].kind == CONV_ACT_REPORT_BUDGET && a[i].budget == CONV_BUDGET_CONFLICT)
+                o.conflict++;
+            CHECK(a[i].kind != CONV_ACT_SET_MIRROR_SPEED, "mirror speed without disks");
+        }
+    }
+    CHECK(low <= p.budget.rate_start_bps / 2, "budget did not back off (lowest %llu)",
+          (unsigned long long)low);
+    CHECK(o.conflict == 1, "late and held down: conflict reported %d times", o.conflict);
+    CHECK(rung, "the ladder's bandwidth rung did not act");
+}
+
+/* Proves: invalid budgets are rejected with the field named, and a budget
+ * is refused outside the adaptive policy. */
+static void t_invalid(void)
+{
+    struct conv cv;
+    struct ferr e;
+    struct conv_policy p = policy(0, 0, 0);
+    CHECK(conv_init(&cv, &p, &e) == FERR_INVAL, "budget without criteria accepted");
+    p = policy(101, 0, 0);
+    CHECK(conv_init(&cv, &p, &e) == FERR_INVAL, "101 %% accepted");
+    p = policy(0, 1.0, 0);
+    CHECK(conv_init(&cv, &p, &e) == FERR_INVAL && strcmp(e.field, "max_p99_latency_ratio") == 0,
+          "ratio 1.0 accepted");
+    p = policy(80, 0, 0);
+    p.budget.rate_start_bps = p.budget.rate_max_bps * 2;
+    CHECK(conv_init(&cv, &p, &e) == FERR_INVAL, "start above max accepted");
+    p = policy(80, 0, 0);
+    p.budget.steer = 0;
+    CHECK(conv_init(&cv, &p, &e) == FERR_INVAL, "steer 0 accepted");
+    p = policy(80, 0, 0);
+    p.kind = CONV_NOVA;
+    CHECK(conv_init(&cv, &p, &e) == FERR_INVAL, "budget under nova accepted");
+    p = policy(80, 0, 0);
+    p.adaptive.ladder[0] = CONV_STEP_IO_THROTTLE;
+    CHECK(conv_init(&cv, &p, &e) == FERR_INVAL, "io_throttle in the memory ladder accepted");
+    p = policy(80, 2.0, 0);
+    CHECK(conv_init(&cv, &p, &e) == 0, "a valid budget refused: %s", e.msg);
+    CHECK(strcmp(conv_step_name(CONV_STEP_IO_THROTTLE), "io_throttle") == 0, "step name");
+    CHECK(strcmp(conv_budget_verdict_name(CONV_BUDGET_CONFLICT), "budget_conflict") == 0,
+          "verdict name");
+}
+
+int main(void)
+{
+    test_run("budget: usage of one measurement", t_usage);
+    test_run("budget: rate steered by one measurement, within bounds", t_steer);
+    test_run("budget: conflict reported, io throttle only after consent", t_conflict_grant);
+    test_run("budget: unanswered, refused or not offered io throttle", t_conflict_refuse);
+    test_run("budget: draining mirror is no conflict; room climbs to the max", t_no_conflict);
+    test_run("budget: bandwidth steering, conflict, rung takes over", t_bandwidth);
+    test_run("budget: invalid budgets rejected", t_invalid);
+    return test_done();
+}
