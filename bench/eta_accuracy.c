@@ -238,7 +238,8 @@ int main(void)
                         double err = tnz ? fabs((double)cnz - (double)tnz) / (double)tnz : 0;
                         if (err > cen_err_max)
                             cen_err_max = err;
-                        cen_relerr[ncen_relerr++] = rel * 100.0;
+                        if (sc.wl.zero_frac > 0) /* else nothing to sample: s.e. 0 */
+                            cen_relerr[ncen_relerr++] = rel * 100.0;
                     }
                 }
             }
@@ -322,7 +323,7 @@ int main(void)
                    fracs[f] * 100, mape[p][f], nmape[p][f], unknown[p][f], napes[p][f]);
     cen_relerr_med = median(cen_relerr, ncen_relerr);
     printf("first migration with the pre-migration census (same runs as above; sampled census "
-           "error: median %.2f %% relative s.e., max |error| %.2f %%)\n",
+           "error: median %.2f %% relative s.e. where there are zero pages, max |error| %.2f %%)\n",
            cen_relerr_med, cen_err_max * 100.0);
     printf("%-9s %6s %12s %12s %14s %14s %6s\n", "policy", "at", "census_%", "no_census_%",
            "census-20%_%", "census+20%_%", "asked");

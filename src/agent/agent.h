@@ -149,6 +149,9 @@ struct migration {
     bool dr_inflight;              /* a query-dirty-rate is outstanding */
     uint64_t dirty_hint_pps;       /* measured pass-1 dirty rate, pages/s; 0 unknown */
     char dr_note[160];             /* why the measurement failed, "" otherwise */
+    struct census *census;         /* pre-migration memory census (census.h),
+                                      owned; NULL until taken or when it failed */
+    char census_note[160];         /* why the census failed, "" otherwise */
     struct mig_storage *st;        /* non-shared disk copy (storage.c), owned;
                                       NULL for memory-only migrations */
     bool mem_started;              /* QEMU accepted `migrate` */

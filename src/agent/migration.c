@@ -10,6 +10,7 @@
 #include <time.h>
 
 #include "agent/agent.h"
+#include "agent/census.h"
 #include "agent/control.h"
 #include "agent/storage.h"
 #include "util/log.h"
@@ -67,6 +68,7 @@ static void mig_evict(struct agent *ag)
         free(m->samples);
         storage_free(m);
         free(m->ctl); /* control.c */
+        free(m->census);
         free(m);
     }
 }
@@ -433,10 +435,13 @@ static void on_dirty_rate(struct instance *in, const struct ferr *err, json_t *r
     json_t *rate = json_object_get(ret, "dirty-rate");
     if (st && strcmp(st, "measured") == 0 && json_is_integer(rate)) {
         /* QEMU reports MiB/s (2^20 bytes per second); pages/s = MiB/s x
-         * 2^20 / page size (4096 until query-migrate reports the size). */
+         * 2^20 / page size (4096 until query-migrate reports the size).
+         * A measured 0 (below QEMU's 1 MiB/s resolution) reads as 1 page/s,
+         * as in the simulator: the guest is close to idle, which the
+         * estimator would otherwise not know (0 = unknown, prior D/R 0.1). */
         uint64_t page = m->last.page_size ? m->last.page_size : 4096;
         json_int_t mibs = json_integer_value(rate);
-        m->dirty_hint_pps = mibs > 0 ? (uint64_t)mibs * 1048576u / page : 0;
+        m->dirty_hint_pps = mibs > 0 ? (uint64_t)mibs * 1048576u / page : 1;
         m->dr_state = MIG_DR_MEASURED;
         log_info("agent", "msg=\"pass-1 dirty rate measured\" id=%s mib_s=%lld pages_s=%llu",
                  m->id, (long long)mibs, (unsigned long long)m->dirty_hint_pps);
@@ -546,11 +551,40 @@ static void on_migrate(struct instance *in, const struct ferr *err, json_t *ret,
         on_tick(-1, 0, m);
 }
 
-/* Starts the memory migration: the pass-1 dirty rate measurement, then
- * migrate. */
+/* The pre-migration memory census (census.h): how much of the guest's RAM
+ * pass 1 will send in full, for the estimator. Taken right before
+ * `migrate` (its t0), on the event loop: bounded, ~10 ms for 256 MiB. A
+ * failure only leaves the estimator without it. */
+static void take_census(struct migration *m, struct instance *in)
+{
+    struct ferr e = {0};
+    struct census *c = xcalloc(1, sizeof(*c));
+    if (census_take(in->pid, in->spec.memory_mib << 20, c, &e) != 0) {
+        snprintf(m->census_note, sizeof(m->census_note), "%.150s", e.msg);
+        log_info("agent", "msg=\"no memory census\" id=%s why=\"%s\"", m->id, e.msg);
+        free(c);
+        return;
+    }
+    m->census = c;
+    if (m->ctl) {
+        est_set_census(&m->ctl->est, c->nonzero_bytes, c->ram_bytes, c->rel_err);
+        if (est_set_census_profile(&m->ctl->est, c->profile, c->nprofile) != 0)
+            log_warn("agent", "msg=\"census profile refused\" id=%s", m->id);
+    }
+    log_info("agent",
+             "msg=\"memory census\" id=%s nonzero_mib=%.1f rel_err=%.4f candidates=%llu "
+             "sampled=%llu wall_us=%llu",
+             m->id, (double)c->nonzero_bytes / 1048576.0, c->rel_err,
+             (unsigned long long)c->candidate_pages, (unsigned long long)c->sampled_pages,
+             (unsigned long long)c->wall_us);
+}
+
+/* Starts the memory migration: the census, the pass-1 dirty rate
+ * measurement, then migrate. */
 static void start_memory(struct migration *m)
 {
     struct instance *in = m->inst;
+    take_census(m, in);
     /* queued before migrate, so no migration is running when QEMU checks
      * it; the page-sampling measurement then runs concurrently with pass 1 */
     start_dirty_rate(m, in);
@@ -928,6 +962,30 @@ json_t *mig_sample_to_json(const struct mig_sample *s)
     return o;
 }
 
+/* The census as the API shows it (docs/AGENT.md). */
+static json_t *census_to_json(const struct migration *m)
+{
+    const struct census *c = m->census;
+    if (!c)
+        return json_pack("{s:s, s:s}", "state", m->census_note[0] ? "failed" : "none", "note",
+                         m->census_note);
+    json_t *prof = json_array();
+    for (uint32_t i = 0; i < c->nprofile; i++)
+        json_array_append_new(prof, json_integer((json_int_t)c->profile[i]));
+    json_t *o = json_pack(
+        "{s:s, s:I, s:I, s:f, s:I, s:I, s:I, s:I, s:I, s:I, s:b, s:I, s:I, s:I}", "state", "taken",
+        "nonzero_bytes", (json_int_t)c->nonzero_bytes, "ram_bytes", (json_int_t)c->ram_bytes,
+        "rel_err", c->rel_err, "untouched_pages", (json_int_t)c->untouched_pages,
+        "zero_mapped_pages", (json_int_t)c->zero_mapped_pages, "candidate_pages",
+        (json_int_t)c->candidate_pages, "swapped_pages", (json_int_t)c->swapped_pages,
+        "sampled_pages", (json_int_t)c->sampled_pages, "sampled_zero_pages",
+        (json_int_t)c->sampled_zero, "pagemap_scaled", c->pagemap_scaled, "pagemap_bytes",
+        (json_int_t)c->pagemap_bytes, "wall_us", (json_int_t)c->wall_us, "cpu_us",
+        (json_int_t)c->cpu_us);
+    json_object_set_new(o, "profile", prof);
+    return o;
+}
+
 json_t *mig_to_json(const struct migration *m, bool samples)
 {
     uint64_t now = agent_now_ms();
@@ -950,6 +1008,7 @@ json_t *mig_to_json(const struct migration *m, bool samples)
     if (m->dr_note[0])
         json_object_set_new(dr, "note", json_string(m->dr_note));
     json_object_set_new(o, "dirty_rate", dr);
+    json_object_set_new(o, "census", census_to_json(m));
     ctl_to_json(m->ctl, o); /* control.c: estimate, stalls, consent_pending */
     storage_to_json(m, o);  /* storage.c: the disk mirrors */
     if (m->state == MIGS_SUCCEEDED || m->total_time_ms) {
