@@ -613,8 +613,7 @@ int lab_prepare_incoming(const struct lab_agent *src, const struct lab_agent *ds
 }
 
 int lab_prepare_incoming_opts(const struct lab_agent *src, const struct lab_agent *dst,
-                              const char *name, int postcopy, char *uri, size_t n,
-                              struct ferr *e)
+                              const char *name, int postcopy, char *uri, size_t n, struct ferr *e)
 {
     json_t *o;
     int rc = lab_instance(src, name, &o, e);
@@ -671,20 +670,26 @@ int lab_prepare_incoming_opts(const struct lab_agent *src, const struct lab_agen
     }
 }
 
-int lab_migrate_start(const struct lab_agent *src, const struct lab_agent *dst, const char *name,
-                      const json_t *limits, char *id, size_t n, struct ferr *e)
+/* POSTs the migration of name from src to dst's uri (body: instance,
+ * dest_uri, dest_agent, plus the members of extra, limits and policy when
+ * non-NULL; all borrowed) and copies its id into id; on any failure
+ * removes the prepared instance on dst. */
+static int post_migration(const struct lab_agent *src, const struct lab_agent *dst,
+                          const char *name, const char *uri, const json_t *extra,
+                          const json_t *limits, const json_t *policy, char *id, size_t n,
+                          struct ferr *e)
 {
-    char uri[160];
-    int rc = lab_prepare_incoming(src, dst, name, uri, sizeof(uri), e);
-    if (rc != 0)
-        return rc;
     json_t *b =
         json_pack("{s:s, s:s, s:s}", "instance", name, "dest_uri", uri, "dest_agent", dst->url);
+    if (extra)
+        json_object_update(b, (json_t *)extra);
     if (limits)
         json_object_set_new(b, "limits", json_deep_copy(limits));
+    if (policy)
+        json_object_set_new(b, "policy", json_deep_copy(policy));
     int st = 0;
     json_t *o = NULL;
-    rc = lab_api(src, "POST", "/v1/migrations", b, &st, &o, e);
+    int rc = lab_api(src, "POST", "/v1/migrations", b, &st, &o, e);
     json_decref(b);
     const char *mid = json_string_value(json_object_get(o, "id"));
     if (rc == 0 && (st != 202 || !mid)) {
@@ -704,6 +709,12 @@ int lab_migrate_start(const struct lab_agent *src, const struct lab_agent *dst, 
         }
     }
     return rc;
+}
+
+int lab_migrate_start(const struct lab_agent *src, const struct lab_agent *dst, const char *name,
+                      const json_t *limits, char *id, size_t n, struct ferr *e)
+{
+    return lab_migrate_start_policy(src, dst, name, limits, NULL, id, n, e);
 }
 
 int lab_policy_permits_postcopy(const json_t *policy)
@@ -720,42 +731,15 @@ int lab_policy_permits_postcopy(const json_t *policy)
 }
 
 int lab_migrate_start_policy(const struct lab_agent *src, const struct lab_agent *dst,
-                             const char *name, const json_t *limits, const json_t *policy,
-                             char *id, size_t n, struct ferr *e)
+                             const char *name, const json_t *limits, const json_t *policy, char *id,
+                             size_t n, struct ferr *e)
 {
     char uri[160];
     int rc = lab_prepare_incoming_opts(src, dst, name, lab_policy_permits_postcopy(policy), uri,
                                        sizeof(uri), e);
     if (rc != 0)
         return rc;
-    json_t *b =
-        json_pack("{s:s, s:s, s:s}", "instance", name, "dest_uri", uri, "dest_agent", dst->url);
-    if (limits)
-        json_object_set_new(b, "limits", json_deep_copy(limits));
-    if (policy)
-        json_object_set_new(b, "policy", json_deep_copy(policy));
-    int st = 0;
-    json_t *o = NULL;
-    rc = lab_api(src, "POST", "/v1/migrations", b, &st, &o, e);
-    json_decref(b);
-    const char *mid = json_string_value(json_object_get(o, "id"));
-    if (rc == 0 && (st != 202 || !mid)) {
-        char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
-        rc = ferr_set(e, FERR_PEER, "migration", "POST /v1/migrations on %s: status %d %s",
-                      src->name, st, s ? s : "");
-        free(s);
-    }
-    if (rc == 0)
-        snprintf(id, n, "%s", mid);
-    json_decref(o);
-    if (rc != 0) {
-        char path[128];
-        snprintf(path, sizeof(path), "/v1/instances/%s", name);
-        struct ferr e2;
-        if (lab_api(dst, "DELETE", path, NULL, &st, NULL, &e2) != 0) {
-        }
-    }
-    return rc;
+    return post_migration(src, dst, name, uri, NULL, limits, policy, id, n, e);
 }
 
 int lab_api_text(const struct lab_agent *a, const char *method, const char *path, int *status,
@@ -1025,31 +1009,14 @@ int lab_migrate_start_storage_policy(const struct lab_agent *src, const struct l
         else if (!uri[0])
             sleep_ms(100);
     }
-    if (rc == 0) {
-        json_t *b = json_pack("{s:s, s:s, s:s, s:s}", "instance", name, "dest_uri", uri,
-                              "dest_agent", dst->url, "storage", "copy");
-        if (limits)
-            json_object_set_new(b, "limits", json_deep_copy(limits));
-        if (policy)
-            json_object_set_new(b, "policy", json_deep_copy(policy));
-        o = NULL;
-        rc = lab_api(src, "POST", "/v1/migrations", b, &st, &o, e);
-        json_decref(b);
-        const char *mid = json_string_value(json_object_get(o, "id"));
-        if (rc == 0 && (st != 202 || !mid)) {
-            char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
-            rc = ferr_set(e, FERR_PEER, "migration", "POST /v1/migrations on %s: status %d %s",
-                          src->name, st, s ? s : "");
-            free(s);
-        }
-        if (rc == 0)
-            snprintf(id, n, "%s", mid);
-        json_decref(o);
-    }
     if (rc != 0) {
         struct ferr e2;
         if (lab_api(dst, "DELETE", path, NULL, &st, NULL, &e2) != 0) {
         }
+        return rc;
     }
+    json_t *extra = json_pack("{s:s}", "storage", "copy");
+    rc = post_migration(src, dst, name, uri, extra, limits, policy, id, n, e);
+    json_decref(extra);
     return rc;
 }
