@@ -367,6 +367,16 @@ int store_migration_list_keys(struct store *st, const struct store_migration_fil
     return st->ops->migration_list_keys(st->impl, f ? f : &none, limit, out, n, e);
 }
 
+int store_migration_projects(struct store *st, size_t max, char (*out)[STORE_IDENT_MAX + 1],
+                             size_t *n, int *complete, struct ferr *e)
+{
+    *n = 0;
+    *complete = 0;
+    if (max > STORE_LIST_MAX)
+        max = STORE_LIST_MAX;
+    return st->ops->migration_projects(st->impl, max, out, n, complete, e);
+}
+
 void store_migration_clear(struct store_migration *m)
 {
     free(m->policy_json);

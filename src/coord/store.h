@@ -274,6 +274,14 @@ int store_migration_list_keys(struct store *st, const struct store_migration_fil
                               size_t limit, struct store_migration_key *out, size_t *n,
                               struct ferr *e) __attribute__((warn_unused_result));
 
+/* Reads the distinct projects that own migrations, in byte order, into
+ * out[0..max) (caller-owned); *n were written, *complete is non-zero when
+ * that is all of them (else there are more than max). Costs one index seek
+ * per project. */
+int store_migration_projects(struct store *st, size_t max, char (*out)[STORE_IDENT_MAX + 1],
+                             size_t *n, int *complete, struct ferr *e)
+    __attribute__((warn_unused_result));
+
 /* Frees an array from store_migration_list (and what each element owns). */
 void store_migrations_free(struct store_migration *m, size_t n);
 

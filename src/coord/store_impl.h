@@ -37,6 +37,8 @@ struct store_ops {
                           struct store_migration **out, size_t *n, struct ferr *e);
     int (*migration_list_keys)(void *impl, const struct store_migration_filter *f, size_t limit,
                                struct store_migration_key *out, size_t *n, struct ferr *e);
+    int (*migration_projects)(void *impl, size_t max, char (*out)[STORE_IDENT_MAX + 1], size_t *n,
+                              int *complete, struct ferr *e);
     int (*cursor_get)(void *impl, const char *name, int64_t *seq, struct ferr *e);
     int (*cursor_set)(void *impl, const char *name, int64_t seq, int64_t now_ms, struct ferr *e);
     int (*dead_letter_add)(void *impl, const struct store_dead_letter *d, struct ferr *e);

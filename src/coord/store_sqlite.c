@@ -17,7 +17,7 @@
 
 /* Statements of the hot paths, prepared once (SQLITE_PREPARE_PERSISTENT)
  * and reset after each use; finalised at close. */
-enum { C_TOKEN, C_MIG_GET, C_AUDIT, C_N };
+enum { C_TOKEN, C_MIG_GET, C_AUDIT, C_HOST_GET, C_MIG_UPDATE, C_MIG_PROJECTS, C_N };
 
 /* The migration list statements, one per shape of the WHERE clause: bit i
  * (0..3) for the filters state, instance, host, project, bit 4 active_only,
@@ -375,7 +375,7 @@ static int sq_host_get(void *impl, const char *name, struct store_host *out, str
 {
     struct sq *s = impl;
     sqlite3_stmt *st;
-    int rc = prep(s, "SELECT " HOST_COLS " FROM hosts WHERE name = ?", &st, e);
+    int rc = cached(s, C_HOST_GET, "SELECT " HOST_COLS " FROM hosts WHERE name = ?", &st, e);
     if (rc)
         return rc;
     bind_text(st, 1, name);
@@ -385,7 +385,7 @@ static int sq_host_get(void *impl, const char *name, struct store_host *out, str
     else
         rc = r == SQLITE_DONE ? ferr_set(e, FERR_NOTFOUND, "name", "no host %s", name)
                               : db_err(s, e, "get host");
-    sqlite3_finalize(st);
+    done(st);
     return rc;
 }
 
@@ -756,7 +756,7 @@ static int sq_migration_update(void *impl, const struct store_migration *m, stru
 {
     struct sq *s = impl;
     sqlite3_stmt *st;
-    int rc = prep(s,
+    int rc = cached(s, C_MIG_UPDATE,
                   "UPDATE migrations SET destination = ?, state = ?, phase = ?, policy = ?,"
                   " limits = ?, mem_total_bytes = ?, mem_remaining_bytes = ?,"
                   " disk_total_bytes = ?, disk_remaining_bytes = ?, progress_pct = ?,"
@@ -783,7 +783,10 @@ static int sq_migration_update(void *impl, const struct store_migration *m, stru
     bind_text(st, 16, m->last_error);
     bind_text(st, 17, m->detail_json);
     bind_text(st, 18, m->id);
-    if ((rc = run(s, st, "update migration", e)) != 0)
+    int r = sqlite3_step(st);
+    rc = r == SQLITE_DONE ? 0 : db_err(s, e, "update migration");
+    done(st);
+    if (rc)
         return rc;
     if (sqlite3_changes(s->db) == 0)
         return ferr_set(e, FERR_NOTFOUND, "id", "no migration %s", m->id);
@@ -883,7 +886,7 @@ static int list_stmt(struct sq *s, const struct store_migration_filter *f, size_
                             " AND state NOT IN ('succeeded', 'failed', 'cancelled')");
         if (cursor)
             len += snprintf(sql + len, sizeof(sql) - (size_t)len,
-                            " AND (created_ms < ?5 OR (created_ms = ?5 AND id < ?6))");
+                            " AND (created_ms, id) < (?5, ?6)"); /* an index range */
         snprintf(sql + len, sizeof(sql) - (size_t)len, "%s",
                  keys ? " ORDER BY created_ms DESC, id DESC LIMIT ?7"
                       : " ORDER BY created_ms DESC, id DESC LIMIT ?7)"
@@ -933,6 +936,36 @@ static int sq_migration_list(void *impl, const struct store_migration_filter *f,
     }
     done(st);
     *out = a;
+    *n = cnt;
+    return 0;
+}
+
+static int sq_migration_projects(void *impl, size_t max, char (*out)[STORE_IDENT_MAX + 1],
+                                 size_t *n, int *complete, struct ferr *e)
+{
+    struct sq *s = impl;
+    sqlite3_stmt *st;
+    /* One index seek per project (a skip scan of migrations_project), not a
+     * scan of every row. */
+    int rc = cached(s, C_MIG_PROJECTS,
+                    "WITH RECURSIVE p(x) AS (SELECT min(project) FROM migrations UNION ALL"
+                    " SELECT (SELECT min(project) FROM migrations WHERE project > p.x) FROM p"
+                    " WHERE x IS NOT NULL) SELECT x FROM p WHERE x IS NOT NULL LIMIT ?1",
+                    &st, e);
+    if (rc)
+        return rc;
+    sqlite3_bind_int64(st, 1, (sqlite3_int64)max + 1);
+    size_t cnt = 0;
+    int r;
+    while ((r = sqlite3_step(st)) == SQLITE_ROW && cnt < max)
+        col_text(st, 0, out[cnt++], STORE_IDENT_MAX + 1);
+    *complete = r == SQLITE_DONE;
+    if (r != SQLITE_DONE && r != SQLITE_ROW) {
+        rc = db_err(s, e, "list projects");
+        done(st);
+        return rc;
+    }
+    done(st);
     *n = cnt;
     return 0;
 }
@@ -1341,6 +1374,7 @@ static const struct store_ops SQLITE_OPS = {
     .migration_update = sq_migration_update,
     .migration_list = sq_migration_list,
     .migration_list_keys = sq_migration_list_keys,
+    .migration_projects = sq_migration_projects,
     .cursor_get = sq_cursor_get,
     .cursor_set = sq_cursor_set,
     .dead_letter_add = sq_dead_letter_add,
@@ -1380,7 +1414,11 @@ int store__sqlite_open(const char *path, const struct store_ops **ops, void **im
 {
     struct sq *s = xcalloc(1, sizeof(*s));
     int rc, v;
-    if (sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL) !=
+    /* NOMUTEX: a store handle is used from one thread (store.h), so SQLite's
+     * per-call connection mutex is pure cost. */
+    if (sqlite3_open_v2(path, &s->db,
+                        SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+                        NULL) !=
         SQLITE_OK) {
         rc = ferr_set(e, -EIO, "db", "cannot open store %s: %s", path,
                       s->db ? sqlite3_errmsg(s->db) : "out of memory");

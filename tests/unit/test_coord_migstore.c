@@ -142,6 +142,75 @@ static void t_list(void)
     store_close(st);
 }
 
+/* The key-column list matches the full list row for row (filters and the
+ * cursor included); rev starts at 0 and each update raises it by one; the
+ * distinct projects come in byte order, capped with "complete" false. */
+static void t_keys(void)
+{
+    struct store *st = open_fresh("k.db");
+    REQUIRE(st, "no store");
+    struct ferr e = {0};
+    char id[16], proj[16];
+    for (int i = 0; i < 30; i++) {
+        snprintf(id, sizeof(id), "m%02d", i);
+        snprintf(proj, sizeof(proj), "p%d", i % 4);
+        struct store_migration m = mk(id, "vm", i % 2 ? "h1" : "h2", "h3", "running", proj,
+                                      100 + i / 3); /* ties broken by id */
+        REQUIRE(store_migration_insert(st, &m, &e) == 0, "insert: %s", e.msg);
+    }
+    struct store_migration_filter fs[] = {
+        {0},
+        {.project = "p2"},
+        {.host = "h1"},
+        {.after_id = "m17", .after_created_ms = 105},
+        {.project = "p1", .after_id = "m13", .after_created_ms = 104},
+    };
+    for (size_t k = 0; k < sizeof(fs) / sizeof(fs[0]); k++) {
+        struct store_migration *m = NULL;
+        size_t n = 0, nk = 0;
+        struct store_migration_key keys[40];
+        REQUIRE(store_migration_list(st, &fs[k], 40, &m, &n, &e) == 0, "list: %s", e.msg);
+        CHECK(store_migration_list_keys(st, &fs[k], 40, keys, &nk, &e) == 0, "keys: %s", e.msg);
+        CHECK(nk == n && n > 0, "filter %zu: %zu keys, %zu rows", k, nk, n);
+        for (size_t i = 0; i < n && i < nk; i++)
+            CHECK(strcmp(keys[i].id, m[i].id) == 0 && strcmp(keys[i].project, m[i].project) == 0 &&
+                      strcmp(keys[i].source, m[i].source) == 0 &&
+                      strcmp(keys[i].instance, m[i].instance) == 0 &&
+                      keys[i].created_ms == m[i].created_ms && keys[i].rev == m[i].rev &&
+                      m[i].rev == 0,
+                  "filter %zu row %zu: %s vs %s", k, i, keys[i].id, m[i].id);
+        store_migrations_free(m, n);
+    }
+    struct store_migration_key one[3];
+    size_t nk = 0;
+    CHECK(store_migration_list_keys(st, NULL, 3, one, &nk, &e) == 0 && nk == 3 &&
+              strcmp(one[0].id, "m29") == 0,
+          "limit 3: %zu, first %s", nk, nk ? one[0].id : "-");
+    for (int u = 1; u <= 3; u++) {
+        struct store_migration m;
+        REQUIRE(store_migration_get(st, "m29", &m, &e) == 0, "get: %s", e.msg);
+        m.progress_pct = u;
+        int rc = store_migration_update(st, &m, &e);
+        store_migration_clear(&m);
+        REQUIRE(rc == 0, "update: %s", e.msg);
+        REQUIRE(store_migration_list_keys(st, NULL, 1, one, &nk, &e) == 0, "keys: %s", e.msg);
+        CHECK(one[0].rev == u, "rev %lld after %d updates", (long long)one[0].rev, u);
+    }
+    char projects[8][STORE_IDENT_MAX + 1];
+    size_t np = 0;
+    int complete = 0;
+    CHECK(store_migration_projects(st, 8, projects, &np, &complete, &e) == 0 && np == 4 &&
+              complete && strcmp(projects[0], "p0") == 0 && strcmp(projects[3], "p3") == 0,
+          "projects: %zu complete %d", np, complete);
+    CHECK(store_migration_projects(st, 3, projects, &np, &complete, &e) == 0 && np == 3 &&
+              !complete,
+          "capped projects: %zu complete %d", np, complete);
+    CHECK(store_migration_projects(st, 4, projects, &np, &complete, &e) == 0 && np == 4 &&
+              complete,
+          "exactly 4: %zu complete %d", np, complete);
+    store_close(st);
+}
+
 int main(void)
 {
     snprintf(dir, sizeof(dir), "/tmp/ferry-migstore-XXXXXX");
@@ -151,6 +220,8 @@ int main(void)
              t_update);
     test_run("store: migration list filters (state, instance, host, project, active), newest first",
              t_list);
+    test_run("store: key-column list equals the full list; rev per update; distinct projects",
+             t_keys);
     int rc = test_done();
     char *cmd = xasprintf("rm -rf '%s'", dir);
     if (system(cmd) != 0)
