@@ -1197,86 +1197,181 @@ out:
 #define MEMO_MAX 32 /* projects remembered per request and action */
 struct decide_memo {
     const char *action;
-    bool by_project;                                /* decisions depend on the project alone */
-    size_t n;                                       /* projects remembered */
+    bool by_project; /* decisions depend on the project alone */
+    size_t n;        /* projects remembered */
+    size_t last;     /* index of the last one answered */
     char project[MEMO_MAX][STORE_IDENT_MAX + 1];
+    uint32_t hash[MEMO_MAX]; /* of project[i] */
     bool allowed[MEMO_MAX];
+    char roles_buf[STORE_ROLES_MAX + 1]; /* the subject, split once (as decide does) */
+    const char *roles[AUTH_ROLES_MAX];
+    struct policy_subject subj;
 };
 
-static void memo_init(struct coord *c, struct decide_memo *dm, const char *action)
+static void memo_init(struct coord *c, const struct store_token *who, struct decide_memo *dm,
+                      const char *action)
 {
     dm->action = action;
-    dm->n = 0;
+    dm->n = dm->last = 0;
     dm->by_project = !policy_uses_target_key(&c->pol, action, "instance") &&
                      !policy_uses_target_key(&c->pol, action, "migration") &&
                      !policy_uses_target_key(&c->pol, action, "host");
+    snprintf(dm->roles_buf, sizeof(dm->roles_buf), "%s", who->roles);
+    size_t nroles = auth_split_roles(dm->roles_buf, dm->roles, AUTH_ROLES_MAX);
+    dm->subj = (struct policy_subject){who->user, who->project, dm->roles, nroles};
+}
+
+static uint32_t str_hash(const char *s)
+{
+    uint32_t h = 2166136261u; /* FNV-1a */
+    for (; *s; s++)
+        h = (h ^ (uint8_t)*s) * 16777619u;
+    return h;
+}
+
+/* Decides dm's action on the record of project (instance, id, host may be
+ * NULL only when dm->by_project). */
+static bool memo_decide_on(struct coord *c, const struct store_token *who, struct decide_memo *dm,
+                           const char *project, const char *instance, const char *id,
+                           const char *host)
+{
+    (void)who; /* dm->subj is who, split at memo_init */
+    uint32_t h = 0;
+    if (dm->by_project) {
+        if (dm->n && strcmp(dm->project[dm->last], project) == 0)
+            return dm->allowed[dm->last];
+        h = str_hash(project);
+        for (size_t i = 0; i < dm->n; i++)
+            if (dm->hash[i] == h && strcmp(dm->project[i], project) == 0) {
+                dm->last = i;
+                return dm->allowed[i];
+            }
+    }
+    /* As decide(c, who, action, project, instance, id, host, false). */
+    struct policy_kv kv[] = {
+        {"project_id", project}, {"instance", instance}, {"migration", id}, {"host", host}};
+    struct policy_target tgt = {kv, 4};
+    bool ok = false;
+    if (policy_check(&c->pol, dm->action, &dm->subj, &tgt, &ok) != 0)
+        ok = false;
+    size_t len = strlen(project);
+    if (dm->by_project && dm->n < MEMO_MAX && len <= STORE_IDENT_MAX) {
+        memcpy(dm->project[dm->n], project, len + 1);
+        dm->hash[dm->n] = h;
+        dm->allowed[dm->n] = ok;
+        dm->last = dm->n++;
+    }
+    return ok;
 }
 
 static bool memo_decide(struct coord *c, const struct store_token *who, struct decide_memo *dm,
                         const struct store_migration_key *k)
 {
-    if (dm->by_project)
-        for (size_t i = 0; i < dm->n; i++)
-            if (strcmp(dm->project[i], k->project) == 0)
-                return dm->allowed[i];
-    bool ok = decide(c, who, dm->action, k->project, k->instance, k->id, k->source, false);
-    if (dm->by_project && dm->n < MEMO_MAX) {
-        snprintf(dm->project[dm->n], sizeof(dm->project[0]), "%s", k->project);
-        dm->allowed[dm->n++] = ok;
-    }
-    return ok;
+    return memo_decide_on(c, who, dm, k->project, k->instance, k->id, k->source);
 }
 
-/* Renders m (with host names when hosts) into the cache and returns the
- * text (borrowed from the cache, *len bytes). */
-static const char *render_into_cache(struct coord *c, const struct store_migration *m, bool hosts,
-                                     size_t *len)
+/* The reply body of a list: one growing buffer handed to libevent at the
+ * end without a copy. */
+struct page {
+    char *p;
+    size_t len, cap; /* bytes */
+};
+
+static void page_add(struct page *pg, const char *s, size_t n)
+{
+    if (pg->len + n > pg->cap) {
+        size_t cap = pg->cap * 2 > pg->len + n ? pg->cap * 2 : pg->len + n + 4096;
+        pg->p = xrealloc(pg->p, cap);
+        pg->cap = cap;
+    }
+    memcpy(pg->p + pg->len, s, n);
+    pg->len += n;
+}
+
+static void page_free_cb(const void *data, size_t len, void *arg)
+{
+    (void)len;
+    (void)arg;
+    free((void *)data);
+}
+
+/* Renders m (with host names when hosts) as the API shows it: a new string
+ * (caller frees) or NULL. */
+static char *render(const struct store_migration *m, bool hosts)
 {
     json_t *o = rec_json(m, hosts);
     char *text = json_dumps(o, JSON_COMPACT);
     json_decref(o);
+    return text;
+}
+
+/* Renders m into the cache and returns the text (borrowed from the cache,
+ * *len bytes), or NULL when the cache did not keep it (over its byte bound). */
+static const char *render_into_cache(struct coord *c, const struct store_migration *m, bool hosts,
+                                     size_t *len)
+{
+    char *text = render(m, hosts);
     if (!text)
         return NULL;
-    size_t n = strlen(text);
-    migcache_put(c->mig->cache, m->id, m->created_ms, m->rev, hosts, text, n);
-    const char *t = migcache_get(c->mig->cache, m->id, m->created_ms, m->rev, hosts, len);
-    if (t)
-        return t;
-    /* Not kept (over the byte bound): render once more for this reply. */
-    return NULL;
+    migcache_put(c->mig->cache, m->id, m->created_ms, m->rev, hosts, text, strlen(text));
+    return migcache_get(c->mig->cache, m->id, m->created_ms, m->rev, hosts, len);
 }
 
 /* Appends sep and the record of key k (rendered with host names when
- * hosts) to body: from the cache when it holds k's revision, else read from
+ * hosts) to pg: from the cache when it holds k's revision, else read from
  * the store, rendered and cached. Returns -1 when the record is gone. */
 static int render_cached(struct coord *c, const struct store_migration_key *k, bool hosts,
-                         const char *sep, struct evbuffer *body)
+                         const char *sep, struct page *pg)
 {
     size_t len = 0;
     const char *t = migcache_get(c->mig->cache, k->id, k->created_ms, k->rev, hosts, &len);
-    if (!t) {
-        struct store_migration m;
-        struct ferr e = {0};
-        if (store_migration_get(c->st, k->id, &m, &e) != 0)
-            return -1;
-        t = render_into_cache(c, &m, hosts, &len);
-        if (!t) {
-            json_t *o = rec_json(&m, hosts);
-            char *text = json_dumps(o, JSON_COMPACT);
-            json_decref(o);
-            store_migration_clear(&m);
-            if (!text)
-                return -1;
-            evbuffer_add(body, sep, strlen(sep));
-            evbuffer_add(body, text, strlen(text));
-            free(text);
-            return 0;
-        }
-        store_migration_clear(&m);
+    if (t) {
+        page_add(pg, sep, strlen(sep));
+        page_add(pg, t, len);
+        return 0;
     }
-    evbuffer_add(body, sep, strlen(sep));
-    evbuffer_add(body, t, len);
+    struct store_migration m;
+    struct ferr e = {0};
+    if (store_migration_get(c->st, k->id, &m, &e) != 0)
+        return -1;
+    t = render_into_cache(c, &m, hosts, &len);
+    char *own = t ? NULL : render(&m, hosts);
+    store_migration_clear(&m);
+    if (!t && !own)
+        return -1;
+    page_add(pg, sep, strlen(sep));
+    page_add(pg, t ? t : own, t ? len : strlen(own));
+    free(own);
     return 0;
+}
+
+/* When every decision of see depends on the project alone and the
+ * projects that own migrations are few enough to list, the projects the
+ * caller may see: 0 when none, 1 with its name in one (the scan can then
+ * use the project index), 2 when several or unknown. */
+#define LIST_PROJECTS_PROBE 256 /* projects listed at most to narrow a scan */
+static int visible_projects(struct coord *c, const struct store_token *who,
+                            struct decide_memo *see, char one[STORE_IDENT_MAX + 1])
+{
+    if (!see->by_project)
+        return 2;
+    char(*projects)[STORE_IDENT_MAX + 1] = xmalloc(LIST_PROJECTS_PROBE * sizeof(*projects));
+    size_t n = 0;
+    int complete = 0, visible = 0;
+    struct ferr e = {0};
+    if (store_migration_projects(c->st, LIST_PROJECTS_PROBE, projects, &n, &complete, &e) != 0 ||
+        !complete) {
+        free(projects);
+        return 2;
+    }
+    for (size_t i = 0; i < n && visible < 2; i++)
+        if (memo_decide_on(c, who, see, projects[i], NULL, NULL, NULL)) {
+            if (!visible)
+                memcpy(one, projects[i], strlen(projects[i]) + 1);
+            visible++;
+        }
+    free(projects);
+    return visible;
 }
 
 /* GET /v1/migrations: filters (state, instance, host, project) in SQL,
@@ -1330,20 +1425,22 @@ static void list(struct coord *c, struct evhttp_request *req, const struct store
         f.after_id = after;
     }
     struct decide_memo see, hosts;
-    memo_init(c, &see, "migration:list");
-    memo_init(c, &hosts, "migration:show_hosts");
-    struct evbuffer *body = evbuffer_new();
+    memo_init(c, who, &see, "migration:list");
+    memo_init(c, who, &hosts, "migration:show_hosts");
     static const char head[] = "{\"migrations\":[", tail_null[] = "],\"next\":null}\n";
-    evbuffer_add(body, head, sizeof(head) - 1);
+    size_t guess = (limit < 64 ? limit : 64) * 1024 + 64; /* bytes; grows as needed */
+    struct page pg = {xmalloc(guess), 0, guess};
+    page_add(&pg, head, sizeof(head) - 1);
     size_t shown = 0, batch = limit, cap = limit;
     struct store_migration_key *k = xmalloc(cap * sizeof(*k));
-    bool more = false;
+    bool more = false, narrowed = vals[3] != NULL;
     char last[STORE_IDENT_MAX + 1] = "", cursor[STORE_IDENT_MAX + 1];
+    char only[STORE_IDENT_MAX + 1];
     for (;;) {
         size_t n = 0;
         if (store_migration_list_keys(c->st, &f, batch, k, &n, &e) != 0) {
             free(k);
-            evbuffer_free(body);
+            free(pg.p);
             return httpd_reply_err(req, &e);
         }
         size_t i = 0;
@@ -1353,14 +1450,14 @@ static void list(struct coord *c, struct evhttp_request *req, const struct store
             bool hosts_ok = memo_decide(c, who, &hosts, &k[i]);
             if (vals[2] && !hosts_ok)
                 continue; /* filtering by a host one may not see would leak it */
-            if (render_cached(c, &k[i], hosts_ok, shown ? "," : "", body) != 0)
+            if (render_cached(c, &k[i], hosts_ok, shown ? "," : "", &pg) != 0)
                 continue; /* gone since the key was read */
-            snprintf(last, sizeof(last), "%s", k[i].id);
+            memcpy(last, k[i].id, strlen(k[i].id) + 1);
             shown++;
         }
         bool end = n < batch;
         if (n > 0) {
-            snprintf(cursor, sizeof(cursor), "%s", k[n - 1].id);
+            memcpy(cursor, k[n - 1].id, strlen(k[n - 1].id) + 1);
             f.after_created_ms = k[n - 1].created_ms;
         }
         if (shown == limit) {
@@ -1371,6 +1468,19 @@ static void list(struct coord *c, struct evhttp_request *req, const struct store
             break;
         f.after_id = cursor;
         batch = LIST_SCAN_BATCH;
+        if (!narrowed) {
+            /* The first rows did not fill the page: most are hidden from the
+             * caller (a member of one project among many). When the policy
+             * lets them see a single project, read only its rows. */
+            narrowed = true;
+            int vis = visible_projects(c, who, &see, only);
+            if (vis == 0)
+                break;
+            if (vis == 1) {
+                f.project = only;
+                batch = limit - shown + 1;
+            }
+        }
         if (cap < batch) {
             cap = batch;
             k = xrealloc(k, cap * sizeof(*k));
@@ -1381,12 +1491,18 @@ static void list(struct coord *c, struct evhttp_request *req, const struct store
     if (more) {
         json_t *nx = json_string(last);
         char *t = nx ? json_dumps(nx, JSON_ENCODE_ANY) : NULL;
-        evbuffer_add_printf(body, "],\"next\":%s}\n", t ? t : "null");
+        static const char nk[] = "],\"next\":";
+        page_add(&pg, nk, sizeof(nk) - 1);
+        page_add(&pg, t ? t : "null", t ? strlen(t) : 4);
+        page_add(&pg, "}\n", 2);
         free(t);
         json_decref(nx);
     } else {
-        evbuffer_add(body, tail_null, sizeof(tail_null) - 1);
+        page_add(&pg, tail_null, sizeof(tail_null) - 1);
     }
+    struct evbuffer *body = evbuffer_new();
+    if (evbuffer_add_reference(body, pg.p, pg.len, page_free_cb, NULL) != 0)
+        free(pg.p);
     httpd_reply_buf(req, 200, body);
 }
 

@@ -32,7 +32,7 @@
 
 static struct ferryd D;
 static char db[LAB_PATH_MAX + 32];
-static char member[FERRYD_T_TOKEN_MAX];
+static char member[FERRYD_T_TOKEN_MAX], stranger[FERRYD_T_TOKEN_MAX];
 static const char *admin = D.admin;
 static int up;
 
@@ -318,6 +318,11 @@ static void t_policy(void)
               json_array_size(json_object_get(o, "migrations")) == 0,
           "member filtered by host got records");
     json_decref(o);
+    /* A member of a project without records: every page is empty. */
+    for (size_t s = 0; s < sizeof(sizes) / sizeof(sizes[0]); s++) {
+        CHECK(walk(stranger, sizes[s], "", seen, &hosts) == 0, "p9 member saw records (limit %d)",
+              sizes[s]);
+    }
     /* And the admin still gets the hosts after the member's reads. */
     CHECK(walk(admin, 50, "", seen, &hosts) == RECORDS && hosts == RECORDS,
           "admin after member: %d with hosts", hosts);
@@ -333,6 +338,7 @@ int main(void)
     snprintf(db, sizeof(db), "%s/ferryd.db", D.dir);
     up = ferryd_write_conf(&D, NULL) == 0 && fill_store() == 0 &&
          ferryd_add_token(&D, "alice", "p1", "member", member, sizeof(member)) == 0 &&
+         ferryd_add_token(&D, "bob", "p9", "member", stranger, sizeof(stranger)) == 0 &&
          ferryd_start(&D) == 0;
     test_run("ferryd list: every page size walks every record once, newest first", t_pages);
     test_run("ferryd list: a changed record (store update, plain SQL) is changed in the next "
