@@ -224,12 +224,16 @@ for h in $HOSTS; do
         (if (.agent_started_ms // 0) >= (.finished_ms // 1e18) then "restarted after it" else "NOT restarted" end)' ||
         echo "  $h  (no answer)"
 done
-echo "migrations (QEMU figures: total time, downtime, RAM bytes transferred):"
-for mid in $(printf '%s' "$PLAN" | jq -r '.migrations[].id'); do
-    api GET "/v1/migrations/$mid" | jq -r '[.instance, .source, .destination, .state,
-        (.result.total_time_ms // -1), (.downtime_ms // -1), (.result.ram_transferred // -1)] | @tsv'
-done | awk -F'\t' '{ printf "  %-4s %s -> %s  %-9s  total %5.2f s  downtime %4d ms  %7.1f MiB (%d bytes)\n",
-    $1, $2, $3, $4, $5 / 1000, $6, $7 / 1048576, $7 }'
+echo "migrations (QEMU figures: total time, downtime, RAM bytes transferred; guest disk"
+echo "throughput kept and p99 ratio against the 10 s before, from the agent's query-blockstats):"
+printf '%s' "$PLAN" | jq -r '.migrations[] | [.id, (.guest_impact.throughput_retained_pct // "-"),
+    (.guest_impact.p99_latency_ratio // "-")] | @tsv' |
+while IFS="$(printf '\t')" read -r mid kept p99; do
+    api GET "/v1/migrations/$mid" | jq -r --arg k "$kept" --arg p "$p99" '[.instance, .source,
+        .destination, .state, (.result.total_time_ms // -1), (.downtime_ms // -1),
+        (.result.ram_transferred // -1), $k, $p] | @tsv'
+done | awk -F'\t' '{ printf "  %-4s %s -> %s  %-9s  total %5.2f s  downtime %4d ms  %7.1f MiB (%d bytes)  disk kept %s %%  p99 %sx\n",
+    $1, $2, $3, $4, $5 / 1000, $6, $7 / 1048576, $7, $8, $9 }'
 NMIG=$(printf '%s' "$PLAN" | jq '.migrations | length')
 NOK=$(api GET /v1/migrations | jq '[.migrations[] | select(.state == "succeeded")] | length')
 echo "  $NMIG migration(s) in the plan, $NOK succeeded in ferryd's records"

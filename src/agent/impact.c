@@ -99,8 +99,6 @@ const struct impact_iv *impact_get(const struct inst_impact *im, uint64_t seq)
 
 void impact_agg_add(struct impact_agg *a, const struct impact_iv *iv)
 {
-    if (a->n == 0)
-        a->hist_ok = true;
     a->n++;
     a->dur_ms += iv->dur_ms;
     a->rd_bytes += iv->rd_bytes;
@@ -109,7 +107,8 @@ void impact_agg_add(struct impact_agg *a, const struct impact_iv *iv)
     a->wr_ops += iv->wr_ops;
     a->time_ns += iv->time_ns;
     if (!iv->hist_ok)
-        a->hist_ok = false;
+        return;
+    a->hist_n++;
     for (unsigned i = 0; i <= IMPACT_BOUNDS; i++)
         a->hist[i] += iv->hist[i];
 }
@@ -166,7 +165,7 @@ void impact_figures(const struct impact_agg *a, struct impact_fig *f)
     uint64_t total = 0;
     for (unsigned i = 0; i <= IMPACT_BOUNDS; i++)
         total += a->hist[i];
-    if (a->hist_ok && total > 0) {
+    if (a->hist_n > 0 && 2 * a->hist_n >= a->n && total > 0) {
         f->p50_us = quantile_us(a->hist, total, 0.50);
         f->p99_us = quantile_us(a->hist, total, 0.99);
     }

@@ -45,8 +45,8 @@ struct impact_agg {
     unsigned n; /* intervals summed */
     uint64_t dur_ms;
     uint64_t rd_bytes, wr_bytes, rd_ops, wr_ops, time_ns;
-    bool hist_ok; /* every interval had a histogram */
-    uint64_t hist[IMPACT_BOUNDS + 1];
+    unsigned hist_n;                  /* intervals with a histogram (summed in hist) */
+    uint64_t hist[IMPACT_BOUNDS + 1]; /* their bins */
 };
 
 /* Figures of an aggregate. */
@@ -90,7 +90,7 @@ void impact_free(struct instance *in);
  * existed. Borrowed, valid until the next poll reply. */
 const struct impact_iv *impact_get(const struct inst_impact *im, uint64_t seq);
 
-/* Adds iv to a (both borrowed). An a with n == 0 starts with hist_ok. */
+/* Adds iv to a (both borrowed); its histogram only when it has one. */
 void impact_agg_add(struct impact_agg *a, const struct impact_iv *iv);
 
 /* Sums the intervals of im that ended in (from_ms, to_ms] into a (zeroed
@@ -99,8 +99,10 @@ void impact_window(const struct inst_impact *im, uint64_t from_ms, uint64_t to_m
                    struct impact_agg *a);
 
 /* Computes the figures of a. Percentiles interpolate inside the
- * histogram's bin (geometric bins, 25 % wide); < 0 when a has no
- * histogram or no request. */
+ * histogram's bin (geometric bins, 25 % wide) over the intervals that had
+ * a histogram; < 0 when fewer than half of them had one (the device's
+ * first seconds, before block-latency-histogram-set took effect) or no
+ * request was counted. */
 void impact_figures(const struct impact_agg *a, struct impact_fig *f);
 
 /* Returns a new JSON object for f (caller decrefs): bytes_per_s,

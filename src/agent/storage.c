@@ -418,6 +418,19 @@ static void on_mirror_started(struct instance *in, const struct ferr *err, json_
         fail(m, "cancelled on request");
 }
 
+/* The mirror's dirty-tracking granularity for a disk of size bytes: a
+ * power of two, the disk over at most 4 Mi chunks (bitmap <= 512 KiB),
+ * within 4 KiB .. 64 KiB. QEMU's default for an NBD target is 64 KiB, so
+ * every small guest write (a 4 KiB database page) would re-dirty 64 KiB
+ * that the mirror must copy again: 16 times the guest's write rate. */
+static uint64_t mirror_granularity(uint64_t size)
+{
+    uint64_t g = 4096;
+    while (g < 65536 && g * (UINT64_C(1) << 22) < size)
+        g <<= 1;
+    return g;
+}
+
 static void start_mirrors(struct migration *m)
 {
     struct mig_storage *st = m->st;
@@ -428,9 +441,11 @@ static void start_mirrors(struct migration *m)
         snprintf(job, sizeof(job), "mirror-%s", st->disks[i].id);
         snprintf(node, sizeof(node), "d-%s", st->disks[i].id);
         snprintf(target, sizeof(target), "nbd-%s", st->disks[i].id);
-        json_t *a =
-            json_pack("{s:s, s:s, s:s, s:s, s:I}", "job-id", job, "device", node, "target", target,
-                      "sync", "full", "speed", (json_int_t)m->limits.mirror_speed_bps);
+        uint64_t size = i < SPEC_DISKS_MAX && m->inst ? m->inst->disk_size[i] : 0;
+        json_t *a = json_pack("{s:s, s:s, s:s, s:s, s:I, s:I}", "job-id", job, "device", node,
+                              "target", target, "sync", "full", "speed",
+                              (json_int_t)m->limits.mirror_speed_bps, "granularity",
+                              (json_int_t)mirror_granularity(size));
         struct stg_op *op = xcalloc(1, sizeof(*op));
         op->m = m;
         op->disk = i;

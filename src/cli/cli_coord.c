@@ -436,6 +436,53 @@ static void show_json(const char *label, const json_t *v)
     free(t);
 }
 
+static double num_or(const json_t *o, const char *k, double dflt)
+{
+    const json_t *v = json_object_get(o, k);
+    return json_is_number(v) ? json_number_value(v) : dflt;
+}
+
+/* "guest": CPU throttle and dirty rate; "disk": the guest's own disk
+ * during the migration against its baseline (the agent's impact report);
+ * "budget": the impact budget's verdict. */
+static void show_impact(const json_t *gi)
+{
+    if (!json_is_object(gi)) {
+        printf("%-12s -\n", "guest");
+        return;
+    }
+    printf("%-12s cpu throttle %.0f %% (%.0f ms in all), dirty %.0f pages/s\n", "guest",
+           num_or(gi, "throttle_pct", 0), num_or(gi, "cpu_throttle_ms", 0),
+           num_or(gi, "dirty_pages_rate", 0));
+    const json_t *d = json_object_get(gi, "disk");
+    const json_t *b = json_object_get(d, "baseline"), *du = json_object_get(d, "during");
+    if (json_is_object(b) && json_is_object(du)) {
+        char ret[24] = "-", ratio[24] = "-";
+        if (json_is_number(json_object_get(d, "throughput_retained_pct")))
+            snprintf(ret, sizeof(ret), "%.1f %%", num_or(d, "throughput_retained_pct", 0));
+        if (json_is_number(json_object_get(d, "p99_latency_ratio")))
+            snprintf(ratio, sizeof(ratio), "%.2fx", num_or(d, "p99_latency_ratio", 0));
+        printf("%-12s throughput %s of baseline (%.2f -> %.2f MiB/s, %.0f -> %.0f IOPS), "
+               "p99 %s (%.0f -> %.0f us, p50 %.0f -> %.0f us, %s)\n",
+               "disk", ret, num_or(b, "bytes_per_s", 0) / 1048576.0,
+               num_or(du, "bytes_per_s", 0) / 1048576.0, num_or(b, "iops", 0),
+               num_or(du, "iops", 0), ratio, num_or(b, "p99_latency_us", 0),
+               num_or(du, "p99_latency_us", 0), num_or(b, "p50_latency_us", 0),
+               num_or(du, "p50_latency_us", 0),
+               json_string_value(json_object_get(d, "latency_basis"))
+                   ? json_string_value(json_object_get(d, "latency_basis"))
+                   : "?");
+    } else {
+        printf("%-12s -\n", "disk");
+    }
+    const json_t *bu = json_object_get(gi, "budget");
+    if (json_is_object(bu))
+        printf("%-12s %s (usage %.2f, copy rate %.1f MiB/s, %.0f of %.0f measurements outside)\n",
+               "budget", s_or_dash(bu, "verdict"), num_or(bu, "usage", 0),
+               num_or(bu, "rate_bps", 0) / 1048576.0, num_or(bu, "violations", 0),
+               num_or(bu, "judged", 0));
+}
+
 static void show_human(const json_t *m)
 {
     char line[LINE_MAX_BYTES], a[24], b[24];
@@ -462,7 +509,7 @@ static void show_human(const json_t *m)
         printf("%-12s %.0f ms\n", "downtime", json_number_value(dt));
     else
         printf("%-12s -\n", "downtime");
-    show_json("guest", json_object_get(m, "guest_impact"));
+    show_impact(json_object_get(m, "guest_impact"));
     show_json("stalls", json_object_get(m, "stalls"));
     show_json("limits", json_object_get(m, "limits"));
     show_json("requested", json_object_get(m, "requested_limits"));

@@ -82,6 +82,8 @@ struct orch {
     int64_t last_answer_ms;              /* last answer from the source agent */
     int64_t last_progress_ms;            /* last migration.progress event */
     size_t stalls_seen;                  /* stalls of the agent's record reported */
+    size_t budget_seen;                  /* report_budget events of the agent's record
+                                            reported as migration.budget */
     bool cancel_sent;                    /* the cancel went to the source agent */
     bool adopt_tried;                    /* looked for the agent's migration after a 409 */
 };
@@ -256,6 +258,38 @@ static json_t *rec_json(const struct store_migration *m, bool show_hosts)
 
 /* ---- persistence of one orchestration step ---------------------------- */
 
+/* The guest's side of the agent's record a (borrowed): the newest
+ * sample's CPU throttle and dirty rate, and — when the agent measured the
+ * guest's disk — its "disk" impact report (baseline vs during: throughput,
+ * latency p50/p99, retained %, p99 ratio, CPU throttle time, io throttle)
+ * and the impact budget's state. Returns a new object. */
+static json_t *guest_impact(const json_t *a, const json_t *s)
+{
+    json_t *gi = json_pack("{s:I, s:I}", "throttle_pct",
+                           json_integer_value(json_object_get(s, "throttle_pct")),
+                           "dirty_pages_rate",
+                           json_integer_value(json_object_get(s, "dirty_pages_rate")));
+    const json_t *imp = json_object_get(a, "impact");
+    if (json_is_object(imp)) {
+        static const char *const keys[] = {"baseline",      "during",
+                                           "throughput_retained_pct", "p99_latency_ratio",
+                                           "latency_basis", "cpu_throttle_ms",
+                                           "io_throttle",   NULL};
+        json_t *d = json_object();
+        for (int i = 0; keys[i]; i++) {
+            json_t *v = json_object_get(imp, keys[i]);
+            if (v)
+                json_object_set_new(d, keys[i], json_deep_copy(v));
+        }
+        json_object_set_new(gi, "disk", d);
+        json_object_set(gi, "cpu_throttle_ms", json_object_get(imp, "cpu_throttle_ms"));
+    }
+    const json_t *b = json_object_get(a, "budget");
+    if (json_is_object(b))
+        json_object_set_new(gi, "budget", json_deep_copy(b));
+    return gi;
+}
+
 /* Copies the figures of the agent's migration record (borrowed, may be
  * NULL) into m and its detail. */
 static void absorb_agent(struct store_migration *m, json_t *detail, const json_t *a,
@@ -263,6 +297,7 @@ static void absorb_agent(struct store_migration *m, json_t *detail, const json_t
 {
     json_object_set_new(detail, "agent_migration", json_string(o->agent_mig));
     json_object_set_new(detail, "stalls", json_integer((json_int_t)o->stalls_seen));
+    json_object_set_new(detail, "budget_events", json_integer((json_int_t)o->budget_seen));
     if (!a)
         return;
     const json_t *s = json_object_get(a, "last_sample");
@@ -287,11 +322,7 @@ static void absorb_agent(struct store_migration *m, json_t *detail, const json_t
     }
     if (pct >= 0 && pct <= 100 && pct >= m->progress_pct)
         m->progress_pct = pct; /* never backwards */
-    json_object_set_new(detail, "guest_impact",
-                        json_pack("{s:I, s:I}", "throttle_pct",
-                                  json_integer_value(json_object_get(s, "throttle_pct")),
-                                  "dirty_pages_rate",
-                                  json_integer_value(json_object_get(s, "dirty_pages_rate"))));
+    json_object_set_new(detail, "guest_impact", guest_impact(a, s));
     const json_t *res = json_object_get(a, "result");
     if (json_is_object(res)) {
         json_object_set(detail, "result", (json_t *)res);
@@ -631,6 +662,29 @@ static void on_spec(int status, json_t *body, const struct ferr *e, void *arg)
 
 /* ---- mirroring the source agent's record ----------------------------- */
 
+/* The agent's impact budget verdicts (its "report_budget" events: the
+ * budget and convergence conflict, the budget is waived, ...) become
+ * migration.budget events, each once. */
+static void report_budget(struct orch *o, const json_t *a)
+{
+    const json_t *evs = json_object_get(a, "events");
+    size_t k = 0;
+    for (size_t i = 0; i < json_array_size(evs); i++) {
+        const json_t *x = json_array_get(evs, i);
+        const char *act = json_string_value(json_object_get(x, "action"));
+        if (!act || strcmp(act, "report_budget") != 0)
+            continue;
+        if (k++ < o->budget_seen)
+            continue;
+        o->budget_seen = k;
+        const char *v = json_string_value(json_object_get(x, "verdict"));
+        const char *r = json_string_value(json_object_get(x, "reason"));
+        (void)persist(o, a, NULL, "migration.budget",
+                      json_pack("{s:s, s:s, s:I}", "verdict", v ? v : "", "reason", r ? r : "",
+                                "t_ms", json_integer_value(json_object_get(x, "t_ms"))));
+    }
+}
+
 static void report_stalls(struct orch *o, const json_t *a)
 {
     const json_t *st = json_object_get(a, "stalls");
@@ -688,6 +742,7 @@ static void on_poll(int status, json_t *body, const struct ferr *e, void *arg)
         return; /* unknown until the host is back (it re-registers) or the outcome is known */
     leave_unknown(o);
     report_stalls(o, body);
+    report_budget(o, body);
     coordconsent_observe(o->c, o->id, o->instance, o->project, body);
     set_phase(o, ast);
     const char *aerr = json_string_value(json_object_get(body, "error"));
@@ -707,11 +762,21 @@ static void on_poll(int status, json_t *body, const struct ferr *e, void *arg)
                                     (json_int_t)0, "eta_ms", (json_int_t)0, "phase", ast));
         }
         set_phase(o, "done");
-        (void)persist(o, body, NULL, "migration.completed",
-                      json_pack("{s:I, s:I}", "downtime_ms",
-                                json_integer_value(json_object_get(res, "downtime_ms")),
-                                "total_time_ms",
-                                json_integer_value(json_object_get(res, "total_time_ms"))));
+        json_t *done = json_pack("{s:I, s:I}", "downtime_ms",
+                                 json_integer_value(json_object_get(res, "downtime_ms")),
+                                 "total_time_ms",
+                                 json_integer_value(json_object_get(res, "total_time_ms")));
+        const json_t *imp = json_object_get(body, "impact");
+        if (json_is_object(imp)) { /* the guest's disk: the impact report in brief */
+            const json_t *bv = json_object_get(json_object_get(body, "budget"), "verdict");
+            json_object_set_new(
+                done, "guest_impact",
+                json_pack("{s:O?, s:O?, s:O?, s:O?}", "throughput_retained_pct",
+                          json_object_get(imp, "throughput_retained_pct"), "p99_latency_ratio",
+                          json_object_get(imp, "p99_latency_ratio"), "cpu_throttle_ms",
+                          json_object_get(imp, "cpu_throttle_ms"), "budget_verdict", bv));
+        }
+        (void)persist(o, body, NULL, "migration.completed", done);
         finish(o);
         return;
     }
@@ -940,6 +1005,7 @@ static struct orch *orch_from(struct coord *c, const struct store_migration *m)
     const char *aid = json_string_value(json_object_get(d, "agent_migration"));
     snprintf(o->agent_mig, sizeof(o->agent_mig), "%s", aid ? aid : "");
     o->stalls_seen = (size_t)json_integer_value(json_object_get(d, "stalls"));
+    o->budget_seen = (size_t)json_integer_value(json_object_get(d, "budget_events"));
     const char *st = m->state;
     if (strcmp(st, "unknown") == 0) {
         o->unknown = true;

@@ -1133,12 +1133,25 @@ static json_t *plan_json(struct coord *c, const struct store_plan *p, bool full)
                 continue;
             json_t *res = m.detail_json ? json_loads(m.detail_json, 0, NULL) : NULL;
             const json_t *r = json_object_get(res, "result");
-            json_array_append_new(
-                migs, json_pack("{s:s, s:s, s:s, s:s, s:s, s:f, s:I, s:I, s:O}", "id", m.id,
-                                "instance", m.instance, "source", m.source, "destination",
-                                m.destination, "state", m.state, "pct", m.progress_pct,
-                                "eta_ms", (json_int_t)m.eta_ms, "downtime_ms",
-                                (json_int_t)m.downtime_ms, "result", r ? r : json_null()));
+            json_t *mj = json_pack("{s:s, s:s, s:s, s:s, s:s, s:f, s:I, s:I, s:O}", "id", m.id,
+                                   "instance", m.instance, "source", m.source, "destination",
+                                   m.destination, "state", m.state, "pct", m.progress_pct,
+                                   "eta_ms", (json_int_t)m.eta_ms, "downtime_ms",
+                                   (json_int_t)m.downtime_ms, "result", r ? r : json_null());
+            /* the guest's own disk during the move (agent impact report) */
+            const json_t *gi = json_object_get(res, "guest_impact");
+            const json_t *gd = json_object_get(gi, "disk");
+            json_object_set_new(
+                mj, "guest_impact",
+                json_is_object(gd)
+                    ? json_pack("{s:O?, s:O?, s:O?, s:O?}", "throughput_retained_pct",
+                                json_object_get(gd, "throughput_retained_pct"),
+                                "p99_latency_ratio", json_object_get(gd, "p99_latency_ratio"),
+                                "cpu_throttle_ms", json_object_get(gi, "cpu_throttle_ms"),
+                                "budget_verdict",
+                                json_object_get(json_object_get(gi, "budget"), "verdict"))
+                    : json_null());
+            json_array_append_new(migs, mj);
             if (!place_state_terminal(m.state) && m.eta_ms > mig_eta)
                 mig_eta = m.eta_ms;
             json_decref(res);
