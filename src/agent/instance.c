@@ -381,6 +381,66 @@ static void on_incoming_caps(struct instance *in, const struct ferr *err, json_t
         send_incoming(in);
 }
 
+/* Prepares a QEMU started with -incoming defer to receive: capabilities,
+ * then (disks exported first) migrate-incoming on an ephemeral port. */
+static void start_incoming(struct instance *in)
+{
+    in->state = INST_INCOMING;
+    /* postcopy-ram must be set here, before migrate-incoming, for the
+     * source to be able to switch to post-copy later */
+    json_t *caps =
+        json_pack("{s:[{s:s, s:b}]}", "capabilities", "capability", "events", "state", 1);
+    if (in->postcopy)
+        json_array_append_new(json_object_get(caps, "capabilities"),
+                              json_pack("{s:s, s:b}", "capability", "postcopy-ram", "state", 1));
+    if (inst_qmp(in, "migrate-set-capabilities", caps, on_incoming_caps, NULL) != 0)
+        snprintf(in->last_error, sizeof(in->last_error), "QMP unavailable");
+}
+
+/* An adopted QEMU whose command line has -incoming, still waiting
+ * ("inmigrate"): query-migrate tells whether migrate-incoming was issued
+ * already (then only its address is learnt) or not (then it is issued). */
+static void on_adopt_migrate(struct instance *in, const struct ferr *err, json_t *ret, void *ctx)
+{
+    (void)ctx;
+    if (!in)
+        return;
+    const char *st = err ? NULL : json_string_value(json_object_get(ret, "status"));
+    if (err || !st || strcmp(st, "none") == 0) {
+        start_incoming(in);
+        return;
+    }
+    in->state = INST_INCOMING;
+    on_incoming_query(in, NULL, ret, NULL);
+}
+
+/* An adopted QEMU whose command line has -incoming: -incoming stays on the
+ * command line of a guest that arrived by migration long ago, so only a
+ * QEMU still in "inmigrate" is treated as an incoming destination; any
+ * other status is a guest like any other (never re-prepared: a second
+ * migrate-incoming would fail and the guest would be destroyed). */
+static void on_adopt_status(struct instance *in, const struct ferr *err, json_t *ret, void *ctx)
+{
+    (void)ctx;
+    if (!in)
+        return;
+    const char *st = err ? NULL : json_string_value(json_object_get(ret, "status"));
+    if (!st) {
+        snprintf(in->last_error, sizeof(in->last_error), "query-status after adoption: %s",
+                 err ? err->msg : "no status");
+        return;
+    }
+    if (strcmp(st, "inmigrate") != 0) {
+        in->incoming = false;
+        apply_run_status(in, st);
+        log_info("agent", "msg=\"adopted guest arrived by migration earlier\" instance=%s status=%s",
+                 in->spec.name, st);
+        return;
+    }
+    if (inst_qmp(in, "query-migrate", NULL, on_adopt_migrate, NULL) != 0)
+        snprintf(in->last_error, sizeof(in->last_error), "QMP unavailable");
+}
+
 static void on_qmp_ready(struct qmp_conn *c, void *arg)
 {
     (void)c;
@@ -398,16 +458,9 @@ static void on_qmp_ready(struct qmp_conn *c, void *arg)
         log_warn("agent", "msg=\"cannot subscribe to QMP events\" instance=%s", in->spec.name);
     log_info("agent", "msg=\"QMP ready\" instance=%s pid=%d", in->spec.name, (int)in->pid);
     if (in->incoming && !in->incoming_uri[0] && in->state == INST_STARTING) {
-        in->state = INST_INCOMING;
-        /* postcopy-ram must be set here, before migrate-incoming, for the
-         * source to be able to switch to post-copy later */
-        json_t *caps = json_pack("{s:[{s:s, s:b}]}", "capabilities", "capability", "events",
-                                 "state", 1);
-        if (in->postcopy)
-            json_array_append_new(json_object_get(caps, "capabilities"),
-                                  json_pack("{s:s, s:b}", "capability", "postcopy-ram", "state",
-                                            1));
-        if (inst_qmp(in, "migrate-set-capabilities", caps, on_incoming_caps, NULL) != 0)
+        if (!in->adopted)
+            start_incoming(in);
+        else if (inst_qmp(in, "query-status", NULL, on_adopt_status, NULL) != 0)
             snprintf(in->last_error, sizeof(in->last_error), "QMP unavailable");
     }
     if (in->spec.n_disks)
