@@ -24,6 +24,10 @@ void config_defaults(struct config *c)
     c->webhook_backoff_cap_ms = 300000;
     c->consent_timeout_s = 600;
     c->sse_max_subscribers = 64;
+    c->max_migrations = 8;
+    c->max_migrations_per_source = 1;
+    c->max_migrations_per_dest = 1;
+    c->consent_timeout_max_s = 86400;
     snprintf(c->consent_timeout_action, sizeof(c->consent_timeout_action), "wait");
 }
 
@@ -134,6 +138,18 @@ static int apply(struct config *c, const char *k, const char *v, int line, struc
         snprintf(c->consent_timeout_action, sizeof(c->consent_timeout_action), "%s", v);
     } else if (strcmp(k, "sse_max_subscribers") == 0) {
         if (parse_u32(v, 1, 100000, &c->sse_max_subscribers) != 0)
+            goto bad;
+    } else if (strcmp(k, "max_migrations") == 0) {
+        if (parse_u32(v, 0, 4096, &c->max_migrations) != 0)
+            goto bad;
+    } else if (strcmp(k, "max_migrations_per_source") == 0) {
+        if (parse_u32(v, 0, 64, &c->max_migrations_per_source) != 0)
+            goto bad;
+    } else if (strcmp(k, "max_migrations_per_destination") == 0) {
+        if (parse_u32(v, 0, 64, &c->max_migrations_per_dest) != 0)
+            goto bad;
+    } else if (strcmp(k, "consent_timeout_max_s") == 0) {
+        if (parse_u32(v, 1, 7 * 86400, &c->consent_timeout_max_s) != 0)
             goto bad;
     } else if (strcmp(k, "agent_token_file") == 0) {
         if (set_path(c->agent_token_file, sizeof(c->agent_token_file), v) != 0)

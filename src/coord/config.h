@@ -42,6 +42,10 @@ struct config {
     char agent_token_file[CONFIG_PATH_MAX]; /* "" = none; else the bearer token ferryd
                                                presents to every agent */
     uint32_t sse_max_subscribers; /* concurrent SSE streams, default 64 (1 … 100000) */
+    uint32_t max_migrations;      /* in flight cluster-wide, default 8; 0 = no cap */
+    uint32_t max_migrations_per_source; /* leaving one host at once, default 1; 0 = no cap */
+    uint32_t max_migrations_per_dest;   /* arriving on one host at once, default 1; 0 = no cap */
+    uint32_t consent_timeout_max_s; /* largest per-migration consent timeout, s; default 86400 */
 };
 
 /* Fills c with every default. */

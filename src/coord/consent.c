@@ -194,6 +194,12 @@ static json_t *consent_json(const struct store_consent *k)
     json_object_set_new(o, "reason", json_string(k->reason));
     detail_str(k, "timeout_action", act, sizeof(act));
     json_object_set_new(o, "timeout_action", act[0] ? json_string(act) : json_null());
+    detail_str(k, "on_timeout", act, sizeof(act)); /* planned: override or configuration */
+    json_object_set_new(o, "on_timeout", act[0] ? json_string(act) : json_null());
+    json_t *d = k->detail_json ? json_loads(k->detail_json, 0, NULL) : NULL;
+    json_t *ts = json_object_get(d, "timeout_s");
+    json_object_set_new(o, "timeout_s", json_is_integer(ts) ? json_incref(ts) : json_null());
+    json_decref(d);
     return o;
 }
 
@@ -247,6 +253,21 @@ static int new_id(char out[STORE_IDENT_MAX + 1], struct ferr *e)
     return 0;
 }
 
+/* The consent override of migration id's create request ({timeout_s?,
+ * timeout_action?}, new reference), or NULL when it has none. */
+static json_t *migration_override(struct coord *c, const char *id)
+{
+    struct store_migration m;
+    if (store_migration_get(c->st, id, &m, NULL) != 0)
+        return NULL;
+    json_t *d = m.detail_json ? json_loads(m.detail_json, 0, NULL) : NULL;
+    store_migration_clear(&m);
+    json_t *k = json_object_get(d, "consent");
+    k = json_is_object(k) ? json_incref(k) : NULL;
+    json_decref(d);
+    return k;
+}
+
 void coordconsent_observe(struct coord *c, const char *id, const char *instance,
                           const char *project, const json_t *a)
 {
@@ -279,6 +300,14 @@ void coordconsent_observe(struct coord *c, const char *id, const char *instance,
             continue;
         }
         int64_t now = coord_now_ms();
+        uint32_t timeout_s = c->cfg.consent_timeout_s;
+        const char *action = c->cfg.consent_timeout_action;
+        json_t *ov = migration_override(c, id); /* the create request's, or NULL */
+        json_t *ot = json_object_get(ov, "timeout_s"), *oa = json_object_get(ov, "timeout_action");
+        if (json_is_integer(ot) && json_integer_value(ot) > 0)
+            timeout_s = (uint32_t)json_integer_value(ot);
+        if (json_is_string(oa))
+            action = json_string_value(oa);
         struct store_consent r;
         memset(&r, 0, sizeof(r));
         if (new_id(r.id, &e) != 0)
@@ -288,18 +317,22 @@ void coordconsent_observe(struct coord *c, const char *id, const char *instance,
         snprintf(r.state, sizeof(r.state), "pending");
         snprintf(r.project, sizeof(r.project), "%s", project);
         r.requested_ms = now;
-        r.deadline_ms = now + (int64_t)c->cfg.consent_timeout_s * 1000;
-        json_t *d = json_pack("{s:s, s:s}", "instance", instance, "agent_migration",
+        r.deadline_ms = now + (int64_t)timeout_s * 1000;
+        json_t *d = json_pack("{s:s, s:s, s:I, s:s, s:b}", "instance", instance, "agent_migration",
                               json_string_value(json_object_get(a, "id"))
                                   ? json_string_value(json_object_get(a, "id"))
-                                  : "");
+                                  : "",
+                              "timeout_s", (json_int_t)timeout_s, "on_timeout", action,
+                              "override", ov != NULL);
+        json_decref(ov);
         r.detail_json = json_dumps(d, JSON_COMPACT);
         json_decref(d);
         int rc = store_tx_begin(c->st, &e);
         if (rc == 0 && ((rc = store_consent_insert(c->st, &r, &e)) != 0 ||
                         (rc = emit(c, "migration.consent_requested", &r,
-                                   json_pack("{s:o, s:I}", "deadline", time_json(r.deadline_ms),
-                                             "timeout_s", (json_int_t)c->cfg.consent_timeout_s),
+                                   json_pack("{s:o, s:I, s:s}", "deadline",
+                                             time_json(r.deadline_ms), "timeout_s",
+                                             (json_int_t)timeout_s, "on_timeout", action),
                                    now, &e)) != 0 ||
                         (rc = store_tx_commit(c->st, &e)) != 0))
             store_tx_rollback(c->st);
@@ -358,7 +391,17 @@ static void set_detail(struct store_consent *k, const char *key, json_t *v)
 static void time_out(struct coord *c, struct store_consent *k, int64_t now)
 {
     enum consent_timeout_action act = CONSENT_TIMEOUT_WAIT;
-    if (consent_timeout_action_parse(c->cfg.consent_timeout_action, &act) != 0)
+    /* the action and timeout recorded with the request (the migration's
+       override or the configuration then); older requests: the config */
+    char planned[16];
+    uint32_t timeout_s = c->cfg.consent_timeout_s;
+    detail_str(k, "on_timeout", planned, sizeof(planned));
+    json_t *kd = k->detail_json ? json_loads(k->detail_json, 0, NULL) : NULL;
+    if (json_integer_value(json_object_get(kd, "timeout_s")) > 0)
+        timeout_s = (uint32_t)json_integer_value(json_object_get(kd, "timeout_s"));
+    json_decref(kd);
+    if (consent_timeout_action_parse(planned[0] ? planned : c->cfg.consent_timeout_action, &act) !=
+        0)
         act = CONSENT_TIMEOUT_WAIT;
     static const char *const names[] = {"wait", "proceed", "abort"};
     struct ferr e = {0};
@@ -366,7 +409,7 @@ static void time_out(struct coord *c, struct store_consent *k, int64_t now)
     snprintf(k->decided_by, sizeof(k->decided_by), "%s",
              act == CONSENT_TIMEOUT_WAIT ? "" : "policy");
     snprintf(k->reason, sizeof(k->reason), "no answer within %u s; consent_timeout_action %s",
-             c->cfg.consent_timeout_s, names[act]);
+             timeout_s, names[act]);
     snprintf(k->state, sizeof(k->state), "%s",
              act == CONSENT_TIMEOUT_PROCEED ? "granted" : "expired");
     set_detail(k, "timeout_action", json_string(names[act]));

@@ -321,9 +321,9 @@ static void rates(const struct store_migration *mg, double *dirty_pps, double *b
 
 static void migrations_section(struct metrics *m, struct evbuffer *b)
 {
-    static const char *const states[] = {"requested",  "preparing",  "running", "postcopy",
-                                         "completing", "cancelling", "unknown", "succeeded",
-                                         "failed",     "cancelled",  NULL};
+    static const char *const states[] = {"requested",  "queued",     "preparing", "running",
+                                         "postcopy",   "completing", "cancelling", "unknown",
+                                         "succeeded",  "failed",     "cancelled", NULL};
     struct store_migration *mg = NULL;
     size_t n = 0;
     struct ferr e = {0};

@@ -24,6 +24,7 @@
 #include "coord/migcache.h"
 #include "coord/migrations.h"
 #include "coord/place.h"
+#include "core/admit.h"
 #include "core/migstate.h"
 #include "util/jsonin.h"
 #include "util/log.h"
@@ -67,6 +68,9 @@ struct orch {
     char destination[STORE_NAME_MAX + 1];
     enum migstate st;                    /* last known core state */
     bool unknown;                        /* stored as "unknown" (source unreachable) */
+    bool queued;                         /* stored as "queued": waits for admission */
+    bool admitted;                       /* the admission let it start (OS_QUEUED) */
+    int64_t created_ms;                  /* its place in the admission queue, ms */
     enum ostep step;                     /* next thing to do */
     enum migstate after_clean;           /* state to record once the destination is
                                             cleaned (cancelled), or FAILED/none */
@@ -252,6 +256,8 @@ static json_t *rec_json(const struct store_migration *m, bool show_hosts)
     json_object_set_new(o, "created", time_json(m->created_ms));
     json_object_set_new(o, "updated", time_json(m->updated_ms));
     json_object_set_new(o, "last_error", json_string(m->last_error));
+    json_t *k = detail ? json_object_get(detail, "consent") : NULL;
+    json_object_set(o, "consent", json_is_object(k) ? k : json_null()); /* the override */
     json_decref(detail);
     return o;
 }
@@ -333,7 +339,7 @@ static void absorb_agent(struct store_migration *m, json_t *detail, const json_t
         json_object_set_new(detail, "agent_state", json_string(ast));
 }
 
-/* Writes o's state (or "unknown"), phase, destination, the agent figures
+/* Writes o's state (or "unknown", "queued"), phase, destination, the agent figures
  * (a, borrowed, may be NULL), error (may be NULL) and, when ev_type is not
  * NULL, the event with extra (stolen) — all in one transaction. */
 static int persist(struct orch *o, const json_t *a, const char *error, const char *ev_type,
@@ -358,7 +364,8 @@ static int persist(struct orch *o, const json_t *a, const char *error, const cha
     absorb_agent(&m, detail, a, o);
     if (o->unknown)
         json_object_set_new(detail, "last_state", json_string(migstate_name(o->st)));
-    snprintf(m.state, sizeof(m.state), "%s", o->unknown ? "unknown" : migstate_name(o->st));
+    snprintf(m.state, sizeof(m.state), "%s",
+             o->unknown ? "unknown" : o->queued ? "queued" : migstate_name(o->st));
     snprintf(m.phase, sizeof(m.phase), "%s", o->phase);
     snprintf(m.destination, sizeof(m.destination), "%s", o->destination);
     if (error)
@@ -884,12 +891,19 @@ static void step(struct orch *o)
         return;
     }
     switch (o->step) {
-    case OS_QUEUED:
+    case OS_QUEUED: {
+        if (!o->admitted)
+            return; /* admit_queued decides, in FIFO order */
         if (o->st == MIGSTATE_REQUESTED && advance(o, MIGEV_ADMIT) != 0)
             return;
+        bool was_queued = o->queued;
+        o->queued = false;
         o->step = OS_GET_SPEC;
         set_phase(o, STEP_PHASE[OS_GET_SPEC]);
-        (void)persist(o, NULL, NULL, NULL, NULL);
+        (void)persist(o, NULL, NULL, was_queued ? "migration.admitted" : NULL,
+                      was_queued ? json_pack("{s:I}", "queued_ms", (json_int_t)(now - o->created_ms))
+                                 : NULL);
+    }
         /* fall through */
     case OS_GET_SPEC:
         snprintf(path, sizeof(path), "/v1/instances/%s", o->instance);
@@ -955,6 +969,84 @@ static void orch_free(struct orch *o)
     free(o);
 }
 
+static int cmp_queue(const void *a, const void *b)
+{
+    const struct orch *x = *(const struct orch *const *)a, *y = *(const struct orch *const *)b;
+    if (x->created_ms != y->created_ms)
+        return x->created_ms < y->created_ms ? -1 : 1;
+    return strcmp(x->id, y->id);
+}
+
+/* Admission (src/core/admit): every migration past OS_QUEUED and not done
+ * is in flight (plan migrations too: they are created through the same
+ * API); the ones in OS_QUEUED not yet admitted are the queue, oldest
+ * first. Those the caps let start are marked admitted (step() starts them);
+ * one that has to wait is recorded "queued" once, with migration.queued
+ * {reason}. */
+static void admit_queued(struct coord *c)
+{
+    size_t nr = 0, nq = 0;
+    for (struct orch *o = c->mig->list; o; o = o->next) {
+        if (o->step == OS_DONE)
+            continue;
+        if (o->step == OS_QUEUED && !o->admitted)
+            nq++;
+        else
+            nr++;
+    }
+    if (nq == 0)
+        return;
+    struct admit_mig *run = xcalloc(nr ? nr : 1, sizeof(*run)), *q = xcalloc(nq, sizeof(*q));
+    struct orch **qo = xcalloc(nq, sizeof(*qo));
+    enum admit_why *why = xcalloc(nq, sizeof(*why));
+    size_t ir = 0, iq = 0;
+    for (struct orch *o = c->mig->list; o; o = o->next) {
+        if (o->step == OS_DONE)
+            continue;
+        if (o->step == OS_QUEUED && !o->admitted) {
+            qo[iq++] = o;
+        } else {
+            run[ir].source = o->source;
+            run[ir].dest = o->destination;
+            ir++;
+        }
+    }
+    qsort(qo, nq, sizeof(*qo), cmp_queue);
+    for (size_t i = 0; i < nq; i++) {
+        q[i].source = qo[i]->source;
+        q[i].dest = qo[i]->destination;
+    }
+    struct admit_caps caps = {c->cfg.max_migrations, c->cfg.max_migrations_per_source,
+                              c->cfg.max_migrations_per_dest};
+    if (admit_decide(&caps, run, nr, q, nq, why) != 0) {
+        log_error("migrate", "msg=\"admission refused its input\" in_flight=%zu queued=%zu", nr,
+                  nq);
+    } else {
+        for (size_t i = 0; i < nq; i++) {
+            struct orch *o = qo[i];
+            if (why[i] == ADMIT_GO) {
+                o->admitted = true;
+                if (o->queued)
+                    log_info("migrate", "msg=\"admitted from the queue\" id=%s", o->id);
+                continue;
+            }
+            if (o->queued)
+                continue; /* recorded already */
+            o->queued = true;
+            set_phase(o, "queued");
+            log_info("migrate", "msg=\"migration queued\" id=%s reason=\"%s\"", o->id,
+                     admit_why_text(why[i]));
+            if (persist(o, NULL, NULL, "migration.queued",
+                        json_pack("{s:s}", "reason", admit_why_text(why[i]))) != 0)
+                o->queued = false; /* not durable: try again at the next tick */
+        }
+    }
+    free(run);
+    free(q);
+    free(qo);
+    free(why);
+}
+
 static void on_tick(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
@@ -965,6 +1057,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
         c->mig->consent_ms = now;
         coordconsent_tick(c, now);
     }
+    admit_queued(c);
     struct orch **pp = &c->mig->list;
     while (*pp) {
         struct orch *o = *pp;
@@ -1007,7 +1100,11 @@ static struct orch *orch_from(struct coord *c, const struct store_migration *m)
     o->stalls_seen = (size_t)json_integer_value(json_object_get(d, "stalls"));
     o->budget_seen = (size_t)json_integer_value(json_object_get(d, "budget_events"));
     const char *st = m->state;
-    if (strcmp(st, "unknown") == 0) {
+    o->created_ms = m->created_ms;
+    if (strcmp(st, "queued") == 0) {
+        o->queued = true;
+        st = migstate_name(MIGSTATE_REQUESTED);
+    } else if (strcmp(st, "unknown") == 0) {
         o->unknown = true;
         st = json_string_value(json_object_get(d, "last_state"));
     }
@@ -1141,6 +1238,14 @@ static void create(struct coord *c, struct evhttp_request *req, const struct sto
         return httpd_reply_err(req, &e);
     }
     json_decref(body);
+    if (r.consent_timeout_s > c->cfg.consent_timeout_max_s) {
+        char msg[128];
+        snprintf(msg, sizeof(msg), "consent.timeout_s must be 1..%u (consent_timeout_max_s)",
+                 c->cfg.consent_timeout_max_s);
+        reply_code(req, 400, "invalid", "consent.timeout_s", msg);
+        migreq_free(&r);
+        return;
+    }
     struct store_instance *inst = NULL, *in = NULL;
     struct store_host *hosts = NULL;
     struct store_migration *act = NULL, m;
@@ -1222,6 +1327,14 @@ static void create(struct coord *c, struct evhttp_request *req, const struct sto
     m.limits_json = r.limits ? json_dumps(r.limits, JSON_COMPACT) : NULL;
     json_t *d0 = json_pack("{s:s, s:I, s:I}", "started_by_project", who->project, "memory_mib",
                            (json_int_t)in->memory_mib, "vcpus", (json_int_t)in->vcpus);
+    if (r.consent_timeout_s || r.consent_action[0]) { /* the request's consent override */
+        json_t *k = json_object();
+        if (r.consent_timeout_s)
+            json_object_set_new(k, "timeout_s", json_integer(r.consent_timeout_s));
+        if (r.consent_action[0])
+            json_object_set_new(k, "timeout_action", json_string(r.consent_action));
+        json_object_set_new(d0, "consent", k);
+    }
     m.detail_json = json_dumps(d0, JSON_COMPACT);
     json_decref(d0);
     m.eta_ms = m.eta_low_ms = m.eta_high_ms = m.downtime_ms = -1;
@@ -1660,6 +1773,7 @@ int coordmig_cancel(struct coord *c, const char *id, const char *by, const char 
                             : "");
     int rc;
     if (o->st == MIGSTATE_CANCELLED) { /* still queued: nothing to undo */
+        o->queued = false;
         set_phase(o, "done");
         rc = persist(o, NULL, NULL, "migration.cancelled", json_pack("{s:s}", "by", by));
         finish(o);

@@ -77,7 +77,9 @@ static int policy_obj_check(const json_t *p, struct ferr *e)
 
 int migreq_parse(const json_t *body, struct migreq *out, struct ferr *e)
 {
-    static const char *const keys[] = {"instance", "destination", "policy", "limits", NULL};
+    static const char *const keys[] = {"instance", "destination", "policy", "limits", "consent",
+                                       NULL};
+    static const char *const ckeys[] = {"timeout_s", "timeout_action", NULL};
     char *inst = NULL, *dest = NULL;
     int rc;
     memset(out, 0, sizeof(*out));
@@ -98,10 +100,36 @@ int migreq_parse(const json_t *body, struct migreq *out, struct ferr *e)
         goto out;
     }
     const json_t *p = json_object_get(body, "policy"), *l = json_object_get(body, "limits");
+    const json_t *k = json_object_get(body, "consent");
     if (p && !json_is_null(p) && (rc = policy_obj_check(p, e)) != 0)
         goto out;
     if (l && !json_is_null(l) && (rc = limits_check(l, e)) != 0)
         goto out;
+    uint64_t kt = 0;
+    char *ka = NULL;
+    if (k && !json_is_null(k)) {
+        if (!json_is_object(k)) {
+            rc = ferr_set(e, FERR_INVAL, "consent", "consent must be an object");
+            goto out;
+        }
+        if ((rc = jsonin_only_keys(k, ckeys, e)) != 0 ||
+            (rc = jsonin_u64(k, "timeout_s", 1, MIGREQ_CONSENT_TIMEOUT_MAX_S, false, &kt, e)) !=
+                0 ||
+            (rc = jsonin_str(k, "timeout_action", 15, false, &ka, e)) != 0) {
+            free(ka);
+            rc = prefix_field(e, rc, "consent");
+            goto out;
+        }
+        if (ka && strcmp(ka, "wait") && strcmp(ka, "proceed") && strcmp(ka, "abort")) {
+            free(ka);
+            rc = ferr_set(e, FERR_INVAL, "consent.timeout_action",
+                          "timeout_action must be wait, proceed or abort");
+            goto out;
+        }
+    }
+    out->consent_timeout_s = (uint32_t)kt;
+    snprintf(out->consent_action, sizeof(out->consent_action), "%s", ka ? ka : "");
+    free(ka);
     snprintf(out->instance, sizeof(out->instance), "%s", inst);
     snprintf(out->destination, sizeof(out->destination), "%s", dest ? dest : "");
     out->policy = p && !json_is_null(p) ? json_deep_copy(p) : NULL;

@@ -29,10 +29,18 @@ struct migreq {
     char destination[STORE_NAME_MAX + 1]; /* "" = place by capacity */
     json_t *policy;                       /* owned object or NULL */
     json_t *limits;                       /* owned object or NULL (agent defaults) */
+    uint32_t consent_timeout_s;           /* per-migration consent timeout, s; 0 = policy's */
+    char consent_action[16];              /* wait, proceed, abort; "" = policy's */
 };
 
-/* Parses and validates a create body (borrowed). Unknown keys, wrong types,
- * bad names, out-of-range limits, an unknown policy kind fail with
+#define MIGREQ_CONSENT_TIMEOUT_MAX_S (7u * 86400u) /* absolute cap; config bounds it lower */
+
+/* Parses and validates a create body (borrowed): instance, destination?,
+ * policy?, limits?, consent? {timeout_s (1 … MIGREQ_CONSENT_TIMEOUT_MAX_S),
+ * timeout_action (wait, proceed, abort)} — the consent override; either key
+ * may be left out (the configured default applies to it). Unknown keys,
+ * wrong types, bad names, out-of-range limits, an unknown policy kind fail
+ * with
  * FERR_INVAL (FERR_TOOBIG for an oversize policy) and e->field naming the
  * key ("limits.downtime_ms"); *out is then empty. On 0 the caller releases
  * *out with migreq_free. */

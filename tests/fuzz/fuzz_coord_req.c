@@ -42,8 +42,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             json_object_set(back, "policy", r.policy);
         if (r.limits)
             json_object_set(back, "limits", r.limits);
+        if (r.consent_timeout_s > MIGREQ_CONSENT_TIMEOUT_MAX_S)
+            abort();
+        if (r.consent_action[0] && strcmp(r.consent_action, "wait") &&
+            strcmp(r.consent_action, "proceed") && strcmp(r.consent_action, "abort"))
+            abort(); /* only the three actions are ever kept */
+        json_t *k = json_object();
+        if (r.consent_timeout_s)
+            json_object_set_new(k, "timeout_s", json_integer(r.consent_timeout_s));
+        if (r.consent_action[0])
+            json_object_set_new(k, "timeout_action", json_string(r.consent_action));
+        json_object_set_new(back, "consent", k);
         struct migreq r2;
-        if (migreq_parse(back, &r2, &e) != 0)
+        if (migreq_parse(back, &r2, &e) != 0 || r2.consent_timeout_s != r.consent_timeout_s ||
+            strcmp(r2.consent_action, r.consent_action) != 0)
             abort(); /* what we keep we must accept again */
         migreq_free(&r2);
         json_decref(back);

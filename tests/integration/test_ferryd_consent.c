@@ -111,7 +111,8 @@ static int write_conf(int with_agent_token, int timeout_s, const char *action)
         snprintf(extra, sizeof(extra), "agent_token_file = %s\n", secret_path);
     return ferryd_write_conf(&D,
                              "heartbeat_interval_ms = %d\nheartbeat_missed = 10\n"
-                             "consent_timeout_s = %d\nconsent_timeout_action = %s\n%s",
+                             "consent_timeout_s = %d\nconsent_timeout_action = %s\n"
+                             "consent_timeout_max_s = 3600\n%s",
                              HEARTBEAT_MS, timeout_s, action, extra);
 }
 
@@ -175,6 +176,8 @@ static int wait_terminal(const char *id, int timeout_ms, json_t **out)
 
 /* Starts a migration of g1 from its host to the other one; *src receives
  * the source index. */
+static json_t *mig_consent; /* consent override for start_mig, or NULL */
+
 static int start_mig(json_t *policy, long long bps, char *id, size_t n, int *src)
 {
     *src = g1_at;
@@ -185,6 +188,8 @@ static int start_mig(json_t *policy, long long bps, char *id, size_t n, int *src
            *o = NULL;
     if (policy)
         json_object_set_new(b, "policy", policy);
+    if (mig_consent)
+        json_object_set(b, "consent", mig_consent);
     int st = api("POST", "/v1/migrations", D.admin, b, &o);
     json_decref(b);
     snprintf(id, n, "%s", jstr(o, "id"));
@@ -317,7 +322,15 @@ static void consent_events(const char *cid, const char *token, char *out, size_t
     char subject[96];
     snprintf(subject, sizeof(subject), "consent/%s", cid);
     out[0] = '\0';
-    if (api("GET", "/v1/events?since=0", token, NULL, &o) == 200)
+    long long since = 0;
+    for (int page = 0; page < 200; page++) { /* pages of ≤ 1000 events */
+        char path[64];
+        snprintf(path, sizeof(path), "/v1/events?since=%lld", since);
+        o = NULL;
+        if (api("GET", path, token, NULL, &o) != 200) {
+            json_decref(o);
+            return;
+        }
         json_array_foreach(json_object_get(o, "events"), i, ev)
         {
             if (strcmp(jstr(ev, "subject"), subject) == 0) {
@@ -325,7 +338,13 @@ static void consent_events(const char *cid, const char *token, char *out, size_t
                 snprintf(out + l, n - l, "%s%s", l ? "," : "", jstr(ev, "type"));
             }
         }
-    json_decref(o);
+        long long next = json_integer_value(json_object_get(o, "next"));
+        int more = json_array_size(json_object_get(o, "events")) > 0 && next > since;
+        json_decref(o);
+        if (!more)
+            return;
+        since = next;
+    }
 }
 
 static json_t *gated_policy(const char *const *ladder, size_t nl, const char *const *gated,
@@ -542,6 +561,97 @@ static void t_timeout(void)
     intact_on(src);
 }
 
+/* A per-migration consent override: the configuration says wait 600 s,
+ * the create request says 2 s then proceed. An override above
+ * consent_timeout_max_s (3600 here) or with an unknown action is refused
+ * (400 naming the field, nothing created). The request records the
+ * override (timeout_s 2, on_timeout proceed), times out after ~2 s and is
+ * granted by "policy" (migration.consent_expired then
+ * migration.consent_granted), the grant reaches the agent (a throttle
+ * sample follows); cancelling then leaves the source intact. */
+static void t_override(void)
+{
+    if (!ready)
+        { CHECK(0, "lab or ferryd did not start: a setup failure is a failure"); return; }
+    REQUIRE(restart_daemon(0, 600, "wait") == 0, "ferryd restart");
+    static const char *const ladder[] = {"throttle"};
+    char id[80], cid[80], path[160];
+    int src;
+    json_t *o = NULL;
+    json_t *b = json_pack("{s:s, s:{s:i}}", "instance", inst_name, "consent", "timeout_s", 7200);
+    CHECK(api("POST", "/v1/migrations", D.admin, b, &o) == 400 &&
+              strcmp(jstr(json_object_get(o, "error"), "field"), "consent.timeout_s") == 0,
+          "override above consent_timeout_max_s: %s", err_msg(o));
+    json_decref(o);
+    json_decref(b);
+    o = NULL;
+    b = json_pack("{s:s, s:{s:s}}", "instance", inst_name, "consent", "timeout_action", "later");
+    CHECK(api("POST", "/v1/migrations", D.admin, b, &o) == 400 &&
+              strcmp(jstr(json_object_get(o, "error"), "field"), "consent.timeout_action") == 0,
+          "unknown action: %s", err_msg(o));
+    json_decref(o);
+    json_decref(b);
+    o = NULL;
+    REQUIRE(api("GET", "/v1/migrations?state=requested", D.admin, NULL, &o) == 200, "list");
+    CHECK(json_array_size(json_object_get(o, "migrations")) == 0, "a refused create left a record");
+    json_decref(o);
+    mig_consent = json_pack("{s:i, s:s}", "timeout_s", 2, "timeout_action", "proceed");
+    int started = start_mig(gated_policy(ladder, 1, ladder, 1, 0), SLOW_BPS, id, sizeof(id), &src);
+    json_decref(mig_consent);
+    mig_consent = NULL;
+    REQUIRE(started == 0, "start");
+    snprintf(path, sizeof(path), "/v1/migrations/%s", id);
+    o = NULL;
+    REQUIRE(api("GET", path, D.admin, NULL, &o) == 200, "show");
+    json_t *k = json_object_get(o, "consent");
+    CHECK(json_integer_value(json_object_get(k, "timeout_s")) == 2 &&
+              strcmp(jstr(k, "timeout_action"), "proceed") == 0,
+          "the record does not show the override");
+    json_decref(o);
+    REQUIRE(wait_consent(id, "throttle", cid, sizeof(cid), CONSENT_WAIT_MS) == 0,
+            "no consent request");
+    snprintf(path, sizeof(path), "/v1/consents/%s", cid);
+    uint64_t t0 = now_ms();
+    int granted = 0;
+    while (!granted && now_ms() - t0 < 30000) {
+        o = NULL;
+        if (api("GET", path, alice, NULL, &o) == 200) {
+            CHECK(json_integer_value(json_object_get(o, "timeout_s")) == 2 &&
+                      strcmp(jstr(o, "on_timeout"), "proceed") == 0,
+                  "request: timeout_s %lld on_timeout %s",
+                  (long long)json_integer_value(json_object_get(o, "timeout_s")),
+                  jstr(o, "on_timeout"));
+            granted = strcmp(jstr(o, "state"), "granted") == 0 &&
+                      strcmp(jstr(o, "decided_by"), "policy") == 0 &&
+                      strcmp(jstr(o, "timeout_action"), "proceed") == 0;
+        }
+        json_decref(o);
+        if (!granted)
+            sleep_ms(250);
+    }
+    CHECK(granted, "the 2 s override did not grant by policy within 30 s");
+    char evs[256];
+    consent_events(cid, alice, evs, sizeof(evs));
+    CHECK(strstr(evs, "migration.consent_expired") && strstr(evs, "migration.consent_granted"),
+          "consent events: %s", evs);
+    /* the policy's grant reached the agent: it throttles */
+    struct seen s = {0};
+    t0 = now_ms();
+    while (now_ms() - t0 < STEP_WAIT_MS && agent_seen(src, &s) == 0 && !s.throttled)
+        sleep_ms(500);
+    CHECK(s.throttled, "no throttle after the policy's grant (max %lld %%)", s.max_throttle);
+    snprintf(path, sizeof(path), "/v1/migrations/%s/cancel", id);
+    CHECK(api("POST", path, D.admin, NULL, NULL) == 202, "cancel");
+    json_t *m = NULL;
+    REQUIRE(wait_terminal(id, END_WAIT_MS, &m) == 0, "migration did not end");
+    CHECK(strcmp(jstr(m, "state"), "cancelled") == 0 || strcmp(jstr(m, "state"), "succeeded") == 0,
+          "state %s (%s)", jstr(m, "state"), jstr(m, "last_error"));
+    if (strcmp(jstr(m, "state"), "succeeded") == 0)
+        g1_at = 1 - src;
+    json_decref(m);
+    intact_on(g1_at);
+}
+
 static void t_tokens(void)
 {
     if (!ready)
@@ -554,8 +664,24 @@ static void t_tokens(void)
     CHECK(agent_api(&L.agents[0], "GET", "/v1/health", NULL, NULL) == 401,
           "agent without token not 401");
     agents_have_token = 1;
-    /* a fresh guest (g2) launched with the token: the test does not depend
-       on re-adopting g1 */
+    /* g1 (it arrived by migration) was re-adopted by the restarted agent as
+       a running guest and registered again */
+    json_t *gi = NULL;
+    char gpath[96];
+    snprintf(gpath, sizeof(gpath), "/v1/instances/%s", inst_name);
+    uint64_t tr = now_ms();
+    int run = 0;
+    while (!run && now_ms() - tr < 20000) {
+        gi = NULL;
+        run = agent_api(&L.agents[g1_at], "GET", gpath, NULL, &gi) == 200 &&
+              strcmp(jstr(gi, "state"), "running") == 0;
+        json_decref(gi);
+        if (!run)
+            sleep_ms(200);
+    }
+    CHECK(run, "g1 not re-adopted as running by the agent with --token-file");
+    CHECK(wait_g1_on(g1_at, 20000) == 0, "g1 not registered again after the agents' restart");
+    /* a fresh guest (g2) launched with the token */
     json_t *spec = json_pack("{s:s, s:s, s:I, s:I, s:s}", "name", "g2", "project", "p1",
                              "memory_mib", (json_int_t)128, "vcpus", (json_int_t)1, "cmdline",
                              "console=ttyS0 quiet panic=-1 ferry.workload=memload ferry.ws_mib=16 "
@@ -648,6 +774,9 @@ int main(void)
              t_postcopy);
     test_run("ferryd consent: timeout with action abort → expired by policy, migration cancelled",
              t_timeout);
+    test_run("ferryd consent: per-migration override (2 s, proceed) over the configured 600 s "
+             "wait → granted by policy, throttle follows; over the maximum → 400",
+             t_override);
     test_run("ferryd tokens: agents with --token-file refuse ferryd without agent_token_file "
              "(clear error), accept it with",
              t_tokens);

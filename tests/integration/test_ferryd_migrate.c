@@ -39,9 +39,13 @@
 #define SLOW_BPS (2ll << 20)   /* bytes/s: keeps the second migration in flight */
 #define FIRST_BPS (16ll << 20) /* bytes/s: the first one lasts a few seconds */
 #define DOWN_BPS (8ll << 20)   /* bytes/s: outlasts the source host going down */
+#define AGENT_SECRET "agent-api-secret-0123456789abcdef"
 
 static const char *const CMDLINE =
     "console=ttyS0 quiet panic=-1 ferry.workload=memload ferry.ws_mib=32 ferry.rate=1000";
+
+static const char *const CMDLINE2 =
+    "console=ttyS0 quiet panic=-1 ferry.workload=memload ferry.ws_mib=16 ferry.rate=1000";
 
 static struct lab L;
 static struct ferryd D;
@@ -473,6 +477,242 @@ static void t_restart(void)
     CHECK(r.ok && r.bad_pages == 0, "integrity: ok %d bad %lld", r.ok, r.bad_pages);
 }
 
+/* Number of events of type about migration id, and the seq of the last
+ * one into *seq (0 when none). */
+static int find_event(const char *id, const char *type, long long *seq)
+{
+    json_t *o = NULL, *ev;
+    size_t i;
+    int n = 0;
+    *seq = 0;
+    if (api("GET", "/v1/events?since=0", D.admin, NULL, &o) != 200) {
+        json_decref(o);
+        return -1;
+    }
+    char subject[128];
+    snprintf(subject, sizeof(subject), "migration/%s", id);
+    json_array_foreach(json_object_get(o, "events"), i, ev)
+    {
+        if (strcmp(jstr(ev, "subject"), subject) == 0 && strcmp(jstr(ev, "type"), type) == 0) {
+            n++;
+            *seq = json_integer_value(json_object_get(ev, "seq"));
+        }
+    }
+    json_decref(o);
+    return n;
+}
+
+static int create(const char *inst, const char *dest, long long bps, char *id, size_t n,
+                  json_t **out)
+{
+    json_t *b = json_pack("{s:s, s:s, s:{s:I}}", "instance", inst, "destination", dest, "limits",
+                          "max_bandwidth_bps", (json_int_t)bps);
+    json_t *o = NULL;
+    int st = api("POST", "/v1/migrations", D.admin, b, &o);
+    json_decref(b);
+    snprintf(id, n, "%s", jstr(o, "id"));
+    if (out)
+        *out = o;
+    else
+        json_decref(o);
+    return st;
+}
+
+/* Admission: with max_migrations_per_source = 1, a second migration from
+ * the same host is accepted (202) and waits as "queued" (show, list
+ * filter, migration.queued naming the cap); a queued migration can be
+ * cancelled (cancelled at once, nothing touched); created again it queues
+ * again; kill -9 of ferryd while it waits: after the restart it is still
+ * queued (the queue is the store) and the first one goes on; once the
+ * first completes the second is admitted (migration.admitted after the
+ * first's migration.completed) and succeeds, both guests intact. */
+static void t_queue(void)
+{
+    if (!ready || !mig1[0])
+        return test_skip("no migration");
+    struct ferr e = {0};
+    REQUIRE(lab_console_expect(&L.agents[1], "g2", NULL, 0, "FERRY-READY ", LAB_BOOT_TIMEOUT_MS,
+                               NULL, &e) == 0,
+            "g2 boot: %s", e.msg);
+    REQUIRE(wait_instance_on("g1", "host2", 10000) == 0, "g1 not on host2");
+    REQUIRE(wait_instance_on("g2", "host2", 20000) == 0, "g2 not registered on host2");
+    char a[80], b[80], b0[80], path[160];
+    json_t *o = NULL;
+    REQUIRE(create("g1", "host1", DOWN_BPS, a, sizeof(a), NULL) == 202, "first create");
+    REQUIRE(create("g2", "host1", FIRST_BPS, b0, sizeof(b0), NULL) == 202, "second create");
+    CHECK(ferryd_wait_state(&D, D.admin, b0, "queued", 5000) == 0, "second not queued");
+    snprintf(path, sizeof(path), "/v1/migrations/%s/cancel", b0);
+    CHECK(api("POST", path, D.admin, NULL, &o) == 202 && strcmp(jstr(o, "state"), "cancelled") == 0,
+          "cancel while queued: %s", jstr(o, "state"));
+    json_decref(o);
+    o = NULL;
+    REQUIRE(create("g2", "host1", FIRST_BPS, b, sizeof(b), NULL) == 202, "second create again");
+    REQUIRE(ferryd_wait_state(&D, D.admin, b, "queued", 5000) == 0, "not queued again");
+    snprintf(path, sizeof(path), "/v1/migrations/%s", b);
+    REQUIRE(api("GET", path, D.admin, NULL, &o) == 200, "show queued");
+    CHECK(strcmp(jstr(o, "phase"), "queued") == 0, "phase %s", jstr(o, "phase"));
+    json_decref(o);
+    o = NULL;
+    REQUIRE(api("GET", "/v1/migrations?state=queued", D.admin, NULL, &o) == 200, "list queued");
+    json_t *lst = json_object_get(o, "migrations");
+    CHECK(json_array_size(lst) == 1 && strcmp(jstr(json_array_get(lst, 0), "id"), b) == 0,
+          "list state=queued: %zu", json_array_size(lst));
+    json_decref(o);
+    o = NULL;
+    REQUIRE(api("GET", "/v1/events?since=0", D.admin, NULL, &o) == 200, "events");
+    size_t i;
+    json_t *ev;
+    int reason_ok = 0;
+    json_array_foreach(json_object_get(o, "events"), i, ev)
+    {
+        if (strcmp(jstr(ev, "type"), "migration.queued") == 0 && strstr(jstr(ev, "subject"), b))
+            reason_ok = strstr(jstr(json_object_get(ev, "payload"), "reason"),
+                               "max_migrations_per_source") != NULL;
+    }
+    CHECK(reason_ok, "no migration.queued naming the per-source cap");
+    json_decref(o);
+    /* the queue survives a crash */
+    ferryd_stop(&D, SIGKILL);
+    REQUIRE(ferryd_start(&D) == 0, "ferryd did not restart");
+    snprintf(path, sizeof(path), "/v1/migrations/%s", a);
+    o = NULL;
+    REQUIRE(api("GET", path, D.admin, NULL, &o) == 200, "first after restart");
+    const char *sa = jstr(o, "state");
+    int first_done = !strcmp(sa, "succeeded") || !strcmp(sa, "failed");
+    json_decref(o);
+    o = NULL;
+    snprintf(path, sizeof(path), "/v1/migrations/%s", b);
+    REQUIRE(api("GET", path, D.admin, NULL, &o) == 200, "second after restart");
+    CHECK(first_done || strcmp(jstr(o, "state"), "queued") == 0,
+          "second after the restart: %s while the first runs", jstr(o, "state"));
+    json_decref(o);
+    json_t *ma = NULL, *mb = NULL;
+    REQUIRE(ferryd_wait_terminal(&D, D.admin, a, MIGRATE_TIMEOUT_MS, &ma) == 0, "first did not end");
+    CHECK(strcmp(jstr(ma, "state"), "succeeded") == 0, "first: %s (%s)", jstr(ma, "state"),
+          jstr(ma, "last_error"));
+    json_decref(ma);
+    REQUIRE(ferryd_wait_terminal(&D, D.admin, b, MIGRATE_TIMEOUT_MS, &mb) == 0,
+            "second did not end");
+    CHECK(strcmp(jstr(mb, "state"), "succeeded") == 0, "second: %s (%s)", jstr(mb, "state"),
+          jstr(mb, "last_error"));
+    json_decref(mb);
+    long long completed = 0, admitted = 0, started = 0, queued = 0;
+    CHECK(find_event(a, "migration.completed", &completed) == 1, "first completed events");
+    CHECK(find_event(b, "migration.queued", &queued) == 1, "second queued events");
+    CHECK(find_event(b, "migration.admitted", &admitted) == 1, "second admitted events");
+    CHECK(find_event(b, "migration.started", &started) == 1, "second started events");
+    CHECK(queued < completed && completed < admitted && admitted < started,
+          "order: queued %lld, first completed %lld, admitted %lld, started %lld", queued,
+          completed, admitted, started);
+    CHECK(find_event(b0, "migration.started", &started) == 0, "the cancelled one started");
+    struct lab_integrity r;
+    REQUIRE(lab_verify(&L.agents[0], "g1", &r, &e) == 0, "verify g1: %s", e.msg);
+    CHECK(r.ok && r.bad_pages == 0, "g1 integrity: ok %d bad %lld", r.ok, r.bad_pages);
+    REQUIRE(lab_verify(&L.agents[0], "g2", &r, &e) == 0, "verify g2: %s", e.msg);
+    CHECK(r.ok && r.bad_pages == 0, "g2 integrity: ok %d bad %lld", r.ok, r.bad_pages);
+}
+
+/* GET /v1/instances/NAME on agent a with bearer token tok: its state and
+ * pid. Returns the HTTP status (-1 when the request failed). */
+static int agent_instance(const struct lab_agent *a, const char *tok, const char *name,
+                          char *state, size_t n, long long *pid)
+{
+    char path[96];
+    struct ferr e = {0};
+    int st = 0;
+    json_t *o = NULL;
+    snprintf(path, sizeof(path), "/v1/instances/%s", name);
+    if (httpc_json(a->url, "GET", path, NULL, tok, LAB_HTTP_TIMEOUT_MS, &st, &o, &e) != 0)
+        return -1;
+    snprintf(state, n, "%s", jstr(o, "state"));
+    *pid = json_integer_value(json_object_get(o, "pid"));
+    json_decref(o);
+    return st;
+}
+
+/* Re-adoption: host1's agent is restarted with --coordinator and a
+ * --token-file of its own. Both guests there arrived by migration (their
+ * QEMU was started with -incoming): the new agent adopts them as running
+ * guests (same QEMU pid, state running — not as incoming destinations),
+ * registers them with ferryd again, and answers only with the token;
+ * restarted once more without the token, memory is intact in both. */
+static void t_readopt(void)
+{
+    if (!ready || !mig1[0])
+        return test_skip("no migration");
+    REQUIRE(wait_instance_on("g1", "host1", 10000) == 0, "g1 not on host1");
+    REQUIRE(wait_instance_on("g2", "host1", 10000) == 0, "g2 not on host1");
+    char st[32], secret_path[LAB_PATH_MAX + 32];
+    long long pid1 = 0, pid2 = 0, p = 0;
+    REQUIRE(agent_instance(&L.agents[0], NULL, "g1", st, sizeof(st), &pid1) == 200 &&
+                strcmp(st, "running") == 0,
+            "g1 before: %s", st);
+    REQUIRE(agent_instance(&L.agents[0], NULL, "g2", st, sizeof(st), &pid2) == 200, "g2 before");
+    snprintf(secret_path, sizeof(secret_path), "%s/agent-api.token", D.dir);
+    FILE *f = fopen(secret_path, "w");
+    REQUIRE(f, "token file");
+    fprintf(f, "%s\n", AGENT_SECRET);
+    fclose(f);
+    REQUIRE(ferryd_relaunch_agent(&D, &L, 0, secret_path) == 0, "relaunch with --token-file");
+    CHECK(agent_instance(&L.agents[0], NULL, "g1", st, sizeof(st), &p) == 401, "no token: not 401");
+    uint64_t t0 = now_ms();
+    int ok = 0;
+    while (!ok && now_ms() - t0 < 20000) {
+        ok = agent_instance(&L.agents[0], AGENT_SECRET, "g1", st, sizeof(st), &p) == 200 &&
+             strcmp(st, "running") == 0;
+        if (!ok)
+            sleep_ms(200);
+    }
+    CHECK(ok && p == pid1, "g1 after the restart: state %s pid %lld (was %lld)", st, p, pid1);
+    ok = 0;
+    t0 = now_ms();
+    while (!ok && now_ms() - t0 < 20000) {
+        ok = agent_instance(&L.agents[0], AGENT_SECRET, "g2", st, sizeof(st), &p) == 200 &&
+             strcmp(st, "running") == 0;
+        if (!ok)
+            sleep_ms(200);
+    }
+    CHECK(ok && p == pid2, "g2 after the restart: state %s pid %lld (was %lld)", st, p, pid2);
+    CHECK(lab_pid_alive((pid_t)pid1) && lab_pid_alive((pid_t)pid2), "a QEMU died");
+    /* registered again: ferryd sees both on host1 after the agent's restart */
+    json_t *o = NULL;
+    REQUIRE(api("GET", "/v1/events?since=0", D.admin, NULL, &o) == 200, "events");
+    long long last = json_integer_value(json_object_get(o, "last_seq"));
+    json_decref(o);
+    int seen = 0;
+    t0 = now_ms();
+    while (seen == 0 && now_ms() - t0 < 10000) {
+        char path[64];
+        snprintf(path, sizeof(path), "/v1/events?since=%lld", last);
+        o = NULL;
+        if (api("GET", path, D.admin, NULL, &o) == 200) {
+            size_t i;
+            json_t *ev;
+            json_array_foreach(json_object_get(o, "events"), i, ev)
+            {
+                const json_t *pl = json_object_get(ev, "payload");
+                if (strcmp(jstr(ev, "type"), "host.registered") == 0 &&
+                    strcmp(jstr(pl, "host"), "host1") == 0 &&
+                    json_integer_value(json_object_get(pl, "instances")) >= 2)
+                    seen = 1;
+            }
+        }
+        json_decref(o);
+        if (!seen)
+            sleep_ms(200);
+    }
+    CHECK(seen, "host1 did not register its two guests again");
+    CHECK(wait_instance_on("g1", "host1", 5000) == 0 && wait_instance_on("g2", "host1", 5000) == 0,
+          "guests not registered on host1");
+    REQUIRE(ferryd_relaunch_agent(&D, &L, 0, NULL) == 0, "relaunch without the token");
+    struct lab_integrity r;
+    struct ferr e = {0};
+    REQUIRE(lab_verify(&L.agents[0], "g1", &r, &e) == 0, "verify g1: %s", e.msg);
+    CHECK(r.ok && r.bad_pages == 0, "g1 integrity: ok %d bad %lld", r.ok, r.bad_pages);
+    REQUIRE(lab_verify(&L.agents[0], "g2", &r, &e) == 0, "verify g2: %s", e.msg);
+    CHECK(r.ok && r.bad_pages == 0, "g2 integrity: ok %d bad %lld", r.ok, r.bad_pages);
+}
+
 static int setup(void)
 {
     struct ferr e = {0};
@@ -480,7 +720,9 @@ static int setup(void)
         fprintf(stderr, "lab: %s\n", e.msg);
         return -1;
     }
-    if (ferryd_write_conf(&D, "heartbeat_interval_ms = %d\nheartbeat_missed = 6\n",
+    if (ferryd_write_conf(&D,
+                          "heartbeat_interval_ms = %d\nheartbeat_missed = 6\n"
+                          "max_migrations_per_source = 1\nmax_migrations_per_destination = 2\n",
                           HEARTBEAT_MS) != 0)
         return -1;
     if (ferryd_agent_token(&D) != 0 ||
@@ -508,6 +750,15 @@ static int setup(void)
         fprintf(stderr, "g1 boot: %s\n", e.msg);
         return -1;
     }
+    /* g2 (for the admission case) boots meanwhile on host2 */
+    spec = json_pack("{s:s, s:s, s:I, s:I, s:s}", "name", "g2", "project", "p1", "memory_mib",
+                     (json_int_t)GUEST_MIB, "vcpus", (json_int_t)1, "cmdline", CMDLINE2);
+    rc = lab_api(&L.agents[1], "POST", "/v1/instances", spec, &st, NULL, &e);
+    json_decref(spec);
+    if (rc != 0 || (st != 202 && st != 200)) {
+        fprintf(stderr, "launch g2: %d %s\n", st, e.msg);
+        return -1;
+    }
     return 0;
 }
 
@@ -525,6 +776,12 @@ int main(void)
              t_host_down);
     test_run("ferryd+agents: kill -9 ferryd mid-migration, restart resumes it, outcome once",
              t_restart);
+    test_run("ferryd+agents: per-source cap 1 → second migration queued (cancellable, survives "
+             "kill -9), admitted after the first completes, both succeed",
+             t_queue);
+    test_run("ferryd+agents: agent restarted with --token-file re-adopts its migrated-in guests "
+             "(running, same QEMU), registers them again, intact",
+             t_readopt);
     int rc = test_done();
     if (rc != 0 && D.log_path[0])
         ferryd_tail_log(&D, 40);

@@ -17,6 +17,11 @@ static void t_defaults(void)
     CHECK(c.heartbeat_interval_ms == 10000 && c.heartbeat_missed == 3, "heartbeat");
     CHECK(c.progress_events_per_s == 1.0, "progress rate");
     CHECK(c.policy_file[0] == '\0' && c.bootstrap_token_file[0] == '\0', "optional files");
+    CHECK(c.max_migrations == 8 && c.max_migrations_per_source == 1 &&
+              c.max_migrations_per_dest == 1,
+          "admission caps %u/%u/%u", c.max_migrations, c.max_migrations_per_source,
+          c.max_migrations_per_dest);
+    CHECK(c.consent_timeout_max_s == 86400 && c.sse_max_subscribers == 64, "consent max, sse");
 }
 
 static void t_parse(void)
@@ -29,7 +34,12 @@ static void t_parse(void)
                                "heartbeat_interval_ms = 500\n"
                                "heartbeat_missed = 5\n"
                                "progress_events_per_s = 2.5\n"
-                               "log_level = debug";
+                               "log_level = debug\n"
+                               "max_migrations = 0\n"
+                               "max_migrations_per_source = 2\n"
+                               "max_migrations_per_destination = 3\n"
+                               "consent_timeout_max_s = 60\n"
+                               "sse_max_subscribers = 1000";
     struct config c;
     struct ferr e = {0};
     config_defaults(&c);
@@ -41,6 +51,10 @@ static void t_parse(void)
     CHECK(c.heartbeat_interval_ms == 500 && c.heartbeat_missed == 5, "heartbeat");
     CHECK(c.progress_events_per_s == 2.5, "rate");
     CHECK(strcmp(c.log_level, "debug") == 0, "log level");
+    CHECK(c.max_migrations == 0 && c.max_migrations_per_source == 2 &&
+              c.max_migrations_per_dest == 3,
+          "admission caps");
+    CHECK(c.consent_timeout_max_s == 60 && c.sse_max_subscribers == 1000, "consent max, sse");
 }
 
 static void t_bad(void)
@@ -63,6 +77,11 @@ static void t_bad(void)
         {"progress_events_per_s = 0", FERR_INVAL, "progress_events_per_s"},
         {"progress_events_per_s = nan", FERR_INVAL, "progress_events_per_s"},
         {"log_level = loud", FERR_INVAL, "log_level"},
+        {"max_migrations = 4097", FERR_INVAL, "max_migrations"},
+        {"max_migrations_per_source = -1", FERR_INVAL, "max_migrations_per_source"},
+        {"max_migrations_per_destination = 65", FERR_INVAL, "max_migrations_per_destination"},
+        {"consent_timeout_max_s = 0", FERR_INVAL, "consent_timeout_max_s"},
+        {"consent_timeout_max_s = 604801", FERR_INVAL, "consent_timeout_max_s"},
         {"just words", FERR_INVAL, ""},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {

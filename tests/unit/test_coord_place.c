@@ -179,6 +179,17 @@ static const struct vcase VCASES[] = {
     {"{\"instance\":\"vm1\",\"limits\":{\"x\":1}}", "limits.x"},
     {"{\"instance\":\"vm1\",\"policy\":\"nova\"}", "policy"},
     {"{\"instance\":\"vm1\",\"policy\":{\"kind\":\"magic\"}}", "policy.kind"},
+    {"{\"instance\":\"vm1\",\"consent\":{\"timeout_s\":30,\"timeout_action\":\"proceed\"}}", NULL},
+    {"{\"instance\":\"vm1\",\"consent\":{}}", NULL},
+    {"{\"instance\":\"vm1\",\"consent\":null}", NULL},
+    {"{\"instance\":\"vm1\",\"consent\":7}", "consent"},
+    {"{\"instance\":\"vm1\",\"consent\":{\"timeout_s\":0}}", "consent.timeout_s"},
+    {"{\"instance\":\"vm1\",\"consent\":{\"timeout_s\":604801}}", "consent.timeout_s"},
+    {"{\"instance\":\"vm1\",\"consent\":{\"timeout_s\":\"5\"}}", "consent.timeout_s"},
+    {"{\"instance\":\"vm1\",\"consent\":{\"timeout_action\":\"later\"}}",
+     "consent.timeout_action"},
+    {"{\"instance\":\"vm1\",\"consent\":{\"timeout_action\":1}}", "consent.timeout_action"},
+    {"{\"instance\":\"vm1\",\"consent\":{\"deadline\":1}}", "consent.deadline"},
 };
 
 static void t_validate(void)
@@ -193,6 +204,11 @@ static void t_validate(void)
             CHECK(rc == 0, "%s: rc %d field %s %s", VCASES[i].body, rc, e.field, e.msg);
             if (rc == 0)
                 CHECK(strcmp(r.instance, "vm1") == 0, "instance %s", r.instance);
+            if (rc == 0 && strstr(VCASES[i].body, "proceed"))
+                CHECK(r.consent_timeout_s == 30 && strcmp(r.consent_action, "proceed") == 0,
+                      "consent override %u %s", r.consent_timeout_s, r.consent_action);
+            if (rc == 0 && !strstr(VCASES[i].body, "consent\":{\"t"))
+                CHECK(r.consent_timeout_s == 0 && !r.consent_action[0], "no override expected");
             migreq_free(&r);
         } else {
             CHECK(rc == FERR_INVAL && strcmp(e.field, VCASES[i].field) == 0,
