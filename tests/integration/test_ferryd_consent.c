@@ -20,8 +20,12 @@
  *    post-copy sample before), the grant → phase postcopy → succeeded;
  *  - timeout: consent_timeout_s = 2 with action abort → expired, decided
  *    by "policy", the migration is cancelled;
- *  - tokens: agents started with --token-file refuse a ferryd without the
- *    token (the migration fails naming agent_token_file) and work with it.
+ *  - override: a create request's consent {timeout_s 2, timeout_action
+ *    proceed} wins over the configured 600 s wait (granted by "policy",
+ *    the throttle follows); above consent_timeout_max_s → 400;
+ *  - tokens: agents started with --token-file re-adopt the migrated-in
+ *    guest (running, registered again), refuse a ferryd without the token
+ *    (the migration fails naming agent_token_file) and work with it.
  * Bounded: every wait has a deadline. */
 #include <errno.h>
 #include <signal.h>

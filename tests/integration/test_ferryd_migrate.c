@@ -14,8 +14,13 @@
  * (202, applied) and a member may not force-complete (403); a member holding migration_canceller cancels a second
  * migration → cancelled, and the guest runs on at the source, intact; a
  * frozen source agent makes its host down and the migration unknown until
- * it thaws; kill -9 of ferryd mid-migration is resumed after a restart.
- * Bounded: every wait has a deadline (< 3 min in all on the lab machine). */
+ * it thaws; kill -9 of ferryd mid-migration is resumed after a restart;
+ * admission with max_migrations_per_source = 1: a second migration from
+ * the same host waits "queued" (cancellable, kept across kill -9 of ferryd)
+ * and starts only after the first completed; an agent restarted with
+ * --token-file re-adopts its migrated-in guests as running guests and
+ * registers them again.
+ * Bounded: every wait has a deadline (< 4 min in all on the lab machine). */
 #include <errno.h>
 #include <signal.h>
 #include <stdint.h>
