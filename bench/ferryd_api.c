@@ -367,6 +367,19 @@ struct wrk_result {
 
 static double bg_cpu_us_per_s; /* ferryd's CPU without requests (progress writes), µs/s */
 
+/* The 1-minute load average (runnable tasks on the machine), -1 unknown. */
+static double loadavg1(void)
+{
+    double l = -1;
+    FILE *f = fopen("/proc/loadavg", "r");
+    if (f) {
+        if (fscanf(f, "%lf", &l) != 1)
+            l = -1;
+        fclose(f);
+    }
+    return l;
+}
+
 static double mono_s(void)
 {
     struct timespec ts;
@@ -596,6 +609,7 @@ int main(void)
     sleep_ms(3000);
     double bc1 = daemon_cpu_us(), bw1 = mono_s();
     bg_cpu_us_per_s = bc0 >= 0 && bc1 >= bc0 ? (bc1 - bc0) / (bw1 - bw0) : 0;
+    double load0 = loadavg1();
     long writes0 = progress_writes(db), polls0 = __atomic_load_n(&agent_polls, __ATOMIC_RELAXED);
     clock_gettime(CLOCK_MONOTONIC, &t0);
     struct wrk_result health, show, list, mlist, mlistp;
@@ -608,6 +622,7 @@ int main(void)
     clock_gettime(CLOCK_MONOTONIC, &t1);
     double run_s = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
     long writes = progress_writes(db) - writes0;
+    double load1 = loadavg1();
     long polls = __atomic_load_n(&agent_polls, __ATOMIC_RELAXED) - polls0;
     kill_daemon();
     __atomic_store_n(&agent_stop, 1, __ATOMIC_RELAXED);
@@ -621,8 +636,11 @@ int main(void)
     printf("progress written meanwhile: %ld agent polls answered, %ld store updates by ferryd "
            "(%.1f/s, %.2f/s per running migration)\n",
            polls, writes, (double)writes / run_s, active ? (double)writes / run_s / (double)active : 0.0);
-    printf("ferryd CPU without requests (the progress writes): %.1f ms/s\n\n",
+    printf("ferryd CPU without requests (the progress writes): %.1f ms/s\n",
            bg_cpu_us_per_s / 1000.0);
+    printf("load average (1 min) before / after the runs: %.2f / %.2f on %ld cpus — latency "
+           "under other load is queueing for the CPU; CPU per request is not\n\n",
+           load0, load1, sysconf(_SC_NPROCESSORS_ONLN));
     printf("| request | token | p50 ms | p99 ms | requests/s | ferryd CPU µs/request (net) | "
            "requests | non-2xx | socket errors |\n");
     printf("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n");
@@ -661,9 +679,10 @@ int main(void)
         return 1;
     fprintf(f, "{\"machine\":\"%s\",\"figures\":{\"records\":%ld,\"running\":%ld,"
             "\"connections\":%ld,\"duration_s\":%ld,\"store_fill_s\":%.3f,"
-            "\"progress_updates_per_s\":%.1f,\"ferryd_background_cpu_ms_per_s\":%.2f",
+            "\"progress_updates_per_s\":%.1f,\"ferryd_background_cpu_ms_per_s\":%.2f,"
+            "\"loadavg1_before\":%.2f,\"loadavg1_after\":%.2f",
             mach, records, active, conns, dur_s, fill_s, (double)writes / run_s,
-            bg_cpu_us_per_s / 1000.0);
+            bg_cpu_us_per_s / 1000.0, load0, load1);
     json_row(f, "show", &show);
     json_row(f, "list50", &list);
     json_row(f, "member_list50", &mlist);

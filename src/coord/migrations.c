@@ -1613,11 +1613,14 @@ static void list(struct coord *c, struct evhttp_request *req, const struct store
     size_t shown = 0, batch = limit, cap = limit;
     struct store_migration_key *k = xmalloc(cap * sizeof(*k));
     bool more = false, narrowed = vals[3] != NULL;
+    /* Decisions by project alone need neither instance nor source: the key
+     * columns then come from an index alone. */
+    int slim = see.by_project && hosts.by_project;
     char last[STORE_IDENT_MAX + 1] = "", cursor[STORE_IDENT_MAX + 1];
     char only[STORE_IDENT_MAX + 1];
     for (;;) {
         size_t n = 0;
-        if (store_migration_list_keys(c->st, &f, batch, k, &n, &e) != 0) {
+        if (store_migration_list_keys(c->st, &f, batch, slim, k, &n, &e) != 0) {
             free(k);
             free(pg.p);
             return httpd_reply_err(req, &e);

@@ -352,7 +352,7 @@ int store_migration_list(struct store *st, const struct store_migration_filter *
 }
 
 int store_migration_list_keys(struct store *st, const struct store_migration_filter *f,
-                              size_t limit, struct store_migration_key *out, size_t *n,
+                              size_t limit, int slim, struct store_migration_key *out, size_t *n,
                               struct ferr *e)
 {
     static const struct store_migration_filter none = {0};
@@ -364,7 +364,7 @@ int store_migration_list_keys(struct store *st, const struct store_migration_fil
         if (rc)
             return rc;
     }
-    return st->ops->migration_list_keys(st->impl, f ? f : &none, limit, out, n, e);
+    return st->ops->migration_list_keys(st->impl, f ? f : &none, limit, slim, out, n, e);
 }
 
 int store_migration_projects(struct store *st, size_t max, char (*out)[STORE_IDENT_MAX + 1],

@@ -20,7 +20,7 @@
 
 #include "util/ferr.h"
 
-#define STORE_SCHEMA_VERSION 8 /* the version this code creates and understands */
+#define STORE_SCHEMA_VERSION 9 /* the version this code creates and understands */
 #define STORE_NAME_MAX 63      /* bytes: host, instance names ([A-Za-z0-9_.-]) */
 #define STORE_URL_MAX 255      /* bytes: agent URL */
 #define STORE_IDENT_MAX 64     /* bytes: user, project, state, phase, event type */
@@ -268,10 +268,12 @@ int store_migration_list(struct store *st, const struct store_migration_filter *
 
 /* Like store_migration_list, but reads only the key columns of each row
  * into out[0..limit) (caller-owned, limit capped at STORE_LIST_MAX); *n
- * rows were written. Meant for pages whose records are rendered from a
- * cache validated by (id, rev). */
+ * rows were written. With slim non-zero, instance and source are left ""
+ * and the rows come from an index alone (schema v9: no table lookup per
+ * row) when the filters allow. Meant for pages whose records are rendered
+ * from a cache validated by (id, rev). */
 int store_migration_list_keys(struct store *st, const struct store_migration_filter *f,
-                              size_t limit, struct store_migration_key *out, size_t *n,
+                              size_t limit, int slim, struct store_migration_key *out, size_t *n,
                               struct ferr *e) __attribute__((warn_unused_result));
 
 /* Reads the distinct projects that own migrations, in byte order, into

@@ -36,7 +36,8 @@ struct store_ops {
     int (*migration_list)(void *impl, const struct store_migration_filter *f, size_t limit,
                           struct store_migration **out, size_t *n, struct ferr *e);
     int (*migration_list_keys)(void *impl, const struct store_migration_filter *f, size_t limit,
-                               struct store_migration_key *out, size_t *n, struct ferr *e);
+                               int slim, struct store_migration_key *out, size_t *n,
+                               struct ferr *e);
     int (*migration_projects)(void *impl, size_t max, char (*out)[STORE_IDENT_MAX + 1], size_t *n,
                               int *complete, struct ferr *e);
     int (*cursor_get)(void *impl, const char *name, int64_t *seq, struct ferr *e);

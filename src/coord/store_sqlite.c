@@ -21,13 +21,14 @@ enum { C_TOKEN, C_MIG_GET, C_AUDIT, C_HOST_GET, C_MIG_UPDATE, C_MIG_PROJECTS, C_
 
 /* The migration list statements, one per shape of the WHERE clause: bit i
  * (0..3) for the filters state, instance, host, project, bit 4 active_only,
- * bit 5 the cursor; [0] reads whole rows, [1] the key columns. */
+ * bit 5 the cursor; [0] reads whole rows, [1] the key columns, [2] the key
+ * columns an index holds (slim). */
 #define LIST_SHAPES 64
 
 struct sq {
     sqlite3 *db;
     sqlite3_stmt *cache[C_N];
-    sqlite3_stmt *list[2][LIST_SHAPES]; /* prepared on first use, persistent */
+    sqlite3_stmt *list[3][LIST_SHAPES]; /* prepared on first use, persistent */
 };
 
 /* Forward migrations: MIGRATIONS[v-1] takes a store from version v-1 to v.
@@ -111,6 +112,13 @@ static const char *const MIGRATIONS[] = {
     " WHEN NEW.rev = OLD.rev BEGIN"
     " UPDATE migrations SET rev = OLD.rev + 1 WHERE rowid = NEW.rowid; END;"
     "CREATE INDEX migrations_project ON migrations(project, created_ms, id);",
+    /* v9: the list's key columns (id, project, created_ms, rev) from the
+       order indexes alone, without a table lookup per row (2-3x faster per
+       page); they replace the v7 and v8 order indexes */
+    "DROP INDEX migrations_created;"
+    "DROP INDEX migrations_project;"
+    "CREATE INDEX migrations_created_keys ON migrations(created_ms, id, project, rev);"
+    "CREATE INDEX migrations_project_keys ON migrations(project, created_ms, id, rev);",
 };
 
 _Static_assert(sizeof(MIGRATIONS) / sizeof(MIGRATIONS[0]) == STORE_SCHEMA_VERSION,
@@ -265,7 +273,7 @@ static void sq_close(void *impl)
         sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
     for (int i = 0; i < C_N; i++)
         sqlite3_finalize(s->cache[i]);
-    for (int k = 0; k < 2; k++)
+    for (int k = 0; k < 3; k++)
         for (int i = 0; i < LIST_SHAPES; i++)
             sqlite3_finalize(s->list[k][i]);
     sqlite3_close_v2(s->db);
@@ -845,8 +853,8 @@ static void mig_row(sqlite3_stmt *st, struct store_migration *m)
 }
 
 /* Returns in *st the list statement of the shape of f (prepared on first
- * use and kept), its parameters bound; keys selects the key columns. The
- * caller resets it with done(). */
+ * use and kept), its parameters bound; keys 0 selects whole rows, 1 the key
+ * columns, 2 those an index holds. The caller resets it with done(). */
 static int list_stmt(struct sq *s, const struct store_migration_filter *f, size_t limit, int keys,
                      sqlite3_stmt **st, struct ferr *e)
 {
@@ -869,10 +877,13 @@ static int list_stmt(struct sq *s, const struct store_migration_filter *f, size_
          * texts included) of every match cost ~10 ms per page with 10,000
          * records. */
         char sql[1024];
-        int len = keys ? snprintf(sql, sizeof(sql),
-                                  "SELECT id, instance, source, project, created_ms, rev"
-                                  " FROM migrations WHERE 1")
-                       : snprintf(sql, sizeof(sql),
+        int len = keys == 2 ? snprintf(sql, sizeof(sql),
+                                       "SELECT id, '', '', project, created_ms, rev"
+                                       " FROM migrations WHERE 1")
+                  : keys ? snprintf(sql, sizeof(sql),
+                                    "SELECT id, instance, source, project, created_ms, rev"
+                                    " FROM migrations WHERE 1")
+                         : snprintf(sql, sizeof(sql),
                                   "SELECT " MIG_COLS ", rev FROM migrations WHERE rowid IN"
                                   " (SELECT rowid FROM migrations WHERE 1");
         static const char *const cond[4] = {" AND state = ?1", " AND instance = ?2",
@@ -971,12 +982,12 @@ static int sq_migration_projects(void *impl, size_t max, char (*out)[STORE_IDENT
 }
 
 static int sq_migration_list_keys(void *impl, const struct store_migration_filter *f,
-                                  size_t limit, struct store_migration_key *out, size_t *n,
-                                  struct ferr *e)
+                                  size_t limit, int slim, struct store_migration_key *out,
+                                  size_t *n, struct ferr *e)
 {
     struct sq *s = impl;
     sqlite3_stmt *st;
-    int rc = list_stmt(s, f, limit, 1, &st, e);
+    int rc = list_stmt(s, f, limit, slim ? 2 : 1, &st, e);
     if (rc)
         return rc;
     size_t cnt = 0;

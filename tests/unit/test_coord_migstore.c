@@ -170,7 +170,7 @@ static void t_keys(void)
         size_t n = 0, nk = 0;
         struct store_migration_key keys[40];
         REQUIRE(store_migration_list(st, &fs[k], 40, &m, &n, &e) == 0, "list: %s", e.msg);
-        CHECK(store_migration_list_keys(st, &fs[k], 40, keys, &nk, &e) == 0, "keys: %s", e.msg);
+        CHECK(store_migration_list_keys(st, &fs[k], 40, 0, keys, &nk, &e) == 0, "keys: %s", e.msg);
         CHECK(nk == n && n > 0, "filter %zu: %zu keys, %zu rows", k, nk, n);
         for (size_t i = 0; i < n && i < nk; i++)
             CHECK(strcmp(keys[i].id, m[i].id) == 0 && strcmp(keys[i].project, m[i].project) == 0 &&
@@ -179,11 +179,21 @@ static void t_keys(void)
                       keys[i].created_ms == m[i].created_ms && keys[i].rev == m[i].rev &&
                       m[i].rev == 0,
                   "filter %zu row %zu: %s vs %s", k, i, keys[i].id, m[i].id);
+        struct store_migration_key slim[40];
+        size_t ns = 0;
+        CHECK(store_migration_list_keys(st, &fs[k], 40, 1, slim, &ns, &e) == 0, "slim: %s",
+              e.msg);
+        CHECK(ns == n, "filter %zu: %zu slim keys, %zu rows", k, ns, n);
+        for (size_t i = 0; i < n && i < ns; i++)
+            CHECK(strcmp(slim[i].id, m[i].id) == 0 && strcmp(slim[i].project, m[i].project) == 0 &&
+                      !slim[i].instance[0] && !slim[i].source[0] &&
+                      slim[i].created_ms == m[i].created_ms && slim[i].rev == m[i].rev,
+                  "filter %zu slim row %zu: %s vs %s", k, i, slim[i].id, m[i].id);
         store_migrations_free(m, n);
     }
     struct store_migration_key one[3];
     size_t nk = 0;
-    CHECK(store_migration_list_keys(st, NULL, 3, one, &nk, &e) == 0 && nk == 3 &&
+    CHECK(store_migration_list_keys(st, NULL, 3, 0, one, &nk, &e) == 0 && nk == 3 &&
               strcmp(one[0].id, "m29") == 0,
           "limit 3: %zu, first %s", nk, nk ? one[0].id : "-");
     for (int u = 1; u <= 3; u++) {
@@ -193,7 +203,7 @@ static void t_keys(void)
         int rc = store_migration_update(st, &m, &e);
         store_migration_clear(&m);
         REQUIRE(rc == 0, "update: %s", e.msg);
-        REQUIRE(store_migration_list_keys(st, NULL, 1, one, &nk, &e) == 0, "keys: %s", e.msg);
+        REQUIRE(store_migration_list_keys(st, NULL, 1, 1, one, &nk, &e) == 0, "keys: %s", e.msg);
         CHECK(one[0].rev == u, "rev %lld after %d updates", (long long)one[0].rev, u);
     }
     char projects[8][STORE_IDENT_MAX + 1];
