@@ -550,6 +550,7 @@ static void t_metrics(void)
                          "method=\"POST\",status=\"201\",le=\"+Inf\"} 4") != NULL,
           "latency of the 4 registrations");
     CHECK(strstr(r.body, "ferry_migrations{state=\"running\"} 0") != NULL, "migrations by state");
+    CHECK(strstr(r.body, "ferry_migrations{state=\"queued\"} 0") != NULL, "queued migrations");
     CHECK(strstr(r.body, "# TYPE ferry_migration_downtime_milliseconds histogram") != NULL,
           "downtime histogram");
     httpc_resp_free(&r);
