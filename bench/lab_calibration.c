@@ -21,6 +21,11 @@
  * ram_remaining / bw_bps of the same sample. Unknown ETA counts as 100 %.
  * Median over runs per point.
  *
+ * Each move starts with the agent's memory census (docs/AGENT.md); every
+ * run is also replayed with the census and no hints (a first move), with
+ * neither (the baseline; the samples' census re-reads removed) and with
+ * the hints alone, and the census is compared with QEMU's count.
+ *
  * Part 2 (bench/out/sim_calibration.json): each run's workload in ferry-sim
  * through src/sim/lab_match.h (RAM = the run's ram_total, working set
  * 64 MiB, zero fraction from the run's non-zero RAM, memload's sequential
@@ -462,22 +467,33 @@ static void dump_trace(const char *dir, int i, const struct run *r, const char *
  * absolute % error of its ETA at each fraction in err[] (100 when unknown,
  * untouched when the run was not asked there) and its final
  * dirty_set_bytes in *set. */
+/* Feeds sample s to est; without_curve drops the census re-reads it
+ * carries (census_dirty_*), for the replays without the census. */
+static int feed(struct est *est, const struct mig_sample *s, bool without_curve)
+{
+    struct mig_sample c = *s;
+    if (without_curve)
+        c.census_dirty_bytes = c.census_dirty_ms = 0;
+    return est_update(est, &c);
+}
+
 static void eta_replay(const struct run *r, const struct est_params *p, double err[NFRAC],
                        uint64_t *set)
 {
     struct est est;
     struct est_out o;
     size_t k = 0;
+    bool nc = !p || !p->census_nonzero_bytes; /* a replay without the census */
     est_init(&est, p);
     for (int f = 0; f < NFRAC; f++) {
         double at = fracs[f] * r->total_ms;
         while (k < r->ns && (double)r->smp[k].t_ms < at)
-            if (est_update(&est, &r->smp[k++]) != 0)
+            if (feed(&est, &r->smp[k++], nc) != 0)
                 return;
         if (k >= r->ns || (double)r->smp[k].t_ms >= r->total_ms ||
             r->smp[k].phase != MIG_PHASE_ACTIVE)
             continue;
-        if (est_update(&est, &r->smp[k++]) != 0)
+        if (feed(&est, &r->smp[k++], nc) != 0)
             return;
         est_get(&est, &o);
         double left = r->total_ms - (double)r->smp[k - 1].t_ms;
@@ -485,7 +501,7 @@ static void eta_replay(const struct run *r, const struct est_params *p, double e
             o.eta_known && o.eta_ms != EST_ETA_INFINITE ? pct_err((double)o.eta_ms, left) : 100.0;
     }
     while (k < r->ns)
-        if (est_update(&est, &r->smp[k++]) != 0)
+        if (feed(&est, &r->smp[k++], nc) != 0)
             return;
     est_get(&est, &o);
     *set = o.dirty_set_bytes;

@@ -153,6 +153,19 @@ static void zero_pfns(long pg, uint64_t *zpfn, uint64_t *hzpfn)
     munmap(r, 2 * huge);
 }
 
+/* 64-bit hash of a page's content (word-wise multiply-xorshift: a change
+ * anywhere changes it but for a 2^-64 chance). */
+static uint64_t page_hash(const unsigned char *p, size_t n)
+{
+    const uint64_t *w = (const uint64_t *)(const void *)p;
+    uint64_t h = 0x9E3779B97F4A7C15ull ^ n;
+    for (size_t i = 0; i < n / 8; i++) {
+        h ^= w[i] + 0x7F4A7C159E3779B9ull + (h << 6) + (h >> 2);
+        h *= 0xBF58476D1CE4E5B9ull;
+    }
+    return h ^ (h >> 31);
+}
+
 static int all_zero(const unsigned char *p, size_t n)
 {
     const uint64_t *w = (const uint64_t *)(const void *)p;
@@ -162,10 +175,12 @@ static int all_zero(const unsigned char *p, size_t n)
     return 1;
 }
 
-/* Reads the pages at addrs[0..n) of pid into buf and counts the all-zero
- * ones into *zero and the ones read into *read. Returns 0 or -errno. */
+/* Reads the pages at addrs[0..n) of pid into buf and counts the ones read
+ * (a prefix: a partial read stops at a failed page) into *read and, when
+ * zero is not NULL, the all-zero ones into *zero; hash[i] (when hash is
+ * not NULL) gets page i's content hash. Returns 0 or -errno. */
 static int read_pages(pid_t pid, const uint64_t *addrs, size_t n, size_t pg, unsigned char *buf,
-                      uint64_t *read, uint64_t *zero)
+                      uint64_t *read, uint64_t *zero, uint64_t *hash)
 {
     struct iovec loc[READ_BATCH], rem[READ_BATCH];
     for (size_t i = 0; i < n; i++) {
@@ -178,9 +193,12 @@ static int read_pages(pid_t pid, const uint64_t *addrs, size_t n, size_t pg, uns
     if (got < 0)
         return -errno;
     size_t full = (size_t)got / pg; /* a partial read stops at a failed page */
-    for (size_t i = 0; i < full; i++)
-        if (all_zero(buf + i * pg, pg))
+    for (size_t i = 0; i < full; i++) {
+        if (zero && all_zero(buf + i * pg, pg))
             (*zero)++;
+        if (hash)
+            hash[i] = page_hash(buf + i * pg, pg);
+    }
     *read += full;
     return 0;
 }
@@ -235,6 +253,10 @@ int census_take(pid_t pid, uint64_t ram_bytes, struct census *out, struct ferr *
     const size_t per_slice = CENSUS_SAMPLE_PAGES / EST_CENSUS_BUCKETS;
     uint64_t *ent = xmalloc(ent_cap * sizeof(uint64_t));
     uint64_t *addrs = xmalloc(per_slice * sizeof(uint64_t));
+    out->smp_addr = xmalloc(CENSUS_SAMPLE_PAGES * sizeof(uint64_t));
+    out->smp_hash = xmalloc(CENSUS_SAMPLE_PAGES * sizeof(uint64_t));
+    out->smp_weight = xmalloc(CENSUS_SAMPLE_PAGES * sizeof(float));
+    out->t0_us = mono_us(CLOCK_MONOTONIC);
     unsigned char *buf = xmalloc(READ_BATCH * pg);
     double est = 0, var = 0;
     for (uint64_t b = 0; b < nb && rc == 0; b++) {
@@ -287,12 +309,15 @@ int census_take(pid_t pid, uint64_t ram_bytes, struct census *out, struct ferr *
             if (idx++ * k_want / cand_present == n_addr)
                 addrs[n_addr++] = out->map_start + (ent[j] - 1) * pg;
         }
-        uint64_t rd = 0, zr = 0;
+        uint64_t rd = 0, zr = 0, first = out->n_smp;
         for (uint64_t j = 0; j < n_addr && rc == 0; j += READ_BATCH) {
             size_t n = n_addr - j < READ_BATCH ? (size_t)(n_addr - j) : READ_BATCH;
-            int r = read_pages(pid, addrs + j, n, pg, buf, &rd, &zr);
+            uint64_t rd0 = rd;
+            int r = read_pages(pid, addrs + j, n, pg, buf, &rd, &zr, out->smp_hash + out->n_smp);
             if (r < 0)
                 rc = ferr_set(e, r, "", "process_vm_readv on pid %d: %s", (int)pid, strerror(-r));
+            for (uint64_t i = 0; r == 0 && i < rd - rd0; i++) /* keep what was read */
+                out->smp_addr[out->n_smp++] = addrs[j + i];
         }
         /* scale the slice's counts from the pages seen to all of it */
         double scale = (double)np / (double)seen;
@@ -303,6 +328,8 @@ int census_take(pid_t pid, uint64_t ram_bytes, struct census *out, struct ferr *
                         ? sqrt(p * (1 - p) / (double)rd * fmax(1 - ((double)rd - 1) / (cp - 1), 0))
                         : 0;
         var += cp * cp * sd * sd;
+        for (uint64_t i = first; i < out->n_smp; i++) /* pages each sampled one stands for */
+            out->smp_weight[i] = (float)(cp / (double)rd);
         est += nzp;
         out->profile[b] = (uint64_t)(nzp * (double)pg);
         out->untouched_pages += (uint64_t)((double)untouched * scale);
@@ -318,12 +345,62 @@ int census_take(pid_t pid, uint64_t ram_bytes, struct census *out, struct ferr *
     free(ent);
     free(addrs);
     free(buf);
-    if (rc != 0)
+    if (rc != 0) {
+        census_drop_sample(out);
         return rc;
+    }
+    out->next_ms = 250;
     out->nprofile = (uint32_t)nb;
     out->nonzero_bytes = (uint64_t)(est * (double)pg);
     out->rel_err = est > 0 ? sqrt(var) / est : 0;
     out->wall_us = mono_us(CLOCK_MONOTONIC) - t0;
     out->cpu_us = mono_us(CLOCK_THREAD_CPUTIME_ID) - c0;
     return 0;
+}
+
+int census_tick(pid_t pid, struct census *c)
+{
+    if (!c->n_smp)
+        return 0;
+    uint64_t t1 = mono_us(CLOCK_MONOTONIC), t_ms = (t1 - c->t0_us) / 1000u;
+    if (t_ms < c->next_ms)
+        return 0;
+    size_t pg = c->page_bytes ? (size_t)c->page_bytes : 4096;
+    unsigned char *buf = xmalloc(READ_BATCH * pg);
+    uint64_t hash[READ_BATCH];
+    double changed = 0;
+    int rc = 0;
+    for (uint32_t j = 0; j < c->n_smp && rc == 0; j += READ_BATCH) {
+        size_t n = c->n_smp - j < READ_BATCH ? (size_t)(c->n_smp - j) : READ_BATCH;
+        uint64_t rd = 0;
+        rc = read_pages(pid, c->smp_addr + j, n, pg, buf, &rd, NULL, hash);
+        for (uint64_t i = 0; rc == 0 && i < rd; i++)
+            if (hash[i] != c->smp_hash[j + i])
+                changed += c->smp_weight[j + i];
+    }
+    free(buf);
+    if (rc != 0)
+        return rc;
+    c->dirty_bytes = (uint64_t)(changed * (double)pg);
+    c->dirty_ms = t_ms ? t_ms : 1;
+    c->next_ms = 2 * t_ms;
+    c->resamples++;
+    c->resample_us += mono_us(CLOCK_MONOTONIC) - t1;
+    return 1;
+}
+
+void census_drop_sample(struct census *c)
+{
+    free(c->smp_addr);
+    free(c->smp_hash);
+    free(c->smp_weight);
+    c->smp_addr = c->smp_hash = NULL;
+    c->smp_weight = NULL;
+    c->n_smp = 0;
+}
+
+void census_free(struct census *c)
+{
+    if (c)
+        census_drop_sample(c);
 }

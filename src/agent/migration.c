@@ -68,6 +68,7 @@ static void mig_evict(struct agent *ag)
         free(m->samples);
         storage_free(m);
         free(m->ctl); /* control.c */
+        census_free(m->census);
         free(m->census);
         free(m);
     }
@@ -285,6 +286,10 @@ static void sample_from_query(const struct migration *m, json_t *ret, struct mig
     s->setting_downtime_ms = m->limits.downtime_ms;
     s->setting_max_bw_bps = m->limits.max_bandwidth_bps;
     s->dirty_rate_hint_pps = m->dirty_hint_pps;
+    if (m->census) { /* written since the census (census_tick) */
+        s->census_dirty_bytes = m->census->dirty_bytes;
+        s->census_dirty_ms = m->census->dirty_ms;
+    }
     storage_fill_sample(m, s);
 }
 
@@ -498,6 +503,26 @@ static void poll_dirty_rate(struct migration *m)
     }
 }
 
+/* While pass 1 runs, re-reads the census's sample when due (census_tick:
+ * RAM written since the census, for the estimator); after it, drops the
+ * sample. */
+static void census_step(struct migration *m)
+{
+    struct census *c = m->census;
+    if (!c || !c->n_smp)
+        return;
+    if (!m->mem_started || m->last.dirty_sync_count > 1 || m->state != MIGS_RUNNING) {
+        if (m->last.dirty_sync_count > 1 || mig_terminal(m))
+            census_drop_sample(c);
+        return;
+    }
+    int rc = census_tick(m->inst->pid, c);
+    if (rc < 0) {
+        log_info("agent", "msg=\"census re-read failed\" id=%s errno=%d", m->id, -rc);
+        census_drop_sample(c);
+    }
+}
+
 static void on_tick(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
@@ -518,6 +543,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
         }
     }
     poll_dirty_rate(m);
+    census_step(m);
     storage_tick(m); /* query-block-jobs: disk progress, readiness */
     struct timeval tv = {.tv_sec = 0, .tv_usec = AGENT_SAMPLE_MS * 1000};
     evtimer_add(m->tick, &tv);
@@ -955,6 +981,8 @@ json_t *mig_sample_to_json(const struct mig_sample *s)
                      "postcopy_requests", (json_int_t)s->postcopy_requests,
                      "dirty_rate_hint_pps", (json_int_t)s->dirty_rate_hint_pps, "disk_total",
                      (json_int_t)s->disk_total, "disk_done", (json_int_t)s->disk_done);
+    json_object_set_new(o, "census_dirty_bytes", json_integer((json_int_t)s->census_dirty_bytes));
+    json_object_set_new(o, "census_dirty_ms", json_integer((json_int_t)s->census_dirty_ms));
     /* the guest's own disk (impact sampler, control.c) */
     json_object_set_new(o, "guest_disk_bps", json_integer((json_int_t)s->guest_disk_bps));
     json_object_set_new(o, "guest_disk_iops", json_integer((json_int_t)s->guest_disk_iops));
@@ -982,6 +1010,10 @@ static json_t *census_to_json(const struct migration *m)
         (json_int_t)c->sampled_zero, "pagemap_scaled", c->pagemap_scaled, "pagemap_bytes",
         (json_int_t)c->pagemap_bytes, "wall_us", (json_int_t)c->wall_us, "cpu_us",
         (json_int_t)c->cpu_us);
+    json_object_set_new(o, "dirty_bytes", json_integer((json_int_t)c->dirty_bytes));
+    json_object_set_new(o, "dirty_ms", json_integer((json_int_t)c->dirty_ms));
+    json_object_set_new(o, "resamples", json_integer((json_int_t)c->resamples));
+    json_object_set_new(o, "resample_us", json_integer((json_int_t)c->resample_us));
     json_object_set_new(o, "profile", prof);
     return o;
 }

@@ -632,7 +632,16 @@ int est_update(struct est *e, const struct mig_sample *s)
     }
     o->bw_jitter = e->n_jit >= 40 || e->jit > EST_JITTER_PRIOR ? e->jit : EST_JITTER_PRIOR;
     o->dirty_hinted = 0;
+    o->dirty_census = 0;
     o->hint_ws_bytes = 0;
+    if (s->census_dirty_ms > 0 && (s->census_dirty_ms != e->cd_b_ms || !e->cd_b_ms)) {
+        if (!e->cd_a_ms && s->census_dirty_ms >= 200) {
+            e->cd_a_ms = s->census_dirty_ms;
+            e->cd_a = (double)s->census_dirty_bytes;
+        }
+        e->cd_b_ms = s->census_dirty_ms;
+        e->cd_b = (double)s->census_dirty_bytes;
+    }
     if (!e->have_dirty && s->dirty_rate_hint_pps > 0) {
         /* time-weighted mean of the hints seen in pass 1 (bursty guests) */
         uint64_t w_ms = had && s->t_ms > prev.t_ms ? s->t_ms - prev.t_ms : 0;
@@ -648,6 +657,30 @@ int est_update(struct est *e, const struct mig_sample *s)
     } else if (s->dirty_pages_rate > 0) {
         o->dirty_bps = (double)s->dirty_pages_rate * page;
         o->dirty_measured = 1;
+    } else if (e->cd_b_ms >= 200) {
+        /* pass 1 with the census re-reads: distinct(T) since the census
+         * at T = 0.25, 0.5, 1, 2 ... s. Two far enough apart that bend
+         * give the working set H and write rate w (sat_fit); a straight
+         * line gives the rate, H as without (a share of RAM, at least
+         * what was written already). h is the equivalent 1 s rate the
+         * pass-1 model takes. */
+        double ta = (double)e->cd_a_ms / 1000.0, tb = (double)e->cd_b_ms / 1000.0;
+        double ws = e->p.hint_ws_frac * (double)s->ram_total, h, fh = 0, fw = 0;
+        if (e->p.hint_dirty_set_bytes)
+            ws = (double)e->p.hint_dirty_set_bytes;
+        if (e->cd_a_ms && tb >= 1.5 * ta && sat_fit(ta, e->cd_a, tb, e->cd_b, &fh, &fw)) {
+            ws = fh;
+            h = fh * (1.0 - exp(-fw / fh));
+        } else {
+            h = e->cd_b / tb;
+            if (ws < e->cd_b)
+                ws = e->cd_b;
+        }
+        o->dirty_bps = h > 0 ? h : 0;
+        o->dirty_measured = 0;
+        o->dirty_hinted = 1;
+        o->dirty_census = 1;
+        o->hint_ws_bytes = (uint64_t)fmax(ws, o->dirty_bps);
     } else if (e->hint_ms > 0) {
         /* pass 1: the guest's rate measured outside the migration */
         double ws = e->p.hint_ws_frac * (double)s->ram_total;

@@ -148,7 +148,13 @@ struct est_out {
                                   hint (QEMU has published no rate yet) */
     int dirty_hinted;          /* 1 when dirty_bps comes from the sample's
                                   dirty_rate_hint_pps (pass 1 only: the
-                                  time-weighted mean of the hints so far) */
+                                  time-weighted mean of the hints so far)
+                                  or from the census re-reads */
+    int dirty_census;          /* 1 when it comes from the census re-reads
+                                  (census_dirty_*): distinct(T) since the
+                                  census, T = census_dirty_ms; with two of
+                                  them far enough apart the working set is
+                                  fitted (hint_ws_bytes) */
     uint64_t hint_ws_bytes;    /* pass 1 with a hint: working set assumed
                                   (cap of the dirty set), bytes; else 0 */
     double sat_ws_bytes;       /* after pass 1: working set H fitted to
@@ -220,6 +226,10 @@ struct est {
     uint64_t hint_ms;              /* pass 1: time the hint was known, ms */
     uint64_t max_set;              /* largest post-sync remaining after pass
                                       1, bytes */
+    uint64_t cd_a_ms, cd_b_ms;     /* census re-reads: the first one at or
+                                      after 200 ms and the latest, ms after
+                                      the census; 0 none */
+    double cd_a, cd_b;             /* RAM written since the census then, bytes */
     struct est_out out;
 };
 

@@ -51,6 +51,13 @@ struct mig_sample {
                                       simulator's equivalent), pages/s;
                                       0 = unknown. Lets the estimator judge
                                       pass 1, when QEMU reports no rate. */
+    uint64_t census_dirty_bytes;   /* guest RAM written since the memory
+                                      census at migration start, bytes
+                                      (the agent re-reads the census's
+                                      sample of pages and scales the share
+                                      that changed; docs/AGENT.md) */
+    uint64_t census_dirty_ms;      /* when that was measured, ms after the
+                                      census; 0 = no measurement */
     uint64_t guest_disk_bps;       /* the guest's own disk I/O (agent impact
                                       sampler, newest window), read+write
                                       bytes/s; 0 idle or unknown */

@@ -12,7 +12,8 @@ enum col {
     C_RAM_DUPLICATE, C_RAM_NORMAL, C_DIRTY_PAGES_RATE, C_PAGE_SIZE, C_BW_BPS,
     C_DIRTY_SYNC_COUNT, C_THROTTLE_PCT, C_POSTCOPY_REQUESTS, C_DISK_TOTAL,
     C_DISK_DONE, C_SETTING_DOWNTIME_MS, C_SETTING_MAX_BW_BPS,
-    C_EXPECTED_DOWNTIME_MS, C_DIRTY_RATE_HINT_PPS, C__COUNT
+    C_EXPECTED_DOWNTIME_MS, C_DIRTY_RATE_HINT_PPS, C_CENSUS_DIRTY_BYTES,
+    C_CENSUS_DIRTY_MS, C__COUNT
 };
 
 static const char *const col_names[C__COUNT] = {
@@ -20,7 +21,8 @@ static const char *const col_names[C__COUNT] = {
     "ram_duplicate", "ram_normal", "dirty_pages_rate", "page_size", "bw_bps",
     "dirty_sync_count", "throttle_pct", "postcopy_requests", "disk_total",
     "disk_done", "setting_downtime_ms", "setting_max_bw_bps",
-    "expected_downtime_ms", "dirty_rate_hint_pps",
+    "expected_downtime_ms", "dirty_rate_hint_pps", "census_dirty_bytes",
+    "census_dirty_ms",
 };
 
 static int col_lookup(const char *p, size_t n)
@@ -71,6 +73,8 @@ static void set_field(struct mig_sample *s, int col, uint64_t v)
     case C_SETTING_MAX_BW_BPS: s->setting_max_bw_bps = v; break;
     case C_EXPECTED_DOWNTIME_MS: s->expected_downtime_ms = v; break;
     case C_DIRTY_RATE_HINT_PPS: s->dirty_rate_hint_pps = v; break;
+    case C_CENSUS_DIRTY_BYTES: s->census_dirty_bytes = v; break;
+    case C_CENSUS_DIRTY_MS: s->census_dirty_ms = v; break;
     default: break;
     }
 }
@@ -210,7 +214,7 @@ int trace_format_row(const struct mig_sample *s, char *buf, size_t cap, size_t *
         return FERR_INVAL;
     int w = snprintf(buf, cap,
                      "%llu,%s,%llu,%llu,%llu,%llu,%llu,%llu,%llu,%llu,%llu,%u,"
-                     "%llu,%llu,%llu,%llu,%llu,%llu,%llu\n",
+                     "%llu,%llu,%llu,%llu,%llu,%llu,%llu,%llu,%llu\n",
                      (unsigned long long)s->t_ms, mig_phase_name(s->phase),
                      (unsigned long long)s->ram_total,
                      (unsigned long long)s->ram_transferred,
@@ -226,7 +230,9 @@ int trace_format_row(const struct mig_sample *s, char *buf, size_t cap, size_t *
                      (unsigned long long)s->setting_downtime_ms,
                      (unsigned long long)s->setting_max_bw_bps,
                      (unsigned long long)s->expected_downtime_ms,
-                     (unsigned long long)s->dirty_rate_hint_pps);
+                     (unsigned long long)s->dirty_rate_hint_pps,
+                     (unsigned long long)s->census_dirty_bytes,
+                     (unsigned long long)s->census_dirty_ms);
     if (w < 0 || (size_t)w >= cap) {
         if (cap > 0)
             buf[0] = '\0';

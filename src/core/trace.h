@@ -15,8 +15,9 @@
  *   - t_ms never decreases from row to row.
  * trace_format_header() / trace_format_row() write the canonical form (all
  * columns, in TRACE_COLUMNS order). Columns added later go at the end
- * (dirty_rate_hint_pps, 2026-11); files written before them lack the column
- * and read it as 0 ("unknown").
+ * (dirty_rate_hint_pps, 2026-11; census_dirty_bytes and census_dirty_ms,
+ * 2026-11); files written before them lack the columns and read them as 0
+ * ("unknown").
  */
 #ifndef FERRY_CORE_TRACE_H
 #define FERRY_CORE_TRACE_H
@@ -32,7 +33,7 @@
     "ram_normal,dirty_pages_rate,page_size,bw_bps,dirty_sync_count,"           \
     "throttle_pct,postcopy_requests,disk_total,disk_done,"                     \
     "setting_downtime_ms,setting_max_bw_bps,expected_downtime_ms,"            \
-    "dirty_rate_hint_pps"
+    "dirty_rate_hint_pps,census_dirty_bytes,census_dirty_ms"
 
 /* Parses buf[0..len) (borrowed; need not be NUL-terminated) into
  * out[0..*n_rows). Returns 0; FERR_INVAL for malformed input with err->msg

@@ -356,6 +356,7 @@ void precopy_step(struct precopy *m)
                 double moved = g->bmap_z * (1 - keep);
                 g->log += (g->pages - g->log) * (1 - keep);
                 g->clog += (g->pages - g->clog) * (1 - keep);
+                g->cdist += (g->pages - g->cdist) * (1 - keep);
                 g->bmap_z -= moved;
                 g->bmap += moved;
             }

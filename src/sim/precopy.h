@@ -113,6 +113,8 @@ struct precopy_group {
     double log;    /* distinct pages in the dirty log since the last sync */
     double clog;   /* distinct pages written in the current calc-dirty-rate
                       window (PRECOPY_HINT_MS) */
+    double cdist;  /* distinct pages written since the run began (t0: the
+                      agent's memory census; its re-reads see these) */
 };
 
 /* The model. Caller allocates; fields are private to precopy.c. */

@@ -171,6 +171,12 @@ struct run_ctx {
     struct est est;
     struct conv conv;
     uint64_t grant_at[CONV_STEP__COUNT]; /* SIM_CONSENT_AFTER: due time, ms; 0 none */
+    /* census re-reads (sc->census) */
+    double cen_present[PRECOPY_MAX_GROUPS]; /* present pages per group at t0 */
+    double cen_present_total;               /* pages */
+    uint64_t cen_next_ms;                   /* next re-read at, ms; 0: none */
+    uint64_t cen_dirty_bytes, cen_dirty_ms; /* last re-read */
+    uint64_t cen_rng;                       /* its own stream */
 };
 
 static void finish(const struct sim_scenario *sc, const struct precopy *m, struct sim_result *r)
@@ -252,6 +258,27 @@ void sim_census(const struct sim_scenario *sc, const struct precopy *m, uint64_t
         *true_bytes = (uint64_t)(nz * PRECOPY_PAGE_SIZE);
 }
 
+/* The agent's census re-read at t_ms (census_tick): the share of the
+ * sampled (present at t0) pages written since t0, with the sampling error
+ * of a sample of census_sample_pages of them, as bytes of RAM. */
+static void census_reread(const struct sim_scenario *sc, struct run_ctx *c, uint64_t t_ms)
+{
+    double w = 0, k, f, sd, u1, u2, z, pres = c->cen_present_total;
+    for (int i = 0; i < c->m.ngroups; i++)
+        if (c->m.g[i].pages > 0)
+            w += c->m.g[i].cdist * c->cen_present[i] / c->m.g[i].pages;
+    k = fmin(sc->census_sample_pages ? sc->census_sample_pages : SIM_CENSUS_SAMPLE, pres);
+    f = pres > 0 ? fmin(w / pres, 1) : 0;
+    sd = k > 0 && pres > 1 ? sqrt(f * (1 - f) / k * fmax(1 - (k - 1) / (pres - 1), 0)) : 0;
+    u1 = census_unit(&c->cen_rng);
+    u2 = census_unit(&c->cen_rng);
+    if (u1 < 1e-300)
+        u1 = 1e-300;
+    z = sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2);
+    c->cen_dirty_bytes = (uint64_t)(fmin(fmax(f + sd * z, 0), 1) * pres * PRECOPY_PAGE_SIZE);
+    c->cen_dirty_ms = t_ms;
+}
+
 int sim_run(const struct sim_scenario *sc, struct sim_result *r, sim_sample_cb on_sample,
             sim_action_cb on_action, void *ud, struct ferr *err)
 {
@@ -278,6 +305,18 @@ int sim_run(const struct sim_scenario *sc, struct sim_result *r, sim_sample_cb o
         double cerr;
         sim_census(sc, &c->m, &cnz, &cerr, NULL, prof);
         est_set_census(&c->est, cnz, sc->wl.ram_bytes, cerr);
+        if (!sc->census_count_only) {
+            double pz = sc->census_present_zero >= 0 && sc->census_present_zero <= 1
+                            ? sc->census_present_zero
+                            : 0;
+            for (int i = 0; i < c->m.ngroups; i++) {
+                c->cen_present[i] = c->m.g[i].bmap + pz * c->m.g[i].bmap_z;
+                c->cen_present_total += c->cen_present[i];
+            }
+            c->cen_next_ms = 250;
+            c->cen_rng =
+                (sc->par.seed ? sc->par.seed : 1) * 0xD1B54A32D192ED03ULL ^ 0x8CB92BA72F3D8DD7ULL;
+        }
         ignore_rc(est_set_census_profile(&c->est, prof, EST_CENSUS_BUCKETS));
     }
     if (use_conv) {
@@ -296,6 +335,16 @@ int sim_run(const struct sim_scenario *sc, struct sim_result *r, sim_sample_cb o
             continue;
         next_sample += SIM_SAMPLE_MS;
         sim_sample_from(&c->m, &s);
+        if (c->cen_next_ms) { /* census re-reads while pass 1 runs */
+            if (s.dirty_sync_count > 1 || s.phase != MIG_PHASE_ACTIVE) {
+                c->cen_next_ms = 0;
+            } else if (s.t_ms >= c->cen_next_ms) {
+                census_reread(sc, c, s.t_ms);
+                c->cen_next_ms = 2 * s.t_ms;
+            }
+        }
+        s.census_dirty_bytes = c->cen_dirty_bytes;
+        s.census_dirty_ms = c->cen_dirty_ms;
         if (est_update(&c->est, &s) < 0)
             continue; /* t went backwards: cannot happen with the model */
         est_get(&c->est, &eo);

@@ -60,6 +60,9 @@ struct sim_scenario {
                                      zero share; 0 → SIM_CENSUS_SAMPLE */
     double census_bias;           /* multiplies the census (a deliberately
                                      wrong one, for tests); 0 → 1 */
+    int census_count_only;        /* 1: no re-reads of its sample (the
+                                     written-since-census curve), the
+                                     count alone */
 };
 
 #define SIM_CENSUS_SAMPLE 8192 /* pages the agent's census reads (agent/census.h) */
@@ -70,7 +73,12 @@ struct sim_scenario {
  * estimate per equal slice of RAM in address order (any of them may be
  * NULL). Per slice, as the agent does: present pages exact, their zero
  * share from an equal part of the sample. Deterministic: its draws use a
- * stream seeded from sc->par.seed, so the run itself is unchanged. */
+ * stream seeded from sc->par.seed, so the run itself is unchanged. While
+ * pass 1 runs, sim_run also re-reads the sample as the agent does
+ * (census_tick: at 0.25, 0.5, 1, 2 ... s) and puts the RAM written since
+ * t0 it finds into the samples' census_dirty_bytes / census_dirty_ms: the
+ * model's distinct pages written since t0 on the present pages, with the
+ * sampling error of the agent's sample (unless census_count_only). */
 void sim_census(const struct sim_scenario *sc, const struct precopy *m, uint64_t *nonzero_bytes,
                 double *rel_err, uint64_t *true_bytes, uint64_t *profile);
 

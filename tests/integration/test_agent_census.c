@@ -8,6 +8,8 @@
  *  - a migration through the agents carries the census (GET shows it
  *    "taken") and it agrees with QEMU's own count of non-zero pages at the
  *    end (ram_total - ram_duplicate x page) within 3 %;
+ *  - its re-reads during pass 1 (census_tick) find what memload wrote
+ *    (2000 pages/s) within 0.5..1.5x;
  *  - on the destination, where every zero page arrived mapped to the
  *    kernel's zero page, a second census agrees with the first.
  * The maps parser has its own table-driven cases. Needs root (pagemap
@@ -161,7 +163,8 @@ static void t_source_census(void)
     CHECK(a.untouched_pages > 0 && b.untouched_pages + 256 >= a.untouched_pages,
           "untouched pages %llu then %llu", (unsigned long long)a.untouched_pages,
           (unsigned long long)b.untouched_pages);
-    first = a;
+    census_free(&b);
+    first = a; /* keeps a's sample: freed by the destination case */
     have_first = 1;
 }
 
@@ -173,7 +176,11 @@ static void t_migration_carries_census(void)
         return test_skip("no lab");
     if (geteuid() != 0)
         return test_skip("the agent's census needs root here");
-    json_t *lim = json_pack("{s:I, s:I}", "max_bandwidth_bps", (json_int_t)(128ll << 20),
+    /* memload writes its set sequentially at 2000 pages/s during the move */
+    REQUIRE(lab_console_expect(&L.agents[0], "c1", "rate 2000", 0, "FERRY-ACK ", LAB_CMD_TIMEOUT_MS,
+                               NULL, &e) == 0,
+            "rate: %s", e.msg);
+    json_t *lim = json_pack("{s:I, s:I}", "max_bandwidth_bps", (json_int_t)(64ll << 20),
                             "downtime_ms", (json_int_t)300);
     int rc = lab_migrate(&L.agents[0], &L.agents[1], "c1", lim, 120000, &m, &e);
     json_decref(lim);
@@ -190,6 +197,19 @@ static void t_migration_carries_census(void)
             cz / MIB, (tot - cram) / MIB, qemu_nz / MIB);
     CHECK(qemu_nz > 0 && fabs(est - qemu_nz) <= 0.03 * qemu_nz, "census %.2f MiB vs QEMU %.2f MiB",
           est / MIB, qemu_nz / MIB);
+    /* its re-reads during pass 1 saw memload's writes: 2000 x 4 KiB/s
+     * over dirty_ms (memload's own pacing under TCG: within 0.5..1.5x,
+     * + 1 MiB for the kernel's own writes) */
+    double dms = (double)json_integer_value(json_object_get(c, "dirty_ms"));
+    double db = (double)json_integer_value(json_object_get(c, "dirty_bytes"));
+    double want = 2000.0 * 4096.0 * dms / 1000.0;
+    fprintf(stderr, "  census re-reads %lld: %.2f MiB written in %.0f ms (memload: %.2f MiB)\n",
+            (long long)json_integer_value(json_object_get(c, "resamples")), db / MIB, dms,
+            want / MIB);
+    CHECK(json_integer_value(json_object_get(c, "resamples")) >= 1 && dms >= 250,
+          "no census re-read during pass 1");
+    CHECK(db >= 0.5 * want && db <= 1.5 * want + MIB, "re-read found %.2f MiB, memload wrote %.2f",
+          db / MIB, want / MIB);
     json_decref(m);
 }
 
@@ -210,6 +230,7 @@ static void t_destination_census(void)
     double a = (double)first.nonzero_bytes, b = (double)d.nonzero_bytes;
     CHECK(fabs(a - b) <= 0.03 * a + MIB, "destination %.2f MiB vs source %.2f MiB", b / MIB,
           a / MIB);
+    census_free(&d);
 }
 
 int main(void)
@@ -232,6 +253,8 @@ int main(void)
     test_run("census: a migration carries it and QEMU agrees", t_migration_carries_census);
     test_run("census: on the destination (zero pages mapped) it agrees", t_destination_census);
     lab_stop(&L);
+    if (have_first)
+        census_free(&first);
     fprintf(stderr, "test_agent_census: %.1f s\n", (double)(lab_now_ms() - t0) / 1000.0);
     return lab_ok ? test_done() : 1;
 }

@@ -32,6 +32,11 @@ struct gen {
     double scan, v, dirtied, tx, normal, dup, end_ms;
     uint64_t t_ms, sync;
     int done;
+    int curve;         /* census re-reads on (agent's census_tick) */
+    uint64_t cen_next; /* next re-read at, ms */
+    uint64_t cen_ms;   /* last re-read at, ms */
+    double cen_bytes;  /* written since t0 then, bytes */
+    int no_rate_hint;  /* no calc-dirty-rate result */
 };
 
 static int is_zero(const struct gen *g, double pos)
@@ -62,6 +67,7 @@ static void gen_init(struct gen *g, enum layout lay, double m, double nz, double
     g->d = d;
     g->ws = ws;
     g->sync = 1;
+    g->cen_next = 250;
 }
 
 static void gen_sample(struct gen *g, struct mig_sample *s)
@@ -107,8 +113,17 @@ static void gen_sample(struct gen *g, struct mig_sample *s)
             }
         }
     }
+    if (g->curve && g->sync == 1 && g->t_ms >= g->cen_next) {
+        /* what the census re-read finds: distinct pages written since t0
+         * (the generator's writer fills its set at d, then rewrites it) */
+        g->cen_bytes = fmin(g->d * (double)g->t_ms / 1000.0, g->ws);
+        g->cen_ms = g->t_ms;
+        g->cen_next = 2 * g->t_ms;
+    }
     memset(s, 0, sizeof(*s));
     s->t_ms = g->t_ms;
+    s->census_dirty_bytes = (uint64_t)g->cen_bytes;
+    s->census_dirty_ms = g->cen_ms;
     s->phase = g->done ? MIG_PHASE_COMPLETED : MIG_PHASE_ACTIVE;
     s->ram_total = (uint64_t)g->m;
     s->ram_transferred = (uint64_t)g->tx;
@@ -118,7 +133,9 @@ static void gen_sample(struct gen *g, struct mig_sample *s)
     s->bw_bps = (uint64_t)g->r;
     s->dirty_sync_count = g->sync;
     s->dirty_pages_rate = g->sync > 1 ? (uint64_t)(g->d / PAGE) : 0;
-    s->dirty_rate_hint_pps = g->d > 0 ? (uint64_t)(g->d / PAGE) : 1; /* calc-dirty-rate */
+    /* calc-dirty-rate: distinct pages over 1 s, from 1 s on */
+    if (!g->no_rate_hint && g->t_ms >= 1000)
+        s->dirty_rate_hint_pps = g->d > 0 ? (uint64_t)(fmin(g->d, g->ws) / PAGE) : 1;
     s->setting_downtime_ms = 300;
 }
 
@@ -145,7 +162,8 @@ struct run {
 
 /* Runs case k with layout lay through an estimator given a census of
  * nz x bias (0: no census) with relative error rel, with its profile when
- * profile is set; fills *out. */
+ * profile is set, and its re-reads (the written-since-census curve);
+ * fills *out. */
 static void run_case(const struct kase *k, enum layout lay, double bias, double rel, int profile,
                      struct run *out)
 {
@@ -165,6 +183,7 @@ static void run_case(const struct kase *k, enum layout lay, double bias, double 
     out->monotone = 1;
     est_init(&e, NULL);
     gen_init(&g, lay, m, nz, r, d, ws);
+    g.curve = bias > 0; /* the agent re-reads its census sample */
     if (bias > 0) {
         /* the census: total and profile, both off by bias */
         uint64_t prof[EST_CENSUS_BUCKETS] = {0};
@@ -344,6 +363,86 @@ static void t_uncovered_and_interval(void)
     CHECK(fabs(wide.err[0] - tight.err[0]) < 1e-9, "census error moved the ETA itself");
 }
 
+/* The census re-reads (census_dirty_*): a writer whose set is far below
+ * the share of RAM the pass-1 model assumes (25 %) fills it within the
+ * pass; from the curve distinct(T) the estimator fits the set, and the
+ * ETA is right where the count alone (and the 1 s calc-dirty-rate rate)
+ * overestimates the first sync. An idle guest's flat curve is a rate of
+ * 0 from 250 ms on, before calc-dirty-rate answers. */
+static void t_dirty_curve(void)
+{
+    static const struct kase busy[] = {
+        {512, 448, 64, 24, 32},  /* small hot set, busy */
+        {1024, 900, 64, 16, 24}, /* bigger guest: its set fills in 1.5 s */
+    };
+    for (size_t i = 0; i < sizeof(busy) / sizeof(busy[0]); i++) {
+        const struct kase *k = &busy[i];
+        double err[2][2];
+        for (int curve = 0; curve < 2; curve++) {
+            double m = k->m_mib * MIB, nz = k->nz_mib * MIB, r = k->r_mibs * MIB;
+            double d = k->d_mibs * MIB, ws = k->ws_mib * MIB, total;
+            struct gen g;
+            struct mig_sample s;
+            struct est e;
+            struct est_out o;
+            gen_init(&g, ZERO_TAIL, m, nz, r, d, ws);
+            while (!g.done && g.t_ms < 600000)
+                gen_sample(&g, &s);
+            total = g.end_ms;
+            est_init(&e, NULL);
+            est_set_census(&e, (uint64_t)nz, (uint64_t)m, 0.005);
+            gen_init(&g, ZERO_TAIL, m, nz, r, d, ws);
+            g.curve = curve;
+            err[curve][0] = err[curve][1] = -1;
+            while (!g.done && g.t_ms < 600000) {
+                gen_sample(&g, &s);
+                REQUIRE(est_update(&e, &s) == 0, "update");
+                est_get(&e, &o);
+                for (int f = 0; f < 2; f++) {
+                    double at = (f ? 0.5 : 0.25) * total, left = total - (double)s.t_ms;
+                    if (err[curve][f] >= 0 || (double)s.t_ms < at || s.phase != MIG_PHASE_ACTIVE)
+                        continue;
+                    err[curve][f] = o.eta_known ? fabs((double)o.eta_ms - left) / left * 100 : 1e9;
+                    if (curve)
+                        CHECK(o.dirty_census, "case %zu: census curve not used", i);
+                }
+            }
+        }
+        CHECK(err[1][0] <= 10 && err[1][1] <= 10, "case %zu: with the curve %.1f / %.1f %%", i,
+              err[1][0], err[1][1]);
+        CHECK(err[1][0] < err[0][0] && err[0][0] > 15,
+              "case %zu: count alone %.1f %% should be clearly worse than the curve %.1f %%", i,
+              err[0][0], err[1][0]);
+    }
+    /* idle: the flat curve says 0 before calc-dirty-rate answers */
+    {
+        struct gen g;
+        struct mig_sample s;
+        struct est a, b;
+        struct est_out oa, ob;
+        double m = 256 * MIB, nz = 128 * MIB, r = 32 * MIB;
+        est_init(&a, NULL);
+        est_init(&b, NULL);
+        est_set_census(&a, (uint64_t)nz, (uint64_t)m, 0);
+        est_set_census(&b, (uint64_t)nz, (uint64_t)m, 0);
+        gen_init(&g, ZERO_TAIL, m, nz, r, 0, 0);
+        g.curve = 1;
+        while (g.t_ms < 750) {
+            gen_sample(&g, &s);
+            REQUIRE(est_update(&a, &s) == 0, "update");
+            s.census_dirty_bytes = s.census_dirty_ms = 0;
+            REQUIRE(est_update(&b, &s) == 0, "update");
+        }
+        est_get(&a, &oa);
+        est_get(&b, &ob);
+        double left = (nz - (double)s.ram_normal * PAGE) / r * 1000.0;
+        CHECK(oa.dirty_census && oa.dirty_bps == 0, "idle curve: rate %.0f", oa.dirty_bps);
+        CHECK(fabs((double)oa.eta_ms - left) <= 0.05 * left && ob.eta_ms > oa.eta_ms,
+              "idle at 0.75 s: ETA %llu ms with the curve, %llu without, pass 1 left %.0f ms",
+              (unsigned long long)oa.eta_ms, (unsigned long long)ob.eta_ms, left);
+    }
+}
+
 int main(void)
 {
     test_run("estimator census: fixes the pass-1 ETA wherever the zero pages lie",
@@ -354,5 +453,7 @@ int main(void)
              t_exceeded_and_setter);
     test_run("estimator census: uncovered RAM non-zero; error widens the interval",
              t_uncovered_and_interval);
+    test_run("estimator census: the written-since-census curve gives rate and working set",
+             t_dirty_curve);
     return test_done();
 }

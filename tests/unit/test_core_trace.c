@@ -60,6 +60,8 @@ static void t_round_trip(void)
     s[0].t_ms = 250; s[0].phase = MIG_PHASE_ACTIVE; s[0].ram_total = 1ull << 40;
     s[0].bw_bps = 123456789; s[0].throttle_pct = 40; s[0].expected_downtime_ms = 77;
     s[0].dirty_rate_hint_pps = 2560;
+    s[0].census_dirty_bytes = 1ull << 30;
+    s[0].census_dirty_ms = 1500;
     s[1] = s[0]; s[1].t_ms = 500; s[1].phase = MIG_PHASE_COMPLETED; s[1].disk_done = 5;
     char buf[2048];
     size_t len, w;
@@ -94,7 +96,9 @@ static void t_old_header(void)
               r[0].dirty_pages_rate == 3,
           "old row: hint %llu", (unsigned long long)r[0].dirty_rate_hint_pps);
     REQUIRE(trace_format_header(hdr, sizeof(hdr), NULL) == 0, "header");
-    CHECK(strstr(hdr, ",expected_downtime_ms,dirty_rate_hint_pps\n") != NULL, "header %s", hdr);
+    CHECK(strstr(hdr, ",expected_downtime_ms,dirty_rate_hint_pps,census_dirty_bytes,"
+                      "census_dirty_ms\n") != NULL,
+          "header %s", hdr);
 }
 
 int main(void)
