@@ -1,9 +1,13 @@
 #include "util/httpd.h"
 
 #include <event2/buffer.h>
+#include <event2/bufferevent.h>
 #include <event2/keyvalq_struct.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "util/jsonin.h"
 #include "util/xalloc.h"
@@ -17,8 +21,19 @@ void httpd_apply_caps(struct evhttp *h)
                                       EVHTTP_REQ_PUT | EVHTTP_REQ_PATCH);
 }
 
+void httpd_no_delay(struct evhttp_request *req)
+{
+    struct evhttp_connection *conn = evhttp_request_get_connection(req);
+    struct bufferevent *bev = conn ? evhttp_connection_get_bufferevent(conn) : NULL;
+    evutil_socket_t fd = bev ? bufferevent_getfd(bev) : -1;
+    int one = 1;
+    if (fd >= 0)
+        (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+}
+
 void httpd_reply_json(struct evhttp_request *req, int status, json_t *body)
 {
+    httpd_no_delay(req);
     struct evbuffer *buf = evbuffer_new();
     char *text = json_dumps(body, JSON_COMPACT);
     if (text) {
@@ -36,6 +51,7 @@ void httpd_reply_json(struct evhttp_request *req, int status, json_t *body)
 
 void httpd_reply_buf(struct evhttp_request *req, int status, struct evbuffer *body)
 {
+    httpd_no_delay(req);
     evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
                       "application/json");
     evhttp_send_reply(req, status, status < 300 ? "OK" : "Error", body);

@@ -17,12 +17,20 @@
 /* Applies the caps above to server h (body, headers, timeout 30 s). */
 void httpd_apply_caps(struct evhttp *h);
 
-/* Sends status with body serialised as JSON; takes ownership of body. */
+/* Sets TCP_NODELAY on the request's connection, so the last segment of a
+ * reply goes out at once: otherwise a reply longer than one segment (a list
+ * page) waits for the client's delayed ACK (~40 ms on Linux) before its tail
+ * is sent (Nagle). httpd_reply_json and httpd_reply_buf call it; one
+ * setsockopt per reply. */
+void httpd_no_delay(struct evhttp_request *req);
+
+/* Sends status with body serialised as JSON (TCP_NODELAY set); takes
+ * ownership of body. */
 void httpd_reply_json(struct evhttp_request *req, int status, json_t *body);
 
 /* Sends status with body (JSON text the caller composed, ending in a
- * newline like httpd_reply_json's) as application/json; takes ownership of
- * body and frees it. */
+ * newline like httpd_reply_json's) as application/json (TCP_NODELAY set);
+ * takes ownership of body and frees it. */
 void httpd_reply_buf(struct evhttp_request *req, int status, struct evbuffer *body);
 
 /* Sends the error e with the HTTP status that its code maps to (400, 404,
