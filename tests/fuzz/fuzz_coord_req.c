@@ -4,7 +4,8 @@
  * (consent_decision_parse) and the consent list filters
  * (consent_filter_check) over the same object. Any crash, leak or
  * sanitizer report is a bug; rejections are expected but must say why, and
- * whatever is accepted must be safe to use and accepted again. */
+ * whatever is accepted must be safe to use and accepted again.
+ * fuzz-srcs: src/coord/place.c src/coord/consentreq.c */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
