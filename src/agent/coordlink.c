@@ -24,6 +24,7 @@ struct coordlink {
     bool inflight;        /* a request is outstanding */
     bool registered;      /* the last registration succeeded */
     unsigned failures;    /* consecutive failures (logged on the first) */
+    json_t *labels;       /* {"key": "value"} sent with every registration, owned */
 };
 
 static void arm(struct coordlink *l, uint32_t ms)
@@ -124,6 +125,8 @@ static json_t *register_body(const struct coordlink *l)
     json_t *b = json_pack("{s:s, s:s, s:I, s:I, s:o}", "name", ag->name, "agent_url", url,
                           "ram_mib", (json_int_t)mem_total_mib(), "vcpus",
                           (json_int_t)(ncpu > 0 ? ncpu : 1), "instances", inst);
+    if (json_object_size(l->labels))
+        json_object_set(b, "labels", l->labels);
     free(url);
     return b;
 }
@@ -183,29 +186,83 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
     json_decref(b);
 }
 
-int coordlink_start(struct agent *ag, const char *url, const char *token_file,
-                    struct coordlink **out, struct ferr *e)
+static bool label_part_ok(const char *s, size_t len, bool key)
+{
+    if (len > 63 || (key && len == 0))
+        return false;
+    for (size_t i = 0; i < len; i++) {
+        char ch = s[i];
+        bool alnum = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9');
+        if ((i == 0 && key && !alnum) ||
+            (!alnum && ch != '_' && ch != '.' && ch != '-' && !(key && ch == '/')))
+            return false;
+    }
+    return true;
+}
+
+/* The labels as {"key": "value"} (new object in *out) or why not. */
+static int labels_parse(const char *const *labels, size_t n, json_t **out, struct ferr *e)
 {
     *out = NULL;
+    if (n > COORDLINK_LABELS_MAX)
+        return ferr_set(e, FERR_TOOBIG, "label", "more than %d labels", COORDLINK_LABELS_MAX);
+    json_t *o = json_object();
+    for (size_t i = 0; i < n; i++) {
+        const char *eq = strchr(labels[i], '=');
+        if (!eq || !label_part_ok(labels[i], (size_t)(eq - labels[i]), true) ||
+            !label_part_ok(eq + 1, strlen(eq + 1), false)) {
+            json_decref(o);
+            return ferr_set(e, FERR_INVAL, "label",
+                            "--label %.80s: KEY=VALUE, a key of [A-Za-z0-9_./-] (1..63), a value "
+                            "of [A-Za-z0-9_.-] (0..63)",
+                            labels[i]);
+        }
+        char key[64];
+        snprintf(key, sizeof(key), "%.*s", (int)(eq - labels[i]), labels[i]);
+        if (json_object_get(o, key)) {
+            json_decref(o);
+            return ferr_set(e, FERR_INVAL, "label", "--label: key %s given twice", key);
+        }
+        json_object_set_new(o, key, json_string(eq + 1));
+    }
+    *out = o;
+    return 0;
+}
+
+int coordlink_start(struct agent *ag, const char *url, const char *token_file,
+                    const char *const *labels, size_t nlabels, struct coordlink **out,
+                    struct ferr *e)
+{
+    *out = NULL;
+    json_t *lab = NULL;
+    int lrc = labels_parse(labels, nlabels, &lab, e);
+    if (lrc != 0)
+        return lrc;
     const char *p = url && strncmp(url, "http://", 7) == 0 ? url + 7 : NULL;
     const char *colon = p ? strrchr(p, ':') : NULL;
     char *end = NULL;
     long port = colon ? strtol(colon + 1, &end, 10) : 0;
     if (!colon || colon == p || (size_t)(colon - p) >= 128 || port <= 0 || port > 65535 ||
         (*end && strcmp(end, "/") != 0))
-        return ferr_set(e, FERR_INVAL, "coordinator", "--coordinator must be http://HOST:PORT");
-    if (!token_file)
-        return ferr_set(e, FERR_INVAL, "agent-token-file",
-                        "--coordinator needs --agent-token-file");
+        lrc = ferr_set(e, FERR_INVAL, "coordinator", "--coordinator must be http://HOST:PORT");
+    else if (!token_file)
+        lrc = ferr_set(e, FERR_INVAL, "agent-token-file",
+                       "--coordinator needs --agent-token-file");
+    if (lrc != 0) {
+        json_decref(lab);
+        return lrc;
+    }
     FILE *f = fopen(token_file, "r");
     char tok[300] = {0};
     char *r = f ? fgets(tok, sizeof(tok), f) : NULL;
     if (f)
         fclose(f);
     tok[strcspn(tok, "\r\n")] = '\0';
-    if (!r || !tok[0] || strlen(tok) > 256)
+    if (!r || !tok[0] || strlen(tok) > 256) {
+        json_decref(lab);
         return ferr_set(e, FERR_INVAL, "agent-token-file", "cannot read a token from %s",
                         token_file);
+    }
     struct coordlink *l = xcalloc(1, sizeof(*l));
     l->ag = ag;
     memcpy(l->host, p, (size_t)(colon - p));
@@ -213,6 +270,7 @@ int coordlink_start(struct agent *ag, const char *url, const char *token_file,
     snprintf(l->url, sizeof(l->url), "%s", url);
     l->token = xstrdup(tok);
     l->interval_ms = COORDLINK_DEFAULT_INTERVAL_MS;
+    l->labels = lab;
     l->timer = evtimer_new(ag->base, on_timer, l);
     arm(l, 0);
     *out = l;
@@ -224,6 +282,7 @@ void coordlink_free(struct coordlink *l)
     if (!l)
         return;
     event_free(l->timer);
+    json_decref(l->labels);
     free(l->token);
     free(l);
 }

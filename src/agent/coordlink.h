@@ -12,13 +12,21 @@
 
 struct coordlink;
 
+#define COORDLINK_LABELS_MAX 16 /* --label options, as ferryd accepts */
+#define COORDLINK_LABEL_MAX 127 /* bytes of one KEY=VALUE */
+
 /* Starts registering ag with the ferryd at url ("http://HOST:PORT") using
  * the bearer token read from token_file (first line; a token with role
- * agent). The first registration is sent from the loop at once. Fails with
- * FERR_INVAL for a bad URL or an unreadable/empty token file. On 0, *out
- * lives until coordlink_free. */
+ * agent), carrying labels[0..nlabels) ("KEY=VALUE", borrowed; copied) in
+ * every registration. The first registration is sent from the loop at
+ * once. Fails with FERR_INVAL for a bad URL, an unreadable/empty token file
+ * or a label that is not KEY=VALUE with a key of [A-Za-z0-9_./-] (starting
+ * with a letter or digit, 1..63 bytes) and a value of [A-Za-z0-9_.-]
+ * (0..63 bytes), or a key given twice; FERR_TOOBIG over
+ * COORDLINK_LABELS_MAX labels. On 0, *out lives until coordlink_free. */
 int coordlink_start(struct agent *ag, const char *url, const char *token_file,
-                    struct coordlink **out, struct ferr *e) __attribute__((warn_unused_result));
+                    const char *const *labels, size_t nlabels, struct coordlink **out,
+                    struct ferr *e) __attribute__((warn_unused_result));
 
 /* Stops the timer and frees l (NULL is fine). A request in flight is
  * abandoned with the event base. */

@@ -21,11 +21,13 @@ static void usage(void)
     fprintf(stderr,
             "usage: ferry-agent --listen ADDR:PORT --state-dir DIR [--name NAME]\n"
             "                   [--qemu PATH] [--lab-dir DIR] [--token-file FILE]\n"
+            "                   [--coordinator URL --agent-token-file FILE [--label KEY=VALUE]...]\n"
             "  --listen      address and port of the API; migrations listen on ADDR too\n"
             "                (loopback by default: 127.0.0.1:7001)\n"
             "  --state-dir   where guests' sockets, logs and specs live\n"
             "  --lab-dir     default kernel/initrd for specs without one (vmlinuz, initrd.img)\n"
-            "  --token-file  require this bearer token on every request\n");
+            "  --token-file  require this bearer token on every request\n"
+            "  --label       a host label sent to the coordinator (repeatable, at most 16)\n");
 }
 
 static void on_sigchld(evutil_socket_t fd, short what, void *arg)
@@ -65,12 +67,15 @@ int main(int argc, char **argv)
         {"name", required_argument, NULL, 'n'},     {"qemu", required_argument, NULL, 'q'},
         {"lab-dir", required_argument, NULL, 'k'},  {"token-file", required_argument, NULL, 't'},
         {"help", no_argument, NULL, 'h'},           {"coordinator", required_argument, NULL, 'C'},
-        {"agent-token-file", required_argument, NULL, 'T'}, {NULL, 0, NULL, 0}};
+        {"agent-token-file", required_argument, NULL, 'T'},
+        {"label", required_argument, NULL, 'L'},    {NULL, 0, NULL, 0}};
+    const char *labels[COORDLINK_LABELS_MAX + 1];
+    size_t nlabels = 0;
     const char *coord_url = NULL, *coord_token = NULL; /* coordlink.h */
     struct agent ag = {0};
     const char *listen = "127.0.0.1:7001", *lab = NULL, *token_file = NULL;
     int c;
-    while ((c = getopt_long(argc, argv, "l:s:n:q:k:t:hC:T:", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "l:s:n:q:k:t:hC:T:L:", opts, NULL)) != -1) {
         switch (c) {
         case 'l': listen = optarg; break;
         case 's': ag.state_dir = xstrdup(optarg); break;
@@ -80,6 +85,13 @@ int main(int argc, char **argv)
         case 't': token_file = optarg; break;
         case 'C': coord_url = optarg; break;
         case 'T': coord_token = optarg; break;
+        case 'L':
+            if (nlabels > COORDLINK_LABELS_MAX) {
+                fprintf(stderr, "ferry-agent: more than %d --label\n", COORDLINK_LABELS_MAX);
+                return 2;
+            }
+            labels[nlabels++] = optarg;
+            break;
         default: usage(); return c == 'h' ? 0 : 2;
         }
     }
@@ -135,7 +147,12 @@ int main(int argc, char **argv)
     int adopted = inst_adopt_all(&ag);
     struct coordlink *link = NULL;
     struct ferr le = {0};
-    if (coord_url && coordlink_start(&ag, coord_url, coord_token, &link, &le) != 0) {
+    if (nlabels && !coord_url) {
+        fprintf(stderr, "ferry-agent: --label needs --coordinator\n");
+        return 2;
+    }
+    if (coord_url &&
+        coordlink_start(&ag, coord_url, coord_token, labels, nlabels, &link, &le) != 0) {
         fprintf(stderr, "ferry-agent: %s\n", le.msg);
         return 2;
     }

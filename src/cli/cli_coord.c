@@ -88,6 +88,7 @@ void cli_coord_usage(FILE *to)
             "  ferry consent list [--json]\n"
             "  ferry consent grant ID | refuse ID [--json]\n"
             "  ferry host list [--json]\n"
+            "  ferry host cordon NAME [--reason TEXT] | uncordon NAME\n"
             "  every ferryd command also takes --url URL and --token-file FILE; otherwise\n"
             "  FERRY_URL, FERRY_TOKEN, then ~/.config/ferry/config (url = ..., token = ...)\n");
 }
@@ -691,11 +692,77 @@ out:
     return rc;
 }
 
+/* The labels object as "k=v,k=v" into out. */
+static void labels_text(const json_t *labels, char *out, size_t n)
+{
+    const char *k;
+    json_t *v;
+    size_t used = 0;
+    out[0] = '\0';
+    json_object_foreach((json_t *)labels, k, v)
+    {
+        int w = snprintf(out + used, n - used, "%s%s=%s", used ? "," : "", k,
+                         json_string_value(v) ? json_string_value(v) : "");
+        if (w < 0 || (size_t)w >= n - used)
+            break;
+        used += (size_t)w;
+    }
+    if (!out[0])
+        snprintf(out, n, "-");
+}
+
+static int host_cordon(int argc, char **argv, bool on)
+{
+    static const struct option opts[] = {COMMON_OPTS, {"reason", required_argument, NULL, 'R'},
+                                         {NULL, 0, NULL, 0}};
+    struct common co = {0};
+    const char *reason = NULL;
+    json_t *r = NULL;
+    int c, rc = CLI_EXIT_USAGE;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        if (c == 'R' && on)
+            reason = optarg;
+        else if (!common_opt(&co, c)) {
+            usage();
+            return rc;
+        }
+    }
+    if (argc - optind != 1) {
+        usage();
+        return rc;
+    }
+    const char *name = argv[optind];
+    if (!name[0] || strchr(name, '/') || strchr(name, '?') || strchr(name, '%') ||
+        strlen(name) > 63) {
+        fprintf(stderr, "ferry: '%s' is not a host name\n", name);
+        return rc;
+    }
+    rc = CLI_EXIT_FAIL;
+    char *path = xasprintf("/v1/hosts/%s/%s", name, on ? "cordon" : "uncordon");
+    json_t *b = reason ? json_pack("{s:s}", "reason", reason) : json_object();
+    if (connect_creds(&co) == 0 && coord(&co, "POST", path, b, &r) == 0) {
+        if (co.json)
+            cli_api_print_json(r);
+        else
+            printf("host %s: %s%s%s\n", name, on ? "cordoned" : "uncordoned",
+                   on ? " — " : "", on ? cli_api_str(r, "cordon", "") : "");
+        rc = CLI_EXIT_OK;
+    }
+    json_decref(b);
+    free(path);
+    json_decref(r);
+    creds_free(&co.creds);
+    return rc;
+}
+
 int cli_coord_host(int argc, char **argv)
 {
     struct common co = {0};
     json_t *r = NULL;
     int rc = CLI_EXIT_USAGE;
+    if (argc >= 2 && (strcmp(argv[1], "cordon") == 0 || strcmp(argv[1], "uncordon") == 0))
+        return host_cordon(argc - 1, argv + 1, strcmp(argv[1], "cordon") == 0);
     if (argc < 2 || strcmp(argv[1], "list") != 0) {
         if (argc >= 2)
             fprintf(stderr, "ferry: unknown host command '%s'\n", argv[1]);
@@ -712,14 +779,20 @@ int cli_coord_host(int argc, char **argv)
     } else {
         size_t i;
         json_t *h;
-        printf("%-24s %-5s %-28s %9s %5s %9s  %s\n", "NAME", "STATE", "AGENT", "RAM_MIB", "VCPUS",
-               "INSTANCES", "LAST_HEARTBEAT");
+        printf("%-24s %-5s %-28s %9s %5s %9s  %-24s %-20s %s\n", "NAME", "STATE", "AGENT",
+               "RAM_MIB", "VCPUS", "INSTANCES", "LAST_HEARTBEAT", "CORDON", "LABELS");
         json_array_foreach(json_object_get(r, "hosts"), i, h)
         {
-            printf("%-24s %-5s %-28s %9lld %5lld %9zu  %s\n", s_or_dash(h, "name"),
+            char labels[1100], cordon[80];
+            labels_text(json_object_get(h, "labels"), labels, sizeof(labels));
+            const char *op = json_string_value(json_object_get(h, "cordon"));
+            const char *pl = json_string_value(json_object_get(h, "maintenance"));
+            snprintf(cordon, sizeof(cordon), "%s%s%s", op ? "operator" : "",
+                     op && pl ? "," : "", pl ? pl : (op ? "" : "-"));
+            printf("%-24s %-5s %-28s %9lld %5lld %9zu  %-24s %-20s %s\n", s_or_dash(h, "name"),
                    s_or_dash(h, "state"), s_or_dash(h, "agent_url"), cli_api_int(h, "ram_mib"),
                    cli_api_int(h, "vcpus"), json_array_size(json_object_get(h, "instances")),
-                   s_or_dash(h, "last_heartbeat"));
+                   s_or_dash(h, "last_heartbeat"), cordon, labels);
         }
     }
     rc = CLI_EXIT_OK;

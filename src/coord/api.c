@@ -17,6 +17,7 @@
 #include "coord/coord.h"
 #include "coord/hostreq.h"
 #include "coord/migrations.h"
+#include "coord/place.h"
 #include "coord/plans.h"
 #include "util/httpd.h"
 #include "util/jsonin.h"
@@ -153,10 +154,13 @@ static json_t *host_json(const struct store_host *h, const struct store_instance
                                               (json_int_t)inst[i].memory_mib, "vcpus",
                                               (json_int_t)inst[i].vcpus));
     }
-    return json_pack("{s:s, s:s, s:I, s:I, s:s, s:o, s:o, s:o}", "name", h->name, "agent_url",
-                     h->url, "ram_mib", (json_int_t)h->ram_mib, "vcpus", (json_int_t)h->vcpus,
-                     "state", h->state, "last_heartbeat", time_json(h->last_heartbeat_ms),
-                     "registered", time_json(h->registered_ms), "instances", list);
+    return json_pack("{s:s, s:s, s:I, s:I, s:s, s:o, s:o, s:o, s:o, s:o, s:o}", "name", h->name,
+                     "agent_url", h->url, "ram_mib", (json_int_t)h->ram_mib, "vcpus",
+                     (json_int_t)h->vcpus, "state", h->state, "last_heartbeat",
+                     time_json(h->last_heartbeat_ms), "registered", time_json(h->registered_ms),
+                     "labels", place_labels_json(h->labels), "cordon",
+                     h->cordon[0] ? json_string(h->cordon) : json_null(), "maintenance",
+                     h->maint[0] ? json_string(h->maint) : json_null(), "instances", list);
 }
 
 /* Appends event type about subject with payload (stolen) inside the open
@@ -276,6 +280,59 @@ static void heartbeat(struct coord *c, struct evhttp_request *req, const struct 
 fail:
     store_tx_rollback(c->st);
     httpd_reply_err(req, &e);
+}
+
+/* POST /v1/hosts/NAME/cordon {reason?} and /uncordon: an operator keeps a
+ * host from being chosen as a migration destination (place.c), or lets it
+ * be chosen again. A plan's own hold on a host (drain, maintenance) is
+ * separate and not touched. */
+static void cordon_host(struct coord *c, struct evhttp_request *req, const struct store_token *who,
+                        const char *name, bool on)
+{
+    static const char *const keys[] = {"reason", NULL};
+    struct ferr e = {0};
+    json_t *body = NULL;
+    char *reason = NULL;
+    if (!jsonin_name_ok(name))
+        return reply_err(req, FERR_INVAL, "name", "host name must be of [A-Za-z0-9_.-]");
+    if (httpd_body_json(req, 1, &body, &e) != 0 || jsonin_only_keys(body, on ? keys : keys + 1,
+                                                                    &e) != 0 ||
+        jsonin_str(body, "reason", 200, false, &reason, &e) != 0) {
+        json_decref(body);
+        return httpd_reply_err(req, &e);
+    }
+    json_decref(body);
+    char target[STORE_SUBJECT_MAX + 1];
+    snprintf(target, sizeof(target), "host/%s", name);
+    if (!authorise(c, req, who, on ? "host:cordon" : "host:uncordon", NULL, target, false)) {
+        free(reason);
+        return;
+    }
+    char text[STORE_CORDON_MAX + 1] = "";
+    if (on)
+        snprintf(text, sizeof(text), "%s%s%s", who->user, reason && reason[0] ? ": " : "",
+                 reason ? reason : "");
+    free(reason);
+    struct store_host h;
+    int64_t now = coord_now_ms();
+    if (store_tx_begin(c->st, &e) != 0)
+        return httpd_reply_err(req, &e);
+    if (store_host_set_cordon(c->st, name, text, NULL, &e) != 0 ||
+        emit(c, on ? "host.cordoned" : "host.uncordoned", target,
+             json_pack("{s:s, s:s, s:s}", "host", name, "by", who->user, "reason", text), now,
+             NULL, &e) != 0 ||
+        store_tx_commit(c->st, &e) != 0 || store_host_get(c->st, name, &h, &e) != 0) {
+        store_tx_rollback(c->st);
+        return httpd_reply_err(req, &e);
+    }
+    log_info("api", "msg=\"host %s\" host=%s by=%s", on ? "cordoned" : "uncordoned", name,
+             who->user);
+    struct store_instance *list = NULL;
+    size_t ln = 0;
+    if (store_instance_list(c->st, name, &list, &ln, &e) != 0)
+        return httpd_reply_err(req, &e);
+    httpd_reply_json(req, 200, host_json(&h, list, ln));
+    free(list);
 }
 
 static void list_hosts(struct coord *c, struct evhttp_request *req, const struct store_token *who)
@@ -442,6 +499,9 @@ void coord_api_handle(struct evhttp_request *req, void *arg)
         return register_host(c, req, &who);
     if (n == 4 && strcmp(r, "hosts") == 0 && strcmp(seg[3], "heartbeat") == 0 && post)
         return heartbeat(c, req, &who, seg[2]);
+    if (n == 4 && strcmp(r, "hosts") == 0 &&
+        (strcmp(seg[3], "cordon") == 0 || strcmp(seg[3], "uncordon") == 0) && post)
+        return cordon_host(c, req, &who, seg[2], strcmp(seg[3], "cordon") == 0);
     if (n == 2 && strcmp(r, "events") == 0 && get)
         return list_events(c, req, &who);
     if (n >= 2 && n <= 4 && strcmp(r, "migrations") == 0)

@@ -5,11 +5,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "coord/place.h"
 #include "util/jsonin.h"
 #include "util/xalloc.h"
 
-static const char *const REGISTER_KEYS[] = {"name",  "agent_url", "ram_mib",
-                                            "vcpus", "instances", NULL};
+static const char *const REGISTER_KEYS[] = {"name",      "agent_url", "ram_mib", "vcpus",
+                                            "instances", "labels",    NULL};
 static const char *const INSTANCE_KEYS[] = {"name", "project_id", "memory_mib", "vcpus", NULL};
 
 /* Rewrites e->field as "instances[i].FIELD" (truncated to the field cap). */
@@ -99,6 +100,9 @@ int hostreq_register_parse(const json_t *body, struct store_host *h, struct stor
     snprintf(h->url, sizeof(h->url), "%s", url);
     h->ram_mib = ram;
     h->vcpus = (uint32_t)vcpus;
+    if ((rc = place_labels_parse(json_object_get(body, "labels"), h->labels, sizeof(h->labels),
+                                 e)) != 0)
+        goto out;
     const json_t *arr = json_object_get(body, "instances");
     if (arr && !json_is_array(arr)) {
         rc = ferr_set(e, FERR_INVAL, "instances", "instances must be an array");

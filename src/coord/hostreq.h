@@ -16,9 +16,10 @@
 #define HOSTREQ_VCPUS_MAX 65536u           /* vCPUs: host capacity, instance size */
 
 /* Parses a registration body (borrowed JSON object) {name, agent_url,
- * ram_mib, vcpus, instances?: [{name, project_id, memory_mib, vcpus?}]}.
- * On 0, *h holds name, url, ram_mib and vcpus (state and times are left
- * to the caller) and *inst an array of *n instances (caller frees with
+ * ram_mib, vcpus, labels?: {KEY: VALUE}, instances?: [{name, project_id,
+ * memory_mib, vcpus?}]}. On 0, *h holds name, url, ram_mib, vcpus and
+ * labels (canonical text, place_labels_parse; state and times are left to
+ * the caller) and *inst an array of *n instances (caller frees with
  * free(); never NULL on success), each name valid and listed once, each
  * project_id 1..64 bytes without control characters, vcpus 1 when absent.
  * On failure returns FERR_INVAL or FERR_TOOBIG with e naming the field

@@ -1286,6 +1286,11 @@ static void create(struct coord *c, struct evhttp_request *req, const struct sto
         ph[i].up = strcmp(hosts[i].state, "up") == 0;
         ph[i].ram_mib = hosts[i].ram_mib;
         ph[i].vcpus = hosts[i].vcpus;
+        if (r.ram_overcommit > 0)
+            ph[i].ram_mib = (uint64_t)((double)hosts[i].ram_mib * r.ram_overcommit + 1e-6);
+        if (r.vcpu_overcommit > 0)
+            ph[i].vcpus = (uint32_t)((double)hosts[i].vcpus * r.vcpu_overcommit + 1e-6);
+        ph[i].cordoned = hosts[i].cordon[0] || hosts[i].maint[0];
     }
     place_account(ph, nh, inst, ni, act, na);
     size_t chosen = nh;

@@ -77,7 +77,8 @@ static int policy_obj_check(const json_t *p, struct ferr *e)
 
 int migreq_parse(const json_t *body, struct migreq *out, struct ferr *e)
 {
-    static const char *const keys[] = {"instance", "destination", "policy", "limits", "consent",
+    static const char *const keys[] = {"instance",        "destination",    "policy", "limits",
+                                       "consent",         "vcpu_overcommit", "ram_overcommit",
                                        NULL};
     static const char *const ckeys[] = {"timeout_s", "timeout_action", NULL};
     char *inst = NULL, *dest = NULL;
@@ -130,6 +131,21 @@ int migreq_parse(const json_t *body, struct migreq *out, struct ferr *e)
     out->consent_timeout_s = (uint32_t)kt;
     snprintf(out->consent_action, sizeof(out->consent_action), "%s", ka ? ka : "");
     free(ka);
+    static const char *const ratios[] = {"vcpu_overcommit", "ram_overcommit"};
+    double rv[2] = {0, 0}, rmax[2] = {PLACE_VCPU_OVERCOMMIT_MAX, PLACE_RAM_OVERCOMMIT_MAX};
+    for (int i = 0; i < 2; i++) {
+        const json_t *v = json_object_get(body, ratios[i]);
+        if (!v)
+            continue;
+        rv[i] = json_number_value(v);
+        if (!json_is_number(v) || !(rv[i] > 0) || rv[i] > rmax[i]) {
+            rc = ferr_set(e, FERR_INVAL, ratios[i], "%s must be a number in (0, %g]", ratios[i],
+                          rmax[i]);
+            goto out;
+        }
+    }
+    out->vcpu_overcommit = rv[0];
+    out->ram_overcommit = rv[1];
     snprintf(out->instance, sizeof(out->instance), "%s", inst);
     snprintf(out->destination, sizeof(out->destination), "%s", dest ? dest : "");
     out->policy = p && !json_is_null(p) ? json_deep_copy(p) : NULL;
@@ -211,6 +227,8 @@ bool place_fits(const struct place_host *h, const char *source, uint64_t need_ra
     const char *w = NULL;
     if (!h->up)
         w = "host is down";
+    else if (h->cordoned)
+        w = "host is cordoned (by an operator, or drained by a maintenance plan)";
     else if (source && strcmp(h->name, source) == 0)
         w = "host is the source";
     else if (h->used_ram_mib > h->ram_mib || h->ram_mib - h->used_ram_mib < need_ram_mib)
@@ -244,4 +262,124 @@ int place_choose(const struct place_host *hosts, size_t n, const char *source,
                         (unsigned long long)need_ram_mib, need_vcpus);
     *chosen = best;
     return 0;
+}
+
+/* ---- labels ----------------------------------------------------------------- */
+
+static bool label_chars_ok(const char *s, size_t max, bool key)
+{
+    size_t n = strnlen(s, max + 1);
+    if (n > max || (key && n == 0))
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        char ch = s[i];
+        bool alnum = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9');
+        if (i == 0 && key && !alnum)
+            return false;
+        if (!alnum && ch != '_' && ch != '.' && ch != '-' && !(key && ch == '/'))
+            return false;
+    }
+    return true;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+int place_labels_parse(const json_t *obj, char *out, size_t n, struct ferr *e)
+{
+    const char *keys[PLACE_LABELS_MAX];
+    size_t k = 0, used = 0;
+    const char *key;
+    json_t *val;
+    if (n)
+        out[0] = '\0';
+    if (!obj || json_is_null(obj))
+        return 0;
+    if (!json_is_object(obj))
+        return ferr_set(e, FERR_INVAL, "labels", "labels must be an object of strings");
+    if (json_object_size(obj) > PLACE_LABELS_MAX)
+        return ferr_set(e, FERR_TOOBIG, "labels", "more than %d labels", PLACE_LABELS_MAX);
+    json_object_foreach((json_t *)obj, key, val)
+    {
+        if (!label_chars_ok(key, PLACE_LABEL_KEY_MAX, true))
+            return ferr_set(e, FERR_INVAL, "labels",
+                            "a label key is 1..%d characters of [A-Za-z0-9_./-] starting with a "
+                            "letter or digit",
+                            PLACE_LABEL_KEY_MAX);
+        if (!json_is_string(val) || !label_chars_ok(json_string_value(val), PLACE_LABEL_VAL_MAX,
+                                                    false)) {
+            ferr_set(e, FERR_INVAL, "labels", "a label value is 0..%d characters of [A-Za-z0-9_.-]",
+                     PLACE_LABEL_VAL_MAX);
+            snprintf(e->field, sizeof(e->field), "labels.%s", key);
+            return FERR_INVAL;
+        }
+        keys[k++] = key;
+    }
+    qsort(keys, k, sizeof(keys[0]), cmp_str);
+    for (size_t i = 0; i < k; i++) {
+        int w = snprintf(out + used, n - used, "%s%s=%s", i ? "," : "", keys[i],
+                         json_string_value(json_object_get(obj, keys[i])));
+        if (w < 0 || (size_t)w >= n - used) {
+            out[0] = '\0';
+            return ferr_set(e, FERR_TOOBIG, "labels", "labels exceed %zu bytes", n - 1);
+        }
+        used += (size_t)w;
+    }
+    return 0;
+}
+
+json_t *place_labels_json(const char *text)
+{
+    json_t *o = json_object();
+    const char *p = text ? text : "";
+    while (*p) {
+        const char *end = strchr(p, ',');
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        const char *eq = memchr(p, '=', len);
+        if (eq && eq > p && (size_t)(eq - p) <= PLACE_LABEL_KEY_MAX &&
+            len - (size_t)(eq - p) - 1 <= PLACE_LABEL_VAL_MAX) {
+            char k[PLACE_LABEL_KEY_MAX + 1], v[PLACE_LABEL_VAL_MAX + 1];
+            snprintf(k, sizeof(k), "%.*s", (int)(eq - p), p);
+            snprintf(v, sizeof(v), "%.*s", (int)(len - (size_t)(eq - p) - 1), eq + 1);
+            json_object_set_new(o, k, json_string(v));
+        }
+        p += len + (end ? 1 : 0);
+    }
+    return o;
+}
+
+int place_selector_parse(const char *sel, const char *field, char *key, char *value,
+                         struct ferr *e)
+{
+    const char *eq = sel ? strchr(sel, '=') : NULL;
+    key[0] = value[0] = '\0';
+    if (!eq || eq == sel || (size_t)(eq - sel) > PLACE_LABEL_KEY_MAX ||
+        strlen(eq + 1) > PLACE_LABEL_VAL_MAX)
+        return ferr_set(e, FERR_INVAL, field, "%s must be KEY=VALUE (or \"all\")", field);
+    snprintf(key, PLACE_LABEL_KEY_MAX + 1, "%.*s", (int)(eq - sel), sel);
+    snprintf(value, PLACE_LABEL_VAL_MAX + 1, "%s", eq + 1);
+    if (!label_chars_ok(key, PLACE_LABEL_KEY_MAX, true) ||
+        !label_chars_ok(value, PLACE_LABEL_VAL_MAX, false)) {
+        key[0] = value[0] = '\0';
+        return ferr_set(e, FERR_INVAL, field,
+                        "%s: a key of [A-Za-z0-9_./-], a value of [A-Za-z0-9_.-]", field);
+    }
+    return 0;
+}
+
+bool place_labels_match(const char *labels, const char *key, const char *value)
+{
+    size_t kl = strlen(key), vl = strlen(value);
+    const char *p = labels ? labels : "";
+    while (*p) {
+        const char *end = strchr(p, ',');
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        if (len == kl + 1 + vl && strncmp(p, key, kl) == 0 && p[kl] == '=' &&
+            strncmp(p + kl + 1, value, vl) == 0)
+            return true;
+        p += len + (end ? 1 : 0);
+    }
+    return false;
 }

@@ -125,7 +125,8 @@ int store_host_register(struct store *st, const struct store_host *h,
     int rc;
     if ((rc = check_name(h->name, "name", e)) != 0 ||
         (rc = check_text(h->url, STORE_URL_MAX, 0, "agent_url", e)) != 0 ||
-        (rc = check_state(h->state, e)) != 0)
+        (rc = check_state(h->state, e)) != 0 ||
+        (rc = check_text(h->labels, STORE_LABELS_MAX, 1, "labels", e)) != 0)
         return rc;
     if (n > STORE_LIST_MAX)
         return ferr_set(e, FERR_TOOBIG, "instances", "more than %d instances", STORE_LIST_MAX);
@@ -159,6 +160,17 @@ int store_host_update(struct store *st, const char *name, const char *state, int
     if ((rc = check_name(name, "name", e)) != 0 || (rc = check_state(state, e)) != 0)
         return rc;
     return st->ops->host_update(st->impl, name, state, heartbeat_ms, e);
+}
+
+int store_host_set_cordon(struct store *st, const char *name, const char *cordon,
+                          const char *maint, struct ferr *e)
+{
+    int rc;
+    if ((rc = check_name(name, "name", e)) != 0 ||
+        (cordon && (rc = check_text(cordon, STORE_CORDON_MAX, 1, "reason", e)) != 0) ||
+        (maint && (rc = check_text(maint, STORE_IDENT_MAX, 1, "maint", e)) != 0))
+        return rc;
+    return st->ops->host_set_cordon(st->impl, name, cordon, maint, e);
 }
 
 int store_host_list(struct store *st, struct store_host **out, size_t *n, struct ferr *e)

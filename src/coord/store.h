@@ -20,7 +20,7 @@
 
 #include "util/ferr.h"
 
-#define STORE_SCHEMA_VERSION 9 /* the version this code creates and understands */
+#define STORE_SCHEMA_VERSION 10 /* the version this code creates and understands */
 #define STORE_NAME_MAX 63      /* bytes: host, instance names ([A-Za-z0-9_.-]) */
 #define STORE_URL_MAX 255      /* bytes: agent URL */
 #define STORE_IDENT_MAX 64     /* bytes: user, project, state, phase, event type */
@@ -31,6 +31,8 @@
 #define STORE_HASH_HEX 64      /* chars: SHA-256 in hex */
 #define STORE_EVENTS_PAGE 1000 /* events returned by one store_events_since */
 #define STORE_LIST_MAX 100000  /* rows returned by one list call */
+#define STORE_LABELS_MAX 1023  /* bytes: a host's labels, "k=v,k=v" */
+#define STORE_CORDON_MAX 255   /* bytes: an operator's cordon reason */
 
 struct store;
 
@@ -42,6 +44,13 @@ struct store_host {
     char state[STORE_IDENT_MAX + 1]; /* "up" or "down" */
     int64_t last_heartbeat_ms;       /* ms since epoch */
     int64_t registered_ms;           /* first registration, ms since epoch */
+    char labels[STORE_LABELS_MAX + 1]; /* "k=v,k=v" sorted by key, "" = none
+                                          (written by registration) */
+    char cordon[STORE_CORDON_MAX + 1]; /* operator's cordon reason, "" = not
+                                          cordoned (kept by registration) */
+    char maint[STORE_IDENT_MAX + 1];   /* id of the plan draining or
+                                          maintaining it, "" = none (kept by
+                                          registration) */
 };
 
 struct store_instance {
@@ -176,6 +185,13 @@ int store_host_get(struct store *st, const char *name, struct store_host *out, s
  * last heartbeat. FERR_NOTFOUND when unknown. */
 int store_host_update(struct store *st, const char *name, const char *state, int64_t heartbeat_ms,
                       struct ferr *e) __attribute__((warn_unused_result));
+
+/* Sets host name's operator cordon (cordon: reason, "" to lift it) and/or
+ * the plan holding it (maint: plan id, "" to release); a NULL argument
+ * leaves that field as it is. FERR_NOTFOUND when unknown, FERR_TOOBIG over
+ * STORE_CORDON_MAX / STORE_IDENT_MAX; nothing changes on failure. */
+int store_host_set_cordon(struct store *st, const char *name, const char *cordon,
+                          const char *maint, struct ferr *e) __attribute__((warn_unused_result));
 
 /* Lists every host ordered by name: *out (caller frees with free()), *n. */
 int store_host_list(struct store *st, struct store_host **out, size_t *n, struct ferr *e)

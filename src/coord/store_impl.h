@@ -16,6 +16,8 @@ struct store_ops {
     int (*host_get)(void *impl, const char *name, struct store_host *out, struct ferr *e);
     int (*host_update)(void *impl, const char *name, const char *state, int64_t heartbeat_ms,
                        struct ferr *e);
+    int (*host_set_cordon)(void *impl, const char *name, const char *cordon, const char *maint,
+                           struct ferr *e);
     int (*host_list)(void *impl, struct store_host **out, size_t *n, struct ferr *e);
     int (*instance_list)(void *impl, const char *host, struct store_instance **out, size_t *n,
                          struct ferr *e);

@@ -119,6 +119,11 @@ static const char *const MIGRATIONS[] = {
     "DROP INDEX migrations_project;"
     "CREATE INDEX migrations_created_keys ON migrations(created_ms, id, project, rev);"
     "CREATE INDEX migrations_project_keys ON migrations(project, created_ms, id, rev);",
+    /* v10: host labels (from registration), an operator's cordon and the
+       plan that drains or maintains a host (neither is a destination) */
+    "ALTER TABLE hosts ADD COLUMN labels TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE hosts ADD COLUMN cordon TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE hosts ADD COLUMN maint TEXT NOT NULL DEFAULT '';",
 };
 
 _Static_assert(sizeof(MIGRATIONS) / sizeof(MIGRATIONS[0]) == STORE_SCHEMA_VERSION,
@@ -322,9 +327,10 @@ static int sq_host_register(void *impl, const struct store_host *h,
     sqlite3_finalize(st);
     if ((rc = prep(s,
                    "INSERT INTO hosts (name, url, ram_mib, vcpus, state, last_heartbeat_ms,"
-                   " registered_ms) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(name) DO UPDATE SET"
-                   " url = excluded.url, ram_mib = excluded.ram_mib, vcpus = excluded.vcpus,"
-                   " state = excluded.state, last_heartbeat_ms = excluded.last_heartbeat_ms",
+                   " registered_ms, labels) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(name) DO"
+                   " UPDATE SET url = excluded.url, ram_mib = excluded.ram_mib,"
+                   " vcpus = excluded.vcpus, state = excluded.state,"
+                   " last_heartbeat_ms = excluded.last_heartbeat_ms, labels = excluded.labels",
                    &st, e)) != 0)
         goto fail;
     bind_text(st, 1, h->name);
@@ -334,6 +340,7 @@ static int sq_host_register(void *impl, const struct store_host *h,
     bind_text(st, 5, h->state);
     sqlite3_bind_int64(st, 6, h->last_heartbeat_ms);
     sqlite3_bind_int64(st, 7, h->last_heartbeat_ms);
+    bind_text(st, 8, h->labels);
     if ((rc = run(s, st, "upsert host", e)) != 0)
         goto fail;
     if ((rc = prep(s, "DELETE FROM instances WHERE host = ?", &st, e)) != 0)
@@ -365,7 +372,8 @@ fail:
     return rc;
 }
 
-#define HOST_COLS "name, url, ram_mib, vcpus, state, last_heartbeat_ms, registered_ms"
+#define HOST_COLS                                                                               \
+    "name, url, ram_mib, vcpus, state, last_heartbeat_ms, registered_ms, labels, cordon, maint"
 
 static void host_row(sqlite3_stmt *st, struct store_host *h)
 {
@@ -377,6 +385,9 @@ static void host_row(sqlite3_stmt *st, struct store_host *h)
     col_text(st, 4, h->state, sizeof(h->state));
     h->last_heartbeat_ms = sqlite3_column_int64(st, 5);
     h->registered_ms = sqlite3_column_int64(st, 6);
+    col_text(st, 7, h->labels, sizeof(h->labels));
+    col_text(st, 8, h->cordon, sizeof(h->cordon));
+    col_text(st, 9, h->maint, sizeof(h->maint));
 }
 
 static int sq_host_get(void *impl, const char *name, struct store_host *out, struct ferr *e)
@@ -413,6 +424,27 @@ static int sq_host_update(void *impl, const char *name, const char *state, int64
     sqlite3_bind_int64(st, 3, heartbeat_ms);
     bind_text(st, 4, name);
     if ((rc = run(s, st, "update host", e)) != 0)
+        return rc;
+    if (sqlite3_changes(s->db) == 0)
+        return ferr_set(e, FERR_NOTFOUND, "name", "no host %s", name);
+    return 0;
+}
+
+static int sq_host_set_cordon(void *impl, const char *name, const char *cordon,
+                              const char *maint, struct ferr *e)
+{
+    struct sq *s = impl;
+    sqlite3_stmt *st;
+    int rc = prep(s,
+                  "UPDATE hosts SET cordon = coalesce(?, cordon), maint = coalesce(?, maint)"
+                  " WHERE name = ?",
+                  &st, e);
+    if (rc)
+        return rc;
+    bind_text(st, 1, cordon);
+    bind_text(st, 2, maint);
+    bind_text(st, 3, name);
+    if ((rc = run(s, st, "cordon host", e)) != 0)
         return rc;
     if (sqlite3_changes(s->db) == 0)
         return ferr_set(e, FERR_NOTFOUND, "name", "no host %s", name);
@@ -1370,6 +1402,7 @@ static const struct store_ops SQLITE_OPS = {
     .host_register = sq_host_register,
     .host_get = sq_host_get,
     .host_update = sq_host_update,
+    .host_set_cordon = sq_host_set_cordon,
     .host_list = sq_host_list,
     .instance_list = sq_instance_list,
     .event_append = sq_event_append,

@@ -92,6 +92,8 @@ static const struct {
     {"plan:resume", "rule:admin", "Resume a paused maintenance plan."},
     {"plan:abort", "rule:admin", "Abort a maintenance plan."},
     {"host:list", "rule:admin", "List hosts."},
+    {"host:cordon", "rule:admin", "Cordon a host: no migration chooses it as destination."},
+    {"host:uncordon", "rule:admin", "Lift an operator's cordon of a host."},
     {"host:show", "rule:admin", "Show one host."},
     {"instance:list", "rule:admin_or_owner", "List instances; checked per instance."},
     {"instance:show", "rule:admin_or_owner", "Show one instance."},

@@ -2,7 +2,8 @@
  * depth pre-scan, then the migration create body (migreq_parse), the
  * limits PATCH body (migreq_limits_patch), a consent decision body
  * (consent_decision_parse) and the consent list filters
- * (consent_filter_check) over the same object. Any crash, leak or
+ * (consent_filter_check), host labels (place_labels_parse) and a plan's
+ * label selector (place_selector_parse) over the same object. Any crash, leak or
  * sanitizer report is a bug; rejections are expected but must say why, and
  * whatever is accepted must be safe to use and accepted again.
  * fuzz-srcs: src/coord/place.c src/coord/consentreq.c */
@@ -54,6 +55,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (r.consent_action[0])
             json_object_set_new(k, "timeout_action", json_string(r.consent_action));
         json_object_set_new(back, "consent", k);
+        if (r.vcpu_overcommit > 0)
+            json_object_set_new(back, "vcpu_overcommit", json_real(r.vcpu_overcommit));
+        if (r.ram_overcommit > 0)
+            json_object_set_new(back, "ram_overcommit", json_real(r.ram_overcommit));
         struct migreq r2;
         if (migreq_parse(back, &r2, &e) != 0 || r2.consent_timeout_s != r.consent_timeout_s ||
             strcmp(r2.consent_action, r.consent_action) != 0)
@@ -83,6 +88,33 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             if ((unsigned char)d.reason[i] < 0x20 || d.reason[i] == 0x7f)
                 abort(); /* a recorded reason never carries control characters */
     } else {
+        must_explain(&e);
+    }
+    /* host labels (the registration body's "labels"): accepted text is
+     * canonical and survives the round trip through JSON; label selectors
+     * ("label" of a plan) accept only what matches themselves. */
+    char labels[STORE_LABELS_MAX + 1];
+    memset(&e, 0, sizeof(e));
+    if (place_labels_parse(json_object_get(obj, "labels"), labels, sizeof(labels), &e) == 0) {
+        json_t *lo = place_labels_json(labels);
+        char again[STORE_LABELS_MAX + 1];
+        if (place_labels_parse(lo, again, sizeof(again), &e) != 0 || strcmp(again, labels) != 0)
+            abort();
+        json_decref(lo);
+    } else {
+        must_explain(&e);
+        if (labels[0])
+            abort(); /* a rejection leaves nothing behind */
+    }
+    const char *sel = json_string_value(json_object_get(obj, "label"));
+    char lk[PLACE_LABEL_KEY_MAX + 1], lv[PLACE_LABEL_VAL_MAX + 1];
+    memset(&e, 0, sizeof(e));
+    if (sel && place_selector_parse(sel, "label", lk, lv, &e) == 0) {
+        char one[PLACE_LABEL_KEY_MAX + PLACE_LABEL_VAL_MAX + 2];
+        snprintf(one, sizeof(one), "%s=%s", lk, lv);
+        if (!place_labels_match(one, lk, lv))
+            abort();
+    } else if (sel) {
         must_explain(&e);
     }
     const char *st = json_string_value(json_object_get(obj, "state"));

@@ -5,13 +5,15 @@
  * Any crash, leak or sanitizer report is a bug; a rejection must say
  * why; whatever is accepted must pass the store's own
  * rules (valid names, each instance once, sizes in range) and be accepted
- * again when serialised back.
- * fuzz-srcs: src/coord/hostreq.c */
+ * again when serialised back (labels included, to the same canonical
+ * text).
+ * fuzz-srcs: src/coord/hostreq.c src/coord/place.c */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "coord/hostreq.h"
+#include "coord/place.h"
 #include "util/jsonin.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -44,15 +46,16 @@ static void check_accepted(const struct store_host *h, const struct store_instan
                                              (json_int_t)inst[i].memory_mib, "vcpus",
                                              (json_int_t)inst[i].vcpus));
     }
-    json_t *back = json_pack("{s:s, s:s, s:I, s:I, s:o}", "name", h->name, "agent_url", h->url,
-                             "ram_mib", (json_int_t)h->ram_mib, "vcpus", (json_int_t)h->vcpus,
-                             "instances", arr);
+    json_t *back = json_pack("{s:s, s:s, s:I, s:I, s:o, s:o}", "name", h->name, "agent_url",
+                             h->url, "ram_mib", (json_int_t)h->ram_mib, "vcpus",
+                             (json_int_t)h->vcpus, "instances", arr, "labels",
+                             place_labels_json(h->labels));
     struct store_host h2;
     struct store_instance *inst2 = NULL;
     size_t n2 = 0;
     struct ferr e = {0};
     if (hostreq_register_parse(back, &h2, &inst2, &n2, &e) != 0 || n2 != n ||
-        strcmp(h2.name, h->name) != 0)
+        strcmp(h2.name, h->name) != 0 || strcmp(h2.labels, h->labels) != 0)
         abort(); /* what we keep we must accept again */
     free(inst2);
     json_decref(back);

@@ -2,7 +2,9 @@
  * tables: placement never exceeds a host's RAM or vCPU capacity (instances
  * and in-flight migrations counted), never picks the source or a down host,
  * prefers the most free RAM and says so when nothing fits; create and
- * limits bodies are validated field by field, naming the field. */
+ * limits bodies are validated field by field, naming the field; a
+ * cordoned host is never chosen; host labels are validated, capped and
+ * canonical, and selectors match exactly. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,63 +24,72 @@ struct pcase {
 
 static const struct pcase PCASES[] = {
     {"most free RAM wins",
-     {{"a", true, 4096, 4, 1024, 1}, {"b", true, 8192, 4, 0, 0}, {"c", true, 2048, 4, 0, 0}},
+     {{"a", true, 4096, 4, 1024, 1, false}, {"b", true, 8192, 4, 0, 0, false}, {"c", true, 2048, 4, 0, 0, false}},
      3,
      "a",
      512,
      1,
      "b"},
     {"source excluded even when it has the most room",
-     {{"src", true, 65536, 64, 0, 0}, {"b", true, 2048, 2, 0, 0}},
+     {{"src", true, 65536, 64, 0, 0, false}, {"b", true, 2048, 2, 0, 0, false}},
      2,
      "src",
      512,
      1,
      "b"},
     {"down host excluded",
-     {{"a", true, 1024, 2, 0, 0}, {"big", false, 65536, 64, 0, 0}, {"b", true, 2048, 2, 0, 0}},
+     {{"a", true, 1024, 2, 0, 0, false}, {"big", false, 65536, 64, 0, 0, false}, {"b", true, 2048, 2, 0, 0, false}},
+     3,
+     "a",
+     512,
+     1,
+     "b"},
+    {"cordoned host excluded even when it has the most room",
+     {{"a", true, 1024, 2, 0, 0, false},
+      {"big", true, 65536, 64, 0, 0, true},
+      {"b", true, 2048, 2, 0, 0, false}},
      3,
      "a",
      512,
      1,
      "b"},
     {"RAM exactly fits",
-     {{"a", true, 1024, 2, 0, 0}, {"b", true, 1024, 2, 512, 0}},
+     {{"a", true, 1024, 2, 0, 0, false}, {"b", true, 1024, 2, 512, 0, false}},
      2,
      "a",
      512,
      1,
      "b"},
     {"RAM one MiB short: nothing",
-     {{"a", true, 1024, 2, 0, 0}, {"b", true, 1024, 2, 513, 0}},
+     {{"a", true, 1024, 2, 0, 0, false}, {"b", true, 1024, 2, 513, 0, false}},
      2,
      "a",
      512,
      1,
      NULL},
     {"vCPUs exhausted: nothing",
-     {{"a", true, 1024, 2, 0, 0}, {"b", true, 8192, 2, 0, 2}},
+     {{"a", true, 1024, 2, 0, 0, false}, {"b", true, 8192, 2, 0, 2, false}},
      2,
      "a",
      512,
      1,
      NULL},
     {"over-committed host (used > capacity) never chosen",
-     {{"a", true, 1024, 2, 0, 0}, {"b", true, 1024, 2, 4096, 9}, {"c", true, 600, 1, 0, 0}},
+     {{"a", true, 1024, 2, 0, 0, false}, {"b", true, 1024, 2, 4096, 9, false}, {"c", true, 600, 1, 0, 0, false}},
      3,
      "a",
      512,
      1,
      "c"},
     {"only the source and down hosts: nothing",
-     {{"a", true, 65536, 8, 0, 0}, {"b", false, 65536, 8, 0, 0}},
+     {{"a", true, 65536, 8, 0, 0, false}, {"b", false, 65536, 8, 0, 0, false}},
      2,
      "a",
      64,
      1,
      NULL},
     {"tie broken by name",
-     {{"z", true, 2048, 2, 0, 0}, {"m", true, 2048, 2, 0, 0}, {"src", true, 1, 1, 0, 0}},
+     {{"z", true, 2048, 2, 0, 0, false}, {"m", true, 2048, 2, 0, 0, false}, {"src", true, 1, 1, 0, 0, false}},
      3,
      "src",
      256,
@@ -113,9 +124,9 @@ static void t_place_never_exceeds(void)
         for (uint32_t uv = 0; uv <= 4; uv++)
             for (uint64_t need = 64; need <= 2048; need += 192)
                 for (int up = 0; up <= 1; up++) {
-                    struct place_host h[3] = {{"src", true, 4096, 4, 0, 0},
-                                              {"x", up != 0, 2048, 4, used, uv},
-                                              {"y", true, 1536, 2, 2048 - used, 4 - uv}};
+                    struct place_host h[3] = {{"src", true, 4096, 4, 0, 0, false},
+                                              {"x", up != 0, 2048, 4, used, uv, false},
+                                              {"y", true, 1536, 2, 2048 - used, 4 - uv, false}};
                     size_t got;
                     if (place_choose(h, 3, "src", need, 1, &got, NULL) != 0)
                         continue;
@@ -132,7 +143,7 @@ static void t_place_never_exceeds(void)
 
 static void t_account(void)
 {
-    struct place_host h[2] = {{"a", true, 4096, 4, 0, 0}, {"b", true, 4096, 4, 0, 0}};
+    struct place_host h[2] = {{"a", true, 4096, 4, 0, 0, false}, {"b", true, 4096, 4, 0, 0, false}};
     struct store_instance inst[3] = {
         {"i1", "a", "p", 1024, 1}, {"i2", "a", "p", 512, 2}, {"i3", "b", "p", 256, 1}};
     struct store_migration m[3];
@@ -243,6 +254,58 @@ static void t_limits_patch(void)
     }
 }
 
+static void t_labels(void)
+{
+    char out[STORE_LABELS_MAX + 1];
+    struct ferr e = {0};
+    json_t *o = json_pack("{s:s, s:s, s:s}", "zone", "b", "rack", "r-12", "topology.io/ssd", "");
+    CHECK(place_labels_parse(o, out, sizeof(out), &e) == 0, "%s", e.msg);
+    CHECK(strcmp(out, "rack=r-12,topology.io/ssd=,zone=b") == 0, "canonical '%s'", out);
+    json_t *back = place_labels_json(out);
+    CHECK(json_equal(back, o), "round trip");
+    json_decref(back);
+    json_decref(o);
+    CHECK(place_labels_match("rack=r-12,zone=b", "zone", "b"), "zone=b matches");
+    CHECK(!place_labels_match("rack=r-12,zone=bb", "zone", "b"), "zone=bb is not zone=b");
+    CHECK(!place_labels_match("rack=r-12,xzone=b", "zone", "b"), "xzone=b is not zone=b");
+    CHECK(!place_labels_match("", "zone", "b"), "no labels");
+    CHECK(place_labels_parse(NULL, out, sizeof(out), &e) == 0 && out[0] == '\0', "none");
+    static const char *const bad[] = {
+        "[1]", "{\"\": \"x\"}", "{\"-a\": \"x\"}", "{\"a b\": \"x\"}", "{\"a\": 1}",
+        "{\"a\": \"x,y\"}", "{\"a\": \"x=y\"}", "{\"a\": \"x/y\"}",
+        "{\"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\": \"x\"}", NULL};
+    for (int i = 0; bad[i]; i++) {
+        json_t *b = json_loads(bad[i], JSON_DECODE_ANY, NULL);
+        memset(&e, 0, sizeof(e));
+        snprintf(out, sizeof(out), "junk");
+        CHECK(b && place_labels_parse(b, out, sizeof(out), &e) == FERR_INVAL &&
+                  strncmp(e.field, "labels", 6) == 0 && e.msg[0] && out[0] == '\0',
+              "%s accepted or field '%s'", bad[i], e.field);
+        json_decref(b);
+    }
+    json_t *many = json_object();
+    for (int i = 0; i <= PLACE_LABELS_MAX; i++) {
+        char k[16];
+        snprintf(k, sizeof(k), "k%d", i);
+        json_object_set_new(many, k, json_string("v"));
+    }
+    CHECK(place_labels_parse(many, out, sizeof(out), &e) == FERR_TOOBIG, "17 labels accepted");
+    json_object_del(many, "k0");
+    CHECK(place_labels_parse(many, out, sizeof(out), &e) == 0, "16 labels refused: %s", e.msg);
+    json_decref(many);
+    char k[PLACE_LABEL_KEY_MAX + 1], v[PLACE_LABEL_VAL_MAX + 1];
+    CHECK(place_selector_parse("zone=b", "label", k, v, &e) == 0 && !strcmp(k, "zone") &&
+              !strcmp(v, "b"),
+          "selector zone=b");
+    CHECK(place_selector_parse("ssd=", "label", k, v, &e) == 0 && !strcmp(k, "ssd") && !v[0],
+          "selector ssd=");
+    static const char *const badsel[] = {"zone", "=b", "zo ne=b", "zone=b,c", "", NULL};
+    for (int i = 0; badsel[i]; i++)
+        CHECK(place_selector_parse(badsel[i], "label", k, v, &e) == FERR_INVAL &&
+                  !strcmp(e.field, "label"),
+              "selector '%s' accepted", badsel[i]);
+}
+
 int main(void)
 {
     test_run("place: table — most room, source/down excluded, exact fit, nothing fits",
@@ -251,6 +314,7 @@ int main(void)
              t_place_never_exceeds);
     test_run("place: accounting counts instances and in-flight migrations once", t_account);
     test_run("migreq: create body validated per field", t_validate);
+    test_run("labels: validated, capped, canonical; selectors match exactly", t_labels);
     test_run("migreq: limits patch validated per field", t_limits_patch);
     return test_done();
 }

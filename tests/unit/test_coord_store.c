@@ -215,6 +215,38 @@ static void t_newer_refused(void)
     free(p);
 }
 
+/* Labels come with each registration; the operator's cordon and the plan's
+ * hold are set apart and survive re-registration; unknown host refused. */
+static void t_cordon_labels(void)
+{
+    char *p = new_path();
+    struct store *st = NULL;
+    struct ferr e = {0};
+    struct store_host h = host("h1", "up"), got;
+    snprintf(h.labels, sizeof(h.labels), "rack=r1,zone=a");
+    REQUIRE(store_open(p, &st, &e) == 0, "open: %s", e.msg);
+    REQUIRE(store_host_register(st, &h, NULL, 0, NULL, &e) == 0, "register: %s", e.msg);
+    CHECK(store_host_set_cordon(st, "h1", "admin: disk", NULL, &e) == 0, "cordon: %s", e.msg);
+    CHECK(store_host_set_cordon(st, "h1", NULL, "plan-x", &e) == 0, "hold: %s", e.msg);
+    snprintf(h.labels, sizeof(h.labels), "zone=b");
+    REQUIRE(store_host_register(st, &h, NULL, 0, NULL, &e) == 0, "register again: %s", e.msg);
+    CHECK(store_host_get(st, "h1", &got, &e) == 0 && !strcmp(got.labels, "zone=b") &&
+              !strcmp(got.cordon, "admin: disk") && !strcmp(got.maint, "plan-x"),
+          "labels '%s' cordon '%s' maint '%s'", got.labels, got.cordon, got.maint);
+    CHECK(store_host_set_cordon(st, "h1", "", "", &e) == 0, "lift: %s", e.msg);
+    CHECK(store_host_get(st, "h1", &got, &e) == 0 && !got.cordon[0] && !got.maint[0],
+          "not lifted: '%s' '%s'", got.cordon, got.maint);
+    CHECK(store_host_set_cordon(st, "nope", "x", NULL, &e) == FERR_NOTFOUND, "unknown host");
+    char big[STORE_CORDON_MAX + 2];
+    memset(big, 'x', sizeof(big) - 1);
+    big[sizeof(big) - 1] = '\0';
+    CHECK(store_host_set_cordon(st, "h1", big, NULL, &e) == FERR_TOOBIG, "oversize reason");
+    CHECK(store_host_get(st, "h1", &got, &e) == 0 && !got.cordon[0], "oversize reason stored");
+    store_close(st);
+    unlink(p);
+    free(p);
+}
+
 static void t_atomic_event(void)
 {
     char *p = new_path();
@@ -431,6 +463,7 @@ int main(void)
     test_run("store: register replaces and moves instances; duplicates refused",
              t_register_instances);
     test_run("store: tokens stored hashed, looked up by SHA-256", t_tokens);
+    test_run("store: labels from registration; cordon and plan hold kept apart", t_cordon_labels);
     test_run("store: caps and bad input name the field and store nothing", t_caps);
     char *cmd = xasprintf("rm -rf '%s'", dir);
     if (system(cmd) != 0)

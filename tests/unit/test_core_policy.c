@@ -97,6 +97,8 @@ static void t_default_matrix(void)
         {"plan:resume", &T_HOST, {1, 0, 0, 0, 0, 0}},
         {"plan:abort", &T_HOST, {1, 0, 0, 0, 0, 0}},
         {"host:list", &T_HOST, {1, 0, 0, 0, 0, 0}},
+        {"host:cordon", &T_HOST, {1, 0, 0, 0, 0, 0}},
+        {"host:uncordon", &T_HOST, {1, 0, 0, 0, 0, 0}},
         {"host:show", &T_HOST, {1, 0, 0, 0, 0, 0}},
         {"instance:list", &T_MIG, {1, 1, 0, 1, 1, 0}},
         {"instance:show", &T_MIG, {1, 1, 0, 1, 1, 0}},
