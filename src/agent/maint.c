@@ -4,11 +4,15 @@
  * command is not our direct child: a small supervisor process forks it,
  * waits for it with the timeout, kills its process group on expiry, and
  * writes one line "exit N" / "signal N" / "timeout" to a pipe the agent's
- * loop reads. */
+ * loop reads. The command's stdout and stderr come through the supervisor,
+ * which copies them to its own stderr (the agent's log) and keeps the
+ * first MAINT_OUTPUT_MAX bytes in STATE_DIR/maintenance.out; the record's
+ * "output" is that file. */
 #include "agent/maint.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -50,6 +54,34 @@ static int64_t wall_ms(void)
 static char *state_path(void)
 {
     return xasprintf("%s/maintenance.json", M.ag->state_dir);
+}
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static char *output_path(void)
+{
+    return xasprintf("%s/maintenance.out", M.ag->state_dir);
+}
+
+/* The captured output of the last command (at most MAINT_OUTPUT_MAX bytes,
+ * invalid UTF-8 replaced), as a new JSON string. */
+static json_t *read_output(void)
+{
+    char *p = output_path(), buf[MAINT_OUTPUT_MAX];
+    FILE *f = fopen(p, "r");
+    size_t n = f ? fread(buf, 1, sizeof(buf), f) : 0;
+    if (f)
+        fclose(f);
+    free(p);
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)buf[i] >= 0x80 || (buf[i] < 0x20 && buf[i] != '\n' && buf[i] != '\t'))
+            buf[i] = '?'; /* keep it valid JSON text whatever the command printed */
+    return json_stringn(buf, n);
 }
 
 static void save(void)
@@ -123,6 +155,7 @@ static void on_status(evutil_socket_t fd, short what, void *arg)
     json_object_set_new(M.last, "exit_status", json_integer(n));
     json_object_set_new(M.last, "finished_ms", json_integer(wall_ms()));
     json_object_set_new(M.last, "report", json_string(M.buf[0] ? M.buf : "no report"));
+    json_object_set_new(M.last, "output", read_output());
     save();
     log_info("maint", "msg=\"maintenance action ended\" state=%s report=\"%s\"", state, M.buf);
     if (strcmp(state, "succeeded") == 0 && M.restart) {
@@ -132,9 +165,14 @@ static void on_status(evutil_socket_t fd, short what, void *arg)
     }
 }
 
-/* The supervisor (a child of the agent): runs command, reports, exits. */
-static void supervise(int wfd, const char *command, uint64_t timeout_s)
+/* The supervisor (a child of the agent): runs command with its output
+ * through a pipe (copied to stderr, the first MAINT_OUTPUT_MAX bytes kept in
+ * out_path), reports, exits. */
+static void supervise(int wfd, const char *command, uint64_t timeout_s, const char *out_path)
 {
+    int op[2] = {-1, -1};
+    if (pipe(op) != 0)
+        op[0] = op[1] = -1;
     pid_t pid = fork();
     if (pid == 0) {
         setpgid(0, 0);
@@ -143,20 +181,49 @@ static void supervise(int wfd, const char *command, uint64_t timeout_s)
             dup2(devnull, 0);
             close(devnull);
         }
+        if (op[1] >= 0) {
+            dup2(op[1], 1);
+            dup2(op[1], 2);
+            close(op[0]);
+            close(op[1]);
+        }
         execl("/bin/sh", "sh", "-c", command, (char *)NULL);
         _exit(127);
     }
-    char line[STATUS_MAX];
+    if (op[1] >= 0)
+        close(op[1]);
+    char line[STATUS_MAX], keep[MAINT_OUTPUT_MAX];
+    size_t kept = 0;
     if (pid < 0) {
         snprintf(line, sizeof(line), "exit 126\n");
     } else {
         setpgid(pid, pid);
         int status = 0;
-        uint64_t waited_ms = 0;
-        pid_t w;
-        while ((w = waitpid(pid, &status, WNOHANG)) == 0 && waited_ms < timeout_s * 1000) {
-            usleep(100000);
-            waited_ms += 100;
+        int64_t t0 = mono_ms(), exited_at = 0;
+        pid_t w = 0;
+        /* until the command ended and its output is read (or, when a
+         * background child keeps the pipe open, 500 ms after it ended) */
+        while (mono_ms() - t0 < (int64_t)timeout_s * 1000) {
+            if (w == 0 && (w = waitpid(pid, &status, WNOHANG)) != 0)
+                exited_at = mono_ms();
+            if (w != 0 && (op[0] < 0 || mono_ms() - exited_at >= 500))
+                break;
+            struct pollfd pfd = {op[0], POLLIN, 0};
+            int pr = op[0] >= 0 ? poll(&pfd, 1, 100) : (usleep(100000), 0);
+            if (pr > 0) {
+                char buf[4096];
+                ssize_t r = read(op[0], buf, sizeof(buf));
+                if (r <= 0) {
+                    close(op[0]);
+                    op[0] = -1;
+                } else {
+                    ssize_t wr = write(STDERR_FILENO, buf, (size_t)r);
+                    (void)wr;
+                    size_t take = (size_t)r < sizeof(keep) - kept ? (size_t)r : sizeof(keep) - kept;
+                    memcpy(keep + kept, buf, take);
+                    kept += take;
+                }
+            }
         }
         if (w == 0) {
             kill(-pid, SIGKILL);
@@ -167,6 +234,12 @@ static void supervise(int wfd, const char *command, uint64_t timeout_s)
         } else {
             snprintf(line, sizeof(line), "signal %d\n", w > 0 ? WTERMSIG(status) : 0);
         }
+    }
+    FILE *f = fopen(out_path, "w");
+    if (f) {
+        if (kept && fwrite(keep, 1, kept, f) != kept)
+            kept = 0;
+        fclose(f);
     }
     ssize_t wr = write(wfd, line, strlen(line));
     (void)wr;
@@ -218,11 +291,14 @@ static void post(struct agent *ag, struct evhttp_request *req)
         ferr_set(&e, -errno, "", "pipe: %s", strerror(errno));
         return httpd_reply_err(req, &e);
     }
+    char *out_path = output_path();
+    unlink(out_path);
     pid_t pid = fork();
     if (pid == 0) {
         close(fds[0]);
-        supervise(fds[1], command, timeout_s);
+        supervise(fds[1], command, timeout_s, out_path);
     }
+    free(out_path);
     close(fds[1]);
     if (pid < 0) {
         close(fds[0]);

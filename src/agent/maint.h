@@ -15,6 +15,7 @@
 #include "agent/agent.h"
 
 #define MAINT_COMMAND_MAX 4096 /* bytes of a command */
+#define MAINT_OUTPUT_MAX 4096  /* bytes of a command's output kept in its record */
 
 /* Remembers argv (borrowed for the process's life) for the restart, the
  * wall-clock start of this process, and loads the last result from
@@ -24,7 +25,8 @@ void maint_init(struct agent *ag, char **argv);
 /* Serves POST /v1/maintenance {id, command, restart?, timeout_s?} → 202
  * (409 while another action runs) and GET /v1/maintenance → 200
  * {id, state: none|running|succeeded|failed|timeout, exit_status,
- * started_ms, finished_ms, agent_started_ms}. Always replies. */
+ * started_ms, finished_ms, output (the first MAINT_OUTPUT_MAX bytes of its
+ * stdout and stderr), agent_started_ms}. Always replies. */
 void maint_handle(struct agent *ag, struct evhttp_request *req);
 
 #endif

@@ -17,9 +17,11 @@
 
 void cli_plan_usage(FILE *to)
 {
-    fputs("  ferry plan create (--hosts H1,H2,... | --all) --command CMD [--reboot]\n"
-          "                    [--max-down N] [--per-source N] [--per-destination N]\n"
-          "                    [--cluster N] [--health-timeout S] [--deferral S] [--watch]\n"
+    fputs("  ferry plan create (--hosts H1,H2,... | --all | --label KEY=VALUE) --command CMD\n"
+          "                    [--reboot] [--max-down N] [--per-source N] [--per-destination N]\n"
+          "                    [--cluster N] [--health-timeout S] [--health-command CMD]\n"
+          "                    [--vcpu-overcommit R] [--ram-overcommit R] [--deferral S]\n"
+          "                    [--watch]\n"
           "  ferry plan list | show ID | watch ID | pause ID | resume ID | abort ID\n"
           "      (every plan command takes --url URL --token-file FILE --json)\n",
           to);
@@ -163,9 +165,13 @@ int cli_plan(int argc, char **argv)
         {"per-destination", required_argument, NULL, 't'},
         {"cluster", required_argument, NULL, 'C'},   {"health-timeout", required_argument, NULL, 'h'},
         {"deferral", required_argument, NULL, 'D'},  {"watch", no_argument, NULL, 'w'},
+        {"label", required_argument, NULL, 'l'},     {"health-command", required_argument, NULL, 'k'},
+        {"vcpu-overcommit", required_argument, NULL, 'v'},
+        {"ram-overcommit", required_argument, NULL, 'm'},
         {NULL, 0, NULL, 0}};
     struct popts o = {0};
-    const char *hosts = NULL, *command = NULL;
+    const char *hosts = NULL, *command = NULL, *label = NULL, *hcmd = NULL;
+    double vcpu_oc = 0, ram_oc = 0;
     bool all = false, reboot = false, do_watch = false;
     long long max_down = 1, per_src = 1, per_dst = 1, cluster = 0, health = 120, deferral = 300;
     if (argc < 2) {
@@ -185,8 +191,20 @@ int cli_plan(int argc, char **argv)
                 return CLI_EXIT_USAGE;
             }
         }
+        if (strchr("vm", c) && optarg) {
+            double d = strtod(optarg, &end);
+            if (!*optarg || *end || !(d > 0)) {
+                fprintf(stderr, "ferry: bad ratio '%s'\n", optarg);
+                return CLI_EXIT_USAGE;
+            }
+            *(c == 'v' ? &vcpu_oc : &ram_oc) = d;
+        }
         switch (c) {
         case 'U': o.url = optarg; break;
+        case 'l': label = optarg; break;
+        case 'k': hcmd = optarg; break;
+        case 'v':
+        case 'm': break;
         case 'K': o.token_file = optarg; break;
         case 'j': o.json = 1; break;
         case 'H': hosts = optarg; break;
@@ -215,8 +233,9 @@ int cli_plan(int argc, char **argv)
     char path[160];
     int rc = CLI_EXIT_OK;
     if (strcmp(verb, "create") == 0) {
-        if (!command || (!hosts && !all) || (hosts && all)) {
-            fprintf(stderr, "ferry: plan create needs --command and one of --hosts, --all\n");
+        if (!command || (!!hosts + all + !!label) != 1) {
+            fprintf(stderr,
+                    "ferry: plan create needs --command and one of --hosts, --all, --label\n");
             rc = CLI_EXIT_USAGE;
             goto out;
         }
@@ -225,8 +244,14 @@ int cli_plan(int argc, char **argv)
                               per_dst, "cluster", cluster, "action", "command", command, "reboot",
                               reboot, "health_check", "timeout_s", health, "deferral_deadline_s",
                               deferral);
-        if (all)
-            json_object_set_new(b, "label", json_string("all"));
+        if (hcmd)
+            json_object_set_new(json_object_get(b, "health_check"), "command", json_string(hcmd));
+        if (vcpu_oc > 0)
+            json_object_set_new(b, "vcpu_overcommit", json_real(vcpu_oc));
+        if (ram_oc > 0)
+            json_object_set_new(b, "ram_overcommit", json_real(ram_oc));
+        if (all || label)
+            json_object_set_new(b, "label", json_string(all ? "all" : label));
         else
             json_object_set_new(b, "hosts", hosts_array(hosts));
         int status = 0;

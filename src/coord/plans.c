@@ -40,6 +40,10 @@
 #define COMMAND_MAX 4096         /* bytes of a maintenance command */
 #define HOSTS_MAX 4096           /* target hosts in one request */
 #define INFLIGHT_MAX 256         /* executor requests in flight */
+#define PLAN_VCPU_OVERCOMMIT_MAX 16.0 /* vCPUs per physical CPU a plan may allow */
+#define PLAN_RAM_OVERCOMMIT_MAX 4.0   /* guest RAM per host RAM a plan may allow */
+#define CHECK_GRACE_MS 15000         /* beyond the command's own timeout, ms */
+#define CHECK_OUTPUT_MAX 512          /* bytes of a health check's output kept in an alert */
 
 struct preq; /* one request in flight */
 
@@ -160,6 +164,15 @@ static int commit_step(struct coord *c, struct store_plan *p, struct store_plan_
         rc = store_plan_update(c->st, p, &e);
     if (rc == 0 && h)
         rc = store_plan_host_update(c->st, h, &e);
+    if (rc == 0 && h) {
+        /* The plan holds a host (no migration chooses it as destination)
+         * from its drain until it returned or the plan let go of it. */
+        bool holds = strcmp(h->step, "pending") != 0 && strcmp(h->step, "returned") != 0 &&
+                     strcmp(h->state, "aborted") != 0;
+        rc = store_host_set_cordon(c->st, h->host, NULL, holds ? h->plan_id : "", &e);
+        if (rc == FERR_NOTFOUND)
+            rc = 0; /* a host no longer registered holds nothing */
+    }
     if (rc == 0 && type) {
         rc = emit(c, type, id, payload, now, &e);
         payload = NULL;
@@ -236,13 +249,27 @@ static bool plan_active(const char *state)
 
 /* ---- the request body ----------------------------------------------------- */
 
-static const char *const PLAN_KEYS[] = {"hosts",  "label",        "max_down",
-                                        "concurrency", "policy", "action",
-                                        "health_check", "deferral_deadline_s", "max_retries",
-                                        NULL};
+static const char *const PLAN_KEYS[] = {"hosts",           "label",           "max_down",
+                                        "concurrency",     "policy",          "action",
+                                        "health_check",    "deferral_deadline_s", "max_retries",
+                                        "vcpu_overcommit", "ram_overcommit",  NULL};
 static const char *const CONC_KEYS[] = {"per_source", "per_destination", "cluster", NULL};
 static const char *const ACTION_KEYS[] = {"command", "reboot", "timeout_s", NULL};
-static const char *const HEALTH_KEYS[] = {"timeout_s", NULL};
+static const char *const HEALTH_KEYS[] = {"timeout_s", "command", NULL};
+
+/* Reads obj[key] as a number in (0, max] into *out (left as is when the
+ * key is absent). */
+static int ratio_get(const json_t *obj, const char *key, double max, double *out, struct ferr *e)
+{
+    const json_t *v = json_object_get(obj, key);
+    if (!v)
+        return 0;
+    double d = json_number_value(v);
+    if (!json_is_number(v) || !(d > 0) || d > max)
+        return ferr_set(e, FERR_INVAL, key, "%s must be a number in (0, %g]", key, max);
+    *out = d;
+    return 0;
+}
 
 /* Validates body and returns the normalised spec (every default filled in)
  * in *spec (caller decrefs); e names the first bad field. */
@@ -253,14 +280,19 @@ static int parse_spec(const json_t *body, const struct store_host *hosts, size_t
     uint64_t max_down = 1, per_src = 1, per_dst = 1, cluster = 0, act_to = ACTION_DEFAULT_S,
              health_to = HEALTH_DEFAULT_S, defer = DEFERRAL_DEFAULT_S, retries = RETRIES_DEFAULT;
     bool reboot = false;
-    char *label = NULL, *command = NULL;
+    double vcpu_oc = 1.0, ram_oc = 1.0;
+    char *label = NULL, *command = NULL, *hc_command = NULL;
+    char lkey[PLACE_LABEL_KEY_MAX + 1] = "", lval[PLACE_LABEL_VAL_MAX + 1] = "";
     json_t *targets = json_array();
     *spec = NULL;
     if ((rc = jsonin_only_keys(body, PLAN_KEYS, e)) != 0 ||
         (rc = jsonin_u64(body, "max_down", 1, HOSTS_MAX, false, &max_down, e)) != 0 ||
         (rc = jsonin_u64(body, "deferral_deadline_s", 0, 7 * 86400, false, &defer, e)) != 0 ||
         (rc = jsonin_u64(body, "max_retries", 0, 100, false, &retries, e)) != 0 ||
-        (rc = jsonin_str(body, "label", STORE_NAME_MAX, false, &label, e)) != 0)
+        (rc = jsonin_str(body, "label", PLACE_LABEL_KEY_MAX + PLACE_LABEL_VAL_MAX + 1, false,
+                         &label, e)) != 0 ||
+        (rc = ratio_get(body, "vcpu_overcommit", PLAN_VCPU_OVERCOMMIT_MAX, &vcpu_oc, e)) != 0 ||
+        (rc = ratio_get(body, "ram_overcommit", PLAN_RAM_OVERCOMMIT_MAX, &ram_oc, e)) != 0)
         goto out;
     const json_t *conc = json_object_get(body, "concurrency");
     if (conc && !json_is_object(conc)) {
@@ -291,9 +323,21 @@ static int parse_spec(const json_t *body, const struct store_host *hosts, size_t
         goto out;
     }
     const json_t *hc = json_object_get(body, "health_check");
-    if (hc && (!json_is_object(hc) || (rc = jsonin_only_keys(hc, HEALTH_KEYS, e)) != 0 ||
-               (rc = jsonin_u64(hc, "timeout_s", 1, 86400, false, &health_to, e)) != 0)) {
-        rc = ferr_set(e, FERR_INVAL, "health_check", "health_check must be {timeout_s: 1..86400}");
+    if (hc && !json_is_object(hc)) {
+        rc = ferr_set(e, FERR_INVAL, "health_check",
+                      "health_check must be {timeout_s: 1..86400, command?}");
+        goto out;
+    }
+    if (hc && ((rc = jsonin_only_keys(hc, HEALTH_KEYS, e)) != 0 ||
+               (rc = jsonin_u64(hc, "timeout_s", 1, 86400, false, &health_to, e)) != 0 ||
+               (rc = jsonin_str(hc, "command", COMMAND_MAX, false, &hc_command, e)) != 0)) {
+        char f[FERR_FIELD_MAX];
+        snprintf(f, sizeof(f), "health_check.%.40s", e->field);
+        snprintf(e->field, sizeof(e->field), "%s", f);
+        goto out;
+    }
+    if (hc_command && !hc_command[0]) {
+        rc = ferr_set(e, FERR_INVAL, "health_check.command", "the command must not be empty");
         goto out;
     }
     const json_t *pol = json_object_get(body, "policy");
@@ -307,14 +351,17 @@ static int parse_spec(const json_t *body, const struct store_host *hosts, size_t
         goto out;
     }
     if (label) {
-        if (strcmp(label, "all") != 0) {
-            rc = ferr_set(e, FERR_INVAL, "label",
-                          "ferryd records no host labels yet; only the label \"all\" (every "
-                          "registered host) is known");
+        bool all = strcmp(label, "all") == 0;
+        if (!all && (rc = place_selector_parse(label, "label", lkey, lval, e)) != 0)
+            goto out;
+        for (size_t i = 0; i < nh; i++)
+            if (all || place_labels_match(hosts[i].labels, lkey, lval))
+                json_array_append_new(targets, json_string(hosts[i].name));
+        if (json_array_size(targets) == 0) {
+            rc = ferr_set(e, FERR_NOTFOUND, "label", "no registered host carries the label %s",
+                          label);
             goto out;
         }
-        for (size_t i = 0; i < nh; i++)
-            json_array_append_new(targets, json_string(hosts[i].name));
     } else {
         if (!json_is_array(hl) || json_array_size(hl) == 0 || json_array_size(hl) > HOSTS_MAX) {
             rc = ferr_set(e, FERR_INVAL, "hosts", "hosts must be a non-empty array of host names");
@@ -344,17 +391,21 @@ static int parse_spec(const json_t *body, const struct store_host *hosts, size_t
         rc = ferr_set(e, FERR_INVAL, "hosts", "no target host");
         goto out;
     }
-    *spec = json_pack("{s:O, s:I, s:{s:I, s:I, s:I}, s:O, s:{s:s, s:b, s:I}, s:{s:I}, s:I, s:I}",
-                      "hosts", targets, "max_down", (json_int_t)max_down, "concurrency",
-                      "per_source", (json_int_t)per_src, "per_destination", (json_int_t)per_dst,
-                      "cluster", (json_int_t)cluster, "policy", pol ? pol : json_null(), "action",
-                      "command", command, "reboot", reboot, "timeout_s", (json_int_t)act_to,
-                      "health_check", "timeout_s", (json_int_t)health_to, "deferral_deadline_s",
-                      (json_int_t)defer, "max_retries", (json_int_t)retries);
+    *spec = json_pack(
+        "{s:O, s:I, s:{s:I, s:I, s:I}, s:O, s:{s:s, s:b, s:I}, s:{s:I, s:s?}, s:I, s:I, s:f, s:f}",
+        "hosts", targets, "max_down", (json_int_t)max_down, "concurrency", "per_source",
+        (json_int_t)per_src, "per_destination", (json_int_t)per_dst, "cluster",
+        (json_int_t)cluster, "policy", pol ? pol : json_null(), "action", "command", command,
+        "reboot", reboot, "timeout_s", (json_int_t)act_to, "health_check", "timeout_s",
+        (json_int_t)health_to, "command", hc_command, "deferral_deadline_s", (json_int_t)defer,
+        "max_retries", (json_int_t)retries, "vcpu_overcommit", vcpu_oc, "ram_overcommit", ram_oc);
+    if (label)
+        json_object_set_new(*spec, "label", json_string(label));
 out:
     json_decref(targets);
     free(label);
     free(command);
+    free(hc_command);
     return rc;
 }
 
@@ -407,6 +458,7 @@ static void create(struct coord *c, struct evhttp_request *req, const struct sto
         hin[i].ram_mib = hosts[i].ram_mib;
         hin[i].vcpus = hosts[i].vcpus;
         hin[i].up = strcmp(hosts[i].state, "up") == 0;
+        hin[i].cordoned = hosts[i].cordon[0] != '\0';
         for (size_t j = 0; j < json_array_size(targets); j++)
             if (strcmp(json_string_value(json_array_get(targets, j)), hosts[i].name) == 0)
                 hin[i].target = 1;
@@ -425,6 +477,8 @@ static void create(struct coord *c, struct evhttp_request *req, const struct sto
     in.opts.conc_per_dest = (uint32_t)spec_int(spec, "concurrency", "per_destination");
     in.opts.conc_cluster = (uint32_t)spec_int(spec, "concurrency", "cluster");
     in.opts.host_action_ms = 30000;
+    in.opts.vcpu_overcommit = json_real_value(json_object_get(spec, "vcpu_overcommit"));
+    in.opts.ram_overcommit = json_real_value(json_object_get(spec, "ram_overcommit"));
     if (plan_compute(&in, &pl, &e) != 0)
         goto err;
     computed = true;
@@ -455,10 +509,11 @@ static void create(struct coord *c, struct evhttp_request *req, const struct sto
     snprintf(p.project, sizeof(p.project), "%s", who->project);
     p.created_ms = p.updated_ms = coord_now_ms();
     p.spec_json = json_dumps(spec, JSON_COMPACT);
-    json_t *detail = json_pack("{s:I, s:I, s:I, s:I, s:I}", "groups", (json_int_t)pl.n_groups,
+    json_t *detail = json_pack("{s:I, s:I, s:I, s:I, s:I, s:I}", "groups", (json_int_t)pl.n_groups,
                                "moves", (json_int_t)pl.n_moves, "makespan_ms",
                                (json_int_t)pl.makespan_ms, "estimate_ms", (json_int_t)pl.total_ms,
-                               "moved_twice", (json_int_t)pl.n_moved_twice);
+                               "moved_twice", (json_int_t)pl.n_moved_twice, "lower_bound_ms",
+                               (json_int_t)pl.lower_bound_ms);
     p.detail_json = json_dumps(detail, JSON_COMPACT);
     json_decref(detail);
     size_t nt = 0;
@@ -604,6 +659,12 @@ static void start_migration(struct coordplans *cp, const struct store_plan *p, c
     const json_t *pol = json_object_get(spec, "policy");
     if (json_is_object(pol))
         json_object_set(b, "policy", (json_t *)pol);
+    static const char *const ratios[] = {"vcpu_overcommit", "ram_overcommit"};
+    for (int i = 0; i < 2; i++) {
+        double v = json_number_value(json_object_get(spec, ratios[i]));
+        if (v > 0 && v != 1.0)
+            json_object_set_new(b, ratios[i], json_real(v));
+    }
     log_info("plan", "msg=\"migrating\" plan=%s host=%s instance=%s destination=%s", p->id, h->host,
              instance, dst ? dst : "(placed)");
     agentc_request(cp->c->base, cp->self_url, cp->token, "POST", "/v1/migrations", b,
@@ -822,33 +883,120 @@ static void on_maint_polled(int status, json_t *body, const struct ferr *e, void
     preq_done(r);
 }
 
+/* Marks host h of plan id returned (its event in the same transaction). */
+static void host_returned(struct coord *c, const char *plan, struct store_plan_host *h)
+{
+    int64_t now = coord_now_ms();
+    snprintf(h->step, sizeof(h->step), "returned");
+    h->finished_ms = now;
+    (void)commit_step(c, NULL, h, "plan.host_returned",
+                      json_pack("{s:s, s:I}", "host", h->host, "duration_ms",
+                                (json_int_t)(now - h->started_ms)));
+    log_info("plan", "msg=\"host returned\" plan=%s host=%s duration_ms=%lld", plan, h->host,
+             (long long)(now - h->started_ms));
+}
+
+/* The agent answered /v1/health: once its host is up with a heartbeat
+ * after the action, the host is back; without a health-check command it
+ * has returned, with one the command runs next (step_host). */
 static void on_health(int status, json_t *body, const struct ferr *e, void *arg)
 {
     struct preq *r = arg;
     struct coord *c = r->cp->c;
     (void)body;
     (void)e;
+    struct store_plan p;
     struct store_plan_host h;
     struct store_host sh;
     struct ferr fe = {0};
-    if (status == 200 && plan_host_get(c, r->plan, r->host, &h) == 0) {
-        json_t *d = load_obj(h.detail_json);
-        int64_t done = json_integer_value(json_object_get(d, "action_done_ms"));
-        if (strcmp(h.step, "checking") == 0 && store_host_get(c->st, h.host, &sh, &fe) == 0 &&
-            strcmp(sh.state, "up") == 0 && sh.last_heartbeat_ms >= done) {
-            int64_t now = coord_now_ms();
-            snprintf(h.step, sizeof(h.step), "returned");
-            h.finished_ms = now;
-            set_text(&h.detail_json, d);
-            (void)commit_step(c, NULL, &h, "plan.host_returned",
-                              json_pack("{s:s, s:I}", "host", h.host, "duration_ms",
-                                        (json_int_t)(now - h.started_ms)));
-            log_info("plan", "msg=\"host returned\" plan=%s host=%s duration_ms=%lld", r->plan,
-                     h.host, (long long)(now - h.started_ms));
+    if (status == 200 && store_plan_get(c->st, r->plan, &p, &fe) == 0) {
+        if (plan_host_get(c, r->plan, r->host, &h) == 0) {
+            json_t *d = load_obj(h.detail_json), *spec = load_obj(p.spec_json);
+            int64_t done = json_integer_value(json_object_get(d, "action_done_ms"));
+            if (strcmp(h.step, "checking") == 0 && store_host_get(c->st, h.host, &sh, &fe) == 0 &&
+                strcmp(sh.state, "up") == 0 && sh.last_heartbeat_ms >= done) {
+                if (json_string_value(
+                        json_object_get(json_object_get(spec, "health_check"), "command"))) {
+                    json_object_set_new(d, "back_ms", json_integer(coord_now_ms()));
+                    set_text(&h.detail_json, d);
+                    (void)commit_step(c, NULL, &h, NULL, NULL);
+                } else {
+                    host_returned(c, r->plan, &h);
+                }
+            }
+            json_decref(d);
+            json_decref(spec);
+            free(h.detail_json);
         }
-        json_decref(d);
-        free(h.detail_json);
+        store_plan_clear(&p);
     }
+    preq_done(r);
+}
+
+/* The id of the current health-check run of host h of plan (attempts
+ * count up on resume, so the agent never answers an older run). */
+static void check_id(const char *plan, const char *host, const json_t *d, char *out, size_t n)
+{
+    snprintf(out, n, "%s/%s/check-%lld", plan, host,
+             (long long)json_integer_value(json_object_get(d, "check_attempt")));
+}
+
+/* The agent's record of the health-check command: succeeded → returned;
+ * failed or timed out → the host fails and the plan pauses with an alert
+ * carrying the exit status and the start of the command's output. */
+static void on_check_polled(int status, json_t *body, const struct ferr *e, void *arg)
+{
+    struct preq *r = arg;
+    struct coord *c = r->cp->c;
+    (void)e;
+    struct store_plan p;
+    struct store_plan_host h;
+    struct ferr fe = {0};
+    if (status != 200 || store_plan_get(c->st, r->plan, &p, &fe) != 0) {
+        preq_done(r);
+        return;
+    }
+    if (plan_host_get(c, r->plan, r->host, &h) != 0 || strcmp(h.step, "checking") != 0 ||
+        strcmp(p.state, "running") != 0) {
+        store_plan_clear(&p);
+        preq_done(r);
+        return;
+    }
+    json_t *d = load_obj(h.detail_json);
+    char want[200];
+    check_id(p.id, h.host, d, want, sizeof(want));
+    const char *id = json_string_value(json_object_get(body, "id"));
+    const char *st = json_string_value(json_object_get(body, "state"));
+    if (!id || strcmp(id, want) != 0) {
+        json_object_del(d, "check_posted"); /* the agent never saw it: ask again */
+        set_text(&h.detail_json, d);
+        (void)commit_step(c, NULL, &h, NULL, NULL);
+    } else if (st && strcmp(st, "running") != 0) {
+        json_t *rec = json_deep_copy(body);
+        const char *out = json_string_value(json_object_get(body, "output"));
+        json_object_set_new(rec, "output",
+                            json_stringn(out ? out : "", out ? strnlen(out, CHECK_OUTPUT_MAX) : 0));
+        json_object_set_new(d, "check", rec);
+        set_text(&h.detail_json, d);
+        if (strcmp(st, "succeeded") == 0) {
+            host_returned(c, p.id, &h);
+        } else {
+            char why[STORE_ERROR_MAX + 1];
+            char snippet[160];
+            snprintf(snippet, sizeof(snippet), "%s", out ? out : "");
+            for (char *q = snippet; *q; q++)
+                if ((unsigned char)*q < 0x20)
+                    *q = ' ';
+            snprintf(why, sizeof(why), "%s failed its health check: %s (exit status %lld): %s",
+                     h.host, st, (long long)json_integer_value(json_object_get(body, "exit_status")),
+                     snippet[0] ? snippet : "no output");
+            snprintf(h.state, sizeof(h.state), "failed");
+            alert(c, &p, &h, why);
+        }
+    }
+    json_decref(d);
+    free(h.detail_json);
+    store_plan_clear(&p);
     preq_done(r);
 }
 
@@ -932,16 +1080,37 @@ static void step_host(struct coordplans *cp, struct store_plan *p, const json_t 
         }
     } else if (strcmp(h->step, "checking") == 0) {
         int64_t done = json_integer_value(json_object_get(d, "action_done_ms"));
-        if (now - done > spec_int(spec, "health_check", "timeout_s") * 1000) {
+        int64_t back = json_integer_value(json_object_get(d, "back_ms"));
+        int64_t hto_ms = spec_int(spec, "health_check", "timeout_s") * 1000;
+        const json_t *hc = json_object_get(spec, "health_check");
+        const char *cmd = json_string_value(json_object_get(hc, "command"));
+        if ((!back && now - done > hto_ms) || (back && now - back > hto_ms + CHECK_GRACE_MS)) {
             snprintf(h->state, sizeof(h->state), "failed");
             char why[200];
-            snprintf(why, sizeof(why), "%s did not pass its health check (agent up, heartbeat "
-                                       "after the action) in time", h->host);
+            snprintf(why, sizeof(why), back ? "%s: its health-check command did not end in time"
+                                            : "%s did not pass its health check (agent up, "
+                                              "heartbeat after the action) in time",
+                     h->host);
             alert(c, p, h, why);
             *stopped = true;
-        } else {
+        } else if (!back || !cmd) {
             snprintf(key, sizeof(key), "health:%s", h->host);
             agent_req(cp, key, p, h, "GET", "/v1/health", NULL, on_health);
+        } else if (!json_is_true(json_object_get(d, "check_posted"))) {
+            char id[200];
+            check_id(p->id, h->host, d, id, sizeof(id));
+            json_t *b = json_pack("{s:s, s:s, s:b, s:I}", "id", id, "command", cmd, "restart", 0,
+                                  "timeout_s", (json_int_t)(hto_ms / 1000));
+            json_object_set_new(d, "check_posted", json_true());
+            set_text(&h->detail_json, d);
+            if (commit_step(c, NULL, h, NULL, NULL) == 0) {
+                snprintf(key, sizeof(key), "maint:%s", h->host);
+                agent_req(cp, key, p, h, "POST", "/v1/maintenance", b, on_maint_posted);
+            }
+            json_decref(b);
+        } else {
+            snprintf(key, sizeof(key), "poll:%s", h->host);
+            agent_req(cp, key, p, h, "GET", "/v1/maintenance", NULL, on_check_polled);
         }
     }
     json_decref(d);
@@ -992,6 +1161,11 @@ static void step_abort(struct coordplans *cp, struct store_plan *p, struct store
             h->finished_ms = coord_now_ms();
             (void)commit_step(c, NULL, h, NULL, NULL);
         }
+    }
+    for (size_t i = 0; i < nh; i++) { /* the plan lets go of every host */
+        struct ferr e = {0};
+        if (store_host_set_cordon(c->st, hs[i].host, NULL, "", &e) != 0 && e.code != FERR_NOTFOUND)
+            log_warn("plan", "msg=\"cannot release host\" host=%s err=\"%s\"", hs[i].host, e.msg);
     }
     snprintf(p->state, sizeof(p->state), "aborted");
     (void)commit_step(c, p, NULL, "plan.aborted", json_pack("{s:o}", "hosts", cond));
@@ -1126,6 +1300,9 @@ static json_t *plan_json(struct coord *c, const struct store_plan *p, bool full)
         const json_t *act = json_object_get(d, "action");
         if (act)
             json_object_set(x, "action", (json_t *)act);
+        const json_t *chk = json_object_get(d, "check");
+        if (chk)
+            json_object_set(x, "check", (json_t *)chk);
         const json_t *ml = json_object_get(d, "migrations");
         for (size_t k = 0; full && k < json_array_size(ml); k++) {
             struct store_migration m;
@@ -1282,6 +1459,12 @@ static void act(struct coord *c, struct evhttp_request *req, const struct store_
                         json_t *d = load_obj(hs[i].detail_json);
                         json_object_set_new(d, "action_started_ms", json_integer(coord_now_ms()));
                         json_object_set_new(d, "action_done_ms", json_integer(coord_now_ms()));
+                        json_object_del(d, "back_ms");
+                        json_object_del(d, "check_posted");
+                        json_object_set_new(
+                            d, "check_attempt",
+                            json_integer(json_integer_value(json_object_get(d, "check_attempt")) +
+                                         1));
                         set_text(&hs[i].detail_json, d);
                         json_decref(d);
                     }

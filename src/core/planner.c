@@ -92,6 +92,8 @@ static int validate(const struct plan_input *in, struct ferr *e)
         return ferr_set(e, FERR_INVAL, "max_down", "must be at least 1");
     if (!isfinite(o->vcpu_overcommit) || o->vcpu_overcommit < 0 || o->vcpu_overcommit > 1000)
         return ferr_set(e, FERR_INVAL, "vcpu_overcommit", "must be 0 (=1.0) or in (0, 1000]");
+    if (!isfinite(o->ram_overcommit) || o->ram_overcommit < 0 || o->ram_overcommit > 100)
+        return ferr_set(e, FERR_INVAL, "ram_overcommit", "must be 0 (=1.0) or in (0, 100]");
     if (o->strategy != PLAN_STRATEGY_BALANCED && o->strategy != PLAN_STRATEGY_NAIVE)
         return ferr_set(e, FERR_INVAL, "strategy", "unknown strategy");
     for (size_t h = 0; h < in->n_hosts; h++) {
@@ -208,7 +210,8 @@ static enum plan_reason classify(const struct ctx *c, uint32_t inst)
     int stage = 0;
     for (uint32_t h = 0; h < c->nh && stage < 3; h++) {
         const struct plan_host *ho = &c->in->hosts[h];
-        if (h == c->cur[inst] || !ho->up || (ho->labels & x->need_labels) != x->need_labels)
+        if (h == c->cur[inst] || !ho->up || ho->cordoned ||
+            (ho->labels & x->need_labels) != x->need_labels)
             continue;
         if (stage < 1)
             stage = 1;
@@ -444,6 +447,7 @@ static void ctx_init(struct ctx *c, const struct plan_input *in, struct plan *p)
 {
     const struct plan_opts *o = &in->opts;
     double ratio = o->vcpu_overcommit > 0 ? o->vcpu_overcommit : 1.0;
+    double ram_ratio = o->ram_overcommit > 0 ? o->ram_overcommit : 1.0;
     uint64_t bw = o->bw_per_migration_bps ? o->bw_per_migration_bps : PLAN_BW_DEFAULT_BPS;
     size_t nh = in->n_hosts, ni = in->n_instances, n_aa_inst = 0;
 
@@ -468,6 +472,8 @@ static void ctx_init(struct ctx *c, const struct plan_input *in, struct plan *p)
     for (size_t h = 0; h < nh; h++) {
         const struct plan_host *ho = &in->hosts[h];
         c->cap_ram[h] = (int64_t)ho->ram_mib - (int64_t)o->ram_reserve_mib;
+        if (ram_ratio != 1.0 && c->cap_ram[h] > 0)
+            c->cap_ram[h] = (int64_t)floor((double)c->cap_ram[h] * ram_ratio + 1e-6);
         c->cap_mv[h] = (int64_t)floor((double)ho->vcpus * ratio * MV_PER_VCPU + 1e-6);
         c->res_head[h] = PLAN_NONE;
         if (ho->target)
@@ -684,7 +690,7 @@ int plan_compute(const struct plan_input *in, struct plan *out, struct ferr *e)
             max_group = p->group_first[g + 1] - p->group_first[g];
 
     for (size_t h = 0; h < nh; h++) {
-        c.elig[h] = (uint8_t)(in->hosts[h].up != 0);
+        c.elig[h] = (uint8_t)(in->hosts[h].up && !in->hosts[h].cordoned);
         tree_set(&c, (uint32_t)h);
     }
     cap_moves = ni + 16;
@@ -800,7 +806,7 @@ int plan_compute(const struct plan_input *in, struct plan *out, struct ferr *e)
                 c.use_mv[h] += (int64_t)in->instances[i].vcpus * MV_PER_VCPU;
             }
             c.res_head[h] = keep;
-            c.elig[h] = (uint8_t)(in->hosts[h].up && !p->host_blocked[h]);
+            c.elig[h] = (uint8_t)(in->hosts[h].up && !in->hosts[h].cordoned && !p->host_blocked[h]);
             tree_set(&c, h);
         }
         p->group_ms[g] = sim_group(&c, &s, gm, k, ge - gs, t0);

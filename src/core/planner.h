@@ -41,6 +41,8 @@ struct plan_host {
     int target;        /* 1: this host is to be drained and maintained */
     int up;            /* 1: running; a host that is not up is never a
                           destination and its guests cannot be moved */
+    int cordoned;      /* 1: never a destination (an operator's cordon);
+                          its guests may still be moved off it */
 };
 
 struct plan_instance {
@@ -70,6 +72,8 @@ enum plan_strategy {
 struct plan_opts {
     uint32_t max_down;             /* hosts down or draining at once, >= 1 */
     double vcpu_overcommit;        /* vCPUs per physical CPU; 0 -> 1.0 */
+    double ram_overcommit;         /* guest RAM per MiB of host RAM (after
+                                      the reserve); 0 -> 1.0 */
     uint64_t ram_reserve_mib;      /* MiB per host kept free for the host */
     uint32_t conc_per_source;      /* migrations at once out of one host;
                                       0 -> 1 */
@@ -154,7 +158,8 @@ struct plan {
  * which the caller provides uninitialised. Returns 0 and fills *out, which
  * the caller then releases with plan_free(). Returns FERR_INVAL when an
  * input field is out of range (a host index that does not exist, max_down
- * 0, a negative or non-finite overcommit, a host with 0 RAM or 0 vCPUs, an
+ * 0, a negative or non-finite vCPU overcommit or one above 1000, a RAM
+ * overcommit that is negative, non-finite or above 100, a host with 0 RAM or 0 vCPUs, an
  * instance with 0 RAM), FERR_TOOBIG over PLAN_HOSTS_MAX / PLAN_INSTANCES_MAX;
  * e (may be NULL) names the field, and *out holds nothing to free.
  * Instances that cannot be placed are not an error: they are in

@@ -18,7 +18,13 @@
  * POST /v1/plans answer 409 unplaceable naming it, and nothing starts; a
  * host failing its health check pauses the plan with plan.alert naming it
  * and no further host is drained; a tenant cancel of a plan migration
- * becomes plan.deferred and the instance moves after the deadline.
+ * becomes plan.deferred and the instance moves after the deadline; the
+ * plan's hosts are chosen by label (the agents register with --label), a
+ * host is held by the plan (not a destination) only while drained or
+ * maintained, and the plan's health-check command runs after each return
+ * (its failure pauses the plan with its exit status and output, a resume
+ * runs it again); an operator's cordon keeps a host from being any
+ * migration's destination.
  * Bounded: every wait has a deadline. */
 #include <signal.h>
 #include <stdint.h>
@@ -182,7 +188,8 @@ static int relaunch_agent(int i)
         dup2(STDERR_FILENO, STDOUT_FILENO); /* the maintenance command's output */
         execl(bin("ferry-agent"), "ferry-agent", "--listen", listen, "--state-dir", a->state_dir,
               "--name", a->name, "--lab-dir", L.lab_dir, "--coordinator", url, "--agent-token-file",
-              agtok_path, (char *)NULL);
+              agtok_path, "--label", "zone=lab", "--label", i == 2 ? "rack=r2" : "rack=r1",
+              (char *)NULL);
         _exit(127);
     }
     setpgid(pid, pid);
@@ -352,15 +359,17 @@ static json_t *wait_plan(const char *id, const char *states, int timeout_ms)
     return NULL;
 }
 
-/* POSTs a plan over host1..3 (max_down 1, reboot) whose action prints
- * "ferry-maint-TAG" (into the agent's log); id receives its id. */
+/* POSTs a plan over every host labelled zone=lab (host1..3; max_down 1,
+ * reboot) whose action prints "ferry-maint-TAG" (into the agent's log) and
+ * whose health-check command prints "ferry-check-TAG"; id receives its id. */
 static int create_plan(const char *tag, char *id, size_t n)
 {
-    char cmd[96];
+    char cmd[96], check[96];
     snprintf(cmd, sizeof(cmd), "sleep 1; echo ferry-maint-%s", tag);
-    json_t *b = json_pack("{s:[s,s,s], s:i, s:{s:s, s:b, s:i}, s:{s:i}}", "hosts", HOSTS[0],
-                          HOSTS[1], HOSTS[2], "max_down", 1, "action", "command", cmd, "reboot",
-                          1, "timeout_s", 60, "health_check", "timeout_s", 60),
+    snprintf(check, sizeof(check), "test -d /proc && echo ferry-check-%s", tag);
+    json_t *b = json_pack("{s:s, s:i, s:{s:s, s:b, s:i}, s:{s:i, s:s}}", "label", "zone=lab",
+                          "max_down", 1, "action", "command", cmd, "reboot", 1, "timeout_s", 60,
+                          "health_check", "timeout_s", 60, "command", check),
            *o = NULL;
     int st = api("POST", "/v1/plans", admin, b, &o);
     json_decref(b);
@@ -376,7 +385,8 @@ static int create_plan(const char *tag, char *id, size_t n)
 
 /* The action tagged tag ran exactly once on every host: one line
  * "ferry-maint-TAG" in each agent's log, and the agent's maintenance
- * record is the plan's (id PLAN/HOST), succeeded. */
+ * record is the plan's (id PLAN/HOST, or PLAN/HOST/check-N: the health
+ * check that ran after it), succeeded. */
 static void check_actions(const char *id, const char *tag)
 {
     char want[64];
@@ -397,13 +407,32 @@ static void check_actions(const char *id, const char *tag)
         struct ferr e = {0};
         char rid[160];
         snprintf(rid, sizeof(rid), "%s/%s", id, L.agents[i].name);
+        /* the last record is the action's, or the health check's after it */
+        char chk[180];
+        snprintf(chk, sizeof(chk), "%s/check-", rid);
         CHECK(lab_api(&L.agents[i], "GET", "/v1/maintenance", NULL, &st, &o, &e) == 0 &&
-                  st == 200 && strcmp(jstr(o, "id"), rid) == 0 &&
+                  st == 200 &&
+                  (strcmp(jstr(o, "id"), rid) == 0 || strncmp(jstr(o, "id"), chk, strlen(chk)) == 0) &&
                   strcmp(jstr(o, "state"), "succeeded") == 0,
               "%s: maintenance %d id '%s' state '%s' %s", L.agents[i].name, st, jstr(o, "id"),
               jstr(o, "state"), e.msg);
         json_decref(o);
     }
+    /* the plan keeps each action's record, with its captured output */
+    json_t *p = get_plan(id);
+    size_t i;
+    json_t *h;
+    json_array_foreach(json_object_get(p, "hosts"), i, h)
+    {
+        const json_t *a = json_object_get(h, "action");
+        char rid[160];
+        snprintf(rid, sizeof(rid), "%s/%s", id, jstr(h, "host"));
+        CHECK(!strcmp(jstr(a, "id"), rid) && !strcmp(jstr(a, "state"), "succeeded") &&
+                  strstr(jstr(a, "output"), want),
+              "%s: action record id '%s' state '%s' output '%s'", jstr(h, "host"), jstr(a, "id"),
+              jstr(a, "state"), jstr(a, "output"));
+    }
+    json_decref(p);
 }
 
 /* The plan's events: each step once per host, in order, one host at a
@@ -497,12 +526,50 @@ static void t_plan(void)
     char id[80];
     uint64_t t0 = now_ms();
     REQUIRE(create_plan("plan", id, sizeof(id)) == 0, "plan not created");
-    json_t *p = wait_plan(id, "completed,aborted,paused", PLAN_TIMEOUT_MS);
+    /* while it runs: a host being drained or maintained is held by the
+     * plan (GET /v1/hosts "maintenance": ID), and only that one (max_down 1) */
+    json_t *p = NULL;
+    int held_seen = 0;
+    while (now_ms() - t0 < PLAN_TIMEOUT_MS && !p) {
+        json_t *o = NULL;
+        if (api("GET", "/v1/hosts", admin, NULL, &o) == 200) {
+            size_t i;
+            json_t *h;
+            int held = 0;
+            json_array_foreach(json_object_get(o, "hosts"), i, h)
+                held += strcmp(jstr(h, "maintenance"), id) == 0;
+            CHECK(held <= 1, "%d hosts held by the plan at once", held);
+            held_seen += held;
+        }
+        json_decref(o);
+        p = wait_plan(id, "completed,aborted,paused", 300);
+    }
     REQUIRE(p, "plan %s did not end within %d s", id, PLAN_TIMEOUT_MS / 1000);
     fprintf(stderr, "  plan %s: %s in %.1f s\n", id, jstr(p, "state"),
             (double)(now_ms() - t0) / 1000.0);
+    CHECK(held_seen > 0, "no host was ever shown held by the plan");
+    json_t *targets = json_object_get(json_object_get(p, "spec"), "hosts");
+    CHECK(json_array_size(targets) == NGUESTS, "label zone=lab chose %zu hosts",
+          json_array_size(targets));
     check_plan_done(p, start);
+    /* the health-check command ran on each host after its return */
+    size_t i;
+    json_t *h;
+    json_array_foreach(json_object_get(p, "hosts"), i, h)
+    {
+        const json_t *ck = json_object_get(h, "check");
+        CHECK(strcmp(jstr(ck, "state"), "succeeded") == 0 &&
+                  strstr(jstr(ck, "output"), "ferry-check-plan") != NULL,
+              "%s: health check %s output '%s'", jstr(h, "host"), jstr(ck, "state"),
+              jstr(ck, "output"));
+    }
     json_decref(p);
+    json_t *o = NULL;
+    REQUIRE(api("GET", "/v1/hosts", admin, NULL, &o) == 200, "GET /v1/hosts");
+    json_array_foreach(json_object_get(o, "hosts"), i, h)
+        CHECK(json_is_null(json_object_get(h, "maintenance")), "%s still held by %s after the plan",
+              jstr(h, "name"), jstr(h, "maintenance"));
+    json_decref(o);
     check_guests(NULL);
     json_t *evs = all_events();
     REQUIRE(evs, "GET /v1/events");
@@ -688,13 +755,16 @@ static void t_pause_abort(void)
 /* POSTs a plan over host1..3 (max_down 1, reboot) with command cmd, the
  * health check timeout and the deferral deadline given; id receives its
  * id. */
-static int create_plan_x(const char *cmd, int health_s, int defer_s, char *id, size_t n)
+static int create_plan_x(const char *cmd, const char *check, int health_s, int defer_s, char *id,
+                         size_t n)
 {
     json_t *b = json_pack("{s:[s,s,s], s:i, s:{s:s, s:b, s:i}, s:{s:i}, s:i}", "hosts",
                           HOSTS[0], HOSTS[1], HOSTS[2], "max_down", 1, "action", "command", cmd,
                           "reboot", 1, "timeout_s", 60, "health_check", "timeout_s", health_s,
                           "deferral_deadline_s", defer_s),
            *o = NULL;
+    if (check)
+        json_object_set_new(json_object_get(b, "health_check"), "command", json_string(check));
     int st = api("POST", "/v1/plans", admin, b, &o);
     json_decref(b);
     id[0] = '\0';
@@ -715,52 +785,66 @@ static int agent_index(const char *name)
     return -1;
 }
 
-/* The first host to be maintained gets a bad agent token file before its
- * agent re-execs: the agent answers /v1/health but never registers again,
- * so its host fails the health check (timeout 4 s). The plan pauses with
- * plan.alert naming the host and the reason; no other host is drained
- * afterwards; every guest runs once, intact. */
-static void t_health(void)
+/* The plan's alerts so far: count, and the host and reason of the last
+ * one; fails the case for any plan event after the last alert. */
+static int alerts_of(const char *id, char *host, size_t hn, char *reason, size_t rn)
 {
-    if (!ready)
-        { CHECK(0, "lab or ferryd did not start: a setup failure is a failure"); return; }
-    REQUIRE(wait_registered(15000) == 0, "hosts and guests not registered");
-    char marker[LAB_PATH_MAX + 32], cmd[3 * LAB_PATH_MAX + 160], id[80];
-    snprintf(marker, sizeof(marker), "%s/hcfail", dir);
-    snprintf(cmd, sizeof(cmd),
-             "sleep 1; if mkdir '%s' 2>/dev/null; then echo bogus > '%s'; fi; "
-             "echo ferry-maint-health",
-             marker, agtok_path);
-    REQUIRE(create_plan_x(cmd, 4, 300, id, sizeof(id)) == 0, "plan not created");
-    json_t *p = wait_plan(id, "completed,aborted,paused", 60000);
-    /* the token file is only read at an agent's start: restore it now */
-    FILE *f = fopen(agtok_path, "w");
-    if (f) {
-        fprintf(f, "%s\n", agent_tok);
-        fclose(f);
+    json_t *evs = all_events();
+    if (!evs)
+        return -1;
+    check_seq(evs);
+    char subject[128];
+    snprintf(subject, sizeof(subject), "plan/%s", id);
+    int alerts = 0;
+    const char *after = NULL;
+    size_t i;
+    json_t *ev;
+    json_array_foreach(evs, i, ev)
+    {
+        if (strcmp(jstr(ev, "subject"), subject) != 0)
+            continue;
+        const json_t *pl = json_object_get(ev, "payload");
+        if (strcmp(jstr(ev, "type"), "plan.alert") == 0) {
+            alerts++;
+            after = NULL;
+            snprintf(host, hn, "%s", jstr(pl, "host"));
+            snprintf(reason, rn, "%s", jstr(pl, "reason"));
+        } else if (alerts && strcmp(jstr(ev, "type"), "plan.resumed") != 0 &&
+                   strcmp(jstr(ev, "type"), "plan.host_returned") != 0 &&
+                   strcmp(jstr(ev, "type"), "plan.group_done") != 0 &&
+                   strcmp(jstr(ev, "type"), "plan.host_draining") != 0 &&
+                   strcmp(jstr(ev, "type"), "plan.host_drained") != 0 &&
+                   strcmp(jstr(ev, "type"), "plan.host_maintaining") != 0 &&
+                   strcmp(jstr(ev, "type"), "plan.host_maintained") != 0) {
+            after = jstr(ev, "type");
+        }
     }
-    REQUIRE(p, "plan %s did not stop within 60 s", id);
-    CHECK(strcmp(jstr(p, "state"), "paused") == 0, "plan %s, not paused", jstr(p, "state"));
-    CHECK(strstr(jstr(p, "last_error"), "health check") != NULL, "last_error '%s'",
-          jstr(p, "last_error"));
+    CHECK(after == NULL, "%s after the last plan.alert", after ? after : "");
+    json_decref(evs);
+    return alerts;
+}
+
+/* The plan (paused) stays as it is for three executor ticks; returns the
+ * host that failed (one), checking its step. */
+static void check_held(const char *id, const char *step, char *bad, size_t n)
+{
+    json_t *p = get_plan(id);
+    REQUIRE(p, "GET plan");
+    char before[256], after[256];
     size_t i;
     json_t *h;
-    char bad[64] = "", before[256], after[256];
-    int nfailed = 0, others_pending = 0;
+    int nfailed = 0;
+    bad[0] = '\0';
     json_array_foreach(json_object_get(p, "hosts"), i, h)
     {
         if (strcmp(jstr(h, "state"), "failed") == 0) {
             nfailed++;
-            snprintf(bad, sizeof(bad), "%s", jstr(h, "host"));
-            CHECK(strcmp(jstr(h, "step"), "checking") == 0, "%s failed at step %s", bad,
-                  jstr(h, "step"));
-        } else {
-            others_pending += strcmp(jstr(h, "step"), "pending") == 0 &&
-                              strcmp(jstr(h, "state"), "ok") == 0;
+            snprintf(bad, n, "%s", jstr(h, "host"));
+            CHECK(strcmp(jstr(h, "step"), step) == 0, "%s failed at step %s, not %s", bad,
+                  jstr(h, "step"), step);
         }
     }
     CHECK(nfailed == 1, "%d hosts failed", nfailed);
-    CHECK(others_pending == NGUESTS - 1, "%d other hosts still pending", others_pending);
     steps_of(p, before, sizeof(before));
     json_decref(p);
     sleep_ms(3000); /* three executor ticks: nothing moves while paused */
@@ -770,38 +854,101 @@ static void t_health(void)
     CHECK(strcmp(before, after) == 0, "steps moved after the alert: %s → %s", before, after);
     CHECK(strcmp(jstr(p, "state"), "paused") == 0, "state %s after the alert", jstr(p, "state"));
     json_decref(p);
-    json_t *evs = all_events();
-    REQUIRE(evs, "GET /v1/events");
-    check_seq(evs);
-    char subject[128];
-    snprintf(subject, sizeof(subject), "plan/%s", id);
-    int alerts = 0, after_alert = 0;
-    json_t *ev;
-    json_array_foreach(evs, i, ev)
-    {
-        if (strcmp(jstr(ev, "subject"), subject) != 0)
-            continue;
-        const json_t *pl = json_object_get(ev, "payload");
-        if (strcmp(jstr(ev, "type"), "plan.alert") == 0) {
-            alerts++;
-            CHECK(strcmp(jstr(pl, "host"), bad) == 0 &&
-                      strstr(jstr(pl, "reason"), "health check") &&
-                      strstr(jstr(pl, "reason"), bad),
-                  "plan.alert host '%s' reason '%s'", jstr(pl, "host"), jstr(pl, "reason"));
-        } else if (alerts) {
-            after_alert++;
-            CHECK(0, "%s (%s) after plan.alert", jstr(ev, "type"), jstr(pl, "host"));
+}
+
+/* Two health-check failures in one plan. The plan's health-check command
+ * fails (exit 3, printing "ferry-unhealthy") the first time it runs: the
+ * first host fails at "checking", the plan pauses with plan.alert carrying
+ * the exit status and the output, nothing moves; resume runs the check
+ * again (it passes) and the host returns. Then the next host maintained
+ * gets a bad agent token file before its agent re-execs: the agent answers
+ * /v1/health but never registers again, so the host is not back within
+ * the health timeout (4 s): a second alert, that host failed, the last one
+ * still pending, every guest intact. */
+static void t_health(void)
+{
+    if (!ready)
+        { CHECK(0, "lab or ferryd did not start: a setup failure is a failure"); return; }
+    REQUIRE(wait_registered(15000) == 0, "hosts and guests not registered");
+    char m1[LAB_PATH_MAX + 32], m2[LAB_PATH_MAX + 32], cmd[3 * LAB_PATH_MAX + 200],
+        check[LAB_PATH_MAX + 160], id[80], bad[64], reason[1100], host[64];
+    snprintf(m1, sizeof(m1), "%s/hc1", dir);
+    snprintf(m2, sizeof(m2), "%s/hcfail", dir);
+    snprintf(check, sizeof(check),
+             "if mkdir '%s' 2>/dev/null; then echo ferry-unhealthy; exit 3; fi; echo ferry-healthy",
+             m1);
+    snprintf(cmd, sizeof(cmd),
+             "sleep 1; if [ -d '%s' ] && mkdir '%s' 2>/dev/null; then echo bogus > '%s'; fi; "
+             "echo ferry-maint-health",
+             m1, m2, agtok_path);
+    REQUIRE(create_plan_x(cmd, check, 4, 300, id, sizeof(id)) == 0, "plan not created");
+    /* 1: the command fails */
+    json_t *p = wait_plan(id, "completed,aborted,paused", 60000);
+    REQUIRE(p, "plan %s did not stop within 60 s", id);
+    CHECK(strcmp(jstr(p, "state"), "paused") == 0, "plan %s, not paused", jstr(p, "state"));
+    CHECK(strstr(jstr(p, "last_error"), "health check") && strstr(jstr(p, "last_error"), "exit status 3") &&
+              strstr(jstr(p, "last_error"), "ferry-unhealthy"),
+          "last_error '%s'", jstr(p, "last_error"));
+    json_decref(p);
+    check_held(id, "checking", bad, sizeof(bad));
+    CHECK(alerts_of(id, host, sizeof(host), reason, sizeof(reason)) == 1, "not one alert");
+    CHECK(strcmp(host, bad) == 0 && strstr(reason, "ferry-unhealthy"), "alert %s: %s", host,
+          reason);
+    p = get_plan(id);
+    size_t i;
+    json_t *h;
+    json_array_foreach(json_object_get(p, "hosts"), i, h)
+        if (strcmp(jstr(h, "host"), bad) == 0) {
+            const json_t *ck = json_object_get(h, "check");
+            CHECK(strcmp(jstr(ck, "state"), "failed") == 0 &&
+                      json_integer_value(json_object_get(ck, "exit_status")) == 3 &&
+                      strstr(jstr(ck, "output"), "ferry-unhealthy"),
+                  "check record of %s: %s", bad, jstr(ck, "state"));
         }
+    json_decref(p);
+    /* 2: resume: the check runs again, passes; the next host is not back */
+    json_t *o = NULL;
+    int st = act(id, "resume", &o);
+    CHECK(st == 202, "resume: %d", st);
+    json_decref(o);
+    char first[64];
+    snprintf(first, sizeof(first), "%s", bad);
+    p = wait_plan(id, "completed,aborted,paused", 60000);
+    /* the token file is only read at an agent's start: restore it now */
+    FILE *f = fopen(agtok_path, "w");
+    if (f) {
+        fprintf(f, "%s\n", agent_tok);
+        fclose(f);
     }
-    CHECK(alerts == 1, "%d plan.alert events", alerts);
-    json_decref(evs);
+    REQUIRE(p, "plan %s did not stop again within 60 s", id);
+    CHECK(strcmp(jstr(p, "state"), "paused") == 0, "plan %s, not paused", jstr(p, "state"));
+    CHECK(strstr(jstr(p, "last_error"), "health check") != NULL, "last_error '%s'",
+          jstr(p, "last_error"));
+    int returned = 0, pending = 0;
+    json_array_foreach(json_object_get(p, "hosts"), i, h)
+    {
+        if (strcmp(jstr(h, "host"), first) == 0) {
+            CHECK(strcmp(jstr(h, "step"), "returned") == 0, "%s at %s after the resume", first,
+                  jstr(h, "step"));
+            CHECK(strcmp(jstr(json_object_get(h, "check"), "state"), "succeeded") == 0,
+                  "%s: the second check %s", first, jstr(json_object_get(h, "check"), "state"));
+        }
+        returned += strcmp(jstr(h, "step"), "returned") == 0;
+        pending += strcmp(jstr(h, "step"), "pending") == 0 && strcmp(jstr(h, "state"), "ok") == 0;
+    }
+    CHECK(returned == 1 && pending == 1, "%d returned, %d pending", returned, pending);
+    json_decref(p);
+    check_held(id, "checking", bad, sizeof(bad));
+    CHECK(strcmp(bad, first) != 0, "the same host failed twice");
+    CHECK(alerts_of(id, host, sizeof(host), reason, sizeof(reason)) == 2, "not two alerts");
+    CHECK(strcmp(host, bad) == 0 && strstr(reason, "health check") && strstr(reason, bad),
+          "plan.alert host '%s' reason '%s'", host, reason);
     check_guests(NULL);
     /* clean up: the failed agent restarts with the good token; the plan ends */
     int a = agent_index(bad);
     REQUIRE(a >= 0, "no agent named '%s'", bad);
     REQUIRE(relaunch_agent(a) == 0, "agent %s did not restart", bad);
-    json_t *o = NULL;
-    int st = act(id, "abort", &o);
+    st = act(id, "abort", &o);
     CHECK(st == 202, "abort of the paused plan: %d", st);
     json_decref(o);
     p = wait_plan(id, "aborted", 30000);
@@ -824,7 +971,7 @@ static void t_deferral(void)
         start[g] = where(GUESTS[g], &copies);
     }
     char id[80], mid[80] = "", inst[64] = "";
-    REQUIRE(create_plan_x("sleep 1; echo ferry-maint-defer", 60, 5, id, sizeof(id)) == 0,
+    REQUIRE(create_plan_x("sleep 1; echo ferry-maint-defer", NULL, 60, 5, id, sizeof(id)) == 0,
             "plan not created");
     uint64_t t0 = now_ms();
     int st = 0;
@@ -1049,6 +1196,169 @@ static int setup(void)
     return 0;
 }
 
+/* Runs the CLI with args (a shell fragment) against ferryd with the admin
+ * token; its stdout into out; returns its exit status. */
+static int cli(const char *args, char *out, size_t n)
+{
+    char *cmd = xasprintf("'%s' %s --url '%s' --token-file '%s' 2>&1", bin("ferry"), args, url,
+                          tokpath);
+    FILE *p = popen(cmd, "r");
+    free(cmd);
+    size_t k = 0;
+    out[0] = '\0';
+    if (!p)
+        return -1;
+    while (k + 1 < n) {
+        size_t r = fread(out + k, 1, n - 1 - k, p);
+        if (r == 0)
+            break;
+        k += r;
+    }
+    out[k] = '\0';
+    int st = pclose(p);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static const json_t *host_of(const json_t *hosts, const char *name)
+{
+    size_t i;
+    json_t *h;
+    json_array_foreach(json_object_get(hosts, "hosts"), i, h)
+        if (strcmp(jstr(h, "name"), name) == 0)
+            return h;
+    return NULL;
+}
+
+/* Labels: the lab agents registered with --label (zone=lab, rack=r1|r2)
+ * and GET /v1/hosts and `ferry host list` show them; bad labels in a
+ * registration are refused naming the field and change nothing; a plan
+ * selects hosts by KEY=VALUE (a selector nothing carries: 404; a bad
+ * selector: 400); the overcommit ratios are validated. Cordon: a tenant may
+ * not cordon (403); `ferry host cordon` keeps a host from being a
+ * migration destination (named destination: 409; automatic placement with
+ * every other host cordoned: refused, no migration created); uncordon lifts
+ * it; host.cordoned / host.uncordoned events. No migration runs. */
+static void t_labels_cordon(void)
+{
+    if (!ready)
+        { CHECK(0, "lab or ferryd did not start: a setup failure is a failure"); return; }
+    REQUIRE(wait_registered(15000) == 0, "hosts and guests not registered");
+    json_t *o = NULL;
+    REQUIRE(api("GET", "/v1/hosts", admin, NULL, &o) == 200, "GET /v1/hosts");
+    for (int k = 0; k < NGUESTS; k++) {
+        const json_t *lb = json_object_get(host_of(o, HOSTS[k]), "labels");
+        CHECK(!strcmp(jstr(lb, "zone"), "lab") && !strcmp(jstr(lb, "rack"), k == 2 ? "r2" : "r1") &&
+                  json_object_size(lb) == 2,
+              "%s labels zone=%s rack=%s", HOSTS[k], jstr(lb, "zone"), jstr(lb, "rack"));
+    }
+    json_decref(o);
+    char out[8192];
+    CHECK(cli("host list", out, sizeof(out)) == 0 && strstr(out, "rack=r2,zone=lab"),
+          "ferry host list: %s", out);
+    /* bad labels: refused, the host as it was */
+    static const char *const bad_labels[] = {"{\"zone\": 3}", "{\"-x\": \"a\"}",
+                                             "{\"zone\": \"a,b\"}", NULL};
+    for (int k = 0; bad_labels[k]; k++) {
+        json_t *b = json_pack("{s:s, s:s, s:I, s:i, s:o}", "name", "hostl", "agent_url",
+                              "http://127.0.0.1:9", "ram_mib", (json_int_t)4096, "vcpus", 4,
+                              "labels", json_loads(bad_labels[k], 0, NULL));
+        int st = api("POST", "/v1/hosts/register", agent_tok, b, &o);
+        CHECK(st == 400 && !strncmp(jstr(json_object_get(o, "error"), "field"), "labels", 6),
+              "labels %s: %d field '%s'", bad_labels[k], st,
+              jstr(json_object_get(o, "error"), "field"));
+        json_decref(o);
+        json_decref(b);
+    }
+    REQUIRE(api("GET", "/v1/hosts", admin, NULL, &o) == 200, "GET /v1/hosts");
+    CHECK(host_of(o, "hostl") == NULL, "a refused registration stored host hostl");
+    json_decref(o);
+    /* plan selectors and ratios */
+    static const struct {
+        const char *body;
+        int status;
+        const char *field;
+    } bad_plans[] = {
+        {"{\"label\": \"rack=r9\", \"action\": {\"command\": \"true\"}}", 404, "label"},
+        {"{\"label\": \"rack\", \"action\": {\"command\": \"true\"}}", 400, "label"},
+        {"{\"label\": \"ra ck=r1\", \"action\": {\"command\": \"true\"}}", 400, "label"},
+        {"{\"label\": \"all\", \"vcpu_overcommit\": 0, \"action\": {\"command\": \"true\"}}", 400,
+         "vcpu_overcommit"},
+        {"{\"label\": \"all\", \"vcpu_overcommit\": 17, \"action\": {\"command\": \"true\"}}", 400,
+         "vcpu_overcommit"},
+        {"{\"label\": \"all\", \"ram_overcommit\": \"2\", \"action\": {\"command\": \"true\"}}",
+         400, "ram_overcommit"},
+        {"{\"label\": \"all\", \"health_check\": {\"command\": \"\"}, \"action\": {\"command\": "
+         "\"true\"}}",
+         400, "health_check.command"},
+    };
+    size_t plans0 = count_of("/v1/plans", "plans");
+    for (size_t k = 0; k < sizeof(bad_plans) / sizeof(bad_plans[0]); k++) {
+        json_t *b = json_loads(bad_plans[k].body, 0, NULL);
+        int st = api("POST", "/v1/plans", admin, b, &o);
+        CHECK(st == bad_plans[k].status &&
+                  !strcmp(jstr(json_object_get(o, "error"), "field"), bad_plans[k].field),
+              "%s: %d field '%s'", bad_plans[k].body, st,
+              jstr(json_object_get(o, "error"), "field"));
+        json_decref(o);
+        json_decref(b);
+    }
+    CHECK(count_of("/v1/plans", "plans") == plans0, "a refused plan was stored");
+    /* cordon */
+    char path[128];
+    snprintf(path, sizeof(path), "/v1/hosts/%s/cordon", HOSTS[1]);
+    CHECK(api("POST", path, tenant_tok, NULL, NULL) == 403, "a tenant cordoned a host");
+    int copies = 0, at = where(GUESTS[0], &copies);
+    REQUIRE(at >= 0, "%s does not run", GUESTS[0]);
+    int x = (at + 1) % NGUESTS, y = (at + 2) % NGUESTS;
+    char args[160];
+    snprintf(args, sizeof(args), "host cordon %s --reason 'disk swap'", HOSTS[x]);
+    CHECK(cli(args, out, sizeof(out)) == 0, "ferry %s: %s", args, out);
+    REQUIRE(api("GET", "/v1/hosts", admin, NULL, &o) == 200, "GET /v1/hosts");
+    CHECK(strstr(jstr(host_of(o, HOSTS[x]), "cordon"), "disk swap") != NULL, "cordon '%s'",
+          jstr(host_of(o, HOSTS[x]), "cordon"));
+    json_decref(o);
+    size_t migs0 = count_of("/v1/migrations", "migrations");
+    json_t *b = json_pack("{s:s, s:s}", "instance", GUESTS[0], "destination", HOSTS[x]);
+    int st = api("POST", "/v1/migrations", admin, b, &o);
+    CHECK(st == 409 && strstr(jstr(json_object_get(o, "error"), "message"), "cordoned"),
+          "migration to the cordoned %s: %d %s", HOSTS[x], st,
+          jstr(json_object_get(o, "error"), "message"));
+    json_decref(o);
+    json_decref(b);
+    snprintf(path, sizeof(path), "/v1/hosts/%s/cordon", HOSTS[y]);
+    CHECK(api("POST", path, admin, NULL, NULL) == 200, "cordon %s", HOSTS[y]);
+    b = json_pack("{s:s}", "instance", GUESTS[0]);
+    st = api("POST", "/v1/migrations", admin, b, &o);
+    CHECK(st == 409 && !strcmp(jstr(json_object_get(o, "error"), "field"), "destination"),
+          "placement with every other host cordoned: %d %s", st,
+          jstr(json_object_get(o, "error"), "message"));
+    json_decref(o);
+    json_decref(b);
+    CHECK(count_of("/v1/migrations", "migrations") == migs0, "a migration was created");
+    snprintf(args, sizeof(args), "host uncordon %s", HOSTS[x]);
+    CHECK(cli(args, out, sizeof(out)) == 0, "ferry %s: %s", args, out);
+    snprintf(path, sizeof(path), "/v1/hosts/%s/uncordon", HOSTS[y]);
+    CHECK(api("POST", path, admin, NULL, NULL) == 200, "uncordon %s", HOSTS[y]);
+    REQUIRE(api("GET", "/v1/hosts", admin, NULL, &o) == 200, "GET /v1/hosts");
+    for (int k = 0; k < NGUESTS; k++)
+        CHECK(json_is_null(json_object_get(host_of(o, HOSTS[k]), "cordon")), "%s still cordoned",
+              HOSTS[k]);
+    json_decref(o);
+    json_t *evs = all_events();
+    REQUIRE(evs, "events");
+    int cordoned = 0, uncordoned = 0;
+    size_t i;
+    json_t *ev;
+    json_array_foreach(evs, i, ev)
+    {
+        cordoned += !strcmp(jstr(ev, "type"), "host.cordoned");
+        uncordoned += !strcmp(jstr(ev, "type"), "host.uncordoned");
+    }
+    CHECK(cordoned == 2 && uncordoned == 2, "%d host.cordoned, %d host.uncordoned", cordoned,
+          uncordoned);
+    json_decref(evs);
+}
+
 int main(void)
 {
     uint64_t t0 = now_ms();
@@ -1068,6 +1378,9 @@ int main(void)
     test_run("plan: a tenant cancel becomes a deferral, the instance moves after the deadline, "
              "the plan completes",
              t_deferral);
+    test_run("hosts: labels registered and shown, plans select by label, ratios validated; "
+             "cordon keeps a host from being a destination",
+             t_labels_cordon);
     test_run("plan: an instance too big for any other host → 409 unplaceable, nothing starts",
              t_unplaceable);
     int rc = test_done();

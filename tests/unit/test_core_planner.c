@@ -24,6 +24,13 @@ static int64_t cap_mv(const struct plan_host *h, const struct plan_opts *o)
     return (int64_t)floor((double)h->vcpus * r * 1000 + 1e-6);
 }
 
+static int64_t cap_ram(const struct plan_host *h, const struct plan_opts *o)
+{
+    double r = o->ram_overcommit > 0 ? o->ram_overcommit : 1.0;
+    int64_t c = (int64_t)h->ram_mib - (int64_t)o->ram_reserve_mib;
+    return c > 0 && r != 1.0 ? (int64_t)floor((double)c * r + 1e-6) : c;
+}
+
 /* Returns the number of violations found (0 = plan valid) and reports each
  * through CHECK with the fleet's label. */
 static int check_plan(const struct plan_input *in, const struct plan *p, const char *tag)
@@ -92,6 +99,7 @@ static int check_plan(const struct plan_input *in, const struct plan *p, const c
             V(p->host_group[m->dst] != g && m->dst != m->src, "%s: move %zu: dest is down", tag,
               mi);
             V(d->up, "%s: move %zu: dest not up", tag, mi);
+            V(!d->cordoned, "%s: move %zu: dest cordoned", tag, mi);
             V(!(p->host_group[m->dst] < g && p->host_blocked[m->dst]),
               "%s: move %zu: dest blocked", tag, mi);
             V((d->labels & x->need_labels) == x->need_labels, "%s: move %zu: labels", tag, mi);
@@ -100,7 +108,7 @@ static int check_plan(const struct plan_input *in, const struct plan *p, const c
             mv[m->src] -= (int64_t)x->vcpus * 1000;
             ram[m->dst] += (int64_t)x->ram_mib;
             mv[m->dst] += (int64_t)x->vcpus * 1000;
-            V(ram[m->dst] <= (int64_t)d->ram_mib - (int64_t)o->ram_reserve_mib,
+            V(ram[m->dst] <= cap_ram(d, o),
               "%s: move %zu: RAM over capacity on %u", tag, mi, m->dst);
             V(mv[m->dst] <= cap_mv(d, o), "%s: move %zu: vCPUs over capacity", tag, mi);
             /* AA-1: no other member already on the destination */
@@ -358,6 +366,7 @@ static void random_fleet(uint64_t seed, struct plan_host **hp, size_t *nh, struc
     o->max_down = (uint32_t)(1 + rnd(&s, 5));
     o->vcpu_overcommit = (double)(1 + rnd(&s, 4)) / (rnd(&s, 2) ? 1 : 2);
     o->ram_reserve_mib = rnd(&s, 2) ? 0 : 512;
+    o->ram_overcommit = rnd(&s, 3) == 0 ? 1.5 : 0;
     o->conc_per_source = (uint32_t)rnd(&s, 4);
     o->conc_per_dest = (uint32_t)rnd(&s, 4);
     o->conc_cluster = (uint32_t)rnd(&s, 10);
@@ -369,7 +378,8 @@ static void random_fleet(uint64_t seed, struct plan_host **hp, size_t *nh, struc
         h[k].labels = rnd(&s, 4);
         h[k].target = rnd(&s, 100) < target_pct;
         h[k].up = rnd(&s, 100) < 96;
-        fr[k] = (int64_t)h[k].ram_mib - (int64_t)o->ram_reserve_mib;
+        h[k].cordoned = rnd(&s, 100) < 5;
+        fr[k] = cap_ram(&h[k], o);
         fv[k] = (int64_t)floor(h[k].vcpus * o->vcpu_overcommit * 1000 + 1e-6);
         if (o->vcpu_overcommit == 0)
             fv[k] = h[k].vcpus * 1000;
