@@ -40,6 +40,7 @@
 #define COMMAND_MAX 4096         /* bytes of a maintenance command */
 #define HOSTS_MAX 4096           /* target hosts in one request */
 #define INFLIGHT_MAX 256         /* executor requests in flight */
+#define STARTS_PER_TICK 32       /* migrations the executor asks for in one tick */
 #define PLAN_VCPU_OVERCOMMIT_MAX 16.0 /* vCPUs per physical CPU a plan may allow */
 #define PLAN_RAM_OVERCOMMIT_MAX 4.0   /* guest RAM per host RAM a plan may allow */
 #define CHECK_GRACE_MS 15000         /* beyond the command's own timeout, ms */
@@ -53,6 +54,7 @@ struct coordplans {
     char token[AUTH_TOKEN_LEN + 1];  /* ferryd's own admin token (this process) */
     char self_url[96];               /* http://ADDR:PORT of ferryd's API */
     char inflight[INFLIGHT_MAX][96]; /* keys of requests in flight, "" = free */
+    int starts;                      /* migrations asked for in this tick */
 };
 
 /* ferryd runs one coordinator per process; the API handler reaches the
@@ -612,7 +614,17 @@ static void on_mig_created(int status, json_t *body, const struct ferr *e, void 
     struct store_plan_host h;
     if (plan_host_get(c, r->plan, r->host, &h) == 0) {
         json_t *d = load_obj(h.detail_json);
-        if (status == 202) {
+        const char *efield = json_string_value(
+            json_object_get(json_object_get(body, "error"), "field"));
+        if (status == 0 || (status == 409 && efield && strcmp(efield, "instance") == 0)) {
+            /* No answer (ferryd busy: the request may still have created the
+             * record, which the next tick finds in the migrations table), or
+             * a migration of the instance exists already: not a failed
+             * attempt. */
+            log_info("plan", "msg=\"migration request unanswered or already running\" plan=%s "
+                             "instance=%s status=%d",
+                     r->plan, r->instance, status);
+        } else if (status == 202) {
             json_t *migs = json_object_get(d, "migrations");
             if (!json_is_array(migs)) {
                 migs = json_array();
@@ -798,8 +810,10 @@ static bool drain(struct coordplans *cp, struct store_plan *p, const json_t *spe
         const char *dst = json_string_value(json_object_get(moves, name));
         if ((int64_t)count_host(l, h->host, true) >= per_src ||
             (dst && (int64_t)count_host(l, dst, false) >= per_dst) ||
-            (cluster && (int64_t)(l->n + l->started) >= cluster))
+            (cluster && (int64_t)(l->n + l->started) >= cluster) ||
+            cp->starts >= STARTS_PER_TICK)
             continue;
+        cp->starts++;
         start_migration(cp, p, spec, h, name, dst);
         /* count it until the next tick reloads the active list */
         l->act = xrealloc(l->act, (l->n + 1) * sizeof(*l->act));
@@ -1227,6 +1241,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
     struct store_plan *ps = NULL;
     size_t n = 0;
     struct ferr e = {0};
+    cp->starts = 0;
     if (store_plan_list(cp->c->st, &ps, &n, &e) != 0)
         return;
     for (size_t i = 0; i < n; i++)
