@@ -79,7 +79,9 @@ void cli_coord_usage(FILE *to)
 {
     fprintf(to,
             "  ferry migrate INSTANCE [--to HOST] [--policy FILE|JSON] [--bandwidth BYTES_PER_S]\n"
-            "                [--downtime MS] [--auto-converge] [--timeout S] [--watch] [--json]\n"
+            "                [--downtime MS] [--auto-converge] [--timeout S]\n"
+            "                [--consent-timeout S] [--consent-on-timeout wait|proceed|abort]\n"
+            "                [--watch] [--json]\n"
             "  ferry migration list [--state S] [--instance I] [--host H] [--project P] [--json]\n"
             "  ferry migration show ID [--json]\n"
             "  ferry migration watch ID [--interval MS] [--json]\n"
@@ -232,10 +234,12 @@ int cli_coord_migrate(int argc, char **argv)
                                          {"timeout", required_argument, NULL, 'T'},
                                          {"watch", no_argument, NULL, 'w'},
                                          {"interval", required_argument, NULL, 'i'},
+                                         {"consent-timeout", required_argument, NULL, 'C'},
+                                         {"consent-on-timeout", required_argument, NULL, 'O'},
                                          {NULL, 0, NULL, 0}};
     struct common co = {0};
     const char *to = NULL;
-    json_t *limits = json_object(), *policy = NULL;
+    json_t *limits = json_object(), *policy = NULL, *consent = json_object();
     bool watch_it = false;
     long long interval = 1000, v = 0;
     int c, rc = CLI_EXIT_USAGE;
@@ -269,6 +273,21 @@ int cli_coord_migrate(int argc, char **argv)
             break;
         case 'a':
             json_object_set_new(limits, "auto_converge", json_true());
+            break;
+        case 'C':
+            if (parse_nonneg("consent-timeout", optarg, &v) != 0 || v < 1) {
+                fprintf(stderr, "ferry: --consent-timeout wants seconds, at least 1\n");
+                goto out;
+            }
+            json_object_set_new(consent, "timeout_s", json_integer(v));
+            break;
+        case 'O':
+            if (strcmp(optarg, "wait") != 0 && strcmp(optarg, "proceed") != 0 &&
+                strcmp(optarg, "abort") != 0) {
+                fprintf(stderr, "ferry: --consent-on-timeout wants wait, proceed or abort\n");
+                goto out;
+            }
+            json_object_set_new(consent, "timeout_action", json_string(optarg));
             break;
         case 'w':
             watch_it = true;
@@ -305,6 +324,8 @@ int cli_coord_migrate(int argc, char **argv)
         json_object_set(body, "policy", policy);
     if (json_object_size(limits) > 0)
         json_object_set(body, "limits", limits);
+    if (json_object_size(consent) > 0)
+        json_object_set(body, "consent", consent);
     int crc = coord(&co, "POST", "/v1/migrations", body, &mig);
     json_decref(body);
     if (crc != 0)
@@ -328,6 +349,7 @@ int cli_coord_migrate(int argc, char **argv)
     json_decref(mig);
 out:
     json_decref(limits);
+    json_decref(consent);
     json_decref(policy);
     creds_free(&co.creds);
     return rc;
