@@ -630,6 +630,7 @@ static void to_conv_impact(const struct ctl_impact *ci, const struct impact_fig 
     out->wr_bps = now->wr_bps;
     out->p99_us = pct ? now->p99_us : now->mean_us;
     out->ops = now->ops;
+    out->window = IMPACT_WINDOW;
 }
 
 void ctl_impact_sample(struct migration *m, struct mig_sample *s)

@@ -498,9 +498,12 @@ static bool step_applicable(const struct conv *c, enum conv_step st,
 #define BUDGET_TARGET 0.7    /* usage the proportional step aims at */
 #define BUDGET_GAIN 0.6      /* rate factor per unit of usage below/above it */
 #define BUDGET_UP_MAX 1.5    /* largest increase per measurement */
-#define BUDGET_BACKOFF 0.5   /* rate factor on a violation (at most) */
+#define BUDGET_BACKOFF 0.5   /* smallest rate factor on a violation */
+#define BUDGET_BACKOFF_MAX 0.9 /* largest rate factor on a violation */
 #define BUDGET_QUIET_UP 2.0  /* rate factor per measurement of a quiet guest */
-#define BUDGET_CEIL_GROW 1.05 /* ceiling creep per measurement inside */
+#define BUDGET_CEIL_GROW 1.1 /* ceiling creep per measurement inside */
+#define BUDGET_CEIL_FORGET 10 /* measurements inside after which the ceiling
+                                 is forgotten */
 #define BUDGET_RESEND 0.05   /* re-emit a rate only when it moved this much */
 #define BUDGET_IO_MIN_BPS 65536u /* smallest guest write cap, bytes/s */
 #define DRAIN_ALPHA 0.3      /* EWMA weight of the newest disk drain sample */
@@ -592,9 +595,11 @@ static void report_budget(struct conv *c, struct emit *e, enum conv_budget_verdi
 
 /* Judges a new measurement and moves the copy rate: a proportional step
  * towards BUDGET_TARGET usage (multiplicative, at most BUDGET_UP_MAX up),
- * a back-off of at least half on a violation (the rate then is remembered
- * as the ceiling, which later probes approach slowly), doubling while the
- * guest is quiet. */
+ * a back-off by 1/usage (between x0.5 and x0.9) on a violation — not
+ * repeated while the overlapping window still holds the interval that
+ * caused the last one — with the rate then remembered as the ceiling that
+ * later probes approach slowly (forgotten after BUDGET_CEIL_FORGET good
+ * measurements), doubling while the guest is quiet. */
 static void budget_judge(struct conv *c)
 {
     const struct conv_budget *b = &c->pol.budget;
@@ -616,9 +621,19 @@ static void budget_judge(struct conv *c)
         c->judged++;
         if (u > 1.0) {
             c->violations++;
-            c->ceiling_bps = c->rate_bps;
-            double f = 1.0 / u;
-            r *= f < BUDGET_BACKOFF ? f : BUDGET_BACKOFF;
+            c->good_run = 0;
+            bool held = c->backoff_seq && c->imp.window > 1 &&
+                        c->imp.seq - c->backoff_seq < c->imp.window;
+            if (!held) {
+                c->ceiling_bps = c->rate_bps;
+                double f = 0.9 / u;
+                if (f < BUDGET_BACKOFF)
+                    f = BUDGET_BACKOFF;
+                if (f > BUDGET_BACKOFF_MAX)
+                    f = BUDGET_BACKOFF_MAX;
+                r *= f;
+                c->backoff_seq = c->imp.seq;
+            }
             if (c->bverdict != CONV_BUDGET_CONFLICT)
                 c->bverdict = CONV_BUDGET_VIOLATED;
         } else {
@@ -626,6 +641,8 @@ static void budget_judge(struct conv *c)
             if (f > BUDGET_UP_MAX)
                 f = BUDGET_UP_MAX;
             r *= f;
+            if (c->ceiling_bps && ++c->good_run >= BUDGET_CEIL_FORGET)
+                c->ceiling_bps = 0; /* the hurt was long ago: probe freely */
             if (c->ceiling_bps) {
                 /* approach the rate that hurt last time slowly */
                 c->ceiling_bps = (uint64_t)((double)c->ceiling_bps * BUDGET_CEIL_GROW);
@@ -693,13 +710,19 @@ static void tick_budget(struct conv *c, const struct mig_sample *s, uint64_t now
     if (mirroring && c->have_drain && c->disk_rem_prev > 0) {
         double need_ms = c->drain_bps > 0 ? (double)c->disk_rem_prev * 1000.0 / c->drain_bps : 0;
         disk_stuck = c->drain_bps <= 0.02 * (double)c->rate_bps || need_ms > (double)left_ms;
-        if (disk_stuck)
-            snprintf(why, sizeof(why),
-                     "disk copy at %.1f MiB/s does not converge: %.1f MiB left, draining at "
-                     "%.2f MiB/s (guest writes %.1f MiB/s)",
-                     (double)c->rate_bps / 1048576.0, (double)c->disk_rem_prev / 1048576.0,
-                     c->drain_bps / 1048576.0, c->imp.wr_bps / 1048576.0);
     }
+    /* a mirror held at or below the guest's write rate never empties its
+     * dirty bitmap (it sleeps out its quota while the guest dirties more),
+     * so QEMU never declares it READY — whatever remaining shows between
+     * its iterations */
+    if (mirroring && c->imp.wr_bps > 0 && (double)c->rate_bps <= 1.1 * c->imp.wr_bps)
+        disk_stuck = true;
+    if (disk_stuck)
+        snprintf(why, sizeof(why),
+                 "disk copy at %.1f MiB/s does not converge: %.1f MiB left, draining at "
+                 "%.2f MiB/s (guest writes %.1f MiB/s)",
+                 (double)c->rate_bps / 1048576.0, (double)c->disk_rem_prev / 1048576.0,
+                 c->drain_bps / 1048576.0, c->imp.wr_bps / 1048576.0);
     bool mem_stuck = !mirroring && s->phase == MIG_PHASE_ACTIVE &&
                      (b->steer & CONV_STEER_BANDWIDTH) && !c->bw_waived &&
                      c->rate_bps < b->rate_max_bps &&
@@ -710,7 +733,18 @@ static void tick_budget(struct conv *c, const struct mig_sample *s, uint64_t now
                  "(%s)",
                  (double)c->rate_bps / 1048576.0,
                  c->late ? "late" : stall_reason_name(c->stall.out.reason));
-    bool conflict = (disk_stuck && binding) || mem_stuck;
+    /* outside the budget even at the minimum rate: holding the copy back
+     * does not help the guest (its trouble is elsewhere) */
+    bool steering = ((b->steer & CONV_STEER_MIRROR) && disks) ||
+                    ((b->steer & CONV_STEER_BANDWIDTH) && !c->bw_waived);
+    bool floor_bad = steering && c->rate_bps <= b->rate_min_bps &&
+                     c->bverdict == CONV_BUDGET_VIOLATED && !disk_stuck && !mem_stuck;
+    if (floor_bad)
+        snprintf(why, sizeof(why),
+                 "guest outside its budget (usage %.2f) even at the minimum copy rate "
+                 "%.1f MiB/s: holding the copy back does not help it",
+                 c->usage, (double)b->rate_min_bps / 1048576.0);
+    bool conflict = (disk_stuck && binding) || mem_stuck || floor_bad;
     if (!conflict) {
         c->conflict_since_ms = 0;
         if (c->bverdict == CONV_BUDGET_CONFLICT) {
@@ -724,8 +758,10 @@ static void tick_budget(struct conv *c, const struct mig_sample *s, uint64_t now
             report_budget(c, e, CONV_BUDGET_CONFLICT, why);
             c->conflict_reported = true;
         }
-        if (disk_stuck && !c->waived) {
-            int g = b->io_throttle ? gate(c, e, CONV_STEP_IO_THROTTLE, why) : -1;
+        if ((disk_stuck || floor_bad) && !c->waived) {
+            /* io throttle: for a guest that writes faster than the copy may
+             * go; not when the copy is not what hurts it */
+            int g = b->io_throttle && disk_stuck ? gate(c, e, CONV_STEP_IO_THROTTLE, why) : -1;
             if (g == 1) {
                 uint64_t cap = io_cap(c);
                 if (c->io_throttled) /* capped and still stuck: halve it */

@@ -199,6 +199,11 @@ struct conv_impact {
     double wr_bps;           /* now: write bytes/s */
     double p99_us;           /* now: p99 request latency, us */
     uint64_t ops;            /* requests in the measurement window */
+    uint32_t window;         /* intervals in the window (successive windows
+                                overlap by window - 1); after a back-off
+                                the rate is not cut again until the window
+                                has moved past the interval that caused it;
+                                0 or 1: no overlap */
 };
 
 enum conv_budget_verdict {
@@ -278,6 +283,9 @@ struct conv {
     uint64_t mirror_set_bps;         /* mirror speed last emitted */
     uint64_t bw_set_bps;             /* max-bandwidth last emitted */
     uint64_t ceiling_bps;            /* rate at the newest violation, 0 none */
+    uint64_t backoff_seq;            /* imp.seq of the newest back-off */
+    uint32_t good_run;               /* measurements inside since the last
+                                        violation */
     uint64_t violations;             /* measurements outside the budget */
     uint64_t judged;                 /* measurements judged */
     uint64_t conflict_since_ms;      /* conflict condition true since, 0 no */

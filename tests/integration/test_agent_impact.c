@@ -31,7 +31,7 @@
 #include "../lib/test.h"
 
 #define GUEST_MIB 128
-#define DISK_MIB 128
+#define DISK_MIB 64
 #define STEADY_IOPS 300 /* requests/s of the steady workload */
 #define HEAVY_IOPS 1500 /* requests/s of the workload no copy may follow */
 #define CAPPED_IOPS 400 /* a capped guest stays below this (cap <= 512 KiB/s) */
@@ -165,7 +165,7 @@ static void t_steady(void)
     json_t *pol = json_pack("{s:s, s:i, s:[s], s:{s:i, s:f, s:i, s:I}}", "kind", "adaptive",
                             "deadline_s", 300, "ladder", "bandwidth", "budget",
                             "min_throughput_pct", 80, "max_p99_latency_ratio", 3.0, "baseline_s", 5,
-                            "start_rate_bps", (json_int_t)(4 << 20));
+                            "start_rate_bps", (json_int_t)(16 << 20));
     json_t *lim = json_pack("{s:I}", "max_bandwidth_bps", (json_int_t)(256 << 20));
     char id[64];
     struct ferr e = {0};
@@ -369,6 +369,7 @@ static void t_conflict_dest_killed(void)
 
 int main(void)
 {
+    uint64_t t_start = lab_now_ms();
     snprintf(disk_dir, sizeof(disk_dir), "/var/tmp/ferry-aimp-XXXXXX");
     if (!mkdtemp(disk_dir)) {
         fprintf(stderr, "mkdtemp %s: %s\n", disk_dir, strerror(errno));
@@ -402,5 +403,6 @@ int main(void)
     lab_stop(&L);
     unlink(img);
     rmdir(disk_dir);
+    printf("# test_agent_impact: %.1f s\n", (double)(lab_now_ms() - t_start) / 1000.0);
     return test_done();
 }

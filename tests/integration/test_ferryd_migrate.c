@@ -206,6 +206,13 @@ static void t_migrate(void)
           "no QEMU result");
     CHECK(strcmp(jstr(m, "last_error"), "") == 0, "error '%s'", jstr(m, "last_error"));
     CHECK(strcmp(jstr(json_object_get(m, "started_by"), "user"), "admin") == 0, "started_by");
+    /* the agent's impact report reaches the record (a guest without a disk:
+       no disk figures, the CPU throttle time all the same) */
+    const json_t *gi = json_object_get(m, "guest_impact");
+    CHECK(json_is_integer(json_object_get(gi, "cpu_throttle_ms")) &&
+              json_is_object(json_object_get(gi, "disk")) &&
+              json_is_null(json_object_get(json_object_get(gi, "disk"), "baseline")),
+          "guest_impact without the agent's impact report");
     json_decref(m);
 
     struct lab_integrity r;

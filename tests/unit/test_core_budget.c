@@ -161,13 +161,14 @@ static void t_steer(void)
         uint64_t start_mib;
         double lo, hi; /* new rate / old rate must be within */
     } c[] = {
-        {10, 2.0, 100, 16, 1.3, 1.5},  /* at the baseline: up, at most 1.5x */
-        {10, 3.8, 100, 16, 0.85, 1.0}, /* usage 0.9: a little down */
-        {10, 6.0, 100, 16, 0.0, 0.5},  /* usage 2: at least halved */
-        {5, 2.0, 100, 16, 0.0, 0.4},   /* throughput halved: usage 2.5 */
-        {10, 2.0, 1, 16, 2.0, 2.0},    /* quiet now, quiet before: doubled */
-        {10, 2.0, 100, 256, 1.0, 1.0}, /* at the maximum: stays there */
-        {10, 100.0, 100, 1, 1.0, 1.0}, /* at the floor: stays there */
+        {10, 2.0, 100, 16, 1.3, 1.5},   /* at the baseline: up, at most 1.5x */
+        {10, 3.8, 100, 16, 0.85, 1.0},  /* usage 0.9: a little down */
+        {10, 6.0, 100, 16, 0.5, 0.5},   /* usage 2: halved (0.9/2 floored at 0.5) */
+        {5, 2.0, 100, 16, 0.5, 0.5},    /* throughput halved: usage 2.5, halved */
+        {10, 4.4, 100, 16, 0.74, 0.76}, /* usage 1.2: x0.9/1.2, in proportion */
+        {10, 2.0, 1, 16, 2.0, 2.0},     /* quiet now, quiet before: doubled */
+        {10, 2.0, 100, 256, 1.0, 1.0},  /* at the maximum: stays there */
+        {10, 100.0, 100, 1, 1.0, 1.0},  /* at the floor: stays there */
     };
     for (size_t i = 0; i < sizeof(c) / sizeof(c[0]); i++) {
         struct conv_policy p = policy(80, 2.0, 0);
@@ -180,7 +181,7 @@ static void t_steer(void)
         CHECK(o.mirror_bps == c[i].start_mib * MIB, "case %zu: start speed %llu", i,
               (unsigned long long)o.mirror_bps);
         struct conv_impact m = imp(1, c[i].mibps, c[i].p99_ms, c[i].ops);
-        if (i == 4)
+        if (c[i].ops == 1)
             m.base_iops = 1; /* quiet baseline */
         REQUIRE(conv_set_impact(&cv, &m) == 0, "set impact");
         s = mirror_sample(1000, 500u * MIB);
@@ -196,6 +197,43 @@ static void t_steer(void)
         tick(&cv, &s, &o);
         CHECK(cv.rate_bps == r, "case %zu: re-judged an old measurement", i);
     }
+}
+
+/* Proves: with overlapping windows (window 3) one bad interval is paid
+ * for once: violations in the next two measurements do not cut the rate
+ * again, the third does; and after ten good measurements the ceiling is
+ * forgotten. */
+static void t_holdoff(void)
+{
+    struct conv_policy p = policy(0, 2.0, 0);
+    p.budget.rate_start_bps = 64u * MIB;
+    struct conv cv;
+    REQUIRE(conv_init(&cv, &p, NULL) == 0, "init");
+    struct tick_out o = {0};
+    uint64_t rates[5];
+    for (uint64_t q = 1; q <= 5; q++) {
+        struct conv_impact m = imp(q, 10, 6.0, 100); /* usage 2 */
+        m.window = 3;
+        REQUIRE(conv_set_impact(&cv, &m) == 0, "impact");
+        struct mig_sample s = mirror_sample(q * 1000, 500u * MIB - q * MIB);
+        tick(&cv, &s, &o);
+        rates[q - 1] = cv.rate_bps;
+    }
+    CHECK(rates[0] == 32u * MIB, "first cut to %llu", (unsigned long long)rates[0]);
+    CHECK(rates[1] == rates[0] && rates[2] == rates[0], "cut again inside the window: %llu %llu",
+          (unsigned long long)rates[1], (unsigned long long)rates[2]);
+    CHECK(rates[3] == 16u * MIB, "no cut once the window moved on: %llu",
+          (unsigned long long)rates[3]);
+    CHECK(cv.ceiling_bps > 0, "no ceiling after a violation");
+    for (uint64_t q = 6; q <= 16; q++) {
+        struct conv_impact m = imp(q, 10, 2.0, 100); /* at the baseline */
+        m.window = 3;
+        REQUIRE(conv_set_impact(&cv, &m) == 0, "impact");
+        struct mig_sample s = mirror_sample(q * 1000, 400u * MIB - q * MIB);
+        tick(&cv, &s, &o);
+    }
+    CHECK(cv.ceiling_bps == 0, "ceiling %llu kept after 10 good measurements",
+          (unsigned long long)cv.ceiling_bps);
 }
 
 /* Drives a mirror that never shrinks (the guest dirties as fast as the
@@ -285,6 +323,47 @@ static void t_conflict_refuse(void)
             CHECK(o.mirror_bps == p.budget.rate_max_bps, "case %zu: waived at %llu", i,
                   (unsigned long long)o.mirror_bps);
     }
+}
+
+/* Proves: a mirror held at or below the guest's write rate is a conflict
+ * even when its remaining reads 0 between iterations (QEMU never declares
+ * it READY); a guest outside its budget even at the minimum rate is a
+ * conflict too, waived at once without offering the io throttle (the copy
+ * is not what hurts it). */
+static void t_conflict_kinds(void)
+{
+    struct conv_policy p = policy(0, 2.0, 0);
+    p.budget.rate_start_bps = 4u * MIB;
+    p.budget.rate_max_bps = 4u * MIB; /* at its maximum: binding */
+    struct conv cv;
+    REQUIRE(conv_init(&cv, &p, NULL) == 0, "init");
+    struct tick_out o = {0};
+    uint64_t seq = 0;
+    for (uint64_t t = 0; t <= 10000; t += 250) {
+        if (t % 1000 == 0) {
+            struct conv_impact m = imp(++seq, 10, 2.0, 100); /* inside; writes 5 MiB/s */
+            (void)!conv_set_impact(&cv, &m);
+        }
+        struct mig_sample s = mirror_sample(t, 0); /* remaining reads 0 */
+        tick(&cv, &s, &o);
+    }
+    CHECK(o.conflict == 1 && o.consent_io == 1, "slow mirror: conflict %d, consent %d", o.conflict,
+          o.consent_io);
+    p = policy(0, 2.0, 0);
+    p.budget.rate_start_bps = p.budget.rate_min_bps;
+    REQUIRE(conv_init(&cv, &p, NULL) == 0, "init");
+    memset(&o, 0, sizeof(o));
+    seq = 0;
+    for (uint64_t t = 0; t <= 10000; t += 250) {
+        if (t % 1000 == 0) {
+            struct conv_impact m = imp(++seq, 0.5, 8.0, 100); /* usage 3, writes little */
+            (void)!conv_set_impact(&cv, &m);
+        }
+        struct mig_sample s = mirror_sample(t, 512u * MIB - t * 1000);
+        tick(&cv, &s, &o);
+    }
+    CHECK(o.conflict == 1 && o.waived == 1 && o.consent_io == 0,
+          "at the floor: conflict %d, waived %d, consent %d", o.conflict, o.waived, o.consent_io);
 }
 
 /* Proves: a mirror that drains is no conflict even when the budget holds
@@ -407,8 +486,10 @@ int main(void)
 {
     test_run("budget: usage of one measurement", t_usage);
     test_run("budget: rate steered by one measurement, within bounds", t_steer);
+    test_run("budget: one bad interval cut once; ceiling forgotten", t_holdoff);
     test_run("budget: conflict reported, io throttle only after consent", t_conflict_grant);
     test_run("budget: unanswered, refused or not offered io throttle", t_conflict_refuse);
+    test_run("budget: slow mirror and guest hurt at the floor are conflicts", t_conflict_kinds);
     test_run("budget: draining mirror is no conflict; room climbs to the max", t_no_conflict);
     test_run("budget: bandwidth steering, conflict, rung takes over", t_bandwidth);
     test_run("budget: invalid budgets rejected", t_invalid);
