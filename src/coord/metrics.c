@@ -477,6 +477,7 @@ void metrics_front(struct evhttp_request *req, void *arg)
         render(m, b);
         evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
                           "text/plain; version=0.0.4; charset=utf-8");
+        httpd_no_delay(req); /* a multi-segment reply: see httpd.h */
         evhttp_send_reply(req, 200, "OK", b);
         evbuffer_free(b);
     } else if (strcmp(route, "events") == 0 && get && m->sse && sse_wants_stream(req)) {

@@ -314,6 +314,7 @@ void sse_handle(struct sse *s, struct evhttp_request *req)
     evhttp_add_header(out, "Content-Type", "text/event-stream; charset=utf-8");
     evhttp_add_header(out, "Cache-Control", "no-cache");
     evhttp_add_header(out, "X-Accel-Buffering", "no");
+    httpd_no_delay(req); /* each event leaves at once, not after the last one's ACK */
     evhttp_send_reply_start(req, 200, "OK");
     /* A stream is idle for long stretches: no read timeout; output that does
      * not move for SSE_WRITE_TIMEOUT_S closes it. */
