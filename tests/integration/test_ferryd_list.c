@@ -328,6 +328,59 @@ static void t_policy(void)
           "admin after member: %d with hosts", hosts);
 }
 
+/* A policy file whose list rule reads the host (per-record decisions: no
+ * reuse per project, no narrowing, instance and source read with the keys):
+ * a member of p1 sees the p1 records whose source is host-1, and hosts only
+ * on those (show_hosts granted per host). Ferryd restarts with the file, so
+ * its cache starts empty; the admin reads first to fill it. */
+static void t_host_policy(void)
+{
+    REQUIRE(up, "ferryd did not start (log %s)", D.log_path);
+    char path[LAB_PATH_MAX + 32];
+    snprintf(path, sizeof(path), "%s/policy.json", D.dir);
+    FILE *f = fopen(path, "w");
+    REQUIRE(f, "cannot write %s", path);
+    fprintf(f, "{\"migration:list\": \"rule:admin or (rule:owner and 'host-1':%%(target.host)s)\","
+               " \"migration:show_hosts\": \"rule:admin or 'host-1':%%(target.host)s\"}\n");
+    fclose(f);
+    REQUIRE(ferryd_write_conf(&D, "policy_file = %s\n", path) == 0 && ferryd_restart(&D) == 0,
+            "restart with the policy file");
+    int seen[RECORDS], hosts;
+    REQUIRE(walk(admin, 1000, "", seen, &hosts) == RECORDS && hosts == RECORDS, "admin walk");
+    /* Record i: project p(i % 3), source host-(i % 4). */
+    int want = 0;
+    for (int i = 0; i < RECORDS; i++)
+        want += i % PROJECTS == 1 && i % 4 == 1;
+    static const int sizes[] = {1, 4, 50};
+    for (size_t z = 0; z < sizeof(sizes) / sizeof(sizes[0]); z++) {
+        int n = walk(member, sizes[z], "", seen, &hosts);
+        int good = 0, bad = 0;
+        for (int i = 0; i < RECORDS; i++) {
+            if (i % PROJECTS == 1 && i % 4 == 1)
+                good += seen[i] == 1;
+            else
+                bad += seen[i];
+        }
+        CHECK(n == want && good == want && bad == 0 && hosts == want,
+              "limit %d: %d records (%d wanted once, %d others), hosts on %d", sizes[z], n, good,
+              bad, hosts);
+    }
+    /* Show follows the same rules for one record of each kind. */
+    json_t *o = NULL;
+    char id[32], p[96];
+    rec_id(id, sizeof(id), 13); /* p1, host-1 */
+    snprintf(p, sizeof(p), "/v1/migrations/%s", id);
+    CHECK(api("GET", p, member, &o) == 200 && json_object_get(o, "source"), "show own host-1");
+    json_decref(o);
+    rec_id(id, sizeof(id), 10); /* p1, host-2: listed no more, shown (show is owner's) */
+    snprintf(p, sizeof(p), "/v1/migrations/%s", id);
+    o = NULL;
+    CHECK(api("GET", p, member, &o) == 200 && !json_object_get(o, "source"),
+          "show own host-2 without hosts");
+    json_decref(o);
+    REQUIRE(ferryd_write_conf(&D, NULL) == 0 && ferryd_restart(&D) == 0, "restart without");
+}
+
 int main(void)
 {
     struct ferr e = {0};
@@ -347,6 +400,9 @@ int main(void)
     test_run("ferryd list: after the admin's cached reads a member sees only their project, no "
              "hosts, 404 for others",
              t_policy);
+    test_run("ferryd list: a policy reading the host is decided per record (member: own "
+             "project on host-1 only, hosts there)",
+             t_host_policy);
     int rc = test_done();
     if (rc != 0)
         ferryd_tail_log(&D, 30);
