@@ -214,6 +214,11 @@ static json_t *ms_or_null(int64_t v)
     return v < 0 ? json_null() : json_integer((json_int_t)v);
 }
 
+/* The record as show and list answer it: a pure function of the row m
+ * and show_hosts. The read cache (migcache.h) keeps its text per (id,
+ * created_ms, rev) and relies on that: a field taken from anywhere else (an
+ * orch's in-memory state, another table, the clock) would be served stale;
+ * put it into the row (then every change raises rev) instead. */
 static json_t *rec_json(const struct store_migration *m, bool show_hosts)
 {
     json_t *detail = json_load_or_null(m->detail_json);
