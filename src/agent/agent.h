@@ -158,6 +158,11 @@ struct migration {
     bool continue_sent;            /* migrate-continue sent: past switchover */
     bool storage_failed;           /* a disk mirror failed while memory migrated:
                                       the cancel that follows ends it failed */
+    bool pace_on;                  /* limits.pacing: the socket carries paced_bps */
+    bool pace_given_up;            /* the kernel refused pacing (pace_note says why) */
+    uint64_t paced_bps;            /* pacing rate in force, bytes/s (0 = none) */
+    uint64_t pace_t_ms;            /* ms after the request it was first set, 0 before */
+    char pace_note[160];           /* why pacing is not in force, "" when it is */
 };
 
 struct agent {

@@ -12,6 +12,7 @@
 #include "agent/agent.h"
 #include "agent/census.h"
 #include "agent/control.h"
+#include "agent/pace.h"
 #include "agent/storage.h"
 #include "util/log.h"
 #include "util/xalloc.h"
@@ -327,6 +328,40 @@ static void send_cancel(struct migration *m)
         m->refs--;
 }
 
+/* limits.pacing: keeps QEMU's migration socket paced at the current
+ * max-bandwidth (set at start, by the controller or by PATCH; checked at
+ * every sample, so a change takes effect within one tick). The socket
+ * appears once QEMU connected; a kernel refusal is recorded once and
+ * pacing given up (max-bandwidth alone still applies). */
+static void pace_sync(struct migration *m, const struct instance *in)
+{
+    if (!m->limits.pacing || m->pace_given_up || !m->mem_started || !in || in->pid <= 0)
+        return;
+    uint64_t want = m->limits.max_bandwidth_bps;
+    if (m->pace_on && want == m->paced_bps)
+        return;
+    struct ferr e = {0};
+    int rc = pace_set(in->pid, m->dest_uri, want, &e);
+    if (rc == FERR_NOTFOUND) {
+        snprintf(m->pace_note, sizeof(m->pace_note), "%.150s", e.msg);
+        return; /* not connected yet: next tick */
+    }
+    if (rc != 0) {
+        m->pace_given_up = true;
+        m->pace_on = false;
+        snprintf(m->pace_note, sizeof(m->pace_note), "%.150s", e.msg);
+        log_warn("agent", "msg=\"socket pacing unavailable\" id=%s err=\"%s\"", m->id, e.msg);
+        return;
+    }
+    if (!m->pace_on)
+        m->pace_t_ms = agent_now_ms() - m->start_ms;
+    m->pace_on = true;
+    m->paced_bps = want;
+    m->pace_note[0] = '\0';
+    log_info("agent", "msg=\"migration socket paced\" id=%s rate_bps=%llu", m->id,
+             (unsigned long long)want);
+}
+
 static void on_query(struct instance *in, const struct ferr *err, json_t *ret, void *ctx)
 {
     struct migration *m = ctx;
@@ -349,6 +384,7 @@ static void on_query(struct instance *in, const struct ferr *err, json_t *ret, v
     ctl_impact_sample(m, &s); /* control.c: the guest's disk against its baseline */
     keep_sample(m, &s);
     ctl_on_sample(m, &s); /* control.c: estimate, controller actions */
+    pace_sync(m, in);     /* after the controller: its bandwidth is the rate */
     const char *st = json_string_value(json_object_get(ret, "status"));
     if (st)
         snprintf(m->qemu_status, sizeof(m->qemu_status), "%s", st);
@@ -1034,6 +1070,15 @@ json_t *mig_to_json(const struct migration *m, bool samples)
     if (m->postcopy_note[0])
         json_object_set_new(o, "postcopy_note", json_string(m->postcopy_note));
     json_object_set_new(o, "auto_converge_dormant", json_boolean(m->throttle_dormant));
+    if (m->limits.pacing) {
+        json_t *pc = json_pack("{s:b, s:I}", "active", m->pace_on, "rate_bps",
+                               (json_int_t)m->paced_bps);
+        if (m->pace_t_ms)
+            json_object_set_new(pc, "since_ms", json_integer((json_int_t)m->pace_t_ms));
+        if (m->pace_note[0])
+            json_object_set_new(pc, "note", json_string(m->pace_note));
+        json_object_set_new(o, "pacing", pc);
+    }
     static const char *const dr_names[] = {"none", "measuring", "measured", "refused"};
     json_t *dr = json_pack("{s:s, s:I}", "state", dr_names[m->dr_state], "pages_per_s",
                            (json_int_t)m->dirty_hint_pps);

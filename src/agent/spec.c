@@ -261,7 +261,7 @@ json_t *spec_to_json(const struct inst_spec *s)
 }
 
 static const char *const limit_keys[] = {"downtime_ms", "max_bandwidth_bps", "auto_converge",
-                                         "completion_timeout_s", "mirror_speed_bps", NULL};
+                                         "completion_timeout_s", "mirror_speed_bps", "pacing", NULL};
 
 int limits_from_json(const json_t *obj, struct mig_limits *l, struct ferr *e)
 {
@@ -292,17 +292,19 @@ int limits_from_json(const json_t *obj, struct mig_limits *l, struct ferr *e)
     if ((rc = jsonin_u64(obj, "mirror_speed_bps", 0, (uint64_t)1 << 40, false,
                          &t.mirror_speed_bps, e)) != 0)
         return rc;
+    if ((rc = jsonin_bool(obj, "pacing", false, &t.pacing, e)) != 0)
+        return rc;
     *l = t;
     return 0;
 }
 
 json_t *limits_to_json(const struct mig_limits *l)
 {
-    return json_pack("{s:I, s:I, s:b, s:I, s:I}", "downtime_ms", (json_int_t)l->downtime_ms,
+    return json_pack("{s:I, s:I, s:b, s:I, s:I, s:b}", "downtime_ms", (json_int_t)l->downtime_ms,
                      "max_bandwidth_bps", (json_int_t)l->max_bandwidth_bps, "auto_converge",
                      l->auto_converge, "completion_timeout_s",
                      (json_int_t)l->completion_timeout_s, "mirror_speed_bps",
-                     (json_int_t)l->mirror_speed_bps);
+                     (json_int_t)l->mirror_speed_bps, "pacing", l->pacing);
 }
 
 char **spec_argv(const struct inst_spec *s, const char *qemu, const char *qmp_path,

@@ -15,7 +15,11 @@
  *    reads equals the one recomputed from the image file the storage host
  *    serves; the source QEMU is gone; the migration stream crossed the
  *    source's shaped link (its eth0 sent at least ram_transferred bytes),
- *    and so did the guest's disk traffic before it;
+ *    and so did the guest's disk traffic before it; the agent's impact
+ *    measurement saw the NBD disk's I/O (baseline IOPS);
+ *  - back to the source with limits.pacing: the agent paces QEMU's
+ *    migration socket at max-bandwidth (pacing active at that rate), the
+ *    guest's memory intact;
  *  - an NBD disk refuses a non-shared ("copy") storage migration with a
  *    clear error, changing nothing: the guest keeps running on the source.
  * Needs root (network namespaces, tc): skips with the reason otherwise.
@@ -40,6 +44,7 @@
 #define LINK_QUEUE_MS 20
 #define MIG_TIMEOUT_MS 120000
 #define GONE_TIMEOUT_MS 15000
+#define PACED_BPS (8 << 20) /* bytes/s: the paced migration back takes ~17 s */
 
 static const char *const CMDLINE =
     "console=ttyS0 quiet panic=-1 ferry.workload=memload,diskload ferry.ws_mib=32 "
@@ -277,6 +282,14 @@ static void t_shared_migration(void)
               jstr(m, "error"));
         CHECK(ram > 0 && tx1 - tx0 >= (uint64_t)ram, "source link sent %llu bytes, migration %lld",
               (unsigned long long)(tx1 - tx0), ram);
+        /* the agent measured the guest's NBD-backed disk (query-blockstats
+         * works for any backend; the baseline here starts at boot, before
+         * the latency histogram was on, so its basis may be the mean) */
+        json_t *imp = json_object_get(m, "impact");
+        json_t *bl = json_object_get(imp, "baseline");
+        json_t *iops = json_object_get(bl, "iops");
+        CHECK(json_is_number(iops) && json_number_value(iops) > 10,
+              "the agent's impact baseline shows no disk I/O on the NBD disk");
         printf("# migrated in %.1f s (QEMU total %lld ms, downtime %lld ms), %lld RAM bytes; "
                "source link sent %.1f MiB\n",
                (double)(lab_now_ms() - t0) / 1000.0, jint(res, "total_time_ms"),
@@ -312,6 +325,33 @@ static void t_shared_migration(void)
           "guest checksum %s, image on the storage host %s (%d)", r ? jstr(r, "checksum") : "?", hs,
           hr);
     json_decref(r);
+
+    /* back to the source, the agent pacing QEMU's migration socket at the
+     * bandwidth cap (limits.pacing): in force, and the guest intact */
+    rc = lab_console_expect(&d, name, "diskload resume", 0, "FERRY-ACK", LAB_CMD_TIMEOUT_MS, &ack,
+                            &e);
+    free(ack);
+    CHECK(rc == 0, "diskload resume: %s", e.msg);
+    lim = json_pack("{s:I, s:I, s:b}", "downtime_ms", (json_int_t)300, "max_bandwidth_bps",
+                    (json_int_t)PACED_BPS, "pacing", 1);
+    m = NULL;
+    rc = lab_migrate(&d, &s, name, lim, MIG_TIMEOUT_MS, &m, &e);
+    json_decref(lim);
+    CHECK(rc == 0, "paced migration: %s", e.msg);
+    if (rc == 0) {
+        json_t *pc = json_object_get(m, "pacing");
+        CHECK(strcmp(jstr(m, "state"), "succeeded") == 0, "paced: state %s error '%s'",
+              jstr(m, "state"), jstr(m, "error"));
+        CHECK(json_is_true(json_object_get(pc, "active")) && jint(pc, "rate_bps") == PACED_BPS,
+              "socket pacing not in force: %s", jstr(pc, "note"));
+        printf("# paced migration: %.1f s QEMU total, pacing from %lld ms\n",
+               (double)jint(json_object_get(m, "result"), "total_time_ms") / 1000.0,
+               jint(pc, "since_ms"));
+    }
+    json_decref(m);
+    rc = lab_verify(&s, name, &li, &e);
+    CHECK(rc == 0 && li.ok, "memload verify after the paced migration: rc %d ok %d (%s)", rc,
+          li.ok, e.msg);
     netlab_destroy(&nl);
 }
 

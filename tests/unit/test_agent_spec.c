@@ -91,6 +91,8 @@ static const struct limit_case limit_cases[] = {
     {"{\"auto_converge\":1}", FERR_INVAL, "auto_converge"},
     {"{\"completion_timeout_s\":-3}", FERR_INVAL, "completion_timeout_s"},
     {"{\"speed\":1}", FERR_INVAL, "speed"},
+    {"{\"max_bandwidth_bps\":4194304,\"pacing\":true}", 0, ""},
+    {"{\"pacing\":\"yes\"}", FERR_INVAL, "pacing"},
 };
 
 static void t_limits_table(void)
