@@ -610,6 +610,35 @@ void ctl_impact_start(struct migration *m)
     impact_window(im, now > win ? now - win : 0, now, &c->imp.base);
     c->imp.start_seq = im ? im->seq : 0;
     c->imp.last_seq = c->imp.start_seq;
+    /* the p99 of every IMPACT_WINDOW-interval window inside the baseline */
+    double p[IMPACT_RING];
+    size_t n = 0;
+    c->imp.ref_p99_us = -1;
+    for (uint64_t q = c->imp.start_seq; im && q > IMPACT_WINDOW - 1 && n < IMPACT_RING; q--) {
+        const struct impact_iv *last = impact_get(im, q);
+        const struct impact_iv *first = impact_get(im, q - (IMPACT_WINDOW - 1));
+        if (!last || !first || first->t_ms - first->dur_ms + 1 < now - (now > win ? win : now))
+            break;
+        struct impact_agg w;
+        memset(&w, 0, sizeof(w));
+        for (uint64_t k = q - (IMPACT_WINDOW - 1); k <= q; k++) {
+            const struct impact_iv *iv = impact_get(im, k);
+            if (iv)
+                impact_agg_add(&w, iv);
+        }
+        struct impact_fig f;
+        impact_figures(&w, &f);
+        if (f.p99_us > 0)
+            p[n++] = f.p99_us;
+    }
+    for (size_t i = 1; i < n; i++)
+        for (size_t j = i; j > 0 && p[j - 1] > p[j]; j--) {
+            double t = p[j];
+            p[j] = p[j - 1];
+            p[j - 1] = t;
+        }
+    if (n >= 2)
+        c->imp.ref_p99_us = p[(3 * (n - 1)) / 4];
 }
 
 /* Budget input from the baseline and the newest window: without a
@@ -624,7 +653,7 @@ static void to_conv_impact(const struct ctl_impact *ci, const struct impact_fig 
     out->have_baseline = ci->base.n > 0 && base->secs > 0;
     out->base_bps = base->bps;
     out->base_iops = base->iops;
-    out->base_p99_us = pct ? base->p99_us : base->mean_us;
+    out->base_p99_us = pct ? (ci->ref_p99_us > 0 ? ci->ref_p99_us : base->p99_us) : base->mean_us;
     out->bps = now->bps;
     out->iops = now->iops;
     out->wr_bps = now->wr_bps;
@@ -1024,6 +1053,10 @@ void ctl_to_json(const struct mig_control *c, json_t *o)
             json_string(b->steer == CONV_STEER_MIRROR      ? "mirror"
                         : b->steer == CONV_STEER_BANDWIDTH ? "bandwidth"
                                                            : "both"));
+        json_object_set_new(bj, "baseline_window_p99_us",
+                            c->imp.ref_p99_us > 0
+                                ? json_real(round(c->imp.ref_p99_us * 10.0) / 10.0)
+                                : json_null());
         json_object_set_new(o, "budget", bj);
         json_t *est = json_object_get(o, "estimate");
         if (est)

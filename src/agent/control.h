@@ -72,6 +72,12 @@ struct ctl_impact {
     uint64_t start_seq;          /* impact intervals after this are "during" */
     uint64_t last_seq;           /* newest interval summed into during */
     struct impact_agg base;      /* the baseline window */
+    double ref_p99_us;           /* the budget's baseline p99: the 75th
+                                    percentile of the p99s of the baseline's
+                                    IMPACT_WINDOW-interval windows (judged
+                                    like with like: a short window's p99 is
+                                    noisier than the whole baseline's), us;
+                                    < 0 unknown */
     struct impact_agg during;    /* every interval since the start */
     struct impact_fig now;       /* the newest IMPACT_WINDOW intervals */
     bool have_now;
