@@ -1,12 +1,16 @@
 /* bench/impact_net — the shared-network scenario of issue 6 (part 5): a
  * guest whose disk is an NBD export on a storage host reached over the
  * same shaped link as its memory-only migration. How much does the
- * migration hurt the guest's disk latency, three ways, in one run:
+ * migration hurt the guest's disk latency, five ways, in one run:
  *
  *   unthrottled  max-bandwidth 0 (no cap): the migration takes the link
  *   fixed        max-bandwidth fixed low (FERRY_BENCH_FIXED_BPS)
+ *   fixed_paced  the same, the agent pacing the migration socket at it
+ *                (limits.pacing: SO_MAX_PACING_RATE instead of QEMU's
+ *                100 ms bursts)
  *   adaptive     the adaptive policy with an impact budget (p99 latency ratio
  *                and throughput floor) steering max-bandwidth
+ *   adaptive_paced  the same with limits.pacing
  *
  * The lab (tests/lib/netlab): hosts src, dst and sto in network namespaces
  * behind one bridge, every host's link shaped with tc tbf (rate
@@ -23,12 +27,16 @@
  * Output: a table on stdout and bench/out/impact_net.json. Needs root
  * (namespaces, tc): without it the bench says why, writes the JSON with
  * "skipped" and exits 0. Exit status 1 when a migration or verify failed. */
+#include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/utsname.h>
 #include <time.h>
 #include <unistd.h>
@@ -43,7 +51,8 @@
 #define POLL_MS 250
 #define LINES_MAX 1024      /* FERRY-DISK reports kept per row */
 #define CONSOLE_CHUNK 65536 /* bytes of partial console line kept */
-#define ROWS_MAX 3
+#define ROWS_MAX 5
+#define SETTLE_S 3          /* after the previous row's verify (64 MiB read over the link) */
 #define P99_BOUND 2.0       /* a second is "over" when its p99 exceeds this x the baseline */
 #define WARMUP_S 10         /* after boot, before the first baseline (the fill, boot noise) */
 
@@ -98,6 +107,12 @@ struct row {
     double final_bw_mibs;    /* the migration's last max-bandwidth, MiB/s (0 = none) */
     long long base_drops;    /* packets the source's uplink dropped in the baseline */
     long long drops;         /* ... while the migration ran */
+    double agent_p99_ratio;  /* the agent's own impact.p99_latency_ratio (blockstats), -1 none */
+    double agent_tput_pct;   /* impact.throughput_retained_pct, -1 none */
+    char verdict[32];        /* budget.verdict at the end, "" without a budget */
+    long long violations;    /* budget.violations */
+    char bw_trace[512];      /* max-bandwidth steps the controller made, MiB/s at s */
+    long long paced_after_ms; /* paced row: when the socket got its pacing rate, -1 never */
 };
 
 static uint64_t now_ms(void)
@@ -294,13 +309,22 @@ static int verify_guest(const struct lab_agent *a, char *err, size_t n)
     return ok ? 0 : -1;
 }
 
-/* The policy of the adaptive row: adaptive with the impact budget from
- * the environment, steering max-bandwidth. NULL when the agent has no
- * budget (then the row is not run). */
-static json_t *adaptive_policy(double link_bps)
+/* The policy of the adaptive row: adaptive with an impact budget (p99
+ * latency ratio and throughput floor from the environment) steering
+ * max-bandwidth between 1 MiB/s and the link rate, starting at start_bps. */
+static json_t *adaptive_policy(double link_bytes, double start_bps, double base_s)
 {
-    (void)link_bps;
-    return NULL;
+    double ratio = env_num("FERRY_BENCH_BUDGET_P99_RATIO", 2.0);
+    double pct = env_num("FERRY_BENCH_BUDGET_TPUT_PCT", 80);
+    int deadline = (int)env_num("FERRY_BENCH_DEADLINE_S", 180);
+    /* the bandwidth rung (max_bandwidth_bps) may raise the cap to the link
+     * rate when the budget and the deadline conflict */
+    return json_pack("{s:s, s:i, s:I, s:{s:f, s:i, s:s, s:I, s:I, s:I, s:i}}", "kind", "adaptive",
+                     "deadline_s", deadline, "max_bandwidth_bps", (json_int_t)link_bytes,
+                     "budget", "max_p99_latency_ratio", ratio,
+                     "min_throughput_pct", (int)pct, "steer", "bandwidth", "min_rate_bps",
+                     (json_int_t)(1 << 20), "max_rate_bps", (json_int_t)link_bytes,
+                     "start_rate_bps", (json_int_t)start_bps, "baseline_s", (int)base_s);
 }
 
 static long long drops_now(const struct netlab *nl, int host)
@@ -325,7 +349,9 @@ static void run_row(struct row *r, const struct netlab *nl, int src_host,
         snprintf(r->error, sizeof(r->error), "no console on %s", src->name);
         goto out;
     }
-    /* baseline: the guest's reports for base_s before the migration */
+    /* settle (the previous row's verify read the disk over the link), then
+     * the baseline: the guest's reports for base_s before the migration */
+    sleep_ms(SETTLE_S * 1000);
     long long d0 = drops_now(nl, src_host);
     uint64_t b0 = now_ms();
     while (now_ms() - b0 < (uint64_t)(base_s * 1000)) {
@@ -389,6 +415,29 @@ static void run_row(struct row *r, const struct netlab *nl, int src_host,
     r->downtime_ms = (long long)jnum(res, "downtime_ms");
     r->ram_mib = jnum(res, "ram_transferred") / 1048576.0;
     r->final_bw_mibs = jnum(json_object_get(m, "limits"), "max_bandwidth_bps") / 1048576.0;
+    json_t *pc = json_object_get(m, "pacing");
+    if (json_is_true(json_object_get(pc, "active")))
+        r->paced_after_ms = (long long)jnum(pc, "since_ms");
+    json_t *imp = json_object_get(m, "impact");
+    r->agent_p99_ratio = jnum(imp, "p99_latency_ratio");
+    r->agent_tput_pct = jnum(imp, "throughput_retained_pct");
+    json_t *bud = json_object_get(m, "budget");
+    const char *v = json_string_value(json_object_get(bud, "verdict"));
+    snprintf(r->verdict, sizeof(r->verdict), "%s", v ? v : "");
+    r->violations = (long long)jnum(bud, "violations");
+    json_t *evs = json_object_get(m, "events");
+    size_t used = 0;
+    for (size_t i = 0; i < json_array_size(evs) && used + 24 < sizeof(r->bw_trace); i++) {
+        json_t *ev = json_array_get(evs, i);
+        const char *act = json_string_value(json_object_get(ev, "action"));
+        if (!act || strcmp(act, "set_bandwidth") != 0)
+            continue;
+        int w = snprintf(r->bw_trace + used, sizeof(r->bw_trace) - used, "%s%.1f@%.0fs",
+                         used ? " " : "", jnum(ev, "value") / 1048576.0,
+                         jnum(ev, "t_ms") / 1000.0);
+        if (w > 0)
+            used += (size_t)w;
+    }
     json_decref(m);
     /* the report covering the switchover comes from the destination */
     uint64_t tail = now_ms() + 1200;
@@ -419,7 +468,7 @@ int main(void)
     double queue_ms = env_num("FERRY_BENCH_QUEUE_MS", 20);
     double fixed_bps = env_num("FERRY_BENCH_FIXED_BPS", link_mbit * 1e6 / 8 / 4);
     double base_s = env_num("FERRY_BENCH_BASE_S", 8);
-    int timeout_s = (int)env_num("FERRY_BENCH_TIMEOUT_S", 120);
+    int timeout_s = (int)env_num("FERRY_BENCH_TIMEOUT_S", 240);
     char mach[512];
     machine_string(mach, sizeof(mach));
     mkdir("bench/out", 0755);
@@ -481,21 +530,24 @@ int main(void)
         return 1;
     }
     sleep_ms(WARMUP_S * 1000);
-    struct row rows[ROWS_MAX] = {{.name = "unthrottled"}, {.name = "fixed"}, {.name = "adaptive"}};
+    /* fixed and adaptive, each with max-bandwidth alone and with the agent
+     * pacing the migration socket at it (limits.pacing) */
+    struct row rows[ROWS_MAX] = {{.name = "unthrottled", .paced_after_ms = -1},
+                                 {.name = "fixed", .paced_after_ms = -1},
+                                 {.name = "fixed_paced", .paced_after_ms = -1},
+                                 {.name = "adaptive", .paced_after_ms = -1},
+                                 {.name = "adaptive_paced", .paced_after_ms = -1}};
     int cur = 0, failed = 0;
     for (int i = 0; i < ROWS_MAX; i++) {
         struct row *r = &rows[i];
-        json_t *lim = json_pack("{s:I, s:I}", "downtime_ms", (json_int_t)300, "max_bandwidth_bps",
-                                (json_int_t)(i == 1 ? (json_int_t)fixed_bps : 0));
+        int fixed = i == 1 || i == 2, paced = i == 2 || i == 4, adaptive = i >= 3;
+        json_t *lim = json_pack("{s:I, s:I, s:b}", "downtime_ms", (json_int_t)300,
+                                "max_bandwidth_bps", (json_int_t)(fixed ? (json_int_t)fixed_bps : 0),
+                                "pacing", paced);
         json_t *pol = NULL;
-        if (i == 2) {
-            pol = adaptive_policy(link_mbit * 1e6);
-            if (!pol) {
-                snprintf(r->error, sizeof(r->error),
-                         "not run: the agent has no impact budget in this build");
-                json_decref(lim);
-                continue;
-            }
+        if (adaptive) { /* starts where the fixed row stays; the budget moves it */
+            pol = adaptive_policy(link_mbit * 1e6 / 8, fixed_bps, base_s);
+            json_object_set_new(lim, "max_bandwidth_bps", json_integer((json_int_t)fixed_bps));
         }
         run_row(r, &nl, cur, &ag[cur], &ag[1 - cur], lim, pol, base_s, timeout_s);
         json_decref(lim);
@@ -550,6 +602,9 @@ int main(void)
             {"ram_mib", r->ram_mib, 1},
             {"uplink_drops", (double)r->drops, r->drops >= 0},
             {"reports", r->dur.n, 1},
+            {"paced_after_ms", (double)r->paced_after_ms, r->paced_after_ms >= 0},
+            {"agent_p99_ratio", r->agent_p99_ratio, r->agent_p99_ratio >= 0},
+            {"agent_throughput_retained_pct", r->agent_tput_pct, r->agent_tput_pct >= 0},
         },
           b[] = {
               {"p99_median_us", r->base.p99_med_us, 1},
@@ -563,10 +618,31 @@ int main(void)
             snprintf(k, sizeof(k), "%s_%s", r->name, f[j].k);
             json_object_set_new(fig, k, num(f[j].v, f[j].have));
         }
+        if (r->verdict[0]) {
+            snprintf(k, sizeof(k), "%s_budget_verdict", r->name);
+            json_object_set_new(fig, k, json_string(r->verdict));
+            snprintf(k, sizeof(k), "%s_budget_violations", r->name);
+            json_object_set_new(fig, k, json_integer(r->violations));
+            snprintf(k, sizeof(k), "%s_bandwidth_steps", r->name);
+            json_object_set_new(fig, k, json_string(r->bw_trace));
+        }
         for (size_t j = 0; j < sizeof(b) / sizeof(b[0]); j++) {
             snprintf(k, sizeof(k), "%s_base_%s", r->name, b[j].k);
             json_object_set_new(base, k, num(b[j].v, b[j].have));
         }
+    }
+    for (int i = 0; i < ROWS_MAX; i++) {
+        const struct row *r = &rows[i];
+        if (!r->ran || !r->ok)
+            continue;
+        printf("%-12s agent's view (blockstats): p99 ratio %.1fx, throughput %.0f%%", r->name,
+               r->agent_p99_ratio, r->agent_tput_pct);
+        if (r->paced_after_ms >= 0)
+            printf("; socket paced from %lld ms", r->paced_after_ms);
+        if (r->verdict[0])
+            printf("; budget %s, %lld violations; max-bandwidth MiB/s@s: %s", r->verdict,
+                   r->violations, r->bw_trace[0] ? r->bw_trace : "(unchanged)");
+        printf("\n");
     }
     if (getloadavg(load1, 1) != 1)
         load1[0] = -1;
