@@ -2,7 +2,9 @@
  * request's "policy" with its "budget" (ctl_policy_from_json) and a
  * query-blockstats reply from QEMU (impact_parse_blockstats), then the
  * figures computed from what was parsed. Any crash, leak or sanitizer
- * report is a bug; rejections are expected. */
+ * report is a bug; rejections are expected. The agent modules link with
+ * each other (control.c drives QMP through instance.c and storage.c):
+ * fuzz-srcs: src/agent/api.c src/agent/census.c src/agent/control.c src/agent/coordlink.c src/agent/impact.c src/agent/instance.c src/agent/maint.c src/agent/migration.c src/agent/pace.c src/agent/peer.c src/agent/spec.c src/agent/storage.c */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
