@@ -8,14 +8,17 @@ cd "$ROOT" || exit 1
 LOGDIR="$BUILD/test-logs"
 mkdir -p "$LOGDIR"
 pass=0; fail=0; skip=0
+T_START=$(date +%s)
 run_one() {
     bin=$1; shift
     name=$(basename "$bin")
     log="$LOGDIR/$(echo "$bin" | tr '/' '_').log"
     echo "== $name"
+    t0=$(date +%s)
     "$bin" "$@" >"$log" 2>"$log.err"
     rc=$?
     cat "$log"
+    echo "-- $name: $(( $(date +%s) - t0 )) s"
     p=$(grep -c '^PASS ' "$log"); f=$(grep -c '^FAIL ' "$log"); s=$(grep -c '^SKIP ' "$log")
     if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then
         echo "FAIL $name: exited with status $rc (stderr in $log.err)"
@@ -52,5 +55,6 @@ if [ "${FERRY_SKIP_INTEGRATION:-0}" != 1 ]; then
         [ -x "$t" ] && run_one "$t"
     done
 fi
+echo "-- all tests: $(( $(date +%s) - T_START )) s"
 echo "$pass passed, $fail failed, $skip skipped"
 [ "$fail" -eq 0 ]
