@@ -100,7 +100,11 @@ static struct pred predict(const struct model *m, const struct est_sched_step *s
         return p;
     double t = 0, sent = 0;
     if (m->disk_left > 0) {
-        double dbps = m->disk_bps > 0 ? m->disk_bps : m->r;
+        /* never slower than the link: once memory moves, the mirrors are
+         * READY and only trickle (guest writes, possibly held down by an
+         * impact budget) — their rest goes flat out at switchover; a
+         * trickle rate would put the finish hours away */
+        double dbps = m->disk_bps > m->r ? m->disk_bps : m->r;
         t += m->disk_left / dbps;
         sent += m->disk_left;
     }

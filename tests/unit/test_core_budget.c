@@ -450,6 +450,43 @@ static void t_bandwidth(void)
     CHECK(rung, "the ladder's bandwidth rung did not act");
 }
 
+/* Proves: a READY mirror that only trickles (the guest's writes, held
+ * down by a budget) does not push the ETA of the memory copy out: its
+ * rest goes at the link rate at switchover, not at the trickle rate. */
+static void t_eta_trickle(void)
+{
+    struct est e;
+    struct est_params ep;
+    memset(&ep, 0, sizeof(ep));
+    est_init(&e, &ep);
+    for (uint64_t t = 0; t <= 6000; t += 250) { /* mirror phase, 100 MiB/s */
+        struct mig_sample s = mirror_sample(t, 0);
+        uint64_t done = t * 100u * MIB / 1000u;
+        s.disk_total = 512u * MIB;
+        s.disk_done = done < s.disk_total ? done : s.disk_total;
+        REQUIRE(est_update(&e, &s) == 0, "update %llu", (unsigned long long)t);
+    }
+    for (uint64_t t = 6250; t <= 30000; t += 250) { /* memory at 100 MiB/s, disk trickles */
+        struct mig_sample s;
+        memset(&s, 0, sizeof(s));
+        s.t_ms = t;
+        s.phase = MIG_PHASE_ACTIVE;
+        s.ram_total = 256u * MIB;
+        s.ram_transferred = (t - 6000) * 100u * MIB / 1000u;
+        s.ram_remaining =
+            s.ram_transferred + 8u * MIB < s.ram_total ? s.ram_total - s.ram_transferred : 8u * MIB;
+        s.bw_bps = 100u * MIB;
+        s.dirty_sync_count = 1 + (t - 6000) / 3000;
+        s.disk_total = 512u * MIB + 2u * MIB;                   /* written since READY */
+        s.disk_done = 512u * MIB + ((t - 6000) / 1000) * 4096u; /* 4 KiB/s trickle */
+        REQUIRE(est_update(&e, &s) == 0, "update %llu", (unsigned long long)t);
+    }
+    struct est_out o;
+    est_get(&e, &o);
+    CHECK(o.eta_known && o.eta_ms < 60000, "ETA %s%llu ms with a trickling READY mirror",
+          o.eta_known ? "" : "(unknown) ", (unsigned long long)o.eta_ms);
+}
+
 /* Proves: invalid budgets are rejected with the field named, and a budget
  * is refused outside the adaptive policy. */
 static void t_invalid(void)
@@ -492,6 +529,7 @@ int main(void)
     test_run("budget: slow mirror and guest hurt at the floor are conflicts", t_conflict_kinds);
     test_run("budget: draining mirror is no conflict; room climbs to the max", t_no_conflict);
     test_run("budget: bandwidth steering, conflict, rung takes over", t_bandwidth);
+    test_run("budget: a trickling READY mirror does not push the ETA out", t_eta_trickle);
     test_run("budget: invalid budgets rejected", t_invalid);
     return test_done();
 }
