@@ -21,6 +21,9 @@ struct model {
     double gran_s;       /* QEMU's check granularity, s */
     double dirt_cap;     /* cap on what is dirtied between two syncs (an
                             earlier migration's set), bytes; 0: none */
+    double sat_h;        /* working set H: what is dirtied in T seconds is
+                            H (1 - e^(-wT/H)) instead of d T; 0: none */
+    double sat_w;        /* the write rate w of that curve, bytes/s */
 };
 
 struct pred {
@@ -73,6 +76,10 @@ static uint64_t to_ms(double s)
  * splits this into segments; each segment is solved in O(1), so the cost is
  * O(schedule entries) instead of one loop turn per simulated pass. */
 #define PRED_SEG_MAX (4 * EST_SCHED_MAX + 8) /* loop turns, bounded */
+#define PRED_SAT_PASSES 2000                 /* passes simulated one by one
+                                                on a saturating curve */
+#define PRED_SAT_LINEAR 0.02                 /* w T / H below this: the curve
+                                                is a straight line (rate w) */
 #define PRED_T_MAX_S 1e8                     /* beyond ~3 years: never */
 
 /* Passes k >= 1 needed until x*rho^k <= tgt (rho in [0,1), x > tgt > 0). */
@@ -108,14 +115,32 @@ static struct pred predict(const struct model *m, const struct est_sched_step *s
         t += m->disk_left / dbps;
         sent += m->disk_left;
     }
-    const double rho = m->d > 0 ? m->d / m->r : 0;
+    /* With a working set (sat_h), what a pass dirties depends on its
+     * length: short passes dirty at nearly w, long ones saturate at H. The
+     * passes are then simulated one by one (bounded) until they are short
+     * enough for the curve to be a line, and the closed form takes over
+     * with rate w. */
+    int sat = m->sat_h > 0 && m->sat_w > 0;
+    double d = m->d;
+    double rho = d > 0 ? d / m->r : 0;
     double v = m->v, since = m->since_s;
     double prev_exact = -1;
-    for (int it = 0; it < PRED_SEG_MAX && t < PRED_T_MAX_S; it++) {
+    int sat_passes = 0;
+    for (int it = 0; it < PRED_SEG_MAX + PRED_SAT_PASSES && t < PRED_T_MAX_S; it++) {
         uint64_t abs_ms = m->t0_ms + to_ms(t);
         double thr = m->r * (double)limit_at(sched, n_sched, m->base_dt_ms, abs_ms) / 1000.0;
+        if (sat && (sat_passes >= PRED_SAT_PASSES ||
+                    (since > 0 && m->sat_w * since < PRED_SAT_LINEAR * m->sat_h &&
+                     m->sat_w < m->r))) {
+            sat = 0; /* from here on a line: rate w */
+            d = m->sat_w;
+            rho = d / m->r;
+        }
+        if (!sat && it >= PRED_SEG_MAX + sat_passes)
+            break;
         if (v <= thr) {
-            double dirt = m->d * since;
+            double dirt =
+                sat ? m->sat_h * (1.0 - exp(-m->sat_w * since / m->sat_h)) : d * since;
             if (m->dirt_cap > 0 && dirt > m->dirt_cap)
                 dirt = m->dirt_cap;
             double exact = v + dirt;
@@ -128,7 +153,8 @@ static struct pred predict(const struct model *m, const struct est_sched_step *s
                 p.sent = sent + exact;
                 return p;
             }
-            if (rho >= 1.0 - 1e-12 || (prev_exact >= 0 && exact >= prev_exact * (1.0 - 1e-9))) {
+            if ((!sat && rho >= 1.0 - 1e-12) ||
+                (prev_exact >= 0 && exact >= prev_exact * (1.0 - (sat ? 1e-3 : 1e-9)))) {
                 /* no progress: only a higher limit can help */
                 uint64_t nc = next_change(sched, n_sched, abs_ms);
                 if (nc == UINT64_MAX)
@@ -146,12 +172,14 @@ static struct pred predict(const struct model *m, const struct est_sched_step *s
             prev_exact = exact;
             v = exact;
             since = 0;
+            if (sat)
+                sat_passes++;
             /* geometric passes under this limit, up to the next change */
             double floor_b = thr - m->r * m->gran_s;
             if (floor_b < 0)
                 floor_b = 0;
             double x = v - floor_b, tgt = thr - floor_b;
-            if (x > 0 && tgt > 0) {
+            if (!sat && x > 0 && tgt > 0) {
                 double k = passes_needed(x, tgt, rho);
                 uint64_t nc = next_change(sched, n_sched, abs_ms);
                 if (nc != UINT64_MAX) {
@@ -272,20 +300,37 @@ static void hint_model(struct model *m, double h, double ws)
         return;
     m->d = d2;
     m->total = ws;
+    if (w < m->r) {
+        /* passes shrink to nothing: the predictor follows the curve pass
+         * by pass (a constant d2 would take the later, shorter passes as
+         * saturated as pass 2 and finish too early) */
+        m->sat_h = ws;
+        m->sat_w = w;
+        return;
+    }
+    /* w >= R: pass by pass the curve would settle at a fixed point, but
+     * a 1 s rate at or above the link is usually a burst: keep the
+     * constant-rate model, the pass-1 dirtying handed over as an
+     * equivalent time since the last sync (V2 / d2) */
     m->since_s = v2 / d2 - m->v / m->r;
     if (m->since_s < 0)
         m->since_s = 0;
 }
 
+#define EST_CD_LIN 1.08 /* census re-reads: a bend this far above a line is
+                          a working set (their sampling error at a quarter
+                          of the latest's age is a few %) */
+
 /* Fits distinct(T) = H (1 - e^(-xT)) H (x = w/H) through two points
  * (ta, da), (tb, db), ta < tb. Returns 1 with *ws = H and *w when the
  * shorter window dirtied at a clearly higher rate (saturation), else 0. */
-static int sat_fit(double ta, double da, double tb, double db, double *ws, double *w)
+static int sat_fit(double ta, double da, double tb, double db, double lin_mul, double *ws,
+                   double *w)
 {
     if (!(ta > 0 && tb > ta * 1.5 && da > 0 && db > 0))
         return 0;
     double r = da / db, lin = ta / tb;
-    if (r < lin * 1.2) /* nearly linear: no saturation to speak of */
+    if (r < lin * lin_mul) /* nearly linear: no saturation to speak of */
         return 0;
     if (r >= 0.98) { /* saturated in the short window already */
         *ws = db > da ? db : da;
@@ -358,11 +403,17 @@ static void model_from_out(const struct est_out *o, struct model *m, double r_mu
         m->d = h * (1.0 - exp(-o->sat_w_bps * tn / h)) / tn * d_mul;
         if (m->total <= 0 || h < m->total)
             m->total = h > (double)o->ram_remaining ? h : (double)o->ram_remaining;
+        if (o->sat_w_bps * d_mul < m->r) { /* as in hint_model */
+            m->sat_h = h;
+            m->sat_w = o->sat_w_bps * d_mul;
+        }
     }
     /* a dirty set that stopped shrinking: whatever D measures (a saturated
      * set reads D = set / period ~ R), passes make no progress */
-    if (o->dirty_measured && o->level_stuck && m->d < m->r)
+    if (o->dirty_measured && o->level_stuck && m->d < m->r) {
         m->d = m->r;
+        m->sat_h = m->sat_w = 0;
+    }
 }
 
 /* Fills the model from the estimator state. Returns 0 when the bandwidth is
@@ -372,7 +423,15 @@ static int build_model(const struct est *e, struct model *m, double r_mul, doubl
                        int prior_hi, int census_sd)
 {
     double cm = 1.0 + 2.0 * census_sd * e->p.census_err;
-    model_from_out(&e->out, m, r_mul, d_mul, prior_hi, e->p.prior_ratio, e->p.hint_dirty_bps,
+    struct est_out o = e->out;
+    if (o.dirty_measured && e->cd_h > 0 && e->cd_w > 0) {
+        /* after pass 1: the census re-reads measured the curve itself
+         * (the published sat_* stay the controller's: what it decides must
+         * not hinge on the census) */
+        o.sat_ws_bytes = e->cd_h;
+        o.sat_w_bps = e->cd_w;
+    }
+    model_from_out(&o, m, r_mul, d_mul, prior_hi, e->p.prior_ratio, e->p.hint_dirty_bps,
                    (double)e->p.hint_dirty_set_bytes, e->out.downtime_ms, cm > 0.1 ? cm : 0.1);
     return m->r > 0;
 }
@@ -639,12 +698,39 @@ int est_update(struct est *e, const struct mig_sample *s)
     o->dirty_census = 0;
     o->hint_ws_bytes = 0;
     if (s->census_dirty_ms > 0 && (s->census_dirty_ms != e->cd_b_ms || !e->cd_b_ms)) {
-        if (!e->cd_a_ms && s->census_dirty_ms >= 200) {
-            e->cd_a_ms = s->census_dirty_ms;
-            e->cd_a = (double)s->census_dirty_bytes;
+        if (s->census_dirty_ms >= 200 &&
+            (!e->n_cd || s->census_dirty_ms > e->cd_ms[e->n_cd - 1])) {
+            if (e->n_cd >= EST_CD_HIST) {
+                memmove(e->cd_ms, e->cd_ms + 1, (EST_CD_HIST - 1) * sizeof(e->cd_ms[0]));
+                memmove(e->cd_by, e->cd_by + 1, (EST_CD_HIST - 1) * sizeof(e->cd_by[0]));
+                e->n_cd--;
+            }
+            e->cd_ms[e->n_cd] = s->census_dirty_ms;
+            e->cd_by[e->n_cd] = (double)s->census_dirty_bytes;
+            e->n_cd++;
         }
         e->cd_b_ms = s->census_dirty_ms;
         e->cd_b = (double)s->census_dirty_bytes;
+        /* pair the latest with the re-read nearest a quarter of its age:
+         * the earliest ones rest on a handful of sampled pages (a 250 ms
+         * read of a slow writer is mostly sampling noise), and a bend
+         * between them would be taken for a working set */
+        e->cd_a_ms = 0;
+        for (uint32_t i = 0; i < e->n_cd; i++) {
+            uint64_t t = e->cd_ms[i], q = e->cd_b_ms / 4;
+            if (2 * t > e->cd_b_ms)
+                break;
+            if (!e->cd_a_ms ||
+                (t > q ? t - q : q - t) < (e->cd_a_ms > q ? e->cd_a_ms - q : q - e->cd_a_ms)) {
+                e->cd_a_ms = t;
+                e->cd_a = e->cd_by[i];
+            }
+        }
+        e->cd_h = e->cd_w = 0;
+        if (e->cd_a_ms && sat_fit((double)e->cd_a_ms / 1000.0, e->cd_a,
+                                  (double)e->cd_b_ms / 1000.0, e->cd_b, EST_CD_LIN, &e->cd_h,
+                                  &e->cd_w) == 0)
+            e->cd_h = e->cd_w = 0;
     }
     if (!e->have_dirty && s->dirty_rate_hint_pps > 0) {
         /* time-weighted mean of the hints seen in pass 1 (bursty guests) */
@@ -672,13 +758,25 @@ int est_update(struct est *e, const struct mig_sample *s)
         double ws = e->p.hint_ws_frac * (double)s->ram_total, h, fh = 0, fw = 0;
         if (e->p.hint_dirty_set_bytes)
             ws = (double)e->p.hint_dirty_set_bytes;
-        if (e->cd_a_ms && tb >= 1.5 * ta && sat_fit(ta, e->cd_a, tb, e->cd_b, &fh, &fw)) {
+        (void)ta;
+        if (e->cd_h > 0 && e->cd_w > 0) {
+            fh = e->cd_h;
+            fw = e->cd_w;
             ws = fh;
             h = fh * (1.0 - exp(-fw / fh));
         } else {
             h = e->cd_b / tb;
             if (ws < e->cd_b)
                 ws = e->cd_b;
+        }
+        /* the rate: calc-dirty-rate's 1 s windows averaged over pass 1
+         * when there are a few s of them (a bursty guest's early re-reads
+         * catch a burst; the mean covers bursts and lulls), with the
+         * working set from the re-reads */
+        if (e->hint_ms >= 2000) {
+            double hm = e->hint_sum / (double)e->hint_ms;
+            if (hm > 0)
+                h = hm;
         }
         o->dirty_bps = h > 0 ? h : 0;
         o->dirty_measured = 0;
@@ -722,10 +820,10 @@ int est_update(struct est *e, const struct mig_sample *s)
         double db = e->pl_s > 0 ? e->pl_dist : e->p1_dist;
         int ok = 0;
         if (e->hint_last > 0)
-            ok = sat_fit(1.0, e->hint_last, tb, db, &ws, &w);
+            ok = sat_fit(1.0, e->hint_last, tb, db, 1.2, &ws, &w);
         else if (e->pl_s > 0 && e->p1_s > 0)
-            ok = e->pl_s < e->p1_s ? sat_fit(e->pl_s, e->pl_dist, e->p1_s, e->p1_dist, &ws, &w)
-                                   : sat_fit(e->p1_s, e->p1_dist, e->pl_s, e->pl_dist, &ws, &w);
+            ok = e->pl_s < e->p1_s ? sat_fit(e->pl_s, e->pl_dist, e->p1_s, e->p1_dist, 1.2, &ws, &w)
+                                   : sat_fit(e->p1_s, e->p1_dist, e->pl_s, e->pl_dist, 1.2, &ws, &w);
         if (ok) {
             o->sat_ws_bytes = ws;
             o->sat_w_bps = w;

@@ -24,6 +24,7 @@
 #define EST_CENSUS_BUCKETS 64       /* address-order buckets of a census profile */
 #define EST_ETA_INFINITE UINT64_MAX /* eta_*_ms value: never finishes */
 #define EST_JITTER_PRIOR 0.05       /* bw_jitter assumed until measured */
+#define EST_CD_HIST 24              /* census re-reads kept for the fit */
 #define EST_STUCK_FRAC                                                                             \
     0.05 /* a post-sync level counts as shrinking                                                  \
             when 5 % below the previous one */
@@ -226,10 +227,20 @@ struct est {
     uint64_t hint_ms;              /* pass 1: time the hint was known, ms */
     uint64_t max_set;              /* largest post-sync remaining after pass
                                       1, bytes */
-    uint64_t cd_a_ms, cd_b_ms;     /* census re-reads: the first one at or
-                                      after 200 ms and the latest, ms after
+    uint64_t cd_a_ms, cd_b_ms;     /* census re-reads: the one the
+                                      working-set fit pairs with the latest
+                                      (about a quarter of its age, at or
+                                      after 200 ms) and the latest, ms after
                                       the census; 0 none */
     double cd_a, cd_b;             /* RAM written since the census then, bytes */
+    uint64_t cd_ms[EST_CD_HIST];   /* the re-reads at or after 200 ms, oldest
+                                      first (the newest EST_CD_HIST), ms */
+    double cd_by[EST_CD_HIST];     /* RAM written since the census, bytes */
+    uint32_t n_cd;                 /* entries in cd_ms / cd_by */
+    double cd_h, cd_w;             /* working set and write rate fitted to
+                                      the re-reads (sat_fit), bytes, bytes/s;
+                                      0: no saturation seen; kept after
+                                      pass 1 for the later passes */
     struct est_out out;
 };
 
