@@ -31,10 +31,10 @@
 
 #define MAX_SAMPLES 100000
 #define NFRAC 3
-#define NPOL 2
+#define NPOL 3
 
 static const double fracs[NFRAC] = {0.10, 0.25, 0.50};
-static const enum sim_policy pols[NPOL] = {SIM_POL_ADAPTIVE, SIM_POL_QEMU};
+static const enum sim_policy pols[NPOL] = {SIM_POL_ADAPTIVE, SIM_POL_QEMU, SIM_POL_NOVA};
 
 struct rec {
     uint64_t t_ms;
