@@ -14,6 +14,8 @@
  * (sim_scenario.census: count, profile and its re-reads, honest, off by
  * -20 % and +20 %, and the count without re-reads): the same runs, the
  * census changes only what the estimator knows (checked: same total).
+ * Also the share of asks whose true time left lies inside the estimator's
+ * interval [eta_low_ms, eta_high_ms] (coverage), with and without census.
  * Writes bench/out/eta_accuracy.json. */
 #include "core/trace.h"
 #include "sim/matrix.h"
@@ -41,6 +43,8 @@ struct rec {
     int known;       /* estimator ETA meaningful and finite */
     double eta_ms;   /* estimator, ms */
     double naive_ms; /* remaining / bw, ms; < 0 when bw unknown */
+    double low_ms;   /* estimator interval [low, high], ms; high < 0: infinite */
+    double high_ms;
     uint64_t sync;   /* dirty_sync_count: 1 while in the bulk (first) pass */
 };
 
@@ -63,6 +67,8 @@ static void on_sample(void *ud, const struct mig_sample *s, const struct est_out
     x->sync = s->dirty_sync_count;
     x->known = e->eta_known && e->eta_ms != EST_ETA_INFINITE;
     x->eta_ms = (double)e->eta_ms;
+    x->low_ms = e->eta_low_ms == EST_ETA_INFINITE ? -1 : (double)e->eta_low_ms;
+    x->high_ms = e->eta_high_ms == EST_ETA_INFINITE ? -1 : (double)e->eta_high_ms;
     x->naive_ms = s->bw_bps > 0 ? (double)s->ram_remaining / (double)s->bw_bps * 1000.0 : -1;
     uint64_t dup = s->ram_duplicate * mig_sample_page_bytes(s);
     rc->nonzero = s->ram_total > dup ? s->ram_total - dup : 0;
@@ -72,6 +78,7 @@ static void on_sample(void *ud, const struct mig_sample *s, const struct est_out
 
 /* Absolute % errors of run rc (total_ms) at each of fracs into a[f] (NAN
  * when the run was too short to be asked there); counts unknown ETAs. */
+static int g_cover[NFRAC]; /* last run_errors: time left inside [low, high] (-1 not asked) */
 static void run_errors(const struct recorder *rc, double total_ms, double a[NFRAC], double b[NFRAC],
                        uint64_t sync[NFRAC], size_t unknown[NFRAC])
 {
@@ -79,11 +86,14 @@ static void run_errors(const struct recorder *rc, double total_ms, double a[NFRA
         double at = fracs[f] * total_ms, left;
         size_t k = 0;
         a[f] = b[f] = NAN;
+        g_cover[f] = -1;
         while (k < rc->n && (double)rc->r[k].t_ms < at)
             k++;
         if (k >= rc->n || (double)rc->r[k].t_ms >= total_ms)
             continue; /* run too short to be asked at this point */
         left = total_ms - (double)rc->r[k].t_ms;
+        g_cover[f] = rc->r[k].known && rc->r[k].low_ms >= 0 && rc->r[k].low_ms <= left &&
+                     (rc->r[k].high_ms < 0 || left <= rc->r[k].high_ms);
         if (rc->r[k].known) {
             a[f] = fabs(rc->r[k].eta_ms - left) / left * 100.0;
         } else {
@@ -185,6 +195,9 @@ int main(void)
     static double cen_relerr[NPOL * 512];
     size_t ncen_relerr = 0;
     size_t n = sim_matrix_count();
+    /* interval coverage: asks whose true time left is inside [low, high] */
+    size_t cov_n[NPOL][NFRAC] = {{0}}, cov_in[NPOL][NFRAC] = {{0}};
+    size_t ccov_n[NPOL][NFRAC] = {{0}}, ccov_in[NPOL][NFRAC] = {{0}};
     struct utsname u;
     char mach[256];
     FILE *js;
@@ -210,6 +223,11 @@ int main(void)
                 continue;
             runs[p]++;
             run_errors(&rc, r.total_ms, a, b, sy, unknown[p]);
+            for (int f = 0; f < NFRAC; f++)
+                if (g_cover[f] >= 0) {
+                    cov_n[p][f]++;
+                    cov_in[p][f] += (size_t)g_cover[f];
+                }
             /* the same run with a census at t0 (its draw leaves the run
              * unchanged: same samples, same total) */
             for (int c = 0; c < NCEN; c++) {
@@ -227,6 +245,12 @@ int main(void)
                     return 1;
                 }
                 run_errors(&rc2, rcen.total_ms, ac, bc, syc, NULL);
+                if (c == 0)
+                    for (int f = 0; f < NFRAC; f++)
+                        if (g_cover[f] >= 0 && !isnan(a[f])) {
+                            ccov_n[p][f]++;
+                            ccov_in[p][f] += (size_t)g_cover[f];
+                        }
                 for (int f = 0; f < NFRAC; f++) {
                     if (isnan(ac[f]) || isnan(a[f]))
                         continue;
@@ -341,6 +365,13 @@ int main(void)
     for (int p = 0; p < NPOL; p++)
         printf("%s: census, asked in the bulk pass %.1f %% (%zu asks)\n", sim_policy_name(pols[p]),
                cmape1[p], nc1[p]);
+    printf("ETA interval [low, high]: share of asks whose true time left is inside it\n");
+    printf("%-9s %6s %14s %14s\n", "policy", "at", "census_in_%", "no_census_in_%");
+    for (int p = 0; p < NPOL; p++)
+        for (int f = 0; f < NFRAC; f++)
+            printf("%-9s %5.0f%% %14.1f %14.1f\n", sim_policy_name(pols[p]), fracs[f] * 100,
+                   ccov_n[p][f] ? 100.0 * (double)ccov_in[p][f] / (double)ccov_n[p][f] : 0.0,
+                   cov_n[p][f] ? 100.0 * (double)cov_in[p][f] / (double)cov_n[p][f] : 0.0);
     printf("repeat migration of each scenario (other noise seed) with the first one's hints "
            "(nonzero_bytes, dirty_set_bytes, dirty_bps), beside the same runs without hints\n");
     printf("%-9s %5s %6s %14s %14s %6s\n", "policy", "runs", "at", "hinted_%", "no_hints_%",
@@ -403,6 +434,15 @@ int main(void)
                     sim_policy_name(pols[p]), fracs[f] * 100, cmape[1][p][f],
                     sim_policy_name(pols[p]), fracs[f] * 100, cmape[2][p][f],
                     sim_policy_name(pols[p]), fracs[f] * 100, cmape[3][p][f]);
+    for (int p = 0; p < NPOL; p++)
+        for (int f = 0; f < NFRAC; f++)
+            fprintf(js,
+                    ",\"%s_census_interval_coverage_at_%.0fpct\":%.2f"
+                    ",\"%s_interval_coverage_at_%.0fpct\":%.2f",
+                    sim_policy_name(pols[p]), fracs[f] * 100,
+                    ccov_n[p][f] ? 100.0 * (double)ccov_in[p][f] / (double)ccov_n[p][f] : 0.0,
+                    sim_policy_name(pols[p]), fracs[f] * 100,
+                    cov_n[p][f] ? 100.0 * (double)cov_in[p][f] / (double)cov_n[p][f] : 0.0);
     fprintf(js, ",\"census_rel_se_median_pct\":%.3f,\"census_abs_err_max_pct\":%.3f",
             cen_relerr_med, cen_err_max * 100.0);
     for (int p = 0; p < NPOL; p++)
