@@ -37,7 +37,9 @@
  * RATE@CAP_MIBS (default below: 9 workloads, each twice, interleaved);
  * FERRY_CAL_LINK_MIBS, the loopback link rate the simulator assumes after
  * switchover (default 1024); FERRY_CAL_TRACE_DIR, when set, receives each
- * run's samples as runN_rR_capC.csv (core trace format) for overlays. */
+ * run's samples as runN_rR_capC.csv (core trace format) for overlays, and
+ * beside each runN_rR_capC.census (QEMU's total-time and the census) so the
+ * replays can be redone offline. */
 #include <errno.h>
 #include <jansson.h>
 #include <math.h>
@@ -456,6 +458,22 @@ static void dump_trace(const char *dir, int i, const struct run *r, const char *
     for (size_t k = 0; f && k < r->ns; k++)
         if (trace_format_row(&r->smp[k], line, sizeof(line), &len) == 0)
             fputs(line, f);
+    if (!f || fclose(f) != 0)
+        fprintf(stderr, "lab_calibration: cannot write %s\n", path);
+    free(path);
+    /* what an offline replay needs besides the samples: QEMU's total-time
+     * and the census (count, RAM covered, s.e., profile) */
+    path = xasprintf("%s/run%d_%s.census", dir, i, key);
+    f = fopen(path, "w");
+    if (f) {
+        fprintf(f, "total_ms %.0f\ncensus %d\nnonzero_bytes %llu\nram_bytes %llu\nrel_err %.6f\n"
+                   "profile",
+                r->total_ms, r->census ? 1 : 0, (unsigned long long)r->cen_nz,
+                (unsigned long long)r->cen_ram, r->cen_err);
+        for (size_t k = 0; k < r->cen_np; k++)
+            fprintf(f, " %llu", (unsigned long long)r->cen_prof[k]);
+        fputc('\n', f);
+    }
     if (!f || fclose(f) != 0)
         fprintf(stderr, "lab_calibration: cannot write %s\n", path);
     free(path);
