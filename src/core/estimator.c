@@ -24,6 +24,10 @@ struct model {
     double sat_h;        /* working set H: what is dirtied in T seconds is
                             H (1 - e^(-wT/H)) instead of d T; 0: none */
     double sat_w;        /* the write rate w of that curve, bytes/s */
+    int pass1;           /* v is pass 1's pending (cold pages), not the
+                            dirty set: total does not cap it */
+    double p1_share;     /* pass 1: v / all bytes pending (zero pages
+                            count in QEMU's remaining, not in v); 0: 1 */
 };
 
 struct pred {
@@ -126,6 +130,8 @@ static struct pred predict(const struct model *m, const struct est_sched_step *s
     double v = m->v, since = m->since_s;
     double prev_exact = -1;
     int sat_passes = 0;
+    int in_pass1 = m->pass1; /* until its sync */
+    double p1_share = m->p1_share > 0 && m->p1_share <= 1 ? m->p1_share : 1;
     for (int it = 0; it < PRED_SEG_MAX + PRED_SAT_PASSES && t < PRED_T_MAX_S; it++) {
         uint64_t abs_ms = m->t0_ms + to_ms(t);
         double thr = m->r * (double)limit_at(sched, n_sched, m->base_dt_ms, abs_ms) / 1000.0;
@@ -138,14 +144,21 @@ static struct pred predict(const struct model *m, const struct est_sched_step *s
         }
         if (!sat && it >= PRED_SEG_MAX + sat_passes)
             break;
-        if (v <= thr) {
+        /* pass 1: QEMU compares all pages pending (zero pages too) with
+         * the threshold; v counts the non-zero bytes, share of them */
+        if ((in_pass1 ? v / p1_share : v) <= thr) {
             double dirt =
                 sat ? m->sat_h * (1.0 - exp(-m->sat_w * since / m->sat_h)) : d * since;
             if (m->dirt_cap > 0 && dirt > m->dirt_cap)
                 dirt = m->dirt_cap;
+            if (m->total > 0 && dirt > m->total)
+                dirt = m->total;
+            /* the cap is on the dirty set; what pass 1 has not sent is
+             * outside it (cold pages, sent once) */
             double exact = v + dirt;
-            if (m->total > 0 && exact > m->total)
+            if (m->total > 0 && exact > m->total && !in_pass1)
                 exact = m->total;
+            in_pass1 = 0;
             if (exact <= thr) {
                 p.finite = 1;
                 p.pause_s = exact / m->r;
@@ -205,6 +218,13 @@ static struct pred predict(const struct model *m, const struct est_sched_step *s
         double floor_b = thr - m->r * m->gran_s;
         if (floor_b < 0)
             floor_b = 0;
+        if (in_pass1) {
+            /* the non-zero bytes among those last pages: the zero pages
+             * are taken to lie at the end (untouched high memory; a
+             * uniform mix was worse in the sim and the census test) */
+            double pend = v / p1_share;
+            floor_b = fmax(0, v - (pend - floor_b));
+        }
         double ts = v > floor_b ? (v - floor_b) / m->r : 0;
         t += ts;
         since += ts;
@@ -375,6 +395,10 @@ static void model_from_out(const struct est_out *o, struct model *m, double r_mu
     else if (!o->dirty_measured && o->nonzero_share > 0 && o->nonzero_share < 1)
         m->v *= o->nonzero_share;
     m->since_s = (double)o->since_sync_ms / 1000.0;
+    m->pass1 = !o->dirty_measured;
+    m->p1_share = o->ram_remaining > 0 && m->v < (double)o->ram_remaining
+                      ? m->v / (double)o->ram_remaining
+                      : 1;
     m->total = (double)o->ram_total;
     if (o->level_bytes) { /* the dirty set never exceeded what syncs showed */
         double cap =
