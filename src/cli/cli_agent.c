@@ -24,8 +24,8 @@ void cli_agent_usage(FILE *to)
 {
     fprintf(to,
             "  ferry migrate --from URL --to URL INSTANCE [--bandwidth BYTES_PER_S]\n"
-            "                [--downtime MS] [--auto-converge] [--timeout S] [--json] [--quiet]\n"
-            "                [--policy JSON]   (agent-direct, no ferryd; docs/CONTROLLER.md:\n"
+            "                [--downtime MS] [--auto-converge] [--pacing] [--timeout S] [--json]\n"
+            "                [--quiet] [--policy JSON]   (agent-direct, no ferryd; docs/CONTROLLER.md:\n"
             "                                   post-copy is prepared on the destination when\n"
             "                                   the policy permits it)\n"
             "  ferry console --agent URL INSTANCE [--send LINE] [--wait PREFIX] [--wait-ms MS]\n"
@@ -97,6 +97,7 @@ int cli_agent_migrate(int argc, char **argv)
                                          {"bandwidth", required_argument, NULL, 'b'},
                                          {"downtime", required_argument, NULL, 'd'},
                                          {"auto-converge", no_argument, NULL, 'a'},
+                                         {"pacing", no_argument, NULL, 'P'},
                                          {"timeout", required_argument, NULL, 'T'},
                                          {"json", no_argument, NULL, 'j'},
                                          {"quiet", no_argument, NULL, 'q'},
@@ -139,6 +140,9 @@ int cli_agent_migrate(int argc, char **argv)
             break;
         case 'a':
             json_object_set_new(limits, "auto_converge", json_true());
+            break;
+        case 'P':
+            json_object_set_new(limits, "pacing", json_true());
             break;
         case 'j':
             as_json = true;

@@ -17,9 +17,9 @@
  *    source's shaped link (its eth0 sent at least ram_transferred bytes),
  *    and so did the guest's disk traffic before it; the agent's impact
  *    measurement saw the NBD disk's I/O (baseline IOPS);
- *  - back to the source with limits.pacing: the agent paces QEMU's
- *    migration socket at max-bandwidth (pacing active at that rate), the
- *    guest's memory intact;
+ *  - back to the source with `ferry migrate --pacing` (limits.pacing): the
+ *    agent paces QEMU's migration socket at max-bandwidth (pacing active at
+ *    that rate), the guest's memory intact;
  *  - an NBD disk refuses a non-shared ("copy") storage migration with a
  *    clear error, changing nothing: the guest keeps running on the source.
  * Needs root (network namespaces, tc): skips with the reason otherwise.
@@ -332,12 +332,18 @@ static void t_shared_migration(void)
                             &e);
     free(ack);
     CHECK(rc == 0, "diskload resume: %s", e.msg);
-    lim = json_pack("{s:I, s:I, s:b}", "downtime_ms", (json_int_t)300, "max_bandwidth_bps",
-                    (json_int_t)PACED_BPS, "pacing", 1);
-    m = NULL;
-    rc = lab_migrate(&d, &s, name, lim, MIG_TIMEOUT_MS, &m, &e);
-    json_decref(lim);
-    CHECK(rc == 0, "paced migration: %s", e.msg);
+    /* through the CLI (agent-direct, --pacing), run from the hub like the
+     * test itself; --json prints the final migration object */
+    char cmd[1024];
+    snprintf(cmd, sizeof(cmd),
+             "timeout %d %s/ferry migrate --from %s --to %s %s --bandwidth %d --downtime 300 "
+             "--pacing --json --quiet",
+             MIG_TIMEOUT_MS / 1000, build, d.url, s.url, name, PACED_BPS);
+    static char cli_out[1 << 20];
+    int cli_rc = run_out(cmd, cli_out, sizeof(cli_out));
+    m = json_loads(cli_out, JSON_DISABLE_EOF_CHECK, NULL);
+    rc = cli_rc == 0 && m ? 0 : -1;
+    CHECK(rc == 0, "ferry migrate --pacing: status %d, output '%.200s'", cli_rc, cli_out);
     if (rc == 0) {
         json_t *pc = json_object_get(m, "pacing");
         CHECK(strcmp(jstr(m, "state"), "succeeded") == 0, "paced: state %s error '%s'",
