@@ -147,7 +147,7 @@ static int parse_budget(const json_t *o, struct ctl_policy *p, struct ferr *e)
     static const char *const keys[] = {
         "min_throughput_pct", "max_p99_latency_ratio", "max_p99_latency_ms", "min_rate_bps",
         "max_rate_bps", "start_rate_bps", "steer", "io_throttle", "on_conflict", "conflict_ms",
-        "min_requests", "baseline_s", NULL};
+        "min_requests", "baseline_s", "yield_to_ladder", NULL};
     struct conv_budget *b = &p->conv.budget;
     if (!json_is_object(o))
         return ferr_set(e, FERR_INVAL, "budget", "'budget' must be an object");
@@ -211,6 +211,8 @@ static int parse_budget(const json_t *o, struct ctl_policy *p, struct ferr *e)
         rc = jsonin_u64(o, "conflict_ms", 1000, 3600000, false, &b->conflict_ms, e);
     if (rc == 0)
         rc = u32_field(o, "min_requests", 1, 1000000, &b->min_ops, e);
+    if (rc == 0)
+        rc = jsonin_bool(o, "yield_to_ladder", false, &b->yield_to_ladder, e);
     if (rc == 0)
         rc = jsonin_u64(o, "baseline_s", 1, IMPACT_RING - 4, false, &p->baseline_s, e);
     return rc;

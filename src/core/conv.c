@@ -262,9 +262,10 @@ int conv_init(struct conv *c, const struct conv_policy *policy, struct ferr *err
 
 /* Consent gate for step. Returns 1: act now; 0: wait (REQUEST_CONSENT
  * emitted the first time); -1: refused, skip. */
-static int gate(struct conv *c, struct emit *e, enum conv_step step, const char *why)
+static int gate_if(struct conv *c, struct emit *e, enum conv_step step, const char *why,
+                   bool required)
 {
-    if (!c->pol.consent_required[step])
+    if (!required)
         return 1;
     switch (c->consent[step]) {
     case CONV_CONSENT_GRANTED:
@@ -286,6 +287,11 @@ static int gate(struct conv *c, struct emit *e, enum conv_step step, const char 
     }
 }
 
+static int gate(struct conv *c, struct emit *e, enum conv_step step, const char *why)
+{
+    return gate_if(c, e, step, why, c->pol.consent_required[step]);
+}
+
 static void act_downtime(struct conv *c, struct emit *e, uint64_t ms)
 {
     struct conv_action *a = push(e, CONV_ACT_SET_DOWNTIME);
@@ -304,6 +310,15 @@ static void act_abort(struct conv *c, struct emit *e, const char *why)
 static void report_budget(struct conv *c, struct emit *e, enum conv_budget_verdict v,
                           const char *why);
 
+/* The bandwidth rung would raise max-bandwidth above what the impact
+ * budget allows right now (the budget steers max-bandwidth, not waived). */
+static bool bw_past_budget(const struct conv *c)
+{
+    const struct conv_budget *b = &c->pol.budget;
+    return b->enabled && (b->steer & CONV_STEER_BANDWIDTH) && !c->bw_waived && !c->waived &&
+           c->pol.adaptive.bw_cap_bps > c->rate_bps;
+}
+
 /* Emits the action of an escalation step (consent already settled). */
 static void act_step(struct conv *c, struct emit *e, enum conv_step step,
                      const struct mig_sample *s, const struct est_out *est)
@@ -313,12 +328,12 @@ static void act_step(struct conv *c, struct emit *e, enum conv_step step,
     (void)s;
     switch (step) {
     case CONV_STEP_BANDWIDTH:
-        if (c->pol.budget.enabled && (c->pol.budget.steer & CONV_STEER_BANDWIDTH) &&
-            !c->bw_waived && !c->waived) {
+        if (bw_past_budget(c)) {
+            /* consented (or the operator's yield_to_ladder): say so */
             char why[CONV_REASON_MAX];
             snprintf(why, sizeof(why),
-                     "the budget holds max-bandwidth at %.1f MiB/s; the bandwidth rung raises "
-                     "it to %.1f MiB/s to finish by the deadline",
+                     "budget yields to the bandwidth rung (%s): max-bandwidth %.1f -> %.1f MiB/s",
+                     c->pol.budget.yield_to_ladder ? "yield_to_ladder" : "consent granted",
                      (double)c->rate_bps / 1048576.0, (double)ad->bw_cap_bps / 1048576.0);
             report_budget(c, e, CONV_BUDGET_CONFLICT, why);
             c->conflict_reported = true;
@@ -931,10 +946,26 @@ static void tick_adaptive(struct conv *c, const struct mig_sample *s,
             c->rung++;
             continue;
         }
-        char why[96];
+        char why[CONV_REASON_MAX];
         snprintf(why, sizeof(why), "%s", late ? "cannot finish by the deadline otherwise"
                                               : stall_reason_name(c->stall.out.reason));
-        int g = gate(c, e, st, why);
+        bool required = c->pol.consent_required[st];
+        if (st == CONV_STEP_BANDWIDTH && bw_past_budget(c) && !c->pol.budget.yield_to_ladder) {
+            /* raising max-bandwidth past the impact budget hurts the guest:
+             * an intrusive step, never taken silently */
+            snprintf(why, sizeof(why),
+                     "the bandwidth rung would raise max-bandwidth from %.1f MiB/s (the budget's "
+                     "rate) to %.1f MiB/s: %s",
+                     (double)c->rate_bps / 1048576.0, (double)ad->bw_cap_bps / 1048576.0,
+                     late ? "cannot finish by the deadline within the budget"
+                          : stall_reason_name(c->stall.out.reason));
+            if (c->consent[st] == CONV_CONSENT_NONE) {
+                report_budget(c, e, CONV_BUDGET_CONFLICT, why);
+                c->conflict_reported = true;
+            }
+            required = true;
+        }
+        int g = gate_if(c, e, st, why, required);
         if (g == 0) {
             c->rung_state[st] = CONV_RUNG_WAITING;
             return;
@@ -952,6 +983,21 @@ static void tick_adaptive(struct conv *c, const struct mig_sample *s,
     }
     /* ladder exhausted and still not finishing */
     char why[CONV_REASON_MAX];
+    if (bw_past_budget(c)) {
+        /* the budget holds the copy back and going past it was refused:
+         * keep within it until the deadline (its abort) — the model's
+         * "late" or a stall at the budget's rate may yet turn; said once */
+        if (!c->held_to_deadline) {
+            snprintf(why, sizeof(why),
+                     "escalation ladder exhausted: keeping within the budget at %.1f MiB/s until "
+                     "the deadline (%llu ms), then abort",
+                     (double)c->rate_bps / 1048576.0, (unsigned long long)ad->deadline_ms);
+            report_budget(c, e, CONV_BUDGET_CONFLICT, why);
+            c->conflict_reported = true;
+            c->held_to_deadline = true;
+        }
+        return;
+    }
     snprintf(why, sizeof(why), "escalation ladder exhausted: %s",
              late ? "cannot finish by the deadline at the maximum downtime"
                   : stall_reason_name(c->stall.out.reason));

@@ -183,6 +183,10 @@ struct conv_budget {
                                     before it is reported; 0 → 5000 */
     uint32_t min_ops;            /* fewer guest requests in a measurement
                                     window: the guest is quiet; 0 → 5 */
+    bool yield_to_ladder;        /* the BANDWIDTH rung may raise
+                                    max-bandwidth past the budget without
+                                    consent (still reported); false: that
+                                    rung needs consent whenever it would */
 };
 
 /* One measurement of the guest's disk (the agent's impact sampler: all the
@@ -294,6 +298,8 @@ struct conv {
     bool waived;                     /* budget waived */
     bool bw_waived;                  /* BANDWIDTH rung acted: bandwidth no
                                         longer steered by the budget */
+    bool held_to_deadline;           /* ladder exhausted, budget kept until
+                                        the deadline (reported once) */
     uint64_t disk_rem_prev;          /* disk bytes left at the last sample */
     uint64_t disk_t_prev;            /* its t_ms */
     double drain_bps;                /* EWMA of the disk drain, bytes/s */

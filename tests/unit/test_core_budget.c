@@ -393,20 +393,22 @@ static void t_no_conflict(void)
     CHECK(o.bw_bps == 0, "bandwidth steered though steer is mirror only");
 }
 
-/* Proves: steering max-bandwidth (memory phase) follows the budget; once
- * the ladder's BANDWIDTH rung acts the budget no longer lowers it; a late
- * migration held down by the budget is reported as a conflict. */
-static void t_bandwidth(void)
+enum bw_mode { BW_UNANSWERED, BW_GRANT, BW_REFUSE, BW_YIELD };
+
+/* Runs a late migration whose max-bandwidth the budget holds down (the
+ * guest is hurt: 3x its p99) through 30 s with consent answered per mode. */
+static void bw_run(enum bw_mode mode)
 {
     struct conv_policy p = policy(0, 2.0, 0);
     p.budget.steer = CONV_STEER_BANDWIDTH;
+    p.budget.yield_to_ladder = mode == BW_YIELD;
     p.adaptive.bw_cap_bps = 512u * MIB;
     p.adaptive.deadline_ms = 40000;
     struct conv cv;
     REQUIRE(conv_init(&cv, &p, NULL) == 0, "init");
-    struct tick_out o = {0};
-    uint64_t seq = 0, low = UINT64_MAX;
-    bool rung = false;
+    uint64_t seq = 0, low = UINT64_MAX, high = 0;
+    bool rung = false, asked_bw = false, asked_throttle = false, aborted = false;
+    int conflict = 0, conflict_before_ask = 0;
     for (uint64_t t = 0; t <= 30000; t += 500) {
         if (t % 1000 == 0) {
             struct conv_impact m = imp(++seq, 10, 6.0, 100); /* 3x: violated */
@@ -432,22 +434,141 @@ static void t_bandwidth(void)
         REQUIRE(conv_tick(&cv, &s, &e, t, a, CONV_ACTIONS_MAX, &n) == 0, "tick");
         for (size_t i = 0; i < n; i++) {
             if (a[i].kind == CONV_ACT_SET_BANDWIDTH && a[i].step == CONV_STEP_BANDWIDTH &&
-                a[i].bw_bps == p.adaptive.bw_cap_bps)
+                a[i].bw_bps == p.adaptive.bw_cap_bps) {
                 rung = true;
-            else if (a[i].kind == CONV_ACT_SET_BANDWIDTH) {
+            } else if (a[i].kind == CONV_ACT_SET_BANDWIDTH) {
                 CHECK(!rung, "budget lowered max-bandwidth after the bandwidth rung");
                 if (a[i].bw_bps < low)
                     low = a[i].bw_bps;
+                if (a[i].bw_bps > high)
+                    high = a[i].bw_bps;
             }
-            if (a[i].kind == CONV_ACT_REPORT_BUDGET && a[i].budget == CONV_BUDGET_CONFLICT)
-                o.conflict++;
+            if (a[i].kind == CONV_ACT_REPORT_BUDGET && a[i].budget == CONV_BUDGET_CONFLICT) {
+                conflict++;
+                if (!asked_bw)
+                    conflict_before_ask++;
+                CHECK(strlen(a[i].reason) > 0, "conflict without a reason");
+            }
+            if (a[i].kind == CONV_ACT_REQUEST_CONSENT && a[i].step == CONV_STEP_BANDWIDTH) {
+                CHECK(!asked_bw, "bandwidth consent asked twice");
+                asked_bw = true;
+                CHECK(strstr(a[i].reason, "budget") != NULL, "consent reason: %s",
+                      a[i].reason);
+                if (mode == BW_GRANT)
+                    CHECK(conv_consent(&cv, CONV_STEP_BANDWIDTH, true) == 0, "grant");
+                if (mode == BW_REFUSE)
+                    CHECK(conv_consent(&cv, CONV_STEP_BANDWIDTH, false) == 0, "refuse");
+            }
+            if (a[i].kind == CONV_ACT_REQUEST_CONSENT && a[i].step == CONV_STEP_THROTTLE) {
+                asked_throttle = true;
+                CHECK(conv_consent(&cv, CONV_STEP_THROTTLE, false) == 0, "refuse throttle");
+            }
+            if (a[i].kind == CONV_ACT_ABORT)
+                aborted = true;
             CHECK(a[i].kind != CONV_ACT_SET_MIRROR_SPEED, "mirror speed without disks");
         }
     }
     CHECK(low <= p.budget.rate_start_bps / 2, "budget did not back off (lowest %llu)",
           (unsigned long long)low);
-    CHECK(o.conflict == 1, "late and held down: conflict reported %d times", o.conflict);
-    CHECK(rung, "the ladder's bandwidth rung did not act");
+    CHECK(high <= p.budget.rate_start_bps, "budget raised a violated guest's rate to %llu",
+          (unsigned long long)high);
+    switch (mode) {
+    case BW_UNANSWERED:
+        CHECK(asked_bw && conflict_before_ask >= 1, "asked %d, conflict %d", asked_bw,
+              conflict_before_ask);
+        CHECK(!rung, "bandwidth rung raised past the budget without consent");
+        CHECK(!asked_throttle && !aborted, "ladder went on while consent was pending");
+        break;
+    case BW_GRANT:
+        CHECK(asked_bw && conflict >= 2, "asked %d, conflict reported %d times", asked_bw,
+              conflict);
+        CHECK(rung, "granted bandwidth rung did not act");
+        break;
+    case BW_REFUSE:
+        CHECK(asked_bw && conflict >= 1, "asked %d, conflict reported %d times", asked_bw,
+              conflict);
+        CHECK(!rung, "refused bandwidth rung acted");
+        CHECK(asked_throttle, "ladder did not go on to throttle");
+        /* postcopy unavailable, pause refused? pause asked and pending:
+         * the guest stays within its budget, no abort before the deadline */
+        CHECK(!aborted, "aborted before the deadline");
+        CHECK(conv_budget_verdict(&cv) == CONV_BUDGET_CONFLICT ||
+                  conv_budget_verdict(&cv) == CONV_BUDGET_VIOLATED,
+              "verdict %s", conv_budget_verdict_name(conv_budget_verdict(&cv)));
+        break;
+    case BW_YIELD:
+        CHECK(!asked_bw, "consent asked though the operator let the budget yield");
+        CHECK(rung && conflict == 1, "rung %d, conflict reported %d times", rung, conflict);
+        break;
+    }
+}
+
+/* Proves: steering max-bandwidth (memory phase) follows the budget; the
+ * ladder's BANDWIDTH rung, which would raise it past the budget, reports
+ * budget_conflict and waits for consent (unanswered: neither raises nor
+ * climbs on); granted it acts and the budget no longer lowers it. */
+static void t_bandwidth(void)
+{
+    bw_run(BW_UNANSWERED);
+    bw_run(BW_GRANT);
+}
+
+/* Proves: a refused bandwidth rung is skipped for the next (throttle, with
+ * its own consent) and the rate stays within the budget; the operator's
+ * yield_to_ladder lets the rung act without consent, reported. */
+static void t_bandwidth_refuse_yield(void)
+{
+    bw_run(BW_REFUSE);
+    bw_run(BW_YIELD);
+}
+
+/* Proves: with every rung refused, a late migration held by the budget
+ * stays within it until the deadline (said once), then aborts there. */
+static void t_bandwidth_hold_to_deadline(void)
+{
+    struct conv_policy p = policy(0, 2.0, 0);
+    p.budget.steer = CONV_STEER_BANDWIDTH;
+    p.adaptive.bw_cap_bps = 512u * MIB;
+    p.adaptive.deadline_ms = 20000;
+    p.adaptive.n_ladder = 1; /* bandwidth only */
+    struct conv cv;
+    REQUIRE(conv_init(&cv, &p, NULL) == 0, "init");
+    CHECK(conv_consent(&cv, CONV_STEP_BANDWIDTH, false) == 0, "refuse ahead");
+    uint64_t seq = 0, abort_t = 0;
+    int held = 0;
+    for (uint64_t t = 0; t <= 25000 && !abort_t; t += 500) {
+        struct conv_impact m = imp(++seq, 10, 3.0, 100); /* 1.5x: inside */
+        (void)!conv_set_impact(&cv, &m);
+        struct mig_sample s;
+        memset(&s, 0, sizeof(s));
+        s.t_ms = t;
+        s.phase = MIG_PHASE_ACTIVE;
+        s.ram_total = 1u << 30;
+        s.ram_remaining = 900u * MIB;
+        s.dirty_sync_count = 1;
+        s.setting_max_bw_bps = cv.bw_set_bps ? cv.bw_set_bps : 16u * MIB;
+        struct est_out e;
+        memset(&e, 0, sizeof(e));
+        e.bw_bps = 2.0 * MIB;
+        e.ram_remaining = s.ram_remaining;
+        e.ram_total = s.ram_total;
+        e.t_ms = t;
+        struct conv_action a[CONV_ACTIONS_MAX];
+        size_t n = 0;
+        REQUIRE(conv_tick(&cv, &s, &e, t, a, CONV_ACTIONS_MAX, &n) == 0, "tick");
+        for (size_t i = 0; i < n; i++) {
+            if (a[i].kind == CONV_ACT_REPORT_BUDGET && a[i].budget == CONV_BUDGET_CONFLICT &&
+                strstr(a[i].reason, "until the deadline"))
+                held++;
+            if (a[i].kind == CONV_ACT_ABORT)
+                abort_t = t;
+            CHECK(!(a[i].kind == CONV_ACT_SET_BANDWIDTH && a[i].bw_bps == p.adaptive.bw_cap_bps),
+                  "refused rung raised max-bandwidth");
+        }
+    }
+    CHECK(held == 1, "hold-to-deadline reported %d times", held);
+    CHECK(abort_t == p.adaptive.deadline_ms, "aborted at %llu ms, deadline %llu ms",
+          (unsigned long long)abort_t, (unsigned long long)p.adaptive.deadline_ms);
 }
 
 /* Proves: a READY mirror that only trickles (the guest's writes, held
@@ -528,7 +649,10 @@ int main(void)
     test_run("budget: unanswered, refused or not offered io throttle", t_conflict_refuse);
     test_run("budget: slow mirror and guest hurt at the floor are conflicts", t_conflict_kinds);
     test_run("budget: draining mirror is no conflict; room climbs to the max", t_no_conflict);
-    test_run("budget: bandwidth steering, conflict, rung takes over", t_bandwidth);
+    test_run("budget: bandwidth rung past the budget needs consent", t_bandwidth);
+    test_run("budget: bandwidth rung refused: next rung; yield_to_ladder", t_bandwidth_refuse_yield);
+    test_run("budget: ladder refused: within the budget until the deadline",
+             t_bandwidth_hold_to_deadline);
     test_run("budget: a trickling READY mirror does not push the ETA out", t_eta_trickle);
     test_run("budget: invalid budgets rejected", t_invalid);
     return test_done();
