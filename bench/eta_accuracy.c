@@ -45,7 +45,7 @@ struct rec {
     double naive_ms; /* remaining / bw, ms; < 0 when bw unknown */
     double low_ms;   /* estimator interval [low, high], ms; high < 0: infinite */
     double high_ms;
-    uint64_t sync;   /* dirty_sync_count: 1 while in the bulk (first) pass */
+    uint64_t sync; /* dirty_sync_count: 1 while in the bulk (first) pass */
 };
 
 struct recorder {

@@ -466,8 +466,9 @@ static void dump_trace(const char *dir, int i, const struct run *r, const char *
     path = xasprintf("%s/run%d_%s.census", dir, i, key);
     f = fopen(path, "w");
     if (f) {
-        fprintf(f, "total_ms %.0f\ncensus %d\nnonzero_bytes %llu\nram_bytes %llu\nrel_err %.6f\n"
-                   "profile",
+        fprintf(f,
+                "total_ms %.0f\ncensus %d\nnonzero_bytes %llu\nram_bytes %llu\nrel_err %.6f\n"
+                "profile",
                 r->total_ms, r->census ? 1 : 0, (unsigned long long)r->cen_nz,
                 (unsigned long long)r->cen_ram, r->cen_err);
         for (size_t k = 0; k < r->cen_np; k++)

@@ -80,11 +80,13 @@ static uint64_t to_ms(double s)
  * splits this into segments; each segment is solved in O(1), so the cost is
  * O(schedule entries) instead of one loop turn per simulated pass. */
 #define PRED_SEG_MAX (4 * EST_SCHED_MAX + 8) /* loop turns, bounded */
-#define PRED_SAT_PASSES 2000                 /* passes simulated one by one
-                                                on a saturating curve */
-#define PRED_SAT_LINEAR 0.02                 /* w T / H below this: the curve
-                                                is a straight line (rate w) */
-#define PRED_T_MAX_S 1e8                     /* beyond ~3 years: never */
+#define PRED_SAT_PASSES                                                                            \
+    2000 /* passes simulated one by one                                                            \
+            on a saturating curve */
+#define PRED_SAT_LINEAR                                                                            \
+    0.02                 /* w T / H below this: the curve                                          \
+                            is a straight line (rate w) */
+#define PRED_T_MAX_S 1e8 /* beyond ~3 years: never */
 
 /* Passes k >= 1 needed until x*rho^k <= tgt (rho in [0,1), x > tgt > 0). */
 static double passes_needed(double x, double tgt, double rho)
@@ -135,9 +137,9 @@ static struct pred predict(const struct model *m, const struct est_sched_step *s
     for (int it = 0; it < PRED_SEG_MAX + PRED_SAT_PASSES && t < PRED_T_MAX_S; it++) {
         uint64_t abs_ms = m->t0_ms + to_ms(t);
         double thr = m->r * (double)limit_at(sched, n_sched, m->base_dt_ms, abs_ms) / 1000.0;
-        if (sat && (sat_passes >= PRED_SAT_PASSES ||
-                    (since > 0 && m->sat_w * since < PRED_SAT_LINEAR * m->sat_h &&
-                     m->sat_w < m->r))) {
+        if (sat &&
+            (sat_passes >= PRED_SAT_PASSES ||
+             (since > 0 && m->sat_w * since < PRED_SAT_LINEAR * m->sat_h && m->sat_w < m->r))) {
             sat = 0; /* from here on a line: rate w */
             d = m->sat_w;
             rho = d / m->r;
@@ -147,8 +149,7 @@ static struct pred predict(const struct model *m, const struct est_sched_step *s
         /* pass 1: QEMU compares all pages pending (zero pages too) with
          * the threshold; v counts the non-zero bytes, share of them */
         if ((in_pass1 ? v / p1_share : v) <= thr) {
-            double dirt =
-                sat ? m->sat_h * (1.0 - exp(-m->sat_w * since / m->sat_h)) : d * since;
+            double dirt = sat ? m->sat_h * (1.0 - exp(-m->sat_w * since / m->sat_h)) : d * since;
             if (m->dirt_cap > 0 && dirt > m->dirt_cap)
                 dirt = m->dirt_cap;
             if (m->total > 0 && dirt > m->total)
@@ -338,9 +339,10 @@ static void hint_model(struct model *m, double h, double ws)
         m->since_s = 0;
 }
 
-#define EST_CD_LIN 1.08 /* census re-reads: a bend this far above a line is
-                          a working set (their sampling error at a quarter
-                          of the latest's age is a few %) */
+#define EST_CD_LIN                                                                                 \
+    1.08 /* census re-reads: a bend this far above a line is                                       \
+           a working set (their sampling error at a quarter                                        \
+           of the latest's age is a few %) */
 
 /* Fits distinct(T) = H (1 - e^(-xT)) H (x = w/H) through two points
  * (ta, da), (tb, db), ta < tb. Returns 1 with *ws = H and *w when the
@@ -730,8 +732,7 @@ int est_update(struct est *e, const struct mig_sample *s)
     o->dirty_census = 0;
     o->hint_ws_bytes = 0;
     if (s->census_dirty_ms > 0 && (s->census_dirty_ms != e->cd_b_ms || !e->cd_b_ms)) {
-        if (s->census_dirty_ms >= 200 &&
-            (!e->n_cd || s->census_dirty_ms > e->cd_ms[e->n_cd - 1])) {
+        if (s->census_dirty_ms >= 200 && (!e->n_cd || s->census_dirty_ms > e->cd_ms[e->n_cd - 1])) {
             if (e->n_cd >= EST_CD_HIST) {
                 memmove(e->cd_ms, e->cd_ms + 1, (EST_CD_HIST - 1) * sizeof(e->cd_ms[0]));
                 memmove(e->cd_by, e->cd_by + 1, (EST_CD_HIST - 1) * sizeof(e->cd_by[0]));
@@ -759,9 +760,8 @@ int est_update(struct est *e, const struct mig_sample *s)
             }
         }
         e->cd_h = e->cd_w = 0;
-        if (e->cd_a_ms && sat_fit((double)e->cd_a_ms / 1000.0, e->cd_a,
-                                  (double)e->cd_b_ms / 1000.0, e->cd_b, EST_CD_LIN, &e->cd_h,
-                                  &e->cd_w) == 0)
+        if (e->cd_a_ms && sat_fit((double)e->cd_a_ms / 1000.0, e->cd_a, (double)e->cd_b_ms / 1000.0,
+                                  e->cd_b, EST_CD_LIN, &e->cd_h, &e->cd_w) == 0)
             e->cd_h = e->cd_w = 0;
     }
     if (!e->have_dirty && s->dirty_rate_hint_pps > 0) {
@@ -854,8 +854,9 @@ int est_update(struct est *e, const struct mig_sample *s)
         if (e->hint_last > 0)
             ok = sat_fit(1.0, e->hint_last, tb, db, 1.2, &ws, &w);
         else if (e->pl_s > 0 && e->p1_s > 0)
-            ok = e->pl_s < e->p1_s ? sat_fit(e->pl_s, e->pl_dist, e->p1_s, e->p1_dist, 1.2, &ws, &w)
-                                   : sat_fit(e->p1_s, e->p1_dist, e->pl_s, e->pl_dist, 1.2, &ws, &w);
+            ok = e->pl_s < e->p1_s
+                     ? sat_fit(e->pl_s, e->pl_dist, e->p1_s, e->p1_dist, 1.2, &ws, &w)
+                     : sat_fit(e->p1_s, e->p1_dist, e->pl_s, e->pl_dist, 1.2, &ws, &w);
         if (ok) {
             o->sat_ws_bytes = ws;
             o->sat_w_bps = w;

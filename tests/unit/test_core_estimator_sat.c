@@ -2,12 +2,11 @@
  * seconds dirties is H (1 - e^(-wT/H))): with the census re-reads' fit the
  * predictor follows the curve pass by pass, so a guest whose passes shrink
  * towards a high short-window rate is not taken to finish early (est_predict,
- * the controller's what-if, keeps the constant-rate model: still monotone); the census re-reads' working-set fit
- * pairs the latest re-read with one about a quarter of its age, so a noisy
- * first read (250 ms, a few sampled pages) is not taken for a working set,
- * while a real bend is. Pass 1 ends as QEMU ends it (its non-zero rest is
- * sent after the sync, outside the working set), and its rate is the mean
- * calc-dirty-rate over it once there are 2 s of that. */
+ * the controller's what-if, keeps the constant-rate model: still monotone); the census re-reads'
+ * working-set fit pairs the latest re-read with one about a quarter of its age, so a noisy first
+ * read (250 ms, a few sampled pages) is not taken for a working set, while a real bend is. Pass 1
+ * ends as QEMU ends it (its non-zero rest is sent after the sync, outside the working set), and its
+ * rate is the mean calc-dirty-rate over it once there are 2 s of that. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -167,8 +166,8 @@ static void t_sat_monotone(void)
         uint64_t eta = 0;
         out_at_sync(&o, v, r, 256 * MIB * k, 0.7 * r);
         REQUIRE(est_predict(&o, 300, &eta, NULL) == 0, "predict");
-        CHECK(eta + 1 >= prev, "H %d MiB: ETA %llu ms >= %llu ms", 256 * k,
-              (unsigned long long)eta, (unsigned long long)prev);
+        CHECK(eta + 1 >= prev, "H %d MiB: ETA %llu ms >= %llu ms", 256 * k, (unsigned long long)eta,
+              (unsigned long long)prev);
         prev = eta;
     }
 }
@@ -321,7 +320,8 @@ static void t_pass1_rate_mean(void)
 
 int main(void)
 {
-    test_run("estimator sat: ETA after pass 1 on a saturating dirty curve (census re-reads)", t_sat_passes);
+    test_run("estimator sat: ETA after pass 1 on a saturating dirty curve (census re-reads)",
+             t_sat_passes);
     test_run("estimator sat: ETA monotone in write rate and working set", t_sat_monotone);
     test_run("estimator sat: census re-read fit ignores a noisy first read", t_census_fit);
     test_run("estimator sat: pass 1 ends with its non-zero rest still to send", t_pass1_end);
