@@ -25,6 +25,9 @@ struct coordlink {
     bool registered;      /* the last registration succeeded */
     unsigned failures;    /* consecutive failures (logged on the first) */
     json_t *labels;       /* {"key": "value"} sent with every registration, owned */
+    char *sent;           /* the last registration ferryd accepted (JSON), owned */
+    char *pending;        /* the registration in flight (JSON), owned */
+    unsigned beats;       /* heartbeats sent alone since the last registration */
 };
 
 static void arm(struct coordlink *l, uint32_t ms)
@@ -163,6 +166,9 @@ static void on_registered(struct coordlink *l, int status, json_t *body)
         log_info("coordlink", "msg=\"registered with the coordinator\" coordinator=%s name=%s",
                  l->url, l->ag->name);
     l->registered = true;
+    free(l->sent);
+    l->sent = l->pending;
+    l->pending = NULL;
     char path[128];
     snprintf(path, sizeof(path), "/v1/hosts/%s/heartbeat", l->ag->name);
     json_t *b = json_object();
@@ -180,9 +186,32 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
         arm(l, COORDLINK_RETRY_MS);
         return;
     }
+    /* Register when ferryd may not know this host as it is (first time,
+     * after a failure, or its guests, capacity or labels changed), and
+     * anyway every COORDLINK_REREGISTER_EVERY + 1 intervals (ferryd's
+     * instance list may have been changed by another host's registration,
+     * e.g. a source still listing a guest that just left it); otherwise
+     * only heartbeat: a registration rewrites the host's instance list in
+     * ferryd's store, a heartbeat one row. */
     json_t *b = register_body(l);
-    if (send_req(l, "/v1/hosts/register", b, on_registered) != 0)
-        failed(l, "registration", 0);
+    char *text = json_dumps(b, JSON_COMPACT | JSON_SORT_KEYS);
+    if (l->registered && l->sent && text && strcmp(text, l->sent) == 0 &&
+        l->beats < COORDLINK_REREGISTER_EVERY) {
+        free(text);
+        l->beats++;
+        char path[128];
+        snprintf(path, sizeof(path), "/v1/hosts/%s/heartbeat", l->ag->name);
+        json_t *hb = json_object();
+        if (send_req(l, path, hb, on_heartbeat) != 0)
+            failed(l, "heartbeat", 0);
+        json_decref(hb);
+    } else {
+        free(l->pending);
+        l->pending = text;
+        l->beats = 0;
+        if (send_req(l, "/v1/hosts/register", b, on_registered) != 0)
+            failed(l, "registration", 0);
+    }
     json_decref(b);
 }
 
@@ -283,6 +312,8 @@ void coordlink_free(struct coordlink *l)
         return;
     event_free(l->timer);
     json_decref(l->labels);
+    free(l->sent);
+    free(l->pending);
     free(l->token);
     free(l);
 }

@@ -1,6 +1,8 @@
 /* coordlink — the agent's link to ferryd: registers this host (address,
- * capacity, its guests with their projects) at start and again every
- * heartbeat interval, and heartbeats. Non-blocking, on the agent's loop;
+ * capacity, labels, its guests with their projects) at start, after a
+ * failed request, whenever what it would register changed and at least
+ * every COORDLINK_REREGISTER_EVERY + 1 intervals, and heartbeats every
+ * interval (a registration is followed by a heartbeat). Non-blocking, on the agent's loop;
  * a ferryd that is down or slow never delays the agent. */
 #ifndef FERRY_AGENT_COORDLINK_H
 #define FERRY_AGENT_COORDLINK_H
@@ -9,6 +11,7 @@
 #define COORDLINK_DEFAULT_INTERVAL_MS 10000 /* until ferryd says otherwise, ms */
 #define COORDLINK_RETRY_MS 1000             /* after a failed attempt, ms */
 #define COORDLINK_TIMEOUT_S 5               /* one request to ferryd, s */
+#define COORDLINK_REREGISTER_EVERY 5        /* heartbeats alone between two registrations */
 
 struct coordlink;
 

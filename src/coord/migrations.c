@@ -789,6 +789,13 @@ static void on_poll(int status, json_t *body, const struct ferr *e, void *arg)
                           json_object_get(imp, "cpu_throttle_ms"), "budget_verdict", bv));
         }
         (void)persist(o, body, NULL, "migration.completed", done);
+        /* The guest runs on the destination: say so in the inventory now,
+         * not only at the agents' next registrations (placement, and a
+         * plan draining the destination next, read it). */
+        struct ferr me = {0};
+        if (store_instance_move(o->c->st, o->instance, o->destination, &me) != 0)
+            log_warn("migrate", "msg=\"cannot move the instance in the inventory\" id=%s err=\"%s\"",
+                     o->id, me.msg);
         finish(o);
         return;
     }

@@ -173,6 +173,14 @@ int store_host_set_cordon(struct store *st, const char *name, const char *cordon
     return st->ops->host_set_cordon(st->impl, name, cordon, maint, e);
 }
 
+int store_instance_move(struct store *st, const char *name, const char *host, struct ferr *e)
+{
+    int rc;
+    if ((rc = check_name(name, "instance", e)) != 0 || (rc = check_name(host, "host", e)) != 0)
+        return rc;
+    return st->ops->instance_move(st->impl, name, host, e);
+}
+
 int store_host_list(struct store *st, struct store_host **out, size_t *n, struct ferr *e)
 {
     return st->ops->host_list(st->impl, out, n, e);

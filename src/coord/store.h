@@ -193,6 +193,13 @@ int store_host_update(struct store *st, const char *name, const char *state, int
 int store_host_set_cordon(struct store *st, const char *name, const char *cordon,
                           const char *maint, struct ferr *e) __attribute__((warn_unused_result));
 
+/* Records that instance name now runs on host (a migration succeeded):
+ * its row moves there until the agents' next registrations say more.
+ * FERR_NOTFOUND when the instance or the host is unknown; nothing changes
+ * on failure. */
+int store_instance_move(struct store *st, const char *name, const char *host, struct ferr *e)
+    __attribute__((warn_unused_result));
+
 /* Lists every host ordered by name: *out (caller frees with free()), *n. */
 int store_host_list(struct store *st, struct store_host **out, size_t *n, struct ferr *e)
     __attribute__((warn_unused_result));

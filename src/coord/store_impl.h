@@ -18,6 +18,7 @@ struct store_ops {
                        struct ferr *e);
     int (*host_set_cordon)(void *impl, const char *name, const char *cordon, const char *maint,
                            struct ferr *e);
+    int (*instance_move)(void *impl, const char *name, const char *host, struct ferr *e);
     int (*host_list)(void *impl, struct store_host **out, size_t *n, struct ferr *e);
     int (*instance_list)(void *impl, const char *host, struct store_instance **out, size_t *n,
                          struct ferr *e);

@@ -451,6 +451,25 @@ static int sq_host_set_cordon(void *impl, const char *name, const char *cordon,
     return 0;
 }
 
+static int sq_instance_move(void *impl, const char *name, const char *host, struct ferr *e)
+{
+    struct sq *s = impl;
+    sqlite3_stmt *st;
+    int rc = prep(s,
+                  "UPDATE instances SET host = ?1 WHERE name = ?2"
+                  " AND EXISTS (SELECT 1 FROM hosts WHERE name = ?1)",
+                  &st, e);
+    if (rc)
+        return rc;
+    bind_text(st, 1, host);
+    bind_text(st, 2, name);
+    if ((rc = run(s, st, "move instance", e)) != 0)
+        return rc;
+    if (sqlite3_changes(s->db) == 0)
+        return ferr_set(e, FERR_NOTFOUND, "instance", "no instance %s or no host %s", name, host);
+    return 0;
+}
+
 /* Runs a SELECT and collects up to STORE_LIST_MAX rows of size sz through
  * fill into a growing array. */
 static int collect(struct sq *s, sqlite3_stmt *st, size_t sz, void (*fill)(sqlite3_stmt *, void *),
@@ -1403,6 +1422,7 @@ static const struct store_ops SQLITE_OPS = {
     .host_get = sq_host_get,
     .host_update = sq_host_update,
     .host_set_cordon = sq_host_set_cordon,
+    .instance_move = sq_instance_move,
     .host_list = sq_host_list,
     .instance_list = sq_instance_list,
     .event_append = sq_event_append,

@@ -237,6 +237,21 @@ static void t_cordon_labels(void)
     CHECK(store_host_get(st, "h1", &got, &e) == 0 && !got.cordon[0] && !got.maint[0],
           "not lifted: '%s' '%s'", got.cordon, got.maint);
     CHECK(store_host_set_cordon(st, "nope", "x", NULL, &e) == FERR_NOTFOUND, "unknown host");
+    /* a succeeded migration moves the instance's row at once */
+    struct store_host h2 = host("h2", "up");
+    struct store_instance in = {.memory_mib = 128, .vcpus = 1};
+    snprintf(in.name, sizeof(in.name), "g1");
+    snprintf(in.project_id, sizeof(in.project_id), "p1");
+    REQUIRE(store_host_register(st, &h, &in, 1, NULL, &e) == 0, "register g1: %s", e.msg);
+    REQUIRE(store_host_register(st, &h2, NULL, 0, NULL, &e) == 0, "register h2: %s", e.msg);
+    CHECK(store_instance_move(st, "g1", "h2", &e) == 0, "move: %s", e.msg);
+    struct store_instance *il = NULL;
+    size_t ni = 0;
+    CHECK(store_instance_list(st, "h2", &il, &ni, &e) == 0 && ni == 1 && !strcmp(il[0].name, "g1"),
+          "g1 not on h2 (%zu)", ni);
+    free(il);
+    CHECK(store_instance_move(st, "g1", "nohost", &e) == FERR_NOTFOUND, "moved to an unknown host");
+    CHECK(store_instance_move(st, "nope", "h2", &e) == FERR_NOTFOUND, "moved an unknown instance");
     char big[STORE_CORDON_MAX + 2];
     memset(big, 'x', sizeof(big) - 1);
     big[sizeof(big) - 1] = '\0';
@@ -463,7 +478,8 @@ int main(void)
     test_run("store: register replaces and moves instances; duplicates refused",
              t_register_instances);
     test_run("store: tokens stored hashed, looked up by SHA-256", t_tokens);
-    test_run("store: labels from registration; cordon and plan hold kept apart", t_cordon_labels);
+    test_run("store: labels from registration; cordon and plan hold kept apart; instance move",
+             t_cordon_labels);
     test_run("store: caps and bad input name the field and store nothing", t_caps);
     char *cmd = xasprintf("rm -rf '%s'", dir);
     if (system(cmd) != 0)
