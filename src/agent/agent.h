@@ -160,6 +160,8 @@ struct migration {
                                       the cancel that follows ends it failed */
     bool pace_on;                  /* limits.pacing: the socket carries paced_bps */
     bool pace_given_up;            /* the kernel refused pacing (pace_note says why) */
+    bool pace_default;             /* pacing on because of an impact budget
+                                      (the request did not say pacing) */
     uint64_t paced_bps;            /* pacing rate in force, bytes/s (0 = none) */
     uint64_t pace_t_ms;            /* ms after the request it was first set, 0 before */
     char pace_note[160];           /* why pacing is not in force, "" when it is */

@@ -916,6 +916,12 @@ int mig_start_storage(struct agent *ag, struct instance *in, const char *dest_ur
         return FERR_INVAL;
     }
     ctl_impact_start(m); /* baseline: the guest's disk before the migration */
+    if (!limits->pacing_given && policy->enabled && policy->conv.budget.enabled) {
+        /* an impact budget steers max-bandwidth: QEMU's 100 ms line-rate
+         * bursts, not the mean rate, are what the guest waits behind */
+        m->limits.pacing = true;
+        m->pace_default = true;
+    }
     m->throttle_dormant = !limits->auto_converge && ctl_may_throttle(policy);
     if (storage_copy)
         storage_init(m);
@@ -1071,8 +1077,9 @@ json_t *mig_to_json(const struct migration *m, bool samples)
         json_object_set_new(o, "postcopy_note", json_string(m->postcopy_note));
     json_object_set_new(o, "auto_converge_dormant", json_boolean(m->throttle_dormant));
     if (m->limits.pacing) {
-        json_t *pc = json_pack("{s:b, s:I}", "active", m->pace_on, "rate_bps",
-                               (json_int_t)m->paced_bps);
+        json_t *pc = json_pack("{s:b, s:I, s:s}", "active", m->pace_on, "rate_bps",
+                               (json_int_t)m->paced_bps, "by",
+                               m->pace_default ? "budget" : "request");
         if (m->pace_t_ms)
             json_object_set_new(pc, "since_ms", json_integer((json_int_t)m->pace_t_ms));
         if (m->pace_note[0])

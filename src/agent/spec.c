@@ -294,6 +294,7 @@ int limits_from_json(const json_t *obj, struct mig_limits *l, struct ferr *e)
         return rc;
     if ((rc = jsonin_bool(obj, "pacing", false, &t.pacing, e)) != 0)
         return rc;
+    t.pacing_given = json_object_get(obj, "pacing") != NULL;
     *l = t;
     return 0;
 }

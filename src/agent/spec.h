@@ -57,6 +57,8 @@ struct mig_limits {
     uint64_t mirror_speed_bps;     /* block-mirror speed per disk, bytes/s; 0 = no cap */
     bool pacing;                   /* pace the migration socket at max-bandwidth
                                       (agent/pace.h) instead of QEMU's 100 ms bursts */
+    bool pacing_given;             /* "pacing" was in the request (else a
+                                      policy with an impact budget turns it on) */
 };
 
 /* Parses obj into *s. Unknown fields, wrong types, out-of-range values,

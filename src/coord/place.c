@@ -38,7 +38,7 @@ static int bw_ok(const json_t *o, const char *key, struct ferr *e)
 static int limits_check(const json_t *l, struct ferr *e)
 {
     static const char *const keys[] = {"downtime_ms", "max_bandwidth_bps", "auto_converge",
-                                       "completion_timeout_s", NULL};
+                                       "completion_timeout_s", "pacing", NULL};
     uint64_t v = 0;
     bool b = false;
     int rc;
@@ -48,6 +48,7 @@ static int limits_check(const json_t *l, struct ferr *e)
         (rc = jsonin_u64(l, "downtime_ms", 1, LIMIT_DOWNTIME_MAX_MS, false, &v, e)) != 0 ||
         (rc = bw_ok(l, "max_bandwidth_bps", e)) != 0 ||
         (rc = jsonin_bool(l, "auto_converge", false, &b, e)) != 0 ||
+        (rc = jsonin_bool(l, "pacing", false, &b, e)) != 0 ||
         (rc = jsonin_u64(l, "completion_timeout_s", 0, LIMIT_TIMEOUT_MAX_S, false, &v, e)) != 0)
         return prefix_field(e, rc, "limits");
     return 0;

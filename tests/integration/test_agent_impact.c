@@ -187,6 +187,9 @@ static void t_steady(void)
               jnum(base, "p99_latency_us") > 0 && jnum(dur, "p99_latency_us") > 0 &&
               jnum(base, "p50_latency_us") <= jnum(base, "p99_latency_us"),
           "no latency histogram: basis %s", jstr(imp, "latency_basis"));
+    const json_t *pc = json_object_get(m, "pacing");
+    CHECK(json_is_object(pc) && strcmp(jstr(pc, "by"), "budget") == 0,
+          "a budget did not turn pacing on by default (pacing by '%s')", jstr(pc, "by"));
     double kept = jnum(imp, "throughput_retained_pct");
     CHECK(kept >= 60.0, "guest kept %.1f %% of its throughput", kept);
     CHECK(jnum(b, "judged") >= 2, "budget judged %.0f measurements", jnum(b, "judged"));

@@ -114,6 +114,27 @@ static void t_limits_table(void)
     }
 }
 
+/* Proves: pacing_given says whether the request named pacing (a budget
+ * turns pacing on only when it did not). */
+static void t_pacing_given(void)
+{
+    static const struct {
+        const char *json;
+        bool pacing, given;
+    } c[] = {{"{}", false, false}, {"{\"pacing\":false}", false, true},
+             {"{\"pacing\":true}", true, true}, {"{\"downtime_ms\":500}", false, false}};
+    for (size_t i = 0; i < sizeof(c) / sizeof(c[0]); i++) {
+        json_t *o = json_loads(c[i].json, 0, NULL);
+        REQUIRE(o, "case %zu: fixture does not parse", i);
+        struct mig_limits l;
+        struct ferr e = {0};
+        CHECK(limits_from_json(o, &l, &e) == 0, "case %zu: %s", i, e.msg);
+        CHECK(l.pacing == c[i].pacing && l.pacing_given == c[i].given,
+              "case %zu (%s): pacing %d given %d", i, c[i].json, l.pacing, l.pacing_given);
+        json_decref(o);
+    }
+}
+
 static void t_caps(void)
 {
     struct ferr e = {0};
@@ -203,6 +224,7 @@ int main(void)
 {
     test_run("agent spec: each bad field rejected and named", t_spec_table);
     test_run("agent limits: ranges and types enforced, rejection changes nothing", t_limits_table);
+    test_run("limits: pacing given or defaulted", t_pacing_given);
     test_run("jsonin: size, depth, duplicate and type caps", t_caps);
     test_run("agent argv: QEMU command line carries the spec", t_argv);
     test_run("agent argv: an NBD disk is QEMU's NBD client, round trip intact", t_argv_nbd);
