@@ -511,12 +511,16 @@ static bool step_applicable(const struct conv *c, enum conv_step st,
 /* --- impact budget ------------------------------------------------------- */
 
 #define BUDGET_TARGET 0.7    /* usage the proportional step aims at */
-#define BUDGET_GAIN 0.6      /* rate factor per unit of usage below/above it */
-#define BUDGET_UP_MAX 1.5    /* largest increase per measurement */
+#define BUDGET_GAIN 0.6      /* rate factor per unit of usage above it */
+#define BUDGET_UP_GAIN 1.5   /* rate factor per unit of usage below it */
+#define BUDGET_UP_MAX 2.0    /* largest increase per measurement */
 #define BUDGET_BACKOFF 0.5   /* smallest rate factor on a violation */
 #define BUDGET_BACKOFF_MAX 0.9 /* largest rate factor on a violation */
 #define BUDGET_QUIET_UP 2.0  /* rate factor per measurement of a quiet guest */
-#define BUDGET_CEIL_GROW 1.1 /* ceiling creep per measurement inside */
+#define BUDGET_CEIL_SAFE 0.9 /* after a back-off the rate returns fast to
+                                this share of the ceiling */
+#define BUDGET_PROBE_AFTER 3 /* measurements inside there before probing */
+#define BUDGET_PROBE_STEP 1.25 /* a probe raises the ceiling by this */
 #define BUDGET_CEIL_FORGET 10 /* measurements inside after which the ceiling
                                  is forgotten */
 #define BUDGET_RESEND 0.05   /* re-emit a rate only when it moved this much */
@@ -609,12 +613,15 @@ static void report_budget(struct conv *c, struct emit *e, enum conv_budget_verdi
 }
 
 /* Judges a new measurement and moves the copy rate: a proportional step
- * towards BUDGET_TARGET usage (multiplicative, at most BUDGET_UP_MAX up),
- * a back-off by 1/usage (between x0.5 and x0.9) on a violation — not
- * repeated while the overlapping window still holds the interval that
- * caused the last one — with the rate then remembered as the ceiling that
- * later probes approach slowly (forgotten after BUDGET_CEIL_FORGET good
- * measurements), doubling while the guest is quiet. */
+ * towards BUDGET_TARGET usage (multiplicative: up to x2 with all room, a
+ * little down near the bound), a back-off by 1/usage (between x0.5 and
+ * x0.9) on a violation — not repeated while the overlapping window still
+ * holds the interval that caused the last one — with the rate then
+ * remembered as the ceiling. Below a ceiling the rate climbs as fast back
+ * to BUDGET_CEIL_SAFE of it, holds there BUDGET_PROBE_AFTER good
+ * measurements, then probes: the ceiling rises by BUDGET_PROBE_STEP
+ * (forgotten after BUDGET_CEIL_FORGET good measurements in a row).
+ * Doubling while the guest is quiet. */
 static void budget_judge(struct conv *c)
 {
     const struct conv_budget *b = &c->pol.budget;
@@ -639,6 +646,7 @@ static void budget_judge(struct conv *c)
             c->good_run = 0;
             bool held = c->backoff_seq && c->imp.window > 1 &&
                         c->imp.seq - c->backoff_seq < c->imp.window;
+            c->probe_run = 0;
             if (!held) {
                 c->ceiling_bps = c->rate_bps;
                 double f = 0.9 / u;
@@ -652,17 +660,24 @@ static void budget_judge(struct conv *c)
             if (c->bverdict != CONV_BUDGET_CONFLICT)
                 c->bverdict = CONV_BUDGET_VIOLATED;
         } else {
-            double f = 1.0 + BUDGET_GAIN * (BUDGET_TARGET - u);
+            double f = u < BUDGET_TARGET ? 1.0 + BUDGET_UP_GAIN * (BUDGET_TARGET - u)
+                                         : 1.0 + BUDGET_GAIN * (BUDGET_TARGET - u);
             if (f > BUDGET_UP_MAX)
                 f = BUDGET_UP_MAX;
             r *= f;
             if (c->ceiling_bps && ++c->good_run >= BUDGET_CEIL_FORGET)
                 c->ceiling_bps = 0; /* the hurt was long ago: probe freely */
-            if (c->ceiling_bps) {
-                /* approach the rate that hurt last time slowly */
-                c->ceiling_bps = (uint64_t)((double)c->ceiling_bps * BUDGET_CEIL_GROW);
-                if (r > (double)c->ceiling_bps && f > 1.0)
-                    r = dmax((double)c->rate_bps, (double)c->ceiling_bps);
+            if (c->ceiling_bps && f > 1.0) {
+                /* back fast to just under the rate that hurt; hold there,
+                 * then probe above it */
+                double safe = BUDGET_CEIL_SAFE * (double)c->ceiling_bps;
+                if ((double)c->rate_bps >= 0.99 * safe && ++c->probe_run >= BUDGET_PROBE_AFTER) {
+                    c->ceiling_bps = (uint64_t)((double)c->ceiling_bps * BUDGET_PROBE_STEP);
+                    c->probe_run = 0;
+                    safe = BUDGET_CEIL_SAFE * (double)c->ceiling_bps;
+                }
+                if (r > safe)
+                    r = dmax((double)c->rate_bps, safe);
             }
             if (c->bverdict != CONV_BUDGET_CONFLICT)
                 c->bverdict = CONV_BUDGET_WITHIN;

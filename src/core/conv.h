@@ -290,6 +290,8 @@ struct conv {
     uint64_t backoff_seq;            /* imp.seq of the newest back-off */
     uint32_t good_run;               /* measurements inside since the last
                                         violation */
+    uint32_t probe_run;              /* of them, at the ceiling's safe share
+                                        since the last probe */
     uint64_t violations;             /* measurements outside the budget */
     uint64_t judged;                 /* measurements judged */
     uint64_t conflict_since_ms;      /* conflict condition true since, 0 no */

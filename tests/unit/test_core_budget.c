@@ -151,7 +151,7 @@ static void tick(struct conv *c, const struct mig_sample *s, struct tick_out *o)
 
 /* Proves: one measurement moves the rate in the right direction by the
  * right amount — down by at least half on a violation, up with room to
- * spare, a little down near the bound, doubled for a quiet guest — and
+ * spare (x2 at most), a little down near the bound, doubled for a quiet guest — and
  * never leaves [min, max]. */
 static void t_steer(void)
 {
@@ -161,7 +161,8 @@ static void t_steer(void)
         uint64_t start_mib;
         double lo, hi; /* new rate / old rate must be within */
     } c[] = {
-        {10, 2.0, 100, 16, 1.3, 1.5},   /* at the baseline: up, at most 1.5x */
+        {10, 2.0, 100, 16, 2.0, 2.0},   /* at the baseline: doubled (x2 at most) */
+        {10, 3.0, 100, 16, 1.29, 1.31}, /* usage 0.5: 1 + 1.5 x (0.7 - 0.5) */
         {10, 3.8, 100, 16, 0.85, 1.0},  /* usage 0.9: a little down */
         {10, 6.0, 100, 16, 0.5, 0.5},   /* usage 2: halved (0.9/2 floored at 0.5) */
         {5, 2.0, 100, 16, 0.5, 0.5},    /* throughput halved: usage 2.5, halved */
@@ -234,6 +235,52 @@ static void t_holdoff(void)
     }
     CHECK(cv.ceiling_bps == 0, "ceiling %llu kept after 10 good measurements",
           (unsigned long long)cv.ceiling_bps);
+}
+
+/* Proves the increase phase: after a back-off the rate is back within one
+ * measurement at 0.9x the rate that hurt (the ceiling), holds there three
+ * good measurements, then probes above the ceiling and keeps climbing while
+ * the guest stays inside; a violation while probing sets the new ceiling. */
+static void t_probe(void)
+{
+    struct conv_policy p = policy(0, 2.0, 0);
+    p.budget.rate_start_bps = 64u * MIB;
+    struct conv cv;
+    REQUIRE(conv_init(&cv, &p, NULL) == 0, "init");
+    struct tick_out o = {0};
+    uint64_t q = 0, rates[12];
+    struct conv_impact m = imp(++q, 10, 6.0, 100); /* usage 2 at 64 MiB/s */
+    REQUIRE(conv_set_impact(&cv, &m) == 0, "impact");
+    struct mig_sample s = mirror_sample(q * 1000, 500u * MIB);
+    tick(&cv, &s, &o);
+    CHECK(cv.rate_bps == 32u * MIB && cv.ceiling_bps == 64u * MIB, "cut to %llu, ceiling %llu",
+          (unsigned long long)cv.rate_bps, (unsigned long long)cv.ceiling_bps);
+    for (size_t i = 0; i < 8; i++) {
+        m = imp(++q, 10, 2.0, 100); /* at the baseline: usage 0 */
+        REQUIRE(conv_set_impact(&cv, &m) == 0, "impact");
+        s = mirror_sample(q * 1000, 500u * MIB - q * MIB);
+        tick(&cv, &s, &o);
+        rates[i] = cv.rate_bps;
+    }
+    uint64_t safe = (uint64_t)(0.9 * 64.0 * MIB);
+    CHECK(rates[0] >= safe - MIB && rates[0] <= 64u * MIB, "back at %llu, want ~%llu",
+          (unsigned long long)rates[0], (unsigned long long)safe);
+    CHECK(rates[1] <= 64u * MIB && rates[2] <= 64u * MIB, "above the ceiling before probing: %llu %llu",
+          (unsigned long long)rates[1], (unsigned long long)rates[2]);
+    CHECK(rates[3] > 64u * MIB, "no probe above the ceiling after 3 good measurements: %llu",
+          (unsigned long long)rates[3]);
+    CHECK(rates[7] > rates[3], "stopped climbing while inside: %llu -> %llu",
+          (unsigned long long)rates[3], (unsigned long long)rates[7]);
+    uint64_t before = cv.rate_bps;
+    m = imp(++q, 10, 6.0, 100);
+    REQUIRE(conv_set_impact(&cv, &m) == 0, "impact");
+    s = mirror_sample(q * 1000, 400u * MIB);
+    tick(&cv, &s, &o);
+    CHECK(cv.ceiling_bps == before && cv.rate_bps == before / 2, "ceiling %llu rate %llu from %llu",
+          (unsigned long long)cv.ceiling_bps, (unsigned long long)cv.rate_bps,
+          (unsigned long long)before);
+    CHECK(o.mirror_bps == cv.rate_bps, "mirror speed %llu not the rate %llu",
+          (unsigned long long)o.mirror_bps, (unsigned long long)cv.rate_bps);
 }
 
 /* Drives a mirror that never shrinks (the guest dirties as fast as the
@@ -645,6 +692,7 @@ int main(void)
     test_run("budget: usage of one measurement", t_usage);
     test_run("budget: rate steered by one measurement, within bounds", t_steer);
     test_run("budget: one bad interval cut once; ceiling forgotten", t_holdoff);
+    test_run("budget: back fast under the ceiling, hold, probe above it", t_probe);
     test_run("budget: conflict reported, io throttle only after consent", t_conflict_grant);
     test_run("budget: unanswered, refused or not offered io throttle", t_conflict_refuse);
     test_run("budget: slow mirror and guest hurt at the floor are conflicts", t_conflict_kinds);
