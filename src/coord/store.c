@@ -18,6 +18,8 @@ struct store {
     struct store_audit *abuf;    /* deferred audit records (STORE_AUDIT_BUFFER) */
     size_t an;                   /* how many wait in abuf */
     uint64_t adropped;           /* dropped because abuf was full */
+    uint64_t commits;            /* store_tx_commit that succeeded */
+    int marked;                  /* a savepoint (store_tx_mark) is open */
 };
 
 /* A text that must fit in a fixed array of size cap+1, without control
@@ -111,12 +113,50 @@ int store_tx_begin(struct store *st, struct ferr *e)
 
 int store_tx_commit(struct store *st, struct ferr *e)
 {
-    return st->ops->tx_commit(st->impl, e);
+    st->marked = 0;
+    int rc = st->ops->tx_commit(st->impl, e);
+    if (rc == 0)
+        st->commits++;
+    return rc;
 }
 
 void store_tx_rollback(struct store *st)
 {
+    st->marked = 0;
     st->ops->tx_rollback(st->impl);
+}
+
+int store_tx_mark(struct store *st, struct ferr *e)
+{
+    if (st->marked)
+        return ferr_set(e, FERR_STATE, "", "a store savepoint is open already");
+    int rc = st->ops->tx_mark(st->impl, e);
+    if (rc == 0)
+        st->marked = 1;
+    return rc;
+}
+
+int store_tx_release(struct store *st, struct ferr *e)
+{
+    if (!st->marked)
+        return ferr_set(e, FERR_STATE, "", "no store savepoint is open");
+    int rc = st->ops->tx_release(st->impl, e);
+    if (rc == 0)
+        st->marked = 0;
+    return rc;
+}
+
+void store_tx_undo(struct store *st)
+{
+    if (!st->marked)
+        return;
+    st->marked = 0;
+    st->ops->tx_undo(st->impl);
+}
+
+uint64_t store_commits(const struct store *st)
+{
+    return st->commits;
 }
 
 int store_host_register(struct store *st, const struct store_host *h,

@@ -166,6 +166,24 @@ int store_tx_commit(struct store *st, struct ferr *e) __attribute__((warn_unused
 /* Rolls it back; safe (a no-op) without an open transaction. */
 void store_tx_rollback(struct store *st);
 
+/* Group commit: several independent items (one migration's progress each)
+ * share one transaction, each between store_tx_mark and store_tx_release;
+ * store_tx_undo takes back that one item alone (its rows and its events:
+ * the outbox stays gapless) and the others still commit. store_tx_mark
+ * opens a savepoint inside the open transaction (FERR_STATE without one,
+ * or when a savepoint is open already — they do not nest);
+ * store_tx_release keeps the item's changes in the transaction (they are
+ * durable only with store_tx_commit); store_tx_undo is a no-op without an
+ * open savepoint. store_tx_commit and store_tx_rollback close an open
+ * savepoint with the transaction. */
+int store_tx_mark(struct store *st, struct ferr *e) __attribute__((warn_unused_result));
+int store_tx_release(struct store *st, struct ferr *e) __attribute__((warn_unused_result));
+void store_tx_undo(struct store *st);
+
+/* Transactions committed through store_tx_commit since open (each is one
+ * durable write: one fdatasync of the WAL with synchronous=FULL). */
+uint64_t store_commits(const struct store *st);
+
 /* Inserts or updates host h (state, last heartbeat and capacity from h;
  * registered_ms kept from the first registration) and replaces the host's
  * instances with inst[0..n) (each inst[i].host is ignored and set to

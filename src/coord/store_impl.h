@@ -11,6 +11,10 @@ struct store_ops {
     int (*tx_begin)(void *impl, struct ferr *e);
     int (*tx_commit)(void *impl, struct ferr *e);
     void (*tx_rollback)(void *impl);
+    /* Savepoints inside the open transaction (store_tx_mark...). */
+    int (*tx_mark)(void *impl, struct ferr *e);
+    int (*tx_release)(void *impl, struct ferr *e);
+    void (*tx_undo)(void *impl);
     int (*host_register)(void *impl, const struct store_host *h, const struct store_instance *inst,
                          size_t n, int *created, struct ferr *e);
     int (*host_get)(void *impl, const char *name, struct store_host *out, struct ferr *e);

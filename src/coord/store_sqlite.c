@@ -311,6 +311,27 @@ static void sq_tx_rollback(void *impl)
         sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
 }
 
+static int sq_tx_mark(void *impl, struct ferr *e)
+{
+    struct sq *s = impl;
+    if (sqlite3_get_autocommit(s->db))
+        return ferr_set(e, FERR_STATE, "", "no store transaction is open");
+    return exec(s, "SAVEPOINT item", e);
+}
+
+static int sq_tx_release(void *impl, struct ferr *e)
+{
+    struct sq *s = impl;
+    return exec(s, "RELEASE item", e);
+}
+
+static void sq_tx_undo(void *impl)
+{
+    struct sq *s = impl;
+    if (sqlite3_exec(s->db, "ROLLBACK TO item", NULL, NULL, NULL) == SQLITE_OK)
+        sqlite3_exec(s->db, "RELEASE item", NULL, NULL, NULL);
+}
+
 static int sq_host_register(void *impl, const struct store_host *h,
                             const struct store_instance *inst, size_t n, int *created,
                             struct ferr *e)
@@ -1418,6 +1439,9 @@ static const struct store_ops SQLITE_OPS = {
     .tx_begin = sq_tx_begin,
     .tx_commit = sq_tx_commit,
     .tx_rollback = sq_tx_rollback,
+    .tx_mark = sq_tx_mark,
+    .tx_release = sq_tx_release,
+    .tx_undo = sq_tx_undo,
     .host_register = sq_host_register,
     .host_get = sq_host_get,
     .host_update = sq_host_update,

@@ -316,6 +316,90 @@ static void t_atomic_event(void)
     free(p);
 }
 
+/* Group commit: items of one transaction each between a savepoint and its
+ * release; a failing item is taken back alone, the others commit in one
+ * transaction with gapless seqs in item order; a batch rolled back leaves
+ * nothing, and writing it again gives each event once. */
+static void t_group_commit(void)
+{
+    char *p = new_path();
+    struct store *st = NULL;
+    struct ferr e = {0};
+    REQUIRE(store_open(p, &st, &e) == 0, "open: %s", e.msg);
+    const char *names[] = {"h1", "h2", "nope", "h4", "h5"};
+    for (int i = 0; i < 5; i++) {
+        if (i == 2)
+            continue;
+        struct store_host h = host(names[i], "up");
+        REQUIRE(store_host_register(st, &h, NULL, 0, NULL, &e) == 0, "register: %s", e.msg);
+    }
+    CHECK(store_tx_mark(st, &e) == FERR_STATE, "savepoint outside a transaction");
+    /* A batch rolled back as a whole: nothing remains. */
+    REQUIRE(store_tx_begin(st, &e) == 0, "begin: %s", e.msg);
+    for (int i = 0; i < 2; i++) {
+        char subj[32];
+        snprintf(subj, sizeof(subj), "host/%s", names[i]);
+        struct store_event ev = event("host.down", subj, NULL);
+        CHECK(store_tx_mark(st, &e) == 0, "mark: %s", e.msg);
+        CHECK(store_tx_mark(st, &e) == FERR_STATE, "nested savepoint allowed");
+        CHECK(store_host_update(st, names[i], "down", -1, &e) == 0 &&
+                  store_event_append(st, &ev, NULL, &e) == 0 && store_tx_release(st, &e) == 0,
+              "item %d: %s", i, e.msg);
+    }
+    store_tx_rollback(st);
+    int64_t last = -1;
+    CHECK(store_event_last_seq(st, &last, &e) == 0 && last == 0, "rolled-back batch left seq %lld",
+          (long long)last);
+    uint64_t c0 = store_commits(st);
+    /* The batch again, with item 2 failing (unknown host): taken back alone. */
+    REQUIRE(store_tx_begin(st, &e) == 0, "begin: %s", e.msg);
+    int failed = 0;
+    for (int i = 0; i < 5; i++) {
+        char subj[32];
+        snprintf(subj, sizeof(subj), "host/%s", names[i]);
+        struct store_event ev = event("host.down", subj, NULL);
+        REQUIRE(store_tx_mark(st, &e) == 0, "mark %d: %s", i, e.msg);
+        /* the event first, so the failing item has appended one */
+        int rc = store_event_append(st, &ev, NULL, &e);
+        if (rc == 0)
+            rc = store_host_update(st, names[i], "down", -1, &e);
+        if (rc) {
+            failed++;
+            CHECK(rc == FERR_NOTFOUND && i == 2, "item %d failed: %s", i, e.msg);
+            store_tx_undo(st);
+        } else {
+            CHECK(store_tx_release(st, &e) == 0, "release %d: %s", i, e.msg);
+        }
+    }
+    CHECK(store_tx_commit(st, &e) == 0, "commit: %s", e.msg);
+    CHECK(failed == 1, "%d items failed", failed);
+    CHECK(store_commits(st) == c0 + 1, "%llu transactions for one batch",
+          (unsigned long long)(store_commits(st) - c0));
+    store_close(st);
+    st = NULL;
+    REQUIRE(store_open(p, &st, &e) == 0, "reopen: %s", e.msg);
+    struct store_event *evs = NULL;
+    size_t n = 0;
+    REQUIRE(store_events_since(st, 0, 0, &evs, &n, &e) == 0, "since: %s", e.msg);
+    const char *want[] = {"host/h1", "host/h2", "host/h4", "host/h5"};
+    CHECK(n == 4, "events %zu", n);
+    for (size_t i = 0; i < n && i < 4; i++)
+        CHECK(evs[i].seq == (int64_t)i + 1 && strcmp(evs[i].subject, want[i]) == 0,
+              "event %zu: seq %lld %s", i, (long long)evs[i].seq, evs[i].subject);
+    store_events_free(evs, n);
+    struct store_host got;
+    CHECK(store_host_get(st, "h4", &got, &e) == 0 && strcmp(got.state, "down") == 0,
+          "h4 not committed: %s", got.state);
+    /* the seq goes on without a gap after the taken-back item */
+    struct store_event x = event("test.tick", "test", NULL);
+    int64_t seq = 0;
+    CHECK(store_event_append(st, &x, &seq, &e) == 0 && seq == 5, "next seq %lld",
+          (long long)seq);
+    store_close(st);
+    unlink(p);
+    free(p);
+}
+
 static void t_register_instances(void)
 {
     char *p = new_path();
@@ -475,6 +559,9 @@ int main(void)
     test_run("store: a v1 store migrates forward keeping its rows", t_migrate_from_v1);
     test_run("store: a newer schema is refused and left untouched", t_newer_refused);
     test_run("store: state change + event roll back together; seqs gapless", t_atomic_event);
+    test_run("store: group commit — items by savepoint, one failing taken back alone, one "
+             "transaction, gapless seqs",
+             t_group_commit);
     test_run("store: register replaces and moves instances; duplicates refused",
              t_register_instances);
     test_run("store: tokens stored hashed, looked up by SHA-256", t_tokens);
