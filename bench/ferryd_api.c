@@ -16,8 +16,9 @@
  * bootstrap admin token and a project member's token: it resumes the
  * running migrations and polls their source agent every 500 ms, writing
  * each answer through its own progress path (store update plus a
- * migration.progress event at most once a second per migration, one
- * transaction each) — the write load a busy ferryd carries. wrk (Debian
+ * migration.progress event at most once a second per migration; the
+ * answers of one window group-committed in one transaction) — the write
+ * load a busy ferryd carries. wrk (Debian
  * package) drives five runs with the same settings (2 threads, 64
  * connections), all while the progress writes go on:
  *   - baseline: GET /v1/health (no store, no policy), admin token;
@@ -29,7 +30,8 @@
  *   - member list, ?project=: the same with the project filter in SQL.
  * Beside latency it reports ferryd's CPU time per request (utime + stime
  * over the run, from /proc, divided by the requests answered) and the
- * progress writes ferryd made (the sum of the rows' revisions).
+ * progress writes ferryd made (the sum of the rows' revisions) and the
+ * transactions it committed for them (its /metrics, when it counts them).
  * Prints a table and writes bench/out/ferryd_api.json. Environment:
  * BUILD (where ferryd is, default build), FERRY_BENCH_API_RECORDS (10000),
  * FERRY_BENCH_API_ACTIVE (50), FERRY_BENCH_API_DURATION_S (10),
@@ -354,6 +356,27 @@ static long progress_writes(const char *db)
     return n;
 }
 
+/* ferryd's committed orchestration transactions so far (/metrics
+ * ferry_store_commits_total, progress + lifecycle); -1 when it does not
+ * count them (an older ferryd). */
+static double daemon_commits(const char *url)
+{
+    struct httpc_resp r = {0};
+    struct ferr e = {0};
+    if (httpc_request(url, "GET", "/metrics", NULL, NULL, 10000, &r, &e) != 0)
+        return -1;
+    double sum = -1;
+    static const char *const names[] = {"ferry_store_commits_total{kind=\"progress\"} ",
+                                        "ferry_store_commits_total{kind=\"lifecycle\"} "};
+    for (size_t i = 0; r.body && i < 2; i++) {
+        const char *p = strstr(r.body, names[i]);
+        if (p)
+            sum = (sum < 0 ? 0 : sum) + strtod(p + strlen(names[i]), NULL);
+    }
+    httpc_resp_free(&r);
+    return sum;
+}
+
 /* One wrk run's figures. */
 struct wrk_result {
     double p50_ms, p99_ms; /* latency percentiles, ms */
@@ -611,6 +634,7 @@ int main(void)
     bg_cpu_us_per_s = bc0 >= 0 && bc1 >= bc0 ? (bc1 - bc0) / (bw1 - bw0) : 0;
     double load0 = loadavg1();
     long writes0 = progress_writes(db), polls0 = __atomic_load_n(&agent_polls, __ATOMIC_RELAXED);
+    double commits0 = daemon_commits(url);
     clock_gettime(CLOCK_MONOTONIC, &t0);
     struct wrk_result health, show, list, mlist, mlistp;
     if (run_wrk(url, "/v1/health", NULL, token, conns, dur_s, &health) != 0 ||
@@ -622,6 +646,8 @@ int main(void)
     clock_gettime(CLOCK_MONOTONIC, &t1);
     double run_s = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
     long writes = progress_writes(db) - writes0;
+    double commits1 = daemon_commits(url);
+    double commits_per_s = commits0 >= 0 && commits1 >= commits0 ? (commits1 - commits0) / run_s : -1;
     double load1 = loadavg1();
     long polls = __atomic_load_n(&agent_polls, __ATOMIC_RELAXED) - polls0;
     kill_daemon();
@@ -636,6 +662,11 @@ int main(void)
     printf("progress written meanwhile: %ld agent polls answered, %ld store updates by ferryd "
            "(%.1f/s, %.2f/s per running migration)\n",
            polls, writes, (double)writes / run_s, active ? (double)writes / run_s / (double)active : 0.0);
+    if (commits_per_s >= 0)
+        printf("transactions committed for them: %.1f/s (%.1f updates a transaction)\n",
+               commits_per_s, commits_per_s > 0 ? (double)writes / run_s / commits_per_s : 0.0);
+    else
+        printf("transactions committed for them: not counted by this ferryd (one an update)\n");
     printf("ferryd CPU without requests (the progress writes): %.1f ms/s\n",
            bg_cpu_us_per_s / 1000.0);
     printf("load average (1 min) before / after the runs: %.2f / %.2f on %ld cpus — latency "
@@ -683,6 +714,10 @@ int main(void)
             "\"loadavg1_before\":%.2f,\"loadavg1_after\":%.2f",
             mach, records, active, conns, dur_s, fill_s, (double)writes / run_s,
             bg_cpu_us_per_s / 1000.0, load0, load1);
+    if (commits_per_s >= 0)
+        fprintf(f, ",\"commits_per_s\":%.2f", commits_per_s);
+    else
+        fprintf(f, ",\"commits_per_s\":null");
     json_row(f, "show", &show);
     json_row(f, "list50", &list);
     json_row(f, "member_list50", &mlist);

@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "coord/coord.h"
+#include "coord/migrations.h"
 #include "coord/sse.h"
 #include "coord/webhook.h"
 #include "util/httpd.h"
@@ -416,6 +417,26 @@ static void render(struct metrics *m, struct evbuffer *b)
     metrics_family(b, "ferry_sse_dropped_total", "counter",
                    "Event streams dropped for a full output buffer.");
     metrics_sample(b, "ferry_sse_dropped_total", NULL, 0, (double)sse_dropped(m->sse));
+    struct coordmig_stats ms;
+    coordmig_get_stats(m->c, &ms);
+    metrics_family(b, "ferry_store_commits_total", "counter",
+                   "Orchestration write transactions committed, by kind.");
+    struct metrics_label kp = {"kind", "progress"}, kl = {"kind", "lifecycle"};
+    metrics_sample(b, "ferry_store_commits_total", &kp, 1, (double)ms.progress_commits);
+    metrics_sample(b, "ferry_store_commits_total", &kl, 1, (double)ms.lifecycle_commits);
+    metrics_family(b, "ferry_progress_written_total", "counter",
+                   "Progress answers written by the group commit.");
+    metrics_sample(b, "ferry_progress_written_total", NULL, 0, (double)ms.progress_written);
+    metrics_family(b, "ferry_progress_failed_total", "counter",
+                   "Progress answers whose write failed (taken back alone, retried).");
+    metrics_sample(b, "ferry_progress_failed_total", NULL, 0, (double)ms.progress_failed);
+    metrics_family(b, "ferry_progress_dropped_total", "counter",
+                   "Progress answers or events given up after repeated store failures.");
+    metrics_sample(b, "ferry_progress_dropped_total", NULL, 0, (double)ms.progress_dropped);
+    metrics_family(b, "ferry_progress_commit_failures_total", "counter",
+                   "Progress group commits that failed as a whole (retried).");
+    metrics_sample(b, "ferry_progress_commit_failures_total", NULL, 0,
+                   (double)ms.progress_commit_failed);
     static const char *const wnames[] = {
         "ferry_webhook_deliveries_total", "ferry_webhook_failures_total",
         "ferry_webhook_dead_letters_total", "ferry_webhook_backlog_events"};

@@ -10,7 +10,18 @@
  *
  * The store holds the truth: every transition goes through migstate_next
  * and is written with its event in one transaction; the orch only holds
- * what is in flight. A restarted ferryd rebuilds the orchs from the store. */
+ * what is in flight. A restarted ferryd rebuilds the orchs from the store.
+ *
+ * Group commit: a poll answer that changes nothing but the figures (no
+ * transition, no stall/budget/consent event) is not written at once; it
+ * waits in its orch (the newest answer, at most one migration.progress
+ * event) and every waiting answer is written in ONE transaction at most
+ * PROGRESS_COMMIT_MS after the first of them arrived — each migration's
+ * row and event between a savepoint and its release, so a failing one is
+ * taken back alone. A transition (persist) never waits: it writes the
+ * waiting answers first in its own transaction, so a migration's events
+ * keep their order, and commits before anything acts on it. kill -9 loses
+ * at most the answers of the last window, never a transition or a seq. */
 #include <errno.h>
 #include <event2/buffer.h>
 #include <stdio.h>
@@ -41,6 +52,8 @@
 #define LIST_SCAN_BATCH 1000    /* rows read per query after the first while filling a page */
 #define AUDIT_FLUSH_MS 100      /* deferred (read) audit records are written this often */
 #define EVENT_VERSION 1         /* payload version of the migration events */
+#define PROGRESS_COMMIT_MS 200  /* waiting progress is committed at most this late, ms */
+#define PENDING_TRIES_MAX 3     /* a waiting answer whose own write failed this often is dropped */
 
 enum ostep {
     OS_QUEUED = 0,    /* requested, not admitted */
@@ -90,6 +103,11 @@ struct orch {
                                             reported as migration.budget */
     bool cancel_sent;                    /* the cancel went to the source agent */
     bool adopt_tried;                    /* looked for the agent's migration after a 409 */
+    /* progress waiting for the group commit (see the top of the file) */
+    json_t *pend_body;    /* the newest agent record not yet written; owned, NULL: none */
+    json_t *pend_extra;   /* its migration.progress payload; owned, NULL: no event */
+    int pend_tries;       /* its writes that failed */
+    bool pend_in_tx;      /* written in the open transaction, not committed yet */
 };
 
 struct coordmig {
@@ -99,6 +117,10 @@ struct coordmig {
     char *agent_token;   /* bearer token presented to the agents; owned, NULL none */
     int64_t consent_ms;  /* last consent timeout check, ms since epoch */
     struct migcache *cache; /* rendered records for show and list; owned */
+    struct event *commit;   /* one-shot PROGRESS_COMMIT_MS timer: the group commit */
+    bool commit_armed;      /* it is pending */
+    size_t npending;        /* orchs with waiting progress */
+    struct coordmig_stats stats;
 };
 
 #define AGENT_TOKEN_MAX 256 /* bytes of the agent token file's token */
@@ -344,23 +366,17 @@ static void absorb_agent(struct store_migration *m, json_t *detail, const json_t
         json_object_set_new(detail, "agent_state", json_string(ast));
 }
 
-/* Writes o's state (or "unknown", "queued"), phase, destination, the agent figures
- * (a, borrowed, may be NULL), error (may be NULL) and, when ev_type is not
- * NULL, the event with extra (stolen) — all in one transaction. */
-static int persist(struct orch *o, const json_t *a, const char *error, const char *ev_type,
-                   json_t *extra)
+/* Writes o's state (or "unknown", "queued"), phase, destination, the agent
+ * figures (a, borrowed, may be NULL) and error (may be NULL) into its row,
+ * inside the open transaction; now is the row's updated_ms. */
+static int write_row(struct orch *o, const json_t *a, const char *error, int64_t now,
+                     struct ferr *e)
 {
     struct coord *c = o->c;
-    struct ferr e = {0};
     struct store_migration m;
-    int64_t now = coord_now_ms();
-    int rc;
-    if ((rc = store_tx_begin(c->st, &e)) != 0)
-        goto out_noget;
-    if ((rc = store_migration_get(c->st, o->id, &m, &e)) != 0) {
-        store_tx_rollback(c->st);
-        goto out_noget;
-    }
+    int rc = store_migration_get(c->st, o->id, &m, e);
+    if (rc)
+        return rc;
     json_t *detail = json_load_or_null(m.detail_json);
     if (!json_is_object(detail)) {
         json_decref(detail);
@@ -379,18 +395,186 @@ static int persist(struct orch *o, const json_t *a, const char *error, const cha
     free(m.detail_json);
     m.detail_json = json_dumps(detail, JSON_COMPACT);
     json_decref(detail);
-    if ((rc = store_migration_update(c->st, &m, &e)) != 0 ||
+    rc = store_migration_update(c->st, &m, e);
+    store_migration_clear(&m);
+    return rc;
+}
+
+static void pending_clear(struct orch *o)
+{
+    if (!o->pend_body)
+        return;
+    json_decref(o->pend_body);
+    json_decref(o->pend_extra);
+    o->pend_body = o->pend_extra = NULL;
+    o->pend_tries = 0;
+    o->pend_in_tx = false;
+    o->c->mig->npending--;
+}
+
+/* Writes every waiting progress answer into the open transaction (rows'
+ * updated_ms and events' time: now, the commit's time, so event times
+ * follow seq order as for every other write), each
+ * between a savepoint and its release: one whose write fails is taken back
+ * alone (rows and event: no seq is used) and waits for the next commit, or
+ * is dropped — logged and counted — after PENDING_TRIES_MAX failures. The
+ * ones written are marked pend_in_tx; pending_done settles them after the
+ * commit (or its failure). */
+static void pending_write(struct coord *c, int64_t now)
+{
+    if (c->mig->npending == 0)
+        return;
+    for (struct orch *o = c->mig->list; o; o = o->next) {
+        if (!o->pend_body || o->pend_in_tx)
+            continue;
+        struct ferr e = {0};
+        int rc = store_tx_mark(c->st, &e);
+        if (rc == 0)
+            rc = write_row(o, o->pend_body, NULL, now, &e);
+        if (rc == 0 && o->pend_extra) {
+            rc = emit(c, "migration.progress", o->id, o->instance, o->project, o->source,
+                      o->destination, json_incref(o->pend_extra), now, &e);
+        }
+        if (rc == 0)
+            rc = store_tx_release(c->st, &e);
+        if (rc == 0) {
+            o->pend_in_tx = true;
+            continue;
+        }
+        store_tx_undo(c->st);
+        c->mig->stats.progress_failed++;
+        if (++o->pend_tries >= PENDING_TRIES_MAX) {
+            log_error("migrate",
+                      "msg=\"progress dropped: its write failed %d times\" id=%s err=\"%s\"",
+                      o->pend_tries, o->id, e.msg);
+            c->mig->stats.progress_dropped++;
+            pending_clear(o);
+        } else {
+            log_warn("migrate", "msg=\"progress write failed; retried at the next commit\" id=%s "
+                     "err=\"%s\"", o->id, e.msg);
+        }
+    }
+}
+
+/* After the transaction of pending_write: committed (ok) clears what it
+ * wrote; else (the transaction as a whole failed, e.g. the store busy) the
+ * answers wait for the next commit — as long as it takes: one per orch. */
+static void pending_done(struct coord *c, bool ok)
+{
+    if (c->mig->npending == 0)
+        return;
+    size_t n = 0;
+    for (struct orch *o = c->mig->list; o; o = o->next) {
+        if (!o->pend_in_tx)
+            continue;
+        if (ok) {
+            n++;
+            pending_clear(o);
+        } else {
+            o->pend_in_tx = false; /* waits for the next commit */
+        }
+    }
+    c->mig->stats.progress_written += n;
+}
+
+static void arm_commit(struct coord *c)
+{
+    if (c->mig->commit_armed || !c->mig->commit)
+        return;
+    struct timeval tv = {0, PROGRESS_COMMIT_MS * 1000};
+    event_add(c->mig->commit, &tv);
+    c->mig->commit_armed = true;
+}
+
+/* The group commit: every waiting progress answer in one transaction. */
+static void commit_pending(struct coord *c)
+{
+    if (c->mig->npending == 0)
+        return;
+    struct ferr e = {0};
+    int rc = store_tx_begin(c->st, &e);
+    if (rc == 0) {
+        pending_write(c, coord_now_ms());
+        rc = store_tx_commit(c->st, &e);
+    }
+    pending_done(c, rc == 0);
+    if (rc == 0) {
+        c->mig->stats.progress_commits++;
+    } else {
+        c->mig->stats.progress_commit_failed++;
+        log_error("migrate", "msg=\"progress group commit failed; retried\" waiting=%zu err=\"%s\"",
+                  c->mig->npending, e.msg);
+    }
+    if (c->mig->npending)
+        arm_commit(c); /* failed ones: the next window */
+}
+
+static void on_commit(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct coord *c = arg;
+    c->mig->commit_armed = false;
+    commit_pending(c);
+}
+
+/* Queues the agent's record a (borrowed) of o and, when extra (stolen) is
+ * not NULL, its migration.progress event for the group commit. An answer
+ * waiting already is replaced by the newer one (its figures are absolute);
+ * when both carry an event the waiting ones are committed first, so no
+ * event is lost (unless that commit fails: then the newer event is dropped
+ * and counted, the older one waits). */
+static void pending_add(struct orch *o, const json_t *a, json_t *extra)
+{
+    struct coord *c = o->c;
+    if (o->pend_extra && extra) {
+        commit_pending(c);
+        if (o->pend_extra) { /* still waiting: the store fails; the older event stays */
+            json_decref(extra);
+            extra = NULL;
+            c->mig->stats.progress_dropped++;
+        }
+    }
+    if (!o->pend_body) {
+        c->mig->npending++;
+        o->pend_tries = 0;
+    } else {
+        json_decref(o->pend_body);
+    }
+    o->pend_body = json_deep_copy(a);
+    if (extra)
+        o->pend_extra = extra;
+    arm_commit(c);
+}
+
+/* Writes o's row as write_row does and, when ev_type is not NULL, the
+ * event with extra (stolen) — in one transaction, committed before this
+ * returns. Progress waiting for the group commit (every migration's) is
+ * written first in the same transaction, so events keep their order. */
+static int persist(struct orch *o, const json_t *a, const char *error, const char *ev_type,
+                   json_t *extra)
+{
+    struct coord *c = o->c;
+    struct ferr e = {0};
+    int64_t now = coord_now_ms();
+    int rc;
+    if ((rc = store_tx_begin(c->st, &e)) != 0)
+        goto out;
+    pending_write(c, now);
+    if ((rc = write_row(o, a, error, now, &e)) != 0 ||
         (ev_type && (rc = emit(c, ev_type, o->id, o->instance, o->project, o->source,
                                o->destination, extra, now, &e)) != 0)) {
         extra = NULL;
         store_tx_rollback(c->st);
-        store_migration_clear(&m);
-        goto out_noget;
+        pending_done(c, false);
+        goto out;
     }
     extra = NULL;
     rc = store_tx_commit(c->st, &e);
-    store_migration_clear(&m);
-out_noget:
+    pending_done(c, rc == 0);
+    if (rc == 0)
+        c->mig->stats.lifecycle_commits++;
+out:
     json_decref(extra);
     if (rc)
         log_error("migrate", "msg=\"cannot record migration\" id=%s err=\"%s\"", o->id, e.msg);
@@ -749,6 +933,9 @@ static void on_poll(int status, json_t *body, const struct ferr *e, void *arg)
     const char *ast = json_string_value(json_object_get(body, "state"));
     if (status != 200 || !ast)
         return; /* try again at the next poll */
+    enum migstate st0 = o->st;
+    bool unknown0 = o->unknown;
+    size_t stalls0 = o->stalls_seen, budget0 = o->budget_seen;
     bool ended = !strcmp(ast, "succeeded") || !strcmp(ast, "failed") || !strcmp(ast, "cancelled");
     if (o->unknown && !ended && host_down(o->c, o->source))
         return; /* unknown until the host is back (it re-registers) or the outcome is known */
@@ -840,7 +1027,11 @@ static void on_poll(int status, json_t *body, const struct ferr *e, void *arg)
             ast);
         o->last_progress_ms = now;
     }
-    (void)persist(o, body, NULL, ev, extra);
+    (void)ev;
+    if (o->st == st0 && !unknown0 && o->stalls_seen == stalls0 && o->budget_seen == budget0)
+        pending_add(o, body, extra); /* figures only: the group commit */
+    else
+        (void)persist(o, body, NULL, ev, extra); /* a transition: now */
 }
 
 static void on_cancel_sent(int status, json_t *body, const struct ferr *e, void *arg)
@@ -975,6 +1166,7 @@ static void step(struct orch *o)
 
 static void orch_free(struct orch *o)
 {
+    pending_clear(o);
     json_decref(o->policy);
     json_decref(o->limits);
     json_decref(o->spec);
@@ -1201,10 +1393,19 @@ int coordmig_start(struct coord *c, struct ferr *e)
     c->mig->tick = event_new(c->base, -1, EV_PERSIST, on_tick, c);
     struct timeval tv = {0, TICK_MS * 1000};
     event_add(c->mig->tick, &tv);
+    c->mig->commit = event_new(c->base, -1, 0, on_commit, c);
     c->mig->audit = event_new(c->base, -1, EV_PERSIST, on_audit_flush, c);
     struct timeval atv = {0, AUDIT_FLUSH_MS * 1000};
     event_add(c->mig->audit, &atv);
     return 0;
+}
+
+void coordmig_get_stats(const struct coord *c, struct coordmig_stats *out)
+{
+    if (c->mig)
+        *out = c->mig->stats;
+    else
+        memset(out, 0, sizeof(*out));
 }
 
 void coordmig_stop(struct coord *c)
@@ -1213,6 +1414,9 @@ void coordmig_stop(struct coord *c)
         return;
     if (c->mig->tick)
         event_free(c->mig->tick);
+    commit_pending(c); /* a clean stop loses no progress */
+    if (c->mig->commit)
+        event_free(c->mig->commit);
     if (c->mig->audit) {
         event_free(c->mig->audit);
         on_audit_flush(-1, 0, c); /* and store_close flushes what comes after */

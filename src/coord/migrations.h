@@ -21,6 +21,21 @@ int coordmig_start(struct coord *c, struct ferr *e) __attribute__((warn_unused_r
  * keeps everything; a later coordmig_start resumes). */
 void coordmig_stop(struct coord *c);
 
+/* The writes of the orchestration since start: group commits of progress
+ * (docs/FERRYD.md "Durability of progress"), the answers they wrote, the
+ * answers whose own write failed (taken back alone, retried), dropped after
+ * repeated failures, group commits that failed as a whole (retried), and
+ * the transactions of transitions (lifecycle), each committed at once. */
+struct coordmig_stats {
+    uint64_t progress_commits;
+    uint64_t progress_written;
+    uint64_t progress_failed;
+    uint64_t progress_dropped;
+    uint64_t progress_commit_failed;
+    uint64_t lifecycle_commits;
+};
+void coordmig_get_stats(const struct coord *c, struct coordmig_stats *out);
+
 /* Cancels migration id on behalf of by (a user name, or "policy"), as
  * POST /v1/migrations/ID/cancel does after its policy check: recorded
  * durably (state cancelling, or cancelled while still queued), then carried
