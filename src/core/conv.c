@@ -619,7 +619,8 @@ static void report_budget(struct conv *c, struct emit *e, enum conv_budget_verdi
  * holds the interval that caused the last one — with the rate then
  * remembered as the ceiling. Below a ceiling the rate climbs as fast back
  * to BUDGET_CEIL_SAFE of it, holds there BUDGET_PROBE_AFTER good
- * measurements, then probes: the ceiling rises by BUDGET_PROBE_STEP
+ * measurements (one when that is within 1.2x the guest's write rate, where
+ * a mirror cannot converge), then probes: the ceiling rises by BUDGET_PROBE_STEP
  * (forgotten after BUDGET_CEIL_FORGET good measurements in a row).
  * Doubling while the guest is quiet. */
 static void budget_judge(struct conv *c)
@@ -671,7 +672,10 @@ static void budget_judge(struct conv *c)
                 /* back fast to just under the rate that hurt; hold there,
                  * then probe above it */
                 double safe = BUDGET_CEIL_SAFE * (double)c->ceiling_bps;
-                if ((double)c->rate_bps >= 0.99 * safe && ++c->probe_run >= BUDGET_PROBE_AFTER) {
+                /* a mirror held at about the guest's write rate never
+                 * converges (tick_budget): do not hold there, probe on */
+                uint32_t after = safe <= 1.2 * c->imp.wr_bps ? 1 : BUDGET_PROBE_AFTER;
+                if ((double)c->rate_bps >= 0.99 * safe && ++c->probe_run >= after) {
                     c->ceiling_bps = (uint64_t)((double)c->ceiling_bps * BUDGET_PROBE_STEP);
                     c->probe_run = 0;
                     safe = BUDGET_CEIL_SAFE * (double)c->ceiling_bps;

@@ -240,7 +240,8 @@ static void t_holdoff(void)
 /* Proves the increase phase: after a back-off the rate is back within one
  * measurement at 0.9x the rate that hurt (the ceiling), holds there three
  * good measurements, then probes above the ceiling and keeps climbing while
- * the guest stays inside; a violation while probing sets the new ceiling. */
+ * the guest stays inside; a violation while probing sets the new ceiling;
+ * it does not hold where the mirror cannot outrun the guest's writes. */
 static void t_probe(void)
 {
     struct conv_policy p = policy(0, 2.0, 0);
@@ -281,6 +282,28 @@ static void t_probe(void)
           (unsigned long long)before);
     CHECK(o.mirror_bps == cv.rate_bps, "mirror speed %llu not the rate %llu",
           (unsigned long long)o.mirror_bps, (unsigned long long)cv.rate_bps);
+
+    /* hurt at 8 MiB/s while the guest writes 6.8 MiB/s: 0.9x the ceiling
+     * (7.2) cannot drain the mirror, so no holding there */
+    p.budget.rate_start_bps = 8u * MIB;
+    REQUIRE(conv_init(&cv, &p, NULL) == 0, "init");
+    q = 0;
+    m = imp(++q, 10, 6.0, 100);
+    m.wr_bps = 6.8 * MIB;
+    REQUIRE(conv_set_impact(&cv, &m) == 0, "impact");
+    s = mirror_sample(q * 1000, 500u * MIB);
+    tick(&cv, &s, &o);
+    CHECK(cv.rate_bps == 4u * MIB, "cut to %llu", (unsigned long long)cv.rate_bps);
+    for (size_t i = 0; i < 2; i++) {
+        m = imp(++q, 10, 2.0, 100);
+        m.wr_bps = 6.8 * MIB;
+        REQUIRE(conv_set_impact(&cv, &m) == 0, "impact");
+        s = mirror_sample(q * 1000, 500u * MIB - q * MIB);
+        tick(&cv, &s, &o);
+        rates[i] = cv.rate_bps;
+    }
+    CHECK(rates[1] > (uint64_t)(1.1 * 6.8 * MIB), "held at %llu, at the guest's write rate",
+          (unsigned long long)rates[1]);
 }
 
 /* Drives a mirror that never shrinks (the guest dirties as fast as the
