@@ -45,9 +45,12 @@
 #define GUEST_MIB 128
 #define CONSOLE_POLL_MS 500
 #define MAX_LINES 4096
-#define WAYS 3
+#define WAYS 4
+#define BURST_MS 5000       /* adaptive-bursty: busy / quiet phase length */
+#define BURST_CMD_MS 3000   /* its rate command's answer, ms */
 
-static const char *const way_names[WAYS] = {"unthrottled", "fixed-low", "adaptive"};
+static const char *const way_names[WAYS] = {"unthrottled", "fixed-low", "adaptive",
+                                            "adaptive-bursty"};
 
 /* One FERRY-DISK line: requests/s and latency p99 (us) of one second. */
 struct dl_line {
@@ -245,9 +248,31 @@ static double measure_capacity(const struct lab_agent *a, const char *name)
     return v[n / 2];
 }
 
-/* One migration of name from s to d the given way. */
+/* adaptive-bursty: diskload busy at busy_rate for BURST_MS, then quiet
+ * (1 request/s) for BURST_MS, from t_begin on; commands go to s's console
+ * until one is not answered (the guest moved on at switchover). */
+static void burst_step(const struct lab_agent *s, const char *name, unsigned busy_rate,
+                       uint64_t t_begin, int *phase, bool *gone)
+{
+    if (!busy_rate || *gone)
+        return;
+    int ph = (int)(((lab_now_ms() - t_begin) / BURST_MS) % 2); /* 0 busy, 1 quiet */
+    if (ph == *phase)
+        return;
+    char cmd[32], *rest = NULL;
+    snprintf(cmd, sizeof(cmd), "rate %u", ph == 0 ? busy_rate : 1u);
+    struct ferr e = {0};
+    if (lab_console_expect(s, name, cmd, 0, "FERRY-ACK", BURST_CMD_MS, &rest, &e) != 0)
+        *gone = true;
+    free(rest);
+    *phase = ph;
+}
+
+/* One migration of name from s to d the given way (busy_rate: the
+ * adaptive-bursty way's busy rate, requests/s). */
 static void run_way(int way, const struct lab_agent *s, const struct lab_agent *d, const char *name,
-                    unsigned base_s, unsigned low_mibs, unsigned timeout_s, struct way_result *r)
+                    unsigned base_s, unsigned low_mibs, unsigned timeout_s, unsigned busy_rate,
+                    struct way_result *r)
 {
     memset(r, 0, sizeof(*r));
     r->ag_retained_pct = r->ag_p99_ratio = -1;
@@ -260,8 +285,13 @@ static void run_way(int way, const struct lab_agent *s, const struct lab_agent *
         return;
     }
     /* baseline: the guest undisturbed */
-    uint64_t until = lab_now_ms() + base_s * 1000u;
+    uint64_t t_begin = lab_now_ms(), until = t_begin + base_s * 1000u;
+    int phase = -1;
+    bool gone = false;
+    if (way != 3)
+        busy_rate = 0;
     while (lab_now_ms() < until) {
+        burst_step(s, name, busy_rate, t_begin, &phase, &gone);
         sleep_ms(CONSOLE_POLL_MS);
         (void)console_read(s, name, &off, &c);
     }
@@ -273,7 +303,17 @@ static void run_way(int way, const struct lab_agent *s, const struct lab_agent *
     else if (way == 1)
         lim = json_pack("{s:I, s:I}", "mirror_speed_bps", (json_int_t)low_mibs << 20,
                         "max_bandwidth_bps", (json_int_t)(256 << 20));
-    else {
+    else if (way == 3) {
+        /* a bursty guest is judged on latency only: a busy baseline with a
+         * quiet now would read as lost throughput (docs/CONTROLLER.md) */
+        lim = json_pack("{s:I}", "max_bandwidth_bps", (json_int_t)(256 << 20));
+        pol = json_pack("{s:s, s:i, s:[s], s:{s:f, s:s, s:I, s:I, s:I, s:i, s:b, s:s}}", "kind",
+                        "adaptive", "deadline_s", (int)timeout_s, "ladder", "bandwidth",
+                        "budget", "max_p99_latency_ratio", 2.0, "steer", "mirror",
+                        "min_rate_bps", (json_int_t)(1 << 20), "max_rate_bps",
+                        (json_int_t)(512 << 20), "start_rate_bps", (json_int_t)(8 << 20),
+                        "baseline_s", (int)base_s, "io_throttle", 0, "on_conflict", "waive");
+    } else {
         lim = json_pack("{s:I}", "max_bandwidth_bps", (json_int_t)(256 << 20));
         /* no one answers consent here: on a conflict the budget gives way
          * (io_throttle off, on_conflict waive) rather than wait */
@@ -300,6 +340,7 @@ static void run_way(int way, const struct lab_agent *s, const struct lab_agent *
     uint64_t deadline = lab_now_ms() + timeout_s * 1000u;
     bool over = false;
     while (!over && lab_now_ms() < deadline) {
+        burst_step(s, name, busy_rate, t_begin, &phase, &gone);
         sleep_ms(CONSOLE_POLL_MS);
         (void)console_read(s, name, &off, &c); /* the guest runs here until switchover */
         json_t *m = NULL;
@@ -453,7 +494,7 @@ int main(void)
     for (int w = 0; w < WAYS; w++) {
         const struct lab_agent *s = &L.agents[at], *d = &L.agents[1 - at];
         printf("-- %s: %s -> %s\n", way_names[w], s->name, d->name);
-        run_way(w, s, d, name, base_s, low_mibs, timeout_s, &res[w]);
+        run_way(w, s, d, name, base_s, low_mibs, timeout_s, rate, &res[w]);
         struct way_result *r = &res[w];
         printf("   %s in %.1f s %s\n", r->state[0] ? r->state : "error", r->total_s, r->error);
         if (r->speed_changes)
@@ -466,27 +507,30 @@ int main(void)
         else if (strcmp(r->state, "cancelled") != 0 && strcmp(r->state, "failed") != 0)
             break; /* the guest's whereabouts are unknown */
     }
-    printf("\n%-12s %10s %10s %10s %10s %9s %9s %10s %16s\n", "way", "retained%", "retained%",
+    printf("\n%-15s %10s %10s %10s %10s %9s %9s %10s %16s\n", "way", "retained%", "retained%",
            "p99 ratio", "p99 ratio", "time s", "vs unthr", "downtime", "budget verdict");
-    printf("%-12s %10s %10s %10s %10s %9s %9s %10s %16s\n", "", "diskload", "blockstats",
+    printf("%-15s %10s %10s %10s %10s %9s %9s %10s %16s\n", "", "diskload", "blockstats",
            "diskload", "blockstats", "", "", "ms", "");
     json_t *fig = json_object(), *base = json_object();
     for (int w = 0; w < WAYS; w++) {
         struct way_result *r = &res[w];
         if (!r->ok) {
-            printf("%-12s did not finish (%s after %.0f s: %s)\n", way_names[w], r->state,
+            printf("%-15s did not finish (%s after %.0f s: %s)\n", way_names[w], r->state,
                    r->total_s, r->error);
             continue;
         }
         double ret = r->dl_base_iops > 0 ? 100.0 * r->dl_during_iops / r->dl_base_iops : -1;
         double p99 = r->dl_base_p99 > 0 ? r->dl_during_p99 / r->dl_base_p99 : -1;
         double vs = res[0].ok && res[0].total_s > 0 ? r->total_s / res[0].total_s : -1;
-        printf("%-12s %10.1f %10.1f %10.2f %10.2f %9.1f %9.2f %10.0f %16s\n", way_names[w], ret,
+        printf("%-15s %10.1f %10.1f %10.2f %10.2f %9.1f %9.2f %10.0f %16s\n", way_names[w], ret,
                r->ag_retained_pct, p99, r->ag_p99_ratio, r->total_s, vs, r->downtime_ms,
-               w == 2 ? r->verdict : "-");
+               w >= 2 ? r->verdict : "-");
         char k[96];
-        const char *key = w == 0 ? "unthrottled" : w == 1 ? "fixed_low" : "adaptive";
-        json_t *dst = w == 2 ? fig : base;
+        const char *key = w == 0   ? "unthrottled"
+                          : w == 1 ? "fixed_low"
+                          : w == 2 ? "adaptive"
+                                   : "adaptive_bursty";
+        json_t *dst = w >= 2 ? fig : base;
         snprintf(k, sizeof(k), "%s_retained_pct_diskload", key);
         json_object_set_new(dst, k, json_real(ret));
         snprintf(k, sizeof(k), "%s_retained_pct_blockstats", key);
@@ -504,11 +548,24 @@ int main(void)
             json_object_set_new(fig, "adaptive_budget_violations", json_integer(r->violations));
             json_object_set_new(fig, "adaptive_budget_judged", json_integer(r->judged));
         }
+        if (w == 3) {
+            json_object_set_new(fig, "adaptive_bursty_time_vs_adaptive",
+                                json_real(res[2].ok && res[2].total_s > 0
+                                              ? r->total_s / res[2].total_s
+                                              : -1));
+            json_object_set_new(fig, "adaptive_bursty_speed_max_mibs", json_real(r->speed_max));
+            json_object_set_new(fig, "adaptive_bursty_mean_mibs",
+                                json_real(r->total_s > 0 ? r->disk_mib / r->total_s : 0));
+            json_object_set_new(fig, "adaptive_bursty_budget_violations",
+                                json_integer(r->violations));
+        }
     }
     printf("(retained: guest requests/s during the migration as %% of the %u s before it; "
            "p99 ratio: diskload's mean per-second p99, blockstats' histogram p99 over the "
-           "whole period, during / before)\n",
-           base_s);
+           "whole period, during / before; adaptive-bursty: diskload busy at the load rate "
+           "%u s, quiet %u s, before and during, budget p99 x 2 only, its 'vs unthr' against "
+           "the steady unthrottled row)\n",
+           base_s, BURST_MS / 1000, BURST_MS / 1000);
     if (res[0].ok && res[2].ok && res[0].dl_base_iops > 0 && res[2].dl_base_iops > 0) {
         double a_ret = 100.0 * res[2].dl_during_iops / res[2].dl_base_iops;
         double u_ret = 100.0 * res[0].dl_during_iops / res[0].dl_base_iops;
