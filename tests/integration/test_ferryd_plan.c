@@ -31,18 +31,17 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "../lib/ferryd.h"
 #include "../lib/lab.h"
 #include "../lib/test.h"
 #include "util/httpc.h"
 #include "util/xalloc.h"
 
 #define HEARTBEAT_MS 500       /* ferryd's heartbeat interval in this test */
-#define HTTP_TIMEOUT_MS 10000  /* one request to ferryd, ms */
 #define GUEST_MIB 128          /* guest RAM, MiB */
 #define NGUESTS 3              /* guests, one per host at the start */
 #define PLAN_TIMEOUT_MS 100000 /* one whole plan, ms */
@@ -55,156 +54,15 @@ static const char *const HOSTS[NGUESTS] = {"host1", "host2", "host3"};
 
 static struct lab L;
 static int ready;
-static char dir[LAB_PATH_MAX], conf[LAB_PATH_MAX + 32], logpath[LAB_PATH_MAX + 32],
-    tokpath[LAB_PATH_MAX + 32], agtok_path[LAB_PATH_MAX + 32];
-static char url[64];
-static char admin[300], agent_tok[300], tenant_tok[300];
-static pid_t daemon_pid;
+static struct ferryd D;
+static char tenant_tok[300];
 
-static uint64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
-static void sleep_ms(int ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
-    nanosleep(&ts, NULL);
-}
-
-static const char *bin(const char *name)
-{
-    static char path[2][256];
-    static int k;
-    const char *b = getenv("BUILD");
-    k ^= 1;
-    snprintf(path[k], sizeof(path[k]), "%s/%s", b && b[0] ? b : "build", name);
-    return path[k];
-}
-
-static int api(const char *method, const char *path, const char *token, const json_t *body,
-               json_t **out)
-{
-    struct ferr e = {0};
-    int status = 0;
-    json_t *o = NULL;
-    if (httpc_json(url, method, path, body, token, HTTP_TIMEOUT_MS, &status, &o, &e) != 0) {
-        fprintf(stderr, "%s %s: %s\n", method, path, e.msg);
-        return -1;
-    }
-    if (out)
-        *out = o;
-    else
-        json_decref(o);
-    return status;
-}
-
-static const char *jstr(const json_t *o, const char *k)
-{
-    const char *s = json_string_value(json_object_get(o, k));
-    return s ? s : "";
-}
-
-/* Starts ferryd in its own process group (tracked by the lab, so killed at
- * the end) and waits until /v1/health answers. */
-static int start_daemon(void)
-{
-    pid_t pid = fork();
-    if (pid < 0)
-        return -1;
-    if (pid == 0) {
-        setpgid(0, 0);
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        FILE *f = freopen(logpath, "a", stderr);
-        (void)f;
-        execl(bin("ferryd"), "ferryd", "--config", conf, (char *)NULL);
-        _exit(127);
-    }
-    setpgid(pid, pid);
-    daemon_pid = pid;
-    if (lab_track(&L, pid) != 0)
-        return -1;
-    uint64_t t0 = now_ms();
-    while (now_ms() - t0 < 10000) {
-        struct httpc_resp r;
-        struct ferr e = {0};
-        if (httpc_request(url, "GET", "/v1/health", NULL, NULL, 1000, &r, &e) == 0) {
-            int ok = r.status == 200;
-            httpc_resp_free(&r);
-            if (ok)
-                return 0;
-        }
-        sleep_ms(100);
-    }
-    return -1;
-}
-
-static int add_token(const char *user, const char *project, const char *roles, char *out, size_t n)
-{
-    char *cmd = xasprintf("'%s' --config '%s' --add-token %s %s %s 2>>'%s'", bin("ferryd"), conf,
-                          user, project, roles, logpath);
-    FILE *p = popen(cmd, "r");
-    free(cmd);
-    out[0] = '\0';
-    if (p) {
-        if (!fgets(out, (int)n, p))
-            out[0] = '\0';
-        pclose(p);
-    }
-    out[strcspn(out, "\r\n")] = '\0';
-    return out[0] ? 0 : -1;
-}
-
-static int read_line(const char *path, char *buf, size_t n)
-{
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return -1;
-    char *r = fgets(buf, (int)n, f);
-    fclose(f);
-    buf[strcspn(buf, "\r\n")] = '\0';
-    return r && buf[0] ? 0 : -1;
-}
-
-/* Restarts lab agent i with --coordinator, in its own process group
- * tracked by the lab (a maintenance re-exec keeps the pid). */
+/* Restarts lab agent i registering with ferryd, with the labels the plan
+ * cases select by (zone=lab on all, rack=r2 on the third, r1 elsewhere). */
 static int relaunch_agent(int i)
 {
-    struct lab_agent *a = &L.agents[i];
-    kill(a->pid, SIGTERM);
-    waitpid(a->pid, NULL, 0);
-    char listen[64];
-    snprintf(listen, sizeof(listen), "%s:%d", a->addr, a->port);
-    pid_t pid = fork();
-    if (pid < 0)
-        return -1;
-    if (pid == 0) {
-        setpgid(0, 0);
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        FILE *f = freopen(a->log_path, "a", stderr);
-        (void)f;
-        dup2(STDERR_FILENO, STDOUT_FILENO); /* the maintenance command's output */
-        execl(bin("ferry-agent"), "ferry-agent", "--listen", listen, "--state-dir", a->state_dir,
-              "--name", a->name, "--lab-dir", L.lab_dir, "--coordinator", url, "--agent-token-file",
-              agtok_path, "--label", "zone=lab", "--label", i == 2 ? "rack=r2" : "rack=r1",
-              (char *)NULL);
-        _exit(127);
-    }
-    setpgid(pid, pid);
-    a->pid = pid;
-    if (lab_track(&L, pid) != 0)
-        return -1;
-    uint64_t t0 = now_ms();
-    while (now_ms() - t0 < 10000) {
-        int st = 0;
-        struct ferr e = {0};
-        if (lab_api(a, "GET", "/v1/health", NULL, &st, NULL, &e) == 0 && st == 200)
-            return 0;
-        sleep_ms(100);
-    }
-    return -1;
+    const char *extra[] = {"--label", "zone=lab", "--label", i == 2 ? "rack=r2" : "rack=r1", NULL};
+    return ferryd_relaunch_agent_args(&D, &L, i, NULL, extra);
 }
 
 /* Every event of the outbox (all pages), as one array (caller decrefs);
@@ -217,7 +75,7 @@ static json_t *all_events(void)
         char path[80];
         json_t *o = NULL;
         snprintf(path, sizeof(path), "/v1/events?since=%lld&limit=1000", since);
-        if (api("GET", path, admin, NULL, &o) != 200) {
+        if (ferryd_api(&D, "GET", path, D.admin, NULL, &o) != 200) {
             json_decref(o);
             json_decref(all);
             return NULL;
@@ -274,9 +132,9 @@ static void check_guests(int at[NGUESTS])
 {
     for (int g = 0; g < NGUESTS; g++) {
         int copies = 0, a = -1;
-        uint64_t t0 = now_ms();
-        while (now_ms() - t0 < 15000 && ((a = where(GUESTS[g], &copies)) < 0 || copies != 1))
-            sleep_ms(250);
+        uint64_t t0 = lab_now_ms();
+        while (lab_now_ms() - t0 < 15000 && ((a = where(GUESTS[g], &copies)) < 0 || copies != 1))
+            ferryd_sleep_ms(250);
         if (at)
             at[g] = a;
         CHECK(a >= 0 && copies == 1, "%s runs on %d agents", GUESTS[g], copies);
@@ -296,24 +154,24 @@ static void check_guests(int at[NGUESTS])
  * hosts are up with the three guests among them within timeout_ms. */
 static int wait_registered(int timeout_ms)
 {
-    uint64_t t0 = now_ms();
-    while (now_ms() - t0 < (uint64_t)timeout_ms) {
+    uint64_t t0 = lab_now_ms();
+    while (lab_now_ms() - t0 < (uint64_t)timeout_ms) {
         json_t *o = NULL;
         int up = 0, found = 0;
-        if (api("GET", "/v1/hosts", admin, NULL, &o) == 200) {
+        if (ferryd_api(&D, "GET", "/v1/hosts", D.admin, NULL, &o) == 200) {
             size_t i, j;
             json_t *h, *in;
             json_array_foreach(json_object_get(o, "hosts"), i, h)
             {
-                if (strcmp(jstr(h, "state"), "up") != 0)
+                if (strcmp(ferryd_jstr(h, "state"), "up") != 0)
                     continue;
                 for (int k = 0; k < NGUESTS; k++)
-                    if (strcmp(jstr(h, "name"), HOSTS[k]) == 0)
+                    if (strcmp(ferryd_jstr(h, "name"), HOSTS[k]) == 0)
                         up++;
                 json_array_foreach(json_object_get(h, "instances"), j, in)
                 {
                     for (int k = 0; k < NGUESTS; k++)
-                        if (strcmp(jstr(in, "name"), GUESTS[k]) == 0)
+                        if (strcmp(ferryd_jstr(in, "name"), GUESTS[k]) == 0)
                             found++;
                 }
             }
@@ -321,7 +179,7 @@ static int wait_registered(int timeout_ms)
         json_decref(o);
         if (up == NGUESTS && found == NGUESTS)
             return 0;
-        sleep_ms(200);
+        ferryd_sleep_ms(200);
     }
     return -1;
 }
@@ -331,7 +189,7 @@ static json_t *get_plan(const char *id)
     char path[128];
     json_t *o = NULL;
     snprintf(path, sizeof(path), "/v1/plans/%s", id);
-    if (api("GET", path, admin, NULL, &o) != 200) {
+    if (ferryd_api(&D, "GET", path, D.admin, NULL, &o) != 200) {
         json_decref(o);
         return NULL;
     }
@@ -342,19 +200,19 @@ static json_t *get_plan(const char *id)
  * returns the plan (caller decrefs) or NULL at the deadline. */
 static json_t *wait_plan(const char *id, const char *states, int timeout_ms)
 {
-    uint64_t t0 = now_ms();
-    while (now_ms() - t0 < (uint64_t)timeout_ms) {
+    uint64_t t0 = lab_now_ms();
+    while (lab_now_ms() - t0 < (uint64_t)timeout_ms) {
         json_t *p = get_plan(id);
         if (p) {
             char want[128];
             snprintf(want, sizeof(want), ",%s,", states);
             char st[48];
-            snprintf(st, sizeof(st), ",%s,", jstr(p, "state"));
+            snprintf(st, sizeof(st), ",%s,", ferryd_jstr(p, "state"));
             if (strstr(want, st))
                 return p;
             json_decref(p);
         }
-        sleep_ms(300);
+        ferryd_sleep_ms(300);
     }
     return NULL;
 }
@@ -371,14 +229,14 @@ static int create_plan(const char *tag, char *id, size_t n)
                           "max_down", 1, "action", "command", cmd, "reboot", 1, "timeout_s", 60,
                           "health_check", "timeout_s", 60, "command", check),
            *o = NULL;
-    int st = api("POST", "/v1/plans", admin, b, &o);
+    int st = ferryd_api(&D, "POST", "/v1/plans", D.admin, b, &o);
     json_decref(b);
     id[0] = '\0';
     if (st == 201)
-        snprintf(id, n, "%s", jstr(o, "id"));
+        snprintf(id, n, "%s", ferryd_jstr(o, "id"));
     else
         fprintf(stderr, "POST /v1/plans: %d %s\n", st,
-                jstr(json_object_get(o, "error"), "message"));
+                ferryd_jstr(json_object_get(o, "error"), "message"));
     json_decref(o);
     return st == 201 && id[0] ? 0 : -1;
 }
@@ -412,10 +270,11 @@ static void check_actions(const char *id, const char *tag)
         snprintf(chk, sizeof(chk), "%s/check-", rid);
         CHECK(lab_api(&L.agents[i], "GET", "/v1/maintenance", NULL, &st, &o, &e) == 0 &&
                   st == 200 &&
-                  (strcmp(jstr(o, "id"), rid) == 0 || strncmp(jstr(o, "id"), chk, strlen(chk)) == 0) &&
-                  strcmp(jstr(o, "state"), "succeeded") == 0,
-              "%s: maintenance %d id '%s' state '%s' %s", L.agents[i].name, st, jstr(o, "id"),
-              jstr(o, "state"), e.msg);
+                  (strcmp(ferryd_jstr(o, "id"), rid) == 0 ||
+                   strncmp(ferryd_jstr(o, "id"), chk, strlen(chk)) == 0) &&
+                  strcmp(ferryd_jstr(o, "state"), "succeeded") == 0,
+              "%s: maintenance %d id '%s' state '%s' %s", L.agents[i].name, st,
+              ferryd_jstr(o, "id"), ferryd_jstr(o, "state"), e.msg);
         json_decref(o);
     }
     /* the plan keeps each action's record, with its captured output */
@@ -426,11 +285,11 @@ static void check_actions(const char *id, const char *tag)
     {
         const json_t *a = json_object_get(h, "action");
         char rid[160];
-        snprintf(rid, sizeof(rid), "%s/%s", id, jstr(h, "host"));
-        CHECK(!strcmp(jstr(a, "id"), rid) && !strcmp(jstr(a, "state"), "succeeded") &&
-                  strstr(jstr(a, "output"), want),
-              "%s: action record id '%s' state '%s' output '%s'", jstr(h, "host"), jstr(a, "id"),
-              jstr(a, "state"), jstr(a, "output"));
+        snprintf(rid, sizeof(rid), "%s/%s", id, ferryd_jstr(h, "host"));
+        CHECK(!strcmp(ferryd_jstr(a, "id"), rid) && !strcmp(ferryd_jstr(a, "state"), "succeeded") &&
+                  strstr(ferryd_jstr(a, "output"), want),
+              "%s: action record id '%s' state '%s' output '%s'", ferryd_jstr(h, "host"),
+              ferryd_jstr(a, "id"), ferryd_jstr(a, "state"), ferryd_jstr(a, "output"));
     }
     json_decref(p);
 }
@@ -450,10 +309,10 @@ static void check_plan_events(const char *id, const json_t *evs)
     char cur[64] = "";
     json_array_foreach(evs, i, ev)
     {
-        if (strcmp(jstr(ev, "subject"), subject) != 0)
+        if (strcmp(ferryd_jstr(ev, "subject"), subject) != 0)
             continue;
-        const char *t = jstr(ev, "type");
-        const char *host = jstr(json_object_get(ev, "payload"), "host");
+        const char *t = ferryd_jstr(ev, "type");
+        const char *host = ferryd_jstr(json_object_get(ev, "payload"), "host");
         n++;
         if (strcmp(t, "plan.created") == 0) {
             CHECK(n == 1, "plan.created is event %d of the plan", n);
@@ -487,27 +346,28 @@ static void check_plan_events(const char *id, const json_t *evs)
  * starting host by a succeeded migration of the plan. */
 static void check_plan_done(const json_t *p, const int start[NGUESTS])
 {
-    CHECK(strcmp(jstr(p, "state"), "completed") == 0, "plan %s (%s)", jstr(p, "state"),
-          jstr(p, "last_error"));
+    CHECK(strcmp(ferryd_jstr(p, "state"), "completed") == 0, "plan %s (%s)",
+          ferryd_jstr(p, "state"), ferryd_jstr(p, "last_error"));
     size_t i;
     json_t *h, *m;
     int returned = 0;
     json_array_foreach(json_object_get(p, "hosts"), i, h)
     {
-        CHECK(strcmp(jstr(h, "step"), "returned") == 0 && strcmp(jstr(h, "state"), "ok") == 0,
-              "%s: %s/%s", jstr(h, "host"), jstr(h, "step"), jstr(h, "state"));
-        returned += strcmp(jstr(h, "step"), "returned") == 0;
+        CHECK(strcmp(ferryd_jstr(h, "step"), "returned") == 0 &&
+                  strcmp(ferryd_jstr(h, "state"), "ok") == 0,
+              "%s: %s/%s", ferryd_jstr(h, "host"), ferryd_jstr(h, "step"), ferryd_jstr(h, "state"));
+        returned += strcmp(ferryd_jstr(h, "step"), "returned") == 0;
     }
     CHECK(returned == NGUESTS, "%d hosts returned", returned);
     for (int g = 0; g < NGUESTS; g++) {
         int moved = 0, failed = 0;
         json_array_foreach(json_object_get(p, "migrations"), i, m)
         {
-            if (strcmp(jstr(m, "instance"), GUESTS[g]) != 0)
+            if (strcmp(ferryd_jstr(m, "instance"), GUESTS[g]) != 0)
                 continue;
-            if (strcmp(jstr(m, "state"), "succeeded") != 0)
+            if (strcmp(ferryd_jstr(m, "state"), "succeeded") != 0)
                 failed++;
-            else if (start[g] >= 0 && strcmp(jstr(m, "source"), HOSTS[start[g]]) == 0)
+            else if (start[g] >= 0 && strcmp(ferryd_jstr(m, "source"), HOSTS[start[g]]) == 0)
                 moved++;
         }
         CHECK(moved >= 1, "%s: no succeeded migration off its host %s", GUESTS[g],
@@ -518,26 +378,28 @@ static void check_plan_done(const json_t *p, const int start[NGUESTS])
 
 static void t_plan(void)
 {
-    if (!ready)
-        { CHECK(0, "lab or ferryd did not start: a setup failure is a failure"); return; }
+    if (!ready) {
+        CHECK(0, "lab or ferryd did not start: a setup failure is a failure");
+        return;
+    }
     REQUIRE(wait_registered(15000) == 0, "hosts and guests not registered");
     int start[NGUESTS];
     check_guests(start);
     char id[80];
-    uint64_t t0 = now_ms();
+    uint64_t t0 = lab_now_ms();
     REQUIRE(create_plan("plan", id, sizeof(id)) == 0, "plan not created");
     /* while it runs: a host being drained or maintained is held by the
      * plan (GET /v1/hosts "maintenance": ID), and only that one (max_down 1) */
     json_t *p = NULL;
     int held_seen = 0;
-    while (now_ms() - t0 < PLAN_TIMEOUT_MS && !p) {
+    while (lab_now_ms() - t0 < PLAN_TIMEOUT_MS && !p) {
         json_t *o = NULL;
-        if (api("GET", "/v1/hosts", admin, NULL, &o) == 200) {
+        if (ferryd_api(&D, "GET", "/v1/hosts", D.admin, NULL, &o) == 200) {
             size_t i;
             json_t *h;
             int held = 0;
-            json_array_foreach(json_object_get(o, "hosts"), i, h)
-                held += strcmp(jstr(h, "maintenance"), id) == 0;
+            json_array_foreach(json_object_get(o, "hosts"), i, h) held +=
+                strcmp(ferryd_jstr(h, "maintenance"), id) == 0;
             CHECK(held <= 1, "%d hosts held by the plan at once", held);
             held_seen += held;
         }
@@ -545,8 +407,8 @@ static void t_plan(void)
         p = wait_plan(id, "completed,aborted,paused", 300);
     }
     REQUIRE(p, "plan %s did not end within %d s", id, PLAN_TIMEOUT_MS / 1000);
-    fprintf(stderr, "  plan %s: %s in %.1f s\n", id, jstr(p, "state"),
-            (double)(now_ms() - t0) / 1000.0);
+    fprintf(stderr, "  plan %s: %s in %.1f s\n", id, ferryd_jstr(p, "state"),
+            (double)(lab_now_ms() - t0) / 1000.0);
     CHECK(held_seen > 0, "no host was ever shown held by the plan");
     json_t *targets = json_object_get(json_object_get(p, "spec"), "hosts");
     CHECK(json_array_size(targets) == NGUESTS, "label zone=lab chose %zu hosts",
@@ -558,17 +420,17 @@ static void t_plan(void)
     json_array_foreach(json_object_get(p, "hosts"), i, h)
     {
         const json_t *ck = json_object_get(h, "check");
-        CHECK(strcmp(jstr(ck, "state"), "succeeded") == 0 &&
-                  strstr(jstr(ck, "output"), "ferry-check-plan") != NULL,
-              "%s: health check %s output '%s'", jstr(h, "host"), jstr(ck, "state"),
-              jstr(ck, "output"));
+        CHECK(strcmp(ferryd_jstr(ck, "state"), "succeeded") == 0 &&
+                  strstr(ferryd_jstr(ck, "output"), "ferry-check-plan") != NULL,
+              "%s: health check %s output '%s'", ferryd_jstr(h, "host"), ferryd_jstr(ck, "state"),
+              ferryd_jstr(ck, "output"));
     }
     json_decref(p);
     json_t *o = NULL;
-    REQUIRE(api("GET", "/v1/hosts", admin, NULL, &o) == 200, "GET /v1/hosts");
+    REQUIRE(ferryd_api(&D, "GET", "/v1/hosts", D.admin, NULL, &o) == 200, "GET /v1/hosts");
     json_array_foreach(json_object_get(o, "hosts"), i, h)
         CHECK(json_is_null(json_object_get(h, "maintenance")), "%s still held by %s after the plan",
-              jstr(h, "name"), jstr(h, "maintenance"));
+              ferryd_jstr(h, "name"), ferryd_jstr(h, "maintenance"));
     json_decref(o);
     check_guests(NULL);
     json_t *evs = all_events();
@@ -588,7 +450,7 @@ static void first_active_step(const json_t *p, char *out, size_t n)
     out[0] = '\0';
     json_array_foreach(json_object_get(p, "hosts"), i, h)
     {
-        const char *s = jstr(h, "step");
+        const char *s = ferryd_jstr(h, "step");
         if (strcmp(s, "pending") != 0 && strcmp(s, "returned") != 0)
             snprintf(out, n, "%s", s);
     }
@@ -596,8 +458,10 @@ static void first_active_step(const json_t *p, char *out, size_t n)
 
 static void t_crash(void)
 {
-    if (!ready)
-        { CHECK(0, "lab or ferryd did not start: a setup failure is a failure"); return; }
+    if (!ready) {
+        CHECK(0, "lab or ferryd did not start: a setup failure is a failure");
+        return;
+    }
     REQUIRE(wait_registered(15000) == 0, "hosts and guests not registered");
     int start[NGUESTS];
     for (int g = 0; g < NGUESTS; g++) {
@@ -611,21 +475,20 @@ static void t_crash(void)
     static const char *const at[] = {"draining", "maintaining"};
     for (int k = 0; k < 2; k++) {
         char step[32] = "";
-        uint64_t t0 = now_ms();
-        while (now_ms() - t0 < 40000) {
+        uint64_t t0 = lab_now_ms();
+        while (lab_now_ms() - t0 < 40000) {
             json_t *p = get_plan(id);
             if (p)
                 first_active_step(p, step, sizeof(step));
             json_decref(p);
             if (!strcmp(step, at[k]))
                 break;
-            sleep_ms(50);
+            ferryd_sleep_ms(50);
         }
         REQUIRE(!strcmp(step, at[k]), "no host reached %s (step '%s')", at[k], step);
         fprintf(stderr, "  kill -9 ferryd with a host %s\n", step);
-        kill(-daemon_pid, SIGKILL);
-        waitpid(daemon_pid, NULL, 0);
-        REQUIRE(start_daemon() == 0, "ferryd did not restart");
+        ferryd_stop(&D, SIGKILL);
+        REQUIRE(ferryd_start(&D) == 0, "ferryd did not restart");
     }
     json_t *p = wait_plan(id, "completed,aborted,paused", PLAN_TIMEOUT_MS);
     REQUIRE(p, "plan %s did not end after the restart", id);
@@ -644,7 +507,7 @@ static int act(const char *id, const char *what, json_t **out)
 {
     char path[128];
     snprintf(path, sizeof(path), "/v1/plans/%s/%s", id, what);
-    return api("POST", path, admin, NULL, out);
+    return ferryd_api(&D, "POST", path, D.admin, NULL, out);
 }
 
 /* The steps of every host, "host1=draining,host2=pending,…". */
@@ -655,8 +518,8 @@ static void steps_of(const json_t *p, char *out, size_t n)
     out[0] = '\0';
     json_array_foreach(json_object_get(p, "hosts"), i, h)
     {
-        int w = snprintf(out + off, n - off, "%s=%s/%s,", jstr(h, "host"), jstr(h, "step"),
-                         jstr(h, "state"));
+        int w = snprintf(out + off, n - off, "%s=%s/%s,", ferryd_jstr(h, "host"),
+                         ferryd_jstr(h, "step"), ferryd_jstr(h, "state"));
         if (w < 0 || (size_t)w >= n - off)
             break;
         off += (size_t)w;
@@ -665,46 +528,49 @@ static void steps_of(const json_t *p, char *out, size_t n)
 
 static void t_pause_abort(void)
 {
-    if (!ready)
-        { CHECK(0, "lab or ferryd did not start: a setup failure is a failure"); return; }
+    if (!ready) {
+        CHECK(0, "lab or ferryd did not start: a setup failure is a failure");
+        return;
+    }
     REQUIRE(wait_registered(15000) == 0, "hosts and guests not registered");
     char id[80], before[256], after[256];
     REQUIRE(create_plan("abort", id, sizeof(id)) == 0, "plan not created");
     json_t *o = NULL;
     int st = act(id, "pause", &o);
-    CHECK(st == 202 && strcmp(jstr(o, "state"), "paused") == 0, "pause: %d %s", st,
-          jstr(o, "state"));
+    CHECK(st == 202 && strcmp(ferryd_jstr(o, "state"), "paused") == 0, "pause: %d %s", st,
+          ferryd_jstr(o, "state"));
     json_decref(o);
     o = NULL;
     CHECK(act(id, "pause", NULL) == 409, "pause of a paused plan not 409");
-    sleep_ms(1500); /* a tick that was under way when the pause came ends */
+    ferryd_sleep_ms(1500); /* a tick that was under way when the pause came ends */
     json_t *p = get_plan(id);
     REQUIRE(p, "GET plan");
     steps_of(p, before, sizeof(before));
     json_decref(p);
-    sleep_ms(4000); /* four executor ticks */
+    ferryd_sleep_ms(4000); /* four executor ticks */
     p = get_plan(id);
     REQUIRE(p, "GET plan");
     steps_of(p, after, sizeof(after));
-    CHECK(strcmp(jstr(p, "state"), "paused") == 0, "state %s while paused", jstr(p, "state"));
+    CHECK(strcmp(ferryd_jstr(p, "state"), "paused") == 0, "state %s while paused",
+          ferryd_jstr(p, "state"));
     CHECK(strcmp(before, after) == 0, "steps moved while paused: %s → %s", before, after);
     json_decref(p);
     st = act(id, "resume", &o);
-    CHECK(st == 202 && strcmp(jstr(o, "state"), "running") == 0, "resume: %d %s", st,
-          jstr(o, "state"));
+    CHECK(st == 202 && strcmp(ferryd_jstr(o, "state"), "running") == 0, "resume: %d %s", st,
+          ferryd_jstr(o, "state"));
     json_decref(o);
     o = NULL;
     /* resumed: a host gets to maintaining (it drained after the resume) */
-    uint64_t t0 = now_ms();
+    uint64_t t0 = lab_now_ms();
     char step[32] = "";
-    while (now_ms() - t0 < 40000) {
+    while (lab_now_ms() - t0 < 40000) {
         p = get_plan(id);
         if (p)
             first_active_step(p, step, sizeof(step));
         json_decref(p);
         if (!strcmp(step, "maintaining") || !strcmp(step, "checking"))
             break;
-        sleep_ms(200);
+        ferryd_sleep_ms(200);
     }
     CHECK(!strcmp(step, "maintaining") || !strcmp(step, "checking"),
           "no step past draining after the resume ('%s')", step);
@@ -718,9 +584,9 @@ static void t_pause_abort(void)
     int aborted = 0;
     json_array_foreach(json_object_get(p, "hosts"), i, h)
     {
-        const char *hs = jstr(h, "state"), *hstep = jstr(h, "step");
+        const char *hs = ferryd_jstr(h, "state"), *hstep = ferryd_jstr(h, "step");
         CHECK(!strcmp(hs, "aborted") || (!strcmp(hstep, "returned") && !strcmp(hs, "ok")),
-              "%s: %s/%s after abort", jstr(h, "host"), hstep, hs);
+              "%s: %s/%s after abort", ferryd_jstr(h, "host"), hstep, hs);
         aborted += !strcmp(hs, "aborted");
     }
     CHECK(aborted >= 1, "no host marked aborted");
@@ -735,17 +601,16 @@ static void t_pause_abort(void)
     json_t *ev;
     json_array_foreach(evs, i, ev)
     {
-        if (strcmp(jstr(ev, "subject"), subject) != 0 ||
-            strcmp(jstr(ev, "type"), "plan.aborted") != 0)
+        if (strcmp(ferryd_jstr(ev, "subject"), subject) != 0 ||
+            strcmp(ferryd_jstr(ev, "type"), "plan.aborted") != 0)
             continue;
         n_aborted++;
         json_t *hs = json_object_get(json_object_get(ev, "payload"), "hosts");
-        CHECK(json_array_size(hs) == NGUESTS, "plan.aborted states %zu hosts",
-              json_array_size(hs));
+        CHECK(json_array_size(hs) == NGUESTS, "plan.aborted states %zu hosts", json_array_size(hs));
         size_t j;
         json_t *x;
-        json_array_foreach(hs, j, x) CHECK(jstr(x, "condition")[0], "%s: no condition",
-                                           jstr(x, "host"));
+        json_array_foreach(hs, j, x)
+            CHECK(ferryd_jstr(x, "condition")[0], "%s: no condition", ferryd_jstr(x, "host"));
     }
     CHECK(n_aborted == 1, "%d plan.aborted events", n_aborted);
     json_decref(evs);
@@ -758,21 +623,21 @@ static void t_pause_abort(void)
 static int create_plan_x(const char *cmd, const char *check, int health_s, int defer_s, char *id,
                          size_t n)
 {
-    json_t *b = json_pack("{s:[s,s,s], s:i, s:{s:s, s:b, s:i}, s:{s:i}, s:i}", "hosts",
-                          HOSTS[0], HOSTS[1], HOSTS[2], "max_down", 1, "action", "command", cmd,
-                          "reboot", 1, "timeout_s", 60, "health_check", "timeout_s", health_s,
+    json_t *b = json_pack("{s:[s,s,s], s:i, s:{s:s, s:b, s:i}, s:{s:i}, s:i}", "hosts", HOSTS[0],
+                          HOSTS[1], HOSTS[2], "max_down", 1, "action", "command", cmd, "reboot", 1,
+                          "timeout_s", 60, "health_check", "timeout_s", health_s,
                           "deferral_deadline_s", defer_s),
            *o = NULL;
     if (check)
         json_object_set_new(json_object_get(b, "health_check"), "command", json_string(check));
-    int st = api("POST", "/v1/plans", admin, b, &o);
+    int st = ferryd_api(&D, "POST", "/v1/plans", D.admin, b, &o);
     json_decref(b);
     id[0] = '\0';
     if (st == 201)
-        snprintf(id, n, "%s", jstr(o, "id"));
+        snprintf(id, n, "%s", ferryd_jstr(o, "id"));
     else
         fprintf(stderr, "POST /v1/plans: %d %s\n", st,
-                jstr(json_object_get(o, "error"), "message"));
+                ferryd_jstr(json_object_get(o, "error"), "message"));
     json_decref(o);
     return st == 201 && id[0] ? 0 : -1;
 }
@@ -801,22 +666,22 @@ static int alerts_of(const char *id, char *host, size_t hn, char *reason, size_t
     json_t *ev;
     json_array_foreach(evs, i, ev)
     {
-        if (strcmp(jstr(ev, "subject"), subject) != 0)
+        if (strcmp(ferryd_jstr(ev, "subject"), subject) != 0)
             continue;
         const json_t *pl = json_object_get(ev, "payload");
-        if (strcmp(jstr(ev, "type"), "plan.alert") == 0) {
+        if (strcmp(ferryd_jstr(ev, "type"), "plan.alert") == 0) {
             alerts++;
             after = NULL;
-            snprintf(host, hn, "%s", jstr(pl, "host"));
-            snprintf(reason, rn, "%s", jstr(pl, "reason"));
-        } else if (alerts && strcmp(jstr(ev, "type"), "plan.resumed") != 0 &&
-                   strcmp(jstr(ev, "type"), "plan.host_returned") != 0 &&
-                   strcmp(jstr(ev, "type"), "plan.group_done") != 0 &&
-                   strcmp(jstr(ev, "type"), "plan.host_draining") != 0 &&
-                   strcmp(jstr(ev, "type"), "plan.host_drained") != 0 &&
-                   strcmp(jstr(ev, "type"), "plan.host_maintaining") != 0 &&
-                   strcmp(jstr(ev, "type"), "plan.host_maintained") != 0) {
-            after = jstr(ev, "type");
+            snprintf(host, hn, "%s", ferryd_jstr(pl, "host"));
+            snprintf(reason, rn, "%s", ferryd_jstr(pl, "reason"));
+        } else if (alerts && strcmp(ferryd_jstr(ev, "type"), "plan.resumed") != 0 &&
+                   strcmp(ferryd_jstr(ev, "type"), "plan.host_returned") != 0 &&
+                   strcmp(ferryd_jstr(ev, "type"), "plan.group_done") != 0 &&
+                   strcmp(ferryd_jstr(ev, "type"), "plan.host_draining") != 0 &&
+                   strcmp(ferryd_jstr(ev, "type"), "plan.host_drained") != 0 &&
+                   strcmp(ferryd_jstr(ev, "type"), "plan.host_maintaining") != 0 &&
+                   strcmp(ferryd_jstr(ev, "type"), "plan.host_maintained") != 0) {
+            after = ferryd_jstr(ev, "type");
         }
     }
     CHECK(after == NULL, "%s after the last plan.alert", after ? after : "");
@@ -837,22 +702,23 @@ static void check_held(const char *id, const char *step, char *bad, size_t n)
     bad[0] = '\0';
     json_array_foreach(json_object_get(p, "hosts"), i, h)
     {
-        if (strcmp(jstr(h, "state"), "failed") == 0) {
+        if (strcmp(ferryd_jstr(h, "state"), "failed") == 0) {
             nfailed++;
-            snprintf(bad, n, "%s", jstr(h, "host"));
-            CHECK(strcmp(jstr(h, "step"), step) == 0, "%s failed at step %s, not %s", bad,
-                  jstr(h, "step"), step);
+            snprintf(bad, n, "%s", ferryd_jstr(h, "host"));
+            CHECK(strcmp(ferryd_jstr(h, "step"), step) == 0, "%s failed at step %s, not %s", bad,
+                  ferryd_jstr(h, "step"), step);
         }
     }
     CHECK(nfailed == 1, "%d hosts failed", nfailed);
     steps_of(p, before, sizeof(before));
     json_decref(p);
-    sleep_ms(3000); /* three executor ticks: nothing moves while paused */
+    ferryd_sleep_ms(3000); /* three executor ticks: nothing moves while paused */
     p = get_plan(id);
     REQUIRE(p, "GET plan");
     steps_of(p, after, sizeof(after));
     CHECK(strcmp(before, after) == 0, "steps moved after the alert: %s → %s", before, after);
-    CHECK(strcmp(jstr(p, "state"), "paused") == 0, "state %s after the alert", jstr(p, "state"));
+    CHECK(strcmp(ferryd_jstr(p, "state"), "paused") == 0, "state %s after the alert",
+          ferryd_jstr(p, "state"));
     json_decref(p);
 }
 
@@ -867,28 +733,32 @@ static void check_held(const char *id, const char *step, char *bad, size_t n)
  * still pending, every guest intact. */
 static void t_health(void)
 {
-    if (!ready)
-        { CHECK(0, "lab or ferryd did not start: a setup failure is a failure"); return; }
+    if (!ready) {
+        CHECK(0, "lab or ferryd did not start: a setup failure is a failure");
+        return;
+    }
     REQUIRE(wait_registered(15000) == 0, "hosts and guests not registered");
     char m1[LAB_PATH_MAX + 32], m2[LAB_PATH_MAX + 32], cmd[3 * LAB_PATH_MAX + 200],
         check[LAB_PATH_MAX + 160], id[80], bad[64], reason[1100], host[64];
-    snprintf(m1, sizeof(m1), "%s/hc1", dir);
-    snprintf(m2, sizeof(m2), "%s/hcfail", dir);
+    snprintf(m1, sizeof(m1), "%s/hc1", D.dir);
+    snprintf(m2, sizeof(m2), "%s/hcfail", D.dir);
     snprintf(check, sizeof(check),
              "if mkdir '%s' 2>/dev/null; then echo ferry-unhealthy; exit 3; fi; echo ferry-healthy",
              m1);
     snprintf(cmd, sizeof(cmd),
              "sleep 1; if [ -d '%s' ] && mkdir '%s' 2>/dev/null; then echo bogus > '%s'; fi; "
              "echo ferry-maint-health",
-             m1, m2, agtok_path);
+             m1, m2, D.agent_tok_path);
     REQUIRE(create_plan_x(cmd, check, 4, 300, id, sizeof(id)) == 0, "plan not created");
     /* 1: the command fails */
     json_t *p = wait_plan(id, "completed,aborted,paused", 60000);
     REQUIRE(p, "plan %s did not stop within 60 s", id);
-    CHECK(strcmp(jstr(p, "state"), "paused") == 0, "plan %s, not paused", jstr(p, "state"));
-    CHECK(strstr(jstr(p, "last_error"), "health check") && strstr(jstr(p, "last_error"), "exit status 3") &&
-              strstr(jstr(p, "last_error"), "ferry-unhealthy"),
-          "last_error '%s'", jstr(p, "last_error"));
+    CHECK(strcmp(ferryd_jstr(p, "state"), "paused") == 0, "plan %s, not paused",
+          ferryd_jstr(p, "state"));
+    CHECK(strstr(ferryd_jstr(p, "last_error"), "health check") &&
+              strstr(ferryd_jstr(p, "last_error"), "exit status 3") &&
+              strstr(ferryd_jstr(p, "last_error"), "ferry-unhealthy"),
+          "last_error '%s'", ferryd_jstr(p, "last_error"));
     json_decref(p);
     check_held(id, "checking", bad, sizeof(bad));
     CHECK(alerts_of(id, host, sizeof(host), reason, sizeof(reason)) == 1, "not one alert");
@@ -897,14 +767,15 @@ static void t_health(void)
     p = get_plan(id);
     size_t i;
     json_t *h;
-    json_array_foreach(json_object_get(p, "hosts"), i, h)
-        if (strcmp(jstr(h, "host"), bad) == 0) {
-            const json_t *ck = json_object_get(h, "check");
-            CHECK(strcmp(jstr(ck, "state"), "failed") == 0 &&
-                      json_integer_value(json_object_get(ck, "exit_status")) == 3 &&
-                      strstr(jstr(ck, "output"), "ferry-unhealthy"),
-                  "check record of %s: %s", bad, jstr(ck, "state"));
-        }
+    json_array_foreach(json_object_get(p, "hosts"), i,
+                       h) if (strcmp(ferryd_jstr(h, "host"), bad) == 0)
+    {
+        const json_t *ck = json_object_get(h, "check");
+        CHECK(strcmp(ferryd_jstr(ck, "state"), "failed") == 0 &&
+                  json_integer_value(json_object_get(ck, "exit_status")) == 3 &&
+                  strstr(ferryd_jstr(ck, "output"), "ferry-unhealthy"),
+              "check record of %s: %s", bad, ferryd_jstr(ck, "state"));
+    }
     json_decref(p);
     /* 2: resume: the check runs again, passes; the next host is not back */
     json_t *o = NULL;
@@ -915,26 +786,29 @@ static void t_health(void)
     snprintf(first, sizeof(first), "%s", bad);
     p = wait_plan(id, "completed,aborted,paused", 60000);
     /* the token file is only read at an agent's start: restore it now */
-    FILE *f = fopen(agtok_path, "w");
+    FILE *f = fopen(D.agent_tok_path, "w");
     if (f) {
-        fprintf(f, "%s\n", agent_tok);
+        fprintf(f, "%s\n", D.agent_tok);
         fclose(f);
     }
     REQUIRE(p, "plan %s did not stop again within 60 s", id);
-    CHECK(strcmp(jstr(p, "state"), "paused") == 0, "plan %s, not paused", jstr(p, "state"));
-    CHECK(strstr(jstr(p, "last_error"), "health check") != NULL, "last_error '%s'",
-          jstr(p, "last_error"));
+    CHECK(strcmp(ferryd_jstr(p, "state"), "paused") == 0, "plan %s, not paused",
+          ferryd_jstr(p, "state"));
+    CHECK(strstr(ferryd_jstr(p, "last_error"), "health check") != NULL, "last_error '%s'",
+          ferryd_jstr(p, "last_error"));
     int returned = 0, pending = 0;
     json_array_foreach(json_object_get(p, "hosts"), i, h)
     {
-        if (strcmp(jstr(h, "host"), first) == 0) {
-            CHECK(strcmp(jstr(h, "step"), "returned") == 0, "%s at %s after the resume", first,
-                  jstr(h, "step"));
-            CHECK(strcmp(jstr(json_object_get(h, "check"), "state"), "succeeded") == 0,
-                  "%s: the second check %s", first, jstr(json_object_get(h, "check"), "state"));
+        if (strcmp(ferryd_jstr(h, "host"), first) == 0) {
+            CHECK(strcmp(ferryd_jstr(h, "step"), "returned") == 0, "%s at %s after the resume",
+                  first, ferryd_jstr(h, "step"));
+            CHECK(strcmp(ferryd_jstr(json_object_get(h, "check"), "state"), "succeeded") == 0,
+                  "%s: the second check %s", first,
+                  ferryd_jstr(json_object_get(h, "check"), "state"));
         }
-        returned += strcmp(jstr(h, "step"), "returned") == 0;
-        pending += strcmp(jstr(h, "step"), "pending") == 0 && strcmp(jstr(h, "state"), "ok") == 0;
+        returned += strcmp(ferryd_jstr(h, "step"), "returned") == 0;
+        pending += strcmp(ferryd_jstr(h, "step"), "pending") == 0 &&
+                   strcmp(ferryd_jstr(h, "state"), "ok") == 0;
     }
     CHECK(returned == 1 && pending == 1, "%d returned, %d pending", returned, pending);
     json_decref(p);
@@ -962,8 +836,10 @@ static void t_health(void)
  * the deadline (5 s); the plan completes; every guest intact. */
 static void t_deferral(void)
 {
-    if (!ready)
-        { CHECK(0, "lab or ferryd did not start: a setup failure is a failure"); return; }
+    if (!ready) {
+        CHECK(0, "lab or ferryd did not start: a setup failure is a failure");
+        return;
+    }
     REQUIRE(wait_registered(15000) == 0, "hosts and guests not registered");
     int start[NGUESTS];
     for (int g = 0; g < NGUESTS; g++) {
@@ -973,89 +849,93 @@ static void t_deferral(void)
     char id[80], mid[80] = "", inst[64] = "";
     REQUIRE(create_plan_x("sleep 1; echo ferry-maint-defer", NULL, 60, 5, id, sizeof(id)) == 0,
             "plan not created");
-    uint64_t t0 = now_ms();
+    uint64_t t0 = lab_now_ms();
     int st = 0;
-    while (now_ms() - t0 < 40000 && !mid[0]) {
+    while (lab_now_ms() - t0 < 40000 && !mid[0]) {
         json_t *p = get_plan(id);
         size_t i;
         json_t *m;
         json_array_foreach(json_object_get(p, "migrations"), i, m)
         {
-            const char *ms = jstr(m, "state");
+            const char *ms = ferryd_jstr(m, "state");
             if (!mid[0] && strcmp(ms, "succeeded") && strcmp(ms, "failed") &&
                 strcmp(ms, "cancelled")) {
-                snprintf(mid, sizeof(mid), "%s", jstr(m, "id"));
-                snprintf(inst, sizeof(inst), "%s", jstr(m, "instance"));
+                snprintf(mid, sizeof(mid), "%s", ferryd_jstr(m, "id"));
+                snprintf(inst, sizeof(inst), "%s", ferryd_jstr(m, "instance"));
             }
         }
         json_decref(p);
         if (!mid[0])
-            sleep_ms(20);
+            ferryd_sleep_ms(20);
     }
     REQUIRE(mid[0], "no running migration of the plan seen");
     char path[160];
     snprintf(path, sizeof(path), "/v1/migrations/%s/cancel", mid);
     json_t *o = NULL;
-    st = api("POST", path, tenant_tok, NULL, &o);
+    st = ferryd_api(&D, "POST", path, tenant_tok, NULL, &o);
     CHECK(st == 202 || st == 200, "tenant cancel of %s: %d %s", mid, st,
-          jstr(json_object_get(o, "error"), "message"));
+          ferryd_jstr(json_object_get(o, "error"), "message"));
     json_decref(o);
     /* plan.deferred for that instance */
     char subject[128];
     snprintf(subject, sizeof(subject), "plan/%s", id);
     int deferred = 0;
     uint64_t t_def = 0;
-    t0 = now_ms();
-    while (now_ms() - t0 < 20000 && !deferred) {
+    t0 = lab_now_ms();
+    while (lab_now_ms() - t0 < 20000 && !deferred) {
         json_t *evs = all_events();
         size_t i;
         json_t *ev;
         json_array_foreach(evs, i, ev)
         {
             const json_t *pl = json_object_get(ev, "payload");
-            if (!strcmp(jstr(ev, "subject"), subject) && !strcmp(jstr(ev, "type"), "plan.deferred"))
-                CHECK(deferred++ == 0 && !strcmp(jstr(pl, "instance"), inst) &&
-                          !strcmp(jstr(pl, "project_id"), "p1") && json_object_get(pl, "until"),
-                      "plan.deferred #%d instance '%s' project '%s'", deferred, jstr(pl, "instance"),
-                      jstr(pl, "project_id"));
+            if (!strcmp(ferryd_jstr(ev, "subject"), subject) &&
+                !strcmp(ferryd_jstr(ev, "type"), "plan.deferred"))
+                CHECK(deferred++ == 0 && !strcmp(ferryd_jstr(pl, "instance"), inst) &&
+                          !strcmp(ferryd_jstr(pl, "project_id"), "p1") &&
+                          json_object_get(pl, "until"),
+                      "plan.deferred #%d instance '%s' project '%s'", deferred,
+                      ferryd_jstr(pl, "instance"), ferryd_jstr(pl, "project_id"));
         }
         json_decref(evs);
         if (!deferred)
-            sleep_ms(100);
+            ferryd_sleep_ms(100);
     }
-    t_def = now_ms();
+    t_def = lab_now_ms();
     REQUIRE(deferred == 1, "%d plan.deferred events for %s", deferred, inst);
     /* no new migration of inst before the deadline; one after it */
     uint64_t t_new = 0;
-    while (now_ms() - t_def < 30000 && !t_new) {
+    while (lab_now_ms() - t_def < 30000 && !t_new) {
         json_t *p = get_plan(id);
         size_t i;
         json_t *m;
         json_array_foreach(json_object_get(p, "migrations"), i, m)
         {
-            if (!strcmp(jstr(m, "instance"), inst) && strcmp(jstr(m, "id"), mid) != 0)
-                t_new = now_ms();
+            if (!strcmp(ferryd_jstr(m, "instance"), inst) && strcmp(ferryd_jstr(m, "id"), mid) != 0)
+                t_new = lab_now_ms();
         }
         json_decref(p);
         if (!t_new)
-            sleep_ms(100);
+            ferryd_sleep_ms(100);
     }
     CHECK(t_new, "%s not migrated again within 30 s of the deferral", inst);
     CHECK(!t_new || t_new - t_def >= 3500, "%s migrated again %.1f s after the deferral (5 s)",
           inst, (double)(t_new - t_def) / 1000.0);
     json_t *p = wait_plan(id, "completed,aborted,paused", PLAN_TIMEOUT_MS);
     REQUIRE(p, "plan %s did not end", id);
-    CHECK(strcmp(jstr(p, "state"), "completed") == 0, "plan %s (%s)", jstr(p, "state"),
-          jstr(p, "last_error"));
+    CHECK(strcmp(ferryd_jstr(p, "state"), "completed") == 0, "plan %s (%s)",
+          ferryd_jstr(p, "state"), ferryd_jstr(p, "last_error"));
     size_t i;
     json_t *m;
     int cancelled = 0, moved = 0;
     json_array_foreach(json_object_get(p, "migrations"), i, m)
     {
-        if (strcmp(jstr(m, "instance"), inst) != 0)
+        if (strcmp(ferryd_jstr(m, "instance"), inst) != 0)
             continue;
-        cancelled += !strcmp(jstr(m, "id"), mid) && !strcmp(jstr(m, "state"), "cancelled");
-        moved += strcmp(jstr(m, "id"), mid) != 0 && !strcmp(jstr(m, "state"), "succeeded");
+        cancelled +=
+            !strcmp(ferryd_jstr(m, "id"), mid) && !strcmp(ferryd_jstr(m, "state"), "cancelled");
+        moved +=
+            strcmp(ferryd_jstr(m, "id"), mid) != 0 && !strcmp(ferryd_jstr(m, "state"), "succeeded");
     }
     CHECK(cancelled == 1, "the cancelled migration %s is not recorded cancelled", mid);
     CHECK(moved >= 1, "%s: no succeeded migration after the deferral", inst);
@@ -1076,7 +956,7 @@ static int register_fake(void)
                           "agent_url", "http://127.0.0.1:9", "ram_mib", (json_int_t)(2 * HUGE_MIB),
                           "vcpus", 64, "instances", "name", "huge", "project_id", "p1",
                           "memory_mib", (json_int_t)HUGE_MIB, "vcpus", 1);
-    int st = api("POST", "/v1/hosts/register", agent_tok, b, NULL);
+    int st = ferryd_api(&D, "POST", "/v1/hosts/register", D.agent_tok, b, NULL);
     json_decref(b);
     return st == 200 || st == 201 ? 0 : -1;
 }
@@ -1085,7 +965,7 @@ static size_t count_of(const char *path, const char *key)
 {
     json_t *o = NULL;
     size_t n = (size_t)-1;
-    if (api("GET", path, admin, NULL, &o) == 200)
+    if (ferryd_api(&D, "GET", path, D.admin, NULL, &o) == 200)
         n = json_array_size(json_object_get(o, key));
     json_decref(o);
     return n;
@@ -1093,8 +973,10 @@ static size_t count_of(const char *path, const char *key)
 
 static void t_unplaceable(void)
 {
-    if (!ready)
-        { CHECK(0, "lab or ferryd did not start: a setup failure is a failure"); return; }
+    if (!ready) {
+        CHECK(0, "lab or ferryd did not start: a setup failure is a failure");
+        return;
+    }
     REQUIRE(wait_registered(15000) == 0, "hosts and guests not registered");
     size_t plans0 = count_of("/v1/plans", "plans"),
            migs0 = count_of("/v1/migrations", "migrations");
@@ -1106,20 +988,22 @@ static void t_unplaceable(void)
     json_t *b = json_pack("{s:s, s:{s:s, s:b}}", "label", "all", "action", "command", "true",
                           "reboot", 1),
            *o = NULL;
-    int st = api("POST", "/v1/plans", admin, b, &o);
+    int st = ferryd_api(&D, "POST", "/v1/plans", D.admin, b, &o);
     json_decref(b);
     CHECK(st == 409, "POST /v1/plans: %d", st);
-    CHECK(strcmp(jstr(json_object_get(o, "error"), "code"), "unplaceable") == 0, "code '%s'",
-          jstr(json_object_get(o, "error"), "code"));
+    CHECK(strcmp(ferryd_jstr(json_object_get(o, "error"), "code"), "unplaceable") == 0, "code '%s'",
+          ferryd_jstr(json_object_get(o, "error"), "code"));
     json_t *un = json_object_get(o, "unplaced");
     CHECK(json_array_size(un) == 1, "%zu unplaced", json_array_size(un));
     json_t *u = json_array_get(un, 0);
-    CHECK(strcmp(jstr(u, "instance"), "huge") == 0 && strcmp(jstr(u, "host"), "hostx") == 0 &&
-              strcmp(jstr(u, "reason"), "too_big") == 0,
-          "unplaced %s on %s: %s", jstr(u, "instance"), jstr(u, "host"), jstr(u, "reason"));
+    CHECK(strcmp(ferryd_jstr(u, "instance"), "huge") == 0 &&
+              strcmp(ferryd_jstr(u, "host"), "hostx") == 0 &&
+              strcmp(ferryd_jstr(u, "reason"), "too_big") == 0,
+          "unplaced %s on %s: %s", ferryd_jstr(u, "instance"), ferryd_jstr(u, "host"),
+          ferryd_jstr(u, "reason"));
     json_decref(o);
     /* nothing started: no plan, no migration, no plan.* event, hosts up */
-    sleep_ms(1500);
+    ferryd_sleep_ms(1500);
     CHECK(count_of("/v1/plans", "plans") == plans0, "a plan was stored");
     CHECK(count_of("/v1/migrations", "migrations") == migs0, "a migration was created");
     json_t *evs = all_events();
@@ -1129,9 +1013,9 @@ static void t_unplaceable(void)
     json_array_foreach(evs, i, ev)
     {
         if (i >= nev0)
-            CHECK(strncmp(jstr(ev, "type"), "plan.", 5) != 0 &&
-                      strncmp(jstr(ev, "type"), "migration.", 10) != 0,
-                  "%s after the refused plan", jstr(ev, "type"));
+            CHECK(strncmp(ferryd_jstr(ev, "type"), "plan.", 5) != 0 &&
+                      strncmp(ferryd_jstr(ev, "type"), "migration.", 10) != 0,
+                  "%s after the refused plan", ferryd_jstr(ev, "type"));
     }
     json_decref(evs);
     CHECK(wait_registered(1000) == 0, "lab hosts not all up with their guests");
@@ -1144,41 +1028,24 @@ static int setup(void)
         fprintf(stderr, "lab: %s\n", e.msg);
         return -1;
     }
-    snprintf(dir, sizeof(dir), "%s", L.tmp);
-    int port = 10000 + (int)(getpid() % 9000); /* below the ephemeral range */
-    snprintf(url, sizeof(url), "http://127.0.0.1:%d", port);
-    snprintf(conf, sizeof(conf), "%s/ferryd.conf", dir);
-    snprintf(logpath, sizeof(logpath), "%s/ferryd.log", dir);
-    snprintf(tokpath, sizeof(tokpath), "%s/admin.token", dir);
-    snprintf(agtok_path, sizeof(agtok_path), "%s/agent.token", dir);
-    FILE *f = fopen(conf, "w");
-    if (!f)
+    if (ferryd_init(&D, &L, &e) != 0) {
+        fprintf(stderr, "ferryd: %s\n", e.msg);
         return -1;
-    fprintf(f,
-            "listen = 127.0.0.1:%d\ndb = %s/ferryd.db\nbootstrap_token_file = %s\n"
-            "heartbeat_interval_ms = %d\nheartbeat_missed = 6\n",
-            port, dir, tokpath, HEARTBEAT_MS);
-    fclose(f);
-    if (add_token("agent1", "infra", "agent", agent_tok, sizeof(agent_tok)) != 0)
-        return -1;
-    f = fopen(agtok_path, "w");
-    if (!f)
-        return -1;
-    fprintf(f, "%s\n", agent_tok);
-    fclose(f);
-    if (add_token("tenant1", "p1", "member,migration_canceller", tenant_tok,
-                  sizeof(tenant_tok)) != 0)
-        return -1;
-    if (start_daemon() != 0 || read_line(tokpath, admin, sizeof(admin)) != 0)
+    }
+    if (ferryd_write_conf(&D, "heartbeat_interval_ms = %d\nheartbeat_missed = 6\n", HEARTBEAT_MS) !=
+            0 ||
+        ferryd_agent_token(&D) != 0 ||
+        ferryd_add_token(&D, "tenant1", "p1", "member,migration_canceller", tenant_tok,
+                         sizeof(tenant_tok)) != 0 ||
+        ferryd_start(&D) != 0)
         return -1;
     for (int i = 0; i < NGUESTS; i++)
         if (relaunch_agent(i) != 0)
             return -1;
     for (int g = 0; g < NGUESTS; g++) {
         json_t *spec =
-            json_pack("{s:s, s:s, s:I, s:I, s:s}", "name", GUESTS[g], "project", "p1",
-                      "memory_mib", (json_int_t)GUEST_MIB, "vcpus", (json_int_t)1, "cmdline",
-                      CMDLINE);
+            json_pack("{s:s, s:s, s:I, s:I, s:s}", "name", GUESTS[g], "project", "p1", "memory_mib",
+                      (json_int_t)GUEST_MIB, "vcpus", (json_int_t)1, "cmdline", CMDLINE);
         int st = 0;
         int rc = lab_api(&L.agents[g], "POST", "/v1/instances", spec, &st, NULL, &e);
         json_decref(spec);
@@ -1196,12 +1063,12 @@ static int setup(void)
     return 0;
 }
 
-/* Runs the CLI with args (a shell fragment) against ferryd with the admin
+/* Runs the CLI with args (a shell fragment) against ferryd with the D.admin
  * token; its stdout into out; returns its exit status. */
 static int cli(const char *args, char *out, size_t n)
 {
-    char *cmd = xasprintf("'%s' %s --url '%s' --token-file '%s' 2>&1", bin("ferry"), args, url,
-                          tokpath);
+    char *cmd = xasprintf("'%s' %s --url '%s' --token-file '%s' 2>&1", ferryd_bin("ferry"), args,
+                          D.url, D.admin_path);
     FILE *p = popen(cmd, "r");
     free(cmd);
     size_t k = 0;
@@ -1223,9 +1090,8 @@ static const json_t *host_of(const json_t *hosts, const char *name)
 {
     size_t i;
     json_t *h;
-    json_array_foreach(json_object_get(hosts, "hosts"), i, h)
-        if (strcmp(jstr(h, "name"), name) == 0)
-            return h;
+    json_array_foreach(json_object_get(hosts, "hosts"), i,
+                       h) if (strcmp(ferryd_jstr(h, "name"), name) == 0) return h;
     return NULL;
 }
 
@@ -1240,16 +1106,20 @@ static const json_t *host_of(const json_t *hosts, const char *name)
  * it; host.cordoned / host.uncordoned events. No migration runs. */
 static void t_labels_cordon(void)
 {
-    if (!ready)
-        { CHECK(0, "lab or ferryd did not start: a setup failure is a failure"); return; }
+    if (!ready) {
+        CHECK(0, "lab or ferryd did not start: a setup failure is a failure");
+        return;
+    }
     REQUIRE(wait_registered(15000) == 0, "hosts and guests not registered");
     json_t *o = NULL;
-    REQUIRE(api("GET", "/v1/hosts", admin, NULL, &o) == 200, "GET /v1/hosts");
+    REQUIRE(ferryd_api(&D, "GET", "/v1/hosts", D.admin, NULL, &o) == 200, "GET /v1/hosts");
     for (int k = 0; k < NGUESTS; k++) {
         const json_t *lb = json_object_get(host_of(o, HOSTS[k]), "labels");
-        CHECK(!strcmp(jstr(lb, "zone"), "lab") && !strcmp(jstr(lb, "rack"), k == 2 ? "r2" : "r1") &&
+        CHECK(!strcmp(ferryd_jstr(lb, "zone"), "lab") &&
+                  !strcmp(ferryd_jstr(lb, "rack"), k == 2 ? "r2" : "r1") &&
                   json_object_size(lb) == 2,
-              "%s labels zone=%s rack=%s", HOSTS[k], jstr(lb, "zone"), jstr(lb, "rack"));
+              "%s labels zone=%s rack=%s", HOSTS[k], ferryd_jstr(lb, "zone"),
+              ferryd_jstr(lb, "rack"));
     }
     json_decref(o);
     char out[8192];
@@ -1262,14 +1132,14 @@ static void t_labels_cordon(void)
         json_t *b = json_pack("{s:s, s:s, s:I, s:i, s:o}", "name", "hostl", "agent_url",
                               "http://127.0.0.1:9", "ram_mib", (json_int_t)4096, "vcpus", 4,
                               "labels", json_loads(bad_labels[k], 0, NULL));
-        int st = api("POST", "/v1/hosts/register", agent_tok, b, &o);
-        CHECK(st == 400 && !strncmp(jstr(json_object_get(o, "error"), "field"), "labels", 6),
+        int st = ferryd_api(&D, "POST", "/v1/hosts/register", D.agent_tok, b, &o);
+        CHECK(st == 400 && !strncmp(ferryd_jstr(json_object_get(o, "error"), "field"), "labels", 6),
               "labels %s: %d field '%s'", bad_labels[k], st,
-              jstr(json_object_get(o, "error"), "field"));
+              ferryd_jstr(json_object_get(o, "error"), "field"));
         json_decref(o);
         json_decref(b);
     }
-    REQUIRE(api("GET", "/v1/hosts", admin, NULL, &o) == 200, "GET /v1/hosts");
+    REQUIRE(ferryd_api(&D, "GET", "/v1/hosts", D.admin, NULL, &o) == 200, "GET /v1/hosts");
     CHECK(host_of(o, "hostl") == NULL, "a refused registration stored host hostl");
     json_decref(o);
     /* plan selectors and ratios */
@@ -1294,11 +1164,11 @@ static void t_labels_cordon(void)
     size_t plans0 = count_of("/v1/plans", "plans");
     for (size_t k = 0; k < sizeof(bad_plans) / sizeof(bad_plans[0]); k++) {
         json_t *b = json_loads(bad_plans[k].body, 0, NULL);
-        int st = api("POST", "/v1/plans", admin, b, &o);
+        int st = ferryd_api(&D, "POST", "/v1/plans", D.admin, b, &o);
         CHECK(st == bad_plans[k].status &&
-                  !strcmp(jstr(json_object_get(o, "error"), "field"), bad_plans[k].field),
+                  !strcmp(ferryd_jstr(json_object_get(o, "error"), "field"), bad_plans[k].field),
               "%s: %d field '%s'", bad_plans[k].body, st,
-              jstr(json_object_get(o, "error"), "field"));
+              ferryd_jstr(json_object_get(o, "error"), "field"));
         json_decref(o);
         json_decref(b);
     }
@@ -1306,40 +1176,40 @@ static void t_labels_cordon(void)
     /* cordon */
     char path[128];
     snprintf(path, sizeof(path), "/v1/hosts/%s/cordon", HOSTS[1]);
-    CHECK(api("POST", path, tenant_tok, NULL, NULL) == 403, "a tenant cordoned a host");
+    CHECK(ferryd_api(&D, "POST", path, tenant_tok, NULL, NULL) == 403, "a tenant cordoned a host");
     int copies = 0, at = where(GUESTS[0], &copies);
     REQUIRE(at >= 0, "%s does not run", GUESTS[0]);
     int x = (at + 1) % NGUESTS, y = (at + 2) % NGUESTS;
     char args[160];
     snprintf(args, sizeof(args), "host cordon %s --reason 'disk swap'", HOSTS[x]);
     CHECK(cli(args, out, sizeof(out)) == 0, "ferry %s: %s", args, out);
-    REQUIRE(api("GET", "/v1/hosts", admin, NULL, &o) == 200, "GET /v1/hosts");
-    CHECK(strstr(jstr(host_of(o, HOSTS[x]), "cordon"), "disk swap") != NULL, "cordon '%s'",
-          jstr(host_of(o, HOSTS[x]), "cordon"));
+    REQUIRE(ferryd_api(&D, "GET", "/v1/hosts", D.admin, NULL, &o) == 200, "GET /v1/hosts");
+    CHECK(strstr(ferryd_jstr(host_of(o, HOSTS[x]), "cordon"), "disk swap") != NULL, "cordon '%s'",
+          ferryd_jstr(host_of(o, HOSTS[x]), "cordon"));
     json_decref(o);
     size_t migs0 = count_of("/v1/migrations", "migrations");
     json_t *b = json_pack("{s:s, s:s}", "instance", GUESTS[0], "destination", HOSTS[x]);
-    int st = api("POST", "/v1/migrations", admin, b, &o);
-    CHECK(st == 409 && strstr(jstr(json_object_get(o, "error"), "message"), "cordoned"),
+    int st = ferryd_api(&D, "POST", "/v1/migrations", D.admin, b, &o);
+    CHECK(st == 409 && strstr(ferryd_jstr(json_object_get(o, "error"), "message"), "cordoned"),
           "migration to the cordoned %s: %d %s", HOSTS[x], st,
-          jstr(json_object_get(o, "error"), "message"));
+          ferryd_jstr(json_object_get(o, "error"), "message"));
     json_decref(o);
     json_decref(b);
     snprintf(path, sizeof(path), "/v1/hosts/%s/cordon", HOSTS[y]);
-    CHECK(api("POST", path, admin, NULL, NULL) == 200, "cordon %s", HOSTS[y]);
+    CHECK(ferryd_api(&D, "POST", path, D.admin, NULL, NULL) == 200, "cordon %s", HOSTS[y]);
     b = json_pack("{s:s}", "instance", GUESTS[0]);
-    st = api("POST", "/v1/migrations", admin, b, &o);
-    CHECK(st == 409 && !strcmp(jstr(json_object_get(o, "error"), "field"), "destination"),
+    st = ferryd_api(&D, "POST", "/v1/migrations", D.admin, b, &o);
+    CHECK(st == 409 && !strcmp(ferryd_jstr(json_object_get(o, "error"), "field"), "destination"),
           "placement with every other host cordoned: %d %s", st,
-          jstr(json_object_get(o, "error"), "message"));
+          ferryd_jstr(json_object_get(o, "error"), "message"));
     json_decref(o);
     json_decref(b);
     CHECK(count_of("/v1/migrations", "migrations") == migs0, "a migration was created");
     snprintf(args, sizeof(args), "host uncordon %s", HOSTS[x]);
     CHECK(cli(args, out, sizeof(out)) == 0, "ferry %s: %s", args, out);
     snprintf(path, sizeof(path), "/v1/hosts/%s/uncordon", HOSTS[y]);
-    CHECK(api("POST", path, admin, NULL, NULL) == 200, "uncordon %s", HOSTS[y]);
-    REQUIRE(api("GET", "/v1/hosts", admin, NULL, &o) == 200, "GET /v1/hosts");
+    CHECK(ferryd_api(&D, "POST", path, D.admin, NULL, NULL) == 200, "uncordon %s", HOSTS[y]);
+    REQUIRE(ferryd_api(&D, "GET", "/v1/hosts", D.admin, NULL, &o) == 200, "GET /v1/hosts");
     for (int k = 0; k < NGUESTS; k++)
         CHECK(json_is_null(json_object_get(host_of(o, HOSTS[k]), "cordon")), "%s still cordoned",
               HOSTS[k]);
@@ -1351,8 +1221,8 @@ static void t_labels_cordon(void)
     json_t *ev;
     json_array_foreach(evs, i, ev)
     {
-        cordoned += !strcmp(jstr(ev, "type"), "host.cordoned");
-        uncordoned += !strcmp(jstr(ev, "type"), "host.uncordoned");
+        cordoned += !strcmp(ferryd_jstr(ev, "type"), "host.cordoned");
+        uncordoned += !strcmp(ferryd_jstr(ev, "type"), "host.uncordoned");
     }
     CHECK(cordoned == 2 && uncordoned == 2, "%d host.cordoned, %d host.uncordoned", cordoned,
           uncordoned);
@@ -1361,9 +1231,9 @@ static void t_labels_cordon(void)
 
 int main(void)
 {
-    uint64_t t0 = now_ms();
+    uint64_t t0 = lab_now_ms();
     ready = setup() == 0;
-    fprintf(stderr, "  setup %.1f s\n", (double)(now_ms() - t0) / 1000.0);
+    fprintf(stderr, "  setup %.1f s\n", (double)(lab_now_ms() - t0) / 1000.0);
     test_run("plan: 3 hosts, max_down 1, reboot: completes, guests moved and intact, events "
              "in order",
              t_plan);
@@ -1384,13 +1254,13 @@ int main(void)
     test_run("plan: an instance too big for any other host → 409 unplaceable, nothing starts",
              t_unplaceable);
     int rc = test_done();
-    if (rc != 0 && logpath[0]) {
-        char *cmd = xasprintf("grep -i 'plan' '%s' | tail -40 >&2", logpath);
+    if (rc != 0 && D.log_path[0]) {
+        char *cmd = xasprintf("grep -i 'plan' '%s' | tail -40 >&2", D.log_path);
         if (system(cmd) != 0)
             fprintf(stderr, "cannot show the log\n");
         free(cmd);
     }
-    fprintf(stderr, "  total %.1f s\n", (double)(now_ms() - t0) / 1000.0);
+    fprintf(stderr, "  total %.1f s\n", (double)(lab_now_ms() - t0) / 1000.0);
     lab_stop(&L);
     return rc;
 }

@@ -148,8 +148,9 @@ int ferryd_write_conf(struct ferryd *d, const char *extra, ...)
     FILE *f = fopen(d->conf, "w");
     if (!f)
         return -1;
-    fprintf(f, "# written by tests/lib/ferryd.c\nlisten = 127.0.0.1:%d\ndb = %s/ferryd.db\n"
-               "bootstrap_token_file = %s\n",
+    fprintf(f,
+            "# written by tests/lib/ferryd.c\nlisten = 127.0.0.1:%d\ndb = %s/ferryd.db\n"
+            "bootstrap_token_file = %s\n",
             d->port, d->dir, d->admin_path);
     if (extra) {
         va_list ap;
@@ -278,8 +279,8 @@ int ferryd_api(const struct ferryd *d, const char *method, const char *path, con
     json_t *o = NULL;
     if (out)
         *out = NULL;
-    if (httpc_json(d->url, method, path, body, token, FERRYD_T_HTTP_TIMEOUT_MS, &status, &o,
-                   &e) != 0) {
+    if (httpc_json(d->url, method, path, body, token, FERRYD_T_HTTP_TIMEOUT_MS, &status, &o, &e) !=
+        0) {
         fprintf(stderr, "%s %s: %s\n", method, path, e.msg);
         return -1;
     }
@@ -290,9 +291,17 @@ int ferryd_api(const struct ferryd *d, const char *method, const char *path, con
     return status;
 }
 
-int ferryd_relaunch_agent(const struct ferryd *d, struct lab *lab, int i, const char *token_file)
+#define RELAUNCH_EXTRA_MAX 16
+
+int ferryd_relaunch_agent_args(const struct ferryd *d, struct lab *lab, int i,
+                               const char *token_file, const char *const *extra)
 {
     struct lab_agent *a = &lab->agents[i];
+    size_t nextra = 0;
+    while (extra && extra[nextra])
+        nextra++;
+    if (nextra > RELAUNCH_EXTRA_MAX)
+        return -1;
     if (a->pid > 0) {
         kill(a->pid, SIGTERM);
         while (waitpid(a->pid, NULL, 0) < 0 && errno == EINTR) {
@@ -300,6 +309,19 @@ int ferryd_relaunch_agent(const struct ferryd *d, struct lab *lab, int i, const 
     }
     char listen[64];
     snprintf(listen, sizeof(listen), "%s:%d", a->addr, a->port);
+    const char *argv[18 + RELAUNCH_EXTRA_MAX + 1] = {
+        "ferry-agent",    "--listen",      listen,  "--state-dir",
+        a->state_dir,     "--name",        a->name, "--lab-dir",
+        lab->lab_dir,     "--coordinator", d->url,  "--agent-token-file",
+        d->agent_tok_path};
+    size_t n = 13;
+    if (token_file) {
+        argv[n++] = "--token-file";
+        argv[n++] = token_file;
+    }
+    for (size_t k = 0; k < nextra; k++)
+        argv[n++] = extra[k];
+    argv[n] = NULL;
     pid_t pid = fork();
     if (pid < 0)
         return -1;
@@ -308,15 +330,8 @@ int ferryd_relaunch_agent(const struct ferryd *d, struct lab *lab, int i, const 
         prctl(PR_SET_PDEATHSIG, SIGKILL);
         FILE *f = freopen(a->log_path, "a", stderr);
         (void)f;
-        if (token_file)
-            execl(ferryd_bin("ferry-agent"), "ferry-agent", "--listen", listen, "--state-dir",
-                  a->state_dir, "--name", a->name, "--lab-dir", lab->lab_dir, "--coordinator",
-                  d->url, "--agent-token-file", d->agent_tok_path, "--token-file", token_file,
-                  (char *)NULL);
-        else
-            execl(ferryd_bin("ferry-agent"), "ferry-agent", "--listen", listen, "--state-dir",
-                  a->state_dir, "--name", a->name, "--lab-dir", lab->lab_dir, "--coordinator",
-                  d->url, "--agent-token-file", d->agent_tok_path, (char *)NULL);
+        dup2(STDERR_FILENO, STDOUT_FILENO); /* e.g. a maintenance command's output */
+        execv(ferryd_bin("ferry-agent"), (char *const *)argv);
         _exit(127);
     }
     setpgid(pid, pid);
@@ -335,10 +350,15 @@ int ferryd_relaunch_agent(const struct ferryd *d, struct lab *lab, int i, const 
     return -1;
 }
 
+int ferryd_relaunch_agent(const struct ferryd *d, struct lab *lab, int i, const char *token_file)
+{
+    return ferryd_relaunch_agent_args(d, lab, i, token_file, NULL);
+}
+
 /* --- migrations ------------------------------------------------------- */
 
-int ferryd_wait_state(const struct ferryd *d, const char *token, const char *id,
-                      const char *state, int timeout_ms)
+int ferryd_wait_state(const struct ferryd *d, const char *token, const char *id, const char *state,
+                      int timeout_ms)
 {
     char path[160];
     snprintf(path, sizeof(path), "/v1/migrations/%s", id);
@@ -355,8 +375,8 @@ int ferryd_wait_state(const struct ferryd *d, const char *token, const char *id,
     return -1;
 }
 
-int ferryd_wait_terminal(const struct ferryd *d, const char *token, const char *id,
-                         int timeout_ms, json_t **out)
+int ferryd_wait_terminal(const struct ferryd *d, const char *token, const char *id, int timeout_ms,
+                         json_t **out)
 {
     char path[160];
     snprintf(path, sizeof(path), "/v1/migrations/%s", id);

@@ -32,18 +32,18 @@
 #define FERRYD_T_TOKEN_MAX 300          /* bytes of a token kept here */
 
 struct ferryd {
-    char dir[LAB_PATH_MAX];             /* holds conf, db, log and token files */
-    char conf[LAB_PATH_MAX + 32];       /* config file (ferryd_write_conf) */
-    char log_path[LAB_PATH_MAX + 32];   /* ferryd's stderr, appended across restarts */
-    char admin_path[LAB_PATH_MAX + 32]; /* bootstrap_token_file */
+    char dir[LAB_PATH_MAX];                 /* holds conf, db, log and token files */
+    char conf[LAB_PATH_MAX + 32];           /* config file (ferryd_write_conf) */
+    char log_path[LAB_PATH_MAX + 32];       /* ferryd's stderr, appended across restarts */
+    char admin_path[LAB_PATH_MAX + 32];     /* bootstrap_token_file */
     char agent_tok_path[LAB_PATH_MAX + 32]; /* the agents' ferryd token (role agent) */
-    char url[64];                       /* "http://127.0.0.1:PORT" */
-    int port;                           /* API port: 10000 + pid % 9000 */
-    pid_t pid;                          /* daemon pid = its process group; 0 when none */
-    char admin[FERRYD_T_TOKEN_MAX];     /* bootstrap admin token, once started */
-    char agent_tok[FERRYD_T_TOKEN_MAX]; /* role-agent token (ferryd_agent_token) */
-    struct lab *lab;                    /* tracks the daemon's group, NULL when none */
-    int own_dir;                        /* dir made by ferryd_init (ferryd_fini removes it) */
+    char url[64];                           /* "http://127.0.0.1:PORT" */
+    int port;                               /* API port: 10000 + pid % 9000 */
+    pid_t pid;                              /* daemon pid = its process group; 0 when none */
+    char admin[FERRYD_T_TOKEN_MAX];         /* bootstrap admin token, once started */
+    char agent_tok[FERRYD_T_TOKEN_MAX];     /* role-agent token (ferryd_agent_token) */
+    struct lab *lab;                        /* tracks the daemon's group, NULL when none */
+    int own_dir;                            /* dir made by ferryd_init (ferryd_fini removes it) */
 };
 
 /* Path of binary name in $BUILD (default "build"). Two calls may be in use
@@ -102,16 +102,23 @@ int ferryd_api(const struct ferryd *d, const char *method, const char *path, con
 int ferryd_relaunch_agent(const struct ferryd *d, struct lab *lab, int i, const char *token_file)
     __attribute__((warn_unused_result));
 
+/* As ferryd_relaunch_agent, with extra agent arguments appended (a
+ * NULL-terminated list of at most 16, e.g. "--label", "zone=lab"). The
+ * agent's stdout goes to its log too. */
+int ferryd_relaunch_agent_args(const struct ferryd *d, struct lab *lab, int i,
+                               const char *token_file, const char *const *extra)
+    __attribute__((warn_unused_result));
+
 /* Polls GET /v1/migrations/ID with token every 100 ms until its state is
  * state (0), or timeout_ms passes (-1). */
-int ferryd_wait_state(const struct ferryd *d, const char *token, const char *id,
-                      const char *state, int timeout_ms) __attribute__((warn_unused_result));
+int ferryd_wait_state(const struct ferryd *d, const char *token, const char *id, const char *state,
+                      int timeout_ms) __attribute__((warn_unused_result));
 
 /* Polls the migration every 250 ms until it is succeeded, failed or
  * cancelled; on 0 *out is the final record (caller decrefs). -1 on
  * timeout. */
-int ferryd_wait_terminal(const struct ferryd *d, const char *token, const char *id,
-                         int timeout_ms, json_t **out) __attribute__((warn_unused_result));
+int ferryd_wait_terminal(const struct ferryd *d, const char *token, const char *id, int timeout_ms,
+                         json_t **out) __attribute__((warn_unused_result));
 
 /* Prints the last lines lines of ferryd's log on stderr. */
 void ferryd_tail_log(const struct ferryd *d, int lines);
