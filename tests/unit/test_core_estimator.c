@@ -3,73 +3,12 @@
 #include <math.h>
 #include <string.h>
 
+#include "../lib/pcgen.h"
 #include "../lib/test.h"
 #include "core/estimator.h"
 #include "util/ferr.h"
 
 #define MIB 1048576.0
-
-/* A QEMU 7.2-like pre-copy: passes send at r_bps; pages dirtied at d_bps
- * (capped at the working set) join the bitmap only at a sync, which happens
- * when what is dirty drops below r*limit; switchover when the synced amount
- * is below the threshold. Samples every 250 ms, internal step 10 ms. */
-struct gen {
-    double m, w, r, d, v, dirtied, tx;
-    uint64_t t_ms, sync, limit_ms, end_ms;
-    double last_rate_pages;
-    int done;
-};
-
-static void gen_init(struct gen *g, double m, double w, double r, double d, uint64_t limit)
-{
-    memset(g, 0, sizeof(*g));
-    g->m = m;
-    g->w = w;
-    g->r = r;
-    g->d = d;
-    g->v = m;
-    g->sync = 1;
-    g->limit_ms = limit;
-}
-
-static void gen_step(struct gen *g, struct mig_sample *s)
-{
-    for (int i = 0; i < 25 && !g->done; i++) {
-        double dt = 0.010, send = g->r * dt;
-        if (send > g->v)
-            send = g->v;
-        g->v -= send;
-        g->tx += send;
-        g->dirtied += g->d * dt;
-        if (g->dirtied > g->w)
-            g->dirtied = g->w;
-        g->t_ms += 10;
-        double thr = g->r * (double)g->limit_ms / 1000.0;
-        if (g->v < thr) {
-            g->v += g->dirtied;
-            g->last_rate_pages = g->d / 4096.0;
-            g->dirtied = 0;
-            g->sync++;
-            if (g->v <= thr) {
-                g->end_ms = g->t_ms + (uint64_t)(g->v / g->r * 1000.0);
-                g->tx += g->v;
-                g->v = 0;
-                g->done = 1;
-            }
-        }
-    }
-    memset(s, 0, sizeof(*s));
-    s->t_ms = g->done ? g->end_ms : g->t_ms;
-    s->phase = g->done ? MIG_PHASE_COMPLETED : MIG_PHASE_ACTIVE;
-    s->ram_total = (uint64_t)g->m;
-    s->ram_transferred = (uint64_t)g->tx;
-    s->ram_remaining = (uint64_t)g->v;
-    s->dirty_pages_rate = (uint64_t)g->last_rate_pages;
-    s->page_size = 4096;
-    s->bw_bps = (uint64_t)g->r;
-    s->dirty_sync_count = g->sync;
-    s->setting_downtime_ms = g->limit_ms;
-}
 
 /* Proves: on a geometric pre-copy (D/R = 0.75, so pass 1 is the first 25 %
  * of the run), every ETA after the first sync is within 10 % of the true
@@ -79,12 +18,12 @@ static void t_eta_geometric(void)
 {
     static const double ratio[] = {0.75, 0.5, 0.3};
     for (size_t k = 0; k < sizeof(ratio) / sizeof(ratio[0]); k++) {
-        struct gen g;
-        gen_init(&g, 1024 * MIB, 1024 * MIB, 100 * MIB, ratio[k] * 100 * MIB, 300);
+        struct pcgen g;
+        pcgen_init(&g, 1024 * MIB, 1024 * MIB, 100 * MIB, ratio[k] * 100 * MIB, 300);
         struct mig_sample tr[4000];
         size_t n = 0;
         while (n < 4000) {
-            gen_step(&g, &tr[n]);
+            pcgen_step(&g, &tr[n]);
             n++;
             if (g.done)
                 break;
@@ -177,16 +116,16 @@ static void t_verdicts(void)
         uint64_t need_lo, need_hi;
     } v[] = {
         {"D < R converges", 1024, 100, 40, 2000, 0, EST_VERDICT_CONVERGING, 0, 0},
-        {"D > R, 200 MiB set → needs ~2 s", 200, 100, 150, 5000, 0,
-         EST_VERDICT_NEEDS_DOWNTIME, 2000, 2500},
-        {"D > R, 200 MiB set, max 1 s → cannot", 200, 100, 150, 1000, 0,
-         EST_VERDICT_CANNOT, 2000, 2500},
-        {"D > R but the schedule reaches 2.6 s", 200, 100, 150, 5000, 1,
-         EST_VERDICT_CONVERGING, 0, 0},
+        {"D > R, 200 MiB set → needs ~2 s", 200, 100, 150, 5000, 0, EST_VERDICT_NEEDS_DOWNTIME,
+         2000, 2500},
+        {"D > R, 200 MiB set, max 1 s → cannot", 200, 100, 150, 1000, 0, EST_VERDICT_CANNOT, 2000,
+         2500},
+        {"D > R but the schedule reaches 2.6 s", 200, 100, 150, 5000, 1, EST_VERDICT_CONVERGING, 0,
+         0},
     };
     for (size_t k = 0; k < sizeof(v) / sizeof(v[0]); k++) {
-        struct gen g;
-        gen_init(&g, 1024 * MIB, v[k].w_mib * MIB, v[k].r_mib * MIB, v[k].d_mib * MIB, 300);
+        struct pcgen g;
+        pcgen_init(&g, 1024 * MIB, v[k].w_mib * MIB, v[k].r_mib * MIB, v[k].d_mib * MIB, 300);
         struct est_params p = {0};
         p.granularity_ms = 5;
         p.max_downtime_ms = v[k].max_ms;
@@ -198,7 +137,7 @@ static void t_verdicts(void)
         }
         struct mig_sample s;
         for (int i = 0; i < 160 && !g.done; i++) { /* 40 s */
-            gen_step(&g, &s);
+            pcgen_step(&g, &s);
             REQUIRE(est_update(&e, &s) == 0, "update");
         }
         struct est_out o;
@@ -266,8 +205,7 @@ static void t_hint_pass1(void)
             CHECK(o.hint_ws_bytes == (uint64_t)fmax(0.25 * (1u << 30), o.dirty_bps),
                   "case %zu: ws %llu", i, (unsigned long long)o.hint_ws_bytes);
         } else {
-            CHECK(fabs(o.dirty_bps - 0.1 * o.bw_bps) < 1, "case %zu: prior %.0f", i,
-                  o.dirty_bps);
+            CHECK(fabs(o.dirty_bps - 0.1 * o.bw_bps) < 1, "case %zu: prior %.0f", i, o.dirty_bps);
         }
         /* 300 MiB/s over a 1 s window dirties more than the assumed
          * working set each second: every pass re-sends all of it */
@@ -339,8 +277,7 @@ static void t_stuck_level(void)
             CHECK(o.verdict == EST_VERDICT_CONVERGING && !o.level_stuck, "shrinking: %s",
                   est_verdict_name(o.verdict));
         else
-            CHECK(o.verdict == EST_VERDICT_CANNOT && o.level_stuck &&
-                      o.eta_ms == EST_ETA_INFINITE,
+            CHECK(o.verdict == EST_VERDICT_CANNOT && o.level_stuck && o.eta_ms == EST_ETA_INFINITE,
                   "flat: %s stuck %d", est_verdict_name(o.verdict), o.level_stuck);
     }
 }

@@ -3,74 +3,13 @@
  * the documented bound; a flat trace with no bytes moving is flagged. */
 #include <string.h>
 
+#include "../lib/pcgen.h"
 #include "../lib/test.h"
 #include "core/estimator.h"
 #include "core/stall.h"
 #include "util/ferr.h"
 
 #define MIB 1048576.0
-
-/* A QEMU 7.2-like pre-copy: passes send at r_bps; pages dirtied at d_bps
- * (capped at the working set) join the bitmap only at a sync, which happens
- * when what is dirty drops below r*limit; switchover when the synced amount
- * is below the threshold. Samples every 250 ms, internal step 10 ms. */
-struct gen {
-    double m, w, r, d, v, dirtied, tx;
-    uint64_t t_ms, sync, limit_ms, end_ms;
-    double last_rate_pages;
-    int done;
-};
-
-static void gen_init(struct gen *g, double m, double w, double r, double d, uint64_t limit)
-{
-    memset(g, 0, sizeof(*g));
-    g->m = m;
-    g->w = w;
-    g->r = r;
-    g->d = d;
-    g->v = m;
-    g->sync = 1;
-    g->limit_ms = limit;
-}
-
-static void gen_step(struct gen *g, struct mig_sample *s)
-{
-    for (int i = 0; i < 25 && !g->done; i++) {
-        double dt = 0.010, send = g->r * dt;
-        if (send > g->v)
-            send = g->v;
-        g->v -= send;
-        g->tx += send;
-        g->dirtied += g->d * dt;
-        if (g->dirtied > g->w)
-            g->dirtied = g->w;
-        g->t_ms += 10;
-        double thr = g->r * (double)g->limit_ms / 1000.0;
-        if (g->v < thr) {
-            g->v += g->dirtied;
-            g->last_rate_pages = g->d / 4096.0;
-            g->dirtied = 0;
-            g->sync++;
-            if (g->v <= thr) {
-                g->end_ms = g->t_ms + (uint64_t)(g->v / g->r * 1000.0);
-                g->tx += g->v;
-                g->v = 0;
-                g->done = 1;
-            }
-        }
-    }
-    memset(s, 0, sizeof(*s));
-    s->t_ms = g->done ? g->end_ms : g->t_ms;
-    s->phase = g->done ? MIG_PHASE_COMPLETED : MIG_PHASE_ACTIVE;
-    s->ram_total = (uint64_t)g->m;
-    s->ram_transferred = (uint64_t)g->tx;
-    s->ram_remaining = (uint64_t)g->v;
-    s->dirty_pages_rate = (uint64_t)g->last_rate_pages;
-    s->page_size = 4096;
-    s->bw_bps = (uint64_t)g->r;
-    s->dirty_sync_count = g->sync;
-    s->setting_downtime_ms = g->limit_ms;
-}
 
 static const struct stall_params SP = {3, 30000, 15000, 0.05};
 
@@ -80,8 +19,8 @@ static const struct stall_params SP = {3, 30000, 15000, 0.05};
 static enum stall_reason run(double w, double r, double d, int max_s, uint64_t *at,
                              uint64_t *sync_t, size_t nsync)
 {
-    struct gen g;
-    gen_init(&g, 1024 * MIB, w * MIB, r * MIB, d * MIB, 300);
+    struct pcgen g;
+    pcgen_init(&g, 1024 * MIB, w * MIB, r * MIB, d * MIB, 300);
     struct est_params ep = {0};
     ep.granularity_ms = 5;
     struct est e;
@@ -90,7 +29,7 @@ static enum stall_reason run(double w, double r, double d, int max_s, uint64_t *
     stall_init(&st, &SP);
     for (int i = 0; i < max_s * 4 && !g.done; i++) {
         struct mig_sample s;
-        gen_step(&g, &s);
+        pcgen_step(&g, &s);
         if (s.dirty_sync_count < nsync && sync_t[s.dirty_sync_count] == 0)
             sync_t[s.dirty_sync_count] = s.t_ms;
         if (est_update(&e, &s) != 0)
@@ -114,13 +53,13 @@ static enum stall_reason run(double w, double r, double d, int max_s, uint64_t *
  * sync. */
 static void t_converging(void)
 {
-    static const double c[][3] = {{1024, 100, 30}, {1024, 100, 75}, {1024, 100, 90},
-                                  {300, 100, 95}, {1024, 50, 45}};
+    static const double c[][3] = {
+        {1024, 100, 30}, {1024, 100, 75}, {1024, 100, 90}, {300, 100, 95}, {1024, 50, 45}};
     for (size_t i = 0; i < sizeof(c) / sizeof(c[0]); i++) {
         uint64_t at = 0, sync_t[64] = {0};
         enum stall_reason r = run(c[i][0], c[i][1], c[i][2], 600, &at, sync_t, 64);
-        CHECK(r == STALL_NONE, "case %zu (D/R %.2f) flagged %s at %llu ms", i,
-              c[i][2] / c[i][1], stall_reason_name(r), (unsigned long long)at);
+        CHECK(r == STALL_NONE, "case %zu (D/R %.2f) flagged %s at %llu ms", i, c[i][2] / c[i][1],
+              stall_reason_name(r), (unsigned long long)at);
     }
 }
 
@@ -135,10 +74,9 @@ static void t_dirty_ge_bw(void)
         CHECK(r == STALL_DIRTY_GE_BW, "case %zu: got %s", i, stall_reason_name(r));
         uint64_t kth = sync_t[SP.k_periods + 1];
         uint64_t bound = (kth > SP.min_ms ? kth : SP.min_ms) + 250;
-        CHECK(at <= bound, "case %zu: flagged at %llu ms, bound %llu ms", i,
-              (unsigned long long)at, (unsigned long long)bound);
-        CHECK(at >= SP.min_ms, "case %zu: flagged before min_ms: %llu", i,
-              (unsigned long long)at);
+        CHECK(at <= bound, "case %zu: flagged at %llu ms, bound %llu ms", i, (unsigned long long)at,
+              (unsigned long long)bound);
+        CHECK(at >= SP.min_ms, "case %zu: flagged before min_ms: %llu", i, (unsigned long long)at);
     }
 }
 
