@@ -1,6 +1,7 @@
 #!/bin/sh
 # Builds the lab guest: a Debian cloud kernel and an initramfs holding
-# busybox-static, lab/guest/init and the guest workloads (lab/guest/*.c,
+# busybox-static, lab/guest/init and the guest workloads (lab/guest/*.c with
+# the headers they share, lab/guest/*.h;
 # each compiled statically into /bin/<name>).
 #
 #   $BUILD/lab/vmlinuz      kernel, taken from Debian's linux-image-*-cloud-amd64
@@ -111,7 +112,7 @@ for src in lab/guest/*.c; do
     [ -f "$src" ] || continue
     name=$(basename "$src" .c)
     bin="$OUT/bin/$name"
-    H=$(hash_of "$src" lab/build.sh; "$CC" --version | head -1)
+    H=$(hash_of "$src" lab/guest/*.h lab/build.sh; "$CC" --version | head -1)
     H=$(printf '%s\n' "$H" | sha256sum | cut -d' ' -f1)
     if ! up_to_date "$bin" "$H"; then
         "$CC" -std=c11 -D_GNU_SOURCE -static -O2 -Wall -Wextra -Wshadow \

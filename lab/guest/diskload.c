@@ -49,6 +49,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cmdin.h"
+
 #define MAGIC 0x4b53445952524546ull /* "FERRYDSK" as little-endian bytes */
 #define GOLDEN 0x9E3779B97F4A7C15ull
 #define FNV_OFFSET 0xcbf29ce484222325ull
@@ -61,7 +63,6 @@
 #define RATE_DEFAULT 100           /* requests/s */
 #define RATE_MAX 10000000          /* requests/s, sanity cap */
 #define CHUNK_BYTES (1u << 20)     /* fill/verify I/O size */
-#define CMD_MAX 256                /* bytes in one command line */
 /* Latency histogram: values < 16 us exact, above that 16 linear
  * sub-buckets per power of two (bucket width <= 1/16 of its lower bound). */
 #define HIST_SUB 16
@@ -106,10 +107,7 @@ struct diskload {
     uint64_t writes_total; /* requests since start */
     uint64_t read_bad;     /* workload reads that did not match */
     uint64_t io_errors;    /* failed requests */
-    char cmd[CMD_MAX];     /* partial command line */
-    size_t cmd_len;        /* bytes in cmd */
-    int cmd_overflow;      /* discarding an over-long line */
-    int stdin_open;        /* stdin still readable */
+    struct cmdin in;       /* console commands (cmdin.h) */
 };
 
 static void emit(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -617,40 +615,15 @@ static void handle_command(struct diskload *d, char *line)
     }
 }
 
-/* Reads what stdin has (never blocks when timeout_ms is 0) and runs every
- * complete line. Lines longer than CMD_MAX are discarded whole. */
+static void on_command(void *ctx, char *line)
+{
+    handle_command(ctx, line);
+}
+
+/* Runs the console commands stdin has (cmdin_poll). */
 static void poll_commands(struct diskload *d, int timeout_ms)
 {
-    if (!d->stdin_open) {
-        if (timeout_ms > 0)
-            poll(NULL, 0, timeout_ms);
-        return;
-    }
-    struct pollfd pfd = {.fd = 0, .events = POLLIN};
-    int r = poll(&pfd, 1, timeout_ms);
-    if (r <= 0 || !(pfd.revents & (POLLIN | POLLHUP | POLLERR)))
-        return;
-    char buf[512];
-    ssize_t n = read(0, buf, sizeof(buf));
-    if (n == 0 || (n < 0 && errno != EINTR && errno != EAGAIN)) {
-        d->stdin_open = 0; /* host run with stdin closed: keep going */
-        return;
-    }
-    for (ssize_t k = 0; k < n; k++) {
-        char ch = buf[k];
-        if (ch == '\n') {
-            if (!d->cmd_overflow) {
-                d->cmd[d->cmd_len] = '\0';
-                handle_command(d, d->cmd);
-            }
-            d->cmd_len = 0;
-            d->cmd_overflow = 0;
-        } else if (d->cmd_len + 1 < CMD_MAX) {
-            d->cmd[d->cmd_len++] = ch;
-        } else {
-            d->cmd_overflow = 1;
-        }
-    }
+    cmdin_poll(&d->in, timeout_ms, on_command, d);
 }
 
 static int open_dev(struct diskload *d, uint64_t *size)
@@ -687,7 +660,7 @@ int main(int argc, char **argv)
     d.read_pct = 70;
     d.rate = RATE_DEFAULT;
     d.rng = 0x853c49e6748fea9bull;
-    d.stdin_open = 1;
+    d.in.open = 1;
     signal(SIGPIPE, SIG_IGN);
     read_cmdline(&d, cmdline, sizeof(cmdline), &rate_arg);
     for (int a = 1; a < argc; a++)

@@ -34,12 +34,13 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cmdin.h"
+
 #define WS_MIB_DEFAULT 64
 #define WS_MIB_MAX (1u << 20) /* 1 TiB: a sanity cap on the parameter */
 #define RATE_DEFAULT 1000     /* pages/s */
 #define RATE_MAX_BATCH 256    /* pages written between command polls */
 #define BATCHES_PER_S 100     /* rate-limited batches per second */
-#define CMD_MAX 256           /* bytes in one command line */
 #define GOLDEN 0x9E3779B97F4A7C15ull
 
 struct memload {
@@ -59,10 +60,7 @@ struct memload {
     struct timespec t_meas; /* start of the measured-rate interval */
     uint64_t n_meas;        /* dirtied_total at t_meas */
     double rate_measured;   /* pages/s over the last completed interval */
-    char cmd[CMD_MAX];      /* partial command line */
-    size_t cmd_len;         /* bytes in cmd */
-    int cmd_overflow;       /* discarding an over-long line */
-    int stdin_open;         /* stdin still readable */
+    struct cmdin in;       /* console commands (cmdin.h) */
 };
 
 static void emit(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -291,40 +289,15 @@ static void handle_command(struct memload *m, char *line)
     }
 }
 
-/* Reads what stdin has (never blocks when timeout_ms is 0) and runs every
- * complete line. Lines longer than CMD_MAX are discarded whole. */
+static void on_command(void *ctx, char *line)
+{
+    handle_command(ctx, line);
+}
+
+/* Runs the console commands stdin has (cmdin_poll). */
 static void poll_commands(struct memload *m, int timeout_ms)
 {
-    if (!m->stdin_open) {
-        if (timeout_ms > 0)
-            poll(NULL, 0, timeout_ms);
-        return;
-    }
-    struct pollfd pfd = {.fd = 0, .events = POLLIN};
-    int r = poll(&pfd, 1, timeout_ms);
-    if (r <= 0 || !(pfd.revents & (POLLIN | POLLHUP | POLLERR)))
-        return;
-    char buf[512];
-    ssize_t n = read(0, buf, sizeof(buf));
-    if (n == 0 || (n < 0 && errno != EINTR && errno != EAGAIN)) {
-        m->stdin_open = 0; /* host run with stdin closed: keep dirtying */
-        return;
-    }
-    for (ssize_t k = 0; k < n; k++) {
-        char ch = buf[k];
-        if (ch == '\n') {
-            if (!m->cmd_overflow) {
-                m->cmd[m->cmd_len] = '\0';
-                handle_command(m, m->cmd);
-            }
-            m->cmd_len = 0;
-            m->cmd_overflow = 0;
-        } else if (m->cmd_len + 1 < CMD_MAX) {
-            m->cmd[m->cmd_len++] = ch;
-        } else {
-            m->cmd_overflow = 1;
-        }
-    }
+    cmdin_poll(&m->in, timeout_ms, on_command, m);
 }
 
 static void dirty_pages(struct memload *m, size_t count)
@@ -358,7 +331,7 @@ int main(int argc, char **argv)
     static struct memload m;
     m.ws_mib = WS_MIB_DEFAULT;
     m.rate = RATE_DEFAULT;
-    m.stdin_open = 1;
+    m.in.open = 1;
     signal(SIGPIPE, SIG_IGN);
     read_cmdline(&m);
     for (int a = 1; a < argc; a++)
