@@ -317,8 +317,10 @@ static json_t *adaptive_policy(double link_bytes, double start_bps, double base_
     double ratio = env_num("FERRY_BENCH_BUDGET_P99_RATIO", 2.0);
     double pct = env_num("FERRY_BENCH_BUDGET_TPUT_PCT", 80);
     int deadline = (int)env_num("FERRY_BENCH_DEADLINE_S", 180);
-    /* the bandwidth rung (max_bandwidth_bps) may raise the cap to the link
-     * rate when the budget and the deadline conflict */
+    /* the bandwidth rung (max_bandwidth_bps) past what the budget allows is
+     * a consent step (docs/CONTROLLER.md) and nobody answers here: when the
+     * budget and the deadline conflict the row reports budget_conflict and
+     * stays within the budget until the deadline */
     return json_pack("{s:s, s:i, s:I, s:{s:f, s:i, s:s, s:I, s:I, s:I, s:i}}", "kind", "adaptive",
                      "deadline_s", deadline, "max_bandwidth_bps", (json_int_t)link_bytes,
                      "budget", "max_p99_latency_ratio", ratio,
