@@ -36,6 +36,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../tests/lib/benchenv.h"
 #include "../tests/lib/guestcon.h"
 #include "../tests/lib/lab.h"
 #include "../tests/lib/labqemu.h"
@@ -116,34 +117,6 @@ static uint64_t jnum(json_t *o, const char *k)
     if (json_is_real(v) && json_real_value(v) >= 0)
         return (uint64_t)json_real_value(v);
     return 0;
-}
-
-/* "uname -m, nproc, cpu model" of this machine into buf. */
-static void machine_string(char *buf, size_t len)
-{
-    struct utsname u;
-    if (uname(&u) != 0)
-        memset(&u, 0, sizeof(u));
-    char model[160] = "unknown cpu";
-    FILE *f = fopen("/proc/cpuinfo", "r");
-    char line[512];
-    while (f && fgets(line, sizeof(line), f)) {
-        if (strncmp(line, "model name", 10) == 0) {
-            char *p = strchr(line, ':');
-            if (p) {
-                p++;
-                while (*p == ' ')
-                    p++;
-                p[strcspn(p, "\n")] = '\0';
-                snprintf(model, sizeof(model), "%s", p);
-            }
-            break;
-        }
-    }
-    if (f)
-        fclose(f);
-    snprintf(buf, len, "%s, %ld cpus, %s, Linux %s, QEMU TCG (no KVM)", u.machine,
-             sysconf(_SC_NPROCESSORS_ONLN), model, u.release);
 }
 
 /* --- baseline: plain QEMU + a minimal QMP script ------------------------ */
@@ -591,7 +564,7 @@ int main(void)
             snprintf(rw->key, sizeof(rw->key), "r%s", t);
     }
     char mach[512];
-    machine_string(mach, sizeof(mach));
+    bench_machine_tcg(mach, sizeof(mach));
     printf("agent_migrate: %d MiB guest, memload ws %d MiB, max-bandwidth %llu MiB/s, "
            "downtime-limit %d ms, timeout %u s\nmachine: %s\n",
            MEM_MIB, WS_MIB, (unsigned long long)(bw_bps >> 20), DOWNTIME_MS, timeout_s, mach);

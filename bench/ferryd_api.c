@@ -56,6 +56,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../tests/lib/benchenv.h"
+
 #include "coord/store.h"
 #include "util/httpc.h"
 
@@ -498,29 +500,6 @@ static void json_row(FILE *f, const char *name, const struct wrk_result *r)
             r->cpu_us_per_req, name, r->net_us_per_req);
 }
 
-static void machine(char *out, size_t n)
-{
-    struct utsname u;
-    char model[128] = "unknown cpu";
-    FILE *f = fopen("/proc/cpuinfo", "r");
-    if (f) {
-        char line[256];
-        while (fgets(line, sizeof(line), f)) {
-            char *c = strchr(line, ':');
-            if (strncmp(line, "model name", 10) == 0 && c) {
-                snprintf(model, sizeof(model), "%s", c + 2);
-                model[strcspn(model, "\n")] = '\0';
-                break;
-            }
-        }
-        fclose(f);
-    }
-    if (uname(&u) != 0)
-        memset(&u, 0, sizeof(u));
-    snprintf(out, n, "%s %s %s, %ld cpus, %s", u.sysname, u.release, u.machine,
-             sysconf(_SC_NPROCESSORS_ONLN), model);
-}
-
 /* Adds a token for user in project with roles through ferryd --add-token;
  * writes it into out. Returns 0 or -1. */
 static int add_token(const char *conf, const char *logpath, const char *user, const char *project,
@@ -655,7 +634,7 @@ int main(void)
     pthread_join(agent_th, NULL);
 
     char mach[384];
-    machine(mach, sizeof(mach));
+    bench_machine(mach, sizeof(mach));
     printf("ferryd API read latency: %ld migration records (inserted in %.2f s), %ld of them "
            "running,\nwrk -t2 -c%ld -d%lds, 127.0.0.1\nmachine: %s\n",
            records, fill_s, active, conns, dur_s, mach);

@@ -41,6 +41,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../tests/lib/benchenv.h"
+
 #include "coord/store.h"
 #include "util/httpc.h"
 #include "util/xalloc.h"
@@ -454,29 +456,6 @@ out:
     return rc;
 }
 
-static void machine(char *out, size_t n)
-{
-    struct utsname u;
-    char model[128] = "unknown cpu";
-    FILE *f = fopen("/proc/cpuinfo", "r");
-    if (f) {
-        char line[256];
-        while (fgets(line, sizeof(line), f)) {
-            char *c = strchr(line, ':');
-            if (strncmp(line, "model name", 10) == 0 && c) {
-                snprintf(model, sizeof(model), "%s", c + 2);
-                model[strcspn(model, "\n")] = '\0';
-                break;
-            }
-        }
-        fclose(f);
-    }
-    if (uname(&u) != 0)
-        memset(&u, 0, sizeof(u));
-    snprintf(out, n, "%s %s %s, %ld cpus, %s", u.sysname, u.release, u.machine,
-             sysconf(_SC_NPROCESSORS_ONLN), model);
-}
-
 static void json_phase(FILE *f, const struct phase *p)
 {
     fprintf(f,
@@ -561,7 +540,7 @@ int main(void)
     kill_daemon();
 
     char mach[384];
-    machine(mach, sizeof(mach));
+    bench_machine(mach, sizeof(mach));
     printf("ferryd SSE fan-out: %ld migrations × %ld progress event/s for %ld s, each committed "
            "through a second store connection (WAL); 127.0.0.1\nmachine: %s\n\n",
            nmig, hz, dur_s, mach);

@@ -39,6 +39,7 @@
 #include <sys/utsname.h>
 #include <unistd.h>
 
+#include "../tests/lib/benchenv.h"
 #include "../tests/lib/lab.h"
 #include "util/ferr.h"
 
@@ -90,30 +91,6 @@ static double loadavg(void)
 static double now_s(void)
 {
     return (double)lab_now_ms() / 1000.0;
-}
-
-static void machine_string(char *buf, size_t len)
-{
-    struct utsname u;
-    if (uname(&u) != 0)
-        memset(&u, 0, sizeof(u));
-    char model[160] = "unknown cpu", line[512];
-    FILE *f = fopen("/proc/cpuinfo", "r");
-    while (f && fgets(line, sizeof(line), f)) {
-        char *p = strchr(line, ':');
-        if (strncmp(line, "model name", 10) == 0 && p) {
-            p++;
-            while (*p == ' ')
-                p++;
-            p[strcspn(p, "\n")] = '\0';
-            snprintf(model, sizeof(model), "%s", p);
-            break;
-        }
-    }
-    if (f)
-        fclose(f);
-    snprintf(buf, len, "%s, %ld cpus, %s, Linux %s, QEMU TCG (no KVM)", u.machine,
-             sysconf(_SC_NPROCESSORS_ONLN), model, u.release);
 }
 
 static double jnum(const json_t *o, const char *k)
@@ -424,7 +401,7 @@ int main(void)
     unsigned base_s = env_u("FERRY_BENCH_BASE_S", 10);
     unsigned timeout_s = env_u("FERRY_BENCH_TIMEOUT_S", 400);
     char mach[512];
-    machine_string(mach, sizeof(mach));
+    bench_machine_tcg(mach, sizeof(mach));
     printf("impact_disk: %u MiB guest, %u MiB raw disk migrated with the memory (NBD + "
            "blockdev-mirror), diskload sequential 4 KiB O_DIRECT writes at %u %% of flat out; "
            "baseline %u s before each migration\nmachine: %s\n",

@@ -41,6 +41,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../tests/lib/benchenv.h"
 #include "../tests/lib/lab.h"
 #include "../tests/lib/netlab.h"
 
@@ -135,33 +136,6 @@ static double env_num(const char *k, double def)
     char *end = NULL;
     double d = strtod(v, &end);
     return (end && *end == '\0' && d >= 0) ? d : def;
-}
-
-static void machine_string(char *buf, size_t len)
-{
-    struct utsname u;
-    if (uname(&u) != 0)
-        memset(&u, 0, sizeof(u));
-    char model[160] = "unknown cpu";
-    FILE *f = fopen("/proc/cpuinfo", "r");
-    char line[512];
-    while (f && fgets(line, sizeof(line), f)) {
-        if (strncmp(line, "model name", 10) == 0) {
-            char *p = strchr(line, ':');
-            if (p) {
-                p++;
-                while (*p == ' ')
-                    p++;
-                p[strcspn(p, "\n")] = '\0';
-                snprintf(model, sizeof(model), "%s", p);
-            }
-            break;
-        }
-    }
-    if (f)
-        fclose(f);
-    snprintf(buf, len, "%s, %ld cpus, %s, Linux %s, QEMU TCG (no KVM)", u.machine,
-             sysconf(_SC_NPROCESSORS_ONLN), model, u.release);
 }
 
 static double jnum(json_t *o, const char *k)
@@ -472,7 +446,7 @@ int main(void)
     double base_s = env_num("FERRY_BENCH_BASE_S", 8);
     int timeout_s = (int)env_num("FERRY_BENCH_TIMEOUT_S", 240);
     char mach[512];
-    machine_string(mach, sizeof(mach));
+    bench_machine_tcg(mach, sizeof(mach));
     mkdir("bench/out", 0755);
     char why[160];
     if (!netlab_available(why, sizeof(why))) {

@@ -54,6 +54,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../tests/lib/benchenv.h"
 #include "../tests/lib/lab.h"
 #include "core/estimator.h"
 #include "core/sample.h"
@@ -188,34 +189,6 @@ static double pct_err(double got, double want)
 static json_t *num(double v)
 {
     return isfinite(v) ? json_real(round(v * 1000.0) / 1000.0) : json_null();
-}
-
-/* "uname -m, nproc, cpu model" of this machine into buf. */
-static void machine_string(char *buf, size_t len)
-{
-    struct utsname u;
-    if (uname(&u) != 0)
-        memset(&u, 0, sizeof(u));
-    char model[160] = "unknown cpu";
-    FILE *f = fopen("/proc/cpuinfo", "r");
-    char line[512];
-    while (f && fgets(line, sizeof(line), f)) {
-        if (strncmp(line, "model name", 10) == 0) {
-            char *p = strchr(line, ':');
-            if (p) {
-                p++;
-                while (*p == ' ')
-                    p++;
-                p[strcspn(p, "\n")] = '\0';
-                snprintf(model, sizeof(model), "%s", p);
-            }
-            break;
-        }
-    }
-    if (f)
-        fclose(f);
-    snprintf(buf, len, "%s, %ld cpus, %s, Linux %s, QEMU TCG (no KVM)", u.machine,
-             sysconf(_SC_NPROCESSORS_ONLN), model, u.release);
 }
 
 /* --- the lab part --------------------------------------------------------- */
@@ -696,7 +669,7 @@ int main(void)
         n++;
     }
     char mach[512];
-    machine_string(mach, sizeof(mach));
+    bench_machine_tcg(mach, sizeof(mach));
     printf("lab_calibration: %d MiB guest, memload ws %d MiB, downtime-limit %d ms, %d moves of "
            "one guest between two agents\nmachine: %s\n",
            MEM_MIB, WS_MIB, DOWNTIME_MS, n, mach);

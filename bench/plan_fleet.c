@@ -47,6 +47,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../tests/lib/benchenv.h"
+
 #include "sim/fleet.h"
 #include "util/httpc.h"
 #include "util/xalloc.h"
@@ -486,29 +488,6 @@ static int run_one(long hosts, long groups, double scale, long timeout_s, long s
     return 0;
 }
 
-static void machine(char *out, size_t n)
-{
-    struct utsname u;
-    char model[128] = "unknown cpu";
-    FILE *f = fopen("/proc/cpuinfo", "r");
-    if (f) {
-        char line[256];
-        while (fgets(line, sizeof(line), f)) {
-            char *c = strchr(line, ':');
-            if (strncmp(line, "model name", 10) == 0 && c) {
-                snprintf(model, sizeof(model), "%s", c + 2);
-                model[strcspn(model, "\n")] = '\0';
-                break;
-            }
-        }
-        fclose(f);
-    }
-    if (uname(&u) != 0)
-        memset(&u, 0, sizeof(u));
-    snprintf(out, n, "%s %s %s, %ld cpus, %s", u.sysname, u.release, u.machine,
-             sysconf(_SC_NPROCESSORS_ONLN), model);
-}
-
 static void print_run(const char *what, const struct run *r)
 {
     printf("%-22s %6ld %7ld %4ld %6ld %8.1f %9.0f %9.0f %9.0f %6.2f %7.1f %7.1f %8ld %6d  %s\n",
@@ -558,7 +537,7 @@ int main(void)
     signal(SIGTERM, on_fatal);
     signal(SIGPIPE, SIG_IGN);
     char mach[256];
-    machine(mach, sizeof(mach));
+    bench_machine(mach, sizeof(mach));
     printf("plan_fleet: rolling maintenance of simulated hosts through the real ferryd\n"
            "(executor, migration orchestration, SQLite store); simulated agents in one process,\n"
            "pre-copy model durations played back at %.3f real s per simulated s; %ld groups\n"

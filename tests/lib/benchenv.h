@@ -1,0 +1,15 @@
+/* benchenv — one line describing this machine, printed by the benchmarks
+ * beside their figures (timings here are only comparable within a run and
+ * on a named machine). */
+#ifndef FERRY_TESTS_BENCHENV_H
+#define FERRY_TESTS_BENCHENV_H
+#include <stddef.h>
+
+/* "x86_64, 2 cpus, <cpu model>, Linux <release>, QEMU TCG (no KVM)": the
+ * lab benchmarks, whose guests run under TCG. */
+void bench_machine_tcg(char *buf, size_t len);
+
+/* "Linux <release> x86_64, 2 cpus, <cpu model>": the ferryd benchmarks. */
+void bench_machine(char *buf, size_t len);
+
+#endif
