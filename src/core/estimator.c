@@ -625,7 +625,12 @@ int est_update(struct est *e, const struct mig_sample *s)
     const struct mig_sample prev = e->last;
     const int had = e->have_sample;
 
-    if (!had) {
+    if (!had || s->phase == MIG_PHASE_SETUP) {
+        /* the pass-1 rate counts from when memory starts moving: a storage
+         * migration mirrors its disks (phase SETUP) for as long as that
+         * takes before QEMU sends a page, and the time since the first
+         * sample then read as a link of a few KiB/s (the adaptive policy
+         * judged itself late and aborted at the first ACTIVE sample) */
         e->t_first_ms = s->t_ms;
         e->tx_first = s->ram_transferred;
     }

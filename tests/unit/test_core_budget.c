@@ -678,6 +678,47 @@ static void t_eta_trickle(void)
           o.eta_known ? "" : "(unknown) ", (unsigned long long)o.eta_ms);
 }
 
+/* Proves: the memory copy's first rate counts from when memory starts
+ * moving, not from the start of a disk mirror that ran 20 s before it
+ * (that read as a link of a few KiB/s, and the adaptive policy, judging
+ * itself late at the first ACTIVE sample, aborted the migration). */
+static void t_rate_after_mirror(void)
+{
+    struct est e;
+    struct est_params ep;
+    memset(&ep, 0, sizeof(ep));
+    est_init(&e, &ep);
+    struct conv_policy p = policy(80, 2.0, 0);
+    p.adaptive.deadline_ms = 400000;
+    struct conv cv;
+    struct ferr err;
+    REQUIRE(conv_init(&cv, &p, &err) == 0, "init: %s", err.msg);
+    struct tick_out o;
+    memset(&o, 0, sizeof(o));
+    for (uint64_t t = 0; t <= 20000; t += 1000) { /* mirror phase, 50 MiB/s */
+        struct mig_sample s = mirror_sample(t, 1024u * MIB - t * 50u * MIB / 1000u);
+        REQUIRE(est_update(&e, &s) == 0, "update %llu", (unsigned long long)t);
+    }
+    struct mig_sample s;
+    memset(&s, 0, sizeof(s));
+    s.t_ms = 20250; /* READY; memory moved 40 MiB in its first 250 ms */
+    s.phase = MIG_PHASE_ACTIVE;
+    s.ram_total = 256u * MIB;
+    s.ram_transferred = 40u * MIB;
+    s.ram_remaining = s.ram_total - s.ram_transferred;
+    s.disk_total = s.disk_done = 1024u * MIB;
+    REQUIRE(est_update(&e, &s) == 0, "first ACTIVE sample");
+    struct est_out eo;
+    est_get(&e, &eo);
+    CHECK(eo.bw_bps > 100.0 * MIB, "first memory rate %.2f MiB/s, want ~160",
+          eo.bw_bps / MIB);
+    struct conv_action a[CONV_ACTIONS_MAX];
+    size_t n = 0;
+    REQUIRE(conv_tick(&cv, &s, &eo, s.t_ms, a, CONV_ACTIONS_MAX, &n) == 0, "tick");
+    for (size_t i = 0; i < n; i++)
+        CHECK(a[i].kind != CONV_ACT_ABORT, "aborted: %s", a[i].reason);
+}
+
 /* Proves: invalid budgets are rejected with the field named, and a budget
  * is refused outside the adaptive policy. */
 static void t_invalid(void)
@@ -725,6 +766,8 @@ int main(void)
     test_run("budget: ladder refused: within the budget until the deadline",
              t_bandwidth_hold_to_deadline);
     test_run("budget: a trickling READY mirror does not push the ETA out", t_eta_trickle);
+    test_run("budget: memory's first rate counts from READY, not the mirror's start",
+             t_rate_after_mirror);
     test_run("budget: invalid budgets rejected", t_invalid);
     return test_done();
 }
