@@ -36,27 +36,22 @@
  * BUILD (where ferryd is, default build), FERRY_BENCH_API_RECORDS (10000),
  * FERRY_BENCH_API_ACTIVE (50), FERRY_BENCH_API_DURATION_S (10),
  * FERRY_BENCH_API_CONNS (64). */
-#include <arpa/inet.h>
 #include <errno.h>
 #include <event2/buffer.h>
-#include <event2/event.h>
-#include <event2/http.h>
-#include <pthread.h>
 #include <sqlite3.h>
-#include <netinet/in.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
-#include <sys/socket.h>
 #include <sys/utsname.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "../tests/lib/benchenv.h"
+#include "../tests/lib/ferryd.h"
+#include "../tests/lib/standin.h"
 
 #include "coord/store.h"
 #include "util/httpc.h"
@@ -66,69 +61,6 @@
 
 static pid_t daemon_pid;
 static char dir[64];
-
-static long env_long(const char *name, long def, long min, long max)
-{
-    const char *v = getenv(name);
-    if (!v || !v[0])
-        return def;
-    char *end;
-    long x = strtol(v, &end, 10);
-    if (*end || x < min || x > max) {
-        fprintf(stderr, "ferryd_api: %s must be %ld … %ld\n", name, min, max);
-        exit(2);
-    }
-    return x;
-}
-
-static void sleep_ms(int ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
-    nanosleep(&ts, NULL);
-}
-
-static void kill_daemon(void)
-{
-    if (daemon_pid > 0) {
-        kill(-daemon_pid, SIGKILL);
-        waitpid(daemon_pid, NULL, 0);
-        daemon_pid = 0;
-    }
-}
-
-static void cleanup(void)
-{
-    kill_daemon();
-    if (dir[0]) {
-        char cmd[128];
-        snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-        if (system(cmd) != 0)
-            fprintf(stderr, "ferryd_api: could not remove %s\n", dir);
-    }
-}
-
-static void on_fatal(int sig)
-{
-    if (daemon_pid > 0)
-        kill(-daemon_pid, SIGKILL);
-    signal(sig, SIG_DFL);
-    raise(sig);
-}
-
-/* A free loopback TCP port (bound then released). */
-static int free_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof(a);
-    int port = -1;
-    if (fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0 &&
-        getsockname(fd, (struct sockaddr *)&a, &len) == 0)
-        port = ntohs(a.sin_port);
-    if (fd >= 0)
-        close(fd);
-    return port;
-}
 
 /* Inserts HOSTS hosts whose agent is at agent_url and n migration records
  * (ids mig-bench-00000 …, created a minute apart) in one transaction: the
@@ -200,74 +132,19 @@ static int fill_store(const char *db, long n, long active, const char *agent_url
     return rc ? -1 : 0;
 }
 
-static const char *ferryd_bin(void)
-{
-    static char path[256];
-    const char *b = getenv("BUILD");
-    snprintf(path, sizeof(path), "%s/ferryd", b && b[0] ? b : "build");
-    return path;
-}
-
-/* Starts ferryd with conf, stderr to logpath; waits ≤ 10 s for /v1/health. */
-static int start_daemon(const char *conf, const char *logpath, const char *url)
-{
-    pid_t pid = fork();
-    if (pid < 0)
-        return -1;
-    if (pid == 0) {
-        setpgid(0, 0);
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (!freopen(logpath, "a", stderr))
-            _exit(127);
-        execl(ferryd_bin(), "ferryd", "--config", conf, (char *)NULL);
-        _exit(127);
-    }
-    setpgid(pid, pid);
-    daemon_pid = pid;
-    for (int i = 0; i < 200; i++) {
-        struct httpc_resp r = {0};
-        struct ferr e = {0};
-        if (httpc_request(url, "GET", "/v1/health", NULL, NULL, 1000, &r, &e) == 0) {
-            int ok = r.status == 200;
-            httpc_resp_free(&r);
-            if (ok)
-                return 0;
-        }
-        if (waitpid(pid, NULL, WNOHANG) == pid) {
-            daemon_pid = 0;
-            return -1;
-        }
-        sleep_ms(50);
-    }
-    return -1;
-}
-
 /* ---- the agent endpoint ferryd polls --------------------------------------- */
 
-static struct event_base *agent_base;
-static struct timespec agent_t0;
-static long agent_polls; /* answers given (atomic: read after the thread ends) */
+static struct standin agent;
 
 /* GET /v1/migrations/AID: a running agent record. Progress advances 1 % per
  * 4 s and stays below 100 % (the migrations never finish during the run);
  * the figures differ at every poll, as a live migration's do. */
-static void agent_cb(struct evhttp_request *req, void *arg)
+static void agent_body(struct evbuffer *b, const char *aid, double t_s, void *arg)
 {
     (void)arg;
-    const char *uri = evhttp_request_get_uri(req);
-    const char *aid = uri ? strrchr(uri, '/') : NULL;
-    if (!aid || strncmp(uri, "/v1/migrations/agent-mig-", 25) != 0) {
-        evhttp_send_error(req, 404, "Not Found");
-        return;
-    }
-    aid++;
-    struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    double t_s = (double)(now.tv_sec - agent_t0.tv_sec) + (double)(now.tv_nsec - agent_t0.tv_nsec) / 1e9;
     double pct = t_s / 4.0 > 99.0 ? 99.0 : t_s / 4.0;
     long long total = 8LL << 30, rem = (long long)((double)total * (1.0 - pct / 100.0));
     long long eta = (long long)((100.0 - pct) * 4000.0);
-    struct evbuffer *b = evbuffer_new();
     evbuffer_add_printf(b,
                         "{\"id\":\"%s\",\"state\":\"running\",\"estimate\":{\"progress_pct\":%.3f,"
                         "\"eta_ms\":%lld,\"eta_low_ms\":%lld,\"eta_high_ms\":%lld},"
@@ -275,53 +152,6 @@ static void agent_cb(struct evhttp_request *req, void *arg)
                         "\"throttle_pct\":%d,\"dirty_pages_rate\":%ld},\"stalls\":[]}",
                         aid, pct, eta, eta * 8 / 10, eta * 12 / 10, total, rem, (int)pct / 10,
                         20000L + (long)(t_s * 100) % 5000);
-    evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", "application/json");
-    evhttp_send_reply(req, 200, "OK", b);
-    evbuffer_free(b);
-    __atomic_add_fetch(&agent_polls, 1, __ATOMIC_RELAXED);
-}
-
-static int agent_stop; /* set (atomically) by main: the thread leaves its loop */
-
-/* Every 100 ms: leaves the loop once main asked (a plain event_base needs no
- * thread support that way). */
-static void agent_tick(evutil_socket_t fd, short what, void *arg)
-{
-    (void)fd;
-    (void)what;
-    (void)arg;
-    if (__atomic_load_n(&agent_stop, __ATOMIC_RELAXED))
-        event_base_loopbreak(agent_base);
-}
-
-static void *agent_thread(void *arg)
-{
-    (void)arg;
-    event_base_dispatch(agent_base);
-    return NULL;
-}
-
-/* Starts the agent endpoint on 127.0.0.1, an ephemeral port, in a thread;
- * writes its URL. Returns 0 or -1. */
-static int agent_start(pthread_t *th, char *url, size_t n)
-{
-    agent_base = event_base_new();
-    struct evhttp *h = agent_base ? evhttp_new(agent_base) : NULL;
-    struct evhttp_bound_socket *bs = h ? evhttp_bind_socket_with_handle(h, "127.0.0.1", 0) : NULL;
-    if (!bs)
-        return -1;
-    evhttp_set_gencb(h, agent_cb, NULL);
-    struct sockaddr_in a;
-    socklen_t len = sizeof(a);
-    if (getsockname(evhttp_bound_socket_get_fd(bs), (struct sockaddr *)&a, &len) != 0)
-        return -1;
-    snprintf(url, n, "http://127.0.0.1:%d", ntohs(a.sin_port));
-    clock_gettime(CLOCK_MONOTONIC, &agent_t0);
-    struct event *tick = event_new(agent_base, -1, EV_PERSIST, agent_tick, NULL);
-    struct timeval tv = {0, 100000};
-    if (!tick || event_add(tick, &tv) != 0)
-        return -1;
-    return pthread_create(th, NULL, agent_thread, NULL) == 0 ? 0 : -1;
 }
 
 /* ferryd's CPU time so far (utime + stime), µs; -1 when unreadable. */
@@ -500,31 +330,12 @@ static void json_row(FILE *f, const char *name, const struct wrk_result *r)
             r->cpu_us_per_req, name, r->net_us_per_req);
 }
 
-/* Adds a token for user in project with roles through ferryd --add-token;
- * writes it into out. Returns 0 or -1. */
-static int add_token(const char *conf, const char *logpath, const char *user, const char *project,
-                     const char *roles, char *out, size_t n)
-{
-    char cmd[768];
-    snprintf(cmd, sizeof(cmd), "'%s' --config '%s' --add-token %s %s %s 2>>'%s'", ferryd_bin(),
-             conf, user, project, roles, logpath);
-    FILE *p = popen(cmd, "r");
-    out[0] = '\0';
-    if (p) {
-        if (!fgets(out, (int)n, p))
-            out[0] = '\0';
-        pclose(p);
-    }
-    out[strcspn(out, "\r\n")] = '\0';
-    return out[0] ? 0 : -1;
-}
-
 int main(void)
 {
-    long records = env_long("FERRY_BENCH_API_RECORDS", 10000, 100, 100000);
-    long active = env_long("FERRY_BENCH_API_ACTIVE", 50, 0, 1000);
-    long dur_s = env_long("FERRY_BENCH_API_DURATION_S", 10, 1, 60);
-    long conns = env_long("FERRY_BENCH_API_CONNS", 64, 1, 1000);
+    long records = bench_env_long("FERRY_BENCH_API_RECORDS", 10000, 100, 100000);
+    long active = bench_env_long("FERRY_BENCH_API_ACTIVE", 50, 0, 1000);
+    long dur_s = bench_env_long("FERRY_BENCH_API_DURATION_S", 10, 1, 60);
+    long conns = bench_env_long("FERRY_BENCH_API_CONNS", 64, 1, 1000);
     if (active > records)
         active = records;
     if (system("command -v wrk >/dev/null 2>&1") != 0) {
@@ -532,34 +343,29 @@ int main(void)
         return 1;
     }
     snprintf(dir, sizeof(dir), "/tmp/ferry-bench-api-XXXXXX");
-    if (!mkdtemp(dir)) {
-        dir[0] = '\0';
+    if (ferryd_tmpdir(dir) != 0 || ferryd_guard(&daemon_pid) != 0) {
         perror("mkdtemp");
         return 1;
     }
-    atexit(cleanup);
-    signal(SIGINT, on_fatal);
-    signal(SIGTERM, on_fatal);
-    char db[128], conf[128], logpath[128], tokpath[128], lua[128], url[64], agent_url[64];
+    char db[128], conf[128], logpath[128], tokpath[128], lua[128], url[64];
     snprintf(db, sizeof(db), "%s/ferryd.db", dir);
     snprintf(conf, sizeof(conf), "%s/ferryd.conf", dir);
     snprintf(logpath, sizeof(logpath), "%s/ferryd.log", dir);
     snprintf(tokpath, sizeof(tokpath), "%s/admin.token", dir);
     snprintf(lua, sizeof(lua), "%s/show.lua", dir);
 
-    pthread_t agent_th;
-    if (agent_start(&agent_th, agent_url, sizeof(agent_url)) != 0) {
+    if (standin_start(&agent, agent_body, NULL) != 0) {
         fprintf(stderr, "ferryd_api: cannot start the agent endpoint\n");
         return 1;
     }
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
-    if (fill_store(db, records, active, agent_url) != 0)
+    if (fill_store(db, records, active, agent.url) != 0)
         return 1;
     clock_gettime(CLOCK_MONOTONIC, &t1);
     double fill_s = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
 
-    int port = free_port();
+    int port = ferryd_free_port();
     FILE *f = fopen(conf, "w");
     if (port < 0 || !f)
         return 1;
@@ -583,12 +389,14 @@ int main(void)
     fclose(f);
     const char *tenant_project = "project-03";
     char member[300];
-    if (add_token(conf, logpath, "tenant", tenant_project, "member", member, sizeof(member)) != 0) {
+    if (ferryd_conf_add_token(conf, logpath, "tenant", tenant_project, "member", member,
+                              sizeof(member)) != 0) {
         fprintf(stderr, "ferryd_api: cannot add the member token (log: %s)\n", logpath);
         return 1;
     }
     snprintf(url, sizeof(url), "http://127.0.0.1:%d", port);
-    if (start_daemon(conf, logpath, url) != 0) {
+    daemon_pid = ferryd_spawn(conf, logpath);
+    if (daemon_pid < 0 || ferryd_wait_health(url, &daemon_pid, FERRYD_T_START_TIMEOUT_MS) != 0) {
         fprintf(stderr, "ferryd_api: ferryd did not start (log: %s)\n", logpath);
         return 1;
     }
@@ -606,13 +414,13 @@ int main(void)
              tenant_project);
     /* ferryd's own CPU while nothing but the progress writes runs (after a
      * second for the polls to settle). */
-    sleep_ms(1000);
+    ferryd_sleep_ms(1000);
     double bc0 = daemon_cpu_us(), bw0 = mono_s();
-    sleep_ms(3000);
+    ferryd_sleep_ms(3000);
     double bc1 = daemon_cpu_us(), bw1 = mono_s();
     bg_cpu_us_per_s = bc0 >= 0 && bc1 >= bc0 ? (bc1 - bc0) / (bw1 - bw0) : 0;
     double load0 = loadavg1();
-    long writes0 = progress_writes(db), polls0 = __atomic_load_n(&agent_polls, __ATOMIC_RELAXED);
+    long writes0 = progress_writes(db), polls0 = standin_polls(&agent);
     double commits0 = daemon_commits(url);
     clock_gettime(CLOCK_MONOTONIC, &t0);
     struct wrk_result health, show, list, mlist, mlistp;
@@ -628,10 +436,9 @@ int main(void)
     double commits1 = daemon_commits(url);
     double commits_per_s = commits0 >= 0 && commits1 >= commits0 ? (commits1 - commits0) / run_s : -1;
     double load1 = loadavg1();
-    long polls = __atomic_load_n(&agent_polls, __ATOMIC_RELAXED) - polls0;
-    kill_daemon();
-    __atomic_store_n(&agent_stop, 1, __ATOMIC_RELAXED);
-    pthread_join(agent_th, NULL);
+    long polls = standin_polls(&agent) - polls0;
+    ferryd_kill(&daemon_pid, SIGKILL, 0);
+    standin_stop(&agent);
 
     char mach[384];
     bench_machine(mach, sizeof(mach));

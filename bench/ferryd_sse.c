@@ -33,15 +33,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/utsname.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "../tests/lib/benchenv.h"
+#include "../tests/lib/ferryd.h"
 
 #include "coord/store.h"
 #include "util/httpc.h"
@@ -55,20 +54,6 @@
 static pid_t daemon_pid;
 static char dir[64];
 
-static long env_long(const char *name, long def, long min, long max)
-{
-    const char *v = getenv(name);
-    if (!v || !v[0])
-        return def;
-    char *end;
-    long x = strtol(v, &end, 10);
-    if (*end || x < min || x > max) {
-        fprintf(stderr, "ferryd_sse: %s must be %ld … %ld\n", name, min, max);
-        exit(2);
-    }
-    return x;
-}
-
 static int64_t mono_ns(void)
 {
     struct timespec ts;
@@ -81,96 +66,6 @@ static int64_t wall_ms(void)
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void sleep_ms(int ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
-    nanosleep(&ts, NULL);
-}
-
-static void kill_daemon(void)
-{
-    if (daemon_pid > 0) {
-        kill(-daemon_pid, SIGKILL);
-        waitpid(daemon_pid, NULL, 0);
-        daemon_pid = 0;
-    }
-}
-
-static void cleanup(void)
-{
-    kill_daemon();
-    if (dir[0]) {
-        char cmd[128];
-        snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-        if (system(cmd) != 0)
-            fprintf(stderr, "ferryd_sse: could not remove %s\n", dir);
-    }
-}
-
-static void on_fatal(int sig)
-{
-    if (daemon_pid > 0)
-        kill(-daemon_pid, SIGKILL);
-    signal(sig, SIG_DFL);
-    raise(sig);
-}
-
-static int free_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof(a);
-    int port = -1;
-    if (fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0 &&
-        getsockname(fd, (struct sockaddr *)&a, &len) == 0)
-        port = ntohs(a.sin_port);
-    if (fd >= 0)
-        close(fd);
-    return port;
-}
-
-static const char *ferryd_bin(void)
-{
-    static char path[256];
-    const char *b = getenv("BUILD");
-    snprintf(path, sizeof(path), "%s/ferryd", b && b[0] ? b : "build");
-    return path;
-}
-
-/* Starts ferryd with conf, stderr to logpath; waits ≤ 10 s for /v1/health. */
-static int start_daemon(const char *conf, const char *logpath, const char *url)
-{
-    pid_t pid = fork();
-    if (pid < 0)
-        return -1;
-    if (pid == 0) {
-        setpgid(0, 0);
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (!freopen(logpath, "a", stderr))
-            _exit(127);
-        execl(ferryd_bin(), "ferryd", "--config", conf, (char *)NULL);
-        _exit(127);
-    }
-    setpgid(pid, pid);
-    daemon_pid = pid;
-    for (int i = 0; i < 200; i++) {
-        struct httpc_resp r = {0};
-        struct ferr e = {0};
-        if (httpc_request(url, "GET", "/v1/health", NULL, NULL, 1000, &r, &e) == 0) {
-            int ok = r.status == 200;
-            httpc_resp_free(&r);
-            if (ok)
-                return 0;
-        }
-        if (waitpid(pid, NULL, WNOHANG) == pid) {
-            daemon_pid = 0;
-            return -1;
-        }
-        sleep_ms(50);
-    }
-    return -1;
 }
 
 /* ---- the writer ---------------------------------------------------------- */
@@ -471,10 +366,10 @@ static void json_phase(FILE *f, const struct phase *p)
 
 int main(void)
 {
-    long nsubs = env_long("FERRY_BENCH_SSE_SUBS", 1000, 1, 10000);
-    long nmig = env_long("FERRY_BENCH_SSE_MIGRATIONS", 50, 1, 1000);
-    long hz = env_long("FERRY_BENCH_SSE_HZ", 1, 1, 100);
-    long dur_s = env_long("FERRY_BENCH_SSE_DURATION_S", 15, 1, 120);
+    long nsubs = bench_env_long("FERRY_BENCH_SSE_SUBS", 1000, 1, 10000);
+    long nmig = bench_env_long("FERRY_BENCH_SSE_MIGRATIONS", 50, 1, 1000);
+    long hz = bench_env_long("FERRY_BENCH_SSE_HZ", 1, 1, 100);
+    long dur_s = bench_env_long("FERRY_BENCH_SSE_DURATION_S", 15, 1, 120);
     signal(SIGPIPE, SIG_IGN);
     struct rlimit rl;
     if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
@@ -488,20 +383,16 @@ int main(void)
         return 1;
     }
     snprintf(dir, sizeof(dir), "/tmp/ferry-bench-sse-XXXXXX");
-    if (!mkdtemp(dir)) {
-        dir[0] = '\0';
+    if (ferryd_tmpdir(dir) != 0 || ferryd_guard(&daemon_pid) != 0) {
         perror("mkdtemp");
         return 1;
     }
-    atexit(cleanup);
-    signal(SIGINT, on_fatal);
-    signal(SIGTERM, on_fatal);
     char db[128], conf[128], logpath[128], tokpath[128], url[64];
     snprintf(db, sizeof(db), "%s/ferryd.db", dir);
     snprintf(conf, sizeof(conf), "%s/ferryd.conf", dir);
     snprintf(logpath, sizeof(logpath), "%s/ferryd.log", dir);
     snprintf(tokpath, sizeof(tokpath), "%s/admin.token", dir);
-    int port = free_port();
+    int port = ferryd_free_port();
     FILE *f = fopen(conf, "w");
     if (port < 0 || !f)
         return 1;
@@ -511,7 +402,8 @@ int main(void)
             port, db, tokpath, nsubs + 16);
     fclose(f);
     snprintf(url, sizeof(url), "http://127.0.0.1:%d", port);
-    if (start_daemon(conf, logpath, url) != 0) {
+    daemon_pid = ferryd_spawn(conf, logpath);
+    if (daemon_pid < 0 || ferryd_wait_health(url, &daemon_pid, FERRYD_T_START_TIMEOUT_MS) != 0) {
         fprintf(stderr, "ferryd_sse: ferryd did not start (log: %s)\n", logpath);
         return 1;
     }
@@ -537,7 +429,7 @@ int main(void)
         return 1;
     }
     store_close(wst);
-    kill_daemon();
+    ferryd_kill(&daemon_pid, SIGKILL, 0);
 
     char mach[384];
     bench_machine(mach, sizeof(mach));

@@ -48,6 +48,7 @@
 #include <unistd.h>
 
 #include "../tests/lib/benchenv.h"
+#include "../tests/lib/ferryd.h"
 
 #include "sim/fleet.h"
 #include "util/httpc.h"
@@ -59,86 +60,11 @@
 
 static pid_t daemon_pid, fleet_pid;
 
-static long env_long(const char *name, long def, long min, long max)
-{
-    const char *v = getenv(name);
-    if (!v || !v[0])
-        return def;
-    char *end;
-    long x = strtol(v, &end, 10);
-    if (*end || x < min || x > max) {
-        fprintf(stderr, "plan_fleet: %s must be %ld … %ld\n", name, min, max);
-        exit(2);
-    }
-    return x;
-}
-
 static int64_t mono_ms(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void sleep_ms(int ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
-    nanosleep(&ts, NULL);
-}
-
-static void stop(pid_t *pid, int sig)
-{
-    if (*pid > 0) {
-        kill(-*pid, sig);
-        for (int i = 0; i < 100 && waitpid(*pid, NULL, WNOHANG) == 0; i++)
-            sleep_ms(100);
-        kill(-*pid, SIGKILL);
-        waitpid(*pid, NULL, 0);
-        *pid = 0;
-    }
-}
-
-static void on_fatal(int sig)
-{
-    if (daemon_pid > 0)
-        kill(-daemon_pid, SIGKILL);
-    if (fleet_pid > 0)
-        kill(-fleet_pid, SIGKILL);
-    signal(sig, SIG_DFL);
-    raise(sig);
-}
-
-static int free_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof(a);
-    int port = -1;
-    if (fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0 &&
-        getsockname(fd, (struct sockaddr *)&a, &len) == 0)
-        port = ntohs(a.sin_port);
-    if (fd >= 0)
-        close(fd);
-    return port;
-}
-
-static const char *bin(const char *name)
-{
-    static char path[256];
-    const char *b = getenv("BUILD");
-    snprintf(path, sizeof(path), "%s/%s", b && b[0] ? b : "build", name);
-    return path;
-}
-
-static int read_line(const char *path, char *buf, size_t n)
-{
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return -1;
-    char *r = fgets(buf, (int)n, f);
-    fclose(f);
-    buf[strcspn(buf, "\r\n")] = '\0';
-    return r && buf[0] ? 0 : -1;
 }
 
 static int api(const char *url, const char *token, const char *method, const char *path,
@@ -251,7 +177,7 @@ static int run_one(long hosts, long groups, double scale, long timeout_s, long s
         return -1;
     char conf[128], logp[128], tokp[128], db[128], summary[128], url[64], admin[300] = "",
          agent[300] = "";
-    int port = free_port(), fport = free_port();
+    int port = ferryd_free_port(), fport = ferryd_free_port();
     snprintf(conf, sizeof(conf), "%s/ferryd.conf", dir);
     snprintf(logp, sizeof(logp), "%s/ferryd.log", dir);
     snprintf(tokp, sizeof(tokp), "%s/admin.token", dir);
@@ -270,43 +196,18 @@ static int run_one(long hosts, long groups, double scale, long timeout_s, long s
             "max_migrations = 0\nmax_migrations_per_source = 0\nmax_migrations_per_destination = 0\n",
             port, db, tokp, (int)heartbeat_ms);
     fclose(f);
-    char *cmd = xasprintf("'%s' --config '%s' --add-token simfleet infra agent 2>>'%s'",
-                          bin("ferryd"), conf, logp);
-    FILE *p = popen(cmd, "r");
-    free(cmd);
-    if (!p || !fgets(agent, sizeof(agent), p)) {
-        if (p)
-            pclose(p);
+    if (ferryd_conf_add_token(conf, logp, "simfleet", "infra", "agent", agent,
+                              sizeof(agent)) != 0)
         return -1;
-    }
-    pclose(p);
-    agent[strcspn(agent, "\r\n")] = '\0';
-    pid_t pid = fork();
-    if (pid == 0) {
-        setpgid(0, 0);
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (!freopen(logp, "a", stderr))
-            _exit(127);
-        execl(bin("ferryd"), "ferryd", "--config", conf, (char *)NULL);
-        _exit(127);
-    }
-    setpgid(pid, pid);
-    daemon_pid = pid;
-    for (int i = 0; i < 200 && read_line(tokp, admin, sizeof(admin)) != 0; i++)
-        sleep_ms(50);
-    int ok = 0;
-    for (int i = 0; i < 200 && !ok; i++) {
-        ok = api(url, NULL, "GET", "/v1/health", NULL, NULL) == 200;
-        if (!ok)
-            sleep_ms(50);
-    }
-    if (!ok || !admin[0]) {
+    daemon_pid = ferryd_spawn(conf, logp);
+    if (daemon_pid < 0 || ferryd_wait_health(url, &daemon_pid, FERRYD_T_START_TIMEOUT_MS) != 0 ||
+        ferryd_read_line(tokp, admin, sizeof(admin)) != 0) {
         fprintf(stderr, "plan_fleet: ferryd did not start (log %s)\n", logp);
         return -1;
     }
     /* the simulated fleet */
     int64_t t_fleet = mono_ms();
-    pid = fork();
+    pid_t pid = fork();
     if (pid == 0) {
         setpgid(0, 0);
         prctl(PR_SET_PDEATHSIG, SIGKILL);
@@ -349,7 +250,7 @@ static int run_one(long hosts, long groups, double scale, long timeout_s, long s
         }
         json_decref(o);
         if (up < hosts)
-            sleep_ms(3000);
+            ferryd_sleep_ms(3000);
     }
     r->register_s = (double)(mono_ms() - t_fleet) / 1000.0;
     if (up < hosts) {
@@ -439,7 +340,7 @@ static int run_one(long hosts, long groups, double scale, long timeout_s, long s
         if (!strcmp(r->state, "completed") || !strcmp(r->state, "paused") ||
             !strcmp(r->state, "aborted"))
             break;
-        sleep_ms(POLL_MS);
+        ferryd_sleep_ms(POLL_MS);
     }
     for (long i = 0; i < hosts; i++)
         free(step[i]);
@@ -457,8 +358,8 @@ static int run_one(long hosts, long groups, double scale, long timeout_s, long s
     proc_usage(daemon_pid, &r->ferryd_cpu_s, &r->ferryd_rss_mib);
     double frss = 0;
     proc_usage(fleet_pid, &r->fleet_cpu_s, &frss);
-    stop(&fleet_pid, SIGTERM);
-    stop(&daemon_pid, SIGTERM);
+    ferryd_kill(&fleet_pid, SIGTERM, 10000);
+    ferryd_kill(&daemon_pid, SIGTERM, 10000);
     count_events(db, r);
     json_t *fs = json_load_file(summary, 0, NULL);
     r->migrations_succeeded = (long)json_integer_value(json_object_get(fs, "migrations_succeeded"));
@@ -467,7 +368,7 @@ static int run_one(long hosts, long groups, double scale, long timeout_s, long s
     r->sim_mig_mean_s = json_number_value(json_object_get(fs, "sim_migration_ms_mean")) / 1000.0;
     json_decref(fs);
     if (db_dir[0]) {
-        cmd = xasprintf("rm -rf '%s'", dbdir);
+        char *cmd = xasprintf("rm -rf '%s'", dbdir);
         if (system(cmd) != 0)
             fprintf(stderr, "plan_fleet: could not remove %s\n", dbdir);
         free(cmd);
@@ -478,7 +379,7 @@ static int run_one(long hosts, long groups, double scale, long timeout_s, long s
             hosts, r->state, r->wall_s, r->makespan_sim_s, r->estimate_s, r->lower_bound_s,
             r->ferryd_cpu_s, r->ferryd_rss_mib, r->events_total, r->stuck);
     if (r->completed) {
-        cmd = xasprintf("rm -rf '%s'", dir);
+        char *cmd = xasprintf("rm -rf '%s'", dir);
         if (system(cmd) != 0)
             fprintf(stderr, "plan_fleet: could not remove %s\n", dir);
         free(cmd);
@@ -521,20 +422,20 @@ static void json_run(FILE *f, const char *prefix, const struct run *r)
 
 int main(void)
 {
-    long hosts = env_long("FERRY_BENCH_FLEET_HOSTS", 1000, 2, FLEET_HOSTS_MAX);
-    long base_hosts = env_long("FERRY_BENCH_FLEET_BASE_HOSTS", 100, 0, FLEET_HOSTS_MAX);
-    long groups = env_long("FERRY_BENCH_FLEET_GROUPS", 5, 1, 1000);
-    long scale_milli = env_long("FERRY_BENCH_FLEET_SCALE_MILLI", 100, 1, 1000);
-    long timeout_s = env_long("FERRY_BENCH_FLEET_TIMEOUT_S", 900, 30, 7200);
-    long stuck_s = env_long("FERRY_BENCH_FLEET_STUCK_S", 120, 10, 7200);
-    long heartbeat_ms = env_long("FERRY_BENCH_FLEET_HEARTBEAT_MS", 10000, 1000, 60000);
-    per_source = env_long("FERRY_BENCH_FLEET_PER_SOURCE", 1, 1, 64);
+    long hosts = bench_env_long("FERRY_BENCH_FLEET_HOSTS", 1000, 2, FLEET_HOSTS_MAX);
+    long base_hosts = bench_env_long("FERRY_BENCH_FLEET_BASE_HOSTS", 100, 0, FLEET_HOSTS_MAX);
+    long groups = bench_env_long("FERRY_BENCH_FLEET_GROUPS", 5, 1, 1000);
+    long scale_milli = bench_env_long("FERRY_BENCH_FLEET_SCALE_MILLI", 100, 1, 1000);
+    long timeout_s = bench_env_long("FERRY_BENCH_FLEET_TIMEOUT_S", 900, 30, 7200);
+    long stuck_s = bench_env_long("FERRY_BENCH_FLEET_STUCK_S", 120, 10, 7200);
+    long heartbeat_ms = bench_env_long("FERRY_BENCH_FLEET_HEARTBEAT_MS", 10000, 1000, 60000);
+    per_source = bench_env_long("FERRY_BENCH_FLEET_PER_SOURCE", 1, 1, 64);
     /* the store on tmpfs by default: fsync is then free, and the figures are
        ferryd's own work (FERRY_BENCH_FLEET_DB_DISK=1: the store in /tmp) */
-    const char *db_dir = env_long("FERRY_BENCH_FLEET_DB_DISK", 0, 0, 1) ? "" : "/dev/shm";
+    const char *db_dir = bench_env_long("FERRY_BENCH_FLEET_DB_DISK", 0, 0, 1) ? "" : "/dev/shm";
     double scale = (double)scale_milli / 1000.0;
-    signal(SIGINT, on_fatal);
-    signal(SIGTERM, on_fatal);
+    if (ferryd_guard(&daemon_pid) != 0 || ferryd_guard(&fleet_pid) != 0)
+        return 1;
     signal(SIGPIPE, SIG_IGN);
     char mach[256];
     bench_machine(mach, sizeof(mach));
@@ -554,13 +455,13 @@ int main(void)
             have_base = 1;
         else
             rc = 1;
-        stop(&fleet_pid, SIGKILL);
-        stop(&daemon_pid, SIGKILL);
+        ferryd_kill(&fleet_pid, SIGKILL, 10000);
+        ferryd_kill(&daemon_pid, SIGKILL, 10000);
     }
     fprintf(stderr, "run: %ld hosts\n", hosts);
     if (run_one(hosts, groups, scale, timeout_s, stuck_s, heartbeat_ms, db_dir, &full) != 0) {
-        stop(&fleet_pid, SIGKILL);
-        stop(&daemon_pid, SIGKILL);
+        ferryd_kill(&fleet_pid, SIGKILL, 10000);
+        ferryd_kill(&daemon_pid, SIGKILL, 10000);
         fprintf(stderr, "plan_fleet: the %ld-host run failed to start\n", hosts);
         return 1;
     }

@@ -19,21 +19,16 @@
  *
  * ferryd runs in its own process group and dies with the test. Every wait
  * is bounded; the whole test takes about 25 s (6 s of it the held lock). */
-#include <arpa/inet.h>
 #include <event2/buffer.h>
-#include <event2/event.h>
-#include <event2/http.h>
-#include <netinet/in.h>
-#include <pthread.h>
 #include <signal.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <time.h>
 
 #include "../lib/ferryd.h"
+#include "../lib/standin.h"
 #include "../lib/test.h"
 #include "coord/store.h"
 #include "util/httpc.h"
@@ -49,71 +44,20 @@ static char db[LAB_PATH_MAX + 32];
 
 /* ---- the agent endpoint ferryd polls ------------------------------------- */
 
-static struct event_base *agent_base;
-static struct timespec agent_t0;
-static int agent_stop;
+static struct standin agent;
 
 /* GET /v1/migrations/agent-mig-NN: running, progress 2 %/s (below 99 %). */
-static void agent_cb(struct evhttp_request *req, void *arg)
+static void agent_body(struct evbuffer *b, const char *aid, double t_s, void *arg)
 {
     (void)arg;
-    const char *uri = evhttp_request_get_uri(req);
-    if (!uri || strncmp(uri, "/v1/migrations/agent-mig-", 25) != 0) {
-        evhttp_send_error(req, 404, "Not Found");
-        return;
-    }
-    struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    double t_s =
-        (double)(now.tv_sec - agent_t0.tv_sec) + (double)(now.tv_nsec - agent_t0.tv_nsec) / 1e9;
     double pct = t_s * 2 > 99.0 ? 99.0 : t_s * 2;
     long long total = 4LL << 30, rem = (long long)((double)total * (1.0 - pct / 100.0));
-    struct evbuffer *b = evbuffer_new();
     evbuffer_add_printf(b,
                         "{\"id\":\"%s\",\"state\":\"running\",\"estimate\":{\"progress_pct\":%.3f,"
                         "\"eta_ms\":%lld},\"last_sample\":{\"ram_total\":%lld,"
                         "\"ram_remaining\":%lld,\"throttle_pct\":0,\"dirty_pages_rate\":1000},"
                         "\"stalls\":[]}",
-                        strrchr(uri, '/') + 1, pct, (long long)((100.0 - pct) * 500), total, rem);
-    evhttp_send_reply(req, 200, "OK", b);
-    evbuffer_free(b);
-}
-
-static void agent_tick(evutil_socket_t fd, short what, void *arg)
-{
-    (void)fd;
-    (void)what;
-    (void)arg;
-    if (__atomic_load_n(&agent_stop, __ATOMIC_RELAXED))
-        event_base_loopbreak(agent_base);
-}
-
-static void *agent_thread(void *arg)
-{
-    (void)arg;
-    event_base_dispatch(agent_base);
-    return NULL;
-}
-
-static int agent_start(pthread_t *th, char *url, size_t n)
-{
-    agent_base = event_base_new();
-    struct evhttp *h = agent_base ? evhttp_new(agent_base) : NULL;
-    struct evhttp_bound_socket *bs = h ? evhttp_bind_socket_with_handle(h, "127.0.0.1", 0) : NULL;
-    if (!bs)
-        return -1;
-    evhttp_set_gencb(h, agent_cb, NULL);
-    struct sockaddr_in a;
-    socklen_t len = sizeof(a);
-    if (getsockname(evhttp_bound_socket_get_fd(bs), (struct sockaddr *)&a, &len) != 0)
-        return -1;
-    snprintf(url, n, "http://127.0.0.1:%d", ntohs(a.sin_port));
-    clock_gettime(CLOCK_MONOTONIC, &agent_t0);
-    struct event *tick = event_new(agent_base, -1, EV_PERSIST, agent_tick, NULL);
-    struct timeval tv = {0, 100000};
-    if (!tick || event_add(tick, &tv) != 0)
-        return -1;
-    return pthread_create(th, NULL, agent_thread, NULL) == 0 ? 0 : -1;
+                        aid, pct, (long long)((100.0 - pct) * 500), total, rem);
 }
 
 /* ---- the store ----------------------------------------------------------- */
@@ -365,11 +309,9 @@ int main(void)
         return 1;
     }
     snprintf(db, sizeof(db), "%s/ferryd.db", D.dir);
-    pthread_t th;
-    char agent_url[64];
     /* no heartbeats come from the agent endpoint: an hour's grace keeps the
        hosts up */
-    up = agent_start(&th, agent_url, sizeof(agent_url)) == 0 && fill_store(agent_url) == 0 &&
+    up = standin_start(&agent, agent_body, NULL) == 0 && fill_store(agent.url) == 0 &&
          ferryd_write_conf(&D, "heartbeat_interval_ms = 3600000\n") == 0 && ferryd_start(&D) == 0;
     test_run("progress: many migrations' answers in one transaction; outbox gapless, in order, "
              "no duplicate",
@@ -382,7 +324,6 @@ int main(void)
     if (!up)
         ferryd_tail_log(&D, 30);
     ferryd_fini(&D, 1);
-    __atomic_store_n(&agent_stop, 1, __ATOMIC_RELAXED);
-    pthread_join(th, NULL);
+    standin_stop(&agent);
     return test_done();
 }

@@ -1,7 +1,9 @@
 /* benchenv — see benchenv.h. */
 #include "benchenv.h"
 
+#include <errno.h> /* program_invocation_short_name */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/utsname.h>
 #include <unistd.h>
@@ -47,4 +49,19 @@ void bench_machine(char *buf, size_t len)
     cpu_model(model, sizeof(model));
     snprintf(buf, len, "%s %s %s, %ld cpus, %s", u.sysname, u.release, u.machine,
              sysconf(_SC_NPROCESSORS_ONLN), model);
+}
+
+long bench_env_long(const char *name, long def, long min, long max)
+{
+    const char *v = getenv(name);
+    if (!v || !v[0])
+        return def;
+    char *end;
+    long x = strtol(v, &end, 10);
+    if (*end || x < min || x > max) {
+        fprintf(stderr, "%s: %s must be %ld … %ld\n", program_invocation_short_name,
+                name, min, max);
+        exit(2);
+    }
+    return x;
 }

@@ -12,4 +12,10 @@ void bench_machine_tcg(char *buf, size_t len);
 /* "Linux <release> x86_64, 2 cpus, <cpu model>": the ferryd benchmarks. */
 void bench_machine(char *buf, size_t len);
 
+/* The environment variable name as a whole decimal number in min … max,
+ * or def when it is unset or empty. Anything else prints "BENCH: NAME
+ * must be MIN … MAX" on stderr (BENCH: the program's name) and exits with
+ * status 2. */
+long bench_env_long(const char *name, long def, long min, long max);
+
 #endif

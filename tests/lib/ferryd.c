@@ -1,13 +1,16 @@
 /* ferryd (test helper) — see ferryd.h. */
 #include "ferryd.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -15,10 +18,8 @@
 #include "util/httpc.h"
 #include "util/xalloc.h"
 
-#define MAX_DAEMONS 4 /* daemons the safety net knows at once */
-
-static struct ferryd *live[MAX_DAEMONS]; /* daemons without a lab, killed on exit */
-static int safety_installed;
+#define MAX_DAEMONS 4 /* process groups the safety net knows at once */
+#define MAX_DIRS 4    /* directories it removes at exit */
 
 void ferryd_sleep_ms(int ms)
 {
@@ -60,20 +61,33 @@ int ferryd_read_line(const char *path, char *buf, size_t n)
 
 /* --- safety net (daemons without a lab) ------------------------------- */
 
+static pid_t *live[MAX_DAEMONS];        /* guarded process groups (ferryd_guard) */
+static char *dirs[MAX_DIRS];            /* removed at exit (ferryd_tmpdir) */
+static int safety_installed;
+
 static void kill_live(void)
 {
     for (int i = 0; i < MAX_DAEMONS; i++)
-        if (live[i] && live[i]->pid > 0)
-            kill(-live[i]->pid, SIGKILL);
+        if (live[i] && *live[i] > 0)
+            kill(-*live[i], SIGKILL);
 }
 
 static void on_exit_kill(void)
 {
     for (int i = 0; i < MAX_DAEMONS; i++)
-        if (live[i] && live[i]->pid > 0) {
-            kill(-live[i]->pid, SIGKILL);
-            waitpid(live[i]->pid, NULL, 0);
-            live[i]->pid = 0;
+        if (live[i] && *live[i] > 0) {
+            kill(-*live[i], SIGKILL);
+            waitpid(*live[i], NULL, 0);
+            *live[i] = 0;
+        }
+    for (int i = 0; i < MAX_DIRS; i++)
+        if (dirs[i]) {
+            char *cmd = xasprintf("rm -rf '%s'", dirs[i]);
+            if (system(cmd) != 0)
+                fprintf(stderr, "cannot remove %s\n", dirs[i]);
+            free(cmd);
+            free(dirs[i]);
+            dirs[i] = NULL;
         }
 }
 
@@ -84,16 +98,8 @@ static void on_fatal(int sig)
     raise(sig);
 }
 
-static void install_safety(struct ferryd *d)
+static void install_safety(void)
 {
-    for (int i = 0; i < MAX_DAEMONS; i++)
-        if (live[i] == d)
-            return;
-    for (int i = 0; i < MAX_DAEMONS; i++)
-        if (!live[i]) {
-            live[i] = d;
-            break;
-        }
     if (safety_installed)
         return;
     safety_installed = 1;
@@ -108,11 +114,42 @@ static void install_safety(struct ferryd *d)
     }
 }
 
-static void forget(struct ferryd *d)
+int ferryd_guard(pid_t *pid)
+{
+    install_safety();
+    for (int i = 0; i < MAX_DAEMONS; i++)
+        if (live[i] == pid)
+            return 0;
+    for (int i = 0; i < MAX_DAEMONS; i++)
+        if (!live[i]) {
+            live[i] = pid;
+            return 0;
+        }
+    return -1;
+}
+
+static void forget(const pid_t *pid)
 {
     for (int i = 0; i < MAX_DAEMONS; i++)
-        if (live[i] == d)
+        if (live[i] == pid)
             live[i] = NULL;
+}
+
+int ferryd_tmpdir(char *tmpl)
+{
+    int slot = -1;
+    for (int i = 0; i < MAX_DIRS && slot < 0; i++)
+        if (!dirs[i])
+            slot = i;
+    if (slot < 0) {
+        errno = ENOSPC;
+        return -1;
+    }
+    if (!mkdtemp(tmpl))
+        return -1;
+    install_safety();
+    dirs[slot] = xstrdup(tmpl);
+    return 0;
 }
 
 /* --- life cycle ------------------------------------------------------- */
@@ -138,8 +175,10 @@ int ferryd_init(struct ferryd *d, struct lab *lab, struct ferr *e)
     snprintf(d->log_path, sizeof(d->log_path), "%s/ferryd.log", d->dir);
     snprintf(d->admin_path, sizeof(d->admin_path), "%s/admin.token", d->dir);
     snprintf(d->agent_tok_path, sizeof(d->agent_tok_path), "%s/agent.token", d->dir);
-    if (!lab)
-        install_safety(d);
+    if (!lab && ferryd_guard(&d->pid) != 0) {
+        ferr_set(e, -ENOSPC, NULL, "more than %d daemons without a lab", MAX_DAEMONS);
+        return -1;
+    }
     return 0;
 }
 
@@ -161,7 +200,7 @@ int ferryd_write_conf(struct ferryd *d, const char *extra, ...)
     return fclose(f) == 0 ? 0 : -1;
 }
 
-int ferryd_start(struct ferryd *d)
+pid_t ferryd_spawn(const char *conf, const char *log_path)
 {
     pid_t pid = fork();
     if (pid < 0)
@@ -169,34 +208,80 @@ int ferryd_start(struct ferryd *d)
     if (pid == 0) {
         setpgid(0, 0);
         prctl(PR_SET_PDEATHSIG, SIGKILL);
-        FILE *f = freopen(d->log_path, "a", stderr);
-        (void)f;
-        execl(ferryd_bin("ferryd"), "ferryd", "--config", d->conf, (char *)NULL);
+        if (!freopen(log_path, "a", stderr))
+            _exit(127);
+        execl(ferryd_bin("ferryd"), "ferryd", "--config", conf, (char *)NULL);
         _exit(127);
     }
     setpgid(pid, pid);
-    d->pid = pid;
-    if (d->lab && lab_track(d->lab, pid) != 0) {
+    return pid;
+}
+
+int ferryd_wait_health(const char *url, pid_t *pid, int timeout_ms)
+{
+    uint64_t t0 = lab_now_ms();
+    while (lab_now_ms() - t0 < (uint64_t)timeout_ms) {
+        struct httpc_resp r = {0};
+        struct ferr e = {0};
+        if (httpc_request(url, "GET", "/v1/health", NULL, NULL, 1000, &r, &e) == 0) {
+            int ok = r.status == 200;
+            httpc_resp_free(&r);
+            if (ok)
+                return 0;
+        }
+        if (waitpid(*pid, NULL, WNOHANG) == *pid) {
+            *pid = 0;
+            return -1;
+        }
+        ferryd_sleep_ms(50);
+    }
+    return -1;
+}
+
+void ferryd_kill(pid_t *pid, int sig, int grace_ms)
+{
+    if (*pid <= 0)
+        return;
+    kill(-*pid, sig);
+    for (int waited = 0; waited < grace_ms && waitpid(*pid, NULL, WNOHANG) == 0; waited += 100)
+        ferryd_sleep_ms(100);
+    kill(-*pid, SIGKILL);
+    while (waitpid(*pid, NULL, 0) < 0 && errno == EINTR) {
+    }
+    *pid = 0;
+}
+
+int ferryd_free_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof(a);
+    int port = -1;
+    if (fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0 &&
+        getsockname(fd, (struct sockaddr *)&a, &len) == 0)
+        port = ntohs(a.sin_port);
+    if (fd >= 0)
+        close(fd);
+    return port;
+}
+
+int ferryd_start(struct ferryd *d)
+{
+    d->pid = ferryd_spawn(d->conf, d->log_path);
+    if (d->pid < 0) {
+        d->pid = 0;
+        return -1;
+    }
+    if (d->lab && lab_track(d->lab, d->pid) != 0) {
         fprintf(stderr, "ferryd: lab_track: too many process groups\n");
         ferryd_stop(d, SIGKILL);
         return -1;
     }
-    uint64_t t0 = lab_now_ms();
-    while (lab_now_ms() - t0 < FERRYD_T_START_TIMEOUT_MS) {
-        struct httpc_resp r;
-        struct ferr e = {0};
-        if (httpc_request(d->url, "GET", "/v1/health", NULL, NULL, 1000, &r, &e) == 0) {
-            int ok = r.status == 200;
-            httpc_resp_free(&r);
-            if (ok)
-                return ferryd_read_line(d->admin_path, d->admin, sizeof(d->admin));
-        }
-        if (waitpid(pid, NULL, WNOHANG) == pid) {
-            d->pid = 0;
-            fprintf(stderr, "ferryd exited at start (log %s)\n", d->log_path);
-            return -1;
-        }
-        ferryd_sleep_ms(50);
+    if (ferryd_wait_health(d->url, &d->pid, FERRYD_T_START_TIMEOUT_MS) == 0)
+        return ferryd_read_line(d->admin_path, d->admin, sizeof(d->admin));
+    if (d->pid == 0) {
+        fprintf(stderr, "ferryd exited at start (log %s)\n", d->log_path);
+        return -1;
     }
     fprintf(stderr, "ferryd did not answer /v1/health (log %s)\n", d->log_path);
     ferryd_stop(d, SIGKILL);
@@ -222,7 +307,7 @@ int ferryd_restart(struct ferryd *d)
 void ferryd_fini(struct ferryd *d, int remove_dir)
 {
     ferryd_stop(d, SIGKILL);
-    forget(d);
+    forget(&d->pid);
     if (remove_dir && d->own_dir && d->dir[0]) {
         char *cmd = xasprintf("rm -rf '%s'", d->dir);
         if (system(cmd) != 0)
@@ -243,11 +328,11 @@ void ferryd_tail_log(const struct ferryd *d, int lines)
 
 /* --- tokens and requests ---------------------------------------------- */
 
-int ferryd_add_token(const struct ferryd *d, const char *user, const char *project,
-                     const char *roles, char *out, size_t n)
+int ferryd_conf_add_token(const char *conf, const char *log_path, const char *user,
+                          const char *project, const char *roles, char *out, size_t n)
 {
     char *cmd = xasprintf("'%s' --config '%s' --add-token '%s' '%s' '%s' 2>>'%s'",
-                          ferryd_bin("ferryd"), d->conf, user, project, roles, d->log_path);
+                          ferryd_bin("ferryd"), conf, user, project, roles, log_path);
     FILE *p = popen(cmd, "r");
     free(cmd);
     out[0] = '\0';
@@ -258,6 +343,12 @@ int ferryd_add_token(const struct ferryd *d, const char *user, const char *proje
     }
     out[strcspn(out, "\r\n")] = '\0';
     return out[0] ? 0 : -1;
+}
+
+int ferryd_add_token(const struct ferryd *d, const char *user, const char *project,
+                     const char *roles, char *out, size_t n)
+{
+    return ferryd_conf_add_token(d->conf, d->log_path, user, project, roles, out, n);
 }
 
 int ferryd_agent_token(struct ferryd *d)

@@ -13,10 +13,19 @@
  *   ferryd_relaunch_agent(&D, &L, 0, NULL); // agent 0 now registers with ferryd
  *   ferryd_api(&D, "GET", "/v1/hosts", D.admin, NULL, &o);
  *
+ * Benchmarks that write their own config (an ephemeral port, their own
+ * settings) use the bare process calls instead of struct ferryd:
+ *
+ *   static pid_t daemon_pid;
+ *   ferryd_guard(&daemon_pid);             // killed at exit / fatal signal
+ *   daemon_pid = ferryd_spawn(conf, log);
+ *   ferryd_wait_health(url, &daemon_pid, FERRYD_T_START_TIMEOUT_MS);
+ *   ferryd_kill(&daemon_pid, SIGTERM, 10000);
+ *
  * Leaks: the daemon runs with PR_SET_PDEATHSIG; with a lab its process
  * group is handed to lab_track (the lab's watchdog kills it); without one
- * an atexit handler and the usual fatal signals SIGKILL it. Not
- * thread-safe; one or two daemons per process is the intended use. */
+ * an atexit handler and the usual fatal signals SIGKILL it (ferryd_guard).
+ * Not thread-safe; one or two daemons per process is the intended use. */
 #ifndef FERRY_TESTS_FERRYD_H
 #define FERRY_TESTS_FERRYD_H
 #include <jansson.h>
@@ -119,6 +128,47 @@ int ferryd_wait_state(const struct ferryd *d, const char *token, const char *id,
  * timeout. */
 int ferryd_wait_terminal(const struct ferryd *d, const char *token, const char *id, int timeout_ms,
                          json_t **out) __attribute__((warn_unused_result));
+
+/* --- bare process (a config of the caller's own) ---------------------- */
+
+/* Hands the process group *pid (the variable, read when it fires; 0 or
+ * less: none) to the safety net: an atexit handler SIGKILLs and reaps it,
+ * and SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGSEGV, SIGBUS, SIGABRT and SIGFPE
+ * SIGKILL it before the signal's default action. pid must stay valid for
+ * the life of the process, or until ferryd_fini of the struct holding it.
+ * Returns 0, or -1 when 4 are already guarded. */
+int ferryd_guard(pid_t *pid) __attribute__((warn_unused_result));
+
+/* mkdtemp(tmpl) (tmpl "…XXXXXX", filled in place), the directory removed
+ * (rm -rf) by the safety net's atexit handler after the guarded daemons
+ * are killed; not on a fatal signal. Returns 0, or -1 with errno (ENOSPC:
+ * 4 directories already). */
+int ferryd_tmpdir(char *tmpl) __attribute__((warn_unused_result));
+
+/* A free loopback TCP port (bound, then released), or -1. */
+int ferryd_free_port(void);
+
+/* Starts `$BUILD/ferryd --config conf` in its own process group, with
+ * PR_SET_PDEATHSIG and stderr appended to log_path; does not wait. Returns
+ * its pid (= its process group), or -1 when fork failed. */
+pid_t ferryd_spawn(const char *conf, const char *log_path);
+
+/* Polls GET url/v1/health every 50 ms until it answers 200 (0), the daemon
+ * *pid exits (-1, reaped, *pid set to 0) or timeout_ms passes (-1, *pid
+ * still running). */
+int ferryd_wait_health(const char *url, pid_t *pid, int timeout_ms)
+    __attribute__((warn_unused_result));
+
+/* Sends sig to the process group *pid, waits up to grace_ms (in 100 ms
+ * steps) for it to exit, then SIGKILLs the group, reaps it and sets *pid
+ * to 0. No-op when *pid <= 0. */
+void ferryd_kill(pid_t *pid, int sig, int grace_ms);
+
+/* As ferryd_add_token for the config file conf, ferryd's stderr appended
+ * to log_path. */
+int ferryd_conf_add_token(const char *conf, const char *log_path, const char *user,
+                          const char *project, const char *roles, char *out, size_t n)
+    __attribute__((warn_unused_result));
 
 /* Prints the last lines lines of ferryd's log on stderr. */
 void ferryd_tail_log(const struct ferryd *d, int lines);
