@@ -587,21 +587,32 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 
 /* --- start -------------------------------------------------------------- */
 
+/* A start step's reply: drops its reference; with the instance gone or the
+ * command refused ("<what>: <QEMU's message>") the migration is ended
+ * (restored) and false returned; true: go on. */
+static bool start_reply(struct migration *m, struct instance *in, const struct ferr *err,
+                        const char *what)
+{
+    m->refs--;
+    if (!in) {
+        mig_instance_gone(m);
+        return false;
+    }
+    if (err) {
+        char why[300];
+        snprintf(why, sizeof(why), "%s: %.230s", what, err->msg);
+        fail_and_restore(m, MIGS_FAILED, why);
+        return false;
+    }
+    return true;
+}
+
 static void on_migrate(struct instance *in, const struct ferr *err, json_t *ret, void *ctx)
 {
     (void)ret;
     struct migration *m = ctx;
-    m->refs--;
-    if (!in) {
-        mig_instance_gone(m);
+    if (!start_reply(m, in, err, "migrate refused"))
         return;
-    }
-    if (err) {
-        char why[300];
-        snprintf(why, sizeof(why), "migrate refused: %.250s", err->msg);
-        fail_and_restore(m, MIGS_FAILED, why);
-        return;
-    }
     m->mem_started = true;
     bool ticking = m->state == MIGS_RUNNING && m->st; /* the mirror phase ticks already */
     if (m->cancel_requested) {
@@ -779,17 +790,8 @@ static void on_caps(struct instance *in, const struct ferr *err, json_t *ret, vo
 {
     (void)ret;
     struct migration *m = ctx;
-    m->refs--;
-    if (!in) {
-        mig_instance_gone(m);
+    if (!start_reply(m, in, err, "migrate-set-capabilities"))
         return;
-    }
-    if (err) {
-        char why[300];
-        snprintf(why, sizeof(why), "migrate-set-capabilities: %.230s", err->msg);
-        fail_and_restore(m, MIGS_FAILED, why);
-        return;
-    }
     uint64_t bw = m->limits.max_bandwidth_bps ? m->limits.max_bandwidth_bps : NO_CAP_BPS;
     json_t *p = json_pack("{s:I, s:I}", "downtime-limit", (json_int_t)m->limits.downtime_ms,
                           "max-bandwidth", (json_int_t)bw);

@@ -381,6 +381,25 @@ static bool step_reply(struct migration *m, const struct ferr *err, const char *
     return --st->pending == 0;
 }
 
+/* The last reply of a step (step_reply) with the instance still there
+ * and every part of the step done: true, go on. Otherwise false, and the
+ * instance's retirement or the step's failure has been handled. */
+static bool step_complete(struct migration *m, struct instance *in, const struct ferr *err,
+                          const char *what)
+{
+    if (!step_reply(m, err, what))
+        return false;
+    if (!in) {
+        mig_instance_gone(m);
+        return false;
+    }
+    if (m->st->step_failed) {
+        fail(m, m->st->step_error);
+        return false;
+    }
+    return true;
+}
+
 struct stg_op {
     struct migration *m; /* borrowed; m->refs held */
     unsigned disk;       /* index in m->st->disks */
@@ -399,16 +418,8 @@ static void on_mirror_started(struct instance *in, const struct ferr *err, json_
             cancel_one(m, op->disk, true);
     }
     free(op);
-    if (!step_reply(m, err, "blockdev-mirror"))
+    if (!step_complete(m, in, err, "blockdev-mirror"))
         return;
-    if (!in) {
-        mig_instance_gone(m);
-        return;
-    }
-    if (m->st->step_failed) {
-        fail(m, m->st->step_error);
-        return;
-    }
     if (m->st->phase != STG_CONNECTING)
         return; /* cancelled or failed meanwhile: teardown covers the jobs */
     m->st->phase = STG_MIRRORING;
@@ -468,16 +479,8 @@ static void on_target_added(struct instance *in, const struct ferr *err, json_t 
     if (!err)
         m->st->disks[op->disk].target_added = true;
     free(op);
-    if (!step_reply(m, err, "blockdev-add (nbd)"))
+    if (!step_complete(m, in, err, "blockdev-add (nbd)"))
         return;
-    if (!in) {
-        mig_instance_gone(m);
-        return;
-    }
-    if (m->st->step_failed) {
-        fail(m, m->st->step_error);
-        return;
-    }
     if (connecting_aborted(m)) {
         if (m->cancel_requested && m->st->phase == STG_CONNECTING)
             fail(m, "cancelled on request");
