@@ -510,19 +510,16 @@ static bool step_applicable(const struct conv *c, enum conv_step st,
 
 /* --- impact budget ------------------------------------------------------- */
 
-#define BUDGET_TARGET 0.7    /* usage the proportional step aims at */
-#define BUDGET_GAIN 0.6      /* rate factor per unit of usage above it */
-#define BUDGET_UP_GAIN 1.5   /* rate factor per unit of usage below it */
+#define BUDGET_AIM 0.75      /* usage the rate steers to: the budget's edge
+                                less a margin for noise and lag */
+#define BUDGET_GAMMA 0.6     /* damping: the step is (aim/usage)^gamma */
 #define BUDGET_UP_MAX 2.0    /* largest increase per measurement */
-#define BUDGET_BACKOFF 0.5   /* smallest rate factor on a violation */
-#define BUDGET_BACKOFF_MAX 0.9 /* largest rate factor on a violation */
-#define BUDGET_QUIET_UP 2.0  /* rate factor per measurement of a quiet guest */
-#define BUDGET_CEIL_SAFE 0.9 /* after a back-off the rate returns fast to
-                                this share of the ceiling */
-#define BUDGET_PROBE_AFTER 3 /* measurements inside there before probing */
-#define BUDGET_PROBE_STEP 1.25 /* a probe raises the ceiling by this */
-#define BUDGET_CEIL_FORGET 10 /* measurements inside after which the ceiling
-                                 is forgotten */
+#define BUDGET_UP_FAST 4.0   /* ... with usage below a quarter of the aim */
+#define BUDGET_DOWN_MIN 0.5  /* deepest cut per measurement */
+#define BUDGET_QUIET_UP 4.0  /* rate factor per measurement of a quiet guest */
+#define BUDGET_BINDING 0.6   /* usage above which the budget holds the rate */
+#define BUDGET_IDLE 0.25     /* a copy below this share of its rate idles (a
+                                READY mirror): steered on the rate instead */
 #define BUDGET_RESEND 0.05   /* re-emit a rate only when it moved this much */
 #define BUDGET_IO_MIN_BPS 65536u /* smallest guest write cap, bytes/s */
 #define DRAIN_ALPHA 0.3      /* EWMA weight of the newest disk drain sample */
@@ -612,17 +609,55 @@ static void report_budget(struct conv *c, struct emit *e, enum conv_budget_verdi
     }
 }
 
-/* Judges a new measurement and moves the copy rate: a proportional step
- * towards BUDGET_TARGET usage (multiplicative: up to x2 with all room, a
- * little down near the bound), a back-off by 1/usage (between x0.5 and
- * x0.9) on a violation — not repeated while the overlapping window still
- * holds the interval that caused the last one — with the rate then
- * remembered as the ceiling. Below a ceiling the rate climbs as fast back
- * to BUDGET_CEIL_SAFE of it, holds there BUDGET_PROBE_AFTER good
- * measurements (one when that is within 1.2x the guest's write rate, where
- * a mirror cannot converge), then probes: the ceiling rises by BUDGET_PROBE_STEP
- * (forgotten after BUDGET_CEIL_FORGET good measurements in a row).
- * Doubling while the guest is quiet. */
+/* The steered copy's rate over the newest `window` intervals (the ones the
+ * guest's measurement covers; intervals before the migration count as no
+ * copy), and the mean rate in force over them; false without any. */
+static bool budget_window_copy(const struct conv *c, double *copy_bps, double *allow_bps)
+{
+    uint64_t w = c->imp.window ? c->imp.window : 1;
+    if (w > CONV_BUDGET_IVS)
+        w = CONV_BUDGET_IVS;
+    if (c->n_iv == 0)
+        return false;
+    double sc = 0, sa = 0;
+    for (uint64_t k = 0; k < w && k < c->n_iv; k++) {
+        const struct conv_budget_iv *iv = &c->iv[(c->n_iv - 1 - k) % CONV_BUDGET_IVS];
+        sc += iv->copy_bps;
+        sa += (double)iv->rate_bps;
+    }
+    *copy_bps = sc / (double)w;
+    *allow_bps = sa / (double)w;
+    return true;
+}
+
+/* The rate that would bring usage u (0..) to BUDGET_AIM, from ref, the
+ * copy rate that produced it: usage grows about in proportion to the copy
+ * rate, so the step is (aim/u)^gamma (gamma < 1: damped against noise),
+ * between BUDGET_DOWN_MIN and BUDGET_UP_MAX (BUDGET_UP_FAST far below the
+ * aim). Pure; unit-tested through conv_tick. */
+static double budget_step(double u)
+{
+    if (u > 1.0) /* breach: straight back to the aim, fast */
+        return dmax(BUDGET_DOWN_MIN, BUDGET_AIM / u);
+    double f = pow(BUDGET_AIM / dmax(u, 0.02), BUDGET_GAMMA);
+    double up = u < BUDGET_AIM / 4 ? BUDGET_UP_FAST : BUDGET_UP_MAX;
+    return f > up ? up : f < BUDGET_DOWN_MIN ? BUDGET_DOWN_MIN : f;
+}
+
+/* Judges a new measurement and moves the copy rate to the budget's edge
+ * (feedback per measurement interval on the guest's own figures):
+ *   - quiet guest (nothing to judge): x BUDGET_QUIET_UP, spare capacity;
+ *   - usage u judged: the reference is what the steered copy actually
+ *     moved over the intervals the measurement covers (not the rate set
+ *     now: the window lags a rate just raised, and a cap above what QEMU
+ *     manages does not load the guest); the new rate is the reference
+ *     times budget_step(u). With room (u <= aim) the rate never falls and
+ *     rises at most x2 (x4 far below the aim) per measurement; above the
+ *     aim it never rises; outside the budget (u > 1) it falls at once to
+ *     aim/u of the reference (at least x0.5), and the rate of that moment
+ *     is remembered (ceiling_bps). A copy idling far below its allowance
+ *     (a READY mirror) is steered on the allowance instead.
+ * Always within [rate_min, rate_max]. */
 static void budget_judge(struct conv *c)
 {
     const struct conv_budget *b = &c->pol.budget;
@@ -639,55 +674,67 @@ static void budget_judge(struct conv *c)
         }
         if (c->bverdict != CONV_BUDGET_CONFLICT)
             c->bverdict = CONV_BUDGET_WITHIN;
-        r *= BUDGET_QUIET_UP; /* quiet guest: use the spare capacity */
-    } else {
-        c->judged++;
-        if (u > 1.0) {
-            c->violations++;
-            c->good_run = 0;
-            bool held = c->backoff_seq && c->imp.window > 1 &&
-                        c->imp.seq - c->backoff_seq < c->imp.window;
-            c->probe_run = 0;
-            if (!held) {
-                c->ceiling_bps = c->rate_bps;
-                double f = 0.9 / u;
-                if (f < BUDGET_BACKOFF)
-                    f = BUDGET_BACKOFF;
-                if (f > BUDGET_BACKOFF_MAX)
-                    f = BUDGET_BACKOFF_MAX;
-                r *= f;
-                c->backoff_seq = c->imp.seq;
-            }
-            if (c->bverdict != CONV_BUDGET_CONFLICT)
-                c->bverdict = CONV_BUDGET_VIOLATED;
-        } else {
-            double f = u < BUDGET_TARGET ? 1.0 + BUDGET_UP_GAIN * (BUDGET_TARGET - u)
-                                         : 1.0 + BUDGET_GAIN * (BUDGET_TARGET - u);
-            if (f > BUDGET_UP_MAX)
-                f = BUDGET_UP_MAX;
-            r *= f;
-            if (c->ceiling_bps && ++c->good_run >= BUDGET_CEIL_FORGET)
-                c->ceiling_bps = 0; /* the hurt was long ago: probe freely */
-            if (c->ceiling_bps && f > 1.0) {
-                /* back fast to just under the rate that hurt; hold there,
-                 * then probe above it */
-                double safe = BUDGET_CEIL_SAFE * (double)c->ceiling_bps;
-                /* a mirror held at about the guest's write rate never
-                 * converges (tick_budget): do not hold there, probe on */
-                uint32_t after = safe <= 1.2 * c->imp.wr_bps ? 1 : BUDGET_PROBE_AFTER;
-                if ((double)c->rate_bps >= 0.99 * safe && ++c->probe_run >= after) {
-                    c->ceiling_bps = (uint64_t)((double)c->ceiling_bps * BUDGET_PROBE_STEP);
-                    c->probe_run = 0;
-                    safe = BUDGET_CEIL_SAFE * (double)c->ceiling_bps;
-                }
-                if (r > safe)
-                    r = dmax((double)c->rate_bps, safe);
-            }
-            if (c->bverdict != CONV_BUDGET_CONFLICT)
-                c->bverdict = CONV_BUDGET_WITHIN;
-        }
+        c->rate_bps = clamp_rate(b, r * BUDGET_QUIET_UP);
+        return;
     }
-    c->rate_bps = clamp_rate(b, r);
+    c->judged++;
+    double copy = 0, allow = 0, ref = r;
+    if (budget_window_copy(c, &copy, &allow) && copy >= BUDGET_IDLE * allow)
+        ref = copy < r ? copy : r;
+    double f = budget_step(u);
+    double nr;
+    if (u > 1.0) {
+        c->violations++;
+        c->ceiling_bps = c->rate_bps;
+        /* the copy that hurt went at ref; an idle one (a READY mirror)
+         * is cut on its allowance */
+        nr = ref * f;
+        if (nr > r)
+            nr = r;
+        if (c->bverdict != CONV_BUDGET_CONFLICT)
+            c->bverdict = CONV_BUDGET_VIOLATED;
+    } else {
+        nr = ref * f;
+        if (u <= BUDGET_AIM) {
+            if (nr < r)
+                nr = r; /* room: never down */
+            if (nr > r * BUDGET_UP_FAST)
+                nr = r * BUDGET_UP_FAST;
+        } else if (nr > r) {
+            nr = r; /* above the aim: never up */
+        }
+        if (c->bverdict != CONV_BUDGET_CONFLICT)
+            c->bverdict = CONV_BUDGET_WITHIN;
+    }
+    c->rate_bps = clamp_rate(b, nr);
+}
+
+/* Counts what the steered copies moved since the previous sample (the
+ * mirror's bytes while mirror speed is steered, memory's while
+ * max-bandwidth is), and at a new measurement closes the interval. */
+static void budget_copy_sample(struct conv *c, const struct mig_sample *s, bool new_seq)
+{
+    const struct conv_budget *b = &c->pol.budget;
+    if (c->have_copy_prev) {
+        if ((b->steer & CONV_STEER_MIRROR) && s->disk_done > c->disk_done_prev)
+            c->copy_bytes += s->disk_done - c->disk_done_prev;
+        if ((b->steer & CONV_STEER_BANDWIDTH) && !c->bw_waived &&
+            s->ram_transferred > c->ram_tx_prev)
+            c->copy_bytes += s->ram_transferred - c->ram_tx_prev;
+    } else {
+        c->copy_t0_ms = s->t_ms;
+    }
+    c->have_copy_prev = true;
+    c->disk_done_prev = s->disk_done;
+    c->ram_tx_prev = s->ram_transferred;
+    if (!new_seq || s->t_ms <= c->copy_t0_ms)
+        return;
+    struct conv_budget_iv *iv = &c->iv[c->n_iv % CONV_BUDGET_IVS];
+    iv->copy_bps = (double)c->copy_bytes * 1000.0 / (double)(s->t_ms - c->copy_t0_ms);
+    iv->rate_bps = c->rate_bps;
+    c->n_iv++;
+    c->copy_bytes = 0;
+    c->copy_t0_ms = s->t_ms;
 }
 
 /* The guest write cap that lets the mirror drain at half the copy rate:
@@ -726,7 +773,9 @@ static void tick_budget(struct conv *c, const struct mig_sample *s, uint64_t now
     }
     if (c->rate_bps == 0)
         c->rate_bps = b->rate_start_bps;
-    if (c->imp.seq != c->imp_seq) {
+    bool new_seq = c->imp.seq != c->imp_seq;
+    budget_copy_sample(c, s, new_seq);
+    if (new_seq) {
         c->imp_seq = c->imp.seq;
         budget_judge(c);
     }
@@ -734,8 +783,7 @@ static void tick_budget(struct conv *c, const struct mig_sample *s, uint64_t now
     /* conflict: the copy cannot finish (disks: what is left does not shrink
      * or not in time; memory: the controller is late or stalled) while
      * the budget holds the rate down, or the rate is at its maximum */
-    bool binding = c->rate_bps >= b->rate_max_bps ||
-                   (c->ceiling_bps && (double)c->rate_bps <= 1.2 * (double)c->ceiling_bps) ||
+    bool binding = c->rate_bps >= b->rate_max_bps || c->usage > BUDGET_BINDING ||
                    c->bverdict == CONV_BUDGET_VIOLATED;
     uint64_t left_ms = c->pol.adaptive.deadline_ms > now_ms ? c->pol.adaptive.deadline_ms - now_ms
                                                             : 0;

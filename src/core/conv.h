@@ -210,6 +210,14 @@ struct conv_impact {
                                 0 or 1: no overlap */
 };
 
+#define CONV_BUDGET_IVS 8 /* measurement intervals of copy rate kept */
+
+/* The steered copy during one measurement interval of the guest. */
+struct conv_budget_iv {
+    double copy_bps;  /* bytes/s the steered copies moved (mirror, memory) */
+    uint64_t rate_bps; /* copy rate in force, bytes/s */
+};
+
 enum conv_budget_verdict {
     CONV_BUDGET_OFF = 0,      /* no budget */
     CONV_BUDGET_NO_BASELINE,  /* not judged yet: no baseline / no sample */
@@ -287,11 +295,14 @@ struct conv {
     uint64_t mirror_set_bps;         /* mirror speed last emitted */
     uint64_t bw_set_bps;             /* max-bandwidth last emitted */
     uint64_t ceiling_bps;            /* rate at the newest violation, 0 none */
-    uint64_t backoff_seq;            /* imp.seq of the newest back-off */
-    uint32_t good_run;               /* measurements inside since the last
-                                        violation */
-    uint32_t probe_run;              /* of them, at the ceiling's safe share
-                                        since the last probe */
+    struct conv_budget_iv iv[CONV_BUDGET_IVS]; /* the copy in the newest
+                                        measurement intervals, iv[n_iv % ..] */
+    uint64_t n_iv;                   /* intervals closed */
+    uint64_t copy_bytes;             /* steered bytes copied since the last
+                                        measurement */
+    uint64_t copy_t0_ms;             /* sample t_ms of the last measurement */
+    uint64_t disk_done_prev, ram_tx_prev; /* at the previous sample */
+    bool have_copy_prev;
     uint64_t violations;             /* measurements outside the budget */
     uint64_t judged;                 /* measurements judged */
     uint64_t conflict_since_ms;      /* conflict condition true since, 0 no */

@@ -1,6 +1,6 @@
 /* Impact budget of the adaptive policy (core/conv.c): usage of one
- * measurement, the copy rate's steering (back-off on a violation, probing
- * with room to spare, doubling while quiet, floor and ceiling), the
+ * measurement, the copy rate's steering to the budget's edge (one step and in
+ * closed loop against a modelled guest: quiet, busy, turning sensitive, caps), the
  * conflict report and the consent-gated io throttle step, waiver or abort
  * on refusal, bandwidth steering handed to the ladder, invalid budgets. */
 #include <math.h>
@@ -149,27 +149,34 @@ static void tick(struct conv *c, const struct mig_sample *s, struct tick_out *o)
     }
 }
 
-/* Proves: one measurement moves the rate in the right direction by the
- * right amount — down by at least half on a violation, up with room to
- * spare (x2 at most), a little down near the bound, doubled for a quiet guest — and
- * never leaves [min, max]. */
+/* Proves: one measurement moves the rate to the budget's edge from what
+ * the copy actually moved: up with room (x4 far below the aim, never down
+ * with room), a little down above the aim, straight to aim/usage (at least
+ * x0.5) outside the budget, x4 for a quiet guest; a rate just raised is
+ * not raised again on a window that saw the lower one; a cap above what
+ * the copy manages is cut from what it managed; never outside [min, max];
+ * one measurement judged once. */
 static void t_steer(void)
 {
     static const struct {
         double mibps, p99_ms;
         uint64_t ops;
         uint64_t start_mib;
-        double lo, hi; /* new rate / old rate must be within */
+        uint64_t copy_mib; /* the mirror moved this in the 1 s measured */
+        double lo, hi;     /* new rate / start rate must be within */
     } c[] = {
-        {10, 2.0, 100, 16, 2.0, 2.0},   /* at the baseline: doubled (x2 at most) */
-        {10, 3.0, 100, 16, 1.29, 1.31}, /* usage 0.5: 1 + 1.5 x (0.7 - 0.5) */
-        {10, 3.8, 100, 16, 0.85, 1.0},  /* usage 0.9: a little down */
-        {10, 6.0, 100, 16, 0.5, 0.5},   /* usage 2: halved (0.9/2 floored at 0.5) */
-        {5, 2.0, 100, 16, 0.5, 0.5},    /* throughput halved: usage 2.5, halved */
-        {10, 4.4, 100, 16, 0.74, 0.76}, /* usage 1.2: x0.9/1.2, in proportion */
-        {10, 2.0, 1, 16, 2.0, 2.0},     /* quiet now, quiet before: doubled */
-        {10, 2.0, 100, 256, 1.0, 1.0},  /* at the maximum: stays there */
-        {10, 100.0, 100, 1, 1.0, 1.0},  /* at the floor: stays there */
+        {10, 2.0, 100, 16, 16, 4.0, 4.0},     /* usage 0: x4 */
+        {10, 3.0, 100, 16, 16, 1.27, 1.28},   /* usage 0.5: (0.75/0.5)^0.6 */
+        {10, 3.8, 100, 16, 16, 0.89, 0.90},   /* usage 0.9: (0.75/0.9)^0.6 */
+        {10, 6.0, 100, 16, 16, 0.5, 0.5},     /* usage 2: x0.5 (0.375 floored) */
+        {5, 2.0, 100, 16, 16, 0.5, 0.5},      /* throughput halved: usage 2.5 */
+        {10, 4.4, 100, 16, 16, 0.62, 0.63},   /* usage 1.2: x0.75/1.2 */
+        {10, 2.0, 1, 16, 16, 4.0, 4.0},       /* quiet now and before: x4 */
+        {10, 2.0, 100, 256, 200, 1.0, 1.0},   /* at the maximum: stays */
+        {10, 100.0, 100, 1, 1, 1.0, 1.0},     /* at the floor: stays */
+        {10, 3.0, 100, 16, 10, 1.0, 1.0},     /* copy at 10 of 16: 12.8 < 16, held */
+        {10, 6.0, 100, 256, 100, 0.19, 0.20}, /* cap 256, copy 100, usage 2: 50 */
+        {10, 3.0, 100, 64, 1, 1.27, 1.28},    /* idle copy: on its allowance */
     };
     for (size_t i = 0; i < sizeof(c) / sizeof(c[0]); i++) {
         struct conv_policy p = policy(80, 2.0, 0);
@@ -177,7 +184,7 @@ static void t_steer(void)
         struct conv cv;
         REQUIRE(conv_init(&cv, &p, NULL) == 0, "init");
         struct tick_out o = {0};
-        struct mig_sample s = mirror_sample(0, 512u * MIB);
+        struct mig_sample s = mirror_sample(0, 1000u * MIB);
         tick(&cv, &s, &o); /* first rate, no measurement yet */
         CHECK(o.mirror_bps == c[i].start_mib * MIB, "case %zu: start speed %llu", i,
               (unsigned long long)o.mirror_bps);
@@ -185,125 +192,152 @@ static void t_steer(void)
         if (c[i].ops == 1)
             m.base_iops = 1; /* quiet baseline */
         REQUIRE(conv_set_impact(&cv, &m) == 0, "set impact");
-        s = mirror_sample(1000, 500u * MIB);
+        s = mirror_sample(1000, (1000u - c[i].copy_mib) * MIB);
         tick(&cv, &s, &o);
         double f = (double)cv.rate_bps / (double)(c[i].start_mib * MIB);
-        CHECK(f >= c[i].lo - 1e-9 && f <= c[i].hi + 1e-9,
+        CHECK(f >= c[i].lo - 1e-3 && f <= c[i].hi + 1e-3,
               "case %zu: rate x%.3f not in [%.2f, %.2f]", i, f, c[i].lo, c[i].hi);
         CHECK(cv.rate_bps >= p.budget.rate_min_bps && cv.rate_bps <= p.budget.rate_max_bps,
               "case %zu: rate %llu out of bounds", i, (unsigned long long)cv.rate_bps);
         /* the same measurement is judged once only */
         uint64_t r = cv.rate_bps;
-        s = mirror_sample(1250, 499u * MIB);
+        s = mirror_sample(1250, (999u - c[i].copy_mib) * MIB);
         tick(&cv, &s, &o);
         CHECK(cv.rate_bps == r, "case %zu: re-judged an old measurement", i);
     }
 }
 
-/* Proves: with overlapping windows (window 3) one bad interval is paid
- * for once: violations in the next two measurements do not cut the rate
- * again, the third does; and after ten good measurements the ceiling is
- * forgotten. */
-static void t_holdoff(void)
+/* A closed loop: the guest's usage in an interval is the copy's rate over
+ * edge_mibs (the budget's edge) plus noise, the copy goes at the rate set
+ * up to cap_mibs (what QEMU manages), the measurement covers the newest 3
+ * intervals (as the agent's); 4 samples per 1 s interval. Runs n
+ * intervals from *q on, returns the rates after each in rates[]. */
+struct plant {
+    double edge_mibs;  /* copy rate at usage 1; 0: quiet guest */
+    double cap_mibs;   /* the copy's own limit */
+    double noise;      /* usage noise amplitude (deterministic) */
+    double u[3];       /* the last intervals' usage */
+    uint64_t q;        /* measurement seq */
+    uint64_t t_ms;
+    uint64_t done;     /* bytes mirrored */
+};
+
+static void run_plant(struct conv *cv, struct plant *pl, size_t n, uint64_t *rates,
+                      struct tick_out *o, double *umax)
 {
-    struct conv_policy p = policy(0, 2.0, 0);
-    p.budget.rate_start_bps = 64u * MIB;
-    struct conv cv;
-    REQUIRE(conv_init(&cv, &p, NULL) == 0, "init");
-    struct tick_out o = {0};
-    uint64_t rates[5];
-    for (uint64_t q = 1; q <= 5; q++) {
-        struct conv_impact m = imp(q, 10, 6.0, 100); /* usage 2 */
+    for (size_t i = 0; i < n; i++) {
+        double copy = (double)cv->rate_bps / MIB;
+        if (copy > pl->cap_mibs)
+            copy = pl->cap_mibs;
+        for (int k = 0; k < 4; k++) {
+            pl->t_ms += 250;
+            pl->done += (uint64_t)(copy * MIB / 4);
+            if (k < 3) {
+                struct mig_sample s = mirror_sample(pl->t_ms, 0);
+                s.disk_total = 1ull << 40;
+                s.disk_done = pl->done;
+                tick(cv, &s, o);
+            }
+        }
+        double un = pl->edge_mibs > 0 ? copy / pl->edge_mibs : 0;
+        un += pl->noise * ((pl->q % 3) == 0 ? 1 : -0.5); /* mean 0 */
+        pl->u[2] = pl->u[1];
+        pl->u[1] = pl->u[0];
+        pl->u[0] = un < 0 ? 0 : un;
+        double uw = (pl->u[0] + pl->u[1] + pl->u[2]) / 3;
+        if (umax && uw > *umax)
+            *umax = uw;
+        /* usage uw as p99: base 2 ms, bound 2x */
+        struct conv_impact m = imp(++pl->q, 10, 2.0 * (1.0 + uw), pl->edge_mibs > 0 ? 100 : 0);
+        if (pl->edge_mibs <= 0)
+            m.base_iops = 0; /* quiet before and now */
         m.window = 3;
-        REQUIRE(conv_set_impact(&cv, &m) == 0, "impact");
-        struct mig_sample s = mirror_sample(q * 1000, 500u * MIB - q * MIB);
-        tick(&cv, &s, &o);
-        rates[q - 1] = cv.rate_bps;
+        (void)!conv_set_impact(cv, &m);
+        struct mig_sample s = mirror_sample(pl->t_ms, 0);
+        s.disk_total = 1ull << 40;
+        s.disk_done = pl->done;
+        tick(cv, &s, o);
+        rates[i] = cv->rate_bps;
     }
-    CHECK(rates[0] == 32u * MIB, "first cut to %llu", (unsigned long long)rates[0]);
-    CHECK(rates[1] == rates[0] && rates[2] == rates[0], "cut again inside the window: %llu %llu",
-          (unsigned long long)rates[1], (unsigned long long)rates[2]);
-    CHECK(rates[3] == 16u * MIB, "no cut once the window moved on: %llu",
-          (unsigned long long)rates[3]);
-    CHECK(cv.ceiling_bps > 0, "no ceiling after a violation");
-    for (uint64_t q = 6; q <= 16; q++) {
-        struct conv_impact m = imp(q, 10, 2.0, 100); /* at the baseline */
-        m.window = 3;
-        REQUIRE(conv_set_impact(&cv, &m) == 0, "impact");
-        struct mig_sample s = mirror_sample(q * 1000, 400u * MIB - q * MIB);
-        tick(&cv, &s, &o);
-    }
-    CHECK(cv.ceiling_bps == 0, "ceiling %llu kept after 10 good measurements",
-          (unsigned long long)cv.ceiling_bps);
 }
 
-/* Proves the increase phase: after a back-off the rate is back within one
- * measurement at 0.9x the rate that hurt (the ceiling), holds there three
- * good measurements, then probes above the ceiling and keeps climbing while
- * the guest stays inside; a violation while probing sets the new ceiling;
- * it does not hold where the mirror cannot outrun the guest's writes. */
-static void t_probe(void)
+/* Proves, in closed loop against a guest whose hurt grows with the copy
+ * rate: a quiet guest lets the rate rise to the cap; a busy one is steered
+ * to its edge (settles between 0.6 and 1.0 of it, the window's usage
+ * inside the budget once settled) whatever the start; when the guest turns
+ * sensitive the rate backs off within 2 measurements; the operator's
+ * floor and cap are never crossed. */
+static void t_loop(void)
+{
+    static const struct {
+        const char *what;
+        double edge, cap, noise;
+        uint64_t start_mib, min_mib, max_mib;
+        size_t n;
+        double lo, hi;   /* final rate, MiB/s, within */
+    } c[] = {
+        {"quiet guest: to the cap", 0, 1000, 0, 8, 1, 512, 5, 512, 512},
+        {"edge 100, start 8", 100, 1000, 0, 8, 1, 512, 12, 60, 100},
+        {"edge 100, start 8, noisy", 100, 1000, 0.15, 8, 1, 512, 12, 55, 100},
+        {"edge 100, start at the cap", 100, 1000, 0, 512, 1, 512, 12, 60, 100},
+        {"edge 400, copy manages 200: flat out", 400, 200, 0, 8, 1, 512, 10, 200, 512},
+        {"edge 100, operator's cap 64", 100, 1000, 0, 8, 1, 64, 10, 64, 64},
+        {"edge 1, operator's floor 4", 1, 1000, 0, 8, 4, 512, 10, 4, 4},
+    };
+    for (size_t i = 0; i < sizeof(c) / sizeof(c[0]); i++) {
+        struct conv_policy p = policy(0, 2.0, 0);
+        p.adaptive.deadline_ms = 100000000;
+        p.budget.rate_start_bps = c[i].start_mib * MIB;
+        p.budget.rate_min_bps = c[i].min_mib * MIB;
+        p.budget.rate_max_bps = c[i].max_mib * MIB;
+        p.budget.io_throttle = false;
+        p.budget.conflict_ms = 1000000; /* here: the rate only */
+        struct conv cv;
+        REQUIRE(conv_init(&cv, &p, NULL) == 0, "init");
+        struct tick_out o = {0};
+        struct plant pl = {.edge_mibs = c[i].edge, .cap_mibs = c[i].cap, .noise = c[i].noise};
+        uint64_t rates[32];
+        double umax = 0;
+        run_plant(&cv, &pl, c[i].n, rates, &o, NULL);
+        for (size_t k = 0; k < c[i].n; k++)
+            CHECK(rates[k] >= c[i].min_mib * MIB && rates[k] <= c[i].max_mib * MIB,
+                  "%s: rate %.1f MiB/s outside [%llu, %llu]", c[i].what,
+                  (double)rates[k] / MIB, (unsigned long long)c[i].min_mib,
+                  (unsigned long long)c[i].max_mib);
+        double last = (double)rates[c[i].n - 1] / MIB;
+        CHECK(last >= c[i].lo - 0.01 && last <= c[i].hi + 0.01,
+              "%s: settled at %.1f MiB/s, want %.0f..%.0f", c[i].what, last, c[i].lo, c[i].hi);
+        if (c[i].edge >= 100 && c[i].cap > c[i].edge && c[i].max_mib > c[i].edge) {
+            /* settled: inside the budget (the noisy one's peaks aside) */
+            run_plant(&cv, &pl, 8, rates, &o, &umax);
+            CHECK(umax <= 1.0 + 1.5 * c[i].noise, "%s: settled usage up to %.2f", c[i].what,
+                  umax);
+            /* the guest turns sensitive: its edge falls to 30 MiB/s */
+            pl.edge_mibs = 30;
+            run_plant(&cv, &pl, 3, rates, &o, NULL);
+            CHECK((double)rates[1] / MIB <= 30.0, "%s: %.1f MiB/s 2 measurements after the "
+                  "edge fell to 30", c[i].what, (double)rates[1] / MIB);
+        }
+    }
+}
+
+/* Proves: an impossible budget (the guest outside it even at the floor)
+ * is still reported as a conflict and waived (no io throttle offered). */
+static void t_loop_impossible(void)
 {
     struct conv_policy p = policy(0, 2.0, 0);
-    p.budget.rate_start_bps = 64u * MIB;
+    p.adaptive.deadline_ms = 100000000;
+    p.budget.rate_start_bps = 8u * MIB;
+    p.budget.rate_min_bps = 4u * MIB;
+    p.budget.io_throttle = false;
     struct conv cv;
     REQUIRE(conv_init(&cv, &p, NULL) == 0, "init");
     struct tick_out o = {0};
-    uint64_t q = 0, rates[12];
-    struct conv_impact m = imp(++q, 10, 6.0, 100); /* usage 2 at 64 MiB/s */
-    REQUIRE(conv_set_impact(&cv, &m) == 0, "impact");
-    struct mig_sample s = mirror_sample(q * 1000, 500u * MIB);
-    tick(&cv, &s, &o);
-    CHECK(cv.rate_bps == 32u * MIB && cv.ceiling_bps == 64u * MIB, "cut to %llu, ceiling %llu",
-          (unsigned long long)cv.rate_bps, (unsigned long long)cv.ceiling_bps);
-    for (size_t i = 0; i < 8; i++) {
-        m = imp(++q, 10, 2.0, 100); /* at the baseline: usage 0 */
-        REQUIRE(conv_set_impact(&cv, &m) == 0, "impact");
-        s = mirror_sample(q * 1000, 500u * MIB - q * MIB);
-        tick(&cv, &s, &o);
-        rates[i] = cv.rate_bps;
-    }
-    uint64_t safe = (uint64_t)(0.9 * 64.0 * MIB);
-    CHECK(rates[0] >= safe - MIB && rates[0] <= 64u * MIB, "back at %llu, want ~%llu",
-          (unsigned long long)rates[0], (unsigned long long)safe);
-    CHECK(rates[1] <= 64u * MIB && rates[2] <= 64u * MIB, "above the ceiling before probing: %llu %llu",
-          (unsigned long long)rates[1], (unsigned long long)rates[2]);
-    CHECK(rates[3] > 64u * MIB, "no probe above the ceiling after 3 good measurements: %llu",
-          (unsigned long long)rates[3]);
-    CHECK(rates[7] > rates[3], "stopped climbing while inside: %llu -> %llu",
-          (unsigned long long)rates[3], (unsigned long long)rates[7]);
-    uint64_t before = cv.rate_bps;
-    m = imp(++q, 10, 6.0, 100);
-    REQUIRE(conv_set_impact(&cv, &m) == 0, "impact");
-    s = mirror_sample(q * 1000, 400u * MIB);
-    tick(&cv, &s, &o);
-    CHECK(cv.ceiling_bps == before && cv.rate_bps == before / 2, "ceiling %llu rate %llu from %llu",
-          (unsigned long long)cv.ceiling_bps, (unsigned long long)cv.rate_bps,
-          (unsigned long long)before);
-    CHECK(o.mirror_bps == cv.rate_bps, "mirror speed %llu not the rate %llu",
-          (unsigned long long)o.mirror_bps, (unsigned long long)cv.rate_bps);
-
-    /* hurt at 8 MiB/s while the guest writes 6.8 MiB/s: 0.9x the ceiling
-     * (7.2) cannot drain the mirror, so no holding there */
-    p.budget.rate_start_bps = 8u * MIB;
-    REQUIRE(conv_init(&cv, &p, NULL) == 0, "init");
-    q = 0;
-    m = imp(++q, 10, 6.0, 100);
-    m.wr_bps = 6.8 * MIB;
-    REQUIRE(conv_set_impact(&cv, &m) == 0, "impact");
-    s = mirror_sample(q * 1000, 500u * MIB);
-    tick(&cv, &s, &o);
-    CHECK(cv.rate_bps == 4u * MIB, "cut to %llu", (unsigned long long)cv.rate_bps);
-    for (size_t i = 0; i < 2; i++) {
-        m = imp(++q, 10, 2.0, 100);
-        m.wr_bps = 6.8 * MIB;
-        REQUIRE(conv_set_impact(&cv, &m) == 0, "impact");
-        s = mirror_sample(q * 1000, 500u * MIB - q * MIB);
-        tick(&cv, &s, &o);
-        rates[i] = cv.rate_bps;
-    }
-    CHECK(rates[1] > (uint64_t)(1.1 * 6.8 * MIB), "held at %llu, at the guest's write rate",
-          (unsigned long long)rates[1]);
+    struct plant pl = {.edge_mibs = 1, .cap_mibs = 1000};
+    uint64_t rates[16];
+    run_plant(&cv, &pl, 10, rates, &o, NULL);
+    CHECK(o.conflict >= 1, "no conflict reported on an impossible budget");
+    CHECK(o.waived == 1, "not waived (%d)", o.waived);
 }
 
 /* Drives a mirror that never shrinks (the guest dirties as fast as the
@@ -437,8 +471,9 @@ static void t_conflict_kinds(void)
 }
 
 /* Proves: a mirror that drains is no conflict even when the budget holds
- * the rate down; a guest inside its budget sees the rate climb to the
- * maximum. */
+ * the rate down; a guest inside its budget (usage 0.1) sees the rate climb
+ * well past what the mirror manages (16 MiB/s here): the budget is not
+ * what holds it. */
 static void t_no_conflict(void)
 {
     struct conv_policy p = policy(80, 2.0, 0);
@@ -458,8 +493,8 @@ static void t_no_conflict(void)
     CHECK(o.conflict == 0 && o.consent_io == 0, "conflict on a draining mirror");
     CHECK(conv_budget_verdict(&cv) == CONV_BUDGET_WITHIN, "verdict %s",
           conv_budget_verdict_name(conv_budget_verdict(&cv)));
-    CHECK(o.mirror_bps == p.budget.rate_max_bps, "rate %llu, not the maximum",
-          (unsigned long long)o.mirror_bps);
+    CHECK(o.mirror_bps >= 3u * 16u * MIB, "rate %.1f MiB/s, under 3x the mirror's 16",
+          (double)o.mirror_bps / MIB);
     CHECK(o.bw_bps == 0, "bandwidth steered though steer is mirror only");
 }
 
@@ -755,8 +790,9 @@ int main(void)
 {
     test_run("budget: usage of one measurement", t_usage);
     test_run("budget: rate steered by one measurement, within bounds", t_steer);
-    test_run("budget: one bad interval cut once; ceiling forgotten", t_holdoff);
-    test_run("budget: back fast under the ceiling, hold, probe above it", t_probe);
+    test_run("budget: closed loop: quiet to the cap, busy to the edge, back off, caps",
+             t_loop);
+    test_run("budget: closed loop: impossible budget reported and waived", t_loop_impossible);
     test_run("budget: conflict reported, io throttle only after consent", t_conflict_grant);
     test_run("budget: unanswered, refused or not offered io throttle", t_conflict_refuse);
     test_run("budget: slow mirror and guest hurt at the floor are conflicts", t_conflict_kinds);
