@@ -1163,6 +1163,33 @@ int conv_future_downtime(const struct conv *c, struct est_sched_step *sched, siz
     return 0;
 }
 
+uint64_t conv_next_event_ms(const struct conv *c)
+{
+    uint64_t t = UINT64_MAX, now = c->last_t_ms;
+    if (c->done)
+        return t;
+    if (c->pol.kind == CONV_NOVA) {
+        for (size_t i = 0; i < c->n_nsteps; i++) {
+            uint64_t ts = c->nsteps[i].t_s * 1000 + 1; /* acts once elapsed > t_s */
+            if (ts > now) {
+                t = ts;
+                break;
+            }
+        }
+        if (c->nova_timeout_s && !c->timeout_fired && c->nova_timeout_s * 1000 + 1 > now &&
+            c->nova_timeout_s * 1000 + 1 < t)
+            t = c->nova_timeout_s * 1000 + 1;
+    } else if (c->pol.kind == CONV_ADAPTIVE) {
+        const struct conv_adaptive *ad = &c->pol.adaptive;
+        if (ad->deadline_ms > now)
+            t = ad->deadline_ms;
+        if (c->rung < ad->n_ladder && c->rung_state[ad->ladder[c->rung]] == CONV_RUNG_ACTIVE &&
+            c->rung_t_ms + ad->settle_ms > now && c->rung_t_ms + ad->settle_ms < t)
+            t = c->rung_t_ms + ad->settle_ms;
+    }
+    return t;
+}
+
 const char *conv_act_name(enum conv_act_kind k)
 {
     static const char *const names[CONV_ACT__COUNT] = {

@@ -385,6 +385,13 @@ double conv_nova_data_gb(const struct conv_nova *nova);
 int conv_future_downtime(const struct conv *c, struct est_sched_step *sched,
                          size_t max, size_t *n) __attribute__((warn_unused_result));
 
+/* Returns the next time (ms since migration start, after the last tick)
+ * at which c may act on time alone — a Nova downtime step or completion
+ * timeout, an adaptive deadline or the end of a rung's settle time — or
+ * UINT64_MAX when there is none (schedule policies act on iterations, a
+ * done controller never). Pure; for forecasts (core/forecast.h). */
+uint64_t conv_next_event_ms(const struct conv *c);
+
 /* Stable names for logs and events. */
 const char *conv_act_name(enum conv_act_kind k);
 const char *conv_step_name(enum conv_step s);

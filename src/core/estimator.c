@@ -236,6 +236,168 @@ static struct pred predict(const struct model *m, const struct est_sched_step *s
     return p;
 }
 
+/* The forecast stepper (est_forecast): the model of predict(), pass by
+ * pass without the closed form, with the hook deciding at each sync and at
+ * the wake times it asks for. What a pass dirties is tracked as the
+ * throttled time since the sync (wr, s): d x wr on a line, H (1 -
+ * e^(-w wr / H)) on a working-set curve. A pass that makes no progress
+ * (steady state: the set stays as large) jumps to the next wake, the
+ * syncs it would have made counted from the last pass's length. */
+static double fc_dirt(const struct model *m, int sat, double d, double wr)
+{
+    double dirt = sat ? m->sat_h * (1.0 - exp(-m->sat_w * wr / m->sat_h)) : d * wr;
+    if (m->dirt_cap > 0 && dirt > m->dirt_cap)
+        dirt = m->dirt_cap;
+    if (m->total > 0 && dirt > m->total)
+        dirt = m->total;
+    return dirt;
+}
+
+static struct pred fc_predict(const struct model *m0, uint64_t tx0, uint64_t sync0, est_fc_fn fn,
+                              void *ud, int *changed)
+{
+    struct model mm = *m0, *m = &mm;
+    struct pred p = {0, 0, 0, 0};
+    *changed = 0;
+    if (!(m->r > 0))
+        return p;
+    double t = 0, sent = 0;
+    if (m->disk_left > 0) { /* as predict(): disks first, at least at R */
+        double dbps = m->disk_bps > m->r ? m->disk_bps : m->r;
+        t += m->disk_left / dbps;
+        sent += m->disk_left;
+    }
+    int sat = m->sat_h > 0 && m->sat_w > 0;
+    double d = m->d, mul = 1.0, r = m->r;
+    double v = m->v, wr = m->since_s, since = m->since_s;
+    double level = 0, prev_exact = -1, pass_s = 0, pass_t0 = t - m->since_s;
+    int in_pass1 = m->pass1, synced = 0, steady = 0, calls = 0;
+    double p1_share = m->p1_share > 0 && m->p1_share <= 1 ? m->p1_share : 1;
+    uint64_t limit = m->base_dt_ms, syncs = sync0;
+    double wake = 0; /* s from the forecast's start; call at once */
+    for (int it = 0; it < EST_FC_PASSES && t < PRED_T_MAX_S; it++) {
+        if ((t >= wake - 1e-9 || synced) && calls < EST_FC_CALLS) {
+            struct est_fc_view vw;
+            struct est_fc_ctl c;
+            double pend = in_pass1 ? v / p1_share : v;
+            memset(&vw, 0, sizeof(vw));
+            vw.t_ms = m->t0_ms + to_ms(t);
+            vw.remaining = (uint64_t)fmax(pend, 0);
+            vw.transferred = tx0 + (uint64_t)sent;
+            vw.syncs = syncs;
+            vw.since_sync_ms = to_ms(since);
+            vw.bw_bps = r;
+            vw.dirty_bps = (sat ? m->sat_w : d) * mul;
+            vw.level = level;
+            vw.pass_ms = pass_s * 1000.0;
+            vw.pass1 = in_pass1;
+            vw.synced = synced;
+            vw.steady = steady;
+            c.limit_ms = limit;
+            c.bw_bps = r;
+            c.dirty_mul = mul;
+            c.end = EST_FC_GO_ON;
+            c.wake_ms = UINT64_MAX;
+            c.changed = 0;
+            fn(ud, &vw, &c);
+            calls++;
+            if (c.changed)
+                *changed = 1;
+            limit = c.limit_ms ? c.limit_ms : limit;
+            if (c.bw_bps > 0)
+                r = c.bw_bps;
+            mul = c.dirty_mul >= 0 && c.dirty_mul <= 1 ? c.dirty_mul : mul;
+            if (c.end == EST_FC_ABORT)
+                return p;
+            if (c.end == EST_FC_POSTCOPY) {
+                /* the guest runs on the destination now; what is pending
+                 * (this pass's rest and what was dirtied since the sync)
+                 * is pulled at the bandwidth */
+                double pending = v + fc_dirt(m, sat, d, wr);
+                p.finite = 1;
+                p.pause_s = 0;
+                p.t_s = t + pending / r;
+                p.sent = sent + pending;
+                return p;
+            }
+            if (c.end == EST_FC_PAUSE)
+                mul = 0;
+            wake = c.wake_ms == UINT64_MAX || c.wake_ms <= m->t0_ms
+                       ? (c.wake_ms == UINT64_MAX ? INFINITY : t)
+                       : (double)(c.wake_ms - m->t0_ms) / 1000.0;
+            if (wake < t)
+                wake = t; /* a wake in the past: at the next turn */
+        }
+        synced = 0;
+        double thr = r * (double)limit / 1000.0;
+        if ((in_pass1 ? v / p1_share : v) <= thr) {
+            double dirt = fc_dirt(m, sat, d, wr);
+            double exact = v + dirt;
+            if (m->total > 0 && exact > m->total && !in_pass1)
+                exact = m->total;
+            in_pass1 = 0;
+            syncs++;
+            pass_s = t - pass_t0;
+            pass_t0 = t;
+            level = exact;
+            if (exact <= thr) {
+                p.finite = 1;
+                p.pause_s = exact / r;
+                p.t_s = t + p.pause_s;
+                p.sent = sent + exact;
+                return p;
+            }
+            double drate = (sat ? m->sat_w : d) * mul;
+            steady = (!sat && drate >= r * (1.0 - 1e-12)) ||
+                     (prev_exact >= 0 && exact >= prev_exact * (1.0 - (sat ? 1e-3 : 1e-9)));
+            if (steady) {
+                /* no progress at this limit: nothing changes until the
+                 * hook's next wake; the passes keep their length */
+                if (!isfinite(wake) || calls >= EST_FC_CALLS)
+                    return p;
+                double wait = wake - t;
+                if (wait < 0.001)
+                    wait = 0.001;
+                double plen = pass_s > 0.001 ? pass_s : 0.001;
+                double k = floor(wait / plen);
+                t += wait;
+                sent += wait * r;
+                syncs += (uint64_t)fmin(k, 1e9);
+                pass_t0 = t;
+                v = exact;
+                wr = since = 0;
+                prev_exact = -1;
+                synced = 1;
+                continue;
+            }
+            prev_exact = exact;
+            v = exact;
+            wr = since = 0;
+            synced = 1;
+        }
+        /* send until pending is below the threshold by one burst, or
+         * until the hook's wake */
+        double floor_b = thr - r * m->gran_s;
+        if (floor_b < 0)
+            floor_b = 0;
+        if (in_pass1) {
+            double pend = v / p1_share;
+            floor_b = fmax(0, v - (pend - floor_b));
+        }
+        double ts = v > floor_b ? (v - floor_b) / r : 0;
+        if (t + ts > wake && wake > t)
+            ts = wake - t;
+        t += ts;
+        since += ts;
+        wr += ts * mul;
+        sent += ts * r;
+        v -= ts * r;
+        if (v < floor_b)
+            v = floor_b;
+    }
+    return p;
+}
+
 static void ewma(double *s, double *dev, int *have, double x, double a)
 {
     if (!*have) {
@@ -956,6 +1118,39 @@ int est_predict(const struct est_out *o, uint64_t downtime_ms, uint64_t *eta_ms,
         *eta_ms = p.finite ? to_ms(p.t_s) : EST_ETA_INFINITE;
     if (pause_ms)
         *pause_ms = p.finite ? to_ms(p.pause_s) : EST_ETA_INFINITE;
+    return 0;
+}
+
+int est_forecast(const struct est *e, int end, est_fc_fn fn, void *ud, uint64_t *eta_ms,
+                 uint64_t *pause_ms, int *changed)
+{
+    struct model m;
+    int ch = 0;
+    if (eta_ms)
+        *eta_ms = EST_ETA_INFINITE;
+    if (pause_ms)
+        *pause_ms = EST_ETA_INFINITE;
+    if (changed)
+        *changed = 0;
+    if (!e || !fn)
+        return FERR_INVAL;
+    if (!e->have_sample || (e->last.phase != MIG_PHASE_ACTIVE && e->last.phase != MIG_PHASE_SETUP))
+        return FERR_STATE;
+    double u = e->out.spread;
+    int ok = end < 0   ? build_model(e, &m, 1 + u, 1 - u, 0, -1)
+             : end > 0 ? build_model(e, &m, 1 - u, 1 + u, 1, 1)
+                       : build_model(e, &m, 1, 1, 0, 0);
+    if (!ok)
+        return FERR_STATE;
+    if (end < 0 && !e->out.dirty_measured && !e->out.dirty_hinted)
+        m.d = 0;
+    struct pred pr = fc_predict(&m, e->last.ram_transferred, e->last.dirty_sync_count, fn, ud, &ch);
+    if (eta_ms && pr.finite)
+        *eta_ms = to_ms(pr.t_s);
+    if (pause_ms && pr.finite)
+        *pause_ms = to_ms(pr.pause_s);
+    if (changed)
+        *changed = ch;
     return 0;
 }
 

@@ -188,6 +188,13 @@ struct est_out {
                                   ends it), to hint a later migration with;
                                   1 when QEMU completed at that sync (too
                                   small to see); 0 before, bytes/s */
+    int eta_forecast;          /* 1 when eta_ms / the interval come from a
+                                  forecast that includes the controller's
+                                  own future actions (forecast.h) */
+    int eta_consent_wait;      /* 1 when that forecast passes a consent
+                                  request: eta_ms assumes a prompt yes, the
+                                  wait is unknown, so eta_high_ms is
+                                  EST_ETA_INFINITE */
     uint64_t dirty_set_bytes;  /* working set to hint a later migration of
                                   this instance with, bytes: the fitted
                                   saturation (sat_ws_bytes) when there is
@@ -299,6 +306,76 @@ void est_get(const struct est *e, struct est_out *out);
  * switch over, *eta_ms is EST_ETA_INFINITE. Either out-pointer may be NULL. */
 int est_predict(const struct est_out *o, uint64_t downtime_ms, uint64_t *eta_ms, uint64_t *pause_ms)
     __attribute__((warn_unused_result));
+
+/* --- Forecast with the controller in the loop --------------------------
+ *
+ * est_forecast() runs the estimator's own pre-copy model (the one behind
+ * eta_ms) forward pass by pass, and hands the modelled migration to a hook
+ * at every bitmap sync and at the wake times the hook asks for. The hook
+ * (core/forecast.c drives a copy of the convergence controller with it)
+ * answers with the settings from then on: downtime limit, bandwidth, a
+ * factor on the dirty rate (CPU throttle), or an ending (post-copy, pause,
+ * abort). The estimator does not know the controller; the hook does not
+ * know the model. */
+
+/* The modelled migration at one instant, as the hook sees it. */
+struct est_fc_view {
+    uint64_t t_ms;          /* ms since migration start */
+    uint64_t remaining;     /* bytes QEMU would report pending (pass 1: zero
+                               pages included) */
+    uint64_t transferred;   /* bytes sent since migration start */
+    uint64_t syncs;         /* dirty_sync_count QEMU would report */
+    uint64_t since_sync_ms; /* ms since the last sync */
+    double bw_bps;          /* bandwidth in force, bytes/s */
+    double dirty_bps;       /* dirty rate after the throttle, bytes/s */
+    double level;           /* dirty set found at the last sync, bytes; 0:
+                               none since the forecast began */
+    double pass_ms;         /* length of the last completed pass, ms; 0 none */
+    int pass1;              /* still in the bulk pass */
+    int synced;             /* this call is at a sync */
+    int steady;             /* passes make no progress at this limit: the
+                               model waits for the next wake */
+};
+
+enum est_fc_end {
+    EST_FC_GO_ON = 0, /* pre-copy continues */
+    EST_FC_POSTCOPY,  /* switch to post-copy now: what is pending is
+                         pulled at the bandwidth, the guest already runs */
+    EST_FC_PAUSE,     /* guest paused: it dirties nothing from now on */
+    EST_FC_ABORT      /* the migration is cancelled: it never completes */
+};
+
+/* The hook's answer. On entry it holds the settings in force. */
+struct est_fc_ctl {
+    uint64_t limit_ms;   /* downtime limit from now, ms */
+    double bw_bps;       /* bandwidth from now, bytes/s (> 0) */
+    double dirty_mul;    /* dirty rate factor from now, 0..1 (CPU throttle
+                            p %: 1 - p/100) */
+    enum est_fc_end end; /* EST_FC_GO_ON unless the migration ends so */
+    uint64_t wake_ms;    /* call again once t_ms reaches this (ms since
+                            migration start) even without a sync;
+                            UINT64_MAX: only at syncs */
+    int changed;         /* set by the hook when it changed anything above
+                            (an action of the controller) */
+};
+
+typedef void (*est_fc_fn)(void *ud, const struct est_fc_view *v, struct est_fc_ctl *ctl);
+
+#define EST_FC_PASSES 4000 /* passes or wakes one forecast simulates, at most */
+#define EST_FC_CALLS 400   /* hook calls of one forecast, at most */
+
+/* Forecasts the time to completion from the estimator's state, with fn
+ * deciding at each sync and wake (fn is called first at the last sample's
+ * time). end selects the model: 0 the central one (eta_ms), -1 the
+ * optimistic (eta_low_ms), +1 the pessimistic one (eta_high_ms). Writes
+ * the time to completion (ms from the last sample; EST_ETA_INFINITE when
+ * the model never completes, the controller aborts, or the bounds run out)
+ * to *eta_ms and the guest pause at switchover to *pause_ms (either may be
+ * NULL), and to *changed whether fn changed anything. Returns 0, or
+ * FERR_STATE when the bandwidth is unknown or pre-copy is not running,
+ * FERR_INVAL for a NULL e or fn. e is not modified. */
+int est_forecast(const struct est *e, int end, est_fc_fn fn, void *ud, uint64_t *eta_ms,
+                 uint64_t *pause_ms, int *changed) __attribute__((warn_unused_result));
 
 /* Returns the stable name of v ("converging", "needs_downtime", "cannot",
  * "done", "unknown"). */
