@@ -2,6 +2,8 @@
  * control.h for what each controller action becomes in QMP. */
 #include "agent/control.h"
 
+#include "core/forecast.h"
+
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -853,6 +855,10 @@ void ctl_on_sample(struct migration *m, const struct mig_sample *s)
     if (conv_future_downtime(&c->conv, sched, EST_SCHED_MAX, &ns) == 0 &&
         est_set_schedule(&c->est, sched, ns) != 0)
         log_warn("agent", "msg=\"downtime schedule not usable by the estimator\" id=%s", m->id);
+    /* the reported ETA includes what the controller will do later
+     * (core/forecast.h); FERR_STATE (nothing to forecast) leaves it as is */
+    if (fc_estimate(&c->conv, &c->est, s, &c->out, NULL) != 0) {
+    }
 }
 
 int ctl_consent(struct migration *m, const char *step, bool granted, struct ferr *e)
@@ -1006,6 +1012,9 @@ void ctl_to_json(const struct mig_control *c, json_t *o)
                       est_verdict_name(x->verdict), "bw_bps", x->bw_bps, "dirty_bps",
                       x->dirty_bps, "dirty_set_bytes", (json_int_t)x->dirty_set_bytes,
                       "pass1_dirty_bps", x->pass1_dirty_bps));
+        json_t *est = json_object_get(o, "estimate");
+        json_object_set_new(est, "eta_forecast", json_boolean(x->eta_forecast));
+        json_object_set_new(est, "eta_consent_wait", json_boolean(x->eta_consent_wait));
     }
     json_t *stalls = json_array(), *events = json_array();
     for (size_t i = 0; i < c->n_ev; i++) {

@@ -2,6 +2,8 @@
  * actions → model. See run.h. */
 #include "sim/run.h"
 
+#include "core/forecast.h"
+
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -348,10 +350,11 @@ int sim_run(const struct sim_scenario *sc, struct sim_result *r, sim_sample_cb o
         if (est_update(&c->est, &s) < 0)
             continue; /* t went backwards: cannot happen with the model */
         est_get(&c->est, &eo);
-        if (on_sample)
-            on_sample(ud, &s, &eo);
-        if (precopy_done(&c->m) || !use_conv)
+        if (precopy_done(&c->m) || !use_conv) {
+            if (on_sample)
+                on_sample(ud, &s, &eo);
             continue;
+        }
         for (int st = 0; st < CONV_STEP__COUNT; st++) {
             if (c->grant_at[st] && c->grant_at[st] <= s.t_ms) {
                 c->grant_at[st] = 0;
@@ -389,6 +392,11 @@ int sim_run(const struct sim_scenario *sc, struct sim_result *r, sim_sample_cb o
             if (conv_future_downtime(&c->conv, fut, EST_SCHED_MAX, &nf) == 0)
                 ignore_rc(est_set_schedule(&c->est, fut, nf));
         }
+        /* the ETA with the controller's own future actions (as the agent) */
+        if (!sc->no_forecast)
+            ignore_rc(fc_estimate(&c->conv, &c->est, &s, &eo, NULL));
+        if (on_sample)
+            on_sample(ud, &s, &eo);
     }
     finish(sc, &c->m, r);
     return 0;

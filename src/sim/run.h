@@ -60,6 +60,10 @@ struct sim_scenario {
                                      zero share; 0 → SIM_CENSUS_SAMPLE */
     double census_bias;           /* multiplies the census (a deliberately
                                      wrong one, for tests); 0 → 1 */
+    int no_forecast;              /* 1: report the estimator's ETA alone,
+                                     without the controller's forecast
+                                     actions (core/forecast.h): the
+                                     baseline of bench/eta_accuracy */
     int census_count_only;        /* 1: no re-reads of its sample (the
                                      written-since-census curve), the
                                      count alone */
