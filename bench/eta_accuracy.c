@@ -46,6 +46,8 @@ struct rec {
     double low_ms;   /* estimator interval [low, high], ms; high < 0: infinite */
     double high_ms;
     uint64_t sync; /* dirty_sync_count: 1 while in the bulk (first) pass */
+    int fc;        /* the ETA came from the forecast (est_out.eta_forecast) */
+    int cw;        /* ... which passed a consent request */
 };
 
 struct recorder {
@@ -65,6 +67,8 @@ static void on_sample(void *ud, const struct mig_sample *s, const struct est_out
     x = &rc->r[rc->n++];
     x->t_ms = s->t_ms;
     x->sync = s->dirty_sync_count;
+    x->fc = e->eta_forecast;
+    x->cw = e->eta_consent_wait;
     x->known = e->eta_known && e->eta_ms != EST_ETA_INFINITE;
     x->eta_ms = (double)e->eta_ms;
     x->low_ms = e->eta_low_ms == EST_ETA_INFINITE ? -1 : (double)e->eta_low_ms;
@@ -79,6 +83,7 @@ static void on_sample(void *ud, const struct mig_sample *s, const struct est_out
 /* Absolute % errors of run rc (total_ms) at each of fracs into a[f] (NAN
  * when the run was too short to be asked there); counts unknown ETAs. */
 static int g_cover[NFRAC]; /* last run_errors: time left inside [low, high] (-1 not asked) */
+static int g_fc[NFRAC], g_cw[NFRAC]; /* last run_errors: forecast ETA, consent wait */
 static void run_errors(const struct recorder *rc, double total_ms, double a[NFRAC], double b[NFRAC],
                        uint64_t sync[NFRAC], size_t unknown[NFRAC])
 {
@@ -87,11 +92,14 @@ static void run_errors(const struct recorder *rc, double total_ms, double a[NFRA
         size_t k = 0;
         a[f] = b[f] = NAN;
         g_cover[f] = -1;
+        g_fc[f] = g_cw[f] = 0;
         while (k < rc->n && (double)rc->r[k].t_ms < at)
             k++;
         if (k >= rc->n || (double)rc->r[k].t_ms >= total_ms)
             continue; /* run too short to be asked at this point */
         left = total_ms - (double)rc->r[k].t_ms;
+        g_fc[f] = rc->r[k].fc;
+        g_cw[f] = rc->r[k].cw;
         g_cover[f] = rc->r[k].known && rc->r[k].low_ms >= 0 && rc->r[k].low_ms <= left &&
                      (rc->r[k].high_ms < 0 || left <= rc->r[k].high_ms);
         if (rc->r[k].known) {
@@ -193,6 +201,13 @@ int main(void)
     size_t nc[NCEN][NPOL][NFRAC] = {{{0}}}, nc1[NPOL] = {0};
     double cmape[NCEN][NPOL][NFRAC], cmape1[NPOL], cen_err_max = 0, cen_relerr_med;
     static double cen_relerr[NPOL * 512];
+    /* the census first move split by scenario index: even (where the
+     * estimator's constants are chosen) / odd (held out), and the same runs
+     * without the forecast (core/forecast.h) as its baseline */
+    static double hold[2][NPOL][NFRAC][512], nofc[NPOL][NFRAC][512];
+    size_t nhold[2][NPOL][NFRAC] = {{{0}}}, nnofc[NPOL][NFRAC] = {{0}};
+    double mhold[2][NPOL][NFRAC], mnofc[NPOL][NFRAC];
+    size_t fc_wait[NPOL][NFRAC] = {{0}}, fc_on[NPOL][NFRAC] = {{0}};
     size_t ncen_relerr = 0;
     size_t n = sim_matrix_count();
     /* interval coverage: asks whose true time left is inside [low, high] */
@@ -246,11 +261,32 @@ int main(void)
                 }
                 run_errors(&rc2, rcen.total_ms, ac, bc, syc, NULL);
                 if (c == 0)
-                    for (int f = 0; f < NFRAC; f++)
+                    for (int f = 0; f < NFRAC; f++) {
                         if (g_cover[f] >= 0 && !isnan(a[f])) {
                             ccov_n[p][f]++;
                             ccov_in[p][f] += (size_t)g_cover[f];
                         }
+                        if (!isnan(ac[f]) && !isnan(a[f])) {
+                            hold[i % 2][p][f][nhold[i % 2][p][f]++] = ac[f];
+                            fc_on[p][f] += (size_t)g_fc[f];
+                            fc_wait[p][f] += (size_t)g_cw[f];
+                        }
+                    }
+                if (c == 0 && pols[p] != SIM_POL_QEMU) {
+                    /* the same run, the estimator's ETA alone */
+                    double an[NFRAC], bn[NFRAC];
+                    uint64_t syn[NFRAC] = {0};
+                    struct sim_result rn;
+                    sc.no_forecast = 1;
+                    rc2 = (struct recorder){recs, 0, 0, 0, 0};
+                    if (sim_run(&sc, &rn, on_sample, NULL, &rc2, &e) < 0)
+                        return 1;
+                    sc.no_forecast = 0;
+                    run_errors(&rc2, rn.total_ms, an, bn, syn, NULL);
+                    for (int f = 0; f < NFRAC; f++)
+                        if (!isnan(an[f]) && !isnan(a[f]))
+                            nofc[p][f][nnofc[p][f]++] = an[f];
+                }
                 for (int f = 0; f < NFRAC; f++) {
                     if (isnan(ac[f]) || isnan(a[f]))
                         continue;
@@ -336,6 +372,11 @@ int main(void)
             for (int f = 0; f < NFRAC; f++)
                 cmape[c][p][f] = median(cape[c][p][f], nc[c][p][f]);
         for (int f = 0; f < NFRAC; f++) {
+            for (int h = 0; h < 2; h++)
+                mhold[h][p][f] = median(hold[h][p][f], nhold[h][p][f]);
+            mnofc[p][f] = nnofc[p][f] ? median(nofc[p][f], nnofc[p][f]) : NAN;
+        }
+        for (int f = 0; f < NFRAC; f++) {
             mape[p][f] = median(ape[p][f], napes[p][f]);
             nmape[p][f] = median(nape[p][f], napes[p][f]);
             rmape[p][f] = median(rape[p][f], nr[p][f]);
@@ -365,6 +406,18 @@ int main(void)
     for (int p = 0; p < NPOL; p++)
         printf("%s: census, asked in the bulk pass %.1f %% (%zu asks)\n", sim_policy_name(pols[p]),
                cmape1[p], nc1[p]);
+    printf("the census column by scenario index, and without the forecast of the controller's own "
+           "actions (core/forecast.h; same runs).\nHeld out: the odd scenarios. The estimator's "
+           "constants are chosen on the even ones only (the forecast adds none fitted to the "
+           "matrix: its constants are QEMU's or fixed beforehand); report the odd column.\n");
+    printf("%-9s %6s %10s %14s %10s %12s %10s %12s\n", "policy", "at", "census_%", "even_tune_%",
+           "odd_held_%", "no_forecast_%", "forecast", "consent_wait");
+    for (int p = 0; p < NPOL; p++)
+        for (int f = 0; f < NFRAC; f++)
+            printf("%-9s %5.0f%% %10.1f %14.1f %10.1f %12.1f %10zu %12zu\n",
+                   sim_policy_name(pols[p]), fracs[f] * 100, cmape[0][p][f], mhold[0][p][f],
+                   mhold[1][p][f], pols[p] == SIM_POL_QEMU ? cmape[0][p][f] : mnofc[p][f],
+                   fc_on[p][f], fc_wait[p][f]);
     printf("ETA interval [low, high]: share of asks whose true time left is inside it\n");
     printf("%-9s %6s %14s %14s\n", "policy", "at", "census_in_%", "no_census_in_%");
     for (int p = 0; p < NPOL; p++)
@@ -443,6 +496,13 @@ int main(void)
                     ccov_n[p][f] ? 100.0 * (double)ccov_in[p][f] / (double)ccov_n[p][f] : 0.0,
                     sim_policy_name(pols[p]), fracs[f] * 100,
                     cov_n[p][f] ? 100.0 * (double)cov_in[p][f] / (double)cov_n[p][f] : 0.0);
+    for (int p = 0; p < NPOL; p++)
+        for (int f = 0; f < NFRAC; f++)
+            fprintf(js,
+                    ",\"%s_census_even_eta_mape_at_%.0fpct\":%.2f"
+                    ",\"%s_census_odd_heldout_eta_mape_at_%.0fpct\":%.2f",
+                    sim_policy_name(pols[p]), fracs[f] * 100, mhold[0][p][f],
+                    sim_policy_name(pols[p]), fracs[f] * 100, mhold[1][p][f]);
     fprintf(js, ",\"census_rel_se_median_pct\":%.3f,\"census_abs_err_max_pct\":%.3f",
             cen_relerr_med, cen_err_max * 100.0);
     for (int p = 0; p < NPOL; p++)
@@ -463,6 +523,11 @@ int main(void)
         for (int f = 0; f < NFRAC; f++)
             fprintf(js, ",\"%s_repeat_no_hints_eta_mape_at_%.0fpct\":%.2f",
                     sim_policy_name(pols[p]), fracs[f] * 100, romape[p][f]);
+    for (int p = 0; p < NPOL; p++)
+        for (int f = 0; f < NFRAC; f++)
+            if (pols[p] != SIM_POL_QEMU)
+                fprintf(js, ",\"%s_census_no_forecast_eta_mape_at_%.0fpct\":%.2f",
+                        sim_policy_name(pols[p]), fracs[f] * 100, mnofc[p][f]);
     for (int t = 0; t < 5; t++)
         for (int f = 0; f < 2; f++)
             if (lab_ok[t][f])
