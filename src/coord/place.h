@@ -71,7 +71,7 @@ int migreq_limits_patch(const json_t *body, json_t **out, struct ferr *e)
 /* Fills the used_* counters of hosts[0..nh) from the inventory: every
  * instance counts on its host, and every active migration (non-terminal
  * state) counts its instance on its destination too. Instances are looked
- * up by name in inst[0..ni). */
+ * up by name in inst[0..ni). O((nh + ni + nm) log): sorted name indexes. */
 void place_account(struct place_host *hosts, size_t nh, const struct store_instance *inst,
                    size_t ni, const struct store_migration *migs, size_t nm);
 

@@ -164,6 +164,84 @@ static void t_account(void)
           (unsigned long long)h[1].used_ram_mib, h[1].used_vcpus);
 }
 
+/* The accounting as first written (quadratic): the reference the indexed
+ * place_account must agree with. */
+static void account_ref(struct place_host *hosts, size_t nh, const struct store_instance *inst,
+                        size_t ni, const struct store_migration *migs, size_t nm)
+{
+    for (size_t h = 0; h < nh; h++) {
+        hosts[h].used_ram_mib = 0;
+        hosts[h].used_vcpus = 0;
+        for (size_t i = 0; i < ni; i++)
+            if (strcmp(inst[i].host, hosts[h].name) == 0) {
+                hosts[h].used_ram_mib += inst[i].memory_mib;
+                hosts[h].used_vcpus += inst[i].vcpus;
+            }
+        for (size_t m = 0; m < nm; m++) {
+            if (place_state_terminal(migs[m].state) ||
+                strcmp(migs[m].destination, hosts[h].name) != 0)
+                continue;
+            const struct store_instance *in = NULL;
+            for (size_t i = 0; i < ni && !in; i++)
+                if (strcmp(inst[i].name, migs[m].instance) == 0)
+                    in = &inst[i];
+            if (!in || strcmp(in->host, hosts[h].name) == 0)
+                continue;
+            hosts[h].used_ram_mib += in->memory_mib;
+            hosts[h].used_vcpus += in->vcpus;
+        }
+    }
+}
+
+/* Random fleets (unknown hosts and instances, repeated instance names,
+ * finished and active migrations, migrations to the current host): the
+ * indexed accounting gives exactly the reference's figures. */
+static void t_account_random(void)
+{
+    static const char *const states[] = {"running", "succeeded", "preparing", "failed",
+                                         "cancelled", "completing"};
+    uint64_t x = 0x9e3779b97f4a7c15ull;
+#define RND() (x ^= x << 13, x ^= x >> 7, x ^= x << 17, x)
+    unsigned compared = 0;
+    for (int round = 0; round < 200; round++) {
+        size_t nh = RND() % 12, ni = RND() % 60, nm = RND() % 30;
+        struct place_host h[12], r[12];
+        char hn[12][8];
+        struct store_instance in[60];
+        struct store_migration m[30];
+        memset(h, 0, sizeof(h));
+        memset(in, 0, sizeof(in));
+        memset(m, 0, sizeof(m));
+        for (size_t i = 0; i < nh; i++) {
+            snprintf(hn[i], sizeof(hn[i]), "h%u", (unsigned)(RND() % 14)); /* may repeat */
+            h[i].name = hn[i];
+        }
+        for (size_t i = 0; i < ni; i++) {
+            snprintf(in[i].name, sizeof(in[i].name), "i%u", (unsigned)(RND() % 50));
+            snprintf(in[i].host, sizeof(in[i].host), "h%u", (unsigned)(RND() % 14));
+            in[i].memory_mib = 1 + RND() % 4096;
+            in[i].vcpus = 1 + (uint32_t)(RND() % 8);
+        }
+        for (size_t i = 0; i < nm; i++) {
+            snprintf(m[i].instance, sizeof(m[i].instance), "i%u", (unsigned)(RND() % 55));
+            snprintf(m[i].destination, sizeof(m[i].destination), "h%u", (unsigned)(RND() % 14));
+            snprintf(m[i].state, sizeof(m[i].state), "%s", states[RND() % 6]);
+        }
+        memcpy(r, h, sizeof(h));
+        place_account(h, nh, in, ni, m, nm);
+        account_ref(r, nh, in, ni, m, nm);
+        for (size_t i = 0; i < nh; i++) {
+            CHECK(h[i].used_ram_mib == r[i].used_ram_mib && h[i].used_vcpus == r[i].used_vcpus,
+                  "round %d host %s: %llu MiB %u vCPUs, reference %llu MiB %u vCPUs", round,
+                  h[i].name, (unsigned long long)h[i].used_ram_mib, h[i].used_vcpus,
+                  (unsigned long long)r[i].used_ram_mib, r[i].used_vcpus);
+            compared += r[i].used_ram_mib > 0;
+        }
+    }
+#undef RND
+    CHECK(compared > 200, "only %u non-empty hosts compared", compared);
+}
+
 struct vcase {
     const char *body;
     const char *field; /* NULL: valid */
@@ -316,6 +394,8 @@ int main(void)
     test_run("place: a chosen host is up, not the source, within RAM and vCPUs (grid)",
              t_place_never_exceeds);
     test_run("place: accounting counts instances and in-flight migrations once", t_account);
+    test_run("place: indexed accounting equals the quadratic reference on random fleets",
+             t_account_random);
     test_run("migreq: create body validated per field", t_validate);
     test_run("labels: validated, capped, canonical; selectors match exactly", t_labels);
     test_run("migreq: limits patch validated per field", t_limits_patch);
