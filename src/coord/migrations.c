@@ -35,6 +35,7 @@
 #include "coord/migcache.h"
 #include "coord/migrations.h"
 #include "coord/place.h"
+#include "coord/plans.h"
 #include "core/admit.h"
 #include "core/migstate.h"
 #include "util/jsonin.h"
@@ -603,6 +604,7 @@ static void finish(struct orch *o)
 {
     o->step = OS_DONE;
     set_phase(o, "done");
+    coordplans_kick(o->c, o->source, o->destination); /* a plan may start its next guest */
 }
 
 static void clean_dest_then(struct orch *o, enum migstate after);

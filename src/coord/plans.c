@@ -23,6 +23,7 @@
 #include "coord/agentc.h"
 #include "coord/auth.h"
 #include "coord/place.h"
+#include "coord/plankick.h"
 #include "core/planner.h"
 #include "util/jsonin.h"
 #include "util/log.h"
@@ -39,8 +40,11 @@
 #define RETRIES_DEFAULT 3        /* failed migrations retried this often */
 #define COMMAND_MAX 4096         /* bytes of a maintenance command */
 #define HOSTS_MAX 4096           /* target hosts in one request */
+#define HOSTS_PAGE_DEFAULT 100   /* hosts in GET /v1/plans/ID when hosts_limit is not given */
+#define HOSTS_PAGE_MAX 1000      /* hosts_limit at most */
 #define INFLIGHT_MAX 256         /* executor requests in flight */
 #define STARTS_PER_TICK 32       /* migrations the executor asks for in one tick */
+#define KICK_DELAY_MS 20         /* a kick runs this late, gathering the endings of one burst, ms */
 #define PLAN_VCPU_OVERCOMMIT_MAX 16.0 /* vCPUs per physical CPU a plan may allow */
 #define PLAN_RAM_OVERCOMMIT_MAX 4.0   /* guest RAM per host RAM a plan may allow */
 #define CHECK_GRACE_MS 15000         /* beyond the command's own timeout, ms */
@@ -54,7 +58,14 @@ struct coordplans {
     char token[AUTH_TOKEN_LEN + 1];  /* ferryd's own admin token (this process) */
     char self_url[96];               /* http://ADDR:PORT of ferryd's API */
     char inflight[INFLIGHT_MAX][96]; /* keys of requests in flight, "" = free */
+    /* of an in-flight migration request (key "mig:INSTANCE"): its source and
+       destination, counted against the limits until ferryd's answer */
+    char inflight_src[INFLIGHT_MAX][STORE_NAME_MAX + 1];
+    char inflight_dst[INFLIGHT_MAX][STORE_NAME_MAX + 1];
     int starts;                      /* migrations asked for in this tick */
+    struct event *kick;              /* one-shot KICK_DELAY_MS timer: a kicked pass */
+    bool kick_armed;                 /* kick is pending */
+    struct plan_kick ks;             /* hosts named since the last kicked pass */
 };
 
 /* ferryd runs one coordinator per process; the API handler reaches the
@@ -218,8 +229,10 @@ static struct preq *preq_new(struct coordplans *cp, const char *key, const char 
 
 static void preq_done(struct preq *r)
 {
-    if (g_plans == r->cp)
+    if (g_plans == r->cp) {
         r->cp->inflight[r->slot][0] = '\0';
+        r->cp->inflight_src[r->slot][0] = r->cp->inflight_dst[r->slot][0] = '\0';
+    }
     free(r);
 }
 
@@ -607,6 +620,30 @@ static size_t count_host(const struct load *l, const char *host, bool as_source)
     return k;
 }
 
+/* Counts the executor's migration requests still unanswered (their
+ * records may not exist yet) as active, unless their record is listed. */
+static void load_add_inflight(const struct coordplans *cp, struct load *l)
+{
+    size_t listed = l->n;
+    for (int s = 0; s < INFLIGHT_MAX; s++) {
+        if (strncmp(cp->inflight[s], "mig:", 4) != 0)
+            continue;
+        const char *inst = cp->inflight[s] + 4;
+        bool found = false;
+        for (size_t i = 0; i < listed && !found; i++)
+            found = strcmp(l->act[i].instance, inst) == 0;
+        if (found)
+            continue;
+        l->act = xrealloc(l->act, (l->n + 1) * sizeof(*l->act));
+        memset(&l->act[l->n], 0, sizeof(l->act[l->n]));
+        snprintf(l->act[l->n].instance, sizeof(l->act[l->n].instance), "%s", inst);
+        snprintf(l->act[l->n].source, sizeof(l->act[l->n].source), "%s", cp->inflight_src[s]);
+        snprintf(l->act[l->n].destination, sizeof(l->act[l->n].destination), "%s",
+                 cp->inflight_dst[s]);
+        l->n++;
+    }
+}
+
 static void on_mig_created(int status, json_t *body, const struct ferr *e, void *arg)
 {
     struct preq *r = arg;
@@ -665,6 +702,8 @@ static void start_migration(struct coordplans *cp, const struct store_plan *p, c
     struct preq *r = preq_new(cp, key, p->id, h->host, instance);
     if (!r)
         return;
+    snprintf(cp->inflight_src[r->slot], sizeof(cp->inflight_src[0]), "%s", h->host);
+    snprintf(cp->inflight_dst[r->slot], sizeof(cp->inflight_dst[0]), "%s", dst ? dst : "");
     json_t *b = json_pack("{s:s}", "instance", instance);
     if (dst && dst[0])
         json_object_set_new(b, "destination", json_string(dst));
@@ -1186,7 +1225,11 @@ static void step_abort(struct coordplans *cp, struct store_plan *p, struct store
     log_info("plan", "msg=\"plan aborted\" plan=%s", p->id);
 }
 
-static void step_plan(struct coordplans *cp, struct store_plan *p)
+/* One pass over running or aborting plan p. only == NULL: the tick's full
+ * pass (every host of the current group stepped; the group's end and the
+ * plan's end noticed). only != NULL: a kicked pass — only the draining hosts
+ * it concerns are stepped (plankick_wants), nothing else. */
+static void step_plan(struct coordplans *cp, struct store_plan *p, const struct plan_kick *only)
 {
     struct coord *c = cp->c;
     struct ferr e = {0};
@@ -1194,6 +1237,8 @@ static void step_plan(struct coordplans *cp, struct store_plan *p)
     size_t nh = 0;
     struct load l = {0};
     struct store_migration_filter f = {.active_only = 1};
+    if (only && strcmp(p->state, "running") != 0)
+        return;
     if (store_plan_host_list(c->st, p->id, &hs, &nh, &e) != 0 ||
         store_migration_list(c->st, &f, STORE_LIST_MAX, &l.act, &l.n, &e) != 0) {
         log_error("plan", "msg=\"cannot read plan\" plan=%s err=\"%s\"", p->id, e.msg);
@@ -1203,18 +1248,28 @@ static void step_plan(struct coordplans *cp, struct store_plan *p)
         step_abort(cp, p, hs, nh, &l);
         goto out;
     }
+    load_add_inflight(cp, &l);
     json_t *spec = load_obj(p->spec_json);
     bool stopped = false, group_done = true, any = false;
     for (size_t i = 0; i < nh && !stopped; i++) {
         if (hs[i].group_no != p->current_group)
             continue;
         any = true;
+        if (only) {
+            if (strcmp(hs[i].step, "draining") != 0 || strcmp(hs[i].state, "ok") != 0)
+                continue;
+            json_t *d = load_obj(hs[i].detail_json);
+            bool wants = plankick_wants(only, hs[i].host, json_object_get(d, "moves"));
+            json_decref(d);
+            if (!wants)
+                continue;
+        }
         step_host(cp, p, spec, &hs[i], &l, &stopped);
         if (strcmp(hs[i].step, "returned") != 0)
             group_done = false;
     }
     json_decref(spec);
-    if (stopped)
+    if (stopped || only)
         goto out;
     if (!any) {
         snprintf(p->state, sizeof(p->state), "completed");
@@ -1233,11 +1288,10 @@ out:
     store_migrations_free(l.act, l.n);
 }
 
-static void on_tick(evutil_socket_t fd, short what, void *arg)
+/* Steps every running (or aborting) plan: the full pass when only is NULL,
+ * else a kicked pass (step_plan). */
+static void pass(struct coordplans *cp, const struct plan_kick *only)
 {
-    (void)fd;
-    (void)what;
-    struct coordplans *cp = arg;
     struct store_plan *ps = NULL;
     size_t n = 0;
     struct ferr e = {0};
@@ -1246,8 +1300,43 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
         return;
     for (size_t i = 0; i < n; i++)
         if (strcmp(ps[i].state, "running") == 0 || strcmp(ps[i].state, "aborting") == 0)
-            step_plan(cp, &ps[i]);
+            step_plan(cp, &ps[i], only);
     store_plans_free(ps, n);
+}
+
+static void on_tick(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct coordplans *cp = arg;
+    plankick_clear(&cp->ks); /* the full pass covers what was kicked */
+    pass(cp, NULL);
+}
+
+static void on_kick(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct coordplans *cp = arg;
+    struct plan_kick k = cp->ks;
+    cp->kick_armed = false;
+    plankick_clear(&cp->ks);
+    if (!plankick_empty(&k))
+        pass(cp, &k);
+}
+
+void coordplans_kick(struct coord *c, const char *source, const char *destination)
+{
+    struct coordplans *cp = g_plans;
+    if (!cp || cp->c != c)
+        return;
+    plankick_add(&cp->ks, source);
+    plankick_add(&cp->ks, destination);
+    if (!cp->kick_armed) {
+        struct timeval tv = {0, KICK_DELAY_MS * 1000};
+        event_add(cp->kick, &tv);
+        cp->kick_armed = true;
+    }
 }
 
 /* ---- GET, pause, resume, abort -------------------------------------------------- */
@@ -1528,6 +1617,7 @@ int coordplans_start(struct coord *c, struct ferr *e)
                                                                   : c->cfg.listen_addr;
     snprintf(cp->self_url, sizeof(cp->self_url), "http://%s:%d", addr, c->cfg.listen_port);
     cp->tick = event_new(c->base, -1, EV_PERSIST, on_tick, cp);
+    cp->kick = evtimer_new(c->base, on_kick, cp);
     struct timeval tv = {TICK_MS / 1000, (TICK_MS % 1000) * 1000};
     event_add(cp->tick, &tv);
     g_plans = cp;
@@ -1540,6 +1630,7 @@ void coordplans_stop(struct coord *c)
     if (!g_plans)
         return;
     event_free(g_plans->tick);
+    event_free(g_plans->kick);
     free(g_plans);
     g_plans = NULL;
 }

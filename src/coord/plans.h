@@ -16,6 +16,13 @@
  * after coordmig_start. */
 int coordplans_start(struct coord *c, struct ferr *e) __attribute__((warn_unused_result));
 
+/* Tells the executor that a migration from source to destination (either
+ * may be NULL) ended: within KICK_DELAY_MS (20 ms, gathering a burst) the
+ * draining hosts it concerns are stepped — the source starts its next guest,
+ * hosts waiting for the destination's slot start theirs — instead of at the
+ * next 1 s tick (src/coord/plankick.h). No-op before coordplans_start. */
+void coordplans_kick(struct coord *c, const char *source, const char *destination);
+
 /* Stops the timer and frees the in-memory state (requests still in flight
  * are forgotten; the store keeps the plans). */
 void coordplans_stop(struct coord *c);
