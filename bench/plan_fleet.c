@@ -19,10 +19,13 @@
  * runs with ferryd's admission caps off (max_migrations* = 0: the plan's
  * own concurrency limits are the only ones) and creates one plan over label fleet=sim (max_down = hosts / groups,
  * per_source = per_destination = FERRY_BENCH_FLEET_PER_SOURCE (1), action with reboot, a health-check
- * command) and polls GET /v1/plans every 2 s until it completes. A host
- * whose step has not changed for FERRY_BENCH_FLEET_STUCK_S is reported as
- * stuck. After the plan: ferryd's CPU time (utime + stime) and peak RSS
- * (VmHWM) from /proc, and the events in its store by type.
+ * command) and polls the plan's summary (GET /v1/plans/ID?hosts_limit=0)
+ * every 2 s until it completes, timing each poll (p50/p99/max); every 10 s
+ * it walks the host list in pages of 500 (hosts_offset/hosts_limit): a
+ * host whose step has not changed for FERRY_BENCH_FLEET_STUCK_S is
+ * reported as stuck. After the plan: ferryd's CPU time (utime + stime) and
+ * peak RSS (VmHWM) from /proc, the events in its store by type, migrations
+ * per wall second, and the 1-minute load average at the start and end.
  *
  * Environment: BUILD (build), FERRY_BENCH_FLEET_HOSTS (1000),
  * FERRY_BENCH_FLEET_BASE_HOSTS (100; 0 = no baseline run),
@@ -54,7 +57,9 @@
 #include "util/httpc.h"
 #include "util/xalloc.h"
 
-#define POLL_MS 2000         /* plan poll period */
+#define POLL_MS 2000         /* plan summary poll period, ms */
+#define PAGE_EVERY_MS 10000  /* host-list walk (stuck detection) period, ms */
+#define PAGE_HOSTS 500       /* hosts per page of the walk */
 #define HTTP_TIMEOUT_MS 60000 /* one request to ferryd */
 #define STUCK_MAX 8          /* stuck hosts listed */
 
@@ -135,7 +140,39 @@ struct run {
     double sim_mig_mean_s;
     int stuck;
     char stuck_msg[STUCK_MAX][160];
+    /* the bench's own API polls (real ms) */
+    long polls, pages;
+    double poll_p50_ms, poll_p99_ms, poll_max_ms, page_p99_ms;
+    double load_start, load_end; /* 1-minute load average */
 };
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* The q-quantile (0..1) of v[0..n) (sorted in place); 0 when n is 0. */
+static double quantile(double *v, long n, double q)
+{
+    if (n <= 0)
+        return 0;
+    qsort(v, (size_t)n, sizeof(*v), cmp_double);
+    long k = (long)(q * (double)(n - 1) + 0.5);
+    return v[k < n ? k : n - 1];
+}
+
+static double loadavg1(void)
+{
+    double l = -1;
+    FILE *f = fopen("/proc/loadavg", "r");
+    if (f) {
+        if (fscanf(f, "%lf", &l) != 1)
+            l = -1;
+        fclose(f);
+    }
+    return l;
+}
 
 /* Counts the store's events by kind (read-only, ferryd stopped). */
 static void count_events(const char *db, struct run *r)
@@ -266,6 +303,7 @@ static int run_one(long hosts, long groups, double scale, long timeout_s, long s
                           "health_check", "timeout_s", 120, "command", "sim-check"),
            *o = NULL;
     int64_t t0 = mono_ms();
+    r->load_start = loadavg1();
     int st = api(url, admin, "POST", "/v1/plans", b, &o);
     json_decref(b);
     if (st != 201) {
@@ -292,47 +330,74 @@ static int run_one(long hosts, long groups, double scale, long timeout_s, long s
     fprintf(stderr, "  %ld hosts, %ld guests: plan %s, %ld groups, %ld moves, estimate %.0f s "
                     "(simulated)\n",
             hosts, r->instances, id, r->groups, r->moves, r->estimate_s);
-    /* poll; a host whose step does not change for stuck_s is stuck */
+    /* poll the summary (hosts_limit=0) every POLL_MS; every PAGE_EVERY_MS
+       walk the host list in pages of PAGE_HOSTS: a host whose step does not
+       change for stuck_s is stuck */
     char **step = xcalloc((size_t)hosts + 1, sizeof(char *));
     int64_t *since = xcalloc((size_t)hosts + 1, sizeof(int64_t));
-    int64_t last_print = 0;
+    long lat_cap = timeout_s * 1000 / POLL_MS + 16, page_cap = lat_cap;
+    double *lat = xcalloc((size_t)lat_cap, sizeof(double)),
+           *plat = xcalloc((size_t)page_cap, sizeof(double));
+    int64_t last_print = 0, last_walk = 0;
+    char sum_path[160];
+    snprintf(sum_path, sizeof(sum_path), "%s?hosts_limit=0", path);
     while (mono_ms() - t0 < timeout_s * 1000) {
         o = NULL;
-        if (api(url, admin, "GET", "/v1/plans", NULL, &o) == 200) {
-            json_t *pl = NULL;
-            size_t i;
-            json_t *x;
-            json_array_foreach(json_object_get(o, "plans"), i, x) if (!strcmp(jstr(x, "id"), id))
-                pl = x;
-            snprintf(r->state, sizeof(r->state), "%s", jstr(pl, "state"));
+        int64_t q0 = mono_ms();
+        int qst = api(url, admin, "GET", sum_path, NULL, &o);
+        if (r->polls < lat_cap)
+            lat[r->polls++] = (double)(mono_ms() - q0);
+        if (qst == 200) {
+            snprintf(r->state, sizeof(r->state), "%s", jstr(o, "state"));
             int64_t now = mono_ms();
-            r->stuck = 0;
-            json_array_foreach(json_object_get(pl, "hosts"), i, x)
-            {
-                if (i >= (size_t)hosts)
-                    break;
-                char cur[64];
-                snprintf(cur, sizeof(cur), "%s/%s", jstr(x, "step"), jstr(x, "state"));
-                if (!step[i] || strcmp(step[i], cur) != 0) {
-                    free(step[i]);
-                    step[i] = xstrdup(cur);
-                    since[i] = now;
-                } else if (strcmp(jstr(x, "step"), "pending") != 0 &&
-                           strcmp(jstr(x, "step"), "returned") != 0 &&
-                           now - since[i] > stuck_s * 1000) {
-                    if (r->stuck < STUCK_MAX)
-                        snprintf(r->stuck_msg[r->stuck], sizeof(r->stuck_msg[0]),
-                                 "%s at %s for %.0f s", jstr(x, "host"), cur,
-                                 (double)(now - since[i]) / 1000.0);
-                    r->stuck++;
+            if (now - last_walk >= PAGE_EVERY_MS) {
+                last_walk = now;
+                r->stuck = 0;
+                for (long off = 0; off < hosts; off += PAGE_HOSTS) {
+                    char pp[200];
+                    json_t *pg = NULL;
+                    snprintf(pp, sizeof(pp), "%s?hosts_offset=%ld&hosts_limit=%d", path, off,
+                             PAGE_HOSTS);
+                    int64_t p0 = mono_ms();
+                    int pst = api(url, admin, "GET", pp, NULL, &pg);
+                    if (r->pages < page_cap)
+                        plat[r->pages++] = (double)(mono_ms() - p0);
+                    size_t i;
+                    json_t *x;
+                    if (pst == 200)
+                        json_array_foreach(json_object_get(pg, "hosts"), i, x)
+                        {
+                            long k = off + (long)i;
+                            if (k >= hosts)
+                                break;
+                            char cur[64];
+                            snprintf(cur, sizeof(cur), "%s/%s", jstr(x, "step"), jstr(x, "state"));
+                            if (!step[k] || strcmp(step[k], cur) != 0) {
+                                free(step[k]);
+                                step[k] = xstrdup(cur);
+                                since[k] = now;
+                            } else if (strcmp(jstr(x, "step"), "pending") != 0 &&
+                                       strcmp(jstr(x, "step"), "returned") != 0 &&
+                                       now - since[k] > stuck_s * 1000) {
+                                if (r->stuck < STUCK_MAX)
+                                    snprintf(r->stuck_msg[r->stuck], sizeof(r->stuck_msg[0]),
+                                             "%s at %s for %.0f s", jstr(x, "host"), cur,
+                                             (double)(now - since[k]) / 1000.0);
+                                r->stuck++;
+                            }
+                        }
+                    json_decref(pg);
                 }
             }
             if (now - last_print > 15000) {
-                fprintf(stderr, "  %5.0f s  %-9s %5.1f %%  group %lld  stuck %d\n",
+                fprintf(stderr, "  %5.0f s  %-9s %5.1f %%  group %lld  returned %lld  stuck %d  "
+                                "poll %.0f ms\n",
                         (double)(now - t0) / 1000.0, r->state,
-                        json_number_value(json_object_get(pl, "progress_pct")),
-                        (long long)json_integer_value(json_object_get(pl, "current_group")),
-                        r->stuck);
+                        json_number_value(json_object_get(o, "progress_pct")),
+                        (long long)json_integer_value(json_object_get(o, "current_group")),
+                        (long long)json_integer_value(
+                            json_object_get(json_object_get(o, "hosts_by_step"), "returned")),
+                        r->stuck, lat[r->polls - 1]);
                 last_print = now;
             }
         }
@@ -340,20 +405,23 @@ static int run_one(long hosts, long groups, double scale, long timeout_s, long s
         if (!strcmp(r->state, "completed") || !strcmp(r->state, "paused") ||
             !strcmp(r->state, "aborted"))
             break;
-        ferryd_sleep_ms(POLL_MS);
+        int64_t spent = mono_ms() - q0;
+        if (spent < POLL_MS)
+            ferryd_sleep_ms((int)(POLL_MS - spent));
     }
+    r->poll_max_ms = r->polls ? quantile(lat, r->polls, 1.0) : 0;
+    r->poll_p50_ms = quantile(lat, r->polls, 0.5);
+    r->poll_p99_ms = quantile(lat, r->polls, 0.99);
+    r->page_p99_ms = quantile(plat, r->pages, 0.99);
+    free(lat);
+    free(plat);
     for (long i = 0; i < hosts; i++)
         free(step[i]);
     free(step);
     free(since);
+    r->load_end = loadavg1();
     r->completed = strcmp(r->state, "completed") == 0;
     r->wall_s = (double)(mono_ms() - t0) / 1000.0;
-    /* ferryd's own measure of the plan (created → completed) when it has one */
-    if (api(url, admin, "GET", path, NULL, &o) == 200 && r->completed) {
-        size_t nh = json_array_size(json_object_get(o, "hosts"));
-        (void)nh;
-    }
-    json_decref(o);
     r->makespan_sim_s = r->wall_s / scale;
     proc_usage(daemon_pid, &r->ferryd_cpu_s, &r->ferryd_rss_mib);
     double frss = 0;
@@ -375,9 +443,12 @@ static int run_one(long hosts, long groups, double scale, long timeout_s, long s
     }
     fprintf(stderr,
             "  %ld hosts: %s in %.1f s (simulated %.0f s; planner estimate %.0f s, lower bound "
-            "%.0f s), ferryd CPU %.1f s, peak RSS %.1f MiB, %ld events, %d stuck\n",
+            "%.0f s), %.2f migrations/s, ferryd CPU %.1f s, peak RSS %.1f MiB, %ld events, "
+            "%d stuck, summary poll p99 %.0f ms, load %.1f → %.1f\n",
             hosts, r->state, r->wall_s, r->makespan_sim_s, r->estimate_s, r->lower_bound_s,
-            r->ferryd_cpu_s, r->ferryd_rss_mib, r->events_total, r->stuck);
+            r->wall_s > 0 ? (double)r->migrations_succeeded / r->wall_s : 0, r->ferryd_cpu_s,
+            r->ferryd_rss_mib, r->events_total, r->stuck, r->poll_p99_ms, r->load_start,
+            r->load_end);
     if (r->completed) {
         char *cmd = xasprintf("rm -rf '%s'", dir);
         if (system(cmd) != 0)
@@ -391,10 +462,13 @@ static int run_one(long hosts, long groups, double scale, long timeout_s, long s
 
 static void print_run(const char *what, const struct run *r)
 {
-    printf("%-22s %6ld %7ld %4ld %6ld %8.1f %9.0f %9.0f %9.0f %6.2f %7.1f %7.1f %8ld %6d  %s\n",
+    printf("%-22s %6ld %7ld %4ld %6ld %8.1f %9.0f %9.0f %9.0f %6.2f %6.2f %6.2f %7.1f %7.1f "
+           "%7.0f %8ld %6d %9.1f  %s\n",
            what, r->hosts, r->instances, r->groups, r->moves, r->wall_s, r->makespan_sim_s,
            r->estimate_s, r->lower_bound_s, r->estimate_s > 0 ? r->makespan_sim_s / r->estimate_s : 0,
-           r->ferryd_cpu_s, r->ferryd_rss_mib, r->events_total, r->stuck, r->state);
+           r->lower_bound_s > 0 ? r->makespan_sim_s / r->lower_bound_s : 0,
+           r->wall_s > 0 ? (double)r->migrations_succeeded / r->wall_s : 0, r->ferryd_cpu_s,
+           r->ferryd_rss_mib, r->poll_p99_ms, r->events_total, r->stuck, r->load_end, r->state);
 }
 
 static void json_run(FILE *f, const char *prefix, const struct run *r)
@@ -408,7 +482,10 @@ static void json_run(FILE *f, const char *prefix, const struct run *r)
             "\"%smakespan_over_lower_bound\":%.3f,\"%sferryd_cpu_s\":%.1f,"
             "\"%sferryd_peak_rss_mib\":%.1f,\"%sfleet_cpu_s\":%.1f,\"%sevents\":%ld,"
             "\"%sevents_plan\":%ld,\"%sevents_migration\":%ld,\"%sevents_host\":%ld,"
-            "\"%sstuck_hosts\":%d,\"%sregister_s\":%.1f,\"%ssim_migration_mean_s\":%.1f",
+            "\"%sstuck_hosts\":%d,\"%sregister_s\":%.1f,\"%ssim_migration_mean_s\":%.1f,"
+            "\"%smigrations_per_s\":%.2f,\"%ssummary_polls\":%ld,\"%ssummary_poll_p50_ms\":%.0f,"
+            "\"%ssummary_poll_p99_ms\":%.0f,\"%ssummary_poll_max_ms\":%.0f,"
+            "\"%shost_page_p99_ms\":%.0f,\"%sload_1m_start\":%.2f,\"%sload_1m_end\":%.2f",
             prefix, r->hosts, prefix, r->instances, prefix, r->groups, prefix, r->moves, prefix,
             r->migrations_succeeded, prefix, r->reboots, prefix, r->checks, prefix, r->completed,
             prefix, r->wall_s, prefix, r->makespan_sim_s, prefix, r->estimate_s, prefix,
@@ -417,7 +494,10 @@ static void json_run(FILE *f, const char *prefix, const struct run *r)
             r->lower_bound_s > 0 ? r->makespan_sim_s / r->lower_bound_s : 0, prefix,
             r->ferryd_cpu_s, prefix, r->ferryd_rss_mib, prefix, r->fleet_cpu_s, prefix,
             r->events_total, prefix, r->events_plan, prefix, r->events_migration, prefix,
-            r->events_host, prefix, r->stuck, prefix, r->register_s, prefix, r->sim_mig_mean_s);
+            r->events_host, prefix, r->stuck, prefix, r->register_s, prefix, r->sim_mig_mean_s,
+            prefix, r->wall_s > 0 ? (double)r->migrations_succeeded / r->wall_s : 0, prefix,
+            r->polls, prefix, r->poll_p50_ms, prefix, r->poll_p99_ms, prefix, r->poll_max_ms,
+            prefix, r->page_p99_ms, prefix, r->load_start, prefix, r->load_end);
 }
 
 int main(void)
@@ -465,18 +545,25 @@ int main(void)
         fprintf(stderr, "plan_fleet: the %ld-host run failed to start\n", hosts);
         return 1;
     }
-    printf("%-22s %6s %7s %4s %6s %8s %9s %9s %9s %6s %7s %7s %8s %6s  %s\n", "run", "hosts",
-           "guests", "grps", "moves", "wall_s", "span_sim", "est_sim", "lb_sim", "span/e",
-           "cpu_s", "rss_MiB", "events", "stuck", "state");
+    printf("%-22s %6s %7s %4s %6s %8s %9s %9s %9s %6s %6s %6s %7s %7s %7s %8s %6s %9s  %s\n",
+           "run", "hosts", "guests", "grps", "moves", "wall_s", "span_sim", "est_sim", "lb_sim",
+           "span/e", "span/lb", "mig/s", "cpu_s", "rss_MiB", "p99_ms", "events", "stuck", "load_1m",
+           "state");
     if (have_base)
         print_run("baseline (small fleet)", &base);
     print_run("fleet", &full);
     printf("\nsimulated seconds (_sim) = wall / %.3f; est = planner estimate (migrations under the\n"
            "limits + 30 s per group for action, reboot and check); lb = planner lower bound of the\n"
-           "migration time alone. fleet: %ld migrations succeeded, %ld reboots, %ld health checks,\n"
-           "mean simulated migration %.1f s; events: %ld plan.*, %ld migration.*, %ld host.*\n",
-           scale, full.migrations_succeeded, full.reboots, full.checks, full.sim_mig_mean_s,
-           full.events_plan, full.events_migration, full.events_host);
+           "migration time alone; time compressed %.0fx (simulated agents only: ferryd, its\n"
+           "store, API and HTTP run in real time). mig/s = migrations succeeded per wall second;\n"
+           "p99_ms = the bench's summary polls (GET /v1/plans/ID?hosts_limit=0, every %d ms;\n"
+           "p50 %.0f ms, max %.0f ms; host-list pages of %d every %d s: p99 %.0f ms); load_1m at\n"
+           "the end (%.1f at the start). fleet: %ld migrations succeeded, %ld reboots, %ld health\n"
+           "checks, mean simulated migration %.1f s; events: %ld plan.*, %ld migration.*, %ld host.*\n",
+           scale, 1.0 / scale, POLL_MS, full.poll_p50_ms, full.poll_max_ms, PAGE_HOSTS,
+           PAGE_EVERY_MS / 1000, full.page_p99_ms, full.load_start, full.migrations_succeeded,
+           full.reboots, full.checks, full.sim_mig_mean_s, full.events_plan,
+           full.events_migration, full.events_host);
     for (int i = 0; i < full.stuck && i < STUCK_MAX; i++)
         printf("stuck: %s\n", full.stuck_msg[i]);
     if (have_base && base.ferryd_cpu_s > 0)

@@ -14,6 +14,8 @@
 
 #define WATCH_MS 1000 /* ms between two polls of the plan */
 #define BAR_WIDTH 24  /* characters of one host's progress bar */
+#define HOSTS_PAGE 1000 /* hosts per GET of `show` (the API's page cap) */
+#define PAGES_MAX 16    /* pages `show` reads at most (the API's 4,096-host cap) */
 
 void cli_plan_usage(FILE *to)
 {
@@ -85,6 +87,18 @@ static int render(const json_t *p, FILE *to)
                 cli_api_str(h, "state", "?"), (double)cli_api_int(h, "duration_ms") / 1000.0);
         lines++;
     }
+    long long total = cli_api_int(p, "hosts_total");
+    if (total > (long long)json_array_size(hs)) {
+        const json_t *by = json_object_get(p, "hosts_by_step");
+        const char *step;
+        const json_t *n;
+        fprintf(to, "  … %lld of %lld hosts listed (ferry plan show lists all); by step:",
+                (long long)json_array_size(hs), total);
+        json_object_foreach((json_t *)by, step, n) fprintf(to, " %s %lld", step,
+                                                           (long long)json_integer_value(n));
+        fputc('\n', to);
+        lines++;
+    }
     const json_t *ms = json_object_get(p, "migrations");
     for (size_t i = 0; i < json_array_size(ms); i++) {
         const json_t *m = json_array_get(ms, i);
@@ -98,6 +112,40 @@ static int render(const json_t *p, FILE *to)
         lines++;
     }
     return lines;
+}
+
+/* GET /v1/plans/ID page after page (HOSTS_PAGE hosts each, at most
+ * PAGES_MAX pages) into one object: the first page's summary with every
+ * host and migration. 0, or -1 after the API call printed its error. */
+static int fetch_all(struct popts *o, const char *id, json_t **out)
+{
+    json_t *all = NULL;
+    long long total = 0;
+    for (long long off = 0, k = 0; k < PAGES_MAX && (!all || off < total); k++) {
+        char path[200];
+        snprintf(path, sizeof(path), "/v1/plans/%s?hosts_offset=%lld&hosts_limit=%d", id, off,
+                 HOSTS_PAGE);
+        json_t *p = NULL;
+        if (cli_api_call(o->creds.url, o->creds.token, "GET", path, NULL, &p, NULL) != 0) {
+            json_decref(all);
+            return -1;
+        }
+        total = cli_api_int(json_object_get(p, "hosts_page"), "total");
+        size_t got = json_array_size(json_object_get(p, "hosts"));
+        if (!all) {
+            all = p;
+        } else {
+            json_array_extend(json_object_get(all, "hosts"), json_object_get(p, "hosts"));
+            json_array_extend(json_object_get(all, "migrations"), json_object_get(p, "migrations"));
+            json_decref(p);
+        }
+        if (got == 0)
+            break;
+        off += (long long)got;
+    }
+    json_object_del(all, "hosts_page");
+    *out = all;
+    return 0;
 }
 
 static bool ended(const char *st)
@@ -280,15 +328,14 @@ int cli_plan(int argc, char **argv)
             const json_t *a = json_object_get(out, "plans");
             for (size_t i = 0; i < json_array_size(a); i++) {
                 const json_t *p = json_array_get(a, i);
-                printf("%-20s %-10s %5.1f%%  %zu host(s)\n", cli_api_str(p, "id", "?"),
+                printf("%-20s %-10s %5.1f%%  %lld host(s)\n", cli_api_str(p, "id", "?"),
                        cli_api_str(p, "state", "?"),
                        json_number_value(json_object_get(p, "progress_pct")),
-                       json_array_size(json_object_get(p, "hosts")));
+                       cli_api_int(p, "hosts_total"));
             }
         }
     } else if (strcmp(verb, "show") == 0) {
-        snprintf(path, sizeof(path), "/v1/plans/%s", id);
-        if (cli_api_call(o.creds.url, o.creds.token, "GET", path, NULL, &out, NULL) != 0) {
+        if (fetch_all(&o, id, &out) != 0) {
             rc = CLI_EXIT_FAIL;
             goto out;
         }

@@ -1361,7 +1361,12 @@ static double host_pct(const struct store_plan_host *h, const json_t *d, size_t 
     return 0;
 }
 
-static json_t *plan_json(struct coord *c, const struct store_plan *p, bool full)
+/* Renders plan p: the summary (state, spec, planner figures, progress_pct,
+ * eta, hosts_total, hosts_by_step) and hosts[off, off + lim) of the plan's
+ * host list with their migrations (full) — lim 0: the summary alone. The
+ * page's bounds go in hosts_page {offset, limit, total} when lim > 0. */
+static json_t *plan_json(struct coord *c, const struct store_plan *p, bool full, size_t off,
+                         size_t lim)
 {
     json_t *spec = load_obj(p->spec_json), *det = load_obj(p->detail_json);
     json_t *o = json_pack("{s:s, s:s, s:i, s:o, s:o, s:s, s:o, s:O}", "id", p->id, "state",
@@ -1373,7 +1378,7 @@ static json_t *plan_json(struct coord *c, const struct store_plan *p, bool full)
     struct ferr e = {0};
     if (store_plan_host_list(c->st, p->id, &hs, &nh, &e) != 0)
         goto out;
-    json_t *ha = json_array(), *migs = json_array();
+    json_t *ha = json_array(), *migs = json_array(), *by_step = json_object();
     double sum = 0;
     int64_t now = coord_now_ms(), done_ms = 0, mig_eta = 0;
     size_t done_n = 0;
@@ -1388,11 +1393,17 @@ static json_t *plan_json(struct coord *c, const struct store_plan *p, bool full)
             free(inst);
         double pct = host_pct(h, d, left);
         sum += pct;
+        json_object_set_new(by_step, h->step,
+                            json_integer(json_integer_value(json_object_get(by_step, h->step)) + 1));
         if (h->group_no + 1 > ngroups)
             ngroups = h->group_no + 1;
         if (strcmp(h->step, "returned") == 0) {
             done_ms += h->finished_ms - h->started_ms;
             done_n++;
+        }
+        if (i < off || i - off >= lim) { /* outside the page: counted, not listed */
+            json_decref(d);
+            continue;
         }
         int64_t dur = h->started_ms ? (h->finished_ms ? h->finished_ms : now) - h->started_ms : 0;
         json_t *x = json_pack("{s:s, s:i, s:s, s:s, s:f, s:I}", "host", h->host, "group",
@@ -1441,8 +1452,17 @@ static json_t *plan_json(struct coord *c, const struct store_plan *p, bool full)
         json_array_append_new(ha, x);
         json_decref(d);
     }
-    json_object_set_new(o, "hosts", ha);
-    if (full)
+    json_object_set_new(o, "hosts_total", json_integer((json_int_t)nh));
+    json_object_set_new(o, "hosts_by_step", by_step);
+    if (lim) {
+        json_object_set_new(o, "hosts", ha);
+        json_object_set_new(o, "hosts_page", json_pack("{s:I, s:I, s:I}", "offset", (json_int_t)off,
+                                                       "limit", (json_int_t)lim, "total",
+                                                       (json_int_t)nh));
+    } else {
+        json_decref(ha);
+    }
+    if (full && lim)
         json_object_set_new(o, "migrations", migs);
     else
         json_decref(migs);
@@ -1490,7 +1510,7 @@ static void list(struct coord *c, struct evhttp_request *req, const struct store
         return httpd_reply_err(req, &e);
     json_t *a = json_array();
     for (size_t i = 0; i < n && i < 1000; i++)
-        json_array_append_new(a, plan_json(c, &ps[i], false));
+        json_array_append_new(a, plan_json(c, &ps[i], false, 0, 0)); /* summaries */
     store_plans_free(ps, n);
     httpd_reply_json(req, 200, json_pack("{s:o}", "plans", a));
 }
@@ -1505,13 +1525,38 @@ static bool load(struct coord *c, struct evhttp_request *req, const char *id, st
     return true;
 }
 
+/* Reads query parameter key of req as an integer in [min, max] into *out
+ * (left as is when absent). On a bad value replies 400 naming key and
+ * returns false. */
+static bool query_size(struct evhttp_request *req, const char *key, long min, long max,
+                       size_t *out)
+{
+    char buf[32];
+    if (httpd_query(req, key, buf, sizeof(buf)) != 0)
+        return true;
+    char *end = NULL;
+    errno = 0;
+    long v = strtol(buf, &end, 10);
+    if (!buf[0] || *end || errno || v < min || v > max) {
+        char msg[96];
+        snprintf(msg, sizeof(msg), "%s must be an integer %ld..%ld", key, min, max);
+        reply_code(req, 400, "invalid", key, msg);
+        return false;
+    }
+    *out = (size_t)v;
+    return true;
+}
+
 static void show(struct coord *c, struct evhttp_request *req, const struct store_token *who,
                  const char *id)
 {
     struct store_plan p;
-    if (!authorise(c, req, who, "plan:show", id) || !load(c, req, id, &p))
+    size_t off = 0, lim = HOSTS_PAGE_DEFAULT;
+    if (!query_size(req, "hosts_offset", 0, HOSTS_MAX, &off) ||
+        !query_size(req, "hosts_limit", 0, HOSTS_PAGE_MAX, &lim) ||
+        !authorise(c, req, who, "plan:show", id) || !load(c, req, id, &p))
         return;
-    httpd_reply_json(req, 200, plan_json(c, &p, true));
+    httpd_reply_json(req, 200, plan_json(c, &p, true, off, lim));
     store_plan_clear(&p);
 }
 
@@ -1582,7 +1627,7 @@ static void act(struct coord *c, struct evhttp_request *req, const struct store_
         return reply_code(req, 500, "internal", "", "cannot record the change");
     }
     log_info("plan", "msg=\"plan %s\" plan=%s by=%s", what, p.id, who->user);
-    httpd_reply_json(req, 202, plan_json(c, &p, false));
+    httpd_reply_json(req, 202, plan_json(c, &p, false, 0, 0));
     store_plan_clear(&p);
 }
 

@@ -24,7 +24,9 @@
  * maintained, and the plan's health-check command runs after each return
  * (its failure pauses the plan with its exit status and output, a resume
  * runs it again); an operator's cordon keeps a host from being any
- * migration's destination.
+ * migration's destination; the plan's host list is paged (hosts_offset,
+ * hosts_limit; bad values 400 naming the parameter, nothing changed) and
+ * GET /v1/plans lists summaries.
  * Bounded: every wait has a deadline. */
 #include <signal.h>
 #include <stdint.h>
@@ -376,6 +378,103 @@ static void check_plan_done(const json_t *p, const int start[NGUESTS])
     }
 }
 
+/* The host list of a plan is paged: hosts_limit=0 is the summary alone
+ * (hosts_total, hosts_by_step), hosts_offset/limit give that slice of the
+ * full list (and only its hosts' migrations), past the end is empty; bad
+ * paging parameters answer 400 naming the parameter and change nothing;
+ * GET /v1/plans lists summaries. full is the plan as GET /v1/plans/ID
+ * (default page) answered after it ended. */
+static void check_paging(const char *id, const json_t *full)
+{
+    char path[200];
+    json_t *o = NULL;
+    const json_t *fh = json_object_get(full, "hosts");
+    CHECK(json_array_size(fh) == NGUESTS &&
+              json_integer_value(json_object_get(full, "hosts_total")) == NGUESTS,
+          "default page: %zu hosts of %lld", json_array_size(fh),
+          (long long)json_integer_value(json_object_get(full, "hosts_total")));
+    snprintf(path, sizeof(path), "/v1/plans/%s?hosts_limit=0", id);
+    if (ferryd_api(&D, "GET", path, D.admin, NULL, &o) == 200) {
+        CHECK(!json_object_get(o, "hosts") && !json_object_get(o, "migrations"),
+              "hosts_limit=0 listed hosts or migrations");
+        CHECK(json_integer_value(json_object_get(o, "hosts_total")) == NGUESTS &&
+                  json_integer_value(json_object_get(json_object_get(o, "hosts_by_step"),
+                                                     "returned")) == NGUESTS,
+              "summary: hosts_total %lld, returned %lld",
+              (long long)json_integer_value(json_object_get(o, "hosts_total")),
+              (long long)json_integer_value(
+                  json_object_get(json_object_get(o, "hosts_by_step"), "returned")));
+        CHECK(json_real_value(json_object_get(o, "progress_pct")) == 100.0,
+              "summary progress %.1f", json_real_value(json_object_get(o, "progress_pct")));
+    } else {
+        CHECK(0, "GET %s failed", path);
+    }
+    json_decref(o);
+    o = NULL;
+    snprintf(path, sizeof(path), "/v1/plans/%s?hosts_offset=1&hosts_limit=1", id);
+    if (ferryd_api(&D, "GET", path, D.admin, NULL, &o) == 200) {
+        const json_t *h = json_object_get(o, "hosts"), *pg = json_object_get(o, "hosts_page");
+        const char *want = ferryd_jstr(json_array_get(fh, 1), "host");
+        CHECK(json_array_size(h) == 1 && !strcmp(ferryd_jstr(json_array_get(h, 0), "host"), want),
+              "page [1, 2): %zu hosts, first %s (want %s)", json_array_size(h),
+              ferryd_jstr(json_array_get(h, 0), "host"), want);
+        CHECK(json_integer_value(json_object_get(pg, "offset")) == 1 &&
+                  json_integer_value(json_object_get(pg, "limit")) == 1 &&
+                  json_integer_value(json_object_get(pg, "total")) == NGUESTS,
+              "hosts_page wrong");
+        size_t i;
+        json_t *m;
+        json_array_foreach(json_object_get(o, "migrations"), i, m)
+            CHECK(!strcmp(ferryd_jstr(m, "source"), want), "page lists migration %s from %s",
+                  ferryd_jstr(m, "id"), ferryd_jstr(m, "source"));
+    } else {
+        CHECK(0, "GET %s failed", path);
+    }
+    json_decref(o);
+    o = NULL;
+    snprintf(path, sizeof(path), "/v1/plans/%s?hosts_offset=7&hosts_limit=5", id);
+    CHECK(ferryd_api(&D, "GET", path, D.admin, NULL, &o) == 200 &&
+              json_array_size(json_object_get(o, "hosts")) == 0,
+          "a page past the end is not empty");
+    json_decref(o);
+    static const char *const bad[][2] = {
+        {"hosts_limit=abc", "hosts_limit"}, {"hosts_limit=-1", "hosts_limit"},
+        {"hosts_limit=1001", "hosts_limit"}, {"hosts_limit=", "hosts_limit"},
+        {"hosts_offset=x", "hosts_offset"}, {"hosts_offset=99999", "hosts_offset"},
+        {"hosts_offset=1&hosts_limit=2x", "hosts_limit"}};
+    for (size_t k = 0; k < sizeof(bad) / sizeof(bad[0]); k++) {
+        o = NULL;
+        snprintf(path, sizeof(path), "/v1/plans/%s?%s", id, bad[k][0]);
+        int st = ferryd_api(&D, "GET", path, D.admin, NULL, &o);
+        const json_t *er = json_object_get(o, "error");
+        CHECK(st == 400 && !strcmp(ferryd_jstr(er, "code"), "invalid") &&
+                  !strcmp(ferryd_jstr(er, "field"), bad[k][1]) && ferryd_jstr(er, "message")[0],
+              "?%s: %d field '%s'", bad[k][0], st, ferryd_jstr(er, "field"));
+        json_decref(o);
+    }
+    json_t *after = get_plan(id);
+    CHECK(after && !strcmp(ferryd_jstr(after, "updated"), ferryd_jstr(full, "updated")) &&
+              !strcmp(ferryd_jstr(after, "state"), ferryd_jstr(full, "state")),
+          "bad paging requests changed the plan");
+    json_decref(after);
+    o = NULL;
+    if (ferryd_api(&D, "GET", "/v1/plans", D.admin, NULL, &o) == 200) {
+        size_t i, seen = 0;
+        json_t *x;
+        json_array_foreach(json_object_get(o, "plans"), i, x)
+        {
+            CHECK(!json_object_get(x, "hosts"), "GET /v1/plans lists the hosts of %s",
+                  ferryd_jstr(x, "id"));
+            if (!strcmp(ferryd_jstr(x, "id"), id))
+                seen = (size_t)json_integer_value(json_object_get(x, "hosts_total"));
+        }
+        CHECK(seen == NGUESTS, "GET /v1/plans: %s with %zu hosts_total", id, seen);
+    } else {
+        CHECK(0, "GET /v1/plans failed");
+    }
+    json_decref(o);
+}
+
 static void t_plan(void)
 {
     if (!ready) {
@@ -414,6 +513,7 @@ static void t_plan(void)
     CHECK(json_array_size(targets) == NGUESTS, "label zone=lab chose %zu hosts",
           json_array_size(targets));
     check_plan_done(p, start);
+    check_paging(id, p);
     /* the health-check command ran on each host after its return */
     size_t i;
     json_t *h;
