@@ -1,5 +1,6 @@
 /* migcache — see migcache.h. A chained hash table on the id, sized for the
  * entry bound, plus a doubly linked list in recency order. */
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -18,6 +19,7 @@ struct mc_entry {
 };
 
 struct migcache {
+    pthread_mutex_t lock;     /* guards everything below */
     struct mc_entry **bucket; /* nbuckets chains */
     size_t nbuckets;          /* a power of two */
     struct mc_entry *head, *tail;
@@ -44,6 +46,7 @@ struct migcache *migcache_new(size_t max_entries, size_t max_bytes)
     while (mc->nbuckets < mc->max_entries && mc->nbuckets < (1u << 24))
         mc->nbuckets <<= 1;
     mc->bucket = xcalloc(mc->nbuckets, sizeof(*mc->bucket));
+    pthread_mutex_init(&mc->lock, NULL);
     return mc;
 }
 
@@ -106,12 +109,14 @@ void migcache_free(struct migcache *mc)
     while (mc->head)
         remove_entry(mc, find_slot(mc, mc->head->id));
     free(mc->bucket);
+    pthread_mutex_destroy(&mc->lock);
     free(mc);
 }
 
-const char *migcache_get(struct migcache *mc, const char *id, int64_t created_ms, int64_t rev,
-                         bool hosts, size_t *len)
+bool migcache_read(struct migcache *mc, const char *id, int64_t created_ms, int64_t rev,
+                   bool hosts, migcache_sink sink, void *arg)
 {
+    pthread_mutex_lock(&mc->lock);
     struct mc_entry *en = *find_slot(mc, id);
     if (en && (en->created_ms != created_ms || en->rev != rev)) {
         drop_texts(mc, en);
@@ -120,15 +125,17 @@ const char *migcache_get(struct migcache *mc, const char *id, int64_t created_ms
     }
     if (!en || !en->text[hosts]) {
         mc->st.misses++;
-        return NULL;
+        pthread_mutex_unlock(&mc->lock);
+        return false;
     }
     mc->st.hits++;
     if (mc->head != en) {
         unlink_lru(mc, en);
         push_head(mc, en);
     }
-    *len = en->len[hosts];
-    return en->text[hosts];
+    sink(arg, en->text[hosts], en->len[hosts]);
+    pthread_mutex_unlock(&mc->lock);
+    return true;
 }
 
 void migcache_put(struct migcache *mc, const char *id, int64_t created_ms, int64_t rev, bool hosts,
@@ -138,6 +145,7 @@ void migcache_put(struct migcache *mc, const char *id, int64_t created_ms, int64
         free(text);
         return;
     }
+    pthread_mutex_lock(&mc->lock);
     struct mc_entry **slot = find_slot(mc, id), *en = *slot;
     if (!en) {
         en = xcalloc(1, sizeof(*en));
@@ -161,16 +169,21 @@ void migcache_put(struct migcache *mc, const char *id, int64_t created_ms, int64
         remove_entry(mc, find_slot(mc, mc->tail->id));
         mc->st.evictions++;
     }
+    pthread_mutex_unlock(&mc->lock);
 }
 
 void migcache_forget(struct migcache *mc, const char *id)
 {
+    pthread_mutex_lock(&mc->lock);
     struct mc_entry **slot = find_slot(mc, id);
     if (*slot)
         remove_entry(mc, slot);
+    pthread_mutex_unlock(&mc->lock);
 }
 
-void migcache_stats(const struct migcache *mc, struct migcache_stats *out)
+void migcache_stats(struct migcache *mc, struct migcache_stats *out)
 {
+    pthread_mutex_lock(&mc->lock);
     *out = mc->st;
+    pthread_mutex_unlock(&mc->lock);
 }

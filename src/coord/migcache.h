@@ -10,7 +10,9 @@
  * the host names (migration:show_hosts): the one without never held them.
  * The cache holds no decisions: visibility is decided per request before a
  * rendering is looked up. Bounded in entries and bytes; the least recently
- * used entries go first. One thread (the event loop). */
+ * used entries go first. Thread-safe: one lock guards the cache, held for
+ * a lookup and the copy of its text (ferryd's read threads and its event
+ * loop share one cache). */
 #ifndef FERRY_COORD_MIGCACHE_H
 #define FERRY_COORD_MIGCACHE_H
 #include <stdbool.h>
@@ -40,12 +42,18 @@ struct migcache *migcache_new(size_t max_entries, size_t max_bytes);
 /* Frees mc and everything it holds; NULL is fine. */
 void migcache_free(struct migcache *mc);
 
+/* Receives a cached text (len bytes, not NUL-terminated in general),
+ * borrowed for the call only; called with the cache's lock held, so it must
+ * not call back into the cache. */
+typedef void (*migcache_sink)(void *arg, const char *text, size_t len);
+
 /* Looks up the rendering of migration id at (created_ms, rev), with host
- * names when hosts is true. Returns the text (borrowed, valid until the
- * next migcache_put or migcache_free; *len its bytes) or NULL. An entry
- * whose created_ms or rev differ is stale: its renderings are dropped. */
-const char *migcache_get(struct migcache *mc, const char *id, int64_t created_ms, int64_t rev,
-                         bool hosts, size_t *len);
+ * names when hosts is true, and hands it to sink(arg, ...) (which copies
+ * it). Returns true when found (sink was called), false otherwise. An
+ * entry whose created_ms or rev differ is stale: its renderings are
+ * dropped. */
+bool migcache_read(struct migcache *mc, const char *id, int64_t created_ms, int64_t rev,
+                   bool hosts, migcache_sink sink, void *arg);
 
 /* Stores text[0..len) (takes ownership; allocated with malloc) as the
  * rendering of id at (created_ms, rev) for the hosts variant, replacing
@@ -59,6 +67,6 @@ void migcache_put(struct migcache *mc, const char *id, int64_t created_ms, int64
 void migcache_forget(struct migcache *mc, const char *id);
 
 /* Fills *out with mc's counters. */
-void migcache_stats(const struct migcache *mc, struct migcache_stats *out);
+void migcache_stats(struct migcache *mc, struct migcache_stats *out);
 
 #endif

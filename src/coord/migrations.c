@@ -117,7 +117,8 @@ struct coordmig {
     struct orch *list;   /* live orchestrations */
     char *agent_token;   /* bearer token presented to the agents; owned, NULL none */
     int64_t consent_ms;  /* last consent timeout check, ms since epoch */
-    struct migcache *cache; /* rendered records for show and list; owned */
+    struct migcache *cache; /* rendered records for show and list; owned (a read
+                               thread's coordmig borrows the loop's) */
     struct event *commit;   /* one-shot PROGRESS_COMMIT_MS timer: the group commit */
     bool commit_armed;      /* it is pending */
     size_t npending;        /* orchs with waiting progress */
@@ -1402,6 +1403,18 @@ int coordmig_start(struct coord *c, struct ferr *e)
     return 0;
 }
 
+void coordmig_reader_init(struct coord *r, const struct coord *c)
+{
+    r->mig = xcalloc(1, sizeof(*r->mig));
+    r->mig->cache = c->mig->cache; /* thread-safe (migcache.h) */
+}
+
+void coordmig_reader_free(struct coord *r)
+{
+    free(r->mig);
+    r->mig = NULL;
+}
+
 void coordmig_get_stats(const struct coord *c, struct coordmig_stats *out)
 {
     if (c->mig)
@@ -1707,16 +1720,9 @@ static char *render(const struct store_migration *m, bool hosts)
     return text;
 }
 
-/* Renders m into the cache and returns the text (borrowed from the cache,
- * *len bytes), or NULL when the cache did not keep it (over its byte bound). */
-static const char *render_into_cache(struct coord *c, const struct store_migration *m, bool hosts,
-                                     size_t *len)
+static void page_sink(void *arg, const char *text, size_t len)
 {
-    char *text = render(m, hosts);
-    if (!text)
-        return NULL;
-    migcache_put(c->mig->cache, m->id, m->created_ms, m->rev, hosts, text, strlen(text));
-    return migcache_get(c->mig->cache, m->id, m->created_ms, m->rev, hosts, len);
+    page_add(arg, text, len);
 }
 
 /* Appends sep and the record of key k (rendered with host names when
@@ -1725,25 +1731,26 @@ static const char *render_into_cache(struct coord *c, const struct store_migrati
 static int render_cached(struct coord *c, const struct store_migration_key *k, bool hosts,
                          const char *sep, struct page *pg)
 {
-    size_t len = 0;
-    const char *t = migcache_get(c->mig->cache, k->id, k->created_ms, k->rev, hosts, &len);
-    if (t) {
-        page_add(pg, sep, strlen(sep));
-        page_add(pg, t, len);
+    size_t at = pg->len;
+    page_add(pg, sep, strlen(sep));
+    if (migcache_read(c->mig->cache, k->id, k->created_ms, k->rev, hosts, page_sink, pg))
         return 0;
-    }
     struct store_migration m;
     struct ferr e = {0};
-    if (store_migration_get(c->st, k->id, &m, &e) != 0)
+    if (store_migration_get(c->st, k->id, &m, &e) != 0) {
+        pg->len = at;
         return -1;
-    t = render_into_cache(c, &m, hosts, &len);
-    char *own = t ? NULL : render(&m, hosts);
+    }
+    char *text = render(&m, hosts);
+    if (!text) {
+        store_migration_clear(&m);
+        pg->len = at;
+        return -1;
+    }
+    size_t len = strlen(text);
+    page_add(pg, text, len);
+    migcache_put(c->mig->cache, m.id, m.created_ms, m.rev, hosts, text, len); /* takes text */
     store_migration_clear(&m);
-    if (!t && !own)
-        return -1;
-    page_add(pg, sep, strlen(sep));
-    page_add(pg, t ? t : own, t ? len : strlen(own));
-    free(own);
     return 0;
 }
 
@@ -1937,18 +1944,24 @@ static void show(struct coord *c, struct evhttp_request *req, const struct store
         return;
     bool hosts_ok =
         decide(c, who, "migration:show_hosts", m.project, m.instance, m.id, m.source, false);
-    size_t len = 0;
-    const char *t = migcache_get(c->mig->cache, m.id, m.created_ms, m.rev, hosts_ok, &len);
-    if (!t)
-        t = render_into_cache(c, &m, hosts_ok, &len);
-    if (!t) {
-        httpd_reply_json(req, 200, rec_json(&m, hosts_ok));
-    } else {
-        struct evbuffer *body = evbuffer_new();
-        evbuffer_add(body, t, len);
-        evbuffer_add(body, "\n", 1);
-        httpd_reply_buf(req, 200, body);
+    struct page pg = {xmalloc(2048), 0, 2048};
+    if (!migcache_read(c->mig->cache, m.id, m.created_ms, m.rev, hosts_ok, page_sink, &pg)) {
+        char *text = render(&m, hosts_ok);
+        if (!text) {
+            free(pg.p);
+            httpd_reply_json(req, 200, rec_json(&m, hosts_ok));
+            store_migration_clear(&m);
+            return;
+        }
+        size_t len = strlen(text);
+        page_add(&pg, text, len);
+        migcache_put(c->mig->cache, m.id, m.created_ms, m.rev, hosts_ok, text, len);
     }
+    page_add(&pg, "\n", 1);
+    struct evbuffer *body = evbuffer_new();
+    if (evbuffer_add_reference(body, pg.p, pg.len, page_free_cb, NULL) != 0)
+        free(pg.p);
+    httpd_reply_buf(req, 200, body);
     store_migration_clear(&m);
 }
 

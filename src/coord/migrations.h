@@ -36,6 +36,13 @@ struct coordmig_stats {
 };
 void coordmig_get_stats(const struct coord *c, struct coordmig_stats *out);
 
+/* Prepares r, the struct coord of a read thread (cfg, pol and its reader
+ * store set), to answer show and list (coordmig_handle with GET) from c's
+ * read cache, which it borrows: free r with coordmig_reader_free before
+ * coordmig_stop(c). r orchestrates nothing and must not be handed writes. */
+void coordmig_reader_init(struct coord *r, const struct coord *c);
+void coordmig_reader_free(struct coord *r);
+
 /* Cancels migration id on behalf of by (a user name, or "policy"), as
  * POST /v1/migrations/ID/cancel does after its policy check: recorded
  * durably (state cancelling, or cancelled while still queued), then carried

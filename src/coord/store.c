@@ -3,6 +3,7 @@
  * and name rules hold whatever the backend. */
 #include "coord/store.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +16,9 @@
 struct store {
     const struct store_ops *ops; /* backend operations */
     void *impl;                  /* backend state */
+    struct store *writer;        /* reader handles: where deferred audit goes; else NULL */
+    pthread_mutex_t alock;       /* guards abuf, an, adropped (store_audit_defer is
+                                    called by reader threads) */
     struct store_audit *abuf;    /* deferred audit records (STORE_AUDIT_BUFFER) */
     size_t an;                   /* how many wait in abuf */
     uint64_t adropped;           /* dropped because abuf was full */
@@ -83,6 +87,25 @@ int store_open(const char *location, struct store **out, struct ferr *e)
         free(st);
         return rc;
     }
+    pthread_mutex_init(&st->alock, NULL);
+    *out = st;
+    return 0;
+}
+
+int store_open_reader(const char *location, struct store *writer, struct store **out,
+                      struct ferr *e)
+{
+    *out = NULL;
+    if (!location || !location[0] || !writer)
+        return ferr_set(e, FERR_INVAL, "db", "no store location or writer given");
+    struct store *st = xcalloc(1, sizeof(*st));
+    int rc = store__sqlite_open_reader(location, &st->ops, &st->impl, e);
+    if (rc != 0) {
+        free(st);
+        return rc;
+    }
+    pthread_mutex_init(&st->alock, NULL);
+    st->writer = writer;
     *out = st;
     return 0;
 }
@@ -97,6 +120,7 @@ void store_close(struct store *st)
     if (store_audit_flush(st, NULL, &e) != 0)
         log_error("store", "msg=\"audit records lost at close\" count=%zu err=\"%s\"", n, e.msg);
     st->ops->close(st->impl);
+    pthread_mutex_destroy(&st->alock);
     free(st->abuf);
     free(st);
 }
@@ -315,15 +339,21 @@ int store_audit_defer(struct store *st, const struct store_audit *a, struct ferr
         (rc = check_text(a->target, STORE_SUBJECT_MAX, 1, "target", e)) != 0 ||
         (rc = check_text(a->decision, STORE_IDENT_MAX, 0, "decision", e)) != 0)
         return rc;
+    if (st->writer)
+        st = st->writer; /* a reader's records are the writer's to write */
+    uint64_t dropped = 0;
+    pthread_mutex_lock(&st->alock);
     if (st->an == STORE_AUDIT_BUFFER) {
-        if (st->adropped++ % 1000 == 0)
-            log_warn("store", "msg=\"audit queue full, record dropped\" dropped=%llu",
-                     (unsigned long long)st->adropped);
-        return 0;
+        dropped = ++st->adropped;
+    } else {
+        if (!st->abuf)
+            st->abuf = xcalloc(STORE_AUDIT_BUFFER, sizeof(*st->abuf));
+        st->abuf[st->an++] = *a;
     }
-    if (!st->abuf)
-        st->abuf = xcalloc(STORE_AUDIT_BUFFER, sizeof(*st->abuf));
-    st->abuf[st->an++] = *a;
+    pthread_mutex_unlock(&st->alock);
+    if (dropped % 1000 == 1)
+        log_warn("store", "msg=\"audit queue full, record dropped\" dropped=%llu",
+                 (unsigned long long)dropped);
     return 0;
 }
 
@@ -331,22 +361,62 @@ int store_audit_flush(struct store *st, size_t *flushed, struct ferr *e)
 {
     if (flushed)
         *flushed = 0;
-    if (st->an == 0)
+    if (st->writer)
+        return 0; /* a reader holds no records */
+    /* Take the queue out under the lock and write it without: readers keep
+     * queueing into a fresh buffer meanwhile and never wait for the disk. */
+    pthread_mutex_lock(&st->alock);
+    struct store_audit *buf = st->abuf;
+    size_t n = st->an;
+    st->abuf = NULL;
+    st->an = 0;
+    pthread_mutex_unlock(&st->alock);
+    if (n == 0) {
+        pthread_mutex_lock(&st->alock);
+        if (!st->abuf)
+            st->abuf = buf;
+        else
+            free(buf);
+        pthread_mutex_unlock(&st->alock);
         return 0;
-    int rc = st->ops->audit_append_many(st->impl, st->abuf, st->an, e);
+    }
+    int rc = st->ops->audit_append_many(st->impl, buf, n, e);
+    if (rc == 0) {
+        if (flushed)
+            *flushed = n;
+        n = 0;
+    }
+    /* Put back what was not written (in front: the order stays), and keep
+     * the larger buffer. Records beyond the bound are dropped and counted. */
+    pthread_mutex_lock(&st->alock);
+    if (n) {
+        size_t keep = st->an < STORE_AUDIT_BUFFER - n ? st->an : STORE_AUDIT_BUFFER - n;
+        if (st->abuf)
+            memcpy(buf + n, st->abuf, keep * sizeof(*buf));
+        st->adropped += st->an - keep;
+        n += keep;
+        free(st->abuf);
+        st->abuf = buf;
+        st->an = n;
+    } else if (!st->abuf) {
+        st->abuf = buf;
+    } else {
+        free(buf);
+    }
+    pthread_mutex_unlock(&st->alock);
     if (rc == FERR_STATE)
         return 0; /* a transaction is open: next time */
-    if (rc)
-        return rc;
-    if (flushed)
-        *flushed = st->an;
-    st->an = 0;
-    return 0;
+    return rc;
 }
 
 uint64_t store_audit_dropped(const struct store *st)
 {
-    return st->adropped;
+    if (st->writer)
+        st = st->writer;
+    pthread_mutex_lock((pthread_mutex_t *)&st->alock);
+    uint64_t n = st->adropped;
+    pthread_mutex_unlock((pthread_mutex_t *)&st->alock);
+    return n;
 }
 
 int store_audit_count(struct store *st, int64_t *n, struct ferr *e)

@@ -12,7 +12,15 @@
  * change and the event describing it — become atomic by wrapping them in
  * store_tx_begin ... store_tx_commit; store_tx_rollback leaves none of them.
  * Every function returns 0 or a negative FERR_* code with e filled (e may
- * be NULL). A store handle is used from one thread. */
+ * be NULL).
+ *
+ * Threads: a handle is used by one thread at a time — the one that opened
+ * it, or one it was handed to — with a single exception: store_audit_defer
+ * and store_audit_dropped may be called from any thread (the deferred
+ * queue has its own lock). ferryd's event loop owns the writer handle
+ * (store_open); each of its read threads owns a reader handle
+ * (store_open_reader), a separate connection that SQLite's WAL lets read
+ * while the writer commits. */
 #ifndef FERRY_COORD_STORE_H
 #define FERRY_COORD_STORE_H
 #include <stddef.h>
@@ -151,6 +159,16 @@ struct store_migration_filter {
 int store_open(const char *location, struct store **out, struct ferr *e)
     __attribute__((warn_unused_result));
 
+/* Opens a reader handle on the store at location, which writer (the
+ * handle of store_open, borrowed: close the reader first) has opened and
+ * brought to STORE_SCHEMA_VERSION; FERR_STATE on another version. Every
+ * read works on it and sees what the writer has committed; a write fails
+ * with an error (the connection is query-only). Audit records deferred on it (store_audit_defer) go
+ * to writer's queue, flushed by the writer's thread. On 0, *out is the
+ * handle (close with store_close); on failure *out is NULL. */
+int store_open_reader(const char *location, struct store *writer, struct store **out,
+                      struct ferr *e) __attribute__((warn_unused_result));
+
 /* Closes st (rolling back an open transaction, then flushing the queued
  * audit records) and frees it; NULL is fine. */
 void store_close(struct store *st);
@@ -262,7 +280,9 @@ int store_audit_append(struct store *st, const struct store_audit *a, struct fer
 
 /* Queues one audit record in memory (a copy) for the next
  * store_audit_flush: for read decisions, whose record may be lost on a
- * crash (ferryd flushes every 100 ms). Never blocks and never writes; when
+ * crash (ferryd flushes every 100 ms). Callable from any thread; on a
+ * reader handle the record joins its writer's queue. Never waits for the
+ * disk (only for the queue's lock) and never writes; when
  * STORE_AUDIT_BUFFER records wait already, the record is dropped, counted
  * (store_audit_dropped) and a warning logged. FERR_INVAL on a bad record. */
 int store_audit_defer(struct store *st, const struct store_audit *a, struct ferr *e)
@@ -271,7 +291,8 @@ int store_audit_defer(struct store *st, const struct store_audit *a, struct ferr
 /* Writes every queued audit record in one transaction; *flushed (may be
  * NULL) receives how many. With a transaction open it writes nothing and
  * returns 0 (the records wait for the next flush); on a store error the
- * records stay queued. */
+ * records stay queued. Records deferred meanwhile by other threads wait
+ * for the next flush. A no-op on a reader handle. */
 int store_audit_flush(struct store *st, size_t *flushed, struct ferr *e)
     __attribute__((warn_unused_result));
 

@@ -72,4 +72,9 @@ struct store_ops {
 /* Opens the SQLite backend at path (see store_open). */
 int store__sqlite_open(const char *path, const struct store_ops **ops, void **impl, struct ferr *e);
 
+/* Opens a read-only connection to the SQLite store at path, which must
+ * hold STORE_SCHEMA_VERSION already (see store_open_reader). */
+int store__sqlite_open_reader(const char *path, const struct store_ops **ops, void **impl,
+                              struct ferr *e);
+
 #endif

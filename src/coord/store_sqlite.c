@@ -1498,6 +1498,38 @@ static int pragma(struct sq *s, const char *sql, const char *want, struct ferr *
     return rc;
 }
 
+int store__sqlite_open_reader(const char *path, const struct store_ops **ops, void **impl,
+                              struct ferr *e)
+{
+    struct sq *s = xcalloc(1, sizeof(*s));
+    int rc, v;
+    /* NOMUTEX: a reader handle is used by one thread too; WAL lets it read
+     * while the writer's connection commits. query_only makes any write
+     * through it fail (SQLITE_READONLY) instead of taking the write lock. */
+    if (sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL) !=
+        SQLITE_OK) {
+        rc = ferr_set(e, -EIO, "db", "cannot open store %s: %s", path,
+                      s->db ? sqlite3_errmsg(s->db) : "out of memory");
+        goto fail;
+    }
+    sqlite3_busy_timeout(s->db, BUSY_TIMEOUT_MS);
+    if ((rc = exec(s, "PRAGMA query_only=1", e)) != 0 || (rc = read_version(s, &v, e)) != 0)
+        goto fail;
+    if (v != STORE_SCHEMA_VERSION) {
+        rc = ferr_set(e, FERR_STATE, "db",
+                      "store schema version %d, this ferryd reads %d (open the writer first)", v,
+                      STORE_SCHEMA_VERSION);
+        goto fail;
+    }
+    *ops = &SQLITE_OPS;
+    *impl = s;
+    return 0;
+fail:
+    sqlite3_close_v2(s->db);
+    free(s);
+    return rc;
+}
+
 int store__sqlite_open(const char *path, const struct store_ops **ops, void **impl, struct ferr *e)
 {
     struct sq *s = xcalloc(1, sizeof(*s));

@@ -3,7 +3,10 @@
  * stored for (a changed revision or a re-created id is a miss and drops the
  * stale text; the host-less variant is never answered with the one that
  * has hosts), that entries and bytes stay within their bounds with the
- * least recently used going first, and that forget drops an entry. */
+ * least recently used going first, that forget drops an entry, and that
+ * threads reading and replacing the same entries at once only ever get the
+ * text stored for the key they asked for. */
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,14 +21,19 @@ static void put(struct migcache *mc, const char *id, int64_t created, int64_t re
     migcache_put(mc, id, created, rev, hosts, xstrdup(text), strlen(text));
 }
 
+static void sink(void *arg, const char *text, size_t len)
+{
+    snprintf(arg, 128, "%.*s", (int)len, text);
+}
+
 /* The cached text for the key, "" when none. */
 static const char *get(struct migcache *mc, const char *id, int64_t created, int64_t rev,
                        bool hosts)
 {
     static char buf[128];
-    size_t len = 0;
-    const char *t = migcache_get(mc, id, created, rev, hosts, &len);
-    snprintf(buf, sizeof(buf), "%.*s", t ? (int)len : 0, t ? t : "");
+    buf[0] = '\0';
+    if (!migcache_read(mc, id, created, rev, hosts, sink, buf))
+        buf[0] = '\0';
     return buf;
 }
 
@@ -106,9 +114,54 @@ static void t_bounds(void)
     migcache_free(mc);
 }
 
+/* Four threads on 64 shared ids: each round bumps the revision of some ids
+ * (put) and reads others; every text read must be the one of the exact
+ * (id, rev, variant) asked for. */
+#define RACE_IDS 64
+#define RACE_ROUNDS 20000
+static struct migcache *race_mc;
+static int race_bad;
+
+static void *racer(void *arg)
+{
+    unsigned seed = (unsigned)(uintptr_t)arg;
+    char id[16], want[64], got[128];
+    for (int r = 0; r < RACE_ROUNDS; r++) {
+        seed = seed * 1103515245u + 12345u;
+        int k = (int)((seed >> 8) % RACE_IDS), rev = (int)((seed >> 20) % 4);
+        bool hosts = (seed >> 3) & 1;
+        snprintf(id, sizeof(id), "m%d", k);
+        snprintf(want, sizeof(want), "%s/%d/%d", id, rev, hosts);
+        if ((seed >> 5) % 3 == 0) {
+            migcache_put(race_mc, id, 1, rev, hosts, xstrdup(want), strlen(want));
+        } else if (migcache_read(race_mc, id, 1, rev, hosts, sink, got) && strcmp(got, want)) {
+            __atomic_add_fetch(&race_bad, 1, __ATOMIC_RELAXED);
+        }
+    }
+    return NULL;
+}
+
+static void t_threads(void)
+{
+    race_mc = migcache_new(RACE_IDS / 2, 0); /* evictions too */
+    pthread_t th[4];
+    for (uintptr_t i = 0; i < 4; i++)
+        CHECK(pthread_create(&th[i], NULL, racer, (void *)(i + 1)) == 0, "thread %d", (int)i);
+    for (int i = 0; i < 4; i++)
+        pthread_join(th[i], NULL);
+    struct migcache_stats st;
+    migcache_stats(race_mc, &st);
+    CHECK(race_bad == 0, "%d reads answered another key's text", race_bad);
+    CHECK(st.hits > 0 && st.entries <= RACE_IDS / 2, "hits %llu entries %zu",
+          (unsigned long long)st.hits, st.entries);
+    migcache_free(race_mc);
+}
+
 int main(void)
 {
     test_run("migcache: answered only for its id, created_ms, rev and variant", t_keys);
     test_run("migcache: entry and byte bounds, least recently used first", t_bounds);
+    test_run("migcache: threads reading and replacing at once get their own key's text",
+             t_threads);
     return test_done();
 }

@@ -4,7 +4,11 @@
  * ferryd (the frozen v1 DDL below) is migrated forward keeping its rows; a
  * store newer than the code is refused and left untouched; a state change
  * and its event commit or vanish together and event seqs have no gaps;
- * every text field has a cap and bad input names its field. */
+ * every text field has a cap and bad input names its field; a reader
+ * handle sees the writer's commits, cannot write, and its deferred audit
+ * records — deferred from several threads while the writer flushes — all
+ * reach the writer's table exactly once. */
+#include <pthread.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -466,6 +470,77 @@ static void t_tokens(void)
     free(p);
 }
 
+#define AUDIT_THREADS 4
+#define AUDIT_PER_THREAD 1000 /* 4 × 1000 < STORE_AUDIT_BUFFER: none dropped */
+
+static void *audit_deferrer(void *arg)
+{
+    struct store *rd = arg;
+    struct store_audit a = {.time_ms = 1};
+    snprintf(a.subject, sizeof(a.subject), "u@p");
+    snprintf(a.action, sizeof(a.action), "migration:show");
+    snprintf(a.decision, sizeof(a.decision), "allow");
+    for (int i = 0; i < AUDIT_PER_THREAD; i++) {
+        snprintf(a.target, sizeof(a.target), "migration/%p-%d", arg, i);
+        if (store_audit_defer(rd, &a, NULL) != 0)
+            return arg; /* failure */
+    }
+    return NULL;
+}
+
+static void t_reader(void)
+{
+    char *p = new_path();
+    struct store *st = NULL, *rd[AUDIT_THREADS] = {NULL};
+    struct ferr e = {0};
+    REQUIRE(store_open(p, &st, &e) == 0, "open: %s", e.msg);
+    for (int i = 0; i < AUDIT_THREADS; i++)
+        REQUIRE(store_open_reader(p, st, &rd[i], &e) == 0, "reader %d: %s", i, e.msg);
+    struct store_host h = host("h1", "up"), got;
+    REQUIRE(store_host_register(st, &h, NULL, 0, NULL, &e) == 0, "register: %s", e.msg);
+    CHECK(store_host_get(rd[0], "h1", &got, &e) == 0, "reader does not see the commit: %s", e.msg);
+    struct store_host h2 = host("h2", "up");
+    CHECK(store_host_register(rd[0], &h2, NULL, 0, NULL, &e) != 0, "a reader wrote");
+    CHECK(store_host_get(st, "h2", &got, NULL) == FERR_NOTFOUND, "h2 stored through a reader");
+    /* Four threads defer through their readers while this one flushes. */
+    pthread_t th[AUDIT_THREADS];
+    for (int i = 0; i < AUDIT_THREADS; i++)
+        REQUIRE(pthread_create(&th[i], NULL, audit_deferrer, rd[i]) == 0, "thread %d", i);
+    size_t flushed = 0, n;
+    for (int i = 0; i < 200; i++) {
+        CHECK(store_audit_flush(st, &n, &e) == 0, "flush: %s", e.msg);
+        flushed += n;
+    }
+    int failed = 0;
+    for (int i = 0; i < AUDIT_THREADS; i++) {
+        void *r = NULL;
+        pthread_join(th[i], &r);
+        failed += r != NULL;
+    }
+    CHECK(failed == 0, "%d threads failed to defer", failed);
+    CHECK(store_audit_flush(rd[0], &n, &e) == 0 && n == 0, "a reader flushed %zu", n);
+    int64_t count = 0;
+    CHECK(store_audit_count(st, &count, &e) == 0 && count == AUDIT_THREADS * AUDIT_PER_THREAD,
+          "audit rows %lld, want %d (flushed %zu during the deferrals)", (long long)count,
+          AUDIT_THREADS * AUDIT_PER_THREAD, flushed);
+    char *distinct = raw(p, "SELECT count(DISTINCT target) FROM audit");
+    CHECK(strtol(distinct, NULL, 10) == AUDIT_THREADS * AUDIT_PER_THREAD, "distinct targets %s", distinct);
+    free(distinct);
+    CHECK(store_audit_dropped(rd[1]) == 0 && store_audit_dropped(st) == 0, "records dropped");
+    for (int i = 0; i < AUDIT_THREADS; i++)
+        store_close(rd[i]);
+    store_close(st);
+    /* A reader needs the writer's schema: a fresh file has none. */
+    char *q = new_path();
+    struct store *w2 = NULL;
+    REQUIRE(store_open(p, &w2, &e) == 0, "reopen: %s", e.msg);
+    CHECK(store_open_reader(q, w2, &rd[0], &e) != 0 && rd[0] == NULL,
+          "a reader opened a store without schema");
+    store_close(w2);
+    free(q);
+    free(p);
+}
+
 /* Each row: one bad input and the field and code it must be refused with. */
 static void t_caps(void)
 {
@@ -568,6 +643,9 @@ int main(void)
     test_run("store: labels from registration; cordon and plan hold kept apart; instance move",
              t_cordon_labels);
     test_run("store: caps and bad input name the field and store nothing", t_caps);
+    test_run("store: a reader sees commits, cannot write; audit deferred by 4 threads through "
+             "readers while the writer flushes reaches the table once each",
+             t_reader);
     char *cmd = xasprintf("rm -rf '%s'", dir);
     if (system(cmd) != 0)
         fprintf(stderr, "cannot remove %s\n", dir);
