@@ -24,6 +24,7 @@ void config_defaults(struct config *c)
     c->webhook_backoff_cap_ms = 300000;
     c->consent_timeout_s = 600;
     c->sse_max_subscribers = 64;
+    c->read_threads = 2;
     c->max_migrations = 8;
     c->max_migrations_per_source = 1;
     c->max_migrations_per_dest = 1;
@@ -138,6 +139,9 @@ static int apply(struct config *c, const char *k, const char *v, int line, struc
         snprintf(c->consent_timeout_action, sizeof(c->consent_timeout_action), "%s", v);
     } else if (strcmp(k, "sse_max_subscribers") == 0) {
         if (parse_u32(v, 1, 100000, &c->sse_max_subscribers) != 0)
+            goto bad;
+    } else if (strcmp(k, "read_threads") == 0) {
+        if (parse_u32(v, 0, 64, &c->read_threads) != 0)
             goto bad;
     } else if (strcmp(k, "max_migrations") == 0) {
         if (parse_u32(v, 0, 4096, &c->max_migrations) != 0)

@@ -46,6 +46,8 @@ struct config {
     uint32_t max_migrations_per_source; /* leaving one host at once, default 1; 0 = no cap */
     uint32_t max_migrations_per_dest;   /* arriving on one host at once, default 1; 0 = no cap */
     uint32_t consent_timeout_max_s; /* largest per-migration consent timeout, s; default 86400 */
+    uint32_t read_threads;          /* threads answering reads beside the event loop,
+                                       default 2 (0 … 64; 0 = the loop answers all) */
 };
 
 /* Fills c with every default. */

@@ -4,6 +4,7 @@
  *   ferryd [--config FILE]                       serve
  *   ferryd [--config FILE] --add-token USER PROJECT ROLES
  *                                                create a token, print it once */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -11,6 +12,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -19,6 +22,7 @@
 #include "coord/metrics.h"
 #include "coord/migrations.h"
 #include "coord/plans.h"
+#include "coord/readers.h"
 #include "coord/sse.h"
 #include "coord/webhook.h"
 #include "util/httpd.h"
@@ -177,10 +181,25 @@ int main(int argc, char **argv)
     c.base = event_base_new();
     c.http = evhttp_new(c.base);
     httpd_apply_caps(c.http);
-    if (evhttp_bind_socket(c.http, c.cfg.listen_addr, (ev_uint16_t)c.cfg.listen_port) != 0) {
-        fprintf(stderr, "ferryd: cannot listen on %s:%d: %s\n", c.cfg.listen_addr,
-                c.cfg.listen_port, strerror(errno));
-        return 1;
+    /* With read threads, the public address is theirs and the loop listens
+     * on a private loopback port for what they relay (coord/readers.h). */
+    int loop_port = 0;
+    if (c.cfg.read_threads == 0) {
+        if (evhttp_bind_socket(c.http, c.cfg.listen_addr, (ev_uint16_t)c.cfg.listen_port) != 0) {
+            fprintf(stderr, "ferryd: cannot listen on %s:%d: %s\n", c.cfg.listen_addr,
+                    c.cfg.listen_port, strerror(errno));
+            return 1;
+        }
+    } else {
+        struct evhttp_bound_socket *bs = evhttp_bind_socket_with_handle(c.http, "127.0.0.1", 0);
+        struct sockaddr_in sa;
+        socklen_t slen = sizeof(sa);
+        if (!bs || getsockname(evhttp_bound_socket_get_fd(bs), (struct sockaddr *)&sa, &slen) != 0) {
+            fprintf(stderr, "ferryd: cannot listen on 127.0.0.1 for the read threads: %s\n",
+                    strerror(errno));
+            return 1;
+        }
+        loop_port = ntohs(sa.sin_port);
     }
     struct sse *sse = sse_new(&c); /* events: SSE, webhooks, /metrics (docs/EVENTS.md) */
     struct webhooks *hooks = NULL;
@@ -203,6 +222,14 @@ int main(int argc, char **argv)
         fprintf(stderr, "ferryd: plans: %s\n", e.msg);
         return 1;
     }
+    struct readers *readers = NULL;
+    if (c.cfg.read_threads > 0 &&
+        readers_start(&c, met, c.cfg.read_threads, c.cfg.listen_addr, c.cfg.listen_port, loop_port,
+                      &readers, &e) != 0) {
+        fprintf(stderr, "ferryd: %s: %s\n", e.field, e.msg);
+        return 1;
+    }
+    metrics_set_read_threads(met, c.cfg.read_threads);
     c.sweep = event_new(c.base, -1, EV_PERSIST, on_sweep, &c);
     struct timeval tv = {(time_t)(c.cfg.heartbeat_interval_ms / 1000),
                          (suseconds_t)(c.cfg.heartbeat_interval_ms % 1000) * 1000};
@@ -212,10 +239,11 @@ int main(int argc, char **argv)
         log_warn("ferryd", "msg=\"cannot read the last event seq\" err=\"%s\"", e.msg);
     log_info("ferryd",
              "msg=\"listening\" addr=%s port=%d db=%s heartbeat_interval_ms=%u "
-             "heartbeat_missed=%u last_event_seq=%lld policy_rules=%zu",
+             "heartbeat_missed=%u last_event_seq=%lld policy_rules=%zu read_threads=%u",
              c.cfg.listen_addr, c.cfg.listen_port, c.cfg.db_path, c.cfg.heartbeat_interval_ms,
-             c.cfg.heartbeat_missed, (long long)last, policy_count(&c.pol));
+             c.cfg.heartbeat_missed, (long long)last, policy_count(&c.pol), c.cfg.read_threads);
     event_base_dispatch(c.base);
+    readers_stop(readers); /* before coordmig_stop: they borrow its cache */
     event_free(c.sweep);
     event_free(sigterm);
     event_free(sigint);

@@ -3,6 +3,7 @@
 
 #include <jansson.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,6 +39,8 @@ struct type_count {
 
 struct metrics {
     struct coord *c;
+    pthread_mutex_t api_lock; /* guards api and n_api: read threads record too */
+    unsigned read_threads;    /* ferryd's read threads (metrics_set_read_threads) */
     struct sse *sse;
     struct webhooks *wh;
     struct api_series api[METRICS_API_SERIES];
@@ -164,6 +167,7 @@ void metrics_hist_write(struct evbuffer *b, const char *name, const struct metri
 struct metrics *metrics_new(struct coord *c, struct sse *s, struct webhooks *w)
 {
     struct metrics *m = xcalloc(1, sizeof(*m));
+    pthread_mutex_init(&m->api_lock, NULL);
     m->c = c;
     m->sse = s;
     m->wh = w;
@@ -177,7 +181,14 @@ struct metrics *metrics_new(struct coord *c, struct sse *s, struct webhooks *w)
 
 void metrics_free(struct metrics *m)
 {
+    if (m)
+        pthread_mutex_destroy(&m->api_lock);
     free(m);
+}
+
+void metrics_set_read_threads(struct metrics *m, unsigned n)
+{
+    m->read_threads = n;
 }
 
 void metrics_route_class(const char *path, char out[48])
@@ -218,6 +229,7 @@ static void record(struct metrics *m, const char *route, const char *method, int
                    double seconds)
 {
     struct api_series *s = NULL;
+    pthread_mutex_lock(&m->api_lock);
     for (size_t i = 0; i < m->n_api && !s; i++)
         if (m->api[i].status == status && strcmp(m->api[i].route, route) == 0 &&
             strcmp(m->api[i].method, method) == 0)
@@ -231,6 +243,7 @@ static void record(struct metrics *m, const char *route, const char *method, int
     }
     if (s) /* beyond the cap: dropped rather than unbounded */
         metrics_hist_observe(&s->h, seconds);
+    pthread_mutex_unlock(&m->api_lock);
 }
 
 static void count_type(struct metrics *m, const char *type)
@@ -394,6 +407,7 @@ static void render(struct metrics *m, struct evbuffer *b)
     metrics_hist_write(b, "ferry_consent_wait_seconds", NULL, 0, &m->consent);
     metrics_family(b, "ferry_api_request_duration_seconds", "histogram",
                    "Time ferryd took to handle an API request, by route class, method, status.");
+    pthread_mutex_lock(&m->api_lock);
     for (size_t i = 0; i < m->n_api; i++) {
         char st[8];
         snprintf(st, sizeof(st), "%d", m->api[i].status);
@@ -401,6 +415,10 @@ static void render(struct metrics *m, struct evbuffer *b)
             {"route", m->api[i].route}, {"method", m->api[i].method}, {"status", st}};
         metrics_hist_write(b, "ferry_api_request_duration_seconds", l, 3, &m->api[i].h);
     }
+    pthread_mutex_unlock(&m->api_lock);
+    metrics_family(b, "ferry_api_read_threads", "gauge",
+                   "Threads answering reads beside the event loop (read_threads).");
+    metrics_sample(b, "ferry_api_read_threads", NULL, 0, (double)m->read_threads);
     int64_t last = 0;
     if (store_event_last_seq(m->c->st, &last, &e) != 0)
         last = m->cursor;
@@ -483,6 +501,12 @@ static const char *method_name(enum evhttp_cmd_type t)
     default:
         return "OTHER";
     }
+}
+
+void metrics_api_observe(struct metrics *m, const char *route, enum evhttp_cmd_type method,
+                         int status, double seconds)
+{
+    record(m, route, method_name(method), status, seconds);
 }
 
 void metrics_front(struct evhttp_request *req, void *arg)

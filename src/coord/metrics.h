@@ -74,6 +74,15 @@ void metrics_free(struct metrics *m);
  * label values stay few whatever the ids. */
 void metrics_route_class(const char *path, char out[48]);
 
+/* Records one API request's latency (seconds) under route class (as
+ * metrics_route_class gives it), method and status. Thread-safe: ferryd's
+ * read threads record theirs here. */
+void metrics_api_observe(struct metrics *m, const char *route, enum evhttp_cmd_type method,
+                         int status, double seconds);
+
+/* Sets the value of the ferry_api_read_threads gauge. */
+void metrics_set_read_threads(struct metrics *m, unsigned n);
+
 /* evhttp callback for every request (arg: struct metrics): serves GET
  * /metrics, hands event-stream requests to the SSE hub and everything else
  * to coord_api_handle, and records the handler's latency under route

@@ -22,6 +22,7 @@ static void t_defaults(void)
           "admission caps %u/%u/%u", c.max_migrations, c.max_migrations_per_source,
           c.max_migrations_per_dest);
     CHECK(c.consent_timeout_max_s == 86400 && c.sse_max_subscribers == 64, "consent max, sse");
+    CHECK(c.read_threads == 2, "read_threads %u", c.read_threads);
 }
 
 static void t_parse(void)
@@ -39,7 +40,8 @@ static void t_parse(void)
                                "max_migrations_per_source = 2\n"
                                "max_migrations_per_destination = 3\n"
                                "consent_timeout_max_s = 60\n"
-                               "sse_max_subscribers = 1000";
+                               "sse_max_subscribers = 1000\n"
+                               "read_threads = 0";
     struct config c;
     struct ferr e = {0};
     config_defaults(&c);
@@ -55,6 +57,7 @@ static void t_parse(void)
               c.max_migrations_per_dest == 3,
           "admission caps");
     CHECK(c.consent_timeout_max_s == 60 && c.sse_max_subscribers == 1000, "consent max, sse");
+    CHECK(c.read_threads == 0, "read_threads %u", c.read_threads);
 }
 
 static void t_bad(void)
@@ -82,6 +85,8 @@ static void t_bad(void)
         {"max_migrations_per_destination = 65", FERR_INVAL, "max_migrations_per_destination"},
         {"consent_timeout_max_s = 0", FERR_INVAL, "consent_timeout_max_s"},
         {"consent_timeout_max_s = 604801", FERR_INVAL, "consent_timeout_max_s"},
+        {"read_threads = 65", FERR_INVAL, "read_threads"},
+        {"read_threads = two", FERR_INVAL, "read_threads"},
         {"just words", FERR_INVAL, ""},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
