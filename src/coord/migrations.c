@@ -1848,7 +1848,21 @@ static void list(struct coord *c, struct evhttp_request *req, const struct store
     int slim = see.by_project && hosts.by_project;
     char last[STORE_IDENT_MAX + 1] = "", cursor[STORE_IDENT_MAX + 1];
     char only[STORE_IDENT_MAX + 1];
-    for (;;) {
+    bool none = false;
+    /* A caller who may not see every project (the decision for a project
+     * nobody has — "\x01" is not a valid name — is no) is narrowed before
+     * the first read rather than after a first page of mostly hidden rows:
+     * a member of one project reads that project's rows alone, through the
+     * project index. Who may see any project scans everything at once. */
+    if (!narrowed && see.by_project && !memo_decide_on(c, who, &see, "\x01", NULL, NULL, NULL)) {
+        narrowed = true;
+        int vis = visible_projects(c, who, &see, only);
+        if (vis == 0)
+            none = true;
+        else if (vis == 1)
+            f.project = only;
+    }
+    for (; !none;) {
         size_t n = 0;
         if (store_migration_list_keys(c->st, &f, batch, slim, k, &n, &e) != 0) {
             free(k);
