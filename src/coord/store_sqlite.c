@@ -178,6 +178,34 @@ static void done(sqlite3_stmt *st)
     sqlite3_clear_bindings(st);
 }
 
+/* Fills out (a struct of the caller's type) from the current row of st. */
+typedef void (*row_fill)(sqlite3_stmt *st, void *out);
+
+/* Steps st — a lookup with its key bound — once: on a row calls
+ * fill(st, out) and returns 0; without one returns FERR_NOTFOUND naming
+ * field, "no WHAT KEY" ("unknown WHAT" when key is NULL); on an error the
+ * database's message about op. Then releases st: reset for its next use
+ * when it is a cached statement (is_cached), finalised otherwise. */
+static int get_row(struct sq *s, sqlite3_stmt *st, int is_cached, row_fill fill, void *out,
+                   const char *field, const char *what, const char *key, const char *op,
+                   struct ferr *e)
+{
+    int rc = 0, r = sqlite3_step(st);
+    if (r == SQLITE_ROW)
+        fill(st, out);
+    else if (r == SQLITE_DONE && key)
+        rc = ferr_set(e, FERR_NOTFOUND, field, "no %s %s", what, key);
+    else if (r == SQLITE_DONE)
+        rc = ferr_set(e, FERR_NOTFOUND, field, "unknown %s", what);
+    else
+        rc = db_err(s, e, op);
+    if (is_cached)
+        done(st);
+    else
+        sqlite3_finalize(st);
+    return rc;
+}
+
 /* Steps st once expecting SQLITE_DONE, finalises it. */
 static int run(struct sq *s, sqlite3_stmt *st, const char *what, struct ferr *e)
 {
@@ -396,8 +424,9 @@ fail:
 #define HOST_COLS                                                                               \
     "name, url, ram_mib, vcpus, state, last_heartbeat_ms, registered_ms, labels, cordon, maint"
 
-static void host_row(sqlite3_stmt *st, struct store_host *h)
+static void host_row(sqlite3_stmt *st, void *out)
 {
+    struct store_host *h = out;
     memset(h, 0, sizeof(*h));
     col_text(st, 0, h->name, sizeof(h->name));
     col_text(st, 1, h->url, sizeof(h->url));
@@ -419,14 +448,7 @@ static int sq_host_get(void *impl, const char *name, struct store_host *out, str
     if (rc)
         return rc;
     bind_text(st, 1, name);
-    int r = sqlite3_step(st);
-    if (r == SQLITE_ROW)
-        host_row(st, out);
-    else
-        rc = r == SQLITE_DONE ? ferr_set(e, FERR_NOTFOUND, "name", "no host %s", name)
-                              : db_err(s, e, "get host");
-    done(st);
-    return rc;
+    return get_row(s, st, 1, host_row, out, "name", "host", name, "get host", e);
 }
 
 static int sq_host_update(void *impl, const char *name, const char *state, int64_t heartbeat_ms,
@@ -646,6 +668,17 @@ static int sq_token_add(void *impl, const struct store_token *t, struct ferr *e)
     return run(s, st, "add token", e);
 }
 
+static void token_row(sqlite3_stmt *st, void *v)
+{
+    struct store_token *out = v;
+    memset(out, 0, sizeof(*out));
+    col_text(st, 0, out->hash, sizeof(out->hash));
+    col_text(st, 1, out->user, sizeof(out->user));
+    col_text(st, 2, out->project, sizeof(out->project));
+    col_text(st, 3, out->roles, sizeof(out->roles));
+    out->created_ms = sqlite3_column_int64(st, 4);
+}
+
 static int sq_token_lookup(void *impl, const char *hash, struct store_token *out, struct ferr *e)
 {
     struct sq *s = impl;
@@ -656,20 +689,7 @@ static int sq_token_lookup(void *impl, const char *hash, struct store_token *out
     if (rc)
         return rc;
     bind_text(st, 1, hash);
-    int r = sqlite3_step(st);
-    if (r == SQLITE_ROW) {
-        memset(out, 0, sizeof(*out));
-        col_text(st, 0, out->hash, sizeof(out->hash));
-        col_text(st, 1, out->user, sizeof(out->user));
-        col_text(st, 2, out->project, sizeof(out->project));
-        col_text(st, 3, out->roles, sizeof(out->roles));
-        out->created_ms = sqlite3_column_int64(st, 4);
-    } else {
-        rc = r == SQLITE_DONE ? ferr_set(e, FERR_NOTFOUND, "token", "unknown token")
-                              : db_err(s, e, "lookup token");
-    }
-    done(st);
-    return rc;
+    return get_row(s, st, 1, token_row, out, "token", "token", NULL, "lookup token", e);
 }
 
 /* Inserts one audit row with the cached statement. */
@@ -726,6 +746,11 @@ static int sq_audit_count(void *impl, int64_t *n, struct ferr *e)
     return 0;
 }
 
+static void cursor_row(sqlite3_stmt *st, void *seq)
+{
+    *(int64_t *)seq = sqlite3_column_int64(st, 0);
+}
+
 static int sq_cursor_get(void *impl, const char *name, int64_t *seq, struct ferr *e)
 {
     struct sq *s = impl;
@@ -734,14 +759,7 @@ static int sq_cursor_get(void *impl, const char *name, int64_t *seq, struct ferr
     if (rc)
         return rc;
     bind_text(st, 1, name);
-    int r = sqlite3_step(st);
-    if (r == SQLITE_ROW)
-        *seq = sqlite3_column_int64(st, 0);
-    else
-        rc = r == SQLITE_DONE ? ferr_set(e, FERR_NOTFOUND, "name", "no cursor for %s", name)
-                              : db_err(s, e, "read cursor");
-    sqlite3_finalize(st);
-    return rc;
+    return get_row(s, st, 0, cursor_row, seq, "name", "cursor for", name, "read cursor", e);
 }
 
 static int sq_cursor_set(void *impl, const char *name, int64_t seq, int64_t now_ms,
@@ -873,7 +891,7 @@ static int sq_migration_update(void *impl, const struct store_migration *m, stru
     return 0;
 }
 
-static void mig_row(sqlite3_stmt *st, struct store_migration *m);
+static void mig_row(sqlite3_stmt *st, void *out);
 
 static int sq_migration_get(void *impl, const char *id, struct store_migration *m, struct ferr *e)
 {
@@ -883,20 +901,12 @@ static int sq_migration_get(void *impl, const char *id, struct store_migration *
     if (rc)
         return rc;
     bind_text(st, 1, id);
-    int r = sqlite3_step(st);
-    if (r != SQLITE_ROW) {
-        rc = r == SQLITE_DONE ? ferr_set(e, FERR_NOTFOUND, "id", "no migration %s", id)
-                              : db_err(s, e, "get migration");
-        done(st);
-        return rc;
-    }
-    mig_row(st, m);
-    done(st);
-    return 0;
+    return get_row(s, st, 1, mig_row, m, "id", "migration", id, "get migration", e);
 }
 
-static void mig_row(sqlite3_stmt *st, struct store_migration *m)
+static void mig_row(sqlite3_stmt *st, void *out)
 {
+    struct store_migration *m = out;
     memset(m, 0, sizeof(*m));
     col_text(st, 0, m->id, sizeof(m->id));
     col_text(st, 1, m->instance, sizeof(m->instance));
@@ -1103,8 +1113,9 @@ static void consent_binds(sqlite3_stmt *st, const struct store_consent *c)
     bind_text(st, 12, c->detail_json);
 }
 
-static void consent_row(sqlite3_stmt *st, struct store_consent *c)
+static void consent_row(sqlite3_stmt *st, void *out)
 {
+    struct store_consent *c = out;
     memset(c, 0, sizeof(*c));
     col_text(st, 0, c->id, sizeof(c->id));
     col_text(st, 1, c->migration_id, sizeof(c->migration_id));
@@ -1160,16 +1171,7 @@ static int sq_consent_get(void *impl, const char *id, struct store_consent *out,
     if (rc)
         return rc;
     bind_text(st, 1, id);
-    int r = sqlite3_step(st);
-    if (r != SQLITE_ROW) {
-        rc = r == SQLITE_DONE ? ferr_set(e, FERR_NOTFOUND, "id", "no consent %s", id)
-                              : db_err(s, e, "get consent");
-        sqlite3_finalize(st);
-        return rc;
-    }
-    consent_row(st, out);
-    sqlite3_finalize(st);
-    return 0;
+    return get_row(s, st, 0, consent_row, out, "id", "consent", id, "get consent", e);
 }
 
 static int sq_consent_list(void *impl, const struct store_consent_filter *f, size_t limit,
@@ -1291,16 +1293,7 @@ static int sq_plan_get(void *impl, const char *id, struct store_plan *out, struc
     if (rc)
         return rc;
     bind_text(st, 1, id);
-    int r = sqlite3_step(st);
-    if (r != SQLITE_ROW) {
-        rc = r == SQLITE_DONE ? ferr_set(e, FERR_NOTFOUND, "id", "no plan %s", id)
-                              : db_err(s, e, "get plan");
-        sqlite3_finalize(st);
-        return rc;
-    }
-    plan_fill(st, out);
-    sqlite3_finalize(st);
-    return 0;
+    return get_row(s, st, 0, plan_fill, out, "id", "plan", id, "get plan", e);
 }
 
 /* Runs st (an UPDATE) and turns "no row changed" into FERR_NOTFOUND. */

@@ -366,7 +366,7 @@ static void t_audit(void)
             other++;
     }
     long a1 = -1, d1 = -1;
-    for (int w = 0; w < 30; w++) { /* the loop flushes every 100 ms: ≤ 3 s */
+    for (int w = 0; w < 100; w++) { /* the loop flushes every 100 ms: ≤ 10 s */
         a1 = audit_rows(subj, "migration:show", "allow");
         d1 = audit_rows(subj, "migration:show", "deny");
         if (a1 - a0 == ok && d1 - d0 == nf)
