@@ -723,6 +723,7 @@ static bool cancelled_while_preparing(struct orch *o)
 }
 
 static void on_started(int status, json_t *body, const struct ferr *e, void *arg);
+static void step(struct orch *o);
 
 /* The source refused with 409: after a ferryd crash between the agent's
  * 202 and ferryd's commit, the migration exists already on the agent.
@@ -806,6 +807,7 @@ static void on_incoming_state(int status, json_t *body, const struct ferr *e, vo
         json_object_set_new(o->spec ? o->spec : (o->spec = json_object()), "_dest_uri",
                             json_string(uri));
         set_phase(o, "start_source");
+        step(o); /* at once, not at the next tick */
         return;
     }
     if (coord_now_ms() > o->deadline_ms) {
@@ -834,7 +836,7 @@ static void on_incoming_posted(int status, json_t *body, const struct ferr *e, v
     }
     o->step = OS_WAIT_INCOMING;
     o->deadline_ms = coord_now_ms() + INCOMING_WAIT_MS;
-    o->next_ms = coord_now_ms() + POLL_MS;
+    o->next_ms = coord_now_ms(); /* first look at the next tick, then every POLL_MS */
     set_phase(o, "wait_incoming");
     (void)persist(o, NULL, NULL, NULL, NULL);
 }
@@ -857,6 +859,7 @@ static void on_spec(int status, json_t *body, const struct ferr *e, void *arg)
     o->spec = json_deep_copy(spec);
     o->step = OS_POST_INCOMING;
     o->next_ms = 0;
+    step(o); /* at once, not at the next tick */
 }
 
 /* ---- mirroring the source agent's record ----------------------------- */
@@ -1589,7 +1592,10 @@ static void create(struct coord *c, struct evhttp_request *req, const struct sto
              "msg=\"migration requested\" id=%s instance=%s source=%s destination=%s "
              "user=%s",
              m.id, m.instance, m.source, m.destination, who->user);
-    (void)orch_from(c, &m);
+    struct orch *no = orch_from(c, &m);
+    admit_queued(c); /* start it now when the caps allow, not at the next tick */
+    if (no->admitted && !no->inflight)
+        step(no);
     httpd_reply_json(req, 202,
                      rec_json(&m, decide(c, who, "migration:show_hosts", m.project, m.instance,
                                          m.id, m.source, false)));
