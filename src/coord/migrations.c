@@ -123,6 +123,12 @@ struct coordmig {
     bool commit_armed;      /* it is pending */
     size_t npending;        /* orchs with waiting progress */
     struct coordmig_stats stats;
+    /* The projects that own migrations (visible_projects), as of the
+     * store's insert mark projects_mark; per thread. */
+    char (*projects)[STORE_IDENT_MAX + 1]; /* LIST_PROJECTS_PROBE entries, NULL until used */
+    size_t nprojects;
+    int projects_complete; /* all of them (else more than LIST_PROJECTS_PROBE) */
+    int64_t projects_mark; /* -1: not read yet */
 };
 
 #define AGENT_TOKEN_MAX 256 /* bytes of the agent token file's token */
@@ -1379,6 +1385,7 @@ int coordmig_start(struct coord *c, struct ferr *e)
 {
     c->mig = xcalloc(1, sizeof(*c->mig));
     c->mig->cache = migcache_new(0, 0);
+    c->mig->projects_mark = -1;
     if (c->cfg.agent_token_file[0]) {
         int trc = read_agent_token(c->cfg.agent_token_file, &c->mig->agent_token, e);
         if (trc)
@@ -1410,10 +1417,12 @@ void coordmig_reader_init(struct coord *r, const struct coord *c)
 {
     r->mig = xcalloc(1, sizeof(*r->mig));
     r->mig->cache = c->mig->cache; /* thread-safe (migcache.h) */
+    r->mig->projects_mark = -1;
 }
 
 void coordmig_reader_free(struct coord *r)
 {
+    free(r->mig->projects);
     free(r->mig);
     r->mig = NULL;
 }
@@ -1446,6 +1455,7 @@ void coordmig_stop(struct coord *c)
     }
     free(c->mig->agent_token);
     migcache_free(c->mig->cache);
+    free(c->mig->projects);
     free(c->mig);
     c->mig = NULL;
 }
@@ -1770,22 +1780,31 @@ static int visible_projects(struct coord *c, const struct store_token *who,
 {
     if (!see->by_project)
         return 2;
-    char(*projects)[STORE_IDENT_MAX + 1] = xmalloc(LIST_PROJECTS_PROBE * sizeof(*projects));
-    size_t n = 0;
-    int complete = 0, visible = 0;
+    /* The list of projects changes only with an insert: read it again only
+     * when the store's insert mark moved. */
+    struct coordmig *cm = c->mig;
+    int64_t mark = 0;
     struct ferr e = {0};
-    if (store_migration_projects(c->st, LIST_PROJECTS_PROBE, projects, &n, &complete, &e) != 0 ||
-        !complete) {
-        free(projects);
+    if (store_migration_insert_mark(c->st, &mark, &e) != 0)
         return 2;
+    if (mark != cm->projects_mark) {
+        if (!cm->projects)
+            cm->projects = xmalloc(LIST_PROJECTS_PROBE * sizeof(*cm->projects));
+        cm->projects_mark = -1;
+        if (store_migration_projects(c->st, LIST_PROJECTS_PROBE, cm->projects, &cm->nprojects,
+                                     &cm->projects_complete, &e) != 0)
+            return 2;
+        cm->projects_mark = mark;
     }
-    for (size_t i = 0; i < n && visible < 2; i++)
-        if (memo_decide_on(c, who, see, projects[i], NULL, NULL, NULL)) {
+    if (!cm->projects_complete)
+        return 2;
+    int visible = 0;
+    for (size_t i = 0; i < cm->nprojects && visible < 2; i++)
+        if (memo_decide_on(c, who, see, cm->projects[i], NULL, NULL, NULL)) {
             if (!visible)
-                memcpy(one, projects[i], strlen(projects[i]) + 1);
+                memcpy(one, cm->projects[i], strlen(cm->projects[i]) + 1);
             visible++;
         }
-    free(projects);
     return visible;
 }
 

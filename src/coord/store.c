@@ -507,6 +507,12 @@ int store_migration_projects(struct store *st, size_t max, char (*out)[STORE_IDE
     return st->ops->migration_projects(st->impl, max, out, n, complete, e);
 }
 
+int store_migration_insert_mark(struct store *st, int64_t *mark, struct ferr *e)
+{
+    *mark = 0;
+    return st->ops->migration_insert_mark(st->impl, mark, e);
+}
+
 void store_migration_clear(struct store_migration *m)
 {
     free(m->policy_json);

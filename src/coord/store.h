@@ -346,6 +346,13 @@ int store_migration_projects(struct store *st, size_t max, char (*out)[STORE_IDE
                              size_t *n, int *complete, struct ferr *e)
     __attribute__((warn_unused_result));
 
+/* A number that changes whenever a migration is inserted, into *mark —
+ * the highest row number (rows are never deleted and a row's project never
+ * changes), so store_migration_projects answers the same while the mark
+ * stays. One index seek. */
+int store_migration_insert_mark(struct store *st, int64_t *mark, struct ferr *e)
+    __attribute__((warn_unused_result));
+
 /* Frees an array from store_migration_list (and what each element owns). */
 void store_migrations_free(struct store_migration *m, size_t n);
 

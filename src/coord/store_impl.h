@@ -47,6 +47,7 @@ struct store_ops {
                                struct ferr *e);
     int (*migration_projects)(void *impl, size_t max, char (*out)[STORE_IDENT_MAX + 1], size_t *n,
                               int *complete, struct ferr *e);
+    int (*migration_insert_mark)(void *impl, int64_t *mark, struct ferr *e);
     int (*cursor_get)(void *impl, const char *name, int64_t *seq, struct ferr *e);
     int (*cursor_set)(void *impl, const char *name, int64_t seq, int64_t now_ms, struct ferr *e);
     int (*dead_letter_add)(void *impl, const struct store_dead_letter *d, struct ferr *e);

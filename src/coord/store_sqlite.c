@@ -17,7 +17,7 @@
 
 /* Statements of the hot paths, prepared once (SQLITE_PREPARE_PERSISTENT)
  * and reset after each use; finalised at close. */
-enum { C_TOKEN, C_MIG_GET, C_AUDIT, C_HOST_GET, C_MIG_UPDATE, C_MIG_PROJECTS, C_N };
+enum { C_TOKEN, C_MIG_GET, C_AUDIT, C_HOST_GET, C_MIG_UPDATE, C_MIG_PROJECTS, C_MIG_MARK, C_N };
 
 /* The migration list statements, one per shape of the WHERE clause: bit i
  * (0..3) for the filters state, instance, host, project, bit 4 active_only,
@@ -1063,6 +1063,21 @@ static int sq_migration_projects(void *impl, size_t max, char (*out)[STORE_IDENT
     return 0;
 }
 
+static int sq_migration_insert_mark(void *impl, int64_t *mark, struct ferr *e)
+{
+    struct sq *s = impl;
+    sqlite3_stmt *st;
+    int rc = cached(s, C_MIG_MARK, "SELECT coalesce(max(rowid), 0) FROM migrations", &st, e);
+    if (rc)
+        return rc;
+    if (sqlite3_step(st) == SQLITE_ROW)
+        *mark = sqlite3_column_int64(st, 0);
+    else
+        rc = db_err(s, e, "migration mark");
+    done(st);
+    return rc;
+}
+
 static int sq_migration_list_keys(void *impl, const struct store_migration_filter *f,
                                   size_t limit, int slim, struct store_migration_key *out,
                                   size_t *n, struct ferr *e)
@@ -1456,6 +1471,7 @@ static const struct store_ops SQLITE_OPS = {
     .migration_list = sq_migration_list,
     .migration_list_keys = sq_migration_list_keys,
     .migration_projects = sq_migration_projects,
+    .migration_insert_mark = sq_migration_insert_mark,
     .cursor_get = sq_cursor_get,
     .cursor_set = sq_cursor_set,
     .dead_letter_add = sq_dead_letter_add,

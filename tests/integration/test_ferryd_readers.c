@@ -13,6 +13,8 @@
  *   - every read decision a thread takes is audited: K shows by a member
  *     (some allowed, some denied) add exactly K migration:show records
  *     with the right decisions, through the loop's deferred flush;
+ *   - a migration of a project new to the store is listed to its member at
+ *     once, whatever thread remembered the projects before;
  *   - kill -9 while readers and writers are busy: the restarted daemon
  *     keeps every host and a gapless event sequence, and reads again.
  * ferryd runs through tests/lib/ferryd (own process group, killed when the
@@ -317,6 +319,49 @@ static void t_concurrent(void)
           "%d writes, %d failed, %d not seen by the next read", writes, wbad, stale);
 }
 
+/* ---- a member of a project new to the store --------------------------------- */
+
+/* The threads remember which projects own migrations (a member's page is
+ * narrowed by it); a migration of a new project must show at once. */
+static void t_new_project(void)
+{
+    REQUIRE(up && D.pid > 0, "ferryd does not run");
+    char newbie[FERRYD_T_TOKEN_MAX];
+    REQUIRE(ferryd_add_token(&D, "erin", "p7", "member", newbie, sizeof(newbie)) == 0, "token");
+    int empty = 0;
+    for (int i = 0; i < 12; i++) { /* every thread lists (and remembers) the projects */
+        char *out = NULL;
+        int s = get_raw("GET", "/v1/migrations?limit=10", newbie, NULL, &out);
+        empty += s == 200 && strstr(out, "\"migrations\":[]") != NULL;
+        free(out);
+    }
+    CHECK(empty == 12, "%d of 12 pages of a project without migrations were empty", empty);
+    struct store *so = NULL;
+    struct ferr e = {0};
+    struct store_migration m = {0};
+    snprintf(m.id, sizeof(m.id), "mig-rd-new");
+    snprintf(m.instance, sizeof(m.instance), "vm-new");
+    snprintf(m.source, sizeof(m.source), "host-1");
+    snprintf(m.destination, sizeof(m.destination), "host-2");
+    snprintf(m.state, sizeof(m.state), "succeeded");
+    snprintf(m.phase, sizeof(m.phase), "completed");
+    snprintf(m.user, sizeof(m.user), "erin");
+    snprintf(m.project, sizeof(m.project), "p7");
+    m.eta_ms = m.eta_low_ms = m.eta_high_ms = m.downtime_ms = -1;
+    m.created_ms = m.updated_ms = T0_MS + RECORDS * 1000;
+    bool ok = store_open(db, &so, &e) == 0 && store_migration_insert(so, &m, &e) == 0;
+    store_close(so);
+    REQUIRE(ok, "insert: %s", e.msg);
+    int seen = 0;
+    for (int i = 0; i < 12; i++) {
+        char *out = NULL;
+        int s = get_raw("GET", "/v1/migrations?limit=10", newbie, NULL, &out);
+        seen += s == 200 && strstr(out, "mig-rd-new") != NULL && !strstr(out, "mig-rd-0");
+        free(out);
+    }
+    CHECK(seen == 12, "the new project's migration in %d of 12 pages after its insert", seen);
+}
+
 /* ---- audit of the threads' decisions ---------------------------------------- */
 
 /* Audit rows for action by subject with decision, through a separate
@@ -457,6 +502,9 @@ int main(void)
              t_concurrent);
     test_run("ferryd readers: every show decided by a read thread is audited (allow and deny)",
              t_audit);
+    test_run("ferryd readers: a member's first migration (a project new to the store) is "
+             "listed at once by every thread",
+             t_new_project);
     test_run("ferryd readers: kill -9 under readers and writers: hosts kept, events gapless, "
              "reads again",
              t_kill9);
