@@ -655,8 +655,9 @@ static double budget_step(double u)
  *     rises at most x2 (x4 far below the aim) per measurement; above the
  *     aim it never rises; outside the budget (u > 1) it falls at once to
  *     aim/u of the reference (at least x0.5), and the rate of that moment
- *     is remembered (ceiling_bps). A copy idling far below its allowance
- *     (a READY mirror) is steered on the allowance instead.
+ *     is remembered (ceiling_bps) — not while the measured window still
+ *     holds seconds before the copy began. A copy idling far below its
+ *     allowance (a READY mirror) is steered on the allowance instead.
  * Always within [rate_min, rate_max]. */
 static void budget_judge(struct conv *c)
 {
@@ -677,6 +678,10 @@ static void budget_judge(struct conv *c)
         c->rate_bps = clamp_rate(b, r * BUDGET_QUIET_UP);
         return;
     }
+    uint64_t w = c->imp.window ? c->imp.window : 1;
+    if (u > 1.0 && c->n_iv < w)
+        return; /* the window still holds seconds before the copy began:
+                   an overshoot there is the guest's own, not the copy's */
     c->judged++;
     double copy = 0, allow = 0, ref = r;
     if (budget_window_copy(c, &copy, &allow) && copy >= BUDGET_IDLE * allow)

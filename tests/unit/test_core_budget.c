@@ -321,6 +321,34 @@ static void t_loop(void)
     }
 }
 
+/* Proves: an overshoot measured over a window that still holds seconds
+ * from before the copy began is not the copy's doing: the rate is kept
+ * until the window (3 intervals) holds the copy only, then cut. */
+static void t_early_window(void)
+{
+    struct conv_policy p = policy(0, 2.0, 0);
+    p.budget.rate_start_bps = 64u * MIB;
+    struct conv cv;
+    REQUIRE(conv_init(&cv, &p, NULL) == 0, "init");
+    struct tick_out o = {0};
+    struct mig_sample s = mirror_sample(0, 1000u * MIB);
+    tick(&cv, &s, &o);
+    uint64_t rates[3];
+    for (uint64_t q = 1; q <= 3; q++) {
+        struct conv_impact m = imp(q, 10, 6.0, 100); /* usage 2 */
+        m.window = 3;
+        REQUIRE(conv_set_impact(&cv, &m) == 0, "impact");
+        s = mirror_sample(q * 1000, (1000u - 64u * q) * MIB);
+        tick(&cv, &s, &o);
+        rates[q - 1] = cv.rate_bps;
+    }
+    CHECK(rates[0] == 64u * MIB && rates[1] == 64u * MIB, "cut on a window before the copy: "
+          "%.1f %.1f MiB/s", (double)rates[0] / MIB, (double)rates[1] / MIB);
+    CHECK(rates[2] == 32u * MIB, "not cut once the window held the copy only: %.1f MiB/s",
+          (double)rates[2] / MIB);
+    CHECK(cv.violations == 1, "%llu violations counted", (unsigned long long)cv.violations);
+}
+
 /* Proves: an impossible budget (the guest outside it even at the floor)
  * is still reported as a conflict and waived (no io throttle offered). */
 static void t_loop_impossible(void)
@@ -793,6 +821,7 @@ int main(void)
     test_run("budget: closed loop: quiet to the cap, busy to the edge, back off, caps",
              t_loop);
     test_run("budget: closed loop: impossible budget reported and waived", t_loop_impossible);
+    test_run("budget: no cut on a window from before the copy", t_early_window);
     test_run("budget: conflict reported, io throttle only after consent", t_conflict_grant);
     test_run("budget: unanswered, refused or not offered io throttle", t_conflict_refuse);
     test_run("budget: slow mirror and guest hurt at the floor are conflicts", t_conflict_kinds);
