@@ -678,11 +678,11 @@ static void budget_judge(struct conv *c)
         c->rate_bps = clamp_rate(b, r * BUDGET_QUIET_UP);
         return;
     }
+    c->judged++;
     uint64_t w = c->imp.window ? c->imp.window : 1;
     if (u > 1.0 && c->n_iv < w)
         return; /* the window still holds seconds before the copy began:
                    an overshoot there is the guest's own, not the copy's */
-    c->judged++;
     double copy = 0, allow = 0, ref = r;
     if (budget_window_copy(c, &copy, &allow) && copy >= BUDGET_IDLE * allow)
         ref = copy < r ? copy : r;
