@@ -516,6 +516,10 @@ static bool step_applicable(const struct conv *c, enum conv_step st,
 #define BUDGET_UP_MAX 2.0    /* largest increase per measurement */
 #define BUDGET_UP_FAST 4.0   /* ... with usage below a quarter of the aim */
 #define BUDGET_DOWN_MIN 0.5  /* deepest cut per measurement */
+#define BUDGET_UP_CAREFUL 1.5 /* largest increase per measurement in the
+                                 BUDGET_CAREFUL measurements after a
+                                 violation (the edge is near) */
+#define BUDGET_CAREFUL 5
 #define BUDGET_QUIET_UP 4.0  /* rate factor per measurement of a quiet guest */
 #define BUDGET_BINDING 0.6   /* usage above which the budget holds the rate */
 #define BUDGET_IDLE 0.25     /* a copy below this share of its rate idles (a
@@ -656,7 +660,8 @@ static double budget_step(double u)
  *     aim it never rises; outside the budget (u > 1) it falls at once to
  *     aim/u of the reference (at least x0.5), and the rate of that moment
  *     is remembered (ceiling_bps) — not while the measured window still
- *     holds seconds before the copy began. A copy idling far below its
+ *     holds seconds before the copy began; for BUDGET_CAREFUL
+ *     measurements after that the rate rises at most x1.5 per measurement. A copy idling far below its
  *     allowance (a READY mirror) is steered on the allowance instead.
  * Always within [rate_min, rate_max]. */
 static void budget_judge(struct conv *c)
@@ -679,6 +684,7 @@ static void budget_judge(struct conv *c)
         return;
     }
     c->judged++;
+    c->since_violation++;
     uint64_t w = c->imp.window ? c->imp.window : 1;
     if (u > 1.0 && c->n_iv < w)
         return; /* the window still holds seconds before the copy began:
@@ -691,6 +697,7 @@ static void budget_judge(struct conv *c)
     if (u > 1.0) {
         c->violations++;
         c->ceiling_bps = c->rate_bps;
+        c->since_violation = 0;
         /* the copy that hurt went at ref; an idle one (a READY mirror)
          * is cut on its allowance */
         nr = ref * f;
@@ -703,8 +710,10 @@ static void budget_judge(struct conv *c)
         if (u <= BUDGET_AIM) {
             if (nr < r)
                 nr = r; /* room: never down */
-            if (nr > r * BUDGET_UP_FAST)
-                nr = r * BUDGET_UP_FAST;
+            double up = c->ceiling_bps && c->since_violation < BUDGET_CAREFUL ? BUDGET_UP_CAREFUL
+                                                                              : BUDGET_UP_FAST;
+            if (nr > r * up)
+                nr = r * up;
         } else if (nr > r) {
             nr = r; /* above the aim: never up */
         }

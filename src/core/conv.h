@@ -295,6 +295,7 @@ struct conv {
     uint64_t mirror_set_bps;         /* mirror speed last emitted */
     uint64_t bw_set_bps;             /* max-bandwidth last emitted */
     uint64_t ceiling_bps;            /* rate at the newest violation, 0 none */
+    uint32_t since_violation;        /* measurements judged since it */
     struct conv_budget_iv iv[CONV_BUDGET_IVS]; /* the copy in the newest
                                         measurement intervals, iv[n_iv % ..] */
     uint64_t n_iv;                   /* intervals closed */

@@ -265,8 +265,9 @@ static void run_plant(struct conv *cv, struct plant *pl, size_t n, uint64_t *rat
  * rate: a quiet guest lets the rate rise to the cap; a busy one is steered
  * to its edge (settles between 0.6 and 1.0 of it, the window's usage
  * inside the budget once settled) whatever the start; when the guest turns
- * sensitive the rate backs off within 2 measurements; the operator's
- * floor and cap are never crossed. */
+ * sensitive the rate backs off within 2 measurements, and with room again
+ * climbs at most x1.5 per measurement for a while; the operator's floor
+ * and cap are never crossed. */
 static void t_loop(void)
 {
     static const struct {
@@ -317,6 +318,17 @@ static void t_loop(void)
             run_plant(&cv, &pl, 3, rates, &o, NULL);
             CHECK((double)rates[1] / MIB <= 30.0, "%s: %.1f MiB/s 2 measurements after the "
                   "edge fell to 30", c[i].what, (double)rates[1] / MIB);
+            /* room again: after a violation the rate climbs carefully */
+            pl.edge_mibs = 1000;
+            uint64_t prev = rates[2];
+            run_plant(&cv, &pl, 4, rates, &o, NULL);
+            for (size_t k = 0; k < 4; k++) {
+                CHECK((double)rates[k] <= 1.5 * (double)prev + 1,
+                      "%s: x%.2f in one measurement after a violation", c[i].what,
+                      (double)rates[k] / (double)prev);
+                prev = rates[k];
+            }
+            CHECK(rates[3] > rates[0], "%s: no climb with room after a violation", c[i].what);
         }
     }
 }
