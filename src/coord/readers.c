@@ -425,7 +425,15 @@ int readers_start(struct coord *c, struct metrics *m, unsigned n, const char *ad
         if ((rc = store_open_reader(c->cfg.db_path, c->st, &r->c.st, e)) != 0)
             break;
         coordmig_reader_init(&r->c, c);
-        r->base = event_base_new();
+        /* Changelist: evhttp switches a connection's read and write
+         * interest several times a request; epoll then gets one call per
+         * fd and loop turn instead of one per switch. */
+        struct event_config *ec = event_config_new();
+        if (ec)
+            event_config_set_flag(ec, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
+        r->base = ec ? event_base_new_with_config(ec) : NULL;
+        if (ec)
+            event_config_free(ec);
         r->http = r->base ? evhttp_new(r->base) : NULL;
         if (!r->http || pipe2(r->wake, O_CLOEXEC | O_NONBLOCK) != 0) {
             rc = ferr_set(e, -ENOMEM, "read_threads", "cannot set up read thread %u", i);

@@ -14,6 +14,7 @@
 #include "util/xalloc.h"
 
 #define BUSY_TIMEOUT_MS 5000 /* wait for another connection's lock, ms */
+#define READER_MMAP_BYTES "268435456" /* a reader's memory-mapped window of the file, bytes */
 
 /* Statements of the hot paths, prepared once (SQLITE_PREPARE_PERSISTENT)
  * and reset after each use; finalised at close. */
@@ -1522,7 +1523,12 @@ int store__sqlite_open_reader(const char *path, const struct store_ops **ops, vo
         goto fail;
     }
     sqlite3_busy_timeout(s->db, BUSY_TIMEOUT_MS);
-    if ((rc = exec(s, "PRAGMA query_only=1", e)) != 0 || (rc = read_version(s, &v, e)) != 0)
+    /* mmap: pages of the database file are read in place, not copied with
+     * pread — the page cache of a reader is dropped whenever the writer
+     * commits (every ~200 ms on a busy ferryd), so without it each request
+     * read its pages again. */
+    if ((rc = exec(s, "PRAGMA query_only=1; PRAGMA mmap_size=" READER_MMAP_BYTES, e)) != 0 ||
+        (rc = read_version(s, &v, e)) != 0)
         goto fail;
     if (v != STORE_SCHEMA_VERSION) {
         rc = ferr_set(e, FERR_STATE, "db",
@@ -1541,6 +1547,15 @@ fail:
 
 int store__sqlite_open(const char *path, const struct store_ops **ops, void **impl, struct ferr *e)
 {
+    /* No memory statistics: with them every SQLite allocation takes one
+     * process-wide mutex, which ferryd's read threads then contend for.
+     * Only possible before SQLite initialises (the first open of the
+     * process, on one thread); later calls change nothing. */
+    static int configured;
+    if (!configured) {
+        configured = 1;
+        (void)sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+    }
     struct sq *s = xcalloc(1, sizeof(*s));
     int rc, v;
     /* NOMUTEX: a store handle is used from one thread (store.h), so SQLite's
