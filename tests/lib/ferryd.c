@@ -23,9 +23,7 @@
 
 void ferryd_sleep_ms(int ms)
 {
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
-    }
+    lab_sleep_ms(ms);
 }
 
 const char *ferryd_bin(const char *name)
@@ -104,14 +102,7 @@ static void install_safety(void)
         return;
     safety_installed = 1;
     atexit(on_exit_kill);
-    static const int sigs[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGSEGV, SIGBUS, SIGABRT, SIGFPE};
-    for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++) {
-        struct sigaction sa;
-        memset(&sa, 0, sizeof(sa));
-        sa.sa_handler = on_fatal;
-        sigemptyset(&sa.sa_mask);
-        sigaction(sigs[i], &sa, NULL);
-    }
+    lab__on_fatal_signals(on_fatal, NULL);
 }
 
 int ferryd_guard(pid_t *pid)
@@ -200,7 +191,11 @@ int ferryd_write_conf(struct ferryd *d, const char *extra, ...)
     return fclose(f) == 0 ? 0 : -1;
 }
 
-pid_t ferryd_spawn(const char *conf, const char *log_path)
+/* Starts bin with argv in its own process group, PR_SET_PDEATHSIG, stderr
+ * (and stdout when also_stdout) appended to log_path. Returns its pid or
+ * -1 when fork failed. */
+static pid_t spawn_logged(const char *bin, char *const argv[], const char *log_path,
+                          int also_stdout)
 {
     pid_t pid = fork();
     if (pid < 0)
@@ -210,11 +205,19 @@ pid_t ferryd_spawn(const char *conf, const char *log_path)
         prctl(PR_SET_PDEATHSIG, SIGKILL);
         if (!freopen(log_path, "a", stderr))
             _exit(127);
-        execl(ferryd_bin("ferryd"), "ferryd", "--config", conf, (char *)NULL);
+        if (also_stdout)
+            dup2(STDERR_FILENO, STDOUT_FILENO); /* e.g. a maintenance command's output */
+        execv(bin, argv);
         _exit(127);
     }
     setpgid(pid, pid);
     return pid;
+}
+
+pid_t ferryd_spawn(const char *conf, const char *log_path)
+{
+    const char *argv[] = {"ferryd", "--config", conf, NULL};
+    return spawn_logged(ferryd_bin("ferryd"), (char *const *)argv, log_path, 0);
 }
 
 int ferryd_wait_health(const char *url, pid_t *pid, int timeout_ms)
@@ -413,19 +416,9 @@ int ferryd_relaunch_agent_args(const struct ferryd *d, struct lab *lab, int i,
     for (size_t k = 0; k < nextra; k++)
         argv[n++] = extra[k];
     argv[n] = NULL;
-    pid_t pid = fork();
+    pid_t pid = spawn_logged(ferryd_bin("ferry-agent"), (char *const *)argv, a->log_path, 1);
     if (pid < 0)
         return -1;
-    if (pid == 0) {
-        setpgid(0, 0);
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        FILE *f = freopen(a->log_path, "a", stderr);
-        (void)f;
-        dup2(STDERR_FILENO, STDOUT_FILENO); /* e.g. a maintenance command's output */
-        execv(ferryd_bin("ferry-agent"), (char *const *)argv);
-        _exit(127);
-    }
-    setpgid(pid, pid);
     a->pid = pid;
     if (lab_track(lab, pid) != 0)
         return -1;

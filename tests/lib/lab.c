@@ -26,7 +26,7 @@ uint64_t lab_now_ms(void)
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
-static void sleep_ms(int ms)
+void lab_sleep_ms(int ms)
 {
     struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
     while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
@@ -63,20 +63,25 @@ static void on_fatal_signal(int sig)
     raise(sig);
 }
 
+void lab__on_fatal_signals(void (*handler)(int), struct sigaction *old)
+{
+    static const int sigs[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGSEGV, SIGBUS, SIGABRT, SIGFPE};
+    for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++) {
+        struct sigaction sa;
+        memset(&sa, 0, sizeof(sa));
+        sa.sa_handler = handler;
+        sigemptyset(&sa.sa_mask);
+        sigaction(sigs[i], &sa, old ? &old[sigs[i]] : NULL);
+    }
+}
+
 static void install_safety(void)
 {
     if (safety_installed)
         return;
     safety_installed = 1;
     atexit(on_exit_stop_all);
-    static const int sigs[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGSEGV, SIGBUS, SIGABRT, SIGFPE};
-    for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++) {
-        struct sigaction sa;
-        memset(&sa, 0, sizeof(sa));
-        sa.sa_handler = on_fatal_signal;
-        sigemptyset(&sa.sa_mask);
-        sigaction(sigs[i], &sa, NULL);
-    }
+    lab__on_fatal_signals(on_fatal_signal, NULL);
 }
 
 static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
@@ -90,10 +95,68 @@ static int rm_entry(const char *path, const struct stat *st, int flag, struct FT
     return 0;
 }
 
-static void rm_tree(const char *path)
+void lab__reap_groups(pid_t *groups, int n)
+{
+    for (int i = 0; i < n; i++) {
+        if (groups[i] > 0)
+            while (waitpid(groups[i], NULL, 0) < 0 && errno == EINTR) {
+            }
+        groups[i] = 0;
+    }
+}
+
+void lab__watchdog_end(int *watch_fd, pid_t *watchdog)
+{
+    if (*watch_fd >= 0) {
+        close(*watch_fd);
+        *watch_fd = -1;
+    }
+    if (*watchdog > 0) {
+        while (waitpid(*watchdog, NULL, 0) < 0 && errno == EINTR) {
+        }
+        *watchdog = 0;
+    }
+}
+
+void lab__child_stdio(const char *log_path)
+{
+    int fd = open(log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+    if (fd >= 0) {
+        dup2(fd, 1);
+        dup2(fd, 2);
+    }
+    int nul = open("/dev/null", O_RDONLY);
+    if (nul >= 0)
+        dup2(nul, 0);
+    signal(SIGINT, SIG_DFL);
+    signal(SIGTERM, SIG_DFL);
+}
+
+void lab__rm_tree(const char *path)
 {
     if (path[0])
         nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+int lab__watchdog_read(int fd, pid_t *groups, int max)
+{
+    signal(SIGINT, SIG_IGN);
+    signal(SIGTERM, SIG_IGN);
+    signal(SIGHUP, SIG_IGN);
+    signal(SIGQUIT, SIG_IGN);
+    int n = 0;
+    for (;;) {
+        pid_t g;
+        ssize_t r = read(fd, &g, sizeof(g));
+        if (r == (ssize_t)sizeof(g)) {
+            if (n < max)
+                groups[n++] = g;
+            continue;
+        }
+        if (r < 0 && errno == EINTR)
+            continue;
+        return n;
+    }
 }
 
 /* The watchdog: reads process-group ids (as pid_t records) from fd until
@@ -101,28 +164,12 @@ static void rm_tree(const char *path)
  * pipe — then SIGKILLs every group and removes dir. */
 static void watchdog_main(int fd, const char *dir)
 {
-    signal(SIGINT, SIG_IGN);
-    signal(SIGTERM, SIG_IGN);
-    signal(SIGHUP, SIG_IGN);
-    signal(SIGQUIT, SIG_IGN);
     pid_t groups[64];
-    int n = 0;
-    for (;;) {
-        pid_t g;
-        ssize_t r = read(fd, &g, sizeof(g));
-        if (r == (ssize_t)sizeof(g)) {
-            if (n < 64)
-                groups[n++] = g;
-            continue;
-        }
-        if (r < 0 && errno == EINTR)
-            continue;
-        break;
-    }
+    int n = lab__watchdog_read(fd, groups, 64);
     for (int i = 0; i < n; i++)
         if (groups[i] > 0)
             kill(-groups[i], SIGKILL);
-    rm_tree(dir);
+    lab__rm_tree(dir);
     _exit(0);
 }
 
@@ -156,33 +203,31 @@ static int is_file(const char *p)
     return stat(p, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0;
 }
 
-static int find_paths(struct lab *lab, struct ferr *e)
+int lab_paths(char *build, char *lab_dir, size_t n, struct ferr *e)
 {
     const char *b = getenv("BUILD");
     if (!b || !b[0])
         b = "build";
     char abs[PATH_MAX];
+    lab_dir[0] = '\0';
     if (!realpath(b, abs))
-        return ferr_set(e, -errno, "BUILD", "build dir '%s': %s", b, strerror(errno));
-    if (path_cat(lab->build, sizeof(lab->build), abs, "") != 0)
+        return ferr_set(e, FERR_NOTFOUND, "BUILD", "build dir '%s': %s", b, strerror(errno));
+    if (path_cat(build, n, abs, "") != 0)
         return ferr_set(e, FERR_TOOBIG, "BUILD", "build dir path too long");
-    char *agent = xasprintf("%s/ferry-agent", lab->build);
+    char *agent = xasprintf("%s/ferry-agent", build);
     int ok = access(agent, X_OK) == 0;
     free(agent);
     if (!ok)
-        return ferr_set(e, FERR_NOTFOUND, "BUILD", "no %s/ferry-agent (run make)", lab->build);
-    char *k = xasprintf("%s/lab/vmlinuz", lab->build);
-    if (is_file(k)) {
-        (void)path_cat(lab->lab_dir, sizeof(lab->lab_dir), lab->build, "/lab");
-    } else if (realpath("build/lab", abs)) {
-        (void)path_cat(lab->lab_dir, sizeof(lab->lab_dir), abs, "");
-    } else {
-        lab->lab_dir[0] = '\0';
-    }
+        return ferr_set(e, FERR_NOTFOUND, "BUILD", "no %s/ferry-agent (run make)", build);
+    char *k = xasprintf("%s/lab/vmlinuz", build);
+    if (is_file(k))
+        (void)path_cat(lab_dir, n, build, "/lab");
+    else if (realpath("build/lab", abs))
+        (void)path_cat(lab_dir, n, abs, "");
     free(k);
-    char *k2 = xasprintf("%s/vmlinuz", lab->lab_dir);
-    char *i2 = xasprintf("%s/initrd.img", lab->lab_dir);
-    ok = lab->lab_dir[0] && is_file(k2) && is_file(i2);
+    char *k2 = xasprintf("%s/vmlinuz", lab_dir);
+    char *i2 = xasprintf("%s/initrd.img", lab_dir);
+    ok = lab_dir[0] && is_file(k2) && is_file(i2);
     free(k2);
     free(i2);
     if (!ok)
@@ -190,7 +235,7 @@ static int find_paths(struct lab *lab, struct ferr *e)
     return 0;
 }
 
-static int wait_health(const struct lab_agent *a, struct ferr *e)
+int lab__agent_wait_health(struct lab_agent *a, struct ferr *e)
 {
     uint64_t deadline = lab_now_ms() + LAB_HEALTH_TIMEOUT_MS;
     while (lab_now_ms() < deadline) {
@@ -203,14 +248,17 @@ static int wait_health(const struct lab_agent *a, struct ferr *e)
                 return 0;
         }
         int status;
-        if (waitpid(a->pid, &status, WNOHANG) == a->pid)
+        if (waitpid(a->pid, &status, WNOHANG) == a->pid) {
+            a->pid = 0;
             return ferr_set(e, FERR_CLOSED, "agent", "%s exited at start (log %s)", a->name,
                             a->log_path);
-        sleep_ms(100);
+        }
+        lab_sleep_ms(100);
     }
     return ferr_set(e, FERR_TIMEOUT, "agent", "%s did not answer /v1/health in %d ms (log %s)",
                     a->name, LAB_HEALTH_TIMEOUT_MS, a->log_path);
 }
+
 
 static int spawn_agent(struct lab *lab, int i, struct ferr *e)
 {
@@ -240,16 +288,7 @@ static int spawn_agent(struct lab *lab, int i, struct ferr *e)
     }
     if (pid == 0) {
         setpgid(0, 0);
-        int fd = open(a->log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
-        if (fd >= 0) {
-            dup2(fd, 1);
-            dup2(fd, 2);
-        }
-        int nul = open("/dev/null", O_RDONLY);
-        if (nul >= 0)
-            dup2(nul, 0);
-        signal(SIGINT, SIG_DFL);
-        signal(SIGTERM, SIG_DFL);
+        lab__child_stdio(a->log_path);
         execv(bin, argv);
         _exit(127);
     }
@@ -259,7 +298,7 @@ static int spawn_agent(struct lab *lab, int i, struct ferr *e)
     a->pid = pid;
     lab->n = i + 1;
     watch_group(lab, pid);
-    return wait_health(a, e);
+    return lab__agent_wait_health(a, e);
 }
 
 int lab_start(struct lab *lab, int n, struct ferr *e)
@@ -268,7 +307,7 @@ int lab_start(struct lab *lab, int n, struct ferr *e)
     lab->watch_fd = -1;
     if (n < 1 || n > LAB_AGENTS_MAX)
         return ferr_set(e, FERR_INVAL, "n", "1..%d agents", LAB_AGENTS_MAX);
-    int rc = find_paths(lab, e);
+    int rc = lab_paths(lab->build, lab->lab_dir, sizeof(lab->build), e);
     if (rc != 0)
         return rc;
     install_safety();
@@ -289,7 +328,7 @@ int lab_start(struct lab *lab, int n, struct ferr *e)
     int p[2];
     if (pipe2(p, O_CLOEXEC) != 0) {
         int err = errno;
-        rm_tree(lab->tmp);
+        lab__rm_tree(lab->tmp);
         lab->tmp[0] = '\0';
         return ferr_set(e, -err, "", "pipe: %s", strerror(err));
     }
@@ -299,7 +338,7 @@ int lab_start(struct lab *lab, int n, struct ferr *e)
         int err = errno;
         close(p[0]);
         close(p[1]);
-        rm_tree(lab->tmp);
+        lab__rm_tree(lab->tmp);
         lab->tmp[0] = '\0';
         return ferr_set(e, -err, "", "fork: %s", strerror(err));
     }
@@ -344,22 +383,9 @@ void lab_stop(struct lab *lab)
             lab->agents[i].pid = 0;
         }
     }
-    for (int i = 0; i < lab->n_extra; i++) {
-        if (lab->extra[i] > 0) /* ECHILD at once when the test reaped it already */
-            while (waitpid(lab->extra[i], NULL, 0) < 0 && errno == EINTR) {
-            }
-        lab->extra[i] = 0;
-    }
-    if (lab->watch_fd >= 0) {
-        close(lab->watch_fd);
-        lab->watch_fd = -1;
-    }
-    if (lab->watchdog > 0) {
-        while (waitpid(lab->watchdog, NULL, 0) < 0 && errno == EINTR) {
-        }
-        lab->watchdog = 0;
-    }
-    rm_tree(lab->tmp);
+    lab__reap_groups(lab->extra, lab->n_extra);
+    lab__watchdog_end(&lab->watch_fd, &lab->watchdog);
+    lab__rm_tree(lab->tmp);
     lab->tmp[0] = '\0';
     for (int i = 0; i < LAB_MAX_LABS; i++)
         if (live_labs[i] == lab)
@@ -535,15 +561,20 @@ int lab_console_expect(const struct lab_agent *a, const char *name, const char *
             return ferr_set(e, FERR_TIMEOUT, "console", "no '%s' line from %s on %s in %d ms",
                             prefix, name, a->name, timeout_ms);
         }
-        sleep_ms(150);
+        lab_sleep_ms(150);
     }
 }
 
-int lab_launch_guest(const struct lab_agent *a, const char *name, unsigned memory_mib,
-                     const char *cmdline, int timeout_ms, struct ferr *e)
+int lab_post_instance(const struct lab_agent *a, const char *name, const char *project,
+                      unsigned memory_mib, const char *cmdline, const json_t *disks,
+                      struct ferr *e)
 {
     json_t *spec = json_pack("{s:s, s:I, s:I, s:s}", "name", name, "memory_mib",
                              (json_int_t)memory_mib, "vcpus", (json_int_t)1, "cmdline", cmdline);
+    if (project)
+        json_object_set_new(spec, "project", json_string(project));
+    if (disks)
+        json_object_set_new(spec, "disks", json_deep_copy(disks));
     int st = 0;
     json_t *o = NULL;
     int rc = lab_api(a, "POST", "/v1/instances", spec, &st, &o, e);
@@ -555,19 +586,33 @@ int lab_launch_guest(const struct lab_agent *a, const char *name, unsigned memor
         rc = ferr_set(e, FERR_PEER, "instance", "launch %s on %s: status %d %s", name, a->name, st,
                       s ? s : "");
         free(s);
-        json_decref(o);
-        return rc;
     }
     json_decref(o);
-    rc = lab_console_expect(a, name, NULL, 0, "FERRY-READY ", timeout_ms, NULL, e);
-    if (rc != 0) {
-        char path[128];
-        snprintf(path, sizeof(path), "/v1/instances/%s", name);
-        struct ferr e2;
-        if (lab_api(a, "DELETE", path, NULL, &st, NULL, &e2) != 0) {
-            /* the agent is gone or stuck; lab_stop cleans up */
-        }
+    return rc;
+}
+
+/* DELETE /v1/instances/name, errors ignored (the agent is gone or stuck:
+ * lab_stop cleans up). */
+static void delete_instance_quiet(const struct lab_agent *a, const char *name)
+{
+    char path[128];
+    snprintf(path, sizeof(path), "/v1/instances/%s", name);
+    int st = 0;
+    struct ferr e2;
+    if (lab_api(a, "DELETE", path, NULL, &st, NULL, &e2) != 0) {
+        /* nothing more to do here */
     }
+}
+
+int lab_launch_guest(const struct lab_agent *a, const char *name, unsigned memory_mib,
+                     const char *cmdline, int timeout_ms, struct ferr *e)
+{
+    int rc = lab_post_instance(a, name, NULL, memory_mib, cmdline, NULL, e);
+    if (rc != 0)
+        return rc;
+    rc = lab_console_expect(a, name, NULL, 0, "FERRY-READY ", timeout_ms, NULL, e);
+    if (rc != 0)
+        delete_instance_quiet(a, name);
     return rc;
 }
 
@@ -612,6 +657,26 @@ int lab_prepare_incoming(const struct lab_agent *src, const struct lab_agent *ds
     return lab_prepare_incoming_opts(src, dst, name, 0, uri, n, e);
 }
 
+/* POST /v1/incoming on dst with spec (takes ownership). Returns 0 when
+ * dst accepted it (200 or 202). */
+static int post_incoming(const struct lab_agent *dst, json_t *spec, struct ferr *e)
+{
+    int st = 0;
+    json_t *o = NULL;
+    int rc = lab_api(dst, "POST", "/v1/incoming", spec, &st, &o, e);
+    json_decref(spec);
+    if (rc != 0)
+        return rc;
+    if (st != 202 && st != 200) {
+        char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
+        rc = ferr_set(e, FERR_PEER, "incoming", "POST /v1/incoming on %s: status %d %s", dst->name,
+                      st, s ? s : "");
+        free(s);
+    }
+    json_decref(o);
+    return rc;
+}
+
 int lab_prepare_incoming_opts(const struct lab_agent *src, const struct lab_agent *dst,
                               const char *name, int postcopy, char *uri, size_t n, struct ferr *e)
 {
@@ -627,21 +692,9 @@ int lab_prepare_incoming_opts(const struct lab_agent *src, const struct lab_agen
     }
     if (postcopy)
         json_object_set_new(spec, "postcopy", json_true());
-    int st = 0;
-    o = NULL;
-    rc = lab_api(dst, "POST", "/v1/incoming", spec, &st, &o, e);
-    json_decref(spec);
+    rc = post_incoming(dst, spec, e);
     if (rc != 0)
         return rc;
-    if (st != 202 && st != 200) {
-        char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
-        rc = ferr_set(e, FERR_PEER, "incoming", "POST /v1/incoming on %s: status %d %s", dst->name,
-                      st, s ? s : "");
-        free(s);
-        json_decref(o);
-        return rc;
-    }
-    json_decref(o);
     uint64_t deadline = lab_now_ms() + 30000;
     for (;;) {
         rc = lab_instance(dst, name, &o, e);
@@ -658,15 +711,11 @@ int lab_prepare_incoming_opts(const struct lab_agent *src, const struct lab_agen
         snprintf(lerr, sizeof(lerr), "%s", le ? le : "");
         json_decref(o);
         if (lab_now_ms() >= deadline) {
-            char path[128];
-            snprintf(path, sizeof(path), "/v1/instances/%s", name);
-            struct ferr e2;
-            if (lab_api(dst, "DELETE", path, NULL, &st, NULL, &e2) != 0) {
-            }
+            delete_instance_quiet(dst, name);
             return ferr_set(e, FERR_TIMEOUT, "incoming", "no incoming_uri on %s in 30 s (%s)",
                             dst->name, lerr);
         }
-        sleep_ms(100);
+        lab_sleep_ms(100);
     }
 }
 
@@ -701,13 +750,8 @@ static int post_migration(const struct lab_agent *src, const struct lab_agent *d
     if (rc == 0)
         snprintf(id, n, "%s", mid);
     json_decref(o);
-    if (rc != 0) {
-        char path[128];
-        snprintf(path, sizeof(path), "/v1/instances/%s", name);
-        struct ferr e2;
-        if (lab_api(dst, "DELETE", path, NULL, &st, NULL, &e2) != 0) {
-        }
-    }
+    if (rc != 0)
+        delete_instance_quiet(dst, name);
     return rc;
 }
 
@@ -795,7 +839,7 @@ int lab_migration_wait(const struct lab_agent *src, const char *id, int timeout_
         if (lab_now_ms() >= deadline)
             return ferr_set(e, FERR_TIMEOUT, "migration", "migration %s still %s after %d ms", id,
                             last, timeout_ms);
-        sleep_ms(200);
+        lab_sleep_ms(200);
     }
 }
 
@@ -832,7 +876,7 @@ int lab_migration_wait_transferred(const struct lab_agent *src, const char *id, 
             return ferr_set(e, FERR_TIMEOUT, "migration",
                             "migration %s moved %llu < %llu bytes in %d ms", id,
                             (unsigned long long)t, (unsigned long long)bytes, timeout_ms);
-        sleep_ms(100);
+        lab_sleep_ms(100);
     }
 }
 
@@ -866,7 +910,7 @@ int lab_pid_wait_gone(pid_t pid, int timeout_ms)
             return 1;
         if (lab_now_ms() >= deadline)
             return 0;
-        sleep_ms(50);
+        lab_sleep_ms(50);
     }
 }
 
@@ -880,7 +924,7 @@ int lab_instance_wait_gone(const struct lab_agent *a, const char *name, int time
             return 1;
         if (lab_now_ms() >= deadline)
             return 0;
-        sleep_ms(100);
+        lab_sleep_ms(100);
     }
 }
 
@@ -910,25 +954,9 @@ int lab_launch_guest_disks(const struct lab_agent *a, const char *name, unsigned
                            const char *cmdline, const json_t *disks, int ready_lines,
                            int timeout_ms, struct ferr *e)
 {
-    json_t *spec = json_pack("{s:s, s:I, s:I, s:s}", "name", name, "memory_mib",
-                             (json_int_t)memory_mib, "vcpus", (json_int_t)1, "cmdline", cmdline);
-    if (disks)
-        json_object_set_new(spec, "disks", json_deep_copy(disks));
-    int st = 0;
-    json_t *o = NULL;
-    int rc = lab_api(a, "POST", "/v1/instances", spec, &st, &o, e);
-    json_decref(spec);
+    int rc = lab_post_instance(a, name, NULL, memory_mib, cmdline, disks, e);
     if (rc != 0)
         return rc;
-    if (st != 202 && st != 200) {
-        char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
-        rc = ferr_set(e, FERR_PEER, "instance", "launch %s on %s: status %d %s", name, a->name, st,
-                      s ? s : "");
-        free(s);
-        json_decref(o);
-        return rc;
-    }
-    json_decref(o);
     uint64_t deadline = lab_now_ms() + (uint64_t)timeout_ms;
     int n = 0;
     while ((rc = count_ready(a, name, &n, e)) == 0 && n < ready_lines) {
@@ -937,16 +965,10 @@ int lab_launch_guest_disks(const struct lab_agent *a, const char *name, unsigned
                           ready_lines, name, timeout_ms);
             break;
         }
-        sleep_ms(200);
+        lab_sleep_ms(200);
     }
-    if (rc != 0) {
-        char path[128];
-        snprintf(path, sizeof(path), "/v1/instances/%s", name);
-        struct ferr e2;
-        if (lab_api(a, "DELETE", path, NULL, &st, NULL, &e2) != 0) {
-            /* the agent is gone or stuck; lab_stop cleans up */
-        }
-    }
+    if (rc != 0)
+        delete_instance_quiet(a, name);
     return rc;
 }
 
@@ -976,24 +998,10 @@ int lab_migrate_start_storage_policy(const struct lab_agent *src, const struct l
     }
     json_object_set_new(spec, "storage", json_string("copy"));
     json_object_set_new(spec, "disk_sizes", sizes);
-    int st = 0;
-    o = NULL;
-    rc = lab_api(dst, "POST", "/v1/incoming", spec, &st, &o, e);
-    json_decref(spec);
+    rc = post_incoming(dst, spec, e);
     if (rc != 0)
         return rc;
-    if (st != 202 && st != 200) {
-        char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
-        rc = ferr_set(e, FERR_PEER, "incoming", "POST /v1/incoming on %s: status %d %s", dst->name,
-                      st, s ? s : "");
-        free(s);
-        json_decref(o);
-        return rc;
-    }
-    json_decref(o);
     char uri[160] = "", lerr[160] = "";
-    char path[128];
-    snprintf(path, sizeof(path), "/v1/instances/%s", name);
     uint64_t deadline = lab_now_ms() + 30000;
     while (rc == 0 && !uri[0]) {
         if ((rc = lab_instance(dst, name, &o, e)) != 0)
@@ -1007,12 +1015,10 @@ int lab_migrate_start_storage_policy(const struct lab_agent *src, const struct l
             rc = ferr_set(e, FERR_TIMEOUT, "incoming", "no incoming_uri on %s in 30 s (%s)",
                           dst->name, lerr);
         else if (!uri[0])
-            sleep_ms(100);
+            lab_sleep_ms(100);
     }
     if (rc != 0) {
-        struct ferr e2;
-        if (lab_api(dst, "DELETE", path, NULL, &st, NULL, &e2) != 0) {
-        }
+        delete_instance_quiet(dst, name);
         return rc;
     }
     json_t *extra = json_pack("{s:s}", "storage", "copy");

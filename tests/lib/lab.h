@@ -27,6 +27,7 @@
 #ifndef FERRY_TESTS_LAB_H
 #define FERRY_TESTS_LAB_H
 #include <jansson.h>
+#include <signal.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -115,6 +116,15 @@ int lab_launch_guest(const struct lab_agent *a, const char *name, unsigned memor
                      const char *cmdline, int timeout_ms, struct ferr *e)
     __attribute__((warn_unused_result));
 
+/* POST /v1/instances on a: lab guest name (1 vcpu, memory_mib, kernel
+ * cmdline; the agent's lab kernel and initrd) in project (may be NULL:
+ * none) with disks (a "disks" array, borrowed, may be NULL). Does not wait
+ * for it to boot. Returns 0 when the agent accepted it (200 or 202), else
+ * FERR_PEER with the status and body in e, or the request's error. */
+int lab_post_instance(const struct lab_agent *a, const char *name, const char *project,
+                      unsigned memory_mib, const char *cmdline, const json_t *disks,
+                      struct ferr *e) __attribute__((warn_unused_result));
+
 /* Current end of the instance's console output (absolute byte offset). */
 int lab_console_offset(const struct lab_agent *a, const char *name, uint64_t *off, struct ferr *e)
     __attribute__((warn_unused_result));
@@ -200,6 +210,52 @@ int lab_instance_wait_gone(const struct lab_agent *a, const char *name, int time
 
 /* Monotonic milliseconds. */
 uint64_t lab_now_ms(void);
+
+/* Sleeps ms milliseconds (resumed after a signal). */
+void lab_sleep_ms(int ms);
+
+/* Finds the build dir ($BUILD, default "build") with ferry-agent in it and
+ * the lab guest image ($BUILD/lab, else build/lab), both made absolute
+ * (n bytes each). Returns 0 or FERR_NOTFOUND / FERR_TOOBIG with e saying
+ * what is missing. */
+int lab_paths(char *build, char *lab_dir, size_t n, struct ferr *e)
+    __attribute__((warn_unused_result));
+
+/* Shared by the test helpers (lab, netlab, ferryd). */
+
+/* Polls agent a's GET /v1/health every 100 ms until it answers 200 (0),
+ * the agent a->pid exits (FERR_CLOSED; reaped, a->pid set to 0) or
+ * LAB_HEALTH_TIMEOUT_MS passes (FERR_TIMEOUT). */
+int lab__agent_wait_health(struct lab_agent *a, struct ferr *e)
+    __attribute__((warn_unused_result));
+
+/* Installs handler for SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGSEGV, SIGBUS,
+ * SIGABRT and SIGFPE; with old non-NULL (NSIG entries), old[sig] receives
+ * the action each replaced. */
+void lab__on_fatal_signals(void (*handler)(int), struct sigaction *old);
+
+/* For a watchdog process: ignores SIGINT, SIGTERM, SIGHUP and SIGQUIT,
+ * then reads pid_t records from fd until EOF or an error (other than
+ * EINTR), keeping the first max in groups. Returns how many it kept. */
+int lab__watchdog_read(int fd, pid_t *groups, int max);
+
+/* Reaps each of the n process groups' leaders groups[i] > 0 (ECHILD at
+ * once when the caller reaped it already) and sets every entry to 0. */
+void lab__reap_groups(pid_t *groups, int n);
+
+/* Closes *watch_fd (the write end of a watchdog's pipe: the watchdog then
+ * does its work and exits) and reaps *watchdog; sets them to -1 and 0.
+ * Each is skipped when already so. */
+void lab__watchdog_end(int *watch_fd, pid_t *watchdog);
+
+/* In a child after fork, before exec: stdout and stderr appended to
+ * log_path (created 0600; left as they are when it cannot be opened),
+ * stdin from /dev/null, SIGINT and SIGTERM back to their default. */
+void lab__child_stdio(const char *log_path);
+
+/* Removes the tree at path (depth first, links not followed; errors
+ * ignored). No-op when path is "". */
+void lab__rm_tree(const char *path);
 
 /* As lab_launch_guest with a "disks" array (borrowed JSON, may be NULL)
  * in the spec, waiting for ready_lines FERRY-READY lines (one per

@@ -30,20 +30,6 @@ static struct netlab *live; /* the netlab to clean up on exit/signal */
 static int safety_installed;
 static struct sigaction old_actions[NSIG];
 
-static uint64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
-static void sleep_ms(int ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
-    }
-}
-
 /* --- commands --------------------------------------------------------- */
 
 /* Runs argv (NULL-terminated, argv[0] on PATH) with stdin /dev/null and
@@ -75,10 +61,10 @@ static int run_argv(char *const argv[], char *out, size_t n)
     close(p[1]);
     size_t len = 0;
     char sink[256];
-    uint64_t deadline = now_ms() + CMD_TIMEOUT_MS;
+    uint64_t deadline = lab_now_ms() + CMD_TIMEOUT_MS;
     int timed_out = 0;
     for (;;) {
-        uint64_t t = now_ms();
+        uint64_t t = lab_now_ms();
         if (t >= deadline) {
             timed_out = 1;
             break;
@@ -120,18 +106,27 @@ static int run_argv(char *const argv[], char *out, size_t n)
     return -EIO;
 }
 
+/* Puts first and the words after it in ap (up to a NULL; at most
+ * ARGS_MAX in all) into argv (ARGS_MAX + 1 entries), NULL-terminated.
+ * Returns how many. */
+static int collect_words(char **argv, const char *first, va_list ap)
+{
+    int n = 0;
+    for (const char *w = first; w && n < ARGS_MAX; w = va_arg(ap, const char *))
+        argv[n++] = (char *)w;
+    argv[n] = NULL;
+    return n;
+}
+
 /* Runs the NULL-terminated word list (ip/tc command) and fills e with the
  * command and its output when it fails. */
 static int cmd(struct ferr *e, const char *first, ...)
 {
     char *argv[ARGS_MAX + 1];
-    int n = 0;
     va_list ap;
     va_start(ap, first);
-    for (const char *w = first; w && n < ARGS_MAX; w = va_arg(ap, const char *))
-        argv[n++] = (char *)w;
+    int n = collect_words(argv, first, ap);
     va_end(ap);
-    argv[n] = NULL;
     char out[CMD_OUT_MAX];
     int rc = run_argv(argv, out, sizeof(out));
     if (rc == 0)
@@ -155,13 +150,10 @@ static int cmd(struct ferr *e, const char *first, ...)
 static void cmd_quiet(const char *first, ...)
 {
     char *argv[ARGS_MAX + 1];
-    int n = 0;
     va_list ap;
     va_start(ap, first);
-    for (const char *w = first; w && n < ARGS_MAX; w = va_arg(ap, const char *))
-        argv[n++] = (char *)w;
+    (void)collect_words(argv, first, ap);
     va_end(ap);
-    argv[n] = NULL;
     (void)run_argv(argv, NULL, 0);
 }
 
@@ -178,23 +170,6 @@ static int on_path(const char *prog)
 }
 
 /* --- safety net ------------------------------------------------------- */
-
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)ftw;
-    if (flag == FTW_DP)
-        rmdir(path);
-    else
-        unlink(path);
-    return 0;
-}
-
-static void rm_tree(const char *path)
-{
-    if (path[0])
-        nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
-}
 
 /* Async-signal-safe: kills every process group started. */
 static void kill_procs(const struct netlab *nl)
@@ -235,14 +210,7 @@ static void install_safety(void)
         return;
     safety_installed = 1;
     atexit(on_exit_destroy);
-    static const int sigs[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGSEGV, SIGBUS, SIGABRT, SIGFPE};
-    for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++) {
-        struct sigaction sa;
-        memset(&sa, 0, sizeof(sa));
-        sa.sa_handler = on_fatal_signal;
-        sigemptyset(&sa.sa_mask);
-        sigaction(sigs[i], &sa, &old_actions[sigs[i]]);
-    }
+    lab__on_fatal_signals(on_fatal_signal, old_actions);
 }
 
 /* The watchdog: reads process-group ids from fd until EOF (the caller is
@@ -251,27 +219,11 @@ static void install_safety(void)
  * the temp dir. */
 static void watchdog_main(int fd, struct netlab *copy)
 {
-    signal(SIGINT, SIG_IGN);
-    signal(SIGTERM, SIG_IGN);
-    signal(SIGHUP, SIG_IGN);
-    signal(SIGQUIT, SIG_IGN);
-    copy->n_procs = 0;
-    for (;;) {
-        pid_t g;
-        ssize_t r = read(fd, &g, sizeof(g));
-        if (r == (ssize_t)sizeof(g)) {
-            if (copy->n_procs < NETLAB_PROCS_MAX)
-                copy->procs[copy->n_procs++] = g;
-            continue;
-        }
-        if (r < 0 && errno == EINTR)
-            continue;
-        break;
-    }
+    copy->n_procs = lab__watchdog_read(fd, copy->procs, NETLAB_PROCS_MAX);
     kill_procs(copy);
-    sleep_ms(100); /* let the killed processes release their namespaces */
+    lab_sleep_ms(100); /* let the killed processes release their namespaces */
     delete_namespaces(copy);
-    rm_tree(copy->tmp);
+    lab__rm_tree(copy->tmp);
     _exit(0);
 }
 
@@ -400,7 +352,7 @@ int netlab_create(struct netlab *nl, int n, const char *const *names, struct fer
     int p[2];
     if (pipe2(p, O_CLOEXEC) != 0) {
         int err = errno;
-        rm_tree(nl->tmp);
+        lab__rm_tree(nl->tmp);
         memset(nl, 0, sizeof(*nl));
         nl->watch_fd = nl->home_fd = -1;
         return ferr_set(e, -err, "", "pipe: %s", strerror(err));
@@ -411,7 +363,7 @@ int netlab_create(struct netlab *nl, int n, const char *const *names, struct fer
         int err = errno;
         close(p[0]);
         close(p[1]);
-        rm_tree(nl->tmp);
+        lab__rm_tree(nl->tmp);
         memset(nl, 0, sizeof(*nl));
         nl->watch_fd = nl->home_fd = -1;
         return ferr_set(e, -err, "", "fork: %s", strerror(err));
@@ -454,23 +406,10 @@ void netlab_destroy(struct netlab *nl)
 {
     netlab_leave(nl);
     kill_procs(nl);
-    for (int i = 0; i < nl->n_procs; i++) {
-        if (nl->procs[i] > 0)
-            while (waitpid(nl->procs[i], NULL, 0) < 0 && errno == EINTR) {
-            }
-        nl->procs[i] = 0;
-    }
+    lab__reap_groups(nl->procs, nl->n_procs);
     delete_namespaces(nl);
-    if (nl->watch_fd >= 0) {
-        close(nl->watch_fd);
-        nl->watch_fd = -1;
-    }
-    if (nl->watchdog > 0) {
-        while (waitpid(nl->watchdog, NULL, 0) < 0 && errno == EINTR) {
-        }
-        nl->watchdog = 0;
-    }
-    rm_tree(nl->tmp);
+    lab__watchdog_end(&nl->watch_fd, &nl->watchdog);
+    lab__rm_tree(nl->tmp);
     nl->tmp[0] = '\0';
     nl->hub[0] = '\0';
     nl->n = 0;
@@ -583,17 +522,7 @@ int netlab_spawn(struct netlab *nl, int i, char *const argv[], const char *log_p
         return ferr_set(e, -errno, "", "fork: %s", strerror(errno));
     if (p == 0) {
         setpgid(0, 0);
-        int fd = open(log_path ? log_path : "/dev/null", O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC,
-                      0600);
-        if (fd >= 0) {
-            dup2(fd, 1);
-            dup2(fd, 2);
-        }
-        int nul = open("/dev/null", O_RDONLY);
-        if (nul >= 0)
-            dup2(nul, 0);
-        signal(SIGINT, SIG_DFL);
-        signal(SIGTERM, SIG_DFL);
+        lab__child_stdio(log_path ? log_path : "/dev/null");
         signal(SIGPIPE, SIG_DFL);
         execvp(v[0], v);
         _exit(127);
@@ -608,44 +537,9 @@ int netlab_spawn(struct netlab *nl, int i, char *const argv[], const char *log_p
     return 0;
 }
 
-static int is_file(const char *p)
-{
-    struct stat st;
-    return stat(p, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0;
-}
-
 int netlab_paths(char *build, char *lab_dir, size_t n, struct ferr *e)
 {
-    const char *b = getenv("BUILD");
-    if (!b || !b[0])
-        b = "build";
-    char abs[PATH_MAX];
-    if (!realpath(b, abs))
-        return ferr_set(e, FERR_NOTFOUND, "BUILD", "build dir '%s': %s", b, strerror(errno));
-    if ((size_t)snprintf(build, n, "%s", abs) >= n)
-        return ferr_set(e, FERR_TOOBIG, "BUILD", "build dir path too long");
-    char *agent = xasprintf("%s/ferry-agent", build);
-    int ok = access(agent, X_OK) == 0;
-    free(agent);
-    if (!ok)
-        return ferr_set(e, FERR_NOTFOUND, "BUILD", "no %s/ferry-agent (run make)", build);
-    char *k = xasprintf("%s/lab/vmlinuz", build);
-    int have = is_file(k);
-    free(k);
-    if (have)
-        snprintf(lab_dir, n, "%s/lab", build);
-    else if (realpath("build/lab", abs))
-        snprintf(lab_dir, n, "%s", abs);
-    else
-        lab_dir[0] = '\0';
-    char *k2 = xasprintf("%s/vmlinuz", lab_dir);
-    char *i2 = xasprintf("%s/initrd.img", lab_dir);
-    ok = lab_dir[0] && is_file(k2) && is_file(i2);
-    free(k2);
-    free(i2);
-    if (!ok)
-        return ferr_set(e, FERR_NOTFOUND, "lab", "no lab guest image (run make lab)");
-    return 0;
+    return lab_paths(build, lab_dir, n, e);
 }
 
 static int proc_exited(pid_t pid)
@@ -683,25 +577,7 @@ int netlab_start_agent(struct netlab *nl, int i, const char *build, const char *
     if (rc != 0)
         return rc;
     a->pid = pid;
-    uint64_t deadline = now_ms() + LAB_HEALTH_TIMEOUT_MS;
-    while (now_ms() < deadline) {
-        int st = 0;
-        json_t *o = NULL;
-        struct ferr e2 = {0};
-        if (httpc_json(a->url, "GET", "/v1/health", NULL, NULL, 2000, &st, &o, &e2) == 0) {
-            json_decref(o);
-            if (st == 200)
-                return 0;
-        }
-        if (proc_exited(pid)) {
-            a->pid = 0;
-            return ferr_set(e, FERR_CLOSED, "agent", "%s exited at start (log %s)", a->name,
-                            a->log_path);
-        }
-        sleep_ms(100);
-    }
-    return ferr_set(e, FERR_TIMEOUT, "agent", "%s did not answer /v1/health in %d ms (log %s)",
-                    a->name, LAB_HEALTH_TIMEOUT_MS, a->log_path);
+    return lab__agent_wait_health(a, e);
 }
 
 /* Returns 1 when a TCP connection to addr:port succeeds (from the
@@ -743,8 +619,8 @@ int netlab_nbd_serve(struct netlab *nl, int i, const char *image, const char *ex
         free(log);
         return rc;
     }
-    uint64_t deadline = now_ms() + 10000;
-    while (now_ms() < deadline) {
+    uint64_t deadline = lab_now_ms() + 10000;
+    while (lab_now_ms() < deadline) {
         if (tcp_accepts(h->addr, port)) {
             free(log);
             return 0;
@@ -754,7 +630,7 @@ int netlab_nbd_serve(struct netlab *nl, int i, const char *image, const char *ex
             free(log);
             return rc;
         }
-        sleep_ms(50);
+        lab_sleep_ms(50);
     }
     rc = ferr_set(e, FERR_TIMEOUT, "qemu-nbd", "qemu-nbd did not accept on %s:%d (log %s)", h->addr,
                   port, log);
