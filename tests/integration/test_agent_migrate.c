@@ -167,24 +167,43 @@ static void t_round_trips(void)
     json_decref(lim);
 }
 
+/* Starts a slow migration of name from s to d (the guest launched on s
+ * when missing) and waits until 4 MiB went over (a failed CHECK when it
+ * does not). Returns 1 with *src_pid (the source's QEMU) and id (n bytes)
+ * filled once the migration started; 0 after a failed check otherwise. */
+static int start_in_flight(const struct lab_agent *s, const struct lab_agent *d,
+                           const char *name, pid_t *src_pid, char *id, size_t n)
+{
+    if (!ensure_guest(s, name, CMDLINE_2000))
+        return 0;
+    struct ferr e = {0};
+    int rc = lab_instance_pid(s, name, src_pid, NULL, 0, &e);
+    CHECK(rc == 0, "%s", e.msg);
+    if (rc != 0)
+        return 0;
+    json_t *lim = limits(SLOW_BPS, 300, 0);
+    rc = lab_migrate_start(s, d, name, lim, id, n, &e);
+    json_decref(lim);
+    CHECK(rc == 0, "start: %s", e.msg);
+    if (rc != 0)
+        return 0;
+    rc = lab_migration_wait_transferred(s, id, 4u << 20, 30000, &e);
+    CHECK(rc == 0, "not in flight: %s", e.msg);
+    return 1;
+}
+
 static void t_cancel(void)
 {
     if (!lab_ok)
         { CHECK(0, "lab did not start: a setup failure is a failure"); return; }
     const char *name = "rt";
     const struct lab_agent *s = &L.agents[0], *d = &L.agents[1];
-    if (!ensure_guest(s, name, CMDLINE_2000))
+    pid_t src_pid = 0, dest_pid = 0;
+    char id[64];
+    if (!start_in_flight(s, d, name, &src_pid, id, sizeof(id)))
         return;
     struct ferr e = {0};
-    pid_t src_pid = 0, dest_pid = 0;
-    REQUIRE(lab_instance_pid(s, name, &src_pid, NULL, 0, &e) == 0, "%s", e.msg);
-    json_t *lim = limits(SLOW_BPS, 300, 0);
-    char id[64];
-    int rc = lab_migrate_start(s, d, name, lim, id, sizeof(id), &e);
-    json_decref(lim);
-    REQUIRE(rc == 0, "start: %s", e.msg);
-    rc = lab_migration_wait_transferred(s, id, 4u << 20, 30000, &e);
-    CHECK(rc == 0, "not in flight: %s", e.msg);
+    int rc;
     CHECK(lab_instance_pid(d, name, &dest_pid, NULL, 0, &e) == 0, "GET dest: %s", e.msg);
     char path[128];
     snprintf(path, sizeof(path), "/v1/migrations/%s/cancel", id);
@@ -200,7 +219,7 @@ static void t_cancel(void)
     check_source_runs_on(s, name, src_pid);
     check_dest_cleaned(d, name, dest_pid);
     /* and the guest can still move afterwards */
-    lim = limits(FAST_BPS, 300, 0);
+    json_t *lim = limits(FAST_BPS, 300, 0);
     rc = lab_migrate(s, d, name, lim, MIG_TIMEOUT_MS, &m, &e);
     json_decref(lim);
     REQUIRE(rc == 0, "migration after cancel: %s", e.msg);
@@ -224,18 +243,12 @@ static void t_dest_killed(void)
         { CHECK(0, "lab did not start: a setup failure is a failure"); return; }
     const char *name = "rt";
     const struct lab_agent *s = &L.agents[0], *d = &L.agents[1];
-    if (!ensure_guest(s, name, CMDLINE_2000))
+    pid_t src_pid = 0, dest_pid = 0;
+    char id[64];
+    if (!start_in_flight(s, d, name, &src_pid, id, sizeof(id)))
         return;
     struct ferr e = {0};
-    pid_t src_pid = 0, dest_pid = 0;
-    REQUIRE(lab_instance_pid(s, name, &src_pid, NULL, 0, &e) == 0, "%s", e.msg);
-    json_t *lim = limits(SLOW_BPS, 300, 0);
-    char id[64];
-    int rc = lab_migrate_start(s, d, name, lim, id, sizeof(id), &e);
-    json_decref(lim);
-    REQUIRE(rc == 0, "start: %s", e.msg);
-    rc = lab_migration_wait_transferred(s, id, 4u << 20, 30000, &e);
-    CHECK(rc == 0, "not in flight: %s", e.msg);
+    int rc;
     rc = lab_instance_pid(d, name, &dest_pid, NULL, 0, &e);
     CHECK(rc == 0 && dest_pid > 0, "dest pid: %s", e.msg);
     if (dest_pid > 0)

@@ -24,6 +24,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../lib/ferryd.h"
 #include "../lib/test.h"
 #include "util/httpc.h"
 #include "util/xalloc.h"
@@ -38,46 +39,6 @@ static char admin[300], agent[300];
 static pid_t daemon_pid;
 static int up;
 
-static uint64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
-static void sleep_ms(int ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
-    nanosleep(&ts, NULL);
-}
-
-static void kill_daemon(void)
-{
-    if (daemon_pid > 0) {
-        kill(-daemon_pid, SIGKILL);
-        waitpid(daemon_pid, NULL, 0);
-        daemon_pid = 0;
-    }
-}
-
-static void on_fatal(int sig)
-{
-    if (daemon_pid > 0)
-        kill(-daemon_pid, SIGKILL);
-    signal(sig, SIG_DFL);
-    raise(sig);
-}
-
-static const char *bin(const char *name)
-{
-    static char path[2][256];
-    static int k;
-    const char *b = getenv("BUILD");
-    k ^= 1;
-    snprintf(path[k], sizeof(path[k]), "%s/%s", b && b[0] ? b : "build", name);
-    return path[k];
-}
-
 static int api(const char *method, const char *path, const char *token, const json_t *body,
                json_t **out)
 {
@@ -91,47 +52,6 @@ static int api(const char *method, const char *path, const char *token, const js
     else
         json_decref(o);
     return status;
-}
-
-static int start_daemon(void)
-{
-    pid_t pid = fork();
-    if (pid < 0)
-        return -1;
-    if (pid == 0) {
-        setpgid(0, 0);
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        FILE *f = freopen(logpath, "a", stderr);
-        (void)f;
-        execl(bin("ferryd"), "ferryd", "--config", conf, (char *)NULL);
-        _exit(127);
-    }
-    setpgid(pid, pid);
-    daemon_pid = pid;
-    uint64_t t0 = now_ms();
-    while (now_ms() - t0 < 10000) {
-        if (api("GET", "/v1/health", NULL, NULL, NULL) == 200)
-            return 0;
-        if (waitpid(pid, NULL, WNOHANG) == pid) {
-            daemon_pid = 0;
-            return -1;
-        }
-        sleep_ms(50);
-    }
-    return -1;
-}
-
-static int read_line(const char *path, char *buf, size_t n)
-{
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return -1;
-    char *r = fgets(buf, (int)n, f);
-    fclose(f);
-    if (!r)
-        return -1;
-    buf[strcspn(buf, "\r\n")] = '\0';
-    return 0;
 }
 
 /* What one CLI run produced. */
@@ -185,7 +105,7 @@ static struct run cli(const char *env_url, const char *token, const char *const 
         dup2(fo, 1);
         dup2(fe, 2);
         alarm(CLI_ALARM_S);
-        execve(bin("ferry"), argv, envp);
+        execve(ferryd_bin("ferry"), argv, envp);
         _exit(127);
     }
     int st = 0;
@@ -407,11 +327,8 @@ int main(void)
         perror("mkdtemp");
         return 1;
     }
-    atexit(kill_daemon);
-    signal(SIGINT, on_fatal);
-    signal(SIGTERM, on_fatal);
-    signal(SIGSEGV, on_fatal);
-    signal(SIGABRT, on_fatal);
+    if (ferryd_guard(&daemon_pid) != 0)
+        return 1;
     int port = 22000 + (int)(getpid() % 9000);
     snprintf(url, sizeof(url), "http://127.0.0.1:%d", port);
     snprintf(conf, sizeof(conf), "%s/ferryd.conf", dir);
@@ -426,17 +343,12 @@ int main(void)
     fprintf(f, "listen = 127.0.0.1:%d\ndb = %s/ferryd.db\nbootstrap_token_file = %s\n", port, dir,
             tokpath);
     fclose(f);
-    char *cmd = xasprintf("'%s' --config '%s' --add-token agent1 infra agent 2>>'%s'",
-                          bin("ferryd"), conf, logpath);
-    FILE *p = popen(cmd, "r");
-    free(cmd);
-    if (p) {
-        if (!fgets(agent, sizeof(agent), p))
-            agent[0] = '\0';
-        agent[strcspn(agent, "\r\n")] = '\0';
-        pclose(p);
+    if (ferryd_conf_add_token(conf, logpath, "agent1", "infra", "agent", agent, sizeof(agent)) ==
+        0) {
+        daemon_pid = ferryd_spawn(conf, logpath);
+        up = daemon_pid > 0 && ferryd_wait_health(url, &daemon_pid, 10000) == 0 &&
+             ferryd_read_line(tokpath, admin, sizeof(admin)) == 0;
     }
-    up = agent[0] && start_daemon() == 0 && read_line(tokpath, admin, sizeof(admin)) == 0;
     test_run("ferry cli: host list --json / table after a registration; agent token 403",
              t_host_list);
     test_run("ferry cli: no token → 1 with the 401; bad usage → 2; ferryd down → 1", t_errors);
@@ -444,18 +356,15 @@ int main(void)
              "flags > env > file",
              t_config);
     test_run("ferry cli: migration list --json, filters, unknown id 404", t_migrations);
-    kill_daemon();
+    ferryd_kill(&daemon_pid, SIGKILL, 0);
     if (test_done() != 0) {
         fprintf(stderr, "ferryd log (%s):\n", logpath);
-        cmd = xasprintf("tail -30 '%s' >&2", logpath);
+        char *cmd = xasprintf("tail -30 '%s' >&2", logpath);
         if (system(cmd) != 0)
             fprintf(stderr, "cannot show the log\n");
         free(cmd);
         return 1;
     }
-    cmd = xasprintf("rm -rf '%s'", dir);
-    if (system(cmd) != 0)
-        fprintf(stderr, "cannot remove %s\n", dir);
-    free(cmd);
+    test_rm_rf(dir);
     return 0;
 }

@@ -32,19 +32,6 @@ static struct ferryd D;
 static char agent[300];
 static int up;
 
-static uint64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
-static void sleep_ms(int ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
-    nanosleep(&ts, NULL);
-}
-
 static int api(const char *method, const char *path, const char *token, const json_t *body,
                json_t **out)
 {
@@ -157,14 +144,14 @@ static void t_down(void)
     char st[16];
     host_state("h2", st, sizeof(st));
     CHECK(strcmp(st, "up") == 0, "h2 registered as %s", st);
-    uint64_t t0 = now_ms();
-    while (now_ms() - t0 < 10000) {
+    uint64_t t0 = lab_now_ms();
+    while (lab_now_ms() - t0 < 10000) {
         host_state("h2", st, sizeof(st));
         if (strcmp(st, "down") == 0)
             break;
-        sleep_ms(50);
+        ferryd_sleep_ms(50);
     }
-    uint64_t took = now_ms() - t0;
+    uint64_t took = lab_now_ms() - t0;
     CHECK(strcmp(st, "down") == 0, "h2 still %s after 10 s of silence", st);
     CHECK(took >= (uint64_t)HEARTBEAT_MS * MISSED - 50, "marked down after only %llu ms",
           (unsigned long long)took);

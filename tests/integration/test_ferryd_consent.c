@@ -63,16 +63,6 @@ static char secret_path[LAB_PATH_MAX + 32];
 static char alice[300], bob[300];
 static int agents_have_token; /* agents run with --token-file */
 
-static uint64_t now_ms(void)
-{
-    return lab_now_ms();
-}
-
-static void sleep_ms(int ms)
-{
-    ferryd_sleep_ms(ms);
-}
-
 static int api(const char *method, const char *path, const char *token, const json_t *body,
                json_t **out)
 {
@@ -164,11 +154,11 @@ static int g1_hosts(void)
 /* Waits until g1 is registered on host only. */
 static int wait_g1_on(int host, int timeout_ms)
 {
-    uint64_t t0 = now_ms();
-    while (now_ms() - t0 < (uint64_t)timeout_ms) {
+    uint64_t t0 = lab_now_ms();
+    while (lab_now_ms() - t0 < (uint64_t)timeout_ms) {
         if (g1_hosts() == (1 << host))
             return 0;
-        sleep_ms(200);
+        ferryd_sleep_ms(200);
     }
     return -1;
 }
@@ -209,8 +199,8 @@ static int wait_consent(const char *id, const char *step, char *cid, size_t n, i
 {
     char path[160];
     snprintf(path, sizeof(path), "/v1/consents?migration=%s&state=pending", id);
-    uint64_t t0 = now_ms();
-    while (now_ms() - t0 < (uint64_t)timeout_ms) {
+    uint64_t t0 = lab_now_ms();
+    while (lab_now_ms() - t0 < (uint64_t)timeout_ms) {
         json_t *o = NULL, *k;
         size_t i;
         int found = 0;
@@ -237,7 +227,7 @@ static int wait_consent(const char *id, const char *step, char *cid, size_t n, i
         json_decref(m);
         if (ended)
             return -1;
-        sleep_ms(250);
+        ferryd_sleep_ms(250);
     }
     return -1;
 }
@@ -369,6 +359,22 @@ static json_t *gated_policy(const char *const *ladder, size_t nl, const char *co
     return p;
 }
 
+/* Starts a migration at SLOW_BPS whose policy gates (consent required)
+ * the first n rungs of ladder, and waits for ferryd's consent request for
+ * throttle: id and cid (idn, cidn bytes) and *src filled. Returns 1, or 0
+ * after a failed check. */
+static int start_gated(const char *const *ladder, int n, char *id, size_t idn, char *cid,
+                       size_t cidn, int *src)
+{
+    int rc = start_mig(gated_policy(ladder, n, ladder, n, 0), SLOW_BPS, id, idn, src);
+    CHECK(rc == 0, "start");
+    if (rc != 0)
+        return 0;
+    rc = wait_consent(id, "throttle", cid, cidn, CONSENT_WAIT_MS);
+    CHECK(rc == 0, "no throttle consent request in ferryd");
+    return rc == 0;
+}
+
 static void t_grant(void)
 {
     if (!ready)
@@ -376,10 +382,8 @@ static void t_grant(void)
     static const char *const ladder[] = {"throttle"};
     char id[80], cid[80], path[160];
     int src;
-    REQUIRE(start_mig(gated_policy(ladder, 1, ladder, 1, 0), SLOW_BPS, id, sizeof(id), &src) == 0,
-            "start");
-    REQUIRE(wait_consent(id, "throttle", cid, sizeof(cid), CONSENT_WAIT_MS) == 0,
-            "no throttle consent request in ferryd");
+    if (!start_gated(ladder, 1, id, sizeof(id), cid, sizeof(cid), &src))
+        return;
     json_t *o = NULL;
     snprintf(path, sizeof(path), "/v1/consents/%s", cid);
     REQUIRE(api("GET", path, alice, NULL, &o) == 200, "owner GET consent");
@@ -396,7 +400,7 @@ static void t_grant(void)
           "other project lists consents");
     json_decref(o);
     /* the agent waits: no throttle while the request is open */
-    sleep_ms(3000);
+    ferryd_sleep_ms(3000);
     struct seen s;
     REQUIRE(agent_seen(src, &s) == 0, "agent samples");
     CHECK(strcmp(s.state, "running") == 0, "agent state %s while waiting", s.state);
@@ -413,11 +417,11 @@ static void t_grant(void)
           "grant: %d state %s by %s", st, jstr(o, "state"), jstr(o, "decided_by"));
     json_decref(o);
     CHECK(answer(cid, "refuse", alice, NULL) == 409, "second answer not 409");
-    uint64_t t0 = now_ms();
-    while (now_ms() - t0 < STEP_WAIT_MS) {
+    uint64_t t0 = lab_now_ms();
+    while (lab_now_ms() - t0 < STEP_WAIT_MS) {
         if (agent_seen(src, &s) == 0 && (s.max_throttle > 1 || strcmp(s.state, "running") != 0))
             break;
-        sleep_ms(500);
+        ferryd_sleep_ms(500);
     }
     CHECK(s.throttled && s.max_throttle > 1, "no throttle after the grant: %lld %% (was %lld)",
           s.max_throttle, before);
@@ -462,10 +466,8 @@ static void t_refuse(void)
     static const char *const ladder[] = {"throttle", "pause"};
     char id[80], cid[80], cid2[80], path[160];
     int src;
-    REQUIRE(start_mig(gated_policy(ladder, 2, ladder, 2, 0), SLOW_BPS, id, sizeof(id), &src) == 0,
-            "start");
-    REQUIRE(wait_consent(id, "throttle", cid, sizeof(cid), CONSENT_WAIT_MS) == 0,
-            "no throttle consent request");
+    if (!start_gated(ladder, 2, id, sizeof(id), cid, sizeof(cid), &src))
+        return;
     json_t *o = NULL;
     int st = answer(cid, "refuse", D.admin, &o);
     CHECK(st == 200 && strcmp(jstr(o, "state"), "refused") == 0 &&
@@ -515,7 +517,7 @@ static void t_postcopy(void)
             "start");
     REQUIRE(wait_consent(id, "postcopy", cid, sizeof(cid), CONSENT_WAIT_MS) == 0,
             "no post-copy consent request");
-    sleep_ms(2000);
+    ferryd_sleep_ms(2000);
     struct seen s;
     REQUIRE(agent_seen(src, &s) == 0, "agent samples");
     CHECK(s.postcopy == 0 && strcmp(s.state, "running") == 0,
@@ -541,10 +543,8 @@ static void t_timeout(void)
     static const char *const ladder[] = {"throttle"};
     char id[80], cid[80], path[160];
     int src;
-    REQUIRE(start_mig(gated_policy(ladder, 1, ladder, 1, 0), SLOW_BPS, id, sizeof(id), &src) == 0,
-            "start");
-    REQUIRE(wait_consent(id, "throttle", cid, sizeof(cid), CONSENT_WAIT_MS) == 0,
-            "no consent request");
+    if (!start_gated(ladder, 1, id, sizeof(id), cid, sizeof(cid), &src))
+        return;
     json_t *m = NULL;
     REQUIRE(wait_terminal(id, 60000, &m) == 0, "migration not ended by the timeout");
     CHECK(strcmp(jstr(m, "state"), "cancelled") == 0, "state %s (%s)", jstr(m, "state"),
@@ -615,9 +615,9 @@ static void t_override(void)
     REQUIRE(wait_consent(id, "throttle", cid, sizeof(cid), CONSENT_WAIT_MS) == 0,
             "no consent request");
     snprintf(path, sizeof(path), "/v1/consents/%s", cid);
-    uint64_t t0 = now_ms();
+    uint64_t t0 = lab_now_ms();
     int granted = 0;
-    while (!granted && now_ms() - t0 < 30000) {
+    while (!granted && lab_now_ms() - t0 < 30000) {
         o = NULL;
         if (api("GET", path, alice, NULL, &o) == 200) {
             CHECK(json_integer_value(json_object_get(o, "timeout_s")) == 2 &&
@@ -631,7 +631,7 @@ static void t_override(void)
         }
         json_decref(o);
         if (!granted)
-            sleep_ms(250);
+            ferryd_sleep_ms(250);
     }
     CHECK(granted, "the 2 s override did not grant by policy within 30 s");
     char evs[256];
@@ -640,9 +640,9 @@ static void t_override(void)
           "consent events: %s", evs);
     /* the policy's grant reached the agent: it throttles */
     struct seen s = {0};
-    t0 = now_ms();
-    while (now_ms() - t0 < STEP_WAIT_MS && agent_seen(src, &s) == 0 && !s.throttled)
-        sleep_ms(500);
+    t0 = lab_now_ms();
+    while (lab_now_ms() - t0 < STEP_WAIT_MS && agent_seen(src, &s) == 0 && !s.throttled)
+        ferryd_sleep_ms(500);
     CHECK(s.throttled, "no throttle after the policy's grant (max %lld %%)", s.max_throttle);
     snprintf(path, sizeof(path), "/v1/migrations/%s/cancel", id);
     CHECK(api("POST", path, D.admin, NULL, NULL) == 202, "cancel");
@@ -673,15 +673,15 @@ static void t_tokens(void)
     json_t *gi = NULL;
     char gpath[96];
     snprintf(gpath, sizeof(gpath), "/v1/instances/%s", inst_name);
-    uint64_t tr = now_ms();
+    uint64_t tr = lab_now_ms();
     int run = 0;
-    while (!run && now_ms() - tr < 20000) {
+    while (!run && lab_now_ms() - tr < 20000) {
         gi = NULL;
         run = agent_api(&L.agents[g1_at], "GET", gpath, NULL, &gi) == 200 &&
               strcmp(jstr(gi, "state"), "running") == 0;
         json_decref(gi);
         if (!run)
-            sleep_ms(200);
+            ferryd_sleep_ms(200);
     }
     CHECK(run, "g1 not re-adopted as running by the agent with --token-file");
     CHECK(wait_g1_on(g1_at, 20000) == 0, "g1 not registered again after the agents' restart");
@@ -710,10 +710,10 @@ static void t_tokens(void)
     /* a guest dirtying at full speed may not converge: pause it to complete */
     char path[128];
     snprintf(path, sizeof(path), "/v1/migrations/%s/force-complete", id);
-    uint64_t t0 = now_ms();
+    uint64_t t0 = lab_now_ms();
     int st = 0;
-    while (now_ms() - t0 < 60000 && (st = api("POST", path, D.admin, NULL, NULL)) == 409)
-        sleep_ms(500);
+    while (lab_now_ms() - t0 < 60000 && (st = api("POST", path, D.admin, NULL, NULL)) == 409)
+        ferryd_sleep_ms(500);
     CHECK(st == 202, "force-complete with the token: %d", st);
     m = NULL;
     REQUIRE(wait_terminal(id, END_WAIT_MS, &m) == 0, "migration with the token did not end");
@@ -747,14 +747,8 @@ static int setup(void)
         return -1;
     if (relaunch_agent(0, 0) != 0 || relaunch_agent(1, 0) != 0)
         return -1;
-    json_t *spec =
-        json_pack("{s:s, s:s, s:I, s:I, s:s}", "name", "g1", "project", "p1", "memory_mib",
-                  (json_int_t)GUEST_MIB, "vcpus", (json_int_t)1, "cmdline", CMDLINE);
-    int st = 0;
-    int rc = lab_api(&L.agents[0], "POST", "/v1/instances", spec, &st, NULL, &e);
-    json_decref(spec);
-    if (rc != 0 || (st != 202 && st != 200)) {
-        fprintf(stderr, "launch g1: %d %s\n", st, e.msg);
+    if (lab_post_instance(&L.agents[0], "g1", "p1", GUEST_MIB, CMDLINE, NULL, &e) != 0) {
+        fprintf(stderr, "launch g1: %s\n", e.msg);
         return -1;
     }
     if (lab_console_expect(&L.agents[0], "g1", NULL, 0, "FERRY-READY ", LAB_BOOT_TIMEOUT_MS, NULL,

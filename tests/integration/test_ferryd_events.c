@@ -77,19 +77,6 @@ static atomic_int stop_receivers;
 static struct receiver flaky = {.secret = SECRET_FLAKY, .fail_first = 2};
 static struct receiver broken = {.secret = SECRET_BROKEN, .fail_first = -1};
 
-static uint64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
-static void sleep_ms(int ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
-    nanosleep(&ts, NULL);
-}
-
 static int listen_any(int *port_out)
 {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
@@ -112,9 +99,9 @@ static int listen_any(int *port_out)
 static int read_request(int fd, char *buf, size_t cap, char **body, size_t *blen)
 {
     size_t n = 0;
-    uint64_t t0 = now_ms();
+    uint64_t t0 = lab_now_ms();
     char *hend = NULL;
-    while (now_ms() - t0 < 5000 && n < cap - 1) {
+    while (lab_now_ms() - t0 < 5000 && n < cap - 1) {
         struct pollfd p = {fd, POLLIN, 0};
         if (poll(&p, 1, 100) <= 0)
             continue;
@@ -260,8 +247,8 @@ static void stream_close(struct stream *s)
  * until_id (when until_id > 0). */
 static void stream_read(struct stream *s, int ms, long long until_id)
 {
-    uint64_t t0 = now_ms();
-    while (now_ms() - t0 < (uint64_t)ms && s->n < sizeof(s->buf) - 1) {
+    uint64_t t0 = lab_now_ms();
+    while (lab_now_ms() - t0 < (uint64_t)ms && s->n < sizeof(s->buf) - 1) {
         struct pollfd p = {s->fd, POLLIN, 0};
         if (poll(&p, 1, 50) > 0) {
             ssize_t r = read(s->fd, s->buf + s->n, sizeof(s->buf) - 1 - s->n);
@@ -376,8 +363,8 @@ static void t_sse(void)
 /* Waits until rv holds at least n answered-200 requests or 10 s pass. */
 static void wait_delivered(struct receiver *rv, int n)
 {
-    uint64_t t0 = now_ms();
-    while (now_ms() - t0 < 10000) {
+    uint64_t t0 = lab_now_ms();
+    while (lab_now_ms() - t0 < 10000) {
         pthread_mutex_lock(&rv->mu);
         int ok = 0;
         for (int i = 0; i < rv->n; i++)
@@ -385,7 +372,7 @@ static void wait_delivered(struct receiver *rv, int n)
         pthread_mutex_unlock(&rv->mu);
         if (ok >= n)
             return;
-        sleep_ms(50);
+        ferryd_sleep_ms(50);
     }
 }
 
@@ -432,11 +419,11 @@ static void t_webhooks(void)
     json_decref(o);
 
     /* the broken endpoint (filter host.*): every host event dead-lettered after MAX_TRIES */
-    uint64_t t0 = now_ms();
+    uint64_t t0 = lab_now_ms();
     size_t dead = 0;
     char broken_url[64];
     snprintf(broken_url, sizeof(broken_url), "http://127.0.0.1:%d/hook", broken.port);
-    while (now_ms() - t0 < 15000) {
+    while (lab_now_ms() - t0 < 15000) {
         o = NULL;
         if (api("GET", "/v1/events?since=0", D.admin, NULL, &o) != 200)
             break;
@@ -455,7 +442,7 @@ static void t_webhooks(void)
         json_decref(o);
         if (dead >= host_events)
             break;
-        sleep_ms(100);
+        ferryd_sleep_ms(100);
     }
     CHECK(dead >= host_events && host_events > 0, "%zu dead letters for %zu host events", dead,
           host_events);
@@ -582,10 +569,10 @@ static int audit_rows(const char *action, const char *target_like)
 /* Waits (bounded) until audit_rows(action, like) >= want; returns the last count. */
 static int audit_wait(const char *action, const char *like, int want)
 {
-    uint64_t t0 = now_ms();
+    uint64_t t0 = lab_now_ms();
     int n = -1;
-    while (now_ms() - t0 < 5000 && (n = audit_rows(action, like)) < want)
-        sleep_ms(50);
+    while (lab_now_ms() - t0 < 5000 && (n = audit_rows(action, like)) < want)
+        ferryd_sleep_ms(50);
     return n;
 }
 
@@ -595,7 +582,7 @@ static int audit_wait(const char *action, const char *like, int want)
 static void t_read_audit(void)
 {
     REQUIRE(up, "ferryd did not start");
-    sleep_ms(300); /* earlier reads reach the table with the next flush */
+    ferryd_sleep_ms(300); /* earlier reads reach the table with the next flush */
     int streams0 = audit_rows("events:read", "events/stream%");
     int lists0 = audit_rows("events:read", "events?since=%");
     int consents0 = audit_rows("consent:list", "consents");

@@ -58,16 +58,6 @@ static int ready;
 static char p1_member[300], p1_canceller[300], p2_member[300];
 static char mig1[80];
 
-static uint64_t now_ms(void)
-{
-    return lab_now_ms();
-}
-
-static void sleep_ms(int ms)
-{
-    ferryd_sleep_ms(ms);
-}
-
 static int api(const char *method, const char *path, const char *token, const json_t *body,
                json_t **out)
 {
@@ -103,13 +93,13 @@ static void instance_host(const char *inst, char *out, size_t n)
 
 static int wait_instance_on(const char *inst, const char *host, int timeout_ms)
 {
-    uint64_t t0 = now_ms();
+    uint64_t t0 = lab_now_ms();
     char got[64];
-    while (now_ms() - t0 < (uint64_t)timeout_ms) {
+    while (lab_now_ms() - t0 < (uint64_t)timeout_ms) {
         instance_host(inst, got, sizeof(got));
         if (strcmp(got, host) == 0)
             return 0;
-        sleep_ms(200);
+        ferryd_sleep_ms(200);
     }
     return -1;
 }
@@ -399,6 +389,28 @@ static int count_type(const char *id, const char *type)
     return n;
 }
 
+/* POSTs a migration of inst limited to bps bytes/s as the admin, to dest
+ * (NULL: ferryd places it); its id into id (n bytes, "" when none) and,
+ * when out is non-NULL, the reply into *out (caller decrefs). Returns the
+ * HTTP status. */
+static int create(const char *inst, const char *dest, long long bps, char *id, size_t n,
+                  json_t **out)
+{
+    json_t *b = json_pack("{s:s, s:{s:I}}", "instance", inst, "limits", "max_bandwidth_bps",
+                          (json_int_t)bps);
+    if (dest)
+        json_object_set_new(b, "destination", json_string(dest));
+    json_t *o = NULL;
+    int st = api("POST", "/v1/migrations", D.admin, b, &o);
+    json_decref(b);
+    snprintf(id, n, "%s", jstr(o, "id"));
+    if (out)
+        *out = o;
+    else
+        json_decref(o);
+    return st;
+}
+
 /* The source agent freezes (SIGSTOP): its host misses heartbeats, goes
  * down, and the running migration becomes unknown (cancel refused); when
  * the agent thaws, its record decides: the migration (QEMU carried on
@@ -408,14 +420,10 @@ static void t_host_down(void)
     if (!ready || !mig1[0])
         return test_skip("no migration");
     REQUIRE(wait_instance_on("g1", "host2", 10000) == 0, "g1 not on host2");
-    json_t *b = json_pack("{s:s, s:{s:I}}", "instance", "g1", "limits", "max_bandwidth_bps",
-                          (json_int_t)DOWN_BPS),
-           *o = NULL;
-    int st = api("POST", "/v1/migrations", D.admin, b, &o);
-    json_decref(b);
-    REQUIRE(st == 202, "POST: %d", st);
+    json_t *o = NULL;
     char id[80], path[128];
-    snprintf(id, sizeof(id), "%s", jstr(o, "id"));
+    int st = create("g1", NULL, DOWN_BPS, id, sizeof(id), &o);
+    REQUIRE(st == 202, "POST: %d", st);
     CHECK(strcmp(jstr(o, "destination"), "host1") == 0, "placed on %s", jstr(o, "destination"));
     json_decref(o);
     REQUIRE(wait_state(id, "running", 30000) == 0, "never running");
@@ -450,15 +458,9 @@ static void t_restart(void)
     if (!ready || !mig1[0])
         return test_skip("no migration");
     REQUIRE(wait_instance_on("g1", "host1", 10000) == 0, "g1 not on host1");
-    json_t *b = json_pack("{s:s, s:{s:I}}", "instance", "g1", "limits", "max_bandwidth_bps",
-                          (json_int_t)DOWN_BPS),
-           *o = NULL;
-    int st = api("POST", "/v1/migrations", D.admin, b, &o);
-    json_decref(b);
-    REQUIRE(st == 202, "POST: %d", st);
     char id[80];
-    snprintf(id, sizeof(id), "%s", jstr(o, "id"));
-    json_decref(o);
+    int st = create("g1", NULL, DOWN_BPS, id, sizeof(id), NULL);
+    REQUIRE(st == 202, "POST: %d", st);
     REQUIRE(wait_state(id, "running", 30000) == 0, "never running");
     ferryd_stop(&D, SIGKILL);
     REQUIRE(ferryd_start(&D) == 0, "ferryd did not restart");
@@ -471,7 +473,7 @@ static void t_restart(void)
           count_type(id, "migration.started"));
     CHECK(count_type(id, "migration.completed") == 1, "completed %d times",
           count_type(id, "migration.completed"));
-    o = NULL;
+    json_t *o = NULL;
     REQUIRE(api("GET", "/v1/events?since=0", D.admin, NULL, &o) == 200, "events");
     size_t i;
     json_t *ev;
@@ -512,22 +514,6 @@ static int find_event(const char *id, const char *type, long long *seq)
     }
     json_decref(o);
     return n;
-}
-
-static int create(const char *inst, const char *dest, long long bps, char *id, size_t n,
-                  json_t **out)
-{
-    json_t *b = json_pack("{s:s, s:s, s:{s:I}}", "instance", inst, "destination", dest, "limits",
-                          "max_bandwidth_bps", (json_int_t)bps);
-    json_t *o = NULL;
-    int st = api("POST", "/v1/migrations", D.admin, b, &o);
-    json_decref(b);
-    snprintf(id, n, "%s", jstr(o, "id"));
-    if (out)
-        *out = o;
-    else
-        json_decref(o);
-    return st;
 }
 
 /* Admission: with max_migrations_per_source = 1, a second migration from
@@ -642,6 +628,22 @@ static int agent_instance(const struct lab_agent *a, const char *tok, const char
     return st;
 }
 
+/* Polls host1's agent (with AGENT_SECRET) every 200 ms for up to 20 s
+ * until instance name is running; its last state and pid in state (n
+ * bytes) and *pid. Returns 1 when it ran. */
+static int wait_running_with_token(const char *name, char *state, size_t n, long long *pid)
+{
+    uint64_t t0 = lab_now_ms();
+    int ok = 0;
+    while (!ok && lab_now_ms() - t0 < 20000) {
+        ok = agent_instance(&L.agents[0], AGENT_SECRET, name, state, n, pid) == 200 &&
+             strcmp(state, "running") == 0;
+        if (!ok)
+            ferryd_sleep_ms(200);
+    }
+    return ok;
+}
+
 /* Re-adoption: host1's agent is restarted with --coordinator and a
  * --token-file of its own. Both guests there arrived by migration (their
  * QEMU was started with -incoming): the new agent adopts them as running
@@ -667,23 +669,9 @@ static void t_readopt(void)
     fclose(f);
     REQUIRE(ferryd_relaunch_agent(&D, &L, 0, secret_path) == 0, "relaunch with --token-file");
     CHECK(agent_instance(&L.agents[0], NULL, "g1", st, sizeof(st), &p) == 401, "no token: not 401");
-    uint64_t t0 = now_ms();
-    int ok = 0;
-    while (!ok && now_ms() - t0 < 20000) {
-        ok = agent_instance(&L.agents[0], AGENT_SECRET, "g1", st, sizeof(st), &p) == 200 &&
-             strcmp(st, "running") == 0;
-        if (!ok)
-            sleep_ms(200);
-    }
+    int ok = wait_running_with_token("g1", st, sizeof(st), &p);
     CHECK(ok && p == pid1, "g1 after the restart: state %s pid %lld (was %lld)", st, p, pid1);
-    ok = 0;
-    t0 = now_ms();
-    while (!ok && now_ms() - t0 < 20000) {
-        ok = agent_instance(&L.agents[0], AGENT_SECRET, "g2", st, sizeof(st), &p) == 200 &&
-             strcmp(st, "running") == 0;
-        if (!ok)
-            sleep_ms(200);
-    }
+    ok = wait_running_with_token("g2", st, sizeof(st), &p);
     CHECK(ok && p == pid2, "g2 after the restart: state %s pid %lld (was %lld)", st, p, pid2);
     CHECK(lab_pid_alive((pid_t)pid1) && lab_pid_alive((pid_t)pid2), "a QEMU died");
     /* registered again: ferryd sees both on host1 after the agent's restart */
@@ -692,8 +680,8 @@ static void t_readopt(void)
     long long last = json_integer_value(json_object_get(o, "last_seq"));
     json_decref(o);
     int seen = 0;
-    t0 = now_ms();
-    while (seen == 0 && now_ms() - t0 < 10000) {
+    uint64_t t0 = lab_now_ms();
+    while (seen == 0 && lab_now_ms() - t0 < 10000) {
         char path[64];
         snprintf(path, sizeof(path), "/v1/events?since=%lld", last);
         o = NULL;
@@ -711,7 +699,7 @@ static void t_readopt(void)
         }
         json_decref(o);
         if (!seen)
-            sleep_ms(200);
+            ferryd_sleep_ms(200);
     }
     CHECK(seen, "host1 did not register its two guests again");
     CHECK(wait_instance_on("g1", "host1", 5000) == 0 && wait_instance_on("g2", "host1", 5000) == 0,
@@ -747,14 +735,8 @@ static int setup(void)
         return -1;
     if (ferryd_relaunch_agent(&D, &L, 0, NULL) != 0 || ferryd_relaunch_agent(&D, &L, 1, NULL) != 0)
         return -1;
-    json_t *spec =
-        json_pack("{s:s, s:s, s:I, s:I, s:s}", "name", "g1", "project", "p1", "memory_mib",
-                  (json_int_t)GUEST_MIB, "vcpus", (json_int_t)1, "cmdline", CMDLINE);
-    int st = 0;
-    int rc = lab_api(&L.agents[0], "POST", "/v1/instances", spec, &st, NULL, &e);
-    json_decref(spec);
-    if (rc != 0 || (st != 202 && st != 200)) {
-        fprintf(stderr, "launch g1: %d %s\n", st, e.msg);
+    if (lab_post_instance(&L.agents[0], "g1", "p1", GUEST_MIB, CMDLINE, NULL, &e) != 0) {
+        fprintf(stderr, "launch g1: %s\n", e.msg);
         return -1;
     }
     if (lab_console_expect(&L.agents[0], "g1", NULL, 0, "FERRY-READY ", LAB_BOOT_TIMEOUT_MS, NULL,
@@ -763,12 +745,8 @@ static int setup(void)
         return -1;
     }
     /* g2 (for the admission case) boots meanwhile on host2 */
-    spec = json_pack("{s:s, s:s, s:I, s:I, s:s}", "name", "g2", "project", "p1", "memory_mib",
-                     (json_int_t)GUEST_MIB, "vcpus", (json_int_t)1, "cmdline", CMDLINE2);
-    rc = lab_api(&L.agents[1], "POST", "/v1/instances", spec, &st, NULL, &e);
-    json_decref(spec);
-    if (rc != 0 || (st != 202 && st != 200)) {
-        fprintf(stderr, "launch g2: %d %s\n", st, e.msg);
+    if (lab_post_instance(&L.agents[1], "g2", "p1", GUEST_MIB, CMDLINE2, NULL, &e) != 0) {
+        fprintf(stderr, "launch g2: %s\n", e.msg);
         return -1;
     }
     return 0;

@@ -475,13 +475,33 @@ static void check_paging(const char *id, const json_t *full)
     json_decref(o);
 }
 
-static void t_plan(void)
+/* The start of every case: a failed check, and 0, when the lab or ferryd
+ * did not start or the hosts and guests are not registered within 15 s;
+ * else 1. */
+static int case_ready(void)
 {
     if (!ready) {
         CHECK(0, "lab or ferryd did not start: a setup failure is a failure");
-        return;
+        return 0;
     }
-    REQUIRE(wait_registered(15000) == 0, "hosts and guests not registered");
+    int rc = wait_registered(15000);
+    CHECK(rc == 0, "hosts and guests not registered");
+    return rc == 0;
+}
+
+/* at[g]: the index of the host guest g runs on now (where). */
+static void guests_where(int at[NGUESTS])
+{
+    for (int g = 0; g < NGUESTS; g++) {
+        int copies = 0;
+        at[g] = where(GUESTS[g], &copies);
+    }
+}
+
+static void t_plan(void)
+{
+    if (!case_ready())
+        return;
     int start[NGUESTS];
     check_guests(start);
     char id[80];
@@ -558,16 +578,10 @@ static void first_active_step(const json_t *p, char *out, size_t n)
 
 static void t_crash(void)
 {
-    if (!ready) {
-        CHECK(0, "lab or ferryd did not start: a setup failure is a failure");
+    if (!case_ready())
         return;
-    }
-    REQUIRE(wait_registered(15000) == 0, "hosts and guests not registered");
     int start[NGUESTS];
-    for (int g = 0; g < NGUESTS; g++) {
-        int copies = 0;
-        start[g] = where(GUESTS[g], &copies);
-    }
+    guests_where(start);
     char id[80];
     REQUIRE(create_plan("crash", id, sizeof(id)) == 0, "plan not created");
     /* first while a host drains (its migration possibly in flight), then
@@ -628,11 +642,8 @@ static void steps_of(const json_t *p, char *out, size_t n)
 
 static void t_pause_abort(void)
 {
-    if (!ready) {
-        CHECK(0, "lab or ferryd did not start: a setup failure is a failure");
+    if (!case_ready())
         return;
-    }
-    REQUIRE(wait_registered(15000) == 0, "hosts and guests not registered");
     char id[80], before[256], after[256];
     REQUIRE(create_plan("abort", id, sizeof(id)) == 0, "plan not created");
     json_t *o = NULL;
@@ -833,11 +844,8 @@ static void check_held(const char *id, const char *step, char *bad, size_t n)
  * still pending, every guest intact. */
 static void t_health(void)
 {
-    if (!ready) {
-        CHECK(0, "lab or ferryd did not start: a setup failure is a failure");
+    if (!case_ready())
         return;
-    }
-    REQUIRE(wait_registered(15000) == 0, "hosts and guests not registered");
     char m1[LAB_PATH_MAX + 32], m2[LAB_PATH_MAX + 32], cmd[3 * LAB_PATH_MAX + 200],
         check[LAB_PATH_MAX + 160], id[80], bad[64], reason[1100], host[64];
     snprintf(m1, sizeof(m1), "%s/hc1", D.dir);
@@ -936,16 +944,10 @@ static void t_health(void)
  * the deadline (5 s); the plan completes; every guest intact. */
 static void t_deferral(void)
 {
-    if (!ready) {
-        CHECK(0, "lab or ferryd did not start: a setup failure is a failure");
+    if (!case_ready())
         return;
-    }
-    REQUIRE(wait_registered(15000) == 0, "hosts and guests not registered");
     int start[NGUESTS];
-    for (int g = 0; g < NGUESTS; g++) {
-        int copies = 0;
-        start[g] = where(GUESTS[g], &copies);
-    }
+    guests_where(start);
     char id[80], mid[80] = "", inst[64] = "";
     REQUIRE(create_plan_x("sleep 1; echo ferry-maint-defer", NULL, 60, 5, id, sizeof(id)) == 0,
             "plan not created");
@@ -1073,11 +1075,8 @@ static size_t count_of(const char *path, const char *key)
 
 static void t_unplaceable(void)
 {
-    if (!ready) {
-        CHECK(0, "lab or ferryd did not start: a setup failure is a failure");
+    if (!case_ready())
         return;
-    }
-    REQUIRE(wait_registered(15000) == 0, "hosts and guests not registered");
     size_t plans0 = count_of("/v1/plans", "plans"),
            migs0 = count_of("/v1/migrations", "migrations");
     json_t *ev0 = all_events();
@@ -1143,14 +1142,8 @@ static int setup(void)
         if (relaunch_agent(i) != 0)
             return -1;
     for (int g = 0; g < NGUESTS; g++) {
-        json_t *spec =
-            json_pack("{s:s, s:s, s:I, s:I, s:s}", "name", GUESTS[g], "project", "p1", "memory_mib",
-                      (json_int_t)GUEST_MIB, "vcpus", (json_int_t)1, "cmdline", CMDLINE);
-        int st = 0;
-        int rc = lab_api(&L.agents[g], "POST", "/v1/instances", spec, &st, NULL, &e);
-        json_decref(spec);
-        if (rc != 0 || (st != 202 && st != 200 && st != 201)) {
-            fprintf(stderr, "launch %s: %d %s\n", GUESTS[g], st, e.msg);
+        if (lab_post_instance(&L.agents[g], GUESTS[g], "p1", GUEST_MIB, CMDLINE, NULL, &e) != 0) {
+            fprintf(stderr, "launch %s: %s\n", GUESTS[g], e.msg);
             return -1;
         }
     }
@@ -1206,11 +1199,8 @@ static const json_t *host_of(const json_t *hosts, const char *name)
  * it; host.cordoned / host.uncordoned events. No migration runs. */
 static void t_labels_cordon(void)
 {
-    if (!ready) {
-        CHECK(0, "lab or ferryd did not start: a setup failure is a failure");
+    if (!case_ready())
         return;
-    }
-    REQUIRE(wait_registered(15000) == 0, "hosts and guests not registered");
     json_t *o = NULL;
     REQUIRE(ferryd_api(&D, "GET", "/v1/hosts", D.admin, NULL, &o) == 200, "GET /v1/hosts");
     for (int k = 0; k < NGUESTS; k++) {
