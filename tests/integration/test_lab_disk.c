@@ -42,12 +42,6 @@
 static char lab_dir[LABQ_PATH_MAX];
 static char disk_dir[64]; /* holds disk.img, removed at the end */
 
-static void sleep_ms(int ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
 /* Starts the lab guest (labq_spawn) with the raw image disk as a virtio
  * disk with cache=none; with incoming non-zero it waits for
  * "-incoming defer". */
@@ -304,7 +298,7 @@ static void t_diskload_shared_disk_migration(void)
 {
     struct labq src, dst;
     struct guestcon qs = {.fd = -1}, qd = {.fd = -1}, con = {.fd = -1};
-    char *sum = NULL, *res = NULL, *c = NULL, *uri = NULL;
+    char *sum = NULL, *res = NULL, *uri = NULL;
     int reached_end = 0;
     memset(&dst, 0, sizeof(dst));
     dst.con.fd = -1;
@@ -333,11 +327,7 @@ static void t_diskload_shared_disk_migration(void)
         CHECK(0, "QMP connection: %d", rc);
         goto out;
     }
-    c = xasprintf("{\"execute\":\"migrate-incoming\",\"arguments\":{\"uri\":\"%s\"}}", uri);
-    rc = labq_qmp_cmd(&qd, c, CMD_TIMEOUT_MS, &res);
-    free(c);
-    free(res);
-    res = NULL;
+    rc = labq_qmp_uri(&qd, "migrate-incoming", uri, CMD_TIMEOUT_MS);
     if (rc < 0) {
         CHECK(0, "migrate-incoming: %d", rc);
         goto out;
@@ -347,36 +337,15 @@ static void t_diskload_shared_disk_migration(void)
     writes_before = labq_json_num(res, "writes_total", -1);
     free(res);
     res = NULL;
-    c = xasprintf("{\"execute\":\"migrate\",\"arguments\":{\"uri\":\"%s\"}}", uri);
-    rc = labq_qmp_cmd(&qs, c, CMD_TIMEOUT_MS, &res);
-    free(c);
-    free(res);
-    res = NULL;
+    rc = labq_qmp_uri(&qs, "migrate", uri, CMD_TIMEOUT_MS);
     if (rc < 0) {
         CHECK(0, "migrate: %d", rc);
         goto out;
     }
-    int done = 0;
-    for (int k = 0; k < 300 && !done; k++) { /* 300 x 200 ms */
-        rc = labq_qmp_cmd(&qs, "{\"execute\":\"query-migrate\"}", CMD_TIMEOUT_MS, &res);
-        if (rc < 0) {
-            CHECK(0, "query-migrate: %d", rc);
-            goto out;
-        }
-        if (strstr(res, "\"status\": \"completed\"")) {
-            done = 1;
-        } else if (strstr(res, "\"status\": \"failed\"") ||
-                   strstr(res, "\"status\": \"cancelled\"")) {
-            CHECK(0, "migration ended: %.300s", res);
-            goto out;
-        } else {
-            sleep_ms(200);
-        }
-        free(res);
-        res = NULL;
-    }
-    if (!done) {
-        CHECK(0, "migration did not complete in 60 s");
+    char why[400];
+    rc = labq_migrate_wait(&qs, 300, CMD_TIMEOUT_MS, why, sizeof(why)); /* 300 x 200 ms */
+    if (rc != 0) {
+        CHECK(0, "%s", why);
         goto out;
     }
     rc = guestcon_open(&con, dst.ser_path, 10000);

@@ -85,6 +85,23 @@ static int guest_start(struct labq *g, const char *rate, char **ready_out)
     return rc;
 }
 
+/* The guest's pages_dirtied_total (status) into *before, then again ms
+ * later into *after; each left as it is when the guest did not answer. */
+static void dirtied_over(struct labq *g, long ms, long long *before, long long *after)
+{
+    long long *out[2] = {before, after};
+    for (int i = 0; i < 2; i++) {
+        char *res = NULL;
+        if (i) {
+            struct timespec ts = {ms / 1000, (ms % 1000) * 1000 * 1000};
+            nanosleep(&ts, NULL);
+        }
+        if (guestcon_command(&g->con, "status", "FERRY-STATUS ", CMD_TIMEOUT_MS, &res) == 0)
+            *out[i] = (long long)labq_json_num(res, "pages_dirtied_total", -1);
+        free(res);
+    }
+}
+
 static void t_image_built(void)
 {
     char *k = xasprintf("%s/vmlinuz", lab_dir);
@@ -121,16 +138,7 @@ static void t_memload_verify_and_corrupt(void)
     CHECK(rc == 0, "no pause ack: %d", rc);
     free(res);
     long long d1 = -1, d2 = -2;
-    rc = guestcon_command(&g.con, "status", "FERRY-STATUS ", CMD_TIMEOUT_MS, &res);
-    if (rc == 0)
-        d1 = (long long)labq_json_num(res, "pages_dirtied_total", -1);
-    free(res);
-    struct timespec ts = {0, 300 * 1000 * 1000};
-    nanosleep(&ts, NULL);
-    rc = guestcon_command(&g.con, "status", "FERRY-STATUS ", CMD_TIMEOUT_MS, &res);
-    if (rc == 0)
-        d2 = (long long)labq_json_num(res, "pages_dirtied_total", -1);
-    free(res);
+    dirtied_over(&g, 300, &d1, &d2);
     CHECK(d1 > 0 && d1 == d2, "paused guest kept dirtying: %lld -> %lld", d1, d2);
     rc = guestcon_command(&g.con, "resume", "FERRY-ACK ", CMD_TIMEOUT_MS, &res);
     CHECK(rc == 0, "no resume ack: %d", rc);
@@ -168,16 +176,7 @@ static void t_memload_rate_max(void)
     CHECK(strstr(ready, "\"rate\":\"max\"") != NULL, "READY: %s", ready);
 
     long long t1 = -1, t2 = -1;
-    rc = guestcon_command(&g.con, "status", "FERRY-STATUS ", CMD_TIMEOUT_MS, &res);
-    if (rc == 0)
-        t1 = (long long)labq_json_num(res, "pages_dirtied_total", -1);
-    free(res);
-    struct timespec ts = {0, 500 * 1000 * 1000};
-    nanosleep(&ts, NULL);
-    rc = guestcon_command(&g.con, "status", "FERRY-STATUS ", CMD_TIMEOUT_MS, &res);
-    if (rc == 0)
-        t2 = (long long)labq_json_num(res, "pages_dirtied_total", -1);
-    free(res);
+    dirtied_over(&g, 500, &t1, &t2);
     CHECK(t1 > 0 && t2 > t1, "not dirtying: %lld -> %lld", t1, t2);
 
     for (int k = 0; k < 2; k++) {
@@ -262,7 +261,7 @@ static int migrate_memload(char **verify_out, long long *before, long long *afte
 {
     struct labq src, dst;
     struct guestcon qs = {.fd = -1}, qd = {.fd = -1}, con = {.fd = -1};
-    char *ready = NULL, *res = NULL, *cmd = NULL, *uri = NULL;
+    char *ready = NULL, *res = NULL, *uri = NULL;
     *verify_out = NULL;
     *before = *after = -1;
     *crashed = 0;
@@ -286,11 +285,7 @@ static int migrate_memload(char **verify_out, long long *before, long long *afte
         snprintf(why, why_len, "QMP connection: %d", rc);
         goto out;
     }
-    cmd = xasprintf("{\"execute\":\"migrate-incoming\",\"arguments\":{\"uri\":\"%s\"}}", uri);
-    rc = labq_qmp_cmd(&qd, cmd, CMD_TIMEOUT_MS, &res);
-    free(cmd);
-    free(res);
-    res = NULL;
+    rc = labq_qmp_uri(&qd, "migrate-incoming", uri, CMD_TIMEOUT_MS);
     if (rc < 0) {
         snprintf(why, why_len, "migrate-incoming: %d", rc);
         goto out;
@@ -300,41 +295,14 @@ static int migrate_memload(char **verify_out, long long *before, long long *afte
         *before = (long long)labq_json_num(res, "pages_dirtied_total", -1);
     free(res);
     res = NULL;
-    cmd = xasprintf("{\"execute\":\"migrate\",\"arguments\":{\"uri\":\"%s\"}}", uri);
-    rc = labq_qmp_cmd(&qs, cmd, CMD_TIMEOUT_MS, &res);
-    free(cmd);
-    free(res);
-    res = NULL;
+    rc = labq_qmp_uri(&qs, "migrate", uri, CMD_TIMEOUT_MS);
     if (rc < 0) {
         snprintf(why, why_len, "migrate: %d", rc);
         goto out;
     }
-    int done = 0;
-    for (int k = 0; k < 600 && !done; k++) { /* 600 x 200 ms */
-        rc = labq_qmp_cmd(&qs, "{\"execute\":\"query-migrate\"}", CMD_TIMEOUT_MS, &res);
-        if (rc < 0) {
-            snprintf(why, why_len, "query-migrate: %d", rc);
-            goto out;
-        }
-        if (strstr(res, "\"status\": \"completed\"")) {
-            done = 1;
-        } else if (strstr(res, "\"status\": \"failed\"") ||
-                   strstr(res, "\"status\": \"cancelled\"")) {
-            snprintf(why, why_len, "migration ended: %.200s", res);
-            rc = FERR_PEER;
-            goto out;
-        } else {
-            struct timespec ts = {0, 200 * 1000 * 1000};
-            nanosleep(&ts, NULL);
-        }
-        free(res);
-        res = NULL;
-    }
-    if (!done) {
-        snprintf(why, why_len, "migration did not complete in 120 s");
-        rc = FERR_TIMEOUT;
+    rc = labq_migrate_wait(&qs, 600, CMD_TIMEOUT_MS, why, why_len); /* 600 x 200 ms */
+    if (rc != 0)
         goto out;
-    }
     if ((rc = guestcon_open(&con, dst.ser_path, 10000)) < 0) {
         snprintf(why, why_len, "destination console: %d", rc);
         goto out;

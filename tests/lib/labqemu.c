@@ -11,6 +11,7 @@
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "util/ferr.h"
@@ -200,6 +201,42 @@ int labq_qmp_cmd(struct guestcon *q, const char *json, int timeout_ms, char **ou
             return FERR_PEER;
     }
     return rc;
+}
+
+int labq_qmp_uri(struct guestcon *q, const char *cmd, const char *uri, int timeout_ms)
+{
+    char *json = xasprintf("{\"execute\":\"%s\",\"arguments\":{\"uri\":\"%s\"}}", cmd, uri);
+    char *res = NULL;
+    int rc = labq_qmp_cmd(q, json, timeout_ms, &res);
+    free(json);
+    free(res);
+    return rc;
+}
+
+int labq_migrate_wait(struct guestcon *q, int tries, int timeout_ms, char *why, size_t n)
+{
+    for (int k = 0; k < tries; k++) {
+        char *res = NULL;
+        int rc = labq_qmp_cmd(q, "{\"execute\":\"query-migrate\"}", timeout_ms, &res);
+        if (rc < 0) {
+            snprintf(why, n, "query-migrate: %d", rc);
+            return rc;
+        }
+        int done = strstr(res, "\"status\": \"completed\"") != NULL;
+        int ended = strstr(res, "\"status\": \"failed\"") ||
+                    strstr(res, "\"status\": \"cancelled\"");
+        if (ended)
+            snprintf(why, n, "migration ended: %.300s", res);
+        free(res);
+        if (done)
+            return 0;
+        if (ended)
+            return FERR_PEER;
+        struct timespec ts = {0, 200 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    snprintf(why, n, "migration did not complete in %d s", tries / 5);
+    return FERR_TIMEOUT;
 }
 
 int labq_qmp_open(const struct labq *g, struct guestcon *q, int timeout_ms)

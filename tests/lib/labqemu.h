@@ -72,6 +72,17 @@ int labq_qmp_open(const struct labq *g, struct guestcon *q, int timeout_ms);
  * "error" answer (printed to stderr), or a guestcon error. */
 int labq_qmp_cmd(struct guestcon *q, const char *json, int timeout_ms, char **out);
 
+/* Sends {"execute": cmd, "arguments": {"uri": uri}} ("migrate",
+ * "migrate-incoming") and drops the answer. Returns as labq_qmp_cmd. */
+int labq_qmp_uri(struct guestcon *q, const char *cmd, const char *uri, int timeout_ms);
+
+/* Polls query-migrate on q (each answer within timeout_ms) every 200 ms,
+ * at most tries times, until the migration completed: 0. Else, with why
+ * (n bytes) saying what happened: a QMP error (its negative code), the
+ * migration failed or was cancelled (FERR_PEER), or still not completed
+ * (FERR_TIMEOUT). */
+int labq_migrate_wait(struct guestcon *q, int tries, int timeout_ms, char *why, size_t n);
+
 /* FNV-1a over the first span bytes of the image file at path, read as
  * 64-bit little-endian words: diskload's span checksum recomputed on the
  * host. Returns 0, -errno, or -EIO when the file is shorter than span. */
