@@ -2,6 +2,7 @@
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -56,4 +57,12 @@ int test_done(void)
 int test_is_root(void)
 {
     return geteuid() == 0;
+}
+
+void test_rm_rf(const char *dir)
+{
+    char cmd[512];
+    if ((size_t)snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir) >= sizeof(cmd) ||
+        system(cmd) != 0)
+        fprintf(stderr, "cannot remove %s\n", dir);
 }

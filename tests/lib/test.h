@@ -22,6 +22,9 @@ void test__fail(const char *file, int line, const char *expr, const char *fmt, .
 int test_done(void);
 /* Returns non-zero when the process runs as root. */
 int test_is_root(void);
+/* Removes dir and everything below it (rm -rf); says so on stderr when
+ * it cannot. */
+void test_rm_rf(const char *dir);
 
 #define CHECK(cond, ...)                                                      \
     do {                                                                      \

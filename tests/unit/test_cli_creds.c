@@ -157,9 +157,6 @@ int main(void)
     test_run("creds: config lines (keys, comments, spaces, bad lines named, caps)", t_parse);
     test_run("creds: flag > env > file > default; token never from a file others can read",
              t_resolve);
-    char *cmd = xasprintf("rm -rf '%s'", dir);
-    if (system(cmd) != 0)
-        fprintf(stderr, "cannot remove %s\n", dir);
-    free(cmd);
+    test_rm_rf(dir);
     return test_done();
 }

@@ -12,6 +12,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "../lib/storefix.h"
 #include "../lib/test.h"
 #include "coord/config.h"
 #include "coord/consent.h"
@@ -35,20 +36,9 @@ static struct store_consent mk(const char *id, const char *mig, const char *step
     return c;
 }
 
-static struct store *open_fresh(const char *leaf)
-{
-    char *p = xasprintf("%s/%s", dir, leaf);
-    struct store *st = NULL;
-    struct ferr e = {0};
-    if (store_open(p, &st, &e) != 0)
-        test__fail(__FILE__, __LINE__, "store_open", "%s", e.msg);
-    free(p);
-    return st;
-}
-
 static void t_rows(void)
 {
-    struct store *st = open_fresh("c.db");
+    struct store *st = storefix_open(dir, "c.db");
     REQUIRE(st, "no store");
     struct ferr e = {0};
     struct store_consent c = mk("con-1", "mig-1", "throttle", "pending", "p1", 1000);
@@ -102,7 +92,7 @@ static void t_rows(void)
 
 static void t_list(void)
 {
-    struct store *st = open_fresh("l.db");
+    struct store *st = storefix_open(dir, "l.db");
     REQUIRE(st, "no store");
     struct ferr e = {0};
     struct store_consent rows[] = {
@@ -236,9 +226,6 @@ int main(void)
              t_validators);
     test_run("config: consent_timeout_s, consent_timeout_action, agent_token_file", t_config);
     int rc = test_done();
-    char *cmd = xasprintf("rm -rf '%s'", dir);
-    if (system(cmd) != 0)
-        fprintf(stderr, "cannot remove %s\n", dir);
-    free(cmd);
+    test_rm_rf(dir);
     return rc;
 }

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "../lib/storefix.h"
 #include "../lib/test.h"
 #include "coord/store.h"
 #include "util/xalloc.h"
@@ -33,20 +34,9 @@ static struct store_migration mk(const char *id, const char *inst, const char *s
     return m;
 }
 
-static struct store *open_fresh(const char *leaf)
-{
-    char *p = xasprintf("%s/%s", dir, leaf);
-    struct store *st = NULL;
-    struct ferr e = {0};
-    if (store_open(p, &st, &e) != 0)
-        test__fail(__FILE__, __LINE__, "store_open", "%s", e.msg);
-    free(p);
-    return st;
-}
-
 static void t_update(void)
 {
-    struct store *st = open_fresh("u.db");
+    struct store *st = storefix_open(dir, "u.db");
     REQUIRE(st, "no store");
     struct ferr e = {0};
     struct store_migration m = mk("m1", "vm1", "h1", "h2", "requested", "p1", 1000);
@@ -110,7 +100,7 @@ static size_t count(struct store *st, const struct store_migration_filter *f, si
 
 static void t_list(void)
 {
-    struct store *st = open_fresh("l.db");
+    struct store *st = storefix_open(dir, "l.db");
     REQUIRE(st, "no store");
     struct ferr e = {0};
     struct store_migration rows[] = {
@@ -147,7 +137,7 @@ static void t_list(void)
  * distinct projects come in byte order, capped with "complete" false. */
 static void t_keys(void)
 {
-    struct store *st = open_fresh("k.db");
+    struct store *st = storefix_open(dir, "k.db");
     REQUIRE(st, "no store");
     struct ferr e = {0};
     char id[16], proj[16];
@@ -233,9 +223,6 @@ int main(void)
     test_run("store: key-column list equals the full list; rev per update; distinct projects",
              t_keys);
     int rc = test_done();
-    char *cmd = xasprintf("rm -rf '%s'", dir);
-    if (system(cmd) != 0)
-        fprintf(stderr, "cannot remove %s\n", dir);
-    free(cmd);
+    test_rm_rf(dir);
     return rc;
 }

@@ -646,9 +646,6 @@ int main(void)
     test_run("store: a reader sees commits, cannot write; audit deferred by 4 threads through "
              "readers while the writer flushes reaches the table once each",
              t_reader);
-    char *cmd = xasprintf("rm -rf '%s'", dir);
-    if (system(cmd) != 0)
-        fprintf(stderr, "cannot remove %s\n", dir);
-    free(cmd);
+    test_rm_rf(dir);
     return test_done();
 }

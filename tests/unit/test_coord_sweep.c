@@ -82,9 +82,6 @@ int main(void)
         return 1;
     }
     test_run("sweep: down after interval x missed, once, with its event; restart grace", t_sweep);
-    char *cmd = xasprintf("rm -rf '%s'", dir);
-    if (system(cmd) != 0)
-        fprintf(stderr, "cannot remove %s\n", dir);
-    free(cmd);
+    test_rm_rf(dir);
     return test_done();
 }
