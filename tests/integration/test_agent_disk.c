@@ -226,6 +226,43 @@ static int start_slow(const char *name, char *id, size_t n, pid_t *dest_pid, cha
     return 1;
 }
 
+/* Makes sure name runs on s, launching it when it does not; its QEMU pid
+ * into *pid. Returns 1, or 0 after a failed check. */
+static int ensure_running(const struct lab_agent *s, const char *name, pid_t *pid)
+{
+    struct ferr e = {0};
+    char st[32] = "";
+    if (lab_instance_pid(s, name, pid, st, sizeof(st), &e) == 0 && strcmp(st, "running") == 0)
+        return 1;
+    if (!launch(s, name))
+        return 0;
+    int rc = lab_instance_pid(s, name, pid, NULL, 0, &e);
+    CHECK(rc == 0, "%s", e.msg);
+    return rc == 0;
+}
+
+/* Cancels migration id on s (202) and waits for it to end, cancelled.
+ * Returns 1 once it ended (the checks on the way recorded), 0 after a
+ * failed check when it did not end. */
+static int cancel_to_cancelled(const struct lab_agent *s, const char *id)
+{
+    struct ferr e = {0};
+    char path[128];
+    snprintf(path, sizeof(path), "/v1/migrations/%s/cancel", id);
+    int sc = 0;
+    int rc = lab_api(s, "POST", path, NULL, &sc, NULL, &e);
+    CHECK(rc == 0 && sc == 202, "cancel: rc %d status %d %s", rc, sc, e.msg);
+    json_t *m = NULL;
+    rc = lab_migration_wait(s, id, 30000, &m, &e);
+    CHECK(rc == 0, "after cancel: %s", e.msg);
+    if (rc != 0)
+        return 0;
+    CHECK(strcmp(jstr(m, "state"), "cancelled") == 0, "state %s error '%s'", jstr(m, "state"),
+          jstr(m, "error"));
+    json_decref(m);
+    return 1;
+}
+
 static void t_success(void)
 {
     if (!lab_ok) {
@@ -344,14 +381,8 @@ static void t_cancel_mid_mirror(void)
           "not mid-mirror: qemu_status '%s' phase '%s'", jstr(cur, "qemu_status"),
           jstr(json_object_get(cur, "storage"), "phase"));
     json_decref(cur);
-    snprintf(path, sizeof(path), "/v1/migrations/%s/cancel", id);
-    rc = lab_api(s, "POST", path, NULL, &st, NULL, &e);
-    CHECK(rc == 0 && st == 202, "cancel: rc %d status %d %s", rc, st, e.msg);
-    rc = lab_migration_wait(s, id, 30000, &m, &e);
-    REQUIRE(rc == 0, "after cancel: %s", e.msg);
-    CHECK(strcmp(jstr(m, "state"), "cancelled") == 0, "state %s error '%s'", jstr(m, "state"),
-          jstr(m, "error"));
-    json_decref(m);
+    if (!cancel_to_cancelled(s, id))
+        return;
     check_source_storage_restored(s, id);
     check_dest_cleaned(d, name, dest_pid, copy);
     check_source_runs(s, name, src_pid);
@@ -367,13 +398,8 @@ static void t_dest_killed(void)
     const struct lab_agent *s = &L.agents[0], *d = &L.agents[1];
     struct ferr e = {0};
     pid_t src_pid = 0, dest_pid = 0;
-    char st[32] = "";
-    if (lab_instance_pid(s, name, &src_pid, st, sizeof(st), &e) != 0 ||
-        strcmp(st, "running") != 0) {
-        if (!launch(s, name))
-            return;
-        REQUIRE(lab_instance_pid(s, name, &src_pid, NULL, 0, &e) == 0, "%s", e.msg);
-    }
+    if (!ensure_running(s, name, &src_pid))
+        return;
     char id[64], copy[512];
     if (!start_slow(name, id, sizeof(id), &dest_pid, copy, sizeof(copy)))
         return;
@@ -400,13 +426,8 @@ static void t_cancel_memory_phase(void)
     const struct lab_agent *s = &L.agents[0], *d = &L.agents[1];
     struct ferr e = {0};
     pid_t src_pid = 0, dest_pid = 0;
-    char st[32] = "";
-    if (lab_instance_pid(s, name, &src_pid, st, sizeof(st), &e) != 0 ||
-        strcmp(st, "running") != 0) {
-        if (!launch(s, name))
-            return;
-        REQUIRE(lab_instance_pid(s, name, &src_pid, NULL, 0, &e) == 0, "%s", e.msg);
-    }
+    if (!ensure_running(s, name, &src_pid))
+        return;
     /* disks mirror at full speed, memory crawls: cancel lands while QEMU
      * migrates memory with every mirror READY */
     json_t *lim = json_pack("{s:I}", "max_bandwidth_bps", (json_int_t)(4 << 20));
@@ -432,16 +453,8 @@ static void t_cancel_memory_phase(void)
           "not in the memory phase: phase '%s' qemu_status '%s'",
           jstr(json_object_get(m, "storage"), "phase"), jstr(m, "qemu_status"));
     json_decref(m);
-    char path[128];
-    snprintf(path, sizeof(path), "/v1/migrations/%s/cancel", id);
-    int sc = 0;
-    rc = lab_api(s, "POST", path, NULL, &sc, NULL, &e);
-    CHECK(rc == 0 && sc == 202, "cancel: rc %d status %d %s", rc, sc, e.msg);
-    rc = lab_migration_wait(s, id, 30000, &m, &e);
-    REQUIRE(rc == 0, "after cancel: %s", e.msg);
-    CHECK(strcmp(jstr(m, "state"), "cancelled") == 0, "state %s error '%s'", jstr(m, "state"),
-          jstr(m, "error"));
-    json_decref(m);
+    if (!cancel_to_cancelled(s, id))
+        return;
     check_source_storage_restored(s, id);
     check_dest_cleaned(d, name, dest_pid, copy);
     check_source_runs(s, name, src_pid);
@@ -460,29 +473,15 @@ static void t_cancel_at_once(void)
     const struct lab_agent *s = &L.agents[0], *d = &L.agents[1];
     struct ferr e = {0};
     pid_t src_pid = 0;
-    char st[32] = "";
-    if (lab_instance_pid(s, name, &src_pid, st, sizeof(st), &e) != 0 ||
-        strcmp(st, "running") != 0) {
-        if (!launch(s, name))
-            return;
-        REQUIRE(lab_instance_pid(s, name, &src_pid, NULL, 0, &e) == 0, "%s", e.msg);
-    }
+    if (!ensure_running(s, name, &src_pid))
+        return;
     json_t *lim = json_pack("{s:I}", "mirror_speed_bps", (json_int_t)SLOW_MIRROR_BPS);
     char id[64];
     int rc = lab_migrate_start_storage(s, d, name, lim, id, sizeof(id), &e);
     json_decref(lim);
     REQUIRE(rc == 0, "start: %s", e.msg);
-    char path[128];
-    snprintf(path, sizeof(path), "/v1/migrations/%s/cancel", id);
-    int sc = 0;
-    rc = lab_api(s, "POST", path, NULL, &sc, NULL, &e);
-    CHECK(rc == 0 && sc == 202, "cancel: rc %d status %d %s", rc, sc, e.msg);
-    json_t *m = NULL;
-    rc = lab_migration_wait(s, id, 30000, &m, &e);
-    REQUIRE(rc == 0, "after cancel: %s", e.msg);
-    CHECK(strcmp(jstr(m, "state"), "cancelled") == 0, "state %s error '%s'", jstr(m, "state"),
-          jstr(m, "error"));
-    json_decref(m);
+    if (!cancel_to_cancelled(s, id))
+        return;
     check_source_storage_restored(s, id);
     CHECK(lab_instance_wait_gone(d, name, GONE_TIMEOUT_MS), "destination still lists %s", name);
     char copy[600];

@@ -327,18 +327,31 @@ static void check_lifted(const struct lab_agent *s, const char *id, double cappe
     json_decref(disk_verify(s));
 }
 
-static void t_conflict_cancel(void)
+/* The start of a conflict case: the lab up, the guest found (*s its host,
+ * *d the other agent) and a conflicting migration started
+ * (start_conflict). Returns 1, or 0 after a failed check. */
+static int conflict_case(const struct lab_agent **s, const struct lab_agent **d, char *id,
+                         size_t n, double *capped)
 {
     if (!lab_ok) {
         CHECK(0, "lab did not start: a setup failure is a failure");
-        return;
+        return 0;
     }
     int at = where();
-    REQUIRE(at >= 0, "guest not running");
-    const struct lab_agent *s = &L.agents[at], *d = &L.agents[1 - at];
+    CHECK(at >= 0, "guest not running");
+    if (at < 0)
+        return 0;
+    *s = &L.agents[at];
+    *d = &L.agents[1 - at];
+    return start_conflict(*s, *d, id, n, capped);
+}
+
+static void t_conflict_cancel(void)
+{
+    const struct lab_agent *s, *d;
     char id[64];
     double capped = 0;
-    if (!start_conflict(s, d, id, sizeof(id), &capped))
+    if (!conflict_case(&s, &d, id, sizeof(id), &capped))
         return;
     char path[160];
     snprintf(path, sizeof(path), "/v1/migrations/%s/cancel", id);
@@ -355,16 +368,10 @@ static void t_conflict_cancel(void)
 
 static void t_conflict_dest_killed(void)
 {
-    if (!lab_ok) {
-        CHECK(0, "lab did not start: a setup failure is a failure");
-        return;
-    }
-    int at = where();
-    REQUIRE(at >= 0, "guest not running");
-    const struct lab_agent *s = &L.agents[at], *d = &L.agents[1 - at];
+    const struct lab_agent *s, *d;
     char id[64];
     double capped = 0;
-    if (!start_conflict(s, d, id, sizeof(id), &capped))
+    if (!conflict_case(&s, &d, id, sizeof(id), &capped))
         return;
     struct ferr e = {0};
     pid_t dpid = 0;
