@@ -25,7 +25,7 @@
  *
  * Block layout (64-bit little-endian words, words = bs / 8): w0 = MAGIC,
  * w1 = block index, w2 = generation, w3 = epoch, w[k >= 4] =
- * seed(epoch, index, gen) ^ (k * GOLDEN). A fill starts a new epoch and sets
+ * seed(epoch, index, gen) ^ (k * WL_GOLDEN). A fill starts a new epoch and sets
  * every block to generation 1; each write of block i by the workload
  * increments gen[i]. Untouched (zero) or foreign data never verifies.
  *
@@ -50,9 +50,9 @@
 #include <unistd.h>
 
 #include "cmdin.h"
+#include "wl.h"
 
 #define MAGIC 0x4b53445952524546ull /* "FERRYDSK" as little-endian bytes */
-#define GOLDEN 0x9E3779B97F4A7C15ull
 #define FNV_OFFSET 0xcbf29ce484222325ull
 #define FNV_PRIME 0x100000001b3ull
 #define BS_DEFAULT 4096
@@ -110,43 +110,9 @@ struct diskload {
     struct cmdin in;       /* console commands (cmdin.h) */
 };
 
-static void emit(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-
-/* Writes one formatted line to stdout at once (no stdio buffering). */
-static void emit(const char *fmt, ...)
-{
-    char line[768];
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(line, sizeof(line) - 1, fmt, ap);
-    va_end(ap);
-    if (n < 0)
-        return;
-    if ((size_t)n > sizeof(line) - 2)
-        n = (int)sizeof(line) - 2;
-    line[n++] = '\n';
-    size_t off = 0;
-    while (off < (size_t)n) {
-        ssize_t w = write(1, line + off, (size_t)n - off);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            return;
-        off += (size_t)w;
-    }
-}
-
-static uint64_t mix64(uint64_t x)
-{
-    x += GOLDEN;
-    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
-    x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
-    return x ^ (x >> 31);
-}
-
 static uint64_t block_seed(uint32_t epoch, uint64_t idx, uint32_t gen)
 {
-    return mix64(((uint64_t)epoch << 32 | gen) * 0x100000001B3ull ^ mix64(idx));
+    return wl_mix64(((uint64_t)epoch << 32 | gen) * 0x100000001B3ull ^ wl_mix64(idx));
 }
 
 static void block_fill(uint64_t *w, size_t words, uint64_t idx, uint32_t gen, uint32_t epoch)
@@ -157,7 +123,7 @@ static void block_fill(uint64_t *w, size_t words, uint64_t idx, uint32_t gen, ui
     w[2] = gen;
     w[3] = epoch;
     for (size_t k = 4; k < words; k++)
-        w[k] = s ^ (k * GOLDEN);
+        w[k] = s ^ (k * WL_GOLDEN);
 }
 
 /* 0: block holds (idx, gen, epoch) word for word; 1: stale (a right block
@@ -170,7 +136,7 @@ static int block_check(const uint64_t *w, size_t words, uint64_t idx, uint32_t g
         return w[2] < gen ? 1 : 2;
     uint64_t s = block_seed(epoch, idx, gen);
     for (size_t k = 4; k < words; k++)
-        if (w[k] != (s ^ (k * GOLDEN)))
+        if (w[k] != (s ^ (k * WL_GOLDEN)))
             return 2;
     return 0;
 }
@@ -184,16 +150,6 @@ static uint64_t fnv_words(uint64_t h, const uint64_t *w, size_t words)
         h *= FNV_PRIME;
     }
     return h;
-}
-
-static double ts_diff(const struct timespec *a, const struct timespec *b)
-{
-    return (double)(a->tv_sec - b->tv_sec) + (double)(a->tv_nsec - b->tv_nsec) / 1e9;
-}
-
-static void now(struct timespec *t)
-{
-    clock_gettime(CLOCK_MONOTONIC, t);
 }
 
 static uint64_t rng_next(struct diskload *d)
@@ -319,26 +275,21 @@ static void apply_param(struct diskload *d, const char *arg, const char **rate_a
     }
 }
 
+struct param_ctx {
+    struct diskload *d;
+    const char **rate_arg;
+};
+
+static void on_param(void *ctx, char *word)
+{
+    struct param_ctx *c = ctx;
+    apply_param(c->d, word, c->rate_arg);
+}
+
 static void read_cmdline(struct diskload *d, char *buf, size_t cap, const char **rate_arg)
 {
-    FILE *f = fopen("/proc/cmdline", "r");
-    if (!f)
-        return;
-    size_t n = fread(buf, 1, cap - 1, f);
-    fclose(f);
-    buf[n] = '\0';
-    char *p = buf;
-    while (*p) {
-        while (*p == ' ' || *p == '\t' || *p == '\n')
-            p++;
-        char *tok = p;
-        while (*p && *p != ' ' && *p != '\t' && *p != '\n')
-            p++;
-        if (*p)
-            *p++ = '\0';
-        if (*tok)
-            apply_param(d, tok, rate_arg);
-    }
+    struct param_ctx c = {d, rate_arg};
+    wl_cmdline_each(buf, cap, on_param, &c);
 }
 
 static void rate_str(const struct diskload *d, char *buf, size_t n)
@@ -351,7 +302,7 @@ static void rate_str(const struct diskload *d, char *buf, size_t n)
 
 static void rate_reset(struct diskload *d)
 {
-    now(&d->t_ref);
+    wl_now(&d->t_ref);
     d->n_ref = 0;
 }
 
@@ -380,7 +331,7 @@ static int pio(int write_op, int fd, void *buf, size_t len, uint64_t off)
 static int do_fill(struct diskload *d)
 {
     struct timespec t1, t2;
-    now(&t1);
+    wl_now(&t1);
     d->epoch++;
     uint64_t per = CHUNK_BYTES / d->bs, h = FNV_OFFSET;
     int rc = 0;
@@ -395,18 +346,18 @@ static int do_fill(struct diskload *d)
     }
     if (rc == 0)
         rc = fdatasync(d->fd) < 0 ? -errno : 0;
-    now(&t2);
+    wl_now(&t2);
     d->last_written = -1;
     d->seq = 0;
     if (rc < 0) {
         d->io_errors++;
-        emit("FERRY-ERROR {\"workload\":\"diskload\",\"cmd\":\"fill\",\"error\":\"%s\"}",
+        wl_emit("FERRY-ERROR {\"workload\":\"diskload\",\"cmd\":\"fill\",\"error\":\"%s\"}",
              strerror(-rc));
         return rc;
     }
-    emit("FERRY-DISK-CHECKSUM {\"epoch\":%u,\"blocks\":%" PRIu64 ",\"bs\":%zu,"
+    wl_emit("FERRY-DISK-CHECKSUM {\"epoch\":%u,\"blocks\":%" PRIu64 ",\"bs\":%zu,"
          "\"checksum\":\"%016" PRIx64 "\",\"fill_ms\":%.0f}",
-         d->epoch, d->blocks, d->bs, h, ts_diff(&t2, &t1) * 1000.0);
+         d->epoch, d->blocks, d->bs, h, wl_ts_diff(&t2, &t1) * 1000.0);
     return 0;
 }
 
@@ -414,7 +365,7 @@ static int do_fill(struct diskload *d)
 static void do_verify(struct diskload *d)
 {
     struct timespec t1, t2;
-    now(&t1);
+    wl_now(&t1);
     uint64_t per = CHUNK_BYTES / d->bs, h = FNV_OFFSET, bad = 0, stale = 0;
     long long first_bad = -1;
     int rc = 0;
@@ -434,17 +385,17 @@ static void do_verify(struct diskload *d)
             }
         }
     }
-    now(&t2);
+    wl_now(&t2);
     if (rc < 0) {
         d->io_errors++;
-        emit("FERRY-ERROR {\"workload\":\"diskload\",\"cmd\":\"verify\",\"error\":\"%s\"}",
+        wl_emit("FERRY-ERROR {\"workload\":\"diskload\",\"cmd\":\"verify\",\"error\":\"%s\"}",
              strerror(-rc));
     } else {
-        emit("FERRY-DISK-RESULT {\"workload\":\"diskload\",\"ok\":%s,\"blocks\":%" PRIu64
+        wl_emit("FERRY-DISK-RESULT {\"workload\":\"diskload\",\"ok\":%s,\"blocks\":%" PRIu64
              ",\"bad_blocks\":%" PRIu64 ",\"stale_blocks\":%" PRIu64 ",\"first_bad\":%lld,"
              "\"epoch\":%u,\"checksum\":\"%016" PRIx64 "\",\"verify_ms\":%.0f}",
              bad == 0 ? "true" : "false", d->blocks, bad, stale, first_bad, d->epoch, h,
-             ts_diff(&t2, &t1) * 1000.0);
+             wl_ts_diff(&t2, &t1) * 1000.0);
     }
     rate_reset(d); /* the verify pause is not a debt to catch up */
 }
@@ -468,12 +419,12 @@ static void do_corrupt(struct diskload *d, int stale)
     if (rc == 0)
         rc = fdatasync(d->fd) < 0 ? -errno : 0;
     if (rc == 0) {
-        emit("FERRY-DISK-CORRUPTED {\"block\":%" PRIu64 ",\"kind\":\"%s\"}", i,
+        wl_emit("FERRY-DISK-CORRUPTED {\"block\":%" PRIu64 ",\"kind\":\"%s\"}", i,
              stale ? "stale" : "byte");
         return;
     }
 fail:
-    emit("FERRY-ERROR {\"workload\":\"diskload\",\"cmd\":\"corrupt\",\"error\":\"%s\"}",
+    wl_emit("FERRY-ERROR {\"workload\":\"diskload\",\"cmd\":\"corrupt\",\"error\":\"%s\"}",
          strerror(-rc));
 }
 
@@ -482,12 +433,12 @@ static void do_status(struct diskload *d)
     char r[32];
     rate_str(d, r, sizeof(r));
     struct timespec t;
-    now(&t);
-    emit("FERRY-DISK-STATUS {\"workload\":\"diskload\",\"t_s\":%.2f,\"reads_total\":%" PRIu64
+    wl_now(&t);
+    wl_emit("FERRY-DISK-STATUS {\"workload\":\"diskload\",\"t_s\":%.2f,\"reads_total\":%" PRIu64
          ",\"writes_total\":%" PRIu64 ",\"read_bad\":%" PRIu64 ",\"io_errors\":%" PRIu64
          ",\"rate\":%s,\"paused\":%s,\"mode\":\"%s\",\"read_pct\":%u,\"bs\":%zu,"
          "\"blocks\":%" PRIu64 ",\"epoch\":%u}",
-         ts_diff(&t, &d->t0), d->reads_total, d->writes_total, d->read_bad, d->io_errors, r,
+         wl_ts_diff(&t, &d->t0), d->reads_total, d->writes_total, d->read_bad, d->io_errors, r,
          d->paused ? "true" : "false", mode_names[d->mode], d->read_pct, d->bs, d->blocks,
          d->epoch);
 }
@@ -520,13 +471,13 @@ static void do_request(struct diskload *d)
     if (!is_read)
         block_fill(d->buf, d->words, i, d->gen[i] + 1, d->epoch);
     struct timespec t1, t2;
-    now(&t1);
+    wl_now(&t1);
     int rc = pio(!is_read, d->fd, d->buf, d->bs, i * d->bs);
-    now(&t2);
+    wl_now(&t2);
     d->n_ref++;
     if (rc < 0) {
         if (d->io_errors++ == 0)
-            emit("FERRY-ERROR {\"workload\":\"diskload\",\"error\":\"%s at block %" PRIu64 "\"}",
+            wl_emit("FERRY-ERROR {\"workload\":\"diskload\",\"error\":\"%s at block %" PRIu64 "\"}",
                  strerror(-rc), i);
         return;
     }
@@ -540,7 +491,7 @@ static void do_request(struct diskload *d)
         d->iv.reads++;
         d->reads_total++;
         if (block_check(d->buf, d->words, i, d->gen[i], d->epoch) != 0 && d->read_bad++ == 0)
-            emit("FERRY-ERROR {\"workload\":\"diskload\",\"error\":\"read mismatch at block "
+            wl_emit("FERRY-ERROR {\"workload\":\"diskload\",\"error\":\"read mismatch at block "
                  "%" PRIu64 "\"}",
                  i);
     } else {
@@ -555,15 +506,15 @@ static void do_request(struct diskload *d)
 static void report(struct diskload *d)
 {
     struct timespec t;
-    now(&t);
-    double dt = ts_diff(&t, &d->t_iv);
+    wl_now(&t);
+    double dt = wl_ts_diff(&t, &d->t_iv);
     if (dt < 1.0)
         return;
     double mib = (double)d->bs / (1 << 20);
-    emit("FERRY-DISK {\"t_s\":%.2f,\"read_iops\":%.1f,\"write_iops\":%.1f,\"read_mibps\":%.3f,"
+    wl_emit("FERRY-DISK {\"t_s\":%.2f,\"read_iops\":%.1f,\"write_iops\":%.1f,\"read_mibps\":%.3f,"
          "\"write_mibps\":%.3f,\"lat_p50_us\":%" PRIu64 ",\"lat_p99_us\":%" PRIu64
          ",\"lat_max_us\":%" PRIu64 "}",
-         ts_diff(&t, &d->t0), (double)d->iv.reads / dt, (double)d->iv.writes / dt,
+         wl_ts_diff(&t, &d->t0), (double)d->iv.reads / dt, (double)d->iv.writes / dt,
          (double)d->iv.reads * mib / dt, (double)d->iv.writes * mib / dt,
          hist_quantile(&d->iv, 0.50), hist_quantile(&d->iv, 0.99), d->iv.max_us);
     memset(&d->iv, 0, sizeof(d->iv));
@@ -593,11 +544,11 @@ static void handle_command(struct diskload *d, char *line)
         do_corrupt(d, 1);
     } else if (strcmp(line, "pause") == 0) {
         d->paused = 1;
-        emit("FERRY-ACK {\"cmd\":\"pause\"}");
+        wl_emit("FERRY-ACK {\"cmd\":\"pause\"}");
     } else if (strcmp(line, "resume") == 0) {
         d->paused = 0;
         rate_reset(d);
-        emit("FERRY-ACK {\"cmd\":\"resume\"}");
+        wl_emit("FERRY-ACK {\"cmd\":\"resume\"}");
     } else if (strncmp(line, "rate ", 5) == 0) {
         int is_max;
         uint64_t v;
@@ -606,12 +557,12 @@ static void handle_command(struct diskload *d, char *line)
             d->rate = v;
             rate_reset(d);
             rate_str(d, r, sizeof(r));
-            emit("FERRY-ACK {\"cmd\":\"rate\",\"rate\":%s}", r);
+            wl_emit("FERRY-ACK {\"cmd\":\"rate\",\"rate\":%s}", r);
         } else {
-            emit("FERRY-ERROR {\"cmd\":\"rate\",\"error\":\"rate must be max, N or Nmibps\"}");
+            wl_emit("FERRY-ERROR {\"cmd\":\"rate\",\"error\":\"rate must be max, N or Nmibps\"}");
         }
     } else {
-        emit("FERRY-ERROR {\"error\":\"unknown command\"}");
+        wl_emit("FERRY-ERROR {\"error\":\"unknown command\"}");
     }
 }
 
@@ -678,7 +629,7 @@ int main(int argc, char **argv)
     uint64_t size = 0;
     int rc = open_dev(&d, &size);
     if (rc < 0) {
-        emit("FERRY-ERROR {\"workload\":\"diskload\",\"error\":\"cannot open %s: %s\"}", d.dev,
+        wl_emit("FERRY-ERROR {\"workload\":\"diskload\",\"error\":\"cannot open %s: %s\"}", d.dev,
              strerror(-rc));
         return 1;
     }
@@ -687,7 +638,7 @@ int main(int argc, char **argv)
     if (d.blocks > DISK_BLOCKS_MAX)
         d.blocks = DISK_BLOCKS_MAX;
     if (d.blocks == 0) {
-        emit("FERRY-ERROR {\"workload\":\"diskload\",\"error\":\"%s holds no %zu-byte block\"}",
+        wl_emit("FERRY-ERROR {\"workload\":\"diskload\",\"error\":\"%s holds no %zu-byte block\"}",
              d.dev, d.bs);
         return 1;
     }
@@ -695,16 +646,16 @@ int main(int argc, char **argv)
     d.gen = calloc(d.blocks, sizeof(*d.gen));
     if (!d.gen || posix_memalign((void **)&d.buf, 4096, d.bs) != 0 ||
         posix_memalign((void **)&d.chunk, 4096, chunk) != 0) {
-        emit("FERRY-ERROR {\"workload\":\"diskload\",\"error\":\"out of memory\"}");
+        wl_emit("FERRY-ERROR {\"workload\":\"diskload\",\"error\":\"out of memory\"}");
         return 1;
     }
 
-    now(&d.t0);
+    wl_now(&d.t0);
     if (do_fill(&d) < 0)
         return 1;
     char r[32];
     rate_str(&d, r, sizeof(r));
-    emit("FERRY-READY {\"workload\":\"diskload\",\"dev\":\"%s\",\"direct\":%s,\"bs\":%zu,"
+    wl_emit("FERRY-READY {\"workload\":\"diskload\",\"dev\":\"%s\",\"direct\":%s,\"bs\":%zu,"
          "\"blocks\":%" PRIu64 ",\"span_mib\":%.3f,\"mode\":\"%s\",\"read_pct\":%u,\"rate\":%s}",
          d.dev, d.direct ? "true" : "false", d.bs, d.blocks, (double)(d.blocks * d.bs) / (1 << 20),
          mode_names[d.mode], d.read_pct, r);
@@ -720,8 +671,8 @@ int main(int argc, char **argv)
         if (!d.rate_max) {
             /* Request k of the rate window is due at k / rate seconds. */
             struct timespec t;
-            now(&t);
-            double ahead = (double)d.n_ref / (double)d.rate - ts_diff(&t, &d.t_ref);
+            wl_now(&t);
+            double ahead = (double)d.n_ref / (double)d.rate - wl_ts_diff(&t, &d.t_ref);
             if (ahead > 0) {
                 int ms = (int)(ahead * 1000.0) + 1;
                 poll_commands(&d, ms > 200 ? 200 : ms); /* a command wakes it */

@@ -35,13 +35,13 @@
 #include <unistd.h>
 
 #include "cmdin.h"
+#include "wl.h"
 
 #define WS_MIB_DEFAULT 64
 #define WS_MIB_MAX (1u << 20) /* 1 TiB: a sanity cap on the parameter */
 #define RATE_DEFAULT 1000     /* pages/s */
 #define RATE_MAX_BATCH 256    /* pages written between command polls */
 #define BATCHES_PER_S 100     /* rate-limited batches per second */
-#define GOLDEN 0x9E3779B97F4A7C15ull
 
 struct memload {
     uint64_t *mem;          /* working set */
@@ -63,43 +63,9 @@ struct memload {
     struct cmdin in;       /* console commands (cmdin.h) */
 };
 
-static void emit(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-
-/* Writes one formatted line to stdout at once (no stdio buffering). */
-static void emit(const char *fmt, ...)
-{
-    char line[512];
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(line, sizeof(line) - 1, fmt, ap);
-    va_end(ap);
-    if (n < 0)
-        return;
-    if ((size_t)n > sizeof(line) - 2)
-        n = (int)sizeof(line) - 2;
-    line[n++] = '\n';
-    size_t off = 0;
-    while (off < (size_t)n) {
-        ssize_t w = write(1, line + off, (size_t)n - off);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            return;
-        off += (size_t)w;
-    }
-}
-
-static uint64_t mix64(uint64_t x)
-{
-    x += GOLDEN;
-    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
-    x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
-    return x ^ (x >> 31);
-}
-
 static uint64_t page_seed(uint64_t pass, uint64_t page)
 {
-    return mix64(pass * 0x100000001B3ull ^ mix64(page));
+    return wl_mix64(pass * 0x100000001B3ull ^ wl_mix64(page));
 }
 
 static void page_write(struct memload *m, size_t i, uint64_t pass)
@@ -109,7 +75,7 @@ static void page_write(struct memload *m, size_t i, uint64_t pass)
     w[0] = pass;
     w[1] = i;
     for (size_t k = 2; k < m->words; k++)
-        w[k] = s ^ (k * GOLDEN);
+        w[k] = s ^ (k * WL_GOLDEN);
 }
 
 /* Returns non-zero when page i holds exactly pass `pass`. */
@@ -120,24 +86,14 @@ static int page_ok(const struct memload *m, size_t i, uint64_t pass)
     if (w[0] != pass || w[1] != i)
         return 0;
     for (size_t k = 2; k < m->words; k++)
-        if (w[k] != (s ^ (k * GOLDEN)))
+        if (w[k] != (s ^ (k * WL_GOLDEN)))
             return 0;
     return 1;
 }
 
-static double ts_diff(const struct timespec *a, const struct timespec *b)
-{
-    return (double)(a->tv_sec - b->tv_sec) + (double)(a->tv_nsec - b->tv_nsec) / 1e9;
-}
-
-static void now(struct timespec *t)
-{
-    clock_gettime(CLOCK_MONOTONIC, t);
-}
-
 static void rate_reset(struct memload *m)
 {
-    now(&m->t_ref);
+    wl_now(&m->t_ref);
     m->n_ref = 0;
 }
 
@@ -187,27 +143,15 @@ static void apply_param(struct memload *m, const char *arg)
     }
 }
 
+static void on_param(void *ctx, char *word)
+{
+    apply_param(ctx, word);
+}
+
 static void read_cmdline(struct memload *m)
 {
-    FILE *f = fopen("/proc/cmdline", "r");
-    if (!f)
-        return;
     char buf[4096];
-    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
-    fclose(f);
-    buf[n] = '\0';
-    char *p = buf;
-    while (*p) {
-        while (*p == ' ' || *p == '\t' || *p == '\n')
-            p++;
-        char *tok = p;
-        while (*p && *p != ' ' && *p != '\t' && *p != '\n')
-            p++;
-        if (*p)
-            *p++ = '\0';
-        if (*tok)
-            apply_param(m, tok);
-    }
+    wl_cmdline_each(buf, sizeof(buf), on_param, m);
 }
 
 static void do_verify(struct memload *m)
@@ -222,7 +166,7 @@ static void do_verify(struct memload *m)
             bad++;
         }
     }
-    emit("FERRY-RESULT {\"workload\":\"memload\",\"ok\":%s,\"pages\":%zu,"
+    wl_emit("FERRY-RESULT {\"workload\":\"memload\",\"ok\":%s,\"pages\":%zu,"
          "\"bad_pages\":%zu,\"first_bad\":%lld,\"pass\":%" PRIu64 ",\"cursor\":%zu,\"ws_mib\":%u}",
          bad == 0 ? "true" : "false", m->pages, bad, first_bad, m->pass, m->cursor, m->ws_mib);
     rate_reset(m); /* the verify pause is not a debt to catch up */
@@ -232,7 +176,7 @@ static void do_status(struct memload *m)
 {
     char r[32];
     rate_str(m, r, sizeof(r));
-    emit("FERRY-STATUS {\"workload\":\"memload\",\"pass\":%" PRIu64 ",\"cursor\":%zu,"
+    wl_emit("FERRY-STATUS {\"workload\":\"memload\",\"pass\":%" PRIu64 ",\"cursor\":%zu,"
          "\"pages\":%zu,\"pages_dirtied_total\":%" PRIu64 ",\"rate\":%s,"
          "\"rate_measured\":%.0f,\"paused\":%s,\"ws_mib\":%u}",
          m->pass, m->cursor, m->pages, m->dirtied_total, r, m->rate_measured,
@@ -246,7 +190,7 @@ static void do_corrupt(struct memload *m)
     size_t i = m->cursor > 0 ? m->cursor - 1 : m->pages - 1;
     unsigned char *p = (unsigned char *)(m->mem + i * m->words);
     p[m->page_bytes / 2 + 3] ^= 0x5a;
-    emit("FERRY-CORRUPTED page=%zu", i);
+    wl_emit("FERRY-CORRUPTED page=%zu", i);
 }
 
 static void handle_command(struct memload *m, char *line)
@@ -267,11 +211,11 @@ static void handle_command(struct memload *m, char *line)
         do_corrupt(m);
     } else if (strcmp(line, "pause") == 0) {
         m->paused = 1;
-        emit("FERRY-ACK {\"cmd\":\"pause\"}");
+        wl_emit("FERRY-ACK {\"cmd\":\"pause\"}");
     } else if (strcmp(line, "resume") == 0) {
         m->paused = 0;
         rate_reset(m);
-        emit("FERRY-ACK {\"cmd\":\"resume\"}");
+        wl_emit("FERRY-ACK {\"cmd\":\"resume\"}");
     } else if (strncmp(line, "rate ", 5) == 0) {
         int is_max;
         uint64_t v;
@@ -280,12 +224,12 @@ static void handle_command(struct memload *m, char *line)
             m->rate = v;
             rate_reset(m);
             rate_str(m, r, sizeof(r));
-            emit("FERRY-ACK {\"cmd\":\"rate\",\"rate\":%s}", r);
+            wl_emit("FERRY-ACK {\"cmd\":\"rate\",\"rate\":%s}", r);
         } else {
-            emit("FERRY-ERROR {\"cmd\":\"rate\",\"error\":\"rate must be max or 0..100000000\"}");
+            wl_emit("FERRY-ERROR {\"cmd\":\"rate\",\"error\":\"rate must be max or 0..100000000\"}");
         }
     } else {
-        emit("FERRY-ERROR {\"error\":\"unknown command\"}");
+        wl_emit("FERRY-ERROR {\"error\":\"unknown command\"}");
     }
 }
 
@@ -317,8 +261,8 @@ static void dirty_pages(struct memload *m, size_t count)
 static void measure(struct memload *m)
 {
     struct timespec t;
-    now(&t);
-    double dt = ts_diff(&t, &m->t_meas);
+    wl_now(&t);
+    double dt = wl_ts_diff(&t, &m->t_meas);
     if (dt >= 1.0) {
         m->rate_measured = (double)(m->dirtied_total - m->n_meas) / dt;
         m->t_meas = t;
@@ -344,13 +288,13 @@ int main(int argc, char **argv)
     m.mem = mmap(NULL, m.pages * m.page_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
                  -1, 0);
     if (m.mem == MAP_FAILED) {
-        emit("FERRY-ERROR {\"workload\":\"memload\",\"error\":\"cannot map %u MiB\"}", m.ws_mib);
+        wl_emit("FERRY-ERROR {\"workload\":\"memload\",\"error\":\"cannot map %u MiB\"}", m.ws_mib);
         return 1;
     }
 
     /* Fill: pass 1 over every page, then pass 2 begins at cursor 0. */
     struct timespec t_fill;
-    now(&t_fill);
+    wl_now(&t_fill);
     m.pass = 1;
     for (size_t i = 0; i < m.pages; i++)
         page_write(&m, i, 1);
@@ -361,10 +305,10 @@ int main(int argc, char **argv)
     char r[32];
     rate_str(&m, r, sizeof(r));
     rate_reset(&m);
-    emit("FERRY-READY {\"workload\":\"memload\",\"ws_mib\":%u,\"pages\":%zu,\"rate\":%s,"
+    wl_emit("FERRY-READY {\"workload\":\"memload\",\"ws_mib\":%u,\"pages\":%zu,\"rate\":%s,"
          "\"fill_ms\":%.0f}",
-         m.ws_mib, m.pages, r, ts_diff(&m.t_ref, &t_fill) * 1000.0);
-    now(&m.t_meas);
+         m.ws_mib, m.pages, r, wl_ts_diff(&m.t_ref, &t_fill) * 1000.0);
+    wl_now(&m.t_meas);
     m.n_meas = m.dirtied_total;
 
     for (;;) {
@@ -385,9 +329,9 @@ int main(int argc, char **argv)
         if (batch > RATE_MAX_BATCH)
             batch = RATE_MAX_BATCH;
         struct timespec t;
-        now(&t);
+        wl_now(&t);
         double due = (double)m.n_ref / (double)m.rate;
-        double ahead = due - ts_diff(&t, &m.t_ref);
+        double ahead = due - wl_ts_diff(&t, &m.t_ref);
         if (ahead > 0) {
             int ms = (int)(ahead * 1000.0) + 1;
             if (ms > 200)
