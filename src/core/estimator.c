@@ -877,10 +877,39 @@ int est_update(struct est *e, const struct mig_sample *s)
     e->last = *s;
     e->have_sample = 1;
 
+    /* pass 1's rate: bytes sent over the last second or more (the ring of
+     * recent active samples), anew when max-bandwidth changes */
+    if (s->phase == MIG_PHASE_ACTIVE && !e->have_bw) {
+        if (s->setting_max_bw_bps != e->act_cap ||
+            (e->n_rt && s->ram_transferred < e->rt_tx[(e->n_rt - 1) % EST_RT_RING])) {
+            e->n_rt = 0;
+            e->act_cap = s->setting_max_bw_bps;
+        }
+        e->rt_ms[e->n_rt % EST_RT_RING] = s->t_ms;
+        e->rt_tx[e->n_rt % EST_RT_RING] = s->ram_transferred;
+        e->n_rt++;
+    }
+    double r1 = 0;
+    if (!e->have_bw && e->n_rt >= 2) {
+        uint32_t first = e->n_rt > EST_RT_RING ? e->n_rt - EST_RT_RING : 0;
+        for (uint32_t k = e->n_rt - 1; k-- > first;) {
+            uint64_t t0 = e->rt_ms[k % EST_RT_RING], x0 = e->rt_tx[k % EST_RT_RING];
+            if (s->t_ms >= t0 + EST_RT_MS && s->ram_transferred > x0) {
+                r1 = (double)(s->ram_transferred - x0) * 1000.0 / (double)(s->t_ms - t0);
+                break;
+            }
+        }
+    }
+
     /* publish model numbers */
     double r = 0;
     if (e->have_bw) {
         r = e->bw;
+    } else if (r1 > 0) {
+        /* not QEMU's last 100 ms window alone: on a busy host one window
+         * can read half the cap (lab runs whose ETA doubled on one
+         * sample) */
+        r = r1;
     } else if (s->bw_bps > 0) {
         r = (double)s->bw_bps;
     } else if (s->t_ms > e->t_first_ms && s->ram_transferred > e->tx_first) {

@@ -24,6 +24,8 @@
 #define EST_CENSUS_BUCKETS 64       /* address-order buckets of a census profile */
 #define EST_ETA_INFINITE UINT64_MAX /* eta_*_ms value: never finishes */
 #define EST_JITTER_PRIOR 0.05       /* bw_jitter assumed until measured */
+#define EST_RT_RING 8               /* pass-1 rate: samples remembered */
+#define EST_RT_MS 1000              /* pass-1 rate: over at least this long, ms */
 #define EST_CD_HIST 24              /* census re-reads kept for the fit */
 #define EST_STUCK_FRAC                                                                             \
     0.05 /* a post-sync level counts as shrinking                                                  \
@@ -221,33 +223,38 @@ struct est {
     double disk_bps;
     uint64_t disk_t0_ms, disk_done0;
     int have_disk;
-    uint64_t t_first_ms, tx_first; /* first sample: for the pass-1 rate */
-    uint64_t lv[3];                /* remaining right after the last three
-                                      syncs after pass 1, oldest first, bytes */
-    uint64_t n_lv;                 /* such syncs seen */
-    double hint_last;              /* last dirty-rate hint, bytes/s; 0 none */
-    double p1_s, p1_dist;          /* pass-1 period: length s, distinct bytes */
-    double pl_s, pl_dist;          /* latest later period: the same */
-    double jit;                    /* EWMA of the relative bandwidth deviation */
-    uint64_t n_jit;                /* samples behind it */
-    double hint_sum;               /* pass 1: dirty-rate hint x time, bytes/s x ms */
-    uint64_t hint_ms;              /* pass 1: time the hint was known, ms */
-    uint64_t max_set;              /* largest post-sync remaining after pass
-                                      1, bytes */
-    uint64_t cd_a_ms, cd_b_ms;     /* census re-reads: the one the
-                                      working-set fit pairs with the latest
-                                      (about a quarter of its age, at or
-                                      after 200 ms) and the latest, ms after
-                                      the census; 0 none */
-    double cd_a, cd_b;             /* RAM written since the census then, bytes */
-    uint64_t cd_ms[EST_CD_HIST];   /* the re-reads at or after 200 ms, oldest
-                                      first (the newest EST_CD_HIST), ms */
-    double cd_by[EST_CD_HIST];     /* RAM written since the census, bytes */
-    uint32_t n_cd;                 /* entries in cd_ms / cd_by */
-    double cd_h, cd_w;             /* working set and write rate fitted to
-                                      the re-reads (sat_fit), bytes, bytes/s;
-                                      0: no saturation seen; kept after
-                                      pass 1 for the later passes */
+    uint64_t t_first_ms, tx_first;                   /* first sample: for the pass-1 rate */
+    uint64_t rt_ms[EST_RT_RING], rt_tx[EST_RT_RING]; /* pass 1: t_ms and ram_transferred of the
+                                    last EST_RT_RING active samples since
+                                    max-bandwidth last changed */
+    uint32_t n_rt;                                   /* samples put into that ring */
+    uint64_t act_cap;                                /* setting_max_bw_bps at the anchor */
+    uint64_t lv[3];                                  /* remaining right after the last three
+                                                        syncs after pass 1, oldest first, bytes */
+    uint64_t n_lv;                                   /* such syncs seen */
+    double hint_last;                                /* last dirty-rate hint, bytes/s; 0 none */
+    double p1_s, p1_dist;                            /* pass-1 period: length s, distinct bytes */
+    double pl_s, pl_dist;                            /* latest later period: the same */
+    double jit;                                      /* EWMA of the relative bandwidth deviation */
+    uint64_t n_jit;                                  /* samples behind it */
+    double hint_sum;             /* pass 1: dirty-rate hint x time, bytes/s x ms */
+    uint64_t hint_ms;            /* pass 1: time the hint was known, ms */
+    uint64_t max_set;            /* largest post-sync remaining after pass
+                                    1, bytes */
+    uint64_t cd_a_ms, cd_b_ms;   /* census re-reads: the one the
+                                    working-set fit pairs with the latest
+                                    (about a quarter of its age, at or
+                                    after 200 ms) and the latest, ms after
+                                    the census; 0 none */
+    double cd_a, cd_b;           /* RAM written since the census then, bytes */
+    uint64_t cd_ms[EST_CD_HIST]; /* the re-reads at or after 200 ms, oldest
+                                    first (the newest EST_CD_HIST), ms */
+    double cd_by[EST_CD_HIST];   /* RAM written since the census, bytes */
+    uint32_t n_cd;               /* entries in cd_ms / cd_by */
+    double cd_h, cd_w;           /* working set and write rate fitted to
+                                    the re-reads (sat_fit), bytes, bytes/s;
+                                    0: no saturation seen; kept after
+                                    pass 1 for the later passes */
     struct est_out out;
 };
 
