@@ -409,7 +409,9 @@ int main(void)
     printf("the census column by scenario index, and without the forecast of the controller's own "
            "actions (core/forecast.h; same runs).\nHeld out: the odd scenarios. The estimator's "
            "constants are chosen on the even ones only (the forecast adds none fitted to the "
-           "matrix: its constants are QEMU's or fixed beforehand); report the odd column.\n");
+           "matrix: its constants are QEMU's or fixed beforehand); report the odd column. The halves "
+           "differ by design: the even phase-change scenarios double the rate halfway through the "
+           "bulk pass (not foreseeable before it), the odd ones halve it.\n");
     printf("%-9s %6s %10s %14s %10s %12s %10s %12s\n", "policy", "at", "census_%", "even_tune_%",
            "odd_held_%", "no_forecast_%", "forecast", "consent_wait");
     for (int p = 0; p < NPOL; p++)

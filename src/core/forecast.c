@@ -77,8 +77,10 @@ static int fc_auto_converge(struct fc_ctx *x, const struct est_fc_view *v)
         x->thr = x->ac_init;
     else
         x->thr = x->thr + x->ac_inc > x->ac_max ? x->ac_max : x->thr + x->ac_inc;
+    /* the count starts again: high at the next period's close, the step
+     * at the one after */
     double per = v->pass_ms > FC_AC_PERIOD_MS ? v->pass_ms : FC_AC_PERIOD_MS;
-    x->ac_next_ms = v->t_ms + (uint64_t)(2.0 * per);
+    x->ac_next_ms = v->t_ms + (uint64_t)(1.5 * per);
     return x->thr != before;
 }
 
@@ -182,8 +184,15 @@ static void fc_hook(void *ud, const struct est_fc_view *v, struct est_fc_ctl *ct
                 x->thr = x->ac_init;
                 ctl->dirty_mul = thr_mul(x);
             }
-            /* QEMU acts at its next trigger: two high periods from now */
-            x->ac_next_ms = v->t_ms + 2 * FC_AC_PERIOD_MS;
+            /* QEMU acts at its next trigger: the second period that
+             * closes from now (the current pass's sync, then one more) */
+            {
+                double per = v->pass_ms > FC_AC_PERIOD_MS ? v->pass_ms : FC_AC_PERIOD_MS;
+                double rest = v->pass_ms > (double)v->since_sync_ms
+                                  ? v->pass_ms - (double)v->since_sync_ms
+                                  : 0;
+                x->ac_next_ms = v->t_ms + (uint64_t)(rest + 0.5 * per);
+            }
             note_act(x, v->t_ms, ctl);
             break;
         case CONV_ACT_START_POSTCOPY:
