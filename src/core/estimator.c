@@ -838,11 +838,9 @@ int est_update(struct est *e, const struct mig_sample *s)
             ewma(&e->level, &ldev, &e->have_level, lv, a);
             o->periods++;
             { /* levels from the sync that ends pass 1 on */
-                if (e->n_lv >= 3) {
-                    e->lv[0] = e->lv[1];
-                    e->lv[1] = e->lv[2];
-                }
-                e->lv[e->n_lv < 3 ? e->n_lv : 2] = s->ram_remaining;
+                if (e->n_lv >= EST_LV_HIST)
+                    memmove(e->lv, e->lv + 1, (EST_LV_HIST - 1) * sizeof(e->lv[0]));
+                e->lv[e->n_lv < EST_LV_HIST ? e->n_lv : EST_LV_HIST - 1] = s->ram_remaining;
                 e->n_lv++;
                 if (s->ram_remaining > e->max_set)
                     e->max_set = s->ram_remaining;
@@ -1061,8 +1059,21 @@ int est_update(struct est *e, const struct mig_sample *s)
     o->level_stuck = 0;
     if (e->n_lv >= 3) {
         const double keep = 1.0 - EST_STUCK_FRAC;
-        o->level_stuck = (double)e->lv[2] > keep * (double)e->lv[1] &&
-                         (double)e->lv[1] > keep * (double)e->lv[0];
+        uint64_t n = e->n_lv < EST_LV_HIST ? e->n_lv : EST_LV_HIST;
+        const uint64_t *l = e->lv + n - 3; /* the newest three */
+        o->level_stuck = (double)l[2] > keep * (double)l[1] && (double)l[1] > keep * (double)l[0];
+        if (!o->level_stuck && n >= 6) {
+            /* a set that cycles (levels up and down around a fixed point:
+             * a working set re-sent whole each pass) is stuck too: the
+             * lowest of the newest three is not below the lowest of the
+             * three before */
+            uint64_t lo_old = UINT64_MAX, lo_new = UINT64_MAX;
+            for (uint64_t i = n - 6; i < n - 3; i++)
+                lo_old = e->lv[i] < lo_old ? e->lv[i] : lo_old;
+            for (uint64_t i = n - 3; i < n; i++)
+                lo_new = e->lv[i] < lo_new ? e->lv[i] : lo_new;
+            o->level_stuck = (double)lo_new > keep * (double)lo_old;
+        }
     }
     if (s->phase == MIG_PHASE_SETUP && s->ram_remaining == 0 && s->ram_transferred == 0)
         o->ram_remaining = s->ram_total;

@@ -27,6 +27,7 @@
 #define EST_RT_RING 8               /* pass-1 rate: samples remembered */
 #define EST_RT_MS 1000              /* pass-1 rate: over at least this long, ms */
 #define EST_CD_HIST 24              /* census re-reads kept for the fit */
+#define EST_LV_HIST 6               /* post-sync levels kept (stuck test) */
 #define EST_STUCK_FRAC                                                                             \
     0.05 /* a post-sync level counts as shrinking                                                  \
             when 5 % below the previous one */
@@ -229,8 +230,9 @@ struct est {
                                     max-bandwidth last changed */
     uint32_t n_rt;                                   /* samples put into that ring */
     uint64_t act_cap;                                /* setting_max_bw_bps at the anchor */
-    uint64_t lv[3];                                  /* remaining right after the last three
-                                                        syncs after pass 1, oldest first, bytes */
+    uint64_t lv[EST_LV_HIST];                        /* remaining right after the last
+                                                        syncs after pass 1, oldest
+                                                        first, bytes */
     uint64_t n_lv;                                   /* such syncs seen */
     double hint_last;                                /* last dirty-rate hint, bytes/s; 0 none */
     double p1_s, p1_dist;                            /* pass-1 period: length s, distinct bytes */
