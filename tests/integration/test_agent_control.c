@@ -13,7 +13,9 @@
  *  - adaptive with post-copy permitted: a stall is reported, the consent
  *    request for post-copy is granted through the API, the migration
  *    finishes in post-copy (phase "postcopy" in its samples), the guest's
- *    memory is intact on the destination and the source is gone. Needs root
+ *    memory is intact on the destination and the source is gone; while a
+ *    consent request waits, the estimate says its ETA is a forecast that
+ *    waits for consent, high end open (core/forecast.h). Needs root
  *    (userfaultfd).
  * Every wait is bounded. Needs the lab image (make lab). */
 #include <stdio.h>
@@ -276,6 +278,7 @@ static void t_postcopy(void)
     uint64_t deadline = lab_now_ms() + PC_TIMEOUT_MS;
     json_t *m = NULL;
     int granted_pc = 0, granted_thr = 0, negotiated = 0, cancel_tried = 0;
+    int asked_polls = 0, wait_seen = 0;
     const char *state = "";
     while (lab_now_ms() < deadline) {
         int st = 0;
@@ -296,6 +299,14 @@ static void t_postcopy(void)
                  json_array_size(json_object_get(m, "stalls")) > 0)
             grant = "postcopy";
         if (grant) {
+            /* the ETA while a request waits: forecast with a prompt yes,
+             * the wait unknown (core/forecast.h) */
+            json_t *est = json_object_get(m, "estimate");
+            asked_polls++;
+            if (json_is_true(json_object_get(est, "eta_consent_wait")) &&
+                json_is_true(json_object_get(est, "eta_forecast")) &&
+                json_is_null(json_object_get(est, "eta_high_ms")))
+                wait_seen++;
             char cpath[160], body[96];
             snprintf(cpath, sizeof(cpath), "/v1/migrations/%s/consent", id);
             snprintf(body, sizeof(body), "{\"step\":\"%s\",\"granted\":true}", grant);
@@ -323,6 +334,8 @@ static void t_postcopy(void)
     CHECK(strcmp(state, "succeeded") == 0, "state '%s' error '%s'", state, jstr(m, "error"));
     CHECK(json_array_size(json_object_get(m, "stalls")) > 0, "no stall reported");
     CHECK(granted_pc, "post-copy consent never requested after a stall");
+    CHECK(wait_seen > 0, "no estimate said it waits for consent (%d polls with a request)",
+          asked_polls);
     CHECK(cancel_tried, "state 'postcopy' never seen by the poller");
     CHECK(find_event(m, "start_postcopy") != NULL, "no start_postcopy event");
     json_t *consent = find_event(m, "consent");
