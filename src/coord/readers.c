@@ -47,6 +47,7 @@ struct relay {
     struct evbuffer *body;           /* the answer so far (not streamed) */
     int streaming;                   /* the answer is relayed chunk by chunk */
     int dropped;                     /* abandoned (drop): only waits to be freed */
+    int too_big;                     /* the answer passed RELAY_BODY_MAX */
     struct relay *prev, *next;       /* r's relays in flight */
 };
 
@@ -104,7 +105,7 @@ static bool hop_by_hop(const char *key)
 {
     static const char *const hop[] = {"Connection", "Keep-Alive", "Proxy-Connection", "TE",
                                       "Trailer", "Transfer-Encoding", "Upgrade",
-                                      "Content-Length", NULL};
+                                      "Content-Length", "Expect", NULL};
     for (size_t i = 0; hop[i]; i++)
         if (strcasecmp(key, hop[i]) == 0)
             return true;
@@ -193,10 +194,11 @@ static void on_up_chunk(struct evhttp_request *upreq, void *arg)
         return;
     }
     if (!f->streaming) {
-        if (evbuffer_get_length(f->body) + evbuffer_get_length(in) <= RELAY_BODY_MAX)
+        if (!f->too_big && evbuffer_get_length(f->body) + evbuffer_get_length(in) <= RELAY_BODY_MAX)
             evbuffer_add_buffer(f->body, in);
         else
-            evbuffer_drain(in, evbuffer_get_length(in)); /* answered 502 when done */
+            f->too_big = 1; /* answered 502 when done */
+        evbuffer_drain(in, evbuffer_get_length(in));
         return;
     }
     struct evhttp_connection *dc = evhttp_request_get_connection(f->down);
@@ -229,9 +231,10 @@ static void on_up_done(struct evhttp_request *upreq, void *arg)
         evhttp_send_reply_end(f->down);
     } else if (status == 0) {
         reply_gateway(f->down, "the event loop did not answer");
-    } else if (upreq && evbuffer_get_length(evhttp_request_get_input_buffer(upreq)) +
-                                evbuffer_get_length(f->body) >
-                            RELAY_BODY_MAX) {
+    } else if (f->too_big ||
+               (upreq && evbuffer_get_length(evhttp_request_get_input_buffer(upreq)) +
+                                 evbuffer_get_length(f->body) >
+                             RELAY_BODY_MAX)) {
         reply_gateway(f->down, "the answer is too large to relay");
     } else {
         if (upreq)
@@ -319,7 +322,11 @@ static void reader_front(struct evhttp_request *req, void *arg)
     if (!answered_here(req, route))
         return relay(r, req);
     double t0 = mono_s();
+    /* One snapshot per request (auth, keys, rows agree) and one read lock. */
+    bool tx = store_read_begin(r->c.st, NULL) == 0;
     coord_api_handle(req, &r->c);
+    if (tx)
+        store_read_end(r->c.st);
     if (r->pool->m)
         metrics_api_observe(r->pool->m, route, EVHTTP_REQ_GET,
                             evhttp_request_get_response_code(req), mono_s() - t0);

@@ -4,9 +4,11 @@
 #include "coord/store.h"
 
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "coord/store_impl.h"
 #include "util/jsonin.h"
@@ -19,6 +21,7 @@ struct store {
     struct store *writer;        /* reader handles: where deferred audit goes; else NULL */
     pthread_mutex_t alock;       /* guards abuf, an, adropped (store_audit_defer is
                                     called by reader threads) */
+    pthread_cond_t aspace;       /* signalled when a flush empties abuf */
     struct store_audit *abuf;    /* deferred audit records (STORE_AUDIT_BUFFER) */
     size_t an;                   /* how many wait in abuf */
     uint64_t adropped;           /* dropped because abuf was full */
@@ -74,6 +77,16 @@ static int check_state(const char *s, struct ferr *e)
     return 0;
 }
 
+static void store_audit_init(struct store *st)
+{
+    pthread_condattr_t ca;
+    pthread_mutex_init(&st->alock, NULL);
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&st->aspace, &ca);
+    pthread_condattr_destroy(&ca);
+}
+
 int store_open(const char *location, struct store **out, struct ferr *e)
 {
     *out = NULL;
@@ -87,7 +100,7 @@ int store_open(const char *location, struct store **out, struct ferr *e)
         free(st);
         return rc;
     }
-    pthread_mutex_init(&st->alock, NULL);
+    store_audit_init(st);
     *out = st;
     return 0;
 }
@@ -104,7 +117,7 @@ int store_open_reader(const char *location, struct store *writer, struct store *
         free(st);
         return rc;
     }
-    pthread_mutex_init(&st->alock, NULL);
+    store_audit_init(st);
     st->writer = writer;
     *out = st;
     return 0;
@@ -121,6 +134,7 @@ void store_close(struct store *st)
         log_error("store", "msg=\"audit records lost at close\" count=%zu err=\"%s\"", n, e.msg);
     st->ops->close(st->impl);
     pthread_mutex_destroy(&st->alock);
+    pthread_cond_destroy(&st->aspace);
     free(st->abuf);
     free(st);
 }
@@ -128,6 +142,16 @@ void store_close(struct store *st)
 int store_schema_version(struct store *st, int *version, struct ferr *e)
 {
     return st->ops->schema_version(st->impl, version, e);
+}
+
+int store_read_begin(struct store *st, struct ferr *e)
+{
+    return st->ops->read_begin(st->impl, e);
+}
+
+void store_read_end(struct store *st)
+{
+    st->ops->read_end(st->impl);
 }
 
 int store_tx_begin(struct store *st, struct ferr *e)
@@ -339,10 +363,28 @@ int store_audit_defer(struct store *st, const struct store_audit *a, struct ferr
         (rc = check_text(a->target, STORE_SUBJECT_MAX, 1, "target", e)) != 0 ||
         (rc = check_text(a->decision, STORE_IDENT_MAX, 0, "decision", e)) != 0)
         return rc;
+    bool wait = st->writer != NULL; /* a read thread may wait; the writer's
+                                       own thread flushes, so it must not */
     if (st->writer)
         st = st->writer; /* a reader's records are the writer's to write */
     uint64_t dropped = 0;
     pthread_mutex_lock(&st->alock);
+    if (st->an == STORE_AUDIT_BUFFER && wait) {
+        /* Back-pressure: the read waits for the next flush rather than
+         * lose its record, up to STORE_AUDIT_WAIT_MS (a writer that cannot
+         * write must not stop every read). */
+        struct timespec dl;
+        clock_gettime(CLOCK_MONOTONIC, &dl);
+        dl.tv_sec += STORE_AUDIT_WAIT_MS / 1000;
+        dl.tv_nsec += (long)(STORE_AUDIT_WAIT_MS % 1000) * 1000000L;
+        if (dl.tv_nsec >= 1000000000L) {
+            dl.tv_sec++;
+            dl.tv_nsec -= 1000000000L;
+        }
+        while (st->an == STORE_AUDIT_BUFFER &&
+               pthread_cond_timedwait(&st->aspace, &st->alock, &dl) == 0)
+            ;
+    }
     if (st->an == STORE_AUDIT_BUFFER) {
         dropped = ++st->adropped;
     } else {
@@ -370,6 +412,7 @@ int store_audit_flush(struct store *st, size_t *flushed, struct ferr *e)
     size_t n = st->an;
     st->abuf = NULL;
     st->an = 0;
+    pthread_cond_broadcast(&st->aspace);
     pthread_mutex_unlock(&st->alock);
     if (n == 0) {
         pthread_mutex_lock(&st->alock);

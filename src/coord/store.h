@@ -177,6 +177,16 @@ void store_close(struct store *st);
 int store_schema_version(struct store *st, int *version, struct ferr *e)
     __attribute__((warn_unused_result));
 
+/* Opens a read transaction: every read until store_read_end sees one
+ * snapshot of the store, and SQLite takes its read lock once instead of
+ * once per statement. Meant for reader handles (one request of a read
+ * thread); a write inside fails on a reader. FERR_STATE when a
+ * transaction is open. */
+int store_read_begin(struct store *st, struct ferr *e) __attribute__((warn_unused_result));
+
+/* Ends the read transaction; a no-op without one. */
+void store_read_end(struct store *st);
+
 /* Starts a write transaction (FERR_STATE when one is open already). */
 int store_tx_begin(struct store *st, struct ferr *e) __attribute__((warn_unused_result));
 /* Commits it durably; on failure the transaction is rolled back. */
@@ -277,14 +287,17 @@ int store_audit_append(struct store *st, const struct store_audit *a, struct fer
     __attribute__((warn_unused_result));
 
 #define STORE_AUDIT_BUFFER 4096 /* deferred audit records held in memory at most */
+#define STORE_AUDIT_WAIT_MS 1000 /* a reader's wait for room in a full queue, ms */
 
 /* Queues one audit record in memory (a copy) for the next
  * store_audit_flush: for read decisions, whose record may be lost on a
  * crash (ferryd flushes every 100 ms). Callable from any thread; on a
- * reader handle the record joins its writer's queue. Never waits for the
- * disk (only for the queue's lock) and never writes; when
- * STORE_AUDIT_BUFFER records wait already, the record is dropped, counted
- * (store_audit_dropped) and a warning logged. FERR_INVAL on a bad record. */
+ * reader handle the record joins its writer's queue. Never writes. When
+ * STORE_AUDIT_BUFFER records wait already: through a reader handle it
+ * waits for the writer's next flush (back-pressure on the reads: no record
+ * lost), at most STORE_AUDIT_WAIT_MS; on the writer's handle, or after
+ * that wait, the record is dropped, counted (store_audit_dropped) and a
+ * warning logged. FERR_INVAL on a bad record. */
 int store_audit_defer(struct store *st, const struct store_audit *a, struct ferr *e)
     __attribute__((warn_unused_result));
 

@@ -11,6 +11,8 @@ struct store_ops {
     int (*tx_begin)(void *impl, struct ferr *e);
     int (*tx_commit)(void *impl, struct ferr *e);
     void (*tx_rollback)(void *impl);
+    int (*read_begin)(void *impl, struct ferr *e);
+    void (*read_end)(void *impl);
     /* Savepoints inside the open transaction (store_tx_mark...). */
     int (*tx_mark)(void *impl, struct ferr *e);
     int (*tx_release)(void *impl, struct ferr *e);

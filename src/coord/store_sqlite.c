@@ -18,7 +18,18 @@
 
 /* Statements of the hot paths, prepared once (SQLITE_PREPARE_PERSISTENT)
  * and reset after each use; finalised at close. */
-enum { C_TOKEN, C_MIG_GET, C_AUDIT, C_HOST_GET, C_MIG_UPDATE, C_MIG_PROJECTS, C_MIG_MARK, C_N };
+enum {
+    C_TOKEN,
+    C_MIG_GET,
+    C_AUDIT,
+    C_HOST_GET,
+    C_MIG_UPDATE,
+    C_MIG_PROJECTS,
+    C_MIG_MARK,
+    C_READ_BEGIN,
+    C_READ_END,
+    C_N
+};
 
 /* The migration list statements, one per shape of the WHERE clause: bit i
  * (0..3) for the filters state, instance, host, project, bit 4 active_only,
@@ -331,6 +342,38 @@ static int sq_tx_commit(void *impl, struct ferr *e)
     if (rc)
         sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
     return rc;
+}
+
+/* A read transaction: one snapshot, one WAL read lock for every statement
+ * until sq_read_end (cached statements: no parse per request). */
+static int sq_read_begin(void *impl, struct ferr *e)
+{
+    struct sq *s = impl;
+    sqlite3_stmt *st;
+    if (!sqlite3_get_autocommit(s->db))
+        return ferr_set(e, FERR_STATE, "", "a store transaction is open already");
+    int rc = cached(s, C_READ_BEGIN, "BEGIN", &st, e);
+    if (rc)
+        return rc;
+    if (sqlite3_step(st) != SQLITE_DONE)
+        rc = db_err(s, e, "begin read");
+    done(st);
+    return rc;
+}
+
+static void sq_read_end(void *impl)
+{
+    struct sq *s = impl;
+    sqlite3_stmt *st;
+    if (sqlite3_get_autocommit(s->db))
+        return;
+    if (cached(s, C_READ_END, "COMMIT", &st, NULL) == 0) {
+        int r = sqlite3_step(st);
+        done(st);
+        if (r == SQLITE_DONE)
+            return;
+    }
+    sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
 }
 
 static void sq_tx_rollback(void *impl)
@@ -1448,6 +1491,8 @@ static const struct store_ops SQLITE_OPS = {
     .tx_begin = sq_tx_begin,
     .tx_commit = sq_tx_commit,
     .tx_rollback = sq_tx_rollback,
+    .read_begin = sq_read_begin,
+    .read_end = sq_read_end,
     .tx_mark = sq_tx_mark,
     .tx_release = sq_tx_release,
     .tx_undo = sq_tx_undo,

@@ -6,10 +6,13 @@
  * and its event commit or vanish together and event seqs have no gaps;
  * every text field has a cap and bad input names its field; a reader
  * handle sees the writer's commits, cannot write, and its deferred audit
- * records — deferred from several threads while the writer flushes — all
- * reach the writer's table exactly once. */
+ * records — deferred from several threads, five times the queue's size,
+ * while the writer flushes — all reach the writer's table exactly once
+ * (the readers wait for room); with nobody flushing, a reader's record is
+ * dropped and counted after its wait. */
 #include <pthread.h>
 #include <sqlite3.h>
+#include <time.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -471,7 +474,8 @@ static void t_tokens(void)
 }
 
 #define AUDIT_THREADS 4
-#define AUDIT_PER_THREAD 1000 /* 4 × 1000 < STORE_AUDIT_BUFFER: none dropped */
+#define AUDIT_PER_THREAD 5000 /* 4 × 5000 > STORE_AUDIT_BUFFER: the readers must wait */
+static int audit_done;        /* deferring threads finished */
 
 static void *audit_deferrer(void *arg)
 {
@@ -482,9 +486,12 @@ static void *audit_deferrer(void *arg)
     snprintf(a.decision, sizeof(a.decision), "allow");
     for (int i = 0; i < AUDIT_PER_THREAD; i++) {
         snprintf(a.target, sizeof(a.target), "migration/%p-%d", arg, i);
-        if (store_audit_defer(rd, &a, NULL) != 0)
+        if (store_audit_defer(rd, &a, NULL) != 0) {
+            __atomic_add_fetch(&audit_done, 1, __ATOMIC_RELAXED);
             return arg; /* failure */
+        }
     }
+    __atomic_add_fetch(&audit_done, 1, __ATOMIC_RELAXED);
     return NULL;
 }
 
@@ -507,9 +514,13 @@ static void t_reader(void)
     for (int i = 0; i < AUDIT_THREADS; i++)
         REQUIRE(pthread_create(&th[i], NULL, audit_deferrer, rd[i]) == 0, "thread %d", i);
     size_t flushed = 0, n;
-    for (int i = 0; i < 200; i++) {
+    __atomic_store_n(&audit_done, 0, __ATOMIC_RELAXED);
+    for (int i = 0; i < 100000 && __atomic_load_n(&audit_done, __ATOMIC_RELAXED) < AUDIT_THREADS;
+         i++) {
         CHECK(store_audit_flush(st, &n, &e) == 0, "flush: %s", e.msg);
         flushed += n;
+        struct timespec ms = {0, 1000000};
+        nanosleep(&ms, NULL);
     }
     int failed = 0;
     for (int i = 0; i < AUDIT_THREADS; i++) {
@@ -527,6 +538,18 @@ static void t_reader(void)
     CHECK(strtol(distinct, NULL, 10) == AUDIT_THREADS * AUDIT_PER_THREAD, "distinct targets %s", distinct);
     free(distinct);
     CHECK(store_audit_dropped(rd[1]) == 0 && store_audit_dropped(st) == 0, "records dropped");
+    /* Nobody flushes: a full queue makes a reader wait STORE_AUDIT_WAIT_MS,
+     * then its record is dropped and counted. */
+    struct store_audit a = {.time_ms = 1};
+    snprintf(a.subject, sizeof(a.subject), "u@p");
+    snprintf(a.action, sizeof(a.action), "migration:list");
+    snprintf(a.decision, sizeof(a.decision), "allow");
+    int bad = 0;
+    for (int i = 0; i < STORE_AUDIT_BUFFER; i++)
+        bad += store_audit_defer(st, &a, NULL) != 0;
+    CHECK(bad == 0, "%d records refused", bad);
+    CHECK(store_audit_defer(rd[2], &a, NULL) == 0 && store_audit_dropped(st) == 1,
+          "dropped %llu after a full queue's wait", (unsigned long long)store_audit_dropped(st));
     for (int i = 0; i < AUDIT_THREADS; i++)
         store_close(rd[i]);
     store_close(st);
@@ -644,7 +667,8 @@ int main(void)
              t_cordon_labels);
     test_run("store: caps and bad input name the field and store nothing", t_caps);
     test_run("store: a reader sees commits, cannot write; audit deferred by 4 threads through "
-             "readers while the writer flushes reaches the table once each",
+             "readers (5x the queue) while the writer flushes reaches the table once each; "
+             "unflushed, a reader's record is dropped after its wait",
              t_reader);
     test_rm_rf(dir);
     return test_done();
