@@ -30,47 +30,49 @@
 #include "util/log.h"
 #include "util/xalloc.h"
 
-#define RELAY_TIMEOUT_S 120           /* the loop's answer (or, on a stream, its next
-                                         heartbeat) must come within, s */
-#define RELAY_BODY_MAX (64u << 20)    /* bytes of one relayed answer that is not streamed */
-#define RELAY_STREAM_WRITE_TIMEOUT_S 30 /* a relayed stream whose output does not move
-                                           for this long is closed (as sse.c does) */
+#define RELAY_TIMEOUT_S                                                                            \
+    120                            /* the loop's answer (or, on a stream, its next                 \
+                                      heartbeat) must come within, s */
+#define RELAY_BODY_MAX (64u << 20) /* bytes of one relayed answer that is not streamed */
+#define RELAY_STREAM_WRITE_TIMEOUT_S                                                               \
+    30 /* a relayed stream whose output does not move                                              \
+          for this long is closed (as sse.c does) */
 
 struct reader;
 
 /* One request relayed to the event loop. */
 struct relay {
     struct reader *r;
-    struct evhttp_request *down;     /* the client's request (its thread's evhttp) */
-    struct evhttp_connection *up;    /* to the loop's listener; frees itself when done */
-    struct evhttp_request *upreq;    /* the relayed request, owned by up */
-    struct evbuffer *body;           /* the answer so far (not streamed) */
-    int streaming;                   /* the answer is relayed chunk by chunk */
-    int dropped;                     /* abandoned (drop): only waits to be freed */
-    int too_big;                     /* the answer passed RELAY_BODY_MAX */
-    struct relay *prev, *next;       /* r's relays in flight */
+    struct evhttp_request *down;  /* the client's request (its thread's evhttp) */
+    struct evhttp_connection *up; /* to the loop's listener; frees itself when done */
+    struct evhttp_request *upreq; /* the relayed request, owned by up */
+    struct evbuffer *body;        /* the answer so far (not streamed) */
+    int streaming;                /* the answer is relayed chunk by chunk */
+    int dropped;                  /* abandoned (drop): only waits to be freed */
+    int too_big;                  /* the answer passed RELAY_BODY_MAX */
+    struct relay *prev, *next;    /* r's relays in flight */
 };
 
 struct reader {
     unsigned idx;
     struct readers *pool;
-    struct coord c;             /* this thread's view: own base, http, st, mig */
+    struct coord c; /* this thread's view: own base, http, st, mig */
     struct event_base *base;
     struct evhttp *http;
-    int fd;                     /* the SO_REUSEPORT listening socket */
-    int wake[2];                /* pipe: a byte asks the thread to stop */
+    int fd;      /* the SO_REUSEPORT listening socket */
+    int wake[2]; /* pipe: a byte asks the thread to stop */
     struct event *wake_ev;
     pthread_t th;
-    int started;                /* th runs */
-    struct relay *relays;       /* in flight */
+    int started;          /* th runs */
+    struct relay *relays; /* in flight */
 };
 
 struct readers {
-    struct coord *c;    /* the event loop's; borrowed */
-    struct metrics *m;  /* borrowed, may be NULL */
-    int loop_port;      /* the loop's private listener on 127.0.0.1 */
+    struct coord *c;   /* the event loop's; borrowed */
+    struct metrics *m; /* borrowed, may be NULL */
+    int loop_port;     /* the loop's private listener on 127.0.0.1 */
     unsigned n;
-    struct reader r[];  /* n */
+    struct reader r[]; /* n */
 };
 
 static double mono_s(void)
@@ -103,9 +105,9 @@ static void reply_gateway(struct evhttp_request *req, const char *msg)
 
 static bool hop_by_hop(const char *key)
 {
-    static const char *const hop[] = {"Connection", "Keep-Alive", "Proxy-Connection", "TE",
-                                      "Trailer", "Transfer-Encoding", "Upgrade",
-                                      "Content-Length", "Expect", NULL};
+    static const char *const hop[] = {
+        "Connection",        "Keep-Alive", "Proxy-Connection", "TE",     "Trailer",
+        "Transfer-Encoding", "Upgrade",    "Content-Length",   "Expect", NULL};
     for (size_t i = 0; hop[i]; i++)
         if (strcasecmp(key, hop[i]) == 0)
             return true;
@@ -206,8 +208,7 @@ static void on_up_chunk(struct evhttp_request *upreq, void *arg)
     if (bev && evbuffer_get_length(bufferevent_get_output(bev)) > SSE_OUTBUF_MAX) {
         /* The client does not keep up: drop it as the loop drops its own
          * slow subscribers (it resumes with Last-Event-ID). */
-        log_warn("readers", "msg=\"relayed stream dropped: client too slow\" thread=%u",
-                 f->r->idx);
+        log_warn("readers", "msg=\"relayed stream dropped: client too slow\" thread=%u", f->r->idx);
         evbuffer_drain(in, evbuffer_get_length(in));
         evhttp_connection_set_closecb(dc, NULL, NULL);
         evhttp_send_reply_end(f->down);
@@ -231,10 +232,9 @@ static void on_up_done(struct evhttp_request *upreq, void *arg)
         evhttp_send_reply_end(f->down);
     } else if (status == 0) {
         reply_gateway(f->down, "the event loop did not answer");
-    } else if (f->too_big ||
-               (upreq && evbuffer_get_length(evhttp_request_get_input_buffer(upreq)) +
-                                 evbuffer_get_length(f->body) >
-                             RELAY_BODY_MAX)) {
+    } else if (f->too_big || (upreq && evbuffer_get_length(evhttp_request_get_input_buffer(upreq)) +
+                                               evbuffer_get_length(f->body) >
+                                           RELAY_BODY_MAX)) {
         reply_gateway(f->down, "the answer is too large to relay");
     } else {
         if (upreq)
@@ -246,7 +246,10 @@ static void on_up_done(struct evhttp_request *upreq, void *arg)
 }
 
 /* Relays req to the event loop's listener; the answer comes back through
- * the callbacks above. */
+ * the callbacks above. One new loopback connection per relayed request:
+ * a kept-alive one can be closed by the loop just as a request goes out,
+ * and a write (not idempotent) could then be neither retried nor answered
+ * truthfully. */
 static void relay(struct reader *r, struct evhttp_request *req)
 {
     struct relay *f = xcalloc(1, sizeof(*f));
@@ -362,8 +365,7 @@ static int listen_shared(const char *addr, int port, int *out, struct ferr *e)
         int err = errno;
         if (fd >= 0)
             close(fd);
-        return ferr_set(e, -err, "listen", "cannot listen on %s:%d: %s", addr, port,
-                        strerror(err));
+        return ferr_set(e, -err, "listen", "cannot listen on %s:%d: %s", addr, port, strerror(err));
     }
     *out = fd;
     return 0;

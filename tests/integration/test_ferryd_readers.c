@@ -23,8 +23,8 @@
 #include <dirent.h>
 #include <pthread.h>
 #include <signal.h>
-#include <stdbool.h>
 #include <sqlite3.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -116,8 +116,8 @@ static int register_host(const char *name)
 
 static int start_with(int threads)
 {
-    return ferryd_write_conf(&D, "heartbeat_interval_ms = 3600000\nread_threads = %d\n",
-                             threads) == 0 &&
+    return ferryd_write_conf(&D, "heartbeat_interval_ms = 3600000\nread_threads = %d\n", threads) ==
+                       0 &&
                    ferryd_start(&D) == 0
                ? 0
                : -1;
@@ -201,8 +201,12 @@ static void t_same_answers(void)
         CHECK(s0[i] == s3[i] && b0[i] && b3[i] && strcmp(b0[i], b3[i]) == 0,
               "%s as %d: %d %.200s (loop) vs %d %.200s (threads)", PROBES[i].path, PROBES[i].who,
               s0[i], b0[i] ? b0[i] : "", s3[i], b3[i] ? b3[i] : "");
-        codes[s3[i] == 200 ? 0 : s3[i] == 400 ? 1 : s3[i] == 401 ? 2 : s3[i] == 403 ? 3
-                                                : s3[i] == 404 ? 4 : 5]++;
+        codes[s3[i] == 200   ? 0
+              : s3[i] == 400 ? 1
+              : s3[i] == 401 ? 2
+              : s3[i] == 403 ? 3
+              : s3[i] == 404 ? 4
+                             : 5]++;
         free(b0[i]);
         free(b3[i]);
     }
@@ -273,8 +277,8 @@ static void t_concurrent(void)
     for (int i = 0; i < WRITES && now_ms() - t0 < LOAD_MS; i++) {
         char *out = NULL;
         int on = i % 2 == 0;
-        int s = get_raw("POST", on ? "/v1/hosts/rh-1/cordon" : "/v1/hosts/rh-1/uncordon",
-                        D.admin, on ? "{\"reason\":\"readers test\"}" : "{}", &out);
+        int s = get_raw("POST", on ? "/v1/hosts/rh-1/cordon" : "/v1/hosts/rh-1/uncordon", D.admin,
+                        on ? "{\"reason\":\"readers test\"}" : "{}", &out);
         wbad += s != 200;
         free(out);
         writes++;
@@ -298,8 +302,8 @@ static void t_concurrent(void)
     CHECK(changed, "could not change mig-rd-041: %s", e.msg);
     char *out = NULL;
     int s = get_raw("GET", "/v1/migrations/mig-rd-041", member, NULL, &out);
-    CHECK(s == 200 && strstr(out, "changed under the readers"), "changed record not shown: %d %.300s",
-          s, out ? out : "");
+    CHECK(s == 200 && strstr(out, "changed under the readers"),
+          "changed record not shown: %d %.300s", s, out ? out : "");
     free(out);
     while (now_ms() - t0 < LOAD_MS)
         ferryd_sleep_ms(50);
@@ -314,8 +318,8 @@ static void t_concurrent(void)
     printf("  %ld reads on %d client threads, %d writes (cordon/uncordon) meanwhile\n", reads,
            CLIENTS, writes);
     CHECK(reads >= CLIENTS * 10, "only %ld reads in %d ms", reads, LOAD_MS);
-    CHECK(bad == 0 && leaks == 0, "%ld failed reads, %ld member pages with others' records or hosts",
-          bad, leaks);
+    CHECK(bad == 0 && leaks == 0,
+          "%ld failed reads, %ld member pages with others' records or hosts", bad, leaks);
     CHECK(writes >= 4 && wbad == 0 && stale == 0,
           "%d writes, %d failed, %d not seen by the next read", writes, wbad, stale);
 }
@@ -457,8 +461,8 @@ static void t_kill9(void)
     size_t kh = 0;
     json_t *h;
     size_t i;
-    json_array_foreach(json_object_get(o, "hosts"), i, h)
-        kh += strncmp(ferryd_jstr(h, "name"), "kh-", 3) == 0;
+    json_array_foreach(json_object_get(o, "hosts"), i, h) kh +=
+        strncmp(ferryd_jstr(h, "name"), "kh-", 3) == 0;
     json_decref(o);
     CHECK(s == 200 && kh == 10, "after kill -9: %d, %zu of 10 registered hosts", s, kh);
     /* The outbox stays gapless: seq 1..last_seq, each once. */
