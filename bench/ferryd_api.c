@@ -430,13 +430,10 @@ int main(void)
         return 1;
     }
     char token[300] = "";
-    f = fopen(tokpath, "r");
-    if (!f || !fgets(token, sizeof(token), f)) {
+    if (ferryd_read_line(tokpath, token, sizeof(token)) != 0) {
         fprintf(stderr, "ferryd_api: no bootstrap token in %s\n", tokpath);
         return 1;
     }
-    fclose(f);
-    token[strcspn(token, "\r\n")] = '\0';
 
     char member_path[128];
     snprintf(member_path, sizeof(member_path), "/v1/migrations?limit=50&project=%s",

@@ -408,13 +408,10 @@ int main(void)
         return 1;
     }
     char token[300] = "";
-    f = fopen(tokpath, "r");
-    if (!f || !fgets(token, sizeof(token), f)) {
+    if (ferryd_read_line(tokpath, token, sizeof(token)) != 0) {
         fprintf(stderr, "ferryd_sse: no bootstrap token in %s\n", tokpath);
         return 1;
     }
-    fclose(f);
-    token[strcspn(token, "\r\n")] = '\0';
     struct store *wst = NULL;
     struct ferr e = {0};
     if (store_open(db, &wst, &e) != 0) {

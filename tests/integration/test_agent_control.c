@@ -42,18 +42,6 @@ static const char *const NAME = "nc";
 static const char *const CMDLINE_MAX =
     "console=ttyS0 quiet panic=-1 ferry.workload=memload ferry.ws_mib=64 ferry.rate=max";
 
-static const char *jstr(json_t *o, const char *k)
-{
-    const char *s = json_string_value(json_object_get(o, k));
-    return s ? s : "";
-}
-
-static long long jint(json_t *o, const char *k)
-{
-    json_t *v = json_object_get(o, k);
-    return json_is_integer(v) ? (long long)json_integer_value(v) : -1;
-}
-
 static int intact(const struct lab_agent *a, const char *name)
 {
     struct ferr e = {0};
@@ -84,7 +72,7 @@ static json_t *find_event(json_t *m, const char *action)
 {
     json_t *ev = json_object_get(m, "events");
     for (size_t i = 0; i < json_array_size(ev); i++)
-        if (strcmp(jstr(json_array_get(ev, i), "action"), action) == 0)
+        if (strcmp(lab_jstr(json_array_get(ev, i), "action"), action) == 0)
             return json_array_get(ev, i);
     return NULL;
 }
@@ -131,7 +119,7 @@ static void t_nova_abort(void)
     rc = lab_api(s, "POST", "/v1/migrations", b, &st, &o, &e);
     json_decref(b);
     json_decref(pol);
-    snprintf(nova_id, sizeof(nova_id), "%s", jstr(o, "id"));
+    snprintf(nova_id, sizeof(nova_id), "%s", lab_jstr(o, "id"));
     json_decref(o);
     REQUIRE(rc == 0 && st == 202 && nova_id[0], "start: %d %s", st, e.msg);
     if (lab_instance_pid(d, NAME, &dest_pid, NULL, 0, &e) != 0)
@@ -139,25 +127,26 @@ static void t_nova_abort(void)
     json_t *m = NULL;
     rc = lab_migration_wait(s, nova_id, (int)(timeout_s * 1000 + 40000), &m, &e);
     REQUIRE(rc == 0, "wait: %s", e.msg);
-    const char *err = jstr(m, "error");
-    CHECK(strcmp(jstr(m, "state"), "failed") == 0, "state %s error '%s'", jstr(m, "state"), err);
+    const char *err = lab_jstr(m, "error");
+    CHECK(strcmp(lab_jstr(m, "state"), "failed") == 0, "state %s error '%s'", lab_jstr(m, "state"),
+          err);
     CHECK(strstr(err, "controller aborted") != NULL, "error '%s'", err);
     CHECK(!json_is_true(json_object_get(m, "postcopy")) &&
-              strstr(jstr(m, "postcopy_note"), "destination") != NULL,
+              strstr(lab_jstr(m, "postcopy_note"), "destination") != NULL,
           "post-copy negotiated with a destination prepared without it (note '%s')",
-          jstr(m, "postcopy_note"));
+          lab_jstr(m, "postcopy_note"));
     json_t *ab = find_event(m, "abort");
     CHECK(ab != NULL, "no abort event");
-    long long t_abort = ab ? jint(ab, "t_ms") : -1;
+    long long t_abort = ab ? lab_jint(ab, "t_ms", -1) : -1;
     long long want = (long long)timeout_s * 1000;
     CHECK(t_abort >= want - ABORT_SLACK_MS && t_abort <= want + ABORT_SLACK_MS,
           "abort at %lld ms, core's completion timeout %lld ms", t_abort, want);
     json_t *dt = find_event(m, "set_downtime");
-    CHECK(dt && jint(dt, "value") == (long long)steps[0].downtime_ms,
-          "first downtime step %lld, core says %llu", dt ? jint(dt, "value") : -1,
+    CHECK(dt && lab_jint(dt, "value", -1) == (long long)steps[0].downtime_ms,
+          "first downtime step %lld, core says %llu", dt ? lab_jint(dt, "value", -1) : -1,
           (unsigned long long)steps[0].downtime_ms);
     printf("  nova abort at %lld ms (core: > %lld ms), dirty rate %s\n", t_abort, want,
-           jstr(json_object_get(m, "dirty_rate"), "state"));
+           lab_jstr(json_object_get(m, "dirty_rate"), "state"));
     json_decref(m);
     /* source runs on, same process, intact; destination cleaned */
     pid_t pid = 0;
@@ -187,7 +176,7 @@ static void t_trace(void)
     int st = 0;
     json_t *m = NULL;
     REQUIRE(lab_api(s, "GET", path, NULL, &st, &m, &e) == 0 && st == 200, "GET: %d %s", st, e.msg);
-    long long kept = jint(m, "samples_kept");
+    long long kept = lab_jint(m, "samples_kept", -1);
     json_decref(m);
     snprintf(path, sizeof(path), "/v1/migrations/%s/trace", nova_id);
     char *body = NULL;
@@ -222,8 +211,8 @@ static void consent_expect(const char *id, const char *body, int want_status,
     json_t *err = json_object_get(o, "error");
     CHECK(st == want_status, "consent %s: status %d, want %d", body, st, want_status);
     if (want_field)
-        CHECK(strcmp(jstr(err, "field"), want_field) == 0, "consent %s: field '%s', want '%s'",
-              body, jstr(err, "field"), want_field);
+        CHECK(strcmp(lab_jstr(err, "field"), want_field) == 0, "consent %s: field '%s', want '%s'",
+              body, lab_jstr(err, "field"), want_field);
     json_decref(o);
 }
 
@@ -286,7 +275,7 @@ static void t_postcopy(void)
         m = NULL;
         rc = lab_api(s, "GET", path, NULL, &st, &m, &e);
         REQUIRE(rc == 0 && st == 200, "GET migration: %d %s", st, e.msg);
-        state = jstr(m, "state");
+        state = lab_jstr(m, "state");
         negotiated |= json_is_true(json_object_get(m, "postcopy"));
         if (!strcmp(state, "succeeded") || !strcmp(state, "failed") || !strcmp(state, "cancelled"))
             break;
@@ -330,8 +319,8 @@ static void t_postcopy(void)
         usleep(250000);
     }
     REQUIRE(m, "no migration");
-    CHECK(negotiated, "postcopy-ram not negotiated: %s", jstr(m, "postcopy_note"));
-    CHECK(strcmp(state, "succeeded") == 0, "state '%s' error '%s'", state, jstr(m, "error"));
+    CHECK(negotiated, "postcopy-ram not negotiated: %s", lab_jstr(m, "postcopy_note"));
+    CHECK(strcmp(state, "succeeded") == 0, "state '%s' error '%s'", state, lab_jstr(m, "error"));
     CHECK(json_array_size(json_object_get(m, "stalls")) > 0, "no stall reported");
     CHECK(granted_pc, "post-copy consent never requested after a stall");
     CHECK(wait_seen > 0, "no estimate said it waits for consent (%d polls with a request)",
@@ -339,7 +328,7 @@ static void t_postcopy(void)
     CHECK(cancel_tried, "state 'postcopy' never seen by the poller");
     CHECK(find_event(m, "start_postcopy") != NULL, "no start_postcopy event");
     json_t *consent = find_event(m, "consent");
-    CHECK(consent && jint(consent, "t_ms") >= 0, "consent answer not in events");
+    CHECK(consent && lab_jint(consent, "t_ms", -1) >= 0, "consent answer not in events");
     char *txt = json_dumps(json_object_get(m, "events"), JSON_COMPACT);
     printf("  post-copy: state %s, events %s\n", state, txt ? txt : "");
     free(txt);
@@ -354,11 +343,11 @@ static void t_postcopy(void)
     int pc = 0;
     long long hint = 0, thr = 0;
     for (size_t i = 0; i < json_array_size(sm); i++) {
-        if (jint(json_array_get(sm, i), "throttle_pct") > thr)
-            thr = jint(json_array_get(sm, i), "throttle_pct");
-        pc += strcmp(jstr(json_array_get(sm, i), "phase"), "postcopy") == 0;
-        if (jint(json_array_get(sm, i), "dirty_rate_hint_pps") > hint)
-            hint = jint(json_array_get(sm, i), "dirty_rate_hint_pps");
+        if (lab_jint(json_array_get(sm, i), "throttle_pct", -1) > thr)
+            thr = lab_jint(json_array_get(sm, i), "throttle_pct", -1);
+        pc += strcmp(lab_jstr(json_array_get(sm, i), "phase"), "postcopy") == 0;
+        if (lab_jint(json_array_get(sm, i), "dirty_rate_hint_pps", -1) > hint)
+            hint = lab_jint(json_array_get(sm, i), "dirty_rate_hint_pps", -1);
     }
     CHECK(pc > 0, "no post-copy sample among %zu", json_array_size(sm));
     /* the controller's throttle took effect although auto-converge cannot be
@@ -366,15 +355,16 @@ static void t_postcopy(void)
     CHECK(thr >= 20, "highest cpu-throttle-percentage %lld, controller asked for 20", thr);
     for (size_t i = 0; getenv("FERRY_TEST_VERBOSE") && i < json_array_size(sm); i += 4)
         printf("    t %lld phase %s sync %lld thr %lld rem %lld\n",
-               jint(json_array_get(sm, i), "t_ms"), jstr(json_array_get(sm, i), "phase"),
-               jint(json_array_get(sm, i), "dirty_sync_count"),
-               jint(json_array_get(sm, i), "throttle_pct"),
-               jint(json_array_get(sm, i), "ram_remaining"));
+               lab_jint(json_array_get(sm, i), "t_ms", -1),
+               lab_jstr(json_array_get(sm, i), "phase"),
+               lab_jint(json_array_get(sm, i), "dirty_sync_count", -1),
+               lab_jint(json_array_get(sm, i), "throttle_pct", -1),
+               lab_jint(json_array_get(sm, i), "ram_remaining", -1));
     CHECK(hint > 0, "no pass-1 dirty rate hint in the samples (%s)",
-          jstr(json_object_get(m, "dirty_rate"), "note"));
+          lab_jstr(json_object_get(m, "dirty_rate"), "note"));
     printf("  %d post-copy samples of %zu; pass-1 dirty rate hint %lld pages/s (%s); "
            "throttle up to %lld %%\n",
-           pc, json_array_size(sm), hint, jstr(json_object_get(m, "dirty_rate"), "state"), thr);
+           pc, json_array_size(sm), hint, lab_jstr(json_object_get(m, "dirty_rate"), "state"), thr);
     json_decref(m);
     if (strcmp(state, "succeeded") != 0)
         return;

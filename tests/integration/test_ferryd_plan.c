@@ -219,18 +219,12 @@ static json_t *wait_plan(const char *id, const char *states, int timeout_ms)
     return NULL;
 }
 
-/* POSTs a plan over every host labelled zone=lab (host1..3; max_down 1,
- * reboot) whose action prints "ferry-maint-TAG" (into the agent's log) and
- * whose health-check command prints "ferry-check-TAG"; id receives its id. */
-static int create_plan(const char *tag, char *id, size_t n)
+/* POSTs plan body b (takes ownership) as the admin; id (n bytes)
+ * receives the new plan's id. Returns 0 on 201 with an id, else -1 (the
+ * status and error on stderr). */
+static int post_plan(json_t *b, char *id, size_t n)
 {
-    char cmd[96], check[96];
-    snprintf(cmd, sizeof(cmd), "sleep 1; echo ferry-maint-%s", tag);
-    snprintf(check, sizeof(check), "test -d /proc && echo ferry-check-%s", tag);
-    json_t *b = json_pack("{s:s, s:i, s:{s:s, s:b, s:i}, s:{s:i, s:s}}", "label", "zone=lab",
-                          "max_down", 1, "action", "command", cmd, "reboot", 1, "timeout_s", 60,
-                          "health_check", "timeout_s", 60, "command", check),
-           *o = NULL;
+    json_t *o = NULL;
     int st = ferryd_api(&D, "POST", "/v1/plans", D.admin, b, &o);
     json_decref(b);
     id[0] = '\0';
@@ -241,6 +235,20 @@ static int create_plan(const char *tag, char *id, size_t n)
                 ferryd_jstr(json_object_get(o, "error"), "message"));
     json_decref(o);
     return st == 201 && id[0] ? 0 : -1;
+}
+
+/* POSTs a plan over every host labelled zone=lab (host1..3; max_down 1,
+ * reboot) whose action prints "ferry-maint-TAG" (into the agent's log) and
+ * whose health-check command prints "ferry-check-TAG"; id receives its id. */
+static int create_plan(const char *tag, char *id, size_t n)
+{
+    char cmd[96], check[96];
+    snprintf(cmd, sizeof(cmd), "sleep 1; echo ferry-maint-%s", tag);
+    snprintf(check, sizeof(check), "test -d /proc && echo ferry-check-%s", tag);
+    json_t *b = json_pack("{s:s, s:i, s:{s:s, s:b, s:i}, s:{s:i, s:s}}", "label", "zone=lab",
+                          "max_down", 1, "action", "command", cmd, "reboot", 1, "timeout_s", 60,
+                          "health_check", "timeout_s", 60, "command", check);
+    return post_plan(b, id, n);
 }
 
 /* The action tagged tag ran exactly once on every host: one line
@@ -737,20 +745,10 @@ static int create_plan_x(const char *cmd, const char *check, int health_s, int d
     json_t *b = json_pack("{s:[s,s,s], s:i, s:{s:s, s:b, s:i}, s:{s:i}, s:i}", "hosts", HOSTS[0],
                           HOSTS[1], HOSTS[2], "max_down", 1, "action", "command", cmd, "reboot", 1,
                           "timeout_s", 60, "health_check", "timeout_s", health_s,
-                          "deferral_deadline_s", defer_s),
-           *o = NULL;
+                          "deferral_deadline_s", defer_s);
     if (check)
         json_object_set_new(json_object_get(b, "health_check"), "command", json_string(check));
-    int st = ferryd_api(&D, "POST", "/v1/plans", D.admin, b, &o);
-    json_decref(b);
-    id[0] = '\0';
-    if (st == 201)
-        snprintf(id, n, "%s", ferryd_jstr(o, "id"));
-    else
-        fprintf(stderr, "POST /v1/plans: %d %s\n", st,
-                ferryd_jstr(json_object_get(o, "error"), "message"));
-    json_decref(o);
-    return st == 201 && id[0] ? 0 : -1;
+    return post_plan(b, id, n);
 }
 
 static int agent_index(const char *name)

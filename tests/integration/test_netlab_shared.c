@@ -34,6 +34,7 @@
 #include <unistd.h>
 
 #include "../lib/lab.h"
+#include "../lib/labqemu.h"
 #include "../lib/netlab.h"
 #include "../lib/test.h"
 
@@ -49,44 +50,6 @@
 static const char *const CMDLINE =
     "console=ttyS0 quiet panic=-1 ferry.workload=memload,diskload ferry.ws_mib=32 "
     "ferry.rate=1000 ferry.disk_rate=100 ferry.disk_span_mib=32";
-
-static const char *jstr(json_t *o, const char *k)
-{
-    const char *s = json_string_value(json_object_get(o, k));
-    return s ? s : "";
-}
-
-static long long jint(json_t *o, const char *k)
-{
-    json_t *v = json_object_get(o, k);
-    return json_is_integer(v) ? (long long)json_integer_value(v) : -1;
-}
-
-/* FNV-1a over the first span bytes of the image as 64-bit little-endian
- * words: diskload's span checksum, recomputed on the host. */
-static int host_checksum(const char *path, uint64_t span, uint64_t *out)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return -errno;
-    static uint64_t buf[1 << 17]; /* 1 MiB */
-    uint64_t h = 0xcbf29ce484222325ull, done = 0;
-    while (done < span) {
-        size_t want = span - done < sizeof(buf) ? (size_t)(span - done) : sizeof(buf);
-        if (fread(buf, 1, want, f) != want) {
-            fclose(f);
-            return -EIO;
-        }
-        for (size_t k = 0; k < want / 8; k++) {
-            h ^= buf[k];
-            h *= 0x100000001b3ull;
-        }
-        done += want;
-    }
-    fclose(f);
-    *out = h;
-    return 0;
-}
 
 /* The interface names of the calling thread's namespace, sorted by the
  * kernel's listing order, joined with spaces into out (n bytes). */
@@ -277,9 +240,9 @@ static void t_shared_migration(void)
     CHECK(netlab_link_bytes(&nl, 0, &tx1, &rx1, &e) == 0, "%s", e.msg);
     if (rc == 0) {
         json_t *res = json_object_get(m, "result");
-        long long ram = jint(res, "ram_transferred");
-        CHECK(strcmp(jstr(m, "state"), "succeeded") == 0, "state %s error '%s'", jstr(m, "state"),
-              jstr(m, "error"));
+        long long ram = lab_jint(res, "ram_transferred", -1);
+        CHECK(strcmp(lab_jstr(m, "state"), "succeeded") == 0, "state %s error '%s'",
+              lab_jstr(m, "state"), lab_jstr(m, "error"));
         CHECK(ram > 0 && tx1 - tx0 >= (uint64_t)ram, "source link sent %llu bytes, migration %lld",
               (unsigned long long)(tx1 - tx0), ram);
         /* the agent measured the guest's NBD-backed disk (query-blockstats
@@ -292,8 +255,8 @@ static void t_shared_migration(void)
               "the agent's impact baseline shows no disk I/O on the NBD disk");
         printf("# migrated in %.1f s (QEMU total %lld ms, downtime %lld ms), %lld RAM bytes; "
                "source link sent %.1f MiB\n",
-               (double)(lab_now_ms() - t0) / 1000.0, jint(res, "total_time_ms"),
-               jint(res, "downtime_ms"), ram, (double)(tx1 - tx0) / 1048576.0);
+               (double)(lab_now_ms() - t0) / 1000.0, lab_jint(res, "total_time_ms", -1),
+               lab_jint(res, "downtime_ms", -1), ram, (double)(tx1 - tx0) / 1048576.0);
     }
     json_decref(m);
     CHECK(lab_pid_wait_gone(src_pid, GONE_TIMEOUT_MS), "source QEMU %d still alive", (int)src_pid);
@@ -313,17 +276,17 @@ static void t_shared_migration(void)
     CHECK(rc == 0, "diskload verify: %s", e.msg);
     json_t *r = rest ? json_loads(rest, 0, NULL) : NULL;
     free(rest);
-    CHECK(r && json_is_true(json_object_get(r, "ok")) && jint(r, "bad_blocks") == 0 &&
-              jint(r, "stale_blocks") == 0,
+    CHECK(r && json_is_true(json_object_get(r, "ok")) && lab_jint(r, "bad_blocks", -1) == 0 &&
+              lab_jint(r, "stale_blocks", -1) == 0,
           "disk verify: ok=%d bad=%lld stale=%lld", r && json_is_true(json_object_get(r, "ok")),
-          jint(r, "bad_blocks"), jint(r, "stale_blocks"));
+          lab_jint(r, "bad_blocks", -1), lab_jint(r, "stale_blocks", -1));
     uint64_t h = 0;
-    int hr = host_checksum(img, (uint64_t)DISK_MIB << 20, &h);
+    int hr = labq_disk_checksum(img, (uint64_t)DISK_MIB << 20, &h);
     char hs[32];
     snprintf(hs, sizeof(hs), "%016llx", (unsigned long long)h);
-    CHECK(hr == 0 && r && strcmp(hs, jstr(r, "checksum")) == 0,
-          "guest checksum %s, image on the storage host %s (%d)", r ? jstr(r, "checksum") : "?", hs,
-          hr);
+    CHECK(hr == 0 && r && strcmp(hs, lab_jstr(r, "checksum")) == 0,
+          "guest checksum %s, image on the storage host %s (%d)", r ? lab_jstr(r, "checksum") : "?",
+          hs, hr);
     json_decref(r);
 
     /* back to the source, the agent pacing QEMU's migration socket at the
@@ -346,13 +309,14 @@ static void t_shared_migration(void)
     CHECK(rc == 0, "ferry migrate --pacing: status %d, output '%.200s'", cli_rc, cli_out);
     if (rc == 0) {
         json_t *pc = json_object_get(m, "pacing");
-        CHECK(strcmp(jstr(m, "state"), "succeeded") == 0, "paced: state %s error '%s'",
-              jstr(m, "state"), jstr(m, "error"));
-        CHECK(json_is_true(json_object_get(pc, "active")) && jint(pc, "rate_bps") == PACED_BPS,
-              "socket pacing not in force: %s", jstr(pc, "note"));
+        CHECK(strcmp(lab_jstr(m, "state"), "succeeded") == 0, "paced: state %s error '%s'",
+              lab_jstr(m, "state"), lab_jstr(m, "error"));
+        CHECK(json_is_true(json_object_get(pc, "active")) &&
+                  lab_jint(pc, "rate_bps", -1) == PACED_BPS,
+              "socket pacing not in force: %s", lab_jstr(pc, "note"));
         printf("# paced migration: %.1f s QEMU total, pacing from %lld ms\n",
-               (double)jint(json_object_get(m, "result"), "total_time_ms") / 1000.0,
-               jint(pc, "since_ms"));
+               (double)lab_jint(json_object_get(m, "result"), "total_time_ms", -1) / 1000.0,
+               lab_jint(pc, "since_ms", -1));
     }
     json_decref(m);
     rc = lab_verify(&s, name, &li, &e);

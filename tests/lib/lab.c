@@ -616,7 +616,13 @@ int lab_launch_guest(const struct lab_agent *a, const char *name, unsigned memor
     return rc;
 }
 
-static long long jint(json_t *o, const char *k, long long def)
+const char *lab_jstr(const json_t *o, const char *k)
+{
+    const char *s = json_string_value(json_object_get(o, k));
+    return s ? s : "";
+}
+
+long long lab_jint(const json_t *o, const char *k, long long def)
 {
     json_t *v = json_object_get(o, k);
     return json_is_integer(v) ? (long long)json_integer_value(v) : def;
@@ -641,10 +647,10 @@ int lab_verify(const struct lab_agent *a, const char *name, struct lab_integrity
     }
     free(rest);
     out->ok = json_is_true(json_object_get(o, "ok"));
-    out->pages = jint(o, "pages", -1);
-    out->bad_pages = jint(o, "bad_pages", -1);
-    out->pass = jint(o, "pass", -1);
-    out->cursor = jint(o, "cursor", -1);
+    out->pages = lab_jint(o, "pages", -1);
+    out->bad_pages = lab_jint(o, "bad_pages", -1);
+    out->pass = lab_jint(o, "pass", -1);
+    out->cursor = lab_jint(o, "cursor", -1);
     json_decref(o);
     return 0;
 }
@@ -863,7 +869,7 @@ int lab_migration_wait_transferred(const struct lab_agent *src, const char *id, 
         if (rc != 0)
             return rc;
         const char *s = json_string_value(json_object_get(o, "state"));
-        uint64_t t = (uint64_t)jint(json_object_get(o, "last_sample"), "ram_transferred", 0);
+        uint64_t t = (uint64_t)lab_jint(json_object_get(o, "last_sample"), "ram_transferred", 0);
         int moving = s && !strcmp(s, "running");
         char last[32];
         snprintf(last, sizeof(last), "%s", s ? s : "?");

@@ -208,6 +208,13 @@ int lab_pid_wait_gone(pid_t pid, int timeout_ms);
 /* Waits up to timeout_ms until GET on the instance returns 404; 1 when so. */
 int lab_instance_wait_gone(const struct lab_agent *a, const char *name, int timeout_ms);
 
+/* The string member k of o, "" when absent or not a string (borrowed
+ * from o). */
+const char *lab_jstr(const json_t *o, const char *k);
+
+/* The integer member k of o, def when absent or not an integer. */
+long long lab_jint(const json_t *o, const char *k, long long def);
+
 /* Monotonic milliseconds. */
 uint64_t lab_now_ms(void);
 
