@@ -19,6 +19,7 @@
 #include "coord/migrations.h"
 #include "coord/place.h"
 #include "coord/plans.h"
+#include "coord/sse.h"
 #include "util/httpd.h"
 #include "util/jsonin.h"
 #include "util/log.h"
@@ -73,17 +74,6 @@ static void reply_status_err(struct evhttp_request *req, int status, const char 
 {
     httpd_reply_json(req, status,
                      json_pack("{s:{s:s, s:s}}", "error", "code", code, "message", msg));
-}
-
-static json_t *time_json(int64_t ms)
-{
-    time_t s = (time_t)(ms / 1000);
-    struct tm tm;
-    char buf[32], out[40];
-    gmtime_r(&s, &tm);
-    strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(out, sizeof(out), "%s.%03dZ", buf, (int)(ms % 1000));
-    return json_string(out);
 }
 
 static void audit_fill(struct store_audit *a, const struct store_token *who, const char *action,
@@ -157,9 +147,9 @@ static json_t *host_json(const struct store_host *h, const struct store_instance
     return json_pack("{s:s, s:s, s:I, s:I, s:s, s:o, s:o, s:o, s:o, s:o, s:o}", "name", h->name,
                      "agent_url", h->url, "ram_mib", (json_int_t)h->ram_mib, "vcpus",
                      (json_int_t)h->vcpus, "state", h->state, "last_heartbeat",
-                     time_json(h->last_heartbeat_ms), "registered", time_json(h->registered_ms),
-                     "labels", place_labels_json(h->labels), "cordon",
-                     h->cordon[0] ? json_string(h->cordon) : json_null(), "maintenance",
+                     sse_time_json(h->last_heartbeat_ms), "registered",
+                     sse_time_json(h->registered_ms), "labels", place_labels_json(h->labels),
+                     "cordon", h->cordon[0] ? json_string(h->cordon) : json_null(), "maintenance",
                      h->maint[0] ? json_string(h->maint) : json_null(), "instances", list);
 }
 
@@ -274,7 +264,7 @@ static void heartbeat(struct coord *c, struct evhttp_request *req, const struct 
         log_info("api", "msg=\"host up again\" host=%s", name);
     httpd_reply_json(req, 200,
                      json_pack("{s:s, s:s, s:o, s:I}", "name", name, "state", "up",
-                               "last_heartbeat", time_json(now), "heartbeat_interval_ms",
+                               "last_heartbeat", sse_time_json(now), "heartbeat_interval_ms",
                                (json_int_t)c->cfg.heartbeat_interval_ms));
     return;
 fail:
@@ -413,7 +403,7 @@ static void list_events(struct coord *c, struct evhttp_request *req, const struc
         }
         json_array_append_new(
             a, json_pack("{s:I, s:s, s:o, s:s, s:o, s:i}", "seq", (json_int_t)ev[i].seq, "type",
-                         ev[i].type, "time", time_json(ev[i].time_ms), "subject", ev[i].subject,
+                         ev[i].type, "time", sse_time_json(ev[i].time_ms), "subject", ev[i].subject,
                          "payload", payload ? payload : json_object(), "version", ev[i].version));
     }
     int64_t next = n ? ev[n - 1].seq : since;
@@ -450,7 +440,7 @@ int coord_sweep_hosts(struct coord *c, int64_t now_ms, int *marked, struct ferr 
         if ((rc = store_host_update(c->st, h->name, "down", -1, e)) != 0 ||
             (rc = emit(c, "host.down", subject,
                        json_pack("{s:s, s:o, s:I}", "host", h->name, "last_heartbeat",
-                                 time_json(h->last_heartbeat_ms), "missed_beats",
+                                 sse_time_json(h->last_heartbeat_ms), "missed_beats",
                                  (json_int_t)((now_ms - h->last_heartbeat_ms) /
                                               (int64_t)c->cfg.heartbeat_interval_ms)),
                        now_ms, NULL, e)) != 0)

@@ -12,6 +12,7 @@
 #include "coord/auth.h"
 #include "coord/migrations.h"
 #include "coord/place.h"
+#include "coord/sse.h"
 #include "util/jsonin.h"
 #include "util/log.h"
 #include "util/xalloc.h"
@@ -19,17 +20,6 @@
 #define EVENT_VERSION 1 /* payload version of the consent events */
 
 /* ---- small helpers ------------------------------------------------------ */
-
-static json_t *time_json(int64_t ms)
-{
-    time_t s = (time_t)(ms / 1000);
-    struct tm tm;
-    char buf[32], out[40];
-    gmtime_r(&s, &tm);
-    strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(out, sizeof(out), "%s.%03dZ", buf, (int)(ms % 1000));
-    return json_string(out);
-}
 
 static void reply_code(struct evhttp_request *req, int status, const char *code, const char *field,
                        const char *msg)
@@ -118,9 +108,9 @@ static json_t *consent_json(const struct store_consent *k)
         json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}", "id", k->id, "migration_id", k->migration_id,
                   "instance", detail_str(k, "instance", inst, sizeof(inst)), "step", k->step,
                   "state", k->state, "project_id", k->project);
-    json_object_set_new(o, "requested", time_json(k->requested_ms));
-    json_object_set_new(o, "deadline", time_json(k->deadline_ms));
-    json_object_set_new(o, "decided", k->decided_ms ? time_json(k->decided_ms) : json_null());
+    json_object_set_new(o, "requested", sse_time_json(k->requested_ms));
+    json_object_set_new(o, "deadline", sse_time_json(k->deadline_ms));
+    json_object_set_new(o, "decided", k->decided_ms ? sse_time_json(k->decided_ms) : json_null());
     json_object_set_new(o, "decided_by", json_string(k->decided_by));
     json_object_set_new(o, "on_behalf", json_boolean(k->on_behalf));
     json_object_set_new(o, "reason", json_string(k->reason));
@@ -263,7 +253,7 @@ void coordconsent_observe(struct coord *c, const char *id, const char *instance,
         if (rc == 0 && ((rc = store_consent_insert(c->st, &r, &e)) != 0 ||
                         (rc = emit(c, "migration.consent_requested", &r,
                                    json_pack("{s:o, s:I, s:s}", "deadline",
-                                             time_json(r.deadline_ms), "timeout_s",
+                                             sse_time_json(r.deadline_ms), "timeout_s",
                                              (json_int_t)timeout_s, "on_timeout", action),
                                    now, &e)) != 0 ||
                         (rc = store_tx_commit(c->st, &e)) != 0))

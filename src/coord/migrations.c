@@ -36,6 +36,7 @@
 #include "coord/migrations.h"
 #include "coord/place.h"
 #include "coord/plans.h"
+#include "coord/sse.h"
 #include "core/admit.h"
 #include "core/migstate.h"
 #include "util/jsonin.h"
@@ -135,17 +136,6 @@ struct coordmig {
 #define CONSENT_CHECK_MS 1000 /* consent timeouts are checked this often, ms */
 
 /* ---- small helpers ---------------------------------------------------- */
-
-static json_t *time_json(int64_t ms)
-{
-    time_t s = (time_t)(ms / 1000);
-    struct tm tm;
-    char buf[32], out[40];
-    gmtime_r(&s, &tm);
-    strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(out, sizeof(out), "%s.%03dZ", buf, (int)(ms % 1000));
-    return json_string(out);
-}
 
 static int state_of(const char *name, enum migstate *out)
 {
@@ -288,8 +278,8 @@ static json_t *rec_json(const struct store_migration *m, bool show_hosts)
     json_object_set(o, "result", res ? res : json_null());
     json_object_set_new(o, "started_by",
                         json_pack("{s:s, s:s}", "user", m->user, "project", m->project));
-    json_object_set_new(o, "created", time_json(m->created_ms));
-    json_object_set_new(o, "updated", time_json(m->updated_ms));
+    json_object_set_new(o, "created", sse_time_json(m->created_ms));
+    json_object_set_new(o, "updated", sse_time_json(m->updated_ms));
     json_object_set_new(o, "last_error", json_string(m->last_error));
     json_t *k = detail ? json_object_get(detail, "consent") : NULL;
     json_object_set(o, "consent", json_is_object(k) ? k : json_null()); /* the override */
@@ -2145,7 +2135,7 @@ static int record_forwarded(struct fwd *f, const json_t *agent)
     const char *type;
     if (f->lim) {
         json_t *rl = json_deep_copy(f->lim);
-        json_object_set_new(rl, "requested_at", time_json(now));
+        json_object_set_new(rl, "requested_at", sse_time_json(now));
         json_object_set_new(rl, "requested_by", json_string(f->who.user));
         json_object_set_new(rl, "applied", json_true());
         json_object_set_new(detail, "requested_limits", rl);
@@ -2165,7 +2155,7 @@ static int record_forwarded(struct fwd *f, const json_t *agent)
         const char *how = json_string_value(json_object_get(agent, "force_complete"));
         json_object_set_new(detail, "force_complete",
                             json_pack("{s:s, s:s, s:o}", "by", f->who.user, "how",
-                                      how ? how : "", "at", time_json(now)));
+                                      how ? how : "", "at", sse_time_json(now)));
         type = "migration.force_completed";
         extra = json_pack("{s:s, s:s}", "by", f->who.user, "how", how ? how : "");
     }

@@ -24,6 +24,7 @@
 #include "coord/auth.h"
 #include "coord/place.h"
 #include "coord/plankick.h"
+#include "coord/sse.h"
 #include "core/planner.h"
 #include "util/jsonin.h"
 #include "util/log.h"
@@ -81,17 +82,6 @@ struct preq {
 };
 
 /* ---- small helpers ------------------------------------------------------ */
-
-static json_t *time_json(int64_t ms)
-{
-    time_t s = (time_t)(ms / 1000);
-    struct tm tm;
-    char buf[32], out[40];
-    gmtime_r(&s, &tm);
-    strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(out, sizeof(out), "%s.%03dZ", buf, (int)(ms % 1000));
-    return json_string(out);
-}
 
 static void reply_code(struct evhttp_request *req, int status, const char *code, const char *field,
                        const char *msg)
@@ -817,7 +807,7 @@ static bool drain(struct coordplans *cp, struct store_plan *p, const json_t *spe
                     rc = emit(c, "plan.deferred", p->id,
                               json_pack("{s:s, s:s, s:s, s:o}", "host", h->host, "instance", name,
                                         "project_id", inst[i].project_id, "until",
-                                        time_json(nd1.until_ms)),
+                                        sse_time_json(nd1.until_ms)),
                               now, &e);
                 if (rc == 0)
                     rc = store_tx_commit(c->st, &e);
@@ -1371,7 +1361,7 @@ static json_t *plan_json(struct coord *c, const struct store_plan *p, bool full,
     json_t *spec = load_obj(p->spec_json), *det = load_obj(p->detail_json);
     json_t *o = json_pack("{s:s, s:s, s:i, s:o, s:o, s:s, s:o, s:O}", "id", p->id, "state",
                           p->state, "current_group", p->current_group, "created",
-                          time_json(p->created_ms), "updated", time_json(p->updated_ms),
+                          sse_time_json(p->created_ms), "updated", sse_time_json(p->updated_ms),
                           "last_error", p->last_error, "spec", json_incref(spec), "plan", det);
     struct store_plan_host *hs = NULL;
     size_t nh = 0;

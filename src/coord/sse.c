@@ -51,6 +51,13 @@ void sse_time_str(int64_t ms, char out[32])
     snprintf(out, 32, "%s.%03dZ", buf, (int)(ms % 1000));
 }
 
+json_t *sse_time_json(int64_t ms)
+{
+    char t[32];
+    sse_time_str(ms, t);
+    return json_string(t);
+}
+
 json_t *sse_event_json(const struct store_event *ev)
 {
     char t[32];

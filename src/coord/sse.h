@@ -33,6 +33,10 @@ json_t *sse_event_json(const struct store_event *ev);
 /* Writes ms (since the epoch) as RFC 3339 UTC with milliseconds into out. */
 void sse_time_str(int64_t ms, char out[32]);
 
+/* ms (since the epoch) as a JSON string, RFC 3339 UTC with milliseconds
+ * (sse_time_str): the form of every time in ferryd's API. New reference. */
+json_t *sse_time_json(int64_t ms);
+
 /* True when the request's Accept header names text/event-stream. */
 bool sse_wants_stream(struct evhttp_request *req);
 
