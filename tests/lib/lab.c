@@ -565,6 +565,27 @@ int lab_console_expect(const struct lab_agent *a, const char *name, const char *
     }
 }
 
+/* POSTs body (takes ownership) to path on a. Returns 0 when a accepted
+ * it (200 or 202); else FERR_PEER on field with "WHAT: status N BODY",
+ * or the request's own error. */
+static int post_accepted(const struct lab_agent *a, const char *path, json_t *body,
+                         const char *field, const char *what, struct ferr *e)
+{
+    int st = 0;
+    json_t *o = NULL;
+    int rc = lab_api(a, "POST", path, body, &st, &o, e);
+    json_decref(body);
+    if (rc != 0)
+        return rc;
+    if (st != 202 && st != 200) {
+        char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
+        rc = ferr_set(e, FERR_PEER, field, "%s: status %d %s", what, st, s ? s : "");
+        free(s);
+    }
+    json_decref(o);
+    return rc;
+}
+
 int lab_post_instance(const struct lab_agent *a, const char *name, const char *project,
                       unsigned memory_mib, const char *cmdline, const json_t *disks,
                       struct ferr *e)
@@ -575,20 +596,9 @@ int lab_post_instance(const struct lab_agent *a, const char *name, const char *p
         json_object_set_new(spec, "project", json_string(project));
     if (disks)
         json_object_set_new(spec, "disks", json_deep_copy(disks));
-    int st = 0;
-    json_t *o = NULL;
-    int rc = lab_api(a, "POST", "/v1/instances", spec, &st, &o, e);
-    json_decref(spec);
-    if (rc != 0)
-        return rc;
-    if (st != 202 && st != 200) {
-        char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
-        rc = ferr_set(e, FERR_PEER, "instance", "launch %s on %s: status %d %s", name, a->name, st,
-                      s ? s : "");
-        free(s);
-    }
-    json_decref(o);
-    return rc;
+    char what[160];
+    snprintf(what, sizeof(what), "launch %s on %s", name, a->name);
+    return post_accepted(a, "/v1/instances", spec, "instance", what, e);
 }
 
 /* DELETE /v1/instances/name, errors ignored (the agent is gone or stuck:
@@ -667,20 +677,9 @@ int lab_prepare_incoming(const struct lab_agent *src, const struct lab_agent *ds
  * dst accepted it (200 or 202). */
 static int post_incoming(const struct lab_agent *dst, json_t *spec, struct ferr *e)
 {
-    int st = 0;
-    json_t *o = NULL;
-    int rc = lab_api(dst, "POST", "/v1/incoming", spec, &st, &o, e);
-    json_decref(spec);
-    if (rc != 0)
-        return rc;
-    if (st != 202 && st != 200) {
-        char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
-        rc = ferr_set(e, FERR_PEER, "incoming", "POST /v1/incoming on %s: status %d %s", dst->name,
-                      st, s ? s : "");
-        free(s);
-    }
-    json_decref(o);
-    return rc;
+    char what[160];
+    snprintf(what, sizeof(what), "POST /v1/incoming on %s", dst->name);
+    return post_accepted(dst, "/v1/incoming", spec, "incoming", what, e);
 }
 
 int lab_prepare_incoming_opts(const struct lab_agent *src, const struct lab_agent *dst,
