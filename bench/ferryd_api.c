@@ -39,6 +39,11 @@
  * stall (the achieved rate below the offered one shows it).
  * The target figure (p99 < 10 ms) is the paced run's p99 of the four
  * reads; the saturation verdict is printed beside it.
+ * Beside wrk's latency it prints ferryd's own p99 handling time (the
+ * bucket of its ferry_api_request_duration_seconds histogram, scraped from
+ * /metrics before and after each run, that holds the 99th percentile):
+ * what the handlers took, against what the client saw — the difference is
+ * waiting (socket, scheduler, wrk itself).
  * Beside latency it reports ferryd's CPU time per request (utime + stime
  * over the run, from /proc, divided by the requests answered) and the
  * progress writes ferryd made (the sum of the rows' revisions) and the
@@ -49,6 +54,7 @@
  * runs), FERRY_BENCH_API_CONNS (64), FERRY_BENCH_API_RATE (2000),
  * FERRY_BENCH_API_THREADS (ferryd's read_threads; unset: its default). */
 #include <errno.h>
+#include <math.h>
 #include <event2/buffer.h>
 #include <sqlite3.h>
 #include <signal.h>
@@ -221,6 +227,58 @@ static double daemon_commits(const char *url)
     return sum;
 }
 
+/* ferryd's own latency histogram of one route class (GET, status 200):
+ * ferry_api_request_duration_seconds from /metrics — the time from the
+ * handler's start to its reply queued, on the loop or a read thread. */
+#define HIST_MAX 20
+struct api_hist {
+    int n;               /* buckets read */
+    double le[HIST_MAX]; /* upper bounds, s (+Inf as HUGE_VAL) */
+    double cnt[HIST_MAX]; /* cumulative counts */
+};
+
+static int api_hist(const char *url, const char *route, struct api_hist *h)
+{
+    struct httpc_resp r = {0};
+    struct ferr e = {0};
+    memset(h, 0, sizeof(*h));
+    if (httpc_request(url, "GET", "/metrics", NULL, NULL, 10000, &r, &e) != 0)
+        return -1;
+    char prefix[160];
+    snprintf(prefix, sizeof(prefix),
+             "ferry_api_request_duration_seconds_bucket{route=\"%s\",method=\"GET\","
+             "status=\"200\",le=\"",
+             route);
+    for (const char *p = r.body ? strstr(r.body, prefix) : NULL; p && h->n < HIST_MAX;
+         p = strstr(p + 1, prefix)) {
+        const char *v = p + strlen(prefix);
+        double le = strncmp(v, "+Inf", 4) == 0 ? HUGE_VAL : strtod(v, NULL);
+        const char *c = strstr(v, "} ");
+        if (!c)
+            break;
+        h->le[h->n] = le;
+        h->cnt[h->n++] = strtod(c + 2, NULL);
+    }
+    httpc_resp_free(&r);
+    return 0; /* no series yet: no such request answered so far */
+}
+
+/* The upper bound (ms) of the bucket holding quantile q of the requests
+ * counted between a and b (a without buckets: none before); -1 when none
+ * or unknown, HUGE_VAL past the last finite bound. */
+static double hist_q_ms(const struct api_hist *a, const struct api_hist *b, double q)
+{
+    if (b->n == 0 || (a->n != 0 && a->n != b->n))
+        return -1;
+    double total = b->cnt[b->n - 1] - (a->n ? a->cnt[a->n - 1] : 0);
+    if (total <= 0)
+        return -1;
+    for (int i = 0; i < b->n; i++)
+        if (b->cnt[i] - (a->n ? a->cnt[i] : 0) >= q * total)
+            return b->le[i] * 1000.0;
+    return -1;
+}
+
 /* One wrk run's figures. */
 struct wrk_result {
     double p50_ms, p90_ms, p99_ms; /* latency percentiles, ms */
@@ -230,6 +288,8 @@ struct wrk_result {
     long sock_errors;      /* connect+read+write+timeout */
     double cpu_us_per_req; /* ferryd CPU (user + system) per answered request, µs */
     double net_us_per_req; /* ... less the background (progress) CPU of the same time, µs */
+    double own_p99_ms;     /* ferryd's own handling time, p99 bucket's upper bound, ms;
+                              -1 unknown */
 };
 
 static double bg_cpu_us_per_s; /* ferryd's CPU without requests (progress writes), µs/s */
@@ -276,6 +336,15 @@ static double parse_dur_ms(const char *s)
 static int run_wrk(const char *url, const char *path, const char *script, const char *token,
                    long conns, long dur_s, struct wrk_result *r)
 {
+    char route[48] = "";
+    if (strncmp(path, "/v1/health", 10) == 0)
+        snprintf(route, sizeof(route), "health");
+    else if (strncmp(path, "/v1/migrations/", 15) == 0)
+        snprintf(route, sizeof(route), "migrations_item");
+    else
+        snprintf(route, sizeof(route), "migrations");
+    struct api_hist h0, h1;
+    int hist_ok = api_hist(url, route, &h0) == 0;
     char cmd[1024];
     snprintf(cmd, sizeof(cmd),
              "wrk -t2 -c%ld -d%lds --timeout 30s --latency %s%s -H 'Authorization: Bearer %s' "
@@ -316,6 +385,7 @@ static int run_wrk(const char *url, const char *path, const char *script, const 
     }
     int st = pclose(p);
     double cpu1 = daemon_cpu_us(), w1 = mono_s();
+    r->own_p99_ms = hist_ok && api_hist(url, route, &h1) == 0 ? hist_q_ms(&h0, &h1, 0.99) : -1;
     r->cpu_us_per_req = cpu0 >= 0 && cpu1 >= 0 && r->requests > 0
                             ? (cpu1 - cpu0) / (double)r->requests
                             : -1;
@@ -337,6 +407,10 @@ static void json_row(FILE *f, const char *name, const struct wrk_result *r)
         fprintf(f, ",\"%s_p50_ms\":%.3f,\"%s_p99_ms\":%.3f", name, r->p50_ms, name, r->p99_ms);
     else
         fprintf(f, ",\"%s_p50_ms\":null,\"%s_p99_ms\":null", name, name);
+    if (r->own_p99_ms >= 0 && r->own_p99_ms < 1e9)
+        fprintf(f, ",\"%s_ferryd_own_p99_le_ms\":%.3f", name, r->own_p99_ms);
+    else
+        fprintf(f, ",\"%s_ferryd_own_p99_le_ms\":null", name);
     fprintf(f, ",\"%s_requests_per_s\":%.1f,\"%s_requests\":%ld,\"%s_non2xx\":%ld,"
             "\"%s_socket_errors\":%ld,\"%s_ferryd_cpu_us_per_request\":%.1f,"
             "\"%s_ferryd_net_cpu_us_per_request\":%.1f",
@@ -504,9 +578,9 @@ int main(void)
             printf("\npaced: %ld requests/s offered in total (each connection waits %.1f ms after an "
                    "answer; wrk does not correct coordinated omission — see the achieved rate)\n",
                    rate, delay_ms);
-        printf("| request | token | p50 ms | p90 ms | p99 ms | requests/s | ferryd CPU µs/request "
-               "(net) | requests | non-2xx | socket errors |\n");
-        printf("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n");
+        printf("| request | token | p50 ms | p90 ms | p99 ms | ferryd's own p99 ms ≤ | requests/s | "
+               "ferryd CPU µs/request (net) | requests | non-2xx | socket errors |\n");
+        printf("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n");
         const struct {
             const char *name, *who;
             const struct wrk_result *r;
@@ -517,13 +591,19 @@ int main(void)
                     {mrow, "member", &mlistp[v]}};
         for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
             const struct wrk_result *r = rows[i].r;
+            char own[16] = "n/a";
+            if (r->own_p99_ms >= 1e9)
+                snprintf(own, sizeof(own), "> 2500");
+            else if (r->own_p99_ms >= 0)
+                snprintf(own, sizeof(own), "%g", r->own_p99_ms);
             if (r->requests > 0)
-                printf("| %s | %s | %.2f | %.2f | %.2f | %.0f | %.0f (%.0f) | %ld | %ld | %ld |\n",
-                       rows[i].name, rows[i].who, r->p50_ms, r->p90_ms, r->p99_ms, r->rps,
-                       r->cpu_us_per_req, r->net_us_per_req, r->requests, r->non2xx,
+                printf("| %s | %s | %.2f | %.2f | %.2f | %s | %.0f | %.0f (%.0f) | %ld | %ld | "
+                       "%ld |\n",
+                       rows[i].name, rows[i].who, r->p50_ms, r->p90_ms, r->p99_ms, own,
+                       r->rps, r->cpu_us_per_req, r->net_us_per_req, r->requests, r->non2xx,
                        r->sock_errors);
             else
-                printf("| %s | %s | none completed | | | 0 | | 0 | %ld | %ld |\n", rows[i].name,
+                printf("| %s | %s | none completed | | | | 0 | | 0 | %ld | %ld |\n", rows[i].name,
                        rows[i].who, r->non2xx, r->sock_errors);
         }
     }
