@@ -281,6 +281,13 @@ int store_instance_list(struct store *st, const char *host, struct store_instanc
     return rc ? rc : st->ops->instance_list(st->impl, host, out, n, e);
 }
 
+int store_instance_get(struct store *st, const char *name, struct store_instance *out,
+                       struct ferr *e)
+{
+    int rc = check_name(name, "instance", e);
+    return rc ? rc : st->ops->instance_get(st->impl, name, out, e);
+}
+
 int store_event_append(struct store *st, const struct store_event *ev, int64_t *seq, struct ferr *e)
 {
     int rc;
@@ -766,6 +773,16 @@ int store_plan_host_list(struct store *st, const char *plan_id, struct store_pla
     *n = 0;
     int rc = check_text(plan_id, STORE_IDENT_MAX, 0, "plan_id", e);
     return rc ? rc : st->ops->plan_host_list(st->impl, plan_id, out, n, e);
+}
+
+int store_plan_host_get(struct store *st, const char *plan_id, const char *host,
+                        struct store_plan_host *out, struct ferr *e)
+{
+    int rc;
+    if ((rc = check_text(plan_id, STORE_IDENT_MAX, 0, "plan_id", e)) != 0 ||
+        (rc = check_name(host, "host", e)) != 0)
+        return rc;
+    return st->ops->plan_host_get(st->impl, plan_id, host, out, e);
 }
 
 int store_plan_host_update(struct store *st, const struct store_plan_host *h, struct ferr *e)

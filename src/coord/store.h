@@ -255,6 +255,12 @@ int store_host_list(struct store *st, struct store_host **out, size_t *n, struct
 int store_instance_list(struct store *st, const char *host, struct store_instance **out, size_t *n,
                         struct ferr *e) __attribute__((warn_unused_result));
 
+/* Fetches instance name (on whichever host) into *out; FERR_NOTFOUND when
+ * unknown, FERR_INVAL for a bad name. One indexed lookup: the migrations API
+ * uses it instead of listing every instance per request. */
+int store_instance_get(struct store *st, const char *name, struct store_instance *out,
+                       struct ferr *e) __attribute__((warn_unused_result));
+
 /* Appends ev (seq ignored, payload borrowed JSON text or NULL for {}) to the
  * outbox; *seq (may be NULL) receives its sequence number. Inside a
  * transaction the event commits or vanishes with it, and sequence numbers
@@ -517,6 +523,14 @@ void store_plans_free(struct store_plan *p, size_t n);
  * with store_plan_hosts_free), *n. */
 int store_plan_host_list(struct store *st, const char *plan_id, struct store_plan_host **out,
                          size_t *n, struct ferr *e) __attribute__((warn_unused_result));
+
+/* Fetches host of plan plan_id into *out (its detail owned by the caller:
+ * free(out->detail_json)); FERR_NOTFOUND when the plan has no such host.
+ * One primary-key lookup (the executor's callbacks use it instead of
+ * listing the plan's hosts). */
+int store_plan_host_get(struct store *st, const char *plan_id, const char *host,
+                        struct store_plan_host *out, struct ferr *e)
+    __attribute__((warn_unused_result));
 
 /* Replaces step, state, started_ms, finished_ms and detail of host
  * h->host in plan h->plan_id. FERR_NOTFOUND when unknown. */

@@ -28,6 +28,7 @@ struct store_ops {
     int (*host_list)(void *impl, struct store_host **out, size_t *n, struct ferr *e);
     int (*instance_list)(void *impl, const char *host, struct store_instance **out, size_t *n,
                          struct ferr *e);
+    int (*instance_get)(void *impl, const char *name, struct store_instance *out, struct ferr *e);
     int (*event_append)(void *impl, const struct store_event *ev, int64_t *seq, struct ferr *e);
     int (*events_since)(void *impl, int64_t since, size_t limit, struct store_event **out,
                         size_t *n, struct ferr *e);
@@ -66,6 +67,8 @@ struct store_ops {
     int (*plan_list)(void *impl, struct store_plan **out, size_t *n, struct ferr *e);
     int (*plan_host_list)(void *impl, const char *plan_id, struct store_plan_host **out, size_t *n,
                           struct ferr *e);
+    int (*plan_host_get)(void *impl, const char *plan_id, const char *host,
+                         struct store_plan_host *out, struct ferr *e);
     int (*plan_host_update)(void *impl, const struct store_plan_host *h, struct ferr *e);
     int (*deferral_put)(void *impl, const struct store_deferral *d, struct ferr *e);
     int (*deferral_list)(void *impl, const char *plan_id, struct store_deferral **out, size_t *n,

@@ -602,6 +602,28 @@ static int sq_host_list(void *impl, struct store_host **out, size_t *n, struct f
     return rc ? rc : collect(s, st, sizeof(**out), host_fill, (void **)out, n, e);
 }
 
+static void inst_fill(sqlite3_stmt *st, void *p);
+
+static int sq_instance_get(void *impl, const char *name, struct store_instance *out,
+                           struct ferr *e)
+{
+    struct sq *s = impl;
+    sqlite3_stmt *st;
+    int rc = prep(s, "SELECT name, host, project_id, memory_mib, vcpus FROM instances WHERE name = ?1",
+                  &st, e);
+    if (rc)
+        return rc;
+    bind_text(st, 1, name);
+    int r = sqlite3_step(st);
+    if (r == SQLITE_ROW)
+        inst_fill(st, out);
+    else
+        rc = r == SQLITE_DONE ? ferr_set(e, FERR_NOTFOUND, "instance", "no instance %s", name)
+                              : db_err(s, e, "get instance");
+    sqlite3_finalize(st);
+    return rc;
+}
+
 static void inst_fill(sqlite3_stmt *st, void *p)
 {
     struct store_instance *in = p;
@@ -620,13 +642,19 @@ static int sq_instance_list(void *impl, const char *host, struct store_instance 
     sqlite3_stmt *st;
     *out = NULL;
     *n = 0;
+    /* Two statements, not "?1 IS NULL OR host = ?1": that form cannot use
+       instances_host, and a per-host list scanned every instance (the plan
+       executor lists each draining host's guests every pass). */
     int rc = prep(s,
-                  "SELECT name, host, project_id, memory_mib, vcpus FROM instances"
-                  " WHERE ?1 IS NULL OR host = ?1 ORDER BY name",
+                  host ? "SELECT name, host, project_id, memory_mib, vcpus FROM instances"
+                         " WHERE host = ?1 ORDER BY name"
+                       : "SELECT name, host, project_id, memory_mib, vcpus FROM instances"
+                         " ORDER BY name",
                   &st, e);
     if (rc)
         return rc;
-    bind_text(st, 1, host);
+    if (host)
+        bind_text(st, 1, host);
     return collect(s, st, sizeof(**out), inst_fill, (void **)out, n, e);
 }
 
@@ -1421,6 +1449,28 @@ static int sq_plan_host_list(void *impl, const char *plan_id, struct store_plan_
     return collect(s, st, sizeof(**out), plan_host_fill, (void **)out, n, e);
 }
 
+static int sq_plan_host_get(void *impl, const char *plan_id, const char *host,
+                            struct store_plan_host *out, struct ferr *e)
+{
+    struct sq *s = impl;
+    sqlite3_stmt *st;
+    int rc = prep(s, "SELECT " PLAN_HOST_COLS " FROM plan_hosts WHERE plan_id = ?1 AND host = ?2",
+                  &st, e);
+    if (rc)
+        return rc;
+    bind_text(st, 1, plan_id);
+    bind_text(st, 2, host);
+    int r = sqlite3_step(st);
+    if (r == SQLITE_ROW)
+        plan_host_fill(st, out);
+    else
+        rc = r == SQLITE_DONE ? ferr_set(e, FERR_NOTFOUND, "host", "plan %s has no host %s",
+                                         plan_id, host)
+                              : db_err(s, e, "get plan host");
+    sqlite3_finalize(st);
+    return rc;
+}
+
 static int sq_plan_host_update(void *impl, const struct store_plan_host *h, struct ferr *e)
 {
     struct sq *s = impl;
@@ -1503,6 +1553,7 @@ static const struct store_ops SQLITE_OPS = {
     .instance_move = sq_instance_move,
     .host_list = sq_host_list,
     .instance_list = sq_instance_list,
+    .instance_get = sq_instance_get,
     .event_append = sq_event_append,
     .events_since = sq_events_since,
     .event_last_seq = sq_event_last_seq,
@@ -1531,6 +1582,7 @@ static const struct store_ops SQLITE_OPS = {
     .plan_update = sq_plan_update,
     .plan_list = sq_plan_list,
     .plan_host_list = sq_plan_host_list,
+    .plan_host_get = sq_plan_host_get,
     .plan_host_update = sq_plan_host_update,
     .deferral_put = sq_deferral_put,
     .deferral_list = sq_deferral_list,

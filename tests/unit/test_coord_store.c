@@ -257,6 +257,19 @@ static void t_cordon_labels(void)
     CHECK(store_instance_list(st, "h2", &il, &ni, &e) == 0 && ni == 1 && !strcmp(il[0].name, "g1"),
           "g1 not on h2 (%zu)", ni);
     free(il);
+    /* one instance by name, wherever it runs; the per-host list is exact */
+    struct store_instance one;
+    CHECK(store_instance_get(st, "g1", &one, &e) == 0 && !strcmp(one.host, "h2") &&
+              one.memory_mib == 128 && one.vcpus == 1 && !strcmp(one.project_id, "p1"),
+          "get g1: %s host %s", e.msg, one.host);
+    CHECK(store_instance_get(st, "nope", &one, &e) == FERR_NOTFOUND, "got an unknown instance");
+    CHECK(store_instance_get(st, "../x", &one, &e) == FERR_INVAL, "got a bad name");
+    il = NULL;
+    CHECK(store_instance_list(st, "h1", &il, &ni, &e) == 0 && ni == 0, "h1 lists %zu", ni);
+    free(il);
+    il = NULL;
+    CHECK(store_instance_list(st, NULL, &il, &ni, &e) == 0 && ni == 1, "all lists %zu", ni);
+    free(il);
     CHECK(store_instance_move(st, "g1", "nohost", &e) == FERR_NOTFOUND, "moved to an unknown host");
     CHECK(store_instance_move(st, "nope", "h2", &e) == FERR_NOTFOUND, "moved an unknown instance");
     char big[STORE_CORDON_MAX + 2];
@@ -645,6 +658,51 @@ static void t_caps(void)
     free(p);
 }
 
+/* A plan host by (plan, host): the row the list holds, with its detail;
+ * an unknown host or plan is FERR_NOTFOUND, a bad name FERR_INVAL. */
+static void t_plan_host_get(void)
+{
+    char *p = new_path();
+    struct store *st = NULL;
+    struct ferr e = {0};
+    REQUIRE(store_open(p, &st, &e) == 0, "open: %s", e.msg);
+    struct store_plan pl;
+    memset(&pl, 0, sizeof(pl));
+    snprintf(pl.id, sizeof(pl.id), "plan-1");
+    snprintf(pl.state, sizeof(pl.state), "running");
+    snprintf(pl.user, sizeof(pl.user), "admin");
+    snprintf(pl.project, sizeof(pl.project), "admin");
+    pl.spec_json = "{}";
+    pl.created_ms = pl.updated_ms = 1;
+    struct store_plan_host h[2];
+    memset(h, 0, sizeof(h));
+    for (int i = 0; i < 2; i++) {
+        snprintf(h[i].plan_id, sizeof(h[i].plan_id), "plan-1");
+        snprintf(h[i].host, sizeof(h[i].host), "h%d", i + 1);
+        snprintf(h[i].step, sizeof(h[i].step), i ? "draining" : "pending");
+        snprintf(h[i].state, sizeof(h[i].state), "ok");
+        h[i].group_no = i;
+        h[i].started_ms = 100 * i;
+        h[i].detail_json = i ? "{\"moves\":{\"g\":\"h1\"}}" : NULL;
+    }
+    REQUIRE(store_plan_insert(st, &pl, h, 2, &e) == 0, "insert: %s", e.msg);
+    struct store_plan_host got;
+    CHECK(store_plan_host_get(st, "plan-1", "h2", &got, &e) == 0 && !strcmp(got.host, "h2") &&
+              !strcmp(got.step, "draining") && got.group_no == 1 && got.started_ms == 100 &&
+              got.detail_json && strstr(got.detail_json, "moves"),
+          "get h2: %s", e.msg);
+    free(got.detail_json);
+    CHECK(store_plan_host_get(st, "plan-1", "h1", &got, &e) == 0 && !got.detail_json &&
+              !strcmp(got.step, "pending"),
+          "get h1: %s", e.msg);
+    free(got.detail_json);
+    CHECK(store_plan_host_get(st, "plan-1", "h3", &got, &e) == FERR_NOTFOUND, "unknown host");
+    CHECK(store_plan_host_get(st, "plan-2", "h1", &got, &e) == FERR_NOTFOUND, "unknown plan");
+    CHECK(store_plan_host_get(st, "plan-1", "../h", &got, &e) == FERR_INVAL, "bad host name");
+    store_close(st);
+    free(p);
+}
+
 int main(void)
 {
     snprintf(dir, sizeof(dir), "/tmp/ferry-store-XXXXXX");
@@ -666,6 +724,8 @@ int main(void)
     test_run("store: labels from registration; cordon and plan hold kept apart; instance move",
              t_cordon_labels);
     test_run("store: caps and bad input name the field and store nothing", t_caps);
+    test_run("store: a plan host fetched by plan and name; unknown or bad names refused",
+             t_plan_host_get);
     test_run("store: a reader sees commits, cannot write; audit deferred by 4 threads through "
              "readers (5x the queue) while the writer flushes reaches the table once each; "
              "unflushed, a reader's record is dropped after its wait",
