@@ -1462,6 +1462,77 @@ static int new_id(char out[STORE_IDENT_MAX + 1], struct ferr *e)
     return 0;
 }
 
+/* Reads what placing instance in (borrowed) needs: the candidate hosts,
+ * the instances and the active migrations that count on them (every active
+ * migration of in itself is among *act, for the "in progress" check). With
+ * a destination named, only that host is a candidate and only what counts
+ * on it is read (its instances, the active migrations from or to it and
+ * their instances, in's own active migrations): indexed lookups, where
+ * listing every instance of a 1,000-host fleet per request made a plan's
+ * migration requests cost O(fleet) each. Without one (ferryd places), the
+ * whole fleet. On 0 the caller frees *hosts, *inst (free) and *act
+ * (store_migrations_free); the destination may be unknown (*nh 0). */
+static int load_placement(struct coord *c, const struct store_instance *in, const char *dest,
+                          struct store_host **hosts, size_t *nh, struct store_instance **inst,
+                          size_t *ni, struct store_migration **act, size_t *na, struct ferr *e)
+{
+    *hosts = NULL;
+    *inst = NULL;
+    *act = NULL;
+    *nh = *ni = *na = 0;
+    struct store_migration_filter f = {.active_only = 1};
+    if (!dest || !dest[0]) {
+        if (store_host_list(c->st, hosts, nh, e) != 0 ||
+            store_instance_list(c->st, NULL, inst, ni, e) != 0 ||
+            store_migration_list(c->st, &f, STORE_LIST_MAX, act, na, e) != 0)
+            return -EIO;
+        return 0;
+    }
+    struct store_host h;
+    struct ferr ge = {0};
+    if (store_host_get(c->st, dest, &h, &ge) == 0) {
+        *hosts = xcalloc(1, sizeof(**hosts));
+        (*hosts)[0] = h;
+        *nh = 1;
+    } else if (ge.code != FERR_NOTFOUND && ge.code != FERR_INVAL) {
+        *e = ge;
+        return -EIO;
+    }
+    struct store_migration *mine = NULL;
+    size_t nmine = 0;
+    f.host = dest;
+    if (*nh && (store_instance_list(c->st, dest, inst, ni, e) != 0 ||
+                store_migration_list(c->st, &f, STORE_LIST_MAX, act, na, e) != 0))
+        return -EIO;
+    struct store_migration_filter fi = {.active_only = 1, .instance = in->name};
+    if (store_migration_list(c->st, &fi, STORE_LIST_MAX, &mine, &nmine, e) != 0)
+        return -EIO;
+    /* the instances of migrations heading to dest count there (place_account) */
+    for (size_t k = 0; k < *na; k++) {
+        struct store_instance x;
+        if (strcmp((*act)[k].destination, dest) != 0 ||
+            store_instance_get(c->st, (*act)[k].instance, &x, NULL) != 0 ||
+            strcmp(x.host, dest) == 0) /* registered there: listed already */
+            continue;
+        *inst = xrealloc(*inst, (*ni + 1) * sizeof(**inst));
+        (*inst)[(*ni)++] = x;
+    }
+    size_t listed = *na;
+    for (size_t j = 0; j < nmine; j++) {
+        bool dup = false;
+        for (size_t k = 0; k < listed && !dup; k++)
+            dup = strcmp((*act)[k].id, mine[j].id) == 0;
+        if (dup) {
+            store_migration_clear(&mine[j]);
+            continue;
+        }
+        *act = xrealloc(*act, (*na + 1) * sizeof(**act));
+        (*act)[(*na)++] = mine[j]; /* its pointers now belong to *act */
+    }
+    free(mine);
+    return 0;
+}
+
 static void create(struct coord *c, struct evhttp_request *req, const struct store_token *who)
 {
     struct ferr e = {0};
@@ -1480,21 +1551,20 @@ static void create(struct coord *c, struct evhttp_request *req, const struct sto
         migreq_free(&r);
         return;
     }
-    struct store_instance *inst = NULL, *in = NULL;
+    struct store_instance *inst = NULL, *in = NULL, one;
     struct store_host *hosts = NULL;
     struct store_migration *act = NULL, m;
     struct place_host *ph = NULL;
     size_t ni = 0, nh = 0, na = 0;
     memset(&m, 0, sizeof(m));
-    if (store_instance_list(c->st, NULL, &inst, &ni, &e) != 0)
-        goto err;
-    for (size_t i = 0; i < ni; i++)
-        if (strcmp(inst[i].name, r.instance) == 0)
-            in = &inst[i];
-    if (!in) {
+    int grc = store_instance_get(c->st, r.instance, &one, &e);
+    if (grc == FERR_NOTFOUND || grc == FERR_INVAL) {
         reply_not_found(req, "instance");
         goto out;
     }
+    if (grc != 0)
+        goto err;
+    in = &one;
     if (!decide(c, who, "migration:show", in->project_id, in->name, NULL, in->host, false)) {
         (void)decide(c, who, "migration:create", in->project_id, in->name, NULL, in->host, true);
         reply_not_found(req, "instance"); /* not theirs: it does not exist for them */
@@ -1504,9 +1574,7 @@ static void create(struct coord *c, struct evhttp_request *req, const struct sto
         reply_code(req, 403, "forbidden", "", "the policy does not allow this action");
         goto out;
     }
-    struct store_migration_filter f = {.active_only = 1};
-    if (store_host_list(c->st, &hosts, &nh, &e) != 0 ||
-        store_migration_list(c->st, &f, STORE_LIST_MAX, &act, &na, &e) != 0)
+    if (load_placement(c, in, r.destination, &hosts, &nh, &inst, &ni, &act, &na, &e) != 0)
         goto err;
     for (size_t i = 0; i < na; i++)
         if (strcmp(act[i].instance, in->name) == 0) {
@@ -1555,13 +1623,13 @@ static void create(struct coord *c, struct evhttp_request *req, const struct sto
     int64_t now = coord_now_ms();
     if (new_id(m.id, &e) != 0)
         goto err;
-    snprintf(m.instance, sizeof(m.instance), "%s", in->name);
-    snprintf(m.source, sizeof(m.source), "%s", in->host);
+    snprintf(m.instance, sizeof(m.instance), "%.*s", (int)sizeof(m.instance) - 1, in->name);
+    snprintf(m.source, sizeof(m.source), "%.*s", (int)sizeof(m.source) - 1, in->host);
     snprintf(m.destination, sizeof(m.destination), "%s", ph[chosen].name);
     snprintf(m.state, sizeof(m.state), "%s", migstate_name(MIGSTATE_REQUESTED));
     snprintf(m.phase, sizeof(m.phase), "queued");
     snprintf(m.user, sizeof(m.user), "%s", who->user);
-    snprintf(m.project, sizeof(m.project), "%s", in->project_id);
+    snprintf(m.project, sizeof(m.project), "%.*s", (int)sizeof(m.project) - 1, in->project_id);
     m.policy_json = r.policy ? json_dumps(r.policy, JSON_COMPACT) : NULL;
     m.limits_json = r.limits ? json_dumps(r.limits, JSON_COMPACT) : NULL;
     json_t *d0 = json_pack("{s:s, s:I, s:I}", "started_by_project", who->project, "memory_mib",

@@ -230,20 +230,9 @@ static void preq_done(struct preq *r)
 static int plan_host_get(struct coord *c, const char *plan, const char *name,
                          struct store_plan_host *out)
 {
-    struct store_plan_host *hs = NULL;
-    size_t n = 0;
     struct ferr e = {0};
-    int rc = FERR_NOTFOUND;
-    if (store_plan_host_list(c->st, plan, &hs, &n, &e) != 0)
-        return -EIO;
-    for (size_t i = 0; i < n; i++)
-        if (strcmp(hs[i].host, name) == 0) {
-            *out = hs[i];
-            hs[i].detail_json = NULL;
-            rc = 0;
-        }
-    store_plan_hosts_free(hs, n);
-    return rc;
+    int rc = store_plan_host_get(c->st, plan, name, out, &e);
+    return rc == 0 ? 0 : rc == FERR_NOTFOUND ? FERR_NOTFOUND : -EIO;
 }
 
 static bool plan_active(const char *state)
