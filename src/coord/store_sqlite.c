@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "coord/store_impl.h"
+#include "core/migstate.h"
 #include "util/log.h"
 #include "util/xalloc.h"
 
@@ -1046,9 +1047,18 @@ static int list_stmt(struct sq *s, const struct store_migration_filter *f, size_
         for (int i = 0; i < 4; i++)
             if (shape & (1 << i))
                 len += snprintf(sql + len, sizeof(sql) - (size_t)len, "%s", cond[i]);
-        if (f->active_only)
-            len += snprintf(sql + len, sizeof(sql) - (size_t)len,
-                            " AND state NOT IN ('succeeded', 'failed', 'cancelled')");
+        if (f->active_only) {
+            /* every non-terminal state ferryd stores, as an IN list the
+               migrations_state index serves: "NOT IN (terminal)" cannot use
+               it and read every migration ever recorded (the plan executor
+               and each migration request list the active ones) */
+            len += snprintf(sql + len, sizeof(sql) - (size_t)len, " AND state IN (");
+            for (int k = 0; k < MIGSTATE__COUNT; k++)
+                if (!migstate_is_terminal((enum migstate)k))
+                    len += snprintf(sql + len, sizeof(sql) - (size_t)len, "'%s', ",
+                                    migstate_name((enum migstate)k));
+            len += snprintf(sql + len, sizeof(sql) - (size_t)len, "'queued', 'unknown')");
+        }
         if (cursor)
             len += snprintf(sql + len, sizeof(sql) - (size_t)len,
                             " AND (created_ms, id) < (?5, ?6)"); /* an index range */

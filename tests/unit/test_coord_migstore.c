@@ -4,6 +4,7 @@
  * is FERR_NOTFOUND; a bad field is refused naming it and changes nothing;
  * list filters by state, instance, host (source or destination), project
  * and active-only, newest first, and honours its limit. */
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +13,7 @@
 #include "../lib/storefix.h"
 #include "../lib/test.h"
 #include "coord/store.h"
+#include "core/migstate.h"
 #include "util/xalloc.h"
 
 static char dir[64];
@@ -129,6 +131,29 @@ static void t_list(void)
     CHECK(count(st, &f, 100, "e") == 2, "combined");
     f = (struct store_migration_filter){.state = ""};
     CHECK(count(st, &f, 100, NULL) == 5, "empty filter means any");
+    store_close(st);
+    /* active_only is exactly "not succeeded, failed or cancelled" for every
+       state ferryd stores (the state machine's, queued, unknown) */
+    st = storefix_open(dir, "l2.db");
+    REQUIRE(st, "no store");
+    static const char *const extra[] = {"queued", "unknown"};
+    char id[16];
+    size_t want = 0, k = 0;
+    for (int i = 0; i < MIGSTATE__COUNT + 2; i++) {
+        const char *name = i < MIGSTATE__COUNT ? migstate_name((enum migstate)i)
+                                               : extra[i - MIGSTATE__COUNT];
+        bool term = !strcmp(name, "succeeded") || !strcmp(name, "failed") ||
+                    !strcmp(name, "cancelled");
+        want += !term;
+        snprintf(id, sizeof(id), "m%02d", i);
+        struct store_migration r = mk(id, "vm", "h1", "h2", name, "p1", 10 + i);
+        REQUIRE(store_migration_insert(st, &r, &e) == 0, "insert %s: %s", name, e.msg);
+        k++;
+    }
+    f = (struct store_migration_filter){.active_only = 1};
+    CHECK(count(st, &f, 100, NULL) == want, "active over every state: want %zu of %zu", want, k);
+    f = (struct store_migration_filter){.active_only = 1, .host = "h2"};
+    CHECK(count(st, &f, 100, NULL) == want, "active to h2: want %zu", want);
     store_close(st);
 }
 
