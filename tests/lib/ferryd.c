@@ -96,18 +96,9 @@ static void on_fatal(int sig)
     raise(sig);
 }
 
-static void install_safety(void)
-{
-    if (safety_installed)
-        return;
-    safety_installed = 1;
-    atexit(on_exit_kill);
-    lab__on_fatal_signals(on_fatal, NULL);
-}
-
 int ferryd_guard(pid_t *pid)
 {
-    install_safety();
+    lab__install_safety(&safety_installed, on_exit_kill, on_fatal, NULL);
     for (int i = 0; i < MAX_DAEMONS; i++)
         if (live[i] == pid)
             return 0;
@@ -138,7 +129,7 @@ int ferryd_tmpdir(char *tmpl)
     }
     if (!mkdtemp(tmpl))
         return -1;
-    install_safety();
+    lab__install_safety(&safety_installed, on_exit_kill, on_fatal, NULL);
     dirs[slot] = xstrdup(tmpl);
     return 0;
 }

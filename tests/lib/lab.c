@@ -63,8 +63,13 @@ static void on_fatal_signal(int sig)
     raise(sig);
 }
 
-void lab__on_fatal_signals(void (*handler)(int), struct sigaction *old)
+void lab__install_safety(int *installed, void (*at_exit)(void), void (*handler)(int),
+                         struct sigaction *old)
 {
+    if (*installed)
+        return;
+    *installed = 1;
+    atexit(at_exit);
     static const int sigs[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGSEGV, SIGBUS, SIGABRT, SIGFPE};
     for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++) {
         struct sigaction sa;
@@ -73,15 +78,6 @@ void lab__on_fatal_signals(void (*handler)(int), struct sigaction *old)
         sigemptyset(&sa.sa_mask);
         sigaction(sigs[i], &sa, old ? &old[sigs[i]] : NULL);
     }
-}
-
-static void install_safety(void)
-{
-    if (safety_installed)
-        return;
-    safety_installed = 1;
-    atexit(on_exit_stop_all);
-    lab__on_fatal_signals(on_fatal_signal, NULL);
 }
 
 static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
@@ -310,7 +306,7 @@ int lab_start(struct lab *lab, int n, struct ferr *e)
     int rc = lab_paths(lab->build, lab->lab_dir, sizeof(lab->build), e);
     if (rc != 0)
         return rc;
-    install_safety();
+    lab__install_safety(&safety_installed, on_exit_stop_all, on_fatal_signal, NULL);
     int slot = -1;
     for (int i = 0; i < LAB_MAX_LABS; i++)
         if (!live_labs[i]) {

@@ -236,10 +236,12 @@ int lab_paths(char *build, char *lab_dir, size_t n, struct ferr *e)
 int lab__agent_wait_health(struct lab_agent *a, struct ferr *e)
     __attribute__((warn_unused_result));
 
-/* Installs handler for SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGSEGV, SIGBUS,
- * SIGABRT and SIGFPE; with old non-NULL (NSIG entries), old[sig] receives
- * the action each replaced. */
-void lab__on_fatal_signals(void (*handler)(int), struct sigaction *old);
+/* Once per *installed (0 the first time; set to 1): registers at_exit
+ * with atexit and installs handler for SIGINT, SIGTERM, SIGHUP, SIGQUIT,
+ * SIGSEGV, SIGBUS, SIGABRT and SIGFPE; with old non-NULL (NSIG entries),
+ * old[sig] receives the action each replaced. */
+void lab__install_safety(int *installed, void (*at_exit)(void), void (*handler)(int),
+                         struct sigaction *old);
 
 /* For a watchdog process: ignores SIGINT, SIGTERM, SIGHUP and SIGQUIT,
  * then reads pid_t records from fd until EOF or an error (other than

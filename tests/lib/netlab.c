@@ -204,15 +204,6 @@ static void on_fatal_signal(int sig)
     raise(sig);
 }
 
-static void install_safety(void)
-{
-    if (safety_installed)
-        return;
-    safety_installed = 1;
-    atexit(on_exit_destroy);
-    lab__on_fatal_signals(on_fatal_signal, old_actions);
-}
-
 /* The watchdog: reads process-group ids from fd until EOF (the caller is
  * gone, or netlab_destroy closed the pipe), then SIGKILLs every group,
  * deletes the lab's namespaces (names fixed before the fork) and removes
@@ -348,7 +339,7 @@ int netlab_create(struct netlab *nl, int n, const char *const *names, struct fer
         nl->watch_fd = nl->home_fd = -1;
         return ferr_set(e, -err, "", "mkdtemp: %s", strerror(err));
     }
-    install_safety();
+    lab__install_safety(&safety_installed, on_exit_destroy, on_fatal_signal, old_actions);
     int p[2];
     if (pipe2(p, O_CLOEXEC) != 0) {
         int err = errno;
