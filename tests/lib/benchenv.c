@@ -59,8 +59,8 @@ long bench_env_long(const char *name, long def, long min, long max)
     char *end;
     long x = strtol(v, &end, 10);
     if (*end || x < min || x > max) {
-        fprintf(stderr, "%s: %s must be %ld … %ld\n", program_invocation_short_name,
-                name, min, max);
+        fprintf(stderr, "%s: %s must be %ld … %ld\n", program_invocation_short_name, name, min,
+                max);
         exit(2);
     }
     return x;

@@ -59,8 +59,8 @@ int ferryd_read_line(const char *path, char *buf, size_t n)
 
 /* --- safety net (daemons without a lab) ------------------------------- */
 
-static pid_t *live[MAX_DAEMONS];        /* guarded process groups (ferryd_guard) */
-static char *dirs[MAX_DIRS];            /* removed at exit (ferryd_tmpdir) */
+static pid_t *live[MAX_DAEMONS]; /* guarded process groups (ferryd_guard) */
+static char *dirs[MAX_DIRS];     /* removed at exit (ferryd_tmpdir) */
 static int safety_installed;
 
 static void kill_live(void)

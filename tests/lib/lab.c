@@ -255,7 +255,6 @@ int lab__agent_wait_health(struct lab_agent *a, struct ferr *e)
                     a->name, LAB_HEALTH_TIMEOUT_MS, a->log_path);
 }
 
-
 static int spawn_agent(struct lab *lab, int i, struct ferr *e)
 {
     struct lab_agent *a = &lab->agents[i];
@@ -583,8 +582,7 @@ static int post_accepted(const struct lab_agent *a, const char *path, json_t *bo
 }
 
 int lab_post_instance(const struct lab_agent *a, const char *name, const char *project,
-                      unsigned memory_mib, const char *cmdline, const json_t *disks,
-                      struct ferr *e)
+                      unsigned memory_mib, const char *cmdline, const json_t *disks, struct ferr *e)
 {
     json_t *spec = json_pack("{s:s, s:I, s:I, s:s}", "name", name, "memory_mib",
                              (json_int_t)memory_mib, "vcpus", (json_int_t)1, "cmdline", cmdline);

@@ -223,8 +223,8 @@ int labq_migrate_wait(struct guestcon *q, int tries, int timeout_ms, char *why, 
             return rc;
         }
         int done = strstr(res, "\"status\": \"completed\"") != NULL;
-        int ended = strstr(res, "\"status\": \"failed\"") ||
-                    strstr(res, "\"status\": \"cancelled\"");
+        int ended =
+            strstr(res, "\"status\": \"failed\"") || strstr(res, "\"status\": \"cancelled\"");
         if (ended)
             snprintf(why, n, "migration ended: %.300s", res);
         free(res);

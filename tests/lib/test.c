@@ -62,7 +62,6 @@ int test_is_root(void)
 void test_rm_rf(const char *dir)
 {
     char cmd[512];
-    if ((size_t)snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir) >= sizeof(cmd) ||
-        system(cmd) != 0)
+    if ((size_t)snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir) >= sizeof(cmd) || system(cmd) != 0)
         fprintf(stderr, "cannot remove %s\n", dir);
 }
