@@ -521,6 +521,10 @@ static bool step_applicable(const struct conv *c, enum conv_step st,
                                  violation (the edge is near) */
 #define BUDGET_CAREFUL 5
 #define BUDGET_QUIET_UP 4.0  /* rate factor per measurement of a quiet guest */
+#define BUDGET_DEAF_RUN 4    /* violations in a row, and */
+#define BUDGET_DEAF_DROP 8.0 /* the copy this many times slower than at the
+                                first of them: the guest does not answer
+                                the copy rate (budget_deaf) */
 #define BUDGET_BINDING 0.6   /* usage above which the budget holds the rate */
 #define BUDGET_IDLE 0.25     /* a copy below this share of its rate idles (a
                                 READY mirror): steered on the rate instead */
@@ -648,6 +652,16 @@ static double budget_step(double u)
     return f > up ? up : f < BUDGET_DOWN_MIN ? BUDGET_DOWN_MIN : f;
 }
 
+/* The guest has stayed outside its budget for BUDGET_DEAF_RUN
+ * measurements in a row while the copy was cut to 1/BUDGET_DEAF_DROP of
+ * the rate it had at the first of them: holding the copy back does not
+ * help it. */
+static bool budget_deaf(const struct conv *c)
+{
+    return c->breach_run >= BUDGET_DEAF_RUN &&
+           (double)c->rate_bps * BUDGET_DEAF_DROP <= (double)c->breach_from_bps;
+}
+
 /* Judges a new measurement and moves the copy rate to the budget's edge
  * (feedback per measurement interval on the guest's own figures):
  *   - quiet guest (nothing to judge): x BUDGET_QUIET_UP, spare capacity;
@@ -698,14 +712,18 @@ static void budget_judge(struct conv *c)
         c->violations++;
         c->ceiling_bps = c->rate_bps;
         c->since_violation = 0;
+        if (c->breach_run++ == 0)
+            c->breach_from_bps = (uint64_t)ref;
         /* the copy that hurt went at ref; an idle one (a READY mirror)
-         * is cut on its allowance */
-        nr = ref * f;
+         * is cut on its allowance; cut no further once the guest is seen
+         * not to answer the rate (its trouble is elsewhere: a conflict) */
+        nr = budget_deaf(c) ? r : ref * f;
         if (nr > r)
             nr = r;
         if (c->bverdict != CONV_BUDGET_CONFLICT)
             c->bverdict = CONV_BUDGET_VIOLATED;
     } else {
+        c->breach_run = 0;
         nr = ref * f;
         if (u <= BUDGET_AIM) {
             if (nr < r)
@@ -833,9 +851,17 @@ static void tick_budget(struct conv *c, const struct mig_sample *s, uint64_t now
      * does not help the guest (its trouble is elsewhere) */
     bool steering = ((b->steer & CONV_STEER_MIRROR) && disks) ||
                     ((b->steer & CONV_STEER_BANDWIDTH) && !c->bw_waived);
-    bool floor_bad = steering && c->rate_bps <= b->rate_min_bps &&
-                     c->bverdict == CONV_BUDGET_VIOLATED && !disk_stuck && !mem_stuck;
-    if (floor_bad)
+    bool deaf = budget_deaf(c);
+    bool floor_bad = steering && (c->rate_bps <= b->rate_min_bps || deaf) &&
+                     c->bverdict == CONV_BUDGET_VIOLATED && !mem_stuck &&
+                     (!disk_stuck || deaf);
+    if (floor_bad && deaf)
+        snprintf(why, sizeof(why),
+                 "guest outside its budget (usage %.2f) for %u measurements while the copy "
+                 "fell from %.1f to %.1f MiB/s: holding the copy back does not help it",
+                 c->usage, c->breach_run, (double)c->breach_from_bps / 1048576.0,
+                 (double)c->rate_bps / 1048576.0);
+    else if (floor_bad)
         snprintf(why, sizeof(why),
                  "guest outside its budget (usage %.2f) even at the minimum copy rate "
                  "%.1f MiB/s: holding the copy back does not help it",

@@ -296,6 +296,8 @@ struct conv {
     uint64_t bw_set_bps;             /* max-bandwidth last emitted */
     uint64_t ceiling_bps;            /* rate at the newest violation, 0 none */
     uint32_t since_violation;        /* measurements judged since it */
+    uint32_t breach_run;             /* violations in a row (acted on) */
+    uint64_t breach_from_bps;        /* copy rate at the first of them */
     struct conv_budget_iv iv[CONV_BUDGET_IVS]; /* the copy in the newest
                                         measurement intervals, iv[n_iv % ..] */
     uint64_t n_iv;                   /* intervals closed */

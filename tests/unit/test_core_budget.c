@@ -361,6 +361,44 @@ static void t_early_window(void)
     CHECK(cv.violations == 1, "%llu violations counted", (unsigned long long)cv.violations);
 }
 
+/* Proves: a guest that stays outside its budget while the copy is cut 8x
+ * (its trouble is elsewhere: the machine) is seen as such after 4
+ * violations: the rate is cut no further (not down to the floor), the
+ * conflict is reported after conflict_ms and the budget waived. */
+static void t_deaf(void)
+{
+    struct conv_policy p = policy(0, 2.0, 0);
+    p.adaptive.deadline_ms = 100000000;
+    p.budget.rate_start_bps = 64u * MIB;
+    p.budget.io_throttle = false;
+    struct conv cv;
+    REQUIRE(conv_init(&cv, &p, NULL) == 0, "init");
+    struct tick_out o = {0};
+    uint64_t done = 0, seq = 0, lowest = UINT64_MAX, t_conflict = 0;
+    for (uint64_t t = 0; t <= 12000; t += 250) {
+        if (t % 1000 == 0 && t) {
+            struct conv_impact m = imp(++seq, 10, 6.0, 100); /* usage 2 whatever the rate */
+            (void)!conv_set_impact(&cv, &m);
+        }
+        done += cv.rate_bps ? cv.rate_bps / 4 : 0; /* the mirror goes at the rate */
+        struct mig_sample s = mirror_sample(t, 0);
+        s.disk_total = 1ull << 40;
+        s.disk_done = done;
+        int before = o.conflict;
+        tick(&cv, &s, &o);
+        if (o.conflict && !before)
+            t_conflict = t;
+        if (!o.waived && cv.rate_bps < lowest)
+            lowest = cv.rate_bps;
+    }
+    CHECK(lowest >= 8u * MIB, "cut to %.1f MiB/s, past 1/8 of the 64 that first hurt",
+          (double)lowest / MIB);
+    CHECK(o.conflict >= 1 && t_conflict >= 4000 + p.budget.conflict_ms - 1000 &&
+              t_conflict <= 4000 + p.budget.conflict_ms + 1000,
+          "conflict %d at %llu ms", o.conflict, (unsigned long long)t_conflict);
+    CHECK(o.waived == 1, "not waived (%d)", o.waived);
+}
+
 /* Proves: an impossible budget (the guest outside it even at the floor)
  * is still reported as a conflict and waived (no io throttle offered). */
 static void t_loop_impossible(void)
@@ -834,6 +872,8 @@ int main(void)
              t_loop);
     test_run("budget: closed loop: impossible budget reported and waived", t_loop_impossible);
     test_run("budget: no cut on a window from before the copy", t_early_window);
+    test_run("budget: a guest deaf to the copy rate is a conflict, not cut to the floor",
+             t_deaf);
     test_run("budget: conflict reported, io throttle only after consent", t_conflict_grant);
     test_run("budget: unanswered, refused or not offered io throttle", t_conflict_refuse);
     test_run("budget: slow mirror and guest hurt at the floor are conflicts", t_conflict_kinds);
