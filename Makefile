@@ -8,12 +8,17 @@
 #   make lint       banned calls + clang-format check
 #   make fuzz       build the libFuzzer targets (clang) and run each briefly
 #   make SANITIZE=1 ...   ASan+UBSan build (separate build dir)
+#   make SANITIZE=thread ...   ThreadSanitizer build (build/tsan), for ferryd's
+#                         read threads; how to run it: tests/tsan.supp
 
 CC       ?= cc
 SANITIZE ?= 0
 ifeq ($(SANITIZE),1)
 BUILD    ?= build/asan
 SANFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer
+else ifeq ($(SANITIZE),thread)
+BUILD    ?= build/tsan
+SANFLAGS := -fsanitize=thread -fno-omit-frame-pointer
 else
 BUILD    ?= build
 SANFLAGS :=
