@@ -375,6 +375,12 @@ static void reader_free(struct reader *r)
 {
     while (r->relays) {
         struct relay *f = r->relays;
+        /* evhttp_free below frees the client's connection and calls its
+         * close callback (on_down_close, set while a stream is relayed):
+         * it must not reach f once f is freed here. */
+        struct evhttp_connection *dc = f->down ? evhttp_request_get_connection(f->down) : NULL;
+        if (dc)
+            evhttp_connection_set_closecb(dc, NULL, NULL);
         if (f->up)
             evhttp_connection_free(f->up);
         relay_free(f);

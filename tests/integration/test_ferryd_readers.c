@@ -17,10 +17,16 @@
  *   - a migration of a project new to the store is listed to its member at
  *     once, whatever thread remembered the projects before;
  *   - kill -9 while readers and writers are busy: the restarted daemon
- *     keeps every host and a gapless event sequence, and reads again.
+ *     keeps every host and a gapless event sequence, and reads again;
+ *   - SIGTERM while event streams are relayed by the threads: ferryd stops
+ *     cleanly (exit status 0; under BUILD=build/asan a use after free of a
+ *     relay at shutdown would fail it).
  * ferryd runs through tests/lib/ferryd (own process group, killed when the
  * test ends). */
+#include <arpa/inet.h>
 #include <dirent.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <sqlite3.h>
@@ -29,7 +35,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "../lib/ferryd.h"
 #include "../lib/test.h"
@@ -492,6 +501,72 @@ static void t_kill9(void)
     CHECK(s == 200, "a read after the restart answered %d", s);
 }
 
+/* ---- SIGTERM while streams are relayed ---------------------------------------- */
+
+/* Opens an event stream (relayed by a read thread to the loop) and waits,
+ * at most 5 s, for its answer's headers. Returns the socket or -1. */
+static int stream_open(void)
+{
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_port = htons((uint16_t)D.port),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof(a)) != 0) {
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    char req[512], buf[4096];
+    int len = snprintf(req, sizeof(req),
+                       "GET /v1/events HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n"
+                       "Authorization: Bearer %s\r\n\r\n",
+                       D.admin);
+    size_t n = 0;
+    uint64_t t0 = lab_now_ms();
+    if (write(fd, req, (size_t)len) == len)
+        while (lab_now_ms() - t0 < 5000 && n < sizeof(buf) - 1) {
+            struct pollfd p = {fd, POLLIN, 0};
+            if (poll(&p, 1, 100) <= 0)
+                continue;
+            ssize_t r = read(fd, buf + n, sizeof(buf) - 1 - n);
+            if (r <= 0)
+                break;
+            n += (size_t)r;
+            buf[n] = '\0';
+            if (strstr(buf, "\r\n\r\n"))
+                return strncmp(buf, "HTTP/1.1 200", 12) == 0 ? fd : (close(fd), -1);
+        }
+    close(fd);
+    return -1;
+}
+
+static void t_term_streams(void)
+{
+    REQUIRE(up && D.pid > 0, "ferryd does not run");
+    int fds[3], open_n = 0;
+    for (int i = 0; i < 3; i++)
+        open_n += (fds[i] = stream_open()) >= 0;
+    CHECK(open_n == 3, "%d of 3 event streams answered 200", open_n);
+    pid_t pid = D.pid;
+    int status = -1, gone = 0;
+    REQUIRE(kill(pid, SIGTERM) == 0, "cannot signal ferryd");
+    for (int w = 0; w < 100 && !gone; w++) { /* ≤ 10 s */
+        gone = waitpid(pid, &status, WNOHANG) == pid;
+        if (!gone)
+            ferryd_sleep_ms(100);
+    }
+    if (gone)
+        D.pid = 0;
+    else
+        ferryd_stop(&D, SIGKILL);
+    for (int i = 0; i < 3; i++)
+        if (fds[i] >= 0)
+            close(fds[i]);
+    CHECK(gone, "ferryd did not stop within 10 s of SIGTERM");
+    CHECK(gone && WIFEXITED(status) && WEXITSTATUS(status) == 0,
+          "ferryd stopped with status 0x%x (log %s)", status, D.log_path);
+}
+
 int main(void)
 {
     struct ferr e = {0};
@@ -518,6 +593,8 @@ int main(void)
     test_run("ferryd readers: kill -9 under readers and writers: hosts kept, events gapless, "
              "reads again",
              t_kill9);
+    test_run("ferryd readers: SIGTERM while the threads relay event streams: a clean stop",
+             t_term_streams);
     int rc = test_done();
     if (rc != 0)
         ferryd_tail_log(&D, 40);
