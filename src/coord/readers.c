@@ -150,12 +150,16 @@ static void drop(struct relay *f)
         log_error("readers", "msg=\"cannot schedule a relay's release\"");
 }
 
-/* The client of a relayed stream went away: libevent frees its request and
- * connection. */
+/* The client of a relayed stream went away: libevent frees the connection
+ * but only detaches the request, whose reply was never ended; ending it
+ * now frees it (it leaked, ~1 KiB per departed client, before). */
 static void on_down_close(struct evhttp_connection *con, void *arg)
 {
     (void)con;
-    drop(arg);
+    struct relay *f = arg;
+    if (f->down && !evhttp_request_get_connection(f->down))
+        evhttp_send_reply_end(f->down);
+    drop(f);
 }
 
 /* The loop's answer has headers: copy status and headers; a chunked answer

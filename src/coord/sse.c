@@ -98,11 +98,15 @@ static void sub_unlink(struct sse_sub *sub)
     }
 }
 
-/* The client went away: libevent frees the request and the connection. */
+/* The client went away: libevent frees the connection but only detaches
+ * the request, whose reply was never ended; ending it now frees it (it
+ * leaked, ~1 KiB per departed subscriber, before). */
 static void on_close(struct evhttp_connection *con, void *arg)
 {
     (void)con;
     struct sse_sub *sub = arg;
+    if (!evhttp_request_get_connection(sub->req))
+        evhttp_send_reply_end(sub->req);
     log_debug("sse", "msg=\"subscriber left\" user=%s cursor=%lld", sub->who.user,
               (long long)sub->cursor);
     sub_unlink(sub);
