@@ -27,7 +27,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "coord/agentc.h"
 #include "coord/auth.h"
@@ -115,6 +117,8 @@ struct orch {
 struct coordmig {
     struct event *tick;  /* TICK_MS timer */
     struct event *audit; /* AUDIT_FLUSH_MS timer: writes the deferred audit records */
+    int audit_wake_fd;       /* eventfd the read threads' records wake early; -1 none */
+    struct event *audit_now; /* its read event: the same flush, at once */
     struct orch *list;   /* live orchestrations */
     char *agent_token;   /* bearer token presented to the agents; owned, NULL none */
     int64_t consent_ms;  /* last consent timeout check, ms since epoch */
@@ -1363,9 +1367,13 @@ static int read_agent_token(const char *path, char **out, struct ferr *e)
 
 static void on_audit_flush(evutil_socket_t fd, short what, void *arg)
 {
-    (void)fd;
     (void)what;
     struct coord *c = arg;
+    if (fd >= 0) { /* the wake eventfd: empty it, then flush */
+        uint64_t n;
+        ssize_t r = read(fd, &n, sizeof(n));
+        (void)r;
+    }
     struct ferr e = {0};
     if (store_audit_flush(c->st, NULL, &e) != 0)
         log_error("api", "msg=\"audit flush failed\" err=\"%s\"", e.msg);
@@ -1376,6 +1384,7 @@ int coordmig_start(struct coord *c, struct ferr *e)
     c->mig = xcalloc(1, sizeof(*c->mig));
     c->mig->cache = migcache_new(0, 0);
     c->mig->projects_mark = -1;
+    c->mig->audit_wake_fd = -1;
     if (c->cfg.agent_token_file[0]) {
         int trc = read_agent_token(c->cfg.agent_token_file, &c->mig->agent_token, e);
         if (trc)
@@ -1400,6 +1409,20 @@ int coordmig_start(struct coord *c, struct ferr *e)
     c->mig->audit = event_new(c->base, -1, EV_PERSIST, on_audit_flush, c);
     struct timeval atv = {0, AUDIT_FLUSH_MS * 1000};
     event_add(c->mig->audit, &atv);
+    /* Read threads can queue records faster than one flush per
+     * AUDIT_FLUSH_MS writes them (tens of thousands of reads a second): the
+     * queue passing STORE_AUDIT_HIGH wakes this flush at once, so a read
+     * thread seldom waits for room (store_audit_defer). */
+    c->mig->audit_wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (c->mig->audit_wake_fd >= 0) {
+        c->mig->audit_now =
+            event_new(c->base, c->mig->audit_wake_fd, EV_READ | EV_PERSIST, on_audit_flush, c);
+        event_add(c->mig->audit_now, NULL);
+        store_audit_set_wake(c->st, c->mig->audit_wake_fd);
+    } else {
+        log_warn("api", "msg=\"no eventfd for the audit flush; the timer alone flushes\" err=\"%s\"",
+                 strerror(errno));
+    }
     return 0;
 }
 
@@ -1407,6 +1430,7 @@ void coordmig_reader_init(struct coord *r, const struct coord *c)
 {
     r->mig = xcalloc(1, sizeof(*r->mig));
     r->mig->cache = c->mig->cache; /* thread-safe (migcache.h) */
+    r->mig->audit_wake_fd = -1;
     r->mig->projects_mark = -1;
 }
 
@@ -1434,6 +1458,14 @@ void coordmig_stop(struct coord *c)
     commit_pending(c); /* a clean stop loses no progress */
     if (c->mig->commit)
         event_free(c->mig->commit);
+    if (c->mig->audit_now) {
+        store_audit_set_wake(c->st, -1);
+        event_free(c->mig->audit_now);
+        c->mig->audit_now = NULL;
+    }
+    if (c->mig->audit_wake_fd >= 0)
+        close(c->mig->audit_wake_fd);
+    c->mig->audit_wake_fd = -1;
     if (c->mig->audit) {
         event_free(c->mig->audit);
         on_audit_flush(-1, 0, c); /* and store_close flushes what comes after */

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "coord/store_impl.h"
 #include "util/jsonin.h"
@@ -25,6 +26,8 @@ struct store {
     struct store_audit *abuf;    /* deferred audit records (STORE_AUDIT_BUFFER) */
     size_t an;                   /* how many wait in abuf */
     uint64_t adropped;           /* dropped because abuf was full */
+    int awake_fd;                /* written to when an reaches STORE_AUDIT_HIGH; -1: none */
+    int awoken;                  /* awake_fd written since the last flush */
     uint64_t commits;            /* store_tx_commit that succeeded */
     int marked;                  /* a savepoint (store_tx_mark) is open */
 };
@@ -85,6 +88,15 @@ static void store_audit_init(struct store *st)
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_init(&st->aspace, &ca);
     pthread_condattr_destroy(&ca);
+    st->awake_fd = -1;
+}
+
+void store_audit_set_wake(struct store *st, int fd)
+{
+    pthread_mutex_lock(&st->alock);
+    st->awake_fd = fd;
+    st->awoken = 0;
+    pthread_mutex_unlock(&st->alock);
 }
 
 int store_open(const char *location, struct store **out, struct ferr *e)
@@ -399,7 +411,17 @@ int store_audit_defer(struct store *st, const struct store_audit *a, struct ferr
             st->abuf = xcalloc(STORE_AUDIT_BUFFER, sizeof(*st->abuf));
         st->abuf[st->an++] = *a;
     }
+    int wake = -1;
+    if (st->an >= STORE_AUDIT_HIGH && st->awake_fd >= 0 && !st->awoken) {
+        wake = st->awake_fd;
+        st->awoken = 1;
+    }
     pthread_mutex_unlock(&st->alock);
+    if (wake >= 0) {
+        uint64_t one = 1; /* an eventfd's counter; a full one already wakes */
+        ssize_t w = write(wake, &one, sizeof(one));
+        (void)w;
+    }
     if (dropped % 1000 == 1)
         log_warn("store", "msg=\"audit queue full, record dropped\" dropped=%llu",
                  (unsigned long long)dropped);
@@ -419,6 +441,7 @@ int store_audit_flush(struct store *st, size_t *flushed, struct ferr *e)
     size_t n = st->an;
     st->abuf = NULL;
     st->an = 0;
+    st->awoken = 0;
     pthread_cond_broadcast(&st->aspace);
     pthread_mutex_unlock(&st->alock);
     if (n == 0) {

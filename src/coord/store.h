@@ -297,7 +297,8 @@ int store_audit_append(struct store *st, const struct store_audit *a, struct fer
 
 /* Queues one audit record in memory (a copy) for the next
  * store_audit_flush: for read decisions, whose record may be lost on a
- * crash (ferryd flushes every 100 ms). Callable from any thread; on a
+ * crash (ferryd flushes every 100 ms, and at once when the queue passes
+ * STORE_AUDIT_HIGH: store_audit_set_wake). Callable from any thread; on a
  * reader handle the record joins its writer's queue. Never writes. When
  * STORE_AUDIT_BUFFER records wait already: through a reader handle it
  * waits for the writer's next flush (back-pressure on the reads: no record
@@ -314,6 +315,16 @@ int store_audit_defer(struct store *st, const struct store_audit *a, struct ferr
  * for the next flush. A no-op on a reader handle. */
 int store_audit_flush(struct store *st, size_t *flushed, struct ferr *e)
     __attribute__((warn_unused_result));
+
+#define STORE_AUDIT_HIGH (STORE_AUDIT_BUFFER / 4) /* queued records that wake the writer early */
+
+/* Gives the writer handle a descriptor (e.g. an eventfd) that
+ * store_audit_defer writes 1 to, from whichever thread, when the queue
+ * reaches STORE_AUDIT_HIGH records — once per flush — so that the writer's
+ * loop flushes at once instead of at its next timer, before readers have
+ * to wait for room. -1 (the default) turns it off. The descriptor stays
+ * the caller's; it must be non-blocking. */
+void store_audit_set_wake(struct store *st, int fd);
 
 /* Deferred audit records dropped because the queue was full, since open. */
 uint64_t store_audit_dropped(const struct store *st);

@@ -10,8 +10,10 @@
  * while the writer flushes — all reach the writer's table exactly once
  * (the readers wait for room); with nobody flushing, a reader's record is
  * dropped and counted after its wait. */
+#include <errno.h>
 #include <pthread.h>
 #include <sqlite3.h>
+#include <sys/eventfd.h>
 #include <time.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -577,6 +579,54 @@ static void t_reader(void)
     free(p);
 }
 
+/* The wake descriptor: written once when the queue reaches
+ * STORE_AUDIT_HIGH (from a reader's thread), not again until a flush, and
+ * again after it; never below the mark; off with -1. */
+static void t_audit_wake(void)
+{
+    char *p = new_path();
+    struct store *st = NULL, *rd = NULL;
+    struct ferr e = {0};
+    REQUIRE(store_open(p, &st, &e) == 0, "open: %s", e.msg);
+    REQUIRE(store_open_reader(p, st, &rd, &e) == 0, "reader: %s", e.msg);
+    int fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    REQUIRE(fd >= 0, "eventfd: %s", strerror(errno));
+    store_audit_set_wake(st, fd);
+    struct store_audit a = {.time_ms = 1};
+    snprintf(a.subject, sizeof(a.subject), "u@p");
+    snprintf(a.action, sizeof(a.action), "migration:show");
+    snprintf(a.decision, sizeof(a.decision), "allow");
+    uint64_t n = 0;
+    for (int round = 0; round < 2; round++) {
+        int bad = 0;
+        for (int i = 0; i < STORE_AUDIT_HIGH - 1; i++)
+            bad += store_audit_defer(rd, &a, NULL) != 0;
+        CHECK(bad == 0, "round %d: %d records refused", round, bad);
+        CHECK(read(fd, &n, sizeof(n)) < 0 && errno == EAGAIN,
+              "round %d: woken below the mark (%d queued)", round, STORE_AUDIT_HIGH - 1);
+        for (int i = 0; i < 3; i++)
+            bad += store_audit_defer(rd, &a, NULL) != 0;
+        n = 0;
+        CHECK(bad == 0 && read(fd, &n, sizeof(n)) == (ssize_t)sizeof(n) && n == 1,
+              "round %d: at the mark the wake counter reads %llu, want 1 (once)", round,
+              (unsigned long long)n);
+        size_t flushed = 0;
+        CHECK(store_audit_flush(st, &flushed, &e) == 0 && flushed == STORE_AUDIT_HIGH + 2,
+              "round %d: flushed %zu: %s", round, flushed, e.msg);
+    }
+    store_audit_set_wake(st, -1);
+    for (int i = 0; i < STORE_AUDIT_HIGH + 1; i++)
+        (void)!store_audit_defer(rd, &a, NULL);
+    CHECK(read(fd, &n, sizeof(n)) < 0 && errno == EAGAIN, "woken after store_audit_set_wake(-1)");
+    int64_t count = 0;
+    CHECK(store_audit_count(st, &count, &e) == 0 && count == 3 * STORE_AUDIT_HIGH + 5,
+          "audit rows %lld, want %d", (long long)count, 3 * STORE_AUDIT_HIGH + 5);
+    close(fd);
+    store_close(rd);
+    store_close(st);
+    free(p);
+}
+
 /* Each row: one bad input and the field and code it must be refused with. */
 static void t_caps(void)
 {
@@ -730,6 +780,9 @@ int main(void)
              "readers (5x the queue) while the writer flushes reaches the table once each; "
              "unflushed, a reader's record is dropped after its wait",
              t_reader);
+    test_run("store: the audit wake descriptor is written once when the queue reaches its "
+             "mark, again after a flush, never below it or when turned off",
+             t_audit_wake);
     test_rm_rf(dir);
     return test_done();
 }
