@@ -924,6 +924,15 @@ int mig_start_storage(struct agent *ag, struct instance *in, const char *dest_ur
         m->limits.pacing = true;
         m->pace_default = true;
     }
+    if (storage_copy && policy->enabled && policy->conv.budget.enabled &&
+        (policy->conv.budget.steer & CONV_STEER_MIRROR)) {
+        /* the mirrors start at the budget's first rate (or the request's
+         * lower cap), not uncapped until the controller's first action:
+         * a 1 GiB mirror can reach READY before it */
+        uint64_t r0 = policy->conv.budget.rate_start_bps;
+        if (r0 && (m->limits.mirror_speed_bps == 0 || m->limits.mirror_speed_bps > r0))
+            m->limits.mirror_speed_bps = r0;
+    }
     m->throttle_dormant = !limits->auto_converge && ctl_may_throttle(policy);
     if (storage_copy)
         storage_init(m);
