@@ -294,19 +294,6 @@ struct wrk_result {
 
 static double bg_cpu_us_per_s; /* ferryd's CPU without requests (progress writes), µs/s */
 
-/* The 1-minute load average (runnable tasks on the machine), -1 unknown. */
-static double loadavg1(void)
-{
-    double l = -1;
-    FILE *f = fopen("/proc/loadavg", "r");
-    if (f) {
-        if (fscanf(f, "%lf", &l) != 1)
-            l = -1;
-        fclose(f);
-    }
-    return l;
-}
-
 static double mono_s(void)
 {
     struct timespec ts;
@@ -519,7 +506,7 @@ int main(void)
     ferryd_sleep_ms(3000);
     double bc1 = daemon_cpu_us(), bw1 = mono_s();
     bg_cpu_us_per_s = bc0 >= 0 && bc1 >= bc0 ? (bc1 - bc0) / (bw1 - bw0) : 0;
-    double load0 = loadavg1();
+    double load0 = bench_loadavg1();
     long writes0 = progress_writes(db), polls0 = standin_polls(&agent);
     double commits0 = daemon_commits(url);
     clock_gettime(CLOCK_MONOTONIC, &t0);
@@ -544,7 +531,7 @@ int main(void)
     long writes = progress_writes(db) - writes0;
     double commits1 = daemon_commits(url);
     double commits_per_s = commits0 >= 0 && commits1 >= commits0 ? (commits1 - commits0) / run_s : -1;
-    double load1 = loadavg1();
+    double load1 = bench_loadavg1();
     long polls = standin_polls(&agent) - polls0;
     ferryd_kill(&daemon_pid, SIGKILL, 0);
     standin_stop(&agent);

@@ -93,19 +93,6 @@ struct way_result {
 
 static struct lab L;
 
-/* The 1-minute load average (the machine is shared: the noise). */
-static double loadavg(void)
-{
-    double v = -1;
-    FILE *f = fopen("/proc/loadavg", "r");
-    if (f) {
-        if (fscanf(f, "%lf", &v) != 1)
-            v = -1;
-        fclose(f);
-    }
-    return v;
-}
-
 static double now_s(void)
 {
     return (double)lab_now_ms() / 1000.0;
@@ -563,7 +550,7 @@ int main(void)
            "(0: not judged), steer both\nmachine: %s\n",
            GUEST_MIB, disk_mib, load_pct, base_s, repeat,
            curve_env && *curve_env ? curve_env : "160,128,96,48,16", p99_ratio, mach);
-    double t_start = now_s(), load0 = loadavg();
+    double t_start = now_s(), load0 = bench_loadavg1();
     char disk_dir[64] = "/var/tmp/ferry-bimpact-XXXXXX";
     if (!mkdtemp(disk_dir)) {
         fprintf(stderr, "impact_disk: mkdtemp: %s\n", strerror(errno));
@@ -643,7 +630,7 @@ int main(void)
         const struct lab_agent *s = &L.agents[at], *d = &L.agents[1 - at];
         char label[48];
         row_label(&rows[i], label, sizeof(label));
-        printf("-- %s: %s -> %s (load %.1f)\n", label, s->name, d->name, loadavg());
+        printf("-- %s: %s -> %s (load %.1f)\n", label, s->name, d->name, bench_loadavg1());
         run_way(rows[i].way, s, d, name, base_s, rows[i].speed_mibs, timeout_s, rate, &res[i]);
         struct way_result *r = &res[i];
         printf("   %s in %.1f s %s\n", r->state[0] ? r->state : "error", r->total_s, r->error);
@@ -786,7 +773,7 @@ int main(void)
         }
     json_object_set_new(fig, "adaptive_budget_violations", json_integer(viol));
     json_object_set_new(fig, "adaptive_budget_judged", json_integer(judged));
-    double load1 = loadavg();
+    double load1 = bench_loadavg1();
     printf("load average (1 min): %.1f at the start, %.1f at the end\n", load0, load1);
     json_object_set_new(base, "loadavg_1m_start", json_real(load0));
     json_object_set_new(base, "loadavg_1m_end", json_real(load1));

@@ -162,18 +162,6 @@ static double quantile(double *v, long n, double q)
     return v[k < n ? k : n - 1];
 }
 
-static double loadavg1(void)
-{
-    double l = -1;
-    FILE *f = fopen("/proc/loadavg", "r");
-    if (f) {
-        if (fscanf(f, "%lf", &l) != 1)
-            l = -1;
-        fclose(f);
-    }
-    return l;
-}
-
 /* Counts the store's events by kind (read-only, ferryd stopped). */
 static void count_events(const char *db, struct run *r)
 {
@@ -303,7 +291,7 @@ static int run_one(long hosts, long groups, double scale, long timeout_s, long s
                           "health_check", "timeout_s", 120, "command", "sim-check"),
            *o = NULL;
     int64_t t0 = mono_ms();
-    r->load_start = loadavg1();
+    r->load_start = bench_loadavg1();
     int st = api(url, admin, "POST", "/v1/plans", b, &o);
     json_decref(b);
     if (st != 201) {
@@ -419,7 +407,7 @@ static int run_one(long hosts, long groups, double scale, long timeout_s, long s
         free(step[i]);
     free(step);
     free(since);
-    r->load_end = loadavg1();
+    r->load_end = bench_loadavg1();
     r->completed = strcmp(r->state, "completed") == 0;
     r->wall_s = (double)(mono_ms() - t0) / 1000.0;
     r->makespan_sim_s = r->wall_s / scale;

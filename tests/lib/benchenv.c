@@ -65,3 +65,9 @@ long bench_env_long(const char *name, long def, long min, long max)
     }
     return x;
 }
+
+double bench_loadavg1(void)
+{
+    double l[1];
+    return getloadavg(l, 1) == 1 ? l[0] : -1;
+}

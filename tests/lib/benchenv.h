@@ -18,4 +18,7 @@ void bench_machine(char *buf, size_t len);
  * status 2. */
 long bench_env_long(const char *name, long def, long min, long max);
 
+/* The machine's 1-minute load average (runnable tasks), -1 when unknown. */
+double bench_loadavg1(void);
+
 #endif
