@@ -615,14 +615,7 @@ static int sq_instance_get(void *impl, const char *name, struct store_instance *
     if (rc)
         return rc;
     bind_text(st, 1, name);
-    int r = sqlite3_step(st);
-    if (r == SQLITE_ROW)
-        inst_fill(st, out);
-    else
-        rc = r == SQLITE_DONE ? ferr_set(e, FERR_NOTFOUND, "instance", "no instance %s", name)
-                              : db_err(s, e, "get instance");
-    sqlite3_finalize(st);
-    return rc;
+    return get_row(s, st, 0, inst_fill, out, "instance", "instance", name, "get instance", e);
 }
 
 static void inst_fill(sqlite3_stmt *st, void *p)
@@ -1470,15 +1463,9 @@ static int sq_plan_host_get(void *impl, const char *plan_id, const char *host,
         return rc;
     bind_text(st, 1, plan_id);
     bind_text(st, 2, host);
-    int r = sqlite3_step(st);
-    if (r == SQLITE_ROW)
-        plan_host_fill(st, out);
-    else
-        rc = r == SQLITE_DONE ? ferr_set(e, FERR_NOTFOUND, "host", "plan %s has no host %s",
-                                         plan_id, host)
-                              : db_err(s, e, "get plan host");
-    sqlite3_finalize(st);
-    return rc;
+    char key[160];
+    snprintf(key, sizeof(key), "%s in plan %s", host, plan_id);
+    return get_row(s, st, 0, plan_host_fill, out, "host", "host", key, "get plan host", e);
 }
 
 static int sq_plan_host_update(void *impl, const struct store_plan_host *h, struct ferr *e)
