@@ -23,11 +23,13 @@
 #include <string.h>
 
 #include "../lib/ferryd.h"
+#include "../lib/storefix.h"
 #include "../lib/test.h"
 #include "coord/store.h"
 
 #define RECORDS 120           /* migration records stored */
 #define PROJECTS 3            /* p0, p1, p2: record i belongs to p(i % 3) */
+#define ID_PREFIX "mig-list-" /* record i's id: the prefix and i in 3 digits */
 #define T0_MS 1767225600000LL /* created time of record 0, ms since epoch */
 
 static struct ferryd D;
@@ -43,52 +45,15 @@ static int api(const char *method, const char *path, const char *token, json_t *
 
 static void rec_id(char *out, size_t n, int i)
 {
-    snprintf(out, n, "mig-list-%03d", i);
+    snprintf(out, n, "%s%03d", ID_PREFIX, i);
 }
 
-/* Record i's project, as stored. */
-static void rec_project(char *out, size_t n, int i)
-{
-    snprintf(out, n, "p%d", i % PROJECTS);
-}
-
+/* Two records per created time: the id orders them (descending). */
 static int fill_store(void)
 {
-    struct store *st = NULL;
-    struct ferr e = {0};
-    if (store_open(db, &st, &e) != 0 || store_tx_begin(st, &e) != 0) {
-        fprintf(stderr, "store: %s\n", e.msg);
-        store_close(st);
-        return -1;
-    }
-    for (int i = 0; i < RECORDS; i++) {
-        struct store_migration m = {0};
-        rec_id(m.id, sizeof(m.id), i);
-        snprintf(m.instance, sizeof(m.instance), "vm-%03d", i);
-        snprintf(m.source, sizeof(m.source), "host-%d", i % 4);
-        snprintf(m.destination, sizeof(m.destination), "host-%d", (i + 1) % 4);
-        snprintf(m.state, sizeof(m.state), "%s", i % 2 ? "succeeded" : "failed");
-        snprintf(m.phase, sizeof(m.phase), "completed");
-        snprintf(m.user, sizeof(m.user), "u%d", i % 5);
-        rec_project(m.project, sizeof(m.project), i);
-        m.policy_json = "{\"name\":\"default\"}";
-        m.limits_json = "{\"downtime_ms\":300}";
-        m.mem_total_bytes = 1u << 30;
-        m.progress_pct = 100.0;
-        m.eta_ms = m.eta_low_ms = m.eta_high_ms = -1;
-        m.downtime_ms = 20 + i;
-        /* Two records per created time: the id orders them (descending). */
-        m.created_ms = T0_MS + (i / 2) * 1000;
-        m.updated_ms = m.created_ms + 500;
-        if (store_migration_insert(st, &m, &e) != 0) {
-            fprintf(stderr, "insert: %s\n", e.msg);
-            store_close(st);
-            return -1;
-        }
-    }
-    int rc = store_tx_commit(st, &e);
-    store_close(st);
-    return rc;
+    const struct storefix_recs r = {.id_prefix = ID_PREFIX, .n = RECORDS, .projects = PROJECTS,
+                                    .failed_every = 2, .per_second = 2, .t0_ms = T0_MS};
+    return storefix_fill(db, &r);
 }
 
 /* Index of record id "mig-list-NNN", or -1. */

@@ -42,6 +42,7 @@
 #include <unistd.h>
 
 #include "../lib/ferryd.h"
+#include "../lib/storefix.h"
 #include "../lib/test.h"
 #include "coord/store.h"
 #include "util/httpc.h"
@@ -60,40 +61,9 @@ static int up;
 
 static int fill_store(void)
 {
-    struct store *st = NULL;
-    struct ferr e = {0};
-    if (store_open(db, &st, &e) != 0 || store_tx_begin(st, &e) != 0) {
-        fprintf(stderr, "store: %s\n", e.msg);
-        store_close(st);
-        return -1;
-    }
-    for (int i = 0; i < RECORDS; i++) {
-        struct store_migration m = {0};
-        snprintf(m.id, sizeof(m.id), "mig-rd-%03d", i);
-        snprintf(m.instance, sizeof(m.instance), "vm-%03d", i);
-        snprintf(m.source, sizeof(m.source), "host-%d", i % 4);
-        snprintf(m.destination, sizeof(m.destination), "host-%d", (i + 1) % 4);
-        snprintf(m.state, sizeof(m.state), "%s", i % 3 ? "succeeded" : "failed");
-        snprintf(m.phase, sizeof(m.phase), "completed");
-        snprintf(m.user, sizeof(m.user), "u%d", i % 5);
-        snprintf(m.project, sizeof(m.project), "p%d", i % PROJECTS);
-        m.policy_json = "{\"name\":\"default\"}";
-        m.limits_json = "{\"downtime_ms\":300}";
-        m.mem_total_bytes = 1u << 30;
-        m.progress_pct = 100.0;
-        m.eta_ms = m.eta_low_ms = m.eta_high_ms = -1;
-        m.downtime_ms = 20 + i;
-        m.created_ms = T0_MS + i * 1000;
-        m.updated_ms = m.created_ms + 500;
-        if (store_migration_insert(st, &m, &e) != 0) {
-            fprintf(stderr, "insert: %s\n", e.msg);
-            store_close(st);
-            return -1;
-        }
-    }
-    int rc = store_tx_commit(st, &e);
-    store_close(st);
-    return rc;
+    const struct storefix_recs r = {.id_prefix = "mig-rd-", .n = RECORDS, .projects = PROJECTS,
+                                    .failed_every = 3, .per_second = 1, .t0_ms = T0_MS};
+    return storefix_fill(db, &r);
 }
 
 /* One request; returns the status and the body (caller frees) in *body. */
