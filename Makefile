@@ -69,7 +69,7 @@ BENCH_SRC := $(wildcard bench/*.c)
 BENCH_BIN := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 
 .SECONDARY:
-.PHONY: all deps check demo bench lint fuzz lab clean tests format san-tests
+.PHONY: all deps check demo bench lint fuzz lab clean tests format san-tests tsan-tests
 all: deps $(BINS)
 
 deps:
@@ -108,12 +108,20 @@ lab: deps
 
 # The ASan+UBSan build of the unit tests and fuzz replays runs in the same
 # pass (one closing line); integration tests run from the normal build.
+# The ThreadSanitizer build of ferryd and of the tests of its threaded
+# parts (read threads, the locked cache, the audit queue) runs in it too.
 SAN_BUILD := build/asan
+TSAN_BUILD := build/tsan
+TSAN_TESTS := tests/unit/test_coord_store tests/unit/test_coord_migcache \
+              tests/integration/test_ferryd_readers
 check: tests lab
 	@$(MAKE) --no-print-directory SANITIZE=1 san-tests >/dev/null
-	@BUILD=$(BUILD) SAN_BUILD=$(SAN_BUILD) sh tests/run.sh
+	@$(MAKE) --no-print-directory SANITIZE=thread tsan-tests >/dev/null
+	@BUILD=$(BUILD) SAN_BUILD=$(SAN_BUILD) TSAN_BUILD=$(TSAN_BUILD) \
+	    TSAN_TESTS="$(TSAN_TESTS)" sh tests/run.sh
 
 san-tests: $(UNIT_BIN) $(FUZZ_REPLAY)
+tsan-tests: $(BUILD)/ferryd $(TSAN_TESTS:%=$(BUILD)/%)
 
 demo: all lab
 	@BUILD=$(BUILD) sh scripts/demo.sh

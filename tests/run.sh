@@ -1,5 +1,7 @@
 #!/bin/sh
-# Runs every test binary (unit, fuzz-corpus replay, integration) and ends
+# Runs every test binary (unit, fuzz-corpus replay, integration; with
+# SAN_BUILD the unit tests and replays again under ASan+UBSan; with
+# TSAN_BUILD and TSAN_TESTS those tests under ThreadSanitizer) and ends
 # with one line: "N passed, N failed, N skipped".
 # A binary that exits non-zero without reporting a FAIL counts as one failure.
 BUILD=${BUILD:-build}
@@ -48,6 +50,30 @@ if [ -n "${SAN_BUILD:-}" ] && [ -d "$SAN_BUILD/tests" ]; then
         [ -x "$t" ] || continue
         name=$(basename "$t" -replay)
         run_one "$t" "tests/fuzz/corpus/${name#fuzz_}"
+    done
+fi
+if [ -n "${TSAN_BUILD:-}" ] && [ -n "${TSAN_TESTS:-}" ]; then
+    # Every process of these runs (the test and the ferryd it starts)
+    # writes a ThreadSanitizer report to its own file under tsan/: any
+    # file there is a failure, whichever process found the race.
+    echo "== ThreadSanitizer build ($TSAN_BUILD): ferryd's threaded parts"
+    tsan_dir=$(cd "$LOGDIR" && pwd)/tsan
+    rm -rf "$tsan_dir"
+    mkdir -p "$tsan_dir"
+    main_build=$BUILD
+    BUILD=$TSAN_BUILD # the tests start the ferryd of their own build
+    export BUILD
+    export TSAN_OPTIONS="suppressions=$ROOT/tests/tsan.supp log_path=$tsan_dir/report"
+    for t in $TSAN_TESTS; do
+        [ -x "$TSAN_BUILD/$t" ] && run_one "$TSAN_BUILD/$t"
+    done
+    unset TSAN_OPTIONS
+    BUILD=$main_build
+    for r in "$tsan_dir"/report.*; do
+        [ -f "$r" ] || continue
+        echo "FAIL ThreadSanitizer report $r:"
+        head -40 "$r"
+        fail=$((fail + 1))
     done
 fi
 if [ "${FERRY_SKIP_INTEGRATION:-0}" != 1 ]; then
