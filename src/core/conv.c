@@ -1223,9 +1223,20 @@ uint64_t conv_next_event_ms(const struct conv *c)
         const struct conv_adaptive *ad = &c->pol.adaptive;
         if (ad->deadline_ms > now)
             t = ad->deadline_ms;
-        if (c->rung < ad->n_ladder && c->rung_state[ad->ladder[c->rung]] == CONV_RUNG_ACTIVE &&
-            c->rung_t_ms + ad->settle_ms > now && c->rung_t_ms + ad->settle_ms < t)
-            t = c->rung_t_ms + ad->settle_ms;
+        if (c->rung < ad->n_ladder && c->rung_state[ad->ladder[c->rung]] == CONV_RUNG_ACTIVE) {
+            /* settle_ms, then the bound after which the rung gives way
+             * whatever the periods say (conv_tick's rule) */
+            uint64_t bound = ad->settle_max_ms;
+            uint64_t left_then = ad->deadline_ms > c->rung_t_ms ? ad->deadline_ms - c->rung_t_ms : 0;
+            if (left_then / 4 < bound)
+                bound = left_then / 4;
+            if (bound < ad->settle_ms && ad->settle_ms < ad->settle_max_ms)
+                bound = ad->settle_ms;
+            if (c->rung_t_ms + ad->settle_ms > now && c->rung_t_ms + ad->settle_ms < t)
+                t = c->rung_t_ms + ad->settle_ms;
+            else if (c->rung_t_ms + bound > now && c->rung_t_ms + bound < t)
+                t = c->rung_t_ms + bound;
+        }
     }
     return t;
 }

@@ -390,7 +390,9 @@ int conv_future_downtime(const struct conv *c, struct est_sched_step *sched,
 
 /* Returns the next time (ms since migration start, after the last tick)
  * at which c may act on time alone — a Nova downtime step or completion
- * timeout, an adaptive deadline or the end of a rung's settle time — or
+ * timeout, an adaptive deadline, the end of a rung's settle time or the
+ * bound (settle_max_ms, or a quarter of what was left) after which it
+ * gives way — or
  * UINT64_MAX when there is none (schedule policies act on iterations, a
  * done controller never). Pure; for forecasts (core/forecast.h). */
 uint64_t conv_next_event_ms(const struct conv *c);

@@ -253,8 +253,20 @@ static double fc_dirt(const struct model *m, int sat, double d, double wr)
     return dirt;
 }
 
+/* What est_update would make of the modelled syncs (est_fc_view's
+ * meas_*): its EWMA state, seeded from the estimator's own. */
+struct fc_meas {
+    double alpha;      /* est_params.ewma_alpha */
+    double spread_min; /* est_params.spread_min */
+    double bw_spread;  /* bw_dev / bw of the estimator (0 none yet) */
+    double d, dev;     /* smoothed per-period dirty rate and its deviation */
+    int have;          /* d holds a measured rate */
+};
+
+static void ewma(double *s, double *dev, int *have, double x, double a);
+
 static struct pred fc_predict(const struct model *m0, uint64_t tx0, uint64_t sync0, est_fc_fn fn,
-                              void *ud, int *changed)
+                              void *ud, struct fc_meas *me, int *changed)
 {
     struct model mm = *m0, *m = &mm;
     struct pred p = {0, 0, 0, 0};
@@ -275,7 +287,9 @@ static struct pred fc_predict(const struct model *m0, uint64_t tx0, uint64_t syn
     double p1_share = m->p1_share > 0 && m->p1_share <= 1 ? m->p1_share : 1;
     uint64_t limit = m->base_dt_ms, syncs = sync0;
     double wake = 0; /* s from the forecast's start; call at once */
-    for (int it = 0; it < EST_FC_PASSES && t < PRED_T_MAX_S; it++) {
+    /* two turns a pass: its sync (the hook sees it at once, as the agent
+     * ticks the controller at the first sample after a sync) and its send */
+    for (int it = 0; it < 2 * EST_FC_PASSES && t < PRED_T_MAX_S; it++) {
         if ((t >= wake - 1e-9 || synced) && calls < EST_FC_CALLS) {
             struct est_fc_view vw;
             struct est_fc_ctl c;
@@ -288,6 +302,17 @@ static struct pred fc_predict(const struct model *m0, uint64_t tx0, uint64_t syn
             vw.since_sync_ms = to_ms(since);
             vw.bw_bps = r;
             vw.dirty_bps = (sat ? m->sat_w : d) * mul;
+            if (!in_pass1 && me->have) {
+                vw.meas_dirty_bps = me->d;
+                double sp = fmax(me->spread_min, me->bw_spread);
+                if (me->d > 0 && me->dev / me->d > sp)
+                    sp = me->dev / me->d;
+                vw.meas_spread = sp > 0.9 ? 0.9 : sp;
+            }
+            if (sat) {
+                vw.ws_bytes = m->sat_h;
+                vw.w_bps = m->sat_w * mul;
+            }
             vw.level = level;
             vw.pass_ms = pass_s * 1000.0;
             vw.pass1 = in_pass1;
@@ -340,6 +365,10 @@ static struct pred fc_predict(const struct model *m0, uint64_t tx0, uint64_t syn
             pass_s = t - pass_t0;
             pass_t0 = t;
             level = exact;
+            /* QEMU's dirty-pages-rate of the period: what it dirtied
+             * (distinct pages) over its length */
+            if (pass_s > 0.001)
+                ewma(&me->d, &me->dev, &me->have, dirt / pass_s, me->alpha);
             if (exact <= thr) {
                 p.finite = 1;
                 p.pause_s = exact / r;
@@ -374,6 +403,9 @@ static struct pred fc_predict(const struct model *m0, uint64_t tx0, uint64_t syn
             v = exact;
             wr = since = 0;
             synced = 1;
+            continue; /* the hook first: it was called only after the
+                         next send, up to its wake (46 s late on a
+                         128 MiB/s link, and the ladder with it) */
         }
         /* send until pending is below the threshold by one burst, or
          * until the hook's wake */
@@ -1184,7 +1216,12 @@ int est_forecast(const struct est *e, int end, est_fc_fn fn, void *ud, uint64_t 
         return FERR_STATE;
     if (end < 0 && !e->out.dirty_measured && !e->out.dirty_hinted)
         m.d = 0;
-    struct pred pr = fc_predict(&m, e->last.ram_transferred, e->last.dirty_sync_count, fn, ud, &ch);
+    struct fc_meas me = {e->p.ewma_alpha, e->p.spread_min, 0,
+                         e->dirty,          e->dirty_dev,      e->have_dirty};
+    if (e->have_bw && e->bw > 0)
+        me.bw_spread = e->bw_dev / e->bw;
+    struct pred pr =
+        fc_predict(&m, e->last.ram_transferred, e->last.dirty_sync_count, fn, ud, &me, &ch);
     if (eta_ms && pr.finite)
         *eta_ms = to_ms(pr.t_s);
     if (pause_ms && pr.finite)

@@ -337,6 +337,17 @@ struct est_fc_view {
     uint64_t since_sync_ms; /* ms since the last sync */
     double bw_bps;          /* bandwidth in force, bytes/s */
     double dirty_bps;       /* dirty rate after the throttle, bytes/s */
+    double meas_dirty_bps;  /* the dirty rate the estimator would publish
+                               at this point: QEMU's per-period rate (the
+                               distinct bytes a modelled pass dirtied over
+                               its length, a saturating working set far
+                               below the write rate) smoothed as
+                               est_update smooths it, bytes/s; 0 before
+                               the first modelled sync */
+    double meas_spread;     /* the relative spread it would then use
+                               (est_out.spread); 0 before that sync */
+    double ws_bytes;        /* the model's working-set curve: H, bytes, and */
+    double w_bps;           /* its write rate w, bytes/s (0: none) */
     double level;           /* dirty set found at the last sync, bytes; 0:
                                none since the forecast began */
     double pass_ms;         /* length of the last completed pass, ms; 0 none */

@@ -18,6 +18,9 @@
 #define FC_AC_TRIGGER                                                                              \
     0.50 /* throttle-trigger-threshold: dirtied / sent                                             \
             in a period above this counts as high */
+#define FC_TICK_MS                                                                                 \
+    250 /* the agent's sample period: the controller's                                             \
+           next tick after a consent answer, ms */
 #define FC_BW_BOUND                                                                                \
     0.85 /* measured R at least this share of                                                      \
             max-bandwidth: the cap is what binds */
@@ -39,6 +42,8 @@ struct fc_ctx {
     int aborts;                       /* the copy aborted */
     uint32_t n_act;                   /* model-changing actions */
     uint64_t first_act_ms;            /* when the first came */
+    int answered;                     /* this tick answered a consent
+                                         request: tick again soon */
 };
 
 static uint64_t umin(uint64_t a, uint64_t b)
@@ -116,7 +121,8 @@ static void fc_hook(void *ud, const struct est_fc_view *v, struct est_fc_ctl *ct
         v->bw_bps > 0 ? (uint64_t)((double)v->remaining * 1000.0 / v->bw_bps) : 0;
     if (!v->pass1) {
         uint64_t page = mig_sample_page_bytes(&x->last);
-        s.dirty_pages_rate = (uint64_t)(v->dirty_bps / (double)page);
+        double dq = v->meas_dirty_bps > 0 ? v->meas_dirty_bps : v->dirty_bps;
+        s.dirty_pages_rate = (uint64_t)(dq / (double)page);
         s.dirty_rate_hint_pps = 0;
         s.census_dirty_bytes = s.census_dirty_ms = 0;
     }
@@ -129,8 +135,18 @@ static void fc_hook(void *ud, const struct est_fc_view *v, struct est_fc_ctl *ct
     eo.since_sync_ms = v->since_sync_ms;
     eo.downtime_ms = ctl->limit_ms;
     if (!v->pass1) {
-        eo.dirty_bps = v->dirty_bps;
-        eo.ratio = v->bw_bps > 0 ? v->dirty_bps / v->bw_bps : 0;
+        /* what the estimator would show: QEMU's per-period rate smoothed,
+         * not the model's write rate (a working set saturates: a 15 s
+         * pass over a set of 7 GiB written at 0.9 GiB/s reads 0.4 GiB/s,
+         * and with the write rate the copy judged itself late) */
+        eo.dirty_bps = v->meas_dirty_bps > 0 ? v->meas_dirty_bps : v->dirty_bps;
+        eo.ratio = v->bw_bps > 0 ? eo.dirty_bps / v->bw_bps : 0;
+        if (v->meas_spread > 0)
+            eo.spread = v->meas_spread;
+        if (v->ws_bytes > 0 && v->w_bps > 0) {
+            eo.sat_ws_bytes = v->ws_bytes;
+            eo.sat_w_bps = v->w_bps;
+        }
         eo.dirty_measured = 1;
         eo.dirty_hinted = eo.dirty_census = 0;
         eo.nonzero_hinted = eo.nonzero_census = 0;
@@ -209,10 +225,13 @@ static void fc_hook(void *ud, const struct est_fc_view *v, struct est_fc_ctl *ct
             note_act(x, v->t_ms, ctl);
             return;
         case CONV_ACT_REQUEST_CONSENT:
-            /* a prompt yes; the real wait is unknown (forecast.h) */
+            /* a prompt yes; the real wait is unknown (forecast.h). The
+             * controller acts on it at its next tick, a sample later, not
+             * at the next wake (up to 10 % of the elapsed time away) */
             x->consent_wait = 1;
             if (conv_consent(&x->c, a->step, true) != 0) {
             }
+            x->answered = 1;
             break;
         default: /* stall and budget reports, disk-side actions */
             break;
@@ -227,6 +246,9 @@ static void fc_hook(void *ud, const struct est_fc_view *v, struct est_fc_ctl *ct
     w = umin(w, conv_next_event_ms(&x->c));
     if (x->ac_on && x->thr < x->ac_max && x->ac_next_ms > v->t_ms)
         w = umin(w, x->ac_next_ms);
+    if (x->answered)
+        w = umin(w, v->t_ms + FC_TICK_MS);
+    x->answered = 0;
     ctl->wake_ms = w;
 }
 
