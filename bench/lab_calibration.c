@@ -93,6 +93,13 @@ struct run {
     bool ok;                /* converged, destination intact */
     char why[300];          /* why not ok */
     double total_ms;        /* QEMU total-time, ms */
+    double migrate_t_ms;    /* agent clock (ms after the request) when `migrate` was
+                               sent: QEMU's total-time counts from there; 0 unknown */
+    double end_ms;          /* the move's end on the samples' clock: migrate_t_ms +
+                               total_ms, ms (part 1's reference) */
+    double link_bps;        /* link rate the agent gave the estimator (earlier moves'
+                               final stages), bytes/s; 0 none */
+    double final_bps;       /* this move's final stage as the agent measured it, bytes/s */
     double downtime_ms;     /* QEMU downtime, ms */
     double setup_ms;        /* QEMU setup-time, ms (not in the model) */
     uint64_t iterations;    /* dirty-sync-count at completion */
@@ -388,6 +395,11 @@ static void lab_run(const struct lab_agent *src, const struct lab_agent *dst, co
     }
     json_t *res = json_object_get(out, "result");
     r->total_ms = (double)jnum(res, "total_time_ms");
+    r->final_bps = (double)jnum(res, "final_stage_bps");
+    json_t *fs = json_object_get(out, "final_stage");
+    r->migrate_t_ms = (double)jnum(fs, "migrate_t_ms");
+    r->link_bps = (double)jnum(fs, "link_bps");
+    r->end_ms = r->migrate_t_ms + r->total_ms;
     r->downtime_ms = (double)jnum(res, "downtime_ms");
     r->setup_ms = (double)jnum(res, "setup_time_ms");
     r->iterations = jnum(res, "iterations");
@@ -440,9 +452,11 @@ static void dump_trace(const char *dir, int i, const struct run *r, const char *
     f = fopen(path, "w");
     if (f) {
         fprintf(f,
-                "total_ms %.0f\ncensus %d\nnonzero_bytes %llu\nram_bytes %llu\nrel_err %.6f\n"
+                "total_ms %.0f\nmigrate_t_ms %.0f\nlink_bps %.0f\nfinal_bps %.0f\ndowntime_ms "
+                "%.0f\ncensus %d\nnonzero_bytes %llu\nram_bytes %llu\nrel_err %.6f\n"
                 "profile",
-                r->total_ms, r->census ? 1 : 0, (unsigned long long)r->cen_nz,
+                r->total_ms, r->migrate_t_ms, r->link_bps, r->final_bps, r->downtime_ms,
+                r->census ? 1 : 0, (unsigned long long)r->cen_nz,
                 (unsigned long long)r->cen_ram, r->cen_err);
         for (size_t k = 0; k < r->cen_np; k++)
             fprintf(f, " %llu", (unsigned long long)r->cen_prof[k]);
@@ -478,17 +492,17 @@ static void eta_replay(const struct run *r, const struct est_params *p, double e
     bool nc = !p || !p->census_nonzero_bytes; /* a replay without the census */
     est_init(&est, p);
     for (int f = 0; f < NFRAC; f++) {
-        double at = fracs[f] * r->total_ms;
+        double at = fracs[f] * r->end_ms;
         while (k < r->ns && (double)r->smp[k].t_ms < at)
             if (feed(&est, &r->smp[k++], nc) != 0)
                 return;
-        if (k >= r->ns || (double)r->smp[k].t_ms >= r->total_ms ||
+        if (k >= r->ns || (double)r->smp[k].t_ms >= r->end_ms ||
             r->smp[k].phase != MIG_PHASE_ACTIVE)
             continue;
         if (feed(&est, &r->smp[k++], nc) != 0)
             return;
         est_get(&est, &o);
-        double left = r->total_ms - (double)r->smp[k - 1].t_ms;
+        double left = r->end_ms - (double)r->smp[k - 1].t_ms;
         err[f] =
             o.eta_known && o.eta_ms != EST_ETA_INFINITE ? pct_err((double)o.eta_ms, left) : 100.0;
     }
@@ -521,25 +535,30 @@ static void eta_errors(struct run *r)
     struct est est;
     struct est_params ep, ec, eh;
     memset(&ep, 0, sizeof(ep));
+    ep.link_bps = r->link_bps; /* the host's, in every replay */
     ep.hint_nonzero_bytes = r->hint_nz;
     ep.hint_dirty_set_bytes = r->hint_ws;
     ep.hint_dirty_bps = r->hint_d;
     eh = ep;
     census_params(r, &ep);
     memset(&ec, 0, sizeof(ec));
+    ec.link_bps = r->link_bps;
     census_params(r, &ec);
     r->hinted = r->hint_nz || r->hint_ws || r->hint_d > 0;
     uint64_t unused = 0;
     for (int f = 0; f < NFRAC; f++)
         r->e_nohint[f] = r->e_cen_first[f] = r->e_hint_only[f] = NAN;
-    eta_replay(r, NULL, r->e_nohint, &unused);
+    struct est_params en;
+    memset(&en, 0, sizeof(en));
+    en.link_bps = r->link_bps;
+    eta_replay(r, &en, r->e_nohint, &unused);
     eta_replay(r, &ec, r->e_cen_first, &unused);
     eta_replay(r, &eh, r->e_hint_only, &unused);
     eta_replay(r, &ep, r->e_replay, &r->dirty_set);
     est_init(&est, &ep);
     size_t k = 0;
     for (int f = 0; f < NFRAC; f++) {
-        double at = fracs[f] * r->total_ms;
+        double at = fracs[f] * r->end_ms;
         r->asked[f] = false;
         /* replay up to and including the first sample at or after `at` */
         while (k < r->ns && (double)r->smp[k].t_ms < at) {
@@ -547,7 +566,7 @@ static void eta_errors(struct run *r)
                 return;
             k++;
         }
-        if (k >= r->ns || (double)r->smp[k].t_ms >= r->total_ms ||
+        if (k >= r->ns || (double)r->smp[k].t_ms >= r->end_ms ||
             r->smp[k].phase != MIG_PHASE_ACTIVE)
             continue;
         const struct mig_sample *s = &r->smp[k];
@@ -559,7 +578,7 @@ static void eta_errors(struct run *r)
         r->asked[f] = true;
         r->at_ms[f] = s->t_ms;
         r->bulk[f] = s->dirty_sync_count <= 1;
-        double left = r->total_ms - (double)s->t_ms;
+        double left = r->end_ms - (double)s->t_ms;
         r->left_ms[f] = left;
         bool known = o.eta_known && o.eta_ms != EST_ETA_INFINITE;
         r->eta_replay[f] = known ? (double)o.eta_ms : -1;
@@ -573,7 +592,7 @@ static void eta_errors(struct run *r)
         for (size_t i = 0; i < r->nl; i++) {
             if (r->live[i].t_ms < s->t_ms)
                 continue;
-            double l = r->total_ms - (double)r->live[i].t_ms;
+            double l = r->end_ms - (double)r->live[i].t_ms;
             if (l <= 0)
                 break;
             r->live_exact[f] = r->live[i].t_ms == s->t_ms;
@@ -741,7 +760,7 @@ int main(void)
         /* QEMU's total-time vs the agent's sample clock: the last active
          * sample must come before it */
         for (size_t k = 0; k < r->ns; k++)
-            if (r->smp[k].phase == MIG_PHASE_ACTIVE && (double)r->smp[k].t_ms > r->total_ms) {
+            if (r->smp[k].phase == MIG_PHASE_ACTIVE && (double)r->smp[k].t_ms > r->end_ms) {
                 align_bad++;
                 break;
             }
@@ -769,7 +788,7 @@ int main(void)
             fmt_eta(c, sizeof(c), r->eta_naive[f]);
             printf("%-14s %6.2f %4.0f%% %7.2f %7.2f %6s %6.1f%% %6s %6.1f%% %6s %6.1f%% %7.1f%% "
                    "%7.1f%% %7.1f%%\n",
-                   key, r->total_ms / 1e3, fracs[f] * 100, (double)r->at_ms[f] / 1e3,
+                   key, r->end_ms / 1e3, fracs[f] * 100, (double)r->at_ms[f] / 1e3,
                    r->left_ms[f] / 1e3, a, r->e_live[f], b, r->e_replay[f], c, r->e_naive[f],
                    r->e_nohint[f], r->e_cen_first[f], r->e_hint_only[f]);
             a_cf[f][na[f]] = isnan(r->e_cen_first[f]) ? 100.0 : r->e_cen_first[f];
@@ -843,6 +862,23 @@ int main(void)
     printf("estimator (replay) asked in the bulk pass: %.1f %% (%zu asks), after it: %.1f %% "
            "(%zu asks)\n",
            m_bulk, n_bulk, m_after, n_after);
+    {
+        static double fb[MAX_RUNS], off[MAX_RUNS];
+        size_t nfb = 0, nlink = 0, noff = 0;
+        for (int i = 0; i < n; i++) {
+            if (!runs[i].ok)
+                continue;
+            if (runs[i].final_bps > 0)
+                fb[nfb++] = runs[i].final_bps / 1048576.0;
+            nlink += runs[i].link_bps > 0;
+            off[noff++] = runs[i].migrate_t_ms;
+        }
+        printf("final stage (RAM sent after the stop / QEMU downtime, the agent's measure): median "
+               "%.0f MiB/s over %zu moves; a link rate from earlier moves was given to the "
+               "estimator on %zu of %d; `migrate` sent median %.0f ms after the request (the "
+               "samples' t0; the reference end is that + QEMU's total-time)\n",
+               median(fb, nfb), nfb, nlink, nok, median(off, noff));
+    }
     printf("samples from /trace: %d of %d runs; live estimate of the exact sample: %zu/%zu/%zu; "
            "runs whose active samples pass QEMU's total-time: %d\n",
            ntrace, nok, exact[0], exact[1], exact[2], align_bad);

@@ -135,6 +135,17 @@ struct migration {
     uint64_t total_time_ms;        /* QEMU's total-time at completion */
     uint64_t downtime_ms;          /* QEMU's downtime at completion */
     uint64_t setup_time_ms;        /* QEMU's setup-time */
+    uint64_t migrate_t_ms;         /* ms after the request when `migrate` was
+                                      sent: QEMU's total-time counts from
+                                      there; 0 before */
+    double final_bps;              /* this move's final stage: RAM bytes sent
+                                      after the guest stopped / QEMU's
+                                      downtime, bytes/s; 0 unknown */
+    double link_bps;               /* link rate given to the estimator for
+                                      the final stage (earlier moves' final
+                                      stages to the same host), bytes/s; 0
+                                      none */
+    unsigned link_moves;           /* moves behind link_bps */
     uint64_t ram_transferred;      /* bytes sent in total */
     uint64_t iterations;           /* dirty-sync-count at completion */
     unsigned refs;                 /* outstanding async operations */

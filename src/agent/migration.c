@@ -294,6 +294,96 @@ static void sample_from_query(const struct migration *m, json_t *ret, struct mig
     storage_fill_sample(m, s);
 }
 
+/* The final stage of a completed pre-copy move (docs/AGENT.md "Final
+ * stage"): QEMU stopped the guest at migrate_t + total-time - downtime
+ * (agent clock) and sent what was pending with the rate limit lifted. The
+ * RAM bytes sent before the stop are the last active sample's plus the
+ * rate of the last two active samples over the gap to the stop; the rest
+ * of x_end (ram.transferred at completion) went in the downtime. Returns
+ * bytes/s, or 0 when it cannot be told (post-copy, disks, no downtime, a
+ * gap over 1 s, nothing left over). */
+static double final_stage_bps(const struct migration *m, uint64_t x_end)
+{
+    const struct mig_sample *a = NULL, *b = NULL;
+    if (!m->migrate_t_ms || !m->downtime_ms || m->total_time_ms <= m->downtime_ms ||
+        m->last.postcopy_requests || m->last.disk_total)
+        return 0;
+    for (size_t i = m->n_samples; i-- > 0;) {
+        const struct mig_sample *x = &m->samples[i];
+        if (x->phase == MIG_PHASE_POSTCOPY)
+            return 0;
+        if (x->phase != MIG_PHASE_ACTIVE)
+            continue;
+        if (!b) {
+            b = x;
+        } else if (x->t_ms < b->t_ms) {
+            a = x;
+            break;
+        }
+    }
+    if (!a || b->ram_transferred < a->ram_transferred)
+        return 0;
+    uint64_t t_stop = m->migrate_t_ms + m->total_time_ms - m->downtime_ms;
+    double gap_ms = t_stop > b->t_ms ? (double)(t_stop - b->t_ms) : 0;
+    if (gap_ms > 1000)
+        return 0;
+    double rate = (double)(b->ram_transferred - a->ram_transferred) / (double)(b->t_ms - a->t_ms);
+    double before = (double)b->ram_transferred + rate * gap_ms;
+    if ((double)x_end <= before)
+        return 0;
+    return ((double)x_end - before) * 1000.0 / (double)m->downtime_ms;
+}
+
+#define LINK_MOVES 5 /* earlier final stages the link rate is the median of */
+
+static int cmp_dbl(const void *x, const void *y)
+{
+    double p = *(const double *)x, q = *(const double *)y;
+    return p < q ? -1 : p > q;
+}
+
+/* The host part of a tcp:HOST:PORT URI into host (n bytes); "" otherwise. */
+static void uri_host(const char *uri, char *host, size_t n)
+{
+    host[0] = 0;
+    if (strncmp(uri, "tcp:", 4) != 0)
+        return;
+    const char *h = uri + 4, *colon = strrchr(h, ':');
+    if (!colon || (size_t)(colon - h) >= n)
+        return;
+    memcpy(host, h, (size_t)(colon - h));
+    host[colon - h] = 0;
+}
+
+/* The link rate for m's final stage: the median of the final stages of
+ * this agent's newest LINK_MOVES moves to the same destination host
+ * (final_bps). 0 when there are none, or when m paces its socket (the
+ * final stage then stays at the paced rate). *moves gets how many. */
+static double link_from_history(const struct migration *m, unsigned *moves)
+{
+    double v[LINK_MOVES];
+    unsigned n = 0;
+    char want[128], host[128];
+    *moves = 0;
+    if (m->limits.pacing)
+        return 0;
+    uri_host(m->dest_uri, want, sizeof(want));
+    if (!want[0])
+        return 0;
+    for (const struct migration *x = m->ag->migrations; x && n < LINK_MOVES; x = x->next) {
+        if (x == m || !(x->final_bps > 0))
+            continue;
+        uri_host(x->dest_uri, host, sizeof(host));
+        if (strcmp(host, want) == 0)
+            v[n++] = x->final_bps;
+    }
+    if (!n)
+        return 0;
+    qsort(v, n, sizeof(v[0]), cmp_dbl);
+    *moves = n;
+    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
 static void keep_sample(struct migration *m, const struct mig_sample *s)
 {
     m->last = *s;
@@ -399,6 +489,7 @@ static void on_query(struct instance *in, const struct ferr *err, json_t *ret, v
         m->setup_time_ms = ju(ret, "setup-time");
         m->ram_transferred = s.ram_transferred;
         m->iterations = s.dirty_sync_count;
+        m->final_bps = final_stage_bps(m, s.ram_transferred);
         m->state = MIGS_CONFIRMING;
         mig_stop_tick(m);
         log_info("agent",
@@ -661,6 +752,12 @@ static void start_memory(struct migration *m)
     /* queued before migrate, so no migration is running when QEMU checks
      * it; the page-sampling measurement then runs concurrently with pass 1 */
     start_dirty_rate(m, in);
+    /* QEMU lifts the cap for the final stage: the estimator sends what is
+     * pending then at the link rate earlier moves to this host measured */
+    m->link_bps = link_from_history(m, &m->link_moves);
+    if (m->ctl)
+        est_set_link(&m->ctl->est, m->link_bps);
+    m->migrate_t_ms = agent_now_ms() - m->start_ms;
     m->refs++;
     if (inst_qmp(in, "migrate", json_pack("{s:s}", "uri", m->dest_uri), on_migrate, m) != 0) {
         m->refs--;
@@ -1106,14 +1203,21 @@ json_t *mig_to_json(const struct migration *m, bool samples)
     json_object_set_new(o, "census", census_to_json(m));
     ctl_to_json(m->ctl, o); /* control.c: estimate, stalls, consent_pending */
     storage_to_json(m, o);  /* storage.c: the disk mirrors */
+    if (m->mem_started)
+        json_object_set_new(o, "final_stage",
+                            json_pack("{s:I, s:I, s:I}", "link_bps", (json_int_t)m->link_bps,
+                                      "link_moves", (json_int_t)m->link_moves, "migrate_t_ms",
+                                      (json_int_t)m->migrate_t_ms));
     if (m->state == MIGS_SUCCEEDED || m->total_time_ms) {
-        json_object_set_new(o, "result",
-                            json_pack("{s:I, s:I, s:I, s:I, s:I}", "total_time_ms",
-                                      (json_int_t)m->total_time_ms, "downtime_ms",
-                                      (json_int_t)m->downtime_ms, "setup_time_ms",
-                                      (json_int_t)m->setup_time_ms, "ram_transferred",
-                                      (json_int_t)m->ram_transferred, "iterations",
-                                      (json_int_t)m->iterations));
+        json_t *r = json_pack("{s:I, s:I, s:I, s:I, s:I}", "total_time_ms",
+                              (json_int_t)m->total_time_ms, "downtime_ms",
+                              (json_int_t)m->downtime_ms, "setup_time_ms",
+                              (json_int_t)m->setup_time_ms, "ram_transferred",
+                              (json_int_t)m->ram_transferred, "iterations",
+                              (json_int_t)m->iterations);
+        if (m->final_bps > 0)
+            json_object_set_new(r, "final_stage_bps", json_integer((json_int_t)m->final_bps));
+        json_object_set_new(o, "result", r);
     }
     if (samples) {
         json_t *a = json_array();

@@ -28,6 +28,8 @@ struct model {
                             dirty set: total does not cap it */
     double p1_share;     /* pass 1: v / all bytes pending (zero pages
                             count in QEMU's remaining, not in v); 0: 1 */
+    double r_fin;        /* rate of the final stage (QEMU lifts the cap at
+                            switchover), bytes/s; below r (or 0): r */
 };
 
 struct pred {
@@ -162,7 +164,7 @@ static struct pred predict(const struct model *m, const struct est_sched_step *s
             in_pass1 = 0;
             if (exact <= thr) {
                 p.finite = 1;
-                p.pause_s = exact / m->r;
+                p.pause_s = exact / fmax(m->r, m->r_fin);
                 p.t_s = t + p.pause_s;
                 p.sent = sent + exact;
                 return p;
@@ -371,7 +373,7 @@ static struct pred fc_predict(const struct model *m0, uint64_t tx0, uint64_t syn
                 ewma(&me->d, &me->dev, &me->have, dirt / pass_s, me->alpha);
             if (exact <= thr) {
                 p.finite = 1;
-                p.pause_s = exact / r;
+                p.pause_s = exact / fmax(r, m->r_fin);
                 p.t_s = t + p.pause_s;
                 p.sent = sent + exact;
                 return p;
@@ -460,6 +462,8 @@ void est_init(struct est *e, const struct est_params *params)
         e->p.prior_ratio = 0.1;
     if (!(e->p.census_err > 0 && e->p.census_err < 1))
         e->p.census_err = 0;
+    if (!(e->p.link_bps > 0 && isfinite(e->p.link_bps)))
+        e->p.link_bps = 0;
     if (e->p.census_nprofile > EST_CENSUS_BUCKETS)
         e->p.census_nprofile = 0;
     if (!(e->p.hint_ws_frac > 0 && e->p.hint_ws_frac <= 1))
@@ -578,6 +582,7 @@ static void model_from_out(const struct est_out *o, struct model *m, double r_mu
 {
     memset(m, 0, sizeof(*m));
     m->r = o->bw_bps * r_mul;
+    m->r_fin = o->link_bps > 0 ? o->link_bps * r_mul : 0;
     if (o->dirty_measured || o->dirty_hinted)
         m->d = o->dirty_bps * d_mul;
     else if (prior_hi) /* unknown: the pessimistic end assumes a busy guest */
@@ -693,11 +698,13 @@ static void recompute(struct est *e)
     case MIG_PHASE_POSTCOPY: {
         o->verdict = EST_VERDICT_DONE;
         double left = (double)s->ram_remaining + (double)o->disk_left;
-        if (o->bw_bps > 0) {
+        /* past switchover the cap no longer holds (the final stage) */
+        double rb = s->phase == MIG_PHASE_POSTCOPY ? o->bw_bps : fmax(o->bw_bps, o->link_bps);
+        if (rb > 0) {
             o->eta_known = 1;
-            o->eta_ms = to_ms(left / o->bw_bps);
-            o->eta_low_ms = to_ms(left / (o->bw_bps * (1 + o->spread)));
-            o->eta_high_ms = to_ms(left / (o->bw_bps * (1 - o->spread)));
+            o->eta_ms = to_ms(left / rb);
+            o->eta_low_ms = to_ms(left / (rb * (1 + o->spread)));
+            o->eta_high_ms = to_ms(left / (rb * (1 - o->spread)));
             if (s->phase != MIG_PHASE_POSTCOPY)
                 o->predicted_downtime_ms = o->eta_ms;
         }
@@ -767,6 +774,11 @@ void est_set_hints(struct est *e, uint64_t nonzero_bytes, uint64_t dirty_set_byt
     e->p.hint_nonzero_bytes = nonzero_bytes;
     e->p.hint_dirty_set_bytes = dirty_set_bytes;
     e->p.hint_dirty_bps = dirty_bps > 0 ? dirty_bps : 0;
+}
+
+void est_set_link(struct est *e, double link_bps)
+{
+    e->p.link_bps = link_bps > 0 && isfinite(link_bps) ? link_bps : 0;
 }
 
 void est_set_census(struct est *e, uint64_t nonzero_bytes, uint64_t ram_bytes, double rel_err)
@@ -1167,6 +1179,7 @@ int est_update(struct est *e, const struct mig_sample *s)
     o->since_sync_ms = s->t_ms - e->period_t0_ms;
     o->disk_left = s->disk_total > s->disk_done ? s->disk_total - s->disk_done : 0;
     o->disk_bps = e->disk_bps;
+    o->link_bps = e->p.link_bps;
     o->downtime_ms = s->setting_downtime_ms ? s->setting_downtime_ms : e->p.default_downtime_ms;
     o->t_ms = s->t_ms;
     o->phase = s->phase;
@@ -1185,6 +1198,9 @@ int est_predict(const struct est_out *o, uint64_t downtime_ms, uint64_t *eta_ms,
         return FERR_STATE;
     struct model m;
     model_from_out(o, &m, 1, 1, 0, 0.1, 0, 0, downtime_ms, 1, NULL);
+    /* the controller's what-if keeps the final stage at R: its limits
+     * must hold where the link rate is unknown or paced at the cap */
+    m.r_fin = 0;
     struct pred p = predict(&m, NULL, 0);
     if (eta_ms)
         *eta_ms = p.finite ? to_ms(p.t_s) : EST_ETA_INFINITE;

@@ -50,6 +50,15 @@ struct est_params {
     double hint_ws_frac;          /* pass 1 with a dirty-rate hint: working
                                      set assumed, as a share of RAM, unless the
                                      hint shows more (hint x 1 s); 0 → 0.25 */
+    double link_bps;              /* what the link carries without
+                                     max-bandwidth, bytes/s; 0 = unknown.
+                                     QEMU 7.2 lifts the rate limit for the
+                                     final stage (migration_completion sets
+                                     it to INT64_MAX), so what is pending at
+                                     switchover moves at this rate, not at
+                                     the cap; unknown: at the measured R.
+                                     The host's knowledge (agent: measured
+                                     on its earlier moves, docs/AGENT.md) */
     uint64_t granularity_ms;      /* QEMU checks pending between bursts of
                                      sending; it syncs when pending has fallen
                                      about R * granularity below R * limit.
@@ -145,6 +154,9 @@ struct est_out {
     double disk_bps;           /* smoothed mirror rate, bytes/s */
     uint64_t downtime_ms;      /* limit in force at the last sample, ms */
     uint64_t granularity_ms;   /* copy of est_params.granularity_ms */
+    double link_bps;           /* copy of est_params.link_bps: the rate of
+                                  the final stage when above bw_bps,
+                                  bytes/s; 0 unknown */
     uint64_t periods;          /* completed dirty-sync periods observed */
     uint64_t t_ms;             /* t_ms of the last sample */
     enum mig_phase phase;      /* phase of the last sample */
@@ -279,6 +291,11 @@ int est_set_schedule(struct est *e, const struct est_sched_step *steps, size_t n
  * they only matter while pass 1 runs. Never fails. */
 void est_set_hints(struct est *e, uint64_t nonzero_bytes, uint64_t dirty_set_bytes,
                    double dirty_bps);
+
+/* Sets the link's rate without max-bandwidth (est_params.link_bps; 0 =
+ * unknown), for callers that learn it after est_init. Used from the next
+ * est_update(). Never fails. */
+void est_set_link(struct est *e, double link_bps);
 
 /* Sets the memory census of this migration (est_params.census_nonzero_bytes,
  * census_ram_bytes, census_err; nonzero_bytes 0 = none) and removes any

@@ -301,6 +301,9 @@ int sim_run(const struct sim_scenario *sc, struct sim_result *r, sim_sample_cb o
     ep.hint_nonzero_bytes = sc->hint_nonzero_bytes;
     ep.hint_dirty_set_bytes = sc->hint_dirty_set_bytes;
     ep.hint_dirty_bps = sc->hint_dirty_bps;
+    /* the host knows its link (the agent: from its earlier moves' final
+     * stages): QEMU sends the final stage with the cap lifted */
+    ep.link_bps = sc->link_unknown ? 0 : sc->par.link_bps;
     est_init(&c->est, &ep);
     if (sc->census) {
         uint64_t cnz, prof[EST_CENSUS_BUCKETS];

@@ -67,6 +67,11 @@ struct sim_scenario {
     int census_count_only;        /* 1: no re-reads of its sample (the
                                      written-since-census curve), the
                                      count alone */
+    int link_unknown;             /* 1: the estimator is not told the
+                                     link rate (par.link_bps; est_params.
+                                     link_bps), as on a host's first move:
+                                     it then takes the final stage at the
+                                     measured bandwidth */
 };
 
 #define SIM_CENSUS_SAMPLE 8192 /* pages the agent's census reads (agent/census.h) */
