@@ -675,7 +675,9 @@ static bool budget_deaf(const struct conv *c)
  *     aim/u of the reference (at least x0.5), and the rate of that moment
  *     is remembered (ceiling_bps) — not while the measured window still
  *     holds seconds before the copy began; for BUDGET_CAREFUL
- *     measurements after that the rate rises at most x1.5 per measurement. A copy idling far below its
+ *     measurements after that the rate rises at most x1.5 per measurement;
+ *     the windows that still hold the interval a cut answered and read no
+ *     worse are the same overshoot seen again: no second cut. A copy idling far below its
  *     allowance (a READY mirror) is steered on the allowance instead.
  * Always within [rate_min, rate_max]. */
 static void budget_judge(struct conv *c)
@@ -703,12 +705,25 @@ static void budget_judge(struct conv *c)
     if (u > 1.0 && c->n_iv < w)
         return; /* the window still holds seconds before the copy began:
                    an overshoot there is the guest's own, not the copy's */
+    if (u > 1.0 && w > 1 && c->cut_iv && c->n_iv < c->cut_iv + w && u <= c->cut_usage) {
+        /* the window still holds the interval the last cut answered and
+         * reads no worse than then: the same overshoot seen again, not a
+         * new one (cutting on it again is how 11.9 MiB/s fell to 1 in 3 s) */
+        c->violations++;
+        c->since_violation = 0;
+        c->breach_run++;
+        if (c->bverdict != CONV_BUDGET_CONFLICT)
+            c->bverdict = CONV_BUDGET_VIOLATED;
+        return;
+    }
     double copy = 0, allow = 0, ref = r;
     if (budget_window_copy(c, &copy, &allow) && copy >= BUDGET_IDLE * allow)
         ref = copy < r ? copy : r;
     double f = budget_step(u);
     double nr;
     if (u > 1.0) {
+        c->cut_iv = c->n_iv;
+        c->cut_usage = u;
         c->violations++;
         c->ceiling_bps = c->rate_bps;
         c->since_violation = 0;

@@ -298,6 +298,10 @@ struct conv {
     uint32_t since_violation;        /* measurements judged since it */
     uint32_t breach_run;             /* violations in a row (acted on) */
     uint64_t breach_from_bps;        /* copy rate at the first of them */
+    uint64_t cut_iv;                 /* n_iv at the newest cut (0 none): the
+                                        windows until n_iv reaches cut_iv +
+                                        window still hold what it answered */
+    double cut_usage;                /* the usage that cut answered */
     struct conv_budget_iv iv[CONV_BUDGET_IVS]; /* the copy in the newest
                                         measurement intervals, iv[n_iv % ..] */
     uint64_t n_iv;                   /* intervals closed */

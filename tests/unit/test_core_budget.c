@@ -361,6 +361,80 @@ static void t_early_window(void)
     CHECK(cv.violations == 1, "%llu violations counted", (unsigned long long)cv.violations);
 }
 
+/* Drives one measurement of window usage u (p99 = base x (1 + u) against a
+ * 2x bound) after an interval in which the mirror moved at the rate set;
+ * returns the rate after it. */
+static uint64_t judge_window(struct conv *cv, uint64_t q, double u, uint64_t *done)
+{
+    *done += cv->rate_bps;
+    struct conv_impact m = imp(q, 10, 2.0 * (1.0 + u), 100);
+    m.window = 3;
+    (void)!conv_set_impact(cv, &m);
+    struct mig_sample s = mirror_sample(q * 1000, 0);
+    s.disk_total = 1ull << 40;
+    s.disk_done = *done;
+    struct tick_out o = {0};
+    tick(cv, &s, &o);
+    return cv->rate_bps;
+}
+
+/* Proves: one bad interval is answered by one cut, not by one per
+ * overlapping window — the two windows after the cut still hold it and
+ * read no worse, so the rate holds (counted as violations, the careful
+ * climb counts from the last of them); a window that reads worse than the
+ * one cut on (the copy at the new rate hurts more) is cut again; once the
+ * window has moved past the cut's interval a new overshoot is cut. */
+static void t_dead_time(void)
+{
+    static const struct {
+        const char *what;
+        double u[7];     /* window usage per measurement from the 4th on */
+        int cuts;        /* rate cuts expected over the 7 */
+    } c[] = {
+        {"one spike: one cut, held twice", {2.0, 1.8, 1.4, 0.3, 0.3, 0.3, 0.3}, 1},
+        {"worse after the cut: cut again", {2.0, 2.6, 1.4, 0.3, 0.3, 0.3, 0.3}, 2},
+        {"a new overshoot past the window", {2.0, 1.8, 1.4, 2.0, 0.3, 0.3, 0.3}, 2},
+    };
+    for (size_t i = 0; i < sizeof(c) / sizeof(c[0]); i++) {
+        struct conv_policy p = policy(0, 2.0, 0);
+        p.adaptive.deadline_ms = 100000000;
+        p.budget.rate_start_bps = 64u * MIB;
+        p.budget.io_throttle = false;
+        p.budget.conflict_ms = 1000000;
+        struct conv cv;
+        REQUIRE(conv_init(&cv, &p, NULL) == 0, "init");
+        struct tick_out o = {0};
+        struct mig_sample s = mirror_sample(0, 0);
+        s.disk_total = 1ull << 40;
+        tick(&cv, &s, &o);
+        uint64_t done = 0, q = 0;
+        for (int k = 0; k < 3; k++) /* at the aim: the rate stays */
+            (void)judge_window(&cv, ++q, 0.75, &done);
+        REQUIRE(cv.rate_bps == 64u * MIB, "%s: rate %.1f before the spike", c[i].what,
+                (double)cv.rate_bps / MIB);
+        int cuts = 0;
+        uint64_t prev = cv.rate_bps, first_cut = 0;
+        for (int k = 0; k < 7; k++) {
+            uint64_t r = judge_window(&cv, ++q, c[i].u[k], &done);
+            if (r < prev) {
+                cuts++;
+                if (!first_cut)
+                    first_cut = r;
+            }
+            if (c[i].u[k] <= 0.75 && k >= 3)
+                CHECK((double)r <= 1.5 * (double)prev + 1,
+                      "%s: x%.2f within 5 measurements of a violation", c[i].what,
+                      (double)r / (double)prev);
+            prev = r;
+        }
+        CHECK(cuts == c[i].cuts, "%s: %d cuts, want %d", c[i].what, cuts, c[i].cuts);
+        CHECK(first_cut == 32u * MIB, "%s: first cut to %.1f MiB/s, want 32 (x0.75/2)", c[i].what,
+              (double)first_cut / MIB);
+        CHECK(cv.violations == 3 + (c[i].u[3] > 1.0), "%s: %llu violations", c[i].what,
+              (unsigned long long)cv.violations);
+    }
+}
+
 /* Proves: a guest that stays outside its budget while the copy is cut 8x
  * (its trouble is elsewhere: the machine) is seen as such after 4
  * violations: the rate is cut no further (not down to the floor), the
@@ -872,6 +946,7 @@ int main(void)
              t_loop);
     test_run("budget: closed loop: impossible budget reported and waived", t_loop_impossible);
     test_run("budget: no cut on a window from before the copy", t_early_window);
+    test_run("budget: one cut per bad interval, not one per overlapping window", t_dead_time);
     test_run("budget: a guest deaf to the copy rate is a conflict, not cut to the floor",
              t_deaf);
     test_run("budget: conflict reported, io throttle only after consent", t_conflict_grant);
