@@ -52,7 +52,8 @@
 #define POLL_MS 250
 #define LINES_MAX 1024      /* FERRY-DISK reports kept per row */
 #define CONSOLE_CHUNK 65536 /* bytes of partial console line kept */
-#define ROWS_MAX 5
+#define ROWS_MAX 12         /* the five rows and up to 7 sweep rows */
+#define SWEEP_MAX 7
 #define SETTLE_S 3          /* after the previous row's verify (64 MiB read over the link) */
 #define P99_BOUND 2.0       /* a second is "over" when its p99 exceeds this x the baseline */
 #define WARMUP_S 10         /* after boot, before the first baseline (the fill, boot noise) */
@@ -95,7 +96,11 @@ struct window {
 };
 
 struct row {
-    const char *name;        /* unthrottled, fixed, adaptive */
+    char name[24];           /* unthrottled, fixed, ..., paced_<MB/s> (sweep) */
+    int fixed;               /* max-bandwidth at rate_bps (else 0 = no cap) */
+    int paced;               /* limits.pacing */
+    int adaptive;            /* the adaptive policy with the impact budget */
+    double rate_bps;         /* fixed rows: max-bandwidth, bytes/s */
     int ran;                 /* the migration was attempted */
     int ok;                  /* succeeded and verified */
     char error[256];         /* why not */
@@ -114,6 +119,9 @@ struct row {
     long long violations;    /* budget.violations */
     char bw_trace[512];      /* max-bandwidth steps the controller made, MiB/s at s */
     long long paced_after_ms; /* paced row: when the socket got its pacing rate, -1 never */
+    char judged[2048];       /* adaptive rows: every budget measurement the bench saw,
+                                "t_s:usage:MiB/s:p99_ms" (the rate after it; p99 of the
+                                agent's window) */
 };
 
 static uint64_t now_ms(void)
@@ -285,8 +293,9 @@ static int verify_guest(const struct lab_agent *a, char *err, size_t n)
 
 /* The policy of the adaptive row: adaptive with an impact budget (p99
  * latency ratio and throughput floor from the environment) steering
- * max-bandwidth between 1 MiB/s and the link rate, starting at start_bps. */
-static json_t *adaptive_policy(double link_bytes, double start_bps, double base_s)
+ * max-bandwidth between 1 MiB/s and max_bytes (bytes/s: what the link can
+ * carry for the migration), starting at start_bps. */
+static json_t *adaptive_policy(double max_bytes, double start_bps, double base_s)
 {
     double ratio = env_num("FERRY_BENCH_BUDGET_P99_RATIO", 2.0);
     double pct = env_num("FERRY_BENCH_BUDGET_TPUT_PCT", 80);
@@ -296,11 +305,30 @@ static json_t *adaptive_policy(double link_bytes, double start_bps, double base_
      * budget and the deadline conflict the row reports budget_conflict and
      * stays within the budget until the deadline */
     return json_pack("{s:s, s:i, s:I, s:{s:f, s:i, s:s, s:I, s:I, s:I, s:i}}", "kind", "adaptive",
-                     "deadline_s", deadline, "max_bandwidth_bps", (json_int_t)link_bytes,
+                     "deadline_s", deadline, "max_bandwidth_bps", (json_int_t)max_bytes,
                      "budget", "max_p99_latency_ratio", ratio,
                      "min_throughput_pct", (int)pct, "steer", "bandwidth", "min_rate_bps",
-                     (json_int_t)(1 << 20), "max_rate_bps", (json_int_t)link_bytes,
+                     (json_int_t)(1 << 20), "max_rate_bps", (json_int_t)max_bytes,
                      "start_rate_bps", (json_int_t)start_bps, "baseline_s", (int)base_s);
+}
+
+/* Appends the budget's newest measurement (when budget.judged moved
+ * past *seen) to r->judged: seconds since the request, usage, the rate
+ * after it (MiB/s) and the agent's window p99 (ms). */
+static void note_judged(struct row *r, json_t *m, uint64_t t_post, long long *seen)
+{
+    json_t *b = json_object_get(m, "budget");
+    long long j = (long long)jnum(b, "judged");
+    if (!b || j <= *seen)
+        return;
+    *seen = j;
+    json_t *now = json_object_get(json_object_get(m, "impact"), "now");
+    size_t used = strlen(r->judged);
+    if (used + 40 >= sizeof(r->judged))
+        return;
+    snprintf(r->judged + used, sizeof(r->judged) - used, "%s%.1f:%.2f:%.1f:%.1f", used ? " " : "",
+             (double)(now_ms() - t_post) / 1000.0, jnum(b, "usage"),
+             jnum(b, "rate_bps") / 1048576.0, jnum(now, "p99_latency_us") / 1000.0);
 }
 
 static long long drops_now(const struct netlab *nl, int host)
@@ -353,6 +381,7 @@ static void run_row(struct row *r, const struct netlab *nl, int src_host,
     snprintf(path, sizeof(path), "/v1/migrations/%s", id);
     json_t *m = NULL;
     const char *state = "";
+    long long judged = 0;
     uint64_t deadline = t_post + (uint64_t)timeout_s * 1000;
     while (now_ms() < deadline) {
         sleep_ms(POLL_MS);
@@ -365,6 +394,7 @@ static void run_row(struct row *r, const struct netlab *nl, int src_host,
             continue;
         state = json_string_value(json_object_get(m, "state"));
         state = state ? state : "";
+        note_judged(r, m, t_post, &judged);
         if (!strcmp(state, "succeeded") || !strcmp(state, "failed") ||
             !strcmp(state, "cancelled"))
             break;
@@ -432,6 +462,83 @@ out:
     free(fd);
 }
 
+/* The rows to run, in order: FERRY_BENCH_ROWS (comma-separated names of
+ * the five rows; all five when unset), then one fixed paced row per rate
+ * in FERRY_BENCH_SWEEP_BPS (comma-separated bytes/s, at most SWEEP_MAX),
+ * named paced_<MB/s>. Returns the count, or -1 with why (n bytes) for an
+ * unknown name or a bad rate. */
+static int make_rows(struct row *rows, double fixed_bps, char *why, size_t n)
+{
+    static const struct {
+        const char *name;
+        int fixed, paced, adaptive;
+    } kinds[] = {{"unthrottled", 0, 0, 0},
+                 {"fixed", 1, 0, 0},
+                 {"fixed_paced", 1, 1, 0},
+                 {"adaptive", 0, 0, 1},
+                 {"adaptive_paced", 0, 1, 1}};
+    const size_t nk = sizeof(kinds) / sizeof(kinds[0]);
+    const char *sel = getenv("FERRY_BENCH_ROWS");
+    int k = 0;
+    for (size_t i = 0; i < nk; i++) {
+        if (sel && sel[0]) {
+            size_t len = strlen(kinds[i].name);
+            const char *p = sel;
+            int found = 0;
+            while (!found && (p = strstr(p, kinds[i].name)) != NULL) {
+                found = (p == sel || p[-1] == ',') && (p[len] == ',' || p[len] == '\0');
+                p += len;
+            }
+            if (!found)
+                continue;
+        }
+        memset(&rows[k], 0, sizeof(rows[k]));
+        snprintf(rows[k].name, sizeof(rows[k].name), "%s", kinds[i].name);
+        rows[k].fixed = kinds[i].fixed;
+        rows[k].paced = kinds[i].paced;
+        rows[k].adaptive = kinds[i].adaptive;
+        rows[k].rate_bps = fixed_bps;
+        rows[k].paced_after_ms = -1;
+        k++;
+    }
+    /* every name in FERRY_BENCH_ROWS must be one of the five */
+    for (const char *p = sel ? sel : ""; *p;) {
+        size_t len = strcspn(p, ",");
+        int known = 0;
+        for (size_t i = 0; i < nk; i++)
+            known |= len == strlen(kinds[i].name) && strncmp(p, kinds[i].name, len) == 0;
+        if (!known) {
+            snprintf(why, n, "FERRY_BENCH_ROWS: unknown row \"%.*s\"", (int)(len > 40 ? 40 : len),
+                     p);
+            return -1;
+        }
+        p += len + (p[len] == ',');
+    }
+    const char *sw = getenv("FERRY_BENCH_SWEEP_BPS");
+    for (const char *p = sw ? sw : ""; *p;) {
+        char *end = NULL;
+        double v = strtod(p, &end);
+        if (end == p || (*end && *end != ',') || v < 65536 || v > 1e10 || k >= ROWS_MAX ||
+            k >= (int)nk + SWEEP_MAX) {
+            snprintf(why, n, "FERRY_BENCH_SWEEP_BPS: bad or too many rates (at most %d, each "
+                     ">= 65536 bytes/s) at \"%.40s\"", SWEEP_MAX, p);
+            return -1;
+        }
+        memset(&rows[k], 0, sizeof(rows[k]));
+        snprintf(rows[k].name, sizeof(rows[k].name), "paced_%.1f", v / 1e6);
+        rows[k].fixed = rows[k].paced = 1;
+        rows[k].rate_bps = v;
+        rows[k].paced_after_ms = -1;
+        k++;
+        p = *end ? end + 1 : end;
+    }
+    if (k == 0) {
+        snprintf(why, n, "no rows to run (FERRY_BENCH_ROWS)");
+        return -1;
+    }
+    return k;
+}
+
 static json_t *num(double v, int have)
 {
     return have ? json_real(v) : json_null();
@@ -444,6 +551,17 @@ int main(void)
     double queue_ms = env_num("FERRY_BENCH_QUEUE_MS", 20);
     double fixed_bps = env_num("FERRY_BENCH_FIXED_BPS", link_mbit * 1e6 / 8 / 4);
     double base_s = env_num("FERRY_BENCH_BASE_S", 8);
+    /* the adaptive rows' ceiling: what the link carries for the migration
+     * beside the guest's storage — the link's rate less the migration's
+     * own Ethernet/IP/TCP headers (66 of every 1514 bytes on the wire,
+     * 4.4 %) and the guest's NBD traffic on the source's uplink (~0.3 MB/s
+     * of 12.5) with a little room: 90 %. A ceiling at the full link rate
+     * (the bench before) asks the paced copy for more than the wire holds,
+     * so every climb to it filled the queue the guest waits in */
+    double max_pct = env_num("FERRY_BENCH_MAX_PCT", 90);
+    if (max_pct <= 0 || max_pct > 100)
+        max_pct = 90;
+    double max_bps = link_mbit * 1e6 / 8 * max_pct / 100.0;
     int timeout_s = (int)env_num("FERRY_BENCH_TIMEOUT_S", 240);
     char mach[512];
     bench_machine_tcg(mach, sizeof(mach));
@@ -463,13 +581,21 @@ int main(void)
         fprintf(stderr, "impact_net: %s\n", e.msg);
         return 1;
     }
+    static struct row rows[ROWS_MAX];
+    char why_rows[160];
+    int n_rows = make_rows(rows, fixed_bps, why_rows, sizeof(why_rows));
+    if (n_rows < 0) {
+        fprintf(stderr, "impact_net: %s\n", why_rows);
+        return 2;
+    }
     uint64_t t_start = now_ms();
     double load0[1] = {0}, load1[1] = {0};
     if (getloadavg(load0, 1) != 1)
         load0[0] = -1;
     printf("impact_net: link %.0f Mbit/s per host (tc tbf, queue %.0f ms), fixed row %.1f MiB/s, "
-           "baseline %.0f s per row\nmachine: %s\n",
-           link_mbit, queue_ms, fixed_bps / 1048576.0, base_s, mach);
+           "adaptive rows up to %.1f MiB/s (%.0f %% of the link), baseline %.0f s per row\n"
+           "machine: %s\n",
+           link_mbit, queue_ms, fixed_bps / 1048576.0, max_bps / 1048576.0, max_pct, base_s, mach);
     struct netlab nl;
     const char *names[] = {"src", "dst", "sto"};
     if (netlab_create(&nl, 3, names, &e) != 0) {
@@ -506,23 +632,16 @@ int main(void)
         return 1;
     }
     sleep_ms(WARMUP_S * 1000);
-    /* fixed and adaptive, each with max-bandwidth alone and with the agent
-     * pacing the migration socket at it (limits.pacing) */
-    struct row rows[ROWS_MAX] = {{.name = "unthrottled", .paced_after_ms = -1},
-                                 {.name = "fixed", .paced_after_ms = -1},
-                                 {.name = "fixed_paced", .paced_after_ms = -1},
-                                 {.name = "adaptive", .paced_after_ms = -1},
-                                 {.name = "adaptive_paced", .paced_after_ms = -1}};
     int cur = 0, failed = 0;
-    for (int i = 0; i < ROWS_MAX; i++) {
+    for (int i = 0; i < n_rows; i++) {
         struct row *r = &rows[i];
-        int fixed = i == 1 || i == 2, paced = i == 2 || i == 4, adaptive = i >= 3;
         json_t *lim = json_pack("{s:I, s:I, s:b}", "downtime_ms", (json_int_t)300,
-                                "max_bandwidth_bps", (json_int_t)(fixed ? (json_int_t)fixed_bps : 0),
-                                "pacing", paced);
+                                "max_bandwidth_bps",
+                                (json_int_t)(r->fixed ? (json_int_t)r->rate_bps : 0), "pacing",
+                                r->paced);
         json_t *pol = NULL;
-        if (adaptive) { /* starts where the fixed row stays; the budget moves it */
-            pol = adaptive_policy(link_mbit * 1e6 / 8, fixed_bps, base_s);
+        if (r->adaptive) { /* starts where the fixed row stays; the budget moves it */
+            pol = adaptive_policy(max_bps, fixed_bps, base_s);
             json_object_set_new(lim, "max_bandwidth_bps", json_integer((json_int_t)fixed_bps));
         }
         run_row(r, &nl, cur, &ag[cur], &ag[1 - cur], lim, pol, base_s, timeout_s);
@@ -540,21 +659,21 @@ int main(void)
         }
         cur = 1 - cur;
     }
-    printf("\n%-12s %9s %9s %9s %9s %7s %7s %9s %9s %7s %8s %8s %7s %7s %6s\n", "row",
+    printf("\n%-14s %9s %9s %9s %9s %7s %7s %9s %9s %7s %8s %8s %7s %7s %6s\n", "row",
            "base_p99", "p99_med", "p99_mean", "p99_max", "p99_x", "over2x", "base_iops", "iops",
            "iops_%", "total_s", "down_ms", "ram_MiB", "MiB/s", "drops");
     json_t *fig = json_object(), *base = json_object();
-    for (int i = 0; i < ROWS_MAX; i++) {
+    for (int i = 0; i < n_rows; i++) {
         struct row *r = &rows[i];
         char k[96];
         if (!r->ran || !r->ok) {
-            printf("%-12s %s\n", r->name, r->error[0] ? r->error : "not run");
+            printf("%-14s %s\n", r->name, r->error[0] ? r->error : "not run");
             continue;
         }
         double ratio = r->base.p99_med_us > 0 ? r->dur.p99_med_us / r->base.p99_med_us : 0;
         double ret = r->base.iops > 0 ? 100.0 * r->dur.iops / r->base.iops : 0;
         double mibs = r->total_s > 0 ? r->ram_mib / r->total_s : 0;
-        printf("%-12s %7.0fus %7.0fus %7.0fus %7.0fus %6.1fx %6.0f%% %9.1f %9.1f %6.0f%% %8.1f "
+        printf("%-14s %7.0fus %7.0fus %7.0fus %7.0fus %6.1fx %6.0f%% %9.1f %9.1f %6.0f%% %8.1f "
                "%8lld %7.1f %7.1f %6lld\n",
                r->name, r->base.p99_med_us, r->dur.p99_med_us, r->dur.p99_mean_us,
                r->dur.p99_max_us, ratio, r->dur.over_pct, r->base.iops, r->dur.iops, ret,
@@ -591,23 +710,25 @@ int main(void)
               {"reports", r->base.n, 1},
           };
         for (size_t j = 0; j < sizeof(f) / sizeof(f[0]); j++) {
-            snprintf(k, sizeof(k), "%s_%s", r->name, f[j].k);
+            snprintf(k, sizeof(k), "%.23s_%s", r->name, f[j].k);
             json_object_set_new(fig, k, num(f[j].v, f[j].have));
         }
         if (r->verdict[0]) {
-            snprintf(k, sizeof(k), "%s_budget_verdict", r->name);
+            snprintf(k, sizeof(k), "%.23s_budget_verdict", r->name);
             json_object_set_new(fig, k, json_string(r->verdict));
-            snprintf(k, sizeof(k), "%s_budget_violations", r->name);
+            snprintf(k, sizeof(k), "%.23s_budget_violations", r->name);
             json_object_set_new(fig, k, json_integer(r->violations));
-            snprintf(k, sizeof(k), "%s_bandwidth_steps", r->name);
+            snprintf(k, sizeof(k), "%.23s_bandwidth_steps", r->name);
             json_object_set_new(fig, k, json_string(r->bw_trace));
+            snprintf(k, sizeof(k), "%.23s_budget_measurements", r->name);
+            json_object_set_new(fig, k, json_string(r->judged));
         }
         for (size_t j = 0; j < sizeof(b) / sizeof(b[0]); j++) {
-            snprintf(k, sizeof(k), "%s_base_%s", r->name, b[j].k);
+            snprintf(k, sizeof(k), "%.23s_base_%s", r->name, b[j].k);
             json_object_set_new(base, k, num(b[j].v, b[j].have));
         }
     }
-    for (int i = 0; i < ROWS_MAX; i++) {
+    for (int i = 0; i < n_rows; i++) {
         const struct row *r = &rows[i];
         if (!r->ran || !r->ok)
             continue;
@@ -628,6 +749,7 @@ int main(void)
     json_object_set_new(fig, "link_mbit", json_real(link_mbit));
     json_object_set_new(fig, "queue_ms", json_real(queue_ms));
     json_object_set_new(fig, "fixed_bw_bps", json_real(fixed_bps));
+    json_object_set_new(fig, "adaptive_max_bps", json_real(max_bps));
     netlab_destroy(&nl);
     json_t *doc = json_pack("{s:s, s:o, s:o}", "machine", mach, "figures", fig, "baselines", base);
     if (json_dump_file(doc, "bench/out/impact_net.json", JSON_INDENT(2) | JSON_SORT_KEYS) != 0) {
