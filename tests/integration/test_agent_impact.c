@@ -201,6 +201,15 @@ static void t_steady(void)
               count_events(m, "report_budget", NULL) == 0,
           "mirror speed steered %d times, budget reports %d",
           count_events(m, "set_mirror_speed", NULL), count_events(m, "report_budget", NULL));
+    const json_t *evs = json_object_get(m, "events");
+    for (size_t i = 0; i < json_array_size(evs); i++) { /* the budget's steps, for a failure */
+        const json_t *x = json_array_get(evs, i);
+        const char *act = jstr(x, "action");
+        if (strcmp(act, "set_mirror_speed") == 0 || strcmp(act, "report_budget") == 0 ||
+            strcmp(act, "set_bandwidth") == 0)
+            printf("# %.1f s %s %.1f MiB/s %s\n", jnum(x, "t_ms") / 1000.0, act,
+                   jnum(x, "value") / 1048576.0, jstr(x, "reason"));
+    }
     printf("# steady: kept %.1f %%, p99 %.0f -> %.0f us, %0.f of %.0f measurements outside, "
            "verdict %s\n",
            kept, jnum(base, "p99_latency_us"), jnum(dur, "p99_latency_us"), jnum(b, "violations"),
