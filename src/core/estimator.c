@@ -542,6 +542,19 @@ static void hint_model(struct model *m, double h, double ws)
            a working set (their sampling error at a quarter                                        \
            of the latest's age is a few %) */
 
+#define EST_HINT_LIN                                                                               \
+    1.12 /* the mean 1 s calc-dirty-rate result against the latest census                        \
+            re-read: a bend this far above a line is a working set (chosen                         \
+            on the tune half of bench/eta_accuracy among 1.08-1.4) */
+#define EST_HINT_FIT_MS                                                                            \
+    4000 /* hint time (ms) before the mean 1 s rate is used in the fit: four                       \
+            windows at least (the lab's 2-4 s passes read memload's                                \
+            sequential writes up to 1.5x high in their first windows, and a                        \
+            fit on two of them tripled the ETA of two moves at 50 %) */
+#define EST_HINT_FIT_T_MS                                                                          \
+    1500 /* ... and the latest re-read at least this old, ms (sat_fit                              \
+            needs its window 1.5 x the 1 s one) */
+
 /* Fits distinct(T) = H (1 - e^(-xT)) H (x = w/H) through two points
  * (ta, da), (tb, db), ta < tb. Returns 1 with *ws = H and *w when the
  * shorter window dirtied at a clearly higher rate (saturation), else 0. */
@@ -1010,6 +1023,21 @@ int est_update(struct est *e, const struct mig_sample *s)
             w_ms = 1;
         e->hint_sum += hb * (double)w_ms;
         e->hint_ms += w_ms;
+    }
+    if (!e->have_dirty && e->hint_ms >= EST_HINT_FIT_MS && e->cd_b_ms >= EST_HINT_FIT_T_MS &&
+        e->cd_b > 0) {
+        /* the working set from the mean 1 s rate (distinct pages in 1 s,
+         * calc-dirty-rate's windows over pass 1: many windows, so their
+         * sampling errors average out) against the latest re-read (the
+         * most pages found, the smallest relative error): two quarter-age
+         * re-reads rest on few sampled pages in the shorter one, and a
+         * 20-40 % error there faked or hid the bend (a 8 GiB set read as
+         * 0.4-4 GiB in the matrix); no clear bend, no fit */
+        double hm = e->hint_sum / (double)e->hint_ms;
+        e->cd_h = e->cd_w = 0;
+        if (!(hm > 0) || sat_fit(1.0, hm, (double)e->cd_b_ms / 1000.0, e->cd_b, EST_HINT_LIN,
+                                 &e->cd_h, &e->cd_w) == 0)
+            e->cd_h = e->cd_w = 0;
     }
     if (e->have_dirty) {
         o->dirty_bps = e->dirty;
