@@ -6,7 +6,9 @@
  * working-set fit pairs the latest re-read with one about a quarter of its age, so a noisy first
  * read (250 ms, a few sampled pages) is not taken for a working set, while a real bend is. Pass 1
  * ends as QEMU ends it (its non-zero rest is sent after the sync, outside the working set), and its
- * rate is the mean calc-dirty-rate over it once there are 2 s of that. */
+ * rate is the mean calc-dirty-rate over it once there are 2 s of that; with 4 s of them the working
+ * set is fitted from their mean against the latest re-read, so a high quarter-age re-read fakes no
+ * bend. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -318,6 +320,69 @@ static void t_pass1_rate_mean(void)
           o.dirty_bps / MIB, mean / MIB);
 }
 
+/* Pass 1 with 4 s and more of calc-dirty-rate results: the working set is
+ * fitted from their mean (distinct pages in 1 s; each window here off by
+ * +-20 %, alternating) against the latest re-read, so a re-read a quarter
+ * of the latest's age that came out 25 % high (a few sampled pages) fakes
+ * no bend: 4 GiB written at 50 MiB/s on an 8 GiB guest is found at 33 s
+ * (the two re-reads alone, 8 and 32 s, bend 1.44x and give 1.9 GiB); a
+ * steady writer with no set in sight keeps the prior (no fit). */
+static double hint_fit_ws(double h, double w, int *fitted)
+{
+    struct est e;
+    struct est_out o;
+    double r = 100 * MIB, m = 8192 * MIB;
+    uint64_t next = 250, cen_ms = 0, cen_b = 0;
+    est_init(&e, NULL);
+    for (uint64_t t = 250; t <= 33000; t += 250) {
+        struct mig_sample s;
+        memset(&s, 0, sizeof(s));
+        s.t_ms = t;
+        s.phase = MIG_PHASE_ACTIVE;
+        s.ram_total = (uint64_t)m;
+        s.ram_transferred = (uint64_t)(r * (double)t / 1000.0);
+        s.ram_remaining = (uint64_t)(m - r * (double)t / 1000.0);
+        s.ram_normal = s.ram_transferred / 4096;
+        s.page_size = 4096;
+        s.bw_bps = (uint64_t)r;
+        s.dirty_sync_count = 1;
+        s.setting_downtime_ms = 300;
+        if (t >= 1000) { /* the last whole 1 s window */
+            double d1 = h > 0 ? h * (1.0 - exp(-w / h)) : w;
+            d1 *= (t / 1000) % 2 ? 1.2 : 0.8;
+            s.dirty_rate_hint_pps = (uint64_t)(d1 / 4096);
+        }
+        if (t >= next) {
+            double ts = (double)t / 1000.0;
+            double d = h > 0 ? h * (1.0 - exp(-w * ts / h)) : w * ts;
+            if (t == 8000)
+                d *= 1.25;
+            cen_ms = t;
+            cen_b = (uint64_t)d;
+            next = 2 * t;
+        }
+        s.census_dirty_ms = cen_ms;
+        s.census_dirty_bytes = cen_b;
+        if (est_update(&e, &s) != 0) {
+            CHECK(0, "update at %llu ms", (unsigned long long)t);
+            return -1;
+        }
+    }
+    est_get(&e, &o);
+    CHECK(o.dirty_census, "rate from the census path");
+    *fitted = (double)o.hint_ws_bytes != 0.25 * m;
+    return (double)o.hint_ws_bytes;
+}
+
+static void t_hint_fit(void)
+{
+    int fitted = 0;
+    double ws = hint_fit_ws(4096 * MIB, 50 * MIB, &fitted);
+    CHECK(fabs(ws - 4096 * MIB) < 0.1 * 4096 * MIB, "working set %.0f MiB ~ 4096 MiB", ws / MIB);
+    ws = hint_fit_ws(0, 30 * MIB, &fitted);
+    CHECK(!fitted, "steady writer: the prior (2048 MiB) stands, got %.0f MiB", ws / MIB);
+}
+
 int main(void)
 {
     test_run("estimator sat: ETA after pass 1 on a saturating dirty curve (census re-reads)",
@@ -326,5 +391,7 @@ int main(void)
     test_run("estimator sat: census re-read fit ignores a noisy first read", t_census_fit);
     test_run("estimator sat: pass 1 ends with its non-zero rest still to send", t_pass1_end);
     test_run("estimator sat: pass-1 rate is the mean calc-dirty-rate after 2 s", t_pass1_rate_mean);
+    test_run("estimator sat: working set from the mean 1 s rate and the latest re-read",
+             t_hint_fit);
     return test_done();
 }
