@@ -291,10 +291,10 @@ static void t_no_ladder(void)
         efc[n++] = err_pct(a, r.total_ms);
     }
     double m = median(efc, n);
-    printf(
-        "  total %.1f s; %zu asks from 25 %% on: median abs error %.1f %%; %zu of them before 75 %% "
-        "forecast a consent wait\n",
-        r.total_ms / 1000, n, m, waits);
+    printf("  total %.1f s; %zu asks from 25 %% on: median abs error %.1f %%; %zu of them before "
+           "75 %% "
+           "forecast a consent wait\n",
+           r.total_ms / 1000, n, m, waits);
     CHECK(waits == 0, "%zu asks forecast a ladder step (consent) the run never took", waits);
     CHECK(m <= 15, "median error %.1f %% > 15 %%", m);
 }
