@@ -884,9 +884,19 @@ int est_update(struct est *e, const struct mig_sample *s)
             if (s->dirty_pages_rate > 0) {
                 d = (double)s->dirty_pages_rate * page;
             } else {
-                /* derive: what appeared at the sync beyond the residual */
+                /* derive: what appeared at the sync beyond the residual.
+                 * At the sync that ends pass 1 the residual is its
+                 * non-zero rest (pass1_left_bytes of the sample before):
+                 * the zero pages among what was pending went as flags in
+                 * a flash (lab: QEMU had not published its rate at that
+                 * sync, 88 MB of zero pages were taken for a residual
+                 * larger than the new set, and D read 0 for pass 2) */
                 double sent_since = (double)(s->ram_transferred - prev.ram_transferred);
-                double residual = (double)prev.ram_remaining - sent_since;
+                double prev_left = (double)prev.ram_remaining;
+                if (e->cur_sync == 1 && o->pass1_left_bytes > 0 &&
+                    (double)o->pass1_left_bytes < prev_left)
+                    prev_left = (double)o->pass1_left_bytes;
+                double residual = prev_left - sent_since;
                 if (residual < 0)
                     residual = 0;
                 double appeared = (double)s->ram_remaining - residual;
