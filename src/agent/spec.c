@@ -261,7 +261,8 @@ json_t *spec_to_json(const struct inst_spec *s)
 }
 
 static const char *const limit_keys[] = {"downtime_ms", "max_bandwidth_bps", "auto_converge",
-                                         "completion_timeout_s", "mirror_speed_bps", "pacing", NULL};
+                                         "completion_timeout_s", "mirror_speed_bps", "mirror_buf_bytes",
+                                         "pacing", NULL};
 
 int limits_from_json(const json_t *obj, struct mig_limits *l, struct ferr *e)
 {
@@ -292,6 +293,12 @@ int limits_from_json(const json_t *obj, struct mig_limits *l, struct ferr *e)
     if ((rc = jsonin_u64(obj, "mirror_speed_bps", 0, (uint64_t)1 << 40, false,
                          &t.mirror_speed_bps, e)) != 0)
         return rc;
+    if ((rc = jsonin_u64(obj, "mirror_buf_bytes", 0, (uint64_t)1 << 28, false,
+                         &t.mirror_buf_bytes, e)) != 0)
+        return rc;
+    if (t.mirror_buf_bytes != 0 && t.mirror_buf_bytes < 65536)
+        return ferr_set(e, FERR_INVAL, "mirror_buf_bytes",
+                        "'mirror_buf_bytes' must be 0 (QEMU's default) or at least 65536");
     if ((rc = jsonin_bool(obj, "pacing", false, &t.pacing, e)) != 0)
         return rc;
     t.pacing_given = json_object_get(obj, "pacing") != NULL;
@@ -301,11 +308,12 @@ int limits_from_json(const json_t *obj, struct mig_limits *l, struct ferr *e)
 
 json_t *limits_to_json(const struct mig_limits *l)
 {
-    return json_pack("{s:I, s:I, s:b, s:I, s:I, s:b}", "downtime_ms", (json_int_t)l->downtime_ms,
-                     "max_bandwidth_bps", (json_int_t)l->max_bandwidth_bps, "auto_converge",
-                     l->auto_converge, "completion_timeout_s",
-                     (json_int_t)l->completion_timeout_s, "mirror_speed_bps",
-                     (json_int_t)l->mirror_speed_bps, "pacing", l->pacing);
+    return json_pack("{s:I, s:I, s:b, s:I, s:I, s:I, s:b}", "downtime_ms",
+                     (json_int_t)l->downtime_ms, "max_bandwidth_bps",
+                     (json_int_t)l->max_bandwidth_bps, "auto_converge", l->auto_converge,
+                     "completion_timeout_s", (json_int_t)l->completion_timeout_s,
+                     "mirror_speed_bps", (json_int_t)l->mirror_speed_bps, "mirror_buf_bytes",
+                     (json_int_t)l->mirror_buf_bytes, "pacing", l->pacing);
 }
 
 char **spec_argv(const struct inst_spec *s, const char *qemu, const char *qmp_path,

@@ -55,6 +55,8 @@ struct mig_limits {
     bool auto_converge;            /* enable QEMU auto-converge */
     uint64_t completion_timeout_s; /* abort after this many s; 0 = never */
     uint64_t mirror_speed_bps;     /* block-mirror speed per disk, bytes/s; 0 = no cap */
+    uint64_t mirror_buf_bytes;     /* blockdev-mirror buf-size per disk, bytes; 0 = QEMU's
+                                      default (16 MiB) */
     bool pacing;                   /* pace the migration socket at max-bandwidth
                                       (agent/pace.h) instead of QEMU's 100 ms bursts */
     bool pacing_given;             /* "pacing" was in the request (else a

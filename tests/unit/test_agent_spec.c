@@ -93,6 +93,10 @@ static const struct limit_case limit_cases[] = {
     {"{\"speed\":1}", FERR_INVAL, "speed"},
     {"{\"max_bandwidth_bps\":4194304,\"pacing\":true}", 0, ""},
     {"{\"pacing\":\"yes\"}", FERR_INVAL, "pacing"},
+    {"{\"mirror_buf_bytes\":0}", 0, ""},
+    {"{\"mirror_buf_bytes\":1048576}", 0, ""},
+    {"{\"mirror_buf_bytes\":4096}", FERR_INVAL, "mirror_buf_bytes"},
+    {"{\"mirror_buf_bytes\":536870912}", FERR_INVAL, "mirror_buf_bytes"},
 };
 
 static void t_limits_table(void)
