@@ -615,10 +615,12 @@ void ctl_impact_start(struct migration *m)
     c->imp.start_seq = im ? im->seq : 0;
     c->imp.last_seq = c->imp.start_seq;
     /* the p99 of every IMPACT_WINDOW-interval window inside the baseline */
-    double p[IMPACT_RING];
-    size_t n = 0;
+    double p[IMPACT_RING], bw[IMPACT_RING];
+    size_t n = 0, nb = 0;
     c->imp.ref_p99_us = -1;
-    for (uint64_t q = c->imp.start_seq; im && q > IMPACT_WINDOW - 1 && n < IMPACT_RING; q--) {
+    c->imp.ref_low_bps = -1;
+    for (uint64_t q = c->imp.start_seq; im && q > IMPACT_WINDOW - 1 && n < IMPACT_RING && nb < IMPACT_RING;
+         q--) {
         const struct impact_iv *last = impact_get(im, q);
         const struct impact_iv *first = impact_get(im, q - (IMPACT_WINDOW - 1));
         if (!last || !first || first->t_ms - first->dur_ms + 1 < now - (now > win ? win : now))
@@ -634,7 +636,17 @@ void ctl_impact_start(struct migration *m)
         impact_figures(&w, &f);
         if (f.p99_us > 0)
             p[n++] = f.p99_us;
+        if (f.secs > 0)
+            bw[nb++] = f.bps;
     }
+    for (size_t i = 1; i < nb; i++)
+        for (size_t j = i; j > 0 && bw[j - 1] > bw[j]; j--) {
+            double t = bw[j];
+            bw[j] = bw[j - 1];
+            bw[j - 1] = t;
+        }
+    if (nb >= 2)
+        c->imp.ref_low_bps = bw[(nb - 1) / 4];
     for (size_t i = 1; i < n; i++)
         for (size_t j = i; j > 0 && p[j - 1] > p[j]; j--) {
             double t = p[j];
@@ -657,6 +669,7 @@ static void to_conv_impact(const struct ctl_impact *ci, const struct impact_fig 
     out->have_baseline = ci->base.n > 0 && base->secs > 0;
     out->base_bps = base->bps;
     out->base_iops = base->iops;
+    out->base_low_bps = ci->ref_low_bps > 0 ? ci->ref_low_bps : 0;
     out->base_p99_us = pct ? (ci->ref_p99_us > 0 ? ci->ref_p99_us : base->p99_us) : base->mean_us;
     out->bps = now->bps;
     out->iops = now->iops;

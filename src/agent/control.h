@@ -72,6 +72,9 @@ struct ctl_impact {
     uint64_t start_seq;          /* impact intervals after this are "during" */
     uint64_t last_seq;           /* newest interval summed into during */
     struct impact_agg base;      /* the baseline window */
+    double ref_low_bps;          /* the 25th percentile of the bytes/s of the
+                                    baseline's IMPACT_WINDOW-interval windows
+                                    (the guest's own dips); < 0 unknown */
     double ref_p99_us;           /* the budget's baseline p99: the 75th
                                     percentile of the p99s of the baseline's
                                     IMPACT_WINDOW-interval windows (judged

@@ -529,6 +529,8 @@ static bool step_applicable(const struct conv *c, enum conv_step st,
 #define BUDGET_IDLE 0.25     /* a copy below this share of its rate idles (a
                                 READY mirror): steered on the rate instead */
 #define BUDGET_RESEND 0.05   /* re-emit a rate only when it moved this much */
+#define BUDGET_FLOOR_MAX 0.5 /* the guest's own noise floor counted at most
+                                (of the aim's 0.75) */
 #define BUDGET_IO_MIN_BPS 65536u /* smallest guest write cap, bytes/s */
 #define DRAIN_ALPHA 0.3      /* EWMA weight of the newest disk drain sample */
 
@@ -638,18 +640,55 @@ static bool budget_window_copy(const struct conv *c, double *copy_bps, double *a
     return true;
 }
 
+/* True while the newest w intervals are not all intervals in which the
+ * steered copy moved something: the measured window still holds seconds
+ * from before the copy began. */
+static bool budget_window_early(const struct conv *c, uint64_t w)
+{
+    if (w > CONV_BUDGET_IVS)
+        w = CONV_BUDGET_IVS;
+    if (c->n_iv < w)
+        return true;
+    for (uint64_t k = 0; k < w; k++)
+        if (c->iv[(c->n_iv - 1 - k) % CONV_BUDGET_IVS].copy_bps <= 0)
+            return true;
+    return false;
+}
+
 /* The rate that would bring usage u (0..) to BUDGET_AIM, from ref, the
  * copy rate that produced it: usage grows about in proportion to the copy
  * rate, so the step is (aim/u)^gamma (gamma < 1: damped against noise),
  * between BUDGET_DOWN_MIN and BUDGET_UP_MAX (BUDGET_UP_FAST far below the
  * aim). Pure; unit-tested through conv_tick. */
-static double budget_step(double u)
+static double budget_step(double u, double u0)
 {
     if (u > 1.0) /* breach: straight back to the aim, fast */
         return dmax(BUDGET_DOWN_MIN, BUDGET_AIM / u);
-    double f = pow(BUDGET_AIM / dmax(u, 0.02), BUDGET_GAMMA);
-    double up = u < BUDGET_AIM / 4 ? BUDGET_UP_FAST : BUDGET_UP_MAX;
+    /* the copy's share of the usage is what lies above the guest's own
+     * noise floor u0 (0 .. BUDGET_FLOOR_MAX): that share is what grows
+     * with the copy rate */
+    double aim = BUDGET_AIM - u0, x = u - u0;
+    double f = pow(aim / dmax(x, 0.02), BUDGET_GAMMA);
+    double up = x < aim / 4 ? BUDGET_UP_FAST : BUDGET_UP_MAX;
     return f > up ? up : f < BUDGET_DOWN_MIN ? BUDGET_DOWN_MIN : f;
+}
+
+/* The usage the guest shows with no copy at all: the throughput criterion
+ * read on the baseline's low-quartile window (its own dips), when that
+ * criterion is the one that sets u; at most BUDGET_FLOOR_MAX. 0 without
+ * a baseline spread or when another criterion binds (the p99 criterion is
+ * judged against the baseline windows' 75th percentile already). */
+static double budget_floor(const struct conv_budget *b, const struct conv_impact *imp, double u)
+{
+    if (!b->min_throughput_pct || b->min_throughput_pct >= 100 || !imp->have_baseline ||
+        imp->base_bps <= 0 || imp->base_low_bps <= 0 || imp->base_low_bps >= imp->base_bps)
+        return 0;
+    double allowed = 1.0 - (double)b->min_throughput_pct / 100.0;
+    double x_tp = (1.0 - imp->bps / imp->base_bps) / allowed;
+    if (x_tp < u - 1e-9)
+        return 0; /* a latency criterion sets u */
+    double u0 = (1.0 - imp->base_low_bps / imp->base_bps) / allowed;
+    return u0 > BUDGET_FLOOR_MAX ? BUDGET_FLOOR_MAX : u0;
 }
 
 /* The guest has stayed outside its budget for BUDGET_DEAF_RUN
@@ -702,13 +741,17 @@ static void budget_judge(struct conv *c)
     c->judged++;
     c->since_violation++;
     uint64_t w = c->imp.window ? c->imp.window : 1;
-    if (u > 1.0 && c->n_iv < w)
-        return; /* the window still holds seconds before the copy began:
-                   an overshoot there is the guest's own, not the copy's */
-    if (u > 1.0 && w > 1 && c->cut_iv && c->n_iv < c->cut_iv + w && u <= c->cut_usage) {
-        /* the window still holds the interval the last cut answered and
-         * reads no worse than then: the same overshoot seen again, not a
-         * new one (cutting on it again is how 11.9 MiB/s fell to 1 in 3 s) */
+    if (u > BUDGET_AIM && budget_window_early(c, w))
+        return; /* the window still holds seconds before the copy began
+                   (or before it moved anything: the destination being
+                   set up): a reading above the aim there is the guest's
+                   own, not the copy's — neither cut nor held for it */
+    /* the window still holds the interval the last cut answered */
+    bool held = w > 1 && c->cut_iv && c->n_iv < c->cut_iv + w;
+    if (u > 1.0 && held && u <= c->cut_usage) {
+        /* ... and reads no worse than then: the same overshoot seen
+         * again, not a new one (cutting on it again is how 11.9 MiB/s fell
+         * to 1 in 3 s) */
         c->violations++;
         c->since_violation = 0;
         c->breach_run++;
@@ -719,7 +762,18 @@ static void budget_judge(struct conv *c)
     double copy = 0, allow = 0, ref = r;
     if (budget_window_copy(c, &copy, &allow) && copy >= BUDGET_IDLE * allow)
         ref = copy < r ? copy : r;
-    double f = budget_step(u);
+    double u0 = budget_floor(b, &c->imp, u), un = u;
+    if (held && u > u0) {
+        /* a worse reading, or one inside, while the window still holds
+         * intervals from before the last cut, when the copy went faster:
+         * it overstates what the rate now in force does — scale the copy's
+         * share of it to the newest interval's copy (usage grows with the
+         * copy rate) */
+        double last = c->iv[(c->n_iv - 1) % CONV_BUDGET_IVS].copy_bps;
+        if (copy > 0 && last < copy)
+            un = u0 + (u - u0) * last / copy;
+    }
+    double f = budget_step(un, u0);
     double nr;
     if (u > 1.0) {
         c->cut_iv = c->n_iv;

@@ -198,6 +198,10 @@ struct conv_impact {
     double base_bps;         /* baseline read+write bytes/s */
     double base_iops;        /* baseline requests/s */
     double base_p99_us;      /* baseline p99 request latency, us */
+    double base_low_bps;     /* the baseline's low-quartile window bytes/s:
+                                the guest's own dips with no copy (the
+                                noise floor of the throughput criterion);
+                                0 unknown */
     double bps;              /* now: read+write bytes/s */
     double iops;             /* now: requests/s */
     double wr_bps;           /* now: write bytes/s */
