@@ -13,7 +13,7 @@
  *                memory copy's max-bandwidth;
  *                these two alternate FERRY_BENCH_REPEAT (3) times each;
  *   fixed        the trade-off curve: one migration at each mirror speed of
- *                FERRY_BENCH_CURVE_MIBS (160,128,96,48,16 MiB/s), the
+ *                FERRY_BENCH_CURVE_MIBS (160,128,96,48,32 MiB/s), the
  *                slowest being the operator's usual remedy;
  *   adaptive-bursty  the budget (latency only) with diskload 5 s busy,
  *                5 s quiet.
@@ -30,7 +30,11 @@
  * repeated rows (median [min .. max]), the curve with the fastest speed
  * that kept 80 %, and the target on the medians. Output: a table and
  * bench/out/impact_disk.json. Needs the lab image (make lab), disks under
- * /var/tmp. Environment: BUILD, FERRY_BENCH_DISK_MIB (1024),
+ * /var/tmp. The disk is 2 GiB of data by default: ~10 s unthrottled here,
+ * so the budget's controller (1 s measurements over a 3 s window) has ten
+ * or so readings to steer by — a 1 GiB copy was over in ~5 s, before a
+ * feedback loop could say anything (real disks take minutes).
+ * Environment: BUILD, FERRY_BENCH_DISK_MIB (2048),
  * FERRY_BENCH_LOAD_PCT (80), FERRY_BENCH_REPEAT (3), FERRY_BENCH_CURVE_MIBS,
  * FERRY_BENCH_BUDGET_P99_RATIO (2.0; 0: throughput only),
  * FERRY_BENCH_BASE_S (10), FERRY_BENCH_TIMEOUT_S (per migration, 400). */
@@ -516,7 +520,7 @@ int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
     setvbuf(stdout, NULL, _IOLBF, 0);
-    unsigned disk_mib = env_u("FERRY_BENCH_DISK_MIB", 1024);
+    unsigned disk_mib = env_u("FERRY_BENCH_DISK_MIB", 2048);
     unsigned load_pct = env_u("FERRY_BENCH_LOAD_PCT", 80);
     unsigned repeat = env_u("FERRY_BENCH_REPEAT", 3);
     const char *pr = getenv("FERRY_BENCH_BUDGET_P99_RATIO");
@@ -533,7 +537,7 @@ int main(void)
         repeat = MAX_REPEAT;
     const char *curve_env = getenv("FERRY_BENCH_CURVE_MIBS");
     unsigned curve[MAX_CURVE];
-    size_t n_curve = parse_curve(curve_env && *curve_env ? curve_env : "160,128,96,48,16", curve);
+    size_t n_curve = parse_curve(curve_env && *curve_env ? curve_env : "160,128,96,48,32", curve);
     if (!n_curve) {
         fprintf(stderr, "impact_disk: FERRY_BENCH_CURVE_MIBS: a list of 1..%d speeds "
                         "(1..4096 MiB/s), e.g. 160,96,48,16\n", MAX_CURVE);
@@ -549,7 +553,7 @@ int main(void)
            "fixed speeds %s MiB/s; adaptive budget: throughput >= 80 %%, p99 <= %.1fx "
            "(0: not judged), steer both\nmachine: %s\n",
            GUEST_MIB, disk_mib, load_pct, base_s, repeat,
-           curve_env && *curve_env ? curve_env : "160,128,96,48,16", p99_ratio, mach);
+           curve_env && *curve_env ? curve_env : "160,128,96,48,32", p99_ratio, mach);
     double t_start = now_s(), load0 = bench_loadavg1();
     char disk_dir[64] = "/var/tmp/ferry-bimpact-XXXXXX";
     if (!mkdtemp(disk_dir)) {
@@ -568,6 +572,10 @@ int main(void)
             chunk[k] = ((uint64_t)i << 32 | k) * 0x9E3779B97F4A7C15ull;
         wrote = write(fd, chunk, sizeof(chunk)) == (ssize_t)sizeof(chunk);
     }
+    /* on the disk before the guest starts: the kernel's writeback of the
+     * image would otherwise compete with the first rows' guest and mirror */
+    if (wrote && fsync(fd) != 0)
+        wrote = false;
     if (!wrote) {
         fprintf(stderr, "impact_disk: %s: %s\n", img, strerror(errno));
         return 1;
@@ -778,6 +786,7 @@ int main(void)
     json_object_set_new(base, "loadavg_1m_start", json_real(load0));
     json_object_set_new(base, "loadavg_1m_end", json_real(load1));
     json_object_set_new(base, "disk_flat_out_iops", json_real(cap));
+    json_object_set_new(base, "disk_mib", json_integer(disk_mib));
     json_object_set_new(base, "load_iops", json_integer(rate));
     json_t *doc = json_pack("{s:s, s:o, s:o}", "machine", mach, "figures", fig, "baselines", base);
     mkdir("bench/out", 0755);
