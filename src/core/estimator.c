@@ -686,6 +686,11 @@ static int build_model(const struct est *e, struct model *m, double r_mul, doubl
          * not hinge on the census) */
         o.sat_ws_bytes = e->cd_h;
         o.sat_w_bps = e->cd_w;
+    } else if (o.dirty_measured && e->cd_b_ms >= 1500 && e->cd_b > 0) {
+        /* the re-reads ran on a straight line over 1.5 s or more: no
+         * working set bent them, whatever a fit on one 1 s calc-dirty-rate
+         * result says (lab: memload at 8000 pages/s read 1.35x high) */
+        o.sat_ws_bytes = o.sat_w_bps = 0;
     }
     model_from_out(&o, m, r_mul, d_mul, prior_hi, e->p.prior_ratio, e->p.hint_dirty_bps,
                    (double)e->p.hint_dirty_set_bytes, e->out.downtime_ms, cm > 0.1 ? cm : 0.1,
