@@ -124,6 +124,7 @@ static void t_round_trips(void)
     json_t *lim = limits(FAST_BPS, 300, 0);
     struct lab_integrity before;
     REQUIRE(intact(&L.agents[0], name, &before), "guest not intact before the first move");
+    int measured[2] = {0, 0}; /* per source agent: earlier moves whose final stage was told */
     for (int i = 0; i < 2 * ROUND_TRIPS; i++) {
         const struct lab_agent *s = &L.agents[i % 2], *d = &L.agents[(i + 1) % 2];
         struct ferr e = {0};
@@ -143,6 +144,23 @@ static void t_round_trips(void)
         CHECK(downtime > 0, "move %d: downtime_ms %lld", i + 1, downtime);
         long long total = (long long)json_integer_value(
             json_object_get(json_object_get(m, "result"), "total_time_ms"));
+        /* the final stage (docs/AGENT.md): when `migrate` went, the link
+         * rate handed to the estimator from this agent's earlier moves to
+         * that host, and this move's own measure */
+        json_t *fs = json_object_get(m, "final_stage");
+        long long mig_t = (long long)json_integer_value(json_object_get(fs, "migrate_t_ms"));
+        long long link = (long long)json_integer_value(json_object_get(fs, "link_bps"));
+        long long link_moves = (long long)json_integer_value(json_object_get(fs, "link_moves"));
+        long long fin = (long long)json_integer_value(
+            json_object_get(json_object_get(m, "result"), "final_stage_bps"));
+        CHECK(fs && mig_t > 0 && mig_t < 60000, "move %d: final_stage.migrate_t_ms %lld", i + 1,
+              mig_t);
+        CHECK((link > 0) == (link_moves > 0) && link_moves <= measured[i % 2] &&
+                  (measured[i % 2] == 0 || link_moves > 0),
+              "move %d: link_bps %lld from %lld moves, %d earlier moves measured", i + 1, link,
+              link_moves, measured[i % 2]);
+        CHECK(fin == 0 || fin > (1 << 20), "move %d: final_stage_bps %lld", i + 1, fin);
+        measured[i % 2] += fin > 0;
         int ok = strcmp(state, "succeeded") == 0;
         json_decref(m);
         if (!ok)
@@ -158,10 +176,10 @@ static void t_round_trips(void)
               "move %d: memload went back from pass %lld cursor %lld to pass %lld cursor %lld "
               "(guest restarted?)",
               i + 1, before.pass, before.cursor, after.pass, after.cursor);
-        printf("  move %d %s->%s: total %lld ms, downtime %lld ms, pass %lld cursor %lld -> "
-               "pass %lld cursor %lld\n",
-               i + 1, s->name, d->name, total, downtime, before.pass, before.cursor, after.pass,
-               after.cursor);
+        printf("  move %d %s->%s: total %lld ms, downtime %lld ms, final stage %.0f MiB/s (link "
+               "given %.0f MiB/s), pass %lld cursor %lld -> pass %lld cursor %lld\n",
+               i + 1, s->name, d->name, total, downtime, (double)fin / 1048576.0,
+               (double)link / 1048576.0, before.pass, before.cursor, after.pass, after.cursor);
         before = after;
     }
     json_decref(lim);
