@@ -456,8 +456,8 @@ static void dump_trace(const char *dir, int i, const struct run *r, const char *
                 "%.0f\ncensus %d\nnonzero_bytes %llu\nram_bytes %llu\nrel_err %.6f\n"
                 "profile",
                 r->total_ms, r->migrate_t_ms, r->link_bps, r->final_bps, r->downtime_ms,
-                r->census ? 1 : 0, (unsigned long long)r->cen_nz,
-                (unsigned long long)r->cen_ram, r->cen_err);
+                r->census ? 1 : 0, (unsigned long long)r->cen_nz, (unsigned long long)r->cen_ram,
+                r->cen_err);
         for (size_t k = 0; k < r->cen_np; k++)
             fprintf(f, " %llu", (unsigned long long)r->cen_prof[k]);
         fputc('\n', f);

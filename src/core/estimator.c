@@ -543,7 +543,7 @@ static void hint_model(struct model *m, double h, double ws)
            of the latest's age is a few %) */
 
 #define EST_HINT_LIN                                                                               \
-    1.12 /* the mean 1 s calc-dirty-rate result against the latest census                        \
+    1.12 /* the mean 1 s calc-dirty-rate result against the latest census                          \
             re-read: a bend this far above a line is a working set (chosen                         \
             on the tune half of bench/eta_accuracy among 1.08-1.4) */
 #define EST_HINT_FIT_MS                                                                            \
@@ -1294,7 +1294,7 @@ int est_forecast(const struct est *e, int end, est_fc_fn fn, void *ud, uint64_t 
     if (end < 0 && !e->out.dirty_measured && !e->out.dirty_hinted)
         m.d = 0;
     struct fc_meas me = {e->p.ewma_alpha, e->p.spread_min, 0,
-                         e->dirty,          e->dirty_dev,      e->have_dirty};
+                         e->dirty,        e->dirty_dev,    e->have_dirty};
     if (e->have_bw && e->bw > 0)
         me.bw_spread = e->bw_dev / e->bw;
     struct pred pr =

@@ -26,7 +26,7 @@
 struct link_case {
     const char *name;
     double ram_gib;
-    double ws_mib;    /* working set */
+    double ws_mib;     /* working set */
     double dirty_mibs; /* page-write rate, MiB/s */
     double zero_frac;
 };
@@ -112,8 +112,8 @@ static void t_sim_moves(void)
                r.downtime_ms);
         CHECK(ne > 0 && med < 10.0, "%s: median error %.1f %%", c->name, med);
         CHECK(med < medp, "%s: median %.1f %% told the link, %.1f %% not", c->name, med, medp);
-        CHECK(p.pause_link < p.pause_plain / 4 + 1, "%s: pause %.0f ms told, %.0f ms not",
-              c->name, p.pause_link, p.pause_plain);
+        CHECK(p.pause_link < p.pause_plain / 4 + 1, "%s: pause %.0f ms told, %.0f ms not", c->name,
+              p.pause_link, p.pause_plain);
     }
 }
 
@@ -133,8 +133,8 @@ static void feed_steady(struct est *e, enum mig_phase last_phase)
         s.ram_total = (uint64_t)(256 * MIB);
         s.ram_transferred = (uint64_t)tx;
         s.dirty_sync_count = 1;
-        s.ram_remaining = s.phase == MIG_PHASE_ACTIVE ? (uint64_t)(256 * MIB - tx)
-                                                      : (uint64_t)(24 * MIB);
+        s.ram_remaining =
+            s.phase == MIG_PHASE_ACTIVE ? (uint64_t)(256 * MIB - tx) : (uint64_t)(24 * MIB);
         s.ram_normal = (uint64_t)(tx / 4096);
         s.dirty_rate_hint_pps = 1;
         s.page_size = 4096;
@@ -204,9 +204,7 @@ static void t_properties(void)
 
 int main(void)
 {
-    test_run("estimator link: capped simulated moves, final stage at the link rate",
-             t_sim_moves);
-    test_run("estimator link: pause, what-if, slow link, bad values, device phase",
-             t_properties);
+    test_run("estimator link: capped simulated moves, final stage at the link rate", t_sim_moves);
+    test_run("estimator link: pause, what-if, slow link, bad values, device phase", t_properties);
     return test_done();
 }

@@ -31,8 +31,7 @@ static const struct seq_case cases[] = {
 
 /* The sequential writer's migration from time t0 (s) with `left` bytes of
  * pass 1 to go: seconds to completion. */
-static double timeline(double left, double t0, double h, double ws, double r, double thr,
-                       double g)
+static double timeline(double left, double t0, double h, double ws, double r, double thr, double g)
 {
     double floor_b = thr - r * g, t = 0;
     double p1 = (left - floor_b) / r; /* pass 1 sends down to the floor */
@@ -89,8 +88,7 @@ static void t_line(void)
         printf("  %g MiB/s over 64 MiB, asked at %.0f %% of pass 1 (%.2f s): ETA %.2f s, the "
                "writer's timeline %.2f s (%+.1f %%)\n",
                c->h_mibs, c->ask * 100, t0, got, want, (got - want) / want * 100);
-        CHECK(o.eta_known && fabs(got - want) <= 0.05 * want, "ETA %.2f s for %.2f s", got,
-              want);
+        CHECK(o.eta_known && fabs(got - want) <= 0.05 * want, "ETA %.2f s for %.2f s", got, want);
     }
 }
 
@@ -146,8 +144,8 @@ static void t_pass1_end_rate(void)
     pass1_end(0, &o);
     printf("  D after the sync that ends pass 1: %.1f MiB/s (writer 16 MiB/s)\n",
            o.dirty_bps / MIB);
-    CHECK(o.dirty_measured && o.dirty_bps > 0.6 * h && o.dirty_bps < 1.6 * h,
-          "D %.1f MiB/s", o.dirty_bps / MIB);
+    CHECK(o.dirty_measured && o.dirty_bps > 0.6 * h && o.dirty_bps < 1.6 * h, "D %.1f MiB/s",
+          o.dirty_bps / MIB);
 }
 
 /* The same move with calc-dirty-rate reading the writer 1.35x high (lab,
