@@ -338,49 +338,72 @@ static void note_judged(struct row *r, json_t *m, uint64_t t_post, long long *se
              jnum(b, "rate_bps") / 1048576.0, jnum(now, "p99_latency_us") / 1000.0);
 }
 
-/* CPU time of a process's threads so far (their schedstat: ns on a CPU,
- * ns runnable but waiting for one), read at now_ms(). */
-struct cpu_reading {
-    int ok;
-    uint64_t t_ms;
-    double run_ms, wait_ms;
+/* CPU time of one process's threads, followed per thread (their
+ * schedstat: ns on a CPU, ns runnable but waiting for one): at each
+ * cpu_track_poll the time each thread gained since the previous poll is
+ * added, so threads that exit (the source QEMU at the end, its worker
+ * threads) or start do not make the sums jump. */
+#define TRACK_TIDS 256
+struct cpu_track {
+    pid_t pid;
+    int n;                      /* threads in the last poll */
+    int tid[TRACK_TIDS];
+    double run[TRACK_TIDS], wait[TRACK_TIDS]; /* their totals then, ms */
+    double run_ms, wait_ms;     /* gained since the first poll, ms */
+    uint64_t t0_ms, t_ms;       /* first and last poll that saw the process */
 };
 
-static struct cpu_reading proc_cpu(pid_t pid)
+static void cpu_track_poll(struct cpu_track *c)
 {
-    struct cpu_reading c = {0};
     char dir[64];
-    snprintf(dir, sizeof(dir), "/proc/%d/task", (int)pid);
-    DIR *d = pid > 0 ? opendir(dir) : NULL;
+    snprintf(dir, sizeof(dir), "/proc/%d/task", (int)c->pid);
+    DIR *d = c->pid > 0 ? opendir(dir) : NULL;
     if (!d)
-        return c;
-    c.t_ms = now_ms();
+        return;
+    int n = 0, tid[TRACK_TIDS];
+    double run[TRACK_TIDS], wait[TRACK_TIDS];
     struct dirent *de;
-    int n = 0;
-    while ((de = readdir(d)) != NULL && n < 4096) {
-        if (de->d_name[0] == '.')
+    while ((de = readdir(d)) != NULL && n < TRACK_TIDS) {
+        if (de->d_name[0] < '0' || de->d_name[0] > '9')
             continue;
         char path[128];
         snprintf(path, sizeof(path), "%s/%.20s/schedstat", dir, de->d_name);
         FILE *f = fopen(path, "re");
-        unsigned long long run = 0, wait = 0;
-        if (f && fscanf(f, "%llu %llu", &run, &wait) == 2) {
-            c.run_ms += (double)run / 1e6;
-            c.wait_ms += (double)wait / 1e6;
+        unsigned long long r = 0, w = 0;
+        if (f && fscanf(f, "%llu %llu", &r, &w) == 2) {
+            tid[n] = (int)strtol(de->d_name, NULL, 10);
+            run[n] = (double)r / 1e6;
+            wait[n] = (double)w / 1e6;
             n++;
         }
         if (f)
             fclose(f);
     }
     closedir(d);
-    c.ok = n > 0;
-    return c;
+    if (n == 0)
+        return;
+    uint64_t t = now_ms();
+    if (!c->t0_ms)
+        c->t0_ms = t;
+    for (int i = 0; i < n; i++)
+        for (int k = 0; k < c->n; k++)
+            if (c->tid[k] == tid[i] && run[i] >= c->run[k] && wait[i] >= c->wait[k]) {
+                c->run_ms += run[i] - c->run[k];
+                c->wait_ms += wait[i] - c->wait[k];
+                break;
+            }
+    memcpy(c->tid, tid, sizeof(int) * (size_t)n);
+    memcpy(c->run, run, sizeof(double) * (size_t)n);
+    memcpy(c->wait, wait, sizeof(double) * (size_t)n);
+    c->n = n;
+    c->t_ms = t;
 }
 
-/* ms per s of the run (or wait) time between two readings, -1 without. */
-static double cpu_rate(const struct cpu_reading *a, const struct cpu_reading *b, int wait)
+/* ms per s between two snapshots of a track (the later one b), -1
+ * without both. */
+static double cpu_rate(const struct cpu_track *a, const struct cpu_track *b, int wait)
 {
-    if (!a->ok || !b->ok || b->t_ms <= a->t_ms)
+    if (!a->t_ms || !b->t_ms || b->t_ms <= a->t_ms)
         return -1;
     double d = wait ? b->wait_ms - a->wait_ms : b->run_ms - a->run_ms;
     return d * 1000.0 / (double)(b->t_ms - a->t_ms);
@@ -400,7 +423,8 @@ static void run_row(struct row *r, const struct netlab *nl, int src_host,
     r->ran = 1;
     struct series *s = calloc(1, sizeof(*s));
     struct follower *fs = calloc(1, sizeof(*fs)), *fd = calloc(1, sizeof(*fd));
-    if (!s || !fs || !fd) {
+    struct cpu_track *sc = calloc(1, sizeof(*sc)), *dc = calloc(1, sizeof(*dc));
+    if (!s || !fs || !fd || !sc || !dc) {
         snprintf(r->error, sizeof(r->error), "out of memory");
         goto out;
     }
@@ -411,20 +435,22 @@ static void run_row(struct row *r, const struct netlab *nl, int src_host,
     /* settle (the previous row's verify read the disk over the link), then
      * the baseline: the guest's reports for base_s before the migration */
     sleep_ms(SETTLE_S * 1000);
-    pid_t spid = 0, dpid = 0;
     struct ferr pe = {0};
-    if (lab_instance_pid(src, GUEST, &spid, NULL, 0, &pe) != 0)
-        spid = 0;
-    struct cpu_reading c0 = proc_cpu(spid), c1, c2, dc0 = {0}, dc1 = {0};
+    sc->pid = 0;
+    if (lab_instance_pid(src, GUEST, &sc->pid, NULL, 0, &pe) != 0)
+        sc->pid = 0;
+    cpu_track_poll(sc);
+    struct cpu_track c0 = *sc, c1;
     long long d0 = drops_now(nl, src_host);
     uint64_t b0 = now_ms();
     while (now_ms() - b0 < (uint64_t)(base_s * 1000)) {
         sleep_ms(POLL_MS);
         follow(fs, s);
+        cpu_track_poll(sc);
     }
     uint64_t t_post = now_ms();
-    c1 = proc_cpu(spid);
-    c2 = c1;
+    cpu_track_poll(sc);
+    c1 = *sc;
     long long d1 = drops_now(nl, src_host);
     r->base_drops = d0 >= 0 && d1 >= 0 ? d1 - d0 : -1;
     summarize(s, b0 + 1, t_post, 0, &r->base);
@@ -449,16 +475,10 @@ static void run_row(struct row *r, const struct netlab *nl, int src_host,
         sleep_ms(POLL_MS);
         follow(fs, s);
         follow(fd, s);
-        struct cpu_reading c = proc_cpu(spid);
-        if (c.ok)
-            c2 = c; /* the source QEMU quits at the end: its last reading */
-        if (!dpid && lab_instance_pid(dst, GUEST, &dpid, NULL, 0, &pe) != 0)
-            dpid = 0;
-        c = proc_cpu(dpid);
-        if (c.ok && !dc0.ok)
-            dc0 = c;
-        else if (c.ok)
-            dc1 = c;
+        cpu_track_poll(sc); /* the source QEMU quits at the end: its last poll stays */
+        if (!dc->pid && lab_instance_pid(dst, GUEST, &dc->pid, NULL, 0, &pe) != 0)
+            dc->pid = 0;
+        cpu_track_poll(dc);
         int st = 0;
         json_decref(m);
         m = NULL;
@@ -477,9 +497,10 @@ static void run_row(struct row *r, const struct netlab *nl, int src_host,
     r->wall_s = (double)(t_end - t_post) / 1000.0;
     r->base_wait_ms = cpu_rate(&c0, &c1, 1);
     r->base_run_ms = cpu_rate(&c0, &c1, 0);
-    r->wait_ms = cpu_rate(&c1, &c2, 1);
-    r->run_ms = cpu_rate(&c1, &c2, 0);
-    r->dst_run_ms = cpu_rate(&dc0, &dc1, 0);
+    r->wait_ms = cpu_rate(&c1, sc, 1);
+    r->run_ms = cpu_rate(&c1, sc, 0);
+    struct cpu_track dz = {.t_ms = dc->t0_ms}; /* the destination from its first poll */
+    r->dst_run_ms = cpu_rate(&dz, dc, 0);
     if (strcmp(state, "succeeded") != 0) {
         const char *err = json_string_value(json_object_get(m, "error"));
         snprintf(r->error, sizeof(r->error), "migration %s (%s)", state[0] ? state : "timed out",
@@ -537,6 +558,8 @@ out:
     free(s);
     free(fs);
     free(fd);
+    free(sc);
+    free(dc);
 }
 
 /* The rows to run, in order: FERRY_BENCH_ROWS (comma-separated names of
