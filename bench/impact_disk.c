@@ -37,6 +37,7 @@
  * Environment: BUILD, FERRY_BENCH_DISK_MIB (2048),
  * FERRY_BENCH_LOAD_PCT (80), FERRY_BENCH_REPEAT (3), FERRY_BENCH_CURVE_MIBS,
  * FERRY_BENCH_BUDGET_P99_RATIO (2.0; 0: throughput only),
+ * FERRY_BENCH_MIRROR_BUF_BYTES (every row's limits.mirror_buf_bytes, 0),
  * FERRY_BENCH_BASE_S (10), FERRY_BENCH_TIMEOUT_S (per migration, 400). */
 #include <errno.h>
 #include <fcntl.h>
@@ -257,6 +258,7 @@ static void burst_step(const struct lab_agent *s, const char *name, unsigned bus
 /* One migration of name from s to d the given way (busy_rate: the
  * adaptive-bursty way's busy rate, requests/s). */
 static double p99_ratio = 2.0; /* the adaptive budget's max_p99_latency_ratio, 0 none */
+static unsigned long mirror_buf; /* limits.mirror_buf_bytes of every row, 0 QEMU's */
 
 static void run_way(enum way way, const struct lab_agent *s, const struct lab_agent *d,
                     const char *name, unsigned base_s, unsigned speed_mibs, unsigned timeout_s,
@@ -316,6 +318,8 @@ static void run_way(enum way way, const struct lab_agent *s, const struct lab_ag
         pol = json_pack("{s:s, s:i, s:[s], s:o}", "kind", "adaptive", "deadline_s",
                         (int)timeout_s, "ladder", "bandwidth", "budget", bud);
     }
+    if (mirror_buf)
+        json_object_set_new(lim, "mirror_buf_bytes", json_integer((json_int_t)mirror_buf));
     char id[64];
     double t0 = now_s();
     int rc = lab_migrate_start_storage_policy(s, d, name, lim, pol, id, sizeof(id), &e);
@@ -535,6 +539,16 @@ int main(void)
     }
     if (repeat > MAX_REPEAT)
         repeat = MAX_REPEAT;
+    const char *mb = getenv("FERRY_BENCH_MIRROR_BUF_BYTES");
+    if (mb && *mb) {
+        char *end = NULL;
+        mirror_buf = strtoul(mb, &end, 10);
+        if (*end || (mirror_buf != 0 && (mirror_buf < 65536 || mirror_buf > (1ul << 28)))) {
+            fprintf(stderr, "impact_disk: FERRY_BENCH_MIRROR_BUF_BYTES: 0 (QEMU's default) or "
+                            "65536 .. 268435456\n");
+            return 2;
+        }
+    }
     const char *curve_env = getenv("FERRY_BENCH_CURVE_MIBS");
     unsigned curve[MAX_CURVE];
     size_t n_curve = parse_curve(curve_env && *curve_env ? curve_env : "160,128,96,48,32", curve);
@@ -551,9 +565,9 @@ int main(void)
            "blockdev-mirror), diskload sequential 4 KiB O_DIRECT writes at %u %% of flat out; "
            "baseline %u s before each migration; unthrottled and adaptive %u times each, "
            "fixed speeds %s MiB/s; adaptive budget: throughput >= 80 %%, p99 <= %.1fx "
-           "(0: not judged), steer both\nmachine: %s\n",
+           "(0: not judged), steer both; mirror buf-size %lu (0: QEMU's 16 MiB)\nmachine: %s\n",
            GUEST_MIB, disk_mib, load_pct, base_s, repeat,
-           curve_env && *curve_env ? curve_env : "160,128,96,48,32", p99_ratio, mach);
+           curve_env && *curve_env ? curve_env : "160,128,96,48,32", p99_ratio, mirror_buf, mach);
     double t_start = now_s(), load0 = bench_loadavg1();
     char disk_dir[64] = "/var/tmp/ferry-bimpact-XXXXXX";
     if (!mkdtemp(disk_dir)) {
@@ -787,6 +801,7 @@ int main(void)
     json_object_set_new(base, "loadavg_1m_end", json_real(load1));
     json_object_set_new(base, "disk_flat_out_iops", json_real(cap));
     json_object_set_new(base, "disk_mib", json_integer(disk_mib));
+    json_object_set_new(base, "mirror_buf_bytes", json_integer((json_int_t)mirror_buf));
     json_object_set_new(base, "load_iops", json_integer(rate));
     json_t *doc = json_pack("{s:s, s:o, s:o}", "machine", mach, "figures", fig, "baselines", base);
     mkdir("bench/out", 0755);
