@@ -619,8 +619,8 @@ void ctl_impact_start(struct migration *m)
     size_t n = 0, nb = 0;
     c->imp.ref_p99_us = -1;
     c->imp.ref_low_bps = -1;
-    for (uint64_t q = c->imp.start_seq; im && q > IMPACT_WINDOW - 1 && n < IMPACT_RING && nb < IMPACT_RING;
-         q--) {
+    for (uint64_t q = c->imp.start_seq;
+         im && q > IMPACT_WINDOW - 1 && n < IMPACT_RING && nb < IMPACT_RING; q--) {
         const struct impact_iv *last = impact_get(im, q);
         const struct impact_iv *first = impact_get(im, q - (IMPACT_WINDOW - 1));
         if (!last || !first || first->t_ms - first->dur_ms + 1 < now - (now > win ? win : now))

@@ -260,9 +260,9 @@ json_t *spec_to_json(const struct inst_spec *s)
     return o;
 }
 
-static const char *const limit_keys[] = {"downtime_ms", "max_bandwidth_bps", "auto_converge",
-                                         "completion_timeout_s", "mirror_speed_bps", "mirror_buf_bytes",
-                                         "pacing", NULL};
+static const char *const limit_keys[] = {
+    "downtime_ms",      "max_bandwidth_bps", "auto_converge", "completion_timeout_s",
+    "mirror_speed_bps", "mirror_buf_bytes",  "pacing",        NULL};
 
 int limits_from_json(const json_t *obj, struct mig_limits *l, struct ferr *e)
 {

@@ -458,7 +458,8 @@ static void start_mirrors(struct migration *m)
                               (json_int_t)m->limits.mirror_speed_bps, "granularity",
                               (json_int_t)mirror_granularity(size));
         if (m->limits.mirror_buf_bytes) /* the most the mirror has in flight at once */
-            json_object_set_new(a, "buf-size", json_integer((json_int_t)m->limits.mirror_buf_bytes));
+            json_object_set_new(a, "buf-size",
+                                json_integer((json_int_t)m->limits.mirror_buf_bytes));
         struct stg_op *op = xcalloc(1, sizeof(*op));
         op->m = m;
         op->disk = i;
