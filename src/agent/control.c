@@ -602,6 +602,17 @@ void ctl_restore_guest(struct migration *m)
 
 /* --- impact --------------------------------------------------------------- */
 
+/* Sorts v[0..n) ascending (insertion sort: n <= IMPACT_RING). */
+static void sort_small(double *v, size_t n)
+{
+    for (size_t i = 1; i < n; i++)
+        for (size_t j = i; j > 0 && v[j - 1] > v[j]; j--) {
+            double t = v[j];
+            v[j] = v[j - 1];
+            v[j - 1] = t;
+        }
+}
+
 void ctl_impact_start(struct migration *m)
 {
     struct mig_control *c = m->ctl;
@@ -639,20 +650,10 @@ void ctl_impact_start(struct migration *m)
         if (f.secs > 0)
             bw[nb++] = f.bps;
     }
-    for (size_t i = 1; i < nb; i++)
-        for (size_t j = i; j > 0 && bw[j - 1] > bw[j]; j--) {
-            double t = bw[j];
-            bw[j] = bw[j - 1];
-            bw[j - 1] = t;
-        }
+    sort_small(bw, nb);
     if (nb >= 2)
         c->imp.ref_low_bps = bw[(nb - 1) / 4];
-    for (size_t i = 1; i < n; i++)
-        for (size_t j = i; j > 0 && p[j - 1] > p[j]; j--) {
-            double t = p[j];
-            p[j] = p[j - 1];
-            p[j - 1] = t;
-        }
+    sort_small(p, n);
     if (n >= 2)
         c->imp.ref_p99_us = p[(3 * (n - 1)) / 4];
 }
