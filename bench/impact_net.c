@@ -409,6 +409,81 @@ static double cpu_rate(const struct cpu_track *a, const struct cpu_track *b, int
     return d * 1000.0 / (double)(b->t_ms - a->t_ms);
 }
 
+/* FERRY_BENCH_TRACE: a per-poll trace of one row to
+ * bench/out/impact_net_trace.txt, to see where the guest's latency goes
+ * (docs/BENCH.md impact_net "Trace"). The source QEMU's threads are summed
+ * by kind: the main loop (the thread whose id is the pid), vCPU and
+ * migration threads where QEMU names them ("CPU ...", "live_migration":
+ * -name debug-threads=on), the rest. */
+#define TK_KINDS 4
+static FILE *trace_f; /* FERRY_BENCH_TRACE set: the trace file */
+struct thread_kinds {
+    double run[TK_KINDS], wait[TK_KINDS]; /* totals of the live threads, ms */
+    double agent_run;                     /* the source agent's CPU, ms */
+};
+
+static int thread_kind(const char *comm)
+{
+    if (strncmp(comm, "CPU ", 4) == 0)
+        return 1;
+    if (strncmp(comm, "live_migration", 14) == 0)
+        return 2;
+    return 3;
+}
+
+static double schedstat_ms(const char *path, double *wait_ms)
+{
+    FILE *f = fopen(path, "re");
+    unsigned long long r = 0, w = 0;
+    int ok = f && fscanf(f, "%llu %llu", &r, &w) == 2;
+    if (f)
+        fclose(f);
+    if (wait_ms)
+        *wait_ms = ok ? (double)w / 1e6 : 0;
+    return ok ? (double)r / 1e6 : 0;
+}
+
+static void kinds_poll(pid_t qemu, pid_t agent, struct thread_kinds *k)
+{
+    memset(k, 0, sizeof(*k));
+    char dir[64], path[160];
+    snprintf(dir, sizeof(dir), "/proc/%d/task", (int)qemu);
+    DIR *d = qemu > 0 ? opendir(dir) : NULL;
+    struct dirent *de;
+    int n = 0;
+    while (d && (de = readdir(d)) != NULL && n++ < TRACK_TIDS) {
+        if (de->d_name[0] < '0' || de->d_name[0] > '9')
+            continue;
+        char comm[32] = "";
+        snprintf(path, sizeof(path), "%s/%.20s/comm", dir, de->d_name);
+        FILE *f = fopen(path, "re");
+        if (f) {
+            if (!fgets(comm, sizeof(comm), f))
+                comm[0] = '\0';
+            fclose(f);
+        }
+        snprintf(path, sizeof(path), "%s/%.20s/schedstat", dir, de->d_name);
+        double w = 0, r = schedstat_ms(path, &w);
+        int kd = strtol(de->d_name, NULL, 10) == (long)qemu ? 0 : thread_kind(comm);
+        k->run[kd] += r;
+        k->wait[kd] += w;
+    }
+    if (d)
+        closedir(d);
+    snprintf(path, sizeof(path), "/proc/%d/schedstat", (int)agent);
+    k->agent_run = agent > 0 ? schedstat_ms(path, NULL) : 0;
+}
+
+/* One trace line: ms gained per kind since prev (negative: a thread left). */
+static void kinds_line(FILE *f, const char *row, double t_s, const struct thread_kinds *a,
+                       const struct thread_kinds *b)
+{
+    fprintf(f, "%s cpu %.2f", row, t_s);
+    for (int i = 0; i < TK_KINDS; i++)
+        fprintf(f, " %.1f/%.1f", b->run[i] - a->run[i], b->wait[i] - a->wait[i]);
+    fprintf(f, " agent %.1f\n", b->agent_run - a->agent_run);
+}
+
 static long long drops_now(const struct netlab *nl, int host)
 {
     uint64_t d = 0;
@@ -443,10 +518,18 @@ static void run_row(struct row *r, const struct netlab *nl, int src_host,
     struct cpu_track c0 = *sc, c1;
     long long d0 = drops_now(nl, src_host);
     uint64_t b0 = now_ms();
+    struct thread_kinds tk0, tk1;
+    kinds_poll(sc->pid, src->pid, &tk0);
     while (now_ms() - b0 < (uint64_t)(base_s * 1000)) {
         sleep_ms(POLL_MS);
         follow(fs, s);
         cpu_track_poll(sc);
+        if (trace_f) {
+            kinds_poll(sc->pid, src->pid, &tk1);
+            kinds_line(trace_f, r->name, (double)((int64_t)now_ms() - (int64_t)b0) / 1000.0 - base_s,
+                       &tk0, &tk1);
+            tk0 = tk1;
+        }
     }
     uint64_t t_post = now_ms();
     cpu_track_poll(sc);
@@ -476,6 +559,11 @@ static void run_row(struct row *r, const struct netlab *nl, int src_host,
         follow(fs, s);
         follow(fd, s);
         cpu_track_poll(sc); /* the source QEMU quits at the end: its last poll stays */
+        if (trace_f) {
+            kinds_poll(sc->pid, src->pid, &tk1);
+            kinds_line(trace_f, r->name, (double)(now_ms() - t_post) / 1000.0, &tk0, &tk1);
+            tk0 = tk1;
+        }
         if (!dc->pid && lab_instance_pid(dst, GUEST, &dc->pid, NULL, 0, &pe) != 0)
             dc->pid = 0;
         cpu_track_poll(dc);
@@ -543,6 +631,23 @@ static void run_row(struct row *r, const struct netlab *nl, int src_host,
             used += (size_t)w;
     }
     json_decref(m);
+    if (trace_f) {
+        snprintf(path, sizeof(path), "/v1/migrations/%s?samples=1", id);
+        int st = 0;
+        json_t *ms = NULL;
+        if (lab_api(src, "GET", path, NULL, &st, &ms, &e) == 0 && st == 200) {
+            json_t *a = json_object_get(ms, "samples");
+            for (size_t i = 0; i < json_array_size(a); i++) {
+                json_t *x = json_array_get(a, i);
+                const char *ph = json_string_value(json_object_get(x, "phase"));
+                fprintf(trace_f, "%s sample %.2f ram_mib %.2f sync %.0f p99_us %.0f bw %.0f %s\n",
+                        r->name, jnum(x, "t_ms") / 1000.0,
+                        jnum(x, "ram_transferred") / 1048576.0, jnum(x, "dirty_sync_count"),
+                        jnum(x, "guest_p99_us"), jnum(x, "bw_bps"), ph ? ph : "?");
+            }
+        }
+        json_decref(ms);
+    }
     /* the report covering the switchover comes from the destination */
     uint64_t tail = now_ms() + 1200;
     while (now_ms() < tail) {
@@ -552,6 +657,12 @@ static void run_row(struct row *r, const struct netlab *nl, int src_host,
     /* during: reports printed after the request (arrived > POLL_MS after
      * it) until 1.2 s after the end was seen */
     summarize(s, t_post + POLL_MS + 1, t_end + 1200, P99_BOUND * r->base.p99_med_us, &r->dur);
+    for (int i = 0; trace_f && i < s->n; i++)
+        fprintf(trace_f, "%s guest %.2f p99_us %.0f p50_us %.0f iops %.0f\n", r->name,
+                (double)((int64_t)s->v[i].arrival_ms - (int64_t)t_post) / 1000.0, s->v[i].p99_us,
+                s->v[i].p50_us, s->v[i].iops);
+    if (trace_f)
+        fflush(trace_f);
     if (verify_guest(dst, r->error, sizeof(r->error)) == 0)
         r->ok = 1;
 out:
@@ -669,6 +780,8 @@ int main(void)
     char mach[512];
     bench_machine_tcg(mach, sizeof(mach));
     mkdir("bench/out", 0755);
+    if (getenv("FERRY_BENCH_TRACE") && getenv("FERRY_BENCH_TRACE")[0])
+        trace_f = fopen("bench/out/impact_net_trace.txt", "we");
     char why[160];
     if (!netlab_available(why, sizeof(why))) {
         printf("impact_net: skipped: %s\n", why);
