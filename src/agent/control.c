@@ -1082,6 +1082,11 @@ void ctl_to_json(const struct mig_control *c, json_t *o)
                             c->imp.ref_p99_us > 0
                                 ? json_real(round(c->imp.ref_p99_us * 10.0) / 10.0)
                                 : json_null());
+        json_object_set_new(bj, "rate_independent",
+                            cv->ri ? json_pack("{s:f, s:I}", "usage",
+                                               round(cv->ri_usage * 100.0) / 100.0, "rate_bps",
+                                               (json_int_t)cv->ri_bps)
+                                   : json_null());
         json_object_set_new(o, "budget", bj);
         json_t *est = json_object_get(o, "estimate");
         if (est)

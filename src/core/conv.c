@@ -531,6 +531,18 @@ static bool step_applicable(const struct conv *c, enum conv_step st,
 #define BUDGET_RESEND 0.05   /* re-emit a rate only when it moved this much */
 #define BUDGET_FLOOR_MAX 0.5 /* the guest's own noise floor counted at most
                                 (of the aim's 0.75) */
+#define BUDGET_RI_DROP 2.0   /* a cut to 1/this of the rate or less, */
+#define BUDGET_RI_SAME 0.8   /* ... that left the usage at this share of
+                                what it read before or more, both outside
+                                the budget: the cost does not come from the
+                                rate (budget_ri) */
+#define BUDGET_RI_LOWS 2    /* readings at the lower rates needed */
+#define BUDGET_RI_MAX 1.5    /* learned only up to this usage: a guest
+                                further outside at every rate is a
+                                conflict (budget_deaf, floor) */
+#define BUDGET_RI_ROOM 0.25  /* once learned, the rate's share of the
+                                usage above that cost is judged against
+                                this (the budget's margin above its aim) */
 #define BUDGET_IO_MIN_BPS 65536u /* smallest guest write cap, bytes/s */
 #define DRAIN_ALPHA 0.3      /* EWMA weight of the newest disk drain sample */
 
@@ -701,6 +713,64 @@ static bool budget_deaf(const struct conv *c)
            (double)c->rate_bps * BUDGET_DEAF_DROP <= (double)c->breach_from_bps;
 }
 
+/* Remembers one clean reading (rate ref, usage u: the window wholly after
+ * the copy began and after the last cut) and, when it is outside the
+ * budget, looks among the newest CONV_BUDGET_READS for a reading outside
+ * the budget at a rate BUDGET_RI_DROP times or more above BUDGET_RI_LOWS
+ * readings, also outside, each at least BUDGET_RI_SAME of its usage, the
+ * lowest of the three at most BUDGET_RI_MAX: cutting the rate did not
+ * lower the usage. Then the cost is the migration's at any rate (its
+ * start, CPU, a fixed overhead of the guest's storage path): c->ri is set
+ * with that lowest usage and the higher rate, which the budget cuts no
+ * lower from now on. Learned once per migration. */
+static void budget_ri(struct conv *c, double ref, double u)
+{
+    struct conv_budget_read *rd = &c->reads[c->n_reads % CONV_BUDGET_READS];
+    rd->ref_bps = ref;
+    rd->usage = u;
+    c->n_reads++;
+    if (u <= 1.0 || ref <= 0)
+        return;
+    uint64_t n = c->n_reads < CONV_BUDGET_READS ? c->n_reads : CONV_BUDGET_READS;
+    const struct conv_budget_read *hi = NULL;
+    double lo_u = 0, lo_bps = 0;
+    for (uint64_t i = 0; i < n; i++) {
+        const struct conv_budget_read *h = &c->reads[(c->n_reads - 1 - i) % CONV_BUDGET_READS];
+        if (h->usage <= 1.0 || h->ref_bps <= 0 || (hi && h->ref_bps <= hi->ref_bps))
+            continue;
+        int lows = 0;
+        double mu = h->usage, sb = 0;
+        for (uint64_t k = 0; k < n; k++) {
+            const struct conv_budget_read *l = &c->reads[(c->n_reads - 1 - k) % CONV_BUDGET_READS];
+            if (l->usage > 1.0 && l->ref_bps > 0 && h->ref_bps >= BUDGET_RI_DROP * l->ref_bps &&
+                l->usage >= BUDGET_RI_SAME * h->usage) {
+                lows++;
+                mu = l->usage < mu ? l->usage : mu;
+                sb += l->ref_bps;
+            }
+        }
+        /* the cost that does not come from the rate is at most the
+         * lowest of the readings (the rate's share is never negative) */
+        if (lows >= BUDGET_RI_LOWS && mu <= BUDGET_RI_MAX) {
+            hi = h;
+            lo_u = mu;
+            lo_bps = sb / lows;
+        }
+    }
+    if (!hi || c->ri)
+        return; /* learned once: a later pair at higher rates would only
+                   raise the rate the budget may no longer cut below */
+    c->ri = true;
+    c->ri_usage = lo_u;
+    c->ri_bps = clamp_rate(&c->pol.budget, hi->ref_bps);
+    c->ri_report = true;
+    snprintf(c->ri_why, sizeof(c->ri_why),
+             "rate_independent: usage %.2f at %.1f MiB/s, %.2f at %.1f: the copy is cut no "
+             "lower than %.1f MiB/s",
+             hi->usage, hi->ref_bps / 1048576.0, lo_u, lo_bps / 1048576.0,
+             (double)c->ri_bps / 1048576.0);
+}
+
 /* Judges a new measurement and moves the copy rate to the budget's edge
  * (feedback per measurement interval on the guest's own figures):
  *   - quiet guest (nothing to judge): x BUDGET_QUIET_UP, spare capacity;
@@ -748,7 +818,21 @@ static void budget_judge(struct conv *c)
                    own, not the copy's — neither cut nor held for it */
     /* the window still holds the interval the last cut answered */
     bool held = w > 1 && c->cut_iv && c->n_iv < c->cut_iv + w;
-    if (u > 1.0 && held && u <= c->cut_usage) {
+    double copy = 0, allow = 0, ref = r;
+    if (budget_window_copy(c, &copy, &allow) && copy >= BUDGET_IDLE * allow)
+        ref = copy < r ? copy : r;
+    if (!held)
+        budget_ri(c, ref, u);
+    /* us: the usage the rate is steered on — once a rate-independent
+     * cost is learned, the rate's share above it, against BUDGET_RI_ROOM */
+    bool outside = u > 1.0;
+    double us = u;
+    if (c->ri) {
+        us = (u - c->ri_usage) / BUDGET_RI_ROOM;
+        if (us < 0)
+            us = 0;
+    }
+    if (us > 1.0 && held && us <= c->cut_usage) {
         /* ... and reads no worse than then: the same overshoot seen
          * again, not a new one (cutting on it again is how 11.9 MiB/s fell
          * to 1 in 3 s) */
@@ -759,11 +843,8 @@ static void budget_judge(struct conv *c)
             c->bverdict = CONV_BUDGET_VIOLATED;
         return;
     }
-    double copy = 0, allow = 0, ref = r;
-    if (budget_window_copy(c, &copy, &allow) && copy >= BUDGET_IDLE * allow)
-        ref = copy < r ? copy : r;
-    double u0 = budget_floor(b, &c->imp, u), un = u;
-    if (held && u > u0) {
+    double u0 = c->ri ? 0 : budget_floor(b, &c->imp, u), un = us;
+    if (held && us > u0) {
         /* a worse reading, or one inside, while the window still holds
          * intervals from before the last cut, when the copy went faster:
          * it overstates what the rate now in force does — scale the copy's
@@ -771,13 +852,13 @@ static void budget_judge(struct conv *c)
          * copy rate) */
         double last = c->iv[(c->n_iv - 1) % CONV_BUDGET_IVS].copy_bps;
         if (copy > 0 && last < copy)
-            un = u0 + (u - u0) * last / copy;
+            un = u0 + (us - u0) * last / copy;
     }
     double f = budget_step(un, u0);
     double nr;
-    if (u > 1.0) {
+    if (us > 1.0) {
         c->cut_iv = c->n_iv;
-        c->cut_usage = u;
+        c->cut_usage = us;
         c->violations++;
         c->ceiling_bps = c->rate_bps;
         c->since_violation = 0;
@@ -794,7 +875,7 @@ static void budget_judge(struct conv *c)
     } else {
         c->breach_run = 0;
         nr = ref * f;
-        if (u <= BUDGET_AIM) {
+        if (us <= BUDGET_AIM) {
             if (nr < r)
                 nr = r; /* room: never down */
             double up = c->ceiling_bps && c->since_violation < BUDGET_CAREFUL ? BUDGET_UP_CAREFUL
@@ -804,9 +885,13 @@ static void budget_judge(struct conv *c)
         } else if (nr > r) {
             nr = r; /* above the aim: never up */
         }
+        if (outside) /* the learned cost alone: counted, not cut for */
+            c->violations++;
         if (c->bverdict != CONV_BUDGET_CONFLICT)
-            c->bverdict = CONV_BUDGET_WITHIN;
+            c->bverdict = outside ? CONV_BUDGET_VIOLATED : CONV_BUDGET_WITHIN;
     }
+    if (c->ri && nr < (double)c->ri_bps)
+        nr = (double)c->ri_bps; /* cutting below it did not help the guest */
     c->rate_bps = clamp_rate(b, nr);
 }
 
@@ -879,6 +964,10 @@ static void tick_budget(struct conv *c, const struct mig_sample *s, uint64_t now
     if (new_seq) {
         c->imp_seq = c->imp.seq;
         budget_judge(c);
+        if (c->ri_report) {
+            c->ri_report = false;
+            report_budget(c, e, c->bverdict, c->ri_why);
+        }
     }
 
     /* conflict: the copy cannot finish (disks: what is left does not shrink

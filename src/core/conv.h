@@ -222,6 +222,14 @@ struct conv_budget_iv {
     uint64_t rate_bps; /* copy rate in force, bytes/s */
 };
 
+#define CONV_BUDGET_READS 8 /* recent judged readings kept (budget_ri) */
+
+/* One judged measurement: the copy rate its window saw and the usage. */
+struct conv_budget_read {
+    double ref_bps; /* bytes/s the steered copy moved over the window */
+    double usage;   /* budget usage read */
+};
+
 enum conv_budget_verdict {
     CONV_BUDGET_OFF = 0,      /* no budget */
     CONV_BUDGET_NO_BASELINE,  /* not judged yet: no baseline / no sample */
@@ -314,6 +322,19 @@ struct conv {
     uint64_t copy_t0_ms;             /* sample t_ms of the last measurement */
     uint64_t disk_done_prev, ram_tx_prev; /* at the previous sample */
     bool have_copy_prev;
+    struct conv_budget_read reads[CONV_BUDGET_READS]; /* the newest clean
+                                        readings, reads[n_reads % ..] */
+    uint64_t n_reads;                /* clean readings taken */
+    bool ri;                         /* rate-independent cost learned: a
+                                        cut to half the rate or less did
+                                        not lower the usage */
+    double ri_usage;                 /* the usage read at the lower rate of
+                                        that pair: the cost the migration
+                                        has at any rate */
+    uint64_t ri_bps;                 /* the higher rate of the pair: the
+                                        budget cuts no lower, bytes/s */
+    bool ri_report;                  /* ri newly learned: REPORT_BUDGET due */
+    char ri_why[CONV_REASON_MAX];    /* ... its reason */
     uint64_t violations;             /* measurements outside the budget */
     uint64_t judged;                 /* measurements judged */
     uint64_t conflict_since_ms;      /* conflict condition true since, 0 no */

@@ -94,6 +94,7 @@ struct tick_out {
     int waived;          /* REPORT_BUDGET with WAIVED seen */
     int consent_io;      /* REQUEST_CONSENT io_throttle seen */
     int aborted;
+    int rate_indep;      /* REPORT_BUDGET "rate_independent: ..." seen */
 };
 
 /* A sample during the disk mirror phase: rem bytes left of 1 GiB. */
@@ -135,6 +136,8 @@ static void tick(struct conv *c, const struct mig_sample *s, struct tick_out *o)
                 o->conflict++;
             if (a[i].budget == CONV_BUDGET_WAIVED)
                 o->waived++;
+            if (strncmp(a[i].reason, "rate_independent:", 17) == 0)
+                o->rate_indep++;
             break;
         case CONV_ACT_REQUEST_CONSENT:
             if (a[i].step == CONV_STEP_IO_THROTTLE)
@@ -1029,9 +1032,110 @@ static void t_cut_scaled(void)
     }
 }
 
+/* Drives n measurements (3-interval windows, one a second) of a mirror
+ * that moves its rate, the guest's usage (p99 criterion) given by use()
+ * of the copy rate in force; the rates after each in rates[]. */
+static int drive_ri(struct conv *cv, double (*use)(double mibps), int n, double *rates,
+                    struct tick_out *o)
+{
+    int ri_at = -1; /* the measurement that learned it, -1 none */
+    uint64_t done = 0, t = 0;
+    struct mig_sample s = mirror_sample(t, 0);
+    s.disk_total = 1ull << 40;
+    tick(cv, &s, o);
+    for (int i = 0; i < n; i++) {
+        t += 1000;
+        double mibps = (double)cv->rate_bps / MIB;
+        done += cv->rate_bps; /* the copy moved its rate in the interval */
+        struct conv_impact m = imp((uint64_t)i + 1, 10, 2.0 * (1.0 + use(mibps)), 100);
+        m.window = 3;
+        CHECK(conv_set_impact(cv, &m) == 0, "set impact");
+        s = mirror_sample(t, 0);
+        s.disk_total = 1ull << 40;
+        s.disk_done = done;
+        tick(cv, &s, o);
+        rates[i] = (double)cv->rate_bps / MIB;
+        if (ri_at < 0 && cv->ri)
+            ri_at = i;
+    }
+    return ri_at;
+}
+
+static double use_fixed(double mibps)
+{
+    (void)mibps;
+    return 1.3; /* the migration's own cost, whatever the rate */
+}
+
+static double use_rate(double mibps)
+{
+    return mibps / 4.0; /* the copy hurts: usage 1 at 4 MiB/s */
+}
+
+static double use_rate_fixed(double mibps)
+{
+    return 1.1 + mibps / 16.0; /* a fixed cost and the rate's share on top */
+}
+
+/* Proves: a guest whose usage does not fall when the copy is cut to less
+ * than half (here 1.3 at every rate, outside its 2x budget) is seen as a
+ * rate-independent cost once two readings at the lower rates match the one
+ * at the higher: the budget says so (REPORT_BUDGET "rate_independent: ..."),
+ * goes back to that higher rate and cuts no lower, still counting the
+ * guest outside its budget (verdict violated) — where it used to cut to its
+ * 1 MiB/s floor and creep there. A guest the rate does hurt (usage ∝ rate)
+ * is cut to its edge as before, nothing learned; one with a fixed cost and
+ * the rate's share on top is held where the rate's share stays inside
+ * BUDGET_RI_ROOM (0.25) of the fixed cost. */
+static void t_rate_independent(void)
+{
+    struct conv_policy p = policy(0, 2.0, 0);
+    p.budget.rate_start_bps = 8 * MIB;
+    p.budget.io_throttle = false;
+    p.budget.conflict_ms = 1000000; /* here: the rate only */
+    struct conv cv;
+    double rates[40];
+    struct tick_out o = {0};
+    REQUIRE(conv_init(&cv, &p, NULL) == 0, "init");
+    int learned_at = drive_ri(&cv, use_fixed, 40, rates, &o);
+    double lo = 1e9, lo_after = 1e9;
+    for (int i = 0; i < 40; i++) {
+        if (rates[i] < lo)
+            lo = rates[i];
+        if (learned_at >= 0 && i >= learned_at && rates[i] < lo_after)
+            lo_after = rates[i];
+    }
+    CHECK(o.rate_indep == 1, "rate_independent reported %d times", o.rate_indep);
+    CHECK(cv.ri && fabs(cv.ri_usage - 1.3) < 0.01 && cv.ri_bps == 8 * MIB,
+          "learned %d at usage %.2f, %.1f MiB/s", cv.ri, cv.ri_usage, (double)cv.ri_bps / MIB);
+    CHECK(learned_at >= 0 && learned_at <= 15 && rates[learned_at] >= 8.0 - 1e-6,
+          "learned at measurement %d", learned_at);
+    CHECK(lo_after >= 8.0 - 1e-6, "cut to %.2f MiB/s after learning", lo_after);
+    CHECK(lo > 1.0 + 1e-6, "down to the 1 MiB/s floor before learning (%.2f)", lo);
+    CHECK(rates[39] >= 8.0 - 1e-6, "ends at %.2f MiB/s", rates[39]);
+    CHECK(conv_budget_verdict(&cv) == CONV_BUDGET_VIOLATED, "verdict %s",
+          conv_budget_verdict_name(conv_budget_verdict(&cv)));
+    CHECK(cv.violations >= 30, "violations %llu", (unsigned long long)cv.violations);
+
+    struct tick_out o2 = {0};
+    REQUIRE(conv_init(&cv, &p, NULL) == 0, "init");
+    drive_ri(&cv, use_rate, 40, rates, &o2);
+    CHECK(!cv.ri && o2.rate_indep == 0, "learned a rate-independent cost from a rate-bound guest");
+    CHECK(rates[39] >= 2.0 && rates[39] <= 4.0, "rate-bound guest ends at %.2f MiB/s", rates[39]);
+
+    struct tick_out o3 = {0};
+    REQUIRE(conv_init(&cv, &p, NULL) == 0, "init");
+    drive_ri(&cv, use_rate_fixed, 40, rates, &o3);
+    double u_end = use_rate_fixed(rates[39]);
+    CHECK(cv.ri && o3.rate_indep >= 1, "fixed cost not learned");
+    CHECK(u_end <= cv.ri_usage + 0.25 + 1e-6 && rates[39] >= 1.5,
+          "ends at %.2f MiB/s (usage %.2f over a learned %.2f)", rates[39], u_end, cv.ri_usage);
+}
+
 int main(void)
 {
     test_run("budget: usage of one measurement", t_usage);
+    test_run("budget: a rate-independent cost is learned, not cut for", t_rate_independent);
     test_run("budget: rate steered by one measurement, within bounds", t_steer);
     test_run("budget: steps above the guest's own noise floor", t_floor);
     test_run("budget: a worse reading after a cut is judged on the rate in force",
