@@ -365,6 +365,53 @@ static void t_early_window(void)
     CHECK(cv.violations == 1, "%llu violations counted", (unsigned long long)cv.violations);
 }
 
+/* Proves: a reading inside the aim on a window that still holds
+ * intervals before the copy began is judged on the copy's own intervals —
+ * what it moved in them, its share of the usage scaled up to them: little
+ * hurt climbs x4 from the rate the copy ran at (not from the window's
+ * diluted mean copy), a share that is over the aim once undiluted is
+ * held, not raised; a full window is judged as before. */
+static void t_early_ramp(void)
+{
+    static const struct {
+        double u1, u2;    /* window usage after 1 and 2 copy intervals */
+        double r1, r2;    /* rate after each, MiB/s */
+    } c[] = {
+        /* 0.06 undiluted: x4 of 16 (old: x4 of 16/3); then the copy's two
+         * intervals moved 16 and 64: x4 of their mean, 40 (old: 21, 50) */
+        {0.02, 0.02, 64, 160},
+        /* 0.9 undiluted, over the aim: held (old: held too); then 0.03 on
+         * two intervals at 16: x4 (old: x4 of 32/3, 43) */
+        {0.30, 0.02, 16, 64},
+        /* 0.6: (0.75/0.6)^0.6 = 1.14 (old: held at 16); then 0.6 x 3/2 =
+         * 0.9, over the aim: held */
+        {0.20, 0.60, 18.3, 18.3},
+    };
+    for (size_t i = 0; i < sizeof(c) / sizeof(c[0]); i++) {
+        struct conv_policy p = policy(0, 2.0, 0);
+        p.budget.rate_start_bps = 16u * MIB;
+        struct conv cv;
+        REQUIRE(conv_init(&cv, &p, NULL) == 0, "init");
+        struct tick_out o = {0};
+        struct mig_sample s = mirror_sample(0, 1000u * MIB);
+        tick(&cv, &s, &o);
+        uint64_t done = 0;
+        double got[2];
+        for (uint64_t q = 1; q <= 2; q++) {
+            done += cv.rate_bps; /* the copy moved at the rate set */
+            struct conv_impact m = imp(q, 10, 2.0 * (1.0 + (q == 1 ? c[i].u1 : c[i].u2)), 100);
+            m.window = 3;
+            REQUIRE(conv_set_impact(&cv, &m) == 0, "impact");
+            s = mirror_sample(q * 1000, 1000u * MIB - done);
+            tick(&cv, &s, &o);
+            got[q - 1] = (double)cv.rate_bps / MIB;
+        }
+        CHECK(fabs(got[0] - c[i].r1) < 0.5 && fabs(got[1] - c[i].r2) < 0.5,
+              "case %zu: rates %.1f, %.1f MiB/s, want %.0f, %.0f", i, got[0], got[1], c[i].r1,
+              c[i].r2);
+    }
+}
+
 /* Drives one measurement of window usage u (p99 = base x (1 + u) against a
  * 2x bound) after an interval in which the mirror moved at the rate set;
  * returns the rate after it. */
@@ -1144,6 +1191,7 @@ int main(void)
              t_loop);
     test_run("budget: closed loop: impossible budget reported and waived", t_loop_impossible);
     test_run("budget: no cut on a window from before the copy", t_early_window);
+    test_run("budget: the start judged on the copy's own intervals", t_early_ramp);
     test_run("budget: one cut per bad interval, not one per overlapping window", t_dead_time);
     test_run("budget: a guest deaf to the copy rate is a conflict, not cut to the floor",
              t_deaf);
