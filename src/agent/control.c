@@ -1087,6 +1087,11 @@ void ctl_to_json(const struct mig_control *c, json_t *o)
                                                round(cv->ri_usage * 100.0) / 100.0, "rate_bps",
                                                (json_int_t)cv->ri_bps)
                                    : json_null());
+        /* the account the aim follows: the mean usage charged so far */
+        json_object_set_new(bj, "mean_usage",
+                            cv->usage_n ? json_real(round(cv->usage_sum / (double)cv->usage_n *
+                                                          100.0) / 100.0)
+                                        : json_null());
         json_object_set_new(o, "budget", bj);
         json_t *est = json_object_get(o, "estimate");
         if (est)

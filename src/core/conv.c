@@ -512,6 +512,9 @@ static bool step_applicable(const struct conv *c, enum conv_step st,
 
 #define BUDGET_AIM 0.75      /* usage the rate steers to: the budget's edge
                                 less a margin for noise and lag */
+#define BUDGET_AIM_SLACK 0.15 /* the most a measurement's aim rises above
+                                 BUDGET_AIM while the migration's mean usage
+                                 is below it (budget_aim) */
 #define BUDGET_GAMMA 0.6     /* damping: the step is (aim/usage)^gamma */
 #define BUDGET_UP_MAX 2.0    /* largest increase per measurement */
 #define BUDGET_UP_FAST 4.0   /* ... with usage below a quarter of the aim */
@@ -686,19 +689,40 @@ static uint64_t budget_window_active(const struct conv *c, uint64_t w, double *m
     return n;
 }
 
-/* The rate that would bring usage u (0..) to BUDGET_AIM, from ref, the
- * copy rate that produced it: usage grows about in proportion to the copy
+/* The usage this measurement steers to. The budget bounds what the guest
+ * keeps over the migration (its impact report: during against the
+ * baseline), so the aim is kept on the migration's account: the mean
+ * usage of every measurement judged so far, this one included, is held at
+ * BUDGET_AIM; while it is below (a cautious start, a quiet spell the guest
+ * lost nothing in) a measurement may aim higher by what is unspent, at
+ * most BUDGET_AIM_SLACK — never at the bound itself. Charged is the usage
+ * the rate is steered on (above a learned rate-independent cost, budget_ri)
+ * of every reading but those the budget holds to be the guest's own
+ * (budget_judge: before the copy moved). */
+static double budget_aim(const struct conv *c)
+{
+    if (!c->usage_n)
+        return BUDGET_AIM;
+    double unspent = BUDGET_AIM - c->usage_sum / (double)c->usage_n;
+    if (unspent <= 0)
+        return BUDGET_AIM;
+    return BUDGET_AIM + (unspent < BUDGET_AIM_SLACK ? unspent : BUDGET_AIM_SLACK);
+}
+
+/* The rate that would bring usage u (0..) to aim_u, from ref, the copy
+ * rate that produced it: usage grows about in proportion to the copy
  * rate, so the step is (aim/u)^gamma (gamma < 1: damped against noise),
  * between BUDGET_DOWN_MIN and BUDGET_UP_MAX (BUDGET_UP_FAST far below the
- * aim). Pure; unit-tested through conv_tick. */
-static double budget_step(double u, double u0)
+ * aim). Outside the budget the step goes back to BUDGET_AIM whatever the
+ * account. Pure; unit-tested through conv_tick. */
+static double budget_step(double u, double u0, double aim_u)
 {
     if (u > 1.0) /* breach: straight back to the aim, fast */
         return dmax(BUDGET_DOWN_MIN, BUDGET_AIM / u);
     /* the copy's share of the usage is what lies above the guest's own
      * noise floor u0 (0 .. BUDGET_FLOOR_MAX): that share is what grows
      * with the copy rate */
-    double aim = BUDGET_AIM - u0, x = u - u0;
+    double aim = aim_u - u0, x = u - u0;
     double f = pow(aim / dmax(x, 0.02), BUDGET_GAMMA);
     double up = x < aim / 4 ? BUDGET_UP_FAST : BUDGET_UP_MAX;
     return f > up ? up : f < BUDGET_DOWN_MIN ? BUDGET_DOWN_MIN : f;
@@ -834,7 +858,8 @@ static void budget_judge(struct conv *c)
         return; /* the window still holds seconds before the copy began
                    (or before it moved anything: the destination being
                    set up): a reading above the aim there is the guest's
-                   own, not the copy's — neither cut nor held for it */
+                   own, not the copy's — neither cut nor held for it, nor
+                   charged to the account */
     /* the window still holds the interval the last cut answered */
     bool held = w > 1 && c->cut_iv && c->n_iv < c->cut_iv + w;
     double copy = 0, allow = 0, ref = r;
@@ -851,6 +876,9 @@ static void budget_judge(struct conv *c)
         if (us < 0)
             us = 0;
     }
+    c->usage_sum += us;
+    c->usage_n++;
+    double aim = budget_aim(c);
     if (us > 1.0 && held && us <= c->cut_usage) {
         /* ... and reads no worse than then: the same overshoot seen
          * again, not a new one (cutting on it again is how 11.9 MiB/s fell
@@ -865,7 +893,7 @@ static void budget_judge(struct conv *c)
     double u0 = c->ri ? 0 : budget_floor(b, &c->imp, u), un = us;
     double act_bps = 0;
     uint64_t active = budget_window_early(c, w) ? budget_window_active(c, w, &act_bps) : 0;
-    if (active && active < w && !held && us <= BUDGET_AIM) {
+    if (active && active < w && !held && us <= aim) {
         /* a reading inside the aim while the window still holds intervals
          * in which the copy moved nothing (before it began, the destination
          * being set up): both the window's mean copy and the guest's usage
@@ -886,7 +914,7 @@ static void budget_judge(struct conv *c)
         if (copy > 0 && last < copy)
             un = u0 + (us - u0) * last / copy;
     }
-    double f = budget_step(un, u0);
+    double f = budget_step(un, u0, aim);
     double nr;
     if (us > 1.0) {
         c->cut_iv = c->n_iv;
@@ -907,7 +935,7 @@ static void budget_judge(struct conv *c)
     } else {
         c->breach_run = 0;
         nr = ref * f;
-        if (us <= BUDGET_AIM) {
+        if (us <= aim) {
             if (nr < r)
                 nr = r; /* room: never down */
             double up = c->ceiling_bps && c->since_violation < BUDGET_CAREFUL ? BUDGET_UP_CAREFUL

@@ -335,6 +335,10 @@ struct conv {
                                         budget cuts no lower, bytes/s */
     bool ri_report;                  /* ri newly learned: REPORT_BUDGET due */
     char ri_why[CONV_REASON_MAX];    /* ... its reason */
+    double usage_sum;                /* the usage the rate was steered on,
+                                        of the measurements charged,
+                                        summed: the account (budget_aim) */
+    uint64_t usage_n;                /* ... and their number */
     uint64_t violations;             /* measurements outside the budget */
     uint64_t judged;                 /* measurements judged */
     uint64_t conflict_since_ms;      /* conflict condition true since, 0 no */

@@ -169,7 +169,9 @@ static void t_steer(void)
         double lo, hi;     /* new rate / start rate must be within */
     } c[] = {
         {10, 2.0, 100, 16, 16, 4.0, 4.0},     /* usage 0: x4 */
-        {10, 3.0, 100, 16, 16, 1.27, 1.28},   /* usage 0.5: (0.75/0.5)^0.6 */
+        {10, 3.0, 100, 16, 16, 1.42, 1.43},   /* usage 0.5, the first: the account
+                                                 is 0.25 unspent, aim 0.75 + 0.15:
+                                                 (0.9/0.5)^0.6 */
         {10, 3.8, 100, 16, 16, 0.89, 0.90},   /* usage 0.9: (0.75/0.9)^0.6 */
         {10, 6.0, 100, 16, 16, 0.5, 0.5},     /* usage 2: x0.5 (0.375 floored) */
         {5, 2.0, 100, 16, 16, 0.5, 0.5},      /* throughput halved: usage 2.5 */
@@ -179,7 +181,7 @@ static void t_steer(void)
         {10, 100.0, 100, 1, 1, 1.0, 1.0},     /* at the floor: stays */
         {10, 3.0, 100, 16, 10, 1.0, 1.0},     /* copy at 10 of 16: 12.8 < 16, held */
         {10, 6.0, 100, 256, 100, 0.19, 0.20}, /* cap 256, copy 100, usage 2: 50 */
-        {10, 3.0, 100, 64, 1, 1.27, 1.28},    /* idle copy: on its allowance */
+        {10, 3.0, 100, 64, 1, 1.42, 1.43},    /* idle copy: on its allowance */
     };
     for (size_t i = 0; i < sizeof(c) / sizeof(c[0]); i++) {
         struct conv_policy p = policy(80, 2.0, 0);
@@ -383,9 +385,9 @@ static void t_early_ramp(void)
         /* 0.9 undiluted, over the aim: held (old: held too); then 0.03 on
          * two intervals at 16: x4 (old: x4 of 32/3, 43) */
         {0.30, 0.02, 16, 64},
-        /* 0.6: (0.75/0.6)^0.6 = 1.14 (old: held at 16); then 0.6 x 3/2 =
-         * 0.9, over the aim: held */
-        {0.20, 0.60, 18.3, 18.3},
+        /* 0.6 against the aim 0.9 (the account unspent): (0.9/0.6)^0.6 =
+         * 1.27 (old: held at 16); then 0.6 x 3/2 = 0.9, at the aim: held */
+        {0.20, 0.60, 20.4, 20.4},
     };
     for (size_t i = 0; i < sizeof(c) / sizeof(c[0]); i++) {
         struct conv_policy p = policy(0, 2.0, 0);
@@ -427,6 +429,45 @@ static uint64_t judge_window(struct conv *cv, uint64_t q, double u, uint64_t *do
     struct tick_out o = {0};
     tick(cv, &s, &o);
     return cv->rate_bps;
+}
+
+/* Proves: the aim follows the migration's account — after readings that
+ * spent little of the budget a reading of 0.85 is room (the rate held at
+ * its maximum), while readings of 0.85 all along bring the rate down (the
+ * account is spent: aim 0.75); the aim is never above 0.9 (0.95 is above
+ * it, whatever is unspent); outside the budget the cut goes to 0.75/usage
+ * of the copy whatever the account. */
+static void t_account(void)
+{
+    static const struct {
+        double first;   /* usage of the first five readings */
+        double then;    /* the sixth */
+        double lo, hi;  /* rate after it, MiB/s */
+    } c[] = {
+        {0.10, 0.85, 32, 32},     /* aim 0.9: room, stays at the maximum */
+        {0.85, 0.85, 1, 29.8},    /* account spent: down, x(0.75/0.85)^0.6 or more */
+        {0.10, 0.95, 30, 31},     /* aim at most 0.9: (0.9/0.95)^0.6 x 32 */
+        {0.10, 1.20, 19.5, 20.5}, /* breach: x0.75/1.2 of 32 */
+    };
+    for (size_t i = 0; i < sizeof(c) / sizeof(c[0]); i++) {
+        struct conv_policy p = policy(0, 2.0, 0);
+        p.budget.rate_start_bps = 32u * MIB;
+        p.budget.rate_max_bps = 32u * MIB;
+        struct conv cv;
+        REQUIRE(conv_init(&cv, &p, NULL) == 0, "init");
+        struct tick_out o = {0};
+        struct mig_sample s = mirror_sample(0, 1000u * MIB);
+        tick(&cv, &s, &o);
+        uint64_t done = 0, q = 0;
+        for (int k = 0; k < 5; k++)
+            (void)judge_window(&cv, ++q, c[i].first, &done);
+        if (c[i].first < 0.75)
+            CHECK(cv.rate_bps == 32u * MIB, "case %zu: %.1f MiB/s before, want the maximum", i,
+                  (double)cv.rate_bps / MIB);
+        double r = (double)judge_window(&cv, ++q, c[i].then, &done) / MIB;
+        CHECK(r >= c[i].lo - 1e-3 && r <= c[i].hi + 1e-3, "case %zu: %.2f MiB/s, want %.1f .. %.1f",
+              i, r, c[i].lo, c[i].hi);
+    }
 }
 
 /* Proves: one bad interval is answered by one cut, not by one per
@@ -1022,6 +1063,10 @@ static void t_floor(void)
         struct tick_out o = {0};
         struct mig_sample s = mirror_sample(0, 1000u * MIB);
         tick(&cv, &s, &o);
+        /* a long migration whose account is spent (mean usage at the aim):
+         * the aim is BUDGET_AIM's 0.75, the floor alone is tested */
+        cv.usage_n = 1000;
+        cv.usage_sum = 750;
         struct conv_impact m = imp(1, c[i].mibps, c[i].p99_ms, 100);
         m.base_low_bps = c[i].low_mibps * MIB;
         REQUIRE(conv_set_impact(&cv, &m) == 0, "set impact");
@@ -1192,6 +1237,7 @@ int main(void)
     test_run("budget: closed loop: impossible budget reported and waived", t_loop_impossible);
     test_run("budget: no cut on a window from before the copy", t_early_window);
     test_run("budget: the start judged on the copy's own intervals", t_early_ramp);
+    test_run("budget: the aim follows the migration's account", t_account);
     test_run("budget: one cut per bad interval, not one per overlapping window", t_dead_time);
     test_run("budget: a guest deaf to the copy rate is a conflict, not cut to the floor",
              t_deaf);
