@@ -484,6 +484,43 @@ static void kinds_line(FILE *f, const char *row, double t_s, const struct thread
     fprintf(f, " agent %.1f\n", b->agent_run - a->agent_run);
 }
 
+/* FERRY_BENCH_TRACE: every sample the source agent took of migration id. */
+static void trace_samples(const struct row *r, const struct lab_agent *src, const char *id)
+{
+    if (!trace_f)
+        return;
+    char path[160];
+    snprintf(path, sizeof(path), "/v1/migrations/%s?samples=1", id);
+    int st = 0;
+    json_t *ms = NULL;
+    struct ferr e = {0};
+    if (lab_api(src, "GET", path, NULL, &st, &ms, &e) == 0 && st == 200) {
+        json_t *a = json_object_get(ms, "samples");
+        for (size_t i = 0; i < json_array_size(a); i++) {
+            json_t *x = json_array_get(a, i);
+            const char *ph = json_string_value(json_object_get(x, "phase"));
+            fprintf(trace_f,
+                    "%s sample %.2f ram_mib %.2f zero_pages %.0f sync %.0f p99_us %.0f bw %.0f "
+                    "%s\n",
+                    r->name, jnum(x, "t_ms") / 1000.0, jnum(x, "ram_transferred") / 1048576.0,
+                    jnum(x, "ram_duplicate"), jnum(x, "dirty_sync_count"),
+                    jnum(x, "guest_p99_us"), jnum(x, "bw_bps"), ph ? ph : "?");
+        }
+    }
+    json_decref(ms);
+}
+
+/* FERRY_BENCH_TRACE: diskload's own seconds, T s after the request. */
+static void trace_guest(const struct row *r, const struct series *s, uint64_t t_post)
+{
+    for (int i = 0; trace_f && i < s->n; i++)
+        fprintf(trace_f, "%s guest %.2f p99_us %.0f p50_us %.0f iops %.0f\n", r->name,
+                (double)((int64_t)s->v[i].arrival_ms - (int64_t)t_post) / 1000.0, s->v[i].p99_us,
+                s->v[i].p50_us, s->v[i].iops);
+    if (trace_f)
+        fflush(trace_f);
+}
+
 static long long drops_now(const struct netlab *nl, int host)
 {
     uint64_t d = 0;
@@ -590,6 +627,8 @@ static void run_row(struct row *r, const struct netlab *nl, int src_host,
     struct cpu_track dz = {.t_ms = dc->t0_ms}; /* the destination from its first poll */
     r->dst_run_ms = cpu_rate(&dz, dc, 0);
     if (strcmp(state, "succeeded") != 0) {
+        trace_samples(r, src, id);
+        trace_guest(r, s, t_post);
         const char *err = json_string_value(json_object_get(m, "error"));
         snprintf(r->error, sizeof(r->error), "migration %s (%s)", state[0] ? state : "timed out",
                  err ? err : "");
@@ -631,23 +670,7 @@ static void run_row(struct row *r, const struct netlab *nl, int src_host,
             used += (size_t)w;
     }
     json_decref(m);
-    if (trace_f) {
-        snprintf(path, sizeof(path), "/v1/migrations/%s?samples=1", id);
-        int st = 0;
-        json_t *ms = NULL;
-        if (lab_api(src, "GET", path, NULL, &st, &ms, &e) == 0 && st == 200) {
-            json_t *a = json_object_get(ms, "samples");
-            for (size_t i = 0; i < json_array_size(a); i++) {
-                json_t *x = json_array_get(a, i);
-                const char *ph = json_string_value(json_object_get(x, "phase"));
-                fprintf(trace_f, "%s sample %.2f ram_mib %.2f sync %.0f p99_us %.0f bw %.0f %s\n",
-                        r->name, jnum(x, "t_ms") / 1000.0,
-                        jnum(x, "ram_transferred") / 1048576.0, jnum(x, "dirty_sync_count"),
-                        jnum(x, "guest_p99_us"), jnum(x, "bw_bps"), ph ? ph : "?");
-            }
-        }
-        json_decref(ms);
-    }
+    trace_samples(r, src, id);
     /* the report covering the switchover comes from the destination */
     uint64_t tail = now_ms() + 1200;
     while (now_ms() < tail) {
@@ -657,12 +680,7 @@ static void run_row(struct row *r, const struct netlab *nl, int src_host,
     /* during: reports printed after the request (arrived > POLL_MS after
      * it) until 1.2 s after the end was seen */
     summarize(s, t_post + POLL_MS + 1, t_end + 1200, P99_BOUND * r->base.p99_med_us, &r->dur);
-    for (int i = 0; trace_f && i < s->n; i++)
-        fprintf(trace_f, "%s guest %.2f p99_us %.0f p50_us %.0f iops %.0f\n", r->name,
-                (double)((int64_t)s->v[i].arrival_ms - (int64_t)t_post) / 1000.0, s->v[i].p99_us,
-                s->v[i].p50_us, s->v[i].iops);
-    if (trace_f)
-        fflush(trace_f);
+    trace_guest(r, s, t_post);
     if (verify_guest(dst, r->error, sizeof(r->error)) == 0)
         r->ok = 1;
 out:
