@@ -716,6 +716,19 @@ void ctl_impact_sample(struct migration *m, struct mig_sample *s)
                 impact_figures(&ci->base, &base);
                 struct conv_impact x;
                 to_conv_impact(ci, &base, im->seq, &x);
+                const struct impact_iv *lv = impact_get(im, im->seq);
+                if (lv && w.n > 1) { /* the newest interval alone */
+                    struct impact_agg one;
+                    struct impact_fig lf;
+                    memset(&one, 0, sizeof(one));
+                    impact_agg_add(&one, lv);
+                    impact_figures(&one, &lf);
+                    bool pct = base.p99_us >= 0 && lf.p99_us >= 0 && ci->now.p99_us >= 0;
+                    x.have_last = lf.secs > 0;
+                    x.last_bps = lf.bps;
+                    x.last_p99_us = pct ? lf.p99_us : lf.mean_us;
+                    x.last_ops = lf.ops;
+                }
                 (void)!conv_set_impact(&c->conv, &x);
             }
         }

@@ -207,6 +207,10 @@ struct conv_impact {
     double wr_bps;           /* now: write bytes/s */
     double p99_us;           /* now: p99 request latency, us */
     uint64_t ops;            /* requests in the measurement window */
+    bool have_last;          /* the last_* fields are meaningful */
+    double last_bps;         /* the window's newest interval alone: bytes/s */
+    double last_p99_us;      /* ... p99 request latency, us */
+    uint64_t last_ops;       /* ... requests */
     uint32_t window;         /* intervals in the window (successive windows
                                 overlap by window - 1); after a back-off
                                 the rate is not cut again until the window

@@ -470,6 +470,56 @@ static void t_account(void)
     }
 }
 
+/* Proves: a window inside the aim whose newest interval alone is outside
+ * the budget does not raise the rate (the rate raised last has yet to show
+ * in the window); the same window with a newest interval inside, or
+ * without one, raises it; neither cuts. */
+static void t_last_interval(void)
+{
+    static const struct {
+        bool have_last;
+        double last_p99_ms; /* base 2 ms, bound 2x */
+        bool rises;
+    } c[] = {
+        {true, 5.0, false}, /* newest second at usage 1.5: held */
+        {true, 3.0, true},  /* newest at 0.5: up */
+        {false, 0, true},   /* unknown: up, as before */
+    };
+    for (size_t i = 0; i < sizeof(c) / sizeof(c[0]); i++) {
+        struct conv_policy p = policy(0, 2.0, 0);
+        p.budget.rate_start_bps = 16u * MIB;
+        struct conv cv;
+        REQUIRE(conv_init(&cv, &p, NULL) == 0, "init");
+        struct tick_out o = {0};
+        struct mig_sample s = mirror_sample(0, 1000u * MIB);
+        tick(&cv, &s, &o);
+        uint64_t done = 0, q = 0;
+        for (int k = 0; k < 3; k++) /* a full window at usage 0.9: no climb */
+            (void)judge_window(&cv, ++q, 0.9, &done);
+        uint64_t before = cv.rate_bps;
+        done += cv.rate_bps;
+        struct conv_impact m = imp(++q, 10, 2.0 * 1.3, 100); /* window usage 0.3 */
+        m.window = 3;
+        m.have_last = c[i].have_last;
+        m.last_bps = 10.0 * MIB;
+        m.last_p99_us = c[i].last_p99_ms * 1000.0;
+        m.last_ops = 30;
+        REQUIRE(conv_set_impact(&cv, &m) == 0, "impact");
+        s = mirror_sample(q * 1000, 0);
+        s.disk_total = 1ull << 40;
+        s.disk_done = done;
+        tick(&cv, &s, &o);
+        if (c[i].rises)
+            CHECK(cv.rate_bps > before, "case %zu: %.1f -> %.1f MiB/s, want up", i,
+                  (double)before / MIB, (double)cv.rate_bps / MIB);
+        else
+            CHECK(cv.rate_bps == before, "case %zu: %.1f -> %.1f MiB/s, want held", i,
+                  (double)before / MIB, (double)cv.rate_bps / MIB);
+        CHECK(cv.violations == 0, "case %zu: %llu violations", i,
+              (unsigned long long)cv.violations);
+    }
+}
+
 /* Proves: one bad interval is answered by one cut, not by one per
  * overlapping window — the two windows after the cut still hold it and
  * read no worse, so the rate holds (counted as violations, the careful
@@ -1238,6 +1288,7 @@ int main(void)
     test_run("budget: no cut on a window from before the copy", t_early_window);
     test_run("budget: the start judged on the copy's own intervals", t_early_ramp);
     test_run("budget: the aim follows the migration's account", t_account);
+    test_run("budget: no climb on a newest interval outside", t_last_interval);
     test_run("budget: one cut per bad interval, not one per overlapping window", t_dead_time);
     test_run("budget: a guest deaf to the copy rate is a conflict, not cut to the floor",
              t_deaf);
