@@ -849,6 +849,7 @@ static void budget_judge(struct conv *c)
     const struct conv_budget *b = &c->pol.budget;
     double u = conv_budget_usage(b, &c->imp);
     c->usage = u;
+    c->usage_own = false;
     if (c->io_throttled || c->waived)
         return; /* the consented cap or the waiver holds the rate */
     double r = (double)c->rate_bps;
@@ -866,7 +867,8 @@ static void budget_judge(struct conv *c)
     c->judged++;
     c->since_violation++;
     uint64_t w = c->imp.window ? c->imp.window : 1;
-    if (u > BUDGET_AIM && budget_window_early(c, w))
+    c->usage_own = u > BUDGET_AIM && budget_window_early(c, w);
+    if (c->usage_own)
         return; /* the window still holds seconds before the copy began
                    (or before it moved anything: the destination being
                    set up): a reading above the aim there is the guest's
@@ -1056,7 +1058,8 @@ static void tick_budget(struct conv *c, const struct mig_sample *s, uint64_t now
     /* conflict: the copy cannot finish (disks: what is left does not shrink
      * or not in time; memory: the controller is late or stalled) while
      * the budget holds the rate down, or the rate is at its maximum */
-    bool binding = c->rate_bps >= b->rate_max_bps || c->usage > BUDGET_BINDING ||
+    bool binding = c->rate_bps >= b->rate_max_bps ||
+                   (c->usage > BUDGET_BINDING && !c->usage_own) ||
                    c->bverdict == CONV_BUDGET_VIOLATED;
     uint64_t left_ms = c->pol.adaptive.deadline_ms > now_ms ? c->pol.adaptive.deadline_ms - now_ms
                                                             : 0;

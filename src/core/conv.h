@@ -343,6 +343,9 @@ struct conv {
                                         of the measurements charged,
                                         summed: the account (budget_aim) */
     uint64_t usage_n;                /* ... and their number */
+    bool usage_own;                  /* the newest reading was held to be
+                                        the guest's own (before the copy
+                                        moved): it does not bind */
     uint64_t violations;             /* measurements outside the budget */
     uint64_t judged;                 /* measurements judged */
     uint64_t conflict_since_ms;      /* conflict condition true since, 0 no */

@@ -414,6 +414,53 @@ static void t_early_ramp(void)
     }
 }
 
+/* Proves: readings held to be the guest's own (the mirror has not moved
+ * yet: the destination starting) do not make the budget bind — a start
+ * rate below the guest's write rate is no conflict while they last (it
+ * was: waived after conflict_ms, the mirror sent to its maximum on the
+ * destination's start-up); once the mirror moves at that rate and the
+ * guest reads over the binding mark, the conflict comes as before. */
+static void t_early_no_conflict(void)
+{
+    struct conv_policy p = policy(80, 0, 0);
+    p.budget.rate_start_bps = 8u * MIB;
+    p.budget.io_throttle = false;
+    p.budget.abort_on_conflict = false;
+    struct conv cv;
+    REQUIRE(conv_init(&cv, &p, NULL) == 0, "init");
+    struct tick_out o = {0};
+    struct mig_sample s = mirror_sample(0, 1000u * MIB);
+    tick(&cv, &s, &o);
+    uint64_t q = 0, t = 0;
+    /* 8 s with the mirror standing still, the guest at usage 0.9 (it
+     * writes 16 MiB/s, over the 8 MiB/s start) */
+    for (int k = 0; k < 8; k++) {
+        t += 1000;
+        struct conv_impact m = imp(++q, 8.2, 2.0, 100);
+        m.wr_bps = 16.0 * MIB;
+        m.window = 3;
+        REQUIRE(conv_set_impact(&cv, &m) == 0, "impact");
+        s = mirror_sample(t, 1000u * MIB);
+        tick(&cv, &s, &o);
+    }
+    CHECK(o.conflict == 0 && o.waived == 0 && cv.rate_bps == 8u * MIB,
+          "before the mirror moved: %d conflicts, %d waivers, %.1f MiB/s", o.conflict, o.waived,
+          (double)cv.rate_bps / MIB);
+    /* the mirror moves at 8 MiB/s, the guest still at 0.9: stuck and bound */
+    uint64_t rem = 1000u * MIB;
+    for (int k = 0; k < 9 && !o.conflict; k++) {
+        t += 1000;
+        rem -= 8u * MIB;
+        struct conv_impact m = imp(++q, 8.2, 2.0, 100);
+        m.wr_bps = 16.0 * MIB;
+        m.window = 3;
+        REQUIRE(conv_set_impact(&cv, &m) == 0, "impact");
+        s = mirror_sample(t, rem);
+        tick(&cv, &s, &o);
+    }
+    CHECK(o.conflict == 1, "a mirror bound below the guest's writes: %d conflicts", o.conflict);
+}
+
 /* Drives one measurement of window usage u (p99 = base x (1 + u) against a
  * 2x bound) after an interval in which the mirror moved at the rate set;
  * returns the rate after it. */
@@ -635,13 +682,13 @@ static void t_loop_impossible(void)
 }
 
 /* Drives a mirror that never shrinks (the guest dirties as fast as the
- * budget lets the copy go) with the guest outside its budget, for t_end
- * ms; consent for io_throttle answered at t_ans (grant: 1, refuse: 0,
- * never: -1). */
+ * budget lets the copy go: it copies at the rate set, and as much is
+ * dirtied again) with the guest outside its budget, for t_end ms; consent
+ * for io_throttle answered at t_ans (grant: 1, refuse: 0, never: -1). */
 static void drive_stuck(struct conv *cv, uint64_t t_end, uint64_t t_ans, int grant,
                         struct tick_out *o, uint64_t *t_conflict, uint64_t *t_io)
 {
-    uint64_t seq = 0;
+    uint64_t seq = 0, moved = 0;
     for (uint64_t t = 0; t <= t_end; t += 250) {
         if (t % 1000 == 0) {
             /* p99 at 2.4x the baseline: usage 1.4 until the cap is on */
@@ -651,6 +698,9 @@ static void drive_stuck(struct conv *cv, uint64_t t_end, uint64_t t_ans, int gra
         if (t == t_ans && grant >= 0)
             (void)!conv_consent(cv, CONV_STEP_IO_THROTTLE, grant == 1);
         struct mig_sample s = mirror_sample(t, 512u * MIB); /* not shrinking */
+        s.disk_total += moved;
+        s.disk_done += moved;
+        moved += cv->rate_bps / 4;
         int before = o->conflict;
         uint64_t io_before = o->io_bps;
         tick(cv, &s, o);
@@ -1289,6 +1339,7 @@ int main(void)
     test_run("budget: the start judged on the copy's own intervals", t_early_ramp);
     test_run("budget: the aim follows the migration's account", t_account);
     test_run("budget: no climb on a newest interval outside", t_last_interval);
+    test_run("budget: the guest's own readings do not bind", t_early_no_conflict);
     test_run("budget: one cut per bad interval, not one per overlapping window", t_dead_time);
     test_run("budget: a guest deaf to the copy rate is a conflict, not cut to the floor",
              t_deaf);
