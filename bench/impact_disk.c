@@ -100,7 +100,8 @@ struct way_result {
     int speed_changes;              /* set_mirror_speed events */
     double speed_min, speed_max;    /* their values, MiB/s */
     double disk_mib;                /* bytes the mirror copied, MiB */
-    char trace[640];                /* the controller's rate steps, "MiB/s@s" */
+    char trace[2048];               /* the controller's rate steps,
+                                       "MiB/s@s(usage)" */
 };
 
 static struct lab L;
@@ -393,10 +394,18 @@ static void run_way(enum way way, const struct lab_agent *s, const struct lab_ag
         if (strcmp(jstr(x, "action"), "set_mirror_speed") != 0 && !bw)
             continue;
         double v = jnum(x, "value") / 1048576.0;
+        /* the budget's reading behind the step: "budget: usage U aim A ..." */
+        const char *why = strstr(jstr(x, "reason"), "usage ");
+        double u = -1;
+        if (why && sscanf(why, "usage %lf", &u) != 1)
+            u = -1;
         size_t tl = strlen(r->trace);
-        if (tl + 24 < sizeof(r->trace))
+        if (tl + 40 < sizeof(r->trace))
             snprintf(r->trace + tl, sizeof(r->trace) - tl, "%s%s%.0f@%.1f", tl ? " " : "",
                      bw ? "bw " : "", v, jnum(x, "t_ms") / 1000.0);
+        tl = strlen(r->trace);
+        if (u >= 0 && tl + 16 < sizeof(r->trace))
+            snprintf(r->trace + tl, sizeof(r->trace) - tl, "(%.2f)", u);
         if (bw)
             continue; /* the memory copy's steps: in the trace only */
         r->speed_changes++;
@@ -669,7 +678,7 @@ int main(void)
                    r->speed_changes, r->speed_min, r->speed_max, r->violations, r->judged,
                    r->disk_mib, r->total_s > 0 ? r->disk_mib / r->total_s : 0);
         if (r->trace[0])
-            printf("   rate steps MiB/s@s (bw: max-bandwidth): %s\n", r->trace);
+            printf("   rate steps MiB/s@s(usage read) (bw: max-bandwidth): %s\n", r->trace);
         if (r->ok)
             at = 1 - at;
         else if (strcmp(r->state, "cancelled") != 0 && strcmp(r->state, "failed") != 0) {

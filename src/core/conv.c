@@ -826,6 +826,14 @@ static void budget_ri(struct conv *c, double ref, double u)
              (double)c->ri_bps / 1048576.0);
 }
 
+/* Records how reading u moved the rate (the reason given with the next
+ * rate action). */
+static void budget_note(struct conv *c, double u, double aim, double ref, const char *step)
+{
+    snprintf(c->judge_note, sizeof(c->judge_note), "budget: usage %.2f aim %.2f copy %.1f MiB/s: %s",
+             u, aim, ref / 1048576.0, step);
+}
+
 /* Judges a new measurement and moves the copy rate to the budget's edge
  * (feedback per measurement interval on the guest's own figures):
  *   - quiet guest (nothing to judge): x BUDGET_QUIET_UP, spare capacity;
@@ -862,18 +870,21 @@ static void budget_judge(struct conv *c)
         if (c->bverdict != CONV_BUDGET_CONFLICT)
             c->bverdict = CONV_BUDGET_WITHIN;
         c->rate_bps = clamp_rate(b, r * BUDGET_QUIET_UP);
+        budget_note(c, 0, BUDGET_AIM, r, "quiet guest");
         return;
     }
     c->judged++;
     c->since_violation++;
     uint64_t w = c->imp.window ? c->imp.window : 1;
+    /* the window still holds seconds before the copy began (or before it
+     * moved anything: the destination being set up): a reading above the
+     * aim there is the guest's own, not the copy's — neither cut nor held
+     * for it, nor charged to the account */
     c->usage_own = u > BUDGET_AIM && budget_window_early(c, w);
-    if (c->usage_own)
-        return; /* the window still holds seconds before the copy began
-                   (or before it moved anything: the destination being
-                   set up): a reading above the aim there is the guest's
-                   own, not the copy's — neither cut nor held for it, nor
-                   charged to the account */
+    if (c->usage_own) {
+        budget_note(c, u, BUDGET_AIM, r, "the guest's own (before the copy moved)");
+        return;
+    }
     /* the window still holds the interval the last cut answered */
     bool held = w > 1 && c->cut_iv && c->n_iv < c->cut_iv + w;
     double copy = 0, allow = 0, ref = r;
@@ -902,8 +913,10 @@ static void budget_judge(struct conv *c)
         c->breach_run++;
         if (c->bverdict != CONV_BUDGET_CONFLICT)
             c->bverdict = CONV_BUDGET_VIOLATED;
+        budget_note(c, us, aim, ref, "held (the overshoot already cut)");
         return;
     }
+    const char *why = NULL;
     double u0 = c->ri ? 0 : budget_floor(b, &c->imp, u), un = us;
     double act_bps = 0;
     uint64_t active = budget_window_early(c, w) ? budget_window_active(c, w, &act_bps) : 0;
@@ -965,8 +978,10 @@ static void budget_judge(struct conv *c)
             double ul = budget_usage_last(b, &c->imp);
             if (ul >= 0 && c->ri)
                 ul = (ul - c->ri_usage) / BUDGET_RI_ROOM;
-            if (ul > 1.0 && nr > r)
+            if (ul > 1.0 && nr > r) {
                 nr = r;
+                why = "held (the newest interval outside)";
+            }
         } else if (nr > r) {
             nr = r; /* above the aim: never up */
         }
@@ -978,6 +993,13 @@ static void budget_judge(struct conv *c)
     if (c->ri && nr < (double)c->ri_bps)
         nr = (double)c->ri_bps; /* cutting below it did not help the guest */
     c->rate_bps = clamp_rate(b, nr);
+    uint64_t nb = c->rate_bps;
+    budget_note(c, us, aim, ref,
+                why             ? why
+                : us > 1.0      ? "cut"
+                : nb > (uint64_t)r ? "up"
+                : nb < (uint64_t)r ? "down"
+                                : "held");
 }
 
 /* Counts what the steered copies moved since the previous sample (the
@@ -1165,15 +1187,19 @@ static void tick_budget(struct conv *c, const struct mig_sample *s, uint64_t now
     /* carry the rate out */
     if ((b->steer & CONV_STEER_MIRROR) && disks && moved(b, c->rate_bps, c->mirror_set_bps)) {
         struct conv_action *a = push(e, CONV_ACT_SET_MIRROR_SPEED);
-        if (a)
+        if (a) {
             a->bw_bps = c->rate_bps;
+            reasonf(a, "%s", c->judge_note);
+        }
         c->mirror_set_bps = c->rate_bps;
     }
     if ((b->steer & CONV_STEER_BANDWIDTH) && !c->bw_waived && !mirroring &&
         moved(b, c->rate_bps, c->bw_set_bps)) {
         struct conv_action *a = push(e, CONV_ACT_SET_BANDWIDTH);
-        if (a)
+        if (a) {
             a->bw_bps = c->rate_bps;
+            reasonf(a, "%s", c->judge_note);
+        }
         c->bw_set_bps = c->rate_bps;
     }
 }

@@ -343,6 +343,10 @@ struct conv {
                                         of the measurements charged,
                                         summed: the account (budget_aim) */
     uint64_t usage_n;                /* ... and their number */
+    char judge_note[96];             /* how the newest reading moved the
+                                        rate ("usage U aim A copy C MiB/s:
+                                        step"), the reason of the next
+                                        SET_MIRROR_SPEED / SET_BANDWIDTH */
     bool usage_own;                  /* the newest reading was held to be
                                         the guest's own (before the copy
                                         moved): it does not bind */
