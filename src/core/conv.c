@@ -523,6 +523,13 @@ static bool step_applicable(const struct conv *c, enum conv_step st,
                                  BUDGET_CAREFUL measurements after a
                                  violation (the edge is near) */
 #define BUDGET_CAREFUL 5
+#define BUDGET_NEAR 0.8      /* after a violation, the rate climbs at the
+                                careful pace only to this share of the rate
+                                it came at (ceiling_bps), and above it at
+                                most x BUDGET_UP_NEAR per measurement, for
+                                BUDGET_NEAR_MEMORY measurements */
+#define BUDGET_UP_NEAR 1.1
+#define BUDGET_NEAR_MEMORY 20
 #define BUDGET_QUIET_UP 4.0  /* rate factor per measurement of a quiet guest */
 #define BUDGET_DEAF_RUN 4    /* violations in a row, and */
 #define BUDGET_DEAF_DROP 8.0 /* the copy this many times slower than at the
@@ -969,6 +976,18 @@ static void budget_judge(struct conv *c)
                                                                               : BUDGET_UP_FAST;
             if (nr > r * up)
                 nr = r * up;
+            /* the edge a violation found is near its rate: climb back to
+             * BUDGET_NEAR of it, then probe above slowly — climbing x1.5 a
+             * second ran straight back into the overshoot, and each one
+             * cost more than its second (bench/impact_net's paced rows
+             * swung 9.5 -> 2.6 -> 9.5 MiB/s; on impact_disk's host the
+             * guest's writes stayed slow for ~10 s after a burst) */
+            if (c->ceiling_bps && c->since_violation < BUDGET_NEAR_MEMORY) {
+                double near = BUDGET_NEAR * (double)c->ceiling_bps;
+                double lim = r * BUDGET_UP_NEAR > near ? r * BUDGET_UP_NEAR : near;
+                if (nr > lim)
+                    nr = lim;
+            }
             /* the window's newest interval alone is outside the budget:
              * the window, two thirds older intervals, has yet to show what
              * the rate raised last does — no climb on it (climbing on the

@@ -567,6 +567,47 @@ static void t_last_interval(void)
     }
 }
 
+/* Proves: after a violation at a rate, the climb with room goes back to
+ * 0.8 of that rate at the careful pace and above it by at most x1.1 per
+ * measurement (it used to go on at x1.5 straight back into the overshoot);
+ * 20 measurements after the violation the climb is free again. */
+static void t_near_edge(void)
+{
+    struct conv_policy p = policy(0, 2.0, 0);
+    p.budget.rate_start_bps = 64u * MIB;
+    struct conv cv;
+    REQUIRE(conv_init(&cv, &p, NULL) == 0, "init");
+    struct tick_out o = {0};
+    struct mig_sample s = mirror_sample(0, 1000u * MIB);
+    tick(&cv, &s, &o);
+    uint64_t done = 0, q = 0;
+    for (int k = 0; k < 3; k++) /* a full window at the aim */
+        (void)judge_window(&cv, ++q, 0.75, &done);
+    (void)judge_window(&cv, ++q, 1.5, &done); /* outside at 64: cut */
+    CHECK(cv.ceiling_bps == 64u * MIB && cv.rate_bps < 64u * MIB, "no cut: %.1f MiB/s",
+          (double)cv.rate_bps / MIB);
+    for (int k = 0; k < 2; k++) /* the windows that still hold it */
+        (void)judge_window(&cv, ++q, 1.0, &done);
+    double prev = (double)cv.rate_bps, near = 0.8 * 64 * MIB;
+    bool reached = false;
+    for (int k = 0; k < 14; k++) {
+        double r = (double)judge_window(&cv, ++q, 0.1, &done);
+        if (r > near + 1)
+            CHECK(r <= 1.1 * (prev > near ? prev : near) + 1,
+                  "step %d: %.1f -> %.1f MiB/s above 0.8 of the violation's 64", k, prev / MIB,
+                  r / MIB);
+        reached = reached || r >= near;
+        prev = r;
+    }
+    CHECK(reached, "never back to 0.8 of 64: %.1f MiB/s", prev / MIB);
+    CHECK(prev < 64.0 * MIB * pow(1.1, 14), "climbed to %.1f MiB/s", prev / MIB);
+    for (int k = 0; k < 8; k++) /* past the memory: free again */
+        (void)judge_window(&cv, ++q, 0.1, &done);
+    double r0 = (double)cv.rate_bps, r1 = (double)judge_window(&cv, ++q, 0.1, &done);
+    CHECK(r1 > 1.1 * r0 || r1 >= (double)p.budget.rate_max_bps, "still slow: %.1f -> %.1f MiB/s",
+          r0 / MIB, r1 / MIB);
+}
+
 /* Proves: one bad interval is answered by one cut, not by one per
  * overlapping window — the two windows after the cut still hold it and
  * read no worse, so the rate holds (counted as violations, the careful
@@ -1340,6 +1381,7 @@ int main(void)
     test_run("budget: the aim follows the migration's account", t_account);
     test_run("budget: no climb on a newest interval outside", t_last_interval);
     test_run("budget: the guest's own readings do not bind", t_early_no_conflict);
+    test_run("budget: back to a violation's rate slowly", t_near_edge);
     test_run("budget: one cut per bad interval, not one per overlapping window", t_dead_time);
     test_run("budget: a guest deaf to the copy rate is a conflict, not cut to the floor",
              t_deaf);
