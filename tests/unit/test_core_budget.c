@@ -339,18 +339,30 @@ static void t_loop(void)
     }
 }
 
+/* Initialises cv with policy p starting at start_mib MiB/s and ticks the
+ * first mirror sample (the start rate set, nothing measured yet). */
+static bool start_mirror(struct conv *cv, const struct conv_policy *p, uint64_t start_mib,
+                         struct tick_out *o)
+{
+    struct conv_policy q = *p;
+    q.budget.rate_start_bps = start_mib * MIB;
+    if (conv_init(cv, &q, NULL) != 0)
+        return false;
+    struct mig_sample s = mirror_sample(0, 1000u * MIB);
+    tick(cv, &s, o);
+    return true;
+}
+
 /* Proves: an overshoot measured over a window that still holds seconds
  * from before the copy began is not the copy's doing: the rate is kept
  * until the window (3 intervals) holds the copy only, then cut. */
 static void t_early_window(void)
 {
     struct conv_policy p = policy(0, 2.0, 0);
-    p.budget.rate_start_bps = 64u * MIB;
     struct conv cv;
-    REQUIRE(conv_init(&cv, &p, NULL) == 0, "init");
     struct tick_out o = {0};
-    struct mig_sample s = mirror_sample(0, 1000u * MIB);
-    tick(&cv, &s, &o);
+    REQUIRE(start_mirror(&cv, &p, 64, &o), "init");
+    struct mig_sample s;
     uint64_t rates[3];
     for (uint64_t q = 1; q <= 3; q++) {
         struct conv_impact m = imp(q, 10, 6.0, 100); /* usage 2 */
@@ -391,12 +403,10 @@ static void t_early_ramp(void)
     };
     for (size_t i = 0; i < sizeof(c) / sizeof(c[0]); i++) {
         struct conv_policy p = policy(0, 2.0, 0);
-        p.budget.rate_start_bps = 16u * MIB;
         struct conv cv;
-        REQUIRE(conv_init(&cv, &p, NULL) == 0, "init");
         struct tick_out o = {0};
-        struct mig_sample s = mirror_sample(0, 1000u * MIB);
-        tick(&cv, &s, &o);
+        REQUIRE(start_mirror(&cv, &p, 16, &o), "init");
+        struct mig_sample s;
         uint64_t done = 0;
         double got[2];
         for (uint64_t q = 1; q <= 2; q++) {
@@ -423,14 +433,12 @@ static void t_early_ramp(void)
 static void t_early_no_conflict(void)
 {
     struct conv_policy p = policy(80, 0, 0);
-    p.budget.rate_start_bps = 8u * MIB;
     p.budget.io_throttle = false;
     p.budget.abort_on_conflict = false;
     struct conv cv;
-    REQUIRE(conv_init(&cv, &p, NULL) == 0, "init");
     struct tick_out o = {0};
-    struct mig_sample s = mirror_sample(0, 1000u * MIB);
-    tick(&cv, &s, &o);
+    REQUIRE(start_mirror(&cv, &p, 8, &o), "init");
+    struct mig_sample s;
     uint64_t q = 0, t = 0;
     /* 8 s with the mirror standing still, the guest at usage 0.9 (it
      * writes 16 MiB/s, over the 8 MiB/s start) */
@@ -498,13 +506,10 @@ static void t_account(void)
     };
     for (size_t i = 0; i < sizeof(c) / sizeof(c[0]); i++) {
         struct conv_policy p = policy(0, 2.0, 0);
-        p.budget.rate_start_bps = 32u * MIB;
         p.budget.rate_max_bps = 32u * MIB;
         struct conv cv;
-        REQUIRE(conv_init(&cv, &p, NULL) == 0, "init");
         struct tick_out o = {0};
-        struct mig_sample s = mirror_sample(0, 1000u * MIB);
-        tick(&cv, &s, &o);
+        REQUIRE(start_mirror(&cv, &p, 32, &o), "init");
         uint64_t done = 0, q = 0;
         for (int k = 0; k < 5; k++)
             (void)judge_window(&cv, ++q, c[i].first, &done);
@@ -534,12 +539,10 @@ static void t_last_interval(void)
     };
     for (size_t i = 0; i < sizeof(c) / sizeof(c[0]); i++) {
         struct conv_policy p = policy(0, 2.0, 0);
-        p.budget.rate_start_bps = 16u * MIB;
         struct conv cv;
-        REQUIRE(conv_init(&cv, &p, NULL) == 0, "init");
         struct tick_out o = {0};
-        struct mig_sample s = mirror_sample(0, 1000u * MIB);
-        tick(&cv, &s, &o);
+        REQUIRE(start_mirror(&cv, &p, 16, &o), "init");
+        struct mig_sample s;
         uint64_t done = 0, q = 0;
         for (int k = 0; k < 3; k++) /* a full window at usage 0.9: no climb */
             (void)judge_window(&cv, ++q, 0.9, &done);
@@ -574,12 +577,9 @@ static void t_last_interval(void)
 static void t_near_edge(void)
 {
     struct conv_policy p = policy(0, 2.0, 0);
-    p.budget.rate_start_bps = 64u * MIB;
     struct conv cv;
-    REQUIRE(conv_init(&cv, &p, NULL) == 0, "init");
     struct tick_out o = {0};
-    struct mig_sample s = mirror_sample(0, 1000u * MIB);
-    tick(&cv, &s, &o);
+    REQUIRE(start_mirror(&cv, &p, 64, &o), "init");
     uint64_t done = 0, q = 0;
     for (int k = 0; k < 3; k++) /* a full window at the aim */
         (void)judge_window(&cv, ++q, 0.75, &done);
