@@ -954,7 +954,17 @@ static void budget_judge(struct conv *c)
         c->cut_iv = c->n_iv;
         c->cut_usage = us;
         c->violations++;
-        c->ceiling_bps = c->rate_bps;
+        /* the rate the violation came at: the fastest the copy went in
+         * the window read (the rate in force may have been cut already —
+         * bench/impact_net's second violation set it at 3.8 where the
+         * copy had gone 5.3, and the climb back probed from 3.0) */
+        double hurt = (double)c->rate_bps;
+        for (uint64_t k = 0; k < w && k < c->n_iv && k < CONV_BUDGET_IVS; k++) {
+            double cb = c->iv[(c->n_iv - 1 - k) % CONV_BUDGET_IVS].copy_bps;
+            if (cb > hurt)
+                hurt = cb;
+        }
+        c->ceiling_bps = (uint64_t)hurt;
         c->since_violation = 0;
         if (c->breach_run++ == 0)
             c->breach_from_bps = (uint64_t)ref;

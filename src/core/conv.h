@@ -310,7 +310,9 @@ struct conv {
     uint64_t rate_bps;               /* copy rate set, bytes/s (0 none yet) */
     uint64_t mirror_set_bps;         /* mirror speed last emitted */
     uint64_t bw_set_bps;             /* max-bandwidth last emitted */
-    uint64_t ceiling_bps;            /* rate at the newest violation, 0 none */
+    uint64_t ceiling_bps;            /* the rate the newest violation came
+                                        at (the fastest copy in its window,
+                                        at least the rate then), 0 none */
     uint32_t since_violation;        /* measurements judged since it */
     uint32_t breach_run;             /* violations in a row (acted on) */
     uint64_t breach_from_bps;        /* copy rate at the first of them */

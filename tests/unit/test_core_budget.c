@@ -608,6 +608,27 @@ static void t_near_edge(void)
           r0 / MIB, r1 / MIB);
 }
 
+/* Proves: a second violation read while the rate is already cut keeps,
+ * as the rate it came at, the fastest copy in its window — not the rate
+ * just cut to (which set the climb back's 0.8 mark too low). */
+static void t_ceiling_hurt(void)
+{
+    struct conv_policy p = policy(0, 2.0, 0);
+    struct conv cv;
+    struct tick_out o = {0};
+    REQUIRE(start_mirror(&cv, &p, 64, &o), "init");
+    uint64_t done = 0, q = 0;
+    for (int k = 0; k < 3; k++)
+        (void)judge_window(&cv, ++q, 0.75, &done);
+    (void)judge_window(&cv, ++q, 1.5, &done); /* outside at 64: cut */
+    uint64_t cut = cv.rate_bps;
+    (void)judge_window(&cv, ++q, 2.0, &done); /* worse, window holds 64: cut again */
+    CHECK(cut < 64u * MIB && cv.rate_bps < cut, "cuts %.1f, %.1f MiB/s", (double)cut / MIB,
+          (double)cv.rate_bps / MIB);
+    CHECK(cv.ceiling_bps == 64u * MIB, "ceiling %.1f MiB/s, want the 64 the copy went",
+          (double)cv.ceiling_bps / MIB);
+}
+
 /* Proves: one bad interval is answered by one cut, not by one per
  * overlapping window — the two windows after the cut still hold it and
  * read no worse, so the rate holds (counted as violations, the careful
@@ -1382,6 +1403,7 @@ int main(void)
     test_run("budget: no climb on a newest interval outside", t_last_interval);
     test_run("budget: the guest's own readings do not bind", t_early_no_conflict);
     test_run("budget: back to a violation's rate slowly", t_near_edge);
+    test_run("budget: a violation's rate is the copy that hurt", t_ceiling_hurt);
     test_run("budget: one cut per bad interval, not one per overlapping window", t_dead_time);
     test_run("budget: a guest deaf to the copy rate is a conflict, not cut to the floor",
              t_deaf);
