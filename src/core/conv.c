@@ -679,19 +679,19 @@ static bool budget_window_copy(const struct conv *c, double *copy_bps, double *a
     return true;
 }
 
-/* True while the newest w intervals are not all intervals in which the
- * steered copy moved something: the measured window still holds seconds
- * from before the copy began. */
+/* True while the measured window (the newest w intervals) still holds
+ * seconds from before the steered copy began to move: until it has moved
+ * in an interval, and for the w - 1 intervals after the first it moved
+ * in. An interval without progress later (a mirror's uneven progress at a
+ * low speed) does not make the window early again: held as the guest's
+ * own, such readings once kept a mirror at its 8 MiB/s start for 48 s. */
 static bool budget_window_early(const struct conv *c, uint64_t w)
 {
     if (w > CONV_BUDGET_IVS)
         w = CONV_BUDGET_IVS;
-    if (c->n_iv < w)
+    if (!c->copy_began || c->n_iv < w)
         return true;
-    for (uint64_t k = 0; k < w; k++)
-        if (c->iv[(c->n_iv - 1 - k) % CONV_BUDGET_IVS].copy_bps <= 0)
-            return true;
-    return false;
+    return c->n_iv - w < c->began_iv;
 }
 
 /* The intervals among the newest w in which the steered copy moved
@@ -1060,6 +1060,10 @@ static void budget_copy_sample(struct conv *c, const struct mig_sample *s, bool 
     struct conv_budget_iv *iv = &c->iv[c->n_iv % CONV_BUDGET_IVS];
     iv->copy_bps = (double)c->copy_bytes * 1000.0 / (double)(s->t_ms - c->copy_t0_ms);
     iv->rate_bps = c->rate_bps;
+    if (!c->copy_began && iv->copy_bps > 0) {
+        c->copy_began = true;
+        c->began_iv = c->n_iv;
+    }
     c->n_iv++;
     c->copy_bytes = 0;
     c->copy_t0_ms = s->t_ms;

@@ -323,6 +323,8 @@ struct conv {
     struct conv_budget_iv iv[CONV_BUDGET_IVS]; /* the copy in the newest
                                         measurement intervals, iv[n_iv % ..] */
     uint64_t n_iv;                   /* intervals closed */
+    bool copy_began;                 /* an interval saw the copy move */
+    uint64_t began_iv;               /* ... the first such (its index) */
     uint64_t copy_bytes;             /* steered bytes copied since the last
                                         measurement */
     uint64_t copy_t0_ms;             /* sample t_ms of the last measurement */

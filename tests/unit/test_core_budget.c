@@ -632,6 +632,33 @@ static void t_ceiling_hurt(void)
           (double)cv.ceiling_bps / MIB);
 }
 
+/* Proves: once the copy has moved through a whole window, an interval in
+ * which it made no progress (a mirror's uneven progress at a low speed)
+ * does not make the window "before the copy" again — a reading outside
+ * the budget then is cut for, not held as the guest's own (which kept a
+ * mirror at its 8 MiB/s start for 48 s in bench/impact_disk). */
+static void t_early_once(void)
+{
+    struct conv_policy p = policy(0, 2.0, 0);
+    struct conv cv;
+    struct tick_out o = {0};
+    REQUIRE(start_mirror(&cv, &p, 64, &o), "init");
+    uint64_t done = 0, q = 0;
+    for (int k = 0; k < 3; k++)
+        (void)judge_window(&cv, ++q, 0.75, &done);
+    /* an interval without progress, the guest outside */
+    struct conv_impact m = imp(++q, 10, 2.0 * 2.5, 100); /* usage 1.5 */
+    m.window = 3;
+    REQUIRE(conv_set_impact(&cv, &m) == 0, "impact");
+    struct mig_sample s = mirror_sample(q * 1000, 0);
+    s.disk_total = 1ull << 40;
+    s.disk_done = done;
+    tick(&cv, &s, &o);
+    CHECK(cv.rate_bps < 64u * MIB && cv.violations == 1,
+          "held at %.1f MiB/s, %llu violations", (double)cv.rate_bps / MIB,
+          (unsigned long long)cv.violations);
+}
+
 /* Proves: one bad interval is answered by one cut, not by one per
  * overlapping window — the two windows after the cut still hold it and
  * read no worse, so the rate holds (counted as violations, the careful
@@ -1407,6 +1434,7 @@ int main(void)
     test_run("budget: the guest's own readings do not bind", t_early_no_conflict);
     test_run("budget: back to a violation's rate slowly", t_near_edge);
     test_run("budget: a violation's rate is the copy that hurt", t_ceiling_hurt);
+    test_run("budget: before the copy moved is only before it first moved", t_early_once);
     test_run("budget: one cut per bad interval, not one per overlapping window", t_dead_time);
     test_run("budget: a guest deaf to the copy rate is a conflict, not cut to the floor",
              t_deaf);
