@@ -570,6 +570,18 @@ static void t_last_interval(void)
     }
 }
 
+/* Starts cv at 64 MiB/s (policy: p99 x2 only) and judges one full window
+ * of copy at the aim: the steady state the edge cases below start from. */
+static bool settle_at_aim(struct conv *cv, struct tick_out *o, uint64_t *done, uint64_t *q)
+{
+    struct conv_policy p = policy(0, 2.0, 0);
+    if (!start_mirror(cv, &p, 64, o))
+        return false;
+    for (int k = 0; k < 3; k++)
+        (void)judge_window(cv, ++*q, 0.75, done);
+    return true;
+}
+
 /* Proves: after a violation at a rate, the climb with room goes back to
  * 0.8 of that rate at the careful pace and from there to 1.2 of it by at
  * most x1.1 per measurement (it used to go on at x1.5 straight back into
@@ -577,13 +589,11 @@ static void t_last_interval(void)
  * the climb is free again. */
 static void t_near_edge(void)
 {
-    struct conv_policy p = policy(0, 2.0, 0);
     struct conv cv;
     struct tick_out o = {0};
-    REQUIRE(start_mirror(&cv, &p, 64, &o), "init");
     uint64_t done = 0, q = 0;
-    for (int k = 0; k < 3; k++) /* a full window at the aim */
-        (void)judge_window(&cv, ++q, 0.75, &done);
+    REQUIRE(settle_at_aim(&cv, &o, &done, &q), "init");
+    double max_bps = (double)cv.pol.budget.rate_max_bps;
     (void)judge_window(&cv, ++q, 1.5, &done); /* outside at 64: cut */
     CHECK(cv.ceiling_bps == 64u * MIB && cv.rate_bps < 64u * MIB, "no cut: %.1f MiB/s",
           (double)cv.rate_bps / MIB);
@@ -598,7 +608,7 @@ static void t_near_edge(void)
                   "step %d: %.1f -> %.1f MiB/s above 0.8 of the violation's 64", k, prev / MIB,
                   r / MIB);
         reached = reached || r >= near;
-        if (prev >= 1.2 * 64 * MIB && (r > 1.1 * prev + 1 || r >= (double)p.budget.rate_max_bps))
+        if (prev >= 1.2 * 64 * MIB && (r > 1.1 * prev + 1 || r >= max_bps))
             freed = true;
         prev = r;
     }
@@ -607,7 +617,7 @@ static void t_near_edge(void)
     for (int k = 0; k < 8; k++) /* past the memory: free again */
         (void)judge_window(&cv, ++q, 0.1, &done);
     double r0 = (double)cv.rate_bps, r1 = (double)judge_window(&cv, ++q, 0.1, &done);
-    CHECK(r1 > 1.1 * r0 || r1 >= (double)p.budget.rate_max_bps, "still slow: %.1f -> %.1f MiB/s",
+    CHECK(r1 > 1.1 * r0 || r1 >= max_bps, "still slow: %.1f -> %.1f MiB/s",
           r0 / MIB, r1 / MIB);
 }
 
@@ -616,13 +626,10 @@ static void t_near_edge(void)
  * just cut to (which set the climb back's 0.8 mark too low). */
 static void t_ceiling_hurt(void)
 {
-    struct conv_policy p = policy(0, 2.0, 0);
     struct conv cv;
     struct tick_out o = {0};
-    REQUIRE(start_mirror(&cv, &p, 64, &o), "init");
     uint64_t done = 0, q = 0;
-    for (int k = 0; k < 3; k++)
-        (void)judge_window(&cv, ++q, 0.75, &done);
+    REQUIRE(settle_at_aim(&cv, &o, &done, &q), "init");
     (void)judge_window(&cv, ++q, 1.5, &done); /* outside at 64: cut */
     uint64_t cut = cv.rate_bps;
     (void)judge_window(&cv, ++q, 2.0, &done); /* worse, window holds 64: cut again */
@@ -639,13 +646,10 @@ static void t_ceiling_hurt(void)
  * mirror at its 8 MiB/s start for 48 s in bench/impact_disk). */
 static void t_early_once(void)
 {
-    struct conv_policy p = policy(0, 2.0, 0);
     struct conv cv;
     struct tick_out o = {0};
-    REQUIRE(start_mirror(&cv, &p, 64, &o), "init");
     uint64_t done = 0, q = 0;
-    for (int k = 0; k < 3; k++)
-        (void)judge_window(&cv, ++q, 0.75, &done);
+    REQUIRE(settle_at_aim(&cv, &o, &done, &q), "init");
     /* an interval without progress, the guest outside */
     struct conv_impact m = imp(++q, 10, 2.0 * 2.5, 100); /* usage 1.5 */
     m.window = 3;
