@@ -695,21 +695,25 @@ static bool budget_window_early(const struct conv *c, uint64_t w)
 }
 
 /* The intervals among the newest w in which the steered copy moved
- * something, and their mean copy rate (bytes/s); 0 when none. */
-static uint64_t budget_window_active(const struct conv *c, uint64_t w, double *mean_bps)
+ * something, their mean copy rate and the fastest of them (bytes/s; 0
+ * when none). */
+static uint64_t budget_window_active(const struct conv *c, uint64_t w, double *mean_bps,
+                                     double *max_bps)
 {
     if (w > CONV_BUDGET_IVS)
         w = CONV_BUDGET_IVS;
     uint64_t n = 0;
-    double sum = 0;
+    double sum = 0, mx = 0;
     for (uint64_t k = 0; k < w && k < c->n_iv; k++) {
         double b = c->iv[(c->n_iv - 1 - k) % CONV_BUDGET_IVS].copy_bps;
         if (b > 0) {
             n++;
             sum += b;
+            mx = b > mx ? b : mx;
         }
     }
     *mean_bps = n ? sum / (double)n : 0;
+    *max_bps = mx;
     return n;
 }
 
@@ -892,7 +896,8 @@ static void budget_judge(struct conv *c)
      * moved anything: the destination being set up): a reading above the
      * aim there is the guest's own, not the copy's — neither cut nor held
      * for it, nor charged to the account */
-    c->usage_own = u > BUDGET_AIM && budget_window_early(c, w);
+    bool early = budget_window_early(c, w);
+    c->usage_own = u > BUDGET_AIM && early;
     if (c->usage_own) {
         budget_note(c, u, BUDGET_AIM, r, "the guest's own (before the copy moved)");
         return;
@@ -930,8 +935,10 @@ static void budget_judge(struct conv *c)
     }
     const char *why = NULL;
     double u0 = c->ri ? 0 : budget_floor(b, &c->imp, u), un = us;
-    double act_bps = 0;
-    uint64_t active = budget_window_early(c, w) ? budget_window_active(c, w, &act_bps) : 0;
+    double act_bps = 0, fastest_bps = 0;
+    uint64_t active = budget_window_active(c, w, &act_bps, &fastest_bps);
+    if (!early)
+        active = 0; /* a full window is judged whole (below) */
     if (active && active < w && !held && us <= aim) {
         /* a reading inside the aim while the window still holds intervals
          * in which the copy moved nothing (before it began, the destination
@@ -963,13 +970,7 @@ static void budget_judge(struct conv *c)
          * the window read (the rate in force may have been cut already —
          * bench/impact_net's second violation set it at 3.8 where the
          * copy had gone 5.3, and the climb back probed from 3.0) */
-        double hurt = (double)c->rate_bps;
-        for (uint64_t k = 0; k < w && k < c->n_iv && k < CONV_BUDGET_IVS; k++) {
-            double cb = c->iv[(c->n_iv - 1 - k) % CONV_BUDGET_IVS].copy_bps;
-            if (cb > hurt)
-                hurt = cb;
-        }
-        c->ceiling_bps = (uint64_t)hurt;
+        c->ceiling_bps = fastest_bps > (double)c->rate_bps ? (uint64_t)fastest_bps : c->rate_bps;
         c->since_violation = 0;
         if (c->breach_run++ == 0)
             c->breach_from_bps = (uint64_t)ref;
