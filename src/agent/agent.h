@@ -55,6 +55,8 @@ struct instance {
     enum inst_state state;      /* see enum */
     char run_status[32];        /* QEMU's last query-status "status" */
     bool incoming;              /* started with -incoming defer */
+    bool niced;                 /* runs at the agent's incoming_nice until
+                                   it owns the guest */
     char incoming_uri[128];     /* tcp:HOST:PORT once listening, "" before */
     bool postcopy;              /* incoming: postcopy-ram is (to be) set before
                                    migrate-incoming; set right after inst_launch */
@@ -189,6 +191,8 @@ struct agent {
     char *lab_kernel;               /* default kernel, may be NULL */
     char *lab_initrd;               /* default initrd, may be NULL */
     char *token;                    /* bearer token required on the API, NULL = none */
+    int incoming_nice;              /* CPU nice of an incoming QEMU until it
+                                       owns the guest (0: as the agent) */
     struct instance *instances;     /* live guests */
     unsigned n_instances;           /* entries in instances */
     struct migration *migrations;   /* newest first */

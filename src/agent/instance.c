@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -235,6 +236,36 @@ static void ignore_reply(struct instance *in, const struct ferr *err, json_t *re
                  in->spec.name, what, err->msg);
 }
 
+/* The incoming copy owns the guest now: every thread of its QEMU back to
+ * the agent's own priority (setpriority on a pid moves one thread; threads
+ * QEMU starts later inherit the main thread's). */
+static void inst_unnice(struct instance *in)
+{
+    if (!in->niced || in->pid <= 0)
+        return;
+    in->niced = false;
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%d/task", (int)in->pid);
+    DIR *d = opendir(path);
+    int self = getpriority(PRIO_PROCESS, 0);
+    unsigned n = 0, failed = 0;
+    struct dirent *de;
+    while (d && (de = readdir(d)) != NULL && n < 4096) {
+        char *end = NULL;
+        long tid = strtol(de->d_name, &end, 10);
+        if (end == de->d_name || *end || tid <= 0)
+            continue;
+        n++;
+        if (setpriority(PRIO_PROCESS, (id_t)tid, self) != 0)
+            failed++;
+    }
+    if (d)
+        closedir(d);
+    if (!d || failed)
+        log_warn("agent", "msg=\"could not restore the priority of the guest's QEMU\" "
+                 "instance=%s threads=%u failed=%u", in->spec.name, n, failed);
+}
+
 static void apply_run_status(struct instance *in, const char *status)
 {
     snprintf(in->run_status, sizeof(in->run_status), "%s", status);
@@ -250,6 +281,7 @@ static void apply_run_status(struct instance *in, const char *status)
             storage_dest_stop(in);
         }
         in->incoming = false;
+        inst_unnice(in);
     } else if (in->state != INST_INCOMING || strcmp(status, "postmigrate") == 0) {
         in->state = INST_PAUSED;
     }
@@ -730,6 +762,10 @@ int inst_launch(struct agent *ag, const struct inst_spec *spec, bool incoming,
         sigemptyset(&none);
         sigprocmask(SIG_SETMASK, &none, NULL);
         signal(SIGPIPE, SIG_DFL);
+        /* an incoming copy yields the CPU to the host's running guests
+         * until it owns its own (restored at takeover: inst_unnice) */
+        if (incoming && ag->incoming_nice > 0)
+            (void)setpriority(PRIO_PROCESS, 0, ag->incoming_nice);
         execv(argv[0], argv);
         _exit(127);
     }
@@ -737,6 +773,7 @@ int inst_launch(struct agent *ag, const struct inst_spec *spec, bool incoming,
     free(logp);
     in->pid = pid;
     in->is_child = true;
+    in->niced = incoming && ag->incoming_nice > 0;
     inst_link(ag, in);
     log_info("agent", "msg=\"QEMU started\" instance=%s pid=%d incoming=%d", spec->name,
              (int)pid, incoming);

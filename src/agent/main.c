@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -21,13 +22,17 @@ static void usage(void)
     fprintf(stderr,
             "usage: ferry-agent --listen ADDR:PORT --state-dir DIR [--name NAME]\n"
             "                   [--qemu PATH] [--lab-dir DIR] [--token-file FILE]\n"
+            "                   [--incoming-nice N]\n"
             "                   [--coordinator URL --agent-token-file FILE [--label KEY=VALUE]...]\n"
             "  --listen      address and port of the API; migrations listen on ADDR too\n"
             "                (loopback by default: 127.0.0.1:7001)\n"
             "  --state-dir   where guests' sockets, logs and specs live\n"
             "  --lab-dir     default kernel/initrd for specs without one (vmlinuz, initrd.img)\n"
             "  --token-file  require this bearer token on every request\n"
-            "  --label       a host label sent to the coordinator (repeatable, at most 16)\n");
+            "  --label       a host label sent to the coordinator (repeatable, at most 16)\n"
+            "  --incoming-nice N  an incoming guest's QEMU runs at CPU nice N (1..19) until\n"
+            "                it owns the guest, so the copy yields to the host's running\n"
+            "                guests; needs the right to restore it (root or RLIMIT_NICE)\n");
 }
 
 static void on_sigchld(evutil_socket_t fd, short what, void *arg)
@@ -68,14 +73,15 @@ int main(int argc, char **argv)
         {"lab-dir", required_argument, NULL, 'k'},  {"token-file", required_argument, NULL, 't'},
         {"help", no_argument, NULL, 'h'},           {"coordinator", required_argument, NULL, 'C'},
         {"agent-token-file", required_argument, NULL, 'T'},
-        {"label", required_argument, NULL, 'L'},    {NULL, 0, NULL, 0}};
+        {"label", required_argument, NULL, 'L'},    {"incoming-nice", required_argument, NULL, 'N'},
+        {NULL, 0, NULL, 0}};
     const char *labels[COORDLINK_LABELS_MAX + 1];
     size_t nlabels = 0;
     const char *coord_url = NULL, *coord_token = NULL; /* coordlink.h */
     struct agent ag = {0};
     const char *listen = "127.0.0.1:7001", *lab = NULL, *token_file = NULL;
     int c;
-    while ((c = getopt_long(argc, argv, "l:s:n:q:k:t:hC:T:L:", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "l:s:n:q:k:t:hC:T:L:N:", opts, NULL)) != -1) {
         switch (c) {
         case 'l': listen = optarg; break;
         case 's': ag.state_dir = xstrdup(optarg); break;
@@ -85,6 +91,16 @@ int main(int argc, char **argv)
         case 't': token_file = optarg; break;
         case 'C': coord_url = optarg; break;
         case 'T': coord_token = optarg; break;
+        case 'N': {
+            char *e = NULL;
+            long v = strtol(optarg, &e, 10);
+            if (e == optarg || *e || v < 0 || v > 19) {
+                fprintf(stderr, "ferry-agent: --incoming-nice must be 0..19\n");
+                return 2;
+            }
+            ag.incoming_nice = (int)v;
+            break;
+        }
         case 'L':
             if (nlabels > COORDLINK_LABELS_MAX) {
                 fprintf(stderr, "ferry-agent: more than %d --label\n", COORDLINK_LABELS_MAX);
@@ -117,6 +133,19 @@ int main(int argc, char **argv)
         ag.lab_initrd = xasprintf("%s/initrd.img", lab);
         if (ag.lab_kernel[0] != '/') {
             fprintf(stderr, "ferry-agent: --lab-dir must be absolute\n");
+            return 2;
+        }
+    }
+    if (ag.incoming_nice > 0) {
+        /* taking the priority back at takeover needs the right to raise it */
+        struct rlimit rl;
+        int self = getpriority(PRIO_PROCESS, 0);
+        bool can = geteuid() == 0 ||
+                   (getrlimit(RLIMIT_NICE, &rl) == 0 &&
+                    (rl.rlim_cur == RLIM_INFINITY || 20 - (long)rl.rlim_cur <= self));
+        if (!can) {
+            fprintf(stderr, "ferry-agent: --incoming-nice needs root or an RLIMIT_NICE that "
+                            "lets it restore the guest's priority at takeover\n");
             return 2;
         }
     }

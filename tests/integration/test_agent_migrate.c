@@ -8,12 +8,18 @@
  *    and a later migration still succeeds;
  *  - destination QEMU killed mid-flight: failed with a reason, source runs;
  *  - a workload that never converges: the completion timeout aborts it,
- *    source runs, destination cleaned.
+ *    source runs, destination cleaned;
+ *  - as root, the agents run with --incoming-nice: the incoming QEMU runs
+ *    at that nice until it owns the guest, then every thread is back at
+ *    the agent's own; a bad --incoming-nice is refused.
  * Every wait is bounded. Needs the lab image (make lab) and root-free QEMU. */
+#include <dirent.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "../lib/lab.h"
@@ -26,9 +32,51 @@
 #define FAST_BPS (256ll << 20) /* bytes/s */
 #define GONE_TIMEOUT_MS 10000  /* a QEMU or instance disappearing, ms */
 #define ROUND_TRIPS 5
+#define INCOMING_NICE 10 /* the agents' --incoming-nice, as root */
 
 static struct lab L;
 static int lab_ok;
+static int niced; /* the agents run with --incoming-nice INCOMING_NICE */
+
+/* The lowest and highest nice over the threads of pid (from
+ * /proc/PID/task/TID/stat); returns the threads read, 0 when none. */
+static int thread_nice(pid_t pid, int *lo, int *hi)
+{
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
+    DIR *d = opendir(path);
+    int n = 0;
+    *lo = 100;
+    *hi = -100;
+    struct dirent *de;
+    while (d && (de = readdir(d)) != NULL && n < 1024) {
+        if (de->d_name[0] < '0' || de->d_name[0] > '9')
+            continue;
+        char sp[384], buf[1024];
+        snprintf(sp, sizeof(sp), "%s/%s/stat", path, de->d_name);
+        FILE *f = fopen(sp, "r");
+        size_t k = f ? fread(buf, 1, sizeof(buf) - 1, f) : 0;
+        if (f)
+            fclose(f);
+        buf[k] = '\0';
+        /* after the command's closing parenthesis: state is field 3, nice 19 */
+        char *p = strrchr(buf, ')');
+        int field = 2, nice = 0;
+        for (char *t = p ? strtok(p + 1, " ") : NULL; t; t = strtok(NULL, " "))
+            if (++field == 19) {
+                nice = atoi(t);
+                break;
+            }
+        if (field != 19)
+            continue;
+        *lo = nice < *lo ? nice : *lo;
+        *hi = nice > *hi ? nice : *hi;
+        n++;
+    }
+    if (d)
+        closedir(d);
+    return n;
+}
 static const char *const CMDLINE_2000 =
     "console=ttyS0 quiet panic=-1 ferry.workload=memload ferry.ws_mib=64 ferry.rate=2000";
 static const char *const CMDLINE_MAX =
@@ -223,6 +271,14 @@ static void t_cancel(void)
     struct ferr e = {0};
     int rc;
     CHECK(lab_instance_pid(d, name, &dest_pid, NULL, 0, &e) == 0, "GET dest: %s", e.msg);
+    int lo = 0, hi = 0;
+    if (niced) {
+        /* the incoming copy runs at the agent's --incoming-nice, every thread */
+        CHECK(thread_nice(dest_pid, &lo, &hi) > 0, "no threads of the incoming QEMU %d",
+              (int)dest_pid);
+        CHECK(lo == INCOMING_NICE && hi == INCOMING_NICE,
+              "incoming QEMU threads at nice %d..%d, want %d", lo, hi, INCOMING_NICE);
+    }
     char path[128];
     snprintf(path, sizeof(path), "/v1/migrations/%s/cancel", id);
     int st = 0;
@@ -246,6 +302,14 @@ static void t_cancel(void)
     json_decref(m);
     struct lab_integrity r;
     intact(d, name, &r);
+    pid_t now_pid = 0;
+    if (niced && lab_instance_pid(d, name, &now_pid, NULL, 0, &e) == 0) {
+        /* it owns the guest now: back at the agent's own priority (0) */
+        CHECK(thread_nice(now_pid, &lo, &hi) > 0, "no threads of the guest's QEMU %d",
+              (int)now_pid);
+        CHECK(lo == 0 && hi == 0, "the guest's QEMU threads at nice %d..%d after takeover, "
+              "want 0", lo, hi);
+    }
     /* bring it home for the next case */
     lim = limits(FAST_BPS, 300, 0);
     rc = lab_migrate(d, s, name, lim, MIG_TIMEOUT_MS, &m, &e);
@@ -316,15 +380,50 @@ static void t_no_convergence(void)
     check_dest_cleaned(d, name, dest_pid);
 }
 
+/* ferry-agent refuses an --incoming-nice outside 0..19: exit 2, no start. */
+static void t_bad_nice(void)
+{
+    static const char *const bad[] = {"20", "-1", "5x", ""};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        char bin[LAB_PATH_MAX + 16], dir[] = "/tmp/ferry-nice-XXXXXX";
+        snprintf(bin, sizeof(bin), "%s/ferry-agent", L.build[0] ? L.build : "build");
+        REQUIRE(mkdtemp(dir) != NULL, "mkdtemp");
+        pid_t pid = fork();
+        if (pid == 0) {
+            int nul = open("/dev/null", O_WRONLY);
+            if (nul >= 0)
+                dup2(nul, 2);
+            execl(bin, "ferry-agent", "--listen", "127.0.0.1:1", "--state-dir", dir,
+                  "--incoming-nice", bad[i], (char *)NULL);
+            _exit(127);
+        }
+        int status = 0;
+        REQUIRE(pid > 0 && waitpid(pid, &status, 0) == pid, "fork/wait");
+        CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 2, "--incoming-nice '%s': status %d",
+              bad[i], status);
+        rmdir(dir);
+    }
+}
+
 int main(void)
 {
     struct ferr e = {0};
     uint64_t t0 = lab_now_ms();
+    if (geteuid() == 0) {
+        char v[8];
+        snprintf(v, sizeof(v), "%d", INCOMING_NICE);
+        setenv("FERRY_LAB_INCOMING_NICE", v, 1);
+        niced = 1;
+    } else {
+        printf("note: not root: the --incoming-nice checks are skipped (restoring a QEMU's "
+               "priority at takeover needs root or RLIMIT_NICE)\n");
+    }
     lab_ok = lab_start(&L, 2, &e) == 0;
     if (!lab_ok)
         printf("FAIL lab start: %s\n", e.msg);
     test_run("agent migrate: 5 round trips keep the guest intact and running", t_round_trips);
     test_run("agent migrate: cancel mid-flight leaves the source running", t_cancel);
+    test_run("agent migrate: a bad --incoming-nice is refused", t_bad_nice);
     test_run("agent migrate: destination QEMU killed mid-flight fails cleanly", t_dest_killed);
     test_run("agent migrate: non-converging guest aborted by the completion timeout",
              t_no_convergence);

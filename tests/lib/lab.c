@@ -272,8 +272,15 @@ static int spawn_agent(struct lab *lab, int i, struct ferr *e)
         return ferr_set(e, -errno, "state_dir", "mkdir %s: %s", a->state_dir, strerror(errno));
     char *bin = xasprintf("%s/ferry-agent", lab->build);
     char *listen = xasprintf("%s:%d", a->addr, a->port);
+    /* FERRY_LAB_INCOMING_NICE: the agents' --incoming-nice (the lab's hosts
+     * share this machine's CPUs: an incoming copy stands for another host) */
+    const char *nice = getenv("FERRY_LAB_INCOMING_NICE");
     char *argv[] = {bin,      "--listen", listen,      "--state-dir", a->state_dir,
-                    "--name", a->name,    "--lab-dir", lab->lab_dir,  NULL};
+                    "--name", a->name,    "--lab-dir", lab->lab_dir,  NULL, NULL, NULL};
+    if (nice && *nice) {
+        argv[9] = "--incoming-nice";
+        argv[10] = (char *)nice;
+    }
     pid_t pid = fork();
     if (pid < 0) {
         int err = errno;
