@@ -12,7 +12,10 @@
  *                target's own criterion; FERRY_BENCH_BUDGET_P99_RATIO
  *                adds "max_p99_latency_ratio" — steering the mirror
  *                speed, then the memory copy's max-bandwidth;
- *                these two alternate FERRY_BENCH_REPEAT (3) times each;
+ *   no copy      no migration: a baseline and then a window as long as
+ *                the unthrottled rows' median time, nothing copied — the
+ *                guest's own drift, the noise floor of "kept %";
+ *                these three take turns FERRY_BENCH_REPEAT (3) times each;
  *   fixed        the trade-off curve: one migration at each mirror speed of
  *                FERRY_BENCH_CURVE_MIBS (160,128,96,48,32 MiB/s), the
  *                slowest being the operator's usual remedy;
@@ -39,6 +42,7 @@
  * FERRY_BENCH_LOAD_PCT (80), FERRY_BENCH_REPEAT (3), FERRY_BENCH_CURVE_MIBS,
  * FERRY_BENCH_BUDGET_P99_RATIO (0: throughput only; e.g. 2.0),
  * FERRY_BENCH_MIRROR_BUF_BYTES (every row's limits.mirror_buf_bytes, 0),
+ * FERRY_LAB_INCOMING_NICE (the receiving QEMU's nice; 19 as root, else 0),
  * FERRY_BENCH_BASE_S (10), FERRY_BENCH_TIMEOUT_S (per migration, 400). */
 #include <errno.h>
 #include <fcntl.h>
@@ -70,11 +74,12 @@
 #define BURST_CMD_MS 3000   /* its rate command's answer, ms */
 #define MAX_REPEAT 5        /* FERRY_BENCH_REPEAT at most */
 #define MAX_CURVE 8         /* FERRY_BENCH_CURVE_MIBS entries at most */
-#define MAX_ROWS (2 * MAX_REPEAT + MAX_CURVE + 2)
+#define MAX_ROWS (3 * MAX_REPEAT + MAX_CURVE + 2)
 
 /* What one row does: the way, and the mirror speed of a fixed row. */
-enum way { WAY_UNTHR, WAY_FIXED, WAY_ADAPTIVE, WAY_BURSTY };
-static const char *const way_names[] = {"unthrottled", "fixed", "adaptive", "adaptive-bursty"};
+enum way { WAY_UNTHR, WAY_FIXED, WAY_ADAPTIVE, WAY_BURSTY, WAY_NONE };
+static const char *const way_names[] = {"unthrottled", "fixed", "adaptive", "adaptive-bursty",
+                                        "no copy"};
 
 struct row {
     enum way way;
@@ -267,6 +272,8 @@ static void burst_step(const struct lab_agent *s, const char *name, unsigned bus
  * adaptive-bursty way's busy rate, requests/s). */
 static double p99_ratio; /* the adaptive budget's max_p99_latency_ratio, 0 none */
 static unsigned long mirror_buf; /* limits.mirror_buf_bytes of every row, 0 QEMU's */
+static double none_s = 10;      /* a no-copy row's "during" window, s: the
+                                   unthrottled rows' median time so far */
 
 static void run_way(enum way way, const struct lab_agent *s, const struct lab_agent *d,
                     const char *name, unsigned base_s, unsigned speed_mibs, unsigned timeout_s,
@@ -294,6 +301,24 @@ static void run_way(enum way way, const struct lab_agent *s, const struct lab_ag
         (void)console_read(s, name, &off, &c);
     }
     size_t n_base = c.n;
+    if (way == WAY_NONE) {
+        /* no migration: the same two windows, nothing copied — what the
+         * guest's own drift from its baseline reads as */
+        double t0 = now_s();
+        uint64_t end = lab_now_ms() + (uint64_t)(none_s * 1000.0);
+        while (lab_now_ms() < end) {
+            sleep_ms(CONSOLE_POLL_MS);
+            (void)console_read(s, name, &off, &c);
+        }
+        r->total_s = now_s() - t0;
+        r->ok = true;
+        snprintf(r->state, sizeof(r->state), "held");
+        r->n_base = (unsigned)n_base;
+        r->n_during = (unsigned)(c.n - n_base);
+        line_means(&c, 0, n_base, &r->dl_base_iops, &r->dl_base_p99);
+        line_means(&c, n_base, c.n, &r->dl_during_iops, &r->dl_during_p99);
+        return;
+    }
     json_t *lim = NULL, *pol = NULL;
     if (way == WAY_UNTHR)
         lim = json_pack("{s:I, s:I}", "mirror_speed_bps", (json_int_t)0, "max_bandwidth_bps",
@@ -573,17 +598,26 @@ int main(void)
                         "(1..4096 MiB/s), e.g. 160,96,48,16\n", MAX_CURVE);
         return 2;
     }
+    /* the lab's two hosts share this machine's two CPUs: the receiving
+     * QEMU, which stands for another host, yields them to the guest (as
+     * root: restoring its priority at takeover needs it) */
+    const char *nice = getenv("FERRY_LAB_INCOMING_NICE");
+    if ((!nice || !*nice) && geteuid() == 0)
+        setenv("FERRY_LAB_INCOMING_NICE", "19", 1);
+    nice = getenv("FERRY_LAB_INCOMING_NICE");
     unsigned base_s = env_u("FERRY_BENCH_BASE_S", 10);
     unsigned timeout_s = env_u("FERRY_BENCH_TIMEOUT_S", 400);
     char mach[512];
     bench_machine_tcg(mach, sizeof(mach));
     printf("impact_disk: %u MiB guest, %u MiB raw disk migrated with the memory (NBD + "
            "blockdev-mirror), diskload sequential 4 KiB O_DIRECT writes at %u %% of flat out; "
-           "baseline %u s before each migration; unthrottled and adaptive %u times each, "
+           "baseline %u s before each migration; unthrottled, adaptive and no copy %u times each, "
            "fixed speeds %s MiB/s; adaptive budget: throughput >= 80 %%, p99 <= %.1fx "
-           "(0: not judged), steer both; mirror buf-size %lu (0: QEMU's 16 MiB)\nmachine: %s\n",
+           "(0: not judged), steer both; mirror buf-size %lu (0: QEMU's 16 MiB); receiving QEMU at "
+           "nice %s\nmachine: %s\n",
            GUEST_MIB, disk_mib, load_pct, base_s, repeat,
-           curve_env && *curve_env ? curve_env : "160,128,96,48,32", p99_ratio, mirror_buf, mach);
+           curve_env && *curve_env ? curve_env : "160,128,96,48,32", p99_ratio, mirror_buf,
+           nice && *nice ? nice : "0", mach);
     double t_start = now_s(), load0 = bench_loadavg1();
     char disk_dir[64] = "/var/tmp/ferry-bimpact-XXXXXX";
     if (!mkdtemp(disk_dir)) {
@@ -647,7 +681,7 @@ int main(void)
         rc = 1;
         goto out;
     }
-    /* the rows: unthrottled and adaptive alternating, repeat times (the
+    /* the rows: unthrottled, adaptive and no copy in turn, repeat times (the
      * same guest, workload and disk, so each adaptive row has an
      * unthrottled neighbour); then the curve, fixed speeds from fast to
      * slow; then the bursty guest */
@@ -656,6 +690,7 @@ int main(void)
     for (unsigned k = 1; k <= repeat; k++) {
         rows[n_rows++] = (struct row){WAY_UNTHR, 0, k};
         rows[n_rows++] = (struct row){WAY_ADAPTIVE, 0, k};
+        rows[n_rows++] = (struct row){WAY_NONE, 0, k};
     }
     for (size_t i = 0; i < n_curve; i++)
         rows[n_rows++] = (struct row){WAY_FIXED, curve[i], 1};
@@ -679,9 +714,15 @@ int main(void)
                    r->disk_mib, r->total_s > 0 ? r->disk_mib / r->total_s : 0);
         if (r->trace[0])
             printf("   rate steps MiB/s@s(usage read) (bw: max-bandwidth): %s\n", r->trace);
-        if (r->ok)
-            at = 1 - at;
-        else if (strcmp(r->state, "cancelled") != 0 && strcmp(r->state, "failed") != 0) {
+        if (r->ok && rows[i].way == WAY_UNTHR) {
+            double t = way_median(res, rows, i + 1, WAY_UNTHR, 0, STAT_TIME);
+            if (t > 0)
+                none_s = t;
+        }
+        if (r->ok) {
+            if (rows[i].way != WAY_NONE)
+                at = 1 - at; /* the guest moved */
+        } else if (strcmp(r->state, "cancelled") != 0 && strcmp(r->state, "failed") != 0) {
             ran++;
             break; /* the guest's whereabouts are unknown */
         }
@@ -717,16 +758,16 @@ int main(void)
     /* spread of the repeated rows: median [min .. max] */
     printf("\n%-12s %4s %24s %24s %24s\n", "way", "n", "kept % (diskload)", "p99 ratio (diskload)",
            "time s");
-    static const enum way rep_ways[] = {WAY_UNTHR, WAY_ADAPTIVE};
-    for (size_t k = 0; k < 2; k++) {
+    static const enum way rep_ways[] = {WAY_UNTHR, WAY_ADAPTIVE, WAY_NONE};
+    for (size_t k = 0; k < 3; k++) {
         enum way w = rep_ways[k];
         char c1[32], c2[32], c3[32];
         unsigned n = way_spread(res, rows, ran, w, 0, STAT_KEPT, c1, sizeof(c1));
         (void)way_spread(res, rows, ran, w, 0, STAT_P99, c2, sizeof(c2));
         (void)way_spread(res, rows, ran, w, 0, STAT_TIME, c3, sizeof(c3));
         printf("%-12s %4u %24s %24s %24s\n", way_names[w], n, c1, c2, c3);
-        const char *key = w == WAY_UNTHR ? "unthrottled" : "adaptive";
-        json_t *dst = w == WAY_UNTHR ? base : fig;
+        const char *key = w == WAY_UNTHR ? "unthrottled" : w == WAY_NONE ? "no_copy" : "adaptive";
+        json_t *dst = w == WAY_ADAPTIVE ? fig : base;
         static const char *const stat_keys[] = {"retained_pct_diskload", "p99_ratio_diskload",
                                                 "total_time_s", "mean_mirror_mibs",
                                                 "retained_pct_blockstats",
@@ -792,6 +833,10 @@ int main(void)
         json_object_set_new(fig, "adaptive_bursty_budget_violations",
                             json_integer(r->violations));
     }
+    char nk[32];
+    if (way_spread(res, rows, ran, WAY_NONE, 0, STAT_KEPT, nk, sizeof(nk)))
+        printf("noise floor: with nothing copied, the guest kept %s %% over the same windows\n",
+               nk);
     double a_kept = way_median(res, rows, ran, WAY_ADAPTIVE, 0, STAT_KEPT);
     double a_time = way_median(res, rows, ran, WAY_ADAPTIVE, 0, STAT_TIME);
     if (a_kept >= 0 && u_kept >= 0 && a_time > 0 && t_unthr > 0) {
