@@ -169,9 +169,10 @@ static void t_steer(void)
         double lo, hi;     /* new rate / start rate must be within */
     } c[] = {
         {10, 2.0, 100, 16, 16, 4.0, 4.0},     /* usage 0: x4 */
-        {10, 3.0, 100, 16, 16, 1.42, 1.43},   /* usage 0.5, the first: the account
-                                                 is 0.25 unspent, aim 0.75 + 0.15:
-                                                 (0.9/0.5)^0.6 */
+        {10, 3.0, 100, 16, 16, 1.5, 1.5},     /* usage 0.5, the first: (0.9/0.5)^0.6
+                                                 = 1.42 (aim 0.75 + 0.15, the
+                                                 account 0.25 unspent), but the
+                                                 account has room: x1.5 */
         {10, 3.8, 100, 16, 16, 0.89, 0.90},   /* usage 0.9: (0.75/0.9)^0.6 */
         {10, 6.0, 100, 16, 16, 0.5, 0.5},     /* usage 2: x0.5 (0.375 floored) */
         {5, 2.0, 100, 16, 16, 0.5, 0.5},      /* throughput halved: usage 2.5 */
@@ -181,7 +182,7 @@ static void t_steer(void)
         {10, 100.0, 100, 1, 1, 1.0, 1.0},     /* at the floor: stays */
         {10, 3.0, 100, 16, 10, 1.0, 1.0},     /* copy at 10 of 16: 12.8 < 16, held */
         {10, 6.0, 100, 256, 100, 0.19, 0.20}, /* cap 256, copy 100, usage 2: 50 */
-        {10, 3.0, 100, 64, 1, 1.42, 1.43},    /* idle copy: on its allowance */
+        {10, 3.0, 100, 64, 1, 1.5, 1.5},      /* idle copy: on its allowance */
     };
     for (size_t i = 0; i < sizeof(c) / sizeof(c[0]); i++) {
         struct conv_policy p = policy(80, 2.0, 0);
@@ -398,8 +399,9 @@ static void t_early_ramp(void)
          * two intervals at 16: x4 (old: x4 of 32/3, 43) */
         {0.30, 0.02, 16, 64},
         /* 0.6 against the aim 0.9 (the account unspent): (0.9/0.6)^0.6 =
-         * 1.27 (old: held at 16); then 0.6 x 3/2 = 0.9, at the aim: held */
-        {0.20, 0.60, 20.4, 20.4},
+         * 1.27, but the account has room: x1.5; then 0.6 x 3/2 = 0.9,
+         * at the aim: held */
+        {0.20, 0.60, 24, 24},
     };
     for (size_t i = 0; i < sizeof(c) / sizeof(c[0]); i++) {
         struct conv_policy p = policy(0, 2.0, 0);
@@ -490,8 +492,9 @@ static uint64_t judge_window(struct conv *cv, uint64_t q, double u, uint64_t *do
  * spent little of the budget a reading of 0.85 is room (the rate held at
  * its maximum), while readings of 0.85 all along bring the rate down (the
  * account is spent: aim 0.75); the aim is never above 0.9 (0.95 is above
- * it, whatever is unspent); outside the budget the cut goes to 0.75/usage
- * of the copy whatever the account. */
+ * it, whatever is unspent); a window outside the budget is held while the
+ * account's mean stays inside the aim, and cut to 0.75/usage of the copy
+ * once it does not or the window is acutely outside (over 2). */
 static void t_account(void)
 {
     static const struct {
@@ -502,7 +505,9 @@ static void t_account(void)
         {0.10, 0.85, 32, 32},     /* aim 0.9: room, stays at the maximum */
         {0.85, 0.85, 1, 29.8},    /* account spent: down, x(0.75/0.85)^0.6 or more */
         {0.10, 0.95, 30, 31},     /* aim at most 0.9: (0.9/0.95)^0.6 x 32 */
-        {0.10, 1.20, 19.5, 20.5}, /* breach: x0.75/1.2 of 32 */
+        {0.10, 1.20, 32, 32},     /* breach, mean 0.28: absorbed, held */
+        {0.75, 1.20, 19.5, 20.5}, /* breach, mean 0.83: x0.75/1.2 of 32 */
+        {0.10, 2.50, 16, 16},     /* acute: x0.5 (0.3 floored), mean aside */
     };
     for (size_t i = 0; i < sizeof(c) / sizeof(c[0]); i++) {
         struct conv_policy p = policy(0, 2.0, 0);
@@ -568,6 +573,58 @@ static void t_last_interval(void)
         CHECK(cv.violations == 0, "case %zu: %llu violations", i,
               (unsigned long long)cv.violations);
     }
+}
+
+/* Proves: while the migration's account is inside its aim, windows
+ * outside the budget (up to 2) are absorbed — the rate held, each counted
+ * as a violation, the edge remembered — but no more than three in a row,
+ * the span of one interval: the fourth is cut for; a window inside resets
+ * the run. With the account's mean at most 0.6 a reading inside the aim
+ * climbs at least x1.5 where the proportional step is smaller (0.7 against
+ * 0.9: x1.16). */
+static void t_absorb(void)
+{
+    struct conv_policy p = policy(0, 2.0, 0);
+    struct conv cv;
+    struct tick_out o = {0};
+    REQUIRE(start_mirror(&cv, &p, 16, &o), "init");
+    uint64_t done = 0, q = 0;
+    for (int k = 0; k < 6; k++) /* usage 0.1: up to the maximum */
+        (void)judge_window(&cv, ++q, 0.1, &done);
+    (void)judge_window(&cv, ++q, 0.3, &done);
+    CHECK(cv.rate_bps == 256 * MIB, "%.1f MiB/s, want the maximum", (double)cv.rate_bps / MIB);
+    for (int k = 0; k < 3; k++) {
+        uint64_t r = judge_window(&cv, ++q, 1.4, &done);
+        CHECK(r == 256 * MIB, "window %d outside: %.1f MiB/s, want held", k,
+              (double)r / MIB);
+    }
+    CHECK(cv.violations == 3 && cv.ceiling_bps == 256 * MIB, "%llu violations, ceiling %.1f",
+          (unsigned long long)cv.violations, (double)cv.ceiling_bps / MIB);
+    uint64_t r4 = judge_window(&cv, ++q, 1.4, &done);
+    CHECK(r4 < 256 * MIB * 0.6, "fourth in a row: %.1f MiB/s, want cut to 0.75/1.4",
+          (double)r4 / MIB);
+
+    /* the room climb, from a rate well below the maximum */
+    p.budget.rate_max_bps = 1024 * MIB;
+    REQUIRE(start_mirror(&cv, &p, 8, &o), "init");
+    done = 0;
+    q = 0;
+    for (int k = 0; k < 3; k++) /* usage 0.3: about x1.9 each */
+        (void)judge_window(&cv, ++q, 0.3, &done);
+    uint64_t before = cv.rate_bps;
+    REQUIRE(before < 100 * MIB, "%.1f MiB/s before", (double)before / MIB);
+    uint64_t after = judge_window(&cv, ++q, 0.7, &done);
+    CHECK(fabs((double)after / (double)before - 1.5) < 0.01,
+          "0.7 with the account's mean at 0.4: x%.3f, want x1.5",
+          (double)after / (double)before);
+    /* then the account's mean past 0.6: no more room climb */
+    for (int k = 0; k < 10; k++)
+        (void)judge_window(&cv, ++q, 0.8, &done);
+    before = cv.rate_bps;
+    after = judge_window(&cv, ++q, 0.7, &done);
+    CHECK((double)after < 1.2 * (double)before,
+          "0.7 with the account spent: x%.3f, want the proportional step",
+          (double)after / (double)before);
 }
 
 /* Starts cv at 64 MiB/s (policy: p99 x2 only) and judges one full window
@@ -1434,6 +1491,7 @@ int main(void)
     test_run("budget: no cut on a window from before the copy", t_early_window);
     test_run("budget: the start judged on the copy's own intervals", t_early_ramp);
     test_run("budget: the aim follows the migration's account", t_account);
+    test_run("budget: the account absorbs a few windows outside; room climbs", t_absorb);
     test_run("budget: no climb on a newest interval outside", t_last_interval);
     test_run("budget: the guest's own readings do not bind", t_early_no_conflict);
     test_run("budget: back to a violation's rate slowly", t_near_edge);
