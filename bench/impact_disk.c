@@ -70,6 +70,9 @@
                                load so far below what the disk takes that
                                even the unthrottled copy cost it nothing);
                                their median is the disk's capacity */
+#define SETTLE_MAX_S 30     /* before a row's baseline: wait at most this */
+#define SETTLE_RUN 3        /* ... for this many seconds in a row at */
+#define SETTLE_PCT 95       /* ... this % of the load rate or more */
 #define BURST_MS 5000       /* adaptive-bursty: busy / quiet phase length */
 #define BURST_CMD_MS 3000   /* its rate command's answer, ms */
 #define MAX_REPEAT 5        /* FERRY_BENCH_REPEAT at most */
@@ -96,6 +99,8 @@ struct way_result {
     bool ok;
     char state[32], error[320];
     double total_s, downtime_ms;
+    double settle_s;                /* waited before the baseline */
+    bool settled;                   /* ... and the guest was back at its rate */
     double dl_base_iops, dl_during_iops, dl_base_p99, dl_during_p99; /* diskload */
     unsigned n_base, n_during;
     double ag_retained_pct, ag_p99_ratio; /* agent (query-blockstats); < 0 unknown */
@@ -272,6 +277,7 @@ static void burst_step(const struct lab_agent *s, const char *name, unsigned bus
  * adaptive-bursty way's busy rate, requests/s). */
 static double p99_ratio; /* the adaptive budget's max_p99_latency_ratio, 0 none */
 static unsigned long mirror_buf; /* limits.mirror_buf_bytes of every row, 0 QEMU's */
+static unsigned load_rate;      /* diskload's paced rate, requests/s */
 static double none_s = 10;      /* a no-copy row's "during" window, s: the
                                    unthrottled rows' median time so far */
 
@@ -289,6 +295,22 @@ static void run_way(enum way way, const struct lab_agent *s, const struct lab_ag
         snprintf(r->error, sizeof(r->error), "console: %s", e.msg);
         return;
     }
+    /* settle: the previous row's copy leaves the guest slow for seconds
+     * (its new host's writes, the old image freed); a baseline taken then
+     * charged the next row with it — wait until the guest runs at its load
+     * rate again (SETTLE_RUN seconds at SETTLE_PCT %), at most SETTLE_MAX_S */
+    uint64_t t_settle = lab_now_ms(), settle_end = t_settle + SETTLE_MAX_S * 1000u;
+    unsigned run = 0;
+    while (load_rate && run < SETTLE_RUN && lab_now_ms() < settle_end) {
+        size_t had = c.n;
+        sleep_ms(CONSOLE_POLL_MS);
+        (void)console_read(s, name, &off, &c);
+        for (size_t i = had; i < c.n; i++)
+            run = c.lines[i].iops * 100.0 >= (double)load_rate * SETTLE_PCT ? run + 1 : 0;
+    }
+    r->settle_s = (double)(lab_now_ms() - t_settle) / 1000.0;
+    r->settled = !load_rate || run >= SETTLE_RUN;
+    c.n = 0; /* the baseline starts here */
     /* baseline: the guest undisturbed */
     uint64_t t_begin = lab_now_ms(), until = t_begin + base_s * 1000u;
     int phase = -1;
@@ -674,6 +696,7 @@ int main(void)
     unsigned rate = (unsigned)(cap * load_pct / 100.0);
     if (rate < 10)
         rate = 10;
+    load_rate = rate;
     char cmd[64];
     snprintf(cmd, sizeof(cmd), "rate %u", rate);
     printf("flat out: %.0f requests/s; load: %u requests/s (%u %%)\n", cap, rate, load_pct);
@@ -706,7 +729,9 @@ int main(void)
         printf("-- %s: %s -> %s (load %.1f)\n", label, s->name, d->name, bench_loadavg1());
         run_way(rows[i].way, s, d, name, base_s, rows[i].speed_mibs, timeout_s, rate, &res[i]);
         struct way_result *r = &res[i];
-        printf("   %s in %.1f s %s\n", r->state[0] ? r->state : "error", r->total_s, r->error);
+        printf("   %s in %.1f s %s(%s %.1f s before the baseline)\n",
+               r->state[0] ? r->state : "error", r->total_s, r->error,
+               r->settled ? "settled in" : "NOT settled after", r->settle_s);
         if (r->speed_changes)
             printf("   budget: %d mirror speed changes, %.1f .. %.1f MiB/s; %lld of %lld "
                    "measurements outside; %.0f MiB mirrored, %.1f MiB/s on average\n",
