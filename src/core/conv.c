@@ -955,13 +955,13 @@ static void budget_judge(struct conv *c)
          * migration, and a single 3 s window is as noisy as the copy's
          * effect (a guest copied from at 32 MiB/s read 1.4-2.2 in
          * bench/impact_disk, where a constant 160 MiB/s cost it 4 % over
-         * its migration) — the account absorbs it: no cut, no climb; the
-         * edge is remembered (the climb from here is careful). Absorbed
+         * its migration) — the account absorbs it: no cut, no climb (and
+         * no careful climb after it: with nothing cut there is no
+         * overshoot to creep back to — remembering it as an edge held
+         * bench/impact_net's paced row 3 s below the link). Absorbed
          * are at most as many windows in a row as one interval spans (w):
          * the next, or one that takes the mean past the aim, is cut for */
         c->violations++;
-        c->since_violation = 0;
-        c->ceiling_bps = fastest_bps > (double)c->rate_bps ? (uint64_t)fastest_bps : c->rate_bps;
         if (c->breach_run++ == 0)
             c->breach_from_bps = (uint64_t)ref;
         if (c->bverdict != CONV_BUDGET_CONFLICT)
