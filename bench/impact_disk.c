@@ -71,8 +71,12 @@
                                even the unthrottled copy cost it nothing);
                                their median is the disk's capacity */
 #define SETTLE_MAX_S 30     /* before a row's baseline: wait at most this */
-#define SETTLE_RUN 3        /* ... for this many seconds in a row at */
-#define SETTLE_PCT 95       /* ... this % of the load rate or more */
+#define SETTLE_RUN 3        /* ... for the mean of this many seconds, the
+                               newest, at */
+#define SETTLE_PCT 95       /* ... this % of the load rate or more (a mean:
+                               the paced guest's seconds swing +-10 %, and
+                               "each of 3 in a row" kept a run waiting the
+                               full 30 s before most rows) */
 #define BURST_MS 5000       /* adaptive-bursty: busy / quiet phase length */
 #define BURST_CMD_MS 3000   /* its rate command's answer, ms */
 #define MAX_REPEAT 5        /* FERRY_BENCH_REPEAT at most */
@@ -298,18 +302,21 @@ static void run_way(enum way way, const struct lab_agent *s, const struct lab_ag
     /* settle: the previous row's copy leaves the guest slow for seconds
      * (its new host's writes, the old image freed); a baseline taken then
      * charged the next row with it — wait until the guest runs at its load
-     * rate again (SETTLE_RUN seconds at SETTLE_PCT %), at most SETTLE_MAX_S */
+     * rate again (the newest SETTLE_RUN seconds' mean at SETTLE_PCT %), at
+     * most SETTLE_MAX_S */
     uint64_t t_settle = lab_now_ms(), settle_end = t_settle + SETTLE_MAX_S * 1000u;
-    unsigned run = 0;
-    while (load_rate && run < SETTLE_RUN && lab_now_ms() < settle_end) {
-        size_t had = c.n;
+    bool back = !load_rate;
+    while (!back && lab_now_ms() < settle_end) {
         sleep_ms(CONSOLE_POLL_MS);
         (void)console_read(s, name, &off, &c);
-        for (size_t i = had; i < c.n; i++)
-            run = c.lines[i].iops * 100.0 >= (double)load_rate * SETTLE_PCT ? run + 1 : 0;
+        double iops = 0, p99 = 0;
+        if (c.n >= SETTLE_RUN) {
+            line_means(&c, c.n - SETTLE_RUN, c.n, &iops, &p99);
+            back = iops * 100.0 >= (double)load_rate * SETTLE_PCT;
+        }
     }
     r->settle_s = (double)(lab_now_ms() - t_settle) / 1000.0;
-    r->settled = !load_rate || run >= SETTLE_RUN;
+    r->settled = back;
     c.n = 0; /* the baseline starts here */
     /* baseline: the guest undisturbed */
     uint64_t t_begin = lab_now_ms(), until = t_begin + base_s * 1000u;
@@ -704,17 +711,19 @@ int main(void)
         rc = 1;
         goto out;
     }
-    /* the rows: unthrottled, adaptive and no copy in turn, repeat times (the
+    /* the rows: unthrottled, adaptive and no copy in turn, repeat times,
+     * the order rotated by one each time (U A N, A N U, N U A: until then
+     * every adaptive row came right after an unthrottled copy) (the
      * same guest, workload and disk, so each adaptive row has an
      * unthrottled neighbour); then the curve, fixed speeds from fast to
      * slow; then the bursty guest */
     struct row rows[MAX_ROWS];
     size_t n_rows = 0;
-    for (unsigned k = 1; k <= repeat; k++) {
-        rows[n_rows++] = (struct row){WAY_UNTHR, 0, k};
-        rows[n_rows++] = (struct row){WAY_ADAPTIVE, 0, k};
-        rows[n_rows++] = (struct row){WAY_NONE, 0, k};
-    }
+    static const enum way turn[3] = {WAY_UNTHR, WAY_ADAPTIVE, WAY_NONE};
+    for (unsigned k = 1; k <= repeat; k++)
+        for (unsigned j = 0; j < 3; j++) /* rotated each time: no way always
+                                            follows the same one */
+            rows[n_rows++] = (struct row){turn[(j + k - 1) % 3], 0, k};
     for (size_t i = 0; i < n_curve; i++)
         rows[n_rows++] = (struct row){WAY_FIXED, curve[i], 1};
     rows[n_rows++] = (struct row){WAY_BURSTY, 0, 1};
