@@ -285,6 +285,16 @@ static unsigned load_rate;      /* diskload's paced rate, requests/s */
 static double none_s = 10;      /* a no-copy row's "during" window, s: the
                                    unthrottled rows' median time so far */
 
+/* diskload's figures of a row: lines [0, n_base) the baseline, the rest
+ * "during". */
+static void dl_figures(struct way_result *r, const struct console_acc *c, size_t n_base)
+{
+    r->n_base = (unsigned)n_base;
+    r->n_during = (unsigned)(c->n - n_base);
+    line_means(c, 0, n_base, &r->dl_base_iops, &r->dl_base_p99);
+    line_means(c, n_base, c->n, &r->dl_during_iops, &r->dl_during_p99);
+}
+
 static void run_way(enum way way, const struct lab_agent *s, const struct lab_agent *d,
                     const char *name, unsigned base_s, unsigned speed_mibs, unsigned timeout_s,
                     unsigned busy_rate, struct way_result *r)
@@ -342,10 +352,7 @@ static void run_way(enum way way, const struct lab_agent *s, const struct lab_ag
         r->total_s = now_s() - t0;
         r->ok = true;
         snprintf(r->state, sizeof(r->state), "held");
-        r->n_base = (unsigned)n_base;
-        r->n_during = (unsigned)(c.n - n_base);
-        line_means(&c, 0, n_base, &r->dl_base_iops, &r->dl_base_p99);
-        line_means(&c, n_base, c.n, &r->dl_during_iops, &r->dl_during_p99);
+        dl_figures(r, &c, n_base);
         return;
     }
     json_t *lim = NULL, *pol = NULL;
@@ -473,10 +480,7 @@ static void run_way(enum way way, const struct lab_agent *s, const struct lab_ag
     json_decref(last);
     if (!over)
         snprintf(r->error, sizeof(r->error), "not finished in %u s", timeout_s);
-    r->n_base = (unsigned)n_base;
-    r->n_during = (unsigned)(c.n - n_base);
-    line_means(&c, 0, n_base, &r->dl_base_iops, &r->dl_base_p99);
-    line_means(&c, n_base, c.n, &r->dl_during_iops, &r->dl_during_p99);
+    dl_figures(r, &c, n_base);
 }
 
 enum bstat { STAT_KEPT, STAT_P99, STAT_TIME, STAT_MIBS, STAT_AG_KEPT, STAT_AG_P99, STAT_DOWN,
@@ -627,13 +631,7 @@ int main(void)
                         "(1..4096 MiB/s), e.g. 160,96,48,16\n", MAX_CURVE);
         return 2;
     }
-    /* the lab's two hosts share this machine's two CPUs: the receiving
-     * QEMU, which stands for another host, yields them to the guest (as
-     * root: restoring its priority at takeover needs it) */
-    const char *nice = getenv("FERRY_LAB_INCOMING_NICE");
-    if ((!nice || !*nice) && geteuid() == 0)
-        setenv("FERRY_LAB_INCOMING_NICE", "19", 1);
-    nice = getenv("FERRY_LAB_INCOMING_NICE");
+    const char *nice = bench_incoming_nice();
     unsigned base_s = env_u("FERRY_BENCH_BASE_S", 10);
     unsigned timeout_s = env_u("FERRY_BENCH_TIMEOUT_S", 400);
     char mach[512];
@@ -646,7 +644,7 @@ int main(void)
            "nice %s\nmachine: %s\n",
            GUEST_MIB, disk_mib, load_pct, base_s, repeat,
            curve_env && *curve_env ? curve_env : "160,128,96,48,32", p99_ratio, mirror_buf,
-           nice && *nice ? nice : "0", mach);
+           nice, mach);
     double t_start = now_s(), load0 = bench_loadavg1();
     char disk_dir[64] = "/var/tmp/ferry-bimpact-XXXXXX";
     if (!mkdtemp(disk_dir)) {

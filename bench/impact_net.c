@@ -824,12 +824,7 @@ int main(void)
         fprintf(stderr, "impact_net: %s\n", why_rows);
         return 2;
     }
-    /* the lab's hosts share this machine's two CPUs: the receiving QEMU,
-     * which stands for another host, yields them to the guest (root here) */
-    const char *nice = getenv("FERRY_LAB_INCOMING_NICE");
-    if (!nice || !*nice)
-        setenv("FERRY_LAB_INCOMING_NICE", "19", 1);
-    nice = getenv("FERRY_LAB_INCOMING_NICE");
+    const char *nice = bench_incoming_nice(); /* root here: 19 unless set */
     uint64_t t_start = now_ms();
     double load0[1] = {0}, load1[1] = {0};
     if (getloadavg(load0, 1) != 1)

@@ -18,6 +18,13 @@ void bench_machine(char *buf, size_t len);
  * status 2. */
 long bench_env_long(const char *name, long def, long min, long max);
 
+/* FERRY_LAB_INCOMING_NICE for the lab's agents (docs/LAB.md): when unset
+ * or empty and this process is root, set to 19 — the lab's hosts share
+ * this machine's CPUs, and the receiving QEMU stands for another host;
+ * restoring its priority at takeover needs root. Returns the value in
+ * force, "0" when none. */
+const char *bench_incoming_nice(void);
+
 /* The machine's 1-minute load average (runnable tasks), -1 when unknown. */
 double bench_loadavg1(void);
 

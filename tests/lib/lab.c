@@ -255,6 +255,18 @@ int lab__agent_wait_health(struct lab_agent *a, struct ferr *e)
                     a->name, LAB_HEALTH_TIMEOUT_MS, a->log_path);
 }
 
+/* the lab's hosts share this machine's CPUs: an incoming copy stands for
+ * another host */
+int lab_incoming_nice_args(char **slot)
+{
+    const char *nice = getenv("FERRY_LAB_INCOMING_NICE");
+    if (!nice || !*nice)
+        return 0;
+    slot[0] = "--incoming-nice";
+    slot[1] = (char *)nice;
+    return 2;
+}
+
 static int spawn_agent(struct lab *lab, int i, struct ferr *e)
 {
     struct lab_agent *a = &lab->agents[i];
@@ -272,15 +284,9 @@ static int spawn_agent(struct lab *lab, int i, struct ferr *e)
         return ferr_set(e, -errno, "state_dir", "mkdir %s: %s", a->state_dir, strerror(errno));
     char *bin = xasprintf("%s/ferry-agent", lab->build);
     char *listen = xasprintf("%s:%d", a->addr, a->port);
-    /* FERRY_LAB_INCOMING_NICE: the agents' --incoming-nice (the lab's hosts
-     * share this machine's CPUs: an incoming copy stands for another host) */
-    const char *nice = getenv("FERRY_LAB_INCOMING_NICE");
     char *argv[] = {bin,      "--listen", listen,      "--state-dir", a->state_dir,
                     "--name", a->name,    "--lab-dir", lab->lab_dir,  NULL, NULL, NULL};
-    if (nice && *nice) {
-        argv[9] = "--incoming-nice";
-        argv[10] = (char *)nice;
-    }
+    (void)lab_incoming_nice_args(&argv[9]);
     pid_t pid = fork();
     if (pid < 0) {
         int err = errno;

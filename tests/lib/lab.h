@@ -79,6 +79,11 @@ struct lab_integrity {
  * and lab holds nothing (lab_stop is still safe to call). */
 int lab_start(struct lab *lab, int n, struct ferr *e) __attribute__((warn_unused_result));
 
+/* The agents' --incoming-nice from FERRY_LAB_INCOMING_NICE (docs/LAB.md):
+ * when it is set and not empty, slot[0] and slot[1] become the flag and
+ * its value; returns how many (0 or 2). Used by lab_start and netlab. */
+int lab_incoming_nice_args(char **slot);
+
 /* SIGKILLs every agent's process group (and each lab_track group), reaps
  * the agents, stops the watchdog and removes the temp dir. Idempotent;
  * safe on a lab whose lab_start failed. */

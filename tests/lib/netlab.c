@@ -559,14 +559,9 @@ int netlab_start_agent(struct netlab *nl, int i, const char *build, const char *
         return ferr_set(e, -errno, "state_dir", "mkdir %s: %s", a->state_dir, strerror(errno));
     char *bin = xasprintf("%s/ferry-agent", build);
     char *listen = xasprintf("%s:%d", h->addr, port);
-    /* FERRY_LAB_INCOMING_NICE: as in tests/lib/lab.c (docs/LAB.md) */
-    const char *nice = getenv("FERRY_LAB_INCOMING_NICE");
     char *argv[] = {bin,      "--listen", listen,      "--state-dir",   a->state_dir,
                     "--name", a->name,    "--lab-dir", (char *)lab_dir, NULL, NULL, NULL};
-    if (nice && *nice) {
-        argv[9] = "--incoming-nice";
-        argv[10] = (char *)nice;
-    }
+    (void)lab_incoming_nice_args(&argv[9]); /* FERRY_LAB_INCOMING_NICE */
     pid_t pid = 0;
     int rc = netlab_spawn(nl, i, argv, a->log_path, &pid, e);
     free(bin);
