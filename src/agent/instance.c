@@ -842,6 +842,19 @@ static void blockdev_from_cmdline(struct inst_spec *s, const char *opts)
     }
 }
 
+/* Marks the disk whose virtio-blk device names an iothread (the -device
+ * argument spec_argv makes after the disk's -blockdev pair). */
+static void device_from_cmdline(struct inst_spec *s, const char *opts)
+{
+    char id[32], iot[48];
+    if (strncmp(opts, "virtio-blk-pci,", 15) != 0 || !opt_get(opts, "id", id, sizeof(id)) ||
+        !opt_get(opts, "iothread", iot, sizeof(iot)))
+        return;
+    for (unsigned i = 0; i < s->n_disks; i++)
+        if (strcmp(s->disks[i].id, id) == 0)
+            s->disks[i].iothread = true;
+}
+
 /* Rebuilds a spec from QEMU's command line (the arguments spec_argv makes). */
 static int spec_from_cmdline(pid_t pid, struct inst_spec *s, bool *incoming, struct ferr *e)
 {
@@ -886,6 +899,8 @@ static int spec_from_cmdline(pid_t pid, struct inst_spec *s, bool *incoming, str
             *incoming = true;
         } else if (strcmp(a, "-blockdev") == 0) {
             blockdev_from_cmdline(s, v);
+        } else if (strcmp(a, "-device") == 0) {
+            device_from_cmdline(s, v);
         }
     }
     free(buf);

@@ -9,7 +9,7 @@
 
 static const char *const spec_keys[] = {"name",   "project", "memory_mib", "vcpus", "kernel",
                                         "initrd", "cmdline", "disks",      NULL};
-static const char *const disk_keys[] = {"id", "path", "nbd", "format", NULL};
+static const char *const disk_keys[] = {"id", "path", "nbd", "format", "iothread", NULL};
 static const char *const nbd_keys[] = {"host", "port", "export", NULL};
 
 void spec_free(struct inst_spec *s)
@@ -162,6 +162,8 @@ static int disks_from_json(const json_t *obj, struct inst_spec *s, struct ferr *
         free(fmt);
         if (rc != 0)
             return ferr_set(e, FERR_INVAL, "disks", "a disk 'format' must be raw or qcow2");
+        if ((rc = jsonin_bool(d, "iothread", false, &sd->iothread, e)) != 0)
+            return rc;
         json_t *nbd = json_object_get(d, "nbd");
         if ((nbd != NULL) == (json_object_get(d, "path") != NULL))
             return ferr_set(e, FERR_INVAL, "disks",
@@ -253,6 +255,8 @@ json_t *spec_to_json(const struct inst_spec *s)
                                               (int)d->nbd_port, "export", d->nbd_export));
             else
                 json_object_set_new(dj, "path", json_string(d->path ? d->path : ""));
+            if (d->iothread)
+                json_object_set_new(dj, "iothread", json_true());
             json_array_append_new(a, dj);
         }
         json_object_set_new(o, "disks", a);
@@ -319,7 +323,7 @@ json_t *limits_to_json(const struct mig_limits *l)
 char **spec_argv(const struct inst_spec *s, const char *qemu, const char *qmp_path,
                  const char *serial_path, bool incoming)
 {
-    char **v = xcalloc(40 + 6 * SPEC_DISKS_MAX, sizeof(char *));
+    char **v = xcalloc(40 + 8 * SPEC_DISKS_MAX, sizeof(char *));
     int n = 0;
     v[n++] = xstrdup(qemu);
     v[n++] = xstrdup("-name");
@@ -367,6 +371,10 @@ char **spec_argv(const struct inst_spec *s, const char *qemu, const char *qmp_pa
         const struct spec_disk *d = &s->disks[i];
         /* cache.direct: the guest's O_DIRECT requests reach the image
          * (cache=none), unless the file system cannot do O_DIRECT */
+        if (d->iothread) {
+            v[n++] = xstrdup("-object");
+            v[n++] = xasprintf("iothread,id=iot-%s", d->id);
+        }
         v[n++] = xstrdup("-blockdev");
         if (d->nbd_host) /* network storage: the NBD client has no host cache */
             v[n++] = xasprintf("driver=nbd,node-name=f-%s,server.type=inet,server.host=%s,"
@@ -379,7 +387,11 @@ char **spec_argv(const struct inst_spec *s, const char *qemu, const char *qmp_pa
         v[n++] = xasprintf("driver=%s,node-name=d-%s,file=f-%s", spec_disk_format_name(d->format),
                            d->id, d->id);
         v[n++] = xstrdup("-device");
-        v[n++] = xasprintf("virtio-blk-pci,drive=d-%s,id=%s", d->id, d->id);
+        if (d->iothread) /* the object is created before the device that names it */
+            v[n++] = xasprintf("virtio-blk-pci,drive=d-%s,id=%s,iothread=iot-%s", d->id, d->id,
+                               d->id);
+        else
+            v[n++] = xasprintf("virtio-blk-pci,drive=d-%s,id=%s", d->id, d->id);
     }
     if (incoming) {
         v[n++] = xstrdup("-incoming");

@@ -33,6 +33,8 @@ struct spec_disk {
     uint16_t nbd_port;            /* NBD server TCP port (1..65535) */
     char *nbd_export;             /* NBD export name, jsonin_name_ok() */
     enum spec_disk_format format; /* image format */
+    bool iothread;                /* the device's requests run on an I/O thread of
+                                     its own (iot-ID), not QEMU's main loop */
     bool no_direct;               /* not in JSON: the file system refuses O_DIRECT,
                                      so QEMU opens it cached (set at launch) */
 };

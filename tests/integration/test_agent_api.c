@@ -10,6 +10,7 @@
  * instance (console line, migration limits) are exercised too. */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
@@ -437,6 +438,12 @@ static void t_adopt_real(void)
     char *kernel = xasprintf("%s/vmlinuz", L.lab_dir);
     char *initrd = xasprintf("%s/initrd.img", L.lab_dir);
     char *qmparg = xasprintf("unix:%s,server=on,wait=off", qmp);
+    /* a disk on its own iothread, as spec_argv writes it */
+    char *img = xasprintf("%s/adoptee.raw", L.tmp);
+    int ifd = open(img, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    REQUIRE(ifd >= 0 && ftruncate(ifd, 1 << 20) == 0, "create %s", img);
+    close(ifd);
+    char *fnode = xasprintf("driver=file,node-name=f-vda,filename=%s,cache.direct=off", img);
     char *argv[] = {"qemu-system-x86_64",
                     "-name",
                     "adoptee",
@@ -458,6 +465,14 @@ static void t_adopt_real(void)
                     "console=ttyS0 quiet panic=-1 ferry.workload=memload ferry.ws_mib=8",
                     "-qmp",
                     qmparg,
+                    "-object",
+                    "iothread,id=iot-vda",
+                    "-blockdev",
+                    fnode,
+                    "-blockdev",
+                    "driver=raw,node-name=d-vda,file=f-vda",
+                    "-device",
+                    "virtio-blk-pci,drive=d-vda,id=vda,iothread=iot-vda",
                     NULL};
     fflush(NULL);
     pid_t pid = fork();
@@ -488,6 +503,14 @@ static void t_adopt_real(void)
     CHECK(name && strcmp(name, "adoptee") == 0, "adopted name '%s'", name ? name : "(none)");
     CHECK(json_integer_value(json_object_get(o, "pid")) == pid, "adopted pid %lld, want %d",
           (long long)json_integer_value(json_object_get(o, "pid")), (int)pid);
+    /* the spec read back from the command line keeps the disk's iothread
+     * (a migration launches the destination from it) */
+    json_t *dk = json_array_get(json_object_get(json_object_get(o, "spec"), "disks"), 0);
+    const char *dpath = json_string_value(json_object_get(dk, "path"));
+    CHECK(dk && dpath && strcmp(dpath, img) == 0 &&
+              json_is_true(json_object_get(dk, "iothread")),
+          "adopted disk: path '%s' iothread %d", dpath ? dpath : "(none)",
+          json_is_true(json_object_get(dk, "iothread")));
     json_decref(o);
     pid_t got = 0;
     rc = lab_instance_pid(a, "adoptee", &got, NULL, 0, &e);
@@ -503,6 +526,9 @@ static void t_adopt_real(void)
     free(kernel);
     free(initrd);
     free(qmparg);
+    unlink(img);
+    free(img);
+    free(fnode);
 }
 
 int main(int argc, char **argv)

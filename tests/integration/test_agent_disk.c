@@ -17,7 +17,9 @@
  *    no job or NBD node that would clash); then, after one more cancelled
  *    storage migration, a memory-only one of the same QEMU completes
  *    (pause-before-switchover is not left on);
- *  - a qcow2 disk arrives as a qcow2 copy with its data intact.
+ *  - a qcow2 disk arrives as a qcow2 copy with its data intact;
+ *  - a disk on its own iothread: cancelled mid-mirror, then copied, intact,
+ *    the destination QEMU with the same iothread.
  * Every wait is bounded. Needs the lab image (make lab); disks live under
  * /var/tmp (cache.direct needs O_DIRECT; tmpfs has none). */
 #include <errno.h>
@@ -58,8 +60,9 @@ static long long jint(json_t *o, const char *k)
     return json_is_integer(v) ? (long long)json_integer_value(v) : -1;
 }
 
-/* Launches name on a with a fresh raw DISK_MIB disk in disk_dir. */
-static int launch(const struct lab_agent *a, const char *name)
+/* Launches name on a with a fresh raw DISK_MIB disk in disk_dir, the disk
+ * on an iothread of its own when iothread. */
+static int launch_disk(const struct lab_agent *a, const char *name, int iothread)
 {
     char path[128];
     snprintf(path, sizeof(path), "%s/%s.raw", disk_dir, name);
@@ -68,12 +71,36 @@ static int launch(const struct lab_agent *a, const char *name)
           strerror(errno));
     if (fd >= 0)
         close(fd);
-    json_t *disks = json_pack("[{s:s, s:s, s:s}]", "id", "vda", "path", path, "format", "raw");
+    json_t *disks = json_pack("[{s:s, s:s, s:s, s:b}]", "id", "vda", "path", path, "format", "raw",
+                              "iothread", iothread);
     struct ferr e = {0};
     int rc = lab_launch_guest_disks(a, name, GUEST_MIB, CMDLINE, disks, 2, LAB_BOOT_TIMEOUT_MS, &e);
     json_decref(disks);
     CHECK(rc == 0, "launch %s: %s", name, e.msg);
     return rc == 0;
+}
+
+static int launch(const struct lab_agent *a, const char *name)
+{
+    return launch_disk(a, name, 0);
+}
+
+/* Whether QEMU pid's command line holds arg. */
+static int qemu_has_arg(pid_t pid, const char *arg)
+{
+    char p[64], buf[8192];
+    snprintf(p, sizeof(p), "/proc/%d/cmdline", (int)pid);
+    FILE *f = fopen(p, "rb");
+    if (!f)
+        return 0;
+    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    for (size_t i = 0; i < n; i += strlen(buf + i) + 1) {
+        if (strcmp(buf + i, arg) == 0)
+            return 1;
+    }
+    return 0;
 }
 
 /* diskload's verify on name at a: returns the parsed FERRY-DISK-RESULT
@@ -607,6 +634,66 @@ static void t_qcow2(void)
     }
 }
 
+/* A disk on its own iothread (the guest's requests and the mirror off
+ * QEMU's main loop): a cancel mid-mirror restores the source, then the
+ * copy completes with the disk and memory intact, and the destination's
+ * QEMU has the same iothread. */
+static void t_iothread(void)
+{
+    if (!lab_ok) {
+        CHECK(0, "lab did not start: a setup failure is a failure");
+        return;
+    }
+    const char *name = "dt";
+    const char *dev = "virtio-blk-pci,drive=d-vda,id=vda,iothread=iot-vda";
+    const struct lab_agent *s = &L.agents[0], *d = &L.agents[1];
+    if (!launch_disk(s, name, 1))
+        return;
+    struct ferr e = {0};
+    pid_t src_pid = 0, dest_pid = 0;
+    REQUIRE(lab_instance_pid(s, name, &src_pid, NULL, 0, &e) == 0, "%s", e.msg);
+    CHECK(qemu_has_arg(src_pid, "iothread,id=iot-vda") && qemu_has_arg(src_pid, dev),
+          "source QEMU %d without the disk's iothread", (int)src_pid);
+    char id[64], copy[512];
+    if (!start_slow(name, id, sizeof(id), &dest_pid, copy, sizeof(copy)))
+        return;
+    CHECK(qemu_has_arg(dest_pid, dev), "incoming QEMU %d without the disk's iothread",
+          (int)dest_pid);
+    if (!cancel_to_cancelled(s, id))
+        return;
+    check_source_storage_restored(s, id);
+    check_dest_cleaned(d, name, dest_pid, copy);
+    check_source_runs(s, name, src_pid);
+    json_t *lim = json_pack("{s:I, s:I}", "max_bandwidth_bps", (json_int_t)(256 << 20),
+                            "mirror_speed_bps", (json_int_t)(16 << 20));
+    int rc = lab_migrate_start_storage(s, d, name, lim, id, sizeof(id), &e);
+    json_decref(lim);
+    REQUIRE(rc == 0, "start: %s", e.msg);
+    json_t *m = NULL;
+    rc = lab_migration_wait(s, id, MIG_TIMEOUT_MS, &m, &e);
+    REQUIRE(rc == 0, "wait: %s", e.msg);
+    CHECK(strcmp(jstr(m, "state"), "succeeded") == 0, "state %s error '%s'", jstr(m, "state"),
+          jstr(m, "error"));
+    json_decref(m);
+    CHECK(lab_pid_wait_gone(src_pid, GONE_TIMEOUT_MS), "source QEMU %d still alive", (int)src_pid);
+    json_decref(disk_verify(d, name));
+    mem_intact(d, name);
+    json_t *di = NULL;
+    rc = lab_instance(d, name, &di, &e);
+    CHECK(rc == 0, "GET destination: %s", e.msg);
+    dest_pid = rc == 0 ? (pid_t)jint(di, "pid") : 0;
+    json_t *dd = json_array_get(json_object_get(json_object_get(di, "spec"), "disks"), 0);
+    CHECK(json_is_true(json_object_get(dd, "iothread")), "destination spec lost the iothread");
+    CHECK(qemu_has_arg(dest_pid, dev), "destination QEMU %d without the disk's iothread",
+          (int)dest_pid);
+    json_decref(di);
+    char path[128];
+    snprintf(path, sizeof(path), "/v1/instances/%s", name);
+    int st = 0;
+    if (lab_api(d, "DELETE", path, NULL, &st, NULL, &e) != 0) {
+    }
+}
+
 /* Bad disk specs and storage requests are refused naming the field, and
  * nothing is left behind. */
 static void t_validation(void)
@@ -693,10 +780,11 @@ int main(void)
     test_run("cancel at once: source restored", t_cancel_at_once);
     test_run("after every failure the guest still migrates with its disk", t_after_failures);
     test_run("qcow2 disk: qcow2 copy, data intact", t_qcow2);
+    test_run("disk on its own iothread: cancel restores, copy intact", t_iothread);
     lab_stop(&L);
     char p[128];
-    const char *names[] = {"dk.raw", "dc.raw", "dq.qcow2"};
-    for (int i = 0; i < 3; i++) {
+    const char *names[] = {"dk.raw", "dc.raw", "dq.qcow2", "dt.raw"};
+    for (int i = 0; i < 4; i++) {
         snprintf(p, sizeof(p), "%s/%s", disk_dir, names[i]);
         unlink(p);
     }

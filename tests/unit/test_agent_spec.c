@@ -52,6 +52,12 @@ static const struct spec_case spec_cases[] = {
      FERR_INVAL, "export"},
     {"{\"name\":\"g\",\"disks\":[{\"id\":\"vda\",\"nbd\":{\"host\":\"h\",\"port\":1,"
      "\"export\":\"e\",\"tls\":true}}]}", FERR_INVAL, "tls"},
+    /* a disk on an I/O thread of its own: a boolean, nothing else */
+    {"{\"name\":\"g\",\"disks\":[{\"id\":\"vda\",\"path\":\"/d.img\",\"iothread\":true}]}", 0, ""},
+    {"{\"name\":\"g\",\"disks\":[{\"id\":\"vda\",\"path\":\"/d.img\",\"iothread\":1}]}",
+     FERR_INVAL, "iothread"},
+    {"{\"name\":\"g\",\"disks\":[{\"id\":\"vda\",\"path\":\"/d.img\",\"iothread\":\"on\"}]}",
+     FERR_INVAL, "iothread"},
 };
 
 static void t_spec_table(void)
@@ -224,6 +230,49 @@ static void t_argv_nbd(void)
     json_decref(o);
 }
 
+/* A disk with "iothread": its own iothread object, created before the
+ * virtio-blk device that names it; a disk without one has neither; the
+ * flag survives the JSON round trip (the spec the destination launches). */
+static void t_argv_iothread(void)
+{
+    struct inst_spec s = {0}, s2 = {0};
+    json_t *o = json_loads("{\"name\":\"g1\",\"disks\":[{\"id\":\"vda\",\"path\":\"/a.img\","
+                           "\"iothread\":true},{\"id\":\"vdb\",\"path\":\"/b.img\"}]}",
+                           0, NULL);
+    struct ferr e = {0};
+    REQUIRE(spec_from_json(o, "/k", "/i", &s, &e) == 0, "spec rejected: %s", e.msg);
+    char **v = spec_argv(&s, "/usr/bin/qemu", "/d/qmp.sock", "/d/serial.sock", true);
+    int obj_at = -1, dev_at = -1, objects = 0, plain_b = 0;
+    for (int i = 0; v[i]; i++) {
+        if (strcmp(v[i], "-object") == 0 && v[i + 1] && strncmp(v[i + 1], "iothread,", 9) == 0) {
+            objects++;
+            if (strcmp(v[i + 1], "iothread,id=iot-vda") == 0)
+                obj_at = i;
+        }
+        if (strcmp(v[i], "-device") == 0 && v[i + 1]) {
+            if (strcmp(v[i + 1], "virtio-blk-pci,drive=d-vda,id=vda,iothread=iot-vda") == 0)
+                dev_at = i;
+            plain_b |= strcmp(v[i + 1], "virtio-blk-pci,drive=d-vdb,id=vdb") == 0;
+        }
+    }
+    CHECK(obj_at >= 0, "no iothread object for vda");
+    CHECK(dev_at >= 0, "vda's device does not name its iothread");
+    CHECK(obj_at < dev_at, "the iothread object comes after the device naming it");
+    CHECK(objects == 1, "%d iothread objects, want 1 (vdb has none)", objects);
+    CHECK(plain_b, "vdb's device is not the plain virtio-blk");
+    spec_argv_free(v);
+    json_t *back = spec_to_json(&s);
+    REQUIRE(spec_from_json(back, NULL, NULL, &s2, &e) == 0, "own JSON rejected: %s", e.msg);
+    CHECK(s2.n_disks == 2 && s2.disks[0].iothread && !s2.disks[1].iothread,
+          "iothread changed in the JSON round trip");
+    CHECK(json_object_get(json_array_get(json_object_get(back, "disks"), 1), "iothread") == NULL,
+          "a disk without an iothread says so in its JSON");
+    json_decref(back);
+    spec_free(&s2);
+    spec_free(&s);
+    json_decref(o);
+}
+
 int main(void)
 {
     test_run("agent spec: each bad field rejected and named", t_spec_table);
@@ -232,5 +281,6 @@ int main(void)
     test_run("jsonin: size, depth, duplicate and type caps", t_caps);
     test_run("agent argv: QEMU command line carries the spec", t_argv);
     test_run("agent argv: an NBD disk is QEMU's NBD client, round trip intact", t_argv_nbd);
+    test_run("agent argv: a disk on its own iothread, round trip intact", t_argv_iothread);
     return test_done();
 }
