@@ -42,6 +42,8 @@
  * FERRY_BENCH_LOAD_PCT (80), FERRY_BENCH_REPEAT (3), FERRY_BENCH_CURVE_MIBS,
  * FERRY_BENCH_BUDGET_P99_RATIO (0: throughput only; e.g. 2.0),
  * FERRY_BENCH_MIRROR_BUF_BYTES (every row's limits.mirror_buf_bytes, 0),
+ * FERRY_BENCH_IOTHREAD (1: the guest's disk on an iothread of its own,
+ * spec "iothread"; 0, the default: on QEMU's main loop),
  * FERRY_LAB_INCOMING_NICE (the receiving QEMU's nice; 19 as root, else 0),
  * FERRY_BENCH_BASE_S (10), FERRY_BENCH_TIMEOUT_S (per migration, 400). */
 #include <errno.h>
@@ -281,6 +283,7 @@ static void burst_step(const struct lab_agent *s, const char *name, unsigned bus
  * adaptive-bursty way's busy rate, requests/s). */
 static double p99_ratio; /* the adaptive budget's max_p99_latency_ratio, 0 none */
 static unsigned long mirror_buf; /* limits.mirror_buf_bytes of every row, 0 QEMU's */
+static int disk_iothread;        /* the guest's disk on its own iothread */
 static unsigned load_rate;      /* diskload's paced rate, requests/s */
 static double none_s = 10;      /* a no-copy row's "during" window, s: the
                                    unthrottled rows' median time so far */
@@ -623,6 +626,15 @@ int main(void)
             return 2;
         }
     }
+    const char *iot = getenv("FERRY_BENCH_IOTHREAD");
+    if (iot && *iot) {
+        if (strcmp(iot, "0") != 0 && strcmp(iot, "1") != 0) {
+            fprintf(stderr, "impact_disk: FERRY_BENCH_IOTHREAD: 0 (QEMU's main loop) or 1 (the "
+                            "disk on an iothread of its own)\n");
+            return 2;
+        }
+        disk_iothread = iot[0] == '1';
+    }
     const char *curve_env = getenv("FERRY_BENCH_CURVE_MIBS");
     unsigned curve[MAX_CURVE];
     size_t n_curve = parse_curve(curve_env && *curve_env ? curve_env : "160,128,96,48,32", curve);
@@ -641,10 +653,10 @@ int main(void)
            "baseline %u s before each migration; unthrottled, adaptive and no copy %u times each, "
            "fixed speeds %s MiB/s; adaptive budget: throughput >= 80 %%, p99 <= %.1fx "
            "(0: not judged), steer both; mirror buf-size %lu (0: QEMU's 16 MiB); receiving QEMU at "
-           "nice %s\nmachine: %s\n",
+           "nice %s; guest disk %s\nmachine: %s\n",
            GUEST_MIB, disk_mib, load_pct, base_s, repeat,
            curve_env && *curve_env ? curve_env : "160,128,96,48,32", p99_ratio, mirror_buf,
-           nice, mach);
+           nice, disk_iothread ? "on an iothread of its own" : "on QEMU's main loop", mach);
     double t_start = now_s(), load0 = bench_loadavg1();
     char disk_dir[64] = "/var/tmp/ferry-bimpact-XXXXXX";
     if (!mkdtemp(disk_dir)) {
@@ -684,7 +696,8 @@ int main(void)
              "console=ttyS0 quiet panic=-1 ferry.workload=diskload ferry.disk_mode=write "
              "ferry.disk_rate=100 ferry.disk_span_mib=%u",
              disk_mib < 64 ? disk_mib : 64);
-    json_t *disks = json_pack("[{s:s, s:s, s:s}]", "id", "vda", "path", img, "format", "raw");
+    json_t *disks = json_pack("[{s:s, s:s, s:s, s:b}]", "id", "vda", "path", img, "format", "raw",
+                              "iothread", disk_iothread);
     rc = lab_launch_guest_disks(&L.agents[0], name, GUEST_MIB, cmdline, disks, 1,
                                 LAB_BOOT_TIMEOUT_MS, &e);
     json_decref(disks);
@@ -895,6 +908,7 @@ int main(void)
     json_object_set_new(base, "disk_flat_out_iops", json_real(cap));
     json_object_set_new(base, "disk_mib", json_integer(disk_mib));
     json_object_set_new(base, "mirror_buf_bytes", json_integer((json_int_t)mirror_buf));
+    json_object_set_new(base, "disk_iothread", json_boolean(disk_iothread));
     json_object_set_new(base, "load_iops", json_integer(rate));
     json_t *doc = json_pack("{s:s, s:o, s:o}", "machine", mach, "figures", fig, "baselines", base);
     mkdir("bench/out", 0755);
