@@ -655,8 +655,8 @@ int main(void)
            "(0: not judged), steer both; mirror buf-size %lu (0: QEMU's 16 MiB); receiving QEMU at "
            "nice %s; guest disk %s\nmachine: %s\n",
            GUEST_MIB, disk_mib, load_pct, base_s, repeat,
-           curve_env && *curve_env ? curve_env : "160,128,96,48,32", p99_ratio, mirror_buf,
-           nice, disk_iothread ? "on an iothread of its own" : "on QEMU's main loop", mach);
+           curve_env && *curve_env ? curve_env : "160,128,96,48,32", p99_ratio, mirror_buf, nice,
+           disk_iothread ? "on an iothread of its own" : "on QEMU's main loop", mach);
     double t_start = now_s(), load0 = bench_loadavg1();
     char disk_dir[64] = "/var/tmp/ferry-bimpact-XXXXXX";
     if (!mkdtemp(disk_dir)) {

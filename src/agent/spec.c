@@ -388,8 +388,8 @@ char **spec_argv(const struct inst_spec *s, const char *qemu, const char *qmp_pa
                            d->id, d->id);
         v[n++] = xstrdup("-device");
         if (d->iothread) /* the object is created before the device that names it */
-            v[n++] = xasprintf("virtio-blk-pci,drive=d-%s,id=%s,iothread=iot-%s", d->id, d->id,
-                               d->id);
+            v[n++] =
+                xasprintf("virtio-blk-pci,drive=d-%s,id=%s,iothread=iot-%s", d->id, d->id, d->id);
         else
             v[n++] = xasprintf("virtio-blk-pci,drive=d-%s,id=%s", d->id, d->id);
     }

@@ -507,8 +507,7 @@ static void t_adopt_real(void)
      * (a migration launches the destination from it) */
     json_t *dk = json_array_get(json_object_get(json_object_get(o, "spec"), "disks"), 0);
     const char *dpath = json_string_value(json_object_get(dk, "path"));
-    CHECK(dk && dpath && strcmp(dpath, img) == 0 &&
-              json_is_true(json_object_get(dk, "iothread")),
+    CHECK(dk && dpath && strcmp(dpath, img) == 0 && json_is_true(json_object_get(dk, "iothread")),
           "adopted disk: path '%s' iothread %d", dpath ? dpath : "(none)",
           json_is_true(json_object_get(dk, "iothread")));
     json_decref(o);

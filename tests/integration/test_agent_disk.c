@@ -581,6 +581,32 @@ static void t_after_failures(void)
 
 /* A qcow2 disk: the destination makes a qcow2 copy (qemu-img) of the same
  * virtual size and the guest's data arrives intact. */
+/* Migrates name from s to d with its disk under limits lim (taken), waits
+ * for the end and checks: succeeded, the source QEMU src_pid gone,
+ * diskload's verify ok on d. Returns 1 when it succeeded. */
+static int migrate_disk_ok(const struct lab_agent *s, const struct lab_agent *d, const char *name,
+                           json_t *lim, pid_t src_pid)
+{
+    struct ferr e = {0};
+    char id[64];
+    int rc = lab_migrate_start_storage(s, d, name, lim, id, sizeof(id), &e);
+    json_decref(lim);
+    CHECK(rc == 0, "start: %s", e.msg);
+    if (rc != 0)
+        return 0;
+    json_t *m = NULL;
+    rc = lab_migration_wait(s, id, MIG_TIMEOUT_MS, &m, &e);
+    CHECK(rc == 0, "wait: %s", e.msg);
+    if (rc != 0)
+        return 0;
+    int ok = strcmp(jstr(m, "state"), "succeeded") == 0;
+    CHECK(ok, "state %s error '%s'", jstr(m, "state"), jstr(m, "error"));
+    json_decref(m);
+    CHECK(lab_pid_wait_gone(src_pid, GONE_TIMEOUT_MS), "source QEMU %d still alive", (int)src_pid);
+    json_decref(disk_verify(d, name));
+    return ok;
+}
+
 static void t_qcow2(void)
 {
     if (!lab_ok) {
@@ -601,19 +627,9 @@ static void t_qcow2(void)
     REQUIRE(rc == 0, "launch: %s", e.msg);
     pid_t src_pid = 0;
     REQUIRE(lab_instance_pid(s, name, &src_pid, NULL, 0, &e) == 0, "%s", e.msg);
-    json_t *lim = json_pack("{s:I}", "mirror_speed_bps", (json_int_t)(32 << 20));
-    char id[64];
-    rc = lab_migrate_start_storage(s, d, name, lim, id, sizeof(id), &e);
-    json_decref(lim);
-    REQUIRE(rc == 0, "start: %s", e.msg);
-    json_t *m = NULL;
-    rc = lab_migration_wait(s, id, MIG_TIMEOUT_MS, &m, &e);
-    REQUIRE(rc == 0, "wait: %s", e.msg);
-    CHECK(strcmp(jstr(m, "state"), "succeeded") == 0, "state %s error '%s'", jstr(m, "state"),
-          jstr(m, "error"));
-    json_decref(m);
-    CHECK(lab_pid_wait_gone(src_pid, GONE_TIMEOUT_MS), "source QEMU %d still alive", (int)src_pid);
-    json_decref(disk_verify(d, name));
+    if (!migrate_disk_ok(s, d, name, json_pack("{s:I}", "mirror_speed_bps", (json_int_t)(32 << 20)),
+                         src_pid))
+        return;
     json_t *di = NULL;
     rc = lab_instance(d, name, &di, &e);
     CHECK(rc == 0, "GET destination: %s", e.msg);
@@ -664,22 +680,14 @@ static void t_iothread(void)
     check_source_storage_restored(s, id);
     check_dest_cleaned(d, name, dest_pid, copy);
     check_source_runs(s, name, src_pid);
-    json_t *lim = json_pack("{s:I, s:I}", "max_bandwidth_bps", (json_int_t)(256 << 20),
-                            "mirror_speed_bps", (json_int_t)(16 << 20));
-    int rc = lab_migrate_start_storage(s, d, name, lim, id, sizeof(id), &e);
-    json_decref(lim);
-    REQUIRE(rc == 0, "start: %s", e.msg);
-    json_t *m = NULL;
-    rc = lab_migration_wait(s, id, MIG_TIMEOUT_MS, &m, &e);
-    REQUIRE(rc == 0, "wait: %s", e.msg);
-    CHECK(strcmp(jstr(m, "state"), "succeeded") == 0, "state %s error '%s'", jstr(m, "state"),
-          jstr(m, "error"));
-    json_decref(m);
-    CHECK(lab_pid_wait_gone(src_pid, GONE_TIMEOUT_MS), "source QEMU %d still alive", (int)src_pid);
-    json_decref(disk_verify(d, name));
+    if (!migrate_disk_ok(s, d, name,
+                         json_pack("{s:I, s:I}", "max_bandwidth_bps", (json_int_t)(256 << 20),
+                                   "mirror_speed_bps", (json_int_t)(16 << 20)),
+                         src_pid))
+        return;
     mem_intact(d, name);
     json_t *di = NULL;
-    rc = lab_instance(d, name, &di, &e);
+    int rc = lab_instance(d, name, &di, &e);
     CHECK(rc == 0, "GET destination: %s", e.msg);
     dest_pid = rc == 0 ? (pid_t)jint(di, "pid") : 0;
     json_t *dd = json_array_get(json_object_get(json_object_get(di, "spec"), "disks"), 0);
