@@ -579,8 +579,6 @@ static void t_after_failures(void)
     }
 }
 
-/* A qcow2 disk: the destination makes a qcow2 copy (qemu-img) of the same
- * virtual size and the guest's data arrives intact. */
 /* Migrates name from s to d with its disk under limits lim (taken), waits
  * for the end and checks: succeeded, the source QEMU src_pid gone,
  * diskload's verify ok on d. Returns 1 when it succeeded. */
@@ -607,6 +605,8 @@ static int migrate_disk_ok(const struct lab_agent *s, const struct lab_agent *d,
     return ok;
 }
 
+/* A qcow2 disk: the destination makes a qcow2 copy (qemu-img) of the same
+ * virtual size and the guest's data arrives intact. */
 static void t_qcow2(void)
 {
     if (!lab_ok) {
